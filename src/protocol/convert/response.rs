@@ -1,0 +1,1 @@
+//! TODO(issue 3): filled in by the conversion work.

@@ -1,0 +1,202 @@
+//! Same-protocol forwarding without re-serialising the body.
+//!
+//! A request body is split into its top-level `(key, raw value)` pairs, borrowed from the input. Only `model`
+//! and the deployment's `rewrite_body` keys are replaced; every other value is copied through as the exact
+//! bytes the client sent, in the client's order. This is the cheapest correct way to honour "unknown fields
+//! survive": no `serde_json::Value` tree is built and nothing is re-formatted.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// The top level of a JSON object, borrowed from the request bytes.
+#[derive(Debug)]
+pub struct RawBody<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawBody<'a> {
+    /// Parses `bytes`, which must hold one JSON object.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    /// The value of a top-level field decoded as `T`; `Ok(None)` when absent or `null`.
+    pub fn decode<T: Deserialize<'a>>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(raw) => serde_json::from_str::<Option<T>>(raw.get()),
+        }
+    }
+
+    /// Writes the object back with `overrides` applied: a key already present keeps its position with the new
+    /// value, new keys are appended in the order given. Everything else is copied byte for byte.
+    pub fn write_with(&self, overrides: &[(&str, &RawValue)]) -> Vec<u8> {
+        let size = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>()
+            + overrides
+                .iter()
+                .map(|(k, v)| k.len() + v.get().len() + 4)
+                .sum::<usize>()
+            + 2;
+        let mut out = Vec::with_capacity(size);
+        out.push(b'{');
+        let mut first = true;
+        let mut push = |out: &mut Vec<u8>, key: &str, value: &RawValue| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json_string(out, key);
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        };
+        for (key, value) in &self.fields {
+            // The last override for a key wins, as with repeated keys in JSON itself.
+            let value = overrides
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map_or(*value, |(_, v)| *v);
+            push(&mut out, key, value);
+        }
+        for (i, (key, value)) in overrides.iter().enumerate() {
+            let later_duplicate = overrides[i + 1..].iter().any(|(k, _)| k == key);
+            if !later_duplicate && !self.fields.iter().any(|(k, _)| k == key) {
+                push(&mut out, key, value);
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawBody<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    fields.push((key.0, value));
+                }
+                Ok(RawBody { fields })
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// An object key, borrowed unless it contained escapes. (`Cow<str>` alone always deserialises as owned.)
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn replaces_in_place_and_keeps_unknown_fields_byte_for_byte() {
+        let input = br#"{"model":"group","messages":[{"role":"user","content":"hi \u00e9"}],"x_custom": {"a" : 1.50},"stream":true}"#;
+        let body = RawBody::parse(input).unwrap();
+        let model = raw(r#""qwen3-8b""#);
+        let out = body.write_with(&[("model", &model)]);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"qwen3-8b","messages":[{"role":"user","content":"hi \u00e9"}],"x_custom":{"a" : 1.50},"stream":true}"#
+        );
+    }
+
+    #[test]
+    fn appends_new_keys_and_sends_null() {
+        let body = RawBody::parse(br#"{"model":"g","metadata":{"user_id":"u"}}"#).unwrap();
+        let (model, null, max) = (raw(r#""m""#), raw("null"), raw("8192"));
+        let out = body.write_with(&[("model", &model), ("metadata", &null), ("max_tokens", &max)]);
+        assert_eq!(out, br#"{"model":"m","metadata":null,"max_tokens":8192}"#);
+    }
+
+    #[test]
+    fn later_override_wins() {
+        let body = RawBody::parse(br#"{"model":"g"}"#).unwrap();
+        let (a, b) = (raw(r#""a""#), raw(r#""b""#));
+        assert_eq!(
+            body.write_with(&[("model", &a), ("model", &b)]),
+            br#"{"model":"b"}"#
+        );
+        assert_eq!(
+            body.write_with(&[("x", &a), ("x", &b)]),
+            br#"{"model":"g","x":"b"}"#
+        );
+    }
+
+    #[test]
+    fn escaped_keys_are_re_escaped() {
+        let body = RawBody::parse(br#"{"we\"ird":1}"#).unwrap();
+        assert_eq!(body.write_with(&[]), br#"{"we\"ird":1}"#);
+    }
+
+    #[test]
+    fn decode_reads_typed_fields() {
+        let body = RawBody::parse(br#"{"model":"g","stream":true,"n":null}"#).unwrap();
+        assert_eq!(body.decode::<&str>("model").unwrap(), Some("g"));
+        assert_eq!(body.decode::<bool>("stream").unwrap(), Some(true));
+        assert_eq!(body.decode::<u32>("n").unwrap(), None);
+        assert!(body.decode::<bool>("model").is_err());
+    }
+
+    #[test]
+    fn rejects_non_objects() {
+        assert!(RawBody::parse(b"[1,2]").is_err());
+        assert!(RawBody::parse(b"{\"a\":").is_err());
+        assert!(RawBody::parse(b"").is_err());
+    }
+}
