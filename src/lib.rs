@@ -1,2 +1,144 @@
 //! llm-router: a small, fast gateway between LLM clients and LLM providers.
+//!
+//! A request travels through these modules, in this order:
+//!
+//! - [`server`]: the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/models`, `/health`), the
+//!   token check, and errors rendered in the client's protocol. `server::relay` is the request path itself.
+//! - [`routing`]: model groups and their balancers (smooth weighted round-robin, weighted random), held in an
+//!   immutable [`routing::Snapshot`] that a request keeps from start to end.
+//! - [`upstream`]: the pooled HTTP client (and `--proxy`), upstream headers, upstream errors.
+//! - [`protocol`]: wire formats of OpenAI and Anthropic, the SSE parser, the raw-body editor used when no
+//!   conversion is needed, and the pure converters between the two protocols (`protocol::convert`).
+//! - [`config`]: the YAML schema, its validation, and hot reload into a new snapshot.
+//!
+//! `main.rs` only parses the command line, sets up logging and calls [`start`].
+
+pub mod cli;
+pub mod config;
 pub mod protocol;
+pub mod routing;
+pub mod server;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::reload::Reloader;
+use crate::routing::Snapshot;
+use crate::server::{AppState, Shared, Token};
+
+/// What the router needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub config: PathBuf,
+    pub token: Option<String>,
+    pub proxy: Option<String>,
+    pub body_limit: usize,
+}
+
+impl Settings {
+    pub fn from_cli(cli: &cli::Cli) -> Self {
+        Self {
+            listen: SocketAddr::new(cli.ip, cli.port),
+            config: cli.config.clone(),
+            token: cli.token.clone().filter(|t| !t.is_empty()),
+            proxy: cli.proxy.clone(),
+            body_limit: server::DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] upstream::ClientError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch the config file for changes: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+/// A running router.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    serve: JoinHandle<std::io::Result<()>>,
+    reload: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish, and returns.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.reload.abort();
+        match (&mut self.serve).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+/// Loads the config, binds the listener, and starts serving and watching the config file.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let text =
+        std::fs::read_to_string(&settings.config).map_err(|source| config::ConfigError::Read {
+            path: settings.config.display().to_string(),
+            source,
+        })?;
+    let config = config::parse(&text, &settings.config)?;
+    let client = upstream::build_client(settings.proxy.as_deref())?;
+    let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
+    let reload = config::reload::spawn(Arc::new(Reloader::new(
+        settings.config.clone(),
+        live.clone(),
+        text,
+    )))?;
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    let state = AppState::new(Shared {
+        snapshot: live,
+        token: settings.token.as_deref().map(Token::new),
+        client,
+        body_limit: settings.body_limit,
+    });
+    let (tx, rx) = oneshot::channel();
+    let app = server::router(state);
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running {
+        local_addr,
+        shutdown: Some(tx),
+        serve,
+        reload,
+    })
+}

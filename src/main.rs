@@ -1,1 +1,75 @@
-fn main() {}
+//! The `llm-router` binary: command line, logging, then [`llm_router::start`] until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use llm_router::cli::Cli;
+use llm_router::{Settings, start};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = init_logging(&cli.log_level) {
+        eprintln!("llm-router: {message}");
+        return ExitCode::from(2);
+    }
+    let running = match start(Settings::from_cli(&cli)).await {
+        Ok(running) => running,
+        Err(error) => {
+            eprintln!("llm-router: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "llm-router {} listening on http://{} (config {})",
+        env!("CARGO_PKG_VERSION"),
+        running.local_addr,
+        cli.config.display()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, waiting for requests in flight");
+    match running.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("llm-router: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--log-level` sets the router's own level; other crates log warnings and errors only. `RUST_LOG`, when
+/// set, overrides both.
+fn init_logging(level: &str) -> Result<(), String> {
+    let level = level.to_ascii_lowercase();
+    if !matches!(
+        level.as_str(),
+        "trace" | "debug" | "info" | "warn" | "error"
+    ) {
+        return Err(format!(
+            "invalid --log-level '{level}': expected trace, debug, info, warn or error"
+        ));
+    }
+    let others = if level == "error" { "error" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{others},llm_router={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,65 @@
+//! The config file exactly as users write it. Free-form strings (api_type, strategy, URLs) are checked in
+//! `validate`, so mistakes get a message naming their place instead of a bare serde error.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub model_list: Vec<ModelEntry>,
+    #[serde(default)]
+    pub router_settings: RouterSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    pub model_name: String,
+    pub llm_params: LlmParams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmParams {
+    pub api_type: String,
+    pub model: String,
+    pub api_base: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub rewrite_body: Option<RewriteBody>,
+}
+
+/// `rewrite_body` as a JSON string (the original format) or as a YAML mapping.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RewriteBody {
+    Json(String),
+    Mapping(serde_json::Map<String, serde_json::Value>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSettings {
+    #[serde(default)]
+    pub strategy: Option<String>,
+    #[serde(default)]
+    pub model_groups: Vec<GroupEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEntry {
+    pub name: String,
+    #[serde(default)]
+    pub models: Vec<GroupMember>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    pub name: String,
+    #[serde(default)]
+    pub weight: Option<i64>,
+}

@@ -1,0 +1,55 @@
+//! The YAML configuration: its schema as written by users (`file`), the validation that turns it into a
+//! [`Config`] the router can trust (`validate`), and hot reloading (`reload`).
+
+mod file;
+pub mod reload;
+mod validate;
+
+use std::path::Path;
+
+pub use validate::{Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Secret, Strategy};
+
+/// Why a config file could not be used. The message names the offending place in the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML for llm-router: {message}")]
+    Parse { path: String, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Reads, parses and validates the config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// The parser's message without the source snippet it appends: the snippet quotes neighbouring lines of the
+/// file, which may hold an `api_key`.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Parses and validates config text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: file::ConfigFile = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: first_line(&e.to_string()),
+    })?;
+    validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| {
+        ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        }
+    })
+}

@@ -1,0 +1,253 @@
+//! Hot reload. The config file's directory is watched (so edits in place, editors' rename-over saves and
+//! Kubernetes' symlink swaps are all seen), and SIGHUP forces a look. A new file is fully validated before it
+//! replaces the live snapshot; an invalid one is logged and the last good config keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::{Config, ConfigError, parse};
+use crate::routing::Snapshot;
+
+/// Editors write a file in several steps; wait this long after the first event before reading it.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Re-reads the config file and swaps in a new snapshot when it changed.
+pub struct Reloader {
+    path: PathBuf,
+    live: Arc<ArcSwap<Snapshot>>,
+    /// The text of the last file looked at, so events that change nothing cost one read and no rebuild.
+    last_text: Mutex<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Unchanged,
+    Applied(Vec<String>),
+}
+
+impl Reloader {
+    pub fn new(path: PathBuf, live: Arc<ArcSwap<Snapshot>>, loaded_text: String) -> Self {
+        Self {
+            path,
+            live,
+            last_text: Mutex::new(loaded_text),
+        }
+    }
+
+    /// Reads the file; if its text changed and it is valid, swaps in the new snapshot.
+    pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        let mut last = self.last_text.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == text {
+            return Ok(ReloadOutcome::Unchanged);
+        }
+        let result = parse(&text, &self.path);
+        *last = text;
+        let config = result?;
+        let old = self.live.load();
+        let changes = describe_changes(&old.config, &config);
+        let snapshot = Snapshot::build(config, Some(&old));
+        self.live.store(Arc::new(snapshot));
+        Ok(ReloadOutcome::Applied(changes))
+    }
+
+    fn reload_and_log(&self) {
+        match self.reload() {
+            Ok(ReloadOutcome::Unchanged) => {
+                tracing::debug!(path = %self.path.display(), "config file unchanged")
+            }
+            Ok(ReloadOutcome::Applied(changes)) => {
+                tracing::info!(path = %self.path.display(), changes = %changes.join("; "), "config reloaded")
+            }
+            Err(error) => {
+                tracing::error!(%error, "config reload rejected; still serving the last good config")
+            }
+        }
+    }
+}
+
+/// Starts watching; the returned task lives until the runtime stops.
+pub fn spawn(reloader: Arc<Reloader>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let events = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = events.send(());
+        }
+    })?;
+    watcher.watch(watch_dir(&reloader.path), RecursiveMode::NonRecursive)?;
+    spawn_sighup(tx);
+    Ok(tokio::spawn(async move {
+        let _watcher = watcher; // dropping it would stop the events
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            let reloader = reloader.clone();
+            // File reads and YAML parsing are blocking work.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await;
+        }
+    }))
+}
+
+fn watch_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::UnboundedSender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading config");
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "cannot listen for SIGHUP"),
+    }
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_tx: mpsc::UnboundedSender<()>) {}
+
+/// One line per added, removed or changed model and group, for the reload log.
+pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changes = Vec::new();
+    for d in &new.deployments {
+        match old.deployments.iter().find(|o| o.name == d.name) {
+            None => changes.push(format!("model '{}' added", d.name)),
+            Some(o) if o != d => changes.push(format!("model '{}' changed", d.name)),
+            Some(_) => {}
+        }
+    }
+    for o in &old.deployments {
+        if !new.deployments.iter().any(|d| d.name == o.name) {
+            changes.push(format!("model '{}' removed", o.name));
+        }
+    }
+    let members = |c: &Config, g: &super::GroupSpec| -> Vec<(String, u32)> {
+        g.members
+            .iter()
+            .map(|m| (c.deployments[m.deployment].name.clone(), m.weight))
+            .collect()
+    };
+    for g in &new.groups {
+        match old.groups.iter().find(|o| o.name == g.name) {
+            None => changes.push(format!("group '{}' added", g.name)),
+            Some(o) if members(old, o) != members(new, g) => {
+                changes.push(format!("group '{}' changed", g.name))
+            }
+            Some(_) => {}
+        }
+    }
+    for o in &old.groups {
+        if !new.groups.iter().any(|g| g.name == o.name) {
+            changes.push(format!("group '{}' removed", o.name));
+        }
+    }
+    if old.strategy != new.strategy {
+        changes.push(format!("strategy changed to {:?}", new.strategy));
+    }
+    if changes.is_empty() {
+        changes.push("no effective change".into());
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "model_list:\n  - model_name: a\n    llm_params: {api_type: openai, model: x, api_base: 'http://127.0.0.1:1'}\nrouter_settings:\n  model_groups:\n    - name: g\n      models: [{name: a}]\n";
+
+    fn setup(text: &str) -> (tempdir::Dir, Reloader) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        let config = parse(text, &path).unwrap();
+        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
+        (dir, Reloader::new(path, live, text.to_owned()))
+    }
+
+    mod tempdir {
+        /// A directory removed on drop (tests only; std has no tempdir).
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = std::env::temp_dir()
+                    .join(format!("llm-router-reload-{}-{n}", std::process::id()));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn valid_edit_is_applied_and_described() {
+        let (dir, reloader) = setup(A);
+        let edited = A
+            .replace("model: x", "model: y")
+            .replace("- name: g\n", "- name: g2\n");
+        std::fs::write(dir.0.join("config.yaml"), &edited).unwrap();
+        let outcome = reloader.reload().unwrap();
+        assert_eq!(
+            outcome,
+            ReloadOutcome::Applied(vec![
+                "model 'a' changed".into(),
+                "group 'g2' added".into(),
+                "group 'g' removed".into()
+            ])
+        );
+        assert!(reloader.live.load().group("g2").is_some());
+        assert_eq!(reloader.reload().unwrap(), ReloadOutcome::Unchanged);
+    }
+
+    #[test]
+    fn invalid_edit_keeps_the_last_good_config() {
+        let (dir, reloader) = setup(A);
+        std::fs::write(
+            dir.0.join("config.yaml"),
+            A.replace("api_type: openai", "api_type: nope"),
+        )
+        .unwrap();
+        let error = reloader.reload().unwrap_err().to_string();
+        assert!(
+            error.contains("model_list[0].llm_params.api_type: unknown api_type 'nope'"),
+            "{error}"
+        );
+        assert!(reloader.live.load().group("g").is_some());
+        // Fixing the file applies it again.
+        std::fs::write(dir.0.join("config.yaml"), A.replace("model: x", "model: z")).unwrap();
+        assert!(matches!(
+            reloader.reload().unwrap(),
+            ReloadOutcome::Applied(_)
+        ));
+        assert_eq!(
+            reloader.live.load().group("g").unwrap().members[0].upstream_model,
+            "z"
+        );
+    }
+}

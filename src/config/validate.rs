@@ -1,0 +1,567 @@
+//! Turns the file as written into a [`Config`] the router can trust. Every message starts with the place in
+//! the file it concerns, e.g. `router_settings.model_groups[1].models[0].name: unknown model 'modelX'`.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde_json::value::RawValue;
+use url::Url;
+
+use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody};
+use crate::protocol::Protocol;
+
+pub const DEFAULT_WEIGHT: u32 = 100;
+const MAX_WEIGHT: i64 = 1_000_000;
+/// `api_key: os.environ/NAME` reads the key from the environment (the LiteLLM convention).
+const ENV_PREFIX: &str = "os.environ/";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub deployments: Vec<DeploymentSpec>,
+    pub groups: Vec<GroupSpec>,
+    pub strategy: Strategy,
+}
+
+/// One `model_list` entry: a model at a provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentSpec {
+    pub name: String,
+    pub protocol: Protocol,
+    pub upstream_model: String,
+    /// Where requests are POSTed: `{api_base}/chat/completions` or `{api_base}/v1/messages`.
+    pub endpoint: Url,
+    pub api_key: Option<Secret>,
+    /// Top-level fields that replace the client's, already serialised.
+    pub rewrite_body: Vec<(String, RawJson)>,
+}
+
+impl DeploymentSpec {
+    /// The Anthropic token-counting endpoint next to `endpoint`.
+    pub fn count_tokens_endpoint(&self) -> Url {
+        let mut url = self.endpoint.clone();
+        url.set_path(&format!("{}/count_tokens", self.endpoint.path()));
+        url
+    }
+}
+
+/// A JSON value kept as its serialised text; equal when the text is.
+#[derive(Debug, Clone)]
+pub struct RawJson(pub Box<RawValue>);
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub name: String,
+    pub members: Vec<GroupMemberSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMemberSpec {
+    /// Index into [`Config::deployments`].
+    pub deployment: usize,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// nginx's smooth weighted round-robin.
+    #[default]
+    RoundRobin,
+    /// Weighted random.
+    Random,
+}
+
+/// A string that never shows up in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+pub(super) fn validate(
+    file: ConfigFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, String> {
+    if file.model_list.is_empty() {
+        return Err("model_list: at least one model is required".into());
+    }
+    let mut names = HashSet::new();
+    let mut deployments = Vec::with_capacity(file.model_list.len());
+    for (i, entry) in file.model_list.into_iter().enumerate() {
+        let place = format!("model_list[{i}]");
+        if !names.insert(entry.model_name.clone()) {
+            return Err(format!(
+                "{place}.model_name: duplicate model_name '{}'",
+                entry.model_name
+            ));
+        }
+        deployments.push(deployment(entry, &place, env)?);
+    }
+
+    let strategy = match file.router_settings.strategy.as_deref() {
+        None | Some("roundrobin") => Strategy::RoundRobin,
+        Some("random") => Strategy::Random,
+        Some(other) => {
+            return Err(format!(
+                "router_settings.strategy: unknown strategy '{other}' (expected roundrobin or random)"
+            ));
+        }
+    };
+
+    let mut group_names = HashSet::new();
+    let mut groups = Vec::new();
+    for (i, entry) in file.router_settings.model_groups.into_iter().enumerate() {
+        let place = format!("router_settings.model_groups[{i}]");
+        if !group_names.insert(entry.name.clone()) {
+            return Err(format!(
+                "{place}.name: duplicate group name '{}'",
+                entry.name
+            ));
+        }
+        groups.push(group(entry, &place, &deployments)?);
+    }
+    Ok(Config {
+        deployments,
+        groups,
+        strategy,
+    })
+}
+
+fn deployment(
+    entry: ModelEntry,
+    place: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<DeploymentSpec, String> {
+    let ModelEntry {
+        model_name,
+        llm_params,
+    } = entry;
+    if model_name.trim().is_empty() {
+        return Err(format!("{place}.model_name: must not be empty"));
+    }
+    let LlmParams {
+        api_type,
+        model,
+        api_base,
+        api_key,
+        rewrite_body,
+    } = llm_params;
+    let place = format!("{place}.llm_params");
+    let protocol = match api_type.as_str() {
+        "openai" => Protocol::OpenAi,
+        "anthropic" => Protocol::Anthropic,
+        other => {
+            return Err(format!(
+                "{place}.api_type: unknown api_type '{other}' (expected openai or anthropic)"
+            ));
+        }
+    };
+    if model.trim().is_empty() {
+        return Err(format!("{place}.model: must not be empty"));
+    }
+    let endpoint =
+        endpoint(&api_base, protocol).map_err(|why| format!("{place}.api_base: {why}"))?;
+    let api_key = match api_key {
+        Some(key) => match key.strip_prefix(ENV_PREFIX) {
+            Some(var) => Some(Secret(env(var).ok_or_else(|| {
+                format!("{place}.api_key: environment variable '{var}' is not set")
+            })?)),
+            None => Some(Secret(key)),
+        },
+        None => None,
+    };
+    if let Some(key) = &api_key
+        && !key.0.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "{place}.api_key: must be printable ASCII without spaces"
+        ));
+    }
+    let rewrite_body = match rewrite_body {
+        None => Vec::new(),
+        Some(body) => rewrite_fields(body).map_err(|why| format!("{place}.rewrite_body: {why}"))?,
+    };
+    Ok(DeploymentSpec {
+        name: model_name,
+        protocol,
+        upstream_model: model,
+        endpoint,
+        api_key,
+        rewrite_body,
+    })
+}
+
+/// `{api_base}/chat/completions` for OpenAI; `{api_base}/v1/messages` for Anthropic, tolerating a base that
+/// already ends in `/v1` and trailing slashes.
+fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
+    let url = Url::parse(api_base.trim())
+        .map_err(|e| format!("'{api_base}' is not a valid URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "'{api_base}' must be an http:// or https:// URL with a host"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("'{api_base}' must not have a query or fragment"));
+    }
+    let base = url.path().trim_end_matches('/');
+    let path = match protocol {
+        Protocol::OpenAi => format!("{base}/chat/completions"),
+        Protocol::Anthropic if base.ends_with("/v1") => format!("{base}/messages"),
+        Protocol::Anthropic => format!("{base}/v1/messages"),
+    };
+    let mut url = url;
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
+    let map = match body {
+        RewriteBody::Mapping(map) => map,
+        RewriteBody::Json(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(_) => return Err("must be a JSON object".into()),
+            Err(e) => return Err(format!("not valid JSON ({e})")),
+        },
+    };
+    map.into_iter()
+        .map(|(key, value)| {
+            let raw = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string())?;
+            Ok((key, RawJson(raw)))
+        })
+        .collect()
+}
+
+fn group(
+    entry: GroupEntry,
+    place: &str,
+    deployments: &[DeploymentSpec],
+) -> Result<GroupSpec, String> {
+    if entry.name.trim().is_empty() {
+        return Err(format!("{place}.name: must not be empty"));
+    }
+    if entry.models.is_empty() {
+        return Err(format!(
+            "{place}.models: group '{}' has no models",
+            entry.name
+        ));
+    }
+    let mut members = Vec::with_capacity(entry.models.len());
+    for (j, member) in entry.models.iter().enumerate() {
+        let place = format!("{place}.models[{j}]");
+        let deployment = deployments
+            .iter()
+            .position(|d| d.name == member.name)
+            .ok_or_else(|| format!("{place}.name: unknown model '{}'", member.name))?;
+        if members
+            .iter()
+            .any(|m: &GroupMemberSpec| m.deployment == deployment)
+        {
+            return Err(format!(
+                "{place}.name: model '{}' is listed twice",
+                member.name
+            ));
+        }
+        let weight = match member.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) if (0..=MAX_WEIGHT).contains(&w) => w as u32,
+            Some(w) => {
+                return Err(format!(
+                    "{place}.weight: {w} is out of range (0 to {MAX_WEIGHT})"
+                ));
+            }
+        };
+        members.push(GroupMemberSpec { deployment, weight });
+    }
+    if members.iter().all(|m| m.weight == 0) {
+        return Err(format!(
+            "{place}.models: every weight in group '{}' is 0",
+            entry.name
+        ));
+    }
+    Ok(GroupSpec {
+        name: entry.name,
+        members,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{ConfigError, parse};
+
+    const SEED: &str = r#"
+model_list:
+  - model_name: model1
+    llm_params:
+      api_type: openai
+      model: qwen3-8b
+      api_base: https://dashscope.aliyuncs.com/compatible-mode/v1
+      api_key: sk-1234
+      rewrite_body: '{"enable_thinking": false, "max_tokens": 8192}'
+  - model_name: model3
+    llm_params:
+      api_type: anthropic
+      model: glm-4.5-flash
+      api_base: https://open.bigmodel.cn/api/anthropic/
+      api_key: sk-1234
+router_settings:
+  strategy: roundrobin
+  model_groups:
+    - name: gpt_models
+      models:
+        - name: model1
+        - name: model3
+          weight: 100
+"#;
+
+    fn error_of(text: &str) -> String {
+        match parse(text, Path::new("c.yaml")) {
+            Err(ConfigError::Invalid { message, .. }) => message,
+            Err(other) => panic!("expected a validation error, got {other}"),
+            Ok(_) => panic!("expected a validation error, got a config"),
+        }
+    }
+
+    #[test]
+    fn seed_config_is_valid() {
+        let config = parse(SEED, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.deployments.len(), 2);
+        assert_eq!(config.strategy, Strategy::RoundRobin);
+        let d = &config.deployments[0];
+        assert_eq!(d.protocol, Protocol::OpenAi);
+        assert_eq!(
+            d.endpoint.as_str(),
+            "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
+        );
+        let rewrite: Vec<(&str, &str)> = d
+            .rewrite_body
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0.get()))
+            .collect();
+        assert_eq!(
+            rewrite,
+            [("enable_thinking", "false"), ("max_tokens", "8192")]
+        );
+        assert_eq!(
+            config.deployments[1].endpoint.as_str(),
+            "https://open.bigmodel.cn/api/anthropic/v1/messages"
+        );
+        assert_eq!(
+            config.deployments[1].count_tokens_endpoint().as_str(),
+            "https://open.bigmodel.cn/api/anthropic/v1/messages/count_tokens"
+        );
+        assert_eq!(
+            config.groups,
+            vec![GroupSpec {
+                name: "gpt_models".into(),
+                members: vec![
+                    GroupMemberSpec {
+                        deployment: 0,
+                        weight: 100
+                    },
+                    GroupMemberSpec {
+                        deployment: 1,
+                        weight: 100
+                    }
+                ]
+            }]
+        );
+    }
+
+    #[test]
+    fn anthropic_base_ending_in_v1_is_not_doubled() {
+        assert_eq!(
+            endpoint("https://api.anthropic.com/v1/", Protocol::Anthropic)
+                .unwrap()
+                .as_str(),
+            "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:11434/v1", Protocol::OpenAi)
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:11434/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn rewrite_body_as_yaml_mapping_with_null() {
+        let text = SEED.replace(
+            r#"rewrite_body: '{"enable_thinking": false, "max_tokens": 8192}'"#,
+            "rewrite_body:\n        metadata: null\n        top_k: 5",
+        );
+        let config = parse(&text, Path::new("c.yaml")).unwrap();
+        let rewrite: Vec<(&str, &str)> = config.deployments[0]
+            .rewrite_body
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0.get()))
+            .collect();
+        assert_eq!(rewrite, [("metadata", "null"), ("top_k", "5")]);
+    }
+
+    #[test]
+    fn messages_name_the_place() {
+        let cases = [
+            (
+                SEED.replace("api_type: anthropic", "api_type: gemini"),
+                "model_list[1].llm_params.api_type: unknown api_type 'gemini' (expected openai or anthropic)",
+            ),
+            (
+                SEED.replace("strategy: roundrobin", "strategy: fastest"),
+                "router_settings.strategy: unknown strategy 'fastest' (expected roundrobin or random)",
+            ),
+            (
+                SEED.replace("model_name: model3", "model_name: model1"),
+                "model_list[1].model_name: duplicate model_name 'model1'",
+            ),
+            (
+                SEED.replace("- name: model3", "- name: modelX"),
+                "router_settings.model_groups[0].models[1].name: unknown model 'modelX'",
+            ),
+            (
+                SEED.replace("weight: 100", "weight: -1"),
+                "router_settings.model_groups[0].models[1].weight: -1 is out of range (0 to 1000000)",
+            ),
+            (
+                SEED.replace(
+                    "api_base: https://open.bigmodel.cn/api/anthropic/",
+                    "api_base: ftp://x",
+                ),
+                "model_list[1].llm_params.api_base: 'ftp://x' must be an http:// or https:// URL with a host",
+            ),
+            (
+                SEED.replace(
+                    r#"'{"enable_thinking": false, "max_tokens": 8192}'"#,
+                    "'[1,2]'",
+                ),
+                "model_list[0].llm_params.rewrite_body: must be a JSON object",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error_of(&text), expected);
+        }
+        assert!(
+            error_of(&SEED.replace(
+                r#"'{"enable_thinking": false, "max_tokens": 8192}'"#,
+                "'{oops'"
+            ))
+            .starts_with("model_list[0].llm_params.rewrite_body: not valid JSON")
+        );
+        assert!(
+            error_of(&SEED.replace(
+                "api_base: https://open.bigmodel.cn/api/anthropic/",
+                "api_base: not a url"
+            ))
+            .starts_with("model_list[1].llm_params.api_base: 'not a url' is not a valid URL")
+        );
+    }
+
+    #[test]
+    fn group_rules() {
+        let two_groups =
+            format!("{SEED}    - name: gpt_models\n      models:\n        - name: model1\n");
+        assert_eq!(
+            error_of(&two_groups),
+            "router_settings.model_groups[1].name: duplicate group name 'gpt_models'"
+        );
+        let empty = format!("{SEED}    - name: empty\n      models: []\n");
+        assert_eq!(
+            error_of(&empty),
+            "router_settings.model_groups[1].models: group 'empty' has no models"
+        );
+        let twice = format!(
+            "{SEED}    - name: g2\n      models:\n        - name: model1\n        - name: model1\n"
+        );
+        assert_eq!(
+            error_of(&twice),
+            "router_settings.model_groups[1].models[1].name: model 'model1' is listed twice"
+        );
+        let zero = format!(
+            "{SEED}    - name: g3\n      models:\n        - name: model1\n          weight: 0\n"
+        );
+        assert_eq!(
+            error_of(&zero),
+            "router_settings.model_groups[1].models: every weight in group 'g3' is 0"
+        );
+    }
+
+    #[test]
+    fn empty_model_list_is_refused() {
+        assert_eq!(
+            error_of("model_list: []\n"),
+            "model_list: at least one model is required"
+        );
+    }
+
+    #[test]
+    fn api_key_from_environment() {
+        let text = SEED.replace(
+            "api_key: sk-1234\n      rewrite",
+            "api_key: os.environ/MY_KEY\n      rewrite",
+        );
+        let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
+        let config = validate(raw, &|name| {
+            (name == "MY_KEY").then(|| "sk-env".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            config.deployments[0].api_key.as_ref().unwrap().expose(),
+            "sk-env"
+        );
+        let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(
+            validate(raw, &|_| None).unwrap_err(),
+            "model_list[0].llm_params.api_key: environment variable 'MY_KEY' is not set"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_yaml_are_parse_errors() {
+        let text = SEED.replace(
+            "api_key: sk-1234\n      rewrite",
+            "api_kee: sk-1234\n      rewrite",
+        );
+        assert!(matches!(
+            parse(&text, Path::new("c.yaml")),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            parse("model_list: [", Path::new("c.yaml")),
+            Err(ConfigError::Parse { .. })
+        ));
+        // The parser quotes neighbouring lines; none of that may reach the message.
+        let message = parse(&text, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(
+            message.contains("line 15 column 7: unknown field `api_kee`"),
+            "{message}"
+        );
+        assert!(!message.contains("sk-1234"), "{message}");
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_debug() {
+        let config = parse(SEED, Path::new("c.yaml")).unwrap();
+        assert!(!format!("{config:?}").contains("sk-1234"));
+    }
+}

@@ -1,0 +1,231 @@
+//! Which deployment serves a request: model groups, their balancers, and the immutable [`Snapshot`] of the
+//! configuration that a request holds from start to finish.
+
+pub mod strategy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::config::{Config, DeploymentSpec, Strategy};
+use crate::protocol::Protocol;
+pub use strategy::Balancer;
+
+/// One upstream model at one provider, ready to be called.
+#[derive(Debug)]
+pub struct Deployment {
+    pub name: String,
+    pub protocol: Protocol,
+    pub upstream_model: String,
+    pub endpoint: Url,
+    /// `Authorization: Bearer …` (OpenAI) or `x-api-key` (Anthropic) value, marked sensitive so it is never
+    /// printed by `http`'s `Debug`.
+    pub credential: Option<HeaderValue>,
+    /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body.
+    pub overrides: Vec<(String, Box<RawValue>)>,
+    pub spec: DeploymentSpec,
+}
+
+impl Deployment {
+    fn new(spec: DeploymentSpec) -> Self {
+        let credential = spec.api_key.as_ref().map(|key| {
+            let text = match spec.protocol {
+                Protocol::OpenAi => format!("Bearer {}", key.expose()),
+                Protocol::Anthropic => key.expose().to_owned(),
+            };
+            // Validation guarantees printable ASCII, which is always a valid header value.
+            let mut value =
+                HeaderValue::from_str(&text).expect("validated api_key is a valid header value");
+            value.set_sensitive(true);
+            value
+        });
+        let model =
+            serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
+        let mut overrides = vec![("model".to_owned(), model)];
+        overrides.extend(
+            spec.rewrite_body
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone())),
+        );
+        Self {
+            name: spec.name.clone(),
+            protocol: spec.protocol,
+            upstream_model: spec.upstream_model.clone(),
+            endpoint: spec.endpoint.clone(),
+            credential,
+            overrides,
+            spec,
+        }
+    }
+
+    /// The overrides as borrowed pairs, for [`crate::protocol::raw_body::RawBody::write_with`].
+    pub fn override_refs(&self) -> Vec<(&str, &RawValue)> {
+        self.overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), &**v))
+            .collect()
+    }
+}
+
+/// A name clients can put in `model`: a configured group, or a single `model_list` entry used directly.
+#[derive(Debug)]
+pub struct ModelGroup {
+    pub name: String,
+    pub members: Vec<Arc<Deployment>>,
+    pub weights: Vec<u32>,
+    pub strategy: Strategy,
+    pub balancer: Arc<Balancer>,
+}
+
+impl ModelGroup {
+    /// Picks a deployment among those `eligible` (by member index).
+    pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<(usize, &Arc<Deployment>)> {
+        let index = self.balancer.pick(eligible)?;
+        Some((index, &self.members[index]))
+    }
+
+    /// Same members, weights and strategy: the balancer state can carry over a reload.
+    fn same_shape(&self, names: &[&str], weights: &[u32], strategy: Strategy) -> bool {
+        self.strategy == strategy
+            && self.weights == weights
+            && self.members.len() == names.len()
+            && self.members.iter().zip(names).all(|(m, n)| m.name == *n)
+    }
+}
+
+/// Everything a request needs from the configuration, immutable once built. Reloads build a new one and swap
+/// it in; requests in flight keep the one they started with.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Configured groups first, in file order, then `model_list` names that are not also group names.
+    groups: HashMap<String, Arc<ModelGroup>>,
+    /// Configured group names in file order, for `/v1/models`.
+    pub listed: Vec<String>,
+    pub config: Config,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; balancer state of groups whose shape did not change is taken over from `previous`.
+    pub fn build(config: Config, previous: Option<&Snapshot>) -> Self {
+        let deployments: Vec<Arc<Deployment>> = config
+            .deployments
+            .iter()
+            .cloned()
+            .map(|d| Arc::new(Deployment::new(d)))
+            .collect();
+        let mut groups = HashMap::new();
+        let mut listed = Vec::with_capacity(config.groups.len());
+        let mut add = |name: &str, members: Vec<Arc<Deployment>>, weights: Vec<u32>| {
+            let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            let balancer = previous
+                .and_then(|p| p.groups.get(name))
+                .filter(|old| old.same_shape(&names, &weights, config.strategy))
+                .map(|old| old.balancer.clone())
+                .unwrap_or_else(|| Arc::new(Balancer::new(config.strategy, weights.clone())));
+            let group = ModelGroup {
+                name: name.to_owned(),
+                members,
+                weights,
+                strategy: config.strategy,
+                balancer,
+            };
+            groups.insert(name.to_owned(), Arc::new(group));
+        };
+        for group in &config.groups {
+            let members = group
+                .members
+                .iter()
+                .map(|m| deployments[m.deployment].clone())
+                .collect();
+            let weights = group.members.iter().map(|m| m.weight).collect();
+            add(&group.name, members, weights);
+            listed.push(group.name.clone());
+        }
+        for deployment in &deployments {
+            if !config.groups.iter().any(|g| g.name == deployment.name) {
+                add(&deployment.name.clone(), vec![deployment.clone()], vec![1]);
+            }
+        }
+        Self {
+            groups,
+            listed,
+            config,
+        }
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
+        self.groups.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+model_list:
+  - model_name: a
+    llm_params: {api_type: openai, model: up-a, api_base: "http://127.0.0.1:1/v1", api_key: sk-a}
+  - model_name: b
+    llm_params: {api_type: anthropic, model: up-b, api_base: "http://127.0.0.1:2", api_key: sk-b}
+router_settings:
+  model_groups:
+    - name: g
+      models: [{name: a, weight: 2}, {name: b, weight: 1}]
+"#;
+
+    fn snapshot(text: &str, previous: Option<&Snapshot>) -> Snapshot {
+        Snapshot::build(
+            crate::config::parse(text, Path::new("c.yaml")).unwrap(),
+            previous,
+        )
+    }
+
+    #[test]
+    fn groups_and_direct_model_names_resolve() {
+        let s = snapshot(CONFIG, None);
+        assert_eq!(s.listed, ["g"]);
+        assert_eq!(s.group("g").unwrap().members.len(), 2);
+        assert_eq!(s.group("b").unwrap().members[0].upstream_model, "up-b");
+        assert!(s.group("nope").is_none());
+    }
+
+    #[test]
+    fn credentials_follow_the_protocol_and_are_sensitive() {
+        let s = snapshot(CONFIG, None);
+        let a = &s.group("a").unwrap().members[0];
+        assert_eq!(
+            a.credential.as_ref().unwrap().to_str().unwrap(),
+            "Bearer sk-a"
+        );
+        assert!(a.credential.as_ref().unwrap().is_sensitive());
+        let b = &s.group("b").unwrap().members[0];
+        assert_eq!(b.credential.as_ref().unwrap().to_str().unwrap(), "sk-b");
+        assert!(!format!("{s:?}").contains("sk-a"));
+    }
+
+    #[test]
+    fn balancer_state_survives_an_unrelated_reload() {
+        let first = snapshot(CONFIG, None);
+        let g = first.group("g").unwrap();
+        assert_eq!(g.pick(|_| true).unwrap().0, 0);
+        // Same group shape, another deployment's key changed: the sequence continues (a b a ...).
+        let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
+        assert!(Arc::ptr_eq(
+            &first.group("g").unwrap().balancer,
+            &second.group("g").unwrap().balancer
+        ));
+        assert_eq!(second.group("g").unwrap().pick(|_| true).unwrap().0, 1);
+        // A changed weight starts afresh.
+        let third = snapshot(&CONFIG.replace("weight: 1}", "weight: 3}"), Some(&second));
+        assert!(!Arc::ptr_eq(
+            &second.group("g").unwrap().balancer,
+            &third.group("g").unwrap().balancer
+        ));
+    }
+}

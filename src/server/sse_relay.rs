@@ -1,0 +1,377 @@
+//! The body of a streamed answer: upstream chunks go through a [`StreamProcessor`] and out to the client as
+//! soon as they arrive. Nothing waits for the whole stream.
+//!
+//! The processor also watches the stream: the first event decides whether the answer is really an error
+//! (some hosts send HTTP 200 followed by an error event), and the end marker tells a finished stream from a
+//! broken one. A broken stream ends with an in-band error, never with a normal end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::StatusCode;
+
+use crate::protocol::sse::{SseEvent, SseParser, write_data_event, write_named_event};
+use crate::protocol::{Protocol, anthropic, openai};
+
+/// Upstream body chunks.
+pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+
+/// An upstream error event that arrived first, before anything was sent to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EarlyError {
+    pub status: StatusCode,
+    /// The error body in the client's protocol.
+    pub body: Vec<u8>,
+}
+
+/// Turns upstream bytes into client bytes, one chunk at a time.
+pub trait StreamProcessor: Send + 'static {
+    /// Client bytes for one upstream chunk (may be empty while an event is incomplete).
+    fn chunk(&mut self, chunk: Bytes) -> Bytes;
+    /// The upstream ended. Closing bytes: nothing if the stream had finished, else an in-band error.
+    fn eof(&mut self) -> Bytes;
+    /// The upstream connection failed mid-stream: the in-band error.
+    fn failed(&mut self, message: &str) -> Bytes;
+    /// Whether at least one complete event has been seen.
+    fn started(&self) -> bool;
+    /// The first event, if it was an error.
+    fn early_error(&self) -> Option<&EarlyError>;
+}
+
+/// Same-protocol streams: bytes go out exactly as the upstream wrote them; the events are only watched.
+pub struct PassThrough {
+    protocol: Protocol,
+    parser: SseParser,
+    started: bool,
+    finished: bool,
+    early_error: Option<EarlyError>,
+}
+
+impl PassThrough {
+    pub fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            parser: SseParser::new(),
+            started: false,
+            finished: false,
+            early_error: None,
+        }
+    }
+
+    fn observe(&mut self, event: &SseEvent) {
+        let error = event_error(self.protocol, event);
+        if !self.started {
+            self.started = true;
+            self.early_error = error.clone();
+        }
+        if error.is_some() || is_end_marker(self.protocol, event) {
+            self.finished = true;
+        }
+    }
+}
+
+impl StreamProcessor for PassThrough {
+    fn chunk(&mut self, chunk: Bytes) -> Bytes {
+        if !self.finished {
+            let mut events = Vec::new();
+            self.parser.feed(&chunk, |e| events.push(e));
+            for event in &events {
+                self.observe(event);
+            }
+        }
+        chunk
+    }
+
+    fn eof(&mut self) -> Bytes {
+        if !self.finished
+            && let Some(event) = self.parser.finish()
+        {
+            self.observe(&event);
+        }
+        if self.finished {
+            return Bytes::new();
+        }
+        self.finished = true;
+        in_band_error(
+            self.protocol,
+            "upstream closed the stream before it was complete",
+        )
+    }
+
+    fn failed(&mut self, message: &str) -> Bytes {
+        if self.finished {
+            return Bytes::new();
+        }
+        self.finished = true;
+        in_band_error(self.protocol, message)
+    }
+
+    fn started(&self) -> bool {
+        self.started
+    }
+
+    fn early_error(&self) -> Option<&EarlyError> {
+        self.early_error.as_ref()
+    }
+}
+
+/// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`.
+fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
+    match protocol {
+        Protocol::OpenAi => event.is_done_marker(),
+        Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
+    }
+}
+
+/// An error event in the stream, with the HTTP status it stands for, or `None` for a normal event. Cheap for
+/// normal events: the JSON is only parsed when the event can be an error.
+fn event_error(protocol: Protocol, event: &SseEvent) -> Option<EarlyError> {
+    match protocol {
+        Protocol::Anthropic => {
+            if event.event.as_deref() != Some("error") {
+                return None;
+            }
+            let value: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+            let kind = value["error"]["type"].as_str().unwrap_or("api_error");
+            Some(EarlyError {
+                status: anthropic_status(kind),
+                body: event.data.clone().into_bytes(),
+            })
+        }
+        Protocol::OpenAi => {
+            if !event.data.contains("\"error\"") {
+                return None;
+            }
+            let value: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+            let error = value.get("error").filter(|e| !e.is_null())?;
+            let hint = format!(
+                "{} {}",
+                error["type"].as_str().unwrap_or(""),
+                error["code"].as_str().unwrap_or("")
+            );
+            Some(EarlyError {
+                status: openai_status(&hint),
+                body: event.data.clone().into_bytes(),
+            })
+        }
+    }
+}
+
+/// HTTP status for an Anthropic `error.type`.
+pub fn anthropic_status(kind: &str) -> StatusCode {
+    let code = match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 500,
+    };
+    StatusCode::from_u16(code).expect("valid status")
+}
+
+/// HTTP status for an OpenAI error's `type` and `code`, which hosts fill inconsistently.
+fn openai_status(hint: &str) -> StatusCode {
+    if hint.contains("rate_limit") || hint.contains("insufficient_quota") {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if hint.contains("overloaded") || hint.contains("unavailable") {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if hint.contains("invalid_request") || hint.contains("context_length") {
+        StatusCode::BAD_REQUEST
+    } else if hint.contains("authentication") || hint.contains("invalid_api_key") {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_GATEWAY
+    }
+}
+
+/// The in-band error that ends a stream that had already started: Anthropic `event: error`; OpenAI a
+/// `data: {"error":…}` line, after which no `[DONE]` follows.
+pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
+    let mut out = Vec::with_capacity(160 + message.len());
+    match protocol {
+        Protocol::Anthropic => write_named_event(
+            &mut out,
+            "error",
+            &anthropic::error_body("api_error", message, None),
+        ),
+        Protocol::OpenAi => write_data_event(
+            &mut out,
+            &openai::error_body(message, "server_error", None, None),
+        ),
+    }
+    out.into()
+}
+
+/// What the request log line needs once the stream is over.
+pub struct StreamLog {
+    pub route: &'static str,
+    pub group: String,
+    pub deployment: String,
+    pub started: Instant,
+}
+
+/// The client's response body: the head already read while waiting for the first event, then the rest.
+pub struct RelayBody<P: StreamProcessor> {
+    head: Option<Bytes>,
+    upstream: UpstreamBody,
+    processor: P,
+    done: bool,
+    outcome: &'static str,
+    log: StreamLog,
+}
+
+impl<P: StreamProcessor> RelayBody<P> {
+    pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, log: StreamLog) -> Self {
+        Self {
+            head: Some(head),
+            upstream,
+            processor,
+            done: false,
+            outcome: "client disconnected",
+            log,
+        }
+    }
+
+    fn finish(&mut self, outcome: &'static str) {
+        self.done = true;
+        self.outcome = outcome;
+    }
+}
+
+impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
+            return Poll::Ready(Some(Ok(head)));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = this.processor.chunk(chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    let message = format!("upstream stream failed: {}", error.without_url());
+                    let out = this.processor.failed(&message);
+                    this.finish("upstream failed mid-stream");
+                    return Poll::Ready(Some(Ok(out)));
+                }
+                Poll::Ready(None) => {
+                    let out = this.processor.eof();
+                    this.finish(if out.is_empty() {
+                        "complete"
+                    } else {
+                        "upstream ended early"
+                    });
+                    return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<P: StreamProcessor> Drop for RelayBody<P> {
+    fn drop(&mut self) {
+        let log = &self.log;
+        tracing::info!(
+            route = log.route,
+            group = %log.group,
+            deployment = %log.deployment,
+            status = 200,
+            streamed = true,
+            outcome = self.outcome,
+            elapsed_ms = log.started.elapsed().as_millis() as u64,
+            "request finished"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(p: &mut PassThrough, input: &str, cut: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&p.chunk(Bytes::copy_from_slice(&input.as_bytes()[..cut])));
+        out.extend_from_slice(&p.chunk(Bytes::copy_from_slice(&input.as_bytes()[cut..])));
+        out
+    }
+
+    #[test]
+    fn openai_stream_passes_through_and_ends_cleanly() {
+        let input = "data: {\"choices\":[{\"delta\":{\"content\":\"hé\"}}]}\n\ndata: [DONE]\n\n";
+        for cut in 0..input.len() {
+            let mut p = PassThrough::new(Protocol::OpenAi);
+            assert_eq!(feed(&mut p, input, cut), input.as_bytes());
+            assert!(p.started() && p.early_error().is_none());
+            assert!(p.eof().is_empty(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn truncated_streams_end_with_an_in_band_error() {
+        let mut p = PassThrough::new(Protocol::OpenAi);
+        p.chunk(Bytes::from_static(b"data: {\"choices\":[]}\n\n"));
+        let tail = String::from_utf8(p.eof().to_vec()).unwrap();
+        assert!(tail.starts_with("data: {\"error\":{"), "{tail}");
+        assert!(!tail.contains("[DONE]"));
+
+        let mut p = PassThrough::new(Protocol::Anthropic);
+        p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\n"));
+        let tail = String::from_utf8(p.failed("boom").to_vec()).unwrap();
+        assert!(
+            tail.starts_with("event: error\ndata: {\"type\":\"error\""),
+            "{tail}"
+        );
+        assert!(p.eof().is_empty(), "only one closing error");
+    }
+
+    #[test]
+    fn anthropic_stream_ends_at_message_stop() {
+        let mut p = PassThrough::new(Protocol::Anthropic);
+        p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        assert!(p.eof().is_empty());
+    }
+
+    #[test]
+    fn first_event_errors_are_early_errors() {
+        let mut p = PassThrough::new(Protocol::Anthropic);
+        p.chunk(Bytes::from_static(
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+        ));
+        let e = p.early_error().unwrap();
+        assert_eq!(e.status.as_u16(), 529);
+        assert!(
+            p.eof().is_empty(),
+            "an upstream error event is a terminal event"
+        );
+
+        let mut p = PassThrough::new(Protocol::OpenAi);
+        p.chunk(Bytes::from_static(
+            b"data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}\n\n",
+        ));
+        assert_eq!(p.early_error().unwrap().status.as_u16(), 429);
+
+        let mut p = PassThrough::new(Protocol::OpenAi);
+        p.chunk(Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\n",
+        ));
+        assert!(p.early_error().is_none());
+    }
+}

@@ -1,0 +1,252 @@
+//! Talking to providers: the one pooled HTTP client (with the optional `--proxy`), the headers an upstream
+//! request carries, and the errors an upstream call can end in.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use crate::protocol::{Protocol, anthropic};
+use crate::routing::Deployment;
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "invalid --proxy '{0}': expected socks5://, socks5h://, http:// or https:// followed by host:port"
+    )]
+    BadProxy(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// Builds the pooled client all deployments share: keep-alive, TCP_NODELAY, HTTP/2 by ALPN, rustls.
+pub fn build_client(proxy: Option<&str>) -> Result<reqwest::Client, ClientError> {
+    // reqwest is built without a default crypto provider so that only `ring` is compiled in; installing it
+    // twice (tests build several clients) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(proxy) = proxy {
+        builder = builder.proxy(parse_proxy(proxy)?);
+    }
+    Ok(builder.build()?)
+}
+
+fn parse_proxy(proxy: &str) -> Result<reqwest::Proxy, ClientError> {
+    let bad = || ClientError::BadProxy(redact_userinfo(proxy));
+    let url = url::Url::parse(proxy).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "socks5" | "socks5h" | "http" | "https") || url.host_str().is_none()
+    {
+        return Err(bad());
+    }
+    reqwest::Proxy::all(url.as_str()).map_err(|_| bad())
+}
+
+/// A proxy URL may carry credentials; error messages show it without them.
+fn redact_userinfo(proxy: &str) -> String {
+    match proxy.rsplit_once('@') {
+        Some((before, after)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{after}"),
+            None => format!("***@{after}"),
+        },
+        None => proxy.to_owned(),
+    }
+}
+
+/// Client request headers that are passed to an Anthropic upstream. Everything else (credentials, cookies,
+/// hop-by-hop headers, SDK telemetry) stays with the router.
+const FORWARDED_TO_ANTHROPIC: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+
+/// The headers of an upstream request: JSON, the deployment's credential, Anthropic's version header.
+pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    match deployment.protocol {
+        Protocol::OpenAi => {
+            if let Some(credential) = &deployment.credential {
+                headers.insert(header::AUTHORIZATION, credential.clone());
+            }
+        }
+        Protocol::Anthropic => {
+            if let Some(credential) = &deployment.credential {
+                headers.insert(HeaderName::from_static("x-api-key"), credential.clone());
+            }
+            for name in FORWARDED_TO_ANTHROPIC {
+                for value in client.get_all(name) {
+                    headers.append(name, value.clone());
+                }
+            }
+            headers
+                .entry("anthropic-version")
+                .or_insert(HeaderValue::from_static(anthropic::DEFAULT_VERSION));
+        }
+    }
+    headers
+}
+
+/// Upstream response headers the client gets back (same-protocol): rate limits, retry hints, request ids.
+/// Never `set-cookie`, `content-length` or `content-encoding`: bodies may change size.
+pub fn is_relayed_response_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "retry-after" | "retry-after-ms" | "request-id" | "x-request-id" | "openai-processing-ms"
+    ) || name.starts_with("x-ratelimit-")
+        || name.starts_with("anthropic-ratelimit-")
+}
+
+/// How an upstream call failed before a response could be relayed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream '{deployment}' is unreachable: {reason}")]
+    Connect { deployment: String, reason: String },
+    #[error("upstream '{deployment}' timed out")]
+    Timeout { deployment: String },
+    #[error("upstream '{deployment}' failed: {reason}")]
+    Transport { deployment: String, reason: String },
+}
+
+impl UpstreamError {
+    /// Classifies a reqwest error without its URL (which may reveal internal hosts) in the message.
+    pub fn from_reqwest(deployment: &str, error: reqwest::Error) -> Self {
+        let deployment = deployment.to_owned();
+        if error.is_timeout() {
+            return UpstreamError::Timeout { deployment };
+        }
+        let is_connect = error.is_connect();
+        let reason = root_cause(&error.without_url());
+        if is_connect {
+            UpstreamError::Connect { deployment, reason }
+        } else {
+            UpstreamError::Transport { deployment, reason }
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            UpstreamError::Timeout { .. } => 504,
+            UpstreamError::Connect { .. } | UpstreamError::Transport { .. } => 502,
+        }
+    }
+}
+
+/// The innermost error message (reqwest's own is a generic "error sending request").
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::routing::Snapshot;
+
+    fn deployment(api_type: &str) -> std::sync::Arc<Deployment> {
+        let text = format!(
+            "model_list:\n  - model_name: m\n    llm_params: {{api_type: {api_type}, model: up, api_base: 'http://127.0.0.1:9/v1', api_key: sk-secret}}\n"
+        );
+        let snapshot = Snapshot::build(crate::config::parse(&text, Path::new("c")).unwrap(), None);
+        snapshot.group("m").unwrap().members[0].clone()
+    }
+
+    fn client_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer router-token"),
+        );
+        h.insert("x-api-key", HeaderValue::from_static("router-token"));
+        h.insert("cookie", HeaderValue::from_static("a=b"));
+        h.insert("connection", HeaderValue::from_static("keep-alive"));
+        h.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        h.insert("openai-organization", HeaderValue::from_static("org"));
+        h
+    }
+
+    #[test]
+    fn openai_upstream_gets_bearer_and_nothing_of_the_client() {
+        let h = request_headers(&deployment("openai"), &client_headers());
+        assert_eq!(h.get("authorization").unwrap(), "Bearer sk-secret");
+        assert_eq!(h.get("content-type").unwrap(), "application/json");
+        assert_eq!(h.len(), 2, "{h:?}");
+    }
+
+    #[test]
+    fn anthropic_upstream_gets_key_version_and_beta() {
+        let h = request_headers(&deployment("anthropic"), &client_headers());
+        assert_eq!(h.get("x-api-key").unwrap(), "sk-secret");
+        assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
+        assert_eq!(h.get("anthropic-beta").unwrap(), "tools-2024");
+        assert!(
+            h.get("authorization").is_none()
+                && h.get("cookie").is_none()
+                && h.get("connection").is_none()
+        );
+        let mut client = client_headers();
+        client.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
+        let h = request_headers(&deployment("anthropic"), &client);
+        assert_eq!(
+            h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
+            ["2024-01-01"]
+        );
+    }
+
+    #[test]
+    fn response_header_rules() {
+        for name in [
+            "retry-after",
+            "x-request-id",
+            "anthropic-ratelimit-requests-limit",
+            "x-ratelimit-remaining-tokens",
+        ] {
+            assert!(
+                is_relayed_response_header(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+        for name in [
+            "set-cookie",
+            "content-length",
+            "content-encoding",
+            "connection",
+            "server",
+        ] {
+            assert!(
+                !is_relayed_response_header(&HeaderName::from_static(name)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_urls() {
+        for ok in [
+            "socks5://127.0.0.1:1080",
+            "socks5h://user:pw@h:1",
+            "http://127.0.0.1:3128",
+            "https://p:443",
+        ] {
+            assert!(parse_proxy(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ftp://h:1", "127.0.0.1:1080", "socks5://", ""] {
+            assert!(parse_proxy(bad).is_err(), "{bad}");
+        }
+        let message = parse_proxy("ftp://user:hunter2@h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(build_client(Some("socks5://127.0.0.1:1080")).is_ok());
+    }
+}
