@@ -42,9 +42,13 @@ pub trait StreamProcessor: Send + 'static {
 }
 
 /// Same-protocol streams: bytes go out exactly as the upstream wrote them; the events are only watched.
+/// Output is cut at event boundaries, so a stream that breaks mid-event ends with a clean error event instead
+/// of a half event glued to it.
 pub struct PassThrough {
     protocol: Protocol,
     parser: SseParser,
+    /// Bytes of an event not yet complete.
+    held: Vec<u8>,
     started: bool,
     finished: bool,
     early_error: Option<EarlyError>,
@@ -55,6 +59,7 @@ impl PassThrough {
         Self {
             protocol,
             parser: SseParser::new(),
+            held: Vec::new(),
             started: false,
             finished: false,
             early_error: None,
@@ -82,7 +87,18 @@ impl StreamProcessor for PassThrough {
                 self.observe(event);
             }
         }
-        chunk
+        // The common case, an upstream writing whole events, goes out without a copy.
+        if self.held.is_empty() && last_event_end(&chunk) == Some(chunk.len()) {
+            return chunk;
+        }
+        self.held.extend_from_slice(&chunk);
+        match last_event_end(&self.held) {
+            Some(end) => {
+                let rest = self.held.split_off(end);
+                Bytes::from(std::mem::replace(&mut self.held, rest))
+            }
+            None => Bytes::new(),
+        }
     }
 
     fn eof(&mut self) -> Bytes {
@@ -116,6 +132,15 @@ impl StreamProcessor for PassThrough {
     fn early_error(&self) -> Option<&EarlyError> {
         self.early_error.as_ref()
     }
+}
+
+/// The position just after the last blank line (`\n\n` or `\n\r\n`) in `bytes`: the end of its last
+/// complete event.
+fn last_event_end(bytes: &[u8]) -> Option<usize> {
+    (1..bytes.len()).rev().find_map(|i| {
+        let blank = bytes[i] == b'\n' && (bytes[i - 1] == b'\n' || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
+        blank.then_some(i + 1)
+    })
 }
 
 /// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`.
@@ -322,6 +347,20 @@ mod tests {
             assert!(p.started() && p.early_error().is_none());
             assert!(p.eof().is_empty(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn output_is_cut_at_event_boundaries() {
+        let mut p = PassThrough::new(Protocol::OpenAi);
+        assert!(p.chunk(Bytes::from_static(b"data: {\"a\"")).is_empty());
+        assert_eq!(p.chunk(Bytes::from_static(b":1}\n\ndata: {")), &b"data: {\"a\":1}\n\n"[..]);
+        assert_eq!(p.chunk(Bytes::from_static(b"}\r\n\r\n")), &b"data: {}\r\n\r\n"[..]);
+        // A half event is dropped when the stream breaks, so the error event stands on its own.
+        p.chunk(Bytes::from_static(b"data: {\"half"));
+        let tail = p.failed("boom");
+        assert!(tail.starts_with(b"data: {\"error\""));
+        assert_eq!(last_event_end(b"x\n\ny\n\nz"), Some(6));
+        assert_eq!(last_event_end(b"x\ny"), None);
     }
 
     #[test]

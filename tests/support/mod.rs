@@ -1,0 +1,379 @@
+//! Shared test servers: scriptable mock upstreams speaking both wire formats, the router under test, and
+//! tiny HTTP/SOCKS5 proxies. Everything listens on 127.0.0.1 and stops when dropped.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A request as the mock upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// The request target as sent (absolute-form when it came through an HTTP proxy).
+    pub uri: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("upstream body is JSON")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What the mock answers.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Json { status: u16, body: String, headers: Vec<(&'static str, String)> },
+    /// A raw body with a given content type (e.g. an HTML error page).
+    Raw { status: u16, content_type: &'static str, body: String },
+    /// `text/event-stream`, written in the given pieces with `gap` between them. With `then_break`, the
+    /// connection is cut after the last piece instead of ending the body cleanly.
+    Sse { pieces: Vec<Vec<u8>>, gap: Duration, then_break: bool },
+    /// Waits, then answers.
+    Delayed(Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn json(body: serde_json::Value) -> Self {
+        Reply::Json { status: 200, body: body.to_string(), headers: vec![] }
+    }
+    pub fn status(status: u16, body: serde_json::Value) -> Self {
+        Reply::Json { status, body: body.to_string(), headers: vec![] }
+    }
+    /// An SSE body cut into `piece`-byte pieces (so events, lines and UTF-8 characters split across writes).
+    pub fn sse(text: &str, piece: usize) -> Self {
+        Reply::Sse { pieces: split(text.as_bytes(), piece), gap: Duration::from_millis(1), then_break: false }
+    }
+}
+
+pub fn split(bytes: &[u8], piece: usize) -> Vec<Vec<u8>> {
+    bytes.chunks(piece.max(1)).map(<[u8]>::to_vec).collect()
+}
+
+type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A scriptable upstream.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    task: JoinHandle<()>,
+}
+
+impl MockUpstream {
+    pub async fn start(responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let responder: Arc<Responder> = Arc::new(responder);
+        let seen = requests.clone();
+        let app = Router::new().fallback(move |request: Request| {
+            let responder = responder.clone();
+            let seen = seen.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                let recorded = Recorded {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    path: parts.uri.path().to_string(),
+                    headers: parts.headers,
+                    body,
+                };
+                let reply = responder(&recorded);
+                seen.lock().unwrap().push(recorded);
+                respond(reply).await
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { addr, requests, task }
+    }
+
+    /// Always answers the same.
+    pub async fn fixed(reply: Reply) -> Self {
+        Self::start(move |_| reply.clone()).await
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.recorded().pop().expect("the upstream was called")
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+    Box::pin(async move {
+        match reply {
+            Reply::Json { status, body, headers } => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                for (name, value) in headers {
+                    response.headers_mut().insert(name, value.parse().unwrap());
+                }
+                response
+            }
+            Reply::Raw { status, content_type, body } => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                response.headers_mut().insert("content-type", content_type.parse().unwrap());
+                response
+            }
+            Reply::Sse { pieces, gap, then_break } => {
+                let stream = futures_util::stream::unfold((pieces.into_iter(), false), move |(mut it, ended)| async move {
+                    if ended {
+                        return None;
+                    }
+                    match it.next() {
+                        Some(piece) => {
+                            tokio::time::sleep(gap).await;
+                            Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (it, false)))
+                        }
+                        None if then_break => {
+                            // Let the last piece leave before the connection is cut.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Some((Err(std::io::Error::other("cut")), (it, true)))
+                        }
+                        None => None,
+                    }
+                });
+                let mut response = Response::new(Body::from_stream(stream));
+                response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+                response
+            }
+            Reply::Delayed(wait, reply) => {
+                tokio::time::sleep(wait).await;
+                respond(*reply).await
+            }
+        }
+    })
+}
+
+/// The router under test, started in-process on 127.0.0.1 with its config in a temporary directory.
+pub struct TestRouter {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    running: Option<llm_router::Running>,
+}
+
+impl TestRouter {
+    pub async fn start(config: &str) -> Self {
+        Self::start_with(config, None, None).await
+    }
+
+    pub async fn start_with(config: &str, token: Option<&str>, proxy: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let running = llm_router::start(llm_router::Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            config: config_path.clone(),
+            token: token.map(str::to_owned),
+            proxy: proxy.map(str::to_owned),
+            body_limit: 1024 * 1024,
+        })
+        .await
+        .expect("router starts");
+        Self { base: format!("http://{}", running.local_addr), dir, config_path, running: Some(running) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.unwrap();
+        }
+    }
+}
+
+/// A one-model config: `model_name` in a group named `group`.
+pub fn config_one(group: &str, api_type: &str, base: &str, extra: &str) -> String {
+    format!(
+        r#"
+model_list:
+  - model_name: m1
+    llm_params:
+      api_type: {api_type}
+      model: upstream-model
+      api_base: {base}
+      api_key: sk-upstream-secret
+{extra}
+router_settings:
+  strategy: roundrobin
+  model_groups:
+    - name: {group}
+      models:
+        - name: m1
+"#
+    )
+}
+
+/// A plain HTTP client for talking to the router.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// An HTTP forward proxy for plain-http targets: reads one request in absolute form, records its target and
+/// relays the bytes both ways.
+pub struct HttpProxy {
+    pub addr: SocketAddr,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl HttpProxy {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n") {
+                        if client.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let line = String::from_utf8_lossy(&head).to_string();
+                    let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(url) = url::Url::parse(&target) else { return };
+                    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
+                    let Ok(mut upstream) = TcpStream::connect(host).await else { return };
+                    // Rewrite the request line to origin form and relay everything else untouched.
+                    let origin = line.replacen(&target, &url[url::Position::BeforePath..], 1);
+                    if upstream.write_all(origin.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        Self { addr, targets, task }
+    }
+}
+
+impl Drop for HttpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A minimal SOCKS5 proxy (no auth, CONNECT only) that records the targets it connected to.
+pub struct Socks5Proxy {
+    pub addr: SocketAddr,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Socks5Proxy {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let _ = socks5_session(&mut client, &seen).await;
+                });
+            }
+        });
+        Self { addr, targets, task }
+    }
+}
+
+async fn socks5_session(client: &mut TcpStream, seen: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    let mut greeting = [0u8; 2];
+    client.read_exact(&mut greeting).await?;
+    let mut methods = vec![0u8; greeting[1] as usize];
+    client.read_exact(&mut methods).await?;
+    client.write_all(&[5, 0]).await?;
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request).await?;
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len).await?;
+            let mut name = vec![0u8; len[0] as usize];
+            client.read_exact(&mut name).await?;
+            String::from_utf8_lossy(&name).to_string()
+        }
+        _ => return Err(std::io::Error::other("unsupported address type")),
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await?;
+    let target = format!("{host}:{}", u16::from_be_bytes(port));
+    seen.lock().unwrap().push(target.clone());
+    let mut upstream = TcpStream::connect(&target).await?;
+    client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+    tokio::io::copy_bidirectional(client, &mut upstream).await?;
+    Ok(())
+}
+
+/// Reads a streamed response, returning each body chunk with the time it arrived.
+pub async fn read_chunks(response: reqwest::Response) -> Vec<(std::time::Instant, Bytes)> {
+    let mut chunks = Vec::new();
+    let mut stream = response.bytes_stream();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => chunks.push((std::time::Instant::now(), chunk)),
+            Err(_) => break,
+        }
+    }
+    chunks
+}
+
+pub fn concat(chunks: &[(std::time::Instant, Bytes)]) -> String {
+    let bytes: Vec<u8> = chunks.iter().flat_map(|(_, c)| c.to_vec()).collect();
+    String::from_utf8(bytes).expect("stream is UTF-8")
+}
