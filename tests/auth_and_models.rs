@@ -9,7 +9,12 @@ const TOKEN: &str = "router-token-123";
 
 async fn router_with_token() -> (MockUpstream, TestRouter) {
     let upstream = MockUpstream::fixed(Reply::json(json!({"ok":true}))).await;
-    let router = TestRouter::start_with(&config_one("g", "openai", &upstream.base(), ""), Some(TOKEN), None).await;
+    let router = TestRouter::start_with(
+        &config_one("g", "openai", &upstream.base(), ""),
+        Some(TOKEN),
+        None,
+    )
+    .await;
     (upstream, router)
 }
 
@@ -19,26 +24,57 @@ async fn token_is_required_on_every_v1_route_in_either_header() {
     let c = http();
     let chat = json!({"model":"g","messages":[]});
 
-    let r = c.post(router.url("/v1/chat/completions")).json(&chat).send().await.unwrap();
+    let r = c
+        .post(router.url("/v1/chat/completions"))
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "authentication_error");
     assert!(!v.to_string().contains(TOKEN));
 
-    let r = c.post(router.url("/v1/messages")).header("x-api-key", "wrong").json(&chat).send().await.unwrap();
+    let r = c
+        .post(router.url("/v1/messages"))
+        .header("x-api-key", "wrong")
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("authentication_error")));
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("authentication_error"))
+    );
 
     let r = c.get(router.url("/v1/models")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(upstream.count(), 0);
 
-    let r = c.post(router.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&chat).send().await.unwrap();
+    let r = c
+        .post(router.url("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = c.post(router.url("/v1/chat/completions")).header("x-api-key", TOKEN).json(&chat).send().await.unwrap();
+    let r = c
+        .post(router.url("/v1/chat/completions"))
+        .header("x-api-key", TOKEN)
+        .json(&chat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = c.get(router.url("/v1/models")).header("x-api-key", TOKEN).send().await.unwrap();
+    let r = c
+        .get(router.url("/v1/models"))
+        .header("x-api-key", TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // The router's token never reaches the upstream.
     for seen in upstream.recorded() {
@@ -52,7 +88,12 @@ async fn health_is_open_and_unknown_routes_are_404() {
     let r = http().get(router.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
-    let r = http().get(router.url("/v1/nothing")).bearer_auth(TOKEN).send().await.unwrap();
+    let r = http()
+        .get(router.url("/v1/nothing"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
 }
@@ -61,7 +102,12 @@ async fn health_is_open_and_unknown_routes_are_404() {
 async fn without_a_token_the_router_is_open() {
     let upstream = MockUpstream::fixed(Reply::json(json!({"ok":true}))).await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":"g","messages":[]})).send().await.unwrap();
+    let r = http()
+        .post(router.url("/v1/chat/completions"))
+        .json(&json!({"model":"g","messages":[]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -74,9 +120,21 @@ async fn models_list_in_both_flavours() {
     );
     let router = TestRouter::start(&config).await;
 
-    let v: Value = http().get(router.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let v: Value = http()
+        .get(router.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["first", "second"]);
     assert_eq!(v["data"][0]["object"], "model");
 
@@ -94,9 +152,21 @@ async fn models_list_in_both_flavours() {
     assert_eq!(v["has_more"], true);
     assert_eq!(v["last_id"], "first");
 
-    let r = http().get(router.url("/v1/models/second")).send().await.unwrap();
+    let r = http()
+        .get(router.url("/v1/models/second"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["id"], "second");
-    let r = http().get(router.url("/v1/models/zzz")).header("anthropic-version", "2023-06-01").send().await.unwrap();
+    let r = http()
+        .get(router.url("/v1/models/zzz"))
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "not_found_error"
+    );
 }

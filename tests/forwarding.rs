@@ -33,8 +33,15 @@ fn oai_answer() -> Value {
 #[tokio::test]
 async fn openai_body_passes_through_with_model_and_rewrite_body_applied() {
     let upstream = MockUpstream::fixed(Reply::json(oai_answer())).await;
-    let extra = r#"      rewrite_body: '{"enable_thinking": false, "metadata": null, "max_tokens": 8192}'"#;
-    let router = TestRouter::start(&config_one("gpt_models", "openai", &format!("{}/v1/", upstream.base()), extra)).await;
+    let extra =
+        r#"      rewrite_body: '{"enable_thinking": false, "metadata": null, "max_tokens": 8192}'"#;
+    let router = TestRouter::start(&config_one(
+        "gpt_models",
+        "openai",
+        &format!("{}/v1/", upstream.base()),
+        extra,
+    ))
+    .await;
     let body = r#"{"model":"gpt_models","messages":[{"role":"user","content":"Hello"}],"x_vendor":{"keep":[1,2.50]},"metadata":{"a":"b"},"max_tokens":5}"#;
     let response = http()
         .post(router.url("/v1/chat/completions"))
@@ -56,7 +63,10 @@ async fn openai_body_passes_through_with_model_and_rewrite_body_applied() {
         String::from_utf8(seen.body.clone()).unwrap(),
         r#"{"model":"upstream-model","messages":[{"role":"user","content":"Hello"}],"x_vendor":{"keep":[1,2.50]},"metadata":null,"max_tokens":8192,"enable_thinking":false}"#
     );
-    assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream-secret"));
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer sk-upstream-secret")
+    );
     assert_eq!(seen.header("cookie"), None);
     assert_eq!(seen.header("x-api-key"), None);
 }
@@ -81,10 +91,16 @@ async fn anthropic_request_gets_key_version_and_beta() {
     assert_eq!(seen.path, "/v1/messages");
     assert_eq!(seen.header("x-api-key"), Some("sk-upstream-secret"));
     assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(seen.header("anthropic-beta"), Some("interleaved-thinking-2025-05-14"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        Some("interleaved-thinking-2025-05-14")
+    );
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(seen.json()["model"], "upstream-model");
-    assert_eq!(seen.json()["thinking"], json!({"type":"enabled","budget_tokens":1024}));
+    assert_eq!(
+        seen.json()["thinking"],
+        json!({"type":"enabled","budget_tokens":1024})
+    );
 }
 
 #[tokio::test]
@@ -103,7 +119,11 @@ async fn openai_stream_is_relayed_unchanged_and_event_by_event() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let chunks = read_chunks(response).await;
     assert_eq!(concat(&chunks), OAI_STREAM);
-    assert!(chunks.len() >= 4, "relayed event by event, not in one piece ({} chunks)", chunks.len());
+    assert!(
+        chunks.len() >= 4,
+        "relayed event by event, not in one piece ({} chunks)",
+        chunks.len()
+    );
     assert!(chunks[0].0 < chunks.last().unwrap().0);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -129,7 +149,10 @@ async fn first_event_reaches_the_client_before_the_upstream_finishes() {
     assert_eq!(concat(&chunks), format!("{first}data: [DONE]\n\n"));
     let first_at = chunks[0].0 - sent;
     let last_at = chunks.last().unwrap().0 - sent;
-    assert!(last_at - first_at >= Duration::from_millis(400), "first {first_at:?}, last {last_at:?}");
+    assert!(
+        last_at - first_at >= Duration::from_millis(400),
+        "first {first_at:?}, last {last_at:?}"
+    );
 }
 
 #[tokio::test]
@@ -150,7 +173,12 @@ async fn anthropic_stream_is_relayed_unchanged() {
 async fn broken_streams_end_with_an_in_band_error() {
     // OpenAI: the connection breaks after two events.
     let two = &OAI_STREAM[..OAI_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},").unwrap()];
-    let upstream = MockUpstream::fixed(Reply::Sse { pieces: split(two.as_bytes(), 9), gap: Duration::from_millis(1), then_break: true }).await;
+    let upstream = MockUpstream::fixed(Reply::Sse {
+        pieces: split(two.as_bytes(), 9),
+        gap: Duration::from_millis(1),
+        then_break: true,
+    })
+    .await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
     let response = http()
         .post(router.url("/v1/chat/completions"))
@@ -161,7 +189,10 @@ async fn broken_streams_end_with_an_in_band_error() {
     let text = concat(&read_chunks(response).await);
     assert!(text.starts_with(two), "{text}");
     let tail = &text[two.len()..];
-    assert!(tail.starts_with("data: {\"error\":{\"message\":\"upstream"), "{tail}");
+    assert!(
+        tail.starts_with("data: {\"error\":{\"message\":\"upstream"),
+        "{tail}"
+    );
     assert!(!text.contains("[DONE]"));
 
     // Anthropic: the upstream ends cleanly at the HTTP level but before message_stop.
@@ -176,7 +207,12 @@ async fn broken_streams_end_with_an_in_band_error() {
         .unwrap();
     let text = concat(&read_chunks(response).await);
     let tail = &text[cut.len()..];
-    assert!(tail.starts_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""), "{tail}");
+    assert!(
+        tail.starts_with(
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""
+        ),
+        "{tail}"
+    );
     assert!(!text.contains("message_stop"));
 }
 
@@ -218,7 +254,12 @@ async fn upstream_errors_keep_their_status_and_retry_after() {
     assert_eq!(body["error"]["message"], "slow down");
 
     // A non-JSON error page is wrapped into the client's shape.
-    let upstream = MockUpstream::fixed(Reply::Raw { status: 502, content_type: "text/html", body: "<h1>Bad Gateway</h1>".into() }).await;
+    let upstream = MockUpstream::fixed(Reply::Raw {
+        status: 502,
+        content_type: "text/html",
+        body: "<h1>Bad Gateway</h1>".into(),
+    })
+    .await;
     let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
     let response = http()
         .post(router.url("/v1/messages"))
@@ -230,7 +271,12 @@ async fn upstream_errors_keep_their_status_and_retry_after() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["type"], "error");
     assert_eq!(body["error"]["type"], "api_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("<h1>Bad Gateway</h1>"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("<h1>Bad Gateway</h1>")
+    );
 }
 
 #[tokio::test]
@@ -238,37 +284,75 @@ async fn router_errors_come_in_the_client_shape() {
     let upstream = MockUpstream::fixed(Reply::json(oai_answer())).await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
     let client = http();
-    let post = |path: &str, body: &str| client.post(router.url(path)).header("content-type", "application/json").body(body.to_owned()).send();
+    let post = |path: &str, body: &str| {
+        client
+            .post(router.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
 
     let r = post("/v1/chat/completions", "{not json").await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "invalid_request_error"
+    );
 
     let r = post("/v1/messages", "{not json").await.unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["type"].as_str(), v["error"]["type"].as_str()), (Some("error"), Some("invalid_request_error")));
+    assert_eq!(
+        (v["type"].as_str(), v["error"]["type"].as_str()),
+        (Some("error"), Some("invalid_request_error"))
+    );
 
-    let r = post("/v1/chat/completions", r#"{"model":"nope","messages":[]}"#).await.unwrap();
+    let r = post("/v1/chat/completions", r#"{"model":"nope","messages":[]}"#)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "model_not_found");
-    assert!(v["error"]["message"].as_str().unwrap().contains("available: g"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("available: g")
+    );
     assert!(!v.to_string().contains("sk-upstream-secret"));
 
-    let r = post("/v1/messages", r#"{"model":"nope","max_tokens":1,"messages":[]}"#).await.unwrap();
+    let r = post(
+        "/v1/messages",
+        r#"{"model":"nope","max_tokens":1,"messages":[]}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "not_found_error"
+    );
 
-    let r = post("/v1/chat/completions", r#"{"model":"g","messages":"hi"}"#).await.unwrap();
+    let r = post("/v1/chat/completions", r#"{"model":"g","messages":"hi"}"#)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], "messages");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["param"],
+        "messages"
+    );
 
     // The test router's body limit is 1 MiB.
-    let big = format!(r#"{{"model":"g","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(2 * 1024 * 1024));
+    let big = format!(
+        r#"{{"model":"g","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
     let r = post("/v1/messages", &big).await.unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "request_too_large");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "request_too_large"
+    );
     assert_eq!(upstream.count(), 0, "nothing invalid reached the upstream");
 }
 
@@ -276,11 +360,19 @@ async fn router_errors_come_in_the_client_shape() {
 async fn unreachable_upstream_is_502_without_secrets() {
     // Port 9 on loopback: nothing listens there.
     let router = TestRouter::start(&config_one("g", "openai", "http://127.0.0.1:9/v1", "")).await;
-    let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":"g","messages":[]})).send().await.unwrap();
+    let r = http()
+        .post(router.url("/v1/chat/completions"))
+        .json(&json!({"model":"g","messages":[]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let text = r.text().await.unwrap();
     assert!(text.contains("unreachable"), "{text}");
-    assert!(!text.contains("sk-upstream-secret") && !text.contains("127.0.0.1:9"), "{text}");
+    assert!(
+        !text.contains("sk-upstream-secret") && !text.contains("127.0.0.1:9"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -306,12 +398,22 @@ router_settings:
     let router = TestRouter::start(&config).await;
     let mut sequence = String::new();
     for _ in 0..6 {
-        let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":"g","messages":[]})).send().await.unwrap();
+        let r = http()
+            .post(router.url("/v1/chat/completions"))
+            .json(&json!({"model":"g","messages":[]}))
+            .send()
+            .await
+            .unwrap();
         sequence.push_str(r.json::<Value>().await.unwrap()["from"].as_str().unwrap());
     }
     assert_eq!(sequence, "babbab");
     // A model_list name works directly too.
-    let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":"a","messages":[]})).send().await.unwrap();
+    let r = http()
+        .post(router.url("/v1/chat/completions"))
+        .json(&json!({"model":"a","messages":[]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["from"], "a");
     assert_eq!(a.last().json()["model"], "ma");
 }
@@ -320,7 +422,12 @@ router_settings:
 async fn cross_protocol_pairs_answer_501_until_conversion_lands() {
     let upstream = MockUpstream::fixed(Reply::json(oai_answer())).await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let r = http().post(router.url("/v1/messages")).json(&json!({"model":"g","max_tokens":1,"messages":[]})).send().await.unwrap();
+    let r = http()
+        .post(router.url("/v1/messages"))
+        .json(&json!({"model":"g","max_tokens":1,"messages":[]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 501);
     assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
     assert_eq!(upstream.count(), 0);

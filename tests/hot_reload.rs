@@ -12,11 +12,19 @@ use support::*;
 async fn wait_for_status(router: &TestRouter, model: &str, status: u16) -> Duration {
     let started = Instant::now();
     loop {
-        let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":model,"messages":[]})).send().await.unwrap();
+        let r = http()
+            .post(router.url("/v1/chat/completions"))
+            .json(&json!({"model":model,"messages":[]}))
+            .send()
+            .await
+            .unwrap();
         if r.status() == status {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "model '{model}' never answered {status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "model '{model}' never answered {status}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -31,7 +39,11 @@ async fn setup() -> (MockUpstream, TestRouter) {
 #[tokio::test]
 async fn in_place_edit_is_applied_within_a_second() {
     let (upstream, router) = setup().await;
-    std::fs::write(&router.config_path, config_one("new", "openai", &upstream.base(), "")).unwrap();
+    std::fs::write(
+        &router.config_path,
+        config_one("new", "openai", &upstream.base(), ""),
+    )
+    .unwrap();
     assert!(wait_for_status(&router, "new", 200).await < Duration::from_secs(1));
     wait_for_status(&router, "old", 404).await;
 }
@@ -58,8 +70,16 @@ async fn kubernetes_style_symlink_swap_is_applied() {
     let (v1, v2) = (dir.path().join("v1"), dir.path().join("v2"));
     std::fs::create_dir(&v1).unwrap();
     std::fs::create_dir(&v2).unwrap();
-    std::fs::write(v1.join("config.yaml"), config_one("first", "openai", &upstream.base(), "")).unwrap();
-    std::fs::write(v2.join("config.yaml"), config_one("second", "openai", &upstream.base(), "")).unwrap();
+    std::fs::write(
+        v1.join("config.yaml"),
+        config_one("first", "openai", &upstream.base(), ""),
+    )
+    .unwrap();
+    std::fs::write(
+        v2.join("config.yaml"),
+        config_one("second", "openai", &upstream.base(), ""),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("v1", dir.path().join("..data")).unwrap();
     let config = dir.path().join("config.yaml");
     std::os::unix::fs::symlink("..data/config.yaml", &config).unwrap();
@@ -73,13 +93,21 @@ async fn kubernetes_style_symlink_swap_is_applied() {
     .await
     .unwrap();
     let url = format!("http://{}/v1/chat/completions", running.local_addr);
-    let ask = |model: &'static str| http().post(url.clone()).json(&json!({"model":model,"messages":[]})).send();
+    let ask = |model: &'static str| {
+        http()
+            .post(url.clone())
+            .json(&json!({"model":model,"messages":[]}))
+            .send()
+    };
     assert_eq!(ask("first").await.unwrap().status(), 200);
     std::os::unix::fs::symlink("v2", dir.path().join("..data_tmp")).unwrap();
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
     let started = Instant::now();
     while ask("second").await.unwrap().status() != 200 {
-        assert!(started.elapsed() < Duration::from_secs(1), "symlink swap not picked up");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "symlink swap not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.shutdown().await.unwrap();
@@ -88,7 +116,11 @@ async fn kubernetes_style_symlink_swap_is_applied() {
 #[tokio::test]
 async fn invalid_edit_keeps_the_last_good_config() {
     let (upstream, router) = setup().await;
-    std::fs::write(&router.config_path, config_one("broken", "gemini", &upstream.base(), "")).unwrap();
+    std::fs::write(
+        &router.config_path,
+        config_one("broken", "gemini", &upstream.base(), ""),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     wait_for_status(&router, "old", 200).await;
     wait_for_status(&router, "broken", 404).await;
@@ -97,25 +129,50 @@ async fn invalid_edit_keeps_the_last_good_config() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     wait_for_status(&router, "old", 200).await;
     // And the next valid edit applies.
-    std::fs::write(&router.config_path, config_one("fixed", "openai", &upstream.base(), "")).unwrap();
+    std::fs::write(
+        &router.config_path,
+        config_one("fixed", "openai", &upstream.base(), ""),
+    )
+    .unwrap();
     wait_for_status(&router, "fixed", 200).await;
 }
 
 #[tokio::test]
 async fn requests_in_flight_finish_on_their_snapshot() {
-    let slow = MockUpstream::fixed(Reply::Delayed(Duration::from_millis(800), Box::new(Reply::json(json!({"from":"slow"}))))).await;
+    let slow = MockUpstream::fixed(Reply::Delayed(
+        Duration::from_millis(800),
+        Box::new(Reply::json(json!({"from":"slow"}))),
+    ))
+    .await;
     let fast = MockUpstream::fixed(Reply::json(json!({"from":"fast"}))).await;
     let router = TestRouter::start(&config_one("g", "openai", &slow.base(), "")).await;
     let url = router.url("/v1/chat/completions");
     let in_flight = tokio::spawn(async move {
-        http().post(url).json(&json!({"model":"g","messages":[]})).send().await.unwrap().json::<Value>().await.unwrap()
+        http()
+            .post(url)
+            .json(&json!({"model":"g","messages":[]}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    std::fs::write(&router.config_path, config_one("g", "openai", &fast.base(), "")).unwrap();
+    std::fs::write(
+        &router.config_path,
+        config_one("g", "openai", &fast.base(), ""),
+    )
+    .unwrap();
     // New requests go to the new upstream while the old one is still answering.
     let started = Instant::now();
     loop {
-        let r = http().post(router.url("/v1/chat/completions")).json(&json!({"model":"g","messages":[]})).send().await.unwrap();
+        let r = http()
+            .post(router.url("/v1/chat/completions"))
+            .json(&json!({"model":"g","messages":[]}))
+            .send()
+            .await
+            .unwrap();
         if r.json::<Value>().await.unwrap()["from"] == "fast" {
             break;
         }

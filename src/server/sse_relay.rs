@@ -138,7 +138,9 @@ impl StreamProcessor for PassThrough {
 /// complete event.
 fn last_event_end(bytes: &[u8]) -> Option<usize> {
     (1..bytes.len()).rev().find_map(|i| {
-        let blank = bytes[i] == b'\n' && (bytes[i - 1] == b'\n' || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
+        let blank = bytes[i] == b'\n'
+            && (bytes[i - 1] == b'\n'
+                || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
         blank.then_some(i + 1)
     })
 }
@@ -353,8 +355,14 @@ mod tests {
     fn output_is_cut_at_event_boundaries() {
         let mut p = PassThrough::new(Protocol::OpenAi);
         assert!(p.chunk(Bytes::from_static(b"data: {\"a\"")).is_empty());
-        assert_eq!(p.chunk(Bytes::from_static(b":1}\n\ndata: {")), &b"data: {\"a\":1}\n\n"[..]);
-        assert_eq!(p.chunk(Bytes::from_static(b"}\r\n\r\n")), &b"data: {}\r\n\r\n"[..]);
+        assert_eq!(
+            p.chunk(Bytes::from_static(b":1}\n\ndata: {")),
+            &b"data: {\"a\":1}\n\n"[..]
+        );
+        assert_eq!(
+            p.chunk(Bytes::from_static(b"}\r\n\r\n")),
+            &b"data: {}\r\n\r\n"[..]
+        );
         // A half event is dropped when the stream breaks, so the error event stands on its own.
         p.chunk(Bytes::from_static(b"data: {\"half"));
         let tail = p.failed("boom");

@@ -40,26 +40,50 @@ impl Recorded {
 /// What the mock answers.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    Json { status: u16, body: String, headers: Vec<(&'static str, String)> },
+    Json {
+        status: u16,
+        body: String,
+        headers: Vec<(&'static str, String)>,
+    },
     /// A raw body with a given content type (e.g. an HTML error page).
-    Raw { status: u16, content_type: &'static str, body: String },
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
     /// `text/event-stream`, written in the given pieces with `gap` between them. With `then_break`, the
     /// connection is cut after the last piece instead of ending the body cleanly.
-    Sse { pieces: Vec<Vec<u8>>, gap: Duration, then_break: bool },
+    Sse {
+        pieces: Vec<Vec<u8>>,
+        gap: Duration,
+        then_break: bool,
+    },
     /// Waits, then answers.
     Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
     pub fn json(body: serde_json::Value) -> Self {
-        Reply::Json { status: 200, body: body.to_string(), headers: vec![] }
+        Reply::Json {
+            status: 200,
+            body: body.to_string(),
+            headers: vec![],
+        }
     }
     pub fn status(status: u16, body: serde_json::Value) -> Self {
-        Reply::Json { status, body: body.to_string(), headers: vec![] }
+        Reply::Json {
+            status,
+            body: body.to_string(),
+            headers: vec![],
+        }
     }
     /// An SSE body cut into `piece`-byte pieces (so events, lines and UTF-8 characters split across writes).
     pub fn sse(text: &str, piece: usize) -> Self {
-        Reply::Sse { pieces: split(text.as_bytes(), piece), gap: Duration::from_millis(1), then_break: false }
+        Reply::Sse {
+            pieces: split(text.as_bytes(), piece),
+            gap: Duration::from_millis(1),
+            then_break: false,
+        }
     }
 }
 
@@ -86,7 +110,11 @@ impl MockUpstream {
             let seen = seen.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().to_vec())
+                    .unwrap_or_default();
                 let recorded = Recorded {
                     method: parts.method.to_string(),
                     uri: parts.uri.to_string(),
@@ -104,7 +132,11 @@ impl MockUpstream {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { addr, requests, task }
+        Self {
+            addr,
+            requests,
+            task,
+        }
     }
 
     /// Always answers the same.
@@ -138,41 +170,62 @@ impl Drop for MockUpstream {
 fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     Box::pin(async move {
         match reply {
-            Reply::Json { status, body, headers } => {
+            Reply::Json {
+                status,
+                body,
+                headers,
+            } => {
                 let mut response = Response::new(Body::from(body));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
                 for (name, value) in headers {
                     response.headers_mut().insert(name, value.parse().unwrap());
                 }
                 response
             }
-            Reply::Raw { status, content_type, body } => {
+            Reply::Raw {
+                status,
+                content_type,
+                body,
+            } => {
                 let mut response = Response::new(Body::from(body));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap();
-                response.headers_mut().insert("content-type", content_type.parse().unwrap());
+                response
+                    .headers_mut()
+                    .insert("content-type", content_type.parse().unwrap());
                 response
             }
-            Reply::Sse { pieces, gap, then_break } => {
-                let stream = futures_util::stream::unfold((pieces.into_iter(), false), move |(mut it, ended)| async move {
-                    if ended {
-                        return None;
-                    }
-                    match it.next() {
-                        Some(piece) => {
-                            tokio::time::sleep(gap).await;
-                            Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (it, false)))
+            Reply::Sse {
+                pieces,
+                gap,
+                then_break,
+            } => {
+                let stream = futures_util::stream::unfold(
+                    (pieces.into_iter(), false),
+                    move |(mut it, ended)| async move {
+                        if ended {
+                            return None;
                         }
-                        None if then_break => {
-                            // Let the last piece leave before the connection is cut.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Some((Err(std::io::Error::other("cut")), (it, true)))
+                        match it.next() {
+                            Some(piece) => {
+                                tokio::time::sleep(gap).await;
+                                Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (it, false)))
+                            }
+                            None if then_break => {
+                                // Let the last piece leave before the connection is cut.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                Some((Err(std::io::Error::other("cut")), (it, true)))
+                            }
+                            None => None,
                         }
-                        None => None,
-                    }
-                });
+                    },
+                );
                 let mut response = Response::new(Body::from_stream(stream));
-                response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+                response
+                    .headers_mut()
+                    .insert("content-type", "text/event-stream".parse().unwrap());
                 response
             }
             Reply::Delayed(wait, reply) => {
@@ -209,7 +262,12 @@ impl TestRouter {
         })
         .await
         .expect("router starts");
-        Self { base: format!("http://{}", running.local_addr), dir, config_path, running: Some(running) }
+        Self {
+            base: format!("http://{}", running.local_addr),
+            dir,
+            config_path,
+            running: Some(running),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -247,6 +305,7 @@ router_settings:
 
 /// A plain HTTP client for talking to the router.
 pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
@@ -279,9 +338,17 @@ impl HttpProxy {
                     let line = String::from_utf8_lossy(&head).to_string();
                     let target = line.split(' ').nth(1).unwrap_or("").to_string();
                     seen.lock().unwrap().push(target.clone());
-                    let Ok(url) = url::Url::parse(&target) else { return };
-                    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
-                    let Ok(mut upstream) = TcpStream::connect(host).await else { return };
+                    let Ok(url) = url::Url::parse(&target) else {
+                        return;
+                    };
+                    let host = format!(
+                        "{}:{}",
+                        url.host_str().unwrap(),
+                        url.port_or_known_default().unwrap()
+                    );
+                    let Ok(mut upstream) = TcpStream::connect(host).await else {
+                        return;
+                    };
                     // Rewrite the request line to origin form and relay everything else untouched.
                     let origin = line.replacen(&target, &url[url::Position::BeforePath..], 1);
                     if upstream.write_all(origin.as_bytes()).await.is_err() {
@@ -291,7 +358,11 @@ impl HttpProxy {
                 });
             }
         });
-        Self { addr, targets, task }
+        Self {
+            addr,
+            targets,
+            task,
+        }
     }
 }
 
@@ -322,7 +393,11 @@ impl Socks5Proxy {
                 });
             }
         });
-        Self { addr, targets, task }
+        Self {
+            addr,
+            targets,
+            task,
+        }
     }
 }
 

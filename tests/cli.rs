@@ -1,0 +1,210 @@
+//! The real binary: flags, refusing bad configs and proxies, serving, and a clean exit on SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn router() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llm-router"));
+    command.env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("LLM_ROUTER_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let output = router().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "-i, --ip",
+        "-p, --port",
+        "-c, --config",
+        "-t, --token",
+        "-l, --log-level",
+        "--proxy",
+        "-h, --help",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    for default in [
+        "[default: 0.0.0.0]",
+        "[default: 8000]",
+        "[default: config.yaml]",
+        "[default: warn]",
+    ] {
+        assert!(help.contains(default), "{default} missing");
+    }
+}
+
+#[test]
+fn invalid_config_is_refused_with_the_place_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let config = config_one("g", "openai", "http://127.0.0.1:9", "")
+        .replace("- name: m1\n", "- name: modelX\n");
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["-c", path.to_str().unwrap(), "-p", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("router_settings.model_groups[0].models[0].name: unknown model 'modelX'"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("sk-upstream-secret"),
+        "{stderr}"
+    );
+
+    let output = router()
+        .args(["-c", "/nonexistent/config.yaml"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8(output.stderr)
+            .unwrap()
+            .contains("cannot read config file")
+    );
+}
+
+#[test]
+fn bad_proxy_and_bad_log_level_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let output = router()
+        .args([
+            "-c",
+            path.to_str().unwrap(),
+            "-p",
+            "0",
+            "--proxy",
+            "ftp://user:pw@h:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("invalid --proxy"), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+    let output = router()
+        .args(["-c", path.to_str().unwrap(), "-l", "loud"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let mut child = KillOnDrop(
+        router()
+            .args([
+                "-c",
+                path.to_str().unwrap(),
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-l",
+                "trace",
+            ])
+            .env("LLM_ROUTER_TOKEN", "tok-from-env")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    let started = Instant::now();
+    let addr = loop {
+        line.clear();
+        stderr.read_line(&mut line).unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no listening line"
+        );
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let health = http()
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        let unauthorized = http()
+            .get(format!("http://{addr}/v1/models"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauthorized.status(), 401);
+        let models = http()
+            .get(format!("http://{addr}/v1/models"))
+            .bearer_auth("tok-from-env")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(models.status(), 200);
+        // An upstream call that fails, so error paths log too.
+        let failed = http()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth("tok-from-env")
+            .json(&serde_json::json!({"model":"g","messages":[]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(failed.status(), 502);
+    });
+    send_signal(child.0.id(), "TERM");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(
+        rest.contains("request finished"),
+        "info/trace logs expected:\n{rest}"
+    );
+    assert!(
+        !rest.contains("tok-from-env") && !rest.contains("sk-upstream-secret"),
+        "secret in logs:\n{rest}"
+    );
+}
+
+#[cfg(unix)]
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A child process that is killed if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
