@@ -106,9 +106,11 @@ pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<Converte
         out.insert("system".to_owned(), Value::Array(system));
     }
     out.insert("messages".to_owned(), Value::Array(messages));
-    if let Some(choice) = tool_choice {
+    if !tools.is_empty() {
         out.insert("tools".to_owned(), Value::Array(tools));
-        out.insert("tool_choice".to_owned(), choice);
+        if let Some(choice) = tool_choice {
+            out.insert("tool_choice".to_owned(), choice);
+        }
     }
     match thinking {
         Thinking::Absent => {}
