@@ -24,11 +24,15 @@ pub(super) const MIN_THINKING_BUDGET: u64 = 1024;
 /// parse: `None` means "forward the original bytes". `Some(body)` is the whole fixed body (the caller then
 /// rewrites `model` and applies `rewrite_body` on it). A body that is not a JSON object also yields `None`:
 /// the upstream reports the error in its own words.
-pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Option<Map<String, Value>> {
+pub fn anthropic_same_protocol_fixups(
+    body: &[u8],
+    options: &ModelOptions,
+) -> Option<Map<String, Value>> {
     let contains = |needle: &str| memmem::find(body, needle.as_bytes()).is_some();
     let maybe_minted = contains(super::ROUTER_SIGNATURE_PREFIX);
     let maybe_ttl = !options.anthropic_native && contains("\"ttl\"");
-    let maybe_sampling = options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
+    let maybe_sampling =
+        options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
     let maybe_clamp = options.max_output_tokens.is_some_and(|cap| {
         // A top-level scan without building a tree: only the value of `max_tokens` is decoded.
         RawBody::parse(body)
@@ -59,7 +63,10 @@ pub fn apply_anthropic_fixups(body: &mut Map<String, Value>, options: &ModelOpti
     if !options.anthropic_native {
         changed |= strip_cache_ttl(body);
     }
-    if options.sampling_exclusive && body.contains_key("temperature") && body.remove("top_p").is_some() {
+    if options.sampling_exclusive
+        && body.contains_key("temperature")
+        && body.remove("top_p").is_some()
+    {
         changed = true;
     }
     changed |= clamp_with_thinking_budget(body, options);
@@ -78,7 +85,9 @@ pub(super) fn strip_router_thinking(messages: &mut Vec<Value>) -> bool {
         }
     }
     if removed {
-        messages.retain(|m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()));
+        messages.retain(
+            |m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()),
+        );
     }
     removed
 }
@@ -97,7 +106,12 @@ fn is_router_thinking_block(block: &Value) -> bool {
 ///
 /// Consecutive messages of one role count as one turn, as the API combines them.
 pub(super) fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
-    let role_at = |i: usize| messages.get(i).and_then(|m| m.get("role")).and_then(Value::as_str);
+    let role_at = |i: usize| {
+        messages
+            .get(i)
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+    };
     let mut start = messages.len();
     let mut loop_open = false;
     while start > 0 && role_at(start - 1) == Some("user") {
@@ -130,7 +144,10 @@ fn starts_with_thinking(message: &Value) -> bool {
 }
 
 fn thinking_is_on(body: &Map<String, Value>) -> bool {
-    let kind = body.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str);
+    let kind = body
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str);
     matches!(kind, Some("enabled" | "adaptive"))
 }
 

@@ -26,7 +26,7 @@ use super::{ConvertError, ModelOptions};
 
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
 pub use signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature};
-pub use to_anthropic::{JSON_OUTPUT_TOOL, openai_to_anthropic};
+pub use to_anthropic::{JSON_OUTPUT_TOOL, openai_to_anthropic, parse_tool_arguments};
 pub use to_openai::anthropic_to_openai;
 pub use tool_ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
 

@@ -36,7 +36,11 @@ mod tests {
     fn minted_signature_is_prefixed_deterministic_and_keyed() {
         let a = mint_thinking_signature(b"key", "Use Bash.");
         assert!(a.starts_with("llmr1."));
-        assert_eq!(a.len(), "llmr1.".len() + 43, "32-byte tag, base64url without padding");
+        assert_eq!(
+            a.len(),
+            "llmr1.".len() + 43,
+            "32-byte tag, base64url without padding"
+        );
         assert!(
             a["llmr1.".len()..]
                 .bytes()
@@ -54,7 +58,9 @@ mod tests {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         let raw = URL_SAFE_NO_PAD
-            .decode(&mint_thinking_signature(b"Jefe", "what do ya want for nothing?")["llmr1.".len()..])
+            .decode(
+                &mint_thinking_signature(b"Jefe", "what do ya want for nothing?")["llmr1.".len()..],
+            )
             .unwrap();
         assert_eq!(super::super::hex(&raw), expected);
     }

@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::anthropic_rules::{MIN_THINKING_BUDGET, open_tool_loop_lacks_thinking};
 use super::fields::{
-    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64, opt_i64,
-    opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
+    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
+    opt_i64, opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
 };
 use super::signature::is_router_minted_signature;
 use super::tool_ids::AnthropicToolIds;
@@ -35,7 +35,10 @@ const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "i
 const THINKING_TOP_P: std::ops::RangeInclusive<f64> = 0.95..=1.0;
 
 /// Converts an OpenAI Chat Completions request body into an Anthropic Messages body for `ctx.upstream_model`.
-pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
+pub fn openai_to_anthropic(
+    body: &[u8],
+    ctx: &ConvertContext,
+) -> Result<ConvertedRequest, ConvertError> {
     let root = parse_body(body)?;
     let req = as_object(&root, &Path::Root)?;
     let options = ctx.options;
@@ -44,7 +47,9 @@ pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<Converte
 
     let stream = opt_bool(req, "stream", &at)?.unwrap_or(false);
     let include_usage = match opt_object(req, "stream_options", &at)? {
-        Some(stream_options) => opt_bool(stream_options, "include_usage", &at.key("stream_options"))?,
+        Some(stream_options) => {
+            opt_bool(stream_options, "include_usage", &at.key("stream_options"))?
+        }
         None => None,
     };
 
@@ -66,7 +71,10 @@ pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<Converte
         ResponseFormat::Text => {}
         ResponseFormat::JsonObject => system.push(text_block(JSON_OBJECT_INSTRUCTION)),
         ResponseFormat::JsonSchema(schema) if options.supports_output_format => {
-            output_config.insert("format".to_owned(), json!({"type": "json_schema", "schema": schema}));
+            output_config.insert(
+                "format".to_owned(),
+                json!({"type": "json_schema", "schema": schema}),
+            );
         }
         ResponseFormat::JsonSchema(schema) => {
             tools.push(json!({"name": JSON_OUTPUT_TOOL, "input_schema": schema}));
@@ -76,8 +84,13 @@ pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<Converte
     }
     let parallel_disabled = opt_bool(req, "parallel_tool_calls", &at)? == Some(false);
     // Without tools the API rejects `tool_choice`, so neither is sent (§1.1.5).
-    let tool_choice = if tools.is_empty() { None } else { kind.to_anthropic(parallel_disabled) };
-    let forced_tool = matches!(kind, ChoiceKind::Any | ChoiceKind::Tool(_)) && tool_choice.is_some();
+    let tool_choice = if tools.is_empty() {
+        None
+    } else {
+        kind.to_anthropic(parallel_disabled)
+    };
+    let forced_tool =
+        matches!(kind, ChoiceKind::Any | ChoiceKind::Tool(_)) && tool_choice.is_some();
 
     let mut max_tokens = requested_max_tokens(req, options)?;
     let thinking = settle_thinking(
@@ -118,7 +131,10 @@ pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<Converte
             out.insert("thinking".to_owned(), json!({"type": "disabled"}));
         }
         Thinking::Budget(budget) => {
-            out.insert("thinking".to_owned(), json!({"type": "enabled", "budget_tokens": budget}));
+            out.insert(
+                "thinking".to_owned(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
         }
         Thinking::Adaptive(effort) => {
             out.insert("thinking".to_owned(), json!({"type": "adaptive"}));
@@ -169,7 +185,10 @@ fn reject_unsupported_outputs(req: &Map<String, Value>) -> Result<(), ConvertErr
         ));
     }
     if get(req, "audio").is_some() {
-        return Err(unsupported_parameter(&at.key("audio"), "Audio output is not supported with this model."));
+        return Err(unsupported_parameter(
+            &at.key("audio"),
+            "Audio output is not supported with this model.",
+        ));
     }
     if let Some(modalities) = opt_array(req, "modalities", &at)?
         && modalities.iter().any(|m| m.as_str() == Some("audio"))
@@ -200,7 +219,10 @@ struct Turn {
 
 impl Turn {
     fn user(blocks: Vec<Value>) -> Self {
-        Turn { role: Role::User, blocks }
+        Turn {
+            role: Role::User,
+            blocks,
+        }
     }
 
     fn into_message(self) -> Value {
@@ -234,7 +256,10 @@ fn convert_messages(req: &Map<String, Value>) -> Result<(Vec<Value>, Vec<Turn>),
     let list_path = at.key("messages");
     let list = opt_array(req, "messages", &at)?.ok_or_else(|| missing(&list_path))?;
     if list.is_empty() {
-        return Err(invalid_value(&list_path, "'messages' must contain at least one message."));
+        return Err(invalid_value(
+            &list_path,
+            "'messages' must contain at least one message.",
+        ));
     }
     let mut system = Vec::new();
     let mut turns = Vec::with_capacity(list.len());
@@ -257,7 +282,10 @@ fn convert_messages(req: &Map<String, Value>) -> Result<(Vec<Value>, Vec<Turn>),
             }
             "function" => {
                 // Answers the most recent legacy call; without one it is an orphan, dropped below.
-                let id = legacy.last.clone().unwrap_or_else(|| "toolu_legacy_orphan".to_owned());
+                let id = legacy
+                    .last
+                    .clone()
+                    .unwrap_or_else(|| "toolu_legacy_orphan".to_owned());
                 turns.push(Turn::user(vec![tool_result_block(id, content, &p)?]));
             }
             other => {
@@ -279,7 +307,11 @@ fn text_block(text: &str) -> Value {
 }
 
 /// `system`/`developer` content, or assistant content when `allow_refusal`: a string or text parts.
-fn text_only_blocks(content: Option<&Value>, at: &Path, allow_refusal: bool) -> Result<Vec<Value>, ConvertError> {
+fn text_only_blocks(
+    content: Option<&Value>,
+    at: &Path,
+    allow_refusal: bool,
+) -> Result<Vec<Value>, ConvertError> {
     let cp = at.key("content");
     match content {
         None => Ok(Vec::new()),
@@ -363,7 +395,10 @@ fn media_part(part: &Value, at: &Path) -> Result<Option<Value>, ConvertError> {
             ));
         }
         other => {
-            return Err(invalid_value(&at.key("type"), format!("Invalid content part type '{other}'.")));
+            return Err(invalid_value(
+                &at.key("type"),
+                format!("Invalid content part type '{other}'."),
+            ));
         }
     };
     Ok(Some(with_cache_breakpoint(block, obj)))
@@ -378,12 +413,23 @@ struct DataUrl<'a> {
 
 impl<'a> DataUrl<'a> {
     fn parse(url: &'a str) -> Option<Self> {
-        let rest = url.get(..5).filter(|p| p.eq_ignore_ascii_case("data:")).and(url.get(5..))?;
+        let rest = url
+            .get(..5)
+            .filter(|p| p.eq_ignore_ascii_case("data:"))
+            .and(url.get(5..))?;
         let (header, data) = rest.split_once(',')?;
         let mut params = header.split(';');
-        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let media_type = params
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         let base64 = params.any(|p| p.trim().eq_ignore_ascii_case("base64"));
-        Some(DataUrl { media_type, base64, data })
+        Some(DataUrl {
+            media_type,
+            base64,
+            data,
+        })
     }
 }
 
@@ -412,7 +458,10 @@ fn image_block(part: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErr
             ));
         }
         if !data_url.base64 {
-            return Err(unsupported_value(&ip, "Image data URLs must be base64-encoded."));
+            return Err(unsupported_value(
+                &ip,
+                "Image data URLs must be base64-encoded.",
+            ));
         }
         return Ok(json!({
             "type": "image",
@@ -423,7 +472,10 @@ fn image_block(part: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErr
     if matches!(scheme.as_deref(), Some("http" | "https")) {
         return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
     }
-    Err(invalid_value(&ip, "Image URLs must be http(s) URLs or base64 data URLs."))
+    Err(invalid_value(
+        &ip,
+        "Image URLs must be http(s) URLs or base64 data URLs.",
+    ))
 }
 
 fn file_block(part: &Map<String, Value>, at: &Path) -> Result<Value, ConvertError> {
@@ -452,7 +504,10 @@ fn file_block(part: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErro
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok())
                     .ok_or_else(|| {
-                        invalid_value(&fp.key("file_data"), "'file_data' is not valid base64-encoded UTF-8 text.")
+                        invalid_value(
+                            &fp.key("file_data"),
+                            "'file_data' is not valid base64-encoded UTF-8 text.",
+                        )
                     })?
             } else {
                 url.data.to_owned()
@@ -510,7 +565,10 @@ fn assistant_blocks(
                     ));
                 }
                 Some(other) => {
-                    return Err(invalid_value(&p.key("type"), format!("Invalid tool call type '{other}'.")));
+                    return Err(invalid_value(
+                        &p.key("type"),
+                        format!("Invalid tool call type '{other}'."),
+                    ));
                 }
             }
             let id = ids.get(req_str(call, "id", &p)?, || format!("{message_index}:{j}"));
@@ -525,14 +583,22 @@ fn assistant_blocks(
 
 /// `{"type":"tool_use"}` from an object holding `function: {name, arguments}` (a tool call, or a legacy
 /// assistant message holding `function_call`).
-fn tool_use_block(id: String, holder: &Map<String, Value>, at: &Path) -> Result<Value, ConvertError> {
-    let key = if holder.contains_key("function_call") { "function_call" } else { "function" };
+fn tool_use_block(
+    id: String,
+    holder: &Map<String, Value>,
+    at: &Path,
+) -> Result<Value, ConvertError> {
+    let key = if holder.contains_key("function_call") {
+        "function_call"
+    } else {
+        "function"
+    };
     let fp = at.key(key);
     let function = opt_object(holder, key, at)?.ok_or_else(|| missing(&fp))?;
     let name = req_str(function, "name", &fp)?;
     let input = match get(function, "arguments") {
         None => json!({}),
-        Some(Value::String(arguments)) => parse_arguments(arguments),
+        Some(Value::String(arguments)) => parse_tool_arguments(arguments),
         // Lenient: some clients send the arguments already parsed.
         Some(Value::Object(input)) => Value::Object(input.clone()),
         Some(_) => return Err(invalid_type(&fp.key("arguments"), "a string")),
@@ -542,8 +608,8 @@ fn tool_use_block(id: String, holder: &Map<String, Value>, at: &Path) -> Result<
 
 /// OpenAI arguments (a JSON string) → Anthropic input (an object): blank → `{}`, an object → itself,
 /// anything else → `{"_raw_arguments": original}` so the request still validates and the model sees what
-/// it produced (§1.1.2, §1.3.4).
-pub(super) fn parse_arguments(arguments: &str) -> Value {
+/// it produced (§1.1.2, §1.3.4). Responses use it too (§2.2).
+pub fn parse_tool_arguments(arguments: &str) -> Value {
     if is_blank(arguments) {
         return json!({});
     }
@@ -559,14 +625,20 @@ fn replayed_thinking(obj: &Map<String, Value>, at: &Path) -> Result<Option<Value
     let thinking = opt_str(obj, "reasoning_content", at)?;
     let signature = opt_str(obj, "reasoning_signature", at)?;
     Ok(match (thinking, signature) {
-        (Some(thinking), Some(signature)) if !signature.is_empty() && !is_router_minted_signature(signature) => {
+        (Some(thinking), Some(signature))
+            if !signature.is_empty() && !is_router_minted_signature(signature) =>
+        {
             Some(json!({"type": "thinking", "thinking": thinking, "signature": signature}))
         }
         _ => None,
     })
 }
 
-fn tool_result_block(tool_use_id: String, content: Option<&Value>, at: &Path) -> Result<Value, ConvertError> {
+fn tool_result_block(
+    tool_use_id: String,
+    content: Option<&Value>,
+    at: &Path,
+) -> Result<Value, ConvertError> {
     let mut block = Map::new();
     block.insert("type".to_owned(), Value::from("tool_result"));
     block.insert("tool_use_id".to_owned(), Value::from(tool_use_id));
@@ -644,15 +716,19 @@ fn normalise_turns(turns: Vec<Turn>) -> Vec<Turn> {
 /// A user turn's blocks with the results for `calls` first, in call order (a missing one becomes an error
 /// result), then the other blocks. Results that answer no call of the previous turn are dropped.
 fn pair_tool_results(blocks: Vec<Value>, calls: &[String]) -> Vec<Value> {
-    let (results, others): (Vec<Value>, Vec<Value>) =
-        blocks.into_iter().partition(|b| block_type(b) == Some("tool_result"));
+    let (results, others): (Vec<Value>, Vec<Value>) = blocks
+        .into_iter()
+        .partition(|b| block_type(b) == Some("tool_result"));
     let mut results: Vec<Option<Value>> = results.into_iter().map(Some).collect();
     let mut paired = Vec::with_capacity(calls.len() + others.len());
     for id in calls {
         let answer = results
             .iter_mut()
             .find(|r| {
-                r.as_ref().and_then(|r| r.get("tool_use_id")).and_then(Value::as_str) == Some(id.as_str())
+                r.as_ref()
+                    .and_then(|r| r.get("tool_use_id"))
+                    .and_then(Value::as_str)
+                    == Some(id.as_str())
             })
             .and_then(Option::take);
         paired.push(answer.unwrap_or_else(|| {
@@ -666,8 +742,11 @@ fn pair_tool_results(blocks: Vec<Value>, calls: &[String]) -> Vec<Value> {
 /// Rule 5 of §1.1.2: a final assistant turn (prefill) may not end in whitespace, and cannot be combined
 /// with thinking, in which case it is dropped.
 fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
-    let last_is_assistant =
-        messages.last().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("assistant");
+    let last_is_assistant = messages
+        .last()
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("assistant");
     if !last_is_assistant {
         return;
     }
@@ -692,7 +771,10 @@ fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
 // ---------------------------------------------------------------------------------------------------------
 // Tools and tool choice (§1.1.5)
 
-fn convert_tools(req: &Map<String, Value>, options: &ModelOptions) -> Result<Vec<Value>, ConvertError> {
+fn convert_tools(
+    req: &Map<String, Value>,
+    options: &ModelOptions,
+) -> Result<Vec<Value>, ConvertError> {
     let at = Path::Root;
     let mut tools = Vec::new();
     if let Some(list) = opt_array(req, "tools", &at)? {
@@ -737,7 +819,10 @@ fn tool_definition(
     options: &ModelOptions,
 ) -> Result<Value, ConvertError> {
     let mut tool = Map::new();
-    tool.insert("name".to_owned(), Value::from(req_str(function, "name", at)?));
+    tool.insert(
+        "name".to_owned(),
+        Value::from(req_str(function, "name", at)?),
+    );
     if let Some(description) = opt_str(function, "description", at)? {
         tool.insert("description".to_owned(), Value::from(description));
     }
@@ -797,14 +882,17 @@ fn convert_tool_choice(req: &Map<String, Value>) -> Result<ToolChoice, ConvertEr
             "function" => ChoiceKind::Tool(function_name(choice, &cp)?.to_owned()),
             "allowed_tools" => {
                 let ap = cp.key("allowed_tools");
-                let allowed = opt_object(choice, "allowed_tools", &cp)?.ok_or_else(|| missing(&ap))?;
+                let allowed =
+                    opt_object(choice, "allowed_tools", &cp)?.ok_or_else(|| missing(&ap))?;
                 let kind = match req_str(allowed, "mode", &ap)? {
                     "auto" => ChoiceKind::Auto,
                     "required" => ChoiceKind::Any,
                     other => {
                         return Err(invalid_value(
                             &ap.key("mode"),
-                            format!("Invalid value: '{other}'. Supported values are: 'auto' and 'required'."),
+                            format!(
+                                "Invalid value: '{other}'. Supported values are: 'auto' and 'required'."
+                            ),
                         ));
                     }
                 };
@@ -822,18 +910,30 @@ fn convert_tool_choice(req: &Map<String, Value>) -> Result<ToolChoice, ConvertEr
                     }
                     names.push(function_name(tool, &p)?.to_owned());
                 }
-                return Ok(ToolChoice { kind, allowed: Some(names) });
+                return Ok(ToolChoice {
+                    kind,
+                    allowed: Some(names),
+                });
             }
             "custom" => {
-                return Err(unsupported_parameter(&cp, "Custom tools are not supported with this model."));
+                return Err(unsupported_parameter(
+                    &cp,
+                    "Custom tools are not supported with this model.",
+                ));
             }
             other => {
-                return Err(invalid_value(&cp.key("type"), format!("Invalid tool_choice type '{other}'.")));
+                return Err(invalid_value(
+                    &cp.key("type"),
+                    format!("Invalid tool_choice type '{other}'."),
+                ));
             }
         },
         Some(_) => return Err(invalid_type(&cp, "a string or an object")),
     };
-    Ok(ToolChoice { kind, allowed: None })
+    Ok(ToolChoice {
+        kind,
+        allowed: None,
+    })
 }
 
 fn choice_mode(mode: &str, at: &Path) -> Result<ChoiceKind, ConvertError> {
@@ -843,7 +943,9 @@ fn choice_mode(mode: &str, at: &Path) -> Result<ChoiceKind, ConvertError> {
         "required" => Ok(ChoiceKind::Any),
         other => Err(invalid_value(
             at,
-            format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
+            format!(
+                "Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."
+            ),
         )),
     }
 }
@@ -864,7 +966,10 @@ fn legacy_function_call(req: &Map<String, Value>) -> Result<ToolChoice, ConvertE
         Some(Value::Object(call)) => ChoiceKind::Tool(req_str(call, "name", &fp)?.to_owned()),
         Some(_) => return Err(invalid_type(&fp, "'none', 'auto' or an object with a name")),
     };
-    Ok(ToolChoice { kind, allowed: None })
+    Ok(ToolChoice {
+        kind,
+        allowed: None,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -906,7 +1011,10 @@ fn convert_response_format(req: &Map<String, Value>) -> Result<ResponseFormat, C
 
 /// The client's `max_completion_tokens` (preferred) or `max_tokens`, else the deployment's default, else
 /// 4096; clamped to `max_output_tokens`.
-fn requested_max_tokens(req: &Map<String, Value>, options: &ModelOptions) -> Result<u64, ConvertError> {
+fn requested_max_tokens(
+    req: &Map<String, Value>,
+    options: &ModelOptions,
+) -> Result<u64, ConvertError> {
     let at = Path::Root;
     let explicit = match opt_i64(req, "max_completion_tokens", &at)? {
         Some(n) => Some(("max_completion_tokens", n)),
@@ -944,7 +1052,10 @@ impl Thinking {
 }
 
 /// `reasoning_effort` → thinking per the deployment's `thinking_mode` (§1.1.7 table).
-fn requested_thinking(req: &Map<String, Value>, options: &ModelOptions) -> Result<Thinking, ConvertError> {
+fn requested_thinking(
+    req: &Map<String, Value>,
+    options: &ModelOptions,
+) -> Result<Thinking, ConvertError> {
     let at = Path::Root;
     let Some(effort) = opt_str(req, "reasoning_effort", &at)? else {
         return Ok(Thinking::Absent);
@@ -1020,7 +1131,9 @@ fn stop_sequences(req: &Map<String, Value>) -> Result<Vec<String>, ConvertError>
         Some(Value::String(s)) => stops.push(s.clone()),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                let s = item.as_str().ok_or_else(|| invalid_type(&sp.index(i), "a string"))?;
+                let s = item
+                    .as_str()
+                    .ok_or_else(|| invalid_type(&sp.index(i), "a string"))?;
                 stops.push(s.to_owned());
             }
         }

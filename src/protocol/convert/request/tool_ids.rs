@@ -30,7 +30,11 @@ pub fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
     if id.chars().all(is_id_char) {
         return Cow::Borrowed(id);
     }
-    Cow::Owned(id.chars().map(|c| if is_id_char(c) { c } else { '_' }).collect())
+    Cow::Owned(
+        id.chars()
+            .map(|c| if is_id_char(c) { c } else { '_' })
+            .collect(),
+    )
 }
 
 /// `toolu_` + 24 hex digits of SHA-256(seed): an Anthropic-shaped id for a tool call that has none.
@@ -85,7 +89,8 @@ pub(super) fn openai_tool_id(id: &str) -> Cow<'_, str> {
 /// names from Claude Code often exceed 64 characters) keep their first 55 characters with invalid ones
 /// replaced by `_`, then `_` + 8 hex digits of SHA-256 of the original, so different names stay different.
 pub fn openai_tool_name(name: &str) -> Cow<'_, str> {
-    let valid = !name.is_empty() && name.len() <= OPENAI_TOOL_NAME_MAX_LEN && name.chars().all(is_id_char);
+    let valid =
+        !name.is_empty() && name.len() <= OPENAI_TOOL_NAME_MAX_LEN && name.chars().all(is_id_char);
     if valid {
         return Cow::Borrowed(name);
     }
@@ -95,7 +100,11 @@ pub fn openai_tool_name(name: &str) -> Cow<'_, str> {
         .map(|c| if is_id_char(c) { c } else { '_' })
         .collect();
     out.push('_');
-    out.push_str(&hex(&ring::digest::digest(&ring::digest::SHA256, name.as_bytes()).as_ref()[..4]));
+    out.push_str(&hex(&ring::digest::digest(
+        &ring::digest::SHA256,
+        name.as_bytes(),
+    )
+    .as_ref()[..4]));
     Cow::Owned(out)
 }
 
@@ -152,7 +161,10 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_valid_ids_and_replaces_other_characters() {
-        assert!(matches!(sanitize_tool_id("toolu_01-Ab"), Cow::Borrowed("toolu_01-Ab")));
+        assert!(matches!(
+            sanitize_tool_id("toolu_01-Ab"),
+            Cow::Borrowed("toolu_01-Ab")
+        ));
         assert_eq!(sanitize_tool_id("functions.Bash:0"), "functions_Bash_0");
         assert_eq!(sanitize_tool_id("call é"), "call__");
         let empty = sanitize_tool_id("");
@@ -166,7 +178,10 @@ mod tests {
         let first = ids.get("functions.Bash:0", || unreachable!());
         assert_eq!(first, "functions_Bash_0");
         let colliding = ids.get("functions_Bash_0", || unreachable!());
-        assert_eq!(colliding, format!("functions_Bash_0_{}", &sha256_hex("functions_Bash_0")[..6]));
+        assert_eq!(
+            colliding,
+            format!("functions_Bash_0_{}", &sha256_hex("functions_Bash_0")[..6])
+        );
         // Every later occurrence maps the same way, so tool_use and tool_result stay matched.
         assert_eq!(ids.get("functions.Bash:0", || unreachable!()), first);
         assert_eq!(ids.get("functions_Bash_0", || unreachable!()), colliding);

@@ -1,8 +1,9 @@
 //! Fixture tests for the request converters, one file per part of the spec:
 //! `route_a` (§1.1), `route_b` (§1.2), `shared` (§1.3 and the same-protocol fix-ups), `edge_cases` (the
-//! request rows of §6) and `round_trip` (§7).
+//! request rows of §6), `round_trip` (§7) and `robustness` (no input makes a converter panic).
 
 mod edge_cases;
+mod robustness;
 mod round_trip;
 mod route_a;
 mod route_b;
@@ -38,7 +39,10 @@ pub(super) fn route_a(body: &Value) -> Value {
 }
 
 pub(super) fn route_a_error(body: &Value) -> ConvertError {
-    match openai_to_anthropic(body.to_string().as_bytes(), &context(&ModelOptions::default(), "claude-x")) {
+    match openai_to_anthropic(
+        body.to_string().as_bytes(),
+        &context(&ModelOptions::default(), "claude-x"),
+    ) {
         Ok(converted) => panic!("expected an error, got {:?}", converted.body),
         Err(e) => e,
     }
@@ -54,7 +58,10 @@ pub(super) fn route_b(body: &Value) -> Value {
 }
 
 pub(super) fn route_b_error(body: &Value) -> ConvertError {
-    match anthropic_to_openai(body.to_string().as_bytes(), &context(&ModelOptions::default(), "gpt-x")) {
+    match anthropic_to_openai(
+        body.to_string().as_bytes(),
+        &context(&ModelOptions::default(), "gpt-x"),
+    ) {
         Ok(converted) => panic!("expected an error, got {:?}", converted.body),
         Err(e) => e,
     }

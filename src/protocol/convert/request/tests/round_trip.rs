@@ -49,15 +49,29 @@ fn openai_tool_choice_survives_the_round_trip() {
             let back = route_b(&route_a(&original));
             assert_eq!(back["tool_choice"], choice, "{choice} {parallel:?}");
             // `none` cannot carry the parallel flag on Anthropic; it does not matter when no tool is called.
-            let expected_parallel = if choice == "none" { None } else { parallel.map(Value::from) };
-            assert_eq!(back.get("parallel_tool_calls").cloned(), expected_parallel, "{choice} {parallel:?}");
+            let expected_parallel = if choice == "none" {
+                None
+            } else {
+                parallel.map(Value::from)
+            };
+            assert_eq!(
+                back.get("parallel_tool_calls").cloned(),
+                expected_parallel,
+                "{choice} {parallel:?}"
+            );
         }
     }
     // `parallel_tool_calls:false` alone comes back with its explicit `auto` carrier, which is the default.
     let mut original = oai_request();
     original["parallel_tool_calls"] = json!(false);
     let back = route_b(&route_a(&original));
-    assert_eq!((back["tool_choice"].clone(), back["parallel_tool_calls"].clone()), (json!("auto"), json!(false)));
+    assert_eq!(
+        (
+            back["tool_choice"].clone(),
+            back["parallel_tool_calls"].clone()
+        ),
+        (json!("auto"), json!(false))
+    );
 }
 
 #[test]
@@ -65,7 +79,10 @@ fn unparseable_openai_arguments_survive_the_round_trip() {
     let mut original = oai_request();
     original["messages"][2]["tool_calls"][0]["function"]["arguments"] = json!("{\"city\":");
     let back = route_b(&route_a(&original));
-    assert_eq!(back["messages"][2]["tool_calls"][0]["function"]["arguments"], "{\"city\":");
+    assert_eq!(
+        back["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":"
+    );
 }
 
 fn ant_request() -> Value {
@@ -125,7 +142,10 @@ fn documented_lossy_fields() {
     original["messages"][1]["content"]
         .as_array_mut()
         .unwrap()
-        .insert(0, json!({"type": "thinking", "thinking": "plan", "signature": "EqQBreal"}));
+        .insert(
+            0,
+            json!({"type": "thinking", "thinking": "plan", "signature": "EqQBreal"}),
+        );
     // OpenAI has no error flag: the error becomes a prefix.
     original["messages"][2]["content"][0]["is_error"] = json!(true);
     let back = route_a(&route_b(&original));

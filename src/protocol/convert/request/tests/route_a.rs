@@ -58,49 +58,90 @@ fn worked_example_1_1_3() {
 
 #[test]
 fn minimal_request_gets_upstream_model_and_default_max_tokens() {
-    assert_eq!(route_a(&hello()), json!({"model": "claude-x", "max_tokens": 4096, "messages": hello_turns()}));
+    assert_eq!(
+        route_a(&hello()),
+        json!({"model": "claude-x", "max_tokens": 4096, "messages": hello_turns()})
+    );
 }
 
 #[test]
 fn max_completion_tokens_is_preferred_over_max_tokens() {
-    let body = with(with(hello(), "max_tokens", json!(100)), "max_completion_tokens", json!(200));
+    let body = with(
+        with(hello(), "max_tokens", json!(100)),
+        "max_completion_tokens",
+        json!(200),
+    );
     assert_eq!(route_a(&body)["max_tokens"], 200);
-    assert_eq!(route_a(&with(hello(), "max_tokens", json!(100)))["max_tokens"], 100);
+    assert_eq!(
+        route_a(&with(hello(), "max_tokens", json!(100)))["max_tokens"],
+        100
+    );
 }
 
 #[test]
 fn temperature_is_clamped_to_anthropic_range_without_rescaling() {
-    assert_eq!(route_a(&with(hello(), "temperature", json!(1.4)))["temperature"], 1.0);
-    assert_eq!(route_a(&with(hello(), "temperature", json!(0.3)))["temperature"], 0.3);
-    assert_eq!(route_a(&with(hello(), "temperature", json!(-1)))["temperature"], 0.0);
+    assert_eq!(
+        route_a(&with(hello(), "temperature", json!(1.4)))["temperature"],
+        1.0
+    );
+    assert_eq!(
+        route_a(&with(hello(), "temperature", json!(0.3)))["temperature"],
+        0.3
+    );
+    assert_eq!(
+        route_a(&with(hello(), "temperature", json!(-1)))["temperature"],
+        0.0
+    );
 }
 
 #[test]
 fn top_p_is_dropped_next_to_temperature_only_for_sampling_exclusive_models() {
-    let body = with(with(hello(), "temperature", json!(0.5)), "top_p", json!(0.9));
+    let body = with(
+        with(hello(), "temperature", json!(0.5)),
+        "top_p",
+        json!(0.9),
+    );
     let plain = route_a(&body);
-    assert_eq!((plain["temperature"].clone(), plain["top_p"].clone()), (json!(0.5), json!(0.9)));
+    assert_eq!(
+        (plain["temperature"].clone(), plain["top_p"].clone()),
+        (json!(0.5), json!(0.9))
+    );
     let exclusive = route_a_with(&body, &options(|o| o.sampling_exclusive = true)).body;
     assert_eq!(exclusive.get("temperature"), Some(&json!(0.5)));
     assert_eq!(exclusive.get("top_p"), None);
     // top_p alone stays on an exclusive model.
-    let alone = route_a_with(&with(hello(), "top_p", json!(0.9)), &options(|o| o.sampling_exclusive = true)).body;
+    let alone = route_a_with(
+        &with(hello(), "top_p", json!(0.9)),
+        &options(|o| o.sampling_exclusive = true),
+    )
+    .body;
     assert_eq!(alone.get("top_p"), Some(&json!(0.9)));
 }
 
 #[test]
 fn stop_is_normalised_to_a_list_without_blank_entries() {
-    assert_eq!(route_a(&with(hello(), "stop", json!("END")))["stop_sequences"], json!(["END"]));
+    assert_eq!(
+        route_a(&with(hello(), "stop", json!("END")))["stop_sequences"],
+        json!(["END"])
+    );
     assert_eq!(
         route_a(&with(hello(), "stop", json!(["a", "", "  ", "b"])))["stop_sequences"],
         json!(["a", "b"])
     );
-    assert!(route_a(&with(hello(), "stop", json!(["", " "]))).get("stop_sequences").is_none());
+    assert!(
+        route_a(&with(hello(), "stop", json!(["", " "])))
+            .get("stop_sequences")
+            .is_none()
+    );
 }
 
 #[test]
 fn stream_is_forwarded_and_include_usage_is_remembered_not_sent() {
-    let body = with(with(hello(), "stream", json!(true)), "stream_options", json!({"include_usage": true}));
+    let body = with(
+        with(hello(), "stream", json!(true)),
+        "stream_options",
+        json!({"include_usage": true}),
+    );
     let converted = route_a_with(&body, &options(|_| {}));
     assert_eq!(converted.body.get("stream"), Some(&json!(true)));
     assert!(!converted.body.contains_key("stream_options"));
@@ -114,17 +155,30 @@ fn stream_is_forwarded_and_include_usage_is_remembered_not_sent() {
 
 #[test]
 fn user_becomes_metadata_user_id_and_long_ids_are_hashed() {
-    assert_eq!(route_a(&with(hello(), "user", json!("u-42")))["metadata"], json!({"user_id": "u-42"}));
+    assert_eq!(
+        route_a(&with(hello(), "user", json!("u-42")))["metadata"],
+        json!({"user_id": "u-42"})
+    );
     assert_eq!(
         route_a(&with(hello(), "safety_identifier", json!("safe-1")))["metadata"],
         json!({"user_id": "safe-1"})
     );
-    let both = with(with(hello(), "user", json!("u-42")), "safety_identifier", json!("safe-1"));
+    let both = with(
+        with(hello(), "user", json!("u-42")),
+        "safety_identifier",
+        json!("safe-1"),
+    );
     assert_eq!(route_a(&both)["metadata"]["user_id"], "u-42");
     let long = "x".repeat(257);
-    assert_eq!(route_a(&with(hello(), "user", json!(long)))["metadata"]["user_id"], json!(sha256_hex(&long)));
+    assert_eq!(
+        route_a(&with(hello(), "user", json!(long)))["metadata"]["user_id"],
+        json!(sha256_hex(&long))
+    );
     let limit = "y".repeat(256);
-    assert_eq!(route_a(&with(hello(), "user", json!(limit)))["metadata"]["user_id"], json!(limit));
+    assert_eq!(
+        route_a(&with(hello(), "user", json!(limit)))["metadata"]["user_id"],
+        json!(limit)
+    );
 }
 
 #[test]
@@ -153,7 +207,10 @@ fn openai_metadata_and_sampling_extras_are_dropped_silently() {
     ] {
         body[key] = value;
     }
-    assert_eq!(route_a(&body), json!({"model": "claude-x", "max_tokens": 4096, "messages": hello_turns()}));
+    assert_eq!(
+        route_a(&body),
+        json!({"model": "claude-x", "max_tokens": 4096, "messages": hello_turns()})
+    );
 }
 
 // ---- §1.1.2 roles ---------------------------------------------------------------------------------------
@@ -237,15 +294,29 @@ fn tool_message_content_forms() {
         ]));
         messages(&route_a(&body))[2]["content"][0].clone()
     };
-    assert_eq!(result(json!("18C")), json!({"type": "tool_result", "tool_use_id": "c", "content": "18C"}));
     assert_eq!(
-        result(json!([{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}])),
+        result(json!("18C")),
+        json!({"type": "tool_result", "tool_use_id": "c", "content": "18C"})
+    );
+    assert_eq!(
+        result(
+            json!([{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}])
+        ),
         json!({"type": "tool_result", "tool_use_id": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
     );
     // Empty results omit `content`; `is_error` is never set on this route.
-    assert_eq!(result(json!("")), json!({"type": "tool_result", "tool_use_id": "c"}));
-    assert_eq!(result(json!([])), json!({"type": "tool_result", "tool_use_id": "c"}));
-    assert_eq!(result(Value::Null), json!({"type": "tool_result", "tool_use_id": "c"}));
+    assert_eq!(
+        result(json!("")),
+        json!({"type": "tool_result", "tool_use_id": "c"})
+    );
+    assert_eq!(
+        result(json!([])),
+        json!({"type": "tool_result", "tool_use_id": "c"})
+    );
+    assert_eq!(
+        result(Value::Null),
+        json!({"type": "tool_result", "tool_use_id": "c"})
+    );
 }
 
 #[test]
@@ -273,9 +344,16 @@ fn legacy_functions_and_function_messages_map_to_tools() {
         out["tools"],
         json!([{"name": "lookup", "input_schema": {"type": "object", "properties": {"k": {"type": "integer"}}}}])
     );
-    assert_eq!(out["tool_choice"], json!({"type": "tool", "name": "lookup"}));
+    assert_eq!(
+        out["tool_choice"],
+        json!({"type": "tool", "name": "lookup"})
+    );
 
-    let auto = route_a(&with(with(hello(), "functions", json!([{"name": "f"}])), "function_call", json!("none")));
+    let auto = route_a(&with(
+        with(hello(), "functions", json!([{"name": "f"}])),
+        "function_call",
+        json!("none"),
+    ));
     assert_eq!(auto["tool_choice"], json!({"type": "none"}));
 }
 
@@ -362,8 +440,13 @@ fn rule_4_empty_text_is_dropped_empty_user_turns_get_a_placeholder_empty_assista
 
 #[test]
 fn a_conversation_must_open_with_a_user_turn() {
-    let body = chat(json!([{"role": "assistant", "content": "How can I help?"}, {"role": "user", "content": "Hi"}]));
-    assert_eq!(messages(&route_a(&body))[0], json!({"role": "user", "content": [{"type": "text", "text": "(empty)"}]}));
+    let body = chat(
+        json!([{"role": "assistant", "content": "How can I help?"}, {"role": "user", "content": "Hi"}]),
+    );
+    assert_eq!(
+        messages(&route_a(&body))[0],
+        json!({"role": "user", "content": [{"type": "text", "text": "(empty)"}]})
+    );
     let system_only = chat(json!([{"role": "system", "content": "Say hi."}]));
     assert_eq!(
         messages(&route_a(&system_only)),
@@ -373,15 +456,23 @@ fn a_conversation_must_open_with_a_user_turn() {
 
 #[test]
 fn rule_5_prefill_loses_trailing_whitespace_or_is_dropped_with_thinking() {
-    let body = chat(json!([{"role": "user", "content": "Write JSON"}, {"role": "assistant", "content": "{\"a\": \n"}]));
+    let body = chat(
+        json!([{"role": "user", "content": "Write JSON"}, {"role": "assistant", "content": "{\"a\": \n"}]),
+    );
     assert_eq!(
         messages(&route_a(&body))[1],
         json!({"role": "assistant", "content": [{"type": "text", "text": "{\"a\":"}]})
     );
     let thinking = with(body, "reasoning_effort", json!("low"));
     let out = route_a(&thinking);
-    assert_eq!(messages(&out), &json!([{"role": "user", "content": [{"type": "text", "text": "Write JSON"}]}]));
-    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 1024}));
+    assert_eq!(
+        messages(&out),
+        &json!([{"role": "user", "content": [{"type": "text", "text": "Write JSON"}]}])
+    );
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 1024})
+    );
 }
 
 #[test]
@@ -408,7 +499,10 @@ fn rule_6_orphan_calls_get_an_error_result_and_orphan_results_are_dropped() {
     );
     // A result before any call is dropped, leaving a placeholder turn.
     let early = chat(json!([{"role": "tool", "tool_call_id": "x", "content": "?"}]));
-    assert_eq!(messages(&route_a(&early)), &json!([{"role": "user", "content": [{"type": "text", "text": "(empty)"}]}]));
+    assert_eq!(
+        messages(&route_a(&early)),
+        &json!([{"role": "user", "content": [{"type": "text", "text": "(empty)"}]}])
+    );
 }
 
 // ---- §1.1.4 max_tokens ------------------------------------------------------------------------------
@@ -425,36 +519,63 @@ fn max_tokens_defaults_come_from_the_deployment_then_4096() {
 #[test]
 fn max_tokens_is_clamped_to_max_output_tokens() {
     let body = with(hello(), "max_completion_tokens", json!(32000));
-    assert_eq!(route_a_with(&body, &options(|o| o.max_output_tokens = Some(8192))).body["max_tokens"], 8192);
+    assert_eq!(
+        route_a_with(&body, &options(|o| o.max_output_tokens = Some(8192))).body["max_tokens"],
+        8192
+    );
     let default_above_cap = options(|o| {
         o.max_output_tokens = Some(1000);
         o.default_max_tokens = Some(5000);
     });
-    assert_eq!(route_a_with(&hello(), &default_above_cap).body["max_tokens"], 1000);
+    assert_eq!(
+        route_a_with(&hello(), &default_above_cap).body["max_tokens"],
+        1000
+    );
 }
 
 #[test]
 fn thinking_budget_raises_max_tokens_within_the_cap() {
-    let body = with(with(hello(), "max_tokens", json!(1000)), "reasoning_effort", json!("high"));
+    let body = with(
+        with(hello(), "max_tokens", json!(1000)),
+        "reasoning_effort",
+        json!("high"),
+    );
     let out = route_a_with(&body, &options(|_| {})).body;
     assert_eq!(out["max_tokens"], 8192, "4096 + min(4096, 4096)");
-    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 4096})
+    );
 
     let capped = route_a_with(&body, &options(|o| o.max_output_tokens = Some(3000))).body;
     assert_eq!(capped["max_tokens"], 3000);
-    assert_eq!(capped["thinking"], json!({"type": "enabled", "budget_tokens": 2999}));
+    assert_eq!(
+        capped["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2999})
+    );
 
     let too_small = route_a_with(&body, &options(|o| o.max_output_tokens = Some(1024))).body;
     assert_eq!(too_small["max_tokens"], 1024);
-    assert!(!too_small.contains_key("thinking"), "1023 < 1024: thinking off");
+    assert!(
+        !too_small.contains_key("thinking"),
+        "1023 < 1024: thinking off"
+    );
 }
 
 #[test]
 fn non_positive_max_tokens_is_rejected() {
     let err = route_a_error(&with(hello(), "max_completion_tokens", json!(0)));
     assert_eq!(err.param.as_deref(), Some("max_completion_tokens"));
-    assert_eq!(route_a_error(&with(hello(), "max_tokens", json!(-5))).param.as_deref(), Some("max_tokens"));
-    assert_eq!(route_a_error(&with(hello(), "max_tokens", json!("9"))).code, Some("invalid_type"));
+    assert_eq!(
+        route_a_error(&with(hello(), "max_tokens", json!(-5)))
+            .param
+            .as_deref(),
+        Some("max_tokens")
+    );
+    assert_eq!(
+        route_a_error(&with(hello(), "max_tokens", json!("9"))).code,
+        Some("invalid_type")
+    );
 }
 
 // ---- §1.1.5 tools and tool choice ----------------------------------------------------------------------
@@ -465,7 +586,11 @@ fn weather_tool() -> Value {
 }
 
 fn with_tools(choice: Option<Value>, parallel: Option<bool>) -> Value {
-    let mut body = with(hello(), "tools", json!([weather_tool(), {"type": "function", "function": {"name": "time"}}]));
+    let mut body = with(
+        hello(),
+        "tools",
+        json!([weather_tool(), {"type": "function", "function": {"name": "time"}}]),
+    );
     if let Some(choice) = choice {
         body["tool_choice"] = choice;
     }
@@ -487,26 +612,52 @@ fn tool_definitions_convert_and_missing_parameters_get_an_empty_schema() {
         ])
     );
     // `strict` is part of structured outputs; hosts without them do not get it.
-    let no_strict = route_a_with(&with_tools(None, None), &options(|o| o.supports_output_format = false)).body;
+    let no_strict = route_a_with(
+        &with_tools(None, None),
+        &options(|o| o.supports_output_format = false),
+    )
+    .body;
     assert!(no_strict["tools"][0].get("strict").is_none());
 }
 
 #[test]
 fn tool_choice_table() {
-    let choice = |choice: Option<Value>, parallel: Option<bool>| route_a(&with_tools(choice, parallel)).get("tool_choice").cloned();
+    let choice = |choice: Option<Value>, parallel: Option<bool>| {
+        route_a(&with_tools(choice, parallel))
+            .get("tool_choice")
+            .cloned()
+    };
     assert_eq!(choice(None, None), None);
     assert_eq!(choice(None, Some(true)), None);
-    assert_eq!(choice(None, Some(false)), Some(json!({"type": "auto", "disable_parallel_tool_use": true})));
-    assert_eq!(choice(Some(json!("auto")), None), Some(json!({"type": "auto"})));
-    assert_eq!(choice(Some(json!("none")), None), Some(json!({"type": "none"})));
-    assert_eq!(choice(Some(json!("none")), Some(false)), Some(json!({"type": "none"})));
-    assert_eq!(choice(Some(json!("required")), None), Some(json!({"type": "any"})));
+    assert_eq!(
+        choice(None, Some(false)),
+        Some(json!({"type": "auto", "disable_parallel_tool_use": true}))
+    );
+    assert_eq!(
+        choice(Some(json!("auto")), None),
+        Some(json!({"type": "auto"}))
+    );
+    assert_eq!(
+        choice(Some(json!("none")), None),
+        Some(json!({"type": "none"}))
+    );
+    assert_eq!(
+        choice(Some(json!("none")), Some(false)),
+        Some(json!({"type": "none"}))
+    );
+    assert_eq!(
+        choice(Some(json!("required")), None),
+        Some(json!({"type": "any"}))
+    );
     assert_eq!(
         choice(Some(json!("required")), Some(false)),
         Some(json!({"type": "any", "disable_parallel_tool_use": true}))
     );
     let named = json!({"type": "function", "function": {"name": "weather"}});
-    assert_eq!(choice(Some(named.clone()), None), Some(json!({"type": "tool", "name": "weather"})));
+    assert_eq!(
+        choice(Some(named.clone()), None),
+        Some(json!({"type": "tool", "name": "weather"}))
+    );
     assert_eq!(
         choice(Some(named), Some(false)),
         Some(json!({"type": "tool", "name": "weather", "disable_parallel_tool_use": true}))
@@ -526,37 +677,83 @@ fn allowed_tools_filter_the_tool_list() {
             "tools": [{"type": "function", "function": {"name": "time"}}]}})
     };
     let out = route_a(&with_tools(Some(allowed("auto")), None));
-    assert_eq!(out["tools"], json!([{"name": "time", "input_schema": {"type": "object", "properties": {}}}]));
+    assert_eq!(
+        out["tools"],
+        json!([{"name": "time", "input_schema": {"type": "object", "properties": {}}}])
+    );
     assert_eq!(out["tool_choice"], json!({"type": "auto"}));
-    assert_eq!(route_a(&with_tools(Some(allowed("required")), None))["tool_choice"], json!({"type": "any"}));
+    assert_eq!(
+        route_a(&with_tools(Some(allowed("required")), None))["tool_choice"],
+        json!({"type": "any"})
+    );
 }
 
 #[test]
 fn no_tools_means_no_tool_choice() {
-    assert!(route_a(&with(with(hello(), "tool_choice", json!("required")), "tools", json!([]))).get("tool_choice").is_none());
-    let no_tools = route_a(&with(with(hello(), "parallel_tool_calls", json!(false)), "tool_choice", json!("auto")));
+    assert!(
+        route_a(&with(
+            with(hello(), "tool_choice", json!("required")),
+            "tools",
+            json!([])
+        ))
+        .get("tool_choice")
+        .is_none()
+    );
+    let no_tools = route_a(&with(
+        with(hello(), "parallel_tool_calls", json!(false)),
+        "tool_choice",
+        json!("auto"),
+    ));
     assert!(no_tools.get("tool_choice").is_none() && no_tools.get("tools").is_none());
 }
 
 #[test]
 fn custom_tools_are_rejected() {
-    let custom = with(hello(), "tools", json!([{"type": "custom", "custom": {"name": "grammar"}}]));
+    let custom = with(
+        hello(),
+        "tools",
+        json!([{"type": "custom", "custom": {"name": "grammar"}}]),
+    );
     let err = route_a_error(&custom);
-    assert_eq!((err.param.as_deref(), err.code), (Some("tools[0].type"), Some("unsupported_parameter")));
-    let choice = with_tools(Some(json!({"type": "custom", "custom": {"name": "grammar"}})), None);
+    assert_eq!(
+        (err.param.as_deref(), err.code),
+        (Some("tools[0].type"), Some("unsupported_parameter"))
+    );
+    let choice = with_tools(
+        Some(json!({"type": "custom", "custom": {"name": "grammar"}})),
+        None,
+    );
     let err = route_a_error(&choice);
-    assert_eq!((err.param.as_deref(), err.code), (Some("tool_choice"), Some("unsupported_parameter")));
+    assert_eq!(
+        (err.param.as_deref(), err.code),
+        (Some("tool_choice"), Some("unsupported_parameter"))
+    );
 }
 
 #[test]
 fn forced_tool_choice_switches_thinking_off() {
-    let body = with(with_tools(Some(json!("required")), None), "reasoning_effort", json!("high"));
+    let body = with(
+        with_tools(Some(json!("required")), None),
+        "reasoning_effort",
+        json!("high"),
+    );
     let converted = route_a_with(&body, &options(|_| {}));
     assert!(!converted.body.contains_key("thinking"));
     assert!(!converted.facts.thinking_enabled);
-    let adaptive = route_a_with(&body, &options(|o| o.thinking_mode = ThinkingMode::Adaptive)).body;
-    assert!(!adaptive.contains_key("thinking") && !adaptive.contains_key("output_config"), "no effort without thinking");
-    let auto = route_a(&with(with_tools(Some(json!("auto")), None), "reasoning_effort", json!("high")));
+    let adaptive = route_a_with(
+        &body,
+        &options(|o| o.thinking_mode = ThinkingMode::Adaptive),
+    )
+    .body;
+    assert!(
+        !adaptive.contains_key("thinking") && !adaptive.contains_key("output_config"),
+        "no effort without thinking"
+    );
+    let auto = route_a(&with(
+        with_tools(Some(json!("auto")), None),
+        "reasoning_effort",
+        json!("high"),
+    ));
     assert_eq!(auto["thinking"]["type"], "enabled");
 }
 
@@ -592,16 +789,27 @@ fn image_parts_become_base64_or_url_images() {
 
 #[test]
 fn unsupported_image_media_types_are_rejected() {
-    let err = route_a_error(&user_parts(json!([{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}])));
-    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"));
+    let err = route_a_error(&user_parts(
+        json!([{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]),
+    ));
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[0].content[0].image_url")
+    );
     assert_eq!(err.code, Some("unsupported_value"));
-    let err = route_a_error(&user_parts(json!([{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}])));
-    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"));
+    let err = route_a_error(&user_parts(
+        json!([{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]),
+    ));
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[0].content[0].image_url")
+    );
 }
 
 #[test]
 fn file_parts_become_documents() {
-    let text_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "plain notes");
+    let text_b64 =
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "plain notes");
     let body = user_parts(json!([
         {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "report.pdf"}},
         {"type": "file", "file": {"file_data": format!("data:text/plain;base64,{text_b64}"), "filename": "notes.txt"}},
@@ -619,11 +827,26 @@ fn file_parts_become_documents() {
 
 #[test]
 fn file_ids_audio_input_and_other_file_types_are_rejected() {
-    let err = route_a_error(&user_parts(json!([{"type": "file", "file": {"file_id": "file-abc"}}])));
-    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].file.file_id"));
-    let err = route_a_error(&user_parts(json!([{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}])));
-    assert_eq!((err.param.as_deref(), err.code), (Some("messages[0].content[0].type"), Some("unsupported_value")));
-    let err = route_a_error(&user_parts(json!([{"type": "file", "file": {"file_data": "data:application/zip;base64,UEs="}}])));
+    let err = route_a_error(&user_parts(
+        json!([{"type": "file", "file": {"file_id": "file-abc"}}]),
+    ));
+    assert_eq!(
+        err.param.as_deref(),
+        Some("messages[0].content[0].file.file_id")
+    );
+    let err = route_a_error(&user_parts(
+        json!([{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]),
+    ));
+    assert_eq!(
+        (err.param.as_deref(), err.code),
+        (
+            Some("messages[0].content[0].type"),
+            Some("unsupported_value")
+        )
+    );
+    let err = route_a_error(&user_parts(
+        json!([{"type": "file", "file": {"file_data": "data:application/zip;base64,UEs="}}]),
+    ));
     assert_eq!(err.code, Some("unsupported_value"));
 }
 
@@ -637,7 +860,10 @@ fn explicit_cache_breakpoints_become_cache_control_without_ttl() {
             {"type": "text", "text": "question"}]}],
         "prompt_cache_options": {"ttl": "30m"}});
     let out = route_a(&body);
-    assert_eq!(out["system"], json!([{"type": "text", "text": "Long prompt", "cache_control": {"type": "ephemeral"}}]));
+    assert_eq!(
+        out["system"],
+        json!([{"type": "text", "text": "Long prompt", "cache_control": {"type": "ephemeral"}}])
+    );
     assert_eq!(
         out["messages"][0]["content"],
         json!([
@@ -661,22 +887,54 @@ fn reasoning_effort_table_for_budget_and_adaptive_models() {
         ("max", 16384, "max"),
     ];
     for (effort, budget, level) in rows {
-        let body = with(with(hello(), "max_completion_tokens", json!(64000)), "reasoning_effort", json!(effort));
+        let body = with(
+            with(hello(), "max_completion_tokens", json!(64000)),
+            "reasoning_effort",
+            json!(effort),
+        );
         let budgeted = route_a_with(&body, &options(|_| {}));
-        assert_eq!(budgeted.body["thinking"], json!({"type": "enabled", "budget_tokens": budget}), "{effort}");
+        assert_eq!(
+            budgeted.body["thinking"],
+            json!({"type": "enabled", "budget_tokens": budget}),
+            "{effort}"
+        );
         assert!(!budgeted.body.contains_key("output_config"), "{effort}");
         assert!(budgeted.facts.thinking_enabled);
-        let adaptive = route_a_with(&body, &options(|o| o.thinking_mode = ThinkingMode::Adaptive)).body;
-        assert_eq!(adaptive["thinking"], json!({"type": "adaptive"}), "{effort}");
-        assert_eq!(adaptive["output_config"], json!({"effort": level}), "{effort}");
+        let adaptive = route_a_with(
+            &body,
+            &options(|o| o.thinking_mode = ThinkingMode::Adaptive),
+        )
+        .body;
+        assert_eq!(
+            adaptive["thinking"],
+            json!({"type": "adaptive"}),
+            "{effort}"
+        );
+        assert_eq!(
+            adaptive["output_config"],
+            json!({"effort": level}),
+            "{effort}"
+        );
     }
     for mode in [ThinkingMode::Budget, ThinkingMode::Adaptive] {
-        let none = route_a_with(&with(hello(), "reasoning_effort", json!("none")), &options(|o| o.thinking_mode = mode));
+        let none = route_a_with(
+            &with(hello(), "reasoning_effort", json!("none")),
+            &options(|o| o.thinking_mode = mode),
+        );
         assert_eq!(none.body["thinking"], json!({"type": "disabled"}));
         assert!(!none.body.contains_key("output_config") && !none.facts.thinking_enabled);
     }
-    assert!(!route_a(&hello()).as_object().unwrap().contains_key("thinking"), "absent stays absent");
-    let ignored = route_a_with(&with(hello(), "reasoning_effort", json!("high")), &options(|o| o.thinking_mode = ThinkingMode::None));
+    assert!(
+        !route_a(&hello())
+            .as_object()
+            .unwrap()
+            .contains_key("thinking"),
+        "absent stays absent"
+    );
+    let ignored = route_a_with(
+        &with(hello(), "reasoning_effort", json!("high")),
+        &options(|o| o.thinking_mode = ThinkingMode::None),
+    );
     assert!(!ignored.body.contains_key("thinking"));
     let err = route_a_error(&with(hello(), "reasoning_effort", json!("extreme")));
     assert_eq!(err.param.as_deref(), Some("reasoning_effort"));
@@ -684,10 +942,22 @@ fn reasoning_effort_table_for_budget_and_adaptive_models() {
 
 #[test]
 fn thinking_omits_temperature_and_restricts_top_p() {
-    let body = with(with(with(hello(), "reasoning_effort", json!("low")), "temperature", json!(0.2)), "top_p", json!(0.9));
+    let body = with(
+        with(
+            with(hello(), "reasoning_effort", json!("low")),
+            "temperature",
+            json!(0.2),
+        ),
+        "top_p",
+        json!(0.9),
+    );
     let out = route_a(&body);
     assert!(out.get("temperature").is_none() && out.get("top_p").is_none());
-    let high_p = with(with(hello(), "reasoning_effort", json!("low")), "top_p", json!(0.97));
+    let high_p = with(
+        with(hello(), "reasoning_effort", json!("low")),
+        "top_p",
+        json!(0.97),
+    );
     assert_eq!(route_a(&high_p)["top_p"], 0.97);
 }
 
@@ -697,24 +967,45 @@ fn tool_loop(assistant_extra: Value) -> Value {
     for (k, v) in assistant_extra.as_object().unwrap() {
         assistant[k] = v.clone();
     }
-    let body = chat(json!([{"role": "user", "content": "q"}, assistant, {"role": "tool", "tool_call_id": "c1", "content": "r"}]));
-    with(with(body, "reasoning_effort", json!("medium")), "tools", json!([{"type": "function", "function": {"name": "f"}}]))
+    let body = chat(
+        json!([{"role": "user", "content": "q"}, assistant, {"role": "tool", "tool_call_id": "c1", "content": "r"}]),
+    );
+    with(
+        with(body, "reasoning_effort", json!("medium")),
+        "tools",
+        json!([{"type": "function", "function": {"name": "f"}}]),
+    )
 }
 
 #[test]
 fn signed_reasoning_is_replayed_and_keeps_thinking_on_in_a_tool_loop() {
-    let out = route_a(&tool_loop(json!({"reasoning_content": "plan", "reasoning_signature": "EqQBsig"})));
-    assert_eq!(out["messages"][1]["content"][0], json!({"type": "thinking", "thinking": "plan", "signature": "EqQBsig"}));
-    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
+    let out = route_a(&tool_loop(
+        json!({"reasoning_content": "plan", "reasoning_signature": "EqQBsig"}),
+    ));
+    assert_eq!(
+        out["messages"][1]["content"][0],
+        json!({"type": "thinking", "thinking": "plan", "signature": "EqQBsig"})
+    );
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
 }
 
 #[test]
 fn unsigned_or_router_signed_reasoning_is_dropped_and_the_open_loop_goes_without_thinking() {
     let minted = format!("{ROUTER_SIGNATURE_PREFIX}abc");
-    for extra in [json!({"reasoning_content": "plan"}), json!({"reasoning_content": "plan", "reasoning_signature": minted})] {
+    for extra in [
+        json!({"reasoning_content": "plan"}),
+        json!({"reasoning_content": "plan", "reasoning_signature": minted}),
+    ] {
         let converted = route_a_with(&tool_loop(extra), &options(|_| {}));
         let assistant = &converted.body["messages"][1]["content"];
-        assert_eq!(assistant.as_array().unwrap().len(), 1, "only the tool_use: {assistant}");
+        assert_eq!(
+            assistant.as_array().unwrap().len(),
+            1,
+            "only the tool_use: {assistant}"
+        );
         assert!(!converted.body.contains_key("thinking"));
         assert!(!converted.facts.thinking_enabled);
     }
@@ -738,35 +1029,64 @@ fn schema() -> Value {
 
 #[test]
 fn response_format_text_adds_nothing() {
-    assert_eq!(route_a(&with(hello(), "response_format", json!({"type": "text"}))), route_a(&hello()));
+    assert_eq!(
+        route_a(&with(hello(), "response_format", json!({"type": "text"}))),
+        route_a(&hello())
+    );
 }
 
 #[test]
 fn json_schema_becomes_output_config_format() {
-    let body = with(hello(), "response_format", json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema(), "strict": true}}));
+    let body = with(
+        hello(),
+        "response_format",
+        json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema(), "strict": true}}),
+    );
     let converted = route_a_with(&body, &options(|_| {}));
-    assert_eq!(converted.body["output_config"], json!({"format": {"type": "json_schema", "schema": schema()}}));
+    assert_eq!(
+        converted.body["output_config"],
+        json!({"format": {"type": "json_schema", "schema": schema()}})
+    );
     assert!(!converted.facts.json_output_tool);
 }
 
 #[test]
 fn json_schema_without_native_support_uses_the_json_output_tool() {
     let body = with(
-        with(hello(), "response_format", json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema()}})),
+        with(
+            hello(),
+            "response_format",
+            json!({"type": "json_schema", "json_schema": {"name": "a", "schema": schema()}}),
+        ),
         "reasoning_effort",
         json!("high"),
     );
     let converted = route_a_with(&body, &options(|o| o.supports_output_format = false));
-    assert_eq!(converted.body["tools"], json!([{"name": "json_output", "input_schema": schema()}]));
-    assert_eq!(converted.body["tool_choice"], json!({"type": "tool", "name": "json_output"}));
-    assert!(!converted.body.contains_key("thinking") && !converted.body.contains_key("output_config"));
+    assert_eq!(
+        converted.body["tools"],
+        json!([{"name": "json_output", "input_schema": schema()}])
+    );
+    assert_eq!(
+        converted.body["tool_choice"],
+        json!({"type": "tool", "name": "json_output"})
+    );
+    assert!(
+        !converted.body.contains_key("thinking") && !converted.body.contains_key("output_config")
+    );
     assert!(converted.facts.json_output_tool && !converted.facts.thinking_enabled);
 }
 
 #[test]
 fn json_object_adds_a_system_instruction() {
-    let body = with(with(hello(), "messages", json!([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"}])),
-        "response_format", json!({"type": "json_object"}));
+    let body = with(
+        with(
+            hello(),
+            "messages",
+            json!([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"}]),
+        ),
+        "response_format",
+        json!({"type": "json_object"}),
+    );
     assert_eq!(
         route_a(&body)["system"],
         json!([{"type": "text", "text": "Be terse."}, {"type": "text", "text": "Reply with a single JSON object and nothing else."}])
@@ -779,40 +1099,88 @@ fn json_object_adds_a_system_instruction() {
 fn fields_that_change_the_answer_shape_are_rejected_with_param() {
     let cases = [
         (with(hello(), "n", json!(2)), "n", "unsupported_value"),
-        (with(hello(), "modalities", json!(["text", "audio"])), "modalities", "unsupported_value"),
-        (with(hello(), "audio", json!({"voice": "alloy", "format": "wav"})), "audio", "unsupported_parameter"),
+        (
+            with(hello(), "modalities", json!(["text", "audio"])),
+            "modalities",
+            "unsupported_value",
+        ),
+        (
+            with(hello(), "audio", json!({"voice": "alloy", "format": "wav"})),
+            "audio",
+            "unsupported_parameter",
+        ),
     ];
     for (body, param, code) in cases {
         let err = route_a_error(&body);
-        assert_eq!((err.param.as_deref(), err.code), (Some(param), Some(code)), "{body}");
+        assert_eq!(
+            (err.param.as_deref(), err.code),
+            (Some(param), Some(code)),
+            "{body}"
+        );
     }
-    assert!(route_a(&with(hello(), "modalities", json!(["text"]))).get("modalities").is_none());
+    assert!(
+        route_a(&with(hello(), "modalities", json!(["text"])))
+            .get("modalities")
+            .is_none()
+    );
 }
 
 #[test]
 fn malformed_requests_name_the_offending_field() {
-    let err = super::super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m")).unwrap_err();
+    let err =
+        super::super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m"))
+            .unwrap_err();
     assert_eq!(err.param, None);
     assert!(err.message.contains("JSON"));
-    let array = super::super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m")).unwrap_err();
+    let array =
+        super::super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m"))
+            .unwrap_err();
     assert!(array.message.contains("object"));
     let cases = [
         (json!({"model": "m"}), "messages"),
         (json!({"model": "m", "messages": []}), "messages"),
         (json!({"model": "m", "messages": "hi"}), "messages"),
         (chat(json!([{"content": "hi"}])), "messages[0].role"),
-        (chat(json!([{"role": "user", "content": 5}])), "messages[0].content"),
-        (chat(json!([{"role": "wizard", "content": "hi"}])), "messages[0].role"),
-        (chat(json!([{"role": "user", "content": [{"type": "text"}]}])), "messages[0].content[0].text"),
-        (chat(json!([{"role": "user", "content": [{"type": "video"}]}])), "messages[0].content[0].type"),
-        (chat(json!([{"role": "tool", "content": "x"}])), "messages[0].tool_call_id"),
-        (chat(json!([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"arguments": "{}"}}]}])),
-            "messages[1].tool_calls[0].function.name"),
-        (with(hello(), "tools", json!([{"type": "function"}])), "tools[0].function"),
+        (
+            chat(json!([{"role": "user", "content": 5}])),
+            "messages[0].content",
+        ),
+        (
+            chat(json!([{"role": "wizard", "content": "hi"}])),
+            "messages[0].role",
+        ),
+        (
+            chat(json!([{"role": "user", "content": [{"type": "text"}]}])),
+            "messages[0].content[0].text",
+        ),
+        (
+            chat(json!([{"role": "user", "content": [{"type": "video"}]}])),
+            "messages[0].content[0].type",
+        ),
+        (
+            chat(json!([{"role": "tool", "content": "x"}])),
+            "messages[0].tool_call_id",
+        ),
+        (
+            chat(
+                json!([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"arguments": "{}"}}]}]),
+            ),
+            "messages[1].tool_calls[0].function.name",
+        ),
+        (
+            with(hello(), "tools", json!([{"type": "function"}])),
+            "tools[0].function",
+        ),
         (with(hello(), "temperature", json!("hot")), "temperature"),
         (with(hello(), "stop", json!([1])), "stop[0]"),
-        (with(hello(), "tool_choice", json!("sometimes")), "tool_choice"),
-        (with(hello(), "response_format", json!({"type": "xml"})), "response_format.type"),
+        (
+            with(hello(), "tool_choice", json!("sometimes")),
+            "tool_choice",
+        ),
+        (
+            with(hello(), "response_format", json!({"type": "xml"})),
+            "response_format.type",
+        ),
     ];
     for (body, param) in cases {
         assert_eq!(route_a_error(&body).param.as_deref(), Some(param), "{body}");

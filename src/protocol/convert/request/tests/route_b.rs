@@ -55,12 +55,18 @@ fn worked_example_1_2_5() {
         o.reasoning_dialect = ReasoningDialect::Deepseek;
         o.max_output_tokens = Some(8192);
     });
-    let converted = super::super::anthropic_to_openai(input.to_string().as_bytes(), &super::context(&deployment, "deepseek-x"))
-        .unwrap();
+    let converted = super::super::anthropic_to_openai(
+        input.to_string().as_bytes(),
+        &super::context(&deployment, "deepseek-x"),
+    )
+    .unwrap();
     assert_eq!(Value::Object(converted.body), expected);
     assert!(converted.facts.stream);
     assert!(!converted.facts.thinking_enabled);
-    assert_eq!(converted.facts.input_tokens_estimate, estimate_anthropic_input_tokens(&input, 1.15));
+    assert_eq!(
+        converted.facts.input_tokens_estimate,
+        estimate_anthropic_input_tokens(&input, 1.15)
+    );
 }
 
 // ---- §1.2.1 top-level fields -------------------------------------------------------------------------
@@ -75,45 +81,85 @@ fn minimal_request() {
 
 #[test]
 fn max_tokens_is_clamped_and_zero_is_a_cache_prewarm() {
-    let capped = route_b_with(&with(hello(), "max_tokens", json!(32000)), &options(|o| o.max_output_tokens = Some(4096)));
+    let capped = route_b_with(
+        &with(hello(), "max_tokens", json!(32000)),
+        &options(|o| o.max_output_tokens = Some(4096)),
+    );
     assert_eq!(capped.body["max_tokens"], 4096);
     assert!(!capped.facts.cache_prewarm);
     let prewarm = route_b_with(&with(hello(), "max_tokens", json!(0)), &options(|_| {}));
     assert!(prewarm.facts.cache_prewarm);
-    assert_eq!(prewarm.body["max_tokens"], 1, "still a valid request if sent");
+    assert_eq!(
+        prewarm.body["max_tokens"], 1,
+        "still a valid request if sent"
+    );
 }
 
 #[test]
 fn system_blocks_join_with_a_blank_line_and_lose_cache_control_and_citations() {
-    let body = with(hello(), "system", json!([
+    let body = with(
+        hello(),
+        "system",
+        json!([
         {"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}},
-        {"type": "text", "text": "B", "citations": [{"type": "char_location"}]}]));
-    assert_eq!(route_b(&body)["messages"][0], json!({"role": "system", "content": "A\n\nB"}));
-    assert_eq!(route_b(&with(hello(), "system", json!("S")))["messages"][0], json!({"role": "system", "content": "S"}));
-    assert_eq!(route_b(&with(hello(), "system", json!("")))["messages"][0]["role"], "user");
+        {"type": "text", "text": "B", "citations": [{"type": "char_location"}]}]),
+    );
+    assert_eq!(
+        route_b(&body)["messages"][0],
+        json!({"role": "system", "content": "A\n\nB"})
+    );
+    assert_eq!(
+        route_b(&with(hello(), "system", json!("S")))["messages"][0],
+        json!({"role": "system", "content": "S"})
+    );
+    assert_eq!(
+        route_b(&with(hello(), "system", json!("")))["messages"][0]["role"],
+        "user"
+    );
 }
 
 #[test]
 fn stop_sequences_keep_the_first_four() {
     let body = with(hello(), "stop_sequences", json!(["a", "b", "c", "d", "e"]));
     assert_eq!(route_b(&body)["stop"], json!(["a", "b", "c", "d"]));
-    assert!(route_b(&with(hello(), "stop_sequences", json!([]))).get("stop").is_none());
+    assert!(
+        route_b(&with(hello(), "stop_sequences", json!([])))
+            .get("stop")
+            .is_none()
+    );
 }
 
 #[test]
 fn sampling_passes_through_and_top_k_only_where_supported() {
-    let body = with(with(with(hello(), "temperature", json!(0.7)), "top_p", json!(0.9)), "top_k", json!(40));
+    let body = with(
+        with(
+            with(hello(), "temperature", json!(0.7)),
+            "top_p",
+            json!(0.9),
+        ),
+        "top_k",
+        json!(40),
+    );
     let out = route_b(&body);
-    assert_eq!((out["temperature"].clone(), out["top_p"].clone()), (json!(0.7), json!(0.9)));
+    assert_eq!(
+        (out["temperature"].clone(), out["top_p"].clone()),
+        (json!(0.7), json!(0.9))
+    );
     assert!(out.get("top_k").is_none());
-    assert_eq!(route_b_with(&body, &options(|o| o.supports_top_k = true)).body["top_k"], 40);
+    assert_eq!(
+        route_b_with(&body, &options(|o| o.supports_top_k = true)).body["top_k"],
+        40
+    );
 }
 
 #[test]
 fn stream_options_only_when_streaming_and_supported() {
     let stream = with(hello(), "stream", json!(true));
     let out = route_b(&stream);
-    assert_eq!((out["stream"].clone(), out["stream_options"].clone()), (json!(true), json!({"include_usage": true})));
+    assert_eq!(
+        (out["stream"].clone(), out["stream_options"].clone()),
+        (json!(true), json!({"include_usage": true}))
+    );
     let unsupported = route_b_with(&stream, &options(|o| o.supports_stream_options = false)).body;
     assert_eq!(unsupported.get("stream"), Some(&json!(true)));
     assert!(!unsupported.contains_key("stream_options"));
@@ -125,19 +171,37 @@ fn stream_options_only_when_streaming_and_supported() {
 fn output_format_becomes_a_strict_json_schema_response_format() {
     let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
     let expected = json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}});
-    let config = with(hello(), "output_config", json!({"format": {"type": "json_schema", "schema": schema}}));
+    let config = with(
+        hello(),
+        "output_config",
+        json!({"format": {"type": "json_schema", "schema": schema}}),
+    );
     assert_eq!(route_b(&config)["response_format"], expected);
-    let beta = with(hello(), "output_format", json!({"type": "json_schema", "schema": schema}));
+    let beta = with(
+        hello(),
+        "output_format",
+        json!({"type": "json_schema", "schema": schema}),
+    );
     assert_eq!(route_b(&beta)["response_format"], expected);
 }
 
 #[test]
 fn metadata_user_id_becomes_user_hashed_past_64_characters() {
     let short = "u".repeat(64);
-    assert_eq!(route_b(&with(hello(), "metadata", json!({"user_id": short})))["user"], json!(short));
+    assert_eq!(
+        route_b(&with(hello(), "metadata", json!({"user_id": short})))["user"],
+        json!(short)
+    );
     let long = "u".repeat(65);
-    assert_eq!(route_b(&with(hello(), "metadata", json!({"user_id": long})))["user"], json!(sha256_hex(&long)));
-    assert!(route_b(&with(hello(), "metadata", json!({}))).get("user").is_none());
+    assert_eq!(
+        route_b(&with(hello(), "metadata", json!({"user_id": long})))["user"],
+        json!(sha256_hex(&long))
+    );
+    assert!(
+        route_b(&with(hello(), "metadata", json!({})))
+            .get("user")
+            .is_none()
+    );
 }
 
 #[test]
@@ -149,7 +213,10 @@ fn fields_without_an_openai_counterpart_are_dropped() {
         ("container", json!("c1")),
         ("inference_geo", json!("us")),
         ("context_management", json!({"edits": []})),
-        ("mcp_servers", json!([{"type": "url", "url": "https://mcp"}])),
+        (
+            "mcp_servers",
+            json!([{"type": "url", "url": "https://mcp"}]),
+        ),
         ("speed", json!("fast")),
         ("fallbacks", json!([])),
         ("diagnostics", json!({})),
@@ -168,8 +235,12 @@ fn user_blocks(blocks: Value) -> Value {
 
 #[test]
 fn user_text_only_messages_become_strings_and_media_messages_parts() {
-    let text_only = user_blocks(json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]));
-    assert_eq!(route_b(&text_only)["messages"], json!([{"role": "user", "content": "a\n\nb"}]));
+    let text_only =
+        user_blocks(json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]));
+    assert_eq!(
+        route_b(&text_only)["messages"],
+        json!([{"role": "user", "content": "a\n\nb"}])
+    );
     let media = user_blocks(json!([
         {"type": "text", "text": "What is it?"},
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}},
@@ -194,7 +265,10 @@ fn assistant_text_joins_directly_or_with_a_blank_line_across_other_blocks() {
             {"type": "thinking", "thinking": "hmm", "signature": "s"},
             {"type": "text", "text": "Next."}]}
     ]));
-    assert_eq!(route_b(&body)["messages"][1], json!({"role": "assistant", "content": "Hello.\n\nNext."}));
+    assert_eq!(
+        route_b(&body)["messages"][1],
+        json!({"role": "assistant", "content": "Hello.\n\nNext."})
+    );
 }
 
 #[test]
@@ -221,9 +295,14 @@ fn documents_convert_by_source_type() {
 
 #[test]
 fn search_results_become_text() {
-    let body = user_blocks(json!([{"type": "search_result", "title": "Rust", "source": "https://rust-lang.org",
-        "content": [{"type": "text", "text": "A language."}, {"type": "text", "text": "Fast."}]}]));
-    assert_eq!(route_b(&body)["messages"][0]["content"], json!("Rust\nhttps://rust-lang.org\nA language.\nFast."));
+    let body = user_blocks(
+        json!([{"type": "search_result", "title": "Rust", "source": "https://rust-lang.org",
+        "content": [{"type": "text", "text": "A language."}, {"type": "text", "text": "Fast."}]}]),
+    );
+    assert_eq!(
+        route_b(&body)["messages"][0]["content"],
+        json!("Rust\nhttps://rust-lang.org\nA language.\nFast.")
+    );
 }
 
 #[test]
@@ -356,7 +435,10 @@ fn tool_result_content_rules() {
             {"type": "tool_reference", "tool_name": "Grep"}, {"type": "tool_reference", "tool_name": "Glob"}]},
         {"type": "tool_result", "tool_use_id": "b", "content": [{"type": "text", "text": "ok"}]}
     ]));
-    assert_eq!(tail(&references, 2)[0], json!({"role": "tool", "tool_call_id": "a", "content": "Tool loaded: Grep\nTool loaded: Glob"}));
+    assert_eq!(
+        tail(&references, 2)[0],
+        json!({"role": "tool", "tool_call_id": "a", "content": "Tool loaded: Grep\nTool loaded: Glob"})
+    );
 }
 
 #[test]
@@ -384,14 +466,18 @@ fn images_returned_by_tools_follow_all_tool_messages_in_a_user_message() {
 
 #[test]
 fn custom_tools_become_functions_and_server_tools_are_dropped() {
-    let body = with(hello(), "tools", json!([
-        {"name": "Bash", "description": "Run", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"},
-         "defer_loading": true, "input_examples": [{}], "allowed_callers": ["direct"], "eager_input_streaming": true, "strict": true},
-        {"type": "custom", "name": "Read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}},
-        {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
-        {"type": "bash_20250124", "name": "bash"},
-        {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
-    ]));
+    let body = with(
+        hello(),
+        "tools",
+        json!([
+            {"name": "Bash", "description": "Run", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"},
+             "defer_loading": true, "input_examples": [{}], "allowed_callers": ["direct"], "eager_input_streaming": true, "strict": true},
+            {"type": "custom", "name": "Read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}},
+            {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+            {"type": "bash_20250124", "name": "bash"},
+            {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+        ]),
+    );
     assert_eq!(
         route_b(&body)["tools"],
         json!([
@@ -415,8 +501,14 @@ fn long_tool_names_are_shortened_everywhere_and_mapped_back() {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "none"}]}]});
     let converted = route_b_with(&body, &options(|_| {}));
     assert_eq!(converted.body["tools"][0]["function"]["name"], json!(short));
-    assert_eq!(converted.body["tool_choice"], json!({"type": "function", "function": {"name": short}}));
-    assert_eq!(converted.body["messages"][1]["tool_calls"][0]["function"]["name"], json!(short));
+    assert_eq!(
+        converted.body["tool_choice"],
+        json!({"type": "function", "function": {"name": short}})
+    );
+    assert_eq!(
+        converted.body["messages"][1]["tool_calls"][0]["function"]["name"],
+        json!(short)
+    );
     assert_eq!(converted.facts.tool_names.original(&short), long);
     assert_eq!(converted.facts.tool_names.original("Bash"), "Bash");
 }
@@ -425,23 +517,43 @@ fn long_tool_names_are_shortened_everywhere_and_mapped_back() {
 fn tool_choice_table() {
     let tools = json!([{"name": "Bash", "input_schema": {"type": "object"}}]);
     let choice = |choice: Value| {
-        let out = route_b(&with(with(hello(), "tools", tools.clone()), "tool_choice", choice));
-        (out.get("tool_choice").cloned(), out.get("parallel_tool_calls").cloned())
+        let out = route_b(&with(
+            with(hello(), "tools", tools.clone()),
+            "tool_choice",
+            choice,
+        ));
+        (
+            out.get("tool_choice").cloned(),
+            out.get("parallel_tool_calls").cloned(),
+        )
     };
-    assert_eq!(route_b(&with(hello(), "tools", tools.clone())).get("tool_choice"), None);
+    assert_eq!(
+        route_b(&with(hello(), "tools", tools.clone())).get("tool_choice"),
+        None
+    );
     assert_eq!(choice(json!({"type": "auto"})), (Some(json!("auto")), None));
-    assert_eq!(choice(json!({"type": "any"})), (Some(json!("required")), None));
+    assert_eq!(
+        choice(json!({"type": "any"})),
+        (Some(json!("required")), None)
+    );
     assert_eq!(choice(json!({"type": "none"})), (Some(json!("none")), None));
     assert_eq!(
         choice(json!({"type": "tool", "name": "Bash"})),
-        (Some(json!({"type": "function", "function": {"name": "Bash"}})), None)
+        (
+            Some(json!({"type": "function", "function": {"name": "Bash"}})),
+            None
+        )
     );
     assert_eq!(
         choice(json!({"type": "auto", "disable_parallel_tool_use": true})),
         (Some(json!("auto")), Some(json!(false)))
     );
     // Without tools neither the choice nor the parallel flag is sent.
-    let bare = route_b(&with(hello(), "tool_choice", json!({"type": "any", "disable_parallel_tool_use": true})));
+    let bare = route_b(&with(
+        hello(),
+        "tool_choice",
+        json!({"type": "any", "disable_parallel_tool_use": true}),
+    ));
     assert!(bare.get("tool_choice").is_none() && bare.get("parallel_tool_calls").is_none());
 }
 
@@ -454,19 +566,47 @@ fn thinking(config: Value) -> Value {
 #[test]
 fn effort_is_derived_from_budget_or_adaptive_effort() {
     let effort = |body: Value| route_b(&body).get("reasoning_effort").cloned();
-    assert_eq!(effort(thinking(json!({"type": "enabled", "budget_tokens": 1024}))), Some(json!("low")));
-    assert_eq!(effort(thinking(json!({"type": "enabled", "budget_tokens": 2048}))), Some(json!("medium")));
-    assert_eq!(effort(thinking(json!({"type": "enabled", "budget_tokens": 8191}))), Some(json!("medium")));
-    assert_eq!(effort(thinking(json!({"type": "enabled", "budget_tokens": 8192}))), Some(json!("high")));
-    assert_eq!(effort(thinking(json!({"type": "adaptive"}))), Some(json!("medium")));
-    for (level, expected) in [("low", "low"), ("medium", "medium"), ("high", "high"), ("xhigh", "high"), ("max", "high")] {
-        let body = with(thinking(json!({"type": "adaptive"})), "output_config", json!({"effort": level}));
+    assert_eq!(
+        effort(thinking(json!({"type": "enabled", "budget_tokens": 1024}))),
+        Some(json!("low"))
+    );
+    assert_eq!(
+        effort(thinking(json!({"type": "enabled", "budget_tokens": 2048}))),
+        Some(json!("medium"))
+    );
+    assert_eq!(
+        effort(thinking(json!({"type": "enabled", "budget_tokens": 8191}))),
+        Some(json!("medium"))
+    );
+    assert_eq!(
+        effort(thinking(json!({"type": "enabled", "budget_tokens": 8192}))),
+        Some(json!("high"))
+    );
+    assert_eq!(
+        effort(thinking(json!({"type": "adaptive"}))),
+        Some(json!("medium"))
+    );
+    for (level, expected) in [
+        ("low", "low"),
+        ("medium", "medium"),
+        ("high", "high"),
+        ("xhigh", "high"),
+        ("max", "high"),
+    ] {
+        let body = with(
+            thinking(json!({"type": "adaptive"})),
+            "output_config",
+            json!({"effort": level}),
+        );
         assert_eq!(effort(body), Some(json!(expected)), "{level}");
     }
     assert_eq!(effort(thinking(json!({"type": "disabled"}))), None);
     assert_eq!(effort(hello()), None);
     // Effort alone does not switch reasoning on.
-    assert_eq!(effort(with(hello(), "output_config", json!({"effort": "high"}))), None);
+    assert_eq!(
+        effort(with(hello(), "output_config", json!({"effort": "high"}))),
+        None
+    );
 }
 
 fn history_with_thinking() -> Value {
@@ -484,27 +624,58 @@ fn history_with_thinking() -> Value {
 
 #[test]
 fn openai_dialect_sends_reasoning_effort_and_drops_history_thinking() {
-    let body = with(history_with_thinking(), "thinking", json!({"type": "enabled", "budget_tokens": 4000}));
+    let body = with(
+        history_with_thinking(),
+        "thinking",
+        json!({"type": "enabled", "budget_tokens": 4000}),
+    );
     let converted = route_b_with(&body, &options(|_| {}));
     assert_eq!(converted.body["reasoning_effort"], "medium");
     assert!(converted.facts.thinking_enabled);
     assert!(!converted.body.contains_key("thinking"));
     let messages = converted.body["messages"].as_array().unwrap();
-    assert!(messages.iter().all(|m| m.get("reasoning_content").is_none()));
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.get("reasoning_content").is_none())
+    );
 }
 
 #[test]
 fn deepseek_dialect_switches_thinking_and_replays_reasoning_content_on_every_assistant_message() {
-    let on = route_b_with(&with(history_with_thinking(), "thinking", json!({"type": "enabled", "budget_tokens": 10000})), &deepseek());
+    let on = route_b_with(
+        &with(
+            history_with_thinking(),
+            "thinking",
+            json!({"type": "enabled", "budget_tokens": 10000}),
+        ),
+        &deepseek(),
+    );
     assert_eq!(on.body["thinking"], json!({"type": "enabled"}));
     assert_eq!(on.body["reasoning_effort"], "high");
     assert!(on.facts.thinking_enabled);
-    assert_eq!(on.body["messages"][1]["reasoning_content"], "step 1\nstep 2");
-    assert_eq!(on.body["messages"][3], json!({"role": "assistant", "content": "answer", "reasoning_content": ""}));
+    assert_eq!(
+        on.body["messages"][1]["reasoning_content"],
+        "step 1\nstep 2"
+    );
+    assert_eq!(
+        on.body["messages"][3],
+        json!({"role": "assistant", "content": "answer", "reasoning_content": ""})
+    );
 
-    let off = route_b_with(&with(history_with_thinking(), "thinking", json!({"type": "disabled"})), &deepseek());
+    let off = route_b_with(
+        &with(
+            history_with_thinking(),
+            "thinking",
+            json!({"type": "disabled"}),
+        ),
+        &deepseek(),
+    );
     assert_eq!(off.body["thinking"], json!({"type": "disabled"}));
-    assert!(!off.body.contains_key("reasoning_effort"), "never effort with disabled");
+    assert!(
+        !off.body.contains_key("reasoning_effort"),
+        "never effort with disabled"
+    );
     assert!(!off.facts.thinking_enabled);
     let absent = route_b_with(&history_with_thinking(), &deepseek()).body;
     assert!(!absent.contains_key("thinking") && !absent.contains_key("reasoning_effort"));
@@ -513,10 +684,26 @@ fn deepseek_dialect_switches_thinking_and_replays_reasoning_content_on_every_ass
 #[test]
 fn qwen_dialect_uses_enable_thinking_and_the_budget() {
     let qwen = options(|o| o.reasoning_dialect = ReasoningDialect::Qwen);
-    let on = route_b_with(&with(history_with_thinking(), "thinking", json!({"type": "enabled", "budget_tokens": 3000})), &qwen);
-    assert_eq!((on.body["enable_thinking"].clone(), on.body["thinking_budget"].clone()), (json!(true), json!(3000)));
+    let on = route_b_with(
+        &with(
+            history_with_thinking(),
+            "thinking",
+            json!({"type": "enabled", "budget_tokens": 3000}),
+        ),
+        &qwen,
+    );
+    assert_eq!(
+        (
+            on.body["enable_thinking"].clone(),
+            on.body["thinking_budget"].clone()
+        ),
+        (json!(true), json!(3000))
+    );
     assert!(!on.body.contains_key("reasoning_effort"));
-    assert_eq!(on.body["messages"][1]["reasoning_content"], "step 1\nstep 2");
+    assert_eq!(
+        on.body["messages"][1]["reasoning_content"],
+        "step 1\nstep 2"
+    );
     let adaptive = route_b_with(&thinking(json!({"type": "adaptive"})), &qwen).body;
     assert_eq!(adaptive.get("enable_thinking"), Some(&json!(true)));
     assert!(!adaptive.contains_key("thinking_budget"));
@@ -527,12 +714,23 @@ fn qwen_dialect_uses_enable_thinking_and_the_budget() {
 #[test]
 fn none_dialect_sends_nothing_and_drops_history_thinking() {
     let none = options(|o| o.reasoning_dialect = ReasoningDialect::None);
-    let converted = route_b_with(&with(history_with_thinking(), "thinking", json!({"type": "enabled", "budget_tokens": 3000})), &none);
+    let converted = route_b_with(
+        &with(
+            history_with_thinking(),
+            "thinking",
+            json!({"type": "enabled", "budget_tokens": 3000}),
+        ),
+        &none,
+    );
     for key in ["reasoning_effort", "thinking", "enable_thinking"] {
         assert!(!converted.body.contains_key(key), "{key}");
     }
     assert!(!converted.facts.thinking_enabled);
-    assert!(converted.body["messages"][1].get("reasoning_content").is_none());
+    assert!(
+        converted.body["messages"][1]
+            .get("reasoning_content")
+            .is_none()
+    );
 }
 
 // ---- §1.2.7 prompt caching ---------------------------------------------------------------------------
@@ -553,13 +751,23 @@ fn cached_request() -> Value {
 fn cache_control_is_removed_everywhere_by_default() {
     let out = route_b(&cached_request());
     assert!(!out.to_string().contains("cache_control"), "{out}");
-    assert_eq!(out["messages"][1], json!({"role": "user", "content": "doc\n\nq"}));
+    assert_eq!(
+        out["messages"][1],
+        json!({"role": "user", "content": "doc\n\nq"})
+    );
 }
 
 #[test]
 fn forward_cache_control_keeps_ephemeral_markers_on_content_parts() {
-    let out = route_b_with(&cached_request(), &options(|o| o.forward_cache_control = true)).body;
-    assert_eq!(out["messages"][0], json!({"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]}));
+    let out = route_b_with(
+        &cached_request(),
+        &options(|o| o.forward_cache_control = true),
+    )
+    .body;
+    assert_eq!(
+        out["messages"][0],
+        json!({"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]})
+    );
     assert_eq!(
         out["messages"][1],
         json!({"role": "user", "content": [
@@ -580,8 +788,14 @@ fn ids_longer_than_openai_allows_are_replaced_consistently() {
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": long_id, "content": "r"}]}
     ]));
     let out = route_b(&body);
-    let call_id = out["messages"][1]["tool_calls"][0]["id"].as_str().unwrap().to_owned();
-    assert!(call_id.starts_with("call_") && call_id.len() <= 40, "{call_id}");
+    let call_id = out["messages"][1]["tool_calls"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        call_id.starts_with("call_") && call_id.len() <= 40,
+        "{call_id}"
+    );
     assert_eq!(out["messages"][2]["tool_call_id"], json!(call_id));
 }
 
@@ -590,10 +804,28 @@ fn ids_longer_than_openai_allows_are_replaced_consistently() {
 #[test]
 fn files_api_sources_url_documents_and_bad_max_tokens_are_rejected() {
     let cases = [
-        (user_blocks(json!([{"type": "image", "source": {"type": "file", "file_id": "file_1"}}])), "messages[0].content[0].source.type"),
-        (user_blocks(json!([{"type": "document", "source": {"type": "file", "file_id": "file_1"}}])), "messages[0].content[0].source.type"),
-        (user_blocks(json!([{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}])), "messages[0].content[0].source.type"),
-        (json!({"model": "m", "messages": [{"role": "user", "content": "q"}]}), "max_tokens"),
+        (
+            user_blocks(
+                json!([{"type": "image", "source": {"type": "file", "file_id": "file_1"}}]),
+            ),
+            "messages[0].content[0].source.type",
+        ),
+        (
+            user_blocks(
+                json!([{"type": "document", "source": {"type": "file", "file_id": "file_1"}}]),
+            ),
+            "messages[0].content[0].source.type",
+        ),
+        (
+            user_blocks(
+                json!([{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}]),
+            ),
+            "messages[0].content[0].source.type",
+        ),
+        (
+            json!({"model": "m", "messages": [{"role": "user", "content": "q"}]}),
+            "max_tokens",
+        ),
         (with(hello(), "max_tokens", json!(-1)), "max_tokens"),
         (with(hello(), "max_tokens", json!(1.5)), "max_tokens"),
         (with(hello(), "max_tokens", json!("100")), "max_tokens"),
@@ -605,21 +837,51 @@ fn files_api_sources_url_documents_and_bad_max_tokens_are_rejected() {
     }
     let nested = after_call(json!([{"type": "tool_result", "tool_use_id": "a",
         "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}]}]));
-    assert_eq!(route_b_error(&nested).param.as_deref(), Some("messages[2].content[0].content[0].source.type"));
+    assert_eq!(
+        route_b_error(&nested).param.as_deref(),
+        Some("messages[2].content[0].content[0].source.type")
+    );
 }
 
 #[test]
 fn malformed_requests_name_the_offending_field() {
     let cases = [
         (request(json!([{"role": "user"}])), "messages[0].content"),
-        (request(json!([{"role": "robot", "content": "x"}])), "messages[0].role"),
-        (request(json!([{"role": "user", "content": 7}])), "messages[0].content"),
-        (request(json!([{"role": "user", "content": [{"text": "no type"}]}])), "messages[0].content[0].type"),
-        (request(json!([{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}])), "messages[0].content[0].id"),
-        (with(hello(), "tools", json!([{"input_schema": {}}])), "tools[0].name"),
+        (
+            request(json!([{"role": "robot", "content": "x"}])),
+            "messages[0].role",
+        ),
+        (
+            request(json!([{"role": "user", "content": 7}])),
+            "messages[0].content",
+        ),
+        (
+            request(json!([{"role": "user", "content": [{"text": "no type"}]}])),
+            "messages[0].content[0].type",
+        ),
+        (
+            request(
+                json!([{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}]),
+            ),
+            "messages[0].content[0].id",
+        ),
+        (
+            with(hello(), "tools", json!([{"input_schema": {}}])),
+            "tools[0].name",
+        ),
         (with(hello(), "system", json!(5)), "system"),
-        (with(hello(), "thinking", json!({"type": "sometimes"})), "thinking.type"),
-        (with(with(hello(), "tools", json!([{"name": "f"}])), "tool_choice", json!({"type": "maybe"})), "tool_choice.type"),
+        (
+            with(hello(), "thinking", json!({"type": "sometimes"})),
+            "thinking.type",
+        ),
+        (
+            with(
+                with(hello(), "tools", json!([{"name": "f"}])),
+                "tool_choice",
+                json!({"type": "maybe"}),
+            ),
+            "tool_choice.type",
+        ),
     ];
     for (body, param) in cases {
         assert_eq!(route_b_error(&body).param.as_deref(), Some(param), "{body}");

@@ -4,7 +4,9 @@ use serde_json::{Map, Value, json};
 
 use super::{SIGNING_KEY, options, route_a, route_b};
 use crate::protocol::convert::ModelOptions;
-use crate::protocol::convert::request::{anthropic_same_protocol_fixups, apply_anthropic_fixups, mint_thinking_signature};
+use crate::protocol::convert::request::{
+    anthropic_same_protocol_fixups, apply_anthropic_fixups, mint_thinking_signature,
+};
 
 fn fixups(body: &Value, options: &ModelOptions) -> Option<Value> {
     anthropic_same_protocol_fixups(body.to_string().as_bytes(), options).map(Value::Object)
@@ -33,19 +35,32 @@ fn same_protocol_requests_are_forwarded_as_sent() {
     };
     assert_eq!(fixups(&body, &ModelOptions::default()), None);
     // Anthropic's own API keeps ttl; a model without sampling exclusivity keeps both knobs.
-    assert_eq!(fixups(&with_sampling, &options(|o| o.anthropic_native = true)), None);
+    assert_eq!(
+        fixups(&with_sampling, &options(|o| o.anthropic_native = true)),
+        None
+    );
     let native_with_cap = options(|o| {
         o.anthropic_native = true;
         o.max_output_tokens = Some(1024);
     });
-    assert_eq!(fixups(&with_sampling, &native_with_cap), None, "max_tokens already within the cap");
+    assert_eq!(
+        fixups(&with_sampling, &native_with_cap),
+        None,
+        "max_tokens already within the cap"
+    );
 }
 
 #[test]
 fn an_unparseable_body_is_left_for_the_upstream_to_reject() {
     let native = options(|o| o.max_output_tokens = Some(10));
-    assert_eq!(anthropic_same_protocol_fixups(b"{\"max_tokens\": 99, ", &native), None);
-    assert_eq!(anthropic_same_protocol_fixups(b"{\"x\":\"llmr1.\"", &ModelOptions::default()), None);
+    assert_eq!(
+        anthropic_same_protocol_fixups(b"{\"max_tokens\": 99, ", &native),
+        None
+    );
+    assert_eq!(
+        anthropic_same_protocol_fixups(b"{\"x\":\"llmr1.\"", &ModelOptions::default()),
+        None
+    );
 }
 
 // ---- §1.3.2 stream_options only with stream:true --------------------------------------------------------
@@ -54,7 +69,8 @@ fn an_unparseable_body_is_left_for_the_upstream_to_reject() {
 fn stream_options_never_go_with_a_non_streaming_request() {
     let oai = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": true}});
     assert!(route_a(&oai).get("stream_options").is_none());
-    let ant = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let ant =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
     assert!(route_b(&ant).get("stream_options").is_none());
 }
 
@@ -93,7 +109,10 @@ fn arguments_are_objects_on_anthropic_and_compact_strings_on_openai() {
         {"role": "user", "content": "q"},
         {"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": ""}}]},
         {"role": "tool", "tool_call_id": "t", "content": "ok"}]});
-    assert_eq!(route_a(&oai_body)["messages"][1]["content"][0]["input"], json!({}));
+    assert_eq!(
+        route_a(&oai_body)["messages"][1]["content"][0]["input"],
+        json!({})
+    );
 }
 
 // ---- §1.3.5 sanitize_tool_id ----------------------------------------------------------------------------
@@ -112,9 +131,19 @@ fn tool_ids_are_sanitised_on_both_tool_use_and_tool_result() {
     let results = &out["messages"][2]["content"];
     assert_eq!(calls[0]["id"], "functions_Bash_0");
     let suffixed = calls[1]["id"].as_str().unwrap();
-    assert!(suffixed.starts_with("functions_Bash_0_") && suffixed.len() == "functions_Bash_0_".len() + 6, "{suffixed}");
-    assert_eq!(results[0], json!({"type": "tool_result", "tool_use_id": "functions_Bash_0", "content": "first"}));
-    assert_eq!(results[1], json!({"type": "tool_result", "tool_use_id": suffixed, "content": "second"}));
+    assert!(
+        suffixed.starts_with("functions_Bash_0_")
+            && suffixed.len() == "functions_Bash_0_".len() + 6,
+        "{suffixed}"
+    );
+    assert_eq!(
+        results[0],
+        json!({"type": "tool_result", "tool_use_id": "functions_Bash_0", "content": "first"})
+    );
+    assert_eq!(
+        results[1],
+        json!({"type": "tool_result", "tool_use_id": suffixed, "content": "second"})
+    );
 }
 
 // ---- §1.3.6 router-minted thinking signatures ----------------------------------------------------------
@@ -137,7 +166,8 @@ fn minted_thinking_is_stripped_and_the_open_loop_then_goes_without_thinking() {
     let minted = mint_thinking_signature(SIGNING_KEY, "Use Bash.");
     let fixed = fixups(&loop_with_thinking(&minted), &ModelOptions::default()).expect("changed");
     let mut expected = loop_with_thinking(&minted);
-    expected["messages"][1]["content"] = json!([{"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}}]);
+    expected["messages"][1]["content"] =
+        json!([{"type": "tool_use", "id": "toolu_01", "name": "Bash", "input": {"command": "ls"}}]);
     let obj = expected.as_object_mut().unwrap();
     obj.remove("thinking");
     obj.remove("output_config");
@@ -157,7 +187,10 @@ fn minted_thinking_in_a_closed_loop_is_stripped_but_thinking_stays_on() {
     let fixed = fixups(&body, &ModelOptions::default()).expect("changed");
     assert_eq!(fixed["thinking"], json!({"type": "adaptive"}));
     assert_eq!(fixed["output_config"], json!({"effort": "high"}));
-    assert_eq!(fixed["messages"][3], json!({"role": "assistant", "content": [{"type": "text", "text": "Two files."}]}));
+    assert_eq!(
+        fixed["messages"][3],
+        json!({"role": "assistant", "content": [{"type": "text", "text": "Two files."}]})
+    );
     assert!(!fixed.to_string().contains("llmr1."));
 }
 
@@ -181,13 +214,20 @@ fn an_assistant_message_left_empty_is_removed_and_can_reopen_the_loop() {
 #[test]
 fn real_thinking_blocks_pass_byte_for_byte() {
     let real = "EqQBCgIYAhIM1gbcDa9GJwZA+/=";
-    assert_eq!(fixups(&loop_with_thinking(real), &ModelOptions::default()), None, "nothing to change");
+    assert_eq!(
+        fixups(&loop_with_thinking(real), &ModelOptions::default()),
+        None,
+        "nothing to change"
+    );
     // Even when another rule rewrites the body, thinking blocks are untouched.
     let mut body = loop_with_thinking(real);
     body["messages"][1]["content"]
         .as_array_mut()
         .unwrap()
-        .insert(1, json!({"type": "redacted_thinking", "data": "opaque+data=="}));
+        .insert(
+            1,
+            json!({"type": "redacted_thinking", "data": "opaque+data=="}),
+        );
     body["max_tokens"] = json!(64000);
     let fixed = fixups(&body, &options(|o| o.max_output_tokens = Some(8000))).expect("clamped");
     assert_eq!(fixed["messages"], body["messages"]);
@@ -239,9 +279,18 @@ fn ttl_is_removed_for_third_party_hosts_and_kept_for_anthropic() {
     let fixed = fixups(&ttl_everywhere(), &ModelOptions::default()).expect("changed");
     assert_eq!(fixed, cached_everywhere(json!({"type": "ephemeral"})));
     // Tool schemas and tool inputs that merely mention "ttl" are not cache markers.
-    assert_eq!(fixed["tools"][0]["input_schema"]["properties"]["ttl"], json!({"type": "string"}));
-    assert_eq!(fixed["messages"][1]["content"][0]["input"], json!({"ttl": "1h"}));
-    assert_eq!(fixups(&ttl_everywhere(), &options(|o| o.anthropic_native = true)), None);
+    assert_eq!(
+        fixed["tools"][0]["input_schema"]["properties"]["ttl"],
+        json!({"type": "string"})
+    );
+    assert_eq!(
+        fixed["messages"][1]["content"][0]["input"],
+        json!({"ttl": "1h"})
+    );
+    assert_eq!(
+        fixups(&ttl_everywhere(), &options(|o| o.anthropic_native = true)),
+        None
+    );
 }
 
 // ---- max_tokens clamp on the same-protocol route (§1.1.4) -----------------------------------------------
@@ -252,16 +301,29 @@ fn same_protocol_max_tokens_clamp_lowers_the_thinking_budget_or_drops_thinking()
     body["max_tokens"] = json!(32000);
     body["thinking"] = json!({"type": "enabled", "budget_tokens": 16000});
     let fixed = fixups(&body, &options(|o| o.max_output_tokens = Some(8192))).expect("changed");
-    assert_eq!((fixed["max_tokens"].clone(), fixed["thinking"].clone()), (json!(8192), json!({"type": "enabled", "budget_tokens": 8191})));
+    assert_eq!(
+        (fixed["max_tokens"].clone(), fixed["thinking"].clone()),
+        (
+            json!(8192),
+            json!({"type": "enabled", "budget_tokens": 8191})
+        )
+    );
     let tiny = fixups(&body, &options(|o| o.max_output_tokens = Some(1000))).expect("changed");
     assert_eq!(tiny["max_tokens"], 1000);
     assert!(tiny.get("thinking").is_none());
-    assert_eq!(fixups(&body, &options(|o| o.max_output_tokens = Some(32000))), None, "within the cap");
+    assert_eq!(
+        fixups(&body, &options(|o| o.max_output_tokens = Some(32000))),
+        None,
+        "within the cap"
+    );
 }
 
 #[test]
 fn apply_on_a_parsed_map_reports_whether_it_changed() {
     let mut map: Map<String, Value> = ttl_everywhere().as_object().unwrap().clone();
     assert!(apply_anthropic_fixups(&mut map, &ModelOptions::default()));
-    assert!(!apply_anthropic_fixups(&mut map, &ModelOptions::default()), "idempotent");
+    assert!(
+        !apply_anthropic_fixups(&mut map, &ModelOptions::default()),
+        "idempotent"
+    );
 }
