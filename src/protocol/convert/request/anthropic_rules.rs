@@ -100,32 +100,60 @@ fn is_router_thinking_block(block: &Value) -> bool {
             .is_some_and(is_router_minted_signature)
 }
 
-/// With thinking on, Anthropic requires the assistant turn answered by the trailing tool results (the open
-/// tool-use loop) to start with a thinking block. This is true when such a loop is open and its assistant
-/// turn does not; the request must then go without `thinking` (§1.1.7).
+/// With thinking on, Anthropic requires the assistant turns of the open tool-use loop to start with a
+/// thinking block ("a final `assistant` message must start with a thinking block (preceding the lastmost
+/// set of `tool_use` and `tool_result` blocks)"; the API reports it on the turn that opened the loop). This
+/// is true when a loop is open (the conversation ends with tool results) and one of its assistant turns
+/// does not; the request must then go without `thinking` (§1.1.7).
 ///
+/// The loop reaches back to the last user message that answers no tool call (the human's request).
 /// Consecutive messages of one role count as one turn, as the API combines them.
 pub(super) fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
-    let role_at = |i: usize| {
-        messages
-            .get(i)
-            .and_then(|m| m.get("role"))
-            .and_then(Value::as_str)
-    };
-    let mut start = messages.len();
-    let mut loop_open = false;
-    while start > 0 && role_at(start - 1) == Some("user") {
-        start -= 1;
-        loop_open |= messages.get(start).is_some_and(has_tool_result);
-    }
+    let turns = turn_spans(messages);
+    let loop_open = turns
+        .last()
+        .is_some_and(|t| t.role == Some("user") && t.has_tool_result);
     if !loop_open {
         return false;
     }
-    let turn_end = start;
-    while start > 0 && role_at(start - 1) == Some("assistant") {
-        start -= 1;
+    let loop_start = turns
+        .iter()
+        .rposition(|t| t.role == Some("user") && !t.has_tool_result)
+        .map_or(0, |i| i + 1);
+    turns
+        .get(loop_start..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.role == Some("assistant"))
+        .any(|t| {
+            !messages
+                .get(t.first_message)
+                .is_some_and(starts_with_thinking)
+        })
+}
+
+/// A run of consecutive messages with one role, which the API treats as one turn.
+struct TurnSpan<'a> {
+    role: Option<&'a str>,
+    first_message: usize,
+    has_tool_result: bool,
+}
+
+fn turn_spans(messages: &[Value]) -> Vec<TurnSpan<'_>> {
+    let mut turns: Vec<TurnSpan> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        let has_result = has_tool_result(message);
+        match turns.last_mut() {
+            Some(turn) if turn.role == role => turn.has_tool_result |= has_result,
+            _ => turns.push(TurnSpan {
+                role,
+                first_message: i,
+                has_tool_result: has_result,
+            }),
+        }
     }
-    start != turn_end && !messages.get(start).is_some_and(starts_with_thinking)
+    turns
 }
 
 fn has_tool_result(message: &Value) -> bool {

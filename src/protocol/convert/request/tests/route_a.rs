@@ -1012,6 +1012,39 @@ fn unsigned_or_router_signed_reasoning_is_dropped_and_the_open_loop_goes_without
 }
 
 #[test]
+fn every_assistant_turn_of_the_open_loop_needs_signed_thinking() {
+    let call = |id: &str| json!({"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    let signed = json!({"reasoning_content": "plan", "reasoning_signature": "EqQBsig"});
+    let turns = |first: &Value, second: &Value| {
+        let mut a1 = json!({"role": "assistant", "tool_calls": [call("c1")]});
+        let mut a2 = json!({"role": "assistant", "tool_calls": [call("c2")]});
+        for (turn, extra) in [(&mut a1, first), (&mut a2, second)] {
+            for (k, v) in extra.as_object().unwrap() {
+                turn[k] = v.clone();
+            }
+        }
+        let body = chat(json!([
+            {"role": "user", "content": "q"}, a1, {"role": "tool", "tool_call_id": "c1", "content": "r1"},
+            a2, {"role": "tool", "tool_call_id": "c2", "content": "r2"}]));
+        let body = with(
+            body,
+            "tools",
+            json!([{"type": "function", "function": {"name": "f"}}]),
+        );
+        route_a(&with(body, "reasoning_effort", json!("medium")))
+    };
+    assert_eq!(turns(&signed, &signed)["thinking"]["type"], "enabled");
+    assert!(
+        turns(&json!({}), &signed).get("thinking").is_none(),
+        "the turn that opened the loop lacks it"
+    );
+    assert!(
+        turns(&signed, &json!({})).get("thinking").is_none(),
+        "the last turn lacks it"
+    );
+}
+
+#[test]
 fn a_closed_tool_loop_does_not_block_thinking() {
     let mut body = tool_loop(json!({}));
     body["messages"].as_array_mut().unwrap().extend([
