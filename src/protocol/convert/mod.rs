@@ -14,6 +14,7 @@ pub mod error;
 pub mod request;
 pub mod response;
 pub mod stream;
+pub mod token_count;
 
 /// How a deployment wants thinking requested (Route A, §1.1.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

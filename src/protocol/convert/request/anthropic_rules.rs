@@ -1,0 +1,272 @@
+//! Rules every request bound for an Anthropic upstream must satisfy, whether it was converted (Route A) or
+//! sent by an Anthropic client (same-protocol route, §1.3).
+//!
+//! The same-protocol route forwards the client's bytes untouched whenever it can (design note "touch only
+//! what must change"), so [`anthropic_same_protocol_fixups`] first looks for cheap evidence that a rule
+//! applies and only parses the body when one might.
+
+use memchr::memmem;
+use serde_json::{Map, Value};
+
+use super::signature::is_router_minted_signature;
+use super::{ModelOptions, clamp_max_tokens};
+use crate::protocol::raw_body::RawBody;
+
+/// Anthropic's smallest accepted `thinking.budget_tokens`.
+pub(super) const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// Same-protocol (Anthropic → Anthropic) fix-ups of §1.3: router-minted thinking blocks are removed (and
+/// with them `thinking`, when the open tool loop is then left without a signed thinking block),
+/// `cache_control.ttl` is removed unless the upstream is Anthropic's own API, `top_p` is dropped next to
+/// `temperature` for `sampling_exclusive` models, and `max_tokens` is clamped to `max_output_tokens`.
+///
+/// Takes the raw body rather than a parsed map so the common case costs a few substring scans and no
+/// parse: `None` means "forward the original bytes". `Some(body)` is the whole fixed body (the caller then
+/// rewrites `model` and applies `rewrite_body` on it). A body that is not a JSON object also yields `None`:
+/// the upstream reports the error in its own words.
+pub fn anthropic_same_protocol_fixups(
+    body: &[u8],
+    options: &ModelOptions,
+) -> Option<Map<String, Value>> {
+    let contains = |needle: &str| memmem::find(body, needle.as_bytes()).is_some();
+    let maybe_minted = contains(super::ROUTER_SIGNATURE_PREFIX);
+    let maybe_ttl = !options.anthropic_native && contains("\"ttl\"");
+    let maybe_sampling =
+        options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
+    let maybe_clamp = options.max_output_tokens.is_some_and(|cap| {
+        // A top-level scan without building a tree: only the value of `max_tokens` is decoded.
+        RawBody::parse(body)
+            .ok()
+            .and_then(|raw| raw.decode::<u64>("max_tokens").ok().flatten())
+            .is_some_and(|max| max > u64::from(cap))
+    });
+    if !(maybe_minted || maybe_ttl || maybe_sampling || maybe_clamp) {
+        return None;
+    }
+    let mut map: Map<String, Value> = serde_json::from_slice(body).ok()?;
+    apply_anthropic_fixups(&mut map, options).then_some(map)
+}
+
+/// Applies the same-protocol fix-ups of [`anthropic_same_protocol_fixups`] to an already parsed body;
+/// returns whether anything changed.
+pub fn apply_anthropic_fixups(body: &mut Map<String, Value>, options: &ModelOptions) -> bool {
+    let mut changed = false;
+    if let Some(Value::Array(messages)) = body.get_mut("messages")
+        && strip_router_thinking(messages)
+    {
+        changed = true;
+        let loop_unsigned = open_tool_loop_lacks_thinking(messages);
+        if loop_unsigned && thinking_is_on(body) {
+            remove_thinking(body);
+        }
+    }
+    if !options.anthropic_native {
+        changed |= strip_cache_ttl(body);
+    }
+    if options.sampling_exclusive
+        && body.contains_key("temperature")
+        && body.remove("top_p").is_some()
+    {
+        changed = true;
+    }
+    changed |= clamp_with_thinking_budget(body, options);
+    changed
+}
+
+/// Removes thinking blocks whose signature the router minted (§1.3.6); an assistant message left without
+/// content is removed too (the API rejects empty content). Returns whether anything was removed.
+pub(super) fn strip_router_thinking(messages: &mut Vec<Value>) -> bool {
+    let mut removed = false;
+    for message in messages.iter_mut() {
+        if let Some(Value::Array(blocks)) = message.get_mut("content") {
+            let before = blocks.len();
+            blocks.retain(|block| !is_router_thinking_block(block));
+            removed |= blocks.len() != before;
+        }
+    }
+    if removed {
+        messages.retain(
+            |m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()),
+        );
+    }
+    removed
+}
+
+fn is_router_thinking_block(block: &Value) -> bool {
+    block.get("type").and_then(Value::as_str) == Some("thinking")
+        && block
+            .get("signature")
+            .and_then(Value::as_str)
+            .is_some_and(is_router_minted_signature)
+}
+
+/// With thinking on, Anthropic requires the assistant turns of the open tool-use loop to start with a
+/// thinking block ("a final `assistant` message must start with a thinking block (preceding the lastmost
+/// set of `tool_use` and `tool_result` blocks)"; the API reports it on the turn that opened the loop). This
+/// is true when a loop is open (the conversation ends with tool results) and one of its assistant turns
+/// does not; the request must then go without `thinking` (§1.1.7).
+///
+/// The loop reaches back to the last user message that answers no tool call (the human's request).
+/// Consecutive messages of one role count as one turn, as the API combines them.
+pub(super) fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
+    let turns = turn_spans(messages);
+    let loop_open = turns
+        .last()
+        .is_some_and(|t| t.role == Some("user") && t.has_tool_result);
+    if !loop_open {
+        return false;
+    }
+    let loop_start = turns
+        .iter()
+        .rposition(|t| t.role == Some("user") && !t.has_tool_result)
+        .map_or(0, |i| i + 1);
+    turns
+        .get(loop_start..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| t.role == Some("assistant"))
+        .any(|t| {
+            !messages
+                .get(t.first_message)
+                .is_some_and(starts_with_thinking)
+        })
+}
+
+/// A run of consecutive messages with one role, which the API treats as one turn.
+struct TurnSpan<'a> {
+    role: Option<&'a str>,
+    first_message: usize,
+    has_tool_result: bool,
+}
+
+fn turn_spans(messages: &[Value]) -> Vec<TurnSpan<'_>> {
+    let mut turns: Vec<TurnSpan> = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str);
+        let has_result = has_tool_result(message);
+        match turns.last_mut() {
+            Some(turn) if turn.role == role => turn.has_tool_result |= has_result,
+            _ => turns.push(TurnSpan {
+                role,
+                first_message: i,
+                has_tool_result: has_result,
+            }),
+        }
+    }
+    turns
+}
+
+fn has_tool_result(message: &Value) -> bool {
+    matches!(message.get("content"), Some(Value::Array(blocks))
+        if blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
+}
+
+fn starts_with_thinking(message: &Value) -> bool {
+    let first_type = message
+        .get("content")
+        .and_then(Value::as_array)
+        .and_then(|blocks| blocks.first())
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str);
+    matches!(first_type, Some("thinking" | "redacted_thinking"))
+}
+
+fn thinking_is_on(body: &Map<String, Value>) -> bool {
+    let kind = body
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str);
+    matches!(kind, Some("enabled" | "adaptive"))
+}
+
+/// Drops `thinking` and the effort that only makes sense with it (never send effort with thinking off,
+/// §1.1.7; DeepSeek's Anthropic endpoint rejects the pair, §6 row 31).
+fn remove_thinking(body: &mut Map<String, Value>) {
+    body.remove("thinking");
+    if let Some(Value::Object(config)) = body.get_mut("output_config") {
+        config.remove("effort");
+        if config.is_empty() {
+            body.remove("output_config");
+        }
+    }
+}
+
+/// Removes `ttl` from every `cache_control` (§1.3.9): third-party Messages endpoints reject it.
+fn strip_cache_ttl(body: &mut Map<String, Value>) -> bool {
+    let mut changed = strip_ttl_on(body);
+    for key in ["system", "tools"] {
+        if let Some(Value::Array(items)) = body.get_mut(key) {
+            for item in items {
+                changed |= strip_ttl_in_block(item);
+            }
+        }
+    }
+    if let Some(Value::Array(messages)) = body.get_mut("messages") {
+        for message in messages {
+            if let Some(Value::Array(blocks)) = message.get_mut("content") {
+                for block in blocks {
+                    changed |= strip_ttl_in_block(block);
+                }
+            }
+        }
+    }
+    changed
+}
+
+/// One block and the blocks nested in it (`tool_result`, `mid_conv_system` and content documents carry
+/// their own `content` lists).
+fn strip_ttl_in_block(block: &mut Value) -> bool {
+    let Value::Object(obj) = block else {
+        return false;
+    };
+    let mut changed = strip_ttl_on(obj);
+    if let Some(Value::Array(inner)) = obj.get_mut("content") {
+        for nested in inner {
+            changed |= strip_ttl_in_block(nested);
+        }
+    }
+    if let Some(Value::Object(source)) = obj.get_mut("source")
+        && let Some(Value::Array(inner)) = source.get_mut("content")
+    {
+        for nested in inner {
+            changed |= strip_ttl_in_block(nested);
+        }
+    }
+    changed
+}
+
+fn strip_ttl_on(obj: &mut Map<String, Value>) -> bool {
+    match obj.get_mut("cache_control") {
+        Some(Value::Object(cache_control)) => cache_control.remove("ttl").is_some(),
+        _ => false,
+    }
+}
+
+/// Clamps `max_tokens` to the deployment's cap; a thinking budget the clamp leaves too large is lowered to
+/// `max_tokens - 1`, and thinking is switched off if that falls below Anthropic's minimum (§1.1.4).
+fn clamp_with_thinking_budget(body: &mut Map<String, Value>, options: &ModelOptions) -> bool {
+    let Some(requested) = body.get("max_tokens").and_then(Value::as_u64) else {
+        return false;
+    };
+    let clamped = clamp_max_tokens(requested, options);
+    if clamped == requested {
+        return false;
+    }
+    body.insert("max_tokens".to_owned(), Value::from(clamped));
+    let budget = body
+        .get("thinking")
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64);
+    if let Some(budget) = budget
+        && budget >= clamped
+    {
+        let lowered = clamped.saturating_sub(1);
+        if lowered < MIN_THINKING_BUDGET {
+            remove_thinking(body);
+        } else if let Some(Value::Object(thinking)) = body.get_mut("thinking") {
+            thinking.insert("budget_tokens".to_owned(), Value::from(lowered));
+        }
+    }
+    true
+}
