@@ -161,6 +161,7 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
     let mut saw_delta = false;
     let mut stopped = false;
     let mut error = None;
+    let mut truncated_tool = false;
     for (n, event) in events.iter().enumerate() {
         let name = event.event.as_deref().expect("every ANT event has an event: line");
         let data: Value = serde_json::from_str(&event.data).expect("event data is JSON");
@@ -246,10 +247,14 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
                         block["thinking"] = json!(acc);
                     }
                     _ => {
-                        block["input"] = if acc.is_empty() {
-                            json!({})
-                        } else {
-                            serde_json::from_str(&acc).expect("tool input is JSON")
+                        block["input"] = match serde_json::from_str(&acc) {
+                            _ if acc.is_empty() => json!({}),
+                            Ok(input) => input,
+                            // Only a stream that then ends in an error may carry a cut-off input.
+                            Err(_) => {
+                                truncated_tool = true;
+                                json!({"_truncated": acc})
+                            }
                         }
                     }
                 }
@@ -273,6 +278,7 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
         }
     }
     assert!(stopped || error.is_some(), "stream ends with message_stop or error");
+    assert!(!truncated_tool || error.is_some(), "tool input is not JSON in a complete stream");
     AnthropicResult {
         message: message.unwrap_or(Value::Null),
         error,
