@@ -395,3 +395,76 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
     }
     result
 }
+
+/// The checkers must reject what the converters must never produce.
+mod checker_tests {
+    use super::*;
+
+    fn rejects(check: impl FnOnce() + std::panic::UnwindSafe) -> bool {
+        std::panic::catch_unwind(check).is_err()
+    }
+
+    const START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"client-model\",\"content\":[],\"usage\":{\"input_tokens\":1}}}\n\n";
+    const END: &str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":1}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    fn text_block(index: u64, delta_type: &str) -> String {
+        format!(
+            "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+             event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"{delta_type}\",\"text\":\"x\",\"thinking\":\"x\"}}}}\n\n\
+             event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}\n\n"
+        )
+    }
+
+    #[test]
+    fn anthropic_checker_accepts_a_good_stream_and_rejects_bad_ones() {
+        let good = format!("{START}{}{END}", text_block(0, "text_delta"));
+        assert_eq!(check_anthropic(good.as_bytes()).message["content"][0]["text"], "x");
+        let bad = [
+            format!("{}{END}", text_block(0, "text_delta")), // no message_start
+            format!("{START}{START}{END}"),                 // two message_start
+            format!("{START}{}{END}", text_block(1, "text_delta")), // index not dense
+            format!("{START}{}{END}", text_block(0, "thinking_delta")), // delta kind mismatch
+            format!("{START}{}", text_block(0, "text_delta")), // no message_stop
+            format!("{START}{END}{END}"),                   // events after message_stop
+            START.replace("event: message_start\n", ""),    // missing event line
+        ];
+        for stream in bad {
+            assert!(rejects(move || {
+                check_anthropic(stream.as_bytes());
+            }));
+        }
+    }
+
+    fn chunk(delta: &str, finish: &str) -> String {
+        format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"client-model\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+        )
+    }
+
+    #[test]
+    fn openai_checker_accepts_a_good_stream_and_rejects_bad_ones() {
+        let role = chunk(r#"{"role":"assistant","content":""}"#, "null");
+        let tool = chunk(
+            r#"{"tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"f","arguments":""}}]}"#,
+            "null",
+        );
+        let stop = chunk("{}", "\"stop\"");
+        let done = "data: [DONE]\n\n";
+        let good = format!("{role}{tool}{stop}{done}");
+        assert_eq!(check_openai(good.as_bytes(), false).tool_calls.len(), 1);
+        let bad = [
+            format!("{role}{role}{stop}{done}"), // role twice
+            format!("{role}{tool}{tool}{stop}{done}"), // tool id/name repeated
+            format!("{role}{}{stop}{done}", tool.replace("\"index\":0", "\"index\":1")), // index skips 0
+            format!("{role}{stop}"),             // no [DONE]
+            format!("{role}{stop}{done}{stop}"), // chunk after [DONE]
+            format!("{role}{stop}{done}"),       // include_usage but no usage chunk (checked below)
+        ];
+        for (n, stream) in bad.into_iter().enumerate() {
+            let include_usage = n == 5;
+            assert!(rejects(move || {
+                check_openai(stream.as_bytes(), include_usage);
+            }));
+        }
+    }
+}
