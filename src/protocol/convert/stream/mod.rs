@@ -24,7 +24,7 @@ mod to_anthropic;
 mod to_openai;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use to_anthropic::OpenAiToAnthropicStream;
 pub use to_openai::AnthropicToOpenAiStream;
