@@ -534,3 +534,249 @@ fn scrub_secrets(message: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn oai_body(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
+        json!({"error":{"message":message,"type":kind,"param":null,"code":code}})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn ant_fields(err: &ClientError) -> (u16, String, String) {
+        let v: Value = serde_json::from_slice(&err.body).unwrap();
+        assert_eq!(v["type"], "error");
+        (
+            err.status,
+            v["error"]["type"].as_str().unwrap().to_owned(),
+            v["error"]["message"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Every row of §4.2.
+    #[test]
+    fn openai_errors_to_anthropic_table() {
+        let rows: &[(u16, &[u8], u16, &str)] = &[
+            (400, &oai_body("bad param", "invalid_request_error", None), 400, "invalid_request_error"),
+            (422, br#"{"detail":[{"loc":["body","messages"],"msg":"field required"}]}"#, 400, "invalid_request_error"),
+            (401, &oai_body("no key", "invalid_request_error", Some("invalid_api_key")), 401, "authentication_error"),
+            (402, br#"{"error":{"message":"Insufficient credits","code":402}}"#, 402, "billing_error"),
+            (429, &oai_body("quota", "insufficient_quota", Some("insufficient_quota")), 402, "billing_error"),
+            (403, &oai_body("denied", "permission_error", None), 403, "permission_error"),
+            (404, &oai_body("no model", "invalid_request_error", Some("model_not_found")), 404, "not_found_error"),
+            (408, b"", 504, "timeout_error"),
+            (504, &oai_body("gateway timeout", "server_error", None), 504, "timeout_error"),
+            (409, &oai_body("conflict", "invalid_request_error", None), 409, "invalid_request_error"),
+            (413, &oai_body("too big", "invalid_request_error", None), 413, "request_too_large"),
+            (429, &oai_body("slow down", "requests", Some("rate_limit_exceeded")), 429, "rate_limit_error"),
+            (503, &oai_body("unavailable", "server_error", None), 529, "overloaded_error"),
+            (500, &oai_body("The engine is currently overloaded", "server_error", None), 529, "overloaded_error"),
+            (502, &oai_body("busy", "server_error", Some("server_is_overloaded")), 529, "overloaded_error"),
+            (500, &oai_body("internal", "server_error", None), 500, "api_error"),
+            (502, &oai_body("bad gateway", "server_error", None), 502, "api_error"),
+            (520, b"", 520, "api_error"),
+            (418, b"", 418, "invalid_request_error"),
+        ];
+        for (status, body, want_status, want_type) in rows {
+            let err = openai_error_to_anthropic(*status, body, None);
+            let (got_status, got_type, _) = ant_fields(&err);
+            assert_eq!(
+                (got_status, got_type.as_str()),
+                (*want_status, *want_type),
+                "{status} {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn openai_error_messages_from_various_hosts() {
+        let cases: &[(&[u8], &str)] = &[
+            (&oai_body("OpenAI says", "x", None), "OpenAI says"),
+            (br#"{"error":"plain string"}"#, "plain string"),
+            (br#"{"object":"error","message":"vLLM says","type":"BadRequestError","code":400}"#, "vLLM says"),
+            (br#"{"detail":"FastAPI says"}"#, "FastAPI says"),
+            (br#"{"message":"bare message"}"#, "bare message"),
+        ];
+        for (body, want) in cases {
+            let (_, _, message) = ant_fields(&openai_error_to_anthropic(400, body, None));
+            assert_eq!(message, *want);
+        }
+    }
+
+    #[test]
+    fn request_id_goes_into_the_anthropic_body() {
+        let err = openai_error_to_anthropic(500, &oai_body("x", "server_error", None), Some("req_123"));
+        let v: Value = serde_json::from_slice(&err.body).unwrap();
+        assert_eq!(v["request_id"], "req_123");
+        assert!(err.headers.is_empty());
+    }
+
+    #[test]
+    fn non_json_body_becomes_the_first_500_bytes() {
+        let body = format!("<html>{}</html>", "é".repeat(400));
+        let (status, kind, message) = ant_fields(&openai_error_to_anthropic(502, body.as_bytes(), None));
+        assert_eq!((status, kind.as_str()), (502, "api_error"));
+        assert!(message.len() <= 500 && message.starts_with("<html>ééé"));
+        let (_, _, empty) = ant_fields(&openai_error_to_anthropic(503, b"", None));
+        assert_eq!(empty, "upstream returned HTTP 529");
+    }
+
+    #[test]
+    fn context_overflow_is_worded_like_anthropic() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                &oai_body(
+                    "This model's maximum context length is 128000 tokens. However, your messages resulted in 130532 tokens. Please reduce the length of the messages.",
+                    "invalid_request_error",
+                    Some("context_length_exceeded"),
+                ),
+                "prompt is too long: 130532 tokens > 128000 maximum",
+            ),
+            (
+                br#"{"object":"error","message":"This model's maximum context length is 32768 tokens. However, you requested 33000 tokens (32000 in the messages, 1000 in the completion).","type":"BadRequestError","code":400}"#,
+                "prompt is too long: 33000 tokens > 32768 maximum",
+            ),
+            (
+                &oai_body("Input exceeds the context window", "invalid_request_error", Some("context_length_exceeded")),
+                "prompt is too long: Input exceeds the context window",
+            ),
+        ];
+        for (body, want) in cases {
+            let (status, kind, message) = ant_fields(&openai_error_to_anthropic(400, body, None));
+            assert_eq!((status, kind.as_str(), message.as_str()), (400, "invalid_request_error", *want));
+        }
+    }
+
+    #[test]
+    fn upstream_keys_and_urls_are_not_leaked() {
+        let body = oai_body(
+            "Incorrect API key provided: sk-proj-abc***xyz. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "invalid_request_error",
+            Some("invalid_api_key"),
+        );
+        let (_, _, message) = ant_fields(&openai_error_to_anthropic(401, &body, None));
+        assert_eq!(
+            message,
+            "Incorrect API key provided: [redacted]. You can find your API key at [redacted]."
+        );
+        assert!(!scrub_secrets("Authorization: Bearer abc.def failed").contains("abc.def"));
+        assert_eq!(scrub_secrets("nothing secret"), "nothing secret");
+    }
+
+    fn oai_fields(err: &ClientError) -> (u16, String, Value) {
+        let v: Value = serde_json::from_slice(&err.body).unwrap();
+        assert!(v["error"]["message"].is_string());
+        assert_eq!(v["error"]["param"], Value::Null);
+        (err.status, v["error"]["type"].as_str().unwrap().to_owned(), v["error"]["code"].clone())
+    }
+
+    fn ant_body(kind: &str, message: &str) -> Vec<u8> {
+        anthropic::error_body(kind, message, Some("req_1"))
+    }
+
+    /// Every row of §4.3.
+    #[test]
+    fn anthropic_errors_to_openai_table() {
+        let rows: &[(u16, &str, &str, u16, &str, Value)] = &[
+            (400, "invalid_request_error", "max_tokens: too large", 400, "invalid_request_error", Value::Null),
+            (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", 400, "invalid_request_error", json!("context_length_exceeded")),
+            (401, "authentication_error", "invalid x-api-key", 401, "invalid_request_error", json!("invalid_api_key")),
+            (402, "billing_error", "credit balance too low", 429, "insufficient_quota", json!("insufficient_quota")),
+            (403, "permission_error", "no access", 403, "permission_error", Value::Null),
+            (404, "not_found_error", "model: claude-nope", 404, "invalid_request_error", json!("model_not_found")),
+            (404, "not_found_error", "file not found", 404, "invalid_request_error", Value::Null),
+            (413, "request_too_large", "too large", 413, "invalid_request_error", json!("request_too_large")),
+            (429, "rate_limit_error", "slow down", 429, "rate_limit_error", json!("rate_limit_exceeded")),
+            (500, "api_error", "internal", 500, "server_error", Value::Null),
+            (504, "timeout_error", "timed out", 504, "server_error", json!("timeout")),
+            (529, "overloaded_error", "Overloaded", 503, "service_unavailable_error", json!("server_is_overloaded")),
+        ];
+        for (status, kind, message, want_status, want_type, want_code) in rows {
+            let err = anthropic_error_to_openai(*status, &ant_body(kind, message));
+            assert_eq!(
+                oai_fields(&err),
+                (*want_status, want_type.to_string(), want_code.clone()),
+                "{status} {kind}"
+            );
+            let retry = err.headers.iter().find(|(h, _)| *h == "x-should-retry");
+            assert_eq!(retry.is_some(), *kind == "billing_error", "{kind}");
+        }
+    }
+
+    #[test]
+    fn billing_forbids_retries_of_its_429() {
+        let err = anthropic_error_to_openai(402, &ant_body("billing_error", "pay up"));
+        assert_eq!(err.headers, vec![("x-should-retry", "false".to_owned())]);
+    }
+
+    #[test]
+    fn anthropic_status_is_kept_where_the_table_allows() {
+        let err = anthropic_error_to_openai(409, &ant_body("invalid_request_error", "conflict"));
+        assert_eq!(err.status, 409);
+        let err = anthropic_error_to_openai(502, &ant_body("api_error", "bad gateway"));
+        assert_eq!(oai_fields(&err).0, 502);
+        // No recognisable body: the type follows the status.
+        let err = anthropic_error_to_openai(529, b"upstream overloaded");
+        let (status, kind, code) = oai_fields(&err);
+        assert_eq!((status, kind.as_str(), code), (503, "service_unavailable_error", json!("server_is_overloaded")));
+        let err = anthropic_error_to_openai(401, b"");
+        assert_eq!(oai_fields(&err).2, json!("invalid_api_key"));
+    }
+
+    fn event(name: Option<&str>, data: &str) -> SseEvent {
+        SseEvent {
+            event: name.map(str::to_owned),
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn first_event_errors_from_openai_streams() {
+        let ok = event(None, r#"{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}],"error":null}"#);
+        assert!(openai_stream_event_error(&ok).is_none());
+        assert!(openai_stream_event_error(&event(None, "[DONE]")).is_none());
+
+        let quota = event(None, r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota","code":"insufficient_quota"}}"#);
+        let err = openai_stream_event_error(&quota).unwrap();
+        assert_eq!((err.upstream, err.status), (Protocol::OpenAi, 429));
+        let ant = err.to_client_error(Protocol::Anthropic, Some("req_9"));
+        assert_eq!(ant_fields(&ant).0, 402);
+        let same = err.to_client_error(Protocol::OpenAi, None);
+        assert_eq!(oai_fields(&same).0, 429);
+
+        let vllm = event(None, r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#);
+        assert_eq!(openai_stream_event_error(&vllm).unwrap().status, 500);
+        let openrouter = event(None, r#"{"error":{"code":502,"message":"Provider returned error"}}"#);
+        assert_eq!(openai_stream_event_error(&openrouter).unwrap().status, 502);
+        let overloaded = event(None, r#"{"error":{"message":"Server overloaded","type":"server_error"}}"#);
+        let err = openai_stream_event_error(&overloaded).unwrap();
+        assert_eq!(ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0, 529);
+        let named = event(Some("error"), "not json at all");
+        assert!(openai_stream_event_error(&named).is_some());
+    }
+
+    #[test]
+    fn first_event_errors_from_anthropic_streams() {
+        let start = event(Some("message_start"), r#"{"type":"message_start","message":{}}"#);
+        assert!(anthropic_stream_event_error(&start).is_none());
+
+        let overloaded = event(Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_7"}"#);
+        let err = anthropic_stream_event_error(&overloaded).unwrap();
+        assert_eq!((err.upstream, err.status), (Protocol::Anthropic, 529));
+        let relayed = err.to_client_error(Protocol::Anthropic, None);
+        let v: Value = serde_json::from_slice(&relayed.body).unwrap();
+        assert_eq!(v["request_id"], "req_7");
+        assert_eq!(relayed.status, 529);
+        let converted = err.to_client_error(Protocol::OpenAi, None);
+        assert_eq!(oai_fields(&converted).0, 503);
+
+        // Without an event: line the data's type still says error.
+        let unnamed = event(None, r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#);
+        assert_eq!(anthropic_stream_event_error(&unnamed).unwrap().status, 429);
+    }
+}
