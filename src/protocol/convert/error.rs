@@ -28,7 +28,11 @@ const RAW_BODY_LIMIT: usize = 500;
 // ---------------------------------------------------------------------------------------------------------
 
 /// Converts an OpenAI-style upstream error response into an Anthropic error response (Route B, §4.2).
-pub fn openai_error_to_anthropic(status: u16, body: &[u8], request_id: Option<&str>) -> ClientError {
+pub fn openai_error_to_anthropic(
+    status: u16,
+    body: &[u8],
+    request_id: Option<&str>,
+) -> ClientError {
     let info = match serde_json::from_slice::<Value>(body) {
         Ok(json) => OpenAiErrorInfo::from_json(&json),
         Err(_) => OpenAiErrorInfo::raw(body),
@@ -96,10 +100,7 @@ impl OpenAiErrorInfo {
         Self {
             message,
             kind: text(inner.get("type")),
-            code: inner
-                .get("code")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            code: inner.get("code").and_then(Value::as_str).map(str::to_owned),
             param: text(inner.get("param")),
             status,
         }
@@ -241,7 +242,9 @@ fn integers(text: &str) -> Vec<(usize, u64)> {
                     || (bytes[i] == b',' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
             {
                 if bytes[i] != b',' {
-                    value = value.saturating_mul(10).saturating_add(u64::from(bytes[i] - b'0'));
+                    value = value
+                        .saturating_mul(10)
+                        .saturating_add(u64::from(bytes[i] - b'0'));
                 }
                 i += 1;
             }
@@ -334,7 +337,11 @@ pub(crate) fn openai_error_for_anthropic(
         "rate_limit_error" => (429, "rate_limit_error", Some("rate_limit_exceeded")),
         "api_error" => (500, "server_error", None),
         "timeout_error" => (504, "server_error", Some("timeout")),
-        "overloaded_error" => (503, "service_unavailable_error", Some("server_is_overloaded")),
+        "overloaded_error" => (
+            503,
+            "service_unavailable_error",
+            Some("server_is_overloaded"),
+        ),
         _ => {
             let s = status.unwrap_or(500);
             (s, openai::error_type_for_status(s), None)
@@ -431,8 +438,11 @@ pub fn openai_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
 /// Whether an event from an Anthropic stream is an error event; returns its (type, message).
 pub(crate) fn anthropic_event_error(event: &SseEvent) -> Option<(String, String)> {
     let json: Option<Value> = serde_json::from_str(&event.data).ok();
-    let typed_error =
-        json.as_ref().and_then(|j| j.get("type")).and_then(Value::as_str) == Some("error");
+    let typed_error = json
+        .as_ref()
+        .and_then(|j| j.get("type"))
+        .and_then(Value::as_str)
+        == Some("error");
     if event.event.as_deref() != Some("error") && !typed_error {
         return None;
     }
@@ -561,23 +571,103 @@ mod tests {
     #[test]
     fn openai_errors_to_anthropic_table() {
         let rows: &[(u16, &[u8], u16, &str)] = &[
-            (400, &oai_body("bad param", "invalid_request_error", None), 400, "invalid_request_error"),
-            (422, br#"{"detail":[{"loc":["body","messages"],"msg":"field required"}]}"#, 400, "invalid_request_error"),
-            (401, &oai_body("no key", "invalid_request_error", Some("invalid_api_key")), 401, "authentication_error"),
-            (402, br#"{"error":{"message":"Insufficient credits","code":402}}"#, 402, "billing_error"),
-            (429, &oai_body("quota", "insufficient_quota", Some("insufficient_quota")), 402, "billing_error"),
-            (403, &oai_body("denied", "permission_error", None), 403, "permission_error"),
-            (404, &oai_body("no model", "invalid_request_error", Some("model_not_found")), 404, "not_found_error"),
+            (
+                400,
+                &oai_body("bad param", "invalid_request_error", None),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                422,
+                br#"{"detail":[{"loc":["body","messages"],"msg":"field required"}]}"#,
+                400,
+                "invalid_request_error",
+            ),
+            (
+                401,
+                &oai_body("no key", "invalid_request_error", Some("invalid_api_key")),
+                401,
+                "authentication_error",
+            ),
+            (
+                402,
+                br#"{"error":{"message":"Insufficient credits","code":402}}"#,
+                402,
+                "billing_error",
+            ),
+            (
+                429,
+                &oai_body("quota", "insufficient_quota", Some("insufficient_quota")),
+                402,
+                "billing_error",
+            ),
+            (
+                403,
+                &oai_body("denied", "permission_error", None),
+                403,
+                "permission_error",
+            ),
+            (
+                404,
+                &oai_body("no model", "invalid_request_error", Some("model_not_found")),
+                404,
+                "not_found_error",
+            ),
             (408, b"", 504, "timeout_error"),
-            (504, &oai_body("gateway timeout", "server_error", None), 504, "timeout_error"),
-            (409, &oai_body("conflict", "invalid_request_error", None), 409, "invalid_request_error"),
-            (413, &oai_body("too big", "invalid_request_error", None), 413, "request_too_large"),
-            (429, &oai_body("slow down", "requests", Some("rate_limit_exceeded")), 429, "rate_limit_error"),
-            (503, &oai_body("unavailable", "server_error", None), 529, "overloaded_error"),
-            (500, &oai_body("The engine is currently overloaded", "server_error", None), 529, "overloaded_error"),
-            (502, &oai_body("busy", "server_error", Some("server_is_overloaded")), 529, "overloaded_error"),
-            (500, &oai_body("internal", "server_error", None), 500, "api_error"),
-            (502, &oai_body("bad gateway", "server_error", None), 502, "api_error"),
+            (
+                504,
+                &oai_body("gateway timeout", "server_error", None),
+                504,
+                "timeout_error",
+            ),
+            (
+                409,
+                &oai_body("conflict", "invalid_request_error", None),
+                409,
+                "invalid_request_error",
+            ),
+            (
+                413,
+                &oai_body("too big", "invalid_request_error", None),
+                413,
+                "request_too_large",
+            ),
+            (
+                429,
+                &oai_body("slow down", "requests", Some("rate_limit_exceeded")),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                503,
+                &oai_body("unavailable", "server_error", None),
+                529,
+                "overloaded_error",
+            ),
+            (
+                500,
+                &oai_body("The engine is currently overloaded", "server_error", None),
+                529,
+                "overloaded_error",
+            ),
+            (
+                502,
+                &oai_body("busy", "server_error", Some("server_is_overloaded")),
+                529,
+                "overloaded_error",
+            ),
+            (
+                500,
+                &oai_body("internal", "server_error", None),
+                500,
+                "api_error",
+            ),
+            (
+                502,
+                &oai_body("bad gateway", "server_error", None),
+                502,
+                "api_error",
+            ),
             (520, b"", 520, "api_error"),
             (418, b"", 418, "invalid_request_error"),
         ];
@@ -598,7 +688,10 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (&oai_body("OpenAI says", "x", None), "OpenAI says"),
             (br#"{"error":"plain string"}"#, "plain string"),
-            (br#"{"object":"error","message":"vLLM says","type":"BadRequestError","code":400}"#, "vLLM says"),
+            (
+                br#"{"object":"error","message":"vLLM says","type":"BadRequestError","code":400}"#,
+                "vLLM says",
+            ),
             (br#"{"detail":"FastAPI says"}"#, "FastAPI says"),
             (br#"{"message":"bare message"}"#, "bare message"),
         ];
@@ -610,7 +703,8 @@ mod tests {
 
     #[test]
     fn request_id_goes_into_the_anthropic_body() {
-        let err = openai_error_to_anthropic(500, &oai_body("x", "server_error", None), Some("req_123"));
+        let err =
+            openai_error_to_anthropic(500, &oai_body("x", "server_error", None), Some("req_123"));
         let v: Value = serde_json::from_slice(&err.body).unwrap();
         assert_eq!(v["request_id"], "req_123");
         assert!(err.headers.is_empty());
@@ -619,7 +713,8 @@ mod tests {
     #[test]
     fn non_json_body_becomes_the_first_500_bytes() {
         let body = format!("<html>{}</html>", "é".repeat(400));
-        let (status, kind, message) = ant_fields(&openai_error_to_anthropic(502, body.as_bytes(), None));
+        let (status, kind, message) =
+            ant_fields(&openai_error_to_anthropic(502, body.as_bytes(), None));
         assert_eq!((status, kind.as_str()), (502, "api_error"));
         assert!(message.len() <= 500 && message.starts_with("<html>ééé"));
         let (_, _, empty) = ant_fields(&openai_error_to_anthropic(503, b"", None));
@@ -648,7 +743,10 @@ mod tests {
         ];
         for (body, want) in cases {
             let (status, kind, message) = ant_fields(&openai_error_to_anthropic(400, body, None));
-            assert_eq!((status, kind.as_str(), message.as_str()), (400, "invalid_request_error", *want));
+            assert_eq!(
+                (status, kind.as_str(), message.as_str()),
+                (400, "invalid_request_error", *want)
+            );
         }
     }
 
@@ -672,7 +770,11 @@ mod tests {
         let v: Value = serde_json::from_slice(&err.body).unwrap();
         assert!(v["error"]["message"].is_string());
         assert_eq!(v["error"]["param"], Value::Null);
-        (err.status, v["error"]["type"].as_str().unwrap().to_owned(), v["error"]["code"].clone())
+        (
+            err.status,
+            v["error"]["type"].as_str().unwrap().to_owned(),
+            v["error"]["code"].clone(),
+        )
     }
 
     fn ant_body(kind: &str, message: &str) -> Vec<u8> {
@@ -683,18 +785,102 @@ mod tests {
     #[test]
     fn anthropic_errors_to_openai_table() {
         let rows: &[(u16, &str, &str, u16, &str, Value)] = &[
-            (400, "invalid_request_error", "max_tokens: too large", 400, "invalid_request_error", Value::Null),
-            (400, "invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum", 400, "invalid_request_error", json!("context_length_exceeded")),
-            (401, "authentication_error", "invalid x-api-key", 401, "invalid_request_error", json!("invalid_api_key")),
-            (402, "billing_error", "credit balance too low", 429, "insufficient_quota", json!("insufficient_quota")),
-            (403, "permission_error", "no access", 403, "permission_error", Value::Null),
-            (404, "not_found_error", "model: claude-nope", 404, "invalid_request_error", json!("model_not_found")),
-            (404, "not_found_error", "file not found", 404, "invalid_request_error", Value::Null),
-            (413, "request_too_large", "too large", 413, "invalid_request_error", json!("request_too_large")),
-            (429, "rate_limit_error", "slow down", 429, "rate_limit_error", json!("rate_limit_exceeded")),
-            (500, "api_error", "internal", 500, "server_error", Value::Null),
-            (504, "timeout_error", "timed out", 504, "server_error", json!("timeout")),
-            (529, "overloaded_error", "Overloaded", 503, "service_unavailable_error", json!("server_is_overloaded")),
+            (
+                400,
+                "invalid_request_error",
+                "max_tokens: too large",
+                400,
+                "invalid_request_error",
+                Value::Null,
+            ),
+            (
+                400,
+                "invalid_request_error",
+                "prompt is too long: 210000 tokens > 200000 maximum",
+                400,
+                "invalid_request_error",
+                json!("context_length_exceeded"),
+            ),
+            (
+                401,
+                "authentication_error",
+                "invalid x-api-key",
+                401,
+                "invalid_request_error",
+                json!("invalid_api_key"),
+            ),
+            (
+                402,
+                "billing_error",
+                "credit balance too low",
+                429,
+                "insufficient_quota",
+                json!("insufficient_quota"),
+            ),
+            (
+                403,
+                "permission_error",
+                "no access",
+                403,
+                "permission_error",
+                Value::Null,
+            ),
+            (
+                404,
+                "not_found_error",
+                "model: claude-nope",
+                404,
+                "invalid_request_error",
+                json!("model_not_found"),
+            ),
+            (
+                404,
+                "not_found_error",
+                "file not found",
+                404,
+                "invalid_request_error",
+                Value::Null,
+            ),
+            (
+                413,
+                "request_too_large",
+                "too large",
+                413,
+                "invalid_request_error",
+                json!("request_too_large"),
+            ),
+            (
+                429,
+                "rate_limit_error",
+                "slow down",
+                429,
+                "rate_limit_error",
+                json!("rate_limit_exceeded"),
+            ),
+            (
+                500,
+                "api_error",
+                "internal",
+                500,
+                "server_error",
+                Value::Null,
+            ),
+            (
+                504,
+                "timeout_error",
+                "timed out",
+                504,
+                "server_error",
+                json!("timeout"),
+            ),
+            (
+                529,
+                "overloaded_error",
+                "Overloaded",
+                503,
+                "service_unavailable_error",
+                json!("server_is_overloaded"),
+            ),
         ];
         for (status, kind, message, want_status, want_type, want_code) in rows {
             let err = anthropic_error_to_openai(*status, &ant_body(kind, message));
@@ -723,7 +909,14 @@ mod tests {
         // No recognisable body: the type follows the status.
         let err = anthropic_error_to_openai(529, b"upstream overloaded");
         let (status, kind, code) = oai_fields(&err);
-        assert_eq!((status, kind.as_str(), code), (503, "service_unavailable_error", json!("server_is_overloaded")));
+        assert_eq!(
+            (status, kind.as_str(), code),
+            (
+                503,
+                "service_unavailable_error",
+                json!("server_is_overloaded")
+            )
+        );
         let err = anthropic_error_to_openai(401, b"");
         assert_eq!(oai_fields(&err).2, json!("invalid_api_key"));
     }
@@ -737,11 +930,17 @@ mod tests {
 
     #[test]
     fn first_event_errors_from_openai_streams() {
-        let ok = event(None, r#"{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}],"error":null}"#);
+        let ok = event(
+            None,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"content":"hi"}}],"error":null}"#,
+        );
         assert!(openai_stream_event_error(&ok).is_none());
         assert!(openai_stream_event_error(&event(None, "[DONE]")).is_none());
 
-        let quota = event(None, r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota","code":"insufficient_quota"}}"#);
+        let quota = event(
+            None,
+            r#"{"error":{"message":"You exceeded your quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        );
         let err = openai_stream_event_error(&quota).unwrap();
         assert_eq!((err.upstream, err.status), (Protocol::OpenAi, 429));
         let ant = err.to_client_error(Protocol::Anthropic, Some("req_9"));
@@ -749,23 +948,41 @@ mod tests {
         let same = err.to_client_error(Protocol::OpenAi, None);
         assert_eq!(oai_fields(&same).0, 429);
 
-        let vllm = event(None, r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#);
+        let vllm = event(
+            None,
+            r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#,
+        );
         assert_eq!(openai_stream_event_error(&vllm).unwrap().status, 500);
-        let openrouter = event(None, r#"{"error":{"code":502,"message":"Provider returned error"}}"#);
+        let openrouter = event(
+            None,
+            r#"{"error":{"code":502,"message":"Provider returned error"}}"#,
+        );
         assert_eq!(openai_stream_event_error(&openrouter).unwrap().status, 502);
-        let overloaded = event(None, r#"{"error":{"message":"Server overloaded","type":"server_error"}}"#);
+        let overloaded = event(
+            None,
+            r#"{"error":{"message":"Server overloaded","type":"server_error"}}"#,
+        );
         let err = openai_stream_event_error(&overloaded).unwrap();
-        assert_eq!(ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0, 529);
+        assert_eq!(
+            ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0,
+            529
+        );
         let named = event(Some("error"), "not json at all");
         assert!(openai_stream_event_error(&named).is_some());
     }
 
     #[test]
     fn first_event_errors_from_anthropic_streams() {
-        let start = event(Some("message_start"), r#"{"type":"message_start","message":{}}"#);
+        let start = event(
+            Some("message_start"),
+            r#"{"type":"message_start","message":{}}"#,
+        );
         assert!(anthropic_stream_event_error(&start).is_none());
 
-        let overloaded = event(Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_7"}"#);
+        let overloaded = event(
+            Some("error"),
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_7"}"#,
+        );
         let err = anthropic_stream_event_error(&overloaded).unwrap();
         assert_eq!((err.upstream, err.status), (Protocol::Anthropic, 529));
         let relayed = err.to_client_error(Protocol::Anthropic, None);
@@ -776,7 +993,10 @@ mod tests {
         assert_eq!(oai_fields(&converted).0, 503);
 
         // Without an event: line the data's type still says error.
-        let unnamed = event(None, r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#);
+        let unnamed = event(
+            None,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
+        );
         assert_eq!(anthropic_stream_event_error(&unnamed).unwrap().status, 429);
     }
 }

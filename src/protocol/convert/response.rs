@@ -68,7 +68,9 @@ pub fn anthropic_to_openai(
 ) -> Result<Vec<u8>, ConvertError> {
     let message: Value = parse_upstream(body, "Anthropic message")?;
     if message.get("type").and_then(Value::as_str) == Some("error") {
-        return Err(bad_upstream("upstream returned an error object with a success status"));
+        return Err(bad_upstream(
+            "upstream returned an error object with a success status",
+        ));
     }
     let blocks = message
         .get("content")
@@ -279,7 +281,9 @@ pub fn openai_to_anthropic(
 ) -> Result<Vec<u8>, ConvertError> {
     let completion: Value = parse_upstream(body, "OpenAI chat completion")?;
     if completion.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(bad_upstream("upstream returned an error object with a success status"));
+        return Err(bad_upstream(
+            "upstream returned an error object with a success status",
+        ));
     }
     let choice = completion
         .get("choices")
@@ -359,7 +363,10 @@ pub fn openai_to_anthropic(
         },
     };
     let message = AntMessage {
-        id: anthropic_message_id(completion.get("id").and_then(Value::as_str), ctx.response_id),
+        id: anthropic_message_id(
+            completion.get("id").and_then(Value::as_str),
+            ctx.response_id,
+        ),
         kind: "message",
         role: "assistant",
         model: ctx.client_model,
@@ -391,9 +398,18 @@ struct AntMessage<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum AntBlock {
-    Thinking { thinking: String, signature: String },
-    Text { text: String },
-    ToolUse { id: String, name: String, input: Value },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
 }
 
 /// Reasoning text of an OAI message or delta: `reasoning_content` (DeepSeek, Qwen, most hosts), else
@@ -680,11 +696,7 @@ pub(crate) fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
     if id.chars().all(valid) {
         Cow::Borrowed(id)
     } else {
-        Cow::Owned(
-            id.chars()
-                .map(|c| if valid(c) { c } else { '_' })
-                .collect(),
-        )
+        Cow::Owned(id.chars().map(|c| if valid(c) { c } else { '_' }).collect())
     }
 }
 
@@ -733,8 +745,12 @@ impl ToolIds {
 fn parse_upstream(body: &[u8], what: &str) -> Result<Value, ConvertError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(bad_upstream(format!("upstream {what} is not a JSON object"))),
-        Err(e) => Err(bad_upstream(format!("upstream {what} is not valid JSON: {e}"))),
+        Ok(_) => Err(bad_upstream(format!(
+            "upstream {what} is not a JSON object"
+        ))),
+        Err(e) => Err(bad_upstream(format!(
+            "upstream {what} is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -822,9 +838,16 @@ mod tests {
         let choice = &completion["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         let msg = &choice["message"];
-        assert_eq!(msg["content"], Value::Null, "null content with tool calls and no text");
+        assert_eq!(
+            msg["content"],
+            Value::Null,
+            "null content with tool calls and no text"
+        );
         assert_eq!(msg["reasoning_content"], "Plan A.\nPlan B.");
-        assert_eq!(msg["reasoning_signature"], "sigB", "last thinking block's signature");
+        assert_eq!(
+            msg["reasoning_signature"], "sigB",
+            "last thinking block's signature"
+        );
         assert_eq!(
             msg["tool_calls"],
             json!([
@@ -892,7 +915,11 @@ mod tests {
 
     #[test]
     fn route_a_missing_id_uses_the_injected_one() {
-        let mut message = ant_message(json!([{"type":"text","text":"x"}]), json!(null), base_usage());
+        let mut message = ant_message(
+            json!([{"type":"text","text":"x"}]),
+            json!(null),
+            base_usage(),
+        );
         message["id"] = json!("");
         let completion = to_openai(&message, &ResponseFacts::default());
         assert_eq!(completion["id"], "chatcmpl-resp01");
@@ -901,7 +928,11 @@ mod tests {
 
     #[test]
     fn route_a_rejects_unusable_bodies() {
-        for body in [&b"not json"[..], b"[1,2]", br#"{"type":"error","error":{"type":"api_error"}}"#] {
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            br#"{"type":"error","error":{"type":"api_error"}}"#,
+        ] {
             let err = anthropic_to_openai(body, &ctx(), &ResponseFacts::default()).unwrap_err();
             assert_eq!(err.code, Some("bad_upstream_response"));
         }
@@ -982,7 +1013,10 @@ mod tests {
             json!({"prompt_tokens":30,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}),
         );
         let facts = ResponseFacts {
-            tool_names: vec![("mcp__s__short_abcd1234".into(), "mcp__server__original_long_tool_name".into())],
+            tool_names: vec![(
+                "mcp__s__short_abcd1234".into(),
+                "mcp__server__original_long_tool_name".into(),
+            )],
             ..ResponseFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
@@ -1002,7 +1036,10 @@ mod tests {
         assert_eq!(content[5]["input"], json!({"_raw_arguments":"[1]"}));
         assert!(content[6]["id"].as_str().unwrap().starts_with("toolu_"));
         assert_eq!(content.len(), 7, "a tool call without a name is dropped");
-        assert_eq!(message["stop_reason"], "tool_use", "stop with tool calls is tool_use");
+        assert_eq!(
+            message["stop_reason"], "tool_use",
+            "stop with tool calls is tool_use"
+        );
         assert_eq!(
             message["usage"],
             json!({"input_tokens":30,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,
@@ -1019,8 +1056,15 @@ mod tests {
         );
         let message = to_anthropic(&completion, &ResponseFacts::default());
         assert_eq!(message["content"][0]["thinking"], "Hmm.");
-        assert_eq!(message["content"][1], json!({"type":"text","text":"I can't do that."}));
-        assert_eq!(message["content"].as_array().unwrap().len(), 2, "blank text dropped");
+        assert_eq!(
+            message["content"][1],
+            json!({"type":"text","text":"I can't do that."})
+        );
+        assert_eq!(
+            message["content"].as_array().unwrap().len(),
+            2,
+            "blank text dropped"
+        );
         assert_eq!(message["stop_reason"], "refusal");
     }
 
@@ -1033,7 +1077,10 @@ mod tests {
             ..ResponseFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
-        assert_eq!(message["id"], "msg_resp01", "injected id when the upstream has none");
+        assert_eq!(
+            message["id"], "msg_resp01",
+            "injected id when the upstream has none"
+        );
         assert_eq!(message["content"], json!([{"type":"text","text":"ab"}]));
         assert_eq!(message["stop_reason"], "max_tokens");
         assert_eq!(message["usage"]["input_tokens"], 321);
@@ -1041,7 +1088,8 @@ mod tests {
 
     #[test]
     fn route_b_stop_sequence_from_vllm_stop_reason() {
-        let mut completion = oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
+        let mut completion =
+            oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
         completion["choices"][0]["stop_reason"] = json!("###");
         let facts = ResponseFacts {
             stop_sequences: vec!["###".into()],
@@ -1054,7 +1102,10 @@ mod tests {
         completion["choices"][0]["stop_reason"] = json!(151643);
         assert_eq!(to_anthropic(&completion, &facts)["stop_reason"], "end_turn");
         completion["choices"][0]["stop_reason"] = json!("other");
-        assert_eq!(to_anthropic(&completion, &facts)["stop_sequence"], Value::Null);
+        assert_eq!(
+            to_anthropic(&completion, &facts)["stop_sequence"],
+            Value::Null
+        );
     }
 
     #[test]
@@ -1066,8 +1117,14 @@ mod tests {
                 "prompt_tokens_details":{"cached_tokens":300,"cache_write_tokens":150}}),
         );
         let u = &to_anthropic(&completion, &ResponseFacts::default())["usage"];
-        assert_eq!((u["input_tokens"].as_u64(), u["cache_read_input_tokens"].as_u64(), u["cache_creation_input_tokens"].as_u64()),
-            (Some(50), Some(300), Some(150)));
+        assert_eq!(
+            (
+                u["input_tokens"].as_u64(),
+                u["cache_read_input_tokens"].as_u64(),
+                u["cache_creation_input_tokens"].as_u64()
+            ),
+            (Some(50), Some(300), Some(150))
+        );
         let deepseek = oai_completion(
             json!({"content":"x"}),
             json!("stop"),
@@ -1087,7 +1144,12 @@ mod tests {
             br#"{"error":{"message":"boom"}}"#,
         ] {
             let err = openai_to_anthropic(body, &ctx(), &ResponseFacts::default()).unwrap_err();
-            assert_eq!(err.code, Some("bad_upstream_response"), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                err.code,
+                Some("bad_upstream_response"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -1108,7 +1170,11 @@ mod tests {
             (None, false, false, false, "end_turn"),
             (Some("eos"), false, false, false, "end_turn"),
         ] {
-            assert_eq!(stop_reason_for(finish, tool, refusal, seq), expected, "{finish:?} {tool} {refusal} {seq}");
+            assert_eq!(
+                stop_reason_for(finish, tool, refusal, seq),
+                expected,
+                "{finish:?} {tool} {refusal} {seq}"
+            );
         }
     }
 
@@ -1118,17 +1184,25 @@ mod tests {
     fn minted_signatures_are_keyed_hmacs() {
         let sig = mint_thinking_signature(b"key", "text");
         assert!(sig.starts_with("llmr1."));
-        assert_eq!(sig.len(), "llmr1.".len() + 43, "unpadded base64url of 32 bytes");
+        assert_eq!(
+            sig.len(),
+            "llmr1.".len() + 43,
+            "unpadded base64url of 32 bytes"
+        );
         assert!(!sig.contains(['+', '/', '=']));
         assert_eq!(sig, mint_thinking_signature(b"key", "text"));
         assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
         assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
         // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
-        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
-            [0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
-             0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43],
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+            0x64, 0xec, 0x38, 0x43,
+        ]);
+        assert_eq!(
+            mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),
+            format!("llmr1.{expected}")
         );
-        assert_eq!(mint_thinking_signature(b"Jefe", "what do ya want for nothing?"), format!("llmr1.{expected}"));
     }
 
     #[test]
@@ -1138,10 +1212,17 @@ mod tests {
         let mut ids = ToolIds::new("resp");
         assert_eq!(ids.assign(Some("a.b"), 0), "a_b");
         let collided = ids.assign(Some("a:b"), 1);
-        assert!(collided.starts_with("a_b_") && collided.len() == 10, "{collided}");
+        assert!(
+            collided.starts_with("a_b_") && collided.len() == 10,
+            "{collided}"
+        );
         assert_eq!(ids.assign(Some("a.b"), 2), "a_b", "same original, same id");
         let minted = ids.assign(None, 3);
-        assert_eq!(minted, ToolIds::new("resp").assign(None, 3), "deterministic");
+        assert_eq!(
+            minted,
+            ToolIds::new("resp").assign(None, 3),
+            "deterministic"
+        );
         assert_ne!(minted, ids.assign(Some(""), 4));
         assert!(minted.starts_with("toolu_") && minted.len() == 30);
     }
@@ -1150,7 +1231,10 @@ mod tests {
     fn response_ids() {
         assert_eq!(openai_completion_id(Some("msg_1"), "r"), "chatcmpl-msg_1");
         assert_eq!(openai_completion_id(None, "chatcmpl-r"), "chatcmpl-r");
-        assert_eq!(anthropic_message_id(Some("chatcmpl-A.b_c"), "r"), "msg_chatcmplAbc");
+        assert_eq!(
+            anthropic_message_id(Some("chatcmpl-A.b_c"), "r"),
+            "msg_chatcmplAbc"
+        );
         assert_eq!(anthropic_message_id(Some("---"), "r"), "msg_r");
         assert_eq!(anthropic_message_id(None, "msg_r"), "msg_r");
     }

@@ -163,10 +163,16 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
     let mut error = None;
     let mut truncated_tool = false;
     for (n, event) in events.iter().enumerate() {
-        let name = event.event.as_deref().expect("every ANT event has an event: line");
+        let name = event
+            .event
+            .as_deref()
+            .expect("every ANT event has an event: line");
         let data: Value = serde_json::from_str(&event.data).expect("event data is JSON");
         assert_eq!(data["type"], name, "event name matches data.type");
-        assert!(error.is_none() && !stopped, "event after the stream ended: {name}");
+        assert!(
+            error.is_none() && !stopped,
+            "event after the stream ended: {name}"
+        );
         if name == "ping" {
             continue;
         }
@@ -185,7 +191,9 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
             message = Some(msg.clone());
             continue;
         }
-        let msg = message.as_mut().unwrap_or_else(|| panic!("{name} before message_start (event {n})"));
+        let msg = message
+            .as_mut()
+            .unwrap_or_else(|| panic!("{name} before message_start (event {n})"));
         match name {
             "content_block_start" => {
                 assert!(open.is_none(), "block started while another is open");
@@ -201,7 +209,10 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
                     "tool_use" => {
                         let id = block["id"].as_str().unwrap();
                         assert!(!id.is_empty());
-                        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+                        assert!(
+                            id.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                        );
                         assert!(!block["name"].as_str().unwrap().is_empty());
                         assert_eq!(block["input"], json!({}));
                     }
@@ -277,8 +288,14 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
             other => panic!("unknown event {other}"),
         }
     }
-    assert!(stopped || error.is_some(), "stream ends with message_stop or error");
-    assert!(!truncated_tool || error.is_some(), "tool input is not JSON in a complete stream");
+    assert!(
+        stopped || error.is_some(),
+        "stream ends with message_stop or error"
+    );
+    assert!(
+        !truncated_tool || error.is_some(),
+        "tool input is not JSON in a complete stream"
+    );
     AnthropicResult {
         message: message.unwrap_or(Value::Null),
         error,
@@ -328,8 +345,16 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(chunk["model"], "client-model");
         assert!(chunk["id"].as_str().unwrap().starts_with("chatcmpl-"));
-        let id = (chunk["id"].clone(), chunk["created"].clone(), chunk["model"].clone());
-        assert_eq!(identity.get_or_insert_with(|| id.clone()), &id, "same id/created/model");
+        let id = (
+            chunk["id"].clone(),
+            chunk["created"].clone(),
+            chunk["model"].clone(),
+        );
+        assert_eq!(
+            identity.get_or_insert_with(|| id.clone()),
+            &id,
+            "same id/created/model"
+        );
         assert!(result.usage.is_none(), "chunk after the usage chunk");
         if include_usage {
             let usage = chunk.get("usage").expect("usage key on every chunk");
@@ -372,8 +397,12 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
             if index == result.tool_calls.len() {
                 let id = call["id"].as_str().expect("id on the first fragment");
                 assert_eq!(call["type"], "function");
-                let name = function["name"].as_str().expect("name on the first fragment");
-                result.tool_calls.push((id.into(), name.into(), String::new()));
+                let name = function["name"]
+                    .as_str()
+                    .expect("name on the first fragment");
+                result
+                    .tool_calls
+                    .push((id.into(), name.into(), String::new()));
             } else {
                 assert!(index < result.tool_calls.len(), "tool index skipped");
                 assert!(call.get("id").is_none(), "tool id repeated");
@@ -390,8 +419,15 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
     );
     if result.error.is_none() {
         assert_eq!(roles, 1, "role exactly once");
-        assert!(result.finish_reason.is_some(), "finish_reason before [DONE]");
-        assert_eq!(include_usage, result.usage.is_some(), "usage chunk iff include_usage");
+        assert!(
+            result.finish_reason.is_some(),
+            "finish_reason before [DONE]"
+        );
+        assert_eq!(
+            include_usage,
+            result.usage.is_some(),
+            "usage chunk iff include_usage"
+        );
     }
     result
 }
@@ -418,15 +454,18 @@ mod checker_tests {
     #[test]
     fn anthropic_checker_accepts_a_good_stream_and_rejects_bad_ones() {
         let good = format!("{START}{}{END}", text_block(0, "text_delta"));
-        assert_eq!(check_anthropic(good.as_bytes()).message["content"][0]["text"], "x");
+        assert_eq!(
+            check_anthropic(good.as_bytes()).message["content"][0]["text"],
+            "x"
+        );
         let bad = [
             format!("{}{END}", text_block(0, "text_delta")), // no message_start
-            format!("{START}{START}{END}"),                 // two message_start
+            format!("{START}{START}{END}"),                  // two message_start
             format!("{START}{}{END}", text_block(1, "text_delta")), // index not dense
             format!("{START}{}{END}", text_block(0, "thinking_delta")), // delta kind mismatch
             format!("{START}{}", text_block(0, "text_delta")), // no message_stop
-            format!("{START}{END}{END}"),                   // events after message_stop
-            START.replace("event: message_start\n", ""),    // missing event line
+            format!("{START}{END}{END}"),                    // events after message_stop
+            START.replace("event: message_start\n", ""),     // missing event line
         ];
         for stream in bad {
             assert!(rejects(move || {
@@ -453,12 +492,15 @@ mod checker_tests {
         let good = format!("{role}{tool}{stop}{done}");
         assert_eq!(check_openai(good.as_bytes(), false).tool_calls.len(), 1);
         let bad = [
-            format!("{role}{role}{stop}{done}"), // role twice
+            format!("{role}{role}{stop}{done}"),       // role twice
             format!("{role}{tool}{tool}{stop}{done}"), // tool id/name repeated
-            format!("{role}{}{stop}{done}", tool.replace("\"index\":0", "\"index\":1")), // index skips 0
-            format!("{role}{stop}"),             // no [DONE]
-            format!("{role}{stop}{done}{stop}"), // chunk after [DONE]
-            format!("{role}{stop}{done}"),       // include_usage but no usage chunk (checked below)
+            format!(
+                "{role}{}{stop}{done}",
+                tool.replace("\"index\":0", "\"index\":1")
+            ), // index skips 0
+            format!("{role}{stop}"),                   // no [DONE]
+            format!("{role}{stop}{done}{stop}"),       // chunk after [DONE]
+            format!("{role}{stop}{done}"), // include_usage but no usage chunk (checked below)
         ];
         for (n, stream) in bad.into_iter().enumerate() {
             let include_usage = n == 5;

@@ -175,7 +175,10 @@ impl OpenAiToAnthropicStream {
                 let index = self.next_block_index();
                 match kind {
                     Kind::Text => {
-                        self.emit(out, &Event::block_start(index, StartBlock::Text { text: "" }));
+                        self.emit(
+                            out,
+                            &Event::block_start(index, StartBlock::Text { text: "" }),
+                        );
                         self.open = Open::Text(index);
                         self.text_delta(index, &text, out);
                     }
@@ -299,7 +302,7 @@ impl OpenAiToAnthropicStream {
             Open::Thinking(index) => {
                 let signature = mint_thinking_signature(&self.signing_key, &self.thinking);
                 self.thinking.clear();
-                let delta = BlockDelta::SignatureDelta {
+                let delta = BlockDelta::Signature {
                     signature: &signature,
                 };
                 self.emit(out, &Event::BlockDelta { index, delta });
@@ -396,17 +399,17 @@ impl OpenAiToAnthropicStream {
     }
 
     fn text_delta(&self, index: usize, text: &str, out: &mut Vec<u8>) {
-        let delta = BlockDelta::TextDelta { text };
+        let delta = BlockDelta::Text { text };
         self.emit(out, &Event::BlockDelta { index, delta });
     }
 
     fn thinking_delta(&self, index: usize, thinking: &str, out: &mut Vec<u8>) {
-        let delta = BlockDelta::ThinkingDelta { thinking };
+        let delta = BlockDelta::Thinking { thinking };
         self.emit(out, &Event::BlockDelta { index, delta });
     }
 
     fn json_delta(&self, index: usize, partial_json: &str, out: &mut Vec<u8>) {
-        let delta = BlockDelta::InputJsonDelta { partial_json };
+        let delta = BlockDelta::InputJson { partial_json };
         self.emit(out, &Event::BlockDelta { index, delta });
     }
 
@@ -563,12 +566,16 @@ enum StartBlock<'a> {
 struct EmptyObject {}
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum BlockDelta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -598,17 +605,18 @@ mod tests {
     /// Runs the Route B converter over `input` at every kind of split, checks the ANT grammar, and returns
     /// the bytes with what a client rebuilds from them.
     fn run(facts: &ResponseFacts, input: &str) -> (Vec<u8>, AnthropicResult) {
-        let make = || {
-            Box::new(OpenAiToAnthropicStream::new(&ctx(), facts)) as Box<dyn StreamConverter>
-        };
+        let make =
+            || Box::new(OpenAiToAnthropicStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
         let result = check_anthropic(&out);
         (out, result)
     }
 
     fn chunk(delta: Value, finish_reason: Value) -> String {
-        oai(json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"up",
-            "choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish_reason}]}))
+        oai(
+            json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"up",
+            "choices":[{"index":0,"delta":delta,"logprobs":null,"finish_reason":finish_reason}]}),
+        )
     }
 
     fn delta(delta: Value) -> String {
@@ -620,8 +628,10 @@ mod tests {
     }
 
     fn usage_chunk(usage: Value) -> String {
-        oai(json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"up",
-            "choices":[],"usage":usage}))
+        oai(
+            json!({"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"up",
+            "choices":[],"usage":usage}),
+        )
     }
 
     fn tool(index: u64, id: Option<&str>, name: Option<&str>, args: &str) -> Value {
@@ -687,7 +697,10 @@ mod tests {
         let sum = u["input_tokens"].as_u64().unwrap()
             + u["cache_read_input_tokens"].as_u64().unwrap()
             + u["cache_creation_input_tokens"].as_u64().unwrap();
-        assert_eq!(sum, prompt_tokens, "input + cache_read + cache_creation == prompt_tokens");
+        assert_eq!(
+            sum, prompt_tokens,
+            "input + cache_read + cache_creation == prompt_tokens"
+        );
     }
 
     #[test]
@@ -715,7 +728,10 @@ mod tests {
                 message_stop(),
             ]
         );
-        assert_eq!(result.message["content"], json!([{"type":"text","text":"Hello, héllo 你好 🎉"}]));
+        assert_eq!(
+            result.message["content"],
+            json!([{"type":"text","text":"Hello, héllo 你好 🎉"}])
+        );
         assert_usage_invariant(&result, 9);
     }
 
@@ -808,7 +824,10 @@ mod tests {
                 message_stop(),
             ]
         );
-        assert_eq!(result.message["content"][1]["input"], json!({"city":"Paris"}));
+        assert_eq!(
+            result.message["content"][1]["input"],
+            json!({"city":"Paris"})
+        );
     }
 
     #[test]
@@ -816,13 +835,20 @@ mod tests {
         let mut parts = vec![delta(json!({"role":"assistant","content":null}))];
         for (i, city) in ["Paris", "Rome", "Kraków"].iter().enumerate() {
             let i = i as u64;
-            parts.push(delta(tool(i, Some(&format!("call_{i}")), Some("weather"), "")));
+            parts.push(delta(tool(
+                i,
+                Some(&format!("call_{i}")),
+                Some("weather"),
+                "",
+            )));
             parts.push(delta(tool(i, None, None, "{\"ci")));
             parts.push(delta(tool(i, None, None, "ty\": \"")));
             parts.push(delta(tool(i, None, None, &format!("{city}\"}}"))));
         }
         parts.push(finish("tool_calls"));
-        parts.push(usage_chunk(json!({"prompt_tokens":100,"completion_tokens":60,"total_tokens":160})));
+        parts.push(usage_chunk(
+            json!({"prompt_tokens":100,"completion_tokens":60,"total_tokens":160}),
+        ));
         parts.push(DONE.into());
         let (out, result) = run(&facts(), &parts.concat());
         let events = data_values(&out);
@@ -839,7 +865,11 @@ mod tests {
             .collect();
         assert_eq!(
             inputs,
-            [&json!({"city":"Paris"}), &json!({"city":"Rome"}), &json!({"city":"Kraków"})]
+            [
+                &json!({"city":"Paris"}),
+                &json!({"city":"Rome"}),
+                &json!({"city":"Kraków"})
+            ]
         );
         assert_eq!(result.message["stop_reason"], "tool_use");
         assert_usage_invariant(&result, 100);
@@ -858,7 +888,11 @@ mod tests {
         let (out, _) = run(&facts(), &input);
         assert_eq!(
             data_values(&out)[1..4],
-            [tool_start(0, "call_x", "get_weather"), partial(0, "{}"), stop(0)]
+            [
+                tool_start(0, "call_x", "get_weather"),
+                partial(0, "{}"),
+                stop(0)
+            ]
         );
     }
 
@@ -914,8 +948,10 @@ mod tests {
         let input = [
             delta(json!({"content":"Hi"})),
             finish("length"),
-            usage_chunk(json!({"prompt_tokens":1200,"completion_tokens":5,"total_tokens":1205,
-                "prompt_tokens_details":{"cached_tokens":1000,"cache_write_tokens":150}})),
+            usage_chunk(
+                json!({"prompt_tokens":1200,"completion_tokens":5,"total_tokens":1205,
+                "prompt_tokens_details":{"cached_tokens":1000,"cache_write_tokens":150}}),
+            ),
             DONE.into(),
         ]
         .concat();
@@ -943,21 +979,37 @@ mod tests {
 
     #[test]
     fn usage_on_the_first_chunk_replaces_the_estimate_in_message_start() {
-        let first = oai(json!({"id":"chatcmpl-1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],
-            "usage":{"prompt_tokens":77,"completion_tokens":0}}));
-        let input = [first, delta(json!({"content":"ok"})), finish("stop"), DONE.into()].concat();
+        let first = oai(
+            json!({"id":"chatcmpl-1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],
+            "usage":{"prompt_tokens":77,"completion_tokens":0}}),
+        );
+        let input = [
+            first,
+            delta(json!({"content":"ok"})),
+            finish("stop"),
+            DONE.into(),
+        ]
+        .concat();
         let (out, _) = run(&facts(), &input);
         assert_eq!(data_values(&out)[0], start(77));
     }
 
     #[test]
     fn done_without_finish_reason_ends_normally() {
-        let input = [delta(json!({"content":"partial but complete"})), DONE.into()].concat();
+        let input = [
+            delta(json!({"content":"partial but complete"})),
+            DONE.into(),
+        ]
+        .concat();
         let (out, result) = run(&facts(), &input);
         assert!(result.error.is_none());
         assert_eq!(
             data_values(&out)[3..],
-            [stop(0), message_delta("end_turn", usage(42, 0, 0, 0)), message_stop()]
+            [
+                stop(0),
+                message_delta("end_turn", usage(42, 0, 0, 0)),
+                message_stop()
+            ]
         );
     }
 
@@ -966,7 +1018,10 @@ mod tests {
         let (out, result) = run(&facts(), DONE);
         assert_eq!(
             data_values(&out),
-            vec![error("api_error", "upstream stream ended without a response")]
+            vec![error(
+                "api_error",
+                "upstream stream ended without a response"
+            )]
         );
         assert!(result.message.is_null());
     }
@@ -1069,13 +1124,19 @@ mod tests {
         let content = &result.message["content"];
         assert_eq!(content[0]["id"], "functions_Bash_0");
         let minted = content[1]["id"].as_str().unwrap();
-        assert!(minted.starts_with("toolu_") && minted.len() == 30, "{minted}");
+        assert!(
+            minted.starts_with("toolu_") && minted.len() == 30,
+            "{minted}"
+        );
     }
 
     #[test]
     fn shortened_tool_names_are_mapped_back() {
         let facts = ResponseFacts {
-            tool_names: vec![("mcp__srv__short_1a2b3c4d".into(), "mcp__srv__a_very_long_name".into())],
+            tool_names: vec![(
+                "mcp__srv__short_1a2b3c4d".into(),
+                "mcp__srv__a_very_long_name".into(),
+            )],
             ..facts()
         };
         let input = [
@@ -1085,7 +1146,10 @@ mod tests {
         ]
         .concat();
         let (_, result) = run(&facts, &input);
-        assert_eq!(result.message["content"][0]["name"], "mcp__srv__a_very_long_name");
+        assert_eq!(
+            result.message["content"][0]["name"],
+            "mcp__srv__a_very_long_name"
+        );
     }
 
     #[test]
@@ -1111,7 +1175,10 @@ mod tests {
         ]
         .concat();
         let (_, result) = run(&facts(), &input);
-        assert_eq!(result.message["content"][0]["text"], "I can't help with that.");
+        assert_eq!(
+            result.message["content"][0]["text"],
+            "I can't help with that."
+        );
         assert_eq!(result.message["stop_reason"], "refusal");
     }
 
@@ -1121,7 +1188,9 @@ mod tests {
             stop_sequences: vec!["END".into()],
             ..facts()
         };
-        let stop_chunk = oai(json!({"id":"chatcmpl-1","choices":[{"index":0,"delta":{},"finish_reason":"stop","stop_reason":"END"}]}));
+        let stop_chunk = oai(
+            json!({"id":"chatcmpl-1","choices":[{"index":0,"delta":{},"finish_reason":"stop","stop_reason":"END"}]}),
+        );
         let input = [delta(json!({"content":"a"})), stop_chunk, DONE.into()].concat();
         let (_, result) = run(&facts, &input);
         assert_eq!(result.message["stop_reason"], "stop_sequence");
@@ -1138,7 +1207,12 @@ mod tests {
             ("function_call", "end_turn"),
             ("eos", "end_turn"),
         ] {
-            let input = [delta(json!({"content":"a"})), finish(finish_reason), DONE.into()].concat();
+            let input = [
+                delta(json!({"content":"a"})),
+                finish(finish_reason),
+                DONE.into(),
+            ]
+            .concat();
             let (_, result) = run(&facts(), &input);
             assert_eq!(result.message["stop_reason"], expected, "{finish_reason}");
         }
@@ -1154,7 +1228,8 @@ mod tests {
         let status = conv.on_event(
             &SseEvent {
                 event: None,
-                data: json!({"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}).to_string(),
+                data: json!({"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]})
+                    .to_string(),
             },
             &mut out,
         );

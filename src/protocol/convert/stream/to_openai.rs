@@ -179,7 +179,8 @@ impl AnthropicToOpenAiStream {
             }
             "thinking" => {
                 self.text.mark_other_block();
-                self.blocks.push((index, Block::Thinking { started: false }));
+                self.blocks
+                    .push((index, Block::Thinking { started: false }));
                 self.emit_reasoning(index, field("thinking"), out);
                 return;
             }
@@ -380,7 +381,10 @@ impl StreamConverter for AnthropicToOpenAiStream {
         match serde_json::from_str::<Value>(&event.data) {
             Ok(data) => self.handle(event, &data, out),
             Err(_) => {
-                let error = server_error("upstream sent an invalid stream event", "bad_upstream_response");
+                let error = server_error(
+                    "upstream sent an invalid stream event",
+                    "bad_upstream_response",
+                );
                 self.fail(&error, out);
             }
         }
@@ -522,18 +526,19 @@ mod tests {
     /// Runs the Route A converter over `input` at every kind of split, checks the OAI grammar, and returns
     /// the bytes with what a client rebuilds from them.
     fn run(facts: &ResponseFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
-        let make = || {
-            Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>
-        };
+        let make =
+            || Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
         let result = check_openai(&out, facts.include_usage);
         (out, result)
     }
 
     fn message_start() -> String {
-        ant(json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant",
+        ant(
+            json!({"type":"message_start","message":{"id":"msg_01","type":"message","role":"assistant",
             "model":"claude-upstream","content":[],"stop_reason":null,"stop_sequence":null,
-            "usage":{"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":1}}}))
+            "usage":{"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":1}}}),
+        )
     }
     fn block_start(i: u64, block: Value) -> String {
         ant(json!({"type":"content_block_start","index":i,"content_block":block}))
@@ -557,7 +562,10 @@ mod tests {
         delta(i, json!({"type":"thinking_delta","thinking":t}))
     }
     fn signature(i: u64) -> String {
-        delta(i, json!({"type":"signature_delta","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxZ"}))
+        delta(
+            i,
+            json!({"type":"signature_delta","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxZ"}),
+        )
     }
     fn partial(i: u64, p: &str) -> String {
         delta(i, json!({"type":"input_json_delta","partial_json":p}))
@@ -566,7 +574,9 @@ mod tests {
         ant(json!({"type":"content_block_stop","index":i}))
     }
     fn message_delta(reason: &str, output: u64) -> String {
-        ant(json!({"type":"message_delta","delta":{"stop_reason":reason,"stop_sequence":null},"usage":{"output_tokens":output}}))
+        ant(
+            json!({"type":"message_delta","delta":{"stop_reason":reason,"stop_sequence":null},"usage":{"output_tokens":output}}),
+        )
     }
     fn message_stop() -> String {
         ant(json!({"type":"message_stop"}))
@@ -601,7 +611,11 @@ mod tests {
         )
     }
     fn arguments(u: bool, k: u64, a: &str) -> Value {
-        chunk(u, json!({"tool_calls":[{"index":k,"function":{"arguments":a}}]}), Value::Null)
+        chunk(
+            u,
+            json!({"tool_calls":[{"index":k,"function":{"arguments":a}}]}),
+            Value::Null,
+        )
     }
     fn finish(u: bool, reason: &str) -> Value {
         chunk(u, json!({}), json!(reason))
@@ -656,12 +670,24 @@ mod tests {
 
     #[test]
     fn without_include_usage_no_chunk_has_usage() {
-        let input = [message_start(), text_start(0), text(0, "Hi"), stop(0), message_delta("end_turn", 2), message_stop()]
-            .concat();
+        let input = [
+            message_start(),
+            text_start(0),
+            text(0, "Hi"),
+            stop(0),
+            message_delta("end_turn", 2),
+            message_stop(),
+        ]
+        .concat();
         let (out, result) = run(&facts(false), &input);
         assert_eq!(
             data_values(&out),
-            vec![role(false), content(false, "Hi"), finish(false, "stop"), done()]
+            vec![
+                role(false),
+                content(false, "Hi"),
+                finish(false, "stop"),
+                done()
+            ]
         );
         assert!(result.usage.is_none());
     }
@@ -737,7 +763,12 @@ mod tests {
 
     #[test]
     fn three_parallel_tool_calls_count_tool_indexes_not_block_indexes() {
-        let mut parts = vec![message_start(), text_start(0), text(0, "Checking."), stop(0)];
+        let mut parts = vec![
+            message_start(),
+            text_start(0),
+            text(0, "Checking."),
+            stop(0),
+        ];
         for (k, city) in ["Paris", "Rome", "Kraków"].iter().enumerate() {
             let i = k as u64 + 1;
             parts.push(tool_start(i, &format!("toolu_{k}"), "weather"));
@@ -757,7 +788,11 @@ mod tests {
         let args: Vec<&str> = result.tool_calls.iter().map(|t| t.2.as_str()).collect();
         assert_eq!(
             args,
-            ["{\"city\": \"Paris\"}", "{\"city\": \"Rome\"}", "{\"city\": \"Kraków\"}"]
+            [
+                "{\"city\": \"Paris\"}",
+                "{\"city\": \"Rome\"}",
+                "{\"city\": \"Kraków\"}"
+            ]
         );
         assert_eq!(result.finish_reason.as_deref(), Some("tool_calls"));
     }
@@ -803,7 +838,14 @@ mod tests {
     #[test]
     fn message_stop_without_message_delta_finishes_with_stop() {
         // The Route A counterpart of `[DONE]` without finish_reason.
-        let input = [message_start(), text_start(0), text(0, "x"), stop(0), message_stop()].concat();
+        let input = [
+            message_start(),
+            text_start(0),
+            text(0, "x"),
+            stop(0),
+            message_stop(),
+        ]
+        .concat();
         let (_, result) = run(&facts(false), &input);
         assert_eq!(result.finish_reason.as_deref(), Some("stop"));
     }
@@ -827,7 +869,14 @@ mod tests {
 
     #[test]
     fn eof_after_message_delta_but_before_message_stop_is_incomplete() {
-        let input = [message_start(), text_start(0), text(0, "x"), stop(0), message_delta("end_turn", 1)].concat();
+        let input = [
+            message_start(),
+            text_start(0),
+            text(0, "x"),
+            stop(0),
+            message_delta("end_turn", 1),
+        ]
+        .concat();
         let (_, result) = run(&facts(false), &input);
         assert_eq!(result.error.unwrap()["code"], "stream_incomplete");
     }
@@ -858,12 +907,19 @@ mod tests {
 
     #[test]
     fn events_without_event_lines_are_dispatched_by_type() {
-        let input = [message_start(), text_start(0), text(0, "Hi"), stop(0), message_delta("end_turn", 1), message_stop()]
-            .concat()
-            .lines()
-            .filter(|l| !l.starts_with("event:"))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>();
+        let input = [
+            message_start(),
+            text_start(0),
+            text(0, "Hi"),
+            stop(0),
+            message_delta("end_turn", 1),
+            message_stop(),
+        ]
+        .concat()
+        .lines()
+        .filter(|l| !l.starts_with("event:"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
         let (_, result) = run(&facts(false), &input);
         assert_eq!(result.content.as_deref(), Some("Hi"));
     }
@@ -901,10 +957,21 @@ mod tests {
             ("refusal", "content_filter"),
             ("something_new", "stop"),
         ] {
-            let input = [message_start(), text_start(0), text(0, "a"), stop(0), message_delta(stop_reason, 1), message_stop()]
-                .concat();
+            let input = [
+                message_start(),
+                text_start(0),
+                text(0, "a"),
+                stop(0),
+                message_delta(stop_reason, 1),
+                message_stop(),
+            ]
+            .concat();
             let (_, result) = run(&facts(false), &input);
-            assert_eq!(result.finish_reason.as_deref(), Some(expected), "{stop_reason}");
+            assert_eq!(
+                result.finish_reason.as_deref(),
+                Some(expected),
+                "{stop_reason}"
+            );
         }
     }
 
@@ -914,11 +981,16 @@ mod tests {
         let mut out = Vec::new();
         conv.keep_alive(&mut out);
         assert_eq!(out, b": keep-alive\n\n");
-        assert!(data_values(&out).is_empty(), "decoders ignore the keep-alive");
+        assert!(
+            data_values(&out).is_empty(),
+            "decoders ignore the keep-alive"
+        );
         out.clear();
         let event = SseEvent {
             event: Some("message_start".into()),
-            data: json!({"type":"message_start","message":{"id":"msg_01","usage":{"input_tokens":1}}}).to_string(),
+            data:
+                json!({"type":"message_start","message":{"id":"msg_01","usage":{"input_tokens":1}}})
+                    .to_string(),
         };
         assert_eq!(conv.on_event(&event, &mut out), StreamStatus::Continue);
         conv.on_error(StreamFailure::Timeout, "upstream idle", &mut out);
@@ -978,7 +1050,10 @@ mod tests {
         let message = &completion["choices"][0]["message"];
         assert_eq!(streamed.content.as_deref(), message["content"].as_str());
         assert_eq!(streamed.content.as_deref(), Some("AB\n\nC"));
-        assert_eq!(streamed.reasoning.as_deref(), message["reasoning_content"].as_str());
+        assert_eq!(
+            streamed.reasoning.as_deref(),
+            message["reasoning_content"].as_str()
+        );
         assert_eq!(streamed.reasoning.as_deref(), Some("First.\nSecond."));
         let call = &message["tool_calls"][0];
         assert_eq!(
@@ -989,7 +1064,10 @@ mod tests {
                 call["function"]["arguments"].as_str().unwrap().to_owned()
             )]
         );
-        assert_eq!(streamed.finish_reason.as_deref(), completion["choices"][0]["finish_reason"].as_str());
+        assert_eq!(
+            streamed.finish_reason.as_deref(),
+            completion["choices"][0]["finish_reason"].as_str()
+        );
         assert_eq!(streamed.usage.as_ref(), Some(&completion["usage"]));
         assert_eq!(completion["id"], "chatcmpl-msg_01");
     }
