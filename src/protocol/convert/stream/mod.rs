@@ -85,3 +85,18 @@ impl Phase {
 
 /// The message of the in-band error written when the upstream body ends without its terminal event.
 const INCOMPLETE_MESSAGE: &str = "upstream stream ended before completion";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server moves converters into spawned tasks and boxes them as trait objects.
+    #[test]
+    fn converters_are_owned_send_trait_objects() {
+        fn boxed<T: StreamConverter + 'static>(_: Option<T>) -> Option<Box<dyn StreamConverter>> {
+            None
+        }
+        assert!(boxed::<AnthropicToOpenAiStream>(None).is_none());
+        assert!(boxed::<OpenAiToAnthropicStream>(None).is_none());
+    }
+}

@@ -1153,6 +1153,22 @@ mod tests {
     }
 
     #[test]
+    fn fragments_for_an_already_closed_tool_do_not_reopen_it() {
+        let input = [
+            delta(tool(0, Some("c0"), Some("a"), "{}")),
+            delta(tool(1, Some("c1"), Some("b"), "{}")),
+            delta(tool(0, None, None, "{\"late\":1}")),
+            finish("tool_calls"),
+            DONE.into(),
+        ]
+        .concat();
+        let (out, result) = run(&facts(), &input);
+        assert_eq!(result.message["content"][0]["input"], json!({}));
+        assert_eq!(result.message["content"].as_array().unwrap().len(), 2);
+        assert_eq!(data_values(&out).len(), 9);
+    }
+
+    #[test]
     fn a_tool_call_that_never_gets_a_name_is_dropped() {
         let input = [
             delta(json!({"content":"hi"})),

@@ -813,6 +813,28 @@ mod tests {
     }
 
     #[test]
+    fn tool_input_given_whole_in_content_block_start_is_sent_once() {
+        // Some Anthropic-compatible hosts put the whole input into content_block_start.
+        let input = [
+            message_start(),
+            block_start(
+                0,
+                json!({"type":"tool_use","id":"toolu_w","name":"calc","input":{"x":1}}),
+            ),
+            stop(0),
+            tool_start(1, "toolu_v", "calc"),
+            partial(1, "{\"y\":2}"),
+            stop(1),
+            message_delta("tool_use", 5),
+            message_stop(),
+        ]
+        .concat();
+        let (_, result) = run(&facts(false), &input);
+        let args: Vec<&str> = result.tool_calls.iter().map(|t| t.2.as_str()).collect();
+        assert_eq!(args, ["{\"x\":1}", "{\"y\":2}"]);
+    }
+
+    #[test]
     fn usage_chunk_is_last_before_done_with_empty_choices() {
         let input = [
             message_start(),
