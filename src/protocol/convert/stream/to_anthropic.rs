@@ -398,6 +398,12 @@ impl OpenAiToAnthropicStream {
         self.phase = Phase::Failed;
     }
 
+    /// An upstream error chunk mid-stream, mapped per §4.2 by the status it implies.
+    fn fail_with(&mut self, info: &OpenAiErrorInfo, out: &mut Vec<u8>) {
+        let mapped = info.to_anthropic(info.implied_status());
+        self.fail(mapped.kind, &mapped.message, out);
+    }
+
     fn text_delta(&self, index: usize, text: &str, out: &mut Vec<u8>) {
         let delta = BlockDelta::Text { text };
         self.emit(out, &Event::BlockDelta { index, delta });
@@ -475,13 +481,6 @@ impl StreamConverter for OpenAiToAnthropicStream {
 
     fn keep_alive(&self, out: &mut Vec<u8>) {
         write_named_event(out, "ping", br#"{"type":"ping"}"#);
-    }
-}
-
-impl OpenAiToAnthropicStream {
-    fn fail_with(&mut self, info: &OpenAiErrorInfo, out: &mut Vec<u8>) {
-        let mapped = info.to_anthropic(info.implied_status());
-        self.fail(mapped.kind, &mapped.message, out);
     }
 }
 
