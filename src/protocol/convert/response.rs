@@ -1,1 +1,1241 @@
-//! TODO(issue 3): filled in by the conversion work.
+//! Non-streaming responses (spec §2), and the pieces the stream converters share with them: stop-reason
+//! mapping (§2.3), usage arithmetic (§2.4), response ids, tool ids (§1.3.5) and router-minted thinking
+//! signatures (§1.3.6).
+//!
+//! Route A: an Anthropic `Message` becomes an OpenAI `ChatCompletion` ([`anthropic_to_openai`]).
+//! Route B: an OpenAI `ChatCompletion` becomes an Anthropic `Message` ([`openai_to_anthropic`]).
+//!
+//! An `Err` from either function means the upstream's 2xx body was unusable (not JSON, no choices, …); the
+//! server answers it like an upstream failure, 502 (`api_error` / `server_error`), not like a client mistake.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{ConvertContext, ConvertError};
+
+/// Facts about the original request that the response side needs (filled by the server from the request
+/// conversion's `RequestFacts`).
+#[derive(Debug, Clone, Default)]
+pub struct ResponseFacts {
+    /// Route A: the OAI client asked for `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// Route A: the synthetic `json_output` tool carries structured output (§1.1.8); its input becomes the
+    /// message content.
+    pub json_output_tool: bool,
+    /// Route B: `message_start.usage.input_tokens` before the real count is known (§5.2 estimate).
+    pub input_tokens_estimate: u64,
+    /// Route B: (upstream OAI tool name, original ANT name) for names shortened on the request side.
+    pub tool_names: Vec<(String, String)>,
+    /// Route B: the request's `stop_sequences`, so a vLLM-style `stop_reason` string can be reported as
+    /// `stop_sequence` (§2.2). Empty when unknown; then `stop_sequence` is always `null`.
+    pub stop_sequences: Vec<String>,
+}
+
+impl ResponseFacts {
+    /// The client-facing name of an upstream tool name (§1.2.4 reverse mapping).
+    pub(crate) fn original_tool_name<'a>(&'a self, upstream: &'a str) -> &'a str {
+        self.tool_names
+            .iter()
+            .find(|(shortened, _)| shortened == upstream)
+            .map_or(upstream, |(_, original)| original.as_str())
+    }
+
+    /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
+    pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
+        let matched = stop_reason?.as_str()?;
+        self.stop_sequences
+            .iter()
+            .any(|s| s == matched)
+            .then(|| matched.to_owned())
+    }
+}
+
+/// Name of the synthetic structured-output tool (§1.1.8).
+pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
+
+// ---------------------------------------------------------------------------------------------------------
+// Route A: ANT Message → OAI ChatCompletion (§2.1)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Converts an Anthropic `Message` body into an OpenAI `ChatCompletion` body (Route A, §2.1).
+pub fn anthropic_to_openai(
+    body: &[u8],
+    ctx: &ConvertContext,
+    facts: &ResponseFacts,
+) -> Result<Vec<u8>, ConvertError> {
+    let message: Value = parse_upstream(body, "Anthropic message")?;
+    if message.get("type").and_then(Value::as_str) == Some("error") {
+        return Err(bad_upstream(
+            "upstream returned an error object with a success status",
+        ));
+    }
+    let blocks = message
+        .get("content")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+
+    let mut content = TextJoiner::default();
+    let mut reasoning = ReasoningJoiner::default();
+    let mut signature = None;
+    let mut tool_calls = Vec::new();
+    for block in blocks {
+        match block.get("type").and_then(Value::as_str) {
+            Some("text") => content.push(str_field(block, "text")),
+            Some("thinking") => {
+                reasoning.push(str_field(block, "thinking"));
+                if let Some(sig) = block.get("signature").and_then(Value::as_str) {
+                    signature = Some(sig.to_owned());
+                }
+                content.mark_other_block();
+            }
+            Some("tool_use") => {
+                let name = str_field(block, "name");
+                let input = block.get("input").unwrap_or(&Value::Null);
+                if facts.json_output_tool && name == JSON_OUTPUT_TOOL {
+                    content.push(&compact_json_object(input));
+                    continue;
+                }
+                content.mark_other_block();
+                tool_calls.push(OaiToolCall {
+                    id: str_field(block, "id").to_owned(),
+                    kind: "function",
+                    function: OaiFunction {
+                        name: name.to_owned(),
+                        arguments: compact_json_object(input),
+                    },
+                });
+            }
+            // redacted_thinking, server tools and their results have no OAI form (§2.1).
+            _ => content.mark_other_block(),
+        }
+    }
+
+    let usage = message
+        .get("usage")
+        .map(TokenUsage::from_anthropic)
+        .unwrap_or_default();
+    let stop_reason = message.get("stop_reason").and_then(Value::as_str);
+    let mut finish_reason = finish_reason_for(stop_reason);
+    if finish_reason == "tool_calls" && tool_calls.is_empty() {
+        // Only the json_output tool was called: that is the structured answer, not a tool call (§1.1.8).
+        finish_reason = "stop";
+    }
+    let text = content.finish();
+    let content = match text {
+        Some(text) => Some(text),
+        None if !tool_calls.is_empty() => None,
+        None => Some(String::new()),
+    };
+    let completion = ChatCompletion {
+        id: openai_completion_id(message.get("id").and_then(Value::as_str), ctx.response_id),
+        object: "chat.completion",
+        created: ctx.created,
+        model: ctx.client_model,
+        choices: [CompletionChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+                reasoning_content: reasoning.finish(),
+                reasoning_signature: signature,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason,
+        }],
+        usage: usage.to_openai(),
+    };
+    Ok(serde_json::to_vec(&completion).expect("completion serialises"))
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [CompletionChoice; 1],
+    usage: OaiUsage,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice {
+    index: u32,
+    message: AssistantMessage,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage {
+    role: &'static str,
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_signature: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Vec<OaiToolCall>>,
+    refusal: Option<()>,
+}
+
+#[derive(Serialize)]
+struct OaiToolCall {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: OaiFunction,
+}
+
+#[derive(Serialize)]
+struct OaiFunction {
+    name: String,
+    arguments: String,
+}
+
+/// Joins text segments as §1.2.2 says: nothing between adjacent text blocks, `"\n\n"` when another block
+/// separated them. The Route A stream uses the same rule so streamed and non-streamed content are equal.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TextJoiner {
+    text: String,
+    any: bool,
+    separated: bool,
+}
+
+impl TextJoiner {
+    /// The separator to put before a new, non-empty text segment, and records that the segment was added.
+    pub(crate) fn separator(&mut self) -> &'static str {
+        let sep = if self.any && self.separated {
+            "\n\n"
+        } else {
+            ""
+        };
+        self.any = true;
+        self.separated = false;
+        sep
+    }
+
+    /// A block that is not text passed by.
+    pub(crate) fn mark_other_block(&mut self) {
+        if self.any {
+            self.separated = true;
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let sep = self.separator();
+        self.text.push_str(sep);
+        self.text.push_str(text);
+    }
+
+    fn finish(self) -> Option<String> {
+        self.any.then_some(self.text)
+    }
+}
+
+/// Joins thinking texts with `"\n"` (§2.1 `reasoning_content`).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReasoningJoiner {
+    text: String,
+    any: bool,
+}
+
+impl ReasoningJoiner {
+    pub(crate) fn separator(&mut self) -> &'static str {
+        let sep = if self.any { "\n" } else { "" };
+        self.any = true;
+        sep
+    }
+
+    fn push(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let sep = self.separator();
+        self.text.push_str(sep);
+        self.text.push_str(text);
+    }
+
+    fn finish(self) -> Option<String> {
+        self.any.then_some(self.text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Route B: OAI ChatCompletion → ANT Message (§2.2)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Converts an OpenAI `ChatCompletion` body into an Anthropic `Message` body (Route B, §2.2).
+pub fn openai_to_anthropic(
+    body: &[u8],
+    ctx: &ConvertContext,
+    facts: &ResponseFacts,
+) -> Result<Vec<u8>, ConvertError> {
+    let completion: Value = parse_upstream(body, "OpenAI chat completion")?;
+    if completion.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(bad_upstream(
+            "upstream returned an error object with a success status",
+        ));
+    }
+    let choice = completion
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|choices| choices.first())
+        .ok_or_else(|| bad_upstream("upstream response has no choices"))?;
+    let message = choice.get("message").unwrap_or(&Value::Null);
+
+    let mut content = Vec::new();
+    let reasoning = reasoning_text(message);
+    if !reasoning.trim().is_empty() {
+        content.push(AntBlock::Thinking {
+            signature: mint_thinking_signature(ctx.signing_key, reasoning),
+            thinking: reasoning.to_owned(),
+        });
+    }
+    let text = message_text(message.get("content"));
+    if !text.trim().is_empty() {
+        content.push(AntBlock::Text { text });
+    }
+    let refusal = message
+        .get("refusal")
+        .and_then(Value::as_str)
+        .filter(|r| !r.trim().is_empty());
+    if let Some(refusal) = refusal {
+        content.push(AntBlock::Text {
+            text: refusal.to_owned(),
+        });
+    }
+    let mut tool_ids = ToolIds::new(ctx.response_id);
+    let mut saw_tool = false;
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for call in tool_calls {
+        let function = call.get("function").unwrap_or(&Value::Null);
+        let Some(name) = function
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        else {
+            tracing::warn!("dropping an upstream tool call without a name");
+            continue;
+        };
+        let arguments = function
+            .get("arguments")
+            .map(|a| match a {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                // A few hosts send the arguments as an object instead of a JSON string.
+                other => Cow::Owned(other.to_string()),
+            })
+            .unwrap_or_default();
+        let id = tool_ids.assign(call.get("id").and_then(Value::as_str), content.len());
+        content.push(AntBlock::ToolUse {
+            id,
+            name: facts.original_tool_name(name).to_owned(),
+            input: parse_tool_arguments(&arguments),
+        });
+        saw_tool = true;
+    }
+
+    let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
+    let stop_sequence = facts.matched_stop_sequence(choice.get("stop_reason"));
+    let stop_reason = stop_reason_for(
+        finish_reason,
+        saw_tool,
+        refusal.is_some(),
+        stop_sequence.is_some(),
+    );
+    let usage = match completion.get("usage").filter(|u| u.is_object()) {
+        Some(usage) => TokenUsage::from_openai(usage),
+        None => TokenUsage {
+            input: facts.input_tokens_estimate,
+            ..TokenUsage::default()
+        },
+    };
+    let message = AntMessage {
+        id: anthropic_message_id(
+            completion.get("id").and_then(Value::as_str),
+            ctx.response_id,
+        ),
+        kind: "message",
+        role: "assistant",
+        model: ctx.client_model,
+        content,
+        stop_reason,
+        stop_sequence: if stop_reason == "stop_sequence" {
+            stop_sequence
+        } else {
+            None
+        },
+        usage: usage.to_anthropic(),
+    };
+    Ok(serde_json::to_vec(&message).expect("message serialises"))
+}
+
+#[derive(Serialize)]
+struct AntMessage<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<AntBlock>,
+    stop_reason: &'static str,
+    stop_sequence: Option<String>,
+    usage: AntUsage,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum AntBlock {
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+}
+
+/// Reasoning text of an OAI message or delta: `reasoning_content` (DeepSeek, Qwen, most hosts), else
+/// `reasoning` (OpenRouter, vLLM). Some hosts send both with the same text; only one is used.
+pub(crate) fn reasoning_text(message: &Value) -> &str {
+    let field = |name| message.get(name).and_then(Value::as_str).unwrap_or("");
+    let primary = field("reasoning_content");
+    if primary.is_empty() {
+        field("reasoning")
+    } else {
+        primary
+    }
+}
+
+/// `content` of an OAI message: a string, or (some hosts) an array of text parts.
+fn message_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// Tool-call arguments (a JSON string) → ANT `input` (a JSON object), per §1.1.2 `parse`: blank → `{}`, an
+/// object → itself, anything else → `{"_raw_arguments": original}` so the model's output is not lost.
+pub(crate) fn parse_tool_arguments(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return Value::Object(Map::new());
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(object @ Value::Object(_)) => object,
+        _ => {
+            let mut raw = Map::new();
+            raw.insert("_raw_arguments".into(), Value::String(arguments.into()));
+            Value::Object(raw)
+        }
+    }
+}
+
+/// ANT `input` → OAI `arguments`: compact JSON, a missing input counts as `{}` (§1.3.4).
+fn compact_json_object(input: &Value) -> String {
+    match input {
+        Value::Null => "{}".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stop reasons (§2.3)
+// ---------------------------------------------------------------------------------------------------------
+
+/// ANT `stop_reason` → OAI `finish_reason`.
+pub(crate) fn finish_reason_for(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("tool_use") => "tool_calls",
+        Some("refusal") => "content_filter",
+        // end_turn, stop_sequence, pause_turn, null and unknown values.
+        _ => "stop",
+    }
+}
+
+/// OAI `finish_reason` → ANT `stop_reason`. Any surviving tool call wins: OpenAI and several hosts answer
+/// `stop` with tool calls, and SDK tool loops only run tools on `tool_use` (§6 row 19).
+pub(crate) fn stop_reason_for(
+    finish_reason: Option<&str>,
+    saw_tool: bool,
+    saw_refusal: bool,
+    stop_sequence_known: bool,
+) -> &'static str {
+    if saw_tool {
+        return "tool_use";
+    }
+    if saw_refusal {
+        return "refusal";
+    }
+    match finish_reason {
+        Some("stop") if stop_sequence_known => "stop_sequence",
+        Some("length") => "max_tokens",
+        Some("content_filter") => "refusal",
+        // stop, tool_calls/function_call with no tool left, null, unknown (`eos`, …).
+        _ => "end_turn",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Usage (§2.4)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Token counts in Anthropic's terms: `input` excludes cached tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TokenUsage {
+    pub input: u64,
+    pub cache_read: u64,
+    /// `None` when the upstream did not report cache writes at all.
+    pub cache_creation: Option<u64>,
+    pub output: u64,
+    pub thinking: Option<u64>,
+}
+
+fn count(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+impl TokenUsage {
+    pub(crate) fn from_anthropic(usage: &Value) -> Self {
+        let mut u = Self::default();
+        u.merge_anthropic(usage);
+        u
+    }
+
+    /// Applies an ANT usage object; fields it carries replace earlier values (ANT counts are cumulative).
+    pub(crate) fn merge_anthropic(&mut self, usage: &Value) {
+        if let Some(n) = count(usage, "input_tokens") {
+            self.input = n;
+        }
+        if let Some(n) = count(usage, "cache_read_input_tokens") {
+            self.cache_read = n;
+        }
+        if let Some(n) = count(usage, "cache_creation_input_tokens") {
+            self.cache_creation = Some(n);
+        }
+        if let Some(n) = count(usage, "output_tokens") {
+            self.output = n;
+        }
+        if let Some(n) = usage
+            .get("output_tokens_details")
+            .and_then(|d| count(d, "thinking_tokens"))
+        {
+            self.thinking = Some(n);
+        }
+    }
+
+    /// OAI usage → ANT terms: cached and written tokens are taken out of `prompt_tokens`.
+    pub(crate) fn from_openai(usage: &Value) -> Self {
+        let prompt = count(usage, "prompt_tokens").unwrap_or(0);
+        let details = usage.get("prompt_tokens_details").unwrap_or(&Value::Null);
+        let cached = count(details, "cached_tokens")
+            .or_else(|| count(usage, "prompt_cache_hit_tokens"))
+            .unwrap_or(0);
+        let written = count(details, "cache_write_tokens").unwrap_or(0);
+        Self {
+            input: prompt.saturating_sub(cached).saturating_sub(written),
+            cache_read: cached,
+            cache_creation: Some(written),
+            output: count(usage, "completion_tokens").unwrap_or(0),
+            thinking: usage
+                .get("completion_tokens_details")
+                .and_then(|d| count(d, "reasoning_tokens")),
+        }
+    }
+
+    pub(crate) fn prompt_tokens(&self) -> u64 {
+        self.input + self.cache_read + self.cache_creation.unwrap_or(0)
+    }
+
+    pub(crate) fn to_openai(self) -> OaiUsage {
+        let prompt_tokens = self.prompt_tokens();
+        OaiUsage {
+            prompt_tokens,
+            completion_tokens: self.output,
+            total_tokens: prompt_tokens + self.output,
+            prompt_tokens_details: OaiPromptDetails {
+                cached_tokens: self.cache_read,
+                cache_write_tokens: self.cache_creation,
+            },
+            completion_tokens_details: self
+                .thinking
+                .map(|reasoning_tokens| OaiCompletionDetails { reasoning_tokens }),
+        }
+    }
+
+    pub(crate) fn to_anthropic(self) -> AntUsage {
+        AntUsage {
+            input_tokens: self.input,
+            cache_creation_input_tokens: self.cache_creation.unwrap_or(0),
+            cache_read_input_tokens: self.cache_read,
+            output_tokens: self.output,
+            output_tokens_details: self
+                .thinking
+                .map(|thinking_tokens| AntOutputDetails { thinking_tokens }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OaiUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: OaiPromptDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<OaiCompletionDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct OaiPromptDetails {
+    cached_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct OaiCompletionDetails {
+    reasoning_tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AntUsage {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens_details: Option<AntOutputDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct AntOutputDetails {
+    thinking_tokens: u64,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ids and signatures
+// ---------------------------------------------------------------------------------------------------------
+
+/// OAI completion id: `chatcmpl-` + the ANT message id, else the injected id (§2.1).
+pub(crate) fn openai_completion_id(upstream: Option<&str>, response_id: &str) -> String {
+    match upstream.filter(|id| !id.is_empty()) {
+        Some(id) => format!("chatcmpl-{id}"),
+        None => with_prefix("chatcmpl-", response_id),
+    }
+}
+
+/// ANT message id: `msg_` + the OAI id's alphanumerics, else the injected id (§2.2).
+pub(crate) fn anthropic_message_id(upstream: Option<&str>, response_id: &str) -> String {
+    let cleaned: String = upstream
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    if cleaned.is_empty() {
+        with_prefix("msg_", response_id)
+    } else {
+        format!("msg_{cleaned}")
+    }
+}
+
+fn with_prefix(prefix: &str, id: &str) -> String {
+    if id.starts_with(prefix) {
+        id.to_owned()
+    } else {
+        format!("{prefix}{id}")
+    }
+}
+
+/// `llmr1.` + base64url (unpadded) of HMAC-SHA256(key, thinking text) (§1.3.6). The prefix lets the request
+/// side recognise and strip the router's own signatures before anything reaches an Anthropic upstream.
+pub(crate) fn mint_thinking_signature(key: &[u8], thinking: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, thinking.as_bytes());
+    format!(
+        "llmr1.{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    )
+}
+
+fn sha256_hex(data: &[u8], hex_chars: usize) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut hex = String::with_capacity(64);
+    for byte in digest.as_ref() {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex.truncate(hex_chars);
+    hex
+}
+
+/// §1.3.5: ANT tool ids must match `^[a-zA-Z0-9_-]+$`; every other character becomes `_`.
+pub(crate) fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if id.chars().all(valid) {
+        Cow::Borrowed(id)
+    } else {
+        Cow::Owned(id.chars().map(|c| if valid(c) { c } else { '_' }).collect())
+    }
+}
+
+/// Assigns client-facing tool ids within one response: sanitised (§1.3.5), de-duplicated when two different
+/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolIds {
+    response_id: String,
+    /// (client-facing id, upstream original)
+    assigned: Vec<(String, String)>,
+}
+
+impl ToolIds {
+    pub(crate) fn new(response_id: &str) -> Self {
+        Self {
+            response_id: response_id.to_owned(),
+            assigned: Vec::new(),
+        }
+    }
+
+    /// `seq` distinguishes id-less tool calls within the response (the block index is used).
+    pub(crate) fn assign(&mut self, upstream: Option<&str>, seq: usize) -> String {
+        let original = upstream.unwrap_or("");
+        let mut id = if original.is_empty() {
+            let seed = format!("{}:{seq}", self.response_id);
+            format!("toolu_{}", sha256_hex(seed.as_bytes(), 24))
+        } else {
+            sanitize_tool_id(original).into_owned()
+        };
+        if self
+            .assigned
+            .iter()
+            .any(|(taken, from)| *taken == id && from != original)
+        {
+            id = format!("{id}_{}", sha256_hex(original.as_bytes(), 6));
+        }
+        self.assigned.push((id.clone(), original.to_owned()));
+        id
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------------------
+
+fn parse_upstream(body: &[u8], what: &str) -> Result<Value, ConvertError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(bad_upstream(format!(
+            "upstream {what} is not a JSON object"
+        ))),
+        Err(e) => Err(bad_upstream(format!(
+            "upstream {what} is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn bad_upstream(message: impl Into<String>) -> ConvertError {
+    ConvertError {
+        message: message.into(),
+        param: None,
+        code: Some("bad_upstream_response"),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::protocol::convert::stream::test_support::{SIGNING_KEY, ctx};
+
+    // ----- Route A -----
+
+    fn ant_message(content: Value, stop_reason: Value, usage: Value) -> Value {
+        json!({"id":"msg_01","type":"message","role":"assistant","model":"claude-upstream",
+            "content":content,"stop_reason":stop_reason,"stop_sequence":null,"usage":usage})
+    }
+
+    fn base_usage() -> Value {
+        json!({"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":15})
+    }
+
+    fn to_openai(message: &Value, facts: &ResponseFacts) -> Value {
+        let body = anthropic_to_openai(message.to_string().as_bytes(), &ctx(), facts).unwrap();
+        let completion: Value = serde_json::from_slice(&body).unwrap();
+        // §2.4 invariant on every fixture: prompt_tokens counts cached and written tokens.
+        let usage = &message["usage"];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        assert_eq!(
+            n(&completion["usage"]["prompt_tokens"]),
+            n(&usage["input_tokens"])
+                + n(&usage["cache_read_input_tokens"])
+                + n(&usage["cache_creation_input_tokens"])
+        );
+        assert_eq!(
+            n(&completion["usage"]["total_tokens"]),
+            n(&completion["usage"]["prompt_tokens"]) + n(&completion["usage"]["completion_tokens"])
+        );
+        completion
+    }
+
+    #[test]
+    fn route_a_text_response_has_every_field() {
+        let message = ant_message(
+            json!([{"type":"text","text":"Hello","citations":[{"type":"char_location","cited_text":"x"}]}]),
+            json!("end_turn"),
+            base_usage(),
+        );
+        let completion = to_openai(&message, &ResponseFacts::default());
+        assert_eq!(
+            completion,
+            json!({"id":"chatcmpl-msg_01","object":"chat.completion","created":1_700_000_000,"model":"client-model",
+                "choices":[{"index":0,"message":{"role":"assistant","content":"Hello","refusal":null},
+                    "logprobs":null,"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":135,"completion_tokens":15,"total_tokens":150,
+                    "prompt_tokens_details":{"cached_tokens":100,"cache_write_tokens":10}}})
+        );
+    }
+
+    #[test]
+    fn route_a_tool_calls_reasoning_and_signature() {
+        let message = ant_message(
+            json!([
+                {"type":"thinking","thinking":"Plan A.","signature":"sigA"},
+                {"type":"redacted_thinking","data":"opaque"},
+                {"type":"thinking","thinking":"Plan B.","signature":"sigB"},
+                {"type":"tool_use","id":"toolu_1","name":"weather","input":{"city":"Paris","days":[1, 2]}},
+                {"type":"tool_use","id":"toolu_2","name":"time","input":{}}
+            ]),
+            json!("tool_use"),
+            json!({"input_tokens":5,"output_tokens":7,"output_tokens_details":{"thinking_tokens":4}}),
+        );
+        let completion = to_openai(&message, &ResponseFacts::default());
+        let choice = &completion["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let msg = &choice["message"];
+        assert_eq!(
+            msg["content"],
+            Value::Null,
+            "null content with tool calls and no text"
+        );
+        assert_eq!(msg["reasoning_content"], "Plan A.\nPlan B.");
+        assert_eq!(
+            msg["reasoning_signature"], "sigB",
+            "last thinking block's signature"
+        );
+        assert_eq!(
+            msg["tool_calls"],
+            json!([
+                {"id":"toolu_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\",\"days\":[1,2]}"}},
+                {"id":"toolu_2","type":"function","function":{"name":"time","arguments":"{}"}}
+            ])
+        );
+        // Absent cache fields: cached_tokens 0, cache_write_tokens omitted; thinking tokens reported.
+        assert_eq!(
+            completion["usage"],
+            json!({"prompt_tokens":5,"completion_tokens":7,"total_tokens":12,
+                "prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":4}})
+        );
+    }
+
+    #[test]
+    fn route_a_text_joining_rule() {
+        let message = ant_message(
+            json!([
+                {"type":"text","text":"A"},
+                {"type":"text","text":"B"},
+                {"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}},
+                {"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[]},
+                {"type":"text","text":""},
+                {"type":"text","text":"C"}
+            ]),
+            json!("end_turn"),
+            base_usage(),
+        );
+        let completion = to_openai(&message, &ResponseFacts::default());
+        let msg = &completion["choices"][0]["message"];
+        assert_eq!(msg["content"], "AB\n\nC");
+        assert!(msg.get("tool_calls").is_none(), "server tools are dropped");
+        assert!(msg.get("reasoning_content").is_none());
+    }
+
+    #[test]
+    fn route_a_empty_message_has_empty_string_content() {
+        let message = ant_message(json!([]), json!("max_tokens"), base_usage());
+        let completion = to_openai(&message, &ResponseFacts::default());
+        assert_eq!(completion["choices"][0]["message"]["content"], "");
+        assert_eq!(completion["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn route_a_json_output_tool_becomes_content() {
+        let message = ant_message(
+            json!([{"type":"tool_use","id":"toolu_j","name":"json_output","input":{"answer":42}}]),
+            json!("tool_use"),
+            base_usage(),
+        );
+        let facts = ResponseFacts {
+            json_output_tool: true,
+            ..ResponseFacts::default()
+        };
+        let completion = to_openai(&message, &facts);
+        let choice = &completion["choices"][0];
+        assert_eq!(choice["message"]["content"], "{\"answer\":42}");
+        assert!(choice["message"].get("tool_calls").is_none());
+        assert_eq!(choice["finish_reason"], "stop");
+        // Without the fact, a tool named json_output is an ordinary tool call.
+        let plain = to_openai(&message, &ResponseFacts::default());
+        assert_eq!(plain["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn route_a_missing_id_uses_the_injected_one() {
+        let mut message = ant_message(
+            json!([{"type":"text","text":"x"}]),
+            json!(null),
+            base_usage(),
+        );
+        message["id"] = json!("");
+        let completion = to_openai(&message, &ResponseFacts::default());
+        assert_eq!(completion["id"], "chatcmpl-resp01");
+        assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn route_a_rejects_unusable_bodies() {
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            br#"{"type":"error","error":{"type":"api_error"}}"#,
+        ] {
+            let err = anthropic_to_openai(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            assert_eq!(err.code, Some("bad_upstream_response"));
+        }
+    }
+
+    #[test]
+    fn stop_reason_to_finish_reason_table() {
+        for (stop_reason, finish) in [
+            (Some("end_turn"), "stop"),
+            (Some("stop_sequence"), "stop"),
+            (Some("max_tokens"), "length"),
+            (Some("model_context_window_exceeded"), "length"),
+            (Some("tool_use"), "tool_calls"),
+            (Some("pause_turn"), "stop"),
+            (Some("refusal"), "content_filter"),
+            (None, "stop"),
+            (Some("brand_new_reason"), "stop"),
+        ] {
+            assert_eq!(finish_reason_for(stop_reason), finish, "{stop_reason:?}");
+        }
+    }
+
+    // ----- Route B -----
+
+    fn oai_completion(message: Value, finish_reason: Value, usage: Value) -> Value {
+        json!({"id":"chatcmpl-9xY_z","object":"chat.completion","created":1,"model":"gpt-upstream",
+            "choices":[{"index":0,"message":message,"logprobs":null,"finish_reason":finish_reason}],"usage":usage})
+    }
+
+    fn base_oai_usage() -> Value {
+        json!({"prompt_tokens":1200,"completion_tokens":80,"total_tokens":1280,
+            "prompt_tokens_details":{"cached_tokens":1000}})
+    }
+
+    fn to_anthropic(completion: &Value, facts: &ResponseFacts) -> Value {
+        let body = openai_to_anthropic(completion.to_string().as_bytes(), &ctx(), facts).unwrap();
+        let message: Value = serde_json::from_slice(&body).unwrap();
+        // §2.4 invariant on every fixture.
+        let u = &message["usage"];
+        if let Some(prompt) = completion["usage"]["prompt_tokens"].as_u64() {
+            assert_eq!(
+                u["input_tokens"].as_u64().unwrap()
+                    + u["cache_read_input_tokens"].as_u64().unwrap()
+                    + u["cache_creation_input_tokens"].as_u64().unwrap(),
+                prompt
+            );
+        }
+        message
+    }
+
+    #[test]
+    fn route_b_text_response_has_every_field() {
+        let completion = oai_completion(
+            json!({"role":"assistant","content":"Hello","refusal":null}),
+            json!("stop"),
+            base_oai_usage(),
+        );
+        assert_eq!(
+            to_anthropic(&completion, &ResponseFacts::default()),
+            json!({"id":"msg_chatcmpl9xYz","type":"message","role":"assistant","model":"client-model",
+                "content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,
+                "usage":{"input_tokens":200,"cache_creation_input_tokens":0,"cache_read_input_tokens":1000,"output_tokens":80}})
+        );
+    }
+
+    #[test]
+    fn route_b_block_order_signatures_tool_ids_names_and_inputs() {
+        let completion = oai_completion(
+            json!({"role":"assistant","reasoning_content":"Think.","content":"Calling tools.","tool_calls":[
+                {"id":"functions.Bash:0","type":"function","function":{"name":"Bash","arguments":"{\"command\":\"ls\"}"}},
+                {"id":"call_2","type":"function","function":{"name":"mcp__s__short_abcd1234","arguments":""}},
+                {"id":"call_3","type":"function","function":{"name":"broken","arguments":"{\"a\":"}},
+                {"id":"call_4","type":"function","function":{"name":"arr","arguments":"[1]"}},
+                {"type":"function","function":{"name":"noid","arguments":"{}"}},
+                {"id":"call_6","type":"function","function":{"arguments":"{}"}}
+            ]}),
+            json!("stop"),
+            json!({"prompt_tokens":30,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}),
+        );
+        let facts = ResponseFacts {
+            tool_names: vec![(
+                "mcp__s__short_abcd1234".into(),
+                "mcp__server__original_long_tool_name".into(),
+            )],
+            ..ResponseFacts::default()
+        };
+        let message = to_anthropic(&completion, &facts);
+        let content = message["content"].as_array().unwrap();
+        assert_eq!(
+            content[0],
+            json!({"type":"thinking","thinking":"Think.","signature":mint_thinking_signature(SIGNING_KEY, "Think.")})
+        );
+        assert_eq!(content[1], json!({"type":"text","text":"Calling tools."}));
+        assert_eq!(
+            content[2],
+            json!({"type":"tool_use","id":"functions_Bash_0","name":"Bash","input":{"command":"ls"}})
+        );
+        assert_eq!(content[3]["name"], "mcp__server__original_long_tool_name");
+        assert_eq!(content[3]["input"], json!({}), "empty arguments are {{}}");
+        assert_eq!(content[4]["input"], json!({"_raw_arguments":"{\"a\":"}));
+        assert_eq!(content[5]["input"], json!({"_raw_arguments":"[1]"}));
+        assert!(content[6]["id"].as_str().unwrap().starts_with("toolu_"));
+        assert_eq!(content.len(), 7, "a tool call without a name is dropped");
+        assert_eq!(
+            message["stop_reason"], "tool_use",
+            "stop with tool calls is tool_use"
+        );
+        assert_eq!(
+            message["usage"],
+            json!({"input_tokens":30,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,
+                "output_tokens":20,"output_tokens_details":{"thinking_tokens":12}})
+        );
+    }
+
+    #[test]
+    fn route_b_reasoning_field_refusal_and_blank_content() {
+        let completion = oai_completion(
+            json!({"role":"assistant","reasoning":"Hmm.","content":"  \n","refusal":"I can't do that."}),
+            json!("stop"),
+            base_oai_usage(),
+        );
+        let message = to_anthropic(&completion, &ResponseFacts::default());
+        assert_eq!(message["content"][0]["thinking"], "Hmm.");
+        assert_eq!(
+            message["content"][1],
+            json!({"type":"text","text":"I can't do that."})
+        );
+        assert_eq!(
+            message["content"].as_array().unwrap().len(),
+            2,
+            "blank text dropped"
+        );
+        assert_eq!(message["stop_reason"], "refusal");
+    }
+
+    #[test]
+    fn route_b_content_parts_and_no_usage() {
+        let completion = json!({"id":"","choices":[{"index":0,"finish_reason":"length",
+            "message":{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]});
+        let facts = ResponseFacts {
+            input_tokens_estimate: 321,
+            ..ResponseFacts::default()
+        };
+        let message = to_anthropic(&completion, &facts);
+        assert_eq!(
+            message["id"], "msg_resp01",
+            "injected id when the upstream has none"
+        );
+        assert_eq!(message["content"], json!([{"type":"text","text":"ab"}]));
+        assert_eq!(message["stop_reason"], "max_tokens");
+        assert_eq!(message["usage"]["input_tokens"], 321);
+    }
+
+    #[test]
+    fn route_b_stop_sequence_from_vllm_stop_reason() {
+        let mut completion =
+            oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
+        completion["choices"][0]["stop_reason"] = json!("###");
+        let facts = ResponseFacts {
+            stop_sequences: vec!["###".into()],
+            ..ResponseFacts::default()
+        };
+        let message = to_anthropic(&completion, &facts);
+        assert_eq!(message["stop_reason"], "stop_sequence");
+        assert_eq!(message["stop_sequence"], "###");
+        // A stop token id or a string the client did not ask for is not a stop sequence.
+        completion["choices"][0]["stop_reason"] = json!(151643);
+        assert_eq!(to_anthropic(&completion, &facts)["stop_reason"], "end_turn");
+        completion["choices"][0]["stop_reason"] = json!("other");
+        assert_eq!(
+            to_anthropic(&completion, &facts)["stop_sequence"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn route_b_cache_writes_and_deepseek_cache_hits() {
+        let completion = oai_completion(
+            json!({"content":"x"}),
+            json!("stop"),
+            json!({"prompt_tokens":500,"completion_tokens":1,
+                "prompt_tokens_details":{"cached_tokens":300,"cache_write_tokens":150}}),
+        );
+        let u = &to_anthropic(&completion, &ResponseFacts::default())["usage"];
+        assert_eq!(
+            (
+                u["input_tokens"].as_u64(),
+                u["cache_read_input_tokens"].as_u64(),
+                u["cache_creation_input_tokens"].as_u64()
+            ),
+            (Some(50), Some(300), Some(150))
+        );
+        let deepseek = oai_completion(
+            json!({"content":"x"}),
+            json!("stop"),
+            json!({"prompt_tokens":400,"completion_tokens":1,"prompt_cache_hit_tokens":384,"prompt_cache_miss_tokens":16}),
+        );
+        let u = &to_anthropic(&deepseek, &ResponseFacts::default())["usage"];
+        assert_eq!(u["input_tokens"], 16);
+        assert_eq!(u["cache_read_input_tokens"], 384);
+    }
+
+    #[test]
+    fn route_b_rejects_unusable_bodies() {
+        for body in [
+            &br#"{"id":"x","choices":[]}"#[..],
+            br#"{"id":"x"}"#,
+            b"<html>bad gateway</html>",
+            br#"{"error":{"message":"boom"}}"#,
+        ] {
+            let err = openai_to_anthropic(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            assert_eq!(
+                err.code,
+                Some("bad_upstream_response"),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn finish_reason_to_stop_reason_table() {
+        for (finish, tool, refusal, seq, expected) in [
+            (Some("stop"), true, false, false, "tool_use"),
+            (Some("length"), true, false, false, "tool_use"),
+            (None, true, false, false, "tool_use"),
+            (Some("stop"), false, false, true, "stop_sequence"),
+            (Some("stop"), false, false, false, "end_turn"),
+            (Some("length"), false, false, false, "max_tokens"),
+            (Some("tool_calls"), true, false, false, "tool_use"),
+            (Some("tool_calls"), false, false, false, "end_turn"),
+            (Some("function_call"), false, false, false, "end_turn"),
+            (Some("content_filter"), false, false, false, "refusal"),
+            (Some("stop"), false, true, false, "refusal"),
+            (None, false, false, false, "end_turn"),
+            (Some("eos"), false, false, false, "end_turn"),
+        ] {
+            assert_eq!(
+                stop_reason_for(finish, tool, refusal, seq),
+                expected,
+                "{finish:?} {tool} {refusal} {seq}"
+            );
+        }
+    }
+
+    // ----- ids and signatures -----
+
+    #[test]
+    fn minted_signatures_are_keyed_hmacs() {
+        let sig = mint_thinking_signature(b"key", "text");
+        assert!(sig.starts_with("llmr1."));
+        assert_eq!(
+            sig.len(),
+            "llmr1.".len() + 43,
+            "unpadded base64url of 32 bytes"
+        );
+        assert!(!sig.contains(['+', '/', '=']));
+        assert_eq!(sig, mint_thinking_signature(b"key", "text"));
+        assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
+        assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+            0x64, 0xec, 0x38, 0x43,
+        ]);
+        assert_eq!(
+            mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),
+            format!("llmr1.{expected}")
+        );
+    }
+
+    #[test]
+    fn tool_ids_are_sanitised_deduplicated_and_minted() {
+        assert_eq!(sanitize_tool_id("toolu_01-Ab"), "toolu_01-Ab");
+        assert_eq!(sanitize_tool_id("functions.Bash:0"), "functions_Bash_0");
+        let mut ids = ToolIds::new("resp");
+        assert_eq!(ids.assign(Some("a.b"), 0), "a_b");
+        let collided = ids.assign(Some("a:b"), 1);
+        assert!(
+            collided.starts_with("a_b_") && collided.len() == 10,
+            "{collided}"
+        );
+        assert_eq!(ids.assign(Some("a.b"), 2), "a_b", "same original, same id");
+        let minted = ids.assign(None, 3);
+        assert_eq!(
+            minted,
+            ToolIds::new("resp").assign(None, 3),
+            "deterministic"
+        );
+        assert_ne!(minted, ids.assign(Some(""), 4));
+        assert!(minted.starts_with("toolu_") && minted.len() == 30);
+    }
+
+    #[test]
+    fn response_ids() {
+        assert_eq!(openai_completion_id(Some("msg_1"), "r"), "chatcmpl-msg_1");
+        assert_eq!(openai_completion_id(None, "chatcmpl-r"), "chatcmpl-r");
+        assert_eq!(
+            anthropic_message_id(Some("chatcmpl-A.b_c"), "r"),
+            "msg_chatcmplAbc"
+        );
+        assert_eq!(anthropic_message_id(Some("---"), "r"), "msg_r");
+        assert_eq!(anthropic_message_id(None, "msg_r"), "msg_r");
+    }
+}

@@ -1,1 +1,0 @@
-//! TODO(issue 3): filled in by the conversion work.
