@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::protocol::convert::{ReasoningDialect, ThinkingMode};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
@@ -29,6 +31,29 @@ pub struct LlmParams {
     pub api_key: Option<String>,
     #[serde(default)]
     pub rewrite_body: Option<RewriteBody>,
+    // Provider differences the converters need to know about (see `protocol::convert::ModelOptions`).
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    #[serde(default)]
+    pub thinking_mode: Option<ThinkingMode>,
+    #[serde(default)]
+    pub reasoning_dialect: Option<ReasoningDialect>,
+    #[serde(default)]
+    pub supports_stream_options: Option<bool>,
+    #[serde(default)]
+    pub supports_top_k: Option<bool>,
+    #[serde(default)]
+    pub sampling_exclusive: Option<bool>,
+    #[serde(default)]
+    pub supports_output_format: Option<bool>,
+    #[serde(default)]
+    pub forward_cache_control: Option<bool>,
+    #[serde(default)]
+    pub anthropic_native: Option<bool>,
+    #[serde(default)]
+    pub token_count_factor: Option<f64>,
 }
 
 /// `rewrite_body` as a JSON string (the original format) or as a YAML mapping.

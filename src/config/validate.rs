@@ -9,6 +9,7 @@ use url::Url;
 
 use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody};
 use crate::protocol::Protocol;
+use crate::protocol::convert::ModelOptions;
 
 pub const DEFAULT_WEIGHT: u32 = 100;
 const MAX_WEIGHT: i64 = 1_000_000;
@@ -34,6 +35,8 @@ pub struct DeploymentSpec {
     pub api_key: Option<Secret>,
     /// Top-level fields that replace the client's, already serialised.
     pub rewrite_body: Vec<(String, RawJson)>,
+    /// What the converters need to know about this provider.
+    pub options: ModelOptions,
 }
 
 impl DeploymentSpec {
@@ -157,14 +160,16 @@ fn deployment(
     if model_name.trim().is_empty() {
         return Err(format!("{place}.model_name: must not be empty"));
     }
+    let place = format!("{place}.llm_params");
+    let options = model_options(&llm_params, &place)?;
     let LlmParams {
         api_type,
         model,
         api_base,
         api_key,
         rewrite_body,
+        ..
     } = llm_params;
-    let place = format!("{place}.llm_params");
     let protocol = match api_type.as_str() {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
@@ -206,6 +211,39 @@ fn deployment(
         endpoint,
         api_key,
         rewrite_body,
+        options,
+    })
+}
+
+/// The per-deployment converter options; unset keys keep [`ModelOptions::default`].
+fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String> {
+    let defaults = ModelOptions::default();
+    for (key, value) in [("max_output_tokens", params.max_output_tokens), ("default_max_tokens", params.default_max_tokens)] {
+        if value == Some(0) {
+            return Err(format!("{place}.{key}: must be at least 1"));
+        }
+    }
+    if let Some(factor) = params.token_count_factor
+        && !(factor.is_finite() && (0.1..=10.0).contains(&factor))
+    {
+        return Err(format!("{place}.token_count_factor: {factor} is out of range (0.1 to 10)"));
+    }
+    // Anthropic's own API accepts everything; third-party Messages hosts reject some of it (cache ttl).
+    let anthropic_native = params.anthropic_native.unwrap_or_else(|| {
+        Url::parse(params.api_base.trim()).is_ok_and(|u| u.host_str() == Some("api.anthropic.com"))
+    });
+    Ok(ModelOptions {
+        max_output_tokens: params.max_output_tokens,
+        default_max_tokens: params.default_max_tokens,
+        thinking_mode: params.thinking_mode.unwrap_or(defaults.thinking_mode),
+        reasoning_dialect: params.reasoning_dialect.unwrap_or(defaults.reasoning_dialect),
+        supports_stream_options: params.supports_stream_options.unwrap_or(defaults.supports_stream_options),
+        supports_top_k: params.supports_top_k.unwrap_or(defaults.supports_top_k),
+        sampling_exclusive: params.sampling_exclusive.unwrap_or(defaults.sampling_exclusive),
+        supports_output_format: params.supports_output_format.unwrap_or(defaults.supports_output_format),
+        forward_cache_control: params.forward_cache_control.unwrap_or(defaults.forward_cache_control),
+        anthropic_native,
+        token_count_factor: params.token_count_factor.unwrap_or(defaults.token_count_factor),
     })
 }
 
@@ -507,6 +545,28 @@ router_settings:
     }
 
     #[test]
+    fn converter_options() {
+        let text = SEED.replace(
+            "api_key: sk-1234\n      rewrite",
+            "api_key: sk-1234\n      max_output_tokens: 8192\n      reasoning_dialect: deepseek\n      supports_stream_options: false\n      token_count_factor: 1.3\n      rewrite",
+        );
+        let config = parse(&text, Path::new("c.yaml")).unwrap();
+        let o = &config.deployments[0].options;
+        assert_eq!(o.max_output_tokens, Some(8192));
+        assert_eq!(o.reasoning_dialect, crate::protocol::convert::ReasoningDialect::Deepseek);
+        assert!(!o.supports_stream_options);
+        assert_eq!(o.token_count_factor, 1.3);
+        assert!(!o.anthropic_native);
+        assert_eq!(config.deployments[1].options, ModelOptions::default());
+        assert!(error_of(&text.replace("token_count_factor: 1.3", "token_count_factor: 0")).starts_with("model_list[0].llm_params.token_count_factor"));
+        assert_eq!(error_of(&text.replace("max_output_tokens: 8192", "max_output_tokens: 0")), "model_list[0].llm_params.max_output_tokens: must be at least 1");
+        let bad = text.replace("reasoning_dialect: deepseek", "reasoning_dialect: klingon");
+        assert!(matches!(parse(&bad, Path::new("c.yaml")), Err(ConfigError::Parse { .. })));
+        let native = SEED.replace("https://open.bigmodel.cn/api/anthropic/", "https://api.anthropic.com");
+        assert!(parse(&native, Path::new("c.yaml")).unwrap().deployments[1].options.anthropic_native);
+    }
+
+    #[test]
     fn empty_model_list_is_refused() {
         assert_eq!(
             error_of("model_list: []\n"),
@@ -553,7 +613,7 @@ router_settings:
         // The parser quotes neighbouring lines; none of that may reach the message.
         let message = parse(&text, Path::new("c.yaml")).unwrap_err().to_string();
         assert!(
-            message.contains("line 15 column 7: unknown field `api_kee`"),
+            message.contains("line 8 column 7: unknown field `api_kee`"),
             "{message}"
         );
         assert!(!message.contains("sk-1234"), "{message}");
