@@ -103,6 +103,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         })?;
     let config = config::parse(&text, &settings.config)?;
     let client = upstream::build_client(settings.proxy.as_deref())?;
+    // The tokenizer for local token counts takes a moment to load; do it before the first request needs it.
+    tokio::task::spawn_blocking(protocol::convert::token_count::preload_tokenizer);
     let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let reload = config::reload::spawn(Arc::new(Reloader::new(
         settings.config.clone(),
@@ -125,6 +127,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         token: settings.token.as_deref().map(Token::new),
         client,
         body_limit: settings.body_limit,
+        signing_key: rand::random(),
     });
     let (tx, rx) = oneshot::channel();
     let app = server::router(state);

@@ -417,18 +417,3 @@ router_settings:
     assert_eq!(r.json::<Value>().await.unwrap()["from"], "a");
     assert_eq!(a.last().json()["model"], "ma");
 }
-
-#[tokio::test]
-async fn cross_protocol_pairs_answer_501_until_conversion_lands() {
-    let upstream = MockUpstream::fixed(Reply::json(oai_answer())).await;
-    let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let r = http()
-        .post(router.url("/v1/messages"))
-        .json(&json!({"model":"g","max_tokens":1,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 501);
-    assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
-    assert_eq!(upstream.count(), 0);
-}

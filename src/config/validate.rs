@@ -218,7 +218,10 @@ fn deployment(
 /// The per-deployment converter options; unset keys keep [`ModelOptions::default`].
 fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String> {
     let defaults = ModelOptions::default();
-    for (key, value) in [("max_output_tokens", params.max_output_tokens), ("default_max_tokens", params.default_max_tokens)] {
+    for (key, value) in [
+        ("max_output_tokens", params.max_output_tokens),
+        ("default_max_tokens", params.default_max_tokens),
+    ] {
         if value == Some(0) {
             return Err(format!("{place}.{key}: must be at least 1"));
         }
@@ -226,7 +229,9 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
     if let Some(factor) = params.token_count_factor
         && !(factor.is_finite() && (0.1..=10.0).contains(&factor))
     {
-        return Err(format!("{place}.token_count_factor: {factor} is out of range (0.1 to 10)"));
+        return Err(format!(
+            "{place}.token_count_factor: {factor} is out of range (0.1 to 10)"
+        ));
     }
     // Anthropic's own API accepts everything; third-party Messages hosts reject some of it (cache ttl).
     let anthropic_native = params.anthropic_native.unwrap_or_else(|| {
@@ -236,14 +241,26 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
         max_output_tokens: params.max_output_tokens,
         default_max_tokens: params.default_max_tokens,
         thinking_mode: params.thinking_mode.unwrap_or(defaults.thinking_mode),
-        reasoning_dialect: params.reasoning_dialect.unwrap_or(defaults.reasoning_dialect),
-        supports_stream_options: params.supports_stream_options.unwrap_or(defaults.supports_stream_options),
+        reasoning_dialect: params
+            .reasoning_dialect
+            .unwrap_or(defaults.reasoning_dialect),
+        supports_stream_options: params
+            .supports_stream_options
+            .unwrap_or(defaults.supports_stream_options),
         supports_top_k: params.supports_top_k.unwrap_or(defaults.supports_top_k),
-        sampling_exclusive: params.sampling_exclusive.unwrap_or(defaults.sampling_exclusive),
-        supports_output_format: params.supports_output_format.unwrap_or(defaults.supports_output_format),
-        forward_cache_control: params.forward_cache_control.unwrap_or(defaults.forward_cache_control),
+        sampling_exclusive: params
+            .sampling_exclusive
+            .unwrap_or(defaults.sampling_exclusive),
+        supports_output_format: params
+            .supports_output_format
+            .unwrap_or(defaults.supports_output_format),
+        forward_cache_control: params
+            .forward_cache_control
+            .unwrap_or(defaults.forward_cache_control),
         anthropic_native,
-        token_count_factor: params.token_count_factor.unwrap_or(defaults.token_count_factor),
+        token_count_factor: params
+            .token_count_factor
+            .unwrap_or(defaults.token_count_factor),
     })
 }
 
@@ -553,17 +570,36 @@ router_settings:
         let config = parse(&text, Path::new("c.yaml")).unwrap();
         let o = &config.deployments[0].options;
         assert_eq!(o.max_output_tokens, Some(8192));
-        assert_eq!(o.reasoning_dialect, crate::protocol::convert::ReasoningDialect::Deepseek);
+        assert_eq!(
+            o.reasoning_dialect,
+            crate::protocol::convert::ReasoningDialect::Deepseek
+        );
         assert!(!o.supports_stream_options);
         assert_eq!(o.token_count_factor, 1.3);
         assert!(!o.anthropic_native);
         assert_eq!(config.deployments[1].options, ModelOptions::default());
-        assert!(error_of(&text.replace("token_count_factor: 1.3", "token_count_factor: 0")).starts_with("model_list[0].llm_params.token_count_factor"));
-        assert_eq!(error_of(&text.replace("max_output_tokens: 8192", "max_output_tokens: 0")), "model_list[0].llm_params.max_output_tokens: must be at least 1");
+        assert!(
+            error_of(&text.replace("token_count_factor: 1.3", "token_count_factor: 0"))
+                .starts_with("model_list[0].llm_params.token_count_factor")
+        );
+        assert_eq!(
+            error_of(&text.replace("max_output_tokens: 8192", "max_output_tokens: 0")),
+            "model_list[0].llm_params.max_output_tokens: must be at least 1"
+        );
         let bad = text.replace("reasoning_dialect: deepseek", "reasoning_dialect: klingon");
-        assert!(matches!(parse(&bad, Path::new("c.yaml")), Err(ConfigError::Parse { .. })));
-        let native = SEED.replace("https://open.bigmodel.cn/api/anthropic/", "https://api.anthropic.com");
-        assert!(parse(&native, Path::new("c.yaml")).unwrap().deployments[1].options.anthropic_native);
+        assert!(matches!(
+            parse(&bad, Path::new("c.yaml")),
+            Err(ConfigError::Parse { .. })
+        ));
+        let native = SEED.replace(
+            "https://open.bigmodel.cn/api/anthropic/",
+            "https://api.anthropic.com",
+        );
+        assert!(
+            parse(&native, Path::new("c.yaml")).unwrap().deployments[1]
+                .options
+                .anthropic_native
+        );
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Deployment {
     pub credential: Option<HeaderValue>,
     /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body.
     pub overrides: Vec<(String, Box<RawValue>)>,
+    /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
+    pub rewrite_values: Vec<(String, serde_json::Value)>,
     pub spec: DeploymentSpec,
 }
 
@@ -50,6 +52,16 @@ impl Deployment {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.0.clone())),
         );
+        let rewrite_values = spec
+            .rewrite_body
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    serde_json::from_str(v.0.get()).expect("validated JSON"),
+                )
+            })
+            .collect();
         Self {
             name: spec.name.clone(),
             protocol: spec.protocol,
@@ -57,6 +69,7 @@ impl Deployment {
             endpoint: spec.endpoint.clone(),
             credential,
             overrides,
+            rewrite_values,
             spec,
         }
     }

@@ -90,6 +90,18 @@ impl ApiError {
     }
 }
 
+/// A request the converters refuse: 400 with the offending field.
+impl From<crate::protocol::convert::ConvertError> for ApiError {
+    fn from(error: crate::protocol::convert::ConvertError) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: error.message,
+            code: error.code,
+            param: error.param,
+        }
+    }
+}
+
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));

@@ -2,6 +2,7 @@
 //! `/v1/messages` (`relay`), `/v1/models`, and errors rendered in the client's protocol.
 
 mod auth;
+mod count_tokens;
 pub mod error;
 mod models;
 mod relay;
@@ -35,6 +36,9 @@ pub struct Shared {
     pub token: Option<Token>,
     pub client: reqwest::Client,
     pub body_limit: usize,
+    /// Key for the router-minted thinking signatures (random per process: they are only ever checked by
+    /// the router itself, which strips them before an Anthropic upstream sees them).
+    pub signing_key: [u8; 32],
 }
 
 impl std::ops::Deref for AppState {
@@ -55,6 +59,10 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(relay::chat_completions))
         .route("/v1/messages", post(relay::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(count_tokens::count_tokens),
+        )
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)

@@ -1,7 +1,7 @@
 //! The request path of `POST /v1/chat/completions` and `POST /v1/messages`: read the body, pick a deployment
 //! in the named group, send the request upstream, and relay the answer (streamed or not) back.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -13,7 +13,18 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use super::error::{ApiError, json_response};
-use super::sse_relay::{PassThrough, RelayBody, StreamLog, StreamProcessor, UpstreamBody};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::sse_relay::{
+    Converting, PassThrough, RelayBody, StreamLog, StreamProcessor, UpstreamBody,
+};
+use crate::protocol::convert::error::ClientError;
+use crate::protocol::convert::request::{self, ConvertedRequest, RequestFacts};
+use crate::protocol::convert::stream::{
+    AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter,
+};
+use crate::protocol::convert::{self, ConvertContext};
 use crate::protocol::raw_body::RawBody;
 use crate::protocol::{Protocol, anthropic, openai};
 use crate::routing::Deployment;
@@ -22,7 +33,9 @@ use crate::upstream::{self, UpstreamError};
 /// Time allowed until the upstream's response headers and first stream event.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(300);
 /// An upstream error body is read up to this size; more is cut.
-const MAX_ERROR_BODY: usize = 1024 * 1024;
+pub(super) const MAX_ERROR_BODY: usize = 1024 * 1024;
+/// A non-streamed answer that must be converted is read whole, up to this size.
+const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     handle(state, Protocol::OpenAi, request).await
@@ -33,10 +46,10 @@ pub async fn messages(State(state): State<AppState>, request: Request) -> Respon
 }
 
 /// What one request log line says.
-struct Outcome<'a> {
-    route: &'static str,
-    group: &'a str,
-    deployment: &'a str,
+pub(super) struct Outcome<'a> {
+    pub route: &'static str,
+    pub group: &'a str,
+    pub deployment: &'a str,
 }
 
 async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
@@ -76,19 +89,23 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         group: &group.name,
         deployment: &deployment.name,
     };
-    if deployment.protocol != client {
-        let error = ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "deployment '{}' speaks the {} protocol; conversion from {} is not available yet",
-                deployment.name, deployment.protocol, client
-            ),
-        );
-        return finish(&outcome, error.into_response(client), false, started);
+    let exchange = Exchange::new(client, deployment, &request.model, &state.signing_key);
+    let (upstream_body, conversion) = match exchange.upstream_body(&request.body, &bytes) {
+        Ok(prepared) => prepared,
+        Err(error) => return finish(&outcome, error.into_response(client), false, started),
+    };
+    if let Some(facts) = &conversion
+        && facts.cache_prewarm
+    {
+        // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
+        return finish(&outcome, exchange.cache_prewarm_answer(), false, started);
     }
-    let upstream_body = request.body.write_with(&deployment.override_refs());
     match send(&state.client, deployment, &parts.headers, upstream_body).await {
-        Ok(response) => relay(response, client, &outcome, started).await,
+        Ok(response) => {
+            exchange
+                .relay(response, conversion, &outcome, started)
+                .await
+        }
         Err(error) => {
             tracing::warn!(deployment = %deployment.name, %error, "upstream call failed");
             let status = StatusCode::from_u16(error.status()).expect("valid status");
@@ -102,14 +119,316 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
     }
 }
 
+/// One client request on its way to one deployment: what is converted, and how the answer comes back.
+struct Exchange<'a> {
+    client: Protocol,
+    deployment: &'a Deployment,
+    client_model: &'a str,
+    signing_key: &'a [u8],
+    response_id: String,
+    created: u64,
+}
+
+impl<'a> Exchange<'a> {
+    fn new(
+        client: Protocol,
+        deployment: &'a Deployment,
+        client_model: &'a str,
+        signing_key: &'a [u8],
+    ) -> Self {
+        Self {
+            client,
+            deployment,
+            client_model,
+            signing_key,
+            response_id: random_id(),
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    fn context(&self) -> ConvertContext<'_> {
+        ConvertContext {
+            client_model: self.client_model,
+            upstream_model: &self.deployment.upstream_model,
+            options: &self.deployment.spec.options,
+            created: self.created,
+            response_id: &self.response_id,
+            signing_key: self.signing_key,
+        }
+    }
+
+    fn converts(&self) -> bool {
+        self.client != self.deployment.protocol
+    }
+
+    /// The upstream body, and the conversion facts when the protocols differ. Same-protocol bodies are
+    /// edited as raw top-level fields unless a fix-up needs the whole tree.
+    fn upstream_body(
+        &self,
+        raw: &RawBody<'_>,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Option<RequestFacts>), ApiError> {
+        let deployment = self.deployment;
+        let options = &deployment.spec.options;
+        let converted = match (self.client, deployment.protocol) {
+            (Protocol::OpenAi, Protocol::OpenAi) => {
+                let clamp = clamp_override(raw, options.max_output_tokens);
+                let mut overrides = deployment.override_refs();
+                overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
+                return Ok((raw.write_with(&overrides), None));
+            }
+            (Protocol::Anthropic, Protocol::Anthropic) => {
+                match request::anthropic_same_protocol_fixups(bytes, options) {
+                    None => return Ok((raw.write_with(&deployment.override_refs()), None)),
+                    Some(body) => ConvertedRequest {
+                        body,
+                        facts: RequestFacts::default(),
+                    },
+                }
+            }
+            (Protocol::OpenAi, Protocol::Anthropic) => {
+                request::openai_to_anthropic(bytes, &self.context())?
+            }
+            (Protocol::Anthropic, Protocol::OpenAi) => {
+                request::anthropic_to_openai(bytes, &self.context())?
+            }
+        };
+        let ConvertedRequest { mut body, facts } = converted;
+        body.insert(
+            "model".into(),
+            Value::String(deployment.upstream_model.clone()),
+        );
+        for (key, value) in &deployment.rewrite_values {
+            body.insert(key.clone(), value.clone());
+        }
+        let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
+        Ok((bytes, self.converts().then_some(facts)))
+    }
+
+    /// Relays the upstream answer, converting it when the protocols differ.
+    async fn relay(
+        &self,
+        response: reqwest::Response,
+        conversion: Option<RequestFacts>,
+        outcome: &Outcome<'_>,
+        started: Instant,
+    ) -> Response {
+        let client = self.client;
+        let status = response.status();
+        let headers = relayed_headers(response.headers());
+        let request_id = request_id(response.headers());
+        if !status.is_success() {
+            let body = read_capped(response, MAX_ERROR_BODY).await;
+            let mut answer = match conversion {
+                None => json_response(status, same_protocol_error_body(client, status, &body)),
+                Some(_) => client_error_response(self.converted_error(
+                    status.as_u16(),
+                    &body,
+                    request_id.as_deref(),
+                )),
+            };
+            answer.headers_mut().extend(headers);
+            return finish(outcome, answer, false, started);
+        }
+        let is_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let mut answer = match (is_stream, &conversion) {
+            (false, None) => pass_through_json(response),
+            (false, Some(facts)) => self.convert_json(response, facts).await,
+            (true, None) => {
+                self.stream(response, PassThrough::new(client), outcome, started)
+                    .await
+            }
+            (true, Some(facts)) => {
+                let ctx = self.context();
+                let converter: Box<dyn StreamConverter> = match client {
+                    Protocol::OpenAi => {
+                        Box::new(AnthropicToOpenAiStream::new(&ctx, &response_facts(facts)))
+                    }
+                    Protocol::Anthropic => {
+                        Box::new(OpenAiToAnthropicStream::new(&ctx, &response_facts(facts)))
+                    }
+                };
+                let processor = Converting::new(self.deployment.protocol, client, converter);
+                self.stream(response, processor, outcome, started).await
+            }
+        };
+        let streamed_ok = is_stream && answer.status().is_success();
+        answer.headers_mut().extend(headers);
+        if streamed_ok {
+            answer // logs when the stream ends
+        } else {
+            finish(outcome, answer, is_stream, started)
+        }
+    }
+
+    fn converted_error(&self, status: u16, body: &[u8], request_id: Option<&str>) -> ClientError {
+        match self.client {
+            Protocol::Anthropic => {
+                convert::error::openai_error_to_anthropic(status, body, request_id)
+            }
+            Protocol::OpenAi => convert::error::anthropic_error_to_openai(status, body),
+        }
+    }
+
+    /// A whole upstream JSON answer in the other protocol.
+    async fn convert_json(&self, response: reqwest::Response, facts: &RequestFacts) -> Response {
+        let body = match read_limited(response, MAX_RESPONSE_BODY).await {
+            Ok(body) => body,
+            Err(message) => {
+                return ApiError::new(StatusCode::BAD_GATEWAY, message).into_response(self.client);
+            }
+        };
+        let ctx = self.context();
+        let converted = match self.client {
+            Protocol::OpenAi => {
+                convert::response::anthropic_to_openai(&body, &ctx, &response_facts(facts))
+            }
+            Protocol::Anthropic => {
+                convert::response::openai_to_anthropic(&body, &ctx, &response_facts(facts))
+            }
+        };
+        match converted {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(error) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("unusable upstream answer: {}", error.message),
+            )
+            .into_response(self.client),
+        }
+    }
+
+    /// A streamed answer. Commit late: the client's 200 goes out only once the first upstream event has shown
+    /// the stream is not an error.
+    async fn stream<P: StreamProcessor + Unpin>(
+        &self,
+        response: reqwest::Response,
+        mut processor: P,
+        outcome: &Outcome<'_>,
+        started: Instant,
+    ) -> Response {
+        let mut upstream: UpstreamBody = Box::pin(response.bytes_stream());
+        let head = match read_first_event(&mut upstream, &mut processor).await {
+            Ok(head) => head,
+            Err(message) => {
+                return ApiError::new(StatusCode::BAD_GATEWAY, message).into_response(self.client);
+            }
+        };
+        if let Some(early) = processor.early_error() {
+            return json_response(early.status, early.body.clone());
+        }
+        let log = StreamLog {
+            route: outcome.route,
+            group: outcome.group.to_owned(),
+            deployment: outcome.deployment.to_owned(),
+            started,
+        };
+        let mut answer = Response::new(Body::from_stream(RelayBody::new(
+            head, upstream, processor, log,
+        )));
+        let h = answer.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        answer
+    }
+
+    /// The answer to a `max_tokens: 0` request: an empty message stopped by `max_tokens`.
+    fn cache_prewarm_answer(&self) -> Response {
+        let body = json!({
+            "id": format!("msg_{}", self.response_id),
+            "type": "message",
+            "role": "assistant",
+            "model": self.client_model,
+            "content": [],
+            "stop_reason": "max_tokens",
+            "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        });
+        json_response(StatusCode::OK, body.to_string().into_bytes())
+    }
+}
+
+/// TODO(dedup merge): the response side will take `RequestFacts` directly.
+fn response_facts(facts: &RequestFacts) -> convert::response::ResponseFacts {
+    convert::response::ResponseFacts {
+        include_usage: facts.include_usage,
+        json_output_tool: facts.json_output_tool,
+        input_tokens_estimate: facts.input_tokens_estimate,
+        tool_names: Vec::new(),
+        stop_sequences: Vec::new(),
+    }
+}
+
+/// A `max_tokens` / `max_completion_tokens` above the deployment's cap, lowered to it (§1.1.4).
+fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box<RawValue>)> {
+    let Some(cap) = cap else { return Vec::new() };
+    ["max_tokens", "max_completion_tokens"]
+        .into_iter()
+        .filter(|key| {
+            raw.decode::<u64>(key)
+                .ok()
+                .flatten()
+                .is_some_and(|v| v > u64::from(cap))
+        })
+        .map(|key| {
+            (
+                key,
+                RawValue::from_string(cap.to_string()).expect("a number is JSON"),
+            )
+        })
+        .collect()
+}
+
+fn pass_through_json(response: reqwest::Response) -> Response {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let mut answer = Response::new(Body::from_stream(response.bytes_stream()));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    answer
+}
+
+fn client_error_response(error: ClientError) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut answer = json_response(status, error.body);
+    for (name, value) in error.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            answer.headers_mut().insert(name, value);
+        }
+    }
+    answer
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    ["request-id", "x-request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok().map(str::to_owned))
+}
+
+/// 24 random hex digits for response ids.
+fn random_id() -> String {
+    format!("{:024x}", rand::random::<u128>() >> 32)
+}
+
 /// The few fields the router itself reads from a client body; the rest stays raw.
-struct ClientRequest<'a> {
-    body: RawBody<'a>,
-    model: String,
+pub(super) struct ClientRequest<'a> {
+    pub body: RawBody<'a>,
+    pub model: String,
 }
 
 impl<'a> ClientRequest<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Self, ApiError> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ApiError> {
         let body = RawBody::parse(bytes).map_err(|e| {
             ApiError::bad_request(format!("request body is not a JSON object: {e}"))
         })?;
@@ -142,7 +461,11 @@ impl<'a> ClientRequest<'a> {
     }
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -167,8 +490,27 @@ async fn send(
     client_headers: &HeaderMap,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, UpstreamError> {
+    send_to(
+        client,
+        deployment.endpoint.clone(),
+        deployment,
+        client_headers,
+        body,
+    )
+    .await
+}
+
+/// POSTs `body` to `url` with the deployment's headers, waiting at most [`FIRST_BYTE_TIMEOUT`] for the
+/// response headers.
+pub(super) async fn send_to(
+    client: &reqwest::Client,
+    url: url::Url,
+    deployment: &Deployment,
+    client_headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Result<reqwest::Response, UpstreamError> {
     let request = client
-        .post(deployment.endpoint.clone())
+        .post(url)
         .headers(upstream::request_headers(deployment, client_headers))
         .body(body);
     match tokio::time::timeout(FIRST_BYTE_TIMEOUT, request.send()).await {
@@ -177,71 +519,6 @@ async fn send(
             deployment: deployment.name.clone(),
         }),
     }
-}
-
-/// Relays an upstream answer in the same protocol.
-async fn relay(
-    response: reqwest::Response,
-    client: Protocol,
-    outcome: &Outcome<'_>,
-    started: Instant,
-) -> Response {
-    let status = response.status();
-    let headers = relayed_headers(response.headers());
-    if !status.is_success() {
-        let body = read_capped(response, MAX_ERROR_BODY).await;
-        let mut answer = json_response(status, same_protocol_error_body(client, status, &body));
-        answer.headers_mut().extend(headers);
-        return finish(outcome, answer, false, started);
-    }
-    let is_stream = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    if !is_stream {
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let mut answer = Response::new(Body::from_stream(response.bytes_stream()));
-        *answer.status_mut() = status;
-        answer.headers_mut().extend(headers);
-        answer.headers_mut().insert(
-            header::CONTENT_TYPE,
-            content_type.unwrap_or(HeaderValue::from_static("application/json")),
-        );
-        return finish(outcome, answer, false, started);
-    }
-
-    let mut upstream: UpstreamBody = Box::pin(response.bytes_stream());
-    let mut processor = PassThrough::new(client);
-    // Commit late: the client's 200 goes out only once the first event has shown the stream is not an error.
-    let head = match read_first_event(&mut upstream, &mut processor).await {
-        Ok(head) => head,
-        Err(message) => {
-            let error = ApiError::new(StatusCode::BAD_GATEWAY, message);
-            return finish(outcome, error.into_response(client), true, started);
-        }
-    };
-    if let Some(early) = processor.early_error() {
-        let answer = json_response(early.status, early.body.clone());
-        return finish(outcome, answer, true, started);
-    }
-    let log = StreamLog {
-        route: outcome.route,
-        group: outcome.group.to_owned(),
-        deployment: outcome.deployment.to_owned(),
-        started,
-    };
-    let mut answer = Response::new(Body::from_stream(RelayBody::new(
-        head, upstream, processor, log,
-    )));
-    answer.headers_mut().extend(headers);
-    let h = answer.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    answer
 }
 
 /// Reads upstream chunks until the first complete event; returns the client bytes read so far.
@@ -266,8 +543,26 @@ async fn read_first_event(
     Ok(head.into())
 }
 
+/// Reads a whole upstream body, refusing one larger than `limit`.
+pub(super) async fn read_limited(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| format!("upstream answer could not be read: {}", e.without_url()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(format!("upstream answer exceeds {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads at most `cap` bytes of an upstream body.
-async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
+pub(super) async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
@@ -282,7 +577,11 @@ async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
 
 /// An upstream error body for a client of the same protocol: relayed as-is when it already has the protocol's
 /// error shape, otherwise (an HTML page from a proxy, a bare string) wrapped into it.
-fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8]) -> Vec<u8> {
+pub(super) fn same_protocol_error_body(
+    client: Protocol,
+    status: StatusCode,
+    body: &[u8],
+) -> Vec<u8> {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let well_formed = parsed.as_ref().is_some_and(|v| match client {
         Protocol::OpenAi => v["error"].is_object(),
@@ -312,7 +611,7 @@ fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8]) -
     }
 }
 
-fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
+pub(super) fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
     upstream
         .iter()
         .filter(|(name, _)| upstream::is_relayed_response_header(name))
@@ -320,7 +619,12 @@ fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
         .collect()
 }
 
-fn reject(route: &'static str, client: Protocol, error: ApiError, started: Instant) -> Response {
+pub(super) fn reject(
+    route: &'static str,
+    client: Protocol,
+    error: ApiError,
+    started: Instant,
+) -> Response {
     let outcome = Outcome {
         route,
         group: "-",
@@ -330,7 +634,12 @@ fn reject(route: &'static str, client: Protocol, error: ApiError, started: Insta
 }
 
 /// Logs the request line for answers that are complete once their headers are sent (streams log at their end).
-fn finish(outcome: &Outcome<'_>, response: Response, streamed: bool, started: Instant) -> Response {
+pub(super) fn finish(
+    outcome: &Outcome<'_>,
+    response: Response,
+    streamed: bool,
+    started: Instant,
+) -> Response {
     tracing::info!(
         route = outcome.route,
         group = %outcome.group,

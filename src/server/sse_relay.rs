@@ -7,14 +7,22 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use http::StatusCode;
+use std::future::Future;
 
+use crate::protocol::convert::error::{
+    StreamStartError, anthropic_stream_event_error, openai_stream_event_error,
+};
+use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{SseEvent, SseParser, write_data_event, write_named_event};
 use crate::protocol::{Protocol, anthropic, openai};
+
+/// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
+const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
 
 /// Upstream body chunks.
 pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
@@ -39,6 +47,8 @@ pub trait StreamProcessor: Send + 'static {
     fn started(&self) -> bool;
     /// The first event, if it was an error.
     fn early_error(&self) -> Option<&EarlyError>;
+    /// Bytes to send while the upstream is silent; empty when the processor sends none.
+    fn keep_alive(&self) -> Bytes;
 }
 
 /// Same-protocol streams: bytes go out exactly as the upstream wrote them; the events are only watched.
@@ -67,10 +77,10 @@ impl PassThrough {
     }
 
     fn observe(&mut self, event: &SseEvent) {
-        let error = event_error(self.protocol, event);
+        let error = stream_error(self.protocol, event);
         if !self.started {
             self.started = true;
-            self.early_error = error.clone();
+            self.early_error = error.as_ref().map(|e| EarlyError::new(e, self.protocol));
         }
         if error.is_some() || is_end_marker(self.protocol, event) {
             self.finished = true;
@@ -132,6 +142,118 @@ impl StreamProcessor for PassThrough {
     fn early_error(&self) -> Option<&EarlyError> {
         self.early_error.as_ref()
     }
+
+    fn keep_alive(&self) -> Bytes {
+        Bytes::new()
+    }
+}
+
+/// Streams in the other protocol: each upstream event goes through the route's converter.
+pub struct Converting {
+    upstream: Protocol,
+    client: Protocol,
+    parser: SseParser,
+    converter: Box<dyn StreamConverter>,
+    started: bool,
+    finished: bool,
+    early_error: Option<EarlyError>,
+}
+
+impl Converting {
+    pub fn new(upstream: Protocol, client: Protocol, converter: Box<dyn StreamConverter>) -> Self {
+        Self {
+            upstream,
+            client,
+            parser: SseParser::new(),
+            converter,
+            started: false,
+            finished: false,
+            early_error: None,
+        }
+    }
+
+    fn convert(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            if let Some(error) = stream_error(self.upstream, event) {
+                self.early_error = Some(EarlyError::new(&error, self.client));
+                self.finished = true;
+                return;
+            }
+        }
+        if self.converter.on_event(event, out) != StreamStatus::Continue {
+            self.finished = true;
+        }
+    }
+}
+
+impl StreamProcessor for Converting {
+    fn chunk(&mut self, chunk: Bytes) -> Bytes {
+        let mut events = Vec::new();
+        self.parser.feed(&chunk, |e| events.push(e));
+        let mut out = Vec::new();
+        for event in &events {
+            self.convert(event, &mut out);
+        }
+        out.into()
+    }
+
+    fn eof(&mut self) -> Bytes {
+        let mut out = Vec::new();
+        if let Some(event) = self.parser.finish() {
+            self.convert(&event, &mut out);
+        }
+        if !self.finished {
+            self.finished = true;
+            self.converter.on_eof(&mut out);
+        }
+        out.into()
+    }
+
+    fn failed(&mut self, message: &str) -> Bytes {
+        let mut out = Vec::new();
+        if !self.finished {
+            self.finished = true;
+            self.converter
+                .on_error(StreamFailure::Upstream, message, &mut out);
+        }
+        out.into()
+    }
+
+    fn started(&self) -> bool {
+        self.started
+    }
+
+    fn early_error(&self) -> Option<&EarlyError> {
+        self.early_error.as_ref()
+    }
+
+    fn keep_alive(&self) -> Bytes {
+        let mut out = Vec::new();
+        self.converter.keep_alive(&mut out);
+        out.into()
+    }
+}
+
+/// An error event in an upstream stream, or `None` for a normal event.
+fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError> {
+    match upstream {
+        Protocol::OpenAi => openai_stream_event_error(event),
+        Protocol::Anthropic => anthropic_stream_event_error(event),
+    }
+}
+
+impl EarlyError {
+    fn new(error: &StreamStartError, client: Protocol) -> Self {
+        let converted = error.to_client_error(client, None);
+        Self {
+            status: StatusCode::from_u16(converted.status).unwrap_or(StatusCode::BAD_GATEWAY),
+            body: converted.body,
+        }
+    }
 }
 
 /// The position just after the last blank line (`\n\n` or `\n\r\n`) in `bytes`: the end of its last
@@ -150,72 +272,6 @@ fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
     match protocol {
         Protocol::OpenAi => event.is_done_marker(),
         Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
-    }
-}
-
-/// An error event in the stream, with the HTTP status it stands for, or `None` for a normal event. Cheap for
-/// normal events: the JSON is only parsed when the event can be an error.
-fn event_error(protocol: Protocol, event: &SseEvent) -> Option<EarlyError> {
-    match protocol {
-        Protocol::Anthropic => {
-            if event.event.as_deref() != Some("error") {
-                return None;
-            }
-            let value: serde_json::Value = serde_json::from_str(&event.data).ok()?;
-            let kind = value["error"]["type"].as_str().unwrap_or("api_error");
-            Some(EarlyError {
-                status: anthropic_status(kind),
-                body: event.data.clone().into_bytes(),
-            })
-        }
-        Protocol::OpenAi => {
-            if !event.data.contains("\"error\"") {
-                return None;
-            }
-            let value: serde_json::Value = serde_json::from_str(&event.data).ok()?;
-            let error = value.get("error").filter(|e| !e.is_null())?;
-            let hint = format!(
-                "{} {}",
-                error["type"].as_str().unwrap_or(""),
-                error["code"].as_str().unwrap_or("")
-            );
-            Some(EarlyError {
-                status: openai_status(&hint),
-                body: event.data.clone().into_bytes(),
-            })
-        }
-    }
-}
-
-/// HTTP status for an Anthropic `error.type`.
-pub fn anthropic_status(kind: &str) -> StatusCode {
-    let code = match kind {
-        "invalid_request_error" => 400,
-        "authentication_error" => 401,
-        "billing_error" => 402,
-        "permission_error" => 403,
-        "not_found_error" => 404,
-        "request_too_large" => 413,
-        "rate_limit_error" => 429,
-        "timeout_error" => 504,
-        "overloaded_error" => 529,
-        _ => 500,
-    };
-    StatusCode::from_u16(code).expect("valid status")
-}
-
-/// HTTP status for an OpenAI error's `type` and `code`, which hosts fill inconsistently.
-fn openai_status(hint: &str) -> StatusCode {
-    if hint.contains("rate_limit") || hint.contains("insufficient_quota") {
-        StatusCode::TOO_MANY_REQUESTS
-    } else if hint.contains("overloaded") || hint.contains("unavailable") {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else if hint.contains("invalid_request") || hint.contains("context_length") {
-        StatusCode::BAD_REQUEST
-    } else if hint.contains("authentication") || hint.contains("invalid_api_key") {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::BAD_GATEWAY
     }
 }
 
@@ -250,6 +306,9 @@ pub struct RelayBody<P: StreamProcessor> {
     head: Option<Bytes>,
     upstream: UpstreamBody,
     processor: P,
+    /// Fires when the upstream has been silent for [`KEEP_ALIVE_AFTER`]; `None` when the processor sends no
+    /// keep-alives.
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
     outcome: &'static str,
     log: StreamLog,
@@ -257,10 +316,13 @@ pub struct RelayBody<P: StreamProcessor> {
 
 impl<P: StreamProcessor> RelayBody<P> {
     pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, log: StreamLog) -> Self {
+        let silence = (!processor.keep_alive().is_empty())
+            .then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
             head: Some(head),
             upstream,
             processor,
+            silence,
             done: false,
             outcome: "client disconnected",
             log,
@@ -287,6 +349,11 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         loop {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(silence) = &mut this.silence {
+                        silence
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
+                    }
                     let out = this.processor.chunk(chunk);
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));
@@ -307,7 +374,17 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     });
                     return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(silence) = &mut this.silence
+                        && silence.as_mut().poll(cx).is_ready()
+                    {
+                        silence
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
+                        return Poll::Ready(Some(Ok(this.processor.keep_alive())));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }

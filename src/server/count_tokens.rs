@@ -1,0 +1,97 @@
+//! `POST /v1/messages/count_tokens`. Claude Code calls it constantly (context meter, auto-compaction), with
+//! `?beta=true`. Anthropic-protocol deployments answer it themselves; for OpenAI-protocol deployments the
+//! router estimates locally with the o200k_base tokenizer, erring high (spec §5.2).
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, json_response};
+use super::relay::{
+    ClientRequest, MAX_ERROR_BODY, Outcome, finish, read_body, read_capped, reject,
+    relayed_headers, same_protocol_error_body, send_to,
+};
+use crate::protocol::Protocol;
+use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+
+const ROUTE: &str = "/v1/messages/count_tokens";
+
+pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(&parts.headers, body, state.body_limit).await {
+        Ok(bytes) => bytes,
+        Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
+    };
+    let request = match ClientRequest::parse(&bytes) {
+        Ok(request) => request,
+        Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
+    };
+    let snapshot = state.snapshot.load_full();
+    let Some(group) = snapshot.group(&request.model) else {
+        let error = ApiError::unknown_model(&request.model, &snapshot.listed);
+        return reject(ROUTE, Protocol::Anthropic, error, started);
+    };
+    let Some((_, deployment)) = group.pick(|_| true) else {
+        let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
+        return reject(ROUTE, Protocol::Anthropic, error, started);
+    };
+    let outcome = Outcome {
+        route: ROUTE,
+        group: &group.name,
+        deployment: &deployment.name,
+    };
+    if deployment.protocol == Protocol::OpenAi {
+        let answer = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(body) => estimated(estimate_anthropic_input_tokens(
+                &body,
+                deployment.spec.options.token_count_factor,
+            )),
+            Err(e) => ApiError::bad_request(format!("request body is not valid JSON: {e}"))
+                .into_response(Protocol::Anthropic),
+        };
+        return finish(&outcome, answer, false, started);
+    }
+    // Only `model` changes: `rewrite_body` is meant for generation requests and may carry fields such as
+    // `max_tokens` that the counting endpoint rejects.
+    let model =
+        serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
+    let body = request.body.write_with(&[("model", &model)]);
+    let url = deployment.spec.count_tokens_endpoint();
+    let answer = match send_to(&state.client, url, deployment, &parts.headers, body).await {
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status()).expect("valid status");
+            ApiError::new(status, error.to_string()).into_response(Protocol::Anthropic)
+        }
+        Ok(response) => {
+            let status = response.status();
+            let headers = relayed_headers(response.headers());
+            let body = read_capped(response, MAX_ERROR_BODY).await;
+            let body = if status.is_success() {
+                body
+            } else {
+                same_protocol_error_body(Protocol::Anthropic, status, &body)
+            };
+            let mut answer = json_response(status, body);
+            answer.headers_mut().extend(headers);
+            answer
+        }
+    };
+    finish(&outcome, answer, false, started)
+}
+
+fn estimated(tokens: u64) -> Response {
+    let mut answer = json_response(
+        StatusCode::OK,
+        format!(r#"{{"input_tokens":{tokens}}}"#).into_bytes(),
+    );
+    answer.headers_mut().insert(
+        "x-llm-router-token-count",
+        HeaderValue::from_static("estimated"),
+    );
+    answer
+}
