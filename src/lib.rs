@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use crate::config::reload::Reloader;
 use crate::routing::Snapshot;
 use crate::server::{AppState, Shared, Token};
+use crate::upstream::ClientPool;
 
 /// What the router needs to start.
 #[derive(Debug, Clone)]
@@ -40,7 +41,6 @@ pub struct Settings {
     pub config: PathBuf,
     pub token: Option<String>,
     pub proxy: Option<String>,
-    pub body_limit: usize,
 }
 
 impl Settings {
@@ -50,7 +50,6 @@ impl Settings {
             config: cli.config.clone(),
             token: cli.token.clone().filter(|t| !t.is_empty()),
             proxy: cli.proxy.clone(),
-            body_limit: server::DEFAULT_BODY_LIMIT,
         }
     }
 }
@@ -96,48 +95,34 @@ impl Running {
 
 /// Loads the config, binds the listener, and starts serving and watching the config file.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
-    let text =
-        std::fs::read_to_string(&settings.config).map_err(|source| config::ConfigError::Read {
-            path: settings.config.display().to_string(),
-            source,
-        })?;
-    let config = config::parse(&text, &settings.config)?;
-    let client = upstream::build_client(settings.proxy.as_deref())?;
-    // The tokenizer for local token counts takes a moment to load; do it before the first request needs it.
-    tokio::task::spawn_blocking(protocol::convert::token_count::preload_tokenizer);
-    let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
-    let reload = config::reload::spawn(Arc::new(Reloader::new(
-        settings.config.clone(),
-        live.clone(),
-        text,
-    )))?;
-
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: settings.listen,
+    let text = std::fs::read_to_string(&settings.config).map_err(|source| config::ConfigError::Read {
+        path: settings.config.display().to_string(),
         source,
     })?;
+    let config = config::parse(&text, &settings.config)?;
+    let pool = Arc::new(ClientPool::new(settings.proxy.clone())?);
+    // The tokenizer for local token counts takes a moment to load; do it before the first request needs it.
+    tokio::task::spawn_blocking(protocol::convert::token_count::preload_tokenizer);
+    let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
+    let reloader = Reloader::new(settings.config.clone(), live.clone(), pool, text);
+    let reload = config::reload::spawn(Arc::new(reloader))?;
+
+    let bind_error = |source| StartError::Bind {
+        addr: settings.listen,
+        source,
+    };
+    let listener = TcpListener::bind(settings.listen).await.map_err(bind_error)?;
+    let local_addr = listener.local_addr().map_err(bind_error)?;
     let state = AppState::new(Shared {
-        snapshot: live,
+        snapshot: live.clone(),
         token: settings.token.as_deref().map(Token::new),
-        client,
-        body_limit: settings.body_limit,
         signing_key: rand::random(),
     });
     let (tx, rx) = oneshot::channel();
-    let app = server::router(state);
-    let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let shutdown = async {
+        let _ = rx.await;
+    };
+    let serve = tokio::spawn(server::listener::serve(listener, server::router(state), live, shutdown));
     Ok(Running {
         local_addr,
         shutdown: Some(tx),

@@ -88,7 +88,6 @@ async fn kubernetes_style_symlink_swap_is_applied() {
         config: config.clone(),
         token: None,
         proxy: None,
-        body_limit: 1 << 20,
     })
     .await
     .unwrap();

@@ -54,6 +54,13 @@ pub struct LlmParams {
     pub anthropic_native: Option<bool>,
     #[serde(default)]
     pub token_count_factor: Option<f64>,
+    // Per-deployment overrides of the router-wide timeouts (seconds).
+    #[serde(default)]
+    pub connect_timeout: Option<f64>,
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub stream_idle_timeout: Option<f64>,
 }
 
 /// `rewrite_body` as a JSON string (the original format) or as a YAML mapping.
@@ -71,7 +78,25 @@ pub struct RouterSettings {
     pub strategy: Option<String>,
     #[serde(default)]
     pub model_groups: Vec<GroupEntry>,
+    // Reliability (names as in LiteLLM).
+    #[serde(default)]
+    pub num_retries: Option<u32>,
+    #[serde(default)]
+    pub allowed_fails: Option<u32>,
+    #[serde(default)]
+    pub cooldown_time: Option<f64>,
+    #[serde(default)]
+    pub connect_timeout: Option<f64>,
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub stream_idle_timeout: Option<f64>,
+    #[serde(default)]
+    pub max_request_size_mb: Option<f64>,
+    #[serde(default)]
+    pub drain_timeout: Option<f64>,
 }
+
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

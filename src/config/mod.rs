@@ -7,7 +7,9 @@ mod validate;
 
 use std::path::Path;
 
-pub use validate::{Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Secret, Strategy};
+pub use validate::{
+    Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Reliability, Secret, Strategy, Timeouts,
+};
 
 /// Why a config file could not be used. The message names the offending place in the file.
 #[derive(Debug, thiserror::Error)]

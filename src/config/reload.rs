@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{Config, ConfigError, parse};
 use crate::routing::Snapshot;
+use crate::upstream::ClientPool;
 
 /// Editors write a file in several steps; wait this long after the first event before reading it.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -20,6 +21,7 @@ const SETTLE: Duration = Duration::from_millis(100);
 pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<Snapshot>>,
+    pool: Arc<ClientPool>,
     /// The text of the last file looked at, so events that change nothing cost one read and no rebuild.
     last_text: Mutex<String>,
 }
@@ -32,10 +34,11 @@ pub enum ReloadOutcome {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: Arc<ArcSwap<Snapshot>>, loaded_text: String) -> Self {
+    pub fn new(path: PathBuf, live: Arc<ArcSwap<Snapshot>>, pool: Arc<ClientPool>, loaded_text: String) -> Self {
         Self {
             path,
             live,
+            pool,
             last_text: Mutex::new(loaded_text),
         }
     }
@@ -55,7 +58,7 @@ impl Reloader {
         let config = result?;
         let old = self.live.load();
         let changes = describe_changes(&old.config, &config);
-        let snapshot = Snapshot::build(config, Some(&old));
+        let snapshot = Snapshot::build(config, Some(&old), &self.pool);
         self.live.store(Arc::new(snapshot));
         Ok(ReloadOutcome::Applied(changes))
     }
@@ -181,8 +184,9 @@ mod tests {
         let path = dir.0.join("config.yaml");
         std::fs::write(&path, text).unwrap();
         let config = parse(text, &path).unwrap();
-        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
-        (dir, Reloader::new(path, live, text.to_owned()))
+        let pool = Arc::new(ClientPool::new(None).unwrap());
+        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
+        (dir, Reloader::new(path, live, pool, text.to_owned()))
     }
 
     mod tempdir {

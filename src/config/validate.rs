@@ -3,11 +3,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use url::Url;
 
-use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody};
+use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
 use crate::protocol::Protocol;
 use crate::protocol::convert::ModelOptions;
 
@@ -22,6 +23,53 @@ pub struct Config {
     pub deployments: Vec<DeploymentSpec>,
     pub groups: Vec<GroupSpec>,
     pub strategy: Strategy,
+    pub reliability: Reliability,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+/// Failover and cooldown settings (`router_settings`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reliability {
+    /// Extra attempts after the first, each on another deployment of the group where one exists.
+    pub num_retries: u32,
+    /// Consecutive failures after which a deployment cools down.
+    pub allowed_fails: u32,
+    pub cooldown: Duration,
+    /// On shutdown, how long requests in flight may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Reliability {
+    fn default() -> Self {
+        Self {
+            num_retries: 2,
+            allowed_fails: 3,
+            cooldown: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Upstream timeouts of one deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP (and TLS) connection set-up.
+    pub connect: Duration,
+    /// Until the response headers and, for streams, the first event.
+    pub first_byte: Duration,
+    /// Between two stream events.
+    pub stream_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            stream_idle: Duration::from_secs(120),
+        }
+    }
 }
 
 /// One `model_list` entry: a model at a provider.
@@ -37,6 +85,7 @@ pub struct DeploymentSpec {
     pub rewrite_body: Vec<(String, RawJson)>,
     /// What the converters need to know about this provider.
     pub options: ModelOptions,
+    pub timeouts: Timeouts,
 }
 
 impl DeploymentSpec {
@@ -106,17 +155,29 @@ pub(super) fn validate(
     if file.model_list.is_empty() {
         return Err("model_list: at least one model is required".into());
     }
+    let settings = &file.router_settings;
+    let place = "router_settings";
+    let defaults = Timeouts::default();
+    let timeouts = Timeouts {
+        connect: seconds(settings.connect_timeout, defaults.connect, place, "connect_timeout")?,
+        first_byte: seconds(settings.timeout, defaults.first_byte, place, "timeout")?,
+        stream_idle: seconds(settings.stream_idle_timeout, defaults.stream_idle, place, "stream_idle_timeout")?,
+    };
+    let reliability = reliability(settings)?;
+    let body_limit = match settings.max_request_size_mb {
+        None => 32 * 1024 * 1024,
+        Some(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => (mb * 1024.0 * 1024.0) as usize,
+        Some(mb) => return Err(format!("router_settings.max_request_size_mb: {mb} is out of range (0.001 to 4096)")),
+    };
+
     let mut names = HashSet::new();
     let mut deployments = Vec::with_capacity(file.model_list.len());
     for (i, entry) in file.model_list.into_iter().enumerate() {
         let place = format!("model_list[{i}]");
         if !names.insert(entry.model_name.clone()) {
-            return Err(format!(
-                "{place}.model_name: duplicate model_name '{}'",
-                entry.model_name
-            ));
+            return Err(format!("{place}.model_name: duplicate model_name '{}'", entry.model_name));
         }
-        deployments.push(deployment(entry, &place, env)?);
+        deployments.push(deployment(entry, &place, timeouts, env)?);
     }
 
     let strategy = match file.router_settings.strategy.as_deref() {
@@ -145,12 +206,40 @@ pub(super) fn validate(
         deployments,
         groups,
         strategy,
+        reliability,
+        body_limit,
     })
+}
+
+fn reliability(settings: &RouterSettings) -> Result<Reliability, String> {
+    let defaults = Reliability::default();
+    let place = "router_settings";
+    if let Some(n) = settings.num_retries
+        && n > 10
+    {
+        return Err(format!("{place}.num_retries: {n} is out of range (0 to 10)"));
+    }
+    Ok(Reliability {
+        num_retries: settings.num_retries.unwrap_or(defaults.num_retries),
+        allowed_fails: settings.allowed_fails.unwrap_or(defaults.allowed_fails),
+        cooldown: seconds(settings.cooldown_time, defaults.cooldown, place, "cooldown_time")?,
+        drain_timeout: seconds(settings.drain_timeout, defaults.drain_timeout, place, "drain_timeout")?,
+    })
+}
+
+/// A duration in seconds (fractions allowed), from 1 ms to one day.
+fn seconds(value: Option<f64>, default: Duration, place: &str, key: &str) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(s) if s.is_finite() && (0.001..=86_400.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        Some(s) => Err(format!("{place}.{key}: {s} is out of range (0.001 to 86400 seconds)")),
+    }
 }
 
 fn deployment(
     entry: ModelEntry,
     place: &str,
+    defaults: Timeouts,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<DeploymentSpec, String> {
     let ModelEntry {
@@ -162,6 +251,11 @@ fn deployment(
     }
     let place = format!("{place}.llm_params");
     let options = model_options(&llm_params, &place)?;
+    let timeouts = Timeouts {
+        connect: seconds(llm_params.connect_timeout, defaults.connect, &place, "connect_timeout")?,
+        first_byte: seconds(llm_params.timeout, defaults.first_byte, &place, "timeout")?,
+        stream_idle: seconds(llm_params.stream_idle_timeout, defaults.stream_idle, &place, "stream_idle_timeout")?,
+    };
     let LlmParams {
         api_type,
         model,
@@ -212,6 +306,7 @@ fn deployment(
         api_key,
         rewrite_body,
         options,
+        timeouts,
     })
 }
 
@@ -599,6 +694,37 @@ router_settings:
             parse(&native, Path::new("c.yaml")).unwrap().deployments[1]
                 .options
                 .anthropic_native
+        );
+    }
+
+    #[test]
+    fn reliability_and_timeouts() {
+        let config = parse(SEED, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.reliability, Reliability::default());
+        assert_eq!(config.body_limit, 32 * 1024 * 1024);
+        assert_eq!(config.deployments[0].timeouts, Timeouts::default());
+        let text = SEED
+            .replace(
+                "strategy: roundrobin",
+                "strategy: roundrobin\n  num_retries: 1\n  allowed_fails: 5\n  cooldown_time: 2.5\n  timeout: 60\n  stream_idle_timeout: 7\n  max_request_size_mb: 1",
+            )
+            .replace("api_key: sk-1234\n      rewrite", "api_key: sk-1234\n      timeout: 0.5\n      connect_timeout: 2\n      rewrite");
+        let config = parse(&text, Path::new("c.yaml")).unwrap();
+        assert_eq!(config.reliability.num_retries, 1);
+        assert_eq!(config.reliability.allowed_fails, 5);
+        assert_eq!(config.reliability.cooldown, Duration::from_millis(2500));
+        assert_eq!(config.body_limit, 1024 * 1024);
+        let d0 = config.deployments[0].timeouts;
+        assert_eq!((d0.connect, d0.first_byte, d0.stream_idle), (Duration::from_secs(2), Duration::from_millis(500), Duration::from_secs(7)));
+        let d1 = config.deployments[1].timeouts;
+        assert_eq!((d1.connect, d1.first_byte), (Duration::from_secs(10), Duration::from_secs(60)));
+        assert_eq!(
+            error_of(&text.replace("timeout: 60", "timeout: -1")),
+            "router_settings.timeout: -1 is out of range (0.001 to 86400 seconds)"
+        );
+        assert_eq!(
+            error_of(&text.replace("connect_timeout: 2", "connect_timeout: 0")),
+            "model_list[0].llm_params.connect_timeout: 0 is out of range (0.001 to 86400 seconds)"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Which deployment serves a request: model groups, their balancers, and the immutable [`Snapshot`] of the
 //! configuration that a request holds from start to finish.
 
+pub mod health;
 pub mod strategy;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::{Config, DeploymentSpec, Strategy};
+pub use health::Health;
 use crate::protocol::Protocol;
 pub use strategy::Balancer;
 
@@ -28,11 +30,15 @@ pub struct Deployment {
     pub overrides: Vec<(String, Box<RawValue>)>,
     /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
     pub rewrite_values: Vec<(String, serde_json::Value)>,
+    /// The pooled client with this deployment's connect timeout (and the router's proxy).
+    pub client: reqwest::Client,
+    /// Failure count and cooldown; shared with the previous snapshot's twin when the deployment is unchanged.
+    pub health: Arc<Health>,
     pub spec: DeploymentSpec,
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec) -> Self {
+    fn new(spec: DeploymentSpec, client: reqwest::Client, health: Arc<Health>) -> Self {
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi => format!("Bearer {}", key.expose()),
@@ -70,6 +76,8 @@ impl Deployment {
             credential,
             overrides,
             rewrite_values,
+            client,
+            health,
             spec,
         }
     }
@@ -121,13 +129,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot; balancer state of groups whose shape did not change is taken over from `previous`.
-    pub fn build(config: Config, previous: Option<&Snapshot>) -> Self {
+    /// Builds a snapshot. From `previous` it takes over the balancer state of groups whose shape did not
+    /// change and the health (failure count, cooldown) of deployments that did not change.
+    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &crate::upstream::ClientPool) -> Self {
         let deployments: Vec<Arc<Deployment>> = config
             .deployments
             .iter()
-            .cloned()
-            .map(|d| Arc::new(Deployment::new(d)))
+            .map(|spec| {
+                let health = previous
+                    .and_then(|p| p.deployment(&spec.name))
+                    .filter(|old| old.spec == *spec)
+                    .map_or_else(Arc::default, |old| old.health.clone());
+                Arc::new(Deployment::new(spec.clone(), pool.client(spec.timeouts.connect), health))
+            })
             .collect();
         let mut groups = HashMap::new();
         let mut listed = Vec::with_capacity(config.groups.len());
@@ -172,6 +186,11 @@ impl Snapshot {
     pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
         self.groups.get(name)
     }
+
+    /// A deployment by its `model_list` name.
+    fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
+        self.groups.values().flat_map(|g| g.members.iter()).find(|d| d.name == name)
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +198,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::upstream::ClientPool;
 
     const CONFIG: &str = r#"
 model_list:
@@ -193,10 +213,8 @@ router_settings:
 "#;
 
     fn snapshot(text: &str, previous: Option<&Snapshot>) -> Snapshot {
-        Snapshot::build(
-            crate::config::parse(text, Path::new("c.yaml")).unwrap(),
-            previous,
-        )
+        let pool = ClientPool::new(None).unwrap();
+        Snapshot::build(crate::config::parse(text, Path::new("c.yaml")).unwrap(), previous, &pool)
     }
 
     #[test]
@@ -220,6 +238,16 @@ router_settings:
         let b = &s.group("b").unwrap().members[0];
         assert_eq!(b.credential.as_ref().unwrap().to_str().unwrap(), "sk-b");
         assert!(!format!("{s:?}").contains("sk-a"));
+    }
+
+    #[test]
+    fn health_survives_a_reload_only_for_unchanged_deployments() {
+        let first = snapshot(CONFIG, None);
+        let a = first.group("a").unwrap().members[0].health.clone();
+        let b = first.group("b").unwrap().members[0].health.clone();
+        let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
+        assert!(Arc::ptr_eq(&a, &second.group("a").unwrap().members[0].health));
+        assert!(!Arc::ptr_eq(&b, &second.group("b").unwrap().members[0].health));
     }
 
     #[test]

@@ -10,20 +10,20 @@ use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::AppState;
-use super::error::{ApiError, json_response};
-use super::relay::{
-    ClientRequest, MAX_ERROR_BODY, Outcome, finish, read_body, read_capped, reject,
-    relayed_headers, same_protocol_error_body, send_to,
-};
+use super::error::{ApiError, json_response, same_protocol_error_body};
+use super::relay::{MAX_ERROR_BODY, Outcome, finish, reject};
+use super::request::{ClientRequest, read_body};
 use crate::protocol::Protocol;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::upstream;
 
 const ROUTE: &str = "/v1/messages/count_tokens";
 
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(&parts.headers, body, state.body_limit).await {
+    let bytes = match read_body(&parts.headers, body, snapshot.config.body_limit).await {
         Ok(bytes) => bytes,
         Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
     };
@@ -31,12 +31,15 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
         Ok(request) => request,
         Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
     };
-    let snapshot = state.snapshot.load_full();
     let Some(group) = snapshot.group(&request.model) else {
         let error = ApiError::unknown_model(&request.model, &snapshot.listed);
         return reject(ROUTE, Protocol::Anthropic, error, started);
     };
-    let Some((_, deployment)) = group.pick(|_| true) else {
+    // Counting is cheap and idempotent: prefer a deployment that is not cooling down, but never fail over.
+    let Some((_, deployment)) = group
+        .pick(|i| !group.members[i].health.is_cooling())
+        .or_else(|| group.pick(|_| true))
+    else {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
         return reject(ROUTE, Protocol::Anthropic, error, started);
     };
@@ -47,34 +50,32 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     };
     if deployment.protocol == Protocol::OpenAi {
         let answer = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(body) => estimated(estimate_anthropic_input_tokens(
-                &body,
-                deployment.spec.options.token_count_factor,
-            )),
-            Err(e) => ApiError::bad_request(format!("request body is not valid JSON: {e}"))
-                .into_response(Protocol::Anthropic),
+            Ok(body) => estimated(estimate_anthropic_input_tokens(&body, deployment.spec.options.token_count_factor)),
+            Err(e) => ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic),
         };
         return finish(&outcome, answer, false, started);
     }
     // Only `model` changes: `rewrite_body` is meant for generation requests and may carry fields such as
     // `max_tokens` that the counting endpoint rejects.
-    let model =
-        serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
+    let model = serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
     let body = request.body.write_with(&[("model", &model)]);
     let url = deployment.spec.count_tokens_endpoint();
-    let answer = match send_to(&state.client, url, deployment, &parts.headers, body).await {
+    let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
+    let answer = match upstream::send(deployment, url, &parts.headers, body, deadline).await {
         Err(error) => {
             let status = StatusCode::from_u16(error.status()).expect("valid status");
             ApiError::new(status, error.to_string()).into_response(Protocol::Anthropic)
         }
         Ok(response) => {
             let status = response.status();
-            let headers = relayed_headers(response.headers());
-            let body = read_capped(response, MAX_ERROR_BODY).await;
-            let body = if status.is_success() {
-                body
-            } else {
-                same_protocol_error_body(Protocol::Anthropic, status, &body)
+            let headers = upstream::relayed_headers(response.headers());
+            let body = upstream::read_capped(response, MAX_ERROR_BODY).await;
+            let body = match status.is_success() {
+                true => body,
+                false => {
+                    let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
+                    same_protocol_error_body(Protocol::Anthropic, status, &body)
+                }
             };
             let mut answer = json_response(status, body);
             answer.headers_mut().extend(headers);
@@ -85,13 +86,9 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
 }
 
 fn estimated(tokens: u64) -> Response {
-    let mut answer = json_response(
-        StatusCode::OK,
-        format!(r#"{{"input_tokens":{tokens}}}"#).into_bytes(),
-    );
-    answer.headers_mut().insert(
-        "x-llm-router-token-count",
-        HeaderValue::from_static("estimated"),
-    );
+    let mut answer = json_response(StatusCode::OK, format!(r#"{{"input_tokens":{tokens}}}"#).into_bytes());
+    answer
+        .headers_mut()
+        .insert("x-llm-router-token-count", HeaderValue::from_static("estimated"));
     answer
 }

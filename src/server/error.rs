@@ -102,6 +102,22 @@ impl From<crate::protocol::convert::ConvertError> for ApiError {
     }
 }
 
+/// An upstream error body for a client of the same protocol: relayed as-is when it already has the protocol's
+/// error shape, otherwise (an HTML page from a proxy, a bare string) wrapped into it.
+pub fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8]) -> Vec<u8> {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let well_formed = parsed.as_ref().is_some_and(|v| match client {
+        Protocol::OpenAi => v["error"].is_object(),
+        Protocol::Anthropic => v["type"] == "error" && v["error"].is_object(),
+    });
+    if well_formed {
+        return body.to_vec();
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(500)]);
+    let message = format!("upstream returned HTTP {}: {}", status.as_u16(), text.trim());
+    ApiError::new(status, message).body(client)
+}
+
 /// A JSON response with the given status.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
@@ -135,6 +151,18 @@ mod tests {
             body(&e, Protocol::Anthropic),
             json!({"type":"error","error":{"type":"not_found_error","message":"model 'x' does not exist; available: a, b"},"request_id":null})
         );
+    }
+
+    #[test]
+    fn upstream_error_bodies_keep_or_get_the_client_shape() {
+        let oai = br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#;
+        assert_eq!(same_protocol_error_body(Protocol::OpenAi, StatusCode::BAD_REQUEST, oai), oai);
+        let wrapped =
+            same_protocol_error_body(Protocol::Anthropic, StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        let v: Value = serde_json::from_slice(&wrapped).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "api_error");
+        assert_eq!(v["error"]["message"], "upstream returned HTTP 502: <html>bad gateway</html>");
     }
 
     #[test]

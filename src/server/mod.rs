@@ -3,9 +3,11 @@
 
 mod auth;
 mod count_tokens;
+pub mod listener;
 pub mod error;
 mod models;
 mod relay;
+mod request;
 mod sse_relay;
 
 use std::sync::Arc;
@@ -23,9 +25,6 @@ use error::ApiError;
 use crate::protocol::Protocol;
 use crate::routing::Snapshot;
 
-/// Default limit on a request body: large enough for long agent sessions with images.
-pub const DEFAULT_BODY_LIMIT: usize = 32 * 1024 * 1024;
-
 /// Shared by every request. Cloning is one reference-count increment.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -34,8 +33,6 @@ pub struct Shared {
     /// The live configuration; each request loads it once and keeps that snapshot to its end.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub token: Option<Token>,
-    pub client: reqwest::Client,
-    pub body_limit: usize,
     /// Key for the router-minted thinking signatures (random per process: they are only ever checked by
     /// the router itself, which strips them before an Anthropic upstream sees them).
     pub signing_key: [u8; 32],

@@ -41,8 +41,8 @@ pub trait StreamProcessor: Send + 'static {
     fn chunk(&mut self, chunk: Bytes) -> Bytes;
     /// The upstream ended. Closing bytes: nothing if the stream had finished, else an in-band error.
     fn eof(&mut self) -> Bytes;
-    /// The upstream connection failed mid-stream: the in-band error.
-    fn failed(&mut self, message: &str) -> Bytes;
+    /// The upstream connection failed or stalled mid-stream: the in-band error.
+    fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes;
     /// Whether at least one complete event has been seen.
     fn started(&self) -> bool;
     /// The first event, if it was an error.
@@ -127,7 +127,7 @@ impl StreamProcessor for PassThrough {
         )
     }
 
-    fn failed(&mut self, message: &str) -> Bytes {
+    fn failed(&mut self, _failure: StreamFailure, message: &str) -> Bytes {
         if self.finished {
             return Bytes::new();
         }
@@ -213,12 +213,11 @@ impl StreamProcessor for Converting {
         out.into()
     }
 
-    fn failed(&mut self, message: &str) -> Bytes {
+    fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes {
         let mut out = Vec::new();
         if !self.finished {
             self.finished = true;
-            self.converter
-                .on_error(StreamFailure::Upstream, message, &mut out);
+            self.converter.on_error(failure, message, &mut out);
         }
         out.into()
     }
@@ -309,13 +308,16 @@ pub struct RelayBody<P: StreamProcessor> {
     /// Fires when the upstream has been silent for [`KEEP_ALIVE_AFTER`]; `None` when the processor sends no
     /// keep-alives.
     silence: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Fires when the upstream has been silent for `idle_limit`: the stream is then given up.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    idle_limit: Duration,
     done: bool,
     outcome: &'static str,
     log: StreamLog,
 }
 
 impl<P: StreamProcessor> RelayBody<P> {
-    pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, log: StreamLog) -> Self {
+    pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, idle_limit: Duration, log: StreamLog) -> Self {
         let silence = (!processor.keep_alive().is_empty())
             .then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
@@ -323,6 +325,8 @@ impl<P: StreamProcessor> RelayBody<P> {
             upstream,
             processor,
             silence,
+            idle: Box::pin(tokio::time::sleep(idle_limit)),
+            idle_limit,
             done: false,
             outcome: "client disconnected",
             log,
@@ -361,7 +365,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     let message = format!("upstream stream failed: {}", error.without_url());
-                    let out = this.processor.failed(&message);
+                    let out = this.processor.failed(StreamFailure::Upstream, &message);
                     this.finish("upstream failed mid-stream");
                     return Poll::Ready(Some(Ok(out)));
                 }
@@ -375,6 +379,12 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
                 }
                 Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let message = format!("upstream sent nothing for {} s", this.idle_limit.as_secs_f64());
+                        let out = this.processor.failed(StreamFailure::Timeout, &message);
+                        this.finish("upstream stream stalled");
+                        return Poll::Ready(Some(Ok(out)));
+                    }
                     if let Some(silence) = &mut this.silence
                         && silence.as_mut().poll(cx).is_ready()
                     {
@@ -442,7 +452,7 @@ mod tests {
         );
         // A half event is dropped when the stream breaks, so the error event stands on its own.
         p.chunk(Bytes::from_static(b"data: {\"half"));
-        let tail = p.failed("boom");
+        let tail = p.failed(StreamFailure::Upstream, "boom");
         assert!(tail.starts_with(b"data: {\"error\""));
         assert_eq!(last_event_end(b"x\n\ny\n\nz"), Some(6));
         assert_eq!(last_event_end(b"x\ny"), None);
@@ -458,7 +468,7 @@ mod tests {
 
         let mut p = PassThrough::new(Protocol::Anthropic);
         p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\n"));
-        let tail = String::from_utf8(p.failed("boom").to_vec()).unwrap();
+        let tail = String::from_utf8(p.failed(StreamFailure::Upstream, "boom").to_vec()).unwrap();
         assert!(
             tail.starts_with("event: error\ndata: {\"type\":\"error\""),
             "{tail}"

@@ -1,12 +1,17 @@
 //! Talking to providers: the one pooled HTTP client (with the optional `--proxy`), the headers an upstream
 //! request carries, and the errors an upstream call can end in.
 
+mod call;
+mod pool;
+
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
+pub use call::{read_capped, read_limited, redact, request_id, retry_after, send};
+pub use pool::ClientPool;
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +25,13 @@ pub enum ClientError {
 }
 
 /// Builds the pooled client all deployments share: keep-alive, TCP_NODELAY, HTTP/2 by ALPN, rustls.
-pub fn build_client(proxy: Option<&str>) -> Result<reqwest::Client, ClientError> {
+pub fn build_client(proxy: Option<&str>, connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
     // reqwest is built without a default crypto provider so that only `ring` is compiled in; installing it
     // twice (tests build several clients) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
@@ -89,6 +94,15 @@ pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap
         }
     }
     headers
+}
+
+/// The relayed subset of an upstream answer's headers.
+pub fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
+    upstream
+        .iter()
+        .filter(|(name, _)| is_relayed_response_header(name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 /// Upstream response headers the client gets back (same-protocol): rate limits, retry hints, request ids.
@@ -157,7 +171,8 @@ mod tests {
         let text = format!(
             "model_list:\n  - model_name: m\n    llm_params: {{api_type: {api_type}, model: up, api_base: 'http://127.0.0.1:9/v1', api_key: sk-secret}}\n"
         );
-        let snapshot = Snapshot::build(crate::config::parse(&text, Path::new("c")).unwrap(), None);
+        let pool = ClientPool::new(None).unwrap();
+        let snapshot = Snapshot::build(crate::config::parse(&text, Path::new("c")).unwrap(), None, &pool);
         snapshot.group("m").unwrap().members[0].clone()
     }
 
@@ -247,6 +262,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!message.contains("hunter2"), "{message}");
-        assert!(build_client(Some("socks5://127.0.0.1:1080")).is_ok());
+        assert!(build_client(Some("socks5://127.0.0.1:1080"), Duration::from_secs(1)).is_ok());
     }
 }

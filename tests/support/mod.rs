@@ -258,7 +258,6 @@ impl TestRouter {
             config: config_path.clone(),
             token: token.map(str::to_owned),
             proxy: proxy.map(str::to_owned),
-            body_limit: 1024 * 1024,
         })
         .await
         .expect("router starts");
@@ -281,7 +280,7 @@ impl TestRouter {
     }
 }
 
-/// A one-model config: `model_name` in a group named `group`.
+/// A one-model config: `m1` in a group named `group`, with a 1 MiB request limit.
 pub fn config_one(group: &str, api_type: &str, base: &str, extra: &str) -> String {
     format!(
         r#"
@@ -295,6 +294,7 @@ model_list:
 {extra}
 router_settings:
   strategy: roundrobin
+  max_request_size_mb: 1
   model_groups:
     - name: {group}
       models:

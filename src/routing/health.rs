@@ -1,0 +1,105 @@
+//! Per-deployment failure counting and cooldowns. Lock-free: two atomics per deployment, carried over a
+//! reload when the deployment did not change.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Reliability;
+
+/// The process's own clock origin; cooldown deadlines are stored as milliseconds since it.
+static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    ORIGIN.elapsed().as_millis() as u64
+}
+
+/// A cooldown never lasts longer than this, whatever `Retry-After` says.
+const MAX_COOLDOWN: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Default)]
+pub struct Health {
+    consecutive_failures: AtomicU32,
+    /// Milliseconds since [`ORIGIN`] until which the deployment is skipped; 0 when it is not cooling.
+    cooling_until: AtomicU64,
+}
+
+impl Health {
+    /// How long the deployment still cools down, if it does.
+    pub fn cooldown_left(&self) -> Option<Duration> {
+        let until = self.cooling_until.load(Ordering::Relaxed);
+        let now = now_ms();
+        (until > now).then(|| Duration::from_millis(until - now))
+    }
+
+    pub fn is_cooling(&self) -> bool {
+        self.cooldown_left().is_some()
+    }
+
+    pub fn record_success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failure. A `Retry-After` from a 429/503/529 cools the deployment for that long at once;
+    /// otherwise `allowed_fails` consecutive failures cool it for `cooldown`. Returns the cooldown started.
+    pub fn record_failure(&self, reliability: &Reliability, retry_after: Option<Duration>) -> Option<Duration> {
+        let cooldown = match retry_after {
+            Some(wait) => Some(wait.min(MAX_COOLDOWN)),
+            None => {
+                let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                (failures >= reliability.allowed_fails.max(1)).then_some(reliability.cooldown)
+            }
+        };
+        if let Some(wait) = cooldown {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.cooling_until.store(now_ms() + wait.as_millis() as u64, Ordering::Relaxed);
+        }
+        cooldown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reliability(allowed_fails: u32) -> Reliability {
+        Reliability {
+            allowed_fails,
+            cooldown: Duration::from_secs(30),
+            ..Reliability::default()
+        }
+    }
+
+    #[test]
+    fn cools_after_allowed_fails_consecutive_failures() {
+        let h = Health::default();
+        let r = reliability(3);
+        assert_eq!(h.record_failure(&r, None), None);
+        assert_eq!(h.record_failure(&r, None), None);
+        assert!(!h.is_cooling());
+        assert_eq!(h.record_failure(&r, None), Some(Duration::from_secs(30)));
+        assert!(h.is_cooling());
+        assert!(h.cooldown_left().unwrap() > Duration::from_secs(29));
+    }
+
+    #[test]
+    fn success_resets_the_count() {
+        let h = Health::default();
+        let r = reliability(2);
+        h.record_failure(&r, None);
+        h.record_success();
+        assert_eq!(h.record_failure(&r, None), None);
+        assert!(!h.is_cooling());
+    }
+
+    #[test]
+    fn retry_after_cools_at_once_for_that_long() {
+        let h = Health::default();
+        assert_eq!(h.record_failure(&reliability(3), Some(Duration::from_millis(40))), Some(Duration::from_millis(40)));
+        assert!(h.is_cooling());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!h.is_cooling());
+        let capped = h.record_failure(&reliability(3), Some(Duration::from_secs(1_000_000))).unwrap();
+        assert_eq!(capped, MAX_COOLDOWN);
+    }
+}

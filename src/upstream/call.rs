@@ -1,0 +1,134 @@
+//! One HTTP exchange with an upstream: sending within the deployment's deadline, reading bodies with limits,
+//! and the hints an answer carries (request id, `Retry-After`).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http::HeaderMap;
+use tokio::time::Instant;
+
+use super::{UpstreamError, request_headers};
+use crate::routing::Deployment;
+
+/// POSTs `body` to `url` with the deployment's headers; the response headers must arrive by `deadline`.
+pub async fn send(
+    deployment: &Deployment,
+    url: url::Url,
+    client_headers: &HeaderMap,
+    body: Vec<u8>,
+    deadline: Instant,
+) -> Result<reqwest::Response, UpstreamError> {
+    let request = deployment
+        .client
+        .post(url)
+        .headers(request_headers(deployment, client_headers))
+        .body(body);
+    match tokio::time::timeout_at(deadline, request.send()).await {
+        Ok(result) => result.map_err(|e| UpstreamError::from_reqwest(&deployment.name, e)),
+        Err(_) => Err(UpstreamError::Timeout {
+            deployment: deployment.name.clone(),
+        }),
+    }
+}
+
+/// Reads a whole upstream body, refusing one larger than `limit`.
+pub async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("upstream answer could not be read: {}", e.without_url()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(format!("upstream answer exceeds {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads at most `cap` bytes of an upstream body (error bodies: the start is what matters).
+pub async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = cap - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == cap {
+            break;
+        }
+    }
+    body
+}
+
+/// The upstream's request id (`request-id` on Anthropic, `x-request-id` on most OpenAI-compatible hosts).
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    ["request-id", "x-request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok().map(str::to_owned))
+}
+
+/// How long the upstream asks us to wait: `retry-after-ms`, else `retry-after` in (fractional) seconds.
+/// HTTP dates are not honoured; the normal cooldown applies instead.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    let seconds = number("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| number("retry-after"))?;
+    (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
+}
+
+/// Replaces every occurrence of `secret` in an upstream body: some hosts echo the API key in their errors.
+pub fn redact(body: Vec<u8>, secret: Option<&str>) -> Vec<u8> {
+    let Some(secret) = secret.filter(|s| s.len() >= 4) else {
+        return body;
+    };
+    let secret = secret.as_bytes();
+    if memchr::memmem::find(&body, secret).is_none() {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = &body[..];
+    while let Some(at) = memchr::memmem::find(rest, secret) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"[redacted]");
+        rest = &rest[at + secret.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("2.5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(2500)));
+        h.insert("retry-after-ms", HeaderValue::from_static("300"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(300)));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("0"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn redaction() {
+        let body = br#"{"error":"bad key sk-abc123, really sk-abc123"}"#.to_vec();
+        assert_eq!(redact(body.clone(), Some("sk-abc123")), br#"{"error":"bad key [redacted], really [redacted]"}"#);
+        assert_eq!(redact(body.clone(), None), body);
+        assert_eq!(redact(body.clone(), Some("zzzz")), body);
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("r1"));
+        assert_eq!(request_id(&h).as_deref(), Some("r1"));
+        h.insert("request-id", HeaderValue::from_static("r0"));
+        assert_eq!(request_id(&h).as_deref(), Some("r0"));
+    }
+}
