@@ -95,6 +95,8 @@ pub struct RouterSettings {
     pub max_request_size_mb: Option<f64>,
     #[serde(default)]
     pub drain_timeout: Option<f64>,
+    #[serde(default)]
+    pub header_read_timeout: Option<f64>,
 }
 
 

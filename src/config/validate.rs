@@ -26,6 +26,8 @@ pub struct Config {
     pub reliability: Reliability,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// A client has this long to send a request's headers (slow-header clients cannot hold connections).
+    pub header_read_timeout: Duration,
 }
 
 /// Failover and cooldown settings (`router_settings`).
@@ -164,6 +166,8 @@ pub(super) fn validate(
         stream_idle: seconds(settings.stream_idle_timeout, defaults.stream_idle, place, "stream_idle_timeout")?,
     };
     let reliability = reliability(settings)?;
+    let header_read_timeout =
+        seconds(settings.header_read_timeout, Duration::from_secs(15), place, "header_read_timeout")?;
     let body_limit = match settings.max_request_size_mb {
         None => 32 * 1024 * 1024,
         Some(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => (mb * 1024.0 * 1024.0) as usize,
@@ -208,6 +212,7 @@ pub(super) fn validate(
         strategy,
         reliability,
         body_limit,
+        header_read_timeout,
     })
 }
 

@@ -16,9 +16,6 @@ use tokio::net::TcpListener;
 
 use crate::routing::Snapshot;
 
-/// A client has this long to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Serves `app` until `shutdown` resolves, then stops accepting and gives connections in flight the
 /// configured drain time to finish.
 pub async fn serve(
@@ -27,8 +24,6 @@ pub async fn serve(
     live: Arc<ArcSwap<Snapshot>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -45,6 +40,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // Built per connection (cheap) so that a reloaded `header_read_timeout` applies to new connections.
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let header_timeout = live.load().config.header_read_timeout;
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
         let service = TowerToHyperService::new(app.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);

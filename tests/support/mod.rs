@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub enum Reply {
         content_type: &'static str,
         body: String,
     },
-    /// `text/event-stream`, written in the given pieces with `gap` between them. With `then_break`, the
+    /// `text/event-stream`, written in the given pieces with `gap` between them (the first goes at once). With `then_break`, the
     /// connection is cut after the last piece instead of ending the body cleanly.
     Sse {
         pieces: Vec<Vec<u8>>,
@@ -97,17 +98,39 @@ type Responder = dyn Fn(&Recorded) -> Reply + Send + Sync;
 pub struct MockUpstream {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
+    /// Requests being answered right now: a handler still running or a stream body not yet dropped. Drops
+    /// to zero when the router abandons its upstream requests.
+    pub in_flight: Arc<AtomicUsize>,
     task: JoinHandle<()>,
+}
+
+/// Counts one request in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl MockUpstream {
     pub async fn start(responder: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let responder: Arc<Responder> = Arc::new(responder);
         let seen = requests.clone();
+        let counter = in_flight.clone();
         let app = Router::new().fallback(move |request: Request| {
             let responder = responder.clone();
             let seen = seen.clone();
+            let guard = InFlight::new(&counter);
             async move {
                 let (parts, body) = request.into_parts();
                 let body = body
@@ -124,7 +147,7 @@ impl MockUpstream {
                 };
                 let reply = responder(&recorded);
                 seen.lock().unwrap().push(recorded);
-                respond(reply).await
+                respond(reply, guard).await
             }
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -135,6 +158,7 @@ impl MockUpstream {
         Self {
             addr,
             requests,
+            in_flight,
             task,
         }
     }
@@ -159,6 +183,18 @@ impl MockUpstream {
     pub fn count(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
+
+    /// Waits until no request is in flight at the upstream; false if that takes longer than `limit`.
+    pub async fn settles_within(&self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            if started.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
 }
 
 impl Drop for MockUpstream {
@@ -167,7 +203,8 @@ impl Drop for MockUpstream {
     }
 }
 
-fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
+/// The response for `reply`; `guard` lives as long as the handler or, for streams, the body.
+fn respond(reply: Reply, guard: InFlight) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     Box::pin(async move {
         match reply {
             Reply::Json {
@@ -203,20 +240,22 @@ fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = R
                 then_break,
             } => {
                 let stream = futures_util::stream::unfold(
-                    (pieces.into_iter(), false),
-                    move |(mut it, ended)| async move {
+                    (pieces.into_iter(), false, guard, true),
+                    move |(mut it, ended, guard, first)| async move {
                         if ended {
                             return None;
                         }
                         match it.next() {
                             Some(piece) => {
-                                tokio::time::sleep(gap).await;
-                                Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (it, false)))
+                                if !first {
+                                    tokio::time::sleep(gap).await;
+                                }
+                                Some((Ok::<_, std::io::Error>(Bytes::from(piece)), (it, false, guard, false)))
                             }
                             None if then_break => {
                                 // Let the last piece leave before the connection is cut.
                                 tokio::time::sleep(Duration::from_millis(50)).await;
-                                Some((Err(std::io::Error::other("cut")), (it, true)))
+                                Some((Err(std::io::Error::other("cut")), (it, true, guard, false)))
                             }
                             None => None,
                         }
@@ -230,7 +269,7 @@ fn respond(reply: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = R
             }
             Reply::Delayed(wait, reply) => {
                 tokio::time::sleep(wait).await;
-                respond(*reply).await
+                respond(*reply, guard).await
             }
         }
     })
