@@ -11,8 +11,10 @@
 use serde::Deserialize;
 
 pub mod error;
+pub mod ids;
 pub mod request;
 pub mod response;
+pub mod signature;
 pub mod stream;
 pub mod token_count;
 

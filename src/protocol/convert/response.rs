@@ -1,6 +1,7 @@
 //! Non-streaming responses (spec §2), and the pieces the stream converters share with them: stop-reason
-//! mapping (§2.3), usage arithmetic (§2.4), response ids, tool ids (§1.3.5) and router-minted thinking
-//! signatures (§1.3.6).
+//! mapping (§2.3), usage arithmetic (§2.4), response ids and per-response tool ids (§1.3.5). Tool-id
+//! sanitising and router-minted thinking signatures (§1.3.6) come from [`super::ids`] and
+//! [`super::signature`], shared with the request side.
 //!
 //! Route A: an Anthropic `Message` becomes an OpenAI `ChatCompletion` ([`anthropic_to_openai`]).
 //! Route B: an OpenAI `ChatCompletion` becomes an Anthropic `Message` ([`openai_to_anthropic`]).
@@ -10,10 +11,11 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
+use super::signature::mint_thinking_signature;
 use super::{ConvertContext, ConvertError};
 
 /// Facts about the original request that the response side needs (filled by the server from the request
@@ -636,7 +638,7 @@ struct AntOutputDetails {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Ids and signatures
+// Ids
 // ---------------------------------------------------------------------------------------------------------
 
 /// OAI completion id: `chatcmpl-` + the ANT message id, else the injected id (§2.1).
@@ -669,39 +671,9 @@ fn with_prefix(prefix: &str, id: &str) -> String {
     }
 }
 
-/// `llmr1.` + base64url (unpadded) of HMAC-SHA256(key, thinking text) (§1.3.6). The prefix lets the request
-/// side recognise and strip the router's own signatures before anything reaches an Anthropic upstream.
-pub(crate) fn mint_thinking_signature(key: &[u8], thinking: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    let tag = ring::hmac::sign(&key, thinking.as_bytes());
-    format!(
-        "llmr1.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    )
-}
-
-fn sha256_hex(data: &[u8], hex_chars: usize) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex.truncate(hex_chars);
-    hex
-}
-
-/// §1.3.5: ANT tool ids must match `^[a-zA-Z0-9_-]+$`; every other character becomes `_`.
-pub(crate) fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
-    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if id.chars().all(valid) {
-        Cow::Borrowed(id)
-    } else {
-        Cow::Owned(id.chars().map(|c| if valid(c) { c } else { '_' }).collect())
-    }
-}
-
 /// Assigns client-facing tool ids within one response: sanitised (§1.3.5), de-duplicated when two different
-/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none.
+/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none. The
+/// rewriting rules are the shared ones of [`convert::ids`](super::ids).
 #[derive(Debug, Clone)]
 pub(crate) struct ToolIds {
     response_id: String,
@@ -721,8 +693,7 @@ impl ToolIds {
     pub(crate) fn assign(&mut self, upstream: Option<&str>, seq: usize) -> String {
         let original = upstream.unwrap_or("");
         let mut id = if original.is_empty() {
-            let seed = format!("{}:{seq}", self.response_id);
-            format!("toolu_{}", sha256_hex(seed.as_bytes(), 24))
+            synthetic_tool_id(&format!("{}:{seq}", self.response_id))
         } else {
             sanitize_tool_id(original).into_owned()
         };
@@ -731,7 +702,7 @@ impl ToolIds {
             .iter()
             .any(|(taken, from)| *taken == id && from != original)
         {
-            id = format!("{id}_{}", sha256_hex(original.as_bytes(), 6));
+            push_collision_suffix(&mut id, original);
         }
         self.assigned.push((id.clone(), original.to_owned()));
         id
@@ -1178,32 +1149,7 @@ mod tests {
         }
     }
 
-    // ----- ids and signatures -----
-
-    #[test]
-    fn minted_signatures_are_keyed_hmacs() {
-        let sig = mint_thinking_signature(b"key", "text");
-        assert!(sig.starts_with("llmr1."));
-        assert_eq!(
-            sig.len(),
-            "llmr1.".len() + 43,
-            "unpadded base64url of 32 bytes"
-        );
-        assert!(!sig.contains(['+', '/', '=']));
-        assert_eq!(sig, mint_thinking_signature(b"key", "text"));
-        assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
-        assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
-        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
-        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
-            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
-            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
-            0x64, 0xec, 0x38, 0x43,
-        ]);
-        assert_eq!(
-            mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),
-            format!("llmr1.{expected}")
-        );
-    }
+    // ----- ids -----
 
     #[test]
     fn tool_ids_are_sanitised_deduplicated_and_minted() {

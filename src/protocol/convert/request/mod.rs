@@ -8,11 +8,11 @@
 //! Each returns the upstream body as a top-level JSON object (so the caller can still apply `rewrite_body`)
 //! and the [`RequestFacts`] the response and stream converters need. Tool-id and tool-name rewriting
 //! ([`sanitize_tool_id`], [`openai_tool_name`], [`ToolNameMap`]) and thinking-signature minting
-//! ([`mint_thinking_signature`]) live here because the request decides them; the response side reuses them.
+//! ([`mint_thinking_signature`]) are shared with the response side; they live in
+//! [`convert::ids`](super::ids) and [`convert::signature`](super::signature) and are re-exported here.
 
 mod anthropic_rules;
 mod fields;
-mod signature;
 mod to_anthropic;
 mod to_openai;
 mod tool_ids;
@@ -24,11 +24,13 @@ use serde_json::{Map, Value};
 
 use super::{ConvertError, ModelOptions};
 
+pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
+pub use super::signature::{
+    ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature,
+};
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
-pub use signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature};
 pub use to_anthropic::{JSON_OUTPUT_TOOL, openai_to_anthropic, parse_tool_arguments};
 pub use to_openai::anthropic_to_openai;
-pub use tool_ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
 
 /// A converted request, ready for the upstream.
 #[derive(Debug, Clone)]
@@ -85,21 +87,6 @@ fn parse_body(body: &[u8]) -> Result<Value, ConvertError> {
         });
     }
     Ok(value)
-}
-
-/// Lowercase hex SHA-256, used wherever the spec replaces an over-long or invalid identifier by its hash.
-fn sha256_hex(data: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 /// Text that the Anthropic API would reject as a block (empty or whitespace only, ground rule 5).

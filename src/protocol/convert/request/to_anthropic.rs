@@ -14,9 +14,10 @@ use super::fields::{
     Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
 };
-use super::signature::is_router_minted_signature;
 use super::tool_ids::AnthropicToolIds;
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body, sha256_hex};
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body};
+use crate::protocol::convert::ids::sha256_hex;
+use crate::protocol::convert::signature::is_router_minted_signature;
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ThinkingMode};
 
 /// `max_tokens` when neither the client nor the deployment gives one: accepted by every Claude model.

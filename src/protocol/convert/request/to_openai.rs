@@ -10,8 +10,8 @@ use super::fields::{
     Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter,
 };
-use super::tool_ids::{ToolNameMap, openai_tool_id, openai_tool_name};
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body, sha256_hex};
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body};
+use crate::protocol::convert::ids::{ToolNameMap, openai_tool_id, openai_tool_name, sha256_hex};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ReasoningDialect};
 

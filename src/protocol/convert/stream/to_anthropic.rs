@@ -21,9 +21,10 @@ use crate::protocol::anthropic;
 use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::{OpenAiErrorInfo, openai_event_error};
 use crate::protocol::convert::response::{
-    AntUsage, ResponseFacts, TokenUsage, ToolIds, anthropic_message_id, mint_thinking_signature,
-    reasoning_text, stop_reason_for,
+    AntUsage, ResponseFacts, TokenUsage, ToolIds, anthropic_message_id, reasoning_text,
+    stop_reason_for,
 };
+use crate::protocol::convert::signature::mint_thinking_signature;
 use crate::protocol::sse::{SseEvent, write_named_event};
 
 /// Route B: converts an OpenAI chunk stream into an Anthropic event stream.

@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use super::{options, route_b, route_b_error, route_b_with};
 use crate::protocol::convert::ReasoningDialect;
-use crate::protocol::convert::request::{openai_tool_name, sha256_hex};
+use crate::protocol::convert::ids::sha256_hex;
+use crate::protocol::convert::request::openai_tool_name;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 
 fn request(messages: Value) -> Value {
