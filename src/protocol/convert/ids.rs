@@ -138,6 +138,18 @@ impl ToolNameMap {
     pub fn is_empty(&self) -> bool {
         self.renamed.is_empty()
     }
+
+    /// A map with these `(upstream name, original name)` pairs, whatever [`openai_tool_name`] would make of
+    /// the originals: lets response and stream tests feed upstream names directly.
+    #[cfg(test)]
+    pub(crate) fn from_renamed<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            renamed: pairs
+                .into_iter()
+                .map(|(upstream, original)| (upstream.to_owned(), original.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,44 +16,7 @@ use serde_json::{Map, Value};
 
 use super::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
 use super::signature::mint_thinking_signature;
-use super::{ConvertContext, ConvertError};
-
-/// Facts about the original request that the response side needs (filled by the server from the request
-/// conversion's `RequestFacts`).
-#[derive(Debug, Clone, Default)]
-pub struct ResponseFacts {
-    /// Route A: the OAI client asked for `stream_options.include_usage`.
-    pub include_usage: bool,
-    /// Route A: the synthetic `json_output` tool carries structured output (§1.1.8); its input becomes the
-    /// message content.
-    pub json_output_tool: bool,
-    /// Route B: `message_start.usage.input_tokens` before the real count is known (§5.2 estimate).
-    pub input_tokens_estimate: u64,
-    /// Route B: (upstream OAI tool name, original ANT name) for names shortened on the request side.
-    pub tool_names: Vec<(String, String)>,
-    /// Route B: the request's `stop_sequences`, so a vLLM-style `stop_reason` string can be reported as
-    /// `stop_sequence` (§2.2). Empty when unknown; then `stop_sequence` is always `null`.
-    pub stop_sequences: Vec<String>,
-}
-
-impl ResponseFacts {
-    /// The client-facing name of an upstream tool name (§1.2.4 reverse mapping).
-    pub(crate) fn original_tool_name<'a>(&'a self, upstream: &'a str) -> &'a str {
-        self.tool_names
-            .iter()
-            .find(|(shortened, _)| shortened == upstream)
-            .map_or(upstream, |(_, original)| original.as_str())
-    }
-
-    /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
-    pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
-        let matched = stop_reason?.as_str()?;
-        self.stop_sequences
-            .iter()
-            .any(|s| s == matched)
-            .then(|| matched.to_owned())
-    }
-}
+use super::{ConvertContext, ConvertError, RequestFacts};
 
 /// Name of the synthetic structured-output tool (§1.1.8).
 pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
@@ -66,7 +29,7 @@ pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
 pub fn anthropic_to_openai(
     body: &[u8],
     ctx: &ConvertContext,
-    facts: &ResponseFacts,
+    facts: &RequestFacts,
 ) -> Result<Vec<u8>, ConvertError> {
     let message: Value = parse_upstream(body, "Anthropic message")?;
     if message.get("type").and_then(Value::as_str) == Some("error") {
@@ -279,7 +242,7 @@ impl ReasoningJoiner {
 pub fn openai_to_anthropic(
     body: &[u8],
     ctx: &ConvertContext,
-    facts: &ResponseFacts,
+    facts: &RequestFacts,
 ) -> Result<Vec<u8>, ConvertError> {
     let completion: Value = parse_upstream(body, "OpenAI chat completion")?;
     if completion.get("error").is_some_and(|e| !e.is_null()) {
@@ -343,7 +306,7 @@ pub fn openai_to_anthropic(
         let id = tool_ids.assign(call.get("id").and_then(Value::as_str), content.len());
         content.push(AntBlock::ToolUse {
             id,
-            name: facts.original_tool_name(name).to_owned(),
+            name: facts.tool_names.original(name).to_owned(),
             input: parse_tool_arguments(&arguments),
         });
         saw_tool = true;
@@ -742,6 +705,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::protocol::convert::ids::ToolNameMap;
     use crate::protocol::convert::stream::test_support::{SIGNING_KEY, ctx};
 
     // ----- Route A -----
@@ -755,7 +719,7 @@ mod tests {
         json!({"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":15})
     }
 
-    fn to_openai(message: &Value, facts: &ResponseFacts) -> Value {
+    fn to_openai(message: &Value, facts: &RequestFacts) -> Value {
         let body = anthropic_to_openai(message.to_string().as_bytes(), &ctx(), facts).unwrap();
         let completion: Value = serde_json::from_slice(&body).unwrap();
         // §2.4 invariant on every fixture: prompt_tokens counts cached and written tokens.
@@ -781,7 +745,7 @@ mod tests {
             json!("end_turn"),
             base_usage(),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(
             completion,
             json!({"id":"chatcmpl-msg_01","object":"chat.completion","created":1_700_000_000,"model":"client-model",
@@ -805,7 +769,7 @@ mod tests {
             json!("tool_use"),
             json!({"input_tokens":5,"output_tokens":7,"output_tokens_details":{"thinking_tokens":4}}),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         let choice = &completion["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         let msg = &choice["message"];
@@ -848,7 +812,7 @@ mod tests {
             json!("end_turn"),
             base_usage(),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         let msg = &completion["choices"][0]["message"];
         assert_eq!(msg["content"], "AB\n\nC");
         assert!(msg.get("tool_calls").is_none(), "server tools are dropped");
@@ -858,7 +822,7 @@ mod tests {
     #[test]
     fn route_a_empty_message_has_empty_string_content() {
         let message = ant_message(json!([]), json!("max_tokens"), base_usage());
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(completion["choices"][0]["message"]["content"], "");
         assert_eq!(completion["choices"][0]["finish_reason"], "length");
     }
@@ -870,9 +834,9 @@ mod tests {
             json!("tool_use"),
             base_usage(),
         );
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             json_output_tool: true,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let completion = to_openai(&message, &facts);
         let choice = &completion["choices"][0];
@@ -880,7 +844,7 @@ mod tests {
         assert!(choice["message"].get("tool_calls").is_none());
         assert_eq!(choice["finish_reason"], "stop");
         // Without the fact, a tool named json_output is an ordinary tool call.
-        let plain = to_openai(&message, &ResponseFacts::default());
+        let plain = to_openai(&message, &RequestFacts::default());
         assert_eq!(plain["choices"][0]["finish_reason"], "tool_calls");
     }
 
@@ -892,7 +856,7 @@ mod tests {
             base_usage(),
         );
         message["id"] = json!("");
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(completion["id"], "chatcmpl-resp01");
         assert_eq!(completion["choices"][0]["finish_reason"], "stop");
     }
@@ -904,7 +868,7 @@ mod tests {
             b"[1,2]",
             br#"{"type":"error","error":{"type":"api_error"}}"#,
         ] {
-            let err = anthropic_to_openai(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            let err = anthropic_to_openai(body, &ctx(), &RequestFacts::default()).unwrap_err();
             assert_eq!(err.code, Some("bad_upstream_response"));
         }
     }
@@ -938,7 +902,7 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":1000}})
     }
 
-    fn to_anthropic(completion: &Value, facts: &ResponseFacts) -> Value {
+    fn to_anthropic(completion: &Value, facts: &RequestFacts) -> Value {
         let body = openai_to_anthropic(completion.to_string().as_bytes(), &ctx(), facts).unwrap();
         let message: Value = serde_json::from_slice(&body).unwrap();
         // §2.4 invariant on every fixture.
@@ -962,7 +926,7 @@ mod tests {
             base_oai_usage(),
         );
         assert_eq!(
-            to_anthropic(&completion, &ResponseFacts::default()),
+            to_anthropic(&completion, &RequestFacts::default()),
             json!({"id":"msg_chatcmpl9xYz","type":"message","role":"assistant","model":"client-model",
                 "content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,
                 "usage":{"input_tokens":200,"cache_creation_input_tokens":0,"cache_read_input_tokens":1000,"output_tokens":80}})
@@ -983,12 +947,12 @@ mod tests {
             json!("stop"),
             json!({"prompt_tokens":30,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}),
         );
-        let facts = ResponseFacts {
-            tool_names: vec![(
-                "mcp__s__short_abcd1234".into(),
-                "mcp__server__original_long_tool_name".into(),
-            )],
-            ..ResponseFacts::default()
+        let facts = RequestFacts {
+            tool_names: ToolNameMap::from_renamed([(
+                "mcp__s__short_abcd1234",
+                "mcp__server__original_long_tool_name",
+            )]),
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         let content = message["content"].as_array().unwrap();
@@ -1025,7 +989,7 @@ mod tests {
             json!("stop"),
             base_oai_usage(),
         );
-        let message = to_anthropic(&completion, &ResponseFacts::default());
+        let message = to_anthropic(&completion, &RequestFacts::default());
         assert_eq!(message["content"][0]["thinking"], "Hmm.");
         assert_eq!(
             message["content"][1],
@@ -1043,9 +1007,9 @@ mod tests {
     fn route_b_content_parts_and_no_usage() {
         let completion = json!({"id":"","choices":[{"index":0,"finish_reason":"length",
             "message":{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]});
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             input_tokens_estimate: 321,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         assert_eq!(
@@ -1062,9 +1026,9 @@ mod tests {
         let mut completion =
             oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
         completion["choices"][0]["stop_reason"] = json!("###");
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             stop_sequences: vec!["###".into()],
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         assert_eq!(message["stop_reason"], "stop_sequence");
@@ -1087,7 +1051,7 @@ mod tests {
             json!({"prompt_tokens":500,"completion_tokens":1,
                 "prompt_tokens_details":{"cached_tokens":300,"cache_write_tokens":150}}),
         );
-        let u = &to_anthropic(&completion, &ResponseFacts::default())["usage"];
+        let u = &to_anthropic(&completion, &RequestFacts::default())["usage"];
         assert_eq!(
             (
                 u["input_tokens"].as_u64(),
@@ -1101,7 +1065,7 @@ mod tests {
             json!("stop"),
             json!({"prompt_tokens":400,"completion_tokens":1,"prompt_cache_hit_tokens":384,"prompt_cache_miss_tokens":16}),
         );
-        let u = &to_anthropic(&deepseek, &ResponseFacts::default())["usage"];
+        let u = &to_anthropic(&deepseek, &RequestFacts::default())["usage"];
         assert_eq!(u["input_tokens"], 16);
         assert_eq!(u["cache_read_input_tokens"], 384);
     }
@@ -1114,7 +1078,7 @@ mod tests {
             b"<html>bad gateway</html>",
             br#"{"error":{"message":"boom"}}"#,
         ] {
-            let err = openai_to_anthropic(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            let err = openai_to_anthropic(body, &ctx(), &RequestFacts::default()).unwrap_err();
             assert_eq!(
                 err.code,
                 Some("bad_upstream_response"),

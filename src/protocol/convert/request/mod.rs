@@ -6,10 +6,11 @@
 //! - [`anthropic_same_protocol_fixups`]: Anthropic client, Anthropic upstream (§1.3).
 //!
 //! Each returns the upstream body as a top-level JSON object (so the caller can still apply `rewrite_body`)
-//! and the [`RequestFacts`] the response and stream converters need. Tool-id and tool-name rewriting
-//! ([`sanitize_tool_id`], [`openai_tool_name`], [`ToolNameMap`]) and thinking-signature minting
-//! ([`mint_thinking_signature`]) are shared with the response side; they live in
-//! [`convert::ids`](super::ids) and [`convert::signature`](super::signature) and are re-exported here.
+//! and the [`RequestFacts`] the response and stream converters need (defined at the `convert` level and
+//! re-exported here). Tool-id and tool-name rewriting ([`sanitize_tool_id`], [`openai_tool_name`],
+//! [`ToolNameMap`]) and thinking-signature minting ([`mint_thinking_signature`]) are shared with the response
+//! side; they live in [`convert::ids`](super::ids) and [`convert::signature`](super::signature) and are
+//! re-exported here.
 
 mod anthropic_rules;
 mod fields;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value};
 
 use super::{ConvertError, ModelOptions};
 
+pub use super::RequestFacts;
 pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
 pub use super::signature::{
     ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature,
@@ -39,28 +41,6 @@ pub struct ConvertedRequest {
     /// conversion.
     pub body: Map<String, Value>,
     pub facts: RequestFacts,
-}
-
-/// What the request converter learnt that the response and stream converters need.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFacts {
-    /// The client asked for a stream.
-    pub stream: bool,
-    /// Route A: the client's `stream_options.include_usage` (only ever true when streaming).
-    pub include_usage: bool,
-    /// Route B: upstream (OpenAI-safe) tool name → the client's original name, for responses and streams.
-    pub tool_names: ToolNameMap,
-    /// Route A: structured output is emulated with the synthetic `json_output` tool (§1.1.8), so the
-    /// response must turn that tool's input into the message content.
-    pub json_output_tool: bool,
-    /// Route B: local estimate of the prompt size for `message_start.usage.input_tokens` (§3.4, §5.2).
-    pub input_tokens_estimate: u64,
-    /// The upstream request ends up with thinking / reasoning switched on.
-    pub thinking_enabled: bool,
-    /// Route B: the client sent `max_tokens: 0` (a cache pre-warm). The server should answer locally with an
-    /// empty message and `stop_reason: "max_tokens"` instead of calling the upstream (§1.2.1); the body is
-    /// still a valid request (`max_tokens` 1) in case it is sent anyway.
-    pub cache_prewarm: bool,
 }
 
 /// `max_tokens` after the deployment's cap (§1.1.4). Clients such as Claude Code send 32000 regardless of the

@@ -100,7 +100,7 @@ pub fn anthropic_to_openai(
     }
     let stop = stop_sequences(req)?;
     if !stop.is_empty() {
-        out.insert("stop".to_owned(), Value::from(stop));
+        out.insert("stop".to_owned(), Value::from(stop.clone()));
     }
     if stream {
         out.insert("stream".to_owned(), Value::Bool(true));
@@ -123,6 +123,7 @@ pub fn anthropic_to_openai(
             ),
             thinking_enabled,
             cache_prewarm: max_tokens == 0,
+            stop_sequences: stop,
             ..RequestFacts::default()
         },
     })

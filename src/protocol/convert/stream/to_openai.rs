@@ -11,14 +11,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
-use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::{
     OpenAiError, anthropic_event_error, openai_error_for_anthropic,
 };
 use crate::protocol::convert::response::{
-    JSON_OUTPUT_TOOL, OaiUsage, ReasoningJoiner, ResponseFacts, TextJoiner, TokenUsage,
-    finish_reason_for, openai_completion_id,
+    JSON_OUTPUT_TOOL, OaiUsage, ReasoningJoiner, TextJoiner, TokenUsage, finish_reason_for,
+    openai_completion_id,
 };
+use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
 
 /// Route A: converts an Anthropic event stream into an OpenAI chunk stream.
@@ -63,7 +63,7 @@ enum Block {
 }
 
 impl AnthropicToOpenAiStream {
-    pub fn new(ctx: &ConvertContext, facts: &ResponseFacts) -> Self {
+    pub fn new(ctx: &ConvertContext, facts: &RequestFacts) -> Self {
         Self {
             model: ctx.client_model.to_owned(),
             created: ctx.created,
@@ -516,16 +516,16 @@ mod tests {
         OpenAiResult, ant, check_openai, converted, ctx, data_values, has_multibyte,
     };
 
-    fn facts(include_usage: bool) -> ResponseFacts {
-        ResponseFacts {
+    fn facts(include_usage: bool) -> RequestFacts {
+        RequestFacts {
             include_usage,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         }
     }
 
     /// Runs the Route A converter over `input` at every kind of split, checks the OAI grammar, and returns
     /// the bytes with what a client rebuilds from them.
-    fn run(facts: &ResponseFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
+    fn run(facts: &RequestFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
         let make =
             || Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn json_output_tool_becomes_content_and_finish_stop() {
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             json_output_tool: true,
             ..facts(false)
         };
