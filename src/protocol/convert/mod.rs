@@ -20,6 +20,7 @@ pub mod response;
 pub mod signature;
 pub mod stream;
 pub mod token_count;
+pub mod tool_calls;
 
 /// What the request converter learnt that the response and stream converters need. The request converters
 /// ([`request::openai_to_anthropic`], [`request::anthropic_to_openai`]) produce it in

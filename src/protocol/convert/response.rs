@@ -12,14 +12,12 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
 use super::signature::mint_thinking_signature;
+use super::tool_calls::{JSON_OUTPUT_TOOL, arguments_json, parse_tool_arguments};
 use super::{ConvertContext, ConvertError, RequestFacts};
-
-/// Name of the synthetic structured-output tool (§1.1.8).
-pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
 
 // ---------------------------------------------------------------------------------------------------------
 // Route A: ANT Message → OAI ChatCompletion (§2.1)
@@ -59,9 +57,9 @@ pub fn anthropic_to_openai(
             }
             Some("tool_use") => {
                 let name = str_field(block, "name");
-                let input = block.get("input").unwrap_or(&Value::Null);
+                let arguments = arguments_json(block.get("input"));
                 if facts.json_output_tool && name == JSON_OUTPUT_TOOL {
-                    content.push(&compact_json_object(input));
+                    content.push(&arguments);
                     continue;
                 }
                 content.mark_other_block();
@@ -70,7 +68,7 @@ pub fn anthropic_to_openai(
                     kind: "function",
                     function: OaiFunction {
                         name: name.to_owned(),
-                        arguments: compact_json_object(input),
+                        arguments,
                     },
                 });
             }
@@ -398,30 +396,6 @@ fn message_text(content: Option<&Value>) -> String {
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect(),
         _ => String::new(),
-    }
-}
-
-/// Tool-call arguments (a JSON string) → ANT `input` (a JSON object), per §1.1.2 `parse`: blank → `{}`, an
-/// object → itself, anything else → `{"_raw_arguments": original}` so the model's output is not lost.
-pub(crate) fn parse_tool_arguments(arguments: &str) -> Value {
-    if arguments.trim().is_empty() {
-        return Value::Object(Map::new());
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => {
-            let mut raw = Map::new();
-            raw.insert("_raw_arguments".into(), Value::String(arguments.into()));
-            Value::Object(raw)
-        }
-    }
-}
-
-/// ANT `input` → OAI `arguments`: compact JSON, a missing input counts as `{}` (§1.3.4).
-fn compact_json_object(input: &Value) -> String {
-    match input {
-        Value::Null => "{}".to_owned(),
-        other => other.to_string(),
     }
 }
 

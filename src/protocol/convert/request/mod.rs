@@ -30,8 +30,9 @@ pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_
 pub use super::signature::{
     ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature,
 };
+pub use super::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
-pub use to_anthropic::{JSON_OUTPUT_TOOL, openai_to_anthropic, parse_tool_arguments};
+pub use to_anthropic::openai_to_anthropic;
 pub use to_openai::anthropic_to_openai;
 
 /// A converted request, ready for the upstream.

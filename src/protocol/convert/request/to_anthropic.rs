@@ -18,6 +18,7 @@ use super::tool_ids::AnthropicToolIds;
 use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body};
 use crate::protocol::convert::ids::sha256_hex;
 use crate::protocol::convert::signature::is_router_minted_signature;
+use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ThinkingMode};
 
 /// `max_tokens` when neither the client nor the deployment gives one: accepted by every Claude model.
@@ -26,8 +27,6 @@ const FALLBACK_MAX_TOKENS: u64 = 4096;
 const EMPTY_TURN_TEXT: &str = "(empty)";
 /// Result inserted for a tool call the client history never answered (an interrupted tool call).
 const MISSING_RESULT_TEXT: &str = "(no result)";
-/// The synthetic tool that carries structured output for models without `output_config.format` (§1.1.8).
-pub const JSON_OUTPUT_TOOL: &str = "json_output";
 const JSON_OBJECT_INSTRUCTION: &str = "Reply with a single JSON object and nothing else.";
 /// Longer user ids are hashed (§1.1.1).
 const USER_ID_MAX_CHARS: usize = 256;
@@ -605,19 +604,6 @@ fn tool_use_block(
         Some(_) => return Err(invalid_type(&fp.key("arguments"), "a string")),
     };
     Ok(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
-}
-
-/// OpenAI arguments (a JSON string) → Anthropic input (an object): blank → `{}`, an object → itself,
-/// anything else → `{"_raw_arguments": original}` so the request still validates and the model sees what
-/// it produced (§1.1.2, §1.3.4). Responses use it too (§2.2).
-pub fn parse_tool_arguments(arguments: &str) -> Value {
-    if is_blank(arguments) {
-        return json!({});
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(Value::Object(input)) => Value::Object(input),
-        _ => json!({"_raw_arguments": arguments}),
-    }
 }
 
 /// A thinking block replayed from `reasoning_content` + `reasoning_signature` (§1.1.7). Unsigned or

@@ -13,6 +13,7 @@ use super::fields::{
 use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body};
 use crate::protocol::convert::ids::{ToolNameMap, openai_tool_id, openai_tool_name, sha256_hex};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::tool_calls::{RAW_ARGUMENTS_KEY, arguments_json};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ReasoningDialect};
 
 /// OpenAI accepts at most four stop sequences.
@@ -628,14 +629,13 @@ fn tool_call(block: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErro
 /// Anthropic input (an object) → OpenAI arguments (a compact JSON string). The `_raw_arguments` wrapper
 /// that Route A uses for unparseable arguments unwraps to the original string.
 fn arguments_string(input: Option<&Value>) -> String {
-    match input {
-        None => "{}".to_owned(),
-        Some(Value::Object(obj)) => match (obj.len(), obj.get("_raw_arguments")) {
-            (1, Some(Value::String(raw))) => raw.clone(),
-            _ => Value::Object(obj.clone()).to_string(),
-        },
-        Some(other) => other.to_string(),
+    if let Some(Value::Object(obj)) = input
+        && obj.len() == 1
+        && let Some(Value::String(raw)) = obj.get(RAW_ARGUMENTS_KEY)
+    {
+        return raw.clone();
     }
+    arguments_json(input)
 }
 
 // ---------------------------------------------------------------------------------------------------------

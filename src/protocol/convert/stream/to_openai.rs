@@ -15,9 +15,9 @@ use crate::protocol::convert::error::{
     OpenAiError, anthropic_event_error, openai_error_for_anthropic,
 };
 use crate::protocol::convert::response::{
-    JSON_OUTPUT_TOOL, OaiUsage, ReasoningJoiner, TextJoiner, TokenUsage, finish_reason_for,
-    openai_completion_id,
+    OaiUsage, ReasoningJoiner, TextJoiner, TokenUsage, finish_reason_for, openai_completion_id,
 };
+use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
 use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
 
@@ -153,7 +153,7 @@ impl AnthropicToOpenAiStream {
             "tool_use" if self.json_output_tool && field("name") == JSON_OUTPUT_TOOL => {
                 Block::Text {
                     started: false,
-                    json_input: Some(initial_input(block)),
+                    json_input: Some(arguments_json(block.get("input"))),
                 }
             }
             "tool_use" => {
@@ -174,7 +174,7 @@ impl AnthropicToOpenAiStream {
                 Block::Tool {
                     ordinal,
                     sent_arguments: false,
-                    input: initial_input(block),
+                    input: arguments_json(block.get("input")),
                 }
             }
             "thinking" => {
@@ -422,14 +422,6 @@ fn server_error(message: &str, code: &'static str) -> OpenAiError {
         code: Some(code),
         message: message.to_owned(),
         should_retry: None,
-    }
-}
-
-/// A `tool_use` block's starting input as compact JSON; `{}` when absent.
-fn initial_input(block: &Value) -> String {
-    match block.get("input") {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(input) => input.to_string(),
     }
 }
 
