@@ -41,8 +41,8 @@ pub fn anthropic_to_openai(
         .map(Vec::as_slice)
         .unwrap_or_default();
 
-    let mut content = TextJoiner::default();
-    let mut reasoning = ReasoningJoiner::default();
+    let mut content = Joiner::text();
+    let mut reasoning = Joiner::reasoning();
     let mut signature = None;
     let mut tool_calls = Vec::new();
     for block in blocks {
@@ -161,20 +161,46 @@ struct OaiFunction {
     arguments: String,
 }
 
-/// Joins text segments as §1.2.2 says: nothing between adjacent text blocks, `"\n\n"` when another block
-/// separated them. The Route A stream uses the same rule so streamed and non-streamed content are equal.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct TextJoiner {
+/// Joins the segments of one message field. [`Joiner::text`] follows §1.2.2: nothing between adjacent text
+/// blocks, `"\n\n"` when another block separated them. [`Joiner::reasoning`] joins thinking texts with `"\n"`
+/// (§2.1 `reasoning_content`). The Route A stream uses the same rules so streamed and non-streamed content
+/// are equal.
+#[derive(Debug, Clone)]
+pub(crate) struct Joiner {
     text: String,
     any: bool,
     separated: bool,
+    /// What goes between two segments that are separated.
+    between: &'static str,
+    /// Adjacent segments are separated too, not only those with another block between them.
+    always_separated: bool,
 }
 
-impl TextJoiner {
-    /// The separator to put before a new, non-empty text segment, and records that the segment was added.
+impl Joiner {
+    /// Text blocks: `"\n\n"` only where another block came between.
+    pub(crate) fn text() -> Self {
+        Self::new("\n\n", false)
+    }
+
+    /// Thinking texts: `"\n"` between any two.
+    pub(crate) fn reasoning() -> Self {
+        Self::new("\n", true)
+    }
+
+    fn new(between: &'static str, always_separated: bool) -> Self {
+        Self {
+            text: String::new(),
+            any: false,
+            separated: false,
+            between,
+            always_separated,
+        }
+    }
+
+    /// The separator to put before a new, non-empty segment, and records that the segment was added.
     pub(crate) fn separator(&mut self) -> &'static str {
-        let sep = if self.any && self.separated {
-            "\n\n"
+        let sep = if self.any && (self.always_separated || self.separated) {
+            self.between
         } else {
             ""
         };
@@ -183,39 +209,11 @@ impl TextJoiner {
         sep
     }
 
-    /// A block that is not text passed by.
+    /// A block of another kind passed by.
     pub(crate) fn mark_other_block(&mut self) {
         if self.any {
             self.separated = true;
         }
-    }
-
-    fn push(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let sep = self.separator();
-        self.text.push_str(sep);
-        self.text.push_str(text);
-    }
-
-    fn finish(self) -> Option<String> {
-        self.any.then_some(self.text)
-    }
-}
-
-/// Joins thinking texts with `"\n"` (§2.1 `reasoning_content`).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ReasoningJoiner {
-    text: String,
-    any: bool,
-}
-
-impl ReasoningJoiner {
-    pub(crate) fn separator(&mut self) -> &'static str {
-        let sep = if self.any { "\n" } else { "" };
-        self.any = true;
-        sep
     }
 
     fn push(&mut self, text: &str) {

@@ -15,7 +15,7 @@ use crate::protocol::convert::error::{
     OpenAiError, anthropic_event_error, openai_error_for_anthropic,
 };
 use crate::protocol::convert::response::{
-    OaiUsage, ReasoningJoiner, TextJoiner, TokenUsage, finish_reason_for, openai_completion_id,
+    Joiner, OaiUsage, TokenUsage, finish_reason_for, openai_completion_id,
 };
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
 use crate::protocol::convert::{ConvertContext, RequestFacts};
@@ -34,8 +34,8 @@ pub struct AnthropicToOpenAiStream {
     /// Upstream block index → what the block is.
     blocks: Vec<(u64, Block)>,
     next_tool: u32,
-    text: TextJoiner,
-    reasoning: ReasoningJoiner,
+    text: Joiner,
+    reasoning: Joiner,
     usage: TokenUsage,
     stop_reason: Option<String>,
     saw_tool_call: bool,
@@ -73,8 +73,8 @@ impl AnthropicToOpenAiStream {
             chunk_id: None,
             blocks: Vec::new(),
             next_tool: 0,
-            text: TextJoiner::default(),
-            reasoning: ReasoningJoiner::default(),
+            text: Joiner::text(),
+            reasoning: Joiner::reasoning(),
             usage: TokenUsage::default(),
             stop_reason: None,
             saw_tool_call: false,
