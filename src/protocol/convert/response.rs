@@ -318,10 +318,7 @@ pub fn openai_to_anthropic(
     );
     let usage = match completion.get("usage").filter(|u| u.is_object()) {
         Some(usage) => TokenUsage::from_openai(usage),
-        None => TokenUsage {
-            input: facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        },
+        None => TokenUsage::estimated(facts.input_tokens_estimate),
     };
     let message = AntMessage {
         id: anthropic_message_id(
@@ -455,6 +452,15 @@ fn count(v: &Value, key: &str) -> Option<u64> {
 }
 
 impl TokenUsage {
+    /// Route B before (or without) the upstream's own counts: the request's local input estimate, nothing
+    /// else (§5.2).
+    pub(crate) fn estimated(input_tokens: u64) -> Self {
+        Self {
+            input: input_tokens,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn from_anthropic(usage: &Value) -> Self {
         let mut u = Self::default();
         u.merge_anthropic(usage);

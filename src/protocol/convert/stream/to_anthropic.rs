@@ -339,10 +339,7 @@ impl OpenAiToAnthropicStream {
         }
         self.started = true;
         let id = anthropic_message_id(upstream_id, &self.response_id);
-        let mut usage = self.usage.unwrap_or(TokenUsage {
-            input: self.facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        });
+        let mut usage = self.usage_so_far();
         usage.output = 1;
         usage.thinking = None;
         let message = StartMessage {
@@ -356,6 +353,12 @@ impl OpenAiToAnthropicStream {
             usage: usage.to_anthropic(),
         };
         self.emit(out, &Event::MessageStart { message });
+    }
+
+    /// The upstream's cumulative usage, or the input estimate while it has reported none.
+    fn usage_so_far(&self) -> TokenUsage {
+        self.usage
+            .unwrap_or(TokenUsage::estimated(self.facts.input_tokens_estimate))
     }
 
     /// The normal end: `message_delta` with the stop reason and cumulative usage, then `message_stop`.
@@ -372,10 +375,7 @@ impl OpenAiToAnthropicStream {
         } else {
             None
         };
-        let usage = self.usage.unwrap_or(TokenUsage {
-            input: self.facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        });
+        let usage = self.usage_so_far();
         let event = Event::MessageDelta {
             delta: MessageDeltaBody {
                 stop_reason,
