@@ -58,6 +58,16 @@ pub fn synthetic_tool_id(seed: &str) -> String {
     id
 }
 
+/// An opaque end-user id (`metadata.user_id`, `user`) as the upstream accepts it: ids longer than
+/// `max_chars` characters become their SHA-256 in hex (§1.1.1, §1.2.1).
+pub(crate) fn user_id_within(id: &str, max_chars: usize) -> String {
+    if id.chars().count() > max_chars {
+        sha256_hex(id)
+    } else {
+        id.to_owned()
+    }
+}
+
 /// Makes `id` distinct from an equal id assigned earlier to a different original (`a.b` and `a_b` both
 /// sanitise to `a_b`): appends `_` + 6 hex digits of the original's SHA-256, so the later one differs.
 pub(crate) fn push_collision_suffix(id: &mut String, original: &str) {

@@ -21,9 +21,10 @@ mod tool_ids;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{ConvertError, ModelOptions};
+use fields::{Path, get, invalid_type};
 
 pub use super::RequestFacts;
 pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
@@ -50,6 +51,16 @@ fn clamp_max_tokens(requested: u64, options: &ModelOptions) -> u64 {
     match options.max_output_tokens {
         Some(cap) => requested.min(u64::from(cap)),
         None => requested,
+    }
+}
+
+/// A tool's JSON schema (OpenAI `parameters`, Anthropic `input_schema`), which both protocols carry as is:
+/// an object, or an empty object schema when absent.
+fn tool_schema(tool: &Map<String, Value>, key: &str, at: &Path) -> Result<Value, ConvertError> {
+    match get(tool, key) {
+        None => Ok(json!({"type": "object", "properties": {}})),
+        Some(schema @ Value::Object(_)) => Ok(schema.clone()),
+        Some(_) => Err(invalid_type(&at.key(key), "an object")),
     }
 }
 

@@ -15,8 +15,8 @@ use super::fields::{
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
 };
 use super::tool_ids::AnthropicToolIds;
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body};
-use crate::protocol::convert::ids::sha256_hex;
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body, tool_schema};
+use crate::protocol::convert::ids::user_id_within;
 use crate::protocol::convert::signature::is_router_minted_signature;
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ThinkingMode};
@@ -813,12 +813,10 @@ fn tool_definition(
     if let Some(description) = opt_str(function, "description", at)? {
         tool.insert("description".to_owned(), Value::from(description));
     }
-    let schema = match get(function, "parameters") {
-        None => json!({"type": "object", "properties": {}}),
-        Some(schema @ Value::Object(_)) => schema.clone(),
-        Some(_) => return Err(invalid_type(&at.key("parameters"), "an object")),
-    };
-    tool.insert("input_schema".to_owned(), schema);
+    tool.insert(
+        "input_schema".to_owned(),
+        tool_schema(function, "parameters", at)?,
+    );
     // `strict` belongs to Anthropic's structured-output feature; hosts without it may reject the field.
     if opt_bool(function, "strict", at)? == Some(true) && options.supports_output_format {
         tool.insert("strict".to_owned(), Value::Bool(true));
@@ -1138,11 +1136,5 @@ fn user_id(req: &Map<String, Value>) -> Result<Option<String>, ConvertError> {
         Some(user) => Some(user),
         None => opt_str(req, "safety_identifier", &at)?.filter(|u| !u.is_empty()),
     };
-    Ok(user.map(|u| {
-        if u.chars().count() > USER_ID_MAX_CHARS {
-            sha256_hex(u)
-        } else {
-            u.to_owned()
-        }
-    }))
+    Ok(user.map(|u| user_id_within(u, USER_ID_MAX_CHARS)))
 }

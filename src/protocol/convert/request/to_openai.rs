@@ -10,8 +10,10 @@ use super::fields::{
     Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter,
 };
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body};
-use crate::protocol::convert::ids::{ToolNameMap, openai_tool_id, openai_tool_name, sha256_hex};
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body, tool_schema};
+use crate::protocol::convert::ids::{
+    ToolNameMap, openai_tool_id, openai_tool_name, user_id_within,
+};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::tool_calls::{RAW_ARGUMENTS_KEY, arguments_json};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ReasoningDialect};
@@ -673,12 +675,10 @@ fn convert_tools(
         if let Some(description) = opt_str(obj, "description", &p)? {
             function.insert("description".to_owned(), Value::from(description));
         }
-        let parameters = match get(obj, "input_schema") {
-            None => json!({"type": "object", "properties": {}}),
-            Some(schema @ Value::Object(_)) => schema.clone(),
-            Some(_) => return Err(invalid_type(&p.key("input_schema"), "an object")),
-        };
-        function.insert("parameters".to_owned(), parameters);
+        function.insert(
+            "parameters".to_owned(),
+            tool_schema(obj, "input_schema", &p)?,
+        );
         if let Some(strict) = opt_bool(obj, "strict", &p)? {
             function.insert("strict".to_owned(), Value::Bool(strict));
         }
@@ -865,11 +865,5 @@ fn user(req: &Map<String, Value>) -> Result<Option<String>, ConvertError> {
         return Ok(None);
     };
     let user_id = opt_str(metadata, "user_id", &at.key("metadata"))?.filter(|u| !u.is_empty());
-    Ok(user_id.map(|u| {
-        if u.chars().count() > USER_MAX_CHARS {
-            sha256_hex(u)
-        } else {
-            u.to_owned()
-        }
-    }))
+    Ok(user_id.map(|u| user_id_within(u, USER_MAX_CHARS)))
 }
