@@ -22,6 +22,9 @@ pub mod stream;
 pub mod token_count;
 pub mod tool_calls;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 /// What the request converter learnt that the response and stream converters need. The request converters
 /// ([`request::openai_to_anthropic`], [`request::anthropic_to_openai`]) produce it in
 /// [`request::ConvertedRequest::facts`]; the server hands it unchanged to [`response`] and [`stream`].

@@ -684,7 +684,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::convert::ids::ToolNameMap;
-    use crate::protocol::convert::stream::test_support::{SIGNING_KEY, ctx};
+    use crate::protocol::convert::test_support::{SIGNING_KEY, ctx};
 
     // ----- Route A -----
 

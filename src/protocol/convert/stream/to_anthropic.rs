@@ -590,7 +590,7 @@ mod tests {
     use super::*;
     use crate::protocol::convert::ids::ToolNameMap;
     use crate::protocol::convert::response::openai_to_anthropic;
-    use crate::protocol::convert::stream::test_support::{
+    use crate::protocol::convert::test_support::{
         AnthropicResult, SIGNING_KEY, check_anthropic, converted, ctx, data_values, has_multibyte,
         oai,
     };

@@ -504,7 +504,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::convert::response::anthropic_to_openai;
-    use crate::protocol::convert::stream::test_support::{
+    use crate::protocol::convert::test_support::{
         OpenAiResult, ant, check_openai, converted, ctx, data_values, has_multibyte,
     };
 
