@@ -99,11 +99,7 @@ pub fn openai_tool_name(name: &str) -> Cow<'_, str> {
         .map(|c| if is_id_char(c) { c } else { '_' })
         .collect();
     out.push('_');
-    out.push_str(&hex(&ring::digest::digest(
-        &ring::digest::SHA256,
-        name.as_bytes(),
-    )
-    .as_ref()[..4]));
+    out.push_str(&sha256_hex(name)[..8]);
     Cow::Owned(out)
 }
 
