@@ -9,12 +9,62 @@
 //! [`ConvertContext`].
 
 use serde::Deserialize;
+use serde_json::Value;
+
+use ids::ToolNameMap;
 
 pub mod error;
+pub mod ids;
 pub mod request;
 pub mod response;
+pub mod signature;
 pub mod stream;
 pub mod token_count;
+pub mod tool_calls;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+/// What the request converter learnt that the response and stream converters need. The request converters
+/// ([`request::openai_to_anthropic`], [`request::anthropic_to_openai`]) produce it in
+/// [`request::ConvertedRequest::facts`]; the server hands it unchanged to [`response`] and [`stream`].
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// Route A: the client's `stream_options.include_usage` (only ever true when streaming).
+    pub include_usage: bool,
+    /// Route B: upstream (OpenAI-safe) tool name → the client's original name, for responses and streams
+    /// (§1.2.4 reverse mapping).
+    pub tool_names: ToolNameMap,
+    /// Route A: structured output is emulated with the synthetic `json_output` tool (§1.1.8), so the
+    /// response must turn that tool's input into the message content.
+    pub json_output_tool: bool,
+    /// Route B: local estimate of the prompt size for `message_start.usage.input_tokens`, and for `usage`
+    /// when the upstream reports none (§3.4, §5.2).
+    pub input_tokens_estimate: u64,
+    /// The upstream request ends up with thinking / reasoning switched on.
+    pub thinking_enabled: bool,
+    /// Route B: the client sent `max_tokens: 0` (a cache pre-warm). The server should answer locally with an
+    /// empty message and `stop_reason: "max_tokens"` instead of calling the upstream (§1.2.1); the body is
+    /// still a valid request (`max_tokens` 1) in case it is sent anyway.
+    pub cache_prewarm: bool,
+    /// Route B: the request's `stop_sequences` as sent upstream (the first four), so a vLLM-style
+    /// `stop_reason` string can be reported as `stop_sequence` (§2.2). Empty when unknown; then
+    /// `stop_sequence` is always `null`.
+    pub stop_sequences: Vec<String>,
+}
+
+impl RequestFacts {
+    /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
+    pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
+        let matched = stop_reason?.as_str()?;
+        self.stop_sequences
+            .iter()
+            .any(|s| s == matched)
+            .then(|| matched.to_owned())
+    }
+}
 
 /// How a deployment wants thinking requested (Route A, §1.1.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! Non-streaming responses (spec §2), and the pieces the stream converters share with them: stop-reason
-//! mapping (§2.3), usage arithmetic (§2.4), response ids, tool ids (§1.3.5) and router-minted thinking
-//! signatures (§1.3.6).
+//! mapping (§2.3), usage arithmetic (§2.4), response ids and per-response tool ids (§1.3.5). Tool-id
+//! sanitising and router-minted thinking signatures (§1.3.6) come from [`super::ids`] and
+//! [`super::signature`], shared with the request side.
 //!
 //! Route A: an Anthropic `Message` becomes an OpenAI `ChatCompletion` ([`anthropic_to_openai`]).
 //! Route B: an OpenAI `ChatCompletion` becomes an Anthropic `Message` ([`openai_to_anthropic`]).
@@ -10,51 +11,13 @@
 
 use std::borrow::Cow;
 
-use base64::Engine as _;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{ConvertContext, ConvertError};
-
-/// Facts about the original request that the response side needs (filled by the server from the request
-/// conversion's `RequestFacts`).
-#[derive(Debug, Clone, Default)]
-pub struct ResponseFacts {
-    /// Route A: the OAI client asked for `stream_options.include_usage`.
-    pub include_usage: bool,
-    /// Route A: the synthetic `json_output` tool carries structured output (§1.1.8); its input becomes the
-    /// message content.
-    pub json_output_tool: bool,
-    /// Route B: `message_start.usage.input_tokens` before the real count is known (§5.2 estimate).
-    pub input_tokens_estimate: u64,
-    /// Route B: (upstream OAI tool name, original ANT name) for names shortened on the request side.
-    pub tool_names: Vec<(String, String)>,
-    /// Route B: the request's `stop_sequences`, so a vLLM-style `stop_reason` string can be reported as
-    /// `stop_sequence` (§2.2). Empty when unknown; then `stop_sequence` is always `null`.
-    pub stop_sequences: Vec<String>,
-}
-
-impl ResponseFacts {
-    /// The client-facing name of an upstream tool name (§1.2.4 reverse mapping).
-    pub(crate) fn original_tool_name<'a>(&'a self, upstream: &'a str) -> &'a str {
-        self.tool_names
-            .iter()
-            .find(|(shortened, _)| shortened == upstream)
-            .map_or(upstream, |(_, original)| original.as_str())
-    }
-
-    /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
-    pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
-        let matched = stop_reason?.as_str()?;
-        self.stop_sequences
-            .iter()
-            .any(|s| s == matched)
-            .then(|| matched.to_owned())
-    }
-}
-
-/// Name of the synthetic structured-output tool (§1.1.8).
-pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
+use super::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
+use super::signature::mint_thinking_signature;
+use super::tool_calls::{JSON_OUTPUT_TOOL, arguments_json, parse_tool_arguments};
+use super::{ConvertContext, ConvertError, RequestFacts};
 
 // ---------------------------------------------------------------------------------------------------------
 // Route A: ANT Message → OAI ChatCompletion (§2.1)
@@ -64,7 +27,7 @@ pub(crate) const JSON_OUTPUT_TOOL: &str = "json_output";
 pub fn anthropic_to_openai(
     body: &[u8],
     ctx: &ConvertContext,
-    facts: &ResponseFacts,
+    facts: &RequestFacts,
 ) -> Result<Vec<u8>, ConvertError> {
     let message: Value = parse_upstream(body, "Anthropic message")?;
     if message.get("type").and_then(Value::as_str) == Some("error") {
@@ -78,8 +41,8 @@ pub fn anthropic_to_openai(
         .map(Vec::as_slice)
         .unwrap_or_default();
 
-    let mut content = TextJoiner::default();
-    let mut reasoning = ReasoningJoiner::default();
+    let mut content = Joiner::text();
+    let mut reasoning = Joiner::reasoning();
     let mut signature = None;
     let mut tool_calls = Vec::new();
     for block in blocks {
@@ -94,9 +57,9 @@ pub fn anthropic_to_openai(
             }
             Some("tool_use") => {
                 let name = str_field(block, "name");
-                let input = block.get("input").unwrap_or(&Value::Null);
+                let arguments = arguments_json(block.get("input"));
                 if facts.json_output_tool && name == JSON_OUTPUT_TOOL {
-                    content.push(&compact_json_object(input));
+                    content.push(&arguments);
                     continue;
                 }
                 content.mark_other_block();
@@ -105,7 +68,7 @@ pub fn anthropic_to_openai(
                     kind: "function",
                     function: OaiFunction {
                         name: name.to_owned(),
-                        arguments: compact_json_object(input),
+                        arguments,
                     },
                 });
             }
@@ -198,20 +161,46 @@ struct OaiFunction {
     arguments: String,
 }
 
-/// Joins text segments as §1.2.2 says: nothing between adjacent text blocks, `"\n\n"` when another block
-/// separated them. The Route A stream uses the same rule so streamed and non-streamed content are equal.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct TextJoiner {
+/// Joins the segments of one message field. [`Joiner::text`] follows §1.2.2: nothing between adjacent text
+/// blocks, `"\n\n"` when another block separated them. [`Joiner::reasoning`] joins thinking texts with `"\n"`
+/// (§2.1 `reasoning_content`). The Route A stream uses the same rules so streamed and non-streamed content
+/// are equal.
+#[derive(Debug, Clone)]
+pub(crate) struct Joiner {
     text: String,
     any: bool,
     separated: bool,
+    /// What goes between two segments that are separated.
+    between: &'static str,
+    /// Adjacent segments are separated too, not only those with another block between them.
+    always_separated: bool,
 }
 
-impl TextJoiner {
-    /// The separator to put before a new, non-empty text segment, and records that the segment was added.
+impl Joiner {
+    /// Text blocks: `"\n\n"` only where another block came between.
+    pub(crate) fn text() -> Self {
+        Self::new("\n\n", false)
+    }
+
+    /// Thinking texts: `"\n"` between any two.
+    pub(crate) fn reasoning() -> Self {
+        Self::new("\n", true)
+    }
+
+    fn new(between: &'static str, always_separated: bool) -> Self {
+        Self {
+            text: String::new(),
+            any: false,
+            separated: false,
+            between,
+            always_separated,
+        }
+    }
+
+    /// The separator to put before a new, non-empty segment, and records that the segment was added.
     pub(crate) fn separator(&mut self) -> &'static str {
-        let sep = if self.any && self.separated {
-            "\n\n"
+        let sep = if self.any && (self.always_separated || self.separated) {
+            self.between
         } else {
             ""
         };
@@ -220,39 +209,11 @@ impl TextJoiner {
         sep
     }
 
-    /// A block that is not text passed by.
+    /// A block of another kind passed by.
     pub(crate) fn mark_other_block(&mut self) {
         if self.any {
             self.separated = true;
         }
-    }
-
-    fn push(&mut self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let sep = self.separator();
-        self.text.push_str(sep);
-        self.text.push_str(text);
-    }
-
-    fn finish(self) -> Option<String> {
-        self.any.then_some(self.text)
-    }
-}
-
-/// Joins thinking texts with `"\n"` (§2.1 `reasoning_content`).
-#[derive(Debug, Default, Clone)]
-pub(crate) struct ReasoningJoiner {
-    text: String,
-    any: bool,
-}
-
-impl ReasoningJoiner {
-    pub(crate) fn separator(&mut self) -> &'static str {
-        let sep = if self.any { "\n" } else { "" };
-        self.any = true;
-        sep
     }
 
     fn push(&mut self, text: &str) {
@@ -277,7 +238,7 @@ impl ReasoningJoiner {
 pub fn openai_to_anthropic(
     body: &[u8],
     ctx: &ConvertContext,
-    facts: &ResponseFacts,
+    facts: &RequestFacts,
 ) -> Result<Vec<u8>, ConvertError> {
     let completion: Value = parse_upstream(body, "OpenAI chat completion")?;
     if completion.get("error").is_some_and(|e| !e.is_null()) {
@@ -341,7 +302,7 @@ pub fn openai_to_anthropic(
         let id = tool_ids.assign(call.get("id").and_then(Value::as_str), content.len());
         content.push(AntBlock::ToolUse {
             id,
-            name: facts.original_tool_name(name).to_owned(),
+            name: facts.tool_names.original(name).to_owned(),
             input: parse_tool_arguments(&arguments),
         });
         saw_tool = true;
@@ -357,10 +318,7 @@ pub fn openai_to_anthropic(
     );
     let usage = match completion.get("usage").filter(|u| u.is_object()) {
         Some(usage) => TokenUsage::from_openai(usage),
-        None => TokenUsage {
-            input: facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        },
+        None => TokenUsage::estimated(facts.input_tokens_estimate),
     };
     let message = AntMessage {
         id: anthropic_message_id(
@@ -436,30 +394,6 @@ fn message_text(content: Option<&Value>) -> String {
     }
 }
 
-/// Tool-call arguments (a JSON string) → ANT `input` (a JSON object), per §1.1.2 `parse`: blank → `{}`, an
-/// object → itself, anything else → `{"_raw_arguments": original}` so the model's output is not lost.
-pub(crate) fn parse_tool_arguments(arguments: &str) -> Value {
-    if arguments.trim().is_empty() {
-        return Value::Object(Map::new());
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(object @ Value::Object(_)) => object,
-        _ => {
-            let mut raw = Map::new();
-            raw.insert("_raw_arguments".into(), Value::String(arguments.into()));
-            Value::Object(raw)
-        }
-    }
-}
-
-/// ANT `input` → OAI `arguments`: compact JSON, a missing input counts as `{}` (§1.3.4).
-fn compact_json_object(input: &Value) -> String {
-    match input {
-        Value::Null => "{}".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Stop reasons (§2.3)
 // ---------------------------------------------------------------------------------------------------------
@@ -518,6 +452,15 @@ fn count(v: &Value, key: &str) -> Option<u64> {
 }
 
 impl TokenUsage {
+    /// Route B before (or without) the upstream's own counts: the request's local input estimate, nothing
+    /// else (§5.2).
+    pub(crate) fn estimated(input_tokens: u64) -> Self {
+        Self {
+            input: input_tokens,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn from_anthropic(usage: &Value) -> Self {
         let mut u = Self::default();
         u.merge_anthropic(usage);
@@ -636,7 +579,7 @@ struct AntOutputDetails {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Ids and signatures
+// Ids
 // ---------------------------------------------------------------------------------------------------------
 
 /// OAI completion id: `chatcmpl-` + the ANT message id, else the injected id (§2.1).
@@ -669,39 +612,9 @@ fn with_prefix(prefix: &str, id: &str) -> String {
     }
 }
 
-/// `llmr1.` + base64url (unpadded) of HMAC-SHA256(key, thinking text) (§1.3.6). The prefix lets the request
-/// side recognise and strip the router's own signatures before anything reaches an Anthropic upstream.
-pub(crate) fn mint_thinking_signature(key: &[u8], thinking: &str) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    let tag = ring::hmac::sign(&key, thinking.as_bytes());
-    format!(
-        "llmr1.{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
-    )
-}
-
-fn sha256_hex(data: &[u8], hex_chars: usize) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest.as_ref() {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex.truncate(hex_chars);
-    hex
-}
-
-/// §1.3.5: ANT tool ids must match `^[a-zA-Z0-9_-]+$`; every other character becomes `_`.
-pub(crate) fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
-    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if id.chars().all(valid) {
-        Cow::Borrowed(id)
-    } else {
-        Cow::Owned(id.chars().map(|c| if valid(c) { c } else { '_' }).collect())
-    }
-}
-
 /// Assigns client-facing tool ids within one response: sanitised (§1.3.5), de-duplicated when two different
-/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none.
+/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none. The
+/// rewriting rules are the shared ones of [`convert::ids`](super::ids).
 #[derive(Debug, Clone)]
 pub(crate) struct ToolIds {
     response_id: String,
@@ -721,8 +634,7 @@ impl ToolIds {
     pub(crate) fn assign(&mut self, upstream: Option<&str>, seq: usize) -> String {
         let original = upstream.unwrap_or("");
         let mut id = if original.is_empty() {
-            let seed = format!("{}:{seq}", self.response_id);
-            format!("toolu_{}", sha256_hex(seed.as_bytes(), 24))
+            synthetic_tool_id(&format!("{}:{seq}", self.response_id))
         } else {
             sanitize_tool_id(original).into_owned()
         };
@@ -731,7 +643,7 @@ impl ToolIds {
             .iter()
             .any(|(taken, from)| *taken == id && from != original)
         {
-            id = format!("{id}_{}", sha256_hex(original.as_bytes(), 6));
+            push_collision_suffix(&mut id, original);
         }
         self.assigned.push((id.clone(), original.to_owned()));
         id
@@ -771,7 +683,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::protocol::convert::stream::test_support::{SIGNING_KEY, ctx};
+    use crate::protocol::convert::ids::ToolNameMap;
+    use crate::protocol::convert::test_support::{SIGNING_KEY, ctx};
 
     // ----- Route A -----
 
@@ -784,7 +697,7 @@ mod tests {
         json!({"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":15})
     }
 
-    fn to_openai(message: &Value, facts: &ResponseFacts) -> Value {
+    fn to_openai(message: &Value, facts: &RequestFacts) -> Value {
         let body = anthropic_to_openai(message.to_string().as_bytes(), &ctx(), facts).unwrap();
         let completion: Value = serde_json::from_slice(&body).unwrap();
         // §2.4 invariant on every fixture: prompt_tokens counts cached and written tokens.
@@ -810,7 +723,7 @@ mod tests {
             json!("end_turn"),
             base_usage(),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(
             completion,
             json!({"id":"chatcmpl-msg_01","object":"chat.completion","created":1_700_000_000,"model":"client-model",
@@ -834,7 +747,7 @@ mod tests {
             json!("tool_use"),
             json!({"input_tokens":5,"output_tokens":7,"output_tokens_details":{"thinking_tokens":4}}),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         let choice = &completion["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         let msg = &choice["message"];
@@ -877,7 +790,7 @@ mod tests {
             json!("end_turn"),
             base_usage(),
         );
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         let msg = &completion["choices"][0]["message"];
         assert_eq!(msg["content"], "AB\n\nC");
         assert!(msg.get("tool_calls").is_none(), "server tools are dropped");
@@ -887,7 +800,7 @@ mod tests {
     #[test]
     fn route_a_empty_message_has_empty_string_content() {
         let message = ant_message(json!([]), json!("max_tokens"), base_usage());
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(completion["choices"][0]["message"]["content"], "");
         assert_eq!(completion["choices"][0]["finish_reason"], "length");
     }
@@ -899,9 +812,9 @@ mod tests {
             json!("tool_use"),
             base_usage(),
         );
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             json_output_tool: true,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let completion = to_openai(&message, &facts);
         let choice = &completion["choices"][0];
@@ -909,7 +822,7 @@ mod tests {
         assert!(choice["message"].get("tool_calls").is_none());
         assert_eq!(choice["finish_reason"], "stop");
         // Without the fact, a tool named json_output is an ordinary tool call.
-        let plain = to_openai(&message, &ResponseFacts::default());
+        let plain = to_openai(&message, &RequestFacts::default());
         assert_eq!(plain["choices"][0]["finish_reason"], "tool_calls");
     }
 
@@ -921,7 +834,7 @@ mod tests {
             base_usage(),
         );
         message["id"] = json!("");
-        let completion = to_openai(&message, &ResponseFacts::default());
+        let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(completion["id"], "chatcmpl-resp01");
         assert_eq!(completion["choices"][0]["finish_reason"], "stop");
     }
@@ -933,7 +846,7 @@ mod tests {
             b"[1,2]",
             br#"{"type":"error","error":{"type":"api_error"}}"#,
         ] {
-            let err = anthropic_to_openai(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            let err = anthropic_to_openai(body, &ctx(), &RequestFacts::default()).unwrap_err();
             assert_eq!(err.code, Some("bad_upstream_response"));
         }
     }
@@ -967,7 +880,7 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":1000}})
     }
 
-    fn to_anthropic(completion: &Value, facts: &ResponseFacts) -> Value {
+    fn to_anthropic(completion: &Value, facts: &RequestFacts) -> Value {
         let body = openai_to_anthropic(completion.to_string().as_bytes(), &ctx(), facts).unwrap();
         let message: Value = serde_json::from_slice(&body).unwrap();
         // §2.4 invariant on every fixture.
@@ -991,7 +904,7 @@ mod tests {
             base_oai_usage(),
         );
         assert_eq!(
-            to_anthropic(&completion, &ResponseFacts::default()),
+            to_anthropic(&completion, &RequestFacts::default()),
             json!({"id":"msg_chatcmpl9xYz","type":"message","role":"assistant","model":"client-model",
                 "content":[{"type":"text","text":"Hello"}],"stop_reason":"end_turn","stop_sequence":null,
                 "usage":{"input_tokens":200,"cache_creation_input_tokens":0,"cache_read_input_tokens":1000,"output_tokens":80}})
@@ -1012,12 +925,12 @@ mod tests {
             json!("stop"),
             json!({"prompt_tokens":30,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}),
         );
-        let facts = ResponseFacts {
-            tool_names: vec![(
-                "mcp__s__short_abcd1234".into(),
-                "mcp__server__original_long_tool_name".into(),
-            )],
-            ..ResponseFacts::default()
+        let facts = RequestFacts {
+            tool_names: ToolNameMap::from_renamed([(
+                "mcp__s__short_abcd1234",
+                "mcp__server__original_long_tool_name",
+            )]),
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         let content = message["content"].as_array().unwrap();
@@ -1054,7 +967,7 @@ mod tests {
             json!("stop"),
             base_oai_usage(),
         );
-        let message = to_anthropic(&completion, &ResponseFacts::default());
+        let message = to_anthropic(&completion, &RequestFacts::default());
         assert_eq!(message["content"][0]["thinking"], "Hmm.");
         assert_eq!(
             message["content"][1],
@@ -1072,9 +985,9 @@ mod tests {
     fn route_b_content_parts_and_no_usage() {
         let completion = json!({"id":"","choices":[{"index":0,"finish_reason":"length",
             "message":{"role":"assistant","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]});
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             input_tokens_estimate: 321,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         assert_eq!(
@@ -1091,9 +1004,9 @@ mod tests {
         let mut completion =
             oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
         completion["choices"][0]["stop_reason"] = json!("###");
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             stop_sequences: vec!["###".into()],
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
         assert_eq!(message["stop_reason"], "stop_sequence");
@@ -1116,7 +1029,7 @@ mod tests {
             json!({"prompt_tokens":500,"completion_tokens":1,
                 "prompt_tokens_details":{"cached_tokens":300,"cache_write_tokens":150}}),
         );
-        let u = &to_anthropic(&completion, &ResponseFacts::default())["usage"];
+        let u = &to_anthropic(&completion, &RequestFacts::default())["usage"];
         assert_eq!(
             (
                 u["input_tokens"].as_u64(),
@@ -1130,7 +1043,7 @@ mod tests {
             json!("stop"),
             json!({"prompt_tokens":400,"completion_tokens":1,"prompt_cache_hit_tokens":384,"prompt_cache_miss_tokens":16}),
         );
-        let u = &to_anthropic(&deepseek, &ResponseFacts::default())["usage"];
+        let u = &to_anthropic(&deepseek, &RequestFacts::default())["usage"];
         assert_eq!(u["input_tokens"], 16);
         assert_eq!(u["cache_read_input_tokens"], 384);
     }
@@ -1143,7 +1056,7 @@ mod tests {
             b"<html>bad gateway</html>",
             br#"{"error":{"message":"boom"}}"#,
         ] {
-            let err = openai_to_anthropic(body, &ctx(), &ResponseFacts::default()).unwrap_err();
+            let err = openai_to_anthropic(body, &ctx(), &RequestFacts::default()).unwrap_err();
             assert_eq!(
                 err.code,
                 Some("bad_upstream_response"),
@@ -1178,32 +1091,7 @@ mod tests {
         }
     }
 
-    // ----- ids and signatures -----
-
-    #[test]
-    fn minted_signatures_are_keyed_hmacs() {
-        let sig = mint_thinking_signature(b"key", "text");
-        assert!(sig.starts_with("llmr1."));
-        assert_eq!(
-            sig.len(),
-            "llmr1.".len() + 43,
-            "unpadded base64url of 32 bytes"
-        );
-        assert!(!sig.contains(['+', '/', '=']));
-        assert_eq!(sig, mint_thinking_signature(b"key", "text"));
-        assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
-        assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
-        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
-        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
-            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
-            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
-            0x64, 0xec, 0x38, 0x43,
-        ]);
-        assert_eq!(
-            mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),
-            format!("llmr1.{expected}")
-        );
-    }
+    // ----- ids -----
 
     #[test]
     fn tool_ids_are_sanitised_deduplicated_and_minted() {

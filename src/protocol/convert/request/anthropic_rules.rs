@@ -8,8 +8,8 @@
 use memchr::memmem;
 use serde_json::{Map, Value};
 
-use super::signature::is_router_minted_signature;
 use super::{ModelOptions, clamp_max_tokens};
+use crate::protocol::convert::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature};
 use crate::protocol::raw_body::RawBody;
 
 /// Anthropic's smallest accepted `thinking.budget_tokens`.
@@ -29,7 +29,7 @@ pub fn anthropic_same_protocol_fixups(
     options: &ModelOptions,
 ) -> Option<Map<String, Value>> {
     let contains = |needle: &str| memmem::find(body, needle.as_bytes()).is_some();
-    let maybe_minted = contains(super::ROUTER_SIGNATURE_PREFIX);
+    let maybe_minted = contains(ROUTER_SIGNATURE_PREFIX);
     let maybe_ttl = !options.anthropic_native && contains("\"ttl\"");
     let maybe_sampling =
         options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");

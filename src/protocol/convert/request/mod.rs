@@ -6,13 +6,14 @@
 //! - [`anthropic_same_protocol_fixups`]: Anthropic client, Anthropic upstream (§1.3).
 //!
 //! Each returns the upstream body as a top-level JSON object (so the caller can still apply `rewrite_body`)
-//! and the [`RequestFacts`] the response and stream converters need. Tool-id and tool-name rewriting
-//! ([`sanitize_tool_id`], [`openai_tool_name`], [`ToolNameMap`]) and thinking-signature minting
-//! ([`mint_thinking_signature`]) live here because the request decides them; the response side reuses them.
+//! and the [`RequestFacts`] the response and stream converters need (defined at the `convert` level and
+//! re-exported here). Tool-id and tool-name rewriting ([`sanitize_tool_id`], [`openai_tool_name`],
+//! [`ToolNameMap`]) and thinking-signature minting ([`mint_thinking_signature`]) are shared with the response
+//! side; they live in [`convert::ids`](super::ids) and [`convert::signature`](super::signature) and are
+//! re-exported here.
 
 mod anthropic_rules;
 mod fields;
-mod signature;
 mod to_anthropic;
 mod to_openai;
 mod tool_ids;
@@ -20,15 +21,20 @@ mod tool_ids;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{ConvertError, ModelOptions};
+use fields::{Path, get, invalid_type};
 
+pub use super::RequestFacts;
+pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
+pub use super::signature::{
+    ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature,
+};
+pub use super::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
-pub use signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature};
-pub use to_anthropic::{JSON_OUTPUT_TOOL, openai_to_anthropic, parse_tool_arguments};
+pub use to_anthropic::openai_to_anthropic;
 pub use to_openai::anthropic_to_openai;
-pub use tool_ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
 
 /// A converted request, ready for the upstream.
 #[derive(Debug, Clone)]
@@ -39,34 +45,22 @@ pub struct ConvertedRequest {
     pub facts: RequestFacts,
 }
 
-/// What the request converter learnt that the response and stream converters need.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFacts {
-    /// The client asked for a stream.
-    pub stream: bool,
-    /// Route A: the client's `stream_options.include_usage` (only ever true when streaming).
-    pub include_usage: bool,
-    /// Route B: upstream (OpenAI-safe) tool name → the client's original name, for responses and streams.
-    pub tool_names: ToolNameMap,
-    /// Route A: structured output is emulated with the synthetic `json_output` tool (§1.1.8), so the
-    /// response must turn that tool's input into the message content.
-    pub json_output_tool: bool,
-    /// Route B: local estimate of the prompt size for `message_start.usage.input_tokens` (§3.4, §5.2).
-    pub input_tokens_estimate: u64,
-    /// The upstream request ends up with thinking / reasoning switched on.
-    pub thinking_enabled: bool,
-    /// Route B: the client sent `max_tokens: 0` (a cache pre-warm). The server should answer locally with an
-    /// empty message and `stop_reason: "max_tokens"` instead of calling the upstream (§1.2.1); the body is
-    /// still a valid request (`max_tokens` 1) in case it is sent anyway.
-    pub cache_prewarm: bool,
-}
-
 /// `max_tokens` after the deployment's cap (§1.1.4). Clients such as Claude Code send 32000 regardless of the
 /// model, so every route clamps.
 fn clamp_max_tokens(requested: u64, options: &ModelOptions) -> u64 {
     match options.max_output_tokens {
         Some(cap) => requested.min(u64::from(cap)),
         None => requested,
+    }
+}
+
+/// A tool's JSON schema (OpenAI `parameters`, Anthropic `input_schema`), which both protocols carry as is:
+/// an object, or an empty object schema when absent.
+fn tool_schema(tool: &Map<String, Value>, key: &str, at: &Path) -> Result<Value, ConvertError> {
+    match get(tool, key) {
+        None => Ok(json!({"type": "object", "properties": {}})),
+        Some(schema @ Value::Object(_)) => Ok(schema.clone()),
+        Some(_) => Err(invalid_type(&at.key(key), "an object")),
     }
 }
 
@@ -85,21 +79,6 @@ fn parse_body(body: &[u8]) -> Result<Value, ConvertError> {
         });
     }
     Ok(value)
-}
-
-/// Lowercase hex SHA-256, used wherever the spec replaces an over-long or invalid identifier by its hash.
-fn sha256_hex(data: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, data.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 /// Text that the Anthropic API would reject as a block (empty or whitespace only, ground rule 5).

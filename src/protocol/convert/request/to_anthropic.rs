@@ -14,9 +14,11 @@ use super::fields::{
     Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
 };
-use super::signature::is_router_minted_signature;
 use super::tool_ids::AnthropicToolIds;
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body, sha256_hex};
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body, tool_schema};
+use crate::protocol::convert::ids::user_id_within;
+use crate::protocol::convert::signature::is_router_minted_signature;
+use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ThinkingMode};
 
 /// `max_tokens` when neither the client nor the deployment gives one: accepted by every Claude model.
@@ -25,8 +27,6 @@ const FALLBACK_MAX_TOKENS: u64 = 4096;
 const EMPTY_TURN_TEXT: &str = "(empty)";
 /// Result inserted for a tool call the client history never answered (an interrupted tool call).
 const MISSING_RESULT_TEXT: &str = "(no result)";
-/// The synthetic tool that carries structured output for models without `output_config.format` (§1.1.8).
-pub const JSON_OUTPUT_TOOL: &str = "json_output";
 const JSON_OBJECT_INSTRUCTION: &str = "Reply with a single JSON object and nothing else.";
 /// Longer user ids are hashed (§1.1.1).
 const USER_ID_MAX_CHARS: usize = 256;
@@ -606,19 +606,6 @@ fn tool_use_block(
     Ok(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
 }
 
-/// OpenAI arguments (a JSON string) → Anthropic input (an object): blank → `{}`, an object → itself,
-/// anything else → `{"_raw_arguments": original}` so the request still validates and the model sees what
-/// it produced (§1.1.2, §1.3.4). Responses use it too (§2.2).
-pub fn parse_tool_arguments(arguments: &str) -> Value {
-    if is_blank(arguments) {
-        return json!({});
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(Value::Object(input)) => Value::Object(input),
-        _ => json!({"_raw_arguments": arguments}),
-    }
-}
-
 /// A thinking block replayed from `reasoning_content` + `reasoning_signature` (§1.1.7). Unsigned or
 /// router-signed reasoning is dropped: Anthropic's signature check would reject it.
 fn replayed_thinking(obj: &Map<String, Value>, at: &Path) -> Result<Option<Value>, ConvertError> {
@@ -826,12 +813,10 @@ fn tool_definition(
     if let Some(description) = opt_str(function, "description", at)? {
         tool.insert("description".to_owned(), Value::from(description));
     }
-    let schema = match get(function, "parameters") {
-        None => json!({"type": "object", "properties": {}}),
-        Some(schema @ Value::Object(_)) => schema.clone(),
-        Some(_) => return Err(invalid_type(&at.key("parameters"), "an object")),
-    };
-    tool.insert("input_schema".to_owned(), schema);
+    tool.insert(
+        "input_schema".to_owned(),
+        tool_schema(function, "parameters", at)?,
+    );
     // `strict` belongs to Anthropic's structured-output feature; hosts without it may reject the field.
     if opt_bool(function, "strict", at)? == Some(true) && options.supports_output_format {
         tool.insert("strict".to_owned(), Value::Bool(true));
@@ -1151,11 +1136,5 @@ fn user_id(req: &Map<String, Value>) -> Result<Option<String>, ConvertError> {
         Some(user) => Some(user),
         None => opt_str(req, "safety_identifier", &at)?.filter(|u| !u.is_empty()),
     };
-    Ok(user.map(|u| {
-        if u.chars().count() > USER_ID_MAX_CHARS {
-            sha256_hex(u)
-        } else {
-            u.to_owned()
-        }
-    }))
+    Ok(user.map(|u| user_id_within(u, USER_ID_MAX_CHARS)))
 }

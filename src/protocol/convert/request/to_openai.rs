@@ -10,9 +10,12 @@ use super::fields::{
     Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
     opt_i64, opt_object, opt_str, req_str, unsupported_parameter,
 };
-use super::tool_ids::{ToolNameMap, openai_tool_id, openai_tool_name};
-use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body, sha256_hex};
+use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body, tool_schema};
+use crate::protocol::convert::ids::{
+    ToolNameMap, openai_tool_id, openai_tool_name, user_id_within,
+};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::tool_calls::{RAW_ARGUMENTS_KEY, arguments_json};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ReasoningDialect};
 
 /// OpenAI accepts at most four stop sequences.
@@ -100,7 +103,7 @@ pub fn anthropic_to_openai(
     }
     let stop = stop_sequences(req)?;
     if !stop.is_empty() {
-        out.insert("stop".to_owned(), Value::from(stop));
+        out.insert("stop".to_owned(), Value::from(stop.clone()));
     }
     if stream {
         out.insert("stream".to_owned(), Value::Bool(true));
@@ -123,6 +126,7 @@ pub fn anthropic_to_openai(
             ),
             thinking_enabled,
             cache_prewarm: max_tokens == 0,
+            stop_sequences: stop,
             ..RequestFacts::default()
         },
     })
@@ -627,14 +631,13 @@ fn tool_call(block: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErro
 /// Anthropic input (an object) → OpenAI arguments (a compact JSON string). The `_raw_arguments` wrapper
 /// that Route A uses for unparseable arguments unwraps to the original string.
 fn arguments_string(input: Option<&Value>) -> String {
-    match input {
-        None => "{}".to_owned(),
-        Some(Value::Object(obj)) => match (obj.len(), obj.get("_raw_arguments")) {
-            (1, Some(Value::String(raw))) => raw.clone(),
-            _ => Value::Object(obj.clone()).to_string(),
-        },
-        Some(other) => other.to_string(),
+    if let Some(Value::Object(obj)) = input
+        && obj.len() == 1
+        && let Some(Value::String(raw)) = obj.get(RAW_ARGUMENTS_KEY)
+    {
+        return raw.clone();
     }
+    arguments_json(input)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -672,12 +675,10 @@ fn convert_tools(
         if let Some(description) = opt_str(obj, "description", &p)? {
             function.insert("description".to_owned(), Value::from(description));
         }
-        let parameters = match get(obj, "input_schema") {
-            None => json!({"type": "object", "properties": {}}),
-            Some(schema @ Value::Object(_)) => schema.clone(),
-            Some(_) => return Err(invalid_type(&p.key("input_schema"), "an object")),
-        };
-        function.insert("parameters".to_owned(), parameters);
+        function.insert(
+            "parameters".to_owned(),
+            tool_schema(obj, "input_schema", &p)?,
+        );
         if let Some(strict) = opt_bool(obj, "strict", &p)? {
             function.insert("strict".to_owned(), Value::Bool(strict));
         }
@@ -864,11 +865,5 @@ fn user(req: &Map<String, Value>) -> Result<Option<String>, ConvertError> {
         return Ok(None);
     };
     let user_id = opt_str(metadata, "user_id", &at.key("metadata"))?.filter(|u| !u.is_empty());
-    Ok(user_id.map(|u| {
-        if u.chars().count() > USER_MAX_CHARS {
-            sha256_hex(u)
-        } else {
-            u.to_owned()
-        }
-    }))
+    Ok(user_id.map(|u| user_id_within(u, USER_MAX_CHARS)))
 }

@@ -1,48 +1,9 @@
-//! Deterministic rewriting of tool ids and tool names (ground rule 4, §1.2.4, §1.2.9, §1.3.5).
-//!
-//! Every rewrite is a pure function of the original (plus, for collisions, of the order in which ids first
-//! appear in the request), applied to every occurrence, so pairs stay matched and no state is kept between
-//! requests.
+//! Tool ids of one Route A request (§1.3.5). The rewriting rules themselves live in
+//! [`convert::ids`](crate::protocol::convert::ids), shared with the response side.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::{hex, sha256_hex};
-
-/// Longest tool-call id OpenAI accepts (`string too long. Expected … maximum length 40`).
-const OPENAI_TOOL_ID_MAX_LEN: usize = 40;
-/// OpenAI function names: `^[a-zA-Z0-9_-]{1,64}$`.
-const OPENAI_TOOL_NAME_MAX_LEN: usize = 64;
-/// Room left for `_` + 8 hex digits when a name has to be shortened.
-const OPENAI_TOOL_NAME_KEPT_CHARS: usize = 55;
-
-fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-/// Makes a tool id acceptable to Anthropic (`^[a-zA-Z0-9_-]+$`): every other character becomes `_`. Kimi's
-/// `functions.Bash:0` becomes `functions_Bash_0`. An empty id becomes [`synthetic_tool_id`] of `""`; callers
-/// that can meet several empty ids in one message should seed [`synthetic_tool_id`] with a position instead.
-pub fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
-    if id.is_empty() {
-        return Cow::Owned(synthetic_tool_id(""));
-    }
-    if id.chars().all(is_id_char) {
-        return Cow::Borrowed(id);
-    }
-    Cow::Owned(
-        id.chars()
-            .map(|c| if is_id_char(c) { c } else { '_' })
-            .collect(),
-    )
-}
-
-/// `toolu_` + 24 hex digits of SHA-256(seed): an Anthropic-shaped id for a tool call that has none.
-pub fn synthetic_tool_id(seed: &str) -> String {
-    let mut id = String::from("toolu_");
-    id.push_str(&sha256_hex(seed)[..24]);
-    id
-}
+use crate::protocol::convert::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
 
 /// Tool ids of one Route A request, sanitised consistently across `tool_use` and `tool_result` (§1.3.5).
 ///
@@ -67,8 +28,7 @@ impl AnthropicToolIds {
             sanitize_tool_id(original).into_owned()
         };
         if self.taken.contains(&id) {
-            id.push('_');
-            id.push_str(&sha256_hex(original)[..6]);
+            push_collision_suffix(&mut id, original);
         }
         self.taken.insert(id.clone());
         self.assigned.insert(original.to_owned(), id.clone());
@@ -76,101 +36,10 @@ impl AnthropicToolIds {
     }
 }
 
-/// Route B tool-call id: OpenAI caps ids at 40 characters, so a longer id is replaced everywhere by
-/// `call_` + 24 hex digits of its SHA-256 (§1.2.9). Shorter ids are forwarded as they are.
-pub(super) fn openai_tool_id(id: &str) -> Cow<'_, str> {
-    if id.len() <= OPENAI_TOOL_ID_MAX_LEN {
-        return Cow::Borrowed(id);
-    }
-    Cow::Owned(format!("call_{}", &sha256_hex(id)[..24]))
-}
-
-/// A tool name OpenAI accepts (`^[a-zA-Z0-9_-]{1,64}$`, §1.2.4). Valid names pass unchanged; others (MCP
-/// names from Claude Code often exceed 64 characters) keep their first 55 characters with invalid ones
-/// replaced by `_`, then `_` + 8 hex digits of SHA-256 of the original, so different names stay different.
-pub fn openai_tool_name(name: &str) -> Cow<'_, str> {
-    let valid =
-        !name.is_empty() && name.len() <= OPENAI_TOOL_NAME_MAX_LEN && name.chars().all(is_id_char);
-    if valid {
-        return Cow::Borrowed(name);
-    }
-    let mut out: String = name
-        .chars()
-        .take(OPENAI_TOOL_NAME_KEPT_CHARS)
-        .map(|c| if is_id_char(c) { c } else { '_' })
-        .collect();
-    out.push('_');
-    out.push_str(&hex(&ring::digest::digest(
-        &ring::digest::SHA256,
-        name.as_bytes(),
-    )
-    .as_ref()[..4]));
-    Cow::Owned(out)
-}
-
-/// Upstream tool name → the name the client declared, for the tools whose names [`openai_tool_name`] had to
-/// change. Built from the request's own `tools`, so responses can be mapped back without stored state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ToolNameMap {
-    /// `(upstream name, original name)`; only renamed tools, so the common case is empty.
-    renamed: Vec<(String, String)>,
-}
-
-impl ToolNameMap {
-    /// The map for a request declaring these tool names.
-    pub fn from_tool_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut map = Self::default();
-        for name in names {
-            map.record(name);
-        }
-        map
-    }
-
-    /// Notes `original`'s upstream name and returns it.
-    pub(super) fn record<'a>(&mut self, original: &'a str) -> Cow<'a, str> {
-        let upstream = openai_tool_name(original);
-        if let Cow::Owned(renamed) = &upstream
-            && !self.renamed.iter().any(|(u, _)| u == renamed)
-        {
-            self.renamed.push((renamed.clone(), original.to_owned()));
-        }
-        upstream
-    }
-
-    /// The client's name for a tool the upstream called `upstream_name`; names that were not rewritten map
-    /// to themselves.
-    pub fn original<'a>(&'a self, upstream_name: &'a str) -> &'a str {
-        self.renamed
-            .iter()
-            .find(|(upstream, _)| upstream == upstream_name)
-            .map_or(upstream_name, |(_, original)| original.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.renamed.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn is_anthropic_id(id: &str) -> bool {
-        !id.is_empty() && id.chars().all(is_id_char)
-    }
-
-    #[test]
-    fn sanitize_keeps_valid_ids_and_replaces_other_characters() {
-        assert!(matches!(
-            sanitize_tool_id("toolu_01-Ab"),
-            Cow::Borrowed("toolu_01-Ab")
-        ));
-        assert_eq!(sanitize_tool_id("functions.Bash:0"), "functions_Bash_0");
-        assert_eq!(sanitize_tool_id("call é"), "call__");
-        let empty = sanitize_tool_id("");
-        assert!(empty.starts_with("toolu_") && empty.len() == 30, "{empty}");
-        assert!(is_anthropic_id(&empty));
-    }
+    use crate::protocol::convert::ids::sha256_hex;
 
     #[test]
     fn request_ids_stay_paired_and_collisions_get_a_hash_suffix() {
@@ -187,48 +56,5 @@ mod tests {
         assert_eq!(ids.get("functions_Bash_0", || unreachable!()), colliding);
         let empty_a = ids.get("", || "3:1".to_owned());
         assert_eq!(empty_a, synthetic_tool_id("3:1"));
-    }
-
-    #[test]
-    fn openai_tool_ids_are_capped_at_40_characters() {
-        let short = "toolu_01A09q90qw90lq917835lq9";
-        assert_eq!(openai_tool_id(short), short);
-        let long = "x".repeat(41);
-        let id = openai_tool_id(&long);
-        assert_eq!(id.len(), 29);
-        assert!(id.starts_with("call_"));
-        assert_eq!(id, openai_tool_id(&long), "deterministic");
-    }
-
-    #[test]
-    fn openai_tool_names_are_valid_short_and_distinct() {
-        assert_eq!(openai_tool_name("Bash"), "Bash");
-        let exactly_64 = "a".repeat(64);
-        assert_eq!(openai_tool_name(&exactly_64), exactly_64.as_str());
-
-        let long = format!("mcp__server__{}", "very_long_tool_name_".repeat(5));
-        let short = openai_tool_name(&long);
-        assert_eq!(short.len(), 64);
-        assert!(short.starts_with(&long[..55]));
-        assert!(short.chars().all(is_id_char));
-        let longer = format!("{long}x");
-        let other = openai_tool_name(&longer);
-        assert_ne!(short, other, "same 55-char prefix, different hash");
-
-        let dotted = openai_tool_name("mcp.server/tool");
-        assert!(dotted.starts_with("mcp_server_tool_"), "{dotted}");
-        assert_eq!(dotted.len(), "mcp_server_tool_".len() + 8);
-    }
-
-    #[test]
-    fn name_map_reverses_only_renamed_tools() {
-        let long = "mcp__github__create_or_update_file_contents_in_repository_branch_x";
-        let map = ToolNameMap::from_tool_names(["Bash", long]);
-        let upstream = openai_tool_name(long);
-        assert_eq!(map.original(&upstream), long);
-        assert_eq!(map.original("Bash"), "Bash");
-        assert_eq!(map.original("unknown"), "unknown");
-        assert!(ToolNameMap::default().is_empty());
-        assert!(!map.is_empty());
     }
 }

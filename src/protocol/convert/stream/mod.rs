@@ -23,9 +23,6 @@
 mod to_anthropic;
 mod to_openai;
 
-#[cfg(test)]
-pub(crate) mod test_support;
-
 pub use to_anthropic::OpenAiToAnthropicStream;
 pub use to_openai::AnthropicToOpenAiStream;
 

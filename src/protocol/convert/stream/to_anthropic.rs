@@ -18,12 +18,12 @@ use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::anthropic;
-use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::{OpenAiErrorInfo, openai_event_error};
 use crate::protocol::convert::response::{
-    AntUsage, ResponseFacts, TokenUsage, ToolIds, anthropic_message_id, mint_thinking_signature,
-    reasoning_text, stop_reason_for,
+    AntUsage, TokenUsage, ToolIds, anthropic_message_id, reasoning_text, stop_reason_for,
 };
+use crate::protocol::convert::signature::mint_thinking_signature;
+use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_named_event};
 
 /// Route B: converts an OpenAI chunk stream into an Anthropic event stream.
@@ -32,7 +32,7 @@ pub struct OpenAiToAnthropicStream {
     model: String,
     response_id: String,
     signing_key: Vec<u8>,
-    facts: ResponseFacts,
+    facts: RequestFacts,
     started: bool,
     next_index: usize,
     open: Open,
@@ -80,7 +80,7 @@ struct Tool {
 }
 
 impl OpenAiToAnthropicStream {
-    pub fn new(ctx: &ConvertContext, facts: &ResponseFacts) -> Self {
+    pub fn new(ctx: &ConvertContext, facts: &RequestFacts) -> Self {
         Self {
             model: ctx.client_model.to_owned(),
             response_id: ctx.response_id.to_owned(),
@@ -279,7 +279,7 @@ impl OpenAiToAnthropicStream {
         tool.block = Some(index);
         let upstream_id = (!tool.upstream_id.is_empty()).then_some(tool.upstream_id.as_str());
         let id = self.tool_ids.assign(upstream_id, index);
-        let name = self.facts.original_tool_name(&tool.name).to_owned();
+        let name = self.facts.tool_names.original(&tool.name).to_owned();
         let buffered = std::mem::take(&mut tool.buffered);
         self.saw_tool = true;
         let block = StartBlock::ToolUse {
@@ -339,10 +339,7 @@ impl OpenAiToAnthropicStream {
         }
         self.started = true;
         let id = anthropic_message_id(upstream_id, &self.response_id);
-        let mut usage = self.usage.unwrap_or(TokenUsage {
-            input: self.facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        });
+        let mut usage = self.usage_so_far();
         usage.output = 1;
         usage.thinking = None;
         let message = StartMessage {
@@ -356,6 +353,12 @@ impl OpenAiToAnthropicStream {
             usage: usage.to_anthropic(),
         };
         self.emit(out, &Event::MessageStart { message });
+    }
+
+    /// The upstream's cumulative usage, or the input estimate while it has reported none.
+    fn usage_so_far(&self) -> TokenUsage {
+        self.usage
+            .unwrap_or(TokenUsage::estimated(self.facts.input_tokens_estimate))
     }
 
     /// The normal end: `message_delta` with the stop reason and cumulative usage, then `message_stop`.
@@ -372,10 +375,7 @@ impl OpenAiToAnthropicStream {
         } else {
             None
         };
-        let usage = self.usage.unwrap_or(TokenUsage {
-            input: self.facts.input_tokens_estimate,
-            ..TokenUsage::default()
-        });
+        let usage = self.usage_so_far();
         let event = Event::MessageDelta {
             delta: MessageDeltaBody {
                 stop_reason,
@@ -588,22 +588,23 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::protocol::convert::ids::ToolNameMap;
     use crate::protocol::convert::response::openai_to_anthropic;
-    use crate::protocol::convert::stream::test_support::{
+    use crate::protocol::convert::test_support::{
         AnthropicResult, SIGNING_KEY, check_anthropic, converted, ctx, data_values, has_multibyte,
         oai,
     };
 
-    fn facts() -> ResponseFacts {
-        ResponseFacts {
+    fn facts() -> RequestFacts {
+        RequestFacts {
             input_tokens_estimate: 42,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         }
     }
 
     /// Runs the Route B converter over `input` at every kind of split, checks the ANT grammar, and returns
     /// the bytes with what a client rebuilds from them.
-    fn run(facts: &ResponseFacts, input: &str) -> (Vec<u8>, AnthropicResult) {
+    fn run(facts: &RequestFacts, input: &str) -> (Vec<u8>, AnthropicResult) {
         let make =
             || Box::new(OpenAiToAnthropicStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
@@ -1131,11 +1132,11 @@ mod tests {
 
     #[test]
     fn shortened_tool_names_are_mapped_back() {
-        let facts = ResponseFacts {
-            tool_names: vec![(
-                "mcp__srv__short_1a2b3c4d".into(),
-                "mcp__srv__a_very_long_name".into(),
-            )],
+        let facts = RequestFacts {
+            tool_names: ToolNameMap::from_renamed([(
+                "mcp__srv__short_1a2b3c4d",
+                "mcp__srv__a_very_long_name",
+            )]),
             ..facts()
         };
         let input = [
@@ -1199,7 +1200,7 @@ mod tests {
 
     #[test]
     fn vllm_stop_reason_string_is_the_matched_stop_sequence() {
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             stop_sequences: vec!["END".into()],
             ..facts()
         };

@@ -11,14 +11,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
-use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::{
     OpenAiError, anthropic_event_error, openai_error_for_anthropic,
 };
 use crate::protocol::convert::response::{
-    JSON_OUTPUT_TOOL, OaiUsage, ReasoningJoiner, ResponseFacts, TextJoiner, TokenUsage,
-    finish_reason_for, openai_completion_id,
+    Joiner, OaiUsage, TokenUsage, finish_reason_for, openai_completion_id,
 };
+use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
+use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
 
 /// Route A: converts an Anthropic event stream into an OpenAI chunk stream.
@@ -34,8 +34,8 @@ pub struct AnthropicToOpenAiStream {
     /// Upstream block index → what the block is.
     blocks: Vec<(u64, Block)>,
     next_tool: u32,
-    text: TextJoiner,
-    reasoning: ReasoningJoiner,
+    text: Joiner,
+    reasoning: Joiner,
     usage: TokenUsage,
     stop_reason: Option<String>,
     saw_tool_call: bool,
@@ -63,7 +63,7 @@ enum Block {
 }
 
 impl AnthropicToOpenAiStream {
-    pub fn new(ctx: &ConvertContext, facts: &ResponseFacts) -> Self {
+    pub fn new(ctx: &ConvertContext, facts: &RequestFacts) -> Self {
         Self {
             model: ctx.client_model.to_owned(),
             created: ctx.created,
@@ -73,8 +73,8 @@ impl AnthropicToOpenAiStream {
             chunk_id: None,
             blocks: Vec::new(),
             next_tool: 0,
-            text: TextJoiner::default(),
-            reasoning: ReasoningJoiner::default(),
+            text: Joiner::text(),
+            reasoning: Joiner::reasoning(),
             usage: TokenUsage::default(),
             stop_reason: None,
             saw_tool_call: false,
@@ -153,7 +153,7 @@ impl AnthropicToOpenAiStream {
             "tool_use" if self.json_output_tool && field("name") == JSON_OUTPUT_TOOL => {
                 Block::Text {
                     started: false,
-                    json_input: Some(initial_input(block)),
+                    json_input: Some(arguments_json(block.get("input"))),
                 }
             }
             "tool_use" => {
@@ -174,7 +174,7 @@ impl AnthropicToOpenAiStream {
                 Block::Tool {
                     ordinal,
                     sent_arguments: false,
-                    input: initial_input(block),
+                    input: arguments_json(block.get("input")),
                 }
             }
             "thinking" => {
@@ -425,14 +425,6 @@ fn server_error(message: &str, code: &'static str) -> OpenAiError {
     }
 }
 
-/// A `tool_use` block's starting input as compact JSON; `{}` when absent.
-fn initial_input(block: &Value) -> String {
-    match block.get("input") {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(input) => input.to_string(),
-    }
-}
-
 fn prefixed<'a>(separator: &str, text: &'a str) -> Cow<'a, str> {
     if separator.is_empty() {
         Cow::Borrowed(text)
@@ -512,20 +504,20 @@ mod tests {
 
     use super::*;
     use crate::protocol::convert::response::anthropic_to_openai;
-    use crate::protocol::convert::stream::test_support::{
+    use crate::protocol::convert::test_support::{
         OpenAiResult, ant, check_openai, converted, ctx, data_values, has_multibyte,
     };
 
-    fn facts(include_usage: bool) -> ResponseFacts {
-        ResponseFacts {
+    fn facts(include_usage: bool) -> RequestFacts {
+        RequestFacts {
             include_usage,
-            ..ResponseFacts::default()
+            ..RequestFacts::default()
         }
     }
 
     /// Runs the Route A converter over `input` at every kind of split, checks the OAI grammar, and returns
     /// the bytes with what a client rebuilds from them.
-    fn run(facts: &ResponseFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
+    fn run(facts: &RequestFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
         let make =
             || Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
@@ -948,7 +940,7 @@ mod tests {
 
     #[test]
     fn json_output_tool_becomes_content_and_finish_stop() {
-        let facts = ResponseFacts {
+        let facts = RequestFacts {
             json_output_tool: true,
             ..facts(false)
         };

@@ -12,20 +12,8 @@ mod shared;
 use serde_json::Value;
 
 use super::{ConvertedRequest, anthropic_to_openai, openai_to_anthropic};
-use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions};
-
-pub(super) const SIGNING_KEY: &[u8] = b"test signing key";
-
-fn context<'a>(options: &'a ModelOptions, upstream_model: &'a str) -> ConvertContext<'a> {
-    ConvertContext {
-        client_model: "client-alias",
-        upstream_model,
-        options,
-        created: 1_700_000_000,
-        response_id: "resp_1",
-        signing_key: SIGNING_KEY,
-    }
-}
+use crate::protocol::convert::test_support::{SIGNING_KEY, context};
+use crate::protocol::convert::{ConvertError, ModelOptions};
 
 /// Route A with the given deployment options; panics (test failure) on a conversion error.
 pub(super) fn route_a_with(body: &Value, options: &ModelOptions) -> ConvertedRequest {

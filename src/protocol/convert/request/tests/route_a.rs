@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 
 use super::{options, route_a, route_a_error, route_a_with};
 use crate::protocol::convert::ThinkingMode;
-use crate::protocol::convert::request::{ROUTER_SIGNATURE_PREFIX, sha256_hex};
+use crate::protocol::convert::ids::sha256_hex;
+use crate::protocol::convert::request::ROUTER_SIGNATURE_PREFIX;
 
 /// A request with these messages and nothing else.
 fn chat(messages: Value) -> Value {

@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use super::{options, route_b, route_b_error, route_b_with};
-use crate::protocol::convert::ReasoningDialect;
-use crate::protocol::convert::request::{openai_tool_name, sha256_hex};
+use crate::protocol::convert::ids::sha256_hex;
+use crate::protocol::convert::request::openai_tool_name;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::{ModelOptions, ReasoningDialect};
 
 fn request(messages: Value) -> Value {
     json!({"model": "claude-alias", "max_tokens": 1024, "messages": messages})
@@ -126,6 +127,23 @@ fn stop_sequences_keep_the_first_four() {
         route_b(&with(hello(), "stop_sequences", json!([])))
             .get("stop")
             .is_none()
+    );
+}
+
+#[test]
+fn stop_sequences_sent_upstream_are_facts_for_the_response() {
+    let body = with(
+        hello(),
+        "stop_sequences",
+        json!(["###", "b", "c", "d", "e"]),
+    );
+    let converted = route_b_with(&body, &ModelOptions::default());
+    assert_eq!(converted.facts.stop_sequences, ["###", "b", "c", "d"]);
+    assert!(
+        route_b_with(&hello(), &ModelOptions::default())
+            .facts
+            .stop_sequences
+            .is_empty()
     );
 }
 

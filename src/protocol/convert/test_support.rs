@@ -1,12 +1,12 @@
-//! Test helpers shared by the stream converter tests: feeding a byte stream through `SseParser` at awkward
-//! split points, and mechanical checkers of the output grammar that also rebuild the message the way the SDK
-//! accumulators do.
+//! Test helpers shared by the converter tests: the [`ConvertContext`] every test converts with, feeding a
+//! byte stream through `SseParser` at awkward split points, and mechanical checkers of the stream output
+//! grammar that also rebuild the message the way the SDK accumulators do.
 
 use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
-use super::{StreamConverter, StreamStatus};
+use crate::protocol::convert::stream::{StreamConverter, StreamStatus};
 use crate::protocol::convert::{ConvertContext, ModelOptions};
 use crate::protocol::sse::{SseEvent, SseParser};
 
@@ -14,12 +14,20 @@ static OPTIONS: LazyLock<ModelOptions> = LazyLock::new(ModelOptions::default);
 
 pub(crate) const SIGNING_KEY: &[u8] = b"test-signing-key";
 
-/// The context every converter test uses: the client asked for `client-model`.
+/// The context every response and stream test uses: the client asked for `client-model`.
 pub(crate) fn ctx() -> ConvertContext<'static> {
+    context(&OPTIONS, "upstream-model")
+}
+
+/// The same context for a deployment with these options and upstream model (the request tests).
+pub(crate) fn context<'a>(
+    options: &'a ModelOptions,
+    upstream_model: &'a str,
+) -> ConvertContext<'a> {
     ConvertContext {
         client_model: "client-model",
-        upstream_model: "upstream-model",
-        options: &OPTIONS,
+        upstream_model,
+        options,
         created: 1_700_000_000,
         response_id: "resp01",
         signing_key: SIGNING_KEY,

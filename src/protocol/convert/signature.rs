@@ -1,4 +1,5 @@
-//! Thinking signatures minted by the router (§1.3.6).
+//! Thinking signatures minted by the router (§1.3.6), shared by the request side (which recognises and strips
+//! them) and the response and stream converters (which mint them).
 //!
 //! Anthropic clients drop or reject thinking blocks without a signature, but an OpenAI upstream never gives
 //! one, so on Route B the router signs the thinking text itself. The prefix lets every later request
@@ -62,6 +63,31 @@ mod tests {
                 &mint_thinking_signature(b"Jefe", "what do ya want for nothing?")["llmr1.".len()..],
             )
             .unwrap();
-        assert_eq!(super::super::hex(&raw), expected);
+        assert_eq!(crate::protocol::convert::ids::hex(&raw), expected);
+    }
+
+    #[test]
+    fn minted_signatures_are_keyed_hmacs() {
+        let sig = mint_thinking_signature(b"key", "text");
+        assert!(sig.starts_with("llmr1."));
+        assert_eq!(
+            sig.len(),
+            "llmr1.".len() + 43,
+            "unpadded base64url of 32 bytes"
+        );
+        assert!(!sig.contains(['+', '/', '=']));
+        assert_eq!(sig, mint_thinking_signature(b"key", "text"));
+        assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
+        assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+            0x64, 0xec, 0x38, 0x43,
+        ]);
+        assert_eq!(
+            mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),
+            format!("llmr1.{expected}")
+        );
     }
 }
