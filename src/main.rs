@@ -42,17 +42,14 @@ async fn main() -> ExitCode {
 /// set, overrides both.
 fn init_logging(level: &str) -> Result<(), String> {
     let level = level.to_ascii_lowercase();
-    if !matches!(
-        level.as_str(),
-        "trace" | "debug" | "info" | "warn" | "error"
-    ) {
+    if !matches!(level.as_str(), "trace" | "debug" | "info" | "warn" | "error") {
         return Err(format!(
             "invalid --log-level '{level}': expected trace, debug, info, warn or error"
         ));
     }
     let others = if level == "error" { "error" } else { "warn" };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{others},llm_router={level}")));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{others},llm_router={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

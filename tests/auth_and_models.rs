@@ -9,12 +9,7 @@ const TOKEN: &str = "router-token-123";
 
 async fn router_with_token() -> (MockUpstream, TestRouter) {
     let upstream = MockUpstream::fixed(Reply::json(json!({"ok":true}))).await;
-    let router = TestRouter::start_with(
-        &config_one("g", "openai", &upstream.base(), ""),
-        Some(TOKEN),
-        None,
-    )
-    .await;
+    let router = TestRouter::start_with(&config_one("g", "openai", &upstream.base(), ""), Some(TOKEN), None).await;
     (upstream, router)
 }
 
@@ -152,11 +147,7 @@ async fn models_list_in_both_flavours() {
     assert_eq!(v["has_more"], true);
     assert_eq!(v["last_id"], "first");
 
-    let r = http()
-        .get(router.url("/v1/models/second"))
-        .send()
-        .await
-        .unwrap();
+    let r = http().get(router.url("/v1/models/second")).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["id"], "second");
     let r = http()
         .get(router.url("/v1/models/zzz"))
@@ -165,8 +156,5 @@ async fn models_list_in_both_flavours() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["type"],
-        "not_found_error"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
 }

@@ -49,8 +49,7 @@ fn help_lists_every_flag() {
 fn invalid_config_is_refused_with_the_place_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
-    let config = config_one("g", "openai", "http://127.0.0.1:9", "")
-        .replace("- name: m1\n", "- name: modelX\n");
+    let config = config_one("g", "openai", "http://127.0.0.1:9", "").replace("- name: m1\n", "- name: modelX\n");
     std::fs::write(&path, config).unwrap();
     let output = router()
         .args(["-c", path.to_str().unwrap(), "-p", "0"])
@@ -67,10 +66,7 @@ fn invalid_config_is_refused_with_the_place_named() {
         "{stderr}"
     );
 
-    let output = router()
-        .args(["-c", "/nonexistent/config.yaml"])
-        .output()
-        .unwrap();
+    let output = router().args(["-c", "/nonexistent/config.yaml"]).output().unwrap();
     assert!(!output.status.success());
     assert!(
         String::from_utf8(output.stderr)
@@ -85,14 +81,7 @@ fn bad_proxy_and_bad_log_level_are_refused() {
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
     let output = router()
-        .args([
-            "-c",
-            path.to_str().unwrap(),
-            "-p",
-            "0",
-            "--proxy",
-            "ftp://user:pw@h:1",
-        ])
+        .args(["-c", path.to_str().unwrap(), "-p", "0", "--proxy", "ftp://user:pw@h:1"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -138,24 +127,13 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no listening line"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "no listening line");
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let health = http()
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .unwrap();
+        let health = http().get(format!("http://{addr}/health")).send().await.unwrap();
         assert_eq!(health.status(), 200);
-        let unauthorized = http()
-            .get(format!("http://{addr}/v1/models"))
-            .send()
-            .await
-            .unwrap();
+        let unauthorized = http().get(format!("http://{addr}/v1/models")).send().await.unwrap();
         assert_eq!(unauthorized.status(), 401);
         let models = http()
             .get(format!("http://{addr}/v1/models"))
@@ -179,10 +157,7 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
     assert!(status.success(), "{status:?}");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert!(
-        rest.contains("request finished"),
-        "info/trace logs expected:\n{rest}"
-    );
+    assert!(rest.contains("request finished"), "info/trace logs expected:\n{rest}");
     assert!(
         !rest.contains("tok-from-env") && !rest.contains("sk-upstream-secret"),
         "secret in logs:\n{rest}"

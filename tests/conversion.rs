@@ -42,7 +42,8 @@ fn claude_code_request(stream: bool) -> Value {
 #[tokio::test]
 async fn anthropic_client_on_openai_upstream_streams_thinking_text_and_tools() {
     let upstream = MockUpstream::fixed(Reply::sse(OAI_TOOL_STREAM, 9)).await;
-    let extra = "      max_output_tokens: 8192\n      reasoning_dialect: deepseek\n      rewrite_body: '{\"metadata\": null}'";
+    let extra =
+        "      max_output_tokens: 8192\n      reasoning_dialect: deepseek\n      rewrite_body: '{\"metadata\": null}'";
     let router = TestRouter::start(&config_one(
         "sonnet",
         "openai",
@@ -71,35 +72,21 @@ async fn anthropic_client_on_openai_upstream_streams_thinking_text_and_tools() {
         .collect();
     assert_eq!(names.first(), Some(&"message_start"));
     assert_eq!(names.last(), Some(&"message_stop"));
-    let data: Vec<Value> = events
-        .iter()
-        .map(|(_, d)| serde_json::from_str(d).unwrap())
-        .collect();
+    let data: Vec<Value> = events.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert_eq!(
         data[0]["message"]["model"], "sonnet",
         "the client's model name is echoed"
     );
-    assert!(
-        data[0]["message"]["usage"]["input_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(data[0]["message"]["usage"]["input_tokens"].as_u64().unwrap() > 0);
 
     // Blocks: thinking (signed), text, tool_use, with dense indexes.
-    let starts: Vec<&Value> = data
-        .iter()
-        .filter(|d| d["type"] == "content_block_start")
-        .collect();
+    let starts: Vec<&Value> = data.iter().filter(|d| d["type"] == "content_block_start").collect();
     let kinds: Vec<&str> = starts
         .iter()
         .map(|d| d["content_block"]["type"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["thinking", "text", "tool_use"]);
-    let indexes: Vec<u64> = starts
-        .iter()
-        .map(|d| d["index"].as_u64().unwrap())
-        .collect();
+    let indexes: Vec<u64> = starts.iter().map(|d| d["index"].as_u64().unwrap()).collect();
     assert_eq!(indexes, [0, 1, 2]);
     assert_eq!(starts[2]["content_block"]["name"], "weather");
     assert_eq!(starts[2]["content_block"]["id"], "call_1");
@@ -133,11 +120,7 @@ async fn anthropic_client_on_openai_upstream_streams_thinking_text_and_tools() {
         json!({"role":"system","content":"You are Claude Code."})
     );
     assert_eq!(sent["tools"][0]["function"]["name"], "weather");
-    assert_eq!(
-        sent["metadata"],
-        Value::Null,
-        "rewrite_body applies after conversion"
-    );
+    assert_eq!(sent["metadata"], Value::Null, "rewrite_body applies after conversion");
     let user = sent["user"].as_str().unwrap();
     assert!(user.len() <= 64, "long metadata.user_id is hashed: {user}");
 }
@@ -162,10 +145,7 @@ async fn anthropic_client_on_openai_upstream_non_streaming() {
     assert_eq!(v["type"], "message");
     assert_eq!(v["model"], "sonnet");
     assert_eq!(v["stop_reason"], "tool_use");
-    assert_eq!(
-        v["content"][0],
-        json!({"type":"text","text":"It is sunny."})
-    );
+    assert_eq!(v["content"][0], json!({"type":"text","text":"It is sunny."}));
     assert_eq!(v["content"][1]["type"], "tool_use");
     assert_eq!(
         v["content"][1]["id"], "functions_weather_0",
@@ -231,11 +211,7 @@ async fn openai_client_on_anthropic_upstream_streaming_and_not() {
         .filter(|c| c["choices"][0]["delta"]["role"].is_string())
         .count();
     assert_eq!(roles, 1);
-    assert!(
-        chunks
-            .iter()
-            .any(|c| c["choices"][0]["finish_reason"] == "stop")
-    );
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
     let usage = &chunks.last().unwrap();
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["prompt_tokens"], 12);
@@ -270,7 +246,8 @@ async fn upstream_errors_are_mapped_across_protocols() {
     // OpenAI 429 → Anthropic rate_limit_error, with retry-after passed through.
     let upstream = MockUpstream::fixed(Reply::Json {
         status: 429,
-        body: json!({"error":{"message":"Rate limit reached","type":"rate_limit_error","code":"rate_limit_exceeded"}}).to_string(),
+        body: json!({"error":{"message":"Rate limit reached","type":"rate_limit_error","code":"rate_limit_exceeded"}})
+            .to_string(),
         headers: vec![("retry-after", "3".into())],
     })
     .await;
@@ -306,7 +283,11 @@ async fn upstream_errors_are_mapped_across_protocols() {
     assert_eq!(v["error"]["code"], "server_is_overloaded");
 
     // An OpenAI stream whose first event is an error becomes an HTTP error for the Anthropic client.
-    let upstream = MockUpstream::fixed(Reply::sse("data: {\"error\":{\"message\":\"quota\",\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}\n\n", 5)).await;
+    let upstream = MockUpstream::fixed(Reply::sse(
+        "data: {\"error\":{\"message\":\"quota\",\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}\n\n",
+        5,
+    ))
+    .await;
     let router = TestRouter::start(&config_one("sonnet", "openai", &upstream.base(), "")).await;
     let r = http()
         .post(router.url("/v1/messages"))
@@ -360,13 +341,8 @@ model_list:
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-llm-router-token-count"], "estimated");
-    let estimate = r.json::<Value>().await.unwrap()["input_tokens"]
-        .as_u64()
-        .unwrap();
-    assert!(
-        estimate > 20,
-        "system, tools and messages counted: {estimate}"
-    );
+    let estimate = r.json::<Value>().await.unwrap()["input_tokens"].as_u64().unwrap();
+    assert!(estimate > 20, "system, tools and messages counted: {estimate}");
     assert_eq!(upstream.count(), 0);
 
     body["model"] = json!("ant");
@@ -401,9 +377,6 @@ async fn router_minted_thinking_is_stripped_before_an_anthropic_upstream() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let sent = upstream.last().json();
-    assert_eq!(
-        sent["messages"][1]["content"],
-        json!([{"type":"text","text":"hello"}])
-    );
+    assert_eq!(sent["messages"][1]["content"], json!([{"type":"text","text":"hello"}]));
     assert_eq!(sent["model"], "upstream-model");
 }

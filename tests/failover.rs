@@ -41,11 +41,21 @@ router_settings:
 }
 
 async fn chat(router: &TestRouter, body: Value) -> reqwest::Response {
-    http().post(router.url("/v1/chat/completions")).json(&body).send().await.unwrap()
+    http()
+        .post(router.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn anthropic(router: &TestRouter, body: Value) -> reqwest::Response {
-    http().post(router.url("/v1/messages")).json(&body).send().await.unwrap()
+    http()
+        .post(router.url("/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn simple() -> Value {
@@ -55,7 +65,12 @@ fn simple() -> Value {
 #[tokio::test]
 async fn dead_port_and_server_errors_fail_over_to_the_healthy_deployment() {
     let healthy = MockUpstream::fixed(Reply::json(oai_answer("b"))).await;
-    for broken in ["http://127.0.0.1:9".to_owned(), MockUpstream::fixed(Reply::status(500, json!({"error":{"message":"boom"}}))).await.base()] {
+    for broken in [
+        "http://127.0.0.1:9".to_owned(),
+        MockUpstream::fixed(Reply::status(500, json!({"error":{"message":"boom"}})))
+            .await
+            .base(),
+    ] {
         let router = TestRouter::start(&two(&broken, &healthy.base(), "")).await;
         for _ in 0..3 {
             let r = chat(&router, simple()).await;
@@ -67,7 +82,11 @@ async fn dead_port_and_server_errors_fail_over_to_the_healthy_deployment() {
 
 #[tokio::test]
 async fn overloaded_and_rate_limited_fail_over_and_cool_down() {
-    let overloaded = MockUpstream::fixed(Reply::status(529, json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}))).await;
+    let overloaded = MockUpstream::fixed(Reply::status(
+        529,
+        json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+    ))
+    .await;
     let limited = MockUpstream::fixed(Reply::Json {
         status: 429,
         body: json!({"error":{"message":"slow down","type":"rate_limit_error"}}).to_string(),
@@ -107,12 +126,20 @@ async fn when_every_attempt_fails_the_client_gets_the_last_error() {
 
     // Nothing listening: 502, in the Anthropic shape for an Anthropic client.
     let router = TestRouter::start(&two("http://127.0.0.1:9", "http://127.0.0.1:9/v1", "")).await;
-    let r = anthropic(&router, json!({"model":"g","max_tokens":5,"messages":[{"role":"user","content":"hi"}]})).await;
+    let r = anthropic(
+        &router,
+        json!({"model":"g","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 502);
     assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
 
     // Slow first byte on both: 504.
-    let slow = MockUpstream::fixed(Reply::Delayed(Duration::from_secs(5), Box::new(Reply::json(oai_answer("slow"))))).await;
+    let slow = MockUpstream::fixed(Reply::Delayed(
+        Duration::from_secs(5),
+        Box::new(Reply::json(oai_answer("slow"))),
+    ))
+    .await;
     let router = TestRouter::start(&two(&slow.base(), &slow.base(), "  timeout: 0.3")).await;
     let started = Instant::now();
     let r = chat(&router, simple()).await;
@@ -122,7 +149,11 @@ async fn when_every_attempt_fails_the_client_gets_the_last_error() {
 
 #[tokio::test]
 async fn client_errors_are_relayed_at_once_not_retried() {
-    let bad = MockUpstream::fixed(Reply::status(400, json!({"error":{"message":"bad request","type":"invalid_request_error"}}))).await;
+    let bad = MockUpstream::fixed(Reply::status(
+        400,
+        json!({"error":{"message":"bad request","type":"invalid_request_error"}}),
+    ))
+    .await;
     let healthy = MockUpstream::fixed(Reply::json(oai_answer("b"))).await;
     let router = TestRouter::start(&two(&bad.base(), &healthy.base(), "")).await;
     let r = chat(&router, simple()).await;
@@ -132,9 +163,17 @@ async fn client_errors_are_relayed_at_once_not_retried() {
 
 #[tokio::test]
 async fn slow_first_byte_fails_over_for_streams_and_json() {
-    let slow = MockUpstream::fixed(Reply::Delayed(Duration::from_secs(3), Box::new(Reply::sse(OAI_STREAM, 5)))).await;
+    let slow = MockUpstream::fixed(Reply::Delayed(
+        Duration::from_secs(3),
+        Box::new(Reply::sse(OAI_STREAM, 5)),
+    ))
+    .await;
     let healthy = MockUpstream::start(|req| {
-        if req.json()["stream"] == true { Reply::sse(OAI_STREAM, 5) } else { Reply::json(oai_answer("b")) }
+        if req.json()["stream"] == true {
+            Reply::sse(OAI_STREAM, 5)
+        } else {
+            Reply::json(oai_answer("b"))
+        }
     })
     .await;
     let router = TestRouter::start(&two(&slow.base(), &healthy.base(), "  timeout: 0.3")).await;
@@ -162,40 +201,75 @@ async fn an_error_as_first_stream_event_fails_over() {
 async fn a_stalled_stream_ends_with_an_in_band_error_in_both_protocols() {
     let head = &OAI_STREAM[..OAI_STREAM.find("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\"").unwrap()];
     let stalling = MockUpstream::fixed(Reply::Sse {
-        pieces: vec![head.as_bytes().to_vec(), OAI_STREAM[head.len()..].as_bytes().to_vec()],
+        pieces: vec![head.as_bytes().to_vec(), OAI_STREAM.as_bytes()[head.len()..].to_vec()],
         gap: Duration::from_secs(5),
         then_break: false,
     })
     .await;
-    let router = TestRouter::start(&config_one("g", "openai", &stalling.base(), "      stream_idle_timeout: 0.4").replace("      stream_idle", "      stream_idle")).await;
+    let router = TestRouter::start(&config_one(
+        "g",
+        "openai",
+        &stalling.base(),
+        "      stream_idle_timeout: 0.4",
+    ))
+    .await;
 
     // OpenAI client: a data: {"error":…} line and no [DONE].
     let started = Instant::now();
     let text = concat(&read_chunks(chat(&router, json!({"model":"g","stream":true,"messages":[]})).await).await);
-    assert!(started.elapsed() < Duration::from_secs(3), "stall detected: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stall detected: {:?}",
+        started.elapsed()
+    );
     assert!(text.contains("data: {\"error\":"), "{text}");
     assert!(!text.contains("[DONE]"));
 
     // Anthropic client through conversion: event: error and no message_stop.
     let text = concat(
-        &read_chunks(anthropic(&router, json!({"model":"g","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]})).await).await,
+        &read_chunks(
+            anthropic(
+                &router,
+                json!({"model":"g","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}),
+            )
+            .await,
+        )
+        .await,
     );
     assert!(text.contains("event: message_start"), "{text}");
     assert!(text.contains("event: error\ndata: {\"type\":\"error\""), "{text}");
     assert!(!text.contains("message_stop"));
-    assert!(stalling.settles_within(Duration::from_secs(1)).await, "stalled upstream requests are dropped");
+    assert!(
+        stalling.settles_within(Duration::from_secs(1)).await,
+        "stalled upstream requests are dropped"
+    );
 }
 
 #[tokio::test]
 async fn a_stream_reset_mid_way_ends_with_an_in_band_error_for_converted_clients() {
     let two_events = &OAI_STREAM[..OAI_STREAM.find("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},").unwrap()];
-    let upstream = MockUpstream::fixed(Reply::Sse { pieces: split(two_events.as_bytes(), 3), gap: Duration::from_millis(1), then_break: true }).await;
+    let upstream = MockUpstream::fixed(Reply::Sse {
+        pieces: split(two_events.as_bytes(), 3),
+        gap: Duration::from_millis(1),
+        then_break: true,
+    })
+    .await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let r = anthropic(&router, json!({"model":"g","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]})).await;
+    let r = anthropic(
+        &router,
+        json!({"model":"g","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let text = concat(&read_chunks(r).await);
-    assert!(text.contains("\"text\":\"ok ✓\""), "multi-byte text split across writes arrives whole: {text}");
-    assert!(text.trim_end().ends_with('}') && text.contains("event: error"), "{text}");
+    assert!(
+        text.contains("\"text\":\"ok ✓\""),
+        "multi-byte text split across writes arrives whole: {text}"
+    );
+    assert!(
+        text.trim_end().ends_with('}') && text.contains("event: error"),
+        "{text}"
+    );
     assert!(!text.contains("message_stop"));
 }
 
@@ -214,26 +288,48 @@ async fn client_disconnect_cancels_the_upstream_request() {
     assert!(response.chunk().await.unwrap().is_some());
     assert_eq!(upstream.in_flight.load(std::sync::atomic::Ordering::SeqCst), 1);
     drop(response);
-    assert!(upstream.settles_within(Duration::from_secs(1)).await, "upstream stream still open after the client left");
+    assert!(
+        upstream.settles_within(Duration::from_secs(1)).await,
+        "upstream stream still open after the client left"
+    );
 
     // Waiting for a slow non-streamed answer.
-    let slow = MockUpstream::fixed(Reply::Delayed(Duration::from_secs(10), Box::new(Reply::json(oai_answer("a"))))).await;
+    let slow = MockUpstream::fixed(Reply::Delayed(
+        Duration::from_secs(10),
+        Box::new(Reply::json(oai_answer("a"))),
+    ))
+    .await;
     let router = TestRouter::start(&config_one("g", "openai", &slow.base(), "")).await;
-    let request = http().post(router.url("/v1/chat/completions")).json(&simple()).timeout(Duration::from_millis(300)).send();
+    let request = http()
+        .post(router.url("/v1/chat/completions"))
+        .json(&simple())
+        .timeout(Duration::from_millis(300))
+        .send();
     assert!(request.await.is_err());
-    assert!(slow.settles_within(Duration::from_secs(1)).await, "upstream request still open after the client left");
+    assert!(
+        slow.settles_within(Duration::from_secs(1)).await,
+        "upstream request still open after the client left"
+    );
 }
 
 #[tokio::test]
 async fn upstream_errors_echoing_the_key_are_redacted() {
-    let leaky = MockUpstream::fixed(Reply::status(401, json!({"error":{"message":"Incorrect API key provided: sk-upstream-secret","type":"invalid_request_error"}}))).await;
+    let leaky = MockUpstream::fixed(Reply::status(
+        401,
+        json!({"error":{"message":"Incorrect API key provided: sk-upstream-secret","type":"invalid_request_error"}}),
+    ))
+    .await;
     let router = TestRouter::start(&config_one("g", "openai", &leaky.base(), "")).await;
     let r = chat(&router, simple()).await;
     assert_eq!(r.status(), 401);
     let text = r.text().await.unwrap();
     assert!(!text.contains("sk-upstream-secret"), "{text}");
     assert!(text.contains("[redacted]"), "{text}");
-    let r = anthropic(&router, json!({"model":"g","max_tokens":5,"messages":[{"role":"user","content":"hi"}]})).await;
+    let r = anthropic(
+        &router,
+        json!({"model":"g","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
     let text = r.text().await.unwrap();
     assert!(!text.contains("sk-upstream-secret"), "{text}");
 }
@@ -242,10 +338,17 @@ async fn upstream_errors_echoing_the_key_are_redacted() {
 async fn slow_header_clients_are_disconnected_while_others_are_served() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = MockUpstream::fixed(Reply::json(oai_answer("a"))).await;
-    let config = config_one("g", "openai", &upstream.base(), "").replace("  max_request_size_mb: 1\n", "  max_request_size_mb: 1\n  header_read_timeout: 0.5\n");
+    let config = config_one("g", "openai", &upstream.base(), "").replace(
+        "  max_request_size_mb: 1\n",
+        "  max_request_size_mb: 1\n  header_read_timeout: 0.5\n",
+    );
     let router = TestRouter::start(&config).await;
-    let mut slow = tokio::net::TcpStream::connect(router.base.trim_start_matches("http://")).await.unwrap();
-    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(router.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     assert_eq!(chat(&router, json!({"model":"g","messages":[]})).await.status(), 200);
     let started = Instant::now();
     let mut buf = Vec::new();
@@ -268,8 +371,15 @@ async fn shutdown_lets_streams_in_flight_finish() {
     let reader = tokio::spawn(async move { concat(&read_chunks(response).await) });
     tokio::time::sleep(Duration::from_millis(100)).await;
     router.shutdown().await;
-    assert_eq!(reader.await.unwrap(), OAI_STREAM, "the stream in flight finished normally");
-    assert!(http().get(format!("{base}/health")).send().await.is_err(), "no new connections after shutdown");
+    assert_eq!(
+        reader.await.unwrap(),
+        OAI_STREAM,
+        "the stream in flight finished normally"
+    );
+    assert!(
+        http().get(format!("{base}/health")).send().await.is_err(),
+        "no new connections after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -280,10 +390,17 @@ async fn shutdown_drain_is_bounded() {
         then_break: false,
     })
     .await;
-    let config = config_one("g", "openai", &upstream.base(), "").replace("  max_request_size_mb: 1\n", "  max_request_size_mb: 1\n  drain_timeout: 0.5\n");
+    let config = config_one("g", "openai", &upstream.base(), "").replace(
+        "  max_request_size_mb: 1\n",
+        "  max_request_size_mb: 1\n  drain_timeout: 0.5\n",
+    );
     let router = TestRouter::start(&config).await;
     let _response = chat(&router, json!({"model":"g","stream":true,"messages":[]})).await;
     let started = Instant::now();
     router.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(2), "drain took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "drain took {:?}",
+        started.elapsed()
+    );
 }

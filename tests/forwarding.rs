@@ -33,8 +33,7 @@ fn oai_answer() -> Value {
 #[tokio::test]
 async fn openai_body_passes_through_with_model_and_rewrite_body_applied() {
     let upstream = MockUpstream::fixed(Reply::json(oai_answer())).await;
-    let extra =
-        r#"      rewrite_body: '{"enable_thinking": false, "metadata": null, "max_tokens": 8192}'"#;
+    let extra = r#"      rewrite_body: '{"enable_thinking": false, "metadata": null, "max_tokens": 8192}'"#;
     let router = TestRouter::start(&config_one(
         "gpt_models",
         "openai",
@@ -63,10 +62,7 @@ async fn openai_body_passes_through_with_model_and_rewrite_body_applied() {
         String::from_utf8(seen.body.clone()).unwrap(),
         r#"{"model":"upstream-model","messages":[{"role":"user","content":"Hello"}],"x_vendor":{"keep":[1,2.50]},"metadata":null,"max_tokens":8192,"enable_thinking":false}"#
     );
-    assert_eq!(
-        seen.header("authorization"),
-        Some("Bearer sk-upstream-secret")
-    );
+    assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream-secret"));
     assert_eq!(seen.header("cookie"), None);
     assert_eq!(seen.header("x-api-key"), None);
 }
@@ -91,16 +87,10 @@ async fn anthropic_request_gets_key_version_and_beta() {
     assert_eq!(seen.path, "/v1/messages");
     assert_eq!(seen.header("x-api-key"), Some("sk-upstream-secret"));
     assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
-    assert_eq!(
-        seen.header("anthropic-beta"),
-        Some("interleaved-thinking-2025-05-14")
-    );
+    assert_eq!(seen.header("anthropic-beta"), Some("interleaved-thinking-2025-05-14"));
     assert_eq!(seen.header("authorization"), None);
     assert_eq!(seen.json()["model"], "upstream-model");
-    assert_eq!(
-        seen.json()["thinking"],
-        json!({"type":"enabled","budget_tokens":1024})
-    );
+    assert_eq!(seen.json()["thinking"], json!({"type":"enabled","budget_tokens":1024}));
 }
 
 #[tokio::test]
@@ -172,7 +162,9 @@ async fn anthropic_stream_is_relayed_unchanged() {
 #[tokio::test]
 async fn broken_streams_end_with_an_in_band_error() {
     // OpenAI: the connection breaks after two events.
-    let two = &OAI_STREAM[..OAI_STREAM.find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},").unwrap()];
+    let two = &OAI_STREAM[..OAI_STREAM
+        .find("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},")
+        .unwrap()];
     let upstream = MockUpstream::fixed(Reply::Sse {
         pieces: split(two.as_bytes(), 9),
         gap: Duration::from_millis(1),
@@ -189,10 +181,7 @@ async fn broken_streams_end_with_an_in_band_error() {
     let text = concat(&read_chunks(response).await);
     assert!(text.starts_with(two), "{text}");
     let tail = &text[two.len()..];
-    assert!(
-        tail.starts_with("data: {\"error\":{\"message\":\"upstream"),
-        "{tail}"
-    );
+    assert!(tail.starts_with("data: {\"error\":{\"message\":\"upstream"), "{tail}");
     assert!(!text.contains("[DONE]"));
 
     // Anthropic: the upstream ends cleanly at the HTTP level but before message_stop.
@@ -208,9 +197,7 @@ async fn broken_streams_end_with_an_in_band_error() {
     let text = concat(&read_chunks(response).await);
     let tail = &text[cut.len()..];
     assert!(
-        tail.starts_with(
-            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""
-        ),
+        tail.starts_with("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""),
         "{tail}"
     );
     assert!(!text.contains("message_stop"));
@@ -236,7 +223,8 @@ async fn an_error_as_first_stream_event_becomes_an_http_error() {
 async fn upstream_errors_keep_their_status_and_retry_after() {
     let upstream = MockUpstream::fixed(Reply::Json {
         status: 429,
-        body: json!({"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}}).to_string(),
+        body: json!({"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}})
+            .to_string(),
         headers: vec![("retry-after", "7".into()), ("set-cookie", "x=y".into())],
     })
     .await;
@@ -313,34 +301,20 @@ async fn router_errors_come_in_the_client_shape() {
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "model_not_found");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("available: g")
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("available: g"));
     assert!(!v.to_string().contains("sk-upstream-secret"));
 
-    let r = post(
-        "/v1/messages",
-        r#"{"model":"nope","max_tokens":1,"messages":[]}"#,
-    )
-    .await
-    .unwrap();
+    let r = post("/v1/messages", r#"{"model":"nope","max_tokens":1,"messages":[]}"#)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["type"],
-        "not_found_error"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
 
     let r = post("/v1/chat/completions", r#"{"model":"g","messages":"hi"}"#)
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["param"],
-        "messages"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], "messages");
 
     // The test router's body limit is 1 MiB.
     let big = format!(
@@ -349,10 +323,7 @@ async fn router_errors_come_in_the_client_shape() {
     );
     let r = post("/v1/messages", &big).await.unwrap();
     assert_eq!(r.status(), 413);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"]["type"],
-        "request_too_large"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "request_too_large");
     assert_eq!(upstream.count(), 0, "nothing invalid reached the upstream");
 }
 

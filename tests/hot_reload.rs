@@ -39,11 +39,7 @@ async fn setup() -> (MockUpstream, TestRouter) {
 #[tokio::test]
 async fn in_place_edit_is_applied_within_a_second() {
     let (upstream, router) = setup().await;
-    std::fs::write(
-        &router.config_path,
-        config_one("new", "openai", &upstream.base(), ""),
-    )
-    .unwrap();
+    std::fs::write(&router.config_path, config_one("new", "openai", &upstream.base(), "")).unwrap();
     assert!(wait_for_status(&router, "new", 200).await < Duration::from_secs(1));
     wait_for_status(&router, "old", 404).await;
 }
@@ -103,10 +99,7 @@ async fn kubernetes_style_symlink_swap_is_applied() {
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
     let started = Instant::now();
     while ask("second").await.unwrap().status() != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "symlink swap not picked up"
-        );
+        assert!(started.elapsed() < Duration::from_secs(1), "symlink swap not picked up");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.shutdown().await.unwrap();
@@ -128,11 +121,7 @@ async fn invalid_edit_keeps_the_last_good_config() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     wait_for_status(&router, "old", 200).await;
     // And the next valid edit applies.
-    std::fs::write(
-        &router.config_path,
-        config_one("fixed", "openai", &upstream.base(), ""),
-    )
-    .unwrap();
+    std::fs::write(&router.config_path, config_one("fixed", "openai", &upstream.base(), "")).unwrap();
     wait_for_status(&router, "fixed", 200).await;
 }
 
@@ -158,11 +147,7 @@ async fn requests_in_flight_finish_on_their_snapshot() {
             .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    std::fs::write(
-        &router.config_path,
-        config_one("g", "openai", &fast.base(), ""),
-    )
-    .unwrap();
+    std::fs::write(&router.config_path, config_one("g", "openai", &fast.base(), "")).unwrap();
     // New requests go to the new upstream while the old one is still answering.
     let started = Instant::now();
     loop {

@@ -10,8 +10,7 @@ async fn http_proxy_carries_upstream_requests() {
     let upstream = MockUpstream::fixed(Reply::json(json!({"via":"upstream"}))).await;
     let proxy = HttpProxy::start().await;
     let config = config_one("g", "openai", &format!("{}/v1", upstream.base()), "");
-    let router =
-        TestRouter::start_with(&config, None, Some(&format!("http://{}", proxy.addr))).await;
+    let router = TestRouter::start_with(&config, None, Some(&format!("http://{}", proxy.addr))).await;
     let r = http()
         .post(router.url("/v1/chat/completions"))
         .json(&json!({"model":"g","messages":[]}))
@@ -29,13 +28,11 @@ async fn http_proxy_carries_upstream_requests() {
 
 #[tokio::test]
 async fn socks5_proxy_carries_upstream_requests_and_streams() {
-    let stream =
-        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
     let upstream = MockUpstream::fixed(Reply::sse(stream, 3)).await;
     let proxy = Socks5Proxy::start().await;
     let config = config_one("g", "openai", &upstream.base(), "");
-    let router =
-        TestRouter::start_with(&config, None, Some(&format!("socks5://{}", proxy.addr))).await;
+    let router = TestRouter::start_with(&config, None, Some(&format!("socks5://{}", proxy.addr))).await;
     let r = http()
         .post(router.url("/v1/chat/completions"))
         .json(&json!({"model":"g","stream":true,"messages":[]}))
@@ -44,8 +41,5 @@ async fn socks5_proxy_carries_upstream_requests_and_streams() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(concat(&read_chunks(r).await), stream);
-    assert_eq!(
-        proxy.targets.lock().unwrap().clone(),
-        [upstream.addr.to_string()]
-    );
+    assert_eq!(proxy.targets.lock().unwrap().clone(), [upstream.addr.to_string()]);
 }

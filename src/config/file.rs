@@ -99,7 +99,6 @@ pub struct RouterSettings {
     pub header_read_timeout: Option<f64>,
 }
 
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupEntry {

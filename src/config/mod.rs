@@ -48,10 +48,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.display().to_string(),
         message: first_line(&e.to_string()),
     })?;
-    validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| {
-        ConfigError::Invalid {
-            path: path.display().to_string(),
-            message,
-        }
+    validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| ConfigError::Invalid {
+        path: path.display().to_string(),
+        message,
     })
 }

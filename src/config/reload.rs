@@ -153,9 +153,7 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     for g in &new.groups {
         match old.groups.iter().find(|o| o.name == g.name) {
             None => changes.push(format!("group '{}' added", g.name)),
-            Some(o) if members(old, o) != members(new, g) => {
-                changes.push(format!("group '{}' changed", g.name))
-            }
+            Some(o) if members(old, o) != members(new, g) => changes.push(format!("group '{}' changed", g.name)),
             Some(_) => {}
         }
     }
@@ -196,8 +194,7 @@ mod tests {
             pub fn new() -> Self {
                 static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
                 let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path = std::env::temp_dir()
-                    .join(format!("llm-router-reload-{}-{n}", std::process::id()));
+                let path = std::env::temp_dir().join(format!("llm-router-reload-{}-{n}", std::process::id()));
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }
@@ -212,9 +209,7 @@ mod tests {
     #[test]
     fn valid_edit_is_applied_and_described() {
         let (dir, reloader) = setup(A);
-        let edited = A
-            .replace("model: x", "model: y")
-            .replace("- name: g\n", "- name: g2\n");
+        let edited = A.replace("model: x", "model: y").replace("- name: g\n", "- name: g2\n");
         std::fs::write(dir.0.join("config.yaml"), &edited).unwrap();
         let outcome = reloader.reload().unwrap();
         assert_eq!(
@@ -245,13 +240,7 @@ mod tests {
         assert!(reloader.live.load().group("g").is_some());
         // Fixing the file applies it again.
         std::fs::write(dir.0.join("config.yaml"), A.replace("model: x", "model: z")).unwrap();
-        assert!(matches!(
-            reloader.reload().unwrap(),
-            ReloadOutcome::Applied(_)
-        ));
-        assert_eq!(
-            reloader.live.load().group("g").unwrap().members[0].upstream_model,
-            "z"
-        );
+        assert!(matches!(reloader.reload().unwrap(), ReloadOutcome::Applied(_)));
+        assert_eq!(reloader.live.load().group("g").unwrap().members[0].upstream_model, "z");
     }
 }

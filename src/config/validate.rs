@@ -150,10 +150,7 @@ impl fmt::Debug for Secret {
     }
 }
 
-pub(super) fn validate(
-    file: ConfigFile,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, String> {
+pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
     if file.model_list.is_empty() {
         return Err("model_list: at least one model is required".into());
     }
@@ -163,15 +160,28 @@ pub(super) fn validate(
     let timeouts = Timeouts {
         connect: seconds(settings.connect_timeout, defaults.connect, place, "connect_timeout")?,
         first_byte: seconds(settings.timeout, defaults.first_byte, place, "timeout")?,
-        stream_idle: seconds(settings.stream_idle_timeout, defaults.stream_idle, place, "stream_idle_timeout")?,
+        stream_idle: seconds(
+            settings.stream_idle_timeout,
+            defaults.stream_idle,
+            place,
+            "stream_idle_timeout",
+        )?,
     };
     let reliability = reliability(settings)?;
-    let header_read_timeout =
-        seconds(settings.header_read_timeout, Duration::from_secs(15), place, "header_read_timeout")?;
+    let header_read_timeout = seconds(
+        settings.header_read_timeout,
+        Duration::from_secs(15),
+        place,
+        "header_read_timeout",
+    )?;
     let body_limit = match settings.max_request_size_mb {
         None => 32 * 1024 * 1024,
         Some(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => (mb * 1024.0 * 1024.0) as usize,
-        Some(mb) => return Err(format!("router_settings.max_request_size_mb: {mb} is out of range (0.001 to 4096)")),
+        Some(mb) => {
+            return Err(format!(
+                "router_settings.max_request_size_mb: {mb} is out of range (0.001 to 4096)"
+            ));
+        }
     };
 
     let mut names = HashSet::new();
@@ -179,7 +189,10 @@ pub(super) fn validate(
     for (i, entry) in file.model_list.into_iter().enumerate() {
         let place = format!("model_list[{i}]");
         if !names.insert(entry.model_name.clone()) {
-            return Err(format!("{place}.model_name: duplicate model_name '{}'", entry.model_name));
+            return Err(format!(
+                "{place}.model_name: duplicate model_name '{}'",
+                entry.model_name
+            ));
         }
         deployments.push(deployment(entry, &place, timeouts, env)?);
     }
@@ -199,10 +212,7 @@ pub(super) fn validate(
     for (i, entry) in file.router_settings.model_groups.into_iter().enumerate() {
         let place = format!("router_settings.model_groups[{i}]");
         if !group_names.insert(entry.name.clone()) {
-            return Err(format!(
-                "{place}.name: duplicate group name '{}'",
-                entry.name
-            ));
+            return Err(format!("{place}.name: duplicate group name '{}'", entry.name));
         }
         groups.push(group(entry, &place, &deployments)?);
     }
@@ -247,10 +257,7 @@ fn deployment(
     defaults: Timeouts,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<DeploymentSpec, String> {
-    let ModelEntry {
-        model_name,
-        llm_params,
-    } = entry;
+    let ModelEntry { model_name, llm_params } = entry;
     if model_name.trim().is_empty() {
         return Err(format!("{place}.model_name: must not be empty"));
     }
@@ -259,7 +266,12 @@ fn deployment(
     let timeouts = Timeouts {
         connect: seconds(llm_params.connect_timeout, defaults.connect, &place, "connect_timeout")?,
         first_byte: seconds(llm_params.timeout, defaults.first_byte, &place, "timeout")?,
-        stream_idle: seconds(llm_params.stream_idle_timeout, defaults.stream_idle, &place, "stream_idle_timeout")?,
+        stream_idle: seconds(
+            llm_params.stream_idle_timeout,
+            defaults.stream_idle,
+            &place,
+            "stream_idle_timeout",
+        )?,
     };
     let LlmParams {
         api_type,
@@ -281,13 +293,14 @@ fn deployment(
     if model.trim().is_empty() {
         return Err(format!("{place}.model: must not be empty"));
     }
-    let endpoint =
-        endpoint(&api_base, protocol).map_err(|why| format!("{place}.api_base: {why}"))?;
+    let endpoint = endpoint(&api_base, protocol).map_err(|why| format!("{place}.api_base: {why}"))?;
     let api_key = match api_key {
         Some(key) => match key.strip_prefix(ENV_PREFIX) {
-            Some(var) => Some(Secret(env(var).ok_or_else(|| {
-                format!("{place}.api_key: environment variable '{var}' is not set")
-            })?)),
+            Some(var) => {
+                Some(Secret(env(var).ok_or_else(|| {
+                    format!("{place}.api_key: environment variable '{var}' is not set")
+                })?))
+            }
             None => Some(Secret(key)),
         },
         None => None,
@@ -295,9 +308,7 @@ fn deployment(
     if let Some(key) = &api_key
         && !key.0.bytes().all(|b| b.is_ascii_graphic())
     {
-        return Err(format!(
-            "{place}.api_key: must be printable ASCII without spaces"
-        ));
+        return Err(format!("{place}.api_key: must be printable ASCII without spaces"));
     }
     let rewrite_body = match rewrite_body {
         None => Vec::new(),
@@ -334,45 +345,32 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
         ));
     }
     // Anthropic's own API accepts everything; third-party Messages hosts reject some of it (cache ttl).
-    let anthropic_native = params.anthropic_native.unwrap_or_else(|| {
-        Url::parse(params.api_base.trim()).is_ok_and(|u| u.host_str() == Some("api.anthropic.com"))
-    });
+    let anthropic_native = params
+        .anthropic_native
+        .unwrap_or_else(|| Url::parse(params.api_base.trim()).is_ok_and(|u| u.host_str() == Some("api.anthropic.com")));
     Ok(ModelOptions {
         max_output_tokens: params.max_output_tokens,
         default_max_tokens: params.default_max_tokens,
         thinking_mode: params.thinking_mode.unwrap_or(defaults.thinking_mode),
-        reasoning_dialect: params
-            .reasoning_dialect
-            .unwrap_or(defaults.reasoning_dialect),
+        reasoning_dialect: params.reasoning_dialect.unwrap_or(defaults.reasoning_dialect),
         supports_stream_options: params
             .supports_stream_options
             .unwrap_or(defaults.supports_stream_options),
         supports_top_k: params.supports_top_k.unwrap_or(defaults.supports_top_k),
-        sampling_exclusive: params
-            .sampling_exclusive
-            .unwrap_or(defaults.sampling_exclusive),
-        supports_output_format: params
-            .supports_output_format
-            .unwrap_or(defaults.supports_output_format),
-        forward_cache_control: params
-            .forward_cache_control
-            .unwrap_or(defaults.forward_cache_control),
+        sampling_exclusive: params.sampling_exclusive.unwrap_or(defaults.sampling_exclusive),
+        supports_output_format: params.supports_output_format.unwrap_or(defaults.supports_output_format),
+        forward_cache_control: params.forward_cache_control.unwrap_or(defaults.forward_cache_control),
         anthropic_native,
-        token_count_factor: params
-            .token_count_factor
-            .unwrap_or(defaults.token_count_factor),
+        token_count_factor: params.token_count_factor.unwrap_or(defaults.token_count_factor),
     })
 }
 
 /// `{api_base}/chat/completions` for OpenAI; `{api_base}/v1/messages` for Anthropic, tolerating a base that
 /// already ends in `/v1` and trailing slashes.
 fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
-    let url = Url::parse(api_base.trim())
-        .map_err(|e| format!("'{api_base}' is not a valid URL ({e})"))?;
+    let url = Url::parse(api_base.trim()).map_err(|e| format!("'{api_base}' is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "'{api_base}' must be an http:// or https:// URL with a host"
-        ));
+        return Err(format!("'{api_base}' must be an http:// or https:// URL with a host"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("'{api_base}' must not have a query or fragment"));
@@ -405,19 +403,12 @@ fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
         .collect()
 }
 
-fn group(
-    entry: GroupEntry,
-    place: &str,
-    deployments: &[DeploymentSpec],
-) -> Result<GroupSpec, String> {
+fn group(entry: GroupEntry, place: &str, deployments: &[DeploymentSpec]) -> Result<GroupSpec, String> {
     if entry.name.trim().is_empty() {
         return Err(format!("{place}.name: must not be empty"));
     }
     if entry.models.is_empty() {
-        return Err(format!(
-            "{place}.models: group '{}' has no models",
-            entry.name
-        ));
+        return Err(format!("{place}.models: group '{}' has no models", entry.name));
     }
     let mut members = Vec::with_capacity(entry.models.len());
     for (j, member) in entry.models.iter().enumerate() {
@@ -426,31 +417,20 @@ fn group(
             .iter()
             .position(|d| d.name == member.name)
             .ok_or_else(|| format!("{place}.name: unknown model '{}'", member.name))?;
-        if members
-            .iter()
-            .any(|m: &GroupMemberSpec| m.deployment == deployment)
-        {
-            return Err(format!(
-                "{place}.name: model '{}' is listed twice",
-                member.name
-            ));
+        if members.iter().any(|m: &GroupMemberSpec| m.deployment == deployment) {
+            return Err(format!("{place}.name: model '{}' is listed twice", member.name));
         }
         let weight = match member.weight {
             None => DEFAULT_WEIGHT,
             Some(w) if (0..=MAX_WEIGHT).contains(&w) => w as u32,
             Some(w) => {
-                return Err(format!(
-                    "{place}.weight: {w} is out of range (0 to {MAX_WEIGHT})"
-                ));
+                return Err(format!("{place}.weight: {w} is out of range (0 to {MAX_WEIGHT})"));
             }
         };
         members.push(GroupMemberSpec { deployment, weight });
     }
     if members.iter().all(|m| m.weight == 0) {
-        return Err(format!(
-            "{place}.models: every weight in group '{}' is 0",
-            entry.name
-        ));
+        return Err(format!("{place}.models: every weight in group '{}' is 0", entry.name));
     }
     Ok(GroupSpec {
         name: entry.name,
@@ -509,15 +489,8 @@ router_settings:
             d.endpoint.as_str(),
             "https://dashscope.aliyuncs.com/compatible-mode/v1/chat/completions"
         );
-        let rewrite: Vec<(&str, &str)> = d
-            .rewrite_body
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.0.get()))
-            .collect();
-        assert_eq!(
-            rewrite,
-            [("enable_thinking", "false"), ("max_tokens", "8192")]
-        );
+        let rewrite: Vec<(&str, &str)> = d.rewrite_body.iter().map(|(k, v)| (k.as_str(), v.0.get())).collect();
+        assert_eq!(rewrite, [("enable_thinking", "false"), ("max_tokens", "8192")]);
         assert_eq!(
             config.deployments[1].endpoint.as_str(),
             "https://open.bigmodel.cn/api/anthropic/v1/messages"
@@ -599,17 +572,11 @@ router_settings:
                 "router_settings.model_groups[0].models[1].weight: -1 is out of range (0 to 1000000)",
             ),
             (
-                SEED.replace(
-                    "api_base: https://open.bigmodel.cn/api/anthropic/",
-                    "api_base: ftp://x",
-                ),
+                SEED.replace("api_base: https://open.bigmodel.cn/api/anthropic/", "api_base: ftp://x"),
                 "model_list[1].llm_params.api_base: 'ftp://x' must be an http:// or https:// URL with a host",
             ),
             (
-                SEED.replace(
-                    r#"'{"enable_thinking": false, "max_tokens": 8192}'"#,
-                    "'[1,2]'",
-                ),
+                SEED.replace(r#"'{"enable_thinking": false, "max_tokens": 8192}'"#, "'[1,2]'"),
                 "model_list[0].llm_params.rewrite_body: must be a JSON object",
             ),
         ];
@@ -617,11 +584,8 @@ router_settings:
             assert_eq!(error_of(&text), expected);
         }
         assert!(
-            error_of(&SEED.replace(
-                r#"'{"enable_thinking": false, "max_tokens": 8192}'"#,
-                "'{oops'"
-            ))
-            .starts_with("model_list[0].llm_params.rewrite_body: not valid JSON")
+            error_of(&SEED.replace(r#"'{"enable_thinking": false, "max_tokens": 8192}'"#, "'{oops'"))
+                .starts_with("model_list[0].llm_params.rewrite_body: not valid JSON")
         );
         assert!(
             error_of(&SEED.replace(
@@ -634,8 +598,7 @@ router_settings:
 
     #[test]
     fn group_rules() {
-        let two_groups =
-            format!("{SEED}    - name: gpt_models\n      models:\n        - name: model1\n");
+        let two_groups = format!("{SEED}    - name: gpt_models\n      models:\n        - name: model1\n");
         assert_eq!(
             error_of(&two_groups),
             "router_settings.model_groups[1].name: duplicate group name 'gpt_models'"
@@ -645,16 +608,12 @@ router_settings:
             error_of(&empty),
             "router_settings.model_groups[1].models: group 'empty' has no models"
         );
-        let twice = format!(
-            "{SEED}    - name: g2\n      models:\n        - name: model1\n        - name: model1\n"
-        );
+        let twice = format!("{SEED}    - name: g2\n      models:\n        - name: model1\n        - name: model1\n");
         assert_eq!(
             error_of(&twice),
             "router_settings.model_groups[1].models[1].name: model 'model1' is listed twice"
         );
-        let zero = format!(
-            "{SEED}    - name: g3\n      models:\n        - name: model1\n          weight: 0\n"
-        );
+        let zero = format!("{SEED}    - name: g3\n      models:\n        - name: model1\n          weight: 0\n");
         assert_eq!(
             error_of(&zero),
             "router_settings.model_groups[1].models: every weight in group 'g3' is 0"
@@ -691,10 +650,7 @@ router_settings:
             parse(&bad, Path::new("c.yaml")),
             Err(ConfigError::Parse { .. })
         ));
-        let native = SEED.replace(
-            "https://open.bigmodel.cn/api/anthropic/",
-            "https://api.anthropic.com",
-        );
+        let native = SEED.replace("https://open.bigmodel.cn/api/anthropic/", "https://api.anthropic.com");
         assert!(
             parse(&native, Path::new("c.yaml")).unwrap().deployments[1]
                 .options
@@ -720,9 +676,19 @@ router_settings:
         assert_eq!(config.reliability.cooldown, Duration::from_millis(2500));
         assert_eq!(config.body_limit, 1024 * 1024);
         let d0 = config.deployments[0].timeouts;
-        assert_eq!((d0.connect, d0.first_byte, d0.stream_idle), (Duration::from_secs(2), Duration::from_millis(500), Duration::from_secs(7)));
+        assert_eq!(
+            (d0.connect, d0.first_byte, d0.stream_idle),
+            (
+                Duration::from_secs(2),
+                Duration::from_millis(500),
+                Duration::from_secs(7)
+            )
+        );
         let d1 = config.deployments[1].timeouts;
-        assert_eq!((d1.connect, d1.first_byte), (Duration::from_secs(10), Duration::from_secs(60)));
+        assert_eq!(
+            (d1.connect, d1.first_byte),
+            (Duration::from_secs(10), Duration::from_secs(60))
+        );
         assert_eq!(
             error_of(&text.replace("timeout: 60", "timeout: -1")),
             "router_settings.timeout: -1 is out of range (0.001 to 86400 seconds)"
@@ -748,14 +714,8 @@ router_settings:
             "api_key: os.environ/MY_KEY\n      rewrite",
         );
         let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
-        let config = validate(raw, &|name| {
-            (name == "MY_KEY").then(|| "sk-env".to_string())
-        })
-        .unwrap();
-        assert_eq!(
-            config.deployments[0].api_key.as_ref().unwrap().expose(),
-            "sk-env"
-        );
+        let config = validate(raw, &|name| (name == "MY_KEY").then(|| "sk-env".to_string())).unwrap();
+        assert_eq!(config.deployments[0].api_key.as_ref().unwrap().expose(), "sk-env");
         let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(
             validate(raw, &|_| None).unwrap_err(),
@@ -765,10 +725,7 @@ router_settings:
 
     #[test]
     fn unknown_keys_and_bad_yaml_are_parse_errors() {
-        let text = SEED.replace(
-            "api_key: sk-1234\n      rewrite",
-            "api_kee: sk-1234\n      rewrite",
-        );
+        let text = SEED.replace("api_key: sk-1234\n      rewrite", "api_kee: sk-1234\n      rewrite");
         assert!(matches!(
             parse(&text, Path::new("c.yaml")),
             Err(ConfigError::Parse { .. })

@@ -168,14 +168,8 @@ mod tests {
     fn later_override_wins() {
         let body = RawBody::parse(br#"{"model":"g"}"#).unwrap();
         let (a, b) = (raw(r#""a""#), raw(r#""b""#));
-        assert_eq!(
-            body.write_with(&[("model", &a), ("model", &b)]),
-            br#"{"model":"b"}"#
-        );
-        assert_eq!(
-            body.write_with(&[("x", &a), ("x", &b)]),
-            br#"{"model":"g","x":"b"}"#
-        );
+        assert_eq!(body.write_with(&[("model", &a), ("model", &b)]), br#"{"model":"b"}"#);
+        assert_eq!(body.write_with(&[("x", &a), ("x", &b)]), br#"{"model":"g","x":"b"}"#);
     }
 
     #[test]

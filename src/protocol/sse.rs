@@ -46,10 +46,7 @@ impl SseParser {
         }
         self.buf.extend_from_slice(chunk);
         let mut start = 0;
-        while let Some(offset) = self.buf[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-        {
+        while let Some(offset) = self.buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
             let end = start + offset;
             let mut next = end + 1;
             if self.buf[end] == b'\r' {
@@ -233,9 +230,6 @@ mod tests {
         let mut out = Vec::new();
         write_named_event(&mut out, "ping", b"{\"type\":\"ping\"}");
         write_data_event(&mut out, b"[DONE]");
-        assert_eq!(
-            out,
-            b"event: ping\ndata: {\"type\":\"ping\"}\n\ndata: [DONE]\n\n"
-        );
+        assert_eq!(out, b"event: ping\ndata: {\"type\":\"ping\"}\n\ndata: [DONE]\n\n");
     }
 }

@@ -52,7 +52,8 @@ impl Health {
         };
         if let Some(wait) = cooldown {
             self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.cooling_until.store(now_ms() + wait.as_millis() as u64, Ordering::Relaxed);
+            self.cooling_until
+                .store(now_ms() + wait.as_millis() as u64, Ordering::Relaxed);
         }
         cooldown
     }
@@ -95,11 +96,16 @@ mod tests {
     #[test]
     fn retry_after_cools_at_once_for_that_long() {
         let h = Health::default();
-        assert_eq!(h.record_failure(&reliability(3), Some(Duration::from_millis(40))), Some(Duration::from_millis(40)));
+        assert_eq!(
+            h.record_failure(&reliability(3), Some(Duration::from_millis(40))),
+            Some(Duration::from_millis(40))
+        );
         assert!(h.is_cooling());
         std::thread::sleep(Duration::from_millis(60));
         assert!(!h.is_cooling());
-        let capped = h.record_failure(&reliability(3), Some(Duration::from_secs(1_000_000))).unwrap();
+        let capped = h
+            .record_failure(&reliability(3), Some(Duration::from_secs(1_000_000)))
+            .unwrap();
         assert_eq!(capped, MAX_COOLDOWN);
     }
 }

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use crate::config::{Config, DeploymentSpec, Strategy};
-pub use health::Health;
 use crate::protocol::Protocol;
+pub use health::Health;
 pub use strategy::Balancer;
 
 /// One upstream model at one provider, ready to be called.
@@ -45,28 +45,17 @@ impl Deployment {
                 Protocol::Anthropic => key.expose().to_owned(),
             };
             // Validation guarantees printable ASCII, which is always a valid header value.
-            let mut value =
-                HeaderValue::from_str(&text).expect("validated api_key is a valid header value");
+            let mut value = HeaderValue::from_str(&text).expect("validated api_key is a valid header value");
             value.set_sensitive(true);
             value
         });
-        let model =
-            serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
+        let model = serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
         let mut overrides = vec![("model".to_owned(), model)];
-        overrides.extend(
-            spec.rewrite_body
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone())),
-        );
+        overrides.extend(spec.rewrite_body.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         let rewrite_values = spec
             .rewrite_body
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    serde_json::from_str(v.0.get()).expect("validated JSON"),
-                )
-            })
+            .map(|(k, v)| (k.clone(), serde_json::from_str(v.0.get()).expect("validated JSON")))
             .collect();
         Self {
             name: spec.name.clone(),
@@ -84,10 +73,7 @@ impl Deployment {
 
     /// The overrides as borrowed pairs, for [`crate::protocol::raw_body::RawBody::write_with`].
     pub fn override_refs(&self) -> Vec<(&str, &RawValue)> {
-        self.overrides
-            .iter()
-            .map(|(k, v)| (k.as_str(), &**v))
-            .collect()
+        self.overrides.iter().map(|(k, v)| (k.as_str(), &**v)).collect()
     }
 }
 
@@ -140,7 +126,11 @@ impl Snapshot {
                     .and_then(|p| p.deployment(&spec.name))
                     .filter(|old| old.spec == *spec)
                     .map_or_else(Arc::default, |old| old.health.clone());
-                Arc::new(Deployment::new(spec.clone(), pool.client(spec.timeouts.connect), health))
+                Arc::new(Deployment::new(
+                    spec.clone(),
+                    pool.client(spec.timeouts.connect),
+                    health,
+                ))
             })
             .collect();
         let mut groups = HashMap::new();
@@ -176,11 +166,7 @@ impl Snapshot {
                 add(&deployment.name.clone(), vec![deployment.clone()], vec![1]);
             }
         }
-        Self {
-            groups,
-            listed,
-            config,
-        }
+        Self { groups, listed, config }
     }
 
     pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
@@ -189,7 +175,10 @@ impl Snapshot {
 
     /// A deployment by its `model_list` name.
     fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
-        self.groups.values().flat_map(|g| g.members.iter()).find(|d| d.name == name)
+        self.groups
+            .values()
+            .flat_map(|g| g.members.iter())
+            .find(|d| d.name == name)
     }
 }
 
@@ -214,7 +203,11 @@ router_settings:
 
     fn snapshot(text: &str, previous: Option<&Snapshot>) -> Snapshot {
         let pool = ClientPool::new(None).unwrap();
-        Snapshot::build(crate::config::parse(text, Path::new("c.yaml")).unwrap(), previous, &pool)
+        Snapshot::build(
+            crate::config::parse(text, Path::new("c.yaml")).unwrap(),
+            previous,
+            &pool,
+        )
     }
 
     #[test]
@@ -230,10 +223,7 @@ router_settings:
     fn credentials_follow_the_protocol_and_are_sensitive() {
         let s = snapshot(CONFIG, None);
         let a = &s.group("a").unwrap().members[0];
-        assert_eq!(
-            a.credential.as_ref().unwrap().to_str().unwrap(),
-            "Bearer sk-a"
-        );
+        assert_eq!(a.credential.as_ref().unwrap().to_str().unwrap(), "Bearer sk-a");
         assert!(a.credential.as_ref().unwrap().is_sensitive());
         let b = &s.group("b").unwrap().members[0];
         assert_eq!(b.credential.as_ref().unwrap().to_str().unwrap(), "sk-b");

@@ -128,10 +128,7 @@ mod tests {
     #[test]
     fn swrr_never_picks_zero_weight() {
         assert_eq!(sequence(&[0, 3, 0], 5), "bbbbb");
-        assert_eq!(
-            SmoothWeightedRoundRobin::new(vec![0, 0]).pick(|_| true),
-            None
-        );
+        assert_eq!(SmoothWeightedRoundRobin::new(vec![0, 0]).pick(|_| true), None);
     }
 
     #[test]

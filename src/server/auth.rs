@@ -27,10 +27,7 @@ impl Token {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        let api_key = headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
         // Check both, without short-circuiting, so timing reveals nothing about which was tried.
         let by_bearer = bearer.is_some_and(|t| self.matches(t));
         let by_key = api_key.is_some_and(|t| self.matches(t));
@@ -49,11 +46,7 @@ impl std::fmt::Debug for Token {
 }
 
 /// Middleware for the `/v1` routes: 401 in the route's protocol unless the token matches (or none is set).
-pub async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match &state.token {
         Some(token) if !token.accepts(request.headers()) => {
             let protocol = super::client_protocol(request.uri().path(), request.headers());
@@ -72,12 +65,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
+            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
             .collect()
     }
 
@@ -87,10 +75,7 @@ mod tests {
         assert!(t.accepts(&headers(&[("authorization", "Bearer s3cret")])));
         assert!(t.accepts(&headers(&[("authorization", "bearer s3cret")])));
         assert!(t.accepts(&headers(&[("x-api-key", "s3cret")])));
-        assert!(t.accepts(&headers(&[
-            ("authorization", "Bearer wrong"),
-            ("x-api-key", "s3cret")
-        ])));
+        assert!(t.accepts(&headers(&[("authorization", "Bearer wrong"), ("x-api-key", "s3cret")])));
     }
 
     #[test]

@@ -50,8 +50,13 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     };
     if deployment.protocol == Protocol::OpenAi {
         let answer = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(body) => estimated(estimate_anthropic_input_tokens(&body, deployment.spec.options.token_count_factor)),
-            Err(e) => ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic),
+            Ok(body) => estimated(estimate_anthropic_input_tokens(
+                &body,
+                deployment.spec.options.token_count_factor,
+            )),
+            Err(e) => {
+                ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic)
+            }
         };
         return finish(&outcome, answer, false, started);
     }

@@ -43,18 +43,14 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid or missing API key")
-            .with_code("invalid_api_key")
+        Self::new(StatusCode::UNAUTHORIZED, "invalid or missing API key").with_code("invalid_api_key")
     }
 
     pub fn unknown_model(model: &str, known: &[String]) -> Self {
         let message = if known.is_empty() {
             format!("model '{model}' does not exist")
         } else {
-            format!(
-                "model '{model}' does not exist; available: {}",
-                known.join(", ")
-            )
+            format!("model '{model}' does not exist; available: {}", known.join(", "))
         };
         Self::new(StatusCode::NOT_FOUND, message).with_code("model_not_found")
     }
@@ -77,11 +73,7 @@ impl ApiError {
                 self.param.as_deref(),
                 self.code,
             ),
-            Protocol::Anthropic => anthropic::error_body(
-                anthropic::error_type_for_status(status),
-                &self.message,
-                None,
-            ),
+            Protocol::Anthropic => anthropic::error_body(anthropic::error_type_for_status(status), &self.message, None),
         }
     }
 
@@ -122,10 +114,9 @@ pub fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -156,31 +147,31 @@ mod tests {
     #[test]
     fn upstream_error_bodies_keep_or_get_the_client_shape() {
         let oai = br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#;
-        assert_eq!(same_protocol_error_body(Protocol::OpenAi, StatusCode::BAD_REQUEST, oai), oai);
-        let wrapped =
-            same_protocol_error_body(Protocol::Anthropic, StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        assert_eq!(
+            same_protocol_error_body(Protocol::OpenAi, StatusCode::BAD_REQUEST, oai),
+            oai
+        );
+        let wrapped = same_protocol_error_body(
+            Protocol::Anthropic,
+            StatusCode::BAD_GATEWAY,
+            b"<html>bad gateway</html>",
+        );
         let v: Value = serde_json::from_slice(&wrapped).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["error"]["type"], "api_error");
-        assert_eq!(v["error"]["message"], "upstream returned HTTP 502: <html>bad gateway</html>");
+        assert_eq!(
+            v["error"]["message"],
+            "upstream returned HTTP 502: <html>bad gateway</html>"
+        );
     }
 
     #[test]
     fn types_follow_status() {
         let e = ApiError::unauthorized();
-        assert_eq!(
-            body(&e, Protocol::OpenAi)["error"]["type"],
-            "authentication_error"
-        );
-        assert_eq!(
-            body(&e, Protocol::Anthropic)["error"]["type"],
-            "authentication_error"
-        );
+        assert_eq!(body(&e, Protocol::OpenAi)["error"]["type"], "authentication_error");
+        assert_eq!(body(&e, Protocol::Anthropic)["error"]["type"], "authentication_error");
         let e = ApiError::body_too_large(10);
-        assert_eq!(
-            body(&e, Protocol::Anthropic)["error"]["type"],
-            "request_too_large"
-        );
+        assert_eq!(body(&e, Protocol::Anthropic)["error"]["type"], "request_too_large");
         let e = ApiError::new(StatusCode::BAD_GATEWAY, "down");
         assert_eq!(body(&e, Protocol::OpenAi)["error"]["type"], "server_error");
         assert_eq!(body(&e, Protocol::Anthropic)["error"]["type"], "api_error");

@@ -43,9 +43,14 @@ pub async fn serve(
         // Built per connection (cheap) so that a reloaded `header_read_timeout` applies to new connections.
         let mut builder = auto::Builder::new(TokioExecutor::new());
         let header_timeout = live.load().config.header_read_timeout;
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout);
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             let _ = connection.await;

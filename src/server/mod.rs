@@ -3,8 +3,8 @@
 
 mod auth;
 mod count_tokens;
-pub mod listener;
 pub mod error;
+pub mod listener;
 mod models;
 mod relay;
 mod request;
@@ -56,17 +56,11 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(relay::chat_completions))
         .route("/v1/messages", post(relay::messages))
-        .route(
-            "/v1/messages/count_tokens",
-            post(count_tokens::count_tokens),
-        )
+        .route("/v1/messages/count_tokens", post(count_tokens::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/health", get(health))
         .merge(v1)
@@ -116,14 +110,8 @@ mod tests {
     fn protocol_of_a_request() {
         let none = HeaderMap::new();
         assert_eq!(client_protocol("/v1/messages", &none), Protocol::Anthropic);
-        assert_eq!(
-            client_protocol("/v1/messages/count_tokens", &none),
-            Protocol::Anthropic
-        );
-        assert_eq!(
-            client_protocol("/v1/chat/completions", &none),
-            Protocol::OpenAi
-        );
+        assert_eq!(client_protocol("/v1/messages/count_tokens", &none), Protocol::Anthropic);
+        assert_eq!(client_protocol("/v1/chat/completions", &none), Protocol::OpenAi);
         assert_eq!(client_protocol("/v1/models", &none), Protocol::OpenAi);
         let mut ant = HeaderMap::new();
         ant.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));

@@ -21,11 +21,7 @@ pub struct PageParams {
     before_id: Option<String>,
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    Query(page): Query<PageParams>,
-    request: Request,
-) -> Response {
+pub async fn list(State(state): State<AppState>, Query(page): Query<PageParams>, request: Request) -> Response {
     let snapshot = state.snapshot.load();
     match client_protocol(request.uri().path(), request.headers()) {
         Protocol::OpenAi => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
@@ -36,11 +32,7 @@ pub async fn list(
     }
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
     let snapshot = state.snapshot.load();
     let protocol = client_protocol(request.uri().path(), request.headers());
     if !snapshot.listed.contains(&id) {
@@ -63,9 +55,7 @@ fn anthropic_model(id: &str) -> Value {
 
 fn openai_list(names: &[String]) -> Vec<u8> {
     let data: Vec<Value> = names.iter().map(|n| openai_model(n)).collect();
-    json!({"object": "list", "data": data})
-        .to_string()
-        .into_bytes()
+    json!({"object": "list", "data": data}).to_string().into_bytes()
 }
 
 /// Anthropic pagination: `limit` (1–1000, default 20), forward from `after_id` or backward from `before_id`.
@@ -75,17 +65,15 @@ fn anthropic_page(names: &[String], page: &PageParams) -> Result<Vec<u8>, ApiErr
         Some(text) => match text.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
-                return Err(
-                    ApiError::bad_request("limit: must be an integer from 1 to 1000")
-                        .with_param("limit"),
-                );
+                return Err(ApiError::bad_request("limit: must be an integer from 1 to 1000").with_param("limit"));
             }
         },
     };
     let position = |id: &str, param: &str| {
-        names.iter().position(|n| n == id).ok_or_else(|| {
-            ApiError::bad_request(format!("{param}: unknown model id '{id}'")).with_param(param)
-        })
+        names
+            .iter()
+            .position(|n| n == id)
+            .ok_or_else(|| ApiError::bad_request(format!("{param}: unknown model id '{id}'")).with_param(param))
     };
     let (start, end, has_more) = if let Some(before) = &page.before_id {
         let end = position(before, "before_id")?;
@@ -145,11 +133,7 @@ mod tests {
         let all = names(5);
         let v = parsed(anthropic_page(&all, &page(Some("2"), None, None)).unwrap());
         assert_eq!(
-            (
-                v["first_id"].as_str(),
-                v["last_id"].as_str(),
-                v["has_more"].as_bool()
-            ),
+            (v["first_id"].as_str(), v["last_id"].as_str(), v["has_more"].as_bool()),
             (Some("m0"), Some("m1"), Some(true))
         );
         assert_eq!(v["data"][0]["type"], "model");
@@ -161,11 +145,7 @@ mod tests {
         );
         let v = parsed(anthropic_page(&all, &page(Some("2"), None, Some("m3"))).unwrap());
         assert_eq!(
-            (
-                v["first_id"].as_str(),
-                v["last_id"].as_str(),
-                v["has_more"].as_bool()
-            ),
+            (v["first_id"].as_str(), v["last_id"].as_str(), v["has_more"].as_bool()),
             (Some("m1"), Some("m2"), Some(true))
         );
         let v = parsed(anthropic_page(&all, &page(None, Some("m4"), None)).unwrap());

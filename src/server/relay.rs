@@ -21,12 +21,13 @@ use super::AppState;
 use super::error::{ApiError, json_response, same_protocol_error_body};
 use super::request::{ClientRequest, read_body};
 use super::sse_relay::{Converting, PassThrough, RelayBody, StreamLog, StreamProcessor, UpstreamBody};
+use crate::protocol::Protocol;
+use crate::protocol::convert::RequestFacts;
 use crate::protocol::convert::error::ClientError;
-use crate::protocol::convert::request::{self, ConvertedRequest, RequestFacts};
+use crate::protocol::convert::request::{self, ConvertedRequest};
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
 use crate::protocol::convert::{self, ConvertContext};
 use crate::protocol::raw_body::RawBody;
-use crate::protocol::Protocol;
 use crate::routing::{Deployment, ModelGroup};
 use crate::upstream::{self, UpstreamError};
 
@@ -61,7 +62,12 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         Err(error) => return reject(route, client, error, started),
     };
     let Some(group) = snapshot.group(&request.model) else {
-        return reject(route, client, ApiError::unknown_model(&request.model, &snapshot.listed), started);
+        return reject(
+            route,
+            client,
+            ApiError::unknown_model(&request.model, &snapshot.listed),
+            started,
+        );
     };
     let reliability = snapshot.config.reliability;
     let mut tried = Vec::with_capacity(1);
@@ -77,7 +83,10 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
             deployment: &deployment.name,
         };
         let exchange = Exchange::new(client, deployment, &request.model, &state.signing_key);
-        match exchange.attempt(&request, &bytes, &parts.headers, &outcome, started).await {
+        match exchange
+            .attempt(&request, &bytes, &parts.headers, &outcome, started)
+            .await
+        {
             Ok(response) => {
                 deployment.health.record_success();
                 return response;
@@ -219,8 +228,9 @@ impl<'a> Exchange<'a> {
     ) -> Result<Response, Failure> {
         let client = self.client;
         let deployment = self.deployment;
-        let (body, conversion) =
-            self.upstream_body(&request.body, bytes).map_err(|e| Failure::refused(e, client))?;
+        let (body, conversion) = self
+            .upstream_body(&request.body, bytes)
+            .map_err(|e| Failure::refused(e, client))?;
         if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
             return Ok(finish(outcome, self.cache_prewarm_answer(), false, started));
@@ -255,12 +265,15 @@ impl<'a> Exchange<'a> {
         let mut answer = match (is_stream, &conversion) {
             (false, None) => pass_through_json(response),
             (false, Some(facts)) => self.convert_json(response, facts).await?,
-            (true, None) => self.stream(response, PassThrough::new(client), deadline, outcome, started).await?,
+            (true, None) => {
+                self.stream(response, PassThrough::new(client), deadline, outcome, started)
+                    .await?
+            }
             (true, Some(facts)) => {
                 let ctx = self.context();
                 let converter: Box<dyn StreamConverter> = match client {
-                    Protocol::OpenAi => Box::new(AnthropicToOpenAiStream::new(&ctx, &response_facts(facts))),
-                    Protocol::Anthropic => Box::new(OpenAiToAnthropicStream::new(&ctx, &response_facts(facts))),
+                    Protocol::OpenAi => Box::new(AnthropicToOpenAiStream::new(&ctx, facts)),
+                    Protocol::Anthropic => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
                 };
                 let processor = Converting::new(deployment.protocol, client, converter);
                 self.stream(response, processor, deadline, outcome, started).await?
@@ -268,7 +281,11 @@ impl<'a> Exchange<'a> {
         };
         answer.headers_mut().extend(headers);
         // A stream logs its request line when it ends.
-        Ok(if is_stream { answer } else { finish(outcome, answer, false, started) })
+        Ok(if is_stream {
+            answer
+        } else {
+            finish(outcome, answer, false, started)
+        })
     }
 
     /// The upstream body, and the conversion facts when the protocols differ. Same-protocol bodies are
@@ -283,7 +300,8 @@ impl<'a> Exchange<'a> {
                 overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
                 return Ok((raw.write_with(&overrides), None));
             }
-            (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options) {
+            (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
+            {
                 None => return Ok((raw.write_with(&deployment.override_refs()), None)),
                 Some(body) => ConvertedRequest {
                     body,
@@ -313,11 +331,13 @@ impl<'a> Exchange<'a> {
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
     async fn convert_json(&self, response: reqwest::Response, facts: &RequestFacts) -> Result<Response, Failure> {
         let broken = |message: String| Failure::unreachable(StatusCode::BAD_GATEWAY, message, self.client);
-        let body = upstream::read_limited(response, MAX_RESPONSE_BODY).await.map_err(broken)?;
+        let body = upstream::read_limited(response, MAX_RESPONSE_BODY)
+            .await
+            .map_err(broken)?;
         let ctx = self.context();
         let converted = match self.client {
-            Protocol::OpenAi => convert::response::anthropic_to_openai(&body, &ctx, &response_facts(facts)),
-            Protocol::Anthropic => convert::response::openai_to_anthropic(&body, &ctx, &response_facts(facts)),
+            Protocol::OpenAi => convert::response::anthropic_to_openai(&body, &ctx, facts),
+            Protocol::Anthropic => convert::response::openai_to_anthropic(&body, &ctx, facts),
         };
         match converted {
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
@@ -373,17 +393,6 @@ impl<'a> Exchange<'a> {
     }
 }
 
-/// TODO(dedup merge): the response side will take `RequestFacts` directly.
-fn response_facts(facts: &RequestFacts) -> convert::response::ResponseFacts {
-    convert::response::ResponseFacts {
-        include_usage: facts.include_usage,
-        json_output_tool: facts.json_output_tool,
-        input_tokens_estimate: facts.input_tokens_estimate,
-        tool_names: Vec::new(),
-        stop_sequences: Vec::new(),
-    }
-}
-
 fn upstream_status(error: &UpstreamError) -> StatusCode {
     StatusCode::from_u16(error.status()).expect("valid status")
 }
@@ -417,7 +426,12 @@ fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box
     let Some(cap) = cap else { return Vec::new() };
     ["max_tokens", "max_completion_tokens"]
         .into_iter()
-        .filter(|key| raw.decode::<u64>(key).ok().flatten().is_some_and(|v| v > u64::from(cap)))
+        .filter(|key| {
+            raw.decode::<u64>(key)
+                .ok()
+                .flatten()
+                .is_some_and(|v| v > u64::from(cap))
+        })
         .map(|key| (key, RawValue::from_string(cap.to_string()).expect("a number is JSON")))
         .collect()
 }

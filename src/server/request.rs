@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(err("[]").status, StatusCode::BAD_REQUEST);
         assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
         assert_eq!(err(r#"{"model":1,"messages":[]}"#).param.as_deref(), Some("model"));
-        assert_eq!(err(r#"{"model":"m","messages":[],"stream":"yes"}"#).param.as_deref(), Some("stream"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[],"stream":"yes"}"#).param.as_deref(),
+            Some("stream")
+        );
         assert_eq!(err(r#"{"model":"m"}"#).param.as_deref(), Some("messages"));
         assert_eq!(err(r#"{"model":"m","messages":{}}"#).param.as_deref(), Some("messages"));
         let ok = ClientRequest::parse(br#"{"model":"g","messages":[],"stream":true}"#).unwrap();

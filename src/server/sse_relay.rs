@@ -14,9 +14,7 @@ use futures_util::Stream;
 use http::StatusCode;
 use std::future::Future;
 
-use crate::protocol::convert::error::{
-    StreamStartError, anthropic_stream_event_error, openai_stream_event_error,
-};
+use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{SseEvent, SseParser, write_data_event, write_named_event};
 use crate::protocol::{Protocol, anthropic, openai};
@@ -121,10 +119,7 @@ impl StreamProcessor for PassThrough {
             return Bytes::new();
         }
         self.finished = true;
-        in_band_error(
-            self.protocol,
-            "upstream closed the stream before it was complete",
-        )
+        in_band_error(self.protocol, "upstream closed the stream before it was complete")
     }
 
     fn failed(&mut self, _failure: StreamFailure, message: &str) -> Bytes {
@@ -259,9 +254,8 @@ impl EarlyError {
 /// complete event.
 fn last_event_end(bytes: &[u8]) -> Option<usize> {
     (1..bytes.len()).rev().find_map(|i| {
-        let blank = bytes[i] == b'\n'
-            && (bytes[i - 1] == b'\n'
-                || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
+        let blank =
+            bytes[i] == b'\n' && (bytes[i - 1] == b'\n' || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
         blank.then_some(i + 1)
     })
 }
@@ -279,15 +273,8 @@ fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
 pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
     let mut out = Vec::with_capacity(160 + message.len());
     match protocol {
-        Protocol::Anthropic => write_named_event(
-            &mut out,
-            "error",
-            &anthropic::error_body("api_error", message, None),
-        ),
-        Protocol::OpenAi => write_data_event(
-            &mut out,
-            &openai::error_body(message, "server_error", None, None),
-        ),
+        Protocol::Anthropic => write_named_event(&mut out, "error", &anthropic::error_body("api_error", message, None)),
+        Protocol::OpenAi => write_data_event(&mut out, &openai::error_body(message, "server_error", None, None)),
     }
     out.into()
 }
@@ -318,8 +305,7 @@ pub struct RelayBody<P: StreamProcessor> {
 
 impl<P: StreamProcessor> RelayBody<P> {
     pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, idle_limit: Duration, log: StreamLog) -> Self {
-        let silence = (!processor.keep_alive().is_empty())
-            .then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
+        let silence = (!processor.keep_alive().is_empty()).then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
             head: Some(head),
             upstream,
@@ -354,9 +340,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if let Some(silence) = &mut this.silence {
-                        silence
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
+                        silence.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
                     }
                     let out = this.processor.chunk(chunk);
                     if !out.is_empty() {
@@ -388,9 +372,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     if let Some(silence) = &mut this.silence
                         && silence.as_mut().poll(cx).is_ready()
                     {
-                        silence
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
+                        silence.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
                         return Poll::Ready(Some(Ok(this.processor.keep_alive())));
                     }
                     return Poll::Pending;
@@ -446,10 +428,7 @@ mod tests {
             p.chunk(Bytes::from_static(b":1}\n\ndata: {")),
             &b"data: {\"a\":1}\n\n"[..]
         );
-        assert_eq!(
-            p.chunk(Bytes::from_static(b"}\r\n\r\n")),
-            &b"data: {}\r\n\r\n"[..]
-        );
+        assert_eq!(p.chunk(Bytes::from_static(b"}\r\n\r\n")), &b"data: {}\r\n\r\n"[..]);
         // A half event is dropped when the stream breaks, so the error event stands on its own.
         p.chunk(Bytes::from_static(b"data: {\"half"));
         let tail = p.failed(StreamFailure::Upstream, "boom");
@@ -469,17 +448,16 @@ mod tests {
         let mut p = PassThrough::new(Protocol::Anthropic);
         p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\n"));
         let tail = String::from_utf8(p.failed(StreamFailure::Upstream, "boom").to_vec()).unwrap();
-        assert!(
-            tail.starts_with("event: error\ndata: {\"type\":\"error\""),
-            "{tail}"
-        );
+        assert!(tail.starts_with("event: error\ndata: {\"type\":\"error\""), "{tail}");
         assert!(p.eof().is_empty(), "only one closing error");
     }
 
     #[test]
     fn anthropic_stream_ends_at_message_stop() {
         let mut p = PassThrough::new(Protocol::Anthropic);
-        p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        p.chunk(Bytes::from_static(
+            b"event: message_start\ndata: {}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ));
         assert!(p.eof().is_empty());
     }
 
@@ -491,10 +469,7 @@ mod tests {
         ));
         let e = p.early_error().unwrap();
         assert_eq!(e.status.as_u16(), 529);
-        assert!(
-            p.eof().is_empty(),
-            "an upstream error event is a terminal event"
-        );
+        assert!(p.eof().is_empty(), "an upstream error event is a terminal event");
 
         let mut p = PassThrough::new(Protocol::OpenAi);
         p.chunk(Bytes::from_static(

@@ -70,7 +70,9 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 /// HTTP dates are not honoured; the normal cooldown applies instead.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    let seconds = number("retry-after-ms").map(|ms| ms / 1000.0).or_else(|| number("retry-after"))?;
+    let seconds = number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))?;
     (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
@@ -118,7 +120,10 @@ mod tests {
     #[test]
     fn redaction() {
         let body = br#"{"error":"bad key sk-abc123, really sk-abc123"}"#.to_vec();
-        assert_eq!(redact(body.clone(), Some("sk-abc123")), br#"{"error":"bad key [redacted], really [redacted]"}"#);
+        assert_eq!(
+            redact(body.clone(), Some("sk-abc123")),
+            br#"{"error":"bad key [redacted], really [redacted]"}"#
+        );
         assert_eq!(redact(body.clone(), None), body);
         assert_eq!(redact(body.clone(), Some("zzzz")), body);
     }

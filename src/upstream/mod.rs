@@ -16,9 +16,7 @@ pub use pool::ClientPool;
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "invalid --proxy '{0}': expected socks5://, socks5h://, http:// or https:// followed by host:port"
-    )]
+    #[error("invalid --proxy '{0}': expected socks5://, socks5h://, http:// or https:// followed by host:port")]
     BadProxy(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(#[from] reqwest::Error),
@@ -44,8 +42,7 @@ pub fn build_client(proxy: Option<&str>, connect_timeout: Duration) -> Result<re
 fn parse_proxy(proxy: &str) -> Result<reqwest::Proxy, ClientError> {
     let bad = || ClientError::BadProxy(redact_userinfo(proxy));
     let url = url::Url::parse(proxy).map_err(|_| bad())?;
-    if !matches!(url.scheme(), "socks5" | "socks5h" | "http" | "https") || url.host_str().is_none()
-    {
+    if !matches!(url.scheme(), "socks5" | "socks5h" | "http" | "https") || url.host_str().is_none() {
         return Err(bad());
     }
     reqwest::Proxy::all(url.as_str()).map_err(|_| bad())
@@ -69,10 +66,7 @@ const FORWARDED_TO_ANTHROPIC: [&str; 2] = ["anthropic-version", "anthropic-beta"
 /// The headers of an upstream request: JSON, the deployment's credential, Anthropic's version header.
 pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(4);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match deployment.protocol {
         Protocol::OpenAi => {
             if let Some(credential) = &deployment.credential {
@@ -178,10 +172,7 @@ mod tests {
 
     fn client_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            "authorization",
-            HeaderValue::from_static("Bearer router-token"),
-        );
+        h.insert("authorization", HeaderValue::from_static("Bearer router-token"));
         h.insert("x-api-key", HeaderValue::from_static("router-token"));
         h.insert("cookie", HeaderValue::from_static("a=b"));
         h.insert("connection", HeaderValue::from_static("keep-alive"));
@@ -204,11 +195,7 @@ mod tests {
         assert_eq!(h.get("x-api-key").unwrap(), "sk-secret");
         assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
         assert_eq!(h.get("anthropic-beta").unwrap(), "tools-2024");
-        assert!(
-            h.get("authorization").is_none()
-                && h.get("cookie").is_none()
-                && h.get("connection").is_none()
-        );
+        assert!(h.get("authorization").is_none() && h.get("cookie").is_none() && h.get("connection").is_none());
         let mut client = client_headers();
         client.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
         let h = request_headers(&deployment("anthropic"), &client);
@@ -226,10 +213,7 @@ mod tests {
             "anthropic-ratelimit-requests-limit",
             "x-ratelimit-remaining-tokens",
         ] {
-            assert!(
-                is_relayed_response_header(&HeaderName::from_static(name)),
-                "{name}"
-            );
+            assert!(is_relayed_response_header(&HeaderName::from_static(name)), "{name}");
         }
         for name in [
             "set-cookie",
@@ -238,10 +222,7 @@ mod tests {
             "connection",
             "server",
         ] {
-            assert!(
-                !is_relayed_response_header(&HeaderName::from_static(name)),
-                "{name}"
-            );
+            assert!(!is_relayed_response_header(&HeaderName::from_static(name)), "{name}");
         }
     }
 
@@ -258,9 +239,7 @@ mod tests {
         for bad in ["ftp://h:1", "127.0.0.1:1080", "socks5://", ""] {
             assert!(parse_proxy(bad).is_err(), "{bad}");
         }
-        let message = parse_proxy("ftp://user:hunter2@h:1")
-            .unwrap_err()
-            .to_string();
+        let message = parse_proxy("ftp://user:hunter2@h:1").unwrap_err().to_string();
         assert!(!message.contains("hunter2"), "{message}");
         assert!(build_client(Some("socks5://127.0.0.1:1080"), Duration::from_secs(1)).is_ok());
     }

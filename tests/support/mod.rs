@@ -133,11 +133,7 @@ impl MockUpstream {
             let guard = InFlight::new(&counter);
             async move {
                 let (parts, body) = request.into_parts();
-                let body = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes().to_vec())
-                    .unwrap_or_default();
+                let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
                 let recorded = Recorded {
                     method: parts.method.to_string(),
                     uri: parts.uri.to_string(),
@@ -207,11 +203,7 @@ impl Drop for MockUpstream {
 fn respond(reply: Reply, guard: InFlight) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>> {
     Box::pin(async move {
         match reply {
-            Reply::Json {
-                status,
-                body,
-                headers,
-            } => {
+            Reply::Json { status, body, headers } => {
                 let mut response = Response::new(Body::from(body));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap();
                 response
@@ -380,11 +372,7 @@ impl HttpProxy {
                     let Ok(url) = url::Url::parse(&target) else {
                         return;
                     };
-                    let host = format!(
-                        "{}:{}",
-                        url.host_str().unwrap(),
-                        url.port_or_known_default().unwrap()
-                    );
+                    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
                     let Ok(mut upstream) = TcpStream::connect(host).await else {
                         return;
                     };
@@ -397,11 +385,7 @@ impl HttpProxy {
                 });
             }
         });
-        Self {
-            addr,
-            targets,
-            task,
-        }
+        Self { addr, targets, task }
     }
 }
 
@@ -432,11 +416,7 @@ impl Socks5Proxy {
                 });
             }
         });
-        Self {
-            addr,
-            targets,
-            task,
-        }
+        Self { addr, targets, task }
     }
 }
 

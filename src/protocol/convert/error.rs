@@ -28,11 +28,7 @@ const RAW_BODY_LIMIT: usize = 500;
 // ---------------------------------------------------------------------------------------------------------
 
 /// Converts an OpenAI-style upstream error response into an Anthropic error response (Route B, §4.2).
-pub fn openai_error_to_anthropic(
-    status: u16,
-    body: &[u8],
-    request_id: Option<&str>,
-) -> ClientError {
+pub fn openai_error_to_anthropic(status: u16, body: &[u8], request_id: Option<&str>) -> ClientError {
     let info = match serde_json::from_slice::<Value>(body) {
         Ok(json) => OpenAiErrorInfo::from_json(&json),
         Err(_) => OpenAiErrorInfo::raw(body),
@@ -175,11 +171,7 @@ impl OpenAiErrorInfo {
         if message.is_empty() {
             message = format!("upstream returned HTTP {status}");
         }
-        AnthropicError {
-            status,
-            kind,
-            message,
-        }
+        AnthropicError { status, kind, message }
     }
 
     fn says_context_too_long(&self) -> bool {
@@ -238,13 +230,10 @@ fn integers(text: &str) -> Vec<(usize, u64)> {
             let start = i;
             let mut value: u64 = 0;
             while i < bytes.len()
-                && (bytes[i].is_ascii_digit()
-                    || (bytes[i] == b',' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
+                && (bytes[i].is_ascii_digit() || (bytes[i] == b',' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)))
             {
                 if bytes[i] != b',' {
-                    value = value
-                        .saturating_mul(10)
-                        .saturating_add(u64::from(bytes[i] - b'0'));
+                    value = value.saturating_mul(10).saturating_add(u64::from(bytes[i] - b'0'));
                 }
                 i += 1;
             }
@@ -312,11 +301,7 @@ impl OpenAiError {
 
 /// The §4.3 table. `status` is the upstream HTTP status (absent for an error event inside a stream). The
 /// upstream status is kept where the table allows it (status fidelity, §4.1): 409, 422, 502 … stay as they are.
-pub(crate) fn openai_error_for_anthropic(
-    status: Option<u16>,
-    ant_kind: &str,
-    message: &str,
-) -> OpenAiError {
+pub(crate) fn openai_error_for_anthropic(status: Option<u16>, ant_kind: &str, message: &str) -> OpenAiError {
     let about_model = contains_ci(message, "model");
     let too_long = contains_ci(message, "prompt is too long");
     let (table_status, kind, code) = match ant_kind {
@@ -328,20 +313,12 @@ pub(crate) fn openai_error_for_anthropic(
         "authentication_error" => (401, "invalid_request_error", Some("invalid_api_key")),
         "billing_error" => (429, "insufficient_quota", Some("insufficient_quota")),
         "permission_error" => (403, "permission_error", None),
-        "not_found_error" => (
-            404,
-            "invalid_request_error",
-            about_model.then_some("model_not_found"),
-        ),
+        "not_found_error" => (404, "invalid_request_error", about_model.then_some("model_not_found")),
         "request_too_large" => (413, "invalid_request_error", Some("request_too_large")),
         "rate_limit_error" => (429, "rate_limit_error", Some("rate_limit_exceeded")),
         "api_error" => (500, "server_error", None),
         "timeout_error" => (504, "server_error", Some("timeout")),
-        "overloaded_error" => (
-            503,
-            "service_unavailable_error",
-            Some("server_is_overloaded"),
-        ),
+        "overloaded_error" => (503, "service_unavailable_error", Some("server_is_overloaded")),
         _ => {
             let s = status.unwrap_or(500);
             (s, openai::error_type_for_status(s), None)
@@ -384,12 +361,8 @@ impl StreamStartError {
     /// The HTTP error response for a client speaking `client` (same protocol: relayed; otherwise §4.2/§4.3).
     pub fn to_client_error(&self, client: Protocol, request_id: Option<&str>) -> ClientError {
         match (self.upstream, client) {
-            (Protocol::OpenAi, Protocol::Anthropic) => {
-                openai_error_to_anthropic(self.status, &self.body, request_id)
-            }
-            (Protocol::Anthropic, Protocol::OpenAi) => {
-                anthropic_error_to_openai(self.status, &self.body)
-            }
+            (Protocol::OpenAi, Protocol::Anthropic) => openai_error_to_anthropic(self.status, &self.body, request_id),
+            (Protocol::Anthropic, Protocol::OpenAi) => anthropic_error_to_openai(self.status, &self.body),
             _ => ClientError {
                 status: self.status,
                 body: self.body.clone(),
@@ -438,11 +411,7 @@ pub fn openai_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
 /// Whether an event from an Anthropic stream is an error event; returns its (type, message).
 pub(crate) fn anthropic_event_error(event: &SseEvent) -> Option<(String, String)> {
     let json: Option<Value> = serde_json::from_str(&event.data).ok();
-    let typed_error = json
-        .as_ref()
-        .and_then(|j| j.get("type"))
-        .and_then(Value::as_str)
-        == Some("error");
+    let typed_error = json.as_ref().and_then(|j| j.get("type")).and_then(Value::as_str) == Some("error");
     if event.event.as_deref() != Some("error") && !typed_error {
         return None;
     }
@@ -656,18 +625,8 @@ mod tests {
                 529,
                 "overloaded_error",
             ),
-            (
-                500,
-                &oai_body("internal", "server_error", None),
-                500,
-                "api_error",
-            ),
-            (
-                502,
-                &oai_body("bad gateway", "server_error", None),
-                502,
-                "api_error",
-            ),
+            (500, &oai_body("internal", "server_error", None), 500, "api_error"),
+            (502, &oai_body("bad gateway", "server_error", None), 502, "api_error"),
             (520, b"", 520, "api_error"),
             (418, b"", 418, "invalid_request_error"),
         ];
@@ -703,8 +662,7 @@ mod tests {
 
     #[test]
     fn request_id_goes_into_the_anthropic_body() {
-        let err =
-            openai_error_to_anthropic(500, &oai_body("x", "server_error", None), Some("req_123"));
+        let err = openai_error_to_anthropic(500, &oai_body("x", "server_error", None), Some("req_123"));
         let v: Value = serde_json::from_slice(&err.body).unwrap();
         assert_eq!(v["request_id"], "req_123");
         assert!(err.headers.is_empty());
@@ -713,8 +671,7 @@ mod tests {
     #[test]
     fn non_json_body_becomes_the_first_500_bytes() {
         let body = format!("<html>{}</html>", "é".repeat(400));
-        let (status, kind, message) =
-            ant_fields(&openai_error_to_anthropic(502, body.as_bytes(), None));
+        let (status, kind, message) = ant_fields(&openai_error_to_anthropic(502, body.as_bytes(), None));
         assert_eq!((status, kind.as_str()), (502, "api_error"));
         assert!(message.len() <= 500 && message.starts_with("<html>ééé"));
         let (_, _, empty) = ant_fields(&openai_error_to_anthropic(503, b"", None));
@@ -857,22 +814,8 @@ mod tests {
                 "rate_limit_error",
                 json!("rate_limit_exceeded"),
             ),
-            (
-                500,
-                "api_error",
-                "internal",
-                500,
-                "server_error",
-                Value::Null,
-            ),
-            (
-                504,
-                "timeout_error",
-                "timed out",
-                504,
-                "server_error",
-                json!("timeout"),
-            ),
+            (500, "api_error", "internal", 500, "server_error", Value::Null),
+            (504, "timeout_error", "timed out", 504, "server_error", json!("timeout")),
             (
                 529,
                 "overloaded_error",
@@ -911,11 +854,7 @@ mod tests {
         let (status, kind, code) = oai_fields(&err);
         assert_eq!(
             (status, kind.as_str(), code),
-            (
-                503,
-                "service_unavailable_error",
-                json!("server_is_overloaded")
-            )
+            (503, "service_unavailable_error", json!("server_is_overloaded"))
         );
         let err = anthropic_error_to_openai(401, b"");
         assert_eq!(oai_fields(&err).2, json!("invalid_api_key"));
@@ -953,30 +892,21 @@ mod tests {
             r#"{"object":"error","message":"boom","type":"InternalServerError","code":500}"#,
         );
         assert_eq!(openai_stream_event_error(&vllm).unwrap().status, 500);
-        let openrouter = event(
-            None,
-            r#"{"error":{"code":502,"message":"Provider returned error"}}"#,
-        );
+        let openrouter = event(None, r#"{"error":{"code":502,"message":"Provider returned error"}}"#);
         assert_eq!(openai_stream_event_error(&openrouter).unwrap().status, 502);
         let overloaded = event(
             None,
             r#"{"error":{"message":"Server overloaded","type":"server_error"}}"#,
         );
         let err = openai_stream_event_error(&overloaded).unwrap();
-        assert_eq!(
-            ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0,
-            529
-        );
+        assert_eq!(ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0, 529);
         let named = event(Some("error"), "not json at all");
         assert!(openai_stream_event_error(&named).is_some());
     }
 
     #[test]
     fn first_event_errors_from_anthropic_streams() {
-        let start = event(
-            Some("message_start"),
-            r#"{"type":"message_start","message":{}}"#,
-        );
+        let start = event(Some("message_start"), r#"{"type":"message_start","message":{}}"#);
         assert!(anthropic_stream_event_error(&start).is_none());
 
         let overloaded = event(

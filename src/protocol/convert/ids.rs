@@ -44,11 +44,7 @@ pub fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
     if id.chars().all(is_id_char) {
         return Cow::Borrowed(id);
     }
-    Cow::Owned(
-        id.chars()
-            .map(|c| if is_id_char(c) { c } else { '_' })
-            .collect(),
-    )
+    Cow::Owned(id.chars().map(|c| if is_id_char(c) { c } else { '_' }).collect())
 }
 
 /// `toolu_` + 24 hex digits of SHA-256(seed): an Anthropic-shaped id for a tool call that has none.
@@ -88,8 +84,7 @@ pub(crate) fn openai_tool_id(id: &str) -> Cow<'_, str> {
 /// names from Claude Code often exceed 64 characters) keep their first 55 characters with invalid ones
 /// replaced by `_`, then `_` + 8 hex digits of SHA-256 of the original, so different names stay different.
 pub fn openai_tool_name(name: &str) -> Cow<'_, str> {
-    let valid =
-        !name.is_empty() && name.len() <= OPENAI_TOOL_NAME_MAX_LEN && name.chars().all(is_id_char);
+    let valid = !name.is_empty() && name.len() <= OPENAI_TOOL_NAME_MAX_LEN && name.chars().all(is_id_char);
     if valid {
         return Cow::Borrowed(name);
     }
@@ -168,10 +163,7 @@ mod tests {
 
     #[test]
     fn sanitize_keeps_valid_ids_and_replaces_other_characters() {
-        assert!(matches!(
-            sanitize_tool_id("toolu_01-Ab"),
-            Cow::Borrowed("toolu_01-Ab")
-        ));
+        assert!(matches!(sanitize_tool_id("toolu_01-Ab"), Cow::Borrowed("toolu_01-Ab")));
         assert_eq!(sanitize_tool_id("functions.Bash:0"), "functions_Bash_0");
         assert_eq!(sanitize_tool_id("call é"), "call__");
         let empty = sanitize_tool_id("");

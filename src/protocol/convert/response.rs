@@ -24,16 +24,10 @@ use super::{ConvertContext, ConvertError, RequestFacts};
 // ---------------------------------------------------------------------------------------------------------
 
 /// Converts an Anthropic `Message` body into an OpenAI `ChatCompletion` body (Route A, §2.1).
-pub fn anthropic_to_openai(
-    body: &[u8],
-    ctx: &ConvertContext,
-    facts: &RequestFacts,
-) -> Result<Vec<u8>, ConvertError> {
+pub fn anthropic_to_openai(body: &[u8], ctx: &ConvertContext, facts: &RequestFacts) -> Result<Vec<u8>, ConvertError> {
     let message: Value = parse_upstream(body, "Anthropic message")?;
     if message.get("type").and_then(Value::as_str) == Some("error") {
-        return Err(bad_upstream(
-            "upstream returned an error object with a success status",
-        ));
+        return Err(bad_upstream("upstream returned an error object with a success status"));
     }
     let blocks = message
         .get("content")
@@ -77,10 +71,7 @@ pub fn anthropic_to_openai(
         }
     }
 
-    let usage = message
-        .get("usage")
-        .map(TokenUsage::from_anthropic)
-        .unwrap_or_default();
+    let usage = message.get("usage").map(TokenUsage::from_anthropic).unwrap_or_default();
     let stop_reason = message.get("stop_reason").and_then(Value::as_str);
     let mut finish_reason = finish_reason_for(stop_reason);
     if finish_reason == "tool_calls" && tool_calls.is_empty() {
@@ -235,16 +226,10 @@ impl Joiner {
 // ---------------------------------------------------------------------------------------------------------
 
 /// Converts an OpenAI `ChatCompletion` body into an Anthropic `Message` body (Route B, §2.2).
-pub fn openai_to_anthropic(
-    body: &[u8],
-    ctx: &ConvertContext,
-    facts: &RequestFacts,
-) -> Result<Vec<u8>, ConvertError> {
+pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext, facts: &RequestFacts) -> Result<Vec<u8>, ConvertError> {
     let completion: Value = parse_upstream(body, "OpenAI chat completion")?;
     if completion.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(bad_upstream(
-            "upstream returned an error object with a success status",
-        ));
+        return Err(bad_upstream("upstream returned an error object with a success status"));
     }
     let choice = completion
         .get("choices")
@@ -283,11 +268,7 @@ pub fn openai_to_anthropic(
         .unwrap_or_default();
     for call in tool_calls {
         let function = call.get("function").unwrap_or(&Value::Null);
-        let Some(name) = function
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        else {
+        let Some(name) = function.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
             tracing::warn!("dropping an upstream tool call without a name");
             continue;
         };
@@ -310,21 +291,13 @@ pub fn openai_to_anthropic(
 
     let finish_reason = choice.get("finish_reason").and_then(Value::as_str);
     let stop_sequence = facts.matched_stop_sequence(choice.get("stop_reason"));
-    let stop_reason = stop_reason_for(
-        finish_reason,
-        saw_tool,
-        refusal.is_some(),
-        stop_sequence.is_some(),
-    );
+    let stop_reason = stop_reason_for(finish_reason, saw_tool, refusal.is_some(), stop_sequence.is_some());
     let usage = match completion.get("usage").filter(|u| u.is_object()) {
         Some(usage) => TokenUsage::from_openai(usage),
         None => TokenUsage::estimated(facts.input_tokens_estimate),
     };
     let message = AntMessage {
-        id: anthropic_message_id(
-            completion.get("id").and_then(Value::as_str),
-            ctx.response_id,
-        ),
+        id: anthropic_message_id(completion.get("id").and_then(Value::as_str), ctx.response_id),
         kind: "message",
         role: "assistant",
         model: ctx.client_model,
@@ -356,18 +329,9 @@ struct AntMessage<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum AntBlock {
-    Thinking {
-        thinking: String,
-        signature: String,
-    },
-    Text {
-        text: String,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        input: Value,
-    },
+    Thinking { thinking: String, signature: String },
+    Text { text: String },
+    ToolUse { id: String, name: String, input: Value },
 }
 
 /// Reasoning text of an OAI message or delta: `reasoning_content` (DeepSeek, Qwen, most hosts), else
@@ -657,12 +621,8 @@ impl ToolIds {
 fn parse_upstream(body: &[u8], what: &str) -> Result<Value, ConvertError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(bad_upstream(format!(
-            "upstream {what} is not a JSON object"
-        ))),
-        Err(e) => Err(bad_upstream(format!(
-            "upstream {what} is not valid JSON: {e}"
-        ))),
+        Ok(_) => Err(bad_upstream(format!("upstream {what} is not a JSON object"))),
+        Err(e) => Err(bad_upstream(format!("upstream {what} is not valid JSON: {e}"))),
     }
 }
 
@@ -705,9 +665,7 @@ mod tests {
         let n = |v: &Value| v.as_u64().unwrap_or(0);
         assert_eq!(
             n(&completion["usage"]["prompt_tokens"]),
-            n(&usage["input_tokens"])
-                + n(&usage["cache_read_input_tokens"])
-                + n(&usage["cache_creation_input_tokens"])
+            n(&usage["input_tokens"]) + n(&usage["cache_read_input_tokens"]) + n(&usage["cache_creation_input_tokens"])
         );
         assert_eq!(
             n(&completion["usage"]["total_tokens"]),
@@ -751,16 +709,9 @@ mod tests {
         let choice = &completion["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         let msg = &choice["message"];
-        assert_eq!(
-            msg["content"],
-            Value::Null,
-            "null content with tool calls and no text"
-        );
+        assert_eq!(msg["content"], Value::Null, "null content with tool calls and no text");
         assert_eq!(msg["reasoning_content"], "Plan A.\nPlan B.");
-        assert_eq!(
-            msg["reasoning_signature"], "sigB",
-            "last thinking block's signature"
-        );
+        assert_eq!(msg["reasoning_signature"], "sigB", "last thinking block's signature");
         assert_eq!(
             msg["tool_calls"],
             json!([
@@ -828,11 +779,7 @@ mod tests {
 
     #[test]
     fn route_a_missing_id_uses_the_injected_one() {
-        let mut message = ant_message(
-            json!([{"type":"text","text":"x"}]),
-            json!(null),
-            base_usage(),
-        );
+        let mut message = ant_message(json!([{"type":"text","text":"x"}]), json!(null), base_usage());
         message["id"] = json!("");
         let completion = to_openai(&message, &RequestFacts::default());
         assert_eq!(completion["id"], "chatcmpl-resp01");
@@ -926,10 +873,7 @@ mod tests {
             json!({"prompt_tokens":30,"completion_tokens":20,"completion_tokens_details":{"reasoning_tokens":12}}),
         );
         let facts = RequestFacts {
-            tool_names: ToolNameMap::from_renamed([(
-                "mcp__s__short_abcd1234",
-                "mcp__server__original_long_tool_name",
-            )]),
+            tool_names: ToolNameMap::from_renamed([("mcp__s__short_abcd1234", "mcp__server__original_long_tool_name")]),
             ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
@@ -949,10 +893,7 @@ mod tests {
         assert_eq!(content[5]["input"], json!({"_raw_arguments":"[1]"}));
         assert!(content[6]["id"].as_str().unwrap().starts_with("toolu_"));
         assert_eq!(content.len(), 7, "a tool call without a name is dropped");
-        assert_eq!(
-            message["stop_reason"], "tool_use",
-            "stop with tool calls is tool_use"
-        );
+        assert_eq!(message["stop_reason"], "tool_use", "stop with tool calls is tool_use");
         assert_eq!(
             message["usage"],
             json!({"input_tokens":30,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,
@@ -969,15 +910,8 @@ mod tests {
         );
         let message = to_anthropic(&completion, &RequestFacts::default());
         assert_eq!(message["content"][0]["thinking"], "Hmm.");
-        assert_eq!(
-            message["content"][1],
-            json!({"type":"text","text":"I can't do that."})
-        );
-        assert_eq!(
-            message["content"].as_array().unwrap().len(),
-            2,
-            "blank text dropped"
-        );
+        assert_eq!(message["content"][1], json!({"type":"text","text":"I can't do that."}));
+        assert_eq!(message["content"].as_array().unwrap().len(), 2, "blank text dropped");
         assert_eq!(message["stop_reason"], "refusal");
     }
 
@@ -990,10 +924,7 @@ mod tests {
             ..RequestFacts::default()
         };
         let message = to_anthropic(&completion, &facts);
-        assert_eq!(
-            message["id"], "msg_resp01",
-            "injected id when the upstream has none"
-        );
+        assert_eq!(message["id"], "msg_resp01", "injected id when the upstream has none");
         assert_eq!(message["content"], json!([{"type":"text","text":"ab"}]));
         assert_eq!(message["stop_reason"], "max_tokens");
         assert_eq!(message["usage"]["input_tokens"], 321);
@@ -1001,8 +932,7 @@ mod tests {
 
     #[test]
     fn route_b_stop_sequence_from_vllm_stop_reason() {
-        let mut completion =
-            oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
+        let mut completion = oai_completion(json!({"content":"x"}), json!("stop"), base_oai_usage());
         completion["choices"][0]["stop_reason"] = json!("###");
         let facts = RequestFacts {
             stop_sequences: vec!["###".into()],
@@ -1015,10 +945,7 @@ mod tests {
         completion["choices"][0]["stop_reason"] = json!(151643);
         assert_eq!(to_anthropic(&completion, &facts)["stop_reason"], "end_turn");
         completion["choices"][0]["stop_reason"] = json!("other");
-        assert_eq!(
-            to_anthropic(&completion, &facts)["stop_sequence"],
-            Value::Null
-        );
+        assert_eq!(to_anthropic(&completion, &facts)["stop_sequence"], Value::Null);
     }
 
     #[test]
@@ -1100,17 +1027,10 @@ mod tests {
         let mut ids = ToolIds::new("resp");
         assert_eq!(ids.assign(Some("a.b"), 0), "a_b");
         let collided = ids.assign(Some("a:b"), 1);
-        assert!(
-            collided.starts_with("a_b_") && collided.len() == 10,
-            "{collided}"
-        );
+        assert!(collided.starts_with("a_b_") && collided.len() == 10, "{collided}");
         assert_eq!(ids.assign(Some("a.b"), 2), "a_b", "same original, same id");
         let minted = ids.assign(None, 3);
-        assert_eq!(
-            minted,
-            ToolIds::new("resp").assign(None, 3),
-            "deterministic"
-        );
+        assert_eq!(minted, ToolIds::new("resp").assign(None, 3), "deterministic");
         assert_ne!(minted, ids.assign(Some(""), 4));
         assert!(minted.starts_with("toolu_") && minted.len() == 30);
     }
@@ -1119,10 +1039,7 @@ mod tests {
     fn response_ids() {
         assert_eq!(openai_completion_id(Some("msg_1"), "r"), "chatcmpl-msg_1");
         assert_eq!(openai_completion_id(None, "chatcmpl-r"), "chatcmpl-r");
-        assert_eq!(
-            anthropic_message_id(Some("chatcmpl-A.b_c"), "r"),
-            "msg_chatcmplAbc"
-        );
+        assert_eq!(anthropic_message_id(Some("chatcmpl-A.b_c"), "r"), "msg_chatcmplAbc");
         assert_eq!(anthropic_message_id(Some("---"), "r"), "msg_r");
         assert_eq!(anthropic_message_id(None, "msg_r"), "msg_r");
     }

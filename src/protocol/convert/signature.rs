@@ -37,11 +37,7 @@ mod tests {
     fn minted_signature_is_prefixed_deterministic_and_keyed() {
         let a = mint_thinking_signature(b"key", "Use Bash.");
         assert!(a.starts_with("llmr1."));
-        assert_eq!(
-            a.len(),
-            "llmr1.".len() + 43,
-            "32-byte tag, base64url without padding"
-        );
+        assert_eq!(a.len(), "llmr1.".len() + 43, "32-byte tag, base64url without padding");
         assert!(
             a["llmr1.".len()..]
                 .bytes()
@@ -59,9 +55,7 @@ mod tests {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         let raw = URL_SAFE_NO_PAD
-            .decode(
-                &mint_thinking_signature(b"Jefe", "what do ya want for nothing?")["llmr1.".len()..],
-            )
+            .decode(&mint_thinking_signature(b"Jefe", "what do ya want for nothing?")["llmr1.".len()..])
             .unwrap();
         assert_eq!(crate::protocol::convert::ids::hex(&raw), expected);
     }
@@ -70,20 +64,15 @@ mod tests {
     fn minted_signatures_are_keyed_hmacs() {
         let sig = mint_thinking_signature(b"key", "text");
         assert!(sig.starts_with("llmr1."));
-        assert_eq!(
-            sig.len(),
-            "llmr1.".len() + 43,
-            "unpadded base64url of 32 bytes"
-        );
+        assert_eq!(sig.len(), "llmr1.".len() + 43, "unpadded base64url of 32 bytes");
         assert!(!sig.contains(['+', '/', '=']));
         assert_eq!(sig, mint_thinking_signature(b"key", "text"));
         assert_ne!(sig, mint_thinking_signature(b"other key", "text"));
         assert_ne!(sig, mint_thinking_signature(b"key", "text!"));
         // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([
-            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
-            0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
-            0x64, 0xec, 0x38, 0x43,
+            0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00,
+            0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43,
         ]);
         assert_eq!(
             mint_thinking_signature(b"Jefe", "what do ya want for nothing?"),

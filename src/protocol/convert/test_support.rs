@@ -20,10 +20,7 @@ pub(crate) fn ctx() -> ConvertContext<'static> {
 }
 
 /// The same context for a deployment with these options and upstream model (the request tests).
-pub(crate) fn context<'a>(
-    options: &'a ModelOptions,
-    upstream_model: &'a str,
-) -> ConvertContext<'a> {
+pub(crate) fn context<'a>(options: &'a ModelOptions, upstream_model: &'a str) -> ConvertContext<'a> {
     ConvertContext {
         client_model: "client-model",
         upstream_model,
@@ -47,11 +44,7 @@ pub(crate) fn ant(data: Value) -> String {
 
 /// Feeds `input` cut at `cuts` through a fresh parser into a fresh converter, the way the I/O layer does:
 /// stop at a terminal status, hand the parser's unterminated rest over at EOF, then call `on_eof`.
-pub(crate) fn run_with_cuts(
-    make: &dyn Fn() -> Box<dyn StreamConverter>,
-    input: &[u8],
-    cuts: &[usize],
-) -> Vec<u8> {
+pub(crate) fn run_with_cuts(make: &dyn Fn() -> Box<dyn StreamConverter>, input: &[u8], cuts: &[usize]) -> Vec<u8> {
     let mut converter = make();
     let mut parser = SseParser::new();
     let mut out = Vec::new();
@@ -171,16 +164,10 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
     let mut error = None;
     let mut truncated_tool = false;
     for (n, event) in events.iter().enumerate() {
-        let name = event
-            .event
-            .as_deref()
-            .expect("every ANT event has an event: line");
+        let name = event.event.as_deref().expect("every ANT event has an event: line");
         let data: Value = serde_json::from_str(&event.data).expect("event data is JSON");
         assert_eq!(data["type"], name, "event name matches data.type");
-        assert!(
-            error.is_none() && !stopped,
-            "event after the stream ended: {name}"
-        );
+        assert!(error.is_none() && !stopped, "event after the stream ended: {name}");
         if name == "ping" {
             continue;
         }
@@ -217,10 +204,7 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
                     "tool_use" => {
                         let id = block["id"].as_str().unwrap();
                         assert!(!id.is_empty());
-                        assert!(
-                            id.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                        );
+                        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
                         assert!(!block["name"].as_str().unwrap().is_empty());
                         assert_eq!(block["input"], json!({}));
                     }
@@ -246,9 +230,7 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
                         msg["content"][*index]["signature"] = json!(sig);
                         *signed = true;
                     }
-                    ("tool_use", "input_json_delta") => {
-                        acc.push_str(delta["partial_json"].as_str().unwrap())
-                    }
+                    ("tool_use", "input_json_delta") => acc.push_str(delta["partial_json"].as_str().unwrap()),
                     (k, d) => panic!("{d} inside a {k} block"),
                 }
             }
@@ -296,10 +278,7 @@ pub(crate) fn check_anthropic(out: &[u8]) -> AnthropicResult {
             other => panic!("unknown event {other}"),
         }
     }
-    assert!(
-        stopped || error.is_some(),
-        "stream ends with message_stop or error"
-    );
+    assert!(stopped || error.is_some(), "stream ends with message_stop or error");
     assert!(
         !truncated_tool || error.is_some(),
         "tool input is not JSON in a complete stream"
@@ -353,16 +332,8 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         assert_eq!(chunk["model"], "client-model");
         assert!(chunk["id"].as_str().unwrap().starts_with("chatcmpl-"));
-        let id = (
-            chunk["id"].clone(),
-            chunk["created"].clone(),
-            chunk["model"].clone(),
-        );
-        assert_eq!(
-            identity.get_or_insert_with(|| id.clone()),
-            &id,
-            "same id/created/model"
-        );
+        let id = (chunk["id"].clone(), chunk["created"].clone(), chunk["model"].clone());
+        assert_eq!(identity.get_or_insert_with(|| id.clone()), &id, "same id/created/model");
         assert!(result.usage.is_none(), "chunk after the usage chunk");
         if include_usage {
             let usage = chunk.get("usage").expect("usage key on every chunk");
@@ -394,23 +365,14 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
         if let Some(text) = delta.get("reasoning_content").and_then(Value::as_str) {
             result.reasoning.get_or_insert_default().push_str(text);
         }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
             let index = call["index"].as_u64().unwrap() as usize;
             let function = &call["function"];
             if index == result.tool_calls.len() {
                 let id = call["id"].as_str().expect("id on the first fragment");
                 assert_eq!(call["type"], "function");
-                let name = function["name"]
-                    .as_str()
-                    .expect("name on the first fragment");
-                result
-                    .tool_calls
-                    .push((id.into(), name.into(), String::new()));
+                let name = function["name"].as_str().expect("name on the first fragment");
+                result.tool_calls.push((id.into(), name.into(), String::new()));
             } else {
                 assert!(index < result.tool_calls.len(), "tool index skipped");
                 assert!(call.get("id").is_none(), "tool id repeated");
@@ -421,21 +383,11 @@ pub(crate) fn check_openai(out: &[u8], include_usage: bool) -> OpenAiResult {
                 .push_str(function["arguments"].as_str().unwrap_or(""));
         }
     }
-    assert!(
-        done || result.error.is_some(),
-        "stream ends with [DONE] or an error"
-    );
+    assert!(done || result.error.is_some(), "stream ends with [DONE] or an error");
     if result.error.is_none() {
         assert_eq!(roles, 1, "role exactly once");
-        assert!(
-            result.finish_reason.is_some(),
-            "finish_reason before [DONE]"
-        );
-        assert_eq!(
-            include_usage,
-            result.usage.is_some(),
-            "usage chunk iff include_usage"
-        );
+        assert!(result.finish_reason.is_some(), "finish_reason before [DONE]");
+        assert_eq!(include_usage, result.usage.is_some(), "usage chunk iff include_usage");
     }
     result
 }
@@ -462,10 +414,7 @@ mod checker_tests {
     #[test]
     fn anthropic_checker_accepts_a_good_stream_and_rejects_bad_ones() {
         let good = format!("{START}{}{END}", text_block(0, "text_delta"));
-        assert_eq!(
-            check_anthropic(good.as_bytes()).message["content"][0]["text"],
-            "x"
-        );
+        assert_eq!(check_anthropic(good.as_bytes()).message["content"][0]["text"], "x");
         let bad = [
             format!("{}{END}", text_block(0, "text_delta")), // no message_start
             format!("{START}{START}{END}"),                  // two message_start
@@ -502,13 +451,10 @@ mod checker_tests {
         let bad = [
             format!("{role}{role}{stop}{done}"),       // role twice
             format!("{role}{tool}{tool}{stop}{done}"), // tool id/name repeated
-            format!(
-                "{role}{}{stop}{done}",
-                tool.replace("\"index\":0", "\"index\":1")
-            ), // index skips 0
+            format!("{role}{}{stop}{done}", tool.replace("\"index\":0", "\"index\":1")), // index skips 0
             format!("{role}{stop}"),                   // no [DONE]
             format!("{role}{stop}{done}{stop}"),       // chunk after [DONE]
-            format!("{role}{stop}{done}"), // include_usage but no usage chunk (checked below)
+            format!("{role}{stop}{done}"),             // include_usage but no usage chunk (checked below)
         ];
         for (n, stream) in bad.into_iter().enumerate() {
             let include_usage = n == 5;

@@ -200,9 +200,8 @@ fn document_tokens(block: &Value) -> u64 {
         + match str_field(source, "type") {
             "text" => text_tokens(str_field(source, "data")),
             "content" => source.get("content").map_or(0, content_tokens),
-            "base64" => pdf_page_count(str_field(source, "data")).map_or(PDF_TOKENS, |pages| {
-                pages.saturating_mul(PDF_TOKENS_PER_PAGE)
-            }),
+            "base64" => pdf_page_count(str_field(source, "data"))
+                .map_or(PDF_TOKENS, |pages| pages.saturating_mul(PDF_TOKENS_PER_PAGE)),
             _ => PDF_TOKENS,
         }
 }
@@ -314,18 +313,14 @@ mod tests {
     fn counts_text_with_the_o200k_vocabulary() {
         // "Hello world" is two o200k_base tokens; +4 for the message.
         assert_eq!(estimate(user(json!("Hello world"))), 6);
-        assert_eq!(
-            estimate(user(json!([{"type": "text", "text": "Hello world"}]))),
-            6
-        );
+        assert_eq!(estimate(user(json!([{"type": "text", "text": "Hello world"}]))), 6);
     }
 
     #[test]
     fn system_prompt_and_tools_are_counted() {
         let bare = estimate(user(json!("hi")));
         let mut with_system = user(json!("hi"));
-        with_system["system"] =
-            json!([{"type": "text", "text": "You are a careful assistant who writes Rust."}]);
+        with_system["system"] = json!([{"type": "text", "text": "You are a careful assistant who writes Rust."}]);
         let with_system = estimate(with_system);
         assert!(with_system > bare + 5, "{with_system} vs {bare}");
 
@@ -363,11 +358,7 @@ mod tests {
     fn factor_scales_and_rounds_up() {
         let body = user(json!("Hello world"));
         assert_eq!(estimate_anthropic_input_tokens(&body, 1.0), 6);
-        assert_eq!(
-            estimate_anthropic_input_tokens(&body, 1.15),
-            7,
-            "6 × 1.15 = 6.9 → 7"
-        );
+        assert_eq!(estimate_anthropic_input_tokens(&body, 1.15), 7, "6 × 1.15 = 6.9 → 7");
         assert_eq!(estimate_anthropic_input_tokens(&body, 2.0), 12);
         assert_eq!(
             estimate_anthropic_input_tokens(&body, f64::NAN),
@@ -382,22 +373,14 @@ mod tests {
         let text = "Some long system prompt with enough words to be remembered. ".repeat(40);
         let fresh = encode_len(&text);
         assert_eq!(text_tokens(&text), fresh);
-        assert_eq!(
-            text_tokens(&text),
-            fresh,
-            "second lookup comes from the memo"
-        );
+        assert_eq!(text_tokens(&text), fresh, "second lookup comes from the memo");
         let mut memo = TokenMemo::default();
         for i in 0..MEMO_GENERATION_ENTRIES as u64 {
             memo.insert((i, 1), i);
         }
         memo.insert((u64::MAX, 1), 7);
         assert_eq!(memo.current.len(), 1, "a full generation rolls over");
-        assert_eq!(
-            memo.get((3, 1)),
-            Some(3),
-            "still found in the previous generation"
-        );
+        assert_eq!(memo.get((3, 1)), Some(3), "still found in the previous generation");
         assert_eq!(memo.current.get(&(3, 1)), Some(&3), "and promoted");
     }
 
@@ -410,9 +393,7 @@ mod tests {
     }
 
     fn image(data: String, media_type: &str) -> Value {
-        user(
-            json!([{"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}]),
-        )
+        user(json!([{"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}]))
     }
 
     #[test]
@@ -423,12 +404,8 @@ mod tests {
             4 + IMAGE_TOKENS,
             "capped"
         );
-        assert_eq!(
-            estimate(image("not an image".into(), "image/png")),
-            4 + IMAGE_TOKENS
-        );
-        let url =
-            user(json!([{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]));
+        assert_eq!(estimate(image("not an image".into(), "image/png")), 4 + IMAGE_TOKENS);
+        let url = user(json!([{"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]));
         assert_eq!(estimate(url), 4 + IMAGE_TOKENS);
 
         let gif = STANDARD.encode(b"GIF89a\x96\x00\x64\x00\x00\x00\x00");
@@ -437,10 +414,7 @@ mod tests {
         // SOI, an APP0 segment, then SOF0 with height 600 and width 800.
         let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00];
         jpeg.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08, 0x02, 0x58, 0x03, 0x20, 0x03]);
-        assert_eq!(
-            estimate(image(STANDARD.encode(jpeg), "image/jpeg")),
-            4 + 640
-        );
+        assert_eq!(estimate(image(STANDARD.encode(jpeg), "image/jpeg")), 4 + 640);
     }
 
     #[test]

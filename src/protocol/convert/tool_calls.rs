@@ -39,14 +39,8 @@ mod tests {
     fn arguments_and_input_convert_both_ways() {
         assert_eq!(parse_tool_arguments(" \n"), json!({}));
         assert_eq!(parse_tool_arguments(r#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(
-            parse_tool_arguments("[1]"),
-            json!({"_raw_arguments": "[1]"})
-        );
-        assert_eq!(
-            parse_tool_arguments(r#"{"a":"#),
-            json!({"_raw_arguments": "{\"a\":"})
-        );
+        assert_eq!(parse_tool_arguments("[1]"), json!({"_raw_arguments": "[1]"}));
+        assert_eq!(parse_tool_arguments(r#"{"a":"#), json!({"_raw_arguments": "{\"a\":"}));
         assert_eq!(arguments_json(None), "{}");
         assert_eq!(arguments_json(Some(&Value::Null)), "{}");
         assert_eq!(

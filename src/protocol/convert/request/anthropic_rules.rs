@@ -24,15 +24,11 @@ pub(super) const MIN_THINKING_BUDGET: u64 = 1024;
 /// parse: `None` means "forward the original bytes". `Some(body)` is the whole fixed body (the caller then
 /// rewrites `model` and applies `rewrite_body` on it). A body that is not a JSON object also yields `None`:
 /// the upstream reports the error in its own words.
-pub fn anthropic_same_protocol_fixups(
-    body: &[u8],
-    options: &ModelOptions,
-) -> Option<Map<String, Value>> {
+pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Option<Map<String, Value>> {
     let contains = |needle: &str| memmem::find(body, needle.as_bytes()).is_some();
     let maybe_minted = contains(ROUTER_SIGNATURE_PREFIX);
     let maybe_ttl = !options.anthropic_native && contains("\"ttl\"");
-    let maybe_sampling =
-        options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
+    let maybe_sampling = options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
     let maybe_clamp = options.max_output_tokens.is_some_and(|cap| {
         // A top-level scan without building a tree: only the value of `max_tokens` is decoded.
         RawBody::parse(body)
@@ -63,10 +59,7 @@ pub fn apply_anthropic_fixups(body: &mut Map<String, Value>, options: &ModelOpti
     if !options.anthropic_native {
         changed |= strip_cache_ttl(body);
     }
-    if options.sampling_exclusive
-        && body.contains_key("temperature")
-        && body.remove("top_p").is_some()
-    {
+    if options.sampling_exclusive && body.contains_key("temperature") && body.remove("top_p").is_some() {
         changed = true;
     }
     changed |= clamp_with_thinking_budget(body, options);
@@ -85,9 +78,7 @@ pub(super) fn strip_router_thinking(messages: &mut Vec<Value>) -> bool {
         }
     }
     if removed {
-        messages.retain(
-            |m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()),
-        );
+        messages.retain(|m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()));
     }
     removed
 }
@@ -125,11 +116,7 @@ pub(super) fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
         .unwrap_or_default()
         .iter()
         .filter(|t| t.role == Some("assistant"))
-        .any(|t| {
-            !messages
-                .get(t.first_message)
-                .is_some_and(starts_with_thinking)
-        })
+        .any(|t| !messages.get(t.first_message).is_some_and(starts_with_thinking))
 }
 
 /// A run of consecutive messages with one role, which the API treats as one turn.
@@ -172,10 +159,7 @@ fn starts_with_thinking(message: &Value) -> bool {
 }
 
 fn thinking_is_on(body: &Map<String, Value>) -> bool {
-    let kind = body
-        .get("thinking")
-        .and_then(|t| t.get("type"))
-        .and_then(Value::as_str);
+    let kind = body.get("thinking").and_then(|t| t.get("type")).and_then(Value::as_str);
     matches!(kind, Some("enabled" | "adaptive"))
 }
 

@@ -85,20 +85,11 @@ pub(super) fn get<'v>(obj: &'v Map<String, Value>, key: &str) -> Option<&'v Valu
     obj.get(key).filter(|v| !v.is_null())
 }
 
-pub(super) fn as_object<'v>(
-    value: &'v Value,
-    at: &Path,
-) -> Result<&'v Map<String, Value>, ConvertError> {
-    value
-        .as_object()
-        .ok_or_else(|| invalid_type(at, "an object"))
+pub(super) fn as_object<'v>(value: &'v Value, at: &Path) -> Result<&'v Map<String, Value>, ConvertError> {
+    value.as_object().ok_or_else(|| invalid_type(at, "an object"))
 }
 
-pub(super) fn opt_str<'v>(
-    obj: &'v Map<String, Value>,
-    key: &str,
-    at: &Path,
-) -> Result<Option<&'v str>, ConvertError> {
+pub(super) fn opt_str<'v>(obj: &'v Map<String, Value>, key: &str, at: &Path) -> Result<Option<&'v str>, ConvertError> {
     match get(obj, key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -106,19 +97,11 @@ pub(super) fn opt_str<'v>(
     }
 }
 
-pub(super) fn req_str<'v>(
-    obj: &'v Map<String, Value>,
-    key: &str,
-    at: &Path,
-) -> Result<&'v str, ConvertError> {
+pub(super) fn req_str<'v>(obj: &'v Map<String, Value>, key: &str, at: &Path) -> Result<&'v str, ConvertError> {
     opt_str(obj, key, at)?.ok_or_else(|| missing(&at.key(key)))
 }
 
-pub(super) fn opt_bool(
-    obj: &Map<String, Value>,
-    key: &str,
-    at: &Path,
-) -> Result<Option<bool>, ConvertError> {
+pub(super) fn opt_bool(obj: &Map<String, Value>, key: &str, at: &Path) -> Result<Option<bool>, ConvertError> {
     match get(obj, key) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -126,11 +109,7 @@ pub(super) fn opt_bool(
     }
 }
 
-pub(super) fn opt_f64(
-    obj: &Map<String, Value>,
-    key: &str,
-    at: &Path,
-) -> Result<Option<f64>, ConvertError> {
+pub(super) fn opt_f64(obj: &Map<String, Value>, key: &str, at: &Path) -> Result<Option<f64>, ConvertError> {
     match get(obj, key) {
         None => Ok(None),
         Some(value) => value
@@ -142,11 +121,7 @@ pub(super) fn opt_f64(
 
 /// An integer field. `1024.0` is accepted as 1024 (some clients serialise every number as a float); a
 /// negative or fractional value is reported as a type error.
-pub(super) fn opt_i64(
-    obj: &Map<String, Value>,
-    key: &str,
-    at: &Path,
-) -> Result<Option<i64>, ConvertError> {
+pub(super) fn opt_i64(obj: &Map<String, Value>, key: &str, at: &Path) -> Result<Option<i64>, ConvertError> {
     let Some(value) = get(obj, key) else {
         return Ok(None);
     };
@@ -213,10 +188,7 @@ mod tests {
         assert_eq!(opt_i64(obj, "neg", &at).unwrap(), Some(-1));
         assert!(opt_i64(obj, "half", &at).is_err());
         assert_eq!(
-            req_str(obj, "missing", &Path::Root)
-                .unwrap_err()
-                .param
-                .as_deref(),
+            req_str(obj, "missing", &Path::Root).unwrap_err().param.as_deref(),
             Some("missing")
         );
     }

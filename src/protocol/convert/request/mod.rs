@@ -28,9 +28,7 @@ use fields::{Path, get, invalid_type};
 
 pub use super::RequestFacts;
 pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_tool_id};
-pub use super::signature::{
-    ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature,
-};
+pub use super::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature};
 pub use super::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
 pub use to_anthropic::openai_to_anthropic;

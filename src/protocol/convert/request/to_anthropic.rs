@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::anthropic_rules::{MIN_THINKING_BUDGET, open_tool_loop_lacks_thinking};
 use super::fields::{
-    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
-    opt_i64, opt_object, opt_str, req_str, unsupported_parameter, unsupported_value,
+    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64, opt_i64, opt_object,
+    opt_str, req_str, unsupported_parameter, unsupported_value,
 };
 use super::tool_ids::AnthropicToolIds;
 use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, is_blank, parse_body, tool_schema};
@@ -35,10 +35,7 @@ const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "i
 const THINKING_TOP_P: std::ops::RangeInclusive<f64> = 0.95..=1.0;
 
 /// Converts an OpenAI Chat Completions request body into an Anthropic Messages body for `ctx.upstream_model`.
-pub fn openai_to_anthropic(
-    body: &[u8],
-    ctx: &ConvertContext,
-) -> Result<ConvertedRequest, ConvertError> {
+pub fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
     let root = parse_body(body)?;
     let req = as_object(&root, &Path::Root)?;
     let options = ctx.options;
@@ -47,9 +44,7 @@ pub fn openai_to_anthropic(
 
     let stream = opt_bool(req, "stream", &at)?.unwrap_or(false);
     let include_usage = match opt_object(req, "stream_options", &at)? {
-        Some(stream_options) => {
-            opt_bool(stream_options, "include_usage", &at.key("stream_options"))?
-        }
+        Some(stream_options) => opt_bool(stream_options, "include_usage", &at.key("stream_options"))?,
         None => None,
     };
 
@@ -71,10 +66,7 @@ pub fn openai_to_anthropic(
         ResponseFormat::Text => {}
         ResponseFormat::JsonObject => system.push(text_block(JSON_OBJECT_INSTRUCTION)),
         ResponseFormat::JsonSchema(schema) if options.supports_output_format => {
-            output_config.insert(
-                "format".to_owned(),
-                json!({"type": "json_schema", "schema": schema}),
-            );
+            output_config.insert("format".to_owned(), json!({"type": "json_schema", "schema": schema}));
         }
         ResponseFormat::JsonSchema(schema) => {
             tools.push(json!({"name": JSON_OUTPUT_TOOL, "input_schema": schema}));
@@ -89,8 +81,7 @@ pub fn openai_to_anthropic(
     } else {
         kind.to_anthropic(parallel_disabled)
     };
-    let forced_tool =
-        matches!(kind, ChoiceKind::Any | ChoiceKind::Tool(_)) && tool_choice.is_some();
+    let forced_tool = matches!(kind, ChoiceKind::Any | ChoiceKind::Tool(_)) && tool_choice.is_some();
 
     let mut max_tokens = requested_max_tokens(req, options)?;
     let thinking = settle_thinking(
@@ -282,10 +273,7 @@ fn convert_messages(req: &Map<String, Value>) -> Result<(Vec<Value>, Vec<Turn>),
             }
             "function" => {
                 // Answers the most recent legacy call; without one it is an orphan, dropped below.
-                let id = legacy
-                    .last
-                    .clone()
-                    .unwrap_or_else(|| "toolu_legacy_orphan".to_owned());
+                let id = legacy.last.clone().unwrap_or_else(|| "toolu_legacy_orphan".to_owned());
                 turns.push(Turn::user(vec![tool_result_block(id, content, &p)?]));
             }
             other => {
@@ -307,11 +295,7 @@ fn text_block(text: &str) -> Value {
 }
 
 /// `system`/`developer` content, or assistant content when `allow_refusal`: a string or text parts.
-fn text_only_blocks(
-    content: Option<&Value>,
-    at: &Path,
-    allow_refusal: bool,
-) -> Result<Vec<Value>, ConvertError> {
+fn text_only_blocks(content: Option<&Value>, at: &Path, allow_refusal: bool) -> Result<Vec<Value>, ConvertError> {
     let cp = at.key("content");
     match content {
         None => Ok(Vec::new()),
@@ -419,11 +403,7 @@ impl<'a> DataUrl<'a> {
             .and(url.get(5..))?;
         let (header, data) = rest.split_once(',')?;
         let mut params = header.split(';');
-        let media_type = params
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
         let base64 = params.any(|p| p.trim().eq_ignore_ascii_case("base64"));
         Some(DataUrl {
             media_type,
@@ -458,10 +438,7 @@ fn image_block(part: &Map<String, Value>, at: &Path) -> Result<Value, ConvertErr
             ));
         }
         if !data_url.base64 {
-            return Err(unsupported_value(
-                &ip,
-                "Image data URLs must be base64-encoded.",
-            ));
+            return Err(unsupported_value(&ip, "Image data URLs must be base64-encoded."));
         }
         return Ok(json!({
             "type": "image",
@@ -583,11 +560,7 @@ fn assistant_blocks(
 
 /// `{"type":"tool_use"}` from an object holding `function: {name, arguments}` (a tool call, or a legacy
 /// assistant message holding `function_call`).
-fn tool_use_block(
-    id: String,
-    holder: &Map<String, Value>,
-    at: &Path,
-) -> Result<Value, ConvertError> {
+fn tool_use_block(id: String, holder: &Map<String, Value>, at: &Path) -> Result<Value, ConvertError> {
     let key = if holder.contains_key("function_call") {
         "function_call"
     } else {
@@ -612,20 +585,14 @@ fn replayed_thinking(obj: &Map<String, Value>, at: &Path) -> Result<Option<Value
     let thinking = opt_str(obj, "reasoning_content", at)?;
     let signature = opt_str(obj, "reasoning_signature", at)?;
     Ok(match (thinking, signature) {
-        (Some(thinking), Some(signature))
-            if !signature.is_empty() && !is_router_minted_signature(signature) =>
-        {
+        (Some(thinking), Some(signature)) if !signature.is_empty() && !is_router_minted_signature(signature) => {
             Some(json!({"type": "thinking", "thinking": thinking, "signature": signature}))
         }
         _ => None,
     })
 }
 
-fn tool_result_block(
-    tool_use_id: String,
-    content: Option<&Value>,
-    at: &Path,
-) -> Result<Value, ConvertError> {
+fn tool_result_block(tool_use_id: String, content: Option<&Value>, at: &Path) -> Result<Value, ConvertError> {
     let mut block = Map::new();
     block.insert("type".to_owned(), Value::from("tool_result"));
     block.insert("tool_use_id".to_owned(), Value::from(tool_use_id));
@@ -703,24 +670,18 @@ fn normalise_turns(turns: Vec<Turn>) -> Vec<Turn> {
 /// A user turn's blocks with the results for `calls` first, in call order (a missing one becomes an error
 /// result), then the other blocks. Results that answer no call of the previous turn are dropped.
 fn pair_tool_results(blocks: Vec<Value>, calls: &[String]) -> Vec<Value> {
-    let (results, others): (Vec<Value>, Vec<Value>) = blocks
-        .into_iter()
-        .partition(|b| block_type(b) == Some("tool_result"));
+    let (results, others): (Vec<Value>, Vec<Value>) =
+        blocks.into_iter().partition(|b| block_type(b) == Some("tool_result"));
     let mut results: Vec<Option<Value>> = results.into_iter().map(Some).collect();
     let mut paired = Vec::with_capacity(calls.len() + others.len());
     for id in calls {
         let answer = results
             .iter_mut()
-            .find(|r| {
-                r.as_ref()
-                    .and_then(|r| r.get("tool_use_id"))
-                    .and_then(Value::as_str)
-                    == Some(id.as_str())
-            })
+            .find(|r| r.as_ref().and_then(|r| r.get("tool_use_id")).and_then(Value::as_str) == Some(id.as_str()))
             .and_then(Option::take);
-        paired.push(answer.unwrap_or_else(|| {
-            json!({"type": "tool_result", "tool_use_id": id, "content": MISSING_RESULT_TEXT, "is_error": true})
-        }));
+        paired.push(answer.unwrap_or_else(
+            || json!({"type": "tool_result", "tool_use_id": id, "content": MISSING_RESULT_TEXT, "is_error": true}),
+        ));
     }
     paired.extend(others);
     paired
@@ -729,11 +690,7 @@ fn pair_tool_results(blocks: Vec<Value>, calls: &[String]) -> Vec<Value> {
 /// Rule 5 of §1.1.2: a final assistant turn (prefill) may not end in whitespace, and cannot be combined
 /// with thinking, in which case it is dropped.
 fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
-    let last_is_assistant = messages
-        .last()
-        .and_then(|m| m.get("role"))
-        .and_then(Value::as_str)
-        == Some("assistant");
+    let last_is_assistant = messages.last().and_then(|m| m.get("role")).and_then(Value::as_str) == Some("assistant");
     if !last_is_assistant {
         return;
     }
@@ -758,10 +715,7 @@ fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
 // ---------------------------------------------------------------------------------------------------------
 // Tools and tool choice (§1.1.5)
 
-fn convert_tools(
-    req: &Map<String, Value>,
-    options: &ModelOptions,
-) -> Result<Vec<Value>, ConvertError> {
+fn convert_tools(req: &Map<String, Value>, options: &ModelOptions) -> Result<Vec<Value>, ConvertError> {
     let at = Path::Root;
     let mut tools = Vec::new();
     if let Some(list) = opt_array(req, "tools", &at)? {
@@ -800,23 +754,13 @@ fn convert_tools(
     Ok(tools)
 }
 
-fn tool_definition(
-    function: &Map<String, Value>,
-    at: &Path,
-    options: &ModelOptions,
-) -> Result<Value, ConvertError> {
+fn tool_definition(function: &Map<String, Value>, at: &Path, options: &ModelOptions) -> Result<Value, ConvertError> {
     let mut tool = Map::new();
-    tool.insert(
-        "name".to_owned(),
-        Value::from(req_str(function, "name", at)?),
-    );
+    tool.insert("name".to_owned(), Value::from(req_str(function, "name", at)?));
     if let Some(description) = opt_str(function, "description", at)? {
         tool.insert("description".to_owned(), Value::from(description));
     }
-    tool.insert(
-        "input_schema".to_owned(),
-        tool_schema(function, "parameters", at)?,
-    );
+    tool.insert("input_schema".to_owned(), tool_schema(function, "parameters", at)?);
     // `strict` belongs to Anthropic's structured-output feature; hosts without it may reject the field.
     if opt_bool(function, "strict", at)? == Some(true) && options.supports_output_format {
         tool.insert("strict".to_owned(), Value::Bool(true));
@@ -867,17 +811,14 @@ fn convert_tool_choice(req: &Map<String, Value>) -> Result<ToolChoice, ConvertEr
             "function" => ChoiceKind::Tool(function_name(choice, &cp)?.to_owned()),
             "allowed_tools" => {
                 let ap = cp.key("allowed_tools");
-                let allowed =
-                    opt_object(choice, "allowed_tools", &cp)?.ok_or_else(|| missing(&ap))?;
+                let allowed = opt_object(choice, "allowed_tools", &cp)?.ok_or_else(|| missing(&ap))?;
                 let kind = match req_str(allowed, "mode", &ap)? {
                     "auto" => ChoiceKind::Auto,
                     "required" => ChoiceKind::Any,
                     other => {
                         return Err(invalid_value(
                             &ap.key("mode"),
-                            format!(
-                                "Invalid value: '{other}'. Supported values are: 'auto' and 'required'."
-                            ),
+                            format!("Invalid value: '{other}'. Supported values are: 'auto' and 'required'."),
                         ));
                     }
                 };
@@ -915,10 +856,7 @@ fn convert_tool_choice(req: &Map<String, Value>) -> Result<ToolChoice, ConvertEr
         },
         Some(_) => return Err(invalid_type(&cp, "a string or an object")),
     };
-    Ok(ToolChoice {
-        kind,
-        allowed: None,
-    })
+    Ok(ToolChoice { kind, allowed: None })
 }
 
 fn choice_mode(mode: &str, at: &Path) -> Result<ChoiceKind, ConvertError> {
@@ -928,9 +866,7 @@ fn choice_mode(mode: &str, at: &Path) -> Result<ChoiceKind, ConvertError> {
         "required" => Ok(ChoiceKind::Any),
         other => Err(invalid_value(
             at,
-            format!(
-                "Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."
-            ),
+            format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
         )),
     }
 }
@@ -951,10 +887,7 @@ fn legacy_function_call(req: &Map<String, Value>) -> Result<ToolChoice, ConvertE
         Some(Value::Object(call)) => ChoiceKind::Tool(req_str(call, "name", &fp)?.to_owned()),
         Some(_) => return Err(invalid_type(&fp, "'none', 'auto' or an object with a name")),
     };
-    Ok(ToolChoice {
-        kind,
-        allowed: None,
-    })
+    Ok(ToolChoice { kind, allowed: None })
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -996,10 +929,7 @@ fn convert_response_format(req: &Map<String, Value>) -> Result<ResponseFormat, C
 
 /// The client's `max_completion_tokens` (preferred) or `max_tokens`, else the deployment's default, else
 /// 4096; clamped to `max_output_tokens`.
-fn requested_max_tokens(
-    req: &Map<String, Value>,
-    options: &ModelOptions,
-) -> Result<u64, ConvertError> {
+fn requested_max_tokens(req: &Map<String, Value>, options: &ModelOptions) -> Result<u64, ConvertError> {
     let at = Path::Root;
     let explicit = match opt_i64(req, "max_completion_tokens", &at)? {
         Some(n) => Some(("max_completion_tokens", n)),
@@ -1037,10 +967,7 @@ impl Thinking {
 }
 
 /// `reasoning_effort` → thinking per the deployment's `thinking_mode` (§1.1.7 table).
-fn requested_thinking(
-    req: &Map<String, Value>,
-    options: &ModelOptions,
-) -> Result<Thinking, ConvertError> {
+fn requested_thinking(req: &Map<String, Value>, options: &ModelOptions) -> Result<Thinking, ConvertError> {
     let at = Path::Root;
     let Some(effort) = opt_str(req, "reasoning_effort", &at)? else {
         return Ok(Thinking::Absent);
@@ -1116,9 +1043,7 @@ fn stop_sequences(req: &Map<String, Value>) -> Result<Vec<String>, ConvertError>
         Some(Value::String(s)) => stops.push(s.clone()),
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                let s = item
-                    .as_str()
-                    .ok_or_else(|| invalid_type(&sp.index(i), "a string"))?;
+                let s = item.as_str().ok_or_else(|| invalid_type(&sp.index(i), "a string"))?;
                 stops.push(s.to_owned());
             }
         }

@@ -7,13 +7,11 @@
 use serde_json::{Map, Value, json};
 
 use super::fields::{
-    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64,
-    opt_i64, opt_object, opt_str, req_str, unsupported_parameter,
+    Path, as_object, get, invalid_type, invalid_value, missing, opt_array, opt_bool, opt_f64, opt_i64, opt_object,
+    opt_str, req_str, unsupported_parameter,
 };
 use super::{ConvertedRequest, RequestFacts, clamp_max_tokens, parse_body, tool_schema};
-use crate::protocol::convert::ids::{
-    ToolNameMap, openai_tool_id, openai_tool_name, user_id_within,
-};
+use crate::protocol::convert::ids::{ToolNameMap, openai_tool_id, openai_tool_name, user_id_within};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::tool_calls::{RAW_ARGUMENTS_KEY, arguments_json};
 use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, ReasoningDialect};
@@ -27,10 +25,7 @@ const RESPONSE_FORMAT_NAME: &str = "output";
 
 /// Converts an Anthropic Messages request body into an OpenAI Chat Completions body for
 /// `ctx.upstream_model`.
-pub fn anthropic_to_openai(
-    body: &[u8],
-    ctx: &ConvertContext,
-) -> Result<ConvertedRequest, ConvertError> {
+pub fn anthropic_to_openai(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
     let root = parse_body(body)?;
     let req = as_object(&root, &Path::Root)?;
     let options = ctx.options;
@@ -40,10 +35,7 @@ pub fn anthropic_to_openai(
     let list_path = at.key("messages");
     let list = opt_array(req, "messages", &at)?.ok_or_else(|| missing(&list_path))?;
     if list.is_empty() {
-        return Err(invalid_value(
-            &list_path,
-            "messages: at least one message is required",
-        ));
+        return Err(invalid_value(&list_path, "messages: at least one message is required"));
     }
     let stream = opt_bool(req, "stream", &at)?.unwrap_or(false);
 
@@ -120,10 +112,7 @@ pub fn anthropic_to_openai(
         facts: RequestFacts {
             stream,
             tool_names,
-            input_tokens_estimate: estimate_anthropic_input_tokens(
-                &root,
-                options.token_count_factor,
-            ),
+            input_tokens_estimate: estimate_anthropic_input_tokens(&root, options.token_count_factor),
             thinking_enabled,
             cache_prewarm: max_tokens == 0,
             stop_sequences: stop,
@@ -137,22 +126,14 @@ fn requested_max_tokens(req: &Map<String, Value>) -> Result<u64, ConvertError> {
     let at = Path::Root;
     let mp = at.key("max_tokens");
     let n = opt_i64(req, "max_tokens", &at)?.ok_or_else(|| missing(&mp))?;
-    u64::try_from(n).map_err(|_| {
-        invalid_value(
-            &mp,
-            format!("max_tokens: must be a positive integer, got {n}"),
-        )
-    })
+    u64::try_from(n).map_err(|_| invalid_value(&mp, format!("max_tokens: must be a positive integer, got {n}")))
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // System and messages (§1.2.1–§1.2.3)
 
 /// `system` (a string or text blocks) as the first OpenAI message; blocks are joined with a blank line.
-fn system_message(
-    req: &Map<String, Value>,
-    options: &ModelOptions,
-) -> Result<Option<Value>, ConvertError> {
+fn system_message(req: &Map<String, Value>, options: &ModelOptions) -> Result<Option<Value>, ConvertError> {
     let at = Path::Root;
     let sp = at.key("system");
     let content = match get(req, "system") {
@@ -173,11 +154,7 @@ fn system_message(
 
 /// The text blocks of a system prompt or `mid_conv_system` block as OpenAI text parts (other blocks carry
 /// nothing an OpenAI system message can hold).
-fn text_parts(
-    blocks: &[Value],
-    at: &Path,
-    options: &ModelOptions,
-) -> Result<Vec<Value>, ConvertError> {
+fn text_parts(blocks: &[Value], at: &Path, options: &ModelOptions) -> Result<Vec<Value>, ConvertError> {
     let mut parts = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.iter().enumerate() {
         let p = at.index(i);
@@ -185,11 +162,7 @@ fn text_parts(
         if opt_str(obj, "type", &p)? == Some("text") {
             let text = req_str(obj, "text", &p)?;
             if !text.is_empty() {
-                parts.push(with_cache_marker(
-                    json!({"type": "text", "text": text}),
-                    obj,
-                    options,
-                ));
+                parts.push(with_cache_marker(json!({"type": "text", "text": text}), obj, options));
             }
         }
     }
@@ -211,9 +184,9 @@ fn with_cache_marker(mut part: Value, block: &Map<String, Value>, options: &Mode
 /// Text-only content becomes a plain string (several hosts, e.g. DeepSeek, take nothing else); anything
 /// with media or a cache marker stays a list of parts.
 fn joined_or_parts(parts: Vec<Value>, separator: &str) -> Value {
-    let plain = parts.iter().all(|p| {
-        p.get("type").and_then(Value::as_str) == Some("text") && p.get("cache_control").is_none()
-    });
+    let plain = parts
+        .iter()
+        .all(|p| p.get("type").and_then(Value::as_str) == Some("text") && p.get("cache_control").is_none());
     if !plain {
         return Value::Array(parts);
     }
@@ -292,10 +265,7 @@ impl AssistantTurn {
         // DeepSeek rejects a tool loop whose assistant messages lack the field, so it is always sent, empty
         // when the turn had no thinking (§1.2.6).
         if reasoning_in_history {
-            msg.insert(
-                "reasoning_content".to_owned(),
-                Value::from(turn.thinking.join("\n")),
-            );
+            msg.insert("reasoning_content".to_owned(), Value::from(turn.thinking.join("\n")));
         }
         if !turn.tool_calls.is_empty() {
             msg.insert("tool_calls".to_owned(), Value::Array(turn.tool_calls));
@@ -305,13 +275,7 @@ impl AssistantTurn {
 }
 
 impl MessageWriter<'_> {
-    fn convert(
-        &self,
-        message: &Value,
-        at: &Path,
-        is_last: bool,
-        out: &mut Vec<Value>,
-    ) -> Result<(), ConvertError> {
+    fn convert(&self, message: &Value, at: &Path, is_last: bool, out: &mut Vec<Value>) -> Result<(), ConvertError> {
         let obj = as_object(message, at)?;
         let cp = at.key("content");
         let content = get(obj, "content").ok_or_else(|| missing(&cp))?;
@@ -325,9 +289,7 @@ impl MessageWriter<'_> {
             }
             other => Err(invalid_value(
                 &at.key("role"),
-                format!(
-                    "messages: unexpected role \"{other}\", expected \"user\" or \"assistant\""
-                ),
+                format!("messages: unexpected role \"{other}\", expected \"user\" or \"assistant\""),
             )),
         }
     }
@@ -366,10 +328,7 @@ impl MessageWriter<'_> {
                 "tool_result" => self.tool_result(obj, &bp, &mut turn)?,
                 "mid_conv_system" => {
                     turn.flush(out);
-                    out.push(self.system_at_position(
-                        get(obj, "content").unwrap_or(&Value::Null),
-                        &bp.key("content"),
-                    )?);
+                    out.push(self.system_at_position(get(obj, "content").unwrap_or(&Value::Null), &bp.key("content"))?);
                 }
                 kind => turn.parts.extend(self.user_parts(kind, obj, &bp)?),
             }
@@ -380,12 +339,7 @@ impl MessageWriter<'_> {
 
     /// A user content block as OpenAI parts; blocks with no OpenAI meaning (server-tool results, thinking in a
     /// user turn, unknown types) yield none.
-    fn user_parts(
-        &self,
-        kind: &str,
-        block: &Map<String, Value>,
-        at: &Path,
-    ) -> Result<Vec<Value>, ConvertError> {
+    fn user_parts(&self, kind: &str, block: &Map<String, Value>, at: &Path) -> Result<Vec<Value>, ConvertError> {
         let part = match kind {
             "text" => {
                 let text = req_str(block, "text", at)?;
@@ -402,11 +356,7 @@ impl MessageWriter<'_> {
         Ok(vec![with_cache_marker(part, block, self.options)])
     }
 
-    fn document_parts(
-        &self,
-        block: &Map<String, Value>,
-        at: &Path,
-    ) -> Result<Vec<Value>, ConvertError> {
+    fn document_parts(&self, block: &Map<String, Value>, at: &Path) -> Result<Vec<Value>, ConvertError> {
         let sp = at.key("source");
         let source = opt_object(block, "source", at)?.ok_or_else(|| missing(&sp))?;
         let title = opt_str(block, "title", at)?;
@@ -467,12 +417,7 @@ impl MessageWriter<'_> {
 
     /// One `tool` message per result; media returned by the tool go to `turn.tool_media` because a `tool`
     /// message holds text only (§1.2.3).
-    fn tool_result(
-        &self,
-        block: &Map<String, Value>,
-        at: &Path,
-        turn: &mut UserTurn,
-    ) -> Result<(), ConvertError> {
+    fn tool_result(&self, block: &Map<String, Value>, at: &Path, turn: &mut UserTurn) -> Result<(), ConvertError> {
         let id = openai_tool_id(req_str(block, "tool_use_id", at)?).into_owned();
         let mut texts: Vec<String> = Vec::new();
         let mut media: Vec<Value> = Vec::new();
@@ -488,18 +433,14 @@ impl MessageWriter<'_> {
                         "text" => texts.push(req_str(item, "text", &ip)?.to_owned()),
                         // Claude Code's tool search: tell the model which tool became available.
                         "tool_reference" => {
-                            texts
-                                .push(format!("Tool loaded: {}", req_str(item, "tool_name", &ip)?));
+                            texts.push(format!("Tool loaded: {}", req_str(item, "tool_name", &ip)?));
                         }
                         "search_result" => texts.push(search_result_text(item, &ip)?),
                         "image" => media.push(image_part(item, &ip)?),
                         "document" => {
                             for part in self.document_parts(item, &ip)? {
                                 match part.get("text").and_then(Value::as_str) {
-                                    Some(text)
-                                        if part.get("type").and_then(Value::as_str)
-                                            == Some("text") =>
-                                    {
+                                    Some(text) if part.get("type").and_then(Value::as_str) == Some("text") => {
                                         texts.push(text.to_owned());
                                     }
                                     _ => media.push(part),
@@ -520,21 +461,14 @@ impl MessageWriter<'_> {
         turn.tool_messages
             .push(json!({"role": "tool", "tool_call_id": id, "content": content}));
         if !media.is_empty() {
-            turn.tool_media.push(
-                json!({"type": "text", "text": format!("Images returned by tool call {id}:")}),
-            );
+            turn.tool_media
+                .push(json!({"type": "text", "text": format!("Images returned by tool call {id}:")}));
             turn.tool_media.append(&mut media);
         }
         Ok(())
     }
 
-    fn assistant(
-        &self,
-        content: &Value,
-        at: &Path,
-        is_last: bool,
-        out: &mut Vec<Value>,
-    ) -> Result<(), ConvertError> {
+    fn assistant(&self, content: &Value, at: &Path, is_last: bool, out: &mut Vec<Value>) -> Result<(), ConvertError> {
         let mut turn = AssistantTurn::default();
         let blocks = match content {
             Value::String(s) => {
@@ -555,16 +489,12 @@ impl MessageWriter<'_> {
                     turn.separated = true;
                 }
                 "thinking" => {
-                    turn.thinking
-                        .push(req_str(obj, "thinking", &bp)?.to_owned());
+                    turn.thinking.push(req_str(obj, "thinking", &bp)?.to_owned());
                     turn.separated = true;
                 }
                 "mid_conv_system" => {
                     turn.flush(out, self.reasoning_in_history, false);
-                    out.push(self.system_at_position(
-                        get(obj, "content").unwrap_or(&Value::Null),
-                        &bp.key("content"),
-                    )?);
+                    out.push(self.system_at_position(get(obj, "content").unwrap_or(&Value::Null), &bp.key("content"))?);
                 }
                 // redacted_thinking, server tool blocks and unknown blocks have no OpenAI form.
                 _ => turn.separated = true,
@@ -609,11 +539,7 @@ fn search_result_text(block: &Map<String, Value>, at: &Path) -> Result<String, C
     lines.extend(opt_str(block, "title", at)?);
     lines.extend(opt_str(block, "source", at)?);
     if let Some(items) = opt_array(block, "content", at)? {
-        lines.extend(
-            items
-                .iter()
-                .filter_map(|item| item.get("text").and_then(Value::as_str)),
-        );
+        lines.extend(items.iter().filter_map(|item| item.get("text").and_then(Value::as_str)));
     }
     Ok(lines.join("\n"))
 }
@@ -644,10 +570,7 @@ fn arguments_string(input: Option<&Value>) -> String {
 // Tools and tool choice (§1.2.4)
 
 /// Custom tools as OpenAI functions; Anthropic server tools are dropped (they do not exist upstream).
-fn convert_tools(
-    req: &Map<String, Value>,
-    names: &mut ToolNameMap,
-) -> Result<Vec<Value>, ConvertError> {
+fn convert_tools(req: &Map<String, Value>, names: &mut ToolNameMap) -> Result<Vec<Value>, ConvertError> {
     let at = Path::Root;
     let Some(list) = opt_array(req, "tools", &at)? else {
         return Ok(Vec::new());
@@ -675,10 +598,7 @@ fn convert_tools(
         if let Some(description) = opt_str(obj, "description", &p)? {
             function.insert("description".to_owned(), Value::from(description));
         }
-        function.insert(
-            "parameters".to_owned(),
-            tool_schema(obj, "input_schema", &p)?,
-        );
+        function.insert("parameters".to_owned(), tool_schema(obj, "input_schema", &p)?);
         if let Some(strict) = opt_bool(obj, "strict", &p)? {
             function.insert("strict".to_owned(), Value::Bool(strict));
         }
@@ -721,10 +641,7 @@ fn convert_tool_choice(req: &Map<String, Value>) -> Result<(Option<Value>, bool)
 enum Reasoning {
     Absent,
     Disabled,
-    Enabled {
-        effort: &'static str,
-        budget: Option<u64>,
-    },
+    Enabled { effort: &'static str, budget: Option<u64> },
 }
 
 fn requested_reasoning(req: &Map<String, Value>) -> Result<Reasoning, ConvertError> {
@@ -736,8 +653,7 @@ fn requested_reasoning(req: &Map<String, Value>) -> Result<Reasoning, ConvertErr
     match req_str(thinking, "type", &tp)? {
         "disabled" => Ok(Reasoning::Disabled),
         "enabled" => {
-            let budget =
-                opt_i64(thinking, "budget_tokens", &tp)?.and_then(|b| u64::try_from(b).ok());
+            let budget = opt_i64(thinking, "budget_tokens", &tp)?.and_then(|b| u64::try_from(b).ok());
             let effort = match budget {
                 Some(b) if b < 2048 => "low",
                 Some(b) if b < 8192 => "medium",
@@ -758,10 +674,7 @@ fn requested_reasoning(req: &Map<String, Value>) -> Result<Reasoning, ConvertErr
                 Some("high" | "xhigh" | "max") => "high",
                 _ => "medium",
             };
-            Ok(Reasoning::Enabled {
-                effort,
-                budget: None,
-            })
+            Ok(Reasoning::Enabled { effort, budget: None })
         }
         other => Err(invalid_value(
             &tp.key("type"),
@@ -771,11 +684,7 @@ fn requested_reasoning(req: &Map<String, Value>) -> Result<Reasoning, ConvertErr
 }
 
 /// Encodes reasoning in the upstream's dialect; returns whether reasoning ends up on.
-fn write_reasoning(
-    reasoning: &Reasoning,
-    dialect: ReasoningDialect,
-    out: &mut Map<String, Value>,
-) -> bool {
+fn write_reasoning(reasoning: &Reasoning, dialect: ReasoningDialect, out: &mut Map<String, Value>) -> bool {
     match (dialect, reasoning) {
         (ReasoningDialect::None, _) | (_, Reasoning::Absent) => false,
         (ReasoningDialect::Openai, Reasoning::Disabled) => false,

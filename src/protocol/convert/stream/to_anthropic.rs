@@ -175,10 +175,7 @@ impl OpenAiToAnthropicStream {
                 let index = self.next_block_index();
                 match kind {
                     Kind::Text => {
-                        self.emit(
-                            out,
-                            &Event::block_start(index, StartBlock::Text { text: "" }),
-                        );
+                        self.emit(out, &Event::block_start(index, StartBlock::Text { text: "" }));
                         self.open = Open::Text(index);
                         self.text_delta(index, &text, out);
                     }
@@ -198,25 +195,16 @@ impl OpenAiToAnthropicStream {
     }
 
     fn on_tool_call(&mut self, position: usize, call: &Value, out: &mut Vec<u8>) {
-        let upstream_index = call
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(position as u64);
+        let upstream_index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
         let id = call.get("id").and_then(Value::as_str).unwrap_or("");
         let function = call.get("function").unwrap_or(&Value::Null);
         let name = function.get("name").and_then(Value::as_str).unwrap_or("");
-        let arguments = function
-            .get("arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let arguments = function.get("arguments").and_then(Value::as_str).unwrap_or("");
         if !(id.is_empty() && name.is_empty() && arguments.is_empty()) {
             self.saw_content = true;
         }
 
-        let known = self
-            .tools
-            .iter()
-            .rposition(|t| t.upstream_index == upstream_index);
+        let known = self.tools.iter().rposition(|t| t.upstream_index == upstream_index);
         let is_new = match known {
             None => true,
             Some(slot) => {
@@ -244,10 +232,7 @@ impl OpenAiToAnthropicStream {
         let tool = &mut self.tools[slot];
         if tool.closed {
             // Out-of-order upstream: the block is already stopped, so these arguments cannot be delivered.
-            tracing::warn!(
-                upstream_index,
-                "tool-call fragment after its block was closed; dropped"
-            );
+            tracing::warn!(upstream_index, "tool-call fragment after its block was closed; dropped");
             return;
         }
         if tool.upstream_id.is_empty() {
@@ -302,9 +287,7 @@ impl OpenAiToAnthropicStream {
             Open::Thinking(index) => {
                 let signature = mint_thinking_signature(&self.signing_key, &self.thinking);
                 self.thinking.clear();
-                let delta = BlockDelta::Signature {
-                    signature: &signature,
-                };
+                let delta = BlockDelta::Signature { signature: &signature };
                 self.emit(out, &Event::BlockDelta { index, delta });
                 self.emit(out, &Event::BlockStop { index });
             }
@@ -513,10 +496,7 @@ enum Event<'a> {
 
 impl<'a> Event<'a> {
     fn block_start(index: usize, content_block: StartBlock<'a>) -> Self {
-        Event::BlockStart {
-            index,
-            content_block,
-        }
+        Event::BlockStart { index, content_block }
     }
 
     fn name(&self) -> &'static str {
@@ -591,8 +571,7 @@ mod tests {
     use crate::protocol::convert::ids::ToolNameMap;
     use crate::protocol::convert::response::openai_to_anthropic;
     use crate::protocol::convert::test_support::{
-        AnthropicResult, SIGNING_KEY, check_anthropic, converted, ctx, data_values, has_multibyte,
-        oai,
+        AnthropicResult, SIGNING_KEY, check_anthropic, converted, ctx, data_values, has_multibyte, oai,
     };
 
     fn facts() -> RequestFacts {
@@ -605,8 +584,7 @@ mod tests {
     /// Runs the Route B converter over `input` at every kind of split, checks the ANT grammar, and returns
     /// the bytes with what a client rebuilds from them.
     fn run(facts: &RequestFacts, input: &str) -> (Vec<u8>, AnthropicResult) {
-        let make =
-            || Box::new(OpenAiToAnthropicStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
+        let make = || Box::new(OpenAiToAnthropicStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
         let result = check_anthropic(&out);
         (out, result)
@@ -824,10 +802,7 @@ mod tests {
                 message_stop(),
             ]
         );
-        assert_eq!(
-            result.message["content"][1]["input"],
-            json!({"city":"Paris"})
-        );
+        assert_eq!(result.message["content"][1]["input"], json!({"city":"Paris"}));
     }
 
     #[test]
@@ -835,12 +810,7 @@ mod tests {
         let mut parts = vec![delta(json!({"role":"assistant","content":null}))];
         for (i, city) in ["Paris", "Rome", "Kraków"].iter().enumerate() {
             let i = i as u64;
-            parts.push(delta(tool(
-                i,
-                Some(&format!("call_{i}")),
-                Some("weather"),
-                "",
-            )));
+            parts.push(delta(tool(i, Some(&format!("call_{i}")), Some("weather"), "")));
             parts.push(delta(tool(i, None, None, "{\"ci")));
             parts.push(delta(tool(i, None, None, "ty\": \"")));
             parts.push(delta(tool(i, None, None, &format!("{city}\"}}"))));
@@ -888,11 +858,7 @@ mod tests {
         let (out, _) = run(&facts(), &input);
         assert_eq!(
             data_values(&out)[1..4],
-            [
-                tool_start(0, "call_x", "get_weather"),
-                partial(0, "{}"),
-                stop(0)
-            ]
+            [tool_start(0, "call_x", "get_weather"), partial(0, "{}"), stop(0)]
         );
     }
 
@@ -948,10 +914,8 @@ mod tests {
         let input = [
             delta(json!({"content":"Hi"})),
             finish("length"),
-            usage_chunk(
-                json!({"prompt_tokens":1200,"completion_tokens":5,"total_tokens":1205,
-                "prompt_tokens_details":{"cached_tokens":1000,"cache_write_tokens":150}}),
-            ),
+            usage_chunk(json!({"prompt_tokens":1200,"completion_tokens":5,"total_tokens":1205,
+                "prompt_tokens_details":{"cached_tokens":1000,"cache_write_tokens":150}})),
             DONE.into(),
         ]
         .concat();
@@ -983,33 +947,19 @@ mod tests {
             json!({"id":"chatcmpl-1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],
             "usage":{"prompt_tokens":77,"completion_tokens":0}}),
         );
-        let input = [
-            first,
-            delta(json!({"content":"ok"})),
-            finish("stop"),
-            DONE.into(),
-        ]
-        .concat();
+        let input = [first, delta(json!({"content":"ok"})), finish("stop"), DONE.into()].concat();
         let (out, _) = run(&facts(), &input);
         assert_eq!(data_values(&out)[0], start(77));
     }
 
     #[test]
     fn done_without_finish_reason_ends_normally() {
-        let input = [
-            delta(json!({"content":"partial but complete"})),
-            DONE.into(),
-        ]
-        .concat();
+        let input = [delta(json!({"content":"partial but complete"})), DONE.into()].concat();
         let (out, result) = run(&facts(), &input);
         assert!(result.error.is_none());
         assert_eq!(
             data_values(&out)[3..],
-            [
-                stop(0),
-                message_delta("end_turn", usage(42, 0, 0, 0)),
-                message_stop()
-            ]
+            [stop(0), message_delta("end_turn", usage(42, 0, 0, 0)), message_stop()]
         );
     }
 
@@ -1018,10 +968,7 @@ mod tests {
         let (out, result) = run(&facts(), DONE);
         assert_eq!(
             data_values(&out),
-            vec![error(
-                "api_error",
-                "upstream stream ended without a response"
-            )]
+            vec![error("api_error", "upstream stream ended without a response")]
         );
         assert!(result.message.is_null());
     }
@@ -1124,19 +1071,13 @@ mod tests {
         let content = &result.message["content"];
         assert_eq!(content[0]["id"], "functions_Bash_0");
         let minted = content[1]["id"].as_str().unwrap();
-        assert!(
-            minted.starts_with("toolu_") && minted.len() == 30,
-            "{minted}"
-        );
+        assert!(minted.starts_with("toolu_") && minted.len() == 30, "{minted}");
     }
 
     #[test]
     fn shortened_tool_names_are_mapped_back() {
         let facts = RequestFacts {
-            tool_names: ToolNameMap::from_renamed([(
-                "mcp__srv__short_1a2b3c4d",
-                "mcp__srv__a_very_long_name",
-            )]),
+            tool_names: ToolNameMap::from_renamed([("mcp__srv__short_1a2b3c4d", "mcp__srv__a_very_long_name")]),
             ..facts()
         };
         let input = [
@@ -1146,10 +1087,7 @@ mod tests {
         ]
         .concat();
         let (_, result) = run(&facts, &input);
-        assert_eq!(
-            result.message["content"][0]["name"],
-            "mcp__srv__a_very_long_name"
-        );
+        assert_eq!(result.message["content"][0]["name"], "mcp__srv__a_very_long_name");
     }
 
     #[test]
@@ -1191,10 +1129,7 @@ mod tests {
         ]
         .concat();
         let (_, result) = run(&facts(), &input);
-        assert_eq!(
-            result.message["content"][0]["text"],
-            "I can't help with that."
-        );
+        assert_eq!(result.message["content"][0]["text"], "I can't help with that.");
         assert_eq!(result.message["stop_reason"], "refusal");
     }
 
@@ -1223,12 +1158,7 @@ mod tests {
             ("function_call", "end_turn"),
             ("eos", "end_turn"),
         ] {
-            let input = [
-                delta(json!({"content":"a"})),
-                finish(finish_reason),
-                DONE.into(),
-            ]
-            .concat();
+            let input = [delta(json!({"content":"a"})), finish(finish_reason), DONE.into()].concat();
             let (_, result) = run(&facts(), &input);
             assert_eq!(result.message["stop_reason"], expected, "{finish_reason}");
         }
@@ -1244,8 +1174,7 @@ mod tests {
         let status = conv.on_event(
             &SseEvent {
                 event: None,
-                data: json!({"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]})
-                    .to_string(),
+                data: json!({"id":"x","choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}).to_string(),
             },
             &mut out,
         );
@@ -1279,7 +1208,9 @@ mod tests {
             delta(tool(1, Some("c1"), Some("weather"), "{\"city\":")),
             delta(tool(1, None, None, "\"Rome\"}")),
             finish("tool_calls"),
-            usage_chunk(json!({"prompt_tokens":50,"completion_tokens":30,"prompt_tokens_details":{"cached_tokens":40}})),
+            usage_chunk(
+                json!({"prompt_tokens":50,"completion_tokens":30,"prompt_tokens_details":{"cached_tokens":40}}),
+            ),
             DONE.into(),
         ]
         .concat();
@@ -1290,10 +1221,9 @@ mod tests {
                 {"id":"c0","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Paris\"}"}},
                 {"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Rome\"}"}}]}}],
             "usage":{"prompt_tokens":50,"completion_tokens":30,"prompt_tokens_details":{"cached_tokens":40}}});
-        let message: Value = serde_json::from_slice(
-            &openai_to_anthropic(body.to_string().as_bytes(), &ctx(), &facts()).unwrap(),
-        )
-        .unwrap();
+        let message: Value =
+            serde_json::from_slice(&openai_to_anthropic(body.to_string().as_bytes(), &ctx(), &facts()).unwrap())
+                .unwrap();
         assert_eq!(result.message, message);
     }
 }

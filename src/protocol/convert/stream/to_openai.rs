@@ -11,12 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
-use crate::protocol::convert::error::{
-    OpenAiError, anthropic_event_error, openai_error_for_anthropic,
-};
-use crate::protocol::convert::response::{
-    Joiner, OaiUsage, TokenUsage, finish_reason_for, openai_completion_id,
-};
+use crate::protocol::convert::error::{OpenAiError, anthropic_event_error, openai_error_for_anthropic};
+use crate::protocol::convert::response::{Joiner, OaiUsage, TokenUsage, finish_reason_for, openai_completion_id};
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
 use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
@@ -150,12 +146,10 @@ impl AnthropicToOpenAiStream {
                 self.emit_text(index, field("text"), out);
                 return;
             }
-            "tool_use" if self.json_output_tool && field("name") == JSON_OUTPUT_TOOL => {
-                Block::Text {
-                    started: false,
-                    json_input: Some(arguments_json(block.get("input"))),
-                }
-            }
+            "tool_use" if self.json_output_tool && field("name") == JSON_OUTPUT_TOOL => Block::Text {
+                started: false,
+                json_input: Some(arguments_json(block.get("input"))),
+            },
             "tool_use" => {
                 let ordinal = self.next_tool;
                 self.next_tool += 1;
@@ -179,8 +173,7 @@ impl AnthropicToOpenAiStream {
             }
             "thinking" => {
                 self.text.mark_other_block();
-                self.blocks
-                    .push((index, Block::Thinking { started: false }));
+                self.blocks.push((index, Block::Thinking { started: false }));
                 self.emit_reasoning(index, field("thinking"), out);
                 return;
             }
@@ -197,15 +190,9 @@ impl AnthropicToOpenAiStream {
         let field = |key| delta.get(key).and_then(Value::as_str).unwrap_or("");
         match (field("type"), self.block(index)) {
             ("text_delta", Some(Block::Text { .. })) => self.emit_text(index, field("text"), out),
-            ("thinking_delta", Some(Block::Thinking { .. })) => {
-                self.emit_reasoning(index, field("thinking"), out)
-            }
-            ("input_json_delta", Some(Block::Text { .. })) => {
-                self.emit_text(index, field("partial_json"), out)
-            }
-            ("input_json_delta", Some(Block::Tool { .. })) => {
-                self.emit_arguments(index, field("partial_json"), out)
-            }
+            ("thinking_delta", Some(Block::Thinking { .. })) => self.emit_reasoning(index, field("thinking"), out),
+            ("input_json_delta", Some(Block::Text { .. })) => self.emit_text(index, field("partial_json"), out),
+            ("input_json_delta", Some(Block::Tool { .. })) => self.emit_arguments(index, field("partial_json"), out),
             // signature_delta, citations_delta and deltas that do not fit their block carry nothing here.
             _ => {}
         }
@@ -297,10 +284,7 @@ impl AnthropicToOpenAiStream {
             index: ordinal,
             id: None,
             kind: None,
-            function: FunctionDelta {
-                name: None,
-                arguments,
-            },
+            function: FunctionDelta { name: None, arguments },
         };
         self.emit(out, Delta::tool_call(call), None);
     }
@@ -350,12 +334,7 @@ impl AnthropicToOpenAiStream {
         self.write_chunk(out, std::slice::from_ref(&choice), usage);
     }
 
-    fn write_chunk(
-        &self,
-        out: &mut Vec<u8>,
-        choices: &[ChunkChoice],
-        usage: Option<Option<&OaiUsage>>,
-    ) {
+    fn write_chunk(&self, out: &mut Vec<u8>, choices: &[ChunkChoice], usage: Option<Option<&OaiUsage>>) {
         let chunk = Chunk {
             id: self.chunk_id.as_deref().unwrap_or_default(),
             object: "chat.completion.chunk",
@@ -381,10 +360,7 @@ impl StreamConverter for AnthropicToOpenAiStream {
         match serde_json::from_str::<Value>(&event.data) {
             Ok(data) => self.handle(event, &data, out),
             Err(_) => {
-                let error = server_error(
-                    "upstream sent an invalid stream event",
-                    "bad_upstream_response",
-                );
+                let error = server_error("upstream sent an invalid stream event", "bad_upstream_response");
                 self.fail(&error, out);
             }
         }
@@ -518,8 +494,7 @@ mod tests {
     /// Runs the Route A converter over `input` at every kind of split, checks the OAI grammar, and returns
     /// the bytes with what a client rebuilds from them.
     fn run(facts: &RequestFacts, input: &str) -> (Vec<u8>, OpenAiResult) {
-        let make =
-            || Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
+        let make = || Box::new(AnthropicToOpenAiStream::new(&ctx(), facts)) as Box<dyn StreamConverter>;
         let out = converted(&make, input);
         let result = check_openai(&out, facts.include_usage);
         (out, result)
@@ -674,12 +649,7 @@ mod tests {
         let (out, result) = run(&facts(false), &input);
         assert_eq!(
             data_values(&out),
-            vec![
-                role(false),
-                content(false, "Hi"),
-                finish(false, "stop"),
-                done()
-            ]
+            vec![role(false), content(false, "Hi"), finish(false, "stop"), done()]
         );
         assert!(result.usage.is_none());
     }
@@ -755,12 +725,7 @@ mod tests {
 
     #[test]
     fn three_parallel_tool_calls_count_tool_indexes_not_block_indexes() {
-        let mut parts = vec![
-            message_start(),
-            text_start(0),
-            text(0, "Checking."),
-            stop(0),
-        ];
+        let mut parts = vec![message_start(), text_start(0), text(0, "Checking."), stop(0)];
         for (k, city) in ["Paris", "Rome", "Kraków"].iter().enumerate() {
             let i = k as u64 + 1;
             parts.push(tool_start(i, &format!("toolu_{k}"), "weather"));
@@ -852,14 +817,7 @@ mod tests {
     #[test]
     fn message_stop_without_message_delta_finishes_with_stop() {
         // The Route A counterpart of `[DONE]` without finish_reason.
-        let input = [
-            message_start(),
-            text_start(0),
-            text(0, "x"),
-            stop(0),
-            message_stop(),
-        ]
-        .concat();
+        let input = [message_start(), text_start(0), text(0, "x"), stop(0), message_stop()].concat();
         let (_, result) = run(&facts(false), &input);
         assert_eq!(result.finish_reason.as_deref(), Some("stop"));
     }
@@ -981,11 +939,7 @@ mod tests {
             ]
             .concat();
             let (_, result) = run(&facts(false), &input);
-            assert_eq!(
-                result.finish_reason.as_deref(),
-                Some(expected),
-                "{stop_reason}"
-            );
+            assert_eq!(result.finish_reason.as_deref(), Some(expected), "{stop_reason}");
         }
     }
 
@@ -995,16 +949,11 @@ mod tests {
         let mut out = Vec::new();
         conv.keep_alive(&mut out);
         assert_eq!(out, b": keep-alive\n\n");
-        assert!(
-            data_values(&out).is_empty(),
-            "decoders ignore the keep-alive"
-        );
+        assert!(data_values(&out).is_empty(), "decoders ignore the keep-alive");
         out.clear();
         let event = SseEvent {
             event: Some("message_start".into()),
-            data:
-                json!({"type":"message_start","message":{"id":"msg_01","usage":{"input_tokens":1}}})
-                    .to_string(),
+            data: json!({"type":"message_start","message":{"id":"msg_01","usage":{"input_tokens":1}}}).to_string(),
         };
         assert_eq!(conv.on_event(&event, &mut out), StreamStatus::Continue);
         conv.on_error(StreamFailure::Timeout, "upstream idle", &mut out);
@@ -1057,17 +1006,13 @@ mod tests {
                 {"type":"tool_use","id":"toolu_z","name":"calc","input":{"x":1}}],
             "stop_reason":"tool_use","stop_sequence":null,
             "usage":{"input_tokens":25,"cache_creation_input_tokens":10,"cache_read_input_tokens":100,"output_tokens":20}});
-        let completion: Value = serde_json::from_slice(
-            &anthropic_to_openai(body.to_string().as_bytes(), &ctx(), &facts(true)).unwrap(),
-        )
-        .unwrap();
+        let completion: Value =
+            serde_json::from_slice(&anthropic_to_openai(body.to_string().as_bytes(), &ctx(), &facts(true)).unwrap())
+                .unwrap();
         let message = &completion["choices"][0]["message"];
         assert_eq!(streamed.content.as_deref(), message["content"].as_str());
         assert_eq!(streamed.content.as_deref(), Some("AB\n\nC"));
-        assert_eq!(
-            streamed.reasoning.as_deref(),
-            message["reasoning_content"].as_str()
-        );
+        assert_eq!(streamed.reasoning.as_deref(), message["reasoning_content"].as_str());
         assert_eq!(streamed.reasoning.as_deref(), Some("First.\nSecond."));
         let call = &message["tool_calls"][0];
         assert_eq!(

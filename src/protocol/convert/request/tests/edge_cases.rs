@@ -3,9 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{SIGNING_KEY, options, route_a, route_a_with, route_b, route_b_with};
-use crate::protocol::convert::request::{
-    anthropic_same_protocol_fixups, mint_thinking_signature, openai_tool_name,
-};
+use crate::protocol::convert::request::{anthropic_same_protocol_fixups, mint_thinking_signature, openai_tool_name};
 use crate::protocol::convert::{ModelOptions, ReasoningDialect, ThinkingMode};
 
 fn ant_tool_loop(result_content: Value) -> Value {
@@ -80,10 +78,7 @@ fn row_18_kimi_tool_ids_are_sanitised_on_both_sides() {
         {"role": "tool", "tool_call_id": "functions.Bash:0", "content": "ok"}]});
     let out = route_a(&body);
     assert_eq!(out["messages"][1]["content"][0]["id"], "functions_Bash_0");
-    assert_eq!(
-        out["messages"][2]["content"][0]["tool_use_id"],
-        "functions_Bash_0"
-    );
+    assert_eq!(out["messages"][2]["content"][0]["tool_use_id"], "functions_Bash_0");
 }
 
 #[test]
@@ -104,10 +99,7 @@ fn row_21_empty_arguments_are_an_empty_object() {
         {"role": "user", "content": "q"},
         {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": ""}}]},
         {"role": "tool", "tool_call_id": "c", "content": "ok"}]});
-    assert_eq!(
-        route_a(&body)["messages"][1]["content"][0]["input"],
-        json!({})
-    );
+    assert_eq!(route_a(&body)["messages"][1]["content"][0]["input"], json!({}));
 }
 
 #[test]
@@ -123,10 +115,7 @@ fn row_22_claude_code_user_ids_are_hashed_to_64_hex_characters() {
     body["metadata"] = json!({"user_id": user_id});
     let user = route_b(&body)["user"].as_str().unwrap().to_owned();
     assert_eq!(user.len(), 64);
-    assert!(
-        user.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    );
+    assert!(user.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 }
 
 #[test]
@@ -137,15 +126,13 @@ fn row_23_claude_codes_32000_max_tokens_is_clamped_on_every_route() {
     assert_eq!(route_b_with(&ant, &cap).body["max_tokens"], 8192);
     let fixed = anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &cap).unwrap();
     assert_eq!(fixed["max_tokens"], 8192);
-    let oai =
-        json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "q"}]});
+    let oai = json!({"model": "m", "max_tokens": 32000, "messages": [{"role": "user", "content": "q"}]});
     assert_eq!(route_a_with(&oai, &cap).body["max_tokens"], 8192);
 }
 
 #[test]
 fn row_24_openai_range_temperature_is_clamped_for_anthropic() {
-    let body =
-        json!({"model": "m", "temperature": 2, "messages": [{"role": "user", "content": "q"}]});
+    let body = json!({"model": "m", "temperature": 2, "messages": [{"role": "user", "content": "q"}]});
     assert_eq!(route_a(&body)["temperature"], 1.0);
 }
 
@@ -154,10 +141,7 @@ fn row_25_temperature_and_top_p_together_keep_temperature_on_exclusive_models() 
     let exclusive = options(|o| o.sampling_exclusive = true);
     let oai = json!({"model": "m", "temperature": 0.2, "top_p": 0.5, "messages": [{"role": "user", "content": "q"}]});
     let out = route_a_with(&oai, &exclusive).body;
-    assert_eq!(
-        (out.get("temperature"), out.get("top_p")),
-        (Some(&json!(0.2)), None)
-    );
+    assert_eq!((out.get("temperature"), out.get("top_p")), (Some(&json!(0.2)), None));
     let ant = json!({"model": "m", "max_tokens": 5, "temperature": 0.2, "top_p": 0.5, "messages": [{"role": "user", "content": "q"}]});
     let fixed = anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &exclusive).unwrap();
     assert_eq!(
@@ -169,16 +153,10 @@ fn row_25_temperature_and_top_p_together_keep_temperature_on_exclusive_models() 
 #[test]
 fn row_26_cache_ttl_never_reaches_hosts_that_reject_it() {
     let mut ant = ant_tool_loop(json!("ok"));
-    ant["system"] =
-        json!([{"type": "text", "text": "S", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
+    ant["system"] = json!([{"type": "text", "text": "S", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]);
     assert!(!route_b(&ant).to_string().contains("ttl"));
-    let fixed =
-        anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &ModelOptions::default())
-            .unwrap();
-    assert_eq!(
-        fixed["system"][0]["cache_control"],
-        json!({"type": "ephemeral"})
-    );
+    let fixed = anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &ModelOptions::default()).unwrap();
+    assert_eq!(fixed["system"][0]["cache_control"], json!({"type": "ephemeral"}));
 }
 
 #[test]
@@ -219,10 +197,7 @@ fn row_30_deepseek_gets_reasoning_content_back_on_tool_call_turns() {
     body["messages"][1]["content"]
         .as_array_mut()
         .unwrap()
-        .insert(
-            0,
-            json!({"type": "thinking", "thinking": "why", "signature": "x"}),
-        );
+        .insert(0, json!({"type": "thinking", "thinking": "why", "signature": "x"}));
     assert_eq!(
         route_b_with(&body, &deepseek).body["messages"][1]["reasoning_content"],
         "why"
@@ -254,13 +229,8 @@ fn row_32_real_thinking_passes_and_router_thinking_never_reaches_anthropic() {
     ant["messages"][1]["content"]
         .as_array_mut()
         .unwrap()
-        .insert(
-            0,
-            json!({"type": "thinking", "thinking": "plan", "signature": minted}),
-        );
-    let fixed =
-        anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &ModelOptions::default())
-            .unwrap();
+        .insert(0, json!({"type": "thinking", "thinking": "plan", "signature": minted}));
+    let fixed = anthropic_same_protocol_fixups(ant.to_string().as_bytes(), &ModelOptions::default()).unwrap();
     assert!(!Value::Object(fixed.clone()).to_string().contains("llmr1."));
     assert!(
         !fixed.contains_key("thinking"),

@@ -46,10 +46,7 @@ pub(super) fn route_b(body: &Value) -> Value {
 }
 
 pub(super) fn route_b_error(body: &Value) -> ConvertError {
-    match anthropic_to_openai(
-        body.to_string().as_bytes(),
-        &context(&ModelOptions::default(), "gpt-x"),
-    ) {
+    match anthropic_to_openai(body.to_string().as_bytes(), &context(&ModelOptions::default(), "gpt-x")) {
         Ok(converted) => panic!("expected an error, got {:?}", converted.body),
         Err(e) => e,
     }

@@ -4,9 +4,7 @@
 use serde_json::{Value, json};
 
 use super::context;
-use crate::protocol::convert::request::{
-    anthropic_same_protocol_fixups, anthropic_to_openai, openai_to_anthropic,
-};
+use crate::protocol::convert::request::{anthropic_same_protocol_fixups, anthropic_to_openai, openai_to_anthropic};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::{ModelOptions, ReasoningDialect, ThinkingMode};
 
@@ -134,10 +132,7 @@ fn no_input_makes_a_converter_panic() {
     for fixture in [rich_openai(), rich_anthropic()] {
         let variants = mutations(&fixture);
         assert!(variants.len() > 300, "{}", variants.len());
-        for variant in variants
-            .iter()
-            .chain([&fixture, &Value::Null, &json!([]), &json!("x")])
-        {
+        for variant in variants.iter().chain([&fixture, &Value::Null, &json!([]), &json!("x")]) {
             let bytes = variant.to_string();
             for options in &deployments {
                 let ctx = context(options, "up");

@@ -66,10 +66,7 @@ fn openai_tool_choice_survives_the_round_trip() {
     original["parallel_tool_calls"] = json!(false);
     let back = route_b(&route_a(&original));
     assert_eq!(
-        (
-            back["tool_choice"].clone(),
-            back["parallel_tool_calls"].clone()
-        ),
+        (back["tool_choice"].clone(), back["parallel_tool_calls"].clone()),
         (json!("auto"), json!(false))
     );
 }
@@ -139,13 +136,10 @@ fn anthropic_tool_choice_survives_the_round_trip() {
 fn documented_lossy_fields() {
     let mut original = ant_request();
     // Thinking cannot be replayed without its signature, which OpenAI has no field for.
-    original["messages"][1]["content"]
-        .as_array_mut()
-        .unwrap()
-        .insert(
-            0,
-            json!({"type": "thinking", "thinking": "plan", "signature": "EqQBreal"}),
-        );
+    original["messages"][1]["content"].as_array_mut().unwrap().insert(
+        0,
+        json!({"type": "thinking", "thinking": "plan", "signature": "EqQBreal"}),
+    );
     // OpenAI has no error flag: the error becomes a prefix.
     original["messages"][2]["content"][0]["is_error"] = json!(true);
     let back = route_a(&route_b(&original));

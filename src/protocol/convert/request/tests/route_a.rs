@@ -73,35 +73,19 @@ fn max_completion_tokens_is_preferred_over_max_tokens() {
         json!(200),
     );
     assert_eq!(route_a(&body)["max_tokens"], 200);
-    assert_eq!(
-        route_a(&with(hello(), "max_tokens", json!(100)))["max_tokens"],
-        100
-    );
+    assert_eq!(route_a(&with(hello(), "max_tokens", json!(100)))["max_tokens"], 100);
 }
 
 #[test]
 fn temperature_is_clamped_to_anthropic_range_without_rescaling() {
-    assert_eq!(
-        route_a(&with(hello(), "temperature", json!(1.4)))["temperature"],
-        1.0
-    );
-    assert_eq!(
-        route_a(&with(hello(), "temperature", json!(0.3)))["temperature"],
-        0.3
-    );
-    assert_eq!(
-        route_a(&with(hello(), "temperature", json!(-1)))["temperature"],
-        0.0
-    );
+    assert_eq!(route_a(&with(hello(), "temperature", json!(1.4)))["temperature"], 1.0);
+    assert_eq!(route_a(&with(hello(), "temperature", json!(0.3)))["temperature"], 0.3);
+    assert_eq!(route_a(&with(hello(), "temperature", json!(-1)))["temperature"], 0.0);
 }
 
 #[test]
 fn top_p_is_dropped_next_to_temperature_only_for_sampling_exclusive_models() {
-    let body = with(
-        with(hello(), "temperature", json!(0.5)),
-        "top_p",
-        json!(0.9),
-    );
+    let body = with(with(hello(), "temperature", json!(0.5)), "top_p", json!(0.9));
     let plain = route_a(&body);
     assert_eq!(
         (plain["temperature"].clone(), plain["top_p"].clone()),
@@ -300,24 +284,13 @@ fn tool_message_content_forms() {
         json!({"type": "tool_result", "tool_use_id": "c", "content": "18C"})
     );
     assert_eq!(
-        result(
-            json!([{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}])
-        ),
+        result(json!([{"type": "text", "text": "a"}, {"type": "text", "text": ""}, {"type": "text", "text": "b"}])),
         json!({"type": "tool_result", "tool_use_id": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
     );
     // Empty results omit `content`; `is_error` is never set on this route.
-    assert_eq!(
-        result(json!("")),
-        json!({"type": "tool_result", "tool_use_id": "c"})
-    );
-    assert_eq!(
-        result(json!([])),
-        json!({"type": "tool_result", "tool_use_id": "c"})
-    );
-    assert_eq!(
-        result(Value::Null),
-        json!({"type": "tool_result", "tool_use_id": "c"})
-    );
+    assert_eq!(result(json!("")), json!({"type": "tool_result", "tool_use_id": "c"}));
+    assert_eq!(result(json!([])), json!({"type": "tool_result", "tool_use_id": "c"}));
+    assert_eq!(result(Value::Null), json!({"type": "tool_result", "tool_use_id": "c"}));
 }
 
 #[test]
@@ -345,10 +318,7 @@ fn legacy_functions_and_function_messages_map_to_tools() {
         out["tools"],
         json!([{"name": "lookup", "input_schema": {"type": "object", "properties": {"k": {"type": "integer"}}}}])
     );
-    assert_eq!(
-        out["tool_choice"],
-        json!({"type": "tool", "name": "lookup"})
-    );
+    assert_eq!(out["tool_choice"], json!({"type": "tool", "name": "lookup"}));
 
     let auto = route_a(&with(
         with(hello(), "functions", json!([{"name": "f"}])),
@@ -441,9 +411,7 @@ fn rule_4_empty_text_is_dropped_empty_user_turns_get_a_placeholder_empty_assista
 
 #[test]
 fn a_conversation_must_open_with_a_user_turn() {
-    let body = chat(
-        json!([{"role": "assistant", "content": "How can I help?"}, {"role": "user", "content": "Hi"}]),
-    );
+    let body = chat(json!([{"role": "assistant", "content": "How can I help?"}, {"role": "user", "content": "Hi"}]));
     assert_eq!(
         messages(&route_a(&body))[0],
         json!({"role": "user", "content": [{"type": "text", "text": "(empty)"}]})
@@ -457,9 +425,7 @@ fn a_conversation_must_open_with_a_user_turn() {
 
 #[test]
 fn rule_5_prefill_loses_trailing_whitespace_or_is_dropped_with_thinking() {
-    let body = chat(
-        json!([{"role": "user", "content": "Write JSON"}, {"role": "assistant", "content": "{\"a\": \n"}]),
-    );
+    let body = chat(json!([{"role": "user", "content": "Write JSON"}, {"role": "assistant", "content": "{\"a\": \n"}]));
     assert_eq!(
         messages(&route_a(&body))[1],
         json!({"role": "assistant", "content": [{"type": "text", "text": "{\"a\":"}]})
@@ -470,10 +436,7 @@ fn rule_5_prefill_loses_trailing_whitespace_or_is_dropped_with_thinking() {
         messages(&out),
         &json!([{"role": "user", "content": [{"type": "text", "text": "Write JSON"}]}])
     );
-    assert_eq!(
-        out["thinking"],
-        json!({"type": "enabled", "budget_tokens": 1024})
-    );
+    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 1024}));
 }
 
 #[test]
@@ -528,10 +491,7 @@ fn max_tokens_is_clamped_to_max_output_tokens() {
         o.max_output_tokens = Some(1000);
         o.default_max_tokens = Some(5000);
     });
-    assert_eq!(
-        route_a_with(&hello(), &default_above_cap).body["max_tokens"],
-        1000
-    );
+    assert_eq!(route_a_with(&hello(), &default_above_cap).body["max_tokens"], 1000);
 }
 
 #[test]
@@ -543,24 +503,15 @@ fn thinking_budget_raises_max_tokens_within_the_cap() {
     );
     let out = route_a_with(&body, &options(|_| {})).body;
     assert_eq!(out["max_tokens"], 8192, "4096 + min(4096, 4096)");
-    assert_eq!(
-        out["thinking"],
-        json!({"type": "enabled", "budget_tokens": 4096})
-    );
+    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 4096}));
 
     let capped = route_a_with(&body, &options(|o| o.max_output_tokens = Some(3000))).body;
     assert_eq!(capped["max_tokens"], 3000);
-    assert_eq!(
-        capped["thinking"],
-        json!({"type": "enabled", "budget_tokens": 2999})
-    );
+    assert_eq!(capped["thinking"], json!({"type": "enabled", "budget_tokens": 2999}));
 
     let too_small = route_a_with(&body, &options(|o| o.max_output_tokens = Some(1024))).body;
     assert_eq!(too_small["max_tokens"], 1024);
-    assert!(
-        !too_small.contains_key("thinking"),
-        "1023 < 1024: thinking off"
-    );
+    assert!(!too_small.contains_key("thinking"), "1023 < 1024: thinking off");
 }
 
 #[test]
@@ -568,9 +519,7 @@ fn non_positive_max_tokens_is_rejected() {
     let err = route_a_error(&with(hello(), "max_completion_tokens", json!(0)));
     assert_eq!(err.param.as_deref(), Some("max_completion_tokens"));
     assert_eq!(
-        route_a_error(&with(hello(), "max_tokens", json!(-5)))
-            .param
-            .as_deref(),
+        route_a_error(&with(hello(), "max_tokens", json!(-5))).param.as_deref(),
         Some("max_tokens")
     );
     assert_eq!(
@@ -613,20 +562,14 @@ fn tool_definitions_convert_and_missing_parameters_get_an_empty_schema() {
         ])
     );
     // `strict` is part of structured outputs; hosts without them do not get it.
-    let no_strict = route_a_with(
-        &with_tools(None, None),
-        &options(|o| o.supports_output_format = false),
-    )
-    .body;
+    let no_strict = route_a_with(&with_tools(None, None), &options(|o| o.supports_output_format = false)).body;
     assert!(no_strict["tools"][0].get("strict").is_none());
 }
 
 #[test]
 fn tool_choice_table() {
     let choice = |choice: Option<Value>, parallel: Option<bool>| {
-        route_a(&with_tools(choice, parallel))
-            .get("tool_choice")
-            .cloned()
+        route_a(&with_tools(choice, parallel)).get("tool_choice").cloned()
     };
     assert_eq!(choice(None, None), None);
     assert_eq!(choice(None, Some(true)), None);
@@ -634,22 +577,10 @@ fn tool_choice_table() {
         choice(None, Some(false)),
         Some(json!({"type": "auto", "disable_parallel_tool_use": true}))
     );
-    assert_eq!(
-        choice(Some(json!("auto")), None),
-        Some(json!({"type": "auto"}))
-    );
-    assert_eq!(
-        choice(Some(json!("none")), None),
-        Some(json!({"type": "none"}))
-    );
-    assert_eq!(
-        choice(Some(json!("none")), Some(false)),
-        Some(json!({"type": "none"}))
-    );
-    assert_eq!(
-        choice(Some(json!("required")), None),
-        Some(json!({"type": "any"}))
-    );
+    assert_eq!(choice(Some(json!("auto")), None), Some(json!({"type": "auto"})));
+    assert_eq!(choice(Some(json!("none")), None), Some(json!({"type": "none"})));
+    assert_eq!(choice(Some(json!("none")), Some(false)), Some(json!({"type": "none"})));
+    assert_eq!(choice(Some(json!("required")), None), Some(json!({"type": "any"})));
     assert_eq!(
         choice(Some(json!("required")), Some(false)),
         Some(json!({"type": "any", "disable_parallel_tool_use": true}))
@@ -720,10 +651,7 @@ fn custom_tools_are_rejected() {
         (err.param.as_deref(), err.code),
         (Some("tools[0].type"), Some("unsupported_parameter"))
     );
-    let choice = with_tools(
-        Some(json!({"type": "custom", "custom": {"name": "grammar"}})),
-        None,
-    );
+    let choice = with_tools(Some(json!({"type": "custom", "custom": {"name": "grammar"}})), None);
     let err = route_a_error(&choice);
     assert_eq!(
         (err.param.as_deref(), err.code),
@@ -741,11 +669,7 @@ fn forced_tool_choice_switches_thinking_off() {
     let converted = route_a_with(&body, &options(|_| {}));
     assert!(!converted.body.contains_key("thinking"));
     assert!(!converted.facts.thinking_enabled);
-    let adaptive = route_a_with(
-        &body,
-        &options(|o| o.thinking_mode = ThinkingMode::Adaptive),
-    )
-    .body;
+    let adaptive = route_a_with(&body, &options(|o| o.thinking_mode = ThinkingMode::Adaptive)).body;
     assert!(
         !adaptive.contains_key("thinking") && !adaptive.contains_key("output_config"),
         "no effort without thinking"
@@ -793,24 +717,17 @@ fn unsupported_image_media_types_are_rejected() {
     let err = route_a_error(&user_parts(
         json!([{"type": "image_url", "image_url": {"url": "data:image/tiff;base64,AAAA"}}]),
     ));
-    assert_eq!(
-        err.param.as_deref(),
-        Some("messages[0].content[0].image_url")
-    );
+    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"));
     assert_eq!(err.code, Some("unsupported_value"));
     let err = route_a_error(&user_parts(
         json!([{"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]),
     ));
-    assert_eq!(
-        err.param.as_deref(),
-        Some("messages[0].content[0].image_url")
-    );
+    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].image_url"));
 }
 
 #[test]
 fn file_parts_become_documents() {
-    let text_b64 =
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "plain notes");
+    let text_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "plain notes");
     let body = user_parts(json!([
         {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "report.pdf"}},
         {"type": "file", "file": {"file_data": format!("data:text/plain;base64,{text_b64}"), "filename": "notes.txt"}},
@@ -828,22 +745,14 @@ fn file_parts_become_documents() {
 
 #[test]
 fn file_ids_audio_input_and_other_file_types_are_rejected() {
-    let err = route_a_error(&user_parts(
-        json!([{"type": "file", "file": {"file_id": "file-abc"}}]),
-    ));
-    assert_eq!(
-        err.param.as_deref(),
-        Some("messages[0].content[0].file.file_id")
-    );
+    let err = route_a_error(&user_parts(json!([{"type": "file", "file": {"file_id": "file-abc"}}])));
+    assert_eq!(err.param.as_deref(), Some("messages[0].content[0].file.file_id"));
     let err = route_a_error(&user_parts(
         json!([{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]),
     ));
     assert_eq!(
         (err.param.as_deref(), err.code),
-        (
-            Some("messages[0].content[0].type"),
-            Some("unsupported_value")
-        )
+        (Some("messages[0].content[0].type"), Some("unsupported_value"))
     );
     let err = route_a_error(&user_parts(
         json!([{"type": "file", "file": {"file_data": "data:application/zip;base64,UEs="}}]),
@@ -901,21 +810,9 @@ fn reasoning_effort_table_for_budget_and_adaptive_models() {
         );
         assert!(!budgeted.body.contains_key("output_config"), "{effort}");
         assert!(budgeted.facts.thinking_enabled);
-        let adaptive = route_a_with(
-            &body,
-            &options(|o| o.thinking_mode = ThinkingMode::Adaptive),
-        )
-        .body;
-        assert_eq!(
-            adaptive["thinking"],
-            json!({"type": "adaptive"}),
-            "{effort}"
-        );
-        assert_eq!(
-            adaptive["output_config"],
-            json!({"effort": level}),
-            "{effort}"
-        );
+        let adaptive = route_a_with(&body, &options(|o| o.thinking_mode = ThinkingMode::Adaptive)).body;
+        assert_eq!(adaptive["thinking"], json!({"type": "adaptive"}), "{effort}");
+        assert_eq!(adaptive["output_config"], json!({"effort": level}), "{effort}");
     }
     for mode in [ThinkingMode::Budget, ThinkingMode::Adaptive] {
         let none = route_a_with(
@@ -926,10 +823,7 @@ fn reasoning_effort_table_for_budget_and_adaptive_models() {
         assert!(!none.body.contains_key("output_config") && !none.facts.thinking_enabled);
     }
     assert!(
-        !route_a(&hello())
-            .as_object()
-            .unwrap()
-            .contains_key("thinking"),
+        !route_a(&hello()).as_object().unwrap().contains_key("thinking"),
         "absent stays absent"
     );
     let ignored = route_a_with(
@@ -954,11 +848,7 @@ fn thinking_omits_temperature_and_restricts_top_p() {
     );
     let out = route_a(&body);
     assert!(out.get("temperature").is_none() && out.get("top_p").is_none());
-    let high_p = with(
-        with(hello(), "reasoning_effort", json!("low")),
-        "top_p",
-        json!(0.97),
-    );
+    let high_p = with(with(hello(), "reasoning_effort", json!("low")), "top_p", json!(0.97));
     assert_eq!(route_a(&high_p)["top_p"], 0.97);
 }
 
@@ -987,10 +877,7 @@ fn signed_reasoning_is_replayed_and_keeps_thinking_on_in_a_tool_loop() {
         out["messages"][1]["content"][0],
         json!({"type": "thinking", "thinking": "plan", "signature": "EqQBsig"})
     );
-    assert_eq!(
-        out["thinking"],
-        json!({"type": "enabled", "budget_tokens": 2048})
-    );
+    assert_eq!(out["thinking"], json!({"type": "enabled", "budget_tokens": 2048}));
 }
 
 #[test]
@@ -1002,11 +889,7 @@ fn unsigned_or_router_signed_reasoning_is_dropped_and_the_open_loop_goes_without
     ] {
         let converted = route_a_with(&tool_loop(extra), &options(|_| {}));
         let assistant = &converted.body["messages"][1]["content"];
-        assert_eq!(
-            assistant.as_array().unwrap().len(),
-            1,
-            "only the tool_use: {assistant}"
-        );
+        assert_eq!(assistant.as_array().unwrap().len(), 1, "only the tool_use: {assistant}");
         assert!(!converted.body.contains_key("thinking"));
         assert!(!converted.facts.thinking_enabled);
     }
@@ -1027,11 +910,7 @@ fn every_assistant_turn_of_the_open_loop_needs_signed_thinking() {
         let body = chat(json!([
             {"role": "user", "content": "q"}, a1, {"role": "tool", "tool_call_id": "c1", "content": "r1"},
             a2, {"role": "tool", "tool_call_id": "c2", "content": "r2"}]));
-        let body = with(
-            body,
-            "tools",
-            json!([{"type": "function", "function": {"name": "f"}}]),
-        );
+        let body = with(body, "tools", json!([{"type": "function", "function": {"name": "f"}}]));
         route_a(&with(body, "reasoning_effort", json!("medium")))
     };
     assert_eq!(turns(&signed, &signed)["thinking"]["type"], "enabled");
@@ -1104,9 +983,7 @@ fn json_schema_without_native_support_uses_the_json_output_tool() {
         converted.body["tool_choice"],
         json!({"type": "tool", "name": "json_output"})
     );
-    assert!(
-        !converted.body.contains_key("thinking") && !converted.body.contains_key("output_config")
-    );
+    assert!(!converted.body.contains_key("thinking") && !converted.body.contains_key("output_config"));
     assert!(converted.facts.json_output_tool && !converted.facts.thinking_enabled);
 }
 
@@ -1146,11 +1023,7 @@ fn fields_that_change_the_answer_shape_are_rejected_with_param() {
     ];
     for (body, param, code) in cases {
         let err = route_a_error(&body);
-        assert_eq!(
-            (err.param.as_deref(), err.code),
-            (Some(param), Some(code)),
-            "{body}"
-        );
+        assert_eq!((err.param.as_deref(), err.code), (Some(param), Some(code)), "{body}");
     }
     assert!(
         route_a(&with(hello(), "modalities", json!(["text"])))
@@ -1161,28 +1034,18 @@ fn fields_that_change_the_answer_shape_are_rejected_with_param() {
 
 #[test]
 fn malformed_requests_name_the_offending_field() {
-    let err =
-        super::super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m"))
-            .unwrap_err();
+    let err = super::super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m")).unwrap_err();
     assert_eq!(err.param, None);
     assert!(err.message.contains("JSON"));
-    let array =
-        super::super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m"))
-            .unwrap_err();
+    let array = super::super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m")).unwrap_err();
     assert!(array.message.contains("object"));
     let cases = [
         (json!({"model": "m"}), "messages"),
         (json!({"model": "m", "messages": []}), "messages"),
         (json!({"model": "m", "messages": "hi"}), "messages"),
         (chat(json!([{"content": "hi"}])), "messages[0].role"),
-        (
-            chat(json!([{"role": "user", "content": 5}])),
-            "messages[0].content",
-        ),
-        (
-            chat(json!([{"role": "wizard", "content": "hi"}])),
-            "messages[0].role",
-        ),
+        (chat(json!([{"role": "user", "content": 5}])), "messages[0].content"),
+        (chat(json!([{"role": "wizard", "content": "hi"}])), "messages[0].role"),
         (
             chat(json!([{"role": "user", "content": [{"type": "text"}]}])),
             "messages[0].content[0].text",
@@ -1207,10 +1070,7 @@ fn malformed_requests_name_the_offending_field() {
         ),
         (with(hello(), "temperature", json!("hot")), "temperature"),
         (with(hello(), "stop", json!([1])), "stop[0]"),
-        (
-            with(hello(), "tool_choice", json!("sometimes")),
-            "tool_choice",
-        ),
+        (with(hello(), "tool_choice", json!("sometimes")), "tool_choice"),
         (
             with(hello(), "response_format", json!({"type": "xml"})),
             "response_format.type",

@@ -56,11 +56,9 @@ fn worked_example_1_2_5() {
         o.reasoning_dialect = ReasoningDialect::Deepseek;
         o.max_output_tokens = Some(8192);
     });
-    let converted = super::super::anthropic_to_openai(
-        input.to_string().as_bytes(),
-        &super::context(&deployment, "deepseek-x"),
-    )
-    .unwrap();
+    let converted =
+        super::super::anthropic_to_openai(input.to_string().as_bytes(), &super::context(&deployment, "deepseek-x"))
+            .unwrap();
     assert_eq!(Value::Object(converted.body), expected);
     assert!(converted.facts.stream);
     assert!(!converted.facts.thinking_enabled);
@@ -90,10 +88,7 @@ fn max_tokens_is_clamped_and_zero_is_a_cache_prewarm() {
     assert!(!capped.facts.cache_prewarm);
     let prewarm = route_b_with(&with(hello(), "max_tokens", json!(0)), &options(|_| {}));
     assert!(prewarm.facts.cache_prewarm);
-    assert_eq!(
-        prewarm.body["max_tokens"], 1,
-        "still a valid request if sent"
-    );
+    assert_eq!(prewarm.body["max_tokens"], 1, "still a valid request if sent");
 }
 
 #[test]
@@ -132,11 +127,7 @@ fn stop_sequences_keep_the_first_four() {
 
 #[test]
 fn stop_sequences_sent_upstream_are_facts_for_the_response() {
-    let body = with(
-        hello(),
-        "stop_sequences",
-        json!(["###", "b", "c", "d", "e"]),
-    );
+    let body = with(hello(), "stop_sequences", json!(["###", "b", "c", "d", "e"]));
     let converted = route_b_with(&body, &ModelOptions::default());
     assert_eq!(converted.facts.stop_sequences, ["###", "b", "c", "d"]);
     assert!(
@@ -150,11 +141,7 @@ fn stop_sequences_sent_upstream_are_facts_for_the_response() {
 #[test]
 fn sampling_passes_through_and_top_k_only_where_supported() {
     let body = with(
-        with(
-            with(hello(), "temperature", json!(0.7)),
-            "top_p",
-            json!(0.9),
-        ),
+        with(with(hello(), "temperature", json!(0.7)), "top_p", json!(0.9)),
         "top_k",
         json!(40),
     );
@@ -215,11 +202,7 @@ fn metadata_user_id_becomes_user_hashed_past_64_characters() {
         route_b(&with(hello(), "metadata", json!({"user_id": long})))["user"],
         json!(sha256_hex(&long))
     );
-    assert!(
-        route_b(&with(hello(), "metadata", json!({})))
-            .get("user")
-            .is_none()
-    );
+    assert!(route_b(&with(hello(), "metadata", json!({}))).get("user").is_none());
 }
 
 #[test]
@@ -231,10 +214,7 @@ fn fields_without_an_openai_counterpart_are_dropped() {
         ("container", json!("c1")),
         ("inference_geo", json!("us")),
         ("context_management", json!({"edits": []})),
-        (
-            "mcp_servers",
-            json!([{"type": "url", "url": "https://mcp"}]),
-        ),
+        ("mcp_servers", json!([{"type": "url", "url": "https://mcp"}])),
         ("speed", json!("fast")),
         ("fallbacks", json!([])),
         ("diagnostics", json!({})),
@@ -253,8 +233,7 @@ fn user_blocks(blocks: Value) -> Value {
 
 #[test]
 fn user_text_only_messages_become_strings_and_media_messages_parts() {
-    let text_only =
-        user_blocks(json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]));
+    let text_only = user_blocks(json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]));
     assert_eq!(
         route_b(&text_only)["messages"],
         json!([{"role": "user", "content": "a\n\nb"}])
@@ -535,32 +514,16 @@ fn long_tool_names_are_shortened_everywhere_and_mapped_back() {
 fn tool_choice_table() {
     let tools = json!([{"name": "Bash", "input_schema": {"type": "object"}}]);
     let choice = |choice: Value| {
-        let out = route_b(&with(
-            with(hello(), "tools", tools.clone()),
-            "tool_choice",
-            choice,
-        ));
-        (
-            out.get("tool_choice").cloned(),
-            out.get("parallel_tool_calls").cloned(),
-        )
+        let out = route_b(&with(with(hello(), "tools", tools.clone()), "tool_choice", choice));
+        (out.get("tool_choice").cloned(), out.get("parallel_tool_calls").cloned())
     };
-    assert_eq!(
-        route_b(&with(hello(), "tools", tools.clone())).get("tool_choice"),
-        None
-    );
+    assert_eq!(route_b(&with(hello(), "tools", tools.clone())).get("tool_choice"), None);
     assert_eq!(choice(json!({"type": "auto"})), (Some(json!("auto")), None));
-    assert_eq!(
-        choice(json!({"type": "any"})),
-        (Some(json!("required")), None)
-    );
+    assert_eq!(choice(json!({"type": "any"})), (Some(json!("required")), None));
     assert_eq!(choice(json!({"type": "none"})), (Some(json!("none")), None));
     assert_eq!(
         choice(json!({"type": "tool", "name": "Bash"})),
-        (
-            Some(json!({"type": "function", "function": {"name": "Bash"}})),
-            None
-        )
+        (Some(json!({"type": "function", "function": {"name": "Bash"}})), None)
     );
     assert_eq!(
         choice(json!({"type": "auto", "disable_parallel_tool_use": true})),
@@ -600,10 +563,7 @@ fn effort_is_derived_from_budget_or_adaptive_effort() {
         effort(thinking(json!({"type": "enabled", "budget_tokens": 8192}))),
         Some(json!("high"))
     );
-    assert_eq!(
-        effort(thinking(json!({"type": "adaptive"}))),
-        Some(json!("medium"))
-    );
+    assert_eq!(effort(thinking(json!({"type": "adaptive"}))), Some(json!("medium")));
     for (level, expected) in [
         ("low", "low"),
         ("medium", "medium"),
@@ -621,10 +581,7 @@ fn effort_is_derived_from_budget_or_adaptive_effort() {
     assert_eq!(effort(thinking(json!({"type": "disabled"}))), None);
     assert_eq!(effort(hello()), None);
     // Effort alone does not switch reasoning on.
-    assert_eq!(
-        effort(with(hello(), "output_config", json!({"effort": "high"}))),
-        None
-    );
+    assert_eq!(effort(with(hello(), "output_config", json!({"effort": "high"}))), None);
 }
 
 fn history_with_thinking() -> Value {
@@ -652,11 +609,7 @@ fn openai_dialect_sends_reasoning_effort_and_drops_history_thinking() {
     assert!(converted.facts.thinking_enabled);
     assert!(!converted.body.contains_key("thinking"));
     let messages = converted.body["messages"].as_array().unwrap();
-    assert!(
-        messages
-            .iter()
-            .all(|m| m.get("reasoning_content").is_none())
-    );
+    assert!(messages.iter().all(|m| m.get("reasoning_content").is_none()));
 }
 
 #[test]
@@ -672,28 +625,18 @@ fn deepseek_dialect_switches_thinking_and_replays_reasoning_content_on_every_ass
     assert_eq!(on.body["thinking"], json!({"type": "enabled"}));
     assert_eq!(on.body["reasoning_effort"], "high");
     assert!(on.facts.thinking_enabled);
-    assert_eq!(
-        on.body["messages"][1]["reasoning_content"],
-        "step 1\nstep 2"
-    );
+    assert_eq!(on.body["messages"][1]["reasoning_content"], "step 1\nstep 2");
     assert_eq!(
         on.body["messages"][3],
         json!({"role": "assistant", "content": "answer", "reasoning_content": ""})
     );
 
     let off = route_b_with(
-        &with(
-            history_with_thinking(),
-            "thinking",
-            json!({"type": "disabled"}),
-        ),
+        &with(history_with_thinking(), "thinking", json!({"type": "disabled"})),
         &deepseek(),
     );
     assert_eq!(off.body["thinking"], json!({"type": "disabled"}));
-    assert!(
-        !off.body.contains_key("reasoning_effort"),
-        "never effort with disabled"
-    );
+    assert!(!off.body.contains_key("reasoning_effort"), "never effort with disabled");
     assert!(!off.facts.thinking_enabled);
     let absent = route_b_with(&history_with_thinking(), &deepseek()).body;
     assert!(!absent.contains_key("thinking") && !absent.contains_key("reasoning_effort"));
@@ -711,17 +654,11 @@ fn qwen_dialect_uses_enable_thinking_and_the_budget() {
         &qwen,
     );
     assert_eq!(
-        (
-            on.body["enable_thinking"].clone(),
-            on.body["thinking_budget"].clone()
-        ),
+        (on.body["enable_thinking"].clone(), on.body["thinking_budget"].clone()),
         (json!(true), json!(3000))
     );
     assert!(!on.body.contains_key("reasoning_effort"));
-    assert_eq!(
-        on.body["messages"][1]["reasoning_content"],
-        "step 1\nstep 2"
-    );
+    assert_eq!(on.body["messages"][1]["reasoning_content"], "step 1\nstep 2");
     let adaptive = route_b_with(&thinking(json!({"type": "adaptive"})), &qwen).body;
     assert_eq!(adaptive.get("enable_thinking"), Some(&json!(true)));
     assert!(!adaptive.contains_key("thinking_budget"));
@@ -744,11 +681,7 @@ fn none_dialect_sends_nothing_and_drops_history_thinking() {
         assert!(!converted.body.contains_key(key), "{key}");
     }
     assert!(!converted.facts.thinking_enabled);
-    assert!(
-        converted.body["messages"][1]
-            .get("reasoning_content")
-            .is_none()
-    );
+    assert!(converted.body["messages"][1].get("reasoning_content").is_none());
 }
 
 // ---- §1.2.7 prompt caching ---------------------------------------------------------------------------
@@ -769,19 +702,12 @@ fn cached_request() -> Value {
 fn cache_control_is_removed_everywhere_by_default() {
     let out = route_b(&cached_request());
     assert!(!out.to_string().contains("cache_control"), "{out}");
-    assert_eq!(
-        out["messages"][1],
-        json!({"role": "user", "content": "doc\n\nq"})
-    );
+    assert_eq!(out["messages"][1], json!({"role": "user", "content": "doc\n\nq"}));
 }
 
 #[test]
 fn forward_cache_control_keeps_ephemeral_markers_on_content_parts() {
-    let out = route_b_with(
-        &cached_request(),
-        &options(|o| o.forward_cache_control = true),
-    )
-    .body;
+    let out = route_b_with(&cached_request(), &options(|o| o.forward_cache_control = true)).body;
     assert_eq!(
         out["messages"][0],
         json!({"role": "system", "content": [{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}]})
@@ -806,14 +732,8 @@ fn ids_longer_than_openai_allows_are_replaced_consistently() {
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": long_id, "content": "r"}]}
     ]));
     let out = route_b(&body);
-    let call_id = out["messages"][1]["tool_calls"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        call_id.starts_with("call_") && call_id.len() <= 40,
-        "{call_id}"
-    );
+    let call_id = out["messages"][1]["tool_calls"][0]["id"].as_str().unwrap().to_owned();
+    assert!(call_id.starts_with("call_") && call_id.len() <= 40, "{call_id}");
     assert_eq!(out["messages"][2]["tool_call_id"], json!(call_id));
 }
 
@@ -823,21 +743,15 @@ fn ids_longer_than_openai_allows_are_replaced_consistently() {
 fn files_api_sources_url_documents_and_bad_max_tokens_are_rejected() {
     let cases = [
         (
-            user_blocks(
-                json!([{"type": "image", "source": {"type": "file", "file_id": "file_1"}}]),
-            ),
+            user_blocks(json!([{"type": "image", "source": {"type": "file", "file_id": "file_1"}}])),
             "messages[0].content[0].source.type",
         ),
         (
-            user_blocks(
-                json!([{"type": "document", "source": {"type": "file", "file_id": "file_1"}}]),
-            ),
+            user_blocks(json!([{"type": "document", "source": {"type": "file", "file_id": "file_1"}}])),
             "messages[0].content[0].source.type",
         ),
         (
-            user_blocks(
-                json!([{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}]),
-            ),
+            user_blocks(json!([{"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}])),
             "messages[0].content[0].source.type",
         ),
         (
@@ -865,33 +779,19 @@ fn files_api_sources_url_documents_and_bad_max_tokens_are_rejected() {
 fn malformed_requests_name_the_offending_field() {
     let cases = [
         (request(json!([{"role": "user"}])), "messages[0].content"),
-        (
-            request(json!([{"role": "robot", "content": "x"}])),
-            "messages[0].role",
-        ),
-        (
-            request(json!([{"role": "user", "content": 7}])),
-            "messages[0].content",
-        ),
+        (request(json!([{"role": "robot", "content": "x"}])), "messages[0].role"),
+        (request(json!([{"role": "user", "content": 7}])), "messages[0].content"),
         (
             request(json!([{"role": "user", "content": [{"text": "no type"}]}])),
             "messages[0].content[0].type",
         ),
         (
-            request(
-                json!([{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}]),
-            ),
+            request(json!([{"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}])),
             "messages[0].content[0].id",
         ),
-        (
-            with(hello(), "tools", json!([{"input_schema": {}}])),
-            "tools[0].name",
-        ),
+        (with(hello(), "tools", json!([{"input_schema": {}}])), "tools[0].name"),
         (with(hello(), "system", json!(5)), "system"),
-        (
-            with(hello(), "thinking", json!({"type": "sometimes"})),
-            "thinking.type",
-        ),
+        (with(hello(), "thinking", json!({"type": "sometimes"})), "thinking.type"),
         (
             with(
                 with(hello(), "tools", json!([{"name": "f"}])),

@@ -35,10 +35,7 @@ fn same_protocol_requests_are_forwarded_as_sent() {
     };
     assert_eq!(fixups(&body, &ModelOptions::default()), None);
     // Anthropic's own API keeps ttl; a model without sampling exclusivity keeps both knobs.
-    assert_eq!(
-        fixups(&with_sampling, &options(|o| o.anthropic_native = true)),
-        None
-    );
+    assert_eq!(fixups(&with_sampling, &options(|o| o.anthropic_native = true)), None);
     let native_with_cap = options(|o| {
         o.anthropic_native = true;
         o.max_output_tokens = Some(1024);
@@ -53,10 +50,7 @@ fn same_protocol_requests_are_forwarded_as_sent() {
 #[test]
 fn an_unparseable_body_is_left_for_the_upstream_to_reject() {
     let native = options(|o| o.max_output_tokens = Some(10));
-    assert_eq!(
-        anthropic_same_protocol_fixups(b"{\"max_tokens\": 99, ", &native),
-        None
-    );
+    assert_eq!(anthropic_same_protocol_fixups(b"{\"max_tokens\": 99, ", &native), None);
     assert_eq!(
         anthropic_same_protocol_fixups(b"{\"x\":\"llmr1.\"", &ModelOptions::default()),
         None
@@ -69,8 +63,7 @@ fn an_unparseable_body_is_left_for_the_upstream_to_reject() {
 fn stream_options_never_go_with_a_non_streaming_request() {
     let oai = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream_options": {"include_usage": true}});
     assert!(route_a(&oai).get("stream_options").is_none());
-    let ant =
-        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let ant = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
     assert!(route_b(&ant).get("stream_options").is_none());
 }
 
@@ -109,10 +102,7 @@ fn arguments_are_objects_on_anthropic_and_compact_strings_on_openai() {
         {"role": "user", "content": "q"},
         {"role": "assistant", "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": ""}}]},
         {"role": "tool", "tool_call_id": "t", "content": "ok"}]});
-    assert_eq!(
-        route_a(&oai_body)["messages"][1]["content"][0]["input"],
-        json!({})
-    );
+    assert_eq!(route_a(&oai_body)["messages"][1]["content"][0]["input"], json!({}));
 }
 
 // ---- §1.3.5 sanitize_tool_id ----------------------------------------------------------------------------
@@ -132,8 +122,7 @@ fn tool_ids_are_sanitised_on_both_tool_use_and_tool_result() {
     assert_eq!(calls[0]["id"], "functions_Bash_0");
     let suffixed = calls[1]["id"].as_str().unwrap();
     assert!(
-        suffixed.starts_with("functions_Bash_0_")
-            && suffixed.len() == "functions_Bash_0_".len() + 6,
+        suffixed.starts_with("functions_Bash_0_") && suffixed.len() == "functions_Bash_0_".len() + 6,
         "{suffixed}"
     );
     assert_eq!(
@@ -224,10 +213,7 @@ fn real_thinking_blocks_pass_byte_for_byte() {
     body["messages"][1]["content"]
         .as_array_mut()
         .unwrap()
-        .insert(
-            1,
-            json!({"type": "redacted_thinking", "data": "opaque+data=="}),
-        );
+        .insert(1, json!({"type": "redacted_thinking", "data": "opaque+data=="}));
     body["max_tokens"] = json!(64000);
     let fixed = fixups(&body, &options(|o| o.max_output_tokens = Some(8000))).expect("clamped");
     assert_eq!(fixed["messages"], body["messages"]);
@@ -283,14 +269,8 @@ fn ttl_is_removed_for_third_party_hosts_and_kept_for_anthropic() {
         fixed["tools"][0]["input_schema"]["properties"]["ttl"],
         json!({"type": "string"})
     );
-    assert_eq!(
-        fixed["messages"][1]["content"][0]["input"],
-        json!({"ttl": "1h"})
-    );
-    assert_eq!(
-        fixups(&ttl_everywhere(), &options(|o| o.anthropic_native = true)),
-        None
-    );
+    assert_eq!(fixed["messages"][1]["content"][0]["input"], json!({"ttl": "1h"}));
+    assert_eq!(fixups(&ttl_everywhere(), &options(|o| o.anthropic_native = true)), None);
 }
 
 // ---- max_tokens clamp on the same-protocol route (§1.1.4) -----------------------------------------------
@@ -303,10 +283,7 @@ fn same_protocol_max_tokens_clamp_lowers_the_thinking_budget_or_drops_thinking()
     let fixed = fixups(&body, &options(|o| o.max_output_tokens = Some(8192))).expect("changed");
     assert_eq!(
         (fixed["max_tokens"].clone(), fixed["thinking"].clone()),
-        (
-            json!(8192),
-            json!({"type": "enabled", "budget_tokens": 8191})
-        )
+        (json!(8192), json!({"type": "enabled", "budget_tokens": 8191}))
     );
     let tiny = fixups(&body, &options(|o| o.max_output_tokens = Some(1000))).expect("changed");
     assert_eq!(tiny["max_tokens"], 1000);
