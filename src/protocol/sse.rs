@@ -37,6 +37,10 @@ impl SseParser {
 
     /// Feeds one chunk of the byte stream; calls `on_event` for every event completed by it.
     pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
+        if chunk.is_empty() {
+            // Nothing to do, and `skip_lf` must survive until a chunk with bytes arrives.
+            return;
+        }
         let mut chunk = chunk;
         if self.skip_lf {
             self.skip_lf = false;
@@ -197,6 +201,23 @@ mod tests {
         let bytes = STREAM.as_bytes();
         let cuts: Vec<usize> = (1..bytes.len()).collect();
         assert_eq!(parse_in_pieces(bytes, &cuts), expected());
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_changes_nothing() {
+        let text = b"event: ab\r\ndata: x\r\n\r\n";
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        for piece in [&text[..10], &b""[..], &text[10..]] {
+            parser.feed(piece, |e| events.push(e));
+        }
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: Some("ab".into()),
+                data: "x".into()
+            }]
+        );
     }
 
     #[test]
