@@ -246,6 +246,26 @@ async fn a_stalled_stream_ends_with_an_in_band_error_in_both_protocols() {
 }
 
 #[tokio::test]
+async fn a_slow_but_steady_stream_is_not_cut_by_the_idle_timeout() {
+    // Six pieces 250 ms apart: 1.25 s in all, never silent for the 0.5 s limit.
+    let upstream = MockUpstream::fixed(Reply::Sse {
+        pieces: split(OAI_STREAM.as_bytes(), OAI_STREAM.len() / 5),
+        gap: Duration::from_millis(250),
+        then_break: false,
+    })
+    .await;
+    let router = TestRouter::start(&config_one(
+        "g",
+        "openai",
+        &upstream.base(),
+        "      stream_idle_timeout: 0.5",
+    ))
+    .await;
+    let r = chat(&router, json!({"model":"g","stream":true,"messages":[]})).await;
+    assert_eq!(concat(&read_chunks(r).await), OAI_STREAM);
+}
+
+#[tokio::test]
 async fn a_stream_reset_mid_way_ends_with_an_in_band_error_for_converted_clients() {
     let two_events = &OAI_STREAM[..OAI_STREAM.find("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},").unwrap()];
     let upstream = MockUpstream::fixed(Reply::Sse {

@@ -165,6 +165,12 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.strategy != new.strategy {
         changes.push(format!("strategy changed to {:?}", new.strategy));
     }
+    if old.reliability != new.reliability {
+        changes.push(format!("reliability settings changed to {:?}", new.reliability));
+    }
+    if old.body_limit != new.body_limit || old.header_read_timeout != new.header_read_timeout {
+        changes.push("request limits changed".into());
+    }
     if changes.is_empty() {
         changes.push("no effective change".into());
     }

@@ -35,10 +35,14 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
         let error = ApiError::unknown_model(&request.model, &snapshot.listed);
         return reject(ROUTE, Protocol::Anthropic, error, started);
     };
-    // Counting is cheap and idempotent: prefer a deployment that is not cooling down, but never fail over.
-    let Some((_, deployment)) = group
-        .pick(|i| !group.members[i].health.is_cooling())
-        .or_else(|| group.pick(|_| true))
+    // Counting is cheap and must not disturb the balancing of real traffic (Claude Code sends many), so it
+    // takes the first usable member instead of a turn of the group's strategy.
+    let usable = |i: &usize| group.weights[*i] > 0;
+    let Some(deployment) = (0..group.members.len())
+        .filter(usable)
+        .find(|i| !group.members[*i].health.is_cooling())
+        .or_else(|| (0..group.members.len()).find(usable))
+        .map(|i| &group.members[i])
     else {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
         return reject(ROUTE, Protocol::Anthropic, error, started);

@@ -35,7 +35,8 @@ pub async fn list(State(state): State<AppState>, Query(page): Query<PageParams>,
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
     let snapshot = state.snapshot.load();
     let protocol = client_protocol(request.uri().path(), request.headers());
-    if !snapshot.listed.contains(&id) {
+    // Listed groups, and `model_list` names that also work in requests.
+    if snapshot.group(&id).is_none() {
         return ApiError::unknown_model(&id, &[]).into_response(protocol);
     }
     let body = match protocol {

@@ -339,8 +339,10 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         loop {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
+                    let now = tokio::time::Instant::now();
+                    this.idle.as_mut().reset(now + this.idle_limit);
                     if let Some(silence) = &mut this.silence {
-                        silence.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
+                        silence.as_mut().reset(now + KEEP_ALIVE_AFTER);
                     }
                     let out = this.processor.chunk(chunk);
                     if !out.is_empty() {
