@@ -471,3 +471,110 @@ pub fn concat(chunks: &[(std::time::Instant, Bytes)]) -> String {
     let bytes: Vec<u8> = chunks.iter().flat_map(|(_, c)| c.to_vec()).collect();
     String::from_utf8(bytes).expect("stream is UTF-8")
 }
+
+/// One request relayed by a [`RecordingProxy`], with the status its target answered (502 when the target
+/// could not be reached).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub request: Recorded,
+    pub status: u16,
+}
+
+/// A reverse proxy in front of another local server (typically the router): records every request exactly as
+/// the client sent it, with the status of the answer, and relays the answer, streams included, as it arrives.
+pub struct RecordingProxy {
+    pub addr: SocketAddr,
+    pub exchanges: Arc<Mutex<Vec<Exchange>>>,
+    task: JoinHandle<()>,
+}
+
+/// Headers that belong to one connection, not to the message, and are not relayed.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+impl RecordingProxy {
+    /// Relays to `target` (`http://host:port`, no trailing slash).
+    pub async fn start(target: &str) -> Self {
+        let exchanges = Arc::new(Mutex::new(Vec::new()));
+        let seen = exchanges.clone();
+        let target = target.trim_end_matches('/').to_owned();
+        let client = http();
+        let app = Router::new().fallback(move |request: Request| {
+            let seen = seen.clone();
+            let target = target.clone();
+            let client = client.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+                let mut headers = parts.headers.clone();
+                for name in HOP_BY_HOP {
+                    headers.remove(*name);
+                }
+                let sent = client
+                    .request(parts.method.clone(), format!("{target}{path_and_query}"))
+                    .headers(headers)
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let recorded = Recorded {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    path: parts.uri.path().to_string(),
+                    headers: parts.headers,
+                    body,
+                };
+                let status = sent.as_ref().map_or(502, |r| r.status().as_u16());
+                seen.lock().unwrap().push(Exchange {
+                    request: recorded,
+                    status,
+                });
+                match sent {
+                    Ok(answer) => {
+                        let mut response = Response::builder().status(answer.status().as_u16());
+                        for (name, value) in answer.headers() {
+                            if !HOP_BY_HOP.contains(&name.as_str()) {
+                                response = response.header(name.as_str(), value.as_bytes());
+                            }
+                        }
+                        response.body(Body::from_stream(answer.bytes_stream())).unwrap()
+                    }
+                    Err(e) => {
+                        let mut response = Response::new(Body::from(format!("proxy: {e}")));
+                        *response.status_mut() = StatusCode::BAD_GATEWAY;
+                        response
+                    }
+                }
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { addr, exchanges, task }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -2,6 +2,7 @@
 //! `route_a` (§1.1), `route_b` (§1.2), `shared` (§1.3 and the same-protocol fix-ups), `edge_cases` (the
 //! request rows of §6), `round_trip` (§7) and `robustness` (no input makes a converter panic).
 
+mod claude_code;
 mod edge_cases;
 mod robustness;
 mod round_trip;
