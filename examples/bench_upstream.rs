@@ -25,8 +25,8 @@ use tokio::net::TcpListener;
 
 /// The text every answer carries, cut into this many streamed pieces.
 const WORDS: [&str; 20] = [
-    "The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ",", " and",
-    " the", " router", " relays", " every", " token", " without", " delay", ".", " Done",
+    "The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ",", " and", " the", " router",
+    " relays", " every", " token", " without", " delay", ".", " Done",
 ];
 const CREATED: u64 = 1_700_000_000;
 const PROMPT_TOKENS: usize = 42;
@@ -54,10 +54,7 @@ impl Bodies {
                 "data: {{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":{CREATED},\"model\":\"bench-model\",\"system_fingerprint\":\"fp_bench\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}],\"usage\":null}}\n\n"
             )
         };
-        let mut openai_sse = vec![chunk(
-            r#"{"role":"assistant","content":"","refusal":null}"#,
-            "null",
-        )];
+        let mut openai_sse = vec![chunk(r#"{"role":"assistant","content":"","refusal":null}"#, "null")];
         for word in WORDS {
             openai_sse.push(chunk(&format!(r#"{{"content":{word:?}}}"#), "null"));
         }
@@ -81,8 +78,7 @@ impl Bodies {
             ),
             event(
                 "content_block_start",
-                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
-                    .to_owned(),
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#.to_owned(),
             ),
             event("ping", r#"{"type": "ping"}"#.to_owned()),
         ];
@@ -104,10 +100,7 @@ impl Bodies {
                 r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{completion_tokens}}}}}"#
             ),
         ));
-        anthropic_sse.push(event(
-            "message_stop",
-            r#"{"type":"message_stop"}"#.to_owned(),
-        ));
+        anthropic_sse.push(event("message_stop", r#"{"type":"message_stop"}"#.to_owned()));
 
         let to_bytes = |events: Vec<String>| events.into_iter().map(Bytes::from).collect();
         Self {
@@ -136,25 +129,19 @@ fn wants_stream(body: &[u8]) -> bool {
 
 fn json(body: &Bytes) -> Response {
     let mut response = Response::new(Body::from(body.clone()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
 /// One HTTP chunk per SSE event, as real providers send them.
 fn sse(events: &Arc<[Bytes]>) -> Response {
     let events = events.clone();
-    let stream = futures_util::stream::iter(
-        (0..events.len()).map(move |i| Ok::<_, Infallible>(events[i].clone())),
-    );
+    let stream = futures_util::stream::iter((0..events.len()).map(move |i| Ok::<_, Infallible>(events[i].clone())));
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
@@ -186,20 +173,14 @@ async fn not_found() -> Response {
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let port: u16 = match args.next() {
-        Some(arg) => arg.parse().map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("bad port {arg:?}"),
-            )
-        })?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad port {arg:?}")))?,
         None => 0,
     };
     let workers: usize = match args.next() {
         Some(arg) => arg.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("bad worker count {arg:?}"),
-            )
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad worker count {arg:?}"))
         })?,
         None => 1,
     };
@@ -225,9 +206,7 @@ async fn serve(port: u16) -> std::io::Result<()> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

@@ -101,8 +101,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     })?;
     let config = config::parse(&text, &settings.config)?;
     let pool = Arc::new(ClientPool::new(settings.proxy.clone())?);
-    // The tokenizer for local token counts takes a moment to load; do it before the first request needs it.
-    tokio::task::spawn_blocking(protocol::convert::token_count::preload_tokenizer);
     let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
     let reloader = Reloader::new(settings.config.clone(), live.clone(), pool, text);
     let reload = config::reload::spawn(Arc::new(reloader))?;

@@ -26,7 +26,7 @@ const RELOADS: usize = 50;
 
 fn config(flaky: &str, healthy: &str, variant: usize) -> String {
     // Each rewrite changes something real: a weight, and an extra group that comes and goes.
-    let extra_group = if variant % 2 == 0 {
+    let extra_group = if variant.is_multiple_of(2) {
         "    - name: extra\n      models: [{name: b}]\n"
     } else {
         ""
@@ -54,7 +54,7 @@ async fn zero_failed_requests_under_reloads_and_a_flaky_deployment() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let flaky = MockUpstream::start(move |_| {
-        if counter.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if counter.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             Reply::status(500, json!({"error":{"message":"flaky","type":"server_error"}}))
         } else {
             Reply::sse(STREAM, 11)

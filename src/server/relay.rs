@@ -197,13 +197,15 @@ struct Exchange<'a> {
 
 impl<'a> Exchange<'a> {
     fn new(client: Protocol, deployment: &'a Deployment, client_model: &'a str, signing_key: &'a [u8]) -> Self {
+        let converts = client != deployment.protocol;
         Self {
             client,
             deployment,
             client_model,
             signing_key,
-            response_id: random_id(),
-            created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            // Only converted answers carry ids and times the router makes up.
+            response_id: if converts { random_id() } else { String::new() },
+            created: if converts { unix_time() } else { 0 },
         }
     }
 
@@ -457,6 +459,10 @@ fn client_error_response(error: ClientError) -> Response {
         }
     }
     answer
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// 24 random hex digits for response ids.

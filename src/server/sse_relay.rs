@@ -298,6 +298,9 @@ pub struct RelayBody<P: StreamProcessor> {
     /// Fires when the upstream has been silent for `idle_limit`: the stream is then given up.
     idle: Pin<Box<tokio::time::Sleep>>,
     idle_limit: Duration,
+    /// When the upstream last sent bytes; the timers above compare against it when they fire.
+    last_upstream: Instant,
+    last_keep_alive: Instant,
     done: bool,
     outcome: &'static str,
     log: StreamLog,
@@ -313,6 +316,8 @@ impl<P: StreamProcessor> RelayBody<P> {
             silence,
             idle: Box::pin(tokio::time::sleep(idle_limit)),
             idle_limit,
+            last_upstream: Instant::now(),
+            last_keep_alive: Instant::now(),
             done: false,
             outcome: "client disconnected",
             log,
@@ -336,51 +341,107 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         if this.done {
             return Poll::Ready(None);
         }
+        // Everything the upstream has ready goes out in one write: one syscall for a burst of events
+        // instead of one per event, and no waiting for more.
+        let mut batch = Batch::default();
         loop {
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let now = tokio::time::Instant::now();
-                    this.idle.as_mut().reset(now + this.idle_limit);
-                    if let Some(silence) = &mut this.silence {
-                        silence.as_mut().reset(now + KEEP_ALIVE_AFTER);
-                    }
-                    let out = this.processor.chunk(chunk);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(out)));
+                    this.last_upstream = Instant::now();
+                    batch.push(this.processor.chunk(chunk));
+                    if batch.len() >= MAX_BATCH {
+                        return Poll::Ready(Some(Ok(batch.into_bytes())));
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     let message = format!("upstream stream failed: {}", error.without_url());
-                    let out = this.processor.failed(StreamFailure::Upstream, &message);
+                    batch.push(this.processor.failed(StreamFailure::Upstream, &message));
                     this.finish("upstream failed mid-stream");
-                    return Poll::Ready(Some(Ok(out)));
+                    return Poll::Ready(Some(Ok(batch.into_bytes())));
                 }
                 Poll::Ready(None) => {
-                    let out = this.processor.eof();
-                    this.finish(if out.is_empty() {
+                    let closing = this.processor.eof();
+                    this.finish(if closing.is_empty() {
                         "complete"
                     } else {
                         "upstream ended early"
                     });
-                    return Poll::Ready((!out.is_empty()).then_some(Ok(out)));
+                    batch.push(closing);
+                    return Poll::Ready((!batch.is_empty()).then(|| Ok(batch.into_bytes())));
                 }
-                Poll::Pending => {
-                    if this.idle.as_mut().poll(cx).is_ready() {
-                        let message = format!("upstream sent nothing for {} s", this.idle_limit.as_secs_f64());
-                        let out = this.processor.failed(StreamFailure::Timeout, &message);
-                        this.finish("upstream stream stalled");
-                        return Poll::Ready(Some(Ok(out)));
-                    }
-                    if let Some(silence) = &mut this.silence
-                        && silence.as_mut().poll(cx).is_ready()
-                    {
-                        silence.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE_AFTER);
-                        return Poll::Ready(Some(Ok(this.processor.keep_alive())));
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(Ok(batch.into_bytes()))),
+                Poll::Pending => return this.poll_timers(cx),
             }
         }
+    }
+}
+
+/// Output collected during one poll; a single piece is passed on without a copy.
+#[derive(Default)]
+struct Batch {
+    first: Bytes,
+    more: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+        } else if self.first.is_empty() {
+            self.first = bytes;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.first);
+            }
+            self.more.extend_from_slice(&bytes);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.more.len().max(self.first.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.more.is_empty() {
+            self.first
+        } else {
+            self.more.into()
+        }
+    }
+}
+
+/// A poll returns at most this much, so a fast upstream cannot make one write grow without bound.
+const MAX_BATCH: usize = 64 * 1024;
+
+impl<P: StreamProcessor + Unpin> RelayBody<P> {
+    /// The upstream has nothing ready: give up on a stall, or send a keep-alive during a long silence.
+    /// The timers are re-armed lazily from `last_upstream`, not reset on every chunk.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::convert::Infallible>>> {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let silent_until = self.last_upstream + self.idle_limit;
+            if Instant::now() >= silent_until {
+                let message = format!("upstream sent nothing for {} s", self.idle_limit.as_secs_f64());
+                let out = self.processor.failed(StreamFailure::Timeout, &message);
+                self.finish("upstream stream stalled");
+                return Poll::Ready(Some(Ok(out)));
+            }
+            self.idle.as_mut().reset(silent_until.into());
+        }
+        if let Some(silence) = &mut self.silence {
+            while silence.as_mut().poll(cx).is_ready() {
+                let due = self.last_upstream.max(self.last_keep_alive) + KEEP_ALIVE_AFTER;
+                if Instant::now() >= due {
+                    self.last_keep_alive = Instant::now();
+                    silence.as_mut().reset((self.last_keep_alive + KEEP_ALIVE_AFTER).into());
+                    return Poll::Ready(Some(Ok(self.processor.keep_alive())));
+                }
+                silence.as_mut().reset(due.into());
+            }
+        }
+        Poll::Pending
     }
 }
 

@@ -44,11 +44,6 @@ static O200K_BASE: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o20
 /// per request into a hash of the text. It only saves work: a count is a pure function of the text.
 static MEMO: LazyLock<Mutex<TokenMemo>> = LazyLock::new(|| Mutex::new(TokenMemo::default()));
 
-/// Loads the vocabulary now (about 0.2 s) instead of on the first request that needs it.
-pub fn preload_tokenizer() {
-    LazyLock::force(&O200K_BASE);
-}
-
 /// Local input-token estimate for an Anthropic Messages (or `count_tokens`) body: o200k_base tokens of the
 /// system prompt, every message's content (text, thinking, tool-call names and arguments, tool results)
 /// and each tool definition's JSON; +4 per message and +8 per tool; images 1600 or `ceil(w·h/750)` when
