@@ -1,7 +1,34 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests, then the end-to-end checks with the official
 # OpenAI and Anthropic Python SDKs (set up in a virtualenv on first use).
+#
+# The virtualenv lives in target/sdk-venv and is rebuilt when tests/sdk/requirements.txt or the python3
+# found on PATH changes. Arguments go to `cargo test` (e.g. `./scripts/test.sh --test sdk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+venv=target/sdk-venv
+requirements=tests/sdk/requirements.txt
+stamp="$venv/.requirements.sha256"
+
+python3 --version >/dev/null 2>&1 || {
+    echo "scripts/test.sh: python3 is needed for the SDK tests (tests/sdk.rs)" >&2
+    exit 1
+}
+want="$( (sha256sum "$requirements" && python3 --version 2>&1) | sha256sum | cut -d' ' -f1)"
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "scripts/test.sh: setting up $venv from $requirements" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv" || {
+        echo "scripts/test.sh: 'python3 -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+        exit 1
+    }
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        "$venv/bin/python" -m pip install --quiet -r "$requirements"
+    # Written last, so an interrupted install is redone next time.
+    echo "$want" >"$stamp"
+fi
+
+export LLM_ROUTER_SDK_PYTHON="$PWD/$venv/bin/python"
+export LLM_ROUTER_REQUIRE_SDK=1
 cargo test -j2 "$@"

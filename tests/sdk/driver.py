@@ -1,0 +1,662 @@
+"""Drives llm-router with the official OpenAI and Anthropic Python SDKs (run by tests/sdk.rs).
+
+    python driver.py SCENARIO BASE_URL EXPECTED_JSON
+
+BASE_URL is the router (no path). EXPECTED_JSON is what the mock upstream was scripted to answer, in one
+neutral shape both routes share:
+
+    {"thinking": str, "signature": str, "text": str,
+     "tools": [{"id": <id as the client must see it>, "name": str, "input": {...}}],
+     "input_tokens": <uncached prompt tokens>, "cached": <cache-read tokens>, "output_tokens": int}
+
+Every check uses the SDK's own objects (its models, its stream accumulators, its exception classes).
+Exit status 0 and a last line "ok: SCENARIO" on success; 1 and "FAIL [SCENARIO]: ..." on failure.
+"""
+
+import json
+import sys
+import traceback
+
+# Imported by main() for the scenario's side only: importing both SDKs costs seconds per run.
+anthropic = openai = ChatCompletionStreamState = None
+
+TIMEOUT = 30.0
+
+# A 1x1 PNG.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+WEATHER_ANT = {
+    "name": "weather",
+    "description": "Current weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_OAI = {
+    "type": "function",
+    "function": {
+        "name": "weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message, *details):
+    if not condition:
+        lines = [message] + [f"  {d!r}" if not isinstance(d, str) else f"  {d}" for d in details]
+        raise Failure("\n".join(lines))
+
+
+def equal(got, want, what):
+    check(got == want, f"{what}: got {got!r}, want {want!r}")
+
+
+def expect_raises(cls, call, what):
+    try:
+        call()
+    except cls as error:
+        return error
+    except Exception as error:  # the wrong class: say which
+        want = f"{cls.__module__}.{cls.__name__}"
+        raise Failure(f"{what}: expected {want}, got {type(error).__name__}: {error}") from error
+    raise Failure(f"{what}: expected {cls.__module__}.{cls.__name__}, but the call succeeded")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Anthropic SDK -> router -> OpenAI-protocol upstream (Route B)
+
+
+def anthropic_client(base):
+    return anthropic.Anthropic(
+        base_url=base,
+        api_key="sk-ant-client",
+        max_retries=0,
+        timeout=TIMEOUT,
+        http_client=anthropic.DefaultHttpxClient(trust_env=False),
+    )
+
+
+def block_dict(block):
+    """A content block as plain data, without the accumulator-only `parsed_output` and unset optionals."""
+    data = block.model_dump(exclude_none=True)
+    data.pop("parsed_output", None)
+    return data
+
+
+def check_ant_message(message, exp, what, streamed=False):
+    """`message` (an SDK Message) carries exactly the scripted answer."""
+    check(isinstance(message, anthropic.types.Message), f"{what}: not an anthropic Message: {type(message)}")
+    equal(message.type, "message", f"{what} type")
+    equal(message.role, "assistant", f"{what} role")
+    equal(message.model, "sonnet", f"{what} model (the client's name is echoed)")
+    check(message.id.startswith("msg_"), f"{what}: id {message.id!r} does not start with msg_")
+    if not streamed:
+        # §2.2: "msg_" + the upstream id without characters outside [A-Za-z0-9].
+        equal(message.id, "msg_" + "".join(c for c in exp["id"] if c.isascii() and c.isalnum()), f"{what} id")
+    kinds = [b.type for b in message.content]
+    want_kinds = (
+        (["thinking"] if exp["thinking"] else []) + (["text"] if exp["text"] else []) + ["tool_use"] * len(exp["tools"])
+    )
+    equal(kinds, want_kinds, f"{what} content block types")
+    blocks = iter(message.content)
+    if exp["thinking"]:
+        thinking = next(blocks)
+        equal(thinking.thinking, exp["thinking"], f"{what} thinking text")
+        check(
+            thinking.signature.startswith("llmr1."),
+            f"{what}: thinking block has no router-minted signature: {thinking.signature!r}",
+        )
+    if exp["text"]:
+        equal(next(blocks).text, exp["text"], f"{what} text")
+    for tool in exp["tools"]:
+        block = next(blocks)
+        equal(block.id, tool["id"], f"{what} tool_use id")
+        equal(block.name, tool["name"], f"{what} tool_use name")
+        equal(block.input, tool["input"], f"{what} tool_use input")
+    equal(message.stop_reason, "tool_use" if exp["tools"] else "end_turn", f"{what} stop_reason")
+    equal(message.stop_sequence, None, f"{what} stop_sequence")
+    equal(message.usage.output_tokens, exp["output_tokens"], f"{what} usage.output_tokens")
+    equal(message.usage.input_tokens, exp["input_tokens"], f"{what} usage.input_tokens")
+    equal(message.usage.cache_read_input_tokens or 0, exp["cached"], f"{what} usage.cache_read_input_tokens")
+
+
+def stream_ant(client, **params):
+    """Runs `messages.stream(...)`; returns (event list, final message) from the SDK's own accumulator."""
+    events = []
+    with client.messages.stream(**params) as stream:
+        for event in stream:
+            events.append(event)
+        final = stream.get_final_message()
+    return events, final
+
+
+def check_ant_event_grammar(events, what):
+    """§3.1: one message_start first, dense block indexes, one open block at a time, message_stop last."""
+    raw = [
+        e
+        for e in events
+        if e.type
+        in (
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        )
+    ]
+    check(raw, f"{what}: no events")
+    equal(raw[0].type, "message_start", f"{what} first event")
+    equal(raw[-1].type, "message_stop", f"{what} last event")
+    equal(sum(1 for e in raw if e.type == "message_start"), 1, f"{what} message_start count")
+    open_index = None
+    next_index = 0
+    for e in raw[1:-1]:
+        if e.type == "content_block_start":
+            check(open_index is None, f"{what}: block {e.index} started while {open_index} is open")
+            equal(e.index, next_index, f"{what} content_block_start index")
+            open_index = e.index
+            next_index += 1
+        elif e.type == "content_block_delta":
+            equal(e.index, open_index, f"{what} content_block_delta index")
+        elif e.type == "content_block_stop":
+            equal(e.index, open_index, f"{what} content_block_stop index")
+            open_index = None
+        elif e.type == "message_delta":
+            check(open_index is None, f"{what}: message_delta while block {open_index} is open")
+    check(any(e.type == "message_delta" for e in raw), f"{what}: no message_delta")
+
+
+def same_ant_message(streamed, created, what):
+    """The stream accumulator rebuilt the non-streaming answer."""
+    equal([block_dict(b) for b in streamed.content], [block_dict(b) for b in created.content], f"{what} content")
+    equal(streamed.stop_reason, created.stop_reason, f"{what} stop_reason")
+    equal(streamed.stop_sequence, created.stop_sequence, f"{what} stop_sequence")
+    equal(streamed.model, created.model, f"{what} model")
+    equal(streamed.usage.output_tokens, created.usage.output_tokens, f"{what} usage.output_tokens")
+    equal(streamed.usage.input_tokens, created.usage.input_tokens, f"{what} usage.input_tokens")
+    equal(streamed.usage.model_dump(exclude_none=True), created.usage.model_dump(exclude_none=True), f"{what} usage")
+
+
+def ant_params(**extra):
+    params = dict(
+        model="sonnet",
+        max_tokens=4096,
+        system="You are a weather assistant.",
+        tools=[WEATHER_ANT],
+        messages=[{"role": "user", "content": "Weather in Paris and Rome?"}],
+    )
+    params.update(extra)
+    return params
+
+
+def anthropic_tools(base, exp):
+    """messages.create and messages.stream on the same scripted tool_use answer agree."""
+    client = anthropic_client(base)
+    created = client.messages.create(**ant_params())
+    check_ant_message(created, exp, "messages.create")
+
+    events, streamed = stream_ant(client, **ant_params())
+    check_ant_event_grammar(events, "messages.stream")
+    check_ant_message(streamed, exp, "messages.stream final message", streamed=True)
+    same_ant_message(streamed, created, "stream vs create")
+    text = "".join(e.text for e in events if e.type == "text")
+    equal(text, exp["text"], "text events")
+    start = next(e for e in events if e.type == "message_start")
+    check(start.message.usage.input_tokens > 0, "message_start.usage.input_tokens is 0 (§3.4: estimate it)")
+
+
+def anthropic_thinking(base, exp):
+    """Thinking + text + parallel tool calls in a stream, then the next turn of the tool loop."""
+    client = anthropic_client(base)
+    params = ant_params(thinking={"type": "enabled", "budget_tokens": 2048})
+    events, streamed = stream_ant(client, **params)
+    check_ant_event_grammar(events, "messages.stream")
+    check_ant_message(streamed, exp, "messages.stream final message", streamed=True)
+    equal("".join(e.thinking for e in events if e.type == "thinking"), exp["thinking"], "thinking events")
+    signatures = [e.signature for e in events if e.type == "signature"]
+    equal(len(signatures), 1, "signature events")
+    equal(streamed.content[0].signature, signatures[0], "accumulated signature")
+    inputs = [e.snapshot for e in events if e.type == "input_json"]
+    check(inputs, "no input_json events")
+
+    created = client.messages.create(**params)
+    check_ant_message(created, exp, "messages.create")
+    same_ant_message(streamed, created, "stream vs create")
+
+    # Next turn, as an agent would send it: the assistant content replayed as the SDK returned it, then
+    # one tool_result per tool_use.
+    results = [
+        {"type": "tool_result", "tool_use_id": b.id, "content": f"{b.input['city']}: 18C"}
+        for b in streamed.content
+        if b.type == "tool_use"
+    ]
+    follow = client.messages.create(
+        **ant_params(
+            thinking={"type": "enabled", "budget_tokens": 2048},
+            messages=[
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": streamed.content},
+                {"role": "user", "content": results},
+            ],
+        )
+    )
+    check_ant_message(follow, exp, "tool-loop follow-up")
+
+
+def anthropic_tool_result_image(base, exp):
+    """A tool_result whose content holds text and an image (a screenshot tool)."""
+    client = anthropic_client(base)
+    message = client.messages.create(
+        **ant_params(
+            messages=[
+                {"role": "user", "content": "Take a screenshot"},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "toolu_shot", "name": "weather", "input": {"city": "Oslo"}}],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "toolu_shot",
+                            "content": [
+                                {"type": "text", "text": "Screenshot taken"},
+                                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                            ],
+                        },
+                        {"type": "text", "text": "What do you see?"},
+                    ],
+                },
+            ]
+        )
+    )
+    check_ant_message(message, exp, "messages.create")
+
+
+def anthropic_count_tokens(base, exp):
+    """messages.count_tokens answers a positive estimate that grows with the tools."""
+    client = anthropic_client(base)
+    raw = client.messages.with_raw_response.count_tokens(
+        model="sonnet",
+        system="You are a weather assistant.",
+        tools=[WEATHER_ANT],
+        messages=[{"role": "user", "content": "Weather in Paris and Rome?"}],
+    )
+    equal(raw.headers.get("x-llm-router-token-count"), "estimated", "x-llm-router-token-count header")
+    counted = raw.parse()
+    check(isinstance(counted, anthropic.types.MessageTokensCount), f"not a MessageTokensCount: {type(counted)}")
+    check(counted.input_tokens > 0, f"input_tokens is {counted.input_tokens}")
+    bare = client.messages.count_tokens(
+        model="sonnet", messages=[{"role": "user", "content": "Weather in Paris and Rome?"}]
+    )
+    check(bare.input_tokens > 0, f"input_tokens without tools is {bare.input_tokens}")
+    check(
+        counted.input_tokens > bare.input_tokens,
+        f"system and tools are not counted: {counted.input_tokens} with them, {bare.input_tokens} without",
+    )
+
+
+def anthropic_long_tool_name(base, exp):
+    """An MCP tool name over OpenAI's 64 characters: shortened upstream, the original back in the answer."""
+    client = anthropic_client(base)
+    name = exp["tools"][0]["name"]
+    check(len(name) > 64, f"the scripted tool name is only {len(name)} characters")
+    tool = {
+        "name": name,
+        "description": "Open a page in the browser",
+        "input_schema": {"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]},
+    }
+    params = ant_params(tools=[WEATHER_ANT, tool], tool_choice={"type": "tool", "name": name})
+    created = client.messages.create(**params)
+    check_ant_message(created, exp, "messages.create")
+    events, streamed = stream_ant(client, **params)
+    check_ant_message(streamed, exp, "messages.stream final message", streamed=True)
+    same_ant_message(streamed, created, "stream vs create")
+    starts = [
+        e.content_block.name
+        for e in events
+        if e.type == "content_block_start" and e.content_block.type == "tool_use"
+    ]
+    equal(starts, [name], "content_block_start tool_use names")
+
+
+def anthropic_stream_error(base, exp):
+    """An upstream error after the stream started arrives in-band and the SDK raises; no fake message_stop."""
+    client = anthropic_client(base)
+    events = []
+
+    def run():
+        with client.messages.stream(**ant_params()) as stream:
+            for event in stream:
+                events.append(event)
+
+    error = expect_raises(anthropic.APIStatusError, run, "messages.stream")
+    check(isinstance(error.body, dict), f"error body is not an object: {error.body!r}")
+    equal(error.body.get("type"), "error", "error event type")
+    equal(error.body["error"]["type"], "overloaded_error", "error event error.type (§3.5.2)")
+    check("overloaded" in error.body["error"]["message"], f"upstream message lost: {error.body!r}")
+    equal("".join(e.text for e in events if e.type == "text"), exp["text"], "text received before the error")
+    types = [e.type for e in events]
+    check("message_start" in types, f"no message_start before the error: {types}")
+    check(
+        "message_stop" not in types and "message_delta" not in types,
+        f"the broken stream was ended normally: {types}",
+    )
+
+
+def ant_error(base, cls, status, error_type, message):
+    client = anthropic_client(base)
+    error = expect_raises(cls, lambda: client.messages.create(**ant_params()), "messages.create")
+    equal(error.status_code, status, "messages.create status")
+    check(isinstance(error.body, dict), f"error body is not an object: {error.body!r}")
+    equal(error.body.get("type"), "error", "error body type")
+    equal(error.body["error"]["type"], error_type, "error.type")
+    check(message in error.body["error"]["message"], f"upstream message lost: {error.body!r}")
+
+    def stream():
+        with client.messages.stream(**ant_params()) as s:
+            s.get_final_message()
+
+    error = expect_raises(cls, stream, "messages.stream")
+    equal(error.status_code, status, "messages.stream status")
+    equal(error.body["error"]["type"], error_type, "stream error.type")
+    return error
+
+
+def anthropic_rate_limit(base, exp):
+    error = ant_error(base, anthropic.RateLimitError, 429, "rate_limit_error", "Rate limit reached")
+    equal(error.response.headers.get("retry-after"), "7", "retry-after passed through (§4.5)")
+    equal(error.body.get("request_id"), exp["request_id"], "error body request_id (§4.5)")
+
+
+def anthropic_request_id(base, exp):
+    """§4.5: the upstream's request id reaches the SDK's `_request_id` / `request_id` (the `request-id` header)."""
+    client = anthropic_client(base)
+    message = client.messages.create(**ant_params())
+    equal(message._request_id, exp["request_id"], "Message._request_id")
+    failing = ant_params(messages=[{"role": "user", "content": "fail please"}])
+    error = expect_raises(anthropic.RateLimitError, lambda: client.messages.create(**failing), "messages.create")
+    equal(error.body.get("request_id"), exp["request_id"], "error body request_id")
+    equal(error.request_id, exp["request_id"], "RateLimitError.request_id")
+
+
+def anthropic_server_error(base, exp):
+    ant_error(base, anthropic.InternalServerError, 500, "api_error", "The server had an error")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OpenAI SDK -> router -> Anthropic-protocol upstream (Route A)
+
+
+def openai_client(base):
+    return openai.OpenAI(
+        base_url=base + "/v1",
+        api_key="sk-oai-client",
+        max_retries=0,
+        timeout=TIMEOUT,
+        http_client=openai.DefaultHttpxClient(trust_env=False),
+    )
+
+
+def oai_params(**extra):
+    params = dict(
+        model="gpt",
+        max_completion_tokens=1000,
+        tools=[WEATHER_OAI],
+        messages=[
+            {"role": "system", "content": "You are a weather assistant."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Weather where this photo was taken?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}", "detail": "low"}},
+                ],
+            },
+        ],
+    )
+    params.update(extra)
+    return params
+
+
+def tool_calls_of(message):
+    return [
+        (call.id, call.type, call.function.name, json.loads(call.function.arguments))
+        for call in message.tool_calls or []
+    ]
+
+
+def check_oai_completion(completion, exp, what, streamed=False):
+    equal(completion.object, "chat.completion", f"{what} object")
+    if streamed:
+        check(completion.id.startswith("chatcmpl-"), f"{what}: id {completion.id!r}")
+    else:
+        equal(completion.id, "chatcmpl-" + exp["id"], f"{what} id (§2.1)")
+    equal(completion.model, "gpt", f"{what} model (the client's name is echoed)")
+    equal(len(completion.choices), 1, f"{what} choices")
+    choice = completion.choices[0]
+    message = choice.message
+    equal(message.role, "assistant", f"{what} role")
+    if exp["text"]:
+        equal(message.content, exp["text"], f"{what} content")
+    else:
+        check(not message.content, f"{what}: content {message.content!r} but the upstream sent no text")
+    equal(message.refusal, None, f"{what} refusal")
+    equal(
+        tool_calls_of(message),
+        [(t["id"], "function", t["name"], t["input"]) for t in exp["tools"]],
+        f"{what} tool_calls",
+    )
+    if exp["thinking"]:
+        equal(getattr(message, "reasoning_content", None), exp["thinking"], f"{what} message.reasoning_content")
+    equal(choice.finish_reason, "tool_calls" if exp["tools"] else "stop", f"{what} finish_reason")
+    usage = completion.usage
+    check(usage is not None, f"{what}: no usage")
+    equal(usage.prompt_tokens, exp["input_tokens"] + exp["cached"], f"{what} usage.prompt_tokens")
+    equal(usage.completion_tokens, exp["output_tokens"], f"{what} usage.completion_tokens")
+    equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens, f"{what} usage.total_tokens")
+    cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+    equal(cached or 0, exp["cached"], f"{what} usage.prompt_tokens_details.cached_tokens")
+
+
+def same_oai_completion(streamed, created, what):
+    a, b = streamed.choices[0], created.choices[0]
+    equal(a.message.content, b.message.content, f"{what} content")
+    equal(tool_calls_of(a.message), tool_calls_of(b.message), f"{what} tool_calls")
+    # Same argument strings, not just the same JSON: clients may compare or hash them.
+    equal(
+        [c.function.arguments for c in a.message.tool_calls or []],
+        [c.function.arguments for c in b.message.tool_calls or []],
+        f"{what} tool_calls[].function.arguments",
+    )
+    equal(
+        getattr(a.message, "reasoning_content", None),
+        getattr(b.message, "reasoning_content", None),
+        f"{what} reasoning_content",
+    )
+    equal(a.finish_reason, b.finish_reason, f"{what} finish_reason")
+    equal(streamed.usage.model_dump(exclude_none=True), created.usage.model_dump(exclude_none=True), f"{what} usage")
+    equal(streamed.model, created.model, f"{what} model")
+
+
+def raw_chunks(client, **params):
+    """`create(stream=True)` fed through the SDK's ChatCompletionStreamState; also checks §3.2 chunk rules."""
+    chunks = list(client.chat.completions.create(**params, stream=True, stream_options={"include_usage": True}))
+    check(chunks, "no chunks")
+    state = ChatCompletionStreamState(input_tools=params.get("tools", []))
+    for chunk in chunks:
+        state.handle_chunk(chunk)
+        equal(chunk.object, "chat.completion.chunk", "chunk object")
+        equal(chunk.id, chunks[0].id, "chunk id (the same on every chunk)")
+        equal(chunk.model, "gpt", "chunk model")
+    roles = [c for c in chunks if c.choices and c.choices[0].delta.role is not None]
+    equal(len(roles), 1, "chunks carrying delta.role")
+    last = chunks[-1]
+    equal(last.choices, [], "usage chunk choices")
+    check(last.usage is not None, "the last chunk carries no usage")
+    check(all(c.usage is None for c in chunks[:-1]), "usage on a chunk other than the last")
+    ids = [tc.id for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or [] if tc.id]
+    check(len(ids) == len(set(ids)), f"a tool call id is repeated across chunks (the SDK would concatenate it): {ids}")
+    return chunks, state.get_final_completion()
+
+
+def openai_tools(base, exp):
+    """chat.completions.create, .stream() and create(stream=True) on the same scripted answer agree."""
+    client = openai_client(base)
+    created = client.chat.completions.create(**oai_params())
+    check(isinstance(created, openai.types.chat.ChatCompletion), f"not a ChatCompletion: {type(created)}")
+    check_oai_completion(created, exp, "create")
+
+    with client.chat.completions.stream(**oai_params(), stream_options={"include_usage": True}) as stream:
+        events = list(stream)
+        streamed = stream.get_final_completion()
+    check_oai_completion(streamed, exp, ".stream() final completion", streamed=True)
+    same_oai_completion(streamed, created, ".stream() vs create")
+    done = [(e.name, json.loads(e.arguments)) for e in events if e.type == "tool_calls.function.arguments.done"]
+    equal(done, [(t["name"], t["input"]) for t in exp["tools"]], "tool_calls.function.arguments.done events")
+    content = "".join(e.delta for e in events if e.type == "content.delta")
+    equal(content, exp["text"], "content.delta events")
+
+    _, accumulated = raw_chunks(client, **oai_params())
+    check_oai_completion(accumulated, exp, "ChatCompletionStreamState final completion", streamed=True)
+    same_oai_completion(accumulated, created, "ChatCompletionStreamState vs create")
+
+
+def openai_thinking(base, exp):
+    """Anthropic thinking blocks surface as reasoning_content (§2.1, §3.3), streamed and not."""
+    client = openai_client(base)
+    params = oai_params(reasoning_effort="medium", tools=[WEATHER_OAI])
+    created = client.chat.completions.create(**params)
+    check_oai_completion(created, exp, "create")
+    equal(getattr(created.choices[0].message, "reasoning_signature", None), exp["signature"], "reasoning_signature")
+
+    chunks, accumulated = raw_chunks(client, **params)
+    reasoning = "".join(
+        getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices
+    )
+    equal(reasoning, exp["thinking"], "streamed delta.reasoning_content")
+    check_oai_completion(accumulated, exp, "ChatCompletionStreamState final completion", streamed=True)
+    same_oai_completion(accumulated, created, "ChatCompletionStreamState vs create")
+
+    with client.chat.completions.stream(**params, stream_options={"include_usage": True}) as stream:
+        streamed = stream.get_final_completion()
+    same_oai_completion(streamed, created, ".stream() vs create")
+
+
+def openai_stream_error(base, exp):
+    """An Anthropic error event after the stream started: the SDK raises APIError mid-stream, no [DONE]."""
+    client = openai_client(base)
+    chunks = []
+
+    def run():
+        for chunk in client.chat.completions.create(
+            **oai_params(), stream=True, stream_options={"include_usage": True}
+        ):
+            chunks.append(chunk)
+
+    error = expect_raises(openai.APIError, run, "create(stream=True)")
+    check(not isinstance(error, openai.APIStatusError), f"raised {type(error).__name__}, want the in-band APIError")
+    equal(error.message, "Overloaded", "error.message")
+    equal(error.type, "service_unavailable_error", "error.type (§4.3)")
+    equal(error.code, "server_is_overloaded", "error.code (§4.3)")
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    equal(content, exp["text"], "content received before the error")
+    check(all(c.choices and c.choices[0].finish_reason is None for c in chunks), "a finish_reason before the error")
+
+    def helper():
+        with client.chat.completions.stream(**oai_params()) as stream:
+            stream.get_final_completion()
+
+    expect_raises(openai.APIError, helper, ".stream()")
+
+
+def oai_error(base, cls, status, error_type, code, message):
+    client = openai_client(base)
+    params = oai_params()
+    error = expect_raises(cls, lambda: client.chat.completions.create(**params), "create")
+    equal(error.status_code, status, "create status")
+    equal(error.type, error_type, "error.type")
+    equal(error.code, code, "error.code")
+    check(message in error.message, f"upstream message lost: {error.message!r}")
+
+    error = expect_raises(cls, lambda: client.chat.completions.create(**params, stream=True), "create(stream=True)")
+    equal(error.status_code, status, "create(stream=True) status")
+    equal(error.code, code, "create(stream=True) error.code")
+    return error
+
+
+def openai_request_id(base, exp):
+    """§4.5: the upstream's request id reaches the SDK's `_request_id` / `request_id` (the `x-request-id` header)."""
+    client = openai_client(base)
+    completion = client.chat.completions.create(**oai_params())
+    equal(completion._request_id, exp["request_id"], "ChatCompletion._request_id")
+    failing = oai_params(messages=[{"role": "user", "content": "fail please"}])
+    error = expect_raises(openai.RateLimitError, lambda: client.chat.completions.create(**failing), "create")
+    equal(error.request_id, exp["request_id"], "RateLimitError.request_id")
+
+
+def openai_overloaded(base, exp):
+    error = oai_error(
+        base, openai.InternalServerError, 503, "service_unavailable_error", "server_is_overloaded", "Overloaded"
+    )
+    check(isinstance(error, openai.APIStatusError), "not an APIStatusError")
+
+
+def openai_rate_limit(base, exp):
+    oai_error(base, openai.RateLimitError, 429, "rate_limit_error", "rate_limit_exceeded", "Number of request tokens")
+
+
+SCENARIOS = {f.__name__: f for f in [
+    anthropic_tools,
+    anthropic_thinking,
+    anthropic_tool_result_image,
+    anthropic_count_tokens,
+    anthropic_long_tool_name,
+    anthropic_stream_error,
+    anthropic_rate_limit,
+    anthropic_request_id,
+    anthropic_server_error,
+    openai_tools,
+    openai_thinking,
+    openai_stream_error,
+    openai_overloaded,
+    openai_rate_limit,
+    openai_request_id,
+]}
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in SCENARIOS:
+        print(f"usage: driver.py {{{'|'.join(SCENARIOS)}}} BASE_URL EXPECTED_JSON", file=sys.stderr)
+        return 2
+    scenario, base, expected = sys.argv[1], sys.argv[2].rstrip("/"), json.loads(sys.argv[3])
+    global anthropic, openai, ChatCompletionStreamState
+    if scenario.startswith("anthropic_"):
+        import anthropic
+
+        sdk = anthropic
+    else:
+        import openai
+        from openai.lib.streaming.chat import ChatCompletionStreamState
+
+        sdk = openai
+    print(f"{sdk.__name__} {sdk.__version__}, python {sys.version.split()[0]}")
+    try:
+        SCENARIOS[scenario](base, expected)
+    except Failure as failure:
+        print(f"FAIL [{scenario}]: {failure}", file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"FAIL [{scenario}]: unexpected exception (traceback above)", file=sys.stderr)
+        return 1
+    print(f"ok: {scenario}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
