@@ -887,9 +887,6 @@ async fn upstream_with_request_id(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router bug: §4.5 says copy the upstream request id to both request-id and x-request-id; the router relays \
-            only the upstream's own x-request-id, so the Anthropic SDK's Message._request_id and \
-            RateLimitError.request_id (read from request-id) are None"]
 async fn anthropic_sdk_sees_the_upstream_request_id() {
     let Some(python) = sdk_python() else { return };
     // OpenAI-compatible hosts send `x-request-id`; the Anthropic SDK reads `request-id`.
@@ -906,9 +903,6 @@ async fn anthropic_sdk_sees_the_upstream_request_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "router bug: §4.5 says copy the upstream request id to both request-id and x-request-id; the router relays \
-            only Anthropic's request-id, so the OpenAI SDK's ChatCompletion._request_id and \
-            RateLimitError.request_id (read from x-request-id) are None"]
 async fn openai_sdk_sees_the_upstream_request_id() {
     let Some(python) = sdk_python() else { return };
     // Anthropic sends `request-id`; the OpenAI SDK reads `x-request-id`.

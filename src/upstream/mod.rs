@@ -90,13 +90,23 @@ pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap
     headers
 }
 
-/// The relayed subset of an upstream answer's headers.
+/// The relayed subset of an upstream answer's headers. The request id goes out under both names: the
+/// Anthropic SDK reads `request-id`, the OpenAI SDK `x-request-id`, whichever the upstream used.
 pub fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
-    upstream
+    let mut relayed: HeaderMap = upstream
         .iter()
         .filter(|(name, _)| is_relayed_response_header(name))
         .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
+        .collect();
+    let id = relayed
+        .get("request-id")
+        .or_else(|| relayed.get("x-request-id"))
+        .cloned();
+    if let Some(id) = id {
+        relayed.entry("request-id").or_insert(id.clone());
+        relayed.entry("x-request-id").or_insert(id);
+    }
+    relayed
 }
 
 /// Upstream response headers the client gets back (same-protocol): rate limits, retry hints, request ids.
@@ -203,6 +213,17 @@ mod tests {
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
             ["2024-01-01"]
         );
+    }
+
+    #[test]
+    fn request_id_goes_out_under_both_names() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert("x-request-id", HeaderValue::from_static("req_1"));
+        upstream.insert("set-cookie", HeaderValue::from_static("a=b"));
+        let relayed = relayed_headers(&upstream);
+        assert_eq!(relayed.get("request-id").unwrap(), "req_1");
+        assert_eq!(relayed.get("x-request-id").unwrap(), "req_1");
+        assert!(relayed.get("set-cookie").is_none());
     }
 
     #[test]

@@ -161,12 +161,19 @@ fn text_parts(blocks: &[Value], at: &Path, options: &ModelOptions) -> Result<Vec
         let obj = as_object(block, &p)?;
         if opt_str(obj, "type", &p)? == Some("text") {
             let text = req_str(obj, "text", &p)?;
-            if !text.is_empty() {
+            if !text.is_empty() && !is_billing_header(text) {
                 parts.push(with_cache_marker(json!({"type": "text", "text": text}), obj, options));
             }
         }
     }
     Ok(parts)
+}
+
+/// Claude Code starts its system prompt with `x-anthropic-billing-header: cc_version=…; …`, metadata for
+/// Anthropic's own API. Another provider learns nothing from it, and because it changes between sessions it
+/// would defeat prefix caching on every OpenAI-compatible host, so it is not forwarded.
+fn is_billing_header(text: &str) -> bool {
+    text.starts_with("x-anthropic-billing-header:")
 }
 
 /// Deployments flagged `forward_cache_control` (e.g. OpenRouter in front of Claude) keep cache markers on
