@@ -40,8 +40,8 @@ pub struct RequestFacts {
     /// Route A: structured output is emulated with the synthetic `json_output` tool (§1.1.8), so the
     /// response must turn that tool's input into the message content.
     pub json_output_tool: bool,
-    /// Route B: local estimate of the prompt size for `message_start.usage.input_tokens`, and for `usage`
-    /// when the upstream reports none (§3.4, §5.2).
+    /// Route B, streams only (0 otherwise): local estimate of the prompt size for
+    /// `message_start.usage.input_tokens`, and for `usage` when the upstream reports none (§3.4, §5.2).
     pub input_tokens_estimate: u64,
     /// The upstream request ends up with thinking / reasoning switched on.
     pub thinking_enabled: bool,

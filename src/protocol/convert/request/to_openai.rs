@@ -112,7 +112,13 @@ pub fn anthropic_to_openai(body: &[u8], ctx: &ConvertContext) -> Result<Converte
         facts: RequestFacts {
             stream,
             tool_names,
-            input_tokens_estimate: estimate_anthropic_input_tokens(&root, options.token_count_factor),
+            // Only a stream needs it before the upstream's count arrives (`message_start`); tokenizing the
+            // whole prompt costs more than the rest of the conversion, so non-streamed requests skip it.
+            input_tokens_estimate: if stream {
+                estimate_anthropic_input_tokens(&root, options.token_count_factor)
+            } else {
+                0
+            },
             thinking_enabled,
             cache_prewarm: max_tokens == 0,
             stop_sequences: stop,
