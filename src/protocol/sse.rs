@@ -48,27 +48,38 @@ impl SseParser {
                 chunk = rest;
             }
         }
-        self.buf.extend_from_slice(chunk);
+        if self.buf.is_empty() {
+            // The common case, no partial line pending: lines are read straight from the chunk.
+            let consumed = self.lines(chunk, &mut on_event);
+            self.buf.extend_from_slice(&chunk[consumed..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(chunk);
+            let consumed = self.lines(&buf, &mut on_event);
+            buf.drain(..consumed);
+            self.buf = buf;
+        }
+    }
+
+    /// Processes every complete line in `bytes`; returns how many bytes they took.
+    fn lines(&mut self, bytes: &[u8], on_event: &mut impl FnMut(SseEvent)) -> usize {
         let mut start = 0;
-        while let Some(offset) = self.buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &bytes[start..]) {
             let end = start + offset;
             let mut next = end + 1;
-            if self.buf[end] == b'\r' {
-                match self.buf.get(next) {
+            if bytes[end] == b'\r' {
+                match bytes.get(next) {
                     Some(b'\n') => next += 1,
                     Some(_) => {}
                     None => self.skip_lf = true,
                 }
             }
-            let line = std::mem::take(&mut self.buf);
-            let event = self.process_line(&line[start..end]);
-            self.buf = line;
-            if let Some(event) = event {
+            if let Some(event) = self.process_line(&bytes[start..end]) {
                 on_event(event);
             }
             start = next;
         }
-        self.buf.drain(..start);
+        start
     }
 
     /// The stream ended: returns an event left without its closing blank line, if it carried data.
@@ -100,7 +111,11 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        let value = String::from_utf8_lossy(value);
+        // Valid UTF-8 is the norm; the lossy path (which re-scans) is only for broken upstreams.
+        let value = match std::str::from_utf8(value) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"data" => {
                 if self.has_data {

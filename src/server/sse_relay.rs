@@ -57,9 +57,31 @@ pub struct PassThrough {
     parser: SseParser,
     /// Bytes of an event not yet complete.
     held: Vec<u8>,
+    watch: Watch,
+}
+
+/// What the events of a relayed stream have shown so far.
+#[derive(Default)]
+struct Watch {
     started: bool,
     finished: bool,
     early_error: Option<EarlyError>,
+}
+
+impl Watch {
+    fn observe(&mut self, protocol: Protocol, event: &SseEvent) {
+        if self.finished {
+            return;
+        }
+        let error = stream_error(protocol, event);
+        if !self.started {
+            self.started = true;
+            self.early_error = error.as_ref().map(|e| EarlyError::new(e, protocol));
+        }
+        if error.is_some() || is_end_marker(protocol, event) {
+            self.finished = true;
+        }
+    }
 }
 
 impl PassThrough {
@@ -68,32 +90,21 @@ impl PassThrough {
             protocol,
             parser: SseParser::new(),
             held: Vec::new(),
-            started: false,
-            finished: false,
-            early_error: None,
-        }
-    }
-
-    fn observe(&mut self, event: &SseEvent) {
-        let error = stream_error(self.protocol, event);
-        if !self.started {
-            self.started = true;
-            self.early_error = error.as_ref().map(|e| EarlyError::new(e, self.protocol));
-        }
-        if error.is_some() || is_end_marker(self.protocol, event) {
-            self.finished = true;
+            watch: Watch::default(),
         }
     }
 }
 
 impl StreamProcessor for PassThrough {
     fn chunk(&mut self, chunk: Bytes) -> Bytes {
-        if !self.finished {
-            let mut events = Vec::new();
-            self.parser.feed(&chunk, |e| events.push(e));
-            for event in &events {
-                self.observe(event);
-            }
+        if !self.watch.finished {
+            let Self {
+                protocol,
+                parser,
+                watch,
+                ..
+            } = self;
+            parser.feed(&chunk, |event| watch.observe(*protocol, &event));
         }
         // The common case, an upstream writing whole events, goes out without a copy.
         if self.held.is_empty() && last_event_end(&chunk) == Some(chunk.len()) {
@@ -110,32 +121,31 @@ impl StreamProcessor for PassThrough {
     }
 
     fn eof(&mut self) -> Bytes {
-        if !self.finished
-            && let Some(event) = self.parser.finish()
-        {
-            self.observe(&event);
+        if let Some(event) = self.parser.finish() {
+            self.watch.observe(self.protocol, &event);
         }
-        if self.finished {
-            return Bytes::new();
+        if self.watch.finished {
+            // Whatever trails the last blank line (a final event without one) still belongs to the stream.
+            return Bytes::from(std::mem::take(&mut self.held));
         }
-        self.finished = true;
+        self.watch.finished = true;
         in_band_error(self.protocol, "upstream closed the stream before it was complete")
     }
 
     fn failed(&mut self, _failure: StreamFailure, message: &str) -> Bytes {
-        if self.finished {
+        if self.watch.finished {
             return Bytes::new();
         }
-        self.finished = true;
+        self.watch.finished = true;
         in_band_error(self.protocol, message)
     }
 
     fn started(&self) -> bool {
-        self.started
+        self.watch.started
     }
 
     fn early_error(&self) -> Option<&EarlyError> {
-        self.early_error.as_ref()
+        self.watch.early_error.as_ref()
     }
 
     fn keep_alive(&self) -> Bytes {
@@ -481,6 +491,14 @@ mod tests {
             assert!(p.started() && p.early_error().is_none());
             assert!(p.eof().is_empty(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn a_last_event_without_its_blank_line_is_still_sent() {
+        let mut p = PassThrough::new(Protocol::OpenAi);
+        assert_eq!(p.chunk(Bytes::from_static(b"data: {}\n\n")), &b"data: {}\n\n"[..]);
+        assert!(p.chunk(Bytes::from_static(b"data: [DONE]")).is_empty());
+        assert_eq!(p.eof(), &b"data: [DONE]"[..]);
     }
 
     #[test]

@@ -374,8 +374,14 @@ impl StreamStartError {
 
 /// Whether an event from an OpenAI-compatible stream is an error (`{"error":…}` with a non-empty value, or
 /// vLLM's `{"object":"error",…}`); the OpenAI SDK raises on the same condition (§3.2).
+/// A cheap test run on every stream event before any JSON is parsed: an error event is named `error` or
+/// has an `"error"` key or value somewhere in its data.
+fn may_be_error(event: &SseEvent) -> bool {
+    event.event.as_deref() == Some("error") || memchr::memmem::find(event.data.as_bytes(), b"\"error\"").is_some()
+}
+
 pub(crate) fn openai_event_error(event: &SseEvent) -> Option<OpenAiErrorInfo> {
-    if event.is_done_marker() {
+    if event.is_done_marker() || !may_be_error(event) {
         return None;
     }
     let json: Value = match serde_json::from_str(&event.data) {
@@ -410,6 +416,9 @@ pub fn openai_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
 
 /// Whether an event from an Anthropic stream is an error event; returns its (type, message).
 pub(crate) fn anthropic_event_error(event: &SseEvent) -> Option<(String, String)> {
+    if !may_be_error(event) {
+        return None;
+    }
     let json: Option<Value> = serde_json::from_str(&event.data).ok();
     let typed_error = json.as_ref().and_then(|j| j.get("type")).and_then(Value::as_str) == Some("error");
     if event.event.as_deref() != Some("error") && !typed_error {
