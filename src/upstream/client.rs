@@ -239,4 +239,112 @@ mod tests {
         assert_eq!(uri, "http://[::1]:8080/v1/messages");
         assert_eq!(auth.unwrap(), "Basic dTpwQHc=");
     }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    async fn request_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    async fn post(client: &Client, uri: &str) -> u16 {
+        let mut request = http::Request::new(Full::new(Bytes::from_static(b"{}")));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri.parse().unwrap();
+        if let Some(auth) = &client.proxy_authorization {
+            request
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        client.inner.request(request).await.unwrap().status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn http_proxy_gets_absolute_form_with_credentials() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://us%65r:pw@{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let head = request_head(&mut stream).await;
+            stream.write_all(ANSWER).await.unwrap();
+            head
+        });
+        let client = build_client(Some(&proxy), Duration::from_secs(5)).unwrap();
+        assert_eq!(post(&client, "http://upstream.invalid/v1/chat/completions").await, 200);
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with("post http://upstream.invalid/v1/chat/completions http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("proxy-authorization: basic dxnlcjpwdw==\r\n"), "{head}");
+        assert!(head.contains("host: upstream.invalid\r\n"), "{head}");
+    }
+
+    /// A SOCKS5 server that checks the credentials and answers one HTTP request; returns the address type
+    /// and address bytes the client asked for.
+    async fn socks5_once(listener: TcpListener) -> (u8, Vec<u8>) {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut greeting = [0u8; 2];
+        s.read_exact(&mut greeting).await.unwrap();
+        let mut methods = vec![0u8; greeting[1] as usize];
+        s.read_exact(&mut methods).await.unwrap();
+        assert!(methods.contains(&2), "user/password offered: {methods:?}");
+        s.write_all(&[5, 2]).await.unwrap();
+        let mut version_and_len = [0u8; 2];
+        s.read_exact(&mut version_and_len).await.unwrap();
+        let mut user = vec![0u8; version_and_len[1] as usize];
+        s.read_exact(&mut user).await.unwrap();
+        let mut len = [0u8; 1];
+        s.read_exact(&mut len).await.unwrap();
+        let mut password = vec![0u8; len[0] as usize];
+        s.read_exact(&mut password).await.unwrap();
+        assert_eq!((&user[..], &password[..]), (&b"u"[..], &b"p w"[..]));
+        s.write_all(&[1, 0]).await.unwrap();
+        let mut request = [0u8; 4];
+        s.read_exact(&mut request).await.unwrap();
+        let len = match request[3] {
+            1 => 4,
+            4 => 16,
+            _ => {
+                let mut len = [0u8; 1];
+                s.read_exact(&mut len).await.unwrap();
+                len[0] as usize
+            }
+        };
+        let mut address = vec![0u8; len + 2];
+        s.read_exact(&mut address).await.unwrap();
+        s.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await.unwrap();
+        let head = request_head(&mut s).await;
+        assert!(head.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{head}");
+        s.write_all(ANSWER).await.unwrap();
+        (request[3], address)
+    }
+
+    #[tokio::test]
+    async fn socks5h_sends_names_and_socks5_resolves_them() {
+        for (scheme, host) in [("socks5h", "upstream.invalid"), ("socks5", "localhost")] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let proxy = format!("{scheme}://u:p%20w@{}", listener.local_addr().unwrap());
+            let server = tokio::spawn(socks5_once(listener));
+            let client = build_client(Some(&proxy), Duration::from_secs(5)).unwrap();
+            assert_eq!(post(&client, &format!("http://{host}/v1/messages")).await, 200);
+            let (kind, address) = server.await.unwrap();
+            if scheme == "socks5h" {
+                assert_eq!(kind, 3);
+                assert_eq!(&address[..address.len() - 2], host.as_bytes());
+            } else {
+                assert_ne!(kind, 3, "resolved before the handshake");
+            }
+            // The default port of an http target, not the connector's 443.
+            assert_eq!(&address[address.len() - 2..], &80u16.to_be_bytes());
+        }
+    }
 }
