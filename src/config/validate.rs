@@ -383,6 +383,8 @@ fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
     };
     let mut url = url;
     url.set_path(&path);
+    // Requests are sent to it as an `http::Uri`, which is stricter than a URL in a few characters.
+    crate::upstream::endpoint_target(&url).map_err(|e| format!("'{api_base}' is not a valid request URI ({e})"))?;
     Ok(url)
 }
 

@@ -7,9 +7,8 @@ pub mod strategy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderValue, Uri};
 use serde_json::value::RawValue;
-use url::Url;
 
 use crate::config::{Config, DeploymentSpec, Strategy};
 use crate::protocol::Protocol;
@@ -22,7 +21,12 @@ pub struct Deployment {
     pub name: String,
     pub protocol: Protocol,
     pub upstream_model: String,
-    pub endpoint: Url,
+    /// Where requests go, parsed once (the spec's URL without credentials).
+    pub endpoint: Uri,
+    /// The Anthropic token-counting endpoint next to `endpoint`.
+    pub count_tokens_endpoint: Uri,
+    /// `Authorization: Basic …` from credentials in `api_base`, if any.
+    pub url_authorization: Option<HeaderValue>,
     /// `Authorization: Bearer …` (OpenAI) or `x-api-key` (Anthropic) value, marked sensitive so it is never
     /// printed by `http`'s `Debug`.
     pub credential: Option<HeaderValue>,
@@ -31,14 +35,17 @@ pub struct Deployment {
     /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
     pub rewrite_values: Vec<(String, serde_json::Value)>,
     /// The pooled client with this deployment's connect timeout (and the router's proxy).
-    pub client: reqwest::Client,
+    pub client: crate::upstream::Client,
     /// Failure count and cooldown; shared with the previous snapshot's twin when the deployment is unchanged.
     pub health: Arc<Health>,
     pub spec: DeploymentSpec,
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec, client: reqwest::Client, health: Arc<Health>) -> Self {
+    fn new(spec: DeploymentSpec, client: crate::upstream::Client, health: Arc<Health>) -> Self {
+        let target = |url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
+        let (endpoint, url_authorization) = target(&spec.endpoint);
+        let (count_tokens_endpoint, _) = target(&spec.count_tokens_endpoint());
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi => format!("Bearer {}", key.expose()),
@@ -61,7 +68,9 @@ impl Deployment {
             name: spec.name.clone(),
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
-            endpoint: spec.endpoint.clone(),
+            endpoint,
+            count_tokens_endpoint,
+            url_authorization,
             credential,
             overrides,
             rewrite_values,

@@ -68,9 +68,16 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     // `max_tokens` that the counting endpoint rejects.
     let model = serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
     let body = request.body.write_with(&[("model", &model)]);
-    let url = deployment.spec.count_tokens_endpoint();
     let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
-    let answer = match upstream::send(deployment, url, &parts.headers, body, deadline).await {
+    let answer = match upstream::send(
+        deployment,
+        &deployment.count_tokens_endpoint,
+        &parts.headers,
+        body,
+        deadline,
+    )
+    .await
+    {
         Err(error) => {
             let status = StatusCode::from_u16(error.status()).expect("valid status");
             ApiError::new(status, error.to_string()).into_response(Protocol::Anthropic)

@@ -238,7 +238,7 @@ impl<'a> Exchange<'a> {
             return Ok(finish(outcome, self.cache_prewarm_answer(), false, started));
         }
         let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
-        let response = upstream::send(deployment, deployment.endpoint.clone(), client_headers, body, deadline)
+        let response = upstream::send(deployment, &deployment.endpoint, client_headers, body, deadline)
             .await
             .map_err(|e| Failure::unreachable(upstream_status(&e), e.to_string(), client))?;
 
@@ -331,7 +331,11 @@ impl<'a> Exchange<'a> {
     }
 
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
-    async fn convert_json(&self, response: reqwest::Response, facts: &RequestFacts) -> Result<Response, Failure> {
+    async fn convert_json(
+        &self,
+        response: upstream::UpstreamResponse,
+        facts: &RequestFacts,
+    ) -> Result<Response, Failure> {
         let broken = |message: String| Failure::unreachable(StatusCode::BAD_GATEWAY, message, self.client);
         let body = upstream::read_limited(response, MAX_RESPONSE_BODY)
             .await
@@ -350,13 +354,13 @@ impl<'a> Exchange<'a> {
     /// A streamed answer, committed only once the first upstream event shows the stream is not an error.
     async fn stream<P: StreamProcessor + Unpin>(
         &self,
-        response: reqwest::Response,
+        response: upstream::UpstreamResponse,
         mut processor: P,
         deadline: tokio::time::Instant,
         outcome: &Outcome<'_>,
         started: Instant,
     ) -> Result<Response, Failure> {
-        let mut upstream: UpstreamBody = Box::pin(response.bytes_stream());
+        let mut upstream = UpstreamBody::new(response.into_body());
         let head = read_first_event(&mut upstream, &mut processor, deadline)
             .await
             .map_err(|(status, message)| Failure::unreachable(status, message, self.client))?;
@@ -410,7 +414,10 @@ async fn read_first_event(
         match tokio::time::timeout_at(deadline, upstream.next()).await {
             Ok(Some(Ok(chunk))) => head.extend_from_slice(&processor.chunk(chunk)),
             Ok(Some(Err(e))) => {
-                let message = format!("upstream stream failed before its first event: {}", e.without_url());
+                let message = format!(
+                    "upstream stream failed before its first event: {}",
+                    upstream::describe(&e)
+                );
                 return Err((StatusCode::BAD_GATEWAY, message));
             }
             Ok(None) => {
@@ -438,10 +445,11 @@ fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box
         .collect()
 }
 
-fn pass_through_json(response: reqwest::Response) -> Response {
+fn pass_through_json(response: upstream::UpstreamResponse) -> Response {
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let mut answer = Response::new(Body::from_stream(response.bytes_stream()));
+    // Data frames only, streamed (chunked) as before: no trailers, no length promised to the client.
+    let mut answer = Response::new(Body::from_stream(UpstreamBody::new(response.into_body())));
     *answer.status_mut() = status;
     answer.headers_mut().insert(
         header::CONTENT_TYPE,

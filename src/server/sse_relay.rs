@@ -22,8 +22,9 @@ use crate::protocol::{Protocol, anthropic, openai};
 /// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
 const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
 
-/// Upstream body chunks.
-pub type UpstreamBody = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send>>;
+/// Upstream body chunks (data frames; an error mid-body is an `Err` item). Dropping it closes the upstream
+/// connection.
+pub type UpstreamBody = http_body_util::BodyDataStream<hyper::body::Incoming>;
 
 /// An upstream error event that arrived first, before anything was sent to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,7 +356,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         // instead of one per event, and no waiting for more.
         let mut batch = Batch::default();
         loop {
-            match this.upstream.as_mut().poll_next(cx) {
+            match Pin::new(&mut this.upstream).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.last_upstream = Instant::now();
                     batch.push(this.processor.chunk(chunk));
@@ -364,7 +365,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    let message = format!("upstream stream failed: {}", error.without_url());
+                    let message = format!("upstream stream failed: {}", crate::upstream::describe(&error));
                     batch.push(this.processor.failed(StreamFailure::Upstream, &message));
                     this.finish("upstream failed mid-stream");
                     return Poll::Ready(Some(Ok(batch.into_bytes())));

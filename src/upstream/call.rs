@@ -3,28 +3,48 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use http::HeaderMap;
+use bytes::Bytes;
+use http::uri::Scheme;
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 
-use super::{UpstreamError, request_headers};
+use super::{UpstreamError, describe, request_headers};
 use crate::routing::Deployment;
 
-/// POSTs `body` to `url` with the deployment's headers; the response headers must arrive by `deadline`.
+/// An upstream answer; its body is read as it arrives. Dropping it (or its body) closes the connection
+/// unless the body was read to its end.
+pub type UpstreamResponse = http::Response<Incoming>;
+
+/// POSTs `body` to `uri` with the deployment's headers; the response headers must arrive by `deadline`.
 pub async fn send(
     deployment: &Deployment,
-    url: url::Url,
+    uri: &Uri,
     client_headers: &HeaderMap,
     body: Vec<u8>,
     deadline: Instant,
-) -> Result<reqwest::Response, UpstreamError> {
-    let request = deployment
-        .client
-        .post(url)
-        .headers(request_headers(deployment, client_headers))
-        .body(body);
-    match tokio::time::timeout_at(deadline, request.send()).await {
-        Ok(result) => result.map_err(|e| UpstreamError::from_reqwest(&deployment.name, e)),
+) -> Result<UpstreamResponse, UpstreamError> {
+    let client = &deployment.client;
+    let mut headers = request_headers(deployment, client_headers);
+    // reqwest's one default header, kept so that upstreams see the same request as before.
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    if let Some(authorization) = &deployment.url_authorization {
+        headers
+            .entry(header::AUTHORIZATION)
+            .or_insert_with(|| authorization.clone());
+    }
+    if let Some(authorization) = &client.proxy_authorization
+        && uri.scheme() == Some(&Scheme::HTTP)
+    {
+        headers.insert(header::PROXY_AUTHORIZATION, authorization.clone());
+    }
+    let mut request = Request::new(Full::new(Bytes::from(body)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri.clone();
+    *request.headers_mut() = headers;
+    match tokio::time::timeout_at(deadline, client.inner.request(request)).await {
+        Ok(result) => result.map_err(|e| UpstreamError::from_client(&deployment.name, &e)),
         Err(_) => Err(UpstreamError::Timeout {
             deployment: deployment.name.clone(),
         }),
@@ -32,11 +52,17 @@ pub async fn send(
 }
 
 /// Reads a whole upstream body, refusing one larger than `limit`.
-pub async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("upstream answer could not be read: {}", e.without_url()))?;
+pub async fn read_limited(response: UpstreamResponse, limit: usize) -> Result<Vec<u8>, String> {
+    let mut stream = response.into_body();
+    let expected = usize::try_from(stream.size_hint().lower()).unwrap_or(usize::MAX);
+    if expected > limit {
+        return Err(format!("upstream answer exceeds {limit} bytes"));
+    }
+    // A declared length is only a hint: an upstream cannot make the router reserve more than 4 MiB up front.
+    let mut body = Vec::with_capacity(expected.min(4 << 20));
+    while let Some(frame) = stream.frame().await {
+        let frame = frame.map_err(|e| format!("upstream answer could not be read: {}", describe(&e)))?;
+        let Ok(chunk) = frame.into_data() else { continue };
         if body.len() + chunk.len() > limit {
             return Err(format!("upstream answer exceeds {limit} bytes"));
         }
@@ -46,10 +72,11 @@ pub async fn read_limited(response: reqwest::Response, limit: usize) -> Result<V
 }
 
 /// Reads at most `cap` bytes of an upstream body (error bodies: the start is what matters).
-pub async fn read_capped(response: reqwest::Response, cap: usize) -> Vec<u8> {
+pub async fn read_capped(response: UpstreamResponse, cap: usize) -> Vec<u8> {
+    let mut stream = response.into_body();
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
+    while let Some(Ok(frame)) = stream.frame().await {
+        let Ok(chunk) = frame.into_data() else { continue };
         let room = cap - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if body.len() == cap {

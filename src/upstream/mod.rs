@@ -1,16 +1,17 @@
-//! Talking to providers: the one pooled HTTP client (with the optional `--proxy`), the headers an upstream
+//! Talking to providers: the pooled HTTP clients (with the optional `--proxy`), the headers an upstream
 //! request carries, and the errors an upstream call can end in.
 
 mod call;
+mod client;
+mod connector;
 mod pool;
-
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
-pub use call::{read_capped, read_limited, redact, request_id, retry_after, send};
+pub use call::{UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
+pub use client::{Client, build_client, endpoint_target};
 pub use pool::ClientPool;
 
 /// Why the HTTP client could not be built.
@@ -18,45 +19,6 @@ pub use pool::ClientPool;
 pub enum ClientError {
     #[error("invalid --proxy '{0}': expected socks5://, socks5h://, http:// or https:// followed by host:port")]
     BadProxy(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Build(#[from] reqwest::Error),
-}
-
-/// Builds the pooled client all deployments share: keep-alive, TCP_NODELAY, HTTP/2 by ALPN, rustls.
-pub fn build_client(proxy: Option<&str>, connect_timeout: Duration) -> Result<reqwest::Client, ClientError> {
-    // reqwest is built without a default crypto provider so that only `ring` is compiled in; installing it
-    // twice (tests build several clients) is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy();
-    if let Some(proxy) = proxy {
-        builder = builder.proxy(parse_proxy(proxy)?);
-    }
-    Ok(builder.build()?)
-}
-
-fn parse_proxy(proxy: &str) -> Result<reqwest::Proxy, ClientError> {
-    let bad = || ClientError::BadProxy(redact_userinfo(proxy));
-    let url = url::Url::parse(proxy).map_err(|_| bad())?;
-    if !matches!(url.scheme(), "socks5" | "socks5h" | "http" | "https") || url.host_str().is_none() {
-        return Err(bad());
-    }
-    reqwest::Proxy::all(url.as_str()).map_err(|_| bad())
-}
-
-/// A proxy URL may carry credentials; error messages show it without them.
-fn redact_userinfo(proxy: &str) -> String {
-    match proxy.rsplit_once('@') {
-        Some((before, after)) => match before.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://***@{after}"),
-            None => format!("***@{after}"),
-        },
-        None => proxy.to_owned(),
-    }
 }
 
 /// Client request headers that are passed to an Anthropic upstream. Everything else (credentials, cookies,
@@ -65,7 +27,7 @@ const FORWARDED_TO_ANTHROPIC: [&str; 2] = ["anthropic-version", "anthropic-beta"
 
 /// The headers of an upstream request: JSON, the deployment's credential, Anthropic's version header.
 pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(4);
+    let mut headers = HeaderMap::with_capacity(8);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match deployment.protocol {
         Protocol::OpenAi => {
@@ -132,15 +94,15 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Classifies a reqwest error without its URL (which may reveal internal hosts) in the message.
-    pub fn from_reqwest(deployment: &str, error: reqwest::Error) -> Self {
+    /// Classifies a client error. Its messages carry no URL (which may reveal internal hosts) and no proxy
+    /// credentials.
+    pub fn from_client(deployment: &str, error: &hyper_util::client::legacy::Error) -> Self {
         let deployment = deployment.to_owned();
-        if error.is_timeout() {
+        if is_timeout(error) {
             return UpstreamError::Timeout { deployment };
         }
-        let is_connect = error.is_connect();
-        let reason = root_cause(&error.without_url());
-        if is_connect {
+        let reason = root_cause(error);
+        if error.is_connect() {
             UpstreamError::Connect { deployment, reason }
         } else {
             UpstreamError::Transport { deployment, reason }
@@ -155,8 +117,33 @@ impl UpstreamError {
     }
 }
 
-/// The innermost error message (reqwest's own is a generic "error sending request").
-fn root_cause(error: &dyn std::error::Error) -> String {
+/// Whether a timed-out connect (or a timed-out read somewhere below) caused the error.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// An error with its innermost cause, e.g. "error reading a body from connection: unexpected end of file".
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let root = root_cause(error);
+    let outer = error.to_string();
+    if outer == root {
+        outer
+    } else {
+        format!("{outer}: {root}")
+    }
+}
+
+/// The innermost error message (the client's own is a generic "client error (Connect)").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;
@@ -249,6 +236,8 @@ mod tests {
 
     #[test]
     fn proxy_urls() {
+        use client::parse_proxy;
+        use std::time::Duration;
         for ok in [
             "socks5://127.0.0.1:1080",
             "socks5h://user:pw@h:1",

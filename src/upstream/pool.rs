@@ -1,18 +1,18 @@
-//! HTTP clients shared by deployments. One pooled client per distinct connect timeout (reqwest sets that
-//! per client), all behind the same `--proxy`. Reloads reuse existing clients, so keep-alive connections
+//! HTTP clients shared by deployments. One pooled client per distinct connect timeout (the connector
+//! holds it), all behind the same `--proxy`. Reloads reuse existing clients, so keep-alive connections
 //! survive config edits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ClientError, build_client};
+use super::{Client, ClientError, build_client};
 
 pub struct ClientPool {
     proxy: Option<String>,
     /// Built at start-up; stands in if a client with another connect timeout cannot be built.
-    default: reqwest::Client,
-    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    default: Client,
+    clients: Mutex<HashMap<Duration, Client>>,
 }
 
 impl ClientPool {
@@ -28,7 +28,7 @@ impl ClientPool {
     }
 
     /// The client for deployments with this connect timeout. Only called while building a snapshot.
-    pub fn client(&self, connect_timeout: Duration) -> reqwest::Client {
+    pub fn client(&self, connect_timeout: Duration) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = clients.get(&connect_timeout) {
             return client.clone();
