@@ -134,12 +134,7 @@ async fn anthropic_client_on_openai_upstream_non_streaming() {
         "usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}});
     let upstream = MockUpstream::fixed(Reply::json(answer)).await;
     let router = TestRouter::start(&config_one("sonnet", "openai", &upstream.base(), "")).await;
-    let r = http()
-        .post(router.url("/v1/messages"))
-        .json(&claude_code_request(false))
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages", &claude_code_request(false)).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "message");
@@ -182,12 +177,7 @@ async fn openai_client_on_anthropic_upstream_streaming_and_not() {
     let router = TestRouter::start(&config_one("gpt", "anthropic", &upstream.base(), "")).await;
     let body = json!({"model":"gpt","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Salut"}],
                       "temperature":1.5,"stream":true,"stream_options":{"include_usage":true}});
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/chat/completions", &body).await;
     assert_eq!(r.status(), 200);
     let text = concat(&read_chunks(r).await);
     let events = events(&text);
@@ -225,15 +215,7 @@ async fn openai_client_on_anthropic_upstream_streaming_and_not() {
     assert!(sent.get("stream_options").is_none());
 
     let body = json!({"model":"gpt","messages":[{"role":"user","content":"Salut"}]});
-    let v: Value = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = router.post("/v1/chat/completions", &body).await.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "gpt");
     assert_eq!(v["choices"][0]["message"]["content"], "Bonjour à tous");
@@ -252,12 +234,7 @@ async fn upstream_errors_are_mapped_across_protocols() {
     })
     .await;
     let router = TestRouter::start(&config_one("sonnet", "openai", &upstream.base(), "")).await;
-    let r = http()
-        .post(router.url("/v1/messages"))
-        .json(&claude_code_request(false))
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages", &claude_code_request(false)).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "3");
     let v: Value = r.json().await.unwrap();
@@ -272,12 +249,12 @@ async fn upstream_errors_are_mapped_across_protocols() {
     ))
     .await;
     let router = TestRouter::start(&config_one("gpt", "anthropic", &upstream.base(), "")).await;
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"gpt","messages":[{"role":"user","content":"x"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"gpt","messages":[{"role":"user","content":"x"}]}),
+        )
+        .await;
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "server_is_overloaded");
@@ -289,12 +266,7 @@ async fn upstream_errors_are_mapped_across_protocols() {
     ))
     .await;
     let router = TestRouter::start(&config_one("sonnet", "openai", &upstream.base(), "")).await;
-    let r = http()
-        .post(router.url("/v1/messages"))
-        .json(&claude_code_request(true))
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages", &claude_code_request(true)).await;
     assert!(r.status().is_client_error(), "{}", r.status());
     assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
 }
@@ -304,12 +276,7 @@ async fn conversion_refusals_are_400_with_param() {
     let upstream = MockUpstream::fixed(Reply::json(json!({}))).await;
     let router = TestRouter::start(&config_one("gpt", "anthropic", &upstream.base(), "")).await;
     let body = json!({"model":"gpt","n":2,"messages":[{"role":"user","content":"x"}]});
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/chat/completions", &body).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["param"], "n");
@@ -333,12 +300,7 @@ model_list:
     let mut body = claude_code_request(false);
     body["model"] = json!("oai");
     body.as_object_mut().unwrap().remove("max_tokens");
-    let r = http()
-        .post(router.url("/v1/messages/count_tokens?beta=true"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages/count_tokens?beta=true", &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-llm-router-token-count"], "estimated");
     let estimate = r.json::<Value>().await.unwrap()["input_tokens"].as_u64().unwrap();
@@ -346,12 +308,7 @@ model_list:
     assert_eq!(upstream.count(), 0);
 
     body["model"] = json!("ant");
-    let r = http()
-        .post(router.url("/v1/messages/count_tokens?beta=true"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages/count_tokens?beta=true", &body).await;
     assert_eq!(r.json::<Value>().await.unwrap()["input_tokens"], 1234);
     let seen = upstream.last();
     assert_eq!(seen.path, "/v1/messages/count_tokens");
@@ -369,12 +326,7 @@ async fn router_minted_thinking_is_stripped_before_an_anthropic_upstream() {
         {"role":"user","content":"hi"},
         {"role":"assistant","content":[{"type":"thinking","thinking":"hmm","signature":"llmr1.abc"},{"type":"text","text":"hello"}]},
         {"role":"user","content":"again"}]});
-    let r = http()
-        .post(router.url("/v1/messages"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = router.post("/v1/messages", &body).await;
     assert_eq!(r.status(), 200);
     let sent = upstream.last().json();
     assert_eq!(sent["messages"][1]["content"], json!([{"type":"text","text":"hello"}]));

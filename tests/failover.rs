@@ -41,21 +41,11 @@ router_settings:
 }
 
 async fn chat(router: &TestRouter, body: Value) -> reqwest::Response {
-    http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    router.post("/v1/chat/completions", &body).await
 }
 
 async fn anthropic(router: &TestRouter, body: Value) -> reqwest::Response {
-    http()
-        .post(router.url("/v1/messages"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    router.post("/v1/messages", &body).await
 }
 
 fn simple() -> Value {

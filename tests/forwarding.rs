@@ -99,12 +99,12 @@ async fn openai_stream_is_relayed_unchanged_and_event_by_event() {
     let upstream = MockUpstream::fixed(Reply::sse(OAI_STREAM, 7)).await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
     let started = Instant::now();
-    let response = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","stream":true,"messages":[{"role":"user","content":"hi"}]}),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let chunks = read_chunks(response).await;
@@ -129,12 +129,12 @@ async fn first_event_reaches_the_client_before_the_upstream_finishes() {
     .await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
     let sent = Instant::now();
-    let response = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","stream":true,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","stream":true,"messages":[]}),
+        )
+        .await;
     let chunks = read_chunks(response).await;
     assert_eq!(concat(&chunks), format!("{first}data: [DONE]\n\n"));
     let first_at = chunks[0].0 - sent;
@@ -149,12 +149,12 @@ async fn first_event_reaches_the_client_before_the_upstream_finishes() {
 async fn anthropic_stream_is_relayed_unchanged() {
     let upstream = MockUpstream::fixed(Reply::sse(ANT_STREAM, 5)).await;
     let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/messages"))
-        .json(&json!({"model":"c","stream":true,"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/messages",
+            &json!({"model":"c","stream":true,"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(concat(&read_chunks(response).await), ANT_STREAM);
 }
@@ -172,12 +172,12 @@ async fn broken_streams_end_with_an_in_band_error() {
     })
     .await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","stream":true,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","stream":true,"messages":[]}),
+        )
+        .await;
     let text = concat(&read_chunks(response).await);
     assert!(text.starts_with(two), "{text}");
     let tail = &text[two.len()..];
@@ -188,12 +188,12 @@ async fn broken_streams_end_with_an_in_band_error() {
     let cut = &ANT_STREAM[..ANT_STREAM.find("event: message_delta").unwrap()];
     let upstream = MockUpstream::fixed(Reply::sse(cut, 11)).await;
     let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/messages"))
-        .json(&json!({"model":"c","stream":true,"max_tokens":10,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/messages",
+            &json!({"model":"c","stream":true,"max_tokens":10,"messages":[]}),
+        )
+        .await;
     let text = concat(&read_chunks(response).await);
     let tail = &text[cut.len()..];
     assert!(
@@ -208,12 +208,12 @@ async fn an_error_as_first_stream_event_becomes_an_http_error() {
     let error = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
     let upstream = MockUpstream::fixed(Reply::sse(error, 4)).await;
     let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/messages"))
-        .json(&json!({"model":"c","stream":true,"max_tokens":10,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post(
+            "/v1/messages",
+            &json!({"model":"c","stream":true,"max_tokens":10,"messages":[]}),
+        )
+        .await;
     assert_eq!(response.status(), 529);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["type"], "overloaded_error");
@@ -229,12 +229,9 @@ async fn upstream_errors_keep_their_status_and_retry_after() {
     })
     .await;
     let router = TestRouter::start(&config_one("g", "openai", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post("/v1/chat/completions", &json!({"model":"g","messages":[]}))
+        .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "7");
     assert!(response.headers().get("set-cookie").is_none());
@@ -249,12 +246,9 @@ async fn upstream_errors_keep_their_status_and_retry_after() {
     })
     .await;
     let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
-    let response = http()
-        .post(router.url("/v1/messages"))
-        .json(&json!({"model":"c","max_tokens":1,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let response = router
+        .post("/v1/messages", &json!({"model":"c","max_tokens":1,"messages":[]}))
+        .await;
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["type"], "error");
@@ -331,12 +325,9 @@ async fn router_errors_come_in_the_client_shape() {
 async fn unreachable_upstream_is_502_without_secrets() {
     // Port 9 on loopback: nothing listens there.
     let router = TestRouter::start(&config_one("g", "openai", "http://127.0.0.1:9/v1", "")).await;
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let r = router
+        .post("/v1/chat/completions", &json!({"model":"g","messages":[]}))
+        .await;
     assert_eq!(r.status(), 502);
     let text = r.text().await.unwrap();
     assert!(text.contains("unreachable"), "{text}");
@@ -369,22 +360,16 @@ router_settings:
     let router = TestRouter::start(&config).await;
     let mut sequence = String::new();
     for _ in 0..6 {
-        let r = http()
-            .post(router.url("/v1/chat/completions"))
-            .json(&json!({"model":"g","messages":[]}))
-            .send()
-            .await
-            .unwrap();
+        let r = router
+            .post("/v1/chat/completions", &json!({"model":"g","messages":[]}))
+            .await;
         sequence.push_str(r.json::<Value>().await.unwrap()["from"].as_str().unwrap());
     }
     assert_eq!(sequence, "babbab");
     // A model_list name works directly too.
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"a","messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let r = router
+        .post("/v1/chat/completions", &json!({"model":"a","messages":[]}))
+        .await;
     assert_eq!(r.json::<Value>().await.unwrap()["from"], "a");
     assert_eq!(a.last().json()["model"], "ma");
 }

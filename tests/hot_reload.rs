@@ -12,12 +12,9 @@ use support::*;
 async fn wait_for_status(router: &TestRouter, model: &str, status: u16) -> Duration {
     let started = Instant::now();
     loop {
-        let r = http()
-            .post(router.url("/v1/chat/completions"))
-            .json(&json!({"model":model,"messages":[]}))
-            .send()
-            .await
-            .unwrap();
+        let r = router
+            .post("/v1/chat/completions", &json!({"model":model,"messages":[]}))
+            .await;
         if r.status() == status {
             return started.elapsed();
         }
@@ -151,12 +148,9 @@ async fn requests_in_flight_finish_on_their_snapshot() {
     // New requests go to the new upstream while the old one is still answering.
     let started = Instant::now();
     loop {
-        let r = http()
-            .post(router.url("/v1/chat/completions"))
-            .json(&json!({"model":"g","messages":[]}))
-            .send()
-            .await
-            .unwrap();
+        let r = router
+            .post("/v1/chat/completions", &json!({"model":"g","messages":[]}))
+            .await;
         if r.json::<Value>().await.unwrap()["from"] == "fast" {
             break;
         }

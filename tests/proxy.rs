@@ -11,12 +11,9 @@ async fn http_proxy_carries_upstream_requests() {
     let proxy = HttpProxy::start().await;
     let config = config_one("g", "openai", &format!("{}/v1", upstream.base()), "");
     let router = TestRouter::start_with(&config, None, Some(&format!("http://{}", proxy.addr))).await;
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let r = router
+        .post("/v1/chat/completions", &json!({"model":"g","messages":[]}))
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["via"], "upstream");
     assert_eq!(
@@ -33,12 +30,12 @@ async fn socks5_proxy_carries_upstream_requests_and_streams() {
     let proxy = Socks5Proxy::start().await;
     let config = config_one("g", "openai", &upstream.base(), "");
     let router = TestRouter::start_with(&config, None, Some(&format!("socks5://{}", proxy.addr))).await;
-    let r = http()
-        .post(router.url("/v1/chat/completions"))
-        .json(&json!({"model":"g","stream":true,"messages":[]}))
-        .send()
-        .await
-        .unwrap();
+    let r = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","stream":true,"messages":[]}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(concat(&read_chunks(r).await), stream);
     assert_eq!(proxy.targets.lock().unwrap().clone(), [upstream.addr.to_string()]);

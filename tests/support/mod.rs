@@ -304,6 +304,11 @@ impl TestRouter {
         format!("{}{}", self.base, path)
     }
 
+    /// POSTs `body` as JSON to `path` on the router.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        http().post(self.url(path)).json(body).send().await.unwrap()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.unwrap();
