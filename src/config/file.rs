@@ -54,6 +54,8 @@ pub struct LlmParams {
     pub anthropic_native: Option<bool>,
     #[serde(default)]
     pub token_count_factor: Option<f64>,
+    #[serde(default)]
+    pub merge_system_messages: Option<bool>,
     // Per-deployment overrides of the router-wide timeouts (seconds).
     #[serde(default)]
     pub connect_timeout: Option<f64>,

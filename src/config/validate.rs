@@ -362,6 +362,7 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
         forward_cache_control: params.forward_cache_control.unwrap_or(defaults.forward_cache_control),
         anthropic_native,
         token_count_factor: params.token_count_factor.unwrap_or(defaults.token_count_factor),
+        merge_system_messages: params.merge_system_messages.unwrap_or(defaults.merge_system_messages),
     })
 }
 
@@ -626,7 +627,7 @@ router_settings:
     fn converter_options() {
         let text = SEED.replace(
             "api_key: sk-1234\n      rewrite",
-            "api_key: sk-1234\n      max_output_tokens: 8192\n      reasoning_dialect: deepseek\n      supports_stream_options: false\n      token_count_factor: 1.3\n      rewrite",
+            "api_key: sk-1234\n      max_output_tokens: 8192\n      reasoning_dialect: deepseek\n      supports_stream_options: false\n      token_count_factor: 1.3\n      merge_system_messages: true\n      rewrite",
         );
         let config = parse(&text, Path::new("c.yaml")).unwrap();
         let o = &config.deployments[0].options;
@@ -637,6 +638,7 @@ router_settings:
         );
         assert!(!o.supports_stream_options);
         assert_eq!(o.token_count_factor, 1.3);
+        assert!(o.merge_system_messages);
         assert!(!o.anthropic_native);
         assert_eq!(config.deployments[1].options, ModelOptions::default());
         assert!(

@@ -109,6 +109,9 @@ pub struct ModelOptions {
     pub anthropic_native: bool,
     /// Multiplier applied to local token estimates so they err high.
     pub token_count_factor: f64,
+    /// Route B: fold system messages from the middle of the conversation into the leading one, for hosts
+    /// whose chat templates reject a system message anywhere else.
+    pub merge_system_messages: bool,
 }
 
 impl Default for ModelOptions {
@@ -125,6 +128,7 @@ impl Default for ModelOptions {
             forward_cache_control: false,
             anthropic_native: false,
             token_count_factor: 1.15,
+            merge_system_messages: false,
         }
     }
 }

@@ -58,6 +58,9 @@ pub fn anthropic_to_openai(body: &[u8], ctx: &ConvertContext) -> Result<Converte
         let is_last = i + 1 == list.len();
         writer.convert(message, &list_path.index(i), is_last, &mut messages)?;
     }
+    if options.merge_system_messages {
+        merge_system_messages(&mut messages);
+    }
 
     let mut out = Map::new();
     out.insert("model".to_owned(), Value::from(ctx.upstream_model));
@@ -156,6 +159,34 @@ fn system_message(req: &Map<String, Value>, options: &ModelOptions) -> Result<Op
         Some(_) => return Err(invalid_type(&sp, "a string or an array of text blocks")),
     };
     Ok(Some(json!({"role": "system", "content": content})))
+}
+
+/// Moves the text of every later `system` message into one leading system message, for hosts and chat
+/// templates that accept a system message only at the start (Claude Code sends its environment section as a
+/// mid-conversation system message). Position is lost; the text is kept in order.
+fn merge_system_messages(messages: &mut Vec<Value>) {
+    let is_system = |m: &Value| m.get("role").and_then(Value::as_str) == Some("system");
+    if messages.iter().skip(1).all(|m| !is_system(m)) {
+        return;
+    }
+    let mut texts = Vec::new();
+    messages.retain(|m| {
+        if !is_system(m) {
+            return true;
+        }
+        match m.get("content") {
+            Some(Value::String(text)) => texts.push(text.clone()),
+            Some(Value::Array(parts)) => texts.extend(
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .map(str::to_owned),
+            ),
+            _ => {}
+        }
+        false
+    });
+    messages.insert(0, json!({"role": "system", "content": texts.join("\n\n")}));
 }
 
 /// The text blocks of a system prompt or `mid_conv_system` block as OpenAI text parts (other blocks carry

@@ -155,6 +155,42 @@ fn main_loop_system_prompt_keeps_its_text_without_the_billing_header() {
 }
 
 #[test]
+fn merge_system_messages_folds_the_environment_section_into_the_leading_system_message() {
+    let input = fixture(MAIN_LOOP);
+    let environment = input["messages"][1]["content"].as_str().unwrap().to_owned();
+    let kept = convert(&input, &deepseek_capped());
+    let merged = convert(
+        &input,
+        &ModelOptions {
+            merge_system_messages: true,
+            ..deepseek_capped()
+        },
+    );
+    let roles = |out: &Value| -> Vec<String> {
+        messages(out)
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(roles(&kept).iter().filter(|r| *r == "system").count(), 2);
+    assert_eq!(roles(&merged).iter().filter(|r| *r == "system").count(), 1);
+    assert_eq!(roles(&merged)[0], "system");
+    let system = messages(&merged)[0]["content"].as_str().unwrap();
+    let leading = messages(&kept)[0]["content"].as_str().unwrap();
+    assert_eq!(system, format!("{leading}\n\n{environment}"));
+    // Everything else is unchanged and in order.
+    assert_eq!(messages(&merged).len(), messages(&kept).len() - 1);
+    assert_eq!(
+        messages(&merged)[1..],
+        messages(&kept)
+            .iter()
+            .filter(|m| m["role"] != "system")
+            .cloned()
+            .collect::<Vec<_>>()[..]
+    );
+}
+
+#[test]
 fn main_loop_top_level_fields() {
     let input = fixture(MAIN_LOOP);
     let user_id = input["metadata"]["user_id"].as_str().unwrap();
