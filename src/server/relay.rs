@@ -268,8 +268,14 @@ impl<'a> Exchange<'a> {
             (false, None) => pass_through_json(response),
             (false, Some(facts)) => self.convert_json(response, facts).await?,
             (true, None) => {
-                self.stream(response, PassThrough::new(client), deadline, outcome, started)
-                    .await?
+                self.stream(
+                    response,
+                    PassThrough::new(client).redacting(deployment.secret.clone()),
+                    deadline,
+                    outcome,
+                    started,
+                )
+                .await?
             }
             (true, Some(facts)) => {
                 let ctx = self.context();

@@ -6,6 +6,7 @@
 //! broken one. A broken stream ends with an in-band error, never with a normal end.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,8 @@ pub struct PassThrough {
     /// Bytes of an event not yet complete.
     held: Vec<u8>,
     watch: Watch,
+    /// The deployment's API key, scrubbed from the output: an upstream error event may quote it.
+    secret: Option<Arc<str>>,
 }
 
 /// What the events of a relayed stream have shown so far.
@@ -92,6 +95,23 @@ impl PassThrough {
             parser: SseParser::new(),
             held: Vec::new(),
             watch: Watch::default(),
+            secret: None,
+        }
+    }
+
+    /// Scrubs `secret` from everything relayed.
+    pub fn redacting(mut self, secret: Option<Arc<str>>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    /// Output is cut at event boundaries, so a key is never split between two pieces.
+    fn scrub(&self, out: Bytes) -> Bytes {
+        match &self.secret {
+            Some(secret) if memchr::memmem::find(&out, secret.as_bytes()).is_some() => {
+                Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret)))
+            }
+            _ => out,
         }
     }
 }
@@ -109,13 +129,14 @@ impl StreamProcessor for PassThrough {
         }
         // The common case, an upstream writing whole events, goes out without a copy.
         if self.held.is_empty() && last_event_end(&chunk) == Some(chunk.len()) {
-            return chunk;
+            return self.scrub(chunk);
         }
         self.held.extend_from_slice(&chunk);
         match last_event_end(&self.held) {
             Some(end) => {
                 let rest = self.held.split_off(end);
-                Bytes::from(std::mem::replace(&mut self.held, rest))
+                let complete = Bytes::from(std::mem::replace(&mut self.held, rest));
+                self.scrub(complete)
             }
             None => Bytes::new(),
         }
@@ -127,7 +148,8 @@ impl StreamProcessor for PassThrough {
         }
         if self.watch.finished {
             // Whatever trails the last blank line (a final event without one) still belongs to the stream.
-            return Bytes::from(std::mem::take(&mut self.held));
+            let rest = Bytes::from(std::mem::take(&mut self.held));
+            return self.scrub(rest);
         }
         self.watch.finished = true;
         in_band_error(self.protocol, "upstream closed the stream before it was complete")
@@ -500,6 +522,24 @@ mod tests {
         assert_eq!(p.chunk(Bytes::from_static(b"data: {}\n\n")), &b"data: {}\n\n"[..]);
         assert!(p.chunk(Bytes::from_static(b"data: [DONE]")).is_empty());
         assert_eq!(p.eof(), &b"data: [DONE]"[..]);
+    }
+
+    #[test]
+    fn the_api_key_is_scrubbed_from_relayed_events() {
+        let mut p = PassThrough::new(Protocol::Anthropic).redacting(Some(Arc::from("sk-live-123")));
+        let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"bad key sk-live-123\"}}\n\n";
+        let out = p.chunk(Bytes::from_static(b"event: ping\ndata: {}\n\n"));
+        assert_eq!(out, &b"event: ping\ndata: {}\n\n"[..]);
+        let out = [
+            p.chunk(Bytes::copy_from_slice(&error[..70])),
+            p.chunk(Bytes::copy_from_slice(&error[70..])),
+        ]
+        .concat();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("bad key [redacted]") && !text.contains("sk-live-123"),
+            "{text}"
+        );
     }
 
     #[test]
