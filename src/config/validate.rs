@@ -133,11 +133,11 @@ pub enum Strategy {
 
 /// A string that never shows up in logs or `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(std::sync::Arc<str>);
 
 impl Secret {
     pub fn new(value: String) -> Self {
-        Self(value)
+        Self(value.into())
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -297,11 +297,11 @@ fn deployment(
     let api_key = match api_key {
         Some(key) => match key.strip_prefix(ENV_PREFIX) {
             Some(var) => {
-                Some(Secret(env(var).ok_or_else(|| {
+                Some(Secret::new(env(var).ok_or_else(|| {
                     format!("{place}.api_key: environment variable '{var}' is not set")
                 })?))
             }
-            None => Some(Secret(key)),
+            None => Some(Secret::new(key)),
         },
         None => None,
     };

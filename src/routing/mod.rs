@@ -39,7 +39,7 @@ pub struct Deployment {
     /// Failure count and cooldown; shared with the previous snapshot's twin when the deployment is unchanged.
     pub health: Arc<Health>,
     /// The API key as text to scrub from what the upstream sends back (some hosts echo it in errors).
-    pub secret: Option<Arc<str>>,
+    pub secret: Option<crate::config::Secret>,
     pub spec: DeploymentSpec,
 }
 
@@ -78,7 +78,7 @@ impl Deployment {
             rewrite_values,
             client,
             health,
-            secret: spec.api_key.as_ref().map(|k| Arc::from(k.expose())),
+            secret: spec.api_key.clone(),
             spec,
         }
     }

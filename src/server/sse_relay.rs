@@ -6,7 +6,6 @@
 //! broken one. A broken stream ends with an in-band error, never with a normal end.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use futures_util::Stream;
 use http::StatusCode;
 use std::future::Future;
 
+use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{SseEvent, SseParser, write_data_event, write_named_event};
@@ -61,7 +61,7 @@ pub struct PassThrough {
     held: Vec<u8>,
     watch: Watch,
     /// The deployment's API key, scrubbed from the output: an upstream error event may quote it.
-    secret: Option<Arc<str>>,
+    secret: Option<Secret>,
 }
 
 /// What the events of a relayed stream have shown so far.
@@ -100,7 +100,7 @@ impl PassThrough {
     }
 
     /// Scrubs `secret` from everything relayed.
-    pub fn redacting(mut self, secret: Option<Arc<str>>) -> Self {
+    pub fn redacting(mut self, secret: Option<Secret>) -> Self {
         self.secret = secret;
         self
     }
@@ -108,8 +108,8 @@ impl PassThrough {
     /// Output is cut at event boundaries, so a key is never split between two pieces.
     fn scrub(&self, out: Bytes) -> Bytes {
         match &self.secret {
-            Some(secret) if memchr::memmem::find(&out, secret.as_bytes()).is_some() => {
-                Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret)))
+            Some(secret) if memchr::memmem::find(&out, secret.expose().as_bytes()).is_some() => {
+                Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret.expose())))
             }
             _ => out,
         }
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn the_api_key_is_scrubbed_from_relayed_events() {
-        let mut p = PassThrough::new(Protocol::Anthropic).redacting(Some(Arc::from("sk-live-123")));
+        let mut p = PassThrough::new(Protocol::Anthropic).redacting(Some(Secret::new("sk-live-123".into())));
         let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"bad key sk-live-123\"}}\n\n";
         let out = p.chunk(Bytes::from_static(b"event: ping\ndata: {}\n\n"));
         assert_eq!(out, &b"event: ping\ndata: {}\n\n"[..]);
