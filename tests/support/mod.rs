@@ -345,83 +345,83 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// An HTTP forward proxy for plain-http targets: reads one request in absolute form, records its target and
-/// relays the bytes both ways.
-pub struct HttpProxy {
+/// A test proxy on 127.0.0.1: one `session` per accepted connection, each recording the target it relays to.
+pub struct TestProxy {
     pub addr: SocketAddr,
     pub targets: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
-impl HttpProxy {
-    pub async fn start() -> Self {
+impl TestProxy {
+    async fn start<F, Fut>(session: F) -> Self
+    where
+        F: Fn(TcpStream, Arc<Mutex<Vec<String>>>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let targets = Arc::new(Mutex::new(Vec::new()));
         let seen = targets.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n") {
-                        if client.read_exact(&mut byte).await.is_err() {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let line = String::from_utf8_lossy(&head).to_string();
-                    let target = line.split(' ').nth(1).unwrap_or("").to_string();
-                    seen.lock().unwrap().push(target.clone());
-                    let Ok(url) = url::Url::parse(&target) else {
-                        return;
-                    };
-                    let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
-                    let Ok(mut upstream) = TcpStream::connect(host).await else {
-                        return;
-                    };
-                    // Rewrite the request line to origin form and relay everything else untouched.
-                    let origin = line.replacen(&target, &url[url::Position::BeforePath..], 1);
-                    if upstream.write_all(origin.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                });
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(session(client, seen.clone()));
             }
         });
         Self { addr, targets, task }
     }
 }
 
-impl Drop for HttpProxy {
+impl Drop for TestProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// A minimal SOCKS5 proxy (no auth, CONNECT only) that records the targets it connected to.
-pub struct Socks5Proxy {
-    pub addr: SocketAddr,
-    pub targets: Arc<Mutex<Vec<String>>>,
-    task: JoinHandle<()>,
+/// An HTTP forward proxy for plain-http targets: reads one request in absolute form, records its target and
+/// relays the bytes both ways.
+pub struct HttpProxy;
+
+impl HttpProxy {
+    pub async fn start() -> TestProxy {
+        TestProxy::start(|mut client, seen| async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n") {
+                if client.read_exact(&mut byte).await.is_err() {
+                    return;
+                }
+                head.push(byte[0]);
+            }
+            let line = String::from_utf8_lossy(&head).to_string();
+            let target = line.split(' ').nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push(target.clone());
+            let Ok(url) = url::Url::parse(&target) else {
+                return;
+            };
+            let host = format!("{}:{}", url.host_str().unwrap(), url.port_or_known_default().unwrap());
+            let Ok(mut upstream) = TcpStream::connect(host).await else {
+                return;
+            };
+            // Rewrite the request line to origin form and relay everything else untouched.
+            let origin = line.replacen(&target, &url[url::Position::BeforePath..], 1);
+            if upstream.write_all(origin.as_bytes()).await.is_err() {
+                return;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        })
+        .await
+    }
 }
 
+/// A minimal SOCKS5 proxy (no auth, CONNECT only) that records the targets it connected to.
+pub struct Socks5Proxy;
+
 impl Socks5Proxy {
-    pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let targets = Arc::new(Mutex::new(Vec::new()));
-        let seen = targets.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let _ = socks5_session(&mut client, &seen).await;
-                });
-            }
-        });
-        Self { addr, targets, task }
+    pub async fn start() -> TestProxy {
+        TestProxy::start(|mut client, seen| async move {
+            let _ = socks5_session(&mut client, &seen).await;
+        })
+        .await
     }
 }
 
