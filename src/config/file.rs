@@ -99,6 +99,12 @@ pub struct RouterSettings {
     pub drain_timeout: Option<f64>,
     #[serde(default)]
     pub header_read_timeout: Option<f64>,
+    #[serde(default)]
+    pub body_read_timeout: Option<f64>,
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub max_event_size_mb: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

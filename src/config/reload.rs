@@ -168,7 +168,16 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.reliability != new.reliability {
         changes.push(format!("reliability settings changed to {:?}", new.reliability));
     }
-    if old.body_limit != new.body_limit || old.header_read_timeout != new.header_read_timeout {
+    let limits = |c: &Config| {
+        (
+            c.body_limit,
+            c.header_read_timeout,
+            c.body_read_timeout,
+            c.max_connections,
+            c.max_event_size,
+        )
+    };
+    if limits(old) != limits(new) {
         changes.push("request limits changed".into());
     }
     if changes.is_empty() {

@@ -28,6 +28,12 @@ pub struct Config {
     pub body_limit: usize,
     /// A client has this long to send a request's headers (slow-header clients cannot hold connections).
     pub header_read_timeout: Duration,
+    /// A client has this long to send a request's body once its headers have arrived.
+    pub body_read_timeout: Duration,
+    /// Client connections open at once; beyond it, accepting waits.
+    pub max_connections: usize,
+    /// Largest upstream stream event, in bytes.
+    pub max_event_size: usize,
 }
 
 /// Failover and cooldown settings (`router_settings`).
@@ -174,12 +180,20 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         place,
         "header_read_timeout",
     )?;
-    let body_limit = match settings.max_request_size_mb {
-        None => 32 * 1024 * 1024,
-        Some(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => (mb * 1024.0 * 1024.0) as usize,
-        Some(mb) => {
+    let body_read_timeout = seconds(
+        settings.body_read_timeout,
+        Duration::from_secs(30),
+        place,
+        "body_read_timeout",
+    )?;
+    let body_limit = mebibytes(settings.max_request_size_mb, 32, "max_request_size_mb")?;
+    let max_event_size = mebibytes(settings.max_event_size_mb, 16, "max_event_size_mb")?;
+    let max_connections = match settings.max_connections {
+        None => 4096,
+        Some(n @ 1..=1_000_000) => n as usize,
+        Some(n) => {
             return Err(format!(
-                "router_settings.max_request_size_mb: {mb} is out of range (0.001 to 4096)"
+                "router_settings.max_connections: {n} is out of range (1 to 1000000)"
             ));
         }
     };
@@ -223,7 +237,19 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         reliability,
         body_limit,
         header_read_timeout,
+        body_read_timeout,
+        max_connections,
+        max_event_size,
     })
+}
+
+/// A size in MiB (fractions allowed) from `router_settings`, as bytes.
+fn mebibytes(value: Option<f64>, default_mb: usize, key: &str) -> Result<usize, String> {
+    match value {
+        None => Ok(default_mb * 1024 * 1024),
+        Some(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => Ok((mb * 1024.0 * 1024.0) as usize),
+        Some(mb) => Err(format!("router_settings.{key}: {mb} is out of range (0.001 to 4096)")),
+    }
 }
 
 fn reliability(settings: &RouterSettings) -> Result<Reliability, String> {

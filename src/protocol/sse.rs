@@ -4,6 +4,8 @@
 //! The parser works on bytes and only turns complete lines into text, so a multi-byte character split between
 //! two network reads is never decoded half-way.
 
+use std::ops::ControlFlow;
+
 /// One dispatched SSE event. `event` is the `event:` field (absent for OpenAI streams), `data` the `data:` lines
 /// joined with `\n`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,15 +21,46 @@ impl SseEvent {
     }
 }
 
+/// The default cap on one event's size (`router_settings.max_event_size_mb`).
+pub const DEFAULT_MAX_EVENT: usize = 16 * 1024 * 1024;
+
+/// What one [`SseParser::feed`] did with a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fed {
+    /// The whole chunk was read. `boundary` is the length of its prefix that ends with its last blank line
+    /// (the end of the last complete event in it), if it has one.
+    Read { boundary: Option<usize> },
+    /// The callback asked to stop after the event that ends at byte `at` of the chunk; the rest is unread.
+    Stopped { at: usize },
+    /// The event being read grew past the parser's cap. The parser drops what it held and reads no more;
+    /// `boundary` is as for `Read`, for the events completed before it.
+    TooLarge { boundary: Option<usize> },
+}
+
 /// Incremental SSE parser (the WHATWG event-stream grammar, minus `id`/`retry`, which no LLM API uses).
-#[derive(Debug, Default)]
+///
+/// Every byte is looked at once: only a partial line is kept between chunks, and a new chunk is scanned from
+/// its own start. One event (its lines up to the blank line) may be at most `max_event` bytes, so whatever an
+/// upstream sends, the parser holds at most that much.
+#[derive(Debug)]
 pub struct SseParser {
-    buf: Vec<u8>,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
     event: Option<String>,
     data: String,
     has_data: bool,
     /// The previous chunk ended in `\r`: a `\n` at the start of the next one belongs to that line end.
     skip_lf: bool,
+    /// Bytes of the complete lines of the event being read.
+    event_bytes: usize,
+    max_event: usize,
+    too_large: bool,
+}
+
+impl Default for SseParser {
+    fn default() -> Self {
+        Self::with_max_event(DEFAULT_MAX_EVENT)
+    }
 }
 
 impl SseParser {
@@ -35,56 +68,105 @@ impl SseParser {
         Self::default()
     }
 
-    /// Feeds one chunk of the byte stream; calls `on_event` for every event completed by it.
-    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
-        if chunk.is_empty() {
-            // Nothing to do, and `skip_lf` must survive until a chunk with bytes arrives.
-            return;
-        }
-        let mut chunk = chunk;
-        if self.skip_lf {
-            self.skip_lf = false;
-            if let Some(rest) = chunk.strip_prefix(b"\n") {
-                chunk = rest;
-            }
-        }
-        if self.buf.is_empty() {
-            // The common case, no partial line pending: lines are read straight from the chunk.
-            let consumed = self.lines(chunk, &mut on_event);
-            self.buf.extend_from_slice(&chunk[consumed..]);
-        } else {
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.extend_from_slice(chunk);
-            let consumed = self.lines(&buf, &mut on_event);
-            buf.drain(..consumed);
-            self.buf = buf;
+    /// A parser that gives up on an event larger than `max_event` bytes.
+    pub fn with_max_event(max_event: usize) -> Self {
+        Self {
+            partial: Vec::new(),
+            event: None,
+            data: String::new(),
+            has_data: false,
+            skip_lf: false,
+            event_bytes: 0,
+            max_event,
+            too_large: false,
         }
     }
 
-    /// Processes every complete line in `bytes`; returns how many bytes they took.
-    fn lines(&mut self, bytes: &[u8], on_event: &mut impl FnMut(SseEvent)) -> usize {
+    /// Feeds one chunk of the byte stream; calls `on_event` for every event completed by it.
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) -> Fed {
+        self.feed_until(chunk, |event| {
+            on_event(event);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// Like [`feed`](Self::feed), but stops reading the chunk when `on_event` breaks (a stream's final event).
+    pub fn feed_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent) -> ControlFlow<()>) -> Fed {
+        if self.too_large {
+            return Fed::TooLarge { boundary: None };
+        }
         let mut start = 0;
-        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &bytes[start..]) {
+        if self.skip_lf && !chunk.is_empty() {
+            self.skip_lf = false;
+            if chunk[0] == b'\n' {
+                start = 1;
+            }
+        }
+        let mut boundary = None;
+        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &chunk[start..]) {
             let end = start + offset;
             let mut next = end + 1;
-            if bytes[end] == b'\r' {
-                match bytes.get(next) {
+            if chunk[end] == b'\r' {
+                match chunk.get(next) {
                     Some(b'\n') => next += 1,
                     Some(_) => {}
                     None => self.skip_lf = true,
                 }
             }
-            if let Some(event) = self.process_line(&bytes[start..end]) {
-                on_event(event);
-            }
+            let line_len = self.partial.len() + (end - start);
+            let event = if self.partial.is_empty() {
+                self.process_line(&chunk[start..end])
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&chunk[start..end]);
+                let event = self.process_line(&line);
+                line.clear();
+                self.partial = line;
+                event
+            };
             start = next;
+            if line_len == 0 {
+                self.event_bytes = 0;
+                boundary = Some(next);
+            } else {
+                self.event_bytes += line_len + 1;
+                if self.event_bytes > self.max_event {
+                    return self.give_up(boundary);
+                }
+            }
+            if let Some(event) = event
+                && on_event(event).is_break()
+            {
+                return Fed::Stopped { at: next };
+            }
         }
-        start
+        let rest = &chunk[start..];
+        if self.event_bytes + self.partial.len() + rest.len() > self.max_event {
+            return self.give_up(boundary);
+        }
+        self.partial.extend_from_slice(rest);
+        Fed::Read { boundary }
+    }
+
+    fn give_up(&mut self, boundary: Option<usize>) -> Fed {
+        self.too_large = true;
+        self.partial = Vec::new();
+        self.data = String::new();
+        self.has_data = false;
+        Fed::TooLarge { boundary }
+    }
+
+    /// The cap on one event, in bytes.
+    pub fn max_event(&self) -> usize {
+        self.max_event
     }
 
     /// The stream ended: returns an event left without its closing blank line, if it carried data.
     pub fn finish(&mut self) -> Option<SseEvent> {
-        let rest = std::mem::take(&mut self.buf);
+        if self.too_large {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.partial);
         let mut event = None;
         if !rest.is_empty() {
             event = self.process_line(&rest);
@@ -94,7 +176,7 @@ impl SseParser {
 
     /// Bytes received but not yet part of a complete line.
     pub fn pending_bytes(&self) -> usize {
-        self.buf.len()
+        self.partial.len()
     }
 
     fn process_line(&mut self, line: &[u8]) -> Option<SseEvent> {

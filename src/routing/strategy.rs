@@ -85,21 +85,22 @@ impl WeightedRandom {
         }
     }
 
+    /// One pass, asking `eligible` once per member: other requests change deployment health concurrently, so
+    /// a second look could disagree with the first. Each eligible member replaces the choice so far with
+    /// probability `weight / running total`, which picks member `i` with probability `weight_i / total`.
     pub fn pick(&self, eligible: impl Fn(usize) -> bool, rng: &mut impl Rng) -> Option<usize> {
-        let weight = |i: usize| if eligible(i) { self.weights[i] } else { 0 };
-        let total: u64 = (0..self.weights.len()).map(weight).sum();
-        if total == 0 {
-            return None;
-        }
-        let mut ticket = rng.random_range(0..total);
-        for i in 0..self.weights.len() {
-            let w = weight(i);
-            if ticket < w {
-                return Some(i);
+        let mut total = 0u64;
+        let mut chosen = None;
+        for (i, &weight) in self.weights.iter().enumerate() {
+            if weight == 0 || !eligible(i) {
+                continue;
             }
-            ticket -= w;
+            total += weight;
+            if rng.random_range(0..total) < weight {
+                chosen = Some(i);
+            }
         }
-        unreachable!("ticket is below the total weight")
+        chosen
     }
 }
 
@@ -160,5 +161,27 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         assert!((0..100).all(|_| b.pick(|i| i == 1, &mut rng) == Some(1)));
         assert_eq!(b.pick(|_| false, &mut rng), None);
+    }
+
+    /// Another request can flip a deployment into cooldown while a pick runs: `eligible` must be asked once
+    /// per member, and a flip must never panic.
+    #[test]
+    fn random_survives_eligibility_flipping_mid_pick() {
+        use std::cell::Cell;
+        let b = WeightedRandom::new(vec![1, 1, 1]);
+        let mut rng = StdRng::seed_from_u64(3);
+        for _ in 0..1_000 {
+            let calls = Cell::new(0);
+            // Eligible on the first question about each member, ineligible on any later one.
+            let picked = b.pick(
+                |_| {
+                    calls.set(calls.get() + 1);
+                    calls.get() <= 3
+                },
+                &mut rng,
+            );
+            assert!(picked.is_some());
+            assert_eq!(calls.get(), 3, "eligibility is evaluated once per member");
+        }
     }
 }

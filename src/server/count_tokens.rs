@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, json_response, same_protocol_error_body};
-use super::relay::{MAX_ERROR_BODY, Outcome, finish, reject};
+use super::relay::{MAX_ERROR_BODY, MAX_RESPONSE_BODY, Outcome, finish, reject};
 use super::request::{ClientRequest, read_body};
 use crate::protocol::Protocol;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
@@ -23,7 +23,8 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     let started = Instant::now();
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(&parts.headers, body, snapshot.config.body_limit).await {
+    let config = &snapshot.config;
+    let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,
         Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
     };
@@ -78,27 +79,39 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
     )
     .await
     {
-        Err(error) => {
-            let status = StatusCode::from_u16(error.status()).expect("valid status");
-            ApiError::new(status, error.to_string()).into_response(Protocol::Anthropic)
-        }
+        Err(error) => upstream_failure(&error),
         Ok(response) => {
             let status = response.status();
             let headers = upstream::relayed_headers(response.headers());
-            let body = upstream::read_capped(response, MAX_ERROR_BODY).await;
-            let body = match status.is_success() {
-                true => body,
-                false => {
-                    let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
-                    same_protocol_error_body(Protocol::Anthropic, status, &body)
-                }
+            // A success is read whole (a cut one would be invalid JSON); of an error, only its start matters.
+            let body = if status.is_success() {
+                upstream::read_limited(deployment, response, MAX_RESPONSE_BODY, deadline)
+                    .await
+                    .map(Vec::from)
+            } else {
+                upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline)
+                    .await
+                    .map(|body| {
+                        let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
+                        same_protocol_error_body(Protocol::Anthropic, status, &body)
+                    })
             };
-            let mut answer = json_response(status, body);
-            answer.headers_mut().extend(headers);
-            answer
+            match body {
+                Ok(body) => {
+                    let mut answer = json_response(status, body);
+                    answer.headers_mut().extend(headers);
+                    answer
+                }
+                Err(error) => upstream_failure(&error),
+            }
         }
     };
     finish(&outcome, answer, false, started)
+}
+
+fn upstream_failure(error: &upstream::UpstreamError) -> Response {
+    let status = StatusCode::from_u16(error.status()).expect("valid status");
+    ApiError::new(status, error.to_string()).into_response(Protocol::Anthropic)
 }
 
 fn estimated(tokens: u64) -> Response {

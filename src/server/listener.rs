@@ -1,9 +1,10 @@
-//! The accept loop. Hand-written on hyper-util rather than `axum::serve` for two things axum does not expose:
-//! a header-read timeout (so clients that send headers byte by byte cannot hold connections forever) and a
-//! bounded drain on shutdown.
+//! The accept loop. Hand-written on hyper-util rather than `axum::serve` for what axum does not expose: a
+//! header-read timeout (so clients that send headers byte by byte cannot hold connections forever), a cap on
+//! open connections, and a bounded drain on shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -13,6 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use crate::routing::Snapshot;
 
@@ -25,8 +27,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(OpenConnections::default());
     tokio::pin!(shutdown);
     loop {
+        // At the cap, wait for a connection to close before accepting: the kernel's backlog holds the
+        // newcomers, as in mini-redis's `limit_connections`. Read per turn, so a reload applies at once.
+        let cap = live.load().config.max_connections;
+        tokio::select! {
+            () = open.below(cap) => {}
+            () = &mut shutdown => break,
+        }
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -52,8 +62,10 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
+        let slot = open.take();
         tokio::spawn(async move {
             let _ = connection.await;
+            drop(slot);
         });
     }
     drop(listener);
@@ -63,4 +75,41 @@ pub async fn serve(
         () = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain timeout reached; closing the remaining connections"),
     }
     Ok(())
+}
+
+/// The number of open client connections. A plain counter rather than a semaphore, because the cap can
+/// change with every reload.
+#[derive(Default)]
+struct OpenConnections {
+    count: AtomicUsize,
+    closed: Notify,
+}
+
+impl OpenConnections {
+    /// Resolves once fewer than `cap` connections are open.
+    async fn below(&self, cap: usize) {
+        loop {
+            // Created before the check, so a close between the check and the wait is not missed.
+            let closed = self.closed.notified();
+            if self.count.load(Ordering::Acquire) < cap {
+                return;
+            }
+            closed.await;
+        }
+    }
+
+    fn take(self: &Arc<Self>) -> ConnectionSlot {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        ConnectionSlot(self.clone())
+    }
+}
+
+/// One open connection; closing it frees its place.
+struct ConnectionSlot(Arc<OpenConnections>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.closed.notify_one();
+    }
 }

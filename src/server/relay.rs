@@ -34,7 +34,7 @@ use crate::upstream::{self, UpstreamError};
 /// An upstream error body is read up to this size; more is cut.
 pub(super) const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// A non-streamed answer that must be converted is read whole, up to this size.
-const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
+pub(super) const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
 pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     handle(state, Protocol::OpenAi, request).await
@@ -53,7 +53,8 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
     // One snapshot for the whole request: a reload while it runs changes nothing for it.
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(&parts.headers, body, snapshot.config.body_limit).await {
+    let config = &snapshot.config;
+    let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,
         Err(error) => return reject(route, client, error, started),
     };
@@ -84,13 +85,22 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         };
         let exchange = Exchange::new(client, deployment, &request.model, &state.signing_key);
         match exchange
-            .attempt(&request, &bytes, &parts.headers, &outcome, started)
+            .attempt(
+                &request,
+                &bytes,
+                &parts.headers,
+                &outcome,
+                started,
+                config.max_event_size,
+            )
             .await
         {
-            Ok(response) => {
+            Ok(Answer::Upstream(response)) => {
                 deployment.health.record_success();
                 return response;
             }
+            // The deployment was never contacted, so its health says nothing new.
+            Ok(Answer::Local(response)) => return response,
             Err(failure) if !failure.retryable => return finish(&outcome, failure.response, false, started),
             Err(failure) => {
                 let cooldown = deployment.health.record_failure(&reliability, failure.retry_after);
@@ -135,6 +145,14 @@ fn choose<'g>(group: &'g ModelGroup, tried: &[usize]) -> Option<(usize, &'g std:
                 .min_by_key(|i| group.members[*i].health.cooldown_left())?;
             Some((index, &group.members[index]))
         })
+}
+
+/// The client's answer from a successful attempt.
+enum Answer {
+    /// The upstream answered.
+    Upstream(Response),
+    /// The router answered without contacting the upstream (Claude Code's cache pre-warm).
+    Local(Response),
 }
 
 /// An attempt that did not produce the client's answer.
@@ -227,7 +245,8 @@ impl<'a> Exchange<'a> {
         client_headers: &HeaderMap,
         outcome: &Outcome<'_>,
         started: Instant,
-    ) -> Result<Response, Failure> {
+        max_event: usize,
+    ) -> Result<Answer, Failure> {
         let client = self.client;
         let deployment = self.deployment;
         let (body, conversion) = self
@@ -235,12 +254,19 @@ impl<'a> Exchange<'a> {
             .map_err(|e| Failure::refused(e, client))?;
         if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
-            return Ok(finish(outcome, self.cache_prewarm_answer(), false, started));
+            return Ok(Answer::Local(finish(
+                outcome,
+                self.cache_prewarm_answer(),
+                false,
+                started,
+            )));
         }
+        // For a whole answer the deadline covers headers and body; for a stream, the first event.
         let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
+        let unreachable = |e: UpstreamError| Failure::unreachable(upstream_status(&e), e.to_string(), client);
         let response = upstream::send(deployment, &deployment.endpoint, client_headers, body, deadline)
             .await
-            .map_err(|e| Failure::unreachable(upstream_status(&e), e.to_string(), client))?;
+            .map_err(unreachable)?;
 
         let status = response.status();
         let headers = upstream::relayed_headers(response.headers());
@@ -249,7 +275,9 @@ impl<'a> Exchange<'a> {
                 .then(|| upstream::retry_after(response.headers()))
                 .flatten();
             let request_id = upstream::request_id(response.headers());
-            let body = upstream::read_capped(response, MAX_ERROR_BODY).await;
+            let body = upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline)
+                .await
+                .map_err(unreachable)?;
             let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
             let mut answer = match conversion {
                 None => json_response(status, same_protocol_error_body(client, status, &body)),
@@ -264,18 +292,13 @@ impl<'a> Exchange<'a> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        let secret = deployment.secret.clone();
         let mut answer = match (is_stream, &conversion) {
-            (false, None) => pass_through_json(response),
-            (false, Some(facts)) => self.convert_json(response, facts).await?,
+            (false, None) => self.pass_through_json(response, deadline).await?,
+            (false, Some(facts)) => self.convert_json(response, facts, deadline).await?,
             (true, None) => {
-                self.stream(
-                    response,
-                    PassThrough::new(client).redacting(deployment.secret.clone()),
-                    deadline,
-                    outcome,
-                    started,
-                )
-                .await?
+                let processor = PassThrough::new(client, max_event).redacting(secret);
+                self.stream(response, processor, deadline, outcome, started).await?
             }
             (true, Some(facts)) => {
                 let ctx = self.context();
@@ -283,17 +306,17 @@ impl<'a> Exchange<'a> {
                     Protocol::OpenAi => Box::new(AnthropicToOpenAiStream::new(&ctx, facts)),
                     Protocol::Anthropic => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
                 };
-                let processor = Converting::new(deployment.protocol, client, converter);
+                let processor = Converting::new(deployment.protocol, client, converter, max_event).redacting(secret);
                 self.stream(response, processor, deadline, outcome, started).await?
             }
         };
         answer.headers_mut().extend(headers);
         // A stream logs its request line when it ends.
-        Ok(if is_stream {
+        Ok(Answer::Upstream(if is_stream {
             answer
         } else {
             finish(outcome, answer, false, started)
-        })
+        }))
     }
 
     /// The upstream body, and the conversion facts when the protocols differ. Same-protocol bodies are
@@ -336,16 +359,44 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// A whole same-protocol answer, read before it is relayed: a body that stalls or breaks is a failed
+    /// attempt that can still fail over.
+    async fn pass_through_json(
+        &self,
+        response: upstream::UpstreamResponse,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, Failure> {
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let body = self.read_whole(response, deadline).await?;
+        let mut answer = Response::new(Body::from(body));
+        *answer.status_mut() = status;
+        answer.headers_mut().insert(
+            header::CONTENT_TYPE,
+            content_type.unwrap_or(HeaderValue::from_static("application/json")),
+        );
+        Ok(answer)
+    }
+
+    async fn read_whole(
+        &self,
+        response: upstream::UpstreamResponse,
+        deadline: tokio::time::Instant,
+    ) -> Result<Bytes, Failure> {
+        upstream::read_limited(self.deployment, response, MAX_RESPONSE_BODY, deadline)
+            .await
+            .map_err(|e| Failure::unreachable(upstream_status(&e), e.to_string(), self.client))
+    }
+
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
     async fn convert_json(
         &self,
         response: upstream::UpstreamResponse,
         facts: &RequestFacts,
+        deadline: tokio::time::Instant,
     ) -> Result<Response, Failure> {
         let broken = |message: String| Failure::unreachable(StatusCode::BAD_GATEWAY, message, self.client);
-        let body = upstream::read_limited(response, MAX_RESPONSE_BODY)
-            .await
-            .map_err(broken)?;
+        let body = self.read_whole(response, deadline).await?;
         let ctx = self.context();
         let converted = match self.client {
             Protocol::OpenAi => convert::response::anthropic_to_openai(&body, &ctx, facts),
@@ -370,6 +421,11 @@ impl<'a> Exchange<'a> {
         let head = read_first_event(&mut upstream, &mut processor, deadline)
             .await
             .map_err(|(status, message)| Failure::unreachable(status, message, self.client))?;
+        if !processor.started() {
+            // The stream ended before a first event: an event over the size cap.
+            let message = "upstream's first stream event exceeds router_settings.max_event_size_mb".to_owned();
+            return Err(Failure::unreachable(StatusCode::BAD_GATEWAY, message, self.client));
+        }
         if let Some(early) = processor.early_error() {
             let secret = self.deployment.spec.api_key.as_ref().map(|k| k.expose());
             let body = upstream::redact(early.body.clone(), secret);
@@ -416,7 +472,7 @@ async fn read_first_event(
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, (StatusCode, String)> {
     let mut head = Vec::new();
-    while !processor.started() {
+    while !processor.started() && processor.end().is_none() {
         match tokio::time::timeout_at(deadline, upstream.next()).await {
             Ok(Some(Ok(chunk))) => head.extend_from_slice(&processor.chunk(chunk)),
             Ok(Some(Err(e))) => {
@@ -449,19 +505,6 @@ fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box
         })
         .map(|key| (key, RawValue::from_string(cap.to_string()).expect("a number is JSON")))
         .collect()
-}
-
-fn pass_through_json(response: upstream::UpstreamResponse) -> Response {
-    let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    // Data frames only, streamed (chunked) as before: no trailers, no length promised to the client.
-    let mut answer = Response::new(Body::from_stream(UpstreamBody::new(response.into_body())));
-    *answer.status_mut() = status;
-    answer.headers_mut().insert(
-        header::CONTENT_TYPE,
-        content_type.unwrap_or(HeaderValue::from_static("application/json")),
-    );
-    answer
 }
 
 fn client_error_response(error: ClientError) -> Response {

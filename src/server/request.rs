@@ -2,15 +2,18 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, header};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
 use crate::protocol::raw_body::RawBody;
 
-/// Reads the whole body, answering 413 beyond `limit` (checked against `Content-Length` first, so an
-/// oversized upload is refused before it is read).
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body within `timeout`, answering 413 beyond `limit` (checked against `Content-Length`
+/// first, so an oversized upload is refused before it is read) and 408 when it does not arrive in time, so a
+/// client cannot hold a request open by trickling its body.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -18,10 +21,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s (router_settings.body_read_timeout)",
+                timeout.as_secs_f64()
+            ),
+        )),
     }
 }
 
@@ -55,8 +65,6 @@ impl<'a> ClientRequest<'a> {
 
 #[cfg(test)]
 mod tests {
-    use http::StatusCode;
-
     use super::*;
 
     #[test]
@@ -79,11 +87,12 @@ mod tests {
     #[tokio::test]
     async fn body_limit() {
         let mut headers = HeaderMap::new();
-        assert_eq!(read_body(&headers, Body::from("12345"), 5).await.unwrap(), "12345");
-        let e = read_body(&headers, Body::from("123456"), 5).await.unwrap_err();
+        let t = Duration::from_secs(5);
+        assert_eq!(read_body(&headers, Body::from("12345"), 5, t).await.unwrap(), "12345");
+        let e = read_body(&headers, Body::from("123456"), 5, t).await.unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
         headers.insert(header::CONTENT_LENGTH, "999".parse().unwrap());
-        let e = read_body(&headers, Body::empty(), 5).await.unwrap_err();
+        let e = read_body(&headers, Body::empty(), 5, t).await.unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

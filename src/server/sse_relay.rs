@@ -13,11 +13,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::StatusCode;
 use std::future::Future;
+use std::ops::ControlFlow;
 
 use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
-use crate::protocol::sse::{SseEvent, SseParser, write_data_event, write_named_event};
+use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
 use crate::protocol::{Protocol, anthropic, openai};
 
 /// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
@@ -35,9 +36,33 @@ pub struct EarlyError {
     pub body: Vec<u8>,
 }
 
+/// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
+/// for a complete stream, the in-band error's status otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnd {
+    pub status: u16,
+    pub outcome: &'static str,
+}
+
+impl StreamEnd {
+    const COMPLETE: Self = Self::new(200, "complete");
+
+    const fn new(status: u16, outcome: &'static str) -> Self {
+        Self { status, outcome }
+    }
+
+    fn of_failure(failure: StreamFailure) -> Self {
+        match failure {
+            StreamFailure::Timeout => Self::new(504, "upstream stream stalled"),
+            StreamFailure::Upstream => Self::new(502, "upstream failed mid-stream"),
+        }
+    }
+}
+
 /// Turns upstream bytes into client bytes, one chunk at a time.
 pub trait StreamProcessor: Send + 'static {
-    /// Client bytes for one upstream chunk (may be empty while an event is incomplete).
+    /// Client bytes for one upstream chunk (may be empty while an event is incomplete). Nothing once the
+    /// stream has ended.
     fn chunk(&mut self, chunk: Bytes) -> Bytes;
     /// The upstream ended. Closing bytes: nothing if the stream had finished, else an in-band error.
     fn eof(&mut self) -> Bytes;
@@ -45,6 +70,9 @@ pub trait StreamProcessor: Send + 'static {
     fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes;
     /// Whether at least one complete event has been seen.
     fn started(&self) -> bool;
+    /// Set once the final event or an in-band error has been produced: the client's answer is complete and
+    /// the upstream is no longer read.
+    fn end(&self) -> Option<StreamEnd>;
     /// The first event, if it was an error.
     fn early_error(&self) -> Option<&EarlyError>;
     /// Bytes to send while the upstream is silent; empty when the processor sends none.
@@ -57,7 +85,7 @@ pub trait StreamProcessor: Send + 'static {
 pub struct PassThrough {
     protocol: Protocol,
     parser: SseParser,
-    /// Bytes of an event not yet complete.
+    /// Bytes of an event not yet complete (at most the parser's event cap).
     held: Vec<u8>,
     watch: Watch,
     /// The deployment's API key, scrubbed from the output: an upstream error event may quote it.
@@ -68,31 +96,36 @@ pub struct PassThrough {
 #[derive(Default)]
 struct Watch {
     started: bool,
-    finished: bool,
+    end: Option<StreamEnd>,
     early_error: Option<EarlyError>,
 }
 
 impl Watch {
-    fn observe(&mut self, protocol: Protocol, event: &SseEvent) {
-        if self.finished {
-            return;
-        }
+    /// Breaks at the stream's last event: its end marker or an error.
+    fn observe(&mut self, protocol: Protocol, event: &SseEvent) -> ControlFlow<()> {
         let error = stream_error(protocol, event);
         if !self.started {
             self.started = true;
             self.early_error = error.as_ref().map(|e| EarlyError::new(e, protocol));
         }
-        if error.is_some() || is_end_marker(protocol, event) {
-            self.finished = true;
+        if let Some(error) = error {
+            self.end = Some(StreamEnd::new(error.status, "upstream sent an error event"));
+        } else if is_end_marker(protocol, event) {
+            self.end = Some(StreamEnd::COMPLETE);
+        }
+        if self.end.is_some() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
 }
 
 impl PassThrough {
-    pub fn new(protocol: Protocol) -> Self {
+    pub fn new(protocol: Protocol, max_event: usize) -> Self {
         Self {
             protocol,
-            parser: SseParser::new(),
+            parser: SseParser::with_max_event(max_event),
             held: Vec::new(),
             watch: Watch::default(),
             secret: None,
@@ -105,66 +138,86 @@ impl PassThrough {
         self
     }
 
-    /// Output is cut at event boundaries, so a key is never split between two pieces.
-    fn scrub(&self, out: Bytes) -> Bytes {
-        match &self.secret {
-            Some(secret) if memchr::memmem::find(&out, secret.expose().as_bytes()).is_some() => {
-                Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret.expose())))
-            }
-            _ => out,
+    /// The bytes of this chunk up to `cut` (an event boundary), after those held from earlier chunks.
+    fn complete_events(&mut self, chunk: &Bytes, cut: usize) -> Bytes {
+        if self.held.is_empty() {
+            // The common case, an upstream writing whole events, goes out without a copy.
+            return chunk.slice(..cut);
         }
+        self.held.extend_from_slice(&chunk[..cut]);
+        Bytes::from(std::mem::take(&mut self.held))
     }
 }
 
 impl StreamProcessor for PassThrough {
     fn chunk(&mut self, chunk: Bytes) -> Bytes {
-        if !self.watch.finished {
-            let Self {
-                protocol,
-                parser,
-                watch,
-                ..
-            } = self;
-            parser.feed(&chunk, |event| watch.observe(*protocol, &event));
+        if self.watch.end.is_some() {
+            return Bytes::new();
         }
-        // The common case, an upstream writing whole events, goes out without a copy.
-        if self.held.is_empty() && last_event_end(&chunk) == Some(chunk.len()) {
-            return self.scrub(chunk);
-        }
-        self.held.extend_from_slice(&chunk);
-        match last_event_end(&self.held) {
-            Some(end) => {
-                let rest = self.held.split_off(end);
-                let complete = Bytes::from(std::mem::replace(&mut self.held, rest));
-                self.scrub(complete)
+        let Self {
+            protocol,
+            parser,
+            watch,
+            ..
+        } = self;
+        let out = match parser.feed_until(&chunk, |event| watch.observe(*protocol, &event)) {
+            Fed::Read { boundary: None } => {
+                self.held.extend_from_slice(&chunk);
+                return Bytes::new();
             }
-            None => Bytes::new(),
-        }
+            Fed::Read { boundary: Some(cut) } => {
+                let out = self.complete_events(&chunk, cut);
+                self.held.extend_from_slice(&chunk[cut..]);
+                out
+            }
+            // The final event: whatever follows it is not part of the stream.
+            Fed::Stopped { at } => self.complete_events(&chunk, at),
+            Fed::TooLarge { boundary } => {
+                let mut out = boundary
+                    .map(|cut| self.complete_events(&chunk, cut))
+                    .unwrap_or_default();
+                self.held = Vec::new();
+                let message = event_too_large(self.parser.max_event());
+                self.watch.end = Some(StreamEnd::new(502, "upstream event too large"));
+                out = [out, in_band_error(self.protocol, &message)].concat().into();
+                out
+            }
+        };
+        redact_bytes(out, self.secret.as_ref())
     }
 
     fn eof(&mut self) -> Bytes {
-        if let Some(event) = self.parser.finish() {
-            self.watch.observe(self.protocol, &event);
+        if self.watch.end.is_none()
+            && let Some(event) = self.parser.finish()
+        {
+            let _ = self.watch.observe(self.protocol, &event);
+            if self.watch.end.is_some() {
+                // A final event without its blank line still belongs to the stream.
+                let rest = Bytes::from(std::mem::take(&mut self.held));
+                return redact_bytes(rest, self.secret.as_ref());
+            }
         }
-        if self.watch.finished {
-            // Whatever trails the last blank line (a final event without one) still belongs to the stream.
-            let rest = Bytes::from(std::mem::take(&mut self.held));
-            return self.scrub(rest);
+        if self.watch.end.is_some() {
+            return Bytes::new();
         }
-        self.watch.finished = true;
+        self.watch.end = Some(StreamEnd::new(502, "upstream ended early"));
         in_band_error(self.protocol, "upstream closed the stream before it was complete")
     }
 
-    fn failed(&mut self, _failure: StreamFailure, message: &str) -> Bytes {
-        if self.watch.finished {
+    fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes {
+        if self.watch.end.is_some() {
             return Bytes::new();
         }
-        self.watch.finished = true;
+        self.watch.end = Some(StreamEnd::of_failure(failure));
         in_band_error(self.protocol, message)
     }
 
     fn started(&self) -> bool {
         self.watch.started
+    }
+
+    fn end(&self) -> Option<StreamEnd> {
+        self.watch.end
     }
 
     fn early_error(&self) -> Option<&EarlyError> {
@@ -178,91 +231,151 @@ impl StreamProcessor for PassThrough {
 
 /// Streams in the other protocol: each upstream event goes through the route's converter.
 pub struct Converting {
+    parser: SseParser,
+    state: ConvertingState,
+    /// The deployment's exact API key, scrubbed from the output (converted error events quote upstream text).
+    secret: Option<Secret>,
+}
+
+struct ConvertingState {
     upstream: Protocol,
     client: Protocol,
-    parser: SseParser,
     converter: Box<dyn StreamConverter>,
     started: bool,
-    finished: bool,
+    end: Option<StreamEnd>,
     early_error: Option<EarlyError>,
 }
 
 impl Converting {
-    pub fn new(upstream: Protocol, client: Protocol, converter: Box<dyn StreamConverter>) -> Self {
+    pub fn new(upstream: Protocol, client: Protocol, converter: Box<dyn StreamConverter>, max_event: usize) -> Self {
         Self {
-            upstream,
-            client,
-            parser: SseParser::new(),
-            converter,
-            started: false,
-            finished: false,
-            early_error: None,
+            parser: SseParser::with_max_event(max_event),
+            state: ConvertingState {
+                upstream,
+                client,
+                converter,
+                started: false,
+                end: None,
+                early_error: None,
+            },
+            secret: None,
         }
     }
 
-    fn convert(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
-        if self.finished {
-            return;
+    /// Scrubs `secret` from everything sent to the client.
+    pub fn redacting(mut self, secret: Option<Secret>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    fn output(&self, out: Vec<u8>) -> Bytes {
+        redact_bytes(out.into(), self.secret.as_ref())
+    }
+}
+
+impl ConvertingState {
+    /// Breaks once the converter has written the client's last event.
+    fn convert(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> ControlFlow<()> {
+        if self.end.is_some() {
+            return ControlFlow::Break(());
         }
         if !self.started {
             self.started = true;
             if let Some(error) = stream_error(self.upstream, event) {
                 self.early_error = Some(EarlyError::new(&error, self.client));
-                self.finished = true;
-                return;
+                self.end = Some(StreamEnd::new(error.status, "upstream sent an error event"));
+                return ControlFlow::Break(());
             }
         }
-        if self.converter.on_event(event, out) != StreamStatus::Continue {
-            self.finished = true;
+        match self.converter.on_event(event, out) {
+            StreamStatus::Continue => return ControlFlow::Continue(()),
+            StreamStatus::Finished => self.end = Some(StreamEnd::COMPLETE),
+            StreamStatus::Failed => self.end = Some(StreamEnd::new(502, "upstream sent an error event")),
+        }
+        ControlFlow::Break(())
+    }
+
+    fn fail(&mut self, end: StreamEnd, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if self.end.is_none() {
+            self.end = Some(end);
+            self.converter.on_error(failure, message, out);
         }
     }
 }
 
 impl StreamProcessor for Converting {
     fn chunk(&mut self, chunk: Bytes) -> Bytes {
-        let mut events = Vec::new();
-        self.parser.feed(&chunk, |e| events.push(e));
         let mut out = Vec::new();
-        for event in &events {
-            self.convert(event, &mut out);
+        if self.state.end.is_some() {
+            return Bytes::new();
         }
-        out.into()
+        let state = &mut self.state;
+        if let Fed::TooLarge { .. } = self.parser.feed_until(&chunk, |event| state.convert(&event, &mut out)) {
+            let message = event_too_large(self.parser.max_event());
+            let end = StreamEnd::new(502, "upstream event too large");
+            self.state.fail(end, StreamFailure::Upstream, &message, &mut out);
+        }
+        self.output(out)
     }
 
     fn eof(&mut self) -> Bytes {
         let mut out = Vec::new();
-        if let Some(event) = self.parser.finish() {
-            self.convert(&event, &mut out);
+        if self.state.end.is_none()
+            && let Some(event) = self.parser.finish()
+        {
+            let _ = self.state.convert(&event, &mut out);
         }
-        if !self.finished {
-            self.finished = true;
-            self.converter.on_eof(&mut out);
+        if self.state.end.is_none() {
+            self.state.end = Some(match self.state.converter.on_eof(&mut out) {
+                StreamStatus::Finished => StreamEnd::COMPLETE,
+                _ => StreamEnd::new(502, "upstream ended early"),
+            });
         }
-        out.into()
+        self.output(out)
     }
 
     fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes {
         let mut out = Vec::new();
-        if !self.finished {
-            self.finished = true;
-            self.converter.on_error(failure, message, &mut out);
-        }
-        out.into()
+        self.state
+            .fail(StreamEnd::of_failure(failure), failure, message, &mut out);
+        self.output(out)
     }
 
     fn started(&self) -> bool {
-        self.started
+        self.state.started
+    }
+
+    fn end(&self) -> Option<StreamEnd> {
+        self.state.end
     }
 
     fn early_error(&self) -> Option<&EarlyError> {
-        self.early_error.as_ref()
+        self.state.early_error.as_ref()
     }
 
     fn keep_alive(&self) -> Bytes {
         let mut out = Vec::new();
-        self.converter.keep_alive(&mut out);
+        self.state.converter.keep_alive(&mut out);
         out.into()
     }
+}
+
+/// Replaces the exact key wherever it appears. Output is cut at event boundaries, so a key is never split
+/// between two pieces.
+fn redact_bytes(out: Bytes, secret: Option<&Secret>) -> Bytes {
+    match secret {
+        Some(secret) if memchr::memmem::find(&out, secret.expose().as_bytes()).is_some() => {
+            Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret.expose())))
+        }
+        _ => out,
+    }
+}
+
+fn event_too_large(max_event: usize) -> String {
+    format!(
+        "upstream sent a stream event larger than {} MiB (router_settings.max_event_size_mb)",
+        max_event as f64 / (1024.0 * 1024.0)
+    )
 }
 
 /// An error event in an upstream stream, or `None` for a normal event.
@@ -281,16 +394,6 @@ impl EarlyError {
             body: converted.body,
         }
     }
-}
-
-/// The position just after the last blank line (`\n\n` or `\n\r\n`) in `bytes`: the end of its last
-/// complete event.
-fn last_event_end(bytes: &[u8]) -> Option<usize> {
-    (1..bytes.len()).rev().find_map(|i| {
-        let blank =
-            bytes[i] == b'\n' && (bytes[i - 1] == b'\n' || (i >= 2 && bytes[i - 1] == b'\r' && bytes[i - 2] == b'\n'));
-        blank.then_some(i + 1)
-    })
 }
 
 /// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`.
@@ -321,6 +424,7 @@ pub struct StreamLog {
 }
 
 /// The client's response body: the head already read while waiting for the first event, then the rest.
+/// It ends as soon as the processor has produced the stream's last event; dropping it drops the upstream.
 pub struct RelayBody<P: StreamProcessor> {
     head: Option<Bytes>,
     upstream: UpstreamBody,
@@ -334,8 +438,6 @@ pub struct RelayBody<P: StreamProcessor> {
     /// When the upstream last sent bytes; the timers above compare against it when they fire.
     last_upstream: Instant,
     last_keep_alive: Instant,
-    done: bool,
-    outcome: &'static str,
     log: StreamLog,
 }
 
@@ -351,15 +453,12 @@ impl<P: StreamProcessor> RelayBody<P> {
             idle_limit,
             last_upstream: Instant::now(),
             last_keep_alive: Instant::now(),
-            done: false,
-            outcome: "client disconnected",
             log,
         }
     }
 
-    fn finish(&mut self, outcome: &'static str) {
-        self.done = true;
-        self.outcome = outcome;
+    fn done(&self) -> bool {
+        self.processor.end().is_some()
     }
 }
 
@@ -371,7 +470,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
             return Poll::Ready(Some(Ok(head)));
         }
-        if this.done {
+        if this.done() {
             return Poll::Ready(None);
         }
         // Everything the upstream has ready goes out in one write: one syscall for a burst of events
@@ -382,24 +481,18 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.last_upstream = Instant::now();
                     batch.push(this.processor.chunk(chunk));
-                    if batch.len() >= MAX_BATCH {
+                    // The last event ends the client's answer now, whatever the upstream does next.
+                    if batch.len() >= MAX_BATCH || this.done() {
                         return Poll::Ready(Some(Ok(batch.into_bytes())));
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     let message = format!("upstream stream failed: {}", crate::upstream::describe(&error));
                     batch.push(this.processor.failed(StreamFailure::Upstream, &message));
-                    this.finish("upstream failed mid-stream");
                     return Poll::Ready(Some(Ok(batch.into_bytes())));
                 }
                 Poll::Ready(None) => {
-                    let closing = this.processor.eof();
-                    this.finish(if closing.is_empty() {
-                        "complete"
-                    } else {
-                        "upstream ended early"
-                    });
-                    batch.push(closing);
+                    batch.push(this.processor.eof());
                     return Poll::Ready((!batch.is_empty()).then(|| Ok(batch.into_bytes())));
                 }
                 Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(Ok(batch.into_bytes()))),
@@ -458,7 +551,6 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
             if Instant::now() >= silent_until {
                 let message = format!("upstream sent nothing for {} s", self.idle_limit.as_secs_f64());
                 let out = self.processor.failed(StreamFailure::Timeout, &message);
-                self.finish("upstream stream stalled");
                 return Poll::Ready(Some(Ok(out)));
             }
             self.idle.as_mut().reset(silent_until.into());
@@ -480,14 +572,19 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
 
 impl<P: StreamProcessor> Drop for RelayBody<P> {
     fn drop(&mut self) {
+        // 499 (nginx's "client closed request"): the client went away before the stream ended.
+        let end = self
+            .processor
+            .end()
+            .unwrap_or(StreamEnd::new(499, "client disconnected"));
         let log = &self.log;
         tracing::info!(
             route = log.route,
             group = %log.group,
             deployment = %log.deployment,
-            status = 200,
+            status = end.status,
             streamed = true,
-            outcome = self.outcome,
+            outcome = end.outcome,
             elapsed_ms = log.started.elapsed().as_millis() as u64,
             "request finished"
         );
@@ -497,6 +594,7 @@ impl<P: StreamProcessor> Drop for RelayBody<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::DEFAULT_MAX_EVENT;
 
     fn feed(p: &mut PassThrough, input: &str, cut: usize) -> Vec<u8> {
         let mut out = Vec::new();
@@ -509,7 +607,7 @@ mod tests {
     fn openai_stream_passes_through_and_ends_cleanly() {
         let input = "data: {\"choices\":[{\"delta\":{\"content\":\"hé\"}}]}\n\ndata: [DONE]\n\n";
         for cut in 0..input.len() {
-            let mut p = PassThrough::new(Protocol::OpenAi);
+            let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
             assert_eq!(feed(&mut p, input, cut), input.as_bytes());
             assert!(p.started() && p.early_error().is_none());
             assert!(p.eof().is_empty(), "cut {cut}");
@@ -518,7 +616,7 @@ mod tests {
 
     #[test]
     fn a_last_event_without_its_blank_line_is_still_sent() {
-        let mut p = PassThrough::new(Protocol::OpenAi);
+        let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         assert_eq!(p.chunk(Bytes::from_static(b"data: {}\n\n")), &b"data: {}\n\n"[..]);
         assert!(p.chunk(Bytes::from_static(b"data: [DONE]")).is_empty());
         assert_eq!(p.eof(), &b"data: [DONE]"[..]);
@@ -526,7 +624,8 @@ mod tests {
 
     #[test]
     fn the_api_key_is_scrubbed_from_relayed_events() {
-        let mut p = PassThrough::new(Protocol::Anthropic).redacting(Some(Secret::new("sk-live-123".into())));
+        let mut p =
+            PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT).redacting(Some(Secret::new("sk-live-123".into())));
         let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"bad key sk-live-123\"}}\n\n";
         let out = p.chunk(Bytes::from_static(b"event: ping\ndata: {}\n\n"));
         assert_eq!(out, &b"event: ping\ndata: {}\n\n"[..]);
@@ -544,7 +643,7 @@ mod tests {
 
     #[test]
     fn output_is_cut_at_event_boundaries() {
-        let mut p = PassThrough::new(Protocol::OpenAi);
+        let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         assert!(p.chunk(Bytes::from_static(b"data: {\"a\"")).is_empty());
         assert_eq!(
             p.chunk(Bytes::from_static(b":1}\n\ndata: {")),
@@ -555,19 +654,17 @@ mod tests {
         p.chunk(Bytes::from_static(b"data: {\"half"));
         let tail = p.failed(StreamFailure::Upstream, "boom");
         assert!(tail.starts_with(b"data: {\"error\""));
-        assert_eq!(last_event_end(b"x\n\ny\n\nz"), Some(6));
-        assert_eq!(last_event_end(b"x\ny"), None);
     }
 
     #[test]
     fn truncated_streams_end_with_an_in_band_error() {
-        let mut p = PassThrough::new(Protocol::OpenAi);
+        let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(b"data: {\"choices\":[]}\n\n"));
         let tail = String::from_utf8(p.eof().to_vec()).unwrap();
         assert!(tail.starts_with("data: {\"error\":{"), "{tail}");
         assert!(!tail.contains("[DONE]"));
 
-        let mut p = PassThrough::new(Protocol::Anthropic);
+        let mut p = PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(b"event: message_start\ndata: {}\n\n"));
         let tail = String::from_utf8(p.failed(StreamFailure::Upstream, "boom").to_vec()).unwrap();
         assert!(tail.starts_with("event: error\ndata: {\"type\":\"error\""), "{tail}");
@@ -576,7 +673,7 @@ mod tests {
 
     #[test]
     fn anthropic_stream_ends_at_message_stop() {
-        let mut p = PassThrough::new(Protocol::Anthropic);
+        let mut p = PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(
             b"event: message_start\ndata: {}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
         ));
@@ -585,7 +682,7 @@ mod tests {
 
     #[test]
     fn first_event_errors_are_early_errors() {
-        let mut p = PassThrough::new(Protocol::Anthropic);
+        let mut p = PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(
             b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
         ));
@@ -593,13 +690,13 @@ mod tests {
         assert_eq!(e.status.as_u16(), 529);
         assert!(p.eof().is_empty(), "an upstream error event is a terminal event");
 
-        let mut p = PassThrough::new(Protocol::OpenAi);
+        let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(
             b"data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}\n\n",
         ));
         assert_eq!(p.early_error().unwrap().status.as_u16(), 429);
 
-        let mut p = PassThrough::new(Protocol::OpenAi);
+        let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(
             b"data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}],\"error\":null}\n\n",
         ));

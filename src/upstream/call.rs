@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::Scheme;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 
@@ -51,39 +51,59 @@ pub async fn send(
     }
 }
 
-/// Reads a whole upstream body, refusing one larger than `limit`.
-pub async fn read_limited(response: UpstreamResponse, limit: usize) -> Result<Vec<u8>, String> {
-    let mut stream = response.into_body();
-    let expected = usize::try_from(stream.size_hint().lower()).unwrap_or(usize::MAX);
-    if expected > limit {
-        return Err(format!("upstream answer exceeds {limit} bytes"));
+/// Reads a whole upstream body by `deadline`, refusing one larger than `limit`. A body that stalls is a
+/// timeout like a slow first byte, so the attempt fails over instead of holding the client forever.
+pub async fn read_limited(
+    deployment: &Deployment,
+    response: UpstreamResponse,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, UpstreamError> {
+    let broken = |reason: String| UpstreamError::Transport {
+        deployment: deployment.name.clone(),
+        reason,
+    };
+    let body = response.into_body();
+    if body.size_hint().lower() > limit as u64 {
+        return Err(broken(format!("answer exceeds {limit} bytes")));
     }
-    // A declared length is only a hint: an upstream cannot make the router reserve more than 4 MiB up front.
-    let mut body = Vec::with_capacity(expected.min(4 << 20));
-    while let Some(frame) = stream.frame().await {
-        let frame = frame.map_err(|e| format!("upstream answer could not be read: {}", describe(&e)))?;
-        let Ok(chunk) = frame.into_data() else { continue };
-        if body.len() + chunk.len() > limit {
-            return Err(format!("upstream answer exceeds {limit} bytes"));
-        }
-        body.extend_from_slice(&chunk);
+    // One data frame (the usual small answer) comes out of `collect` without a copy.
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(broken(format!("answer exceeds {limit} bytes"))),
+        Ok(Err(error)) => Err(broken(format!("answer could not be read: {}", describe(&*error)))),
+        Err(_) => Err(UpstreamError::Timeout {
+            deployment: deployment.name.clone(),
+        }),
     }
-    Ok(body)
 }
 
-/// Reads at most `cap` bytes of an upstream body (error bodies: the start is what matters).
-pub async fn read_capped(response: UpstreamResponse, cap: usize) -> Vec<u8> {
+/// Reads at most `cap` bytes of an upstream body by `deadline` (error bodies: the start is what matters, and
+/// a body cut by a broken connection is still worth relaying). Only a stall is an error.
+pub async fn read_capped(
+    deployment: &Deployment,
+    response: UpstreamResponse,
+    cap: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, UpstreamError> {
     let mut stream = response.into_body();
     let mut body = Vec::new();
-    while let Some(Ok(frame)) = stream.frame().await {
-        let Ok(chunk) = frame.into_data() else { continue };
-        let room = cap - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == cap {
-            break;
+    let read = async {
+        while let Some(Ok(frame)) = stream.frame().await {
+            let Ok(chunk) = frame.into_data() else { continue };
+            let room = cap - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() == cap {
+                break;
+            }
         }
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(()) => Ok(body),
+        Err(_) => Err(UpstreamError::Timeout {
+            deployment: deployment.name.clone(),
+        }),
     }
-    body
 }
 
 /// The upstream's request id (`request-id` on Anthropic, `x-request-id` on most OpenAI-compatible hosts).

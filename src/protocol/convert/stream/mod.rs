@@ -10,8 +10,9 @@
 //!    [`anthropic_stream_event_error`](super::error::anthropic_stream_event_error) returns `Some`, becomes a
 //!    plain HTTP error response (§3.5.1). Otherwise commit the 200 and feed that first event to
 //!    [`StreamConverter::on_event`].
-//! 2. Feed every further event; stop reading when `on_event` returns anything but
-//!    [`StreamStatus::Continue`] (and cancel the upstream request).
+//! 2. Feed every further event; when `on_event` returns anything but [`StreamStatus::Continue`], end the
+//!    client's response at once and drop the upstream request (an upstream may hold the connection open
+//!    after its last event).
 //! 3. At upstream EOF: hand the parser's unterminated last event (`SseParser::finish`) to `on_event`, then
 //!    call [`StreamConverter::on_eof`]. It writes the normal end only if the upstream finished cleanly, and an
 //!    in-band error otherwise.
@@ -33,8 +34,9 @@ pub trait StreamConverter: Send {
     /// Feeds one upstream SSE event; appends the client-facing SSE bytes (zero or more frames) to `out`.
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> StreamStatus;
     /// The upstream body ended (EOF). Appends the closing frames: the normal end if the upstream finished
-    /// cleanly, otherwise an in-band error. A truncated stream never gets a normal end.
-    fn on_eof(&mut self, out: &mut Vec<u8>);
+    /// cleanly, otherwise an in-band error. A truncated stream never gets a normal end. Returns how the
+    /// stream ended.
+    fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus;
     /// A transport error or idle timeout after the client's stream started: appends the in-band error
     /// (§3.5.2).
     fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>);

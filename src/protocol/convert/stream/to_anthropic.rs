@@ -440,15 +440,15 @@ impl StreamConverter for OpenAiToAnthropicStream {
 
     /// Clean end without `[DONE]`: a `finish_reason` was seen (some hosts omit `[DONE]`). Anything else,
     /// including EOF in the middle of a tool call, is a truncated answer and gets an in-band error.
-    fn on_eof(&mut self, out: &mut Vec<u8>) {
-        if self.phase != Phase::Open {
-            return;
+    fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.phase == Phase::Open {
+            if self.finish_reason.is_some() {
+                self.finish(out);
+            } else {
+                self.fail("api_error", INCOMPLETE_MESSAGE, out);
+            }
         }
-        if self.finish_reason.is_some() {
-            self.finish(out);
-        } else {
-            self.fail("api_error", INCOMPLETE_MESSAGE, out);
-        }
+        self.phase.status()
     }
 
     fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>) {

@@ -368,10 +368,11 @@ impl StreamConverter for AnthropicToOpenAiStream {
     }
 
     /// Anthropic streams end with `message_stop`; EOF before it is a truncated answer (§3.3).
-    fn on_eof(&mut self, out: &mut Vec<u8>) {
+    fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
         if self.phase == Phase::Open {
             self.fail(&server_error(INCOMPLETE_MESSAGE, "stream_incomplete"), out);
         }
+        self.phase.status()
     }
 
     fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>) {
