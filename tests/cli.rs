@@ -101,34 +101,7 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
-    let mut child = KillOnDrop(
-        router()
-            .args([
-                "-c",
-                path.to_str().unwrap(),
-                "-i",
-                "127.0.0.1",
-                "-p",
-                "0",
-                "-l",
-                "trace",
-            ])
-            .env("LLM_ROUTER_TOKEN", "tok-from-env")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let mut line = String::new();
-    let started = Instant::now();
-    let addr = loop {
-        line.clear();
-        stderr.read_line(&mut line).unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no listening line");
-    };
+    let (mut child, mut stderr, addr) = spawn_router(&path, "trace", Some("tok-from-env"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let health = http().get(format!("http://{addr}/health")).send().await.unwrap();
@@ -152,16 +125,96 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
             .unwrap();
         assert_eq!(failed.status(), 502);
     });
-    send_signal(child.0.id(), "TERM");
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let rest = stop(&mut child, &mut stderr);
     assert!(rest.contains("request finished"), "info/trace logs expected:\n{rest}");
     assert!(
         !rest.contains("tok-from-env") && !rest.contains("sk-upstream-secret"),
         "secret in logs:\n{rest}"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stream_that_ends_in_an_in_band_error_is_logged_with_its_real_outcome() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // One event, then silence past the idle limit.
+    let upstream = runtime.block_on(MockUpstream::fixed(Reply::Sse {
+        pieces: vec![
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n".to_vec(),
+            b"data: [DONE]\n\n".to_vec(),
+        ],
+        gap: Duration::from_secs(5),
+        then_break: false,
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let config = config_one("g", "openai", &upstream.base(), "      stream_idle_timeout: 0.3");
+    std::fs::write(&path, config).unwrap();
+    let (mut child, mut stderr, addr) = spawn_router(&path, "info", None);
+    runtime.block_on(async {
+        let r = http()
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&serde_json::json!({"model":"g","stream":true,"messages":[]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(concat(&read_chunks(r).await).contains("data: {\"error\""));
+    });
+    let rest = stop(&mut child, &mut stderr);
+    let line = rest
+        .lines()
+        .find(|l| l.contains("request finished") && l.contains("streamed=true"))
+        .unwrap_or_else(|| panic!("no stream log line:\n{rest}"));
+    assert!(line.contains("status=504"), "{line}");
+    assert!(line.contains("stalled"), "{line}");
+}
+
+/// Starts the binary on a free port; returns it, its stderr (past the listening line) and its address.
+fn spawn_router(
+    config: &std::path::Path,
+    level: &str,
+    token: Option<&str>,
+) -> (KillOnDrop, BufReader<std::process::ChildStderr>, String) {
+    let mut command = router();
+    command
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-l",
+            level,
+        ])
+        .stderr(Stdio::piped());
+    if let Some(token) = token {
+        command.env("LLM_ROUTER_TOKEN", token);
+    }
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let mut line = String::new();
+    let started = Instant::now();
+    let addr = loop {
+        line.clear();
+        stderr.read_line(&mut line).unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no listening line");
+    };
+    (child, stderr, addr)
+}
+
+/// SIGTERM, a clean exit, and everything the router logged after its listening line.
+fn stop(child: &mut KillOnDrop, stderr: &mut BufReader<std::process::ChildStderr>) -> String {
+    send_signal(child.0.id(), "TERM");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(stderr, &mut rest).unwrap();
+    rest
 }
 
 #[cfg(unix)]

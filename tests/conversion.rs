@@ -332,3 +332,105 @@ async fn router_minted_thinking_is_stripped_before_an_anthropic_upstream() {
     assert_eq!(sent["messages"][1]["content"], json!([{"type":"text","text":"hello"}]));
     assert_eq!(sent["model"], "upstream-model");
 }
+
+/// POSTs a raw JSON text, so the test itself cannot reorder keys.
+async fn post_raw(router: &TestRouter, path: &str, body: &str) -> String {
+    let r = http()
+        .post(router.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+fn in_order(text: &str, first: &str, second: &str) -> bool {
+    matches!((text.find(first), text.find(second)), (Some(a), Some(b)) if a < b)
+}
+
+#[tokio::test]
+async fn key_order_of_schemas_and_tool_inputs_survives_both_routes() {
+    // Models fill arguments in schema order, so `zeta` before `alpha` must stay so everywhere.
+    let ant_answer = r#"{"id":"msg_1","type":"message","role":"assistant","model":"up","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{"zeta":1,"alpha":{"y":2,"b":3}}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let oai_answer = r#"{"id":"c","object":"chat.completion","created":1,"model":"up","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"zeta\":1,\"alpha\":{\"y\":2,\"b\":3}}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let upstream = MockUpstream::start(move |req| Reply::Raw {
+        status: 200,
+        content_type: "application/json",
+        body: if req.path.ends_with("/messages") {
+            ant_answer
+        } else {
+            oai_answer
+        }
+        .to_owned(),
+    })
+    .await;
+    let config = format!(
+        "model_list:\n  - model_name: ant\n    llm_params: {{api_type: anthropic, model: up, api_base: \"{base}\"}}\n  - model_name: oai\n    llm_params: {{api_type: openai, model: up, api_base: \"{base}\"}}\n",
+        base = upstream.base()
+    );
+    let router = TestRouter::start(&config).await;
+    let schema = r#"{"type":"object","properties":{"zeta":{"type":"integer"},"alpha":{"type":"object","properties":{"y":{},"b":{}}}},"required":["zeta","alpha"]}"#;
+
+    let openai_client = format!(
+        r#"{{"model":"ant","messages":[{{"role":"user","content":"go"}}],"tools":[{{"type":"function","function":{{"name":"f","parameters":{schema}}}}}]}}"#
+    );
+    let answer = post_raw(&router, "/v1/chat/completions", &openai_client).await;
+    let sent = String::from_utf8(upstream.last().body).unwrap();
+    assert!(
+        in_order(&sent, "\"zeta\"", "\"alpha\"") && in_order(&sent, "\"y\"", "\"b\""),
+        "{sent}"
+    );
+    assert!(
+        answer.contains(r#"{\"zeta\":1,\"alpha\":{\"y\":2,\"b\":3}}"#),
+        "{answer}"
+    );
+
+    let anthropic_client = format!(
+        r#"{{"model":"oai","max_tokens":9,"messages":[{{"role":"user","content":"go"}}],"tools":[{{"name":"f","input_schema":{schema}}}]}}"#
+    );
+    let answer = post_raw(&router, "/v1/messages", &anthropic_client).await;
+    let sent = String::from_utf8(upstream.last().body).unwrap();
+    assert!(
+        in_order(&sent, "\"zeta\"", "\"alpha\"") && in_order(&sent, "\"y\"", "\"b\""),
+        "{sent}"
+    );
+    assert!(
+        answer.contains(r#""input":{"zeta":1,"alpha":{"y":2,"b":3}}"#),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn converted_stream_errors_never_carry_the_exact_key_whatever_its_shape() {
+    // Keys that no pattern recognises: Gemini's `AIza…` and a bare hex key.
+    for key in ["AIzaSyD-not-a-real-key-0123456789", "0123456789abcdef0123456789abcdef"] {
+        let stream = format!(
+            "{}data: {{\"error\":{{\"message\":\"key {key} is not valid\",\"type\":\"invalid_request_error\"}}}}\n\n",
+            &OAI_TOOL_STREAM[..OAI_TOOL_STREAM.find("\n\n").unwrap() + 2]
+        );
+        let upstream = MockUpstream::fixed(Reply::sse(&stream, 11)).await;
+        let config = config_one("sonnet", "openai", &upstream.base(), "").replace("sk-upstream-secret", key);
+        let router = TestRouter::start(&config).await;
+        let r = router.post("/v1/messages", &claude_code_request(true)).await;
+        assert_eq!(r.status(), 200);
+        let text = concat(&read_chunks(r).await);
+        assert!(text.contains("event: error"), "{text}");
+        assert!(!text.contains(key), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_count_tokens_answer_larger_than_the_error_cap_arrives_whole() {
+    // 2 MiB: over the 1 MiB read for error bodies.
+    let big = json!({"input_tokens": 77, "detail": "x".repeat(2 << 20)});
+    let upstream = MockUpstream::fixed(Reply::json(big)).await;
+    let router = TestRouter::start(&config_one("ant", "anthropic", &upstream.base(), "")).await;
+    let mut body = claude_code_request(false);
+    body["model"] = json!("ant");
+    let r = router.post("/v1/messages/count_tokens", &body).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.expect("valid JSON");
+    assert_eq!(answer["input_tokens"], 77);
+}

@@ -414,3 +414,30 @@ async fn shutdown_drain_is_bounded() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_locally_answered_cache_prewarm_leaves_deployment_health_alone() {
+    let failing = MockUpstream::fixed(Reply::status(500, json!({"error":{"message":"boom"}}))).await;
+    let healthy = MockUpstream::fixed(Reply::json(oai_answer("b"))).await;
+    // `a` takes nearly every turn while it is not cooling; two failures in a row cool it.
+    let config = two(
+        &failing.base(),
+        &healthy.base(),
+        "  num_retries: 0\n  allowed_fails: 2\n  cooldown_time: 60",
+    )
+    .replace(
+        "models: [{name: a}, {name: b}]",
+        "models: [{name: a, weight: 1000}, {name: b, weight: 1}]",
+    );
+    let router = TestRouter::start(&config).await;
+    let ask =
+        |max_tokens: u32| json!({"model":"g","max_tokens":max_tokens,"messages":[{"role":"user","content":"hi"}]});
+    assert_eq!(anthropic(&router, ask(5)).await.status(), 500);
+    // Claude Code's cache pre-warm: answered by the router, `a` is never contacted.
+    assert_eq!(anthropic(&router, ask(0)).await.status(), 200);
+    assert_eq!(failing.count(), 1);
+    assert_eq!(anthropic(&router, ask(5)).await.status(), 500);
+    // Two real failures in a row: `a` cools down and `b` answers.
+    assert_eq!(anthropic(&router, ask(5)).await.status(), 200);
+    assert_eq!(failing.count(), 2);
+}

@@ -158,3 +158,40 @@ async fn requests_in_flight_finish_on_their_snapshot() {
     }
     assert_eq!(in_flight.await.unwrap()["from"], "slow");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_edit_of_a_symlinked_config_in_another_directory_is_applied() {
+    let upstream = MockUpstream::fixed(Reply::json(json!({"ok":true}))).await;
+    let (here, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let real = elsewhere.path().join("real.yaml");
+    std::fs::write(&real, config_one("first", "openai", &upstream.base(), "")).unwrap();
+    let config = here.path().join("config.yaml");
+    std::os::unix::fs::symlink(&real, &config).unwrap();
+    let running = llm_router::start(llm_router::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config,
+        token: None,
+        proxy: None,
+    })
+    .await
+    .unwrap();
+    let url = format!("http://{}/v1/chat/completions", running.local_addr);
+    let ask = |model: &'static str| {
+        http()
+            .post(url.clone())
+            .json(&json!({"model":model,"messages":[]}))
+            .send()
+    };
+    assert_eq!(ask("first").await.unwrap().status(), 200);
+    std::fs::write(&real, config_one("second", "openai", &upstream.base(), "")).unwrap();
+    let started = Instant::now();
+    while ask("second").await.unwrap().status() != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "edit of the link target not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await.unwrap();
+}

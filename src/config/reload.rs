@@ -82,12 +82,21 @@ impl Reloader {
 pub fn spawn(reloader: Arc<Reloader>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let events = tx.clone();
+    let paths = ConfigPaths::of(&reloader.path);
+    let dirs = paths.dirs();
+    // Only events about the config file (or a link on the way to it) count: a log file written beside the
+    // config must not cost a read and compare on every line.
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+            && event.paths.iter().any(|path| paths.concerns(path))
+        {
             let _ = events.send(());
         }
     })?;
-    watcher.watch(watch_dir(&reloader.path), RecursiveMode::NonRecursive)?;
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
     spawn_sighup(tx);
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // dropping it would stop the events
@@ -101,11 +110,77 @@ pub fn spawn(reloader: Arc<Reloader>) -> Result<tokio::task::JoinHandle<()>, not
     }))
 }
 
-fn watch_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
+/// The config file and, when it is a symlink, every path on the way to the file it names. Watching the
+/// file's directory (not the file) sees editors' rename-over saves; following the links sees a target
+/// edited in another directory and Kubernetes' swap of its `..data` link.
+#[derive(Debug)]
+struct ConfigPaths {
+    /// Absolute paths: the file as named, then each link target in turn.
+    chain: Vec<PathBuf>,
+}
+
+impl ConfigPaths {
+    /// Links are followed a few hops, as far as they resolve when the router starts.
+    fn of(path: &Path) -> Self {
+        let mut chain = vec![std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())];
+        while chain.len() < 8 {
+            let last = chain.last().expect("never empty");
+            let Some(next) = resolve_link(last) else { break };
+            if chain.contains(&next) {
+                break;
+            }
+            chain.push(next);
+        }
+        Self { chain }
     }
+
+    /// The directories to watch: that of each path in the chain not already inside one of them.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for path in &self.chain {
+            let dir = path.parent().map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+            if !dirs.iter().any(|d| dir.starts_with(d)) {
+                dirs.push(dir);
+            }
+        }
+        dirs
+    }
+
+    /// Whether a change at `path` may change what the config reads as: a path of the chain or a directory
+    /// on the way to one (a swapped directory link).
+    fn concerns(&self, path: &Path) -> bool {
+        self.chain.iter().any(|p| p.starts_with(path))
+    }
+}
+
+/// `path` with its last link resolved: the file itself when it is a link, else the nearest directory on
+/// its way that is one.
+fn resolve_link(path: &Path) -> Option<PathBuf> {
+    for ancestor in path.ancestors() {
+        let Ok(target) = std::fs::read_link(ancestor) else {
+            continue;
+        };
+        let base = ancestor.parent().unwrap_or(Path::new("/"));
+        let rest = path.strip_prefix(ancestor).ok()?;
+        return Some(normalize(&base.join(target).join(rest)));
+    }
+    None
+}
+
+/// Removes `.` and `..` components lexically (after a link is resolved, `..` refers to its own directory).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(unix)]
@@ -219,6 +294,29 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
+    }
+
+    #[test]
+    fn only_the_config_and_its_links_concern_the_watcher() {
+        let dir = tempdir::Dir::new();
+        let elsewhere = tempdir::Dir::new();
+        std::fs::write(elsewhere.0.join("real.yaml"), A).unwrap();
+        // Kubernetes' layout: config.yaml -> ..data/config.yaml, ..data -> ..2026_12_01 (a directory), and
+        // here the file in it a link to another directory.
+        std::fs::create_dir(dir.0.join("..2026_12_01")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.0.join("real.yaml"), dir.0.join("..2026_12_01/config.yaml")).unwrap();
+        std::os::unix::fs::symlink("..2026_12_01", dir.0.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/config.yaml", dir.0.join("config.yaml")).unwrap();
+        let paths = ConfigPaths::of(&dir.0.join("config.yaml"));
+        for relevant in ["config.yaml", "..data"] {
+            assert!(paths.concerns(&dir.0.join(relevant)), "{relevant}: {paths:?}");
+        }
+        assert!(paths.concerns(&elsewhere.0.join("real.yaml")));
+        for unrelated in ["router.log", "config.yaml.bak", "..data_tmp"] {
+            assert!(!paths.concerns(&dir.0.join(unrelated)), "{unrelated}");
+        }
+        assert!(!paths.concerns(&elsewhere.0.join("other.yaml")));
+        assert_eq!(paths.dirs(), vec![dir.0.clone(), elsewhere.0.clone()]);
     }
 
     #[test]

@@ -344,6 +344,61 @@ mod tests {
     }
 
     #[test]
+    fn an_event_over_the_cap_stops_the_parser_whatever_the_chunking() {
+        let big = format!("data: {}\n", "a".repeat(100));
+        for piece in [1, 7, 64, 1000] {
+            let mut parser = SseParser::with_max_event(64);
+            let mut events = Vec::new();
+            let input = format!("data: ok\n\n{big}{big}\n");
+            let mut outcome = Fed::Read { boundary: None };
+            for chunk in input.as_bytes().chunks(piece) {
+                outcome = parser.feed(chunk, |e| events.push(e));
+                if matches!(outcome, Fed::TooLarge { .. }) {
+                    break;
+                }
+            }
+            assert!(matches!(outcome, Fed::TooLarge { .. }), "piece {piece}");
+            assert_eq!(events.len(), 1, "the event before the big one is still delivered");
+            assert!(parser.pending_bytes() == 0 && parser.finish().is_none());
+            assert_eq!(
+                parser.feed(b"data: x\n\n", |_| panic!("no events after")),
+                Fed::TooLarge { boundary: None }
+            );
+        }
+        // Many events of which none is over the cap are fine, however long the stream.
+        let mut parser = SseParser::with_max_event(64);
+        let mut count = 0;
+        for _ in 0..1000 {
+            assert!(matches!(
+                parser.feed(b"data: 12345678901234567890\n\n", |_| count += 1),
+                Fed::Read { .. }
+            ));
+        }
+        assert_eq!(count, 1000);
+    }
+
+    #[test]
+    fn boundaries_and_stopping() {
+        let mut parser = SseParser::new();
+        assert_eq!(
+            parser.feed(b"data: a\n\ndata: b", |_| {}),
+            Fed::Read { boundary: Some(9) }
+        );
+        assert_eq!(parser.feed(b"\n", |_| {}), Fed::Read { boundary: None });
+        let mut seen = Vec::new();
+        let outcome = parser.feed_until(b"\ndata: [DONE]\n\ndata: late\n\n", |e| {
+            seen.push(e.data.clone());
+            if e.is_done_marker() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(seen, ["b", "[DONE]"]);
+        assert_eq!(outcome, Fed::Stopped { at: 15 });
+    }
+
+    #[test]
     fn writers_frame_events() {
         let mut out = Vec::new();
         write_named_event(&mut out, "ping", b"{\"type\":\"ping\"}");

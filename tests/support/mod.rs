@@ -583,3 +583,162 @@ impl Drop for RecordingProxy {
         self.task.abort();
     }
 }
+
+/// One step of a [`RawUpstream`]'s answer, written straight to the socket.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Write(Vec<u8>),
+    Sleep(Duration),
+    /// `total` bytes of `piece` repeated, written as fast as the router reads them, in HTTP chunks.
+    Flood {
+        piece: Vec<u8>,
+        total: usize,
+    },
+    /// Keep the connection open, doing nothing, until the router closes it (at most 30 s).
+    Hold,
+}
+
+/// An upstream that misbehaves at the byte level: it reads one request per connection, then plays its
+/// script (stalled bodies, endless events, connections held open after the last event).
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    /// Requests received.
+    pub requests: Arc<AtomicUsize>,
+    /// Connections the router closed while a `Hold` step waited, with how long after the hold began.
+    pub closed_by_router: Arc<Mutex<Vec<Duration>>>,
+    task: JoinHandle<()>,
+}
+
+impl RawUpstream {
+    pub async fn start(script: Vec<Step>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let closed_by_router = Arc::new(Mutex::new(Vec::new()));
+        let (seen, closed) = (requests.clone(), closed_by_router.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (script, seen, closed) = (script.clone(), seen.clone(), closed.clone());
+                tokio::spawn(async move {
+                    let _ = play(socket, &script, &seen, &closed).await;
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            closed_by_router,
+            task,
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn play(
+    mut socket: TcpStream,
+    script: &[Step],
+    seen: &AtomicUsize,
+    closed: &Mutex<Vec<Duration>>,
+) -> std::io::Result<()> {
+    read_request(&mut socket).await?;
+    seen.fetch_add(1, Ordering::SeqCst);
+    for step in script {
+        match step {
+            Step::Write(bytes) => socket.write_all(bytes).await?,
+            Step::Sleep(wait) => tokio::time::sleep(*wait).await,
+            Step::Flood { piece, total } => {
+                let mut sent = 0;
+                while sent < *total {
+                    socket.write_all(&http_chunk(piece)).await?;
+                    sent += piece.len();
+                }
+            }
+            Step::Hold => {
+                let held = std::time::Instant::now();
+                let mut buf = [0u8; 1024];
+                let read = tokio::time::timeout(Duration::from_secs(30), async {
+                    loop {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await;
+                if read.is_ok() {
+                    closed.lock().unwrap().push(held.elapsed());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request's head and its `Content-Length` body.
+async fn read_request(socket: &mut TcpStream) -> std::io::Result<()> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("closed before the request"));
+        }
+        data.extend_from_slice(&buf[..n]);
+        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while data.len() < head_end + length {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    Ok(())
+}
+
+/// A response head: status line and the given header lines (each ending in `\r\n`).
+pub fn http_head(status: u16, headers: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {status} X\r\n{headers}\r\n").into_bytes()
+}
+
+/// The head of a chunked `text/event-stream` answer.
+pub fn sse_head() -> Vec<u8> {
+    http_head(200, "content-type: text/event-stream\r\ntransfer-encoding: chunked\r\n")
+}
+
+/// One HTTP/1.1 chunk.
+pub fn http_chunk(bytes: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `text` as chunked writes of `piece` bytes, so events and lines split across reads.
+pub fn sse_chunks(text: &str, piece: usize) -> Vec<Step> {
+    split(text.as_bytes(), piece)
+        .into_iter()
+        .map(|p| Step::Write(http_chunk(&p)))
+        .collect()
+}
