@@ -427,7 +427,8 @@ pub struct StreamLog {
 /// It ends as soon as the processor has produced the stream's last event; dropping it drops the upstream.
 pub struct RelayBody<P: StreamProcessor> {
     head: Option<Bytes>,
-    upstream: UpstreamBody,
+    /// Always `Some` until the body is dropped.
+    upstream: Option<UpstreamBody>,
     processor: P,
     /// Fires when the upstream has been silent for [`KEEP_ALIVE_AFTER`]; `None` when the processor sends no
     /// keep-alives.
@@ -446,7 +447,7 @@ impl<P: StreamProcessor> RelayBody<P> {
         let silence = (!processor.keep_alive().is_empty()).then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
             head: Some(head),
-            upstream,
+            upstream: Some(upstream),
             processor,
             silence,
             idle: Box::pin(tokio::time::sleep(idle_limit)),
@@ -476,13 +477,16 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         // Everything the upstream has ready goes out in one write: one syscall for a burst of events
         // instead of one per event, and no waiting for more.
         let mut batch = Batch::default();
+        let Some(upstream) = &mut this.upstream else {
+            return Poll::Ready(None);
+        };
         loop {
-            match Pin::new(&mut this.upstream).poll_next(cx) {
+            match Pin::new(&mut *upstream).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.last_upstream = Instant::now();
                     batch.push(this.processor.chunk(chunk));
                     // The last event ends the client's answer now, whatever the upstream does next.
-                    if batch.len() >= MAX_BATCH || this.done() {
+                    if batch.len() >= MAX_BATCH || this.processor.end().is_some() {
                         return Poll::Ready(Some(Ok(batch.into_bytes())));
                     }
                 }
@@ -570,8 +574,42 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
     }
 }
 
+/// After a complete stream, how long the upstream may take to end its body so that its connection goes back
+/// to the pool; an upstream that holds the connection open longer is cut off.
+const RELEASE_GRACE: Duration = Duration::from_secs(1);
+/// What the upstream may still send after its final event before it is cut off.
+const RELEASE_MAX_BYTES: usize = 64 * 1024;
+
+/// Lets a complete stream's upstream connection be reused: its body usually ends right after the final
+/// event, often within the same read. Never delays the client, whose answer has already ended.
+fn release(mut upstream: UpstreamBody) {
+    use futures_util::{FutureExt, StreamExt};
+    if let Some(None) = upstream.next().now_or_never() {
+        return; // ended: the connection is back in the pool
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let drain = async {
+            let mut left = RELEASE_MAX_BYTES;
+            while let Some(Ok(chunk)) = upstream.next().await {
+                match left.checked_sub(chunk.len()) {
+                    Some(rest) => left = rest,
+                    None => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(RELEASE_GRACE, drain).await;
+    });
+}
+
 impl<P: StreamProcessor> Drop for RelayBody<P> {
     fn drop(&mut self) {
+        // Any other end (a failure, the client leaving) drops the upstream at once.
+        if self.processor.end() == Some(StreamEnd::COMPLETE)
+            && let Some(upstream) = self.upstream.take()
+        {
+            release(upstream);
+        }
         // 499 (nginx's "client closed request"): the client went away before the stream ended.
         let end = self
             .processor
