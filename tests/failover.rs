@@ -8,19 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::*;
 
-const OAI_STREAM: &str = concat!(
-    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
-    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok ✓\"}}]}\n\n",
-    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-    "data: [DONE]\n\n"
-);
-
-fn oai_answer(from: &str) -> Value {
-    json!({"id":"chatcmpl-1","object":"chat.completion","created":1,"model":from,
-           "choices":[{"index":0,"message":{"role":"assistant","content":from},"finish_reason":"stop"}],
-           "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}})
-}
-
 /// Two OpenAI-protocol deployments `a` (listed first) and `b` in group `g`, plus extra router settings.
 fn two(a: &str, b: &str, settings: &str) -> String {
     format!(

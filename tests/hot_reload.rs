@@ -26,6 +26,22 @@ async fn wait_for_status(router: &TestRouter, model: &str, status: u16) -> Durat
     }
 }
 
+/// The router on a config path of the test's own making (a symlink, say).
+async fn start_at(config: std::path::PathBuf) -> llm_router::Running {
+    let settings = llm_router::Settings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config,
+        token: None,
+        proxy: None,
+    };
+    llm_router::start(settings).await.unwrap()
+}
+
+fn ask(running: &llm_router::Running, model: &str) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
+    let url = format!("http://{}/v1/chat/completions", running.local_addr);
+    http().post(url).json(&json!({"model":model,"messages":[]})).send()
+}
+
 async fn setup() -> (MockUpstream, TestRouter) {
     let upstream = MockUpstream::fixed(Reply::json(json!({"ok":true}))).await;
     let router = TestRouter::start(&config_one("old", "openai", &upstream.base(), "")).await;
@@ -76,21 +92,8 @@ async fn kubernetes_style_symlink_swap_is_applied() {
     std::os::unix::fs::symlink("v1", dir.path().join("..data")).unwrap();
     let config = dir.path().join("config.yaml");
     std::os::unix::fs::symlink("..data/config.yaml", &config).unwrap();
-    let running = llm_router::start(llm_router::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        config: config.clone(),
-        token: None,
-        proxy: None,
-    })
-    .await
-    .unwrap();
-    let url = format!("http://{}/v1/chat/completions", running.local_addr);
-    let ask = |model: &'static str| {
-        http()
-            .post(url.clone())
-            .json(&json!({"model":model,"messages":[]}))
-            .send()
-    };
+    let running = start_at(config).await;
+    let ask = |model: &'static str| ask(&running, model);
     assert_eq!(ask("first").await.unwrap().status(), 200);
     std::os::unix::fs::symlink("v2", dir.path().join("..data_tmp")).unwrap();
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
@@ -168,21 +171,8 @@ async fn an_edit_of_a_symlinked_config_in_another_directory_is_applied() {
     std::fs::write(&real, config_one("first", "openai", &upstream.base(), "")).unwrap();
     let config = here.path().join("config.yaml");
     std::os::unix::fs::symlink(&real, &config).unwrap();
-    let running = llm_router::start(llm_router::Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        config,
-        token: None,
-        proxy: None,
-    })
-    .await
-    .unwrap();
-    let url = format!("http://{}/v1/chat/completions", running.local_addr);
-    let ask = |model: &'static str| {
-        http()
-            .post(url.clone())
-            .json(&json!({"model":model,"messages":[]}))
-            .send()
-    };
+    let running = start_at(config).await;
+    let ask = |model: &'static str| ask(&running, model);
     assert_eq!(ask("first").await.unwrap().status(), 200);
     std::fs::write(&real, config_one("second", "openai", &upstream.base(), "")).unwrap();
     let started = Instant::now();

@@ -587,7 +587,9 @@ fn release(mut upstream: UpstreamBody) {
     if let Some(None) = upstream.next().now_or_never() {
         return; // ended: the connection is back in the pool
     }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
     runtime.spawn(async move {
         let drain = async {
             let mut left = RELEASE_MAX_BYTES;
