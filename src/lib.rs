@@ -2,8 +2,10 @@
 //!
 //! A request travels through these modules, in this order:
 //!
-//! - [`server`]: the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/models`, `/health`), the
-//!   token check, and errors rendered in the client's protocol. `server::relay` is the request path itself.
+//! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/models`,
+//!   `/health`), the token check, and errors rendered in the client's protocol.
+//! - [`relay`]: the request path itself, stage by stage: the attempt loop with failover, one attempt, the
+//!   commit boundary of a stream, the stream pump, typed failures and the one record of each request.
 //! - [`routing`]: model groups and their balancers (smooth weighted round-robin, weighted random), held in an
 //!   immutable [`routing::Snapshot`] that a request keeps from start to end.
 //! - [`upstream`]: the pooled HTTP client (and `--proxy`), upstream headers, upstream errors.
@@ -16,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod protocol;
+pub mod relay;
 pub mod routing;
 pub mod server;
 pub mod upstream;

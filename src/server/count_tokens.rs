@@ -2,8 +2,6 @@
 //! `?beta=true`. Anthropic-protocol deployments answer it themselves; for OpenAI-protocol deployments the
 //! router estimates locally with the o200k_base tokenizer, erring high (spec §5.2).
 
-use std::time::Instant;
-
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
@@ -11,31 +9,33 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::{ApiError, json_response, same_protocol_error_body};
-use super::relay::{MAX_ERROR_BODY, MAX_RESPONSE_BODY, Outcome, finish, reject};
 use super::request::{ClientRequest, read_body};
 use crate::protocol::Protocol;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::relay::record::RequestRecord;
+use crate::relay::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
 use crate::upstream;
 
 const ROUTE: &str = "/v1/messages/count_tokens";
 
 pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
-    let started = Instant::now();
+    let mut record = RequestRecord::new(ROUTE);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
     let config = &snapshot.config;
     let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,
-        Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
+        Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
     let request = match ClientRequest::parse(&bytes) {
         Ok(request) => request,
-        Err(error) => return reject(ROUTE, Protocol::Anthropic, error, started),
+        Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
     let Some(group) = snapshot.group(&request.model) else {
         let error = ApiError::unknown_model(&request.model, &snapshot.listed);
-        return reject(ROUTE, Protocol::Anthropic, error, started);
+        return record.answered(error.into_response(Protocol::Anthropic));
     };
+    record.group(group);
     // Counting is cheap and must not disturb the balancing of real traffic (Claude Code sends many), so it
     // takes the first usable member instead of a turn of the group's strategy.
     let usable = |i: &usize| group.weights[*i] > 0;
@@ -46,14 +46,10 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
         .map(|i| &group.members[i])
     else {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
-        return reject(ROUTE, Protocol::Anthropic, error, started);
-    };
-    let outcome = Outcome {
-        route: ROUTE,
-        group: &group.name,
-        deployment: &deployment.name,
+        return record.answered(error.into_response(Protocol::Anthropic));
     };
     if deployment.protocol == Protocol::OpenAi {
+        record.chose(deployment);
         let answer = match serde_json::from_slice::<Value>(&bytes) {
             Ok(body) => estimated(estimate_anthropic_input_tokens(
                 &body,
@@ -63,8 +59,9 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic)
             }
         };
-        return finish(&outcome, answer, false, started);
+        return record.answered(answer);
     }
+    record.attempt(deployment);
     // Only `model` changes: `rewrite_body` is meant for generation requests and may carry fields such as
     // `max_tokens` that the counting endpoint rejects.
     let model = serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
@@ -106,7 +103,7 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
             }
         }
     };
-    finish(&outcome, answer, false, started)
+    record.answered(answer)
 }
 
 fn upstream_failure(error: &upstream::UpstreamError) -> Response {

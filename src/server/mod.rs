@@ -1,14 +1,13 @@
-//! The HTTP face of the router: routes, authentication, the request path of `/v1/chat/completions` and
-//! `/v1/messages` (`relay`), `/v1/models`, and errors rendered in the client's protocol.
+//! The HTTP face of the router: the accept loop, routes, authentication, reading a client's request,
+//! `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The request path of
+//! `/v1/chat/completions` and `/v1/messages` is its own module, [`crate::relay`].
 
 mod auth;
 mod count_tokens;
 pub mod error;
 pub mod listener;
 mod models;
-mod relay;
-mod request;
-mod sse_relay;
+pub mod request;
 
 use std::sync::Arc;
 
@@ -54,8 +53,8 @@ impl AppState {
 /// All routes. `/health` is open; everything under `/v1` requires the token when one is set.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/v1/chat/completions", post(relay::chat_completions))
-        .route("/v1/messages", post(relay::messages))
+        .route("/v1/chat/completions", post(crate::relay::chat_completions))
+        .route("/v1/messages", post(crate::relay::messages))
         .route("/v1/messages/count_tokens", post(count_tokens::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))

@@ -1,40 +1,19 @@
-//! The body of a streamed answer: upstream chunks go through a [`StreamProcessor`] and out to the client as
-//! soon as they arrive. Nothing waits for the whole stream.
+//! What happens to each upstream chunk of a stream: a [`StreamProcessor`] turns it into client bytes, either
+//! as written ([`PassThrough`], same protocol) or through the route's converter ([`Converting`]).
 //!
 //! The processor also watches the stream: the first event decides whether the answer is really an error
 //! (some hosts send HTTP 200 followed by an error event), and the end marker tells a finished stream from a
 //! broken one. A broken stream ends with an in-band error, never with a normal end.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
-use futures_util::Stream;
-use http::StatusCode;
-use std::future::Future;
-use std::ops::ControlFlow;
 
 use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
 use crate::protocol::{Protocol, anthropic, openai};
-
-/// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
-const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
-
-/// Upstream body chunks (data frames; an error mid-body is an `Err` item). Dropping it closes the upstream
-/// connection.
-pub type UpstreamBody = http_body_util::BodyDataStream<hyper::body::Incoming>;
-
-/// An upstream error event that arrived first, before anything was sent to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EarlyError {
-    pub status: StatusCode,
-    /// The error body in the client's protocol.
-    pub body: Vec<u8>,
-}
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
 /// for a complete stream, the in-band error's status otherwise).
@@ -45,9 +24,9 @@ pub struct StreamEnd {
 }
 
 impl StreamEnd {
-    const COMPLETE: Self = Self::new(200, "complete");
+    pub const COMPLETE: Self = Self::new(200, "complete");
 
-    const fn new(status: u16, outcome: &'static str) -> Self {
+    pub const fn new(status: u16, outcome: &'static str) -> Self {
         Self { status, outcome }
     }
 
@@ -73,8 +52,8 @@ pub trait StreamProcessor: Send + 'static {
     /// Set once the final event or an in-band error has been produced: the client's answer is complete and
     /// the upstream is no longer read.
     fn end(&self) -> Option<StreamEnd>;
-    /// The first event, if it was an error.
-    fn early_error(&self) -> Option<&EarlyError>;
+    /// The first event, if it was an error (in the upstream's protocol).
+    fn early_error(&mut self) -> Option<StreamStartError>;
     /// Bytes to send while the upstream is silent; empty when the processor sends none.
     fn keep_alive(&self) -> Bytes;
 }
@@ -97,19 +76,20 @@ pub struct PassThrough {
 struct Watch {
     started: bool,
     end: Option<StreamEnd>,
-    early_error: Option<EarlyError>,
+    early_error: Option<StreamStartError>,
 }
 
 impl Watch {
     /// Breaks at the stream's last event: its end marker or an error.
     fn observe(&mut self, protocol: Protocol, event: &SseEvent) -> ControlFlow<()> {
         let error = stream_error(protocol, event);
-        if !self.started {
-            self.started = true;
-            self.early_error = error.as_ref().map(|e| EarlyError::new(e, protocol));
-        }
+        let first = !self.started;
+        self.started = true;
         if let Some(error) = error {
             self.end = Some(StreamEnd::new(error.status, "upstream sent an error event"));
+            if first {
+                self.early_error = Some(error);
+            }
         } else if is_end_marker(protocol, event) {
             self.end = Some(StreamEnd::COMPLETE);
         }
@@ -220,8 +200,8 @@ impl StreamProcessor for PassThrough {
         self.watch.end
     }
 
-    fn early_error(&self) -> Option<&EarlyError> {
-        self.watch.early_error.as_ref()
+    fn early_error(&mut self) -> Option<StreamStartError> {
+        self.watch.early_error.take()
     }
 
     fn keep_alive(&self) -> Bytes {
@@ -239,20 +219,18 @@ pub struct Converting {
 
 struct ConvertingState {
     upstream: Protocol,
-    client: Protocol,
     converter: Box<dyn StreamConverter>,
     started: bool,
     end: Option<StreamEnd>,
-    early_error: Option<EarlyError>,
+    early_error: Option<StreamStartError>,
 }
 
 impl Converting {
-    pub fn new(upstream: Protocol, client: Protocol, converter: Box<dyn StreamConverter>, max_event: usize) -> Self {
+    pub fn new(upstream: Protocol, converter: Box<dyn StreamConverter>, max_event: usize) -> Self {
         Self {
             parser: SseParser::with_max_event(max_event),
             state: ConvertingState {
                 upstream,
-                client,
                 converter,
                 started: false,
                 end: None,
@@ -282,8 +260,8 @@ impl ConvertingState {
         if !self.started {
             self.started = true;
             if let Some(error) = stream_error(self.upstream, event) {
-                self.early_error = Some(EarlyError::new(&error, self.client));
                 self.end = Some(StreamEnd::new(error.status, "upstream sent an error event"));
+                self.early_error = Some(error);
                 return ControlFlow::Break(());
             }
         }
@@ -349,8 +327,8 @@ impl StreamProcessor for Converting {
         self.state.end
     }
 
-    fn early_error(&self) -> Option<&EarlyError> {
-        self.state.early_error.as_ref()
+    fn early_error(&mut self) -> Option<StreamStartError> {
+        self.state.early_error.take()
     }
 
     fn keep_alive(&self) -> Bytes {
@@ -386,16 +364,6 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
     }
 }
 
-impl EarlyError {
-    fn new(error: &StreamStartError, client: Protocol) -> Self {
-        let converted = error.to_client_error(client, None);
-        Self {
-            status: StatusCode::from_u16(converted.status).unwrap_or(StatusCode::BAD_GATEWAY),
-            body: converted.body,
-        }
-    }
-}
-
 /// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`.
 fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
     match protocol {
@@ -413,222 +381,6 @@ pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
         Protocol::OpenAi => write_data_event(&mut out, &openai::error_body(message, "server_error", None, None)),
     }
     out.into()
-}
-
-/// What the request log line needs once the stream is over.
-pub struct StreamLog {
-    pub route: &'static str,
-    pub group: String,
-    pub deployment: String,
-    pub started: Instant,
-}
-
-/// The client's response body: the head already read while waiting for the first event, then the rest.
-/// It ends as soon as the processor has produced the stream's last event; dropping it drops the upstream.
-pub struct RelayBody<P: StreamProcessor> {
-    head: Option<Bytes>,
-    /// Always `Some` until the body is dropped.
-    upstream: Option<UpstreamBody>,
-    processor: P,
-    /// Fires when the upstream has been silent for [`KEEP_ALIVE_AFTER`]; `None` when the processor sends no
-    /// keep-alives.
-    silence: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Fires when the upstream has been silent for `idle_limit`: the stream is then given up.
-    idle: Pin<Box<tokio::time::Sleep>>,
-    idle_limit: Duration,
-    /// When the upstream last sent bytes; the timers above compare against it when they fire.
-    last_upstream: Instant,
-    last_keep_alive: Instant,
-    log: StreamLog,
-}
-
-impl<P: StreamProcessor> RelayBody<P> {
-    pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, idle_limit: Duration, log: StreamLog) -> Self {
-        let silence = (!processor.keep_alive().is_empty()).then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
-        Self {
-            head: Some(head),
-            upstream: Some(upstream),
-            processor,
-            silence,
-            idle: Box::pin(tokio::time::sleep(idle_limit)),
-            idle_limit,
-            last_upstream: Instant::now(),
-            last_keep_alive: Instant::now(),
-            log,
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.processor.end().is_some()
-    }
-}
-
-impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
-    type Item = Result<Bytes, std::convert::Infallible>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
-            return Poll::Ready(Some(Ok(head)));
-        }
-        if this.done() {
-            return Poll::Ready(None);
-        }
-        // Everything the upstream has ready goes out in one write: one syscall for a burst of events
-        // instead of one per event, and no waiting for more.
-        let mut batch = Batch::default();
-        let Some(upstream) = &mut this.upstream else {
-            return Poll::Ready(None);
-        };
-        loop {
-            match Pin::new(&mut *upstream).poll_next(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    this.last_upstream = Instant::now();
-                    batch.push(this.processor.chunk(chunk));
-                    // The last event ends the client's answer now, whatever the upstream does next.
-                    if batch.len() >= MAX_BATCH || this.processor.end().is_some() {
-                        return Poll::Ready(Some(Ok(batch.into_bytes())));
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    let message = format!("upstream stream failed: {}", crate::upstream::describe(&error));
-                    batch.push(this.processor.failed(StreamFailure::Upstream, &message));
-                    return Poll::Ready(Some(Ok(batch.into_bytes())));
-                }
-                Poll::Ready(None) => {
-                    batch.push(this.processor.eof());
-                    return Poll::Ready((!batch.is_empty()).then(|| Ok(batch.into_bytes())));
-                }
-                Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(Ok(batch.into_bytes()))),
-                Poll::Pending => return this.poll_timers(cx),
-            }
-        }
-    }
-}
-
-/// Output collected during one poll; a single piece is passed on without a copy.
-#[derive(Default)]
-struct Batch {
-    first: Bytes,
-    more: Vec<u8>,
-}
-
-impl Batch {
-    fn push(&mut self, bytes: Bytes) {
-        if bytes.is_empty() {
-        } else if self.first.is_empty() {
-            self.first = bytes;
-        } else {
-            if self.more.is_empty() {
-                self.more.extend_from_slice(&self.first);
-            }
-            self.more.extend_from_slice(&bytes);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.more.len().max(self.first.len())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_empty()
-    }
-
-    fn into_bytes(self) -> Bytes {
-        if self.more.is_empty() {
-            self.first
-        } else {
-            self.more.into()
-        }
-    }
-}
-
-/// A poll returns at most this much, so a fast upstream cannot make one write grow without bound.
-const MAX_BATCH: usize = 64 * 1024;
-
-impl<P: StreamProcessor + Unpin> RelayBody<P> {
-    /// The upstream has nothing ready: give up on a stall, or send a keep-alive during a long silence.
-    /// The timers are re-armed lazily from `last_upstream`, not reset on every chunk.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::convert::Infallible>>> {
-        while self.idle.as_mut().poll(cx).is_ready() {
-            let silent_until = self.last_upstream + self.idle_limit;
-            if Instant::now() >= silent_until {
-                let message = format!("upstream sent nothing for {} s", self.idle_limit.as_secs_f64());
-                let out = self.processor.failed(StreamFailure::Timeout, &message);
-                return Poll::Ready(Some(Ok(out)));
-            }
-            self.idle.as_mut().reset(silent_until.into());
-        }
-        if let Some(silence) = &mut self.silence {
-            while silence.as_mut().poll(cx).is_ready() {
-                let due = self.last_upstream.max(self.last_keep_alive) + KEEP_ALIVE_AFTER;
-                if Instant::now() >= due {
-                    self.last_keep_alive = Instant::now();
-                    silence.as_mut().reset((self.last_keep_alive + KEEP_ALIVE_AFTER).into());
-                    return Poll::Ready(Some(Ok(self.processor.keep_alive())));
-                }
-                silence.as_mut().reset(due.into());
-            }
-        }
-        Poll::Pending
-    }
-}
-
-/// After a complete stream, how long the upstream may take to end its body so that its connection goes back
-/// to the pool; an upstream that holds the connection open longer is cut off.
-const RELEASE_GRACE: Duration = Duration::from_secs(1);
-/// What the upstream may still send after its final event before it is cut off.
-const RELEASE_MAX_BYTES: usize = 64 * 1024;
-
-/// Lets a complete stream's upstream connection be reused: its body usually ends right after the final
-/// event, often within the same read. Never delays the client, whose answer has already ended.
-fn release(mut upstream: UpstreamBody) {
-    use futures_util::{FutureExt, StreamExt};
-    if let Some(None) = upstream.next().now_or_never() {
-        return; // ended: the connection is back in the pool
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let drain = async {
-            let mut left = RELEASE_MAX_BYTES;
-            while let Some(Ok(chunk)) = upstream.next().await {
-                match left.checked_sub(chunk.len()) {
-                    Some(rest) => left = rest,
-                    None => return,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(RELEASE_GRACE, drain).await;
-    });
-}
-
-impl<P: StreamProcessor> Drop for RelayBody<P> {
-    fn drop(&mut self) {
-        // Any other end (a failure, the client leaving) drops the upstream at once.
-        if self.processor.end() == Some(StreamEnd::COMPLETE)
-            && let Some(upstream) = self.upstream.take()
-        {
-            release(upstream);
-        }
-        // 499 (nginx's "client closed request"): the client went away before the stream ended.
-        let end = self
-            .processor
-            .end()
-            .unwrap_or(StreamEnd::new(499, "client disconnected"));
-        let log = &self.log;
-        tracing::info!(
-            route = log.route,
-            group = %log.group,
-            deployment = %log.deployment,
-            status = end.status,
-            streamed = true,
-            outcome = end.outcome,
-            elapsed_ms = log.started.elapsed().as_millis() as u64,
-            "request finished"
-        );
-    }
 }
 
 #[cfg(test)]
@@ -727,14 +479,14 @@ mod tests {
             b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
         ));
         let e = p.early_error().unwrap();
-        assert_eq!(e.status.as_u16(), 529);
+        assert_eq!(e.status, 529);
         assert!(p.eof().is_empty(), "an upstream error event is a terminal event");
 
         let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(
             b"data: {\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit_error\"}}\n\n",
         ));
-        assert_eq!(p.early_error().unwrap().status.as_u16(), 429);
+        assert_eq!(p.early_error().unwrap().status, 429);
 
         let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         p.chunk(Bytes::from_static(

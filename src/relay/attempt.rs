@@ -1,0 +1,287 @@
+//! One attempt of a client request on one deployment: the upstream body (a raw same-protocol edit or a
+//! conversion), the call within the deployment's deadline, and the answer: read whole and relayed or
+//! converted, or handed to the stream stages. Every failure comes back typed (see `failure`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::commit::{CommittedStream, start_stream};
+use super::failure::{Failure, UpstreamAnswer};
+use super::processor::{Converting, PassThrough};
+use super::record::RequestRecord;
+use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
+use crate::protocol::Protocol;
+use crate::protocol::convert::request::{self, ConvertedRequest};
+use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
+use crate::protocol::convert::{self, ConvertContext, RequestFacts};
+use crate::protocol::raw_body::RawBody;
+use crate::routing::Deployment;
+use crate::server::error::json_response;
+use crate::server::request::ClientRequest;
+use crate::upstream::{self, UpstreamResponse};
+
+/// The client's answer from a successful attempt.
+pub enum Answer {
+    /// A whole answer from the upstream.
+    Upstream(Response),
+    /// A stream past its commit boundary.
+    Stream(CommittedStream),
+    /// The router answered without contacting the upstream (Claude Code's cache pre-warm).
+    Local(Response),
+}
+
+/// What an attempt needs to know besides the request itself.
+pub struct Attempt<'a> {
+    pub client: Protocol,
+    pub deployment: &'a std::sync::Arc<Deployment>,
+    /// The group name the client asked for, echoed in converted answers.
+    pub client_model: &'a str,
+    pub signing_key: &'a [u8],
+    pub client_headers: &'a HeaderMap,
+    /// `router_settings.max_event_size_mb`, in bytes.
+    pub max_event: usize,
+}
+
+/// Ids and times the router makes up for converted answers (same-protocol answers keep the upstream's).
+struct Minted {
+    response_id: String,
+    created: u64,
+}
+
+impl Attempt<'_> {
+    pub async fn run(
+        &self,
+        request: &ClientRequest<'_>,
+        bytes: &[u8],
+        record: &mut RequestRecord,
+    ) -> Result<Answer, Failure> {
+        let deployment = &**self.deployment;
+        let minted = match self.client != deployment.protocol {
+            true => Minted {
+                response_id: random_id(),
+                created: unix_time(),
+            },
+            false => Minted {
+                response_id: String::new(),
+                created: 0,
+            },
+        };
+        let ctx = self.context(&minted);
+        let (body, conversion) = self
+            .upstream_body(&request.body, bytes, &ctx)
+            .map_err(Failure::refused)?;
+        if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
+            // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
+            record.chose(self.deployment);
+            return Ok(Answer::Local(cache_prewarm_answer(&ctx)));
+        }
+        record.attempt(self.deployment);
+        // For a whole answer the deadline covers headers and body; for a stream, the first event.
+        let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
+        let response = upstream::send(deployment, &deployment.endpoint, self.client_headers, body, deadline).await?;
+
+        let status = response.status();
+        let headers = upstream::relayed_headers(response.headers());
+        if !status.is_success() {
+            let retry_after = matches!(status.as_u16(), 429 | 503 | 529)
+                .then(|| upstream::retry_after(response.headers()))
+                .flatten();
+            let request_id = upstream::request_id(response.headers());
+            let body = upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline).await?;
+            let answer = UpstreamAnswer {
+                upstream: deployment.protocol,
+                status,
+                body: upstream::redact(body, deployment.secret.as_ref().map(|k| k.expose())),
+                request_id,
+                headers,
+            };
+            return Err(Failure::answered(answer, retry_after));
+        }
+
+        let is_stream = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let secret = deployment.secret.clone();
+        let mut answer = match (is_stream, &conversion) {
+            (false, None) => pass_through_json(deployment, response, deadline).await?,
+            (false, Some(facts)) => self.convert_json(response, &ctx, facts, deadline).await?,
+            (true, None) => {
+                let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
+                return start_stream(deployment, response, processor, deadline, headers)
+                    .await
+                    .map(Answer::Stream);
+            }
+            (true, Some(facts)) => {
+                let converter: Box<dyn StreamConverter> = match self.client {
+                    Protocol::OpenAi => Box::new(AnthropicToOpenAiStream::new(&ctx, facts)),
+                    Protocol::Anthropic => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
+                };
+                let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
+                return start_stream(deployment, response, processor, deadline, headers)
+                    .await
+                    .map(Answer::Stream);
+            }
+        };
+        answer.headers_mut().extend(headers);
+        Ok(Answer::Upstream(answer))
+    }
+
+    fn context<'c>(&'c self, minted: &'c Minted) -> ConvertContext<'c> {
+        ConvertContext {
+            client_model: self.client_model,
+            upstream_model: &self.deployment.upstream_model,
+            options: &self.deployment.spec.options,
+            created: minted.created,
+            response_id: &minted.response_id,
+            signing_key: self.signing_key,
+        }
+    }
+
+    /// The upstream body, and the conversion facts when the protocols differ. Same-protocol bodies are
+    /// edited as raw top-level fields unless a fix-up needs the whole tree.
+    fn upstream_body(
+        &self,
+        raw: &RawBody<'_>,
+        bytes: &[u8],
+        ctx: &ConvertContext<'_>,
+    ) -> Result<(Vec<u8>, Option<RequestFacts>), crate::server::error::ApiError> {
+        let deployment = &**self.deployment;
+        let options = &deployment.spec.options;
+        let converted = match (self.client, deployment.protocol) {
+            (Protocol::OpenAi, Protocol::OpenAi) => {
+                let clamp = clamp_override(raw, options.max_output_tokens);
+                let mut overrides = deployment.override_refs();
+                overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
+                return Ok((raw.write_with(&overrides), None));
+            }
+            (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
+            {
+                None => return Ok((raw.write_with(&deployment.override_refs()), None)),
+                Some(body) => ConvertedRequest {
+                    body,
+                    facts: RequestFacts::default(),
+                },
+            },
+            (Protocol::OpenAi, Protocol::Anthropic) => request::openai_to_anthropic(bytes, ctx)?,
+            (Protocol::Anthropic, Protocol::OpenAi) => request::anthropic_to_openai(bytes, ctx)?,
+        };
+        let ConvertedRequest { mut body, facts } = converted;
+        body.insert("model".into(), Value::String(deployment.upstream_model.clone()));
+        for (key, value) in &deployment.rewrite_values {
+            body.insert(key.clone(), value.clone());
+        }
+        let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
+        let converts = self.client != deployment.protocol;
+        Ok((bytes, converts.then_some(facts)))
+    }
+
+    /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
+    async fn convert_json(
+        &self,
+        response: UpstreamResponse,
+        ctx: &ConvertContext<'_>,
+        facts: &RequestFacts,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response, Failure> {
+        let body = read_whole(self.deployment, response, deadline).await?;
+        let converted = match self.client {
+            Protocol::OpenAi => convert::response::anthropic_to_openai(&body, ctx, facts),
+            Protocol::Anthropic => convert::response::openai_to_anthropic(&body, ctx, facts),
+        };
+        match converted {
+            Ok(body) => Ok(json_response(StatusCode::OK, body)),
+            Err(error) => Err(Failure::unreachable(
+                StatusCode::BAD_GATEWAY,
+                format!("unusable upstream answer: {}", error.message),
+            )),
+        }
+    }
+}
+
+/// A whole same-protocol answer, read before it is relayed: a body that stalls or breaks is a failed
+/// attempt that can still fail over.
+async fn pass_through_json(
+    deployment: &Deployment,
+    response: UpstreamResponse,
+    deadline: tokio::time::Instant,
+) -> Result<Response, Failure> {
+    let status = response.status();
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = read_whole(deployment, response, deadline).await?;
+    let mut answer = Response::new(Body::from(body));
+    *answer.status_mut() = status;
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        content_type.unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    Ok(answer)
+}
+
+async fn read_whole(
+    deployment: &Deployment,
+    response: UpstreamResponse,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, Failure> {
+    Ok(upstream::read_limited(deployment, response, MAX_RESPONSE_BODY, deadline).await?)
+}
+
+/// The answer to a `max_tokens: 0` request: an empty message stopped by `max_tokens`.
+fn cache_prewarm_answer(ctx: &ConvertContext<'_>) -> Response {
+    let body = json!({
+        "id": format!("msg_{}", ctx.response_id),
+        "type": "message",
+        "role": "assistant",
+        "model": ctx.client_model,
+        "content": [],
+        "stop_reason": "max_tokens",
+        "stop_sequence": null,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    });
+    json_response(StatusCode::OK, body.to_string().into_bytes())
+}
+
+/// A `max_tokens` / `max_completion_tokens` above the deployment's cap, lowered to it (§1.1.4).
+fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box<RawValue>)> {
+    let Some(cap) = cap else { return Vec::new() };
+    ["max_tokens", "max_completion_tokens"]
+        .into_iter()
+        .filter(|key| {
+            raw.decode::<u64>(key)
+                .ok()
+                .flatten()
+                .is_some_and(|v| v > u64::from(cap))
+        })
+        .map(|key| (key, RawValue::from_string(cap.to_string()).expect("a number is JSON")))
+        .collect()
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// 24 random hex digits for response ids.
+fn random_id() -> String {
+    format!("{:024x}", rand::random::<u128>() >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clamp_lowers_only_values_above_the_cap() {
+        let body = RawBody::parse(br#"{"max_tokens":32000,"max_completion_tokens":100}"#).unwrap();
+        let clamp = clamp_override(&body, Some(8192));
+        assert_eq!(clamp.len(), 1);
+        assert_eq!((clamp[0].0, clamp[0].1.get()), ("max_tokens", "8192"));
+        assert!(clamp_override(&body, None).is_empty());
+    }
+}
