@@ -310,9 +310,10 @@ fn deployment(
     let protocol = match api_type.as_str() {
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
+        "responses" => Protocol::Responses,
         other => {
             return Err(format!(
-                "{place}.api_type: unknown api_type '{other}' (expected openai or anthropic)"
+                "{place}.api_type: unknown api_type '{other}' (expected openai, anthropic or responses)"
             ));
         }
     };
@@ -392,8 +393,8 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
     })
 }
 
-/// `{api_base}/chat/completions` for OpenAI; `{api_base}/v1/messages` for Anthropic, tolerating a base that
-/// already ends in `/v1` and trailing slashes.
+/// `{api_base}/chat/completions` for OpenAI, `{api_base}/responses` for the Responses API;
+/// `{api_base}/v1/messages` for Anthropic, tolerating a base that already ends in `/v1` and trailing slashes.
 fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
     let url = Url::parse(api_base.trim()).map_err(|e| format!("'{api_base}' is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -405,6 +406,7 @@ fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
     let base = url.path().trim_end_matches('/');
     let path = match protocol {
         Protocol::OpenAi => format!("{base}/chat/completions"),
+        Protocol::Responses => format!("{base}/responses"),
         Protocol::Anthropic if base.ends_with("/v1") => format!("{base}/messages"),
         Protocol::Anthropic => format!("{base}/v1/messages"),
     };
@@ -582,7 +584,7 @@ router_settings:
         let cases = [
             (
                 SEED.replace("api_type: anthropic", "api_type: gemini"),
-                "model_list[1].llm_params.api_type: unknown api_type 'gemini' (expected openai or anthropic)",
+                "model_list[1].llm_params.api_type: unknown api_type 'gemini' (expected openai, anthropic or responses)",
             ),
             (
                 SEED.replace("strategy: roundrobin", "strategy: fastest"),

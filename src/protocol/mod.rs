@@ -3,20 +3,25 @@
 //! between the two protocols. Nothing in here does I/O.
 
 pub mod anthropic;
+pub mod chat;
 pub mod convert;
+pub mod hub;
 pub mod openai;
 pub mod raw_body;
+pub mod responses;
 pub mod sse;
 
 use serde::Deserialize;
 
-/// The two API dialects the router speaks, on either side.
+/// The API dialects the router speaks, on either side: OpenAI Chat Completions (`openai`), Anthropic
+/// Messages and the OpenAI Responses API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[serde(rename = "openai")]
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 impl Protocol {
@@ -24,8 +29,33 @@ impl Protocol {
         match self {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
+            Protocol::Responses => "responses",
         }
     }
+
+    /// The client route of this protocol.
+    pub fn route(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "/v1/chat/completions",
+            Protocol::Anthropic => "/v1/messages",
+            Protocol::Responses => "/v1/responses",
+        }
+    }
+
+    /// Whose error shape this protocol's clients expect: the Responses API uses OpenAI's.
+    pub fn error_shape(self) -> ErrorShape {
+        match self {
+            Protocol::OpenAi | Protocol::Responses => ErrorShape::OpenAi,
+            Protocol::Anthropic => ErrorShape::Anthropic,
+        }
+    }
+}
+
+/// `{"error":{…}}` or `{"type":"error","error":{…}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    OpenAi,
+    Anthropic,
 }
 
 impl std::fmt::Display for Protocol {

@@ -16,11 +16,15 @@ use super::failure::{Failure, UpstreamAnswer};
 use super::processor::{Converting, PassThrough};
 use super::record::RequestRecord;
 use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
-use crate::protocol::Protocol;
 use crate::protocol::convert::request::{self, ConvertedRequest};
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
-use crate::protocol::convert::{self, ConvertContext, RequestFacts};
+use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
+use crate::protocol::hub::{ChatChunks, HubStream};
 use crate::protocol::raw_body::RawBody;
+use crate::protocol::responses::request::ResponsesFacts;
+use crate::protocol::responses::response::AnswerContext;
+use crate::protocol::responses::stream::ResponsesStreamEncoder;
+use crate::protocol::{Protocol, chat, responses};
 use crate::routing::Deployment;
 use crate::server::error::json_response;
 use crate::server::request::ClientRequest;
@@ -73,10 +77,8 @@ impl Attempt<'_> {
             },
         };
         let ctx = self.context(&minted);
-        let (body, conversion) = self
-            .upstream_body(&request.body, bytes, &ctx)
-            .map_err(Failure::refused)?;
-        if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
+        let (body, conversion) = self.upstream_body(&request.body, bytes, &ctx)?;
+        if matches!(&conversion, Some(Conversion::Pairwise(facts)) if facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
             record.chose(self.deployment);
             return Ok(Answer::Local(cache_prewarm_answer(&ctx)));
@@ -112,17 +114,28 @@ impl Attempt<'_> {
         let secret = deployment.secret.clone();
         let mut answer = match (is_stream, &conversion) {
             (false, None) => pass_through_json(deployment, response, deadline).await?,
-            (false, Some(facts)) => self.convert_json(response, &ctx, facts, deadline).await?,
+            (false, Some(conversion)) => self.convert_json(response, &ctx, &minted, conversion, deadline).await?,
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
                     .await
                     .map(Answer::Stream);
             }
-            (true, Some(facts)) => {
-                let converter: Box<dyn StreamConverter> = match self.client {
-                    Protocol::OpenAi => Box::new(AnthropicToOpenAiStream::new(&ctx, facts)),
-                    Protocol::Anthropic => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
+            (true, Some(conversion)) => {
+                let converter: Box<dyn StreamConverter> = match conversion {
+                    Conversion::Pairwise(facts) if self.client == Protocol::OpenAi => {
+                        Box::new(AnthropicToOpenAiStream::new(&ctx, facts))
+                    }
+                    Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
+                    Conversion::Hub(facts) => Box::new(HubStream::new(
+                        ChatChunks,
+                        ResponsesStreamEncoder::new(
+                            &minted.response_id,
+                            minted.created,
+                            self.client_model,
+                            facts.clone(),
+                        ),
+                    )),
                 };
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -145,18 +158,18 @@ impl Attempt<'_> {
         }
     }
 
-    /// The upstream body, and the conversion facts when the protocols differ. Same-protocol bodies are
-    /// edited as raw top-level fields unless a fix-up needs the whole tree.
+    /// The upstream body, and how the answer must be treated. Same-protocol bodies are edited as raw
+    /// top-level fields unless a fix-up needs the whole tree; other pairs are converted.
     fn upstream_body(
         &self,
         raw: &RawBody<'_>,
         bytes: &[u8],
         ctx: &ConvertContext<'_>,
-    ) -> Result<(Vec<u8>, Option<RequestFacts>), crate::server::error::ApiError> {
+    ) -> Result<(Vec<u8>, Option<Conversion>), Failure> {
         let deployment = &**self.deployment;
         let options = &deployment.spec.options;
         let converted = match (self.client, deployment.protocol) {
-            (Protocol::OpenAi, Protocol::OpenAi) => {
+            (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Responses, Protocol::Responses) => {
                 let clamp = clamp_override(raw, options.max_output_tokens);
                 let mut overrides = deployment.override_refs();
                 overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
@@ -170,8 +183,22 @@ impl Attempt<'_> {
                     facts: RequestFacts::default(),
                 },
             },
-            (Protocol::OpenAi, Protocol::Anthropic) => request::openai_to_anthropic(bytes, ctx)?,
-            (Protocol::Anthropic, Protocol::OpenAi) => request::anthropic_to_openai(bytes, ctx)?,
+            (Protocol::OpenAi, Protocol::Anthropic) => request::openai_to_anthropic(bytes, ctx).map_err(refused)?,
+            (Protocol::Anthropic, Protocol::OpenAi) => request::anthropic_to_openai(bytes, ctx).map_err(refused)?,
+            (Protocol::Responses, Protocol::OpenAi) => {
+                let decoded = responses::request::decode(bytes).map_err(refused)?;
+                let encoded =
+                    chat::request::encode(&decoded.request, &deployment.upstream_model, options).map_err(refused)?;
+                // `model` is already the upstream's; `rewrite_body` still applies on top.
+                let body = match deployment.overrides.len() {
+                    1 => encoded.body,
+                    _ => RawBody::parse(&encoded.body)
+                        .expect("the encoder writes a JSON object")
+                        .write_with(&deployment.override_refs()),
+                };
+                return Ok((body, Some(Conversion::Hub(decoded.facts))));
+            }
+            (client, upstream) => return Err(Failure::unsupported(client, upstream)),
         };
         let ConvertedRequest { mut body, facts } = converted;
         body.insert("model".into(), Value::String(deployment.upstream_model.clone()));
@@ -180,7 +207,7 @@ impl Attempt<'_> {
         }
         let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
         let converts = self.client != deployment.protocol;
-        Ok((bytes, converts.then_some(facts)))
+        Ok((bytes, converts.then_some(Conversion::Pairwise(facts))))
     }
 
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
@@ -188,13 +215,25 @@ impl Attempt<'_> {
         &self,
         response: UpstreamResponse,
         ctx: &ConvertContext<'_>,
-        facts: &RequestFacts,
+        minted: &Minted,
+        conversion: &Conversion,
         deadline: tokio::time::Instant,
     ) -> Result<Response, Failure> {
         let body = read_whole(self.deployment, response, deadline).await?;
-        let converted = match self.client {
-            Protocol::OpenAi => convert::response::anthropic_to_openai(&body, ctx, facts),
-            Protocol::Anthropic => convert::response::openai_to_anthropic(&body, ctx, facts),
+        let converted = match conversion {
+            Conversion::Pairwise(facts) if self.client == Protocol::OpenAi => {
+                convert::response::anthropic_to_openai(&body, ctx, facts)
+            }
+            Conversion::Pairwise(facts) => convert::response::openai_to_anthropic(&body, ctx, facts),
+            Conversion::Hub(facts) => chat::response::decode(&body).map(|response| {
+                let answer = AnswerContext {
+                    id_hex: &minted.response_id,
+                    created: minted.created,
+                    model: self.client_model,
+                    facts,
+                };
+                responses::response::encode(&response, &answer)
+            }),
         };
         match converted {
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
@@ -204,6 +243,18 @@ impl Attempt<'_> {
             )),
         }
     }
+}
+
+/// How a converted attempt's answer is converted back (same-protocol answers are relayed as written).
+enum Conversion {
+    /// A Chat ⇄ Messages pair, with the pairwise converters.
+    Pairwise(RequestFacts),
+    /// Through the hub: a Responses client on a Chat Completions upstream.
+    Hub(ResponsesFacts),
+}
+
+fn refused(error: ConvertError) -> Failure {
+    Failure::refused(error.into())
 }
 
 /// A whole same-protocol answer, read before it is relayed: a body that stalls or breaks is a failed
@@ -248,10 +299,10 @@ fn cache_prewarm_answer(ctx: &ConvertContext<'_>) -> Response {
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }
 
-/// A `max_tokens` / `max_completion_tokens` above the deployment's cap, lowered to it (§1.1.4).
+/// A `max_tokens` / `max_completion_tokens` / `max_output_tokens` above the deployment's cap, lowered to it.
 fn clamp_override(raw: &RawBody<'_>, cap: Option<u32>) -> Vec<(&'static str, Box<RawValue>)> {
     let Some(cap) = cap else { return Vec::new() };
-    ["max_tokens", "max_completion_tokens"]
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .into_iter()
         .filter(|key| {
             raw.decode::<u64>(key)

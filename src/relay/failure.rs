@@ -26,7 +26,10 @@ pub enum FailureKind {
     /// The upstream could not be reached, did not answer in time, or its answer broke or was unusable.
     Unreachable { status: StatusCode, message: String },
     /// The upstream answered with an error: an error status, or an error as its stream's first event.
-    Answered(UpstreamAnswer),
+    Answered(Box<UpstreamAnswer>),
+    /// The router cannot yet convert between the client's protocol and this deployment's. Another member of
+    /// the group may speak a protocol it can, and the deployment itself is not at fault.
+    Unsupported(ApiError),
 }
 
 /// An upstream error answer, in the upstream's protocol (its key already redacted).
@@ -55,9 +58,20 @@ impl Failure {
         }
     }
 
+    pub fn unsupported(client: Protocol, upstream: Protocol) -> Self {
+        let error = ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("this router cannot yet serve {client} clients from {upstream} deployments"),
+        );
+        Self {
+            kind: FailureKind::Unsupported(error),
+            retry_after: None,
+        }
+    }
+
     pub fn answered(answer: UpstreamAnswer, retry_after: Option<Duration>) -> Self {
         Self {
-            kind: FailureKind::Answered(answer),
+            kind: FailureKind::Answered(Box::new(answer)),
             retry_after,
         }
     }
@@ -78,15 +92,20 @@ impl Failure {
     pub fn retryable(&self) -> bool {
         match &self.kind {
             FailureKind::Refused(_) => false,
-            FailureKind::Unreachable { .. } => true,
+            FailureKind::Unreachable { .. } | FailureKind::Unsupported(_) => true,
             FailureKind::Answered(answer) => is_retryable(answer.status),
         }
+    }
+
+    /// Whether the failure says something about the deployment's health.
+    pub fn counts_against(&self) -> bool {
+        !matches!(self.kind, FailureKind::Unsupported(_))
     }
 
     /// A short reason for the log.
     pub fn reason(&self) -> String {
         match &self.kind {
-            FailureKind::Refused(error) => error.message.clone(),
+            FailureKind::Refused(error) | FailureKind::Unsupported(error) => error.message.clone(),
             FailureKind::Unreachable { message, .. } => message.clone(),
             FailureKind::Answered(answer) => format!("upstream answered {}", answer.status.as_u16()),
         }
@@ -95,10 +114,10 @@ impl Failure {
     /// The client's answer, in its protocol.
     pub fn render(self, client: Protocol) -> Response {
         match self.kind {
-            FailureKind::Refused(error) => error.into_response(client),
+            FailureKind::Refused(error) | FailureKind::Unsupported(error) => error.into_response(client),
             FailureKind::Unreachable { status, message } => ApiError::new(status, message).into_response(client),
             FailureKind::Answered(answer) => {
-                let mut response = if answer.upstream == client {
+                let mut response = if answer.upstream.error_shape() == client.error_shape() {
                     json_response(
                         answer.status,
                         same_protocol_error_body(client, answer.status, &answer.body),

@@ -47,11 +47,12 @@ pub async fn messages(State(state): State<AppState>, request: Request) -> Respon
     handle(state, Protocol::Anthropic, request).await
 }
 
+pub async fn responses(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, Protocol::Responses, request).await
+}
+
 async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
-    let mut record = RequestRecord::new(match client {
-        Protocol::OpenAi => "/v1/chat/completions",
-        Protocol::Anthropic => "/v1/messages",
-    });
+    let mut record = RequestRecord::new(client.route());
     // One snapshot for the whole request: a reload while it runs changes nothing for it.
     let snapshot = state.snapshot.load_full();
     let config = &snapshot.config;
@@ -60,7 +61,7 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         Ok(bytes) => bytes,
         Err(error) => return record.answered(error.into_response(client)),
     };
-    let request = match ClientRequest::parse(&bytes) {
+    let request = match ClientRequest::parse(&bytes, client) {
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(client)),
     };
@@ -102,7 +103,10 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         if !failure.retryable() {
             return record.answered(failure.render(client));
         }
-        let cooldown = deployment.health.record_failure(&reliability, failure.retry_after);
+        let cooldown = match failure.counts_against() {
+            true => deployment.health.record_failure(&reliability, failure.retry_after),
+            false => None,
+        };
         tracing::info!(
             group = %group.name,
             deployment = %deployment.name,

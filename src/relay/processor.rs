@@ -13,7 +13,7 @@ use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
-use crate::protocol::{Protocol, anthropic, openai};
+use crate::protocol::{Protocol, anthropic, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
 /// for a complete stream, the in-band error's status otherwise).
@@ -361,24 +361,35 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
     match upstream {
         Protocol::OpenAi => openai_stream_event_error(event),
         Protocol::Anthropic => anthropic_stream_event_error(event),
+        Protocol::Responses => {
+            let (status, body) = responses::stream_error(event)?;
+            Some(StreamStartError { upstream, status, body })
+        }
     }
 }
 
-/// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`.
+/// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`; Responses streams with
+/// their terminal event.
 fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
     match protocol {
         Protocol::OpenAi => event.is_done_marker(),
         Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
+        Protocol::Responses => responses::is_terminal(event),
     }
 }
 
 /// The in-band error that ends a stream that had already started: Anthropic `event: error`; OpenAI a
-/// `data: {"error":…}` line, after which no `[DONE]` follows.
+/// `data: {"error":…}` line, after which no `[DONE]` follows; Responses a terminal `response.failed`.
 pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
     let mut out = Vec::with_capacity(160 + message.len());
     match protocol {
         Protocol::Anthropic => write_named_event(&mut out, "error", &anthropic::error_body("api_error", message, None)),
         Protocol::OpenAi => write_data_event(&mut out, &openai::error_body(message, "server_error", None, None)),
+        Protocol::Responses => {
+            let failed = serde_json::json!({"type": "response.failed", "response": {"object": "response",
+                "status": "failed", "error": {"code": "server_error", "message": message}, "output": []}});
+            write_named_event(&mut out, "response.failed", failed.to_string().as_bytes());
+        }
     }
     out.into()
 }

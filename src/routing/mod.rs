@@ -50,7 +50,7 @@ impl Deployment {
         let (count_tokens_endpoint, _) = target(&spec.count_tokens_endpoint());
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
-                Protocol::OpenAi => format!("Bearer {}", key.expose()),
+                Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),
                 Protocol::Anthropic => key.expose().to_owned(),
             };
             // Validation guarantees printable ASCII, which is always a valid header value.

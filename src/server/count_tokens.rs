@@ -27,7 +27,7 @@ pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Re
         Ok(bytes) => bytes,
         Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
-    let request = match ClientRequest::parse(&bytes) {
+    let request = match ClientRequest::parse(&bytes, Protocol::Anthropic) {
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };

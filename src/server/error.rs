@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::protocol::{Protocol, anthropic, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, openai};
 
 /// A client-facing error. The message must never contain a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,14 +66,16 @@ impl ApiError {
     /// The JSON body in `protocol`'s error shape.
     pub fn body(&self, protocol: Protocol) -> Vec<u8> {
         let status = self.status.as_u16();
-        match protocol {
-            Protocol::OpenAi => openai::error_body(
+        match protocol.error_shape() {
+            ErrorShape::OpenAi => openai::error_body(
                 &self.message,
                 openai::error_type_for_status(status),
                 self.param.as_deref(),
                 self.code,
             ),
-            Protocol::Anthropic => anthropic::error_body(anthropic::error_type_for_status(status), &self.message, None),
+            ErrorShape::Anthropic => {
+                anthropic::error_body(anthropic::error_type_for_status(status), &self.message, None)
+            }
         }
     }
 
@@ -98,9 +100,9 @@ impl From<crate::protocol::convert::ConvertError> for ApiError {
 /// error shape, otherwise (an HTML page from a proxy, a bare string) wrapped into it.
 pub fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8]) -> Vec<u8> {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let well_formed = parsed.as_ref().is_some_and(|v| match client {
-        Protocol::OpenAi => v["error"].is_object(),
-        Protocol::Anthropic => v["type"] == "error" && v["error"].is_object(),
+    let well_formed = parsed.as_ref().is_some_and(|v| match client.error_shape() {
+        ErrorShape::OpenAi => v["error"].is_object(),
+        ErrorShape::Anthropic => v["type"] == "error" && v["error"].is_object(),
     });
     if well_formed {
         return body.to_vec();

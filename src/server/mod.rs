@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/chat/completions", post(crate::relay::chat_completions))
         .route("/v1/messages", post(crate::relay::messages))
+        .route("/v1/responses", post(crate::relay::responses))
         .route("/v1/messages/count_tokens", post(count_tokens::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::get))

@@ -24,7 +24,7 @@ pub struct PageParams {
 pub async fn list(State(state): State<AppState>, Query(page): Query<PageParams>, request: Request) -> Response {
     let snapshot = state.snapshot.load();
     match client_protocol(request.uri().path(), request.headers()) {
-        Protocol::OpenAi => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
+        Protocol::OpenAi | Protocol::Responses => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
         Protocol::Anthropic => match anthropic_page(&snapshot.listed, &page) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => e.into_response(Protocol::Anthropic),
@@ -40,7 +40,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>, request:
         return ApiError::unknown_model(&id, &[]).into_response(protocol);
     }
     let body = match protocol {
-        Protocol::OpenAi => openai_model(&id),
+        Protocol::OpenAi | Protocol::Responses => openai_model(&id),
         Protocol::Anthropic => anthropic_model(&id),
     };
     json_response(StatusCode::OK, body.to_string().into_bytes())

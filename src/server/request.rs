@@ -8,6 +8,7 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
+use crate::protocol::Protocol;
 use crate::protocol::raw_body::RawBody;
 
 /// Reads the whole body within `timeout`, answering 413 beyond `limit` (checked against `Content-Length`
@@ -42,7 +43,9 @@ pub struct ClientRequest<'a> {
 }
 
 impl<'a> ClientRequest<'a> {
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, ApiError> {
+    /// Checks what the router itself relies on: a string `model`, a boolean `stream` if present, and the
+    /// conversation (`messages`, or a Responses request's `input`).
+    pub fn parse(bytes: &'a [u8], protocol: Protocol) -> Result<Self, ApiError> {
         let body = RawBody::parse(bytes)
             .map_err(|e| ApiError::bad_request(format!("request body is not a JSON object: {e}")))?;
         let model = match body.decode::<String>("model") {
@@ -53,12 +56,15 @@ impl<'a> ClientRequest<'a> {
         if body.decode::<bool>("stream").is_err() {
             return Err(ApiError::bad_request("stream: must be a boolean").with_param("stream"));
         }
-        match body.get("messages") {
-            None => Err(ApiError::bad_request("messages: field is required").with_param("messages")),
-            Some(raw) if !raw.get().starts_with('[') => {
-                Err(ApiError::bad_request("messages: must be an array").with_param("messages"))
-            }
-            Some(_) => Ok(Self { body, model }),
+        let (field, shape) = match protocol {
+            Protocol::Responses => ("input", "a string or an array"),
+            Protocol::OpenAi | Protocol::Anthropic => ("messages", "an array"),
+        };
+        match body.get(field) {
+            None => Err(ApiError::bad_request(format!("{field}: field is required")).with_param(field)),
+            Some(raw) if raw.get().starts_with('[') => Ok(Self { body, model }),
+            Some(raw) if protocol == Protocol::Responses && raw.get().starts_with('"') => Ok(Self { body, model }),
+            Some(_) => Err(ApiError::bad_request(format!("{field}: must be {shape}")).with_param(field)),
         }
     }
 }
@@ -69,7 +75,7 @@ mod tests {
 
     #[test]
     fn client_request_validation() {
-        let err = |body: &str| ClientRequest::parse(body.as_bytes()).err().unwrap();
+        let err = |body: &str| ClientRequest::parse(body.as_bytes(), Protocol::OpenAi).err().unwrap();
         assert_eq!(err("{").status, StatusCode::BAD_REQUEST);
         assert_eq!(err("[]").status, StatusCode::BAD_REQUEST);
         assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
@@ -80,7 +86,10 @@ mod tests {
         );
         assert_eq!(err(r#"{"model":"m"}"#).param.as_deref(), Some("messages"));
         assert_eq!(err(r#"{"model":"m","messages":{}}"#).param.as_deref(), Some("messages"));
-        let ok = ClientRequest::parse(br#"{"model":"g","messages":[],"stream":true}"#).unwrap();
+        let ok = ClientRequest::parse(br#"{"model":"g","messages":[],"stream":true}"#, Protocol::OpenAi).unwrap();
+        assert_eq!(ok.model, "g");
+        let ok = ClientRequest::parse(br#"{"model":"g","input":"hi"}"#, Protocol::Responses).unwrap();
+        assert!(ClientRequest::parse(br#"{"model":"g","messages":[]}"#, Protocol::Responses).is_err());
         assert_eq!(ok.model, "g");
     }
 

@@ -30,7 +30,7 @@ pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     match deployment.protocol {
-        Protocol::OpenAi => {
+        Protocol::OpenAi | Protocol::Responses => {
             if let Some(credential) = &deployment.credential {
                 headers.insert(header::AUTHORIZATION, credential.clone());
             }

@@ -1,0 +1,274 @@
+//! The shared representation that protocol codecs meet in, owned by no protocol. A client request is decoded
+//! from its protocol into a [`Request`] and encoded into the upstream's; an upstream answer is decoded into a
+//! [`Response`] (or, streamed, into [`Event`]s) and encoded into the client's protocol. It is a superset of
+//! what the protocols carry: tool calls with their ids and namespaces, reasoning with where its opaque
+//! signature came from, media, stop reasons, and usage with cached and reasoning tokens.
+//!
+//! Tool schemas and tool arguments stay raw JSON text: no codec needs to look inside them, and keeping the
+//! text keeps the key order models rely on.
+//!
+//! Protocols move to the hub one at a time; today the Responses client route and the Chat Completions
+//! upstream codecs use it (`protocol::responses`, `protocol::chat`).
+
+use serde_json::value::RawValue;
+
+/// A generation request, whatever protocol it came in.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Instructions that lead the conversation (Responses `instructions`), before any message.
+    pub instructions: Vec<String>,
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub parallel_tool_calls: Option<bool>,
+    pub max_output_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub reasoning: ReasoningRequest,
+    pub format: Option<OutputFormat>,
+    pub stream: bool,
+    /// An end-user id for the provider's abuse monitoring.
+    pub user: Option<String>,
+    /// A provider prompt-cache key (Codex sends its session id).
+    pub prompt_cache_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+    /// A system or developer message at its position in the conversation.
+    System,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Part {
+    Text(String),
+    /// A refusal in assistant history: replayed as text.
+    Refusal(String),
+    /// An image as a `data:` URL or an http(s) URL.
+    Image {
+        url: String,
+        detail: Option<String>,
+    },
+    /// A file as a `data:` URL.
+    File {
+        data_url: String,
+        filename: Option<String>,
+    },
+    Reasoning(Reasoning),
+    ToolCall(ToolCall),
+    ToolResult(ToolResult),
+}
+
+/// Model reasoning (thinking). `text` is what can be shown; `opaque` is what must go back verbatim to the
+/// upstream kind that produced it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasoning {
+    pub text: String,
+    pub opaque: Option<Opaque>,
+}
+
+/// An opaque reasoning artefact, tagged with the kind of upstream that made it, so it only ever goes back
+/// there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opaque {
+    /// A Chat Completions host's `reasoning_content`, for replay to a host of the same dialect.
+    ChatReasoning { text: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolKind {
+    #[default]
+    Function,
+    /// A free-form tool whose single input is a string (Codex's `apply_patch`).
+    Custom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The join key between a call and its result (Responses `call_id`, Chat `id`, Anthropic `id`).
+    pub id: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub kind: ToolKind,
+    /// JSON text of the arguments (a custom tool's input is the plain string, in `input`).
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolResult {
+    pub call_id: String,
+    /// Text, images and files the tool returned.
+    pub content: Vec<Part>,
+    pub is_error: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tool {
+    pub name: String,
+    pub namespace: Option<String>,
+    pub description: Option<String>,
+    pub kind: ToolKind,
+    /// The JSON schema of a function's arguments, as the client wrote it.
+    pub parameters: Option<Box<RawValue>>,
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    Required,
+    /// One tool by name (and namespace).
+    Named {
+        name: String,
+        namespace: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReasoningRequest {
+    /// The client said nothing: the upstream's default.
+    #[default]
+    Unspecified,
+    Disabled,
+    /// An effort level: `minimal`, `low`, `medium`, `high`, `xhigh`, ...
+    Effort(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputFormat {
+    Text,
+    JsonObject,
+    JsonSchema {
+        name: String,
+        schema: Box<RawValue>,
+        strict: Option<bool>,
+        description: Option<String>,
+    },
+}
+
+/// A whole answer.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// In the order the upstream produced them: reasoning, text, refusals and tool calls.
+    pub output: Vec<Part>,
+    pub stop: StopReason,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StopReason {
+    /// A natural end (or a stop sequence).
+    #[default]
+    End,
+    ToolUse,
+    MaxTokens,
+    ContentFilter,
+}
+
+/// Token counts. `input` includes `cached` and `cache_write`; `output` includes `reasoning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub input: u64,
+    pub cached: u64,
+    pub cache_write: u64,
+    pub output: u64,
+    pub reasoning: u64,
+}
+
+/// One step of a streamed answer, as decoded from an upstream event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    ReasoningDelta(String),
+    TextDelta(String),
+    RefusalDelta(String),
+    /// A tool call begins; `index` identifies it among the answer's calls.
+    ToolCallStart {
+        index: usize,
+        id: Option<String>,
+        name: String,
+    },
+    ToolCallDelta {
+        index: usize,
+        arguments: String,
+    },
+    Stop(StopReason),
+    Usage(Usage),
+    /// The upstream's stream ended normally.
+    Done,
+    /// The upstream reported an error in the stream.
+    Error {
+        message: String,
+        code: Option<String>,
+    },
+}
+
+/// Decodes an upstream's stream events into hub events.
+pub trait StreamDecoder: Send {
+    fn decode(&mut self, event: &crate::protocol::sse::SseEvent, out: &mut Vec<Event>);
+}
+
+/// A stream converter made of a decoder (upstream protocol → hub) and an encoder (hub → client protocol).
+pub struct HubStream<D> {
+    pub decoder: D,
+    pub encoder: crate::protocol::responses::stream::ResponsesStreamEncoder,
+    events: Vec<Event>,
+}
+
+impl<D: StreamDecoder> HubStream<D> {
+    pub fn new(decoder: D, encoder: crate::protocol::responses::stream::ResponsesStreamEncoder) -> Self {
+        Self {
+            decoder,
+            encoder,
+            events: Vec::new(),
+        }
+    }
+}
+
+impl<D: StreamDecoder> crate::protocol::convert::stream::StreamConverter for HubStream<D> {
+    fn on_event(
+        &mut self,
+        event: &crate::protocol::sse::SseEvent,
+        out: &mut Vec<u8>,
+    ) -> crate::protocol::convert::stream::StreamStatus {
+        use crate::protocol::convert::stream::StreamStatus;
+        self.decoder.decode(event, &mut self.events);
+        for event in self.events.drain(..) {
+            let status = self.encoder.encode(event, out);
+            if status != StreamStatus::Continue {
+                return status;
+            }
+        }
+        StreamStatus::Continue
+    }
+
+    fn on_eof(&mut self, out: &mut Vec<u8>) -> crate::protocol::convert::stream::StreamStatus {
+        self.encoder.eof(out)
+    }
+
+    fn on_error(&mut self, kind: crate::protocol::convert::stream::StreamFailure, message: &str, out: &mut Vec<u8>) {
+        self.encoder.failed(kind, message, out);
+    }
+
+    /// An SSE comment: Responses parsers (Codex's and the SDK's) skip it.
+    fn keep_alive(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keep-alive\n\n");
+    }
+}
+
+/// Chat Completions chunks, decoded one event at a time (the decoder keeps no state).
+pub struct ChatChunks;
+
+impl StreamDecoder for ChatChunks {
+    fn decode(&mut self, event: &crate::protocol::sse::SseEvent, out: &mut Vec<Event>) {
+        crate::protocol::chat::response::decode_event(event, out);
+    }
+}

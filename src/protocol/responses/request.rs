@@ -1,0 +1,710 @@
+//! Decoding a Responses request (`POST /v1/responses`) into the hub (reference §1). Typed and borrowed:
+//! schemas stay raw JSON. `input` is read item by item with `type` as the tag (Codex mixes messages, calls
+//! and outputs in one list), hosted tools and item kinds without a counterpart are dropped rather than
+//! refused, and only what would change the shape of the answer is refused (§1.9).
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::tools::ToolDirectory;
+use crate::protocol::convert::ConvertError;
+use crate::protocol::hub::{
+    Message, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice, ToolKind,
+    ToolResult,
+};
+
+/// A decoded Responses request and what its answer needs to know about it.
+#[derive(Debug)]
+pub struct Decoded {
+    pub request: Request,
+    pub facts: ResponsesFacts,
+}
+
+/// What the answer to a Responses client needs from its request: how to name tool calls again, what to
+/// echo, and whether reasoning items carry `encrypted_content`.
+#[derive(Debug, Clone, Default)]
+pub struct ResponsesFacts {
+    pub tools: ToolDirectory,
+    pub include_encrypted_reasoning: bool,
+    /// Settings echoed in the Response object (reference §3.1).
+    pub echo: Echo,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Echo {
+    pub instructions: Option<String>,
+    pub tools: Option<Box<RawValue>>,
+    pub tool_choice: Option<Box<RawValue>>,
+    pub parallel_tool_calls: Option<bool>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_output_tokens: Option<u64>,
+    pub reasoning: Option<Box<RawValue>>,
+    pub text: Option<Box<RawValue>>,
+    pub prompt_cache_key: Option<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(default)]
+    instructions: Option<String>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(borrow, default)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    safety_identifier: Option<String>,
+    #[serde(default)]
+    prompt_cache_key: Option<String>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    conversation: Option<&'a RawValue>,
+    #[serde(default)]
+    background: Option<bool>,
+    #[serde(borrow, default)]
+    prompt: Option<&'a RawValue>,
+}
+
+/// Decodes a Responses request body.
+pub fn decode(body: &[u8]) -> Result<Decoded, ConvertError> {
+    let body: Body = serde_json::from_slice(body).map_err(|e| ConvertError {
+        message: format!("request body is not a valid Responses request: {e}"),
+        param: None,
+        code: None,
+    })?;
+    refuse_stateful(&body)?;
+    let tools = match body.tools {
+        Some(raw) => decode_tools(raw)?,
+        None => Vec::new(),
+    };
+    let directory = ToolDirectory::new(&tools);
+    let messages = match body.input {
+        Some(raw) => decode_input(raw)?,
+        None => return Err(invalid("input: field is required", "input")),
+    };
+    let tool_choice = match body.tool_choice {
+        Some(raw) => decode_tool_choice(raw, &tools)?,
+        None => None,
+    };
+    let reasoning = match body.reasoning {
+        Some(raw) => decode_reasoning(raw)?,
+        None => ReasoningRequest::Unspecified,
+    };
+    let format = match body.text {
+        Some(raw) => decode_format(raw)?,
+        None => None,
+    };
+    let user = body.safety_identifier.clone().or_else(|| body.user.clone());
+    let request = Request {
+        instructions: body.instructions.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls: body.parallel_tool_calls,
+        max_output_tokens: body.max_output_tokens,
+        temperature: body.temperature,
+        top_p: body.top_p,
+        reasoning,
+        format,
+        stream: body.stream.unwrap_or(false),
+        user: user.clone(),
+        prompt_cache_key: body.prompt_cache_key.clone(),
+    };
+    let facts = ResponsesFacts {
+        tools: directory,
+        include_encrypted_reasoning: body.include.iter().any(|i| i == "reasoning.encrypted_content"),
+        echo: Echo {
+            instructions: body.instructions,
+            tools: body.tools.map(|r| r.to_owned()),
+            tool_choice: body.tool_choice.map(|r| r.to_owned()),
+            parallel_tool_calls: body.parallel_tool_calls,
+            temperature: body.temperature,
+            top_p: body.top_p,
+            max_output_tokens: body.max_output_tokens,
+            reasoning: body.reasoning.map(|r| r.to_owned()),
+            text: body.text.map(|r| r.to_owned()),
+            prompt_cache_key: body.prompt_cache_key,
+            user,
+        },
+    };
+    Ok(Decoded { request, facts })
+}
+
+fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
+    ConvertError::invalid(message, param)
+}
+
+fn unsupported(message: impl Into<String>, param: &str) -> ConvertError {
+    ConvertError {
+        message: message.into(),
+        param: Some(param.to_owned()),
+        code: Some("unsupported_parameter"),
+    }
+}
+
+/// The router keeps no conversation (reference §5): state-dependent requests get a clear 400.
+fn refuse_stateful(body: &Body<'_>) -> Result<(), ConvertError> {
+    let present = |raw: Option<&RawValue>| raw.is_some_and(|r| r.get() != "null");
+    if present(body.previous_response_id) {
+        return Err(ConvertError {
+            message: "previous_response_id is not supported: this router keeps no conversation state; send the \
+                      whole conversation in `input` (as Codex does with `store: false`)"
+                .into(),
+            param: Some("previous_response_id".into()),
+            code: Some("previous_response_not_found"),
+        });
+    }
+    if present(body.conversation) {
+        return Err(unsupported(
+            "conversation is not supported: this router keeps no conversation state; send the whole \
+             conversation in `input`",
+            "conversation",
+        ));
+    }
+    if body.background == Some(true) {
+        return Err(unsupported("background responses are not supported", "background"));
+    }
+    if present(body.prompt) {
+        return Err(unsupported("stored prompt templates are not supported", "prompt"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// input (§1.2–§1.5)
+
+/// The tag and role of an item, read before the item itself.
+#[derive(Deserialize)]
+struct ItemHead<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct MessageItem<'a> {
+    role: &'a str,
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct PartItem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    image_url: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    file_id: Option<String>,
+    #[serde(default)]
+    file_data: Option<String>,
+    #[serde(default)]
+    file_url: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FunctionCallItem {
+    call_id: String,
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    #[serde(default)]
+    input: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    call_id: String,
+    #[serde(borrow)]
+    output: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct ReasoningItem {
+    #[serde(default)]
+    summary: Vec<TextPart>,
+    #[serde(default)]
+    content: Option<Vec<TextPart>>,
+}
+
+#[derive(Deserialize)]
+struct TextPart {
+    #[serde(default)]
+    text: String,
+}
+
+/// The messages of `input`: a string is one user message; a list is items, each tagged by `type`
+/// (`message` when absent).
+fn decode_input(raw: &RawValue) -> Result<Vec<Message>, ConvertError> {
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
+        return Ok(vec![Message {
+            role: Role::User,
+            parts: vec![Part::Text(text)],
+        }]);
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+        .map_err(|_| invalid("input: must be a string or an array of items", "input"))?;
+    let mut messages = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("input[{i}]");
+        let bad = |e: serde_json::Error| invalid(format!("{at}: {e}"), &at);
+        let head: ItemHead = serde_json::from_str(item.get()).map_err(bad)?;
+        match head.kind.unwrap_or("message") {
+            "message" => {
+                let item: MessageItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let role = match item.role {
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    "system" | "developer" => Role::System,
+                    other => {
+                        return Err(invalid(
+                            format!("{at}.role: unknown role '{other}'"),
+                            &format!("{at}.role"),
+                        ));
+                    }
+                };
+                let parts = decode_parts(item.content, &format!("{at}.content"))?;
+                if !parts.is_empty() {
+                    messages.push(Message { role, parts });
+                }
+            }
+            kind @ ("function_call" | "custom_tool_call") => {
+                let call: FunctionCallItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let (tool_kind, arguments) = match kind {
+                    "custom_tool_call" => (ToolKind::Custom, call.input.unwrap_or_default()),
+                    _ => (ToolKind::Function, call.arguments.unwrap_or_default()),
+                };
+                push_assistant(
+                    &mut messages,
+                    Part::ToolCall(ToolCall {
+                        id: call.call_id,
+                        name: call.name,
+                        namespace: call.namespace,
+                        kind: tool_kind,
+                        arguments,
+                    }),
+                );
+            }
+            "function_call_output" | "custom_tool_call_output" => {
+                let output: OutputItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let content = decode_parts(output.output, &format!("{at}.output"))?;
+                messages.push(Message {
+                    role: Role::User,
+                    parts: vec![Part::ToolResult(ToolResult {
+                        call_id: output.call_id,
+                        content,
+                        is_error: false,
+                    })],
+                });
+            }
+            "reasoning" => {
+                let item: ReasoningItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let texts: Vec<String> = match item.content {
+                    Some(content) if !content.is_empty() => content.into_iter().map(|p| p.text).collect(),
+                    _ => item.summary.into_iter().map(|p| p.text).collect(),
+                };
+                let text = texts.join("\n\n");
+                if !text.is_empty() {
+                    push_assistant(&mut messages, Part::Reasoning(Reasoning { text, opaque: None }));
+                }
+            }
+            "item_reference" => {
+                return Err(invalid(
+                    format!("{at}: item_reference is not supported: this router keeps no stored items"),
+                    &at,
+                ));
+            }
+            other => tracing::debug!(item_type = other, "dropping a Responses input item with no counterpart"),
+        }
+    }
+    Ok(messages)
+}
+
+/// Adds a part to the assistant turn being built, or starts one.
+fn push_assistant(messages: &mut Vec<Message>, part: Part) {
+    match messages.last_mut() {
+        Some(last) if last.role == Role::Assistant => last.parts.push(part),
+        _ => messages.push(Message {
+            role: Role::Assistant,
+            parts: vec![part],
+        }),
+    }
+}
+
+/// Message content or tool output: a string, or a list of parts.
+fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
+        return Ok(if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Part::Text(text)]
+        });
+    }
+    if raw.get() == "null" {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<PartItem> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, part) in parts.into_iter().enumerate() {
+        let p = format!("{at}[{j}]");
+        match part.kind {
+            "input_text" | "output_text" | "text" | "summary_text" => {
+                if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+                    out.push(Part::Text(text));
+                }
+            }
+            "refusal" => {
+                if let Some(text) = part.refusal.filter(|t| !t.is_empty()) {
+                    out.push(Part::Refusal(text));
+                }
+            }
+            "input_image" => match part.image_url {
+                Some(url) => out.push(Part::Image {
+                    url,
+                    detail: part.detail.filter(|d| d != "original"),
+                }),
+                None if part.file_id.is_some() => {
+                    return Err(invalid(
+                        format!("{p}: images by file_id are not supported; send a data: or https: URL"),
+                        &p,
+                    ));
+                }
+                None => return Err(invalid(format!("{p}.image_url: field is required"), &p)),
+            },
+            "input_file" => match (part.file_data, part.file_url) {
+                (Some(data_url), _) => out.push(Part::File {
+                    data_url,
+                    filename: part.filename,
+                }),
+                (None, Some(_)) => {
+                    return Err(unsupported(
+                        format!("{p}: files by URL are not supported by this model's provider; send file_data"),
+                        &p,
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{p}: files by file_id are not supported; send file_data"),
+                        &p,
+                    ));
+                }
+            },
+            "input_audio" => return Err(unsupported(format!("{p}: audio input is not supported"), &p)),
+            other => tracing::debug!(
+                part_type = other,
+                "dropping a Responses content part with no counterpart"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// tools, tool_choice, reasoning, text.format (§1.6–§1.8)
+
+#[derive(Deserialize)]
+struct ToolItem<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+    #[serde(borrow, default)]
+    format: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct CustomFormat {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    syntax: Option<String>,
+    #[serde(default)]
+    definition: Option<String>,
+}
+
+fn decode_tools(raw: &RawValue) -> Result<Vec<Tool>, ConvertError> {
+    let list: Vec<&RawValue> =
+        serde_json::from_str(raw.get()).map_err(|_| invalid("tools: must be an array", "tools"))?;
+    let mut tools = Vec::with_capacity(list.len());
+    for (i, raw) in list.into_iter().enumerate() {
+        decode_tool(raw, &format!("tools[{i}]"), None, &mut tools)?;
+    }
+    Ok(tools)
+}
+
+fn decode_tool(
+    raw: &RawValue,
+    at: &str,
+    namespace: Option<&ToolItem>,
+    out: &mut Vec<Tool>,
+) -> Result<(), ConvertError> {
+    let tool: ToolItem = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let name = || {
+        tool.name
+            .clone()
+            .ok_or_else(|| invalid(format!("{at}.name: field is required"), at))
+    };
+    let namespaced = |description: Option<String>| match namespace {
+        None => description,
+        Some(ns) => match (&ns.description, description) {
+            (Some(outer), Some(inner)) => Some(format!("{outer}\n\n{inner}")),
+            (outer, inner) => inner.or_else(|| outer.clone()),
+        },
+    };
+    match tool.kind {
+        "function" => out.push(Tool {
+            name: name()?,
+            namespace: namespace.and_then(|ns| ns.name.clone()),
+            description: namespaced(tool.description.clone()),
+            kind: ToolKind::Function,
+            parameters: tool.parameters.filter(|p| p.get() != "null").map(|p| p.to_owned()),
+            strict: tool.strict,
+        }),
+        "custom" => {
+            let mut description = tool.description.clone().unwrap_or_default();
+            if let Some(format) = tool.format
+                && let Ok(format) = serde_json::from_str::<CustomFormat>(format.get())
+                && format.kind == "grammar"
+                && let Some(definition) = format.definition
+            {
+                let syntax = format.syntax.unwrap_or_else(|| "grammar".into());
+                description.push_str(&format!(
+                    "\n\n# Format\nThe `input` must follow this {syntax} grammar:\n{definition}"
+                ));
+            }
+            out.push(Tool {
+                name: name()?,
+                namespace: namespace.and_then(|ns| ns.name.clone()),
+                description: namespaced(Some(description).filter(|d| !d.is_empty())),
+                kind: ToolKind::Custom,
+                parameters: None,
+                strict: None,
+            });
+        }
+        "namespace" if namespace.is_none() => {
+            for (j, inner) in tool.tools.iter().flatten().enumerate() {
+                decode_tool(inner, &format!("{at}.tools[{j}]"), Some(&tool), out)?;
+            }
+        }
+        hosted => tracing::debug!(tool_type = hosted, "dropping a hosted Responses tool"),
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ToolChoiceValue<'a> {
+    Mode(&'a str),
+    Object {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        mode: Option<&'a str>,
+    },
+}
+
+fn decode_tool_choice(raw: &RawValue, tools: &[Tool]) -> Result<Option<ToolChoice>, ConvertError> {
+    let bad = || invalid("tool_choice: unrecognised value", "tool_choice");
+    let value: ToolChoiceValue = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+    let choice = match value {
+        ToolChoiceValue::Mode("auto") => ToolChoice::Auto,
+        ToolChoiceValue::Mode("none") => ToolChoice::None,
+        ToolChoiceValue::Mode("required") => ToolChoice::Required,
+        ToolChoiceValue::Mode(_) => return Err(bad()),
+        ToolChoiceValue::Object {
+            kind: "function" | "custom",
+            name: Some(name),
+            ..
+        } => {
+            let namespace = tools.iter().find(|t| t.name == name).and_then(|t| t.namespace.clone());
+            ToolChoice::Named { name, namespace }
+        }
+        ToolChoiceValue::Object {
+            kind: "allowed_tools",
+            mode,
+            ..
+        } => match mode {
+            Some("required") => ToolChoice::Required,
+            _ => ToolChoice::Auto,
+        },
+        ToolChoiceValue::Object { kind, .. } => {
+            return Err(ConvertError {
+                message: format!("tool_choice: forcing the hosted tool '{kind}' is not supported"),
+                param: Some("tool_choice".into()),
+                code: Some("unsupported_value"),
+            });
+        }
+    };
+    Ok(Some(choice))
+}
+
+#[derive(Deserialize)]
+struct ReasoningParam {
+    #[serde(default)]
+    effort: Option<String>,
+}
+
+fn decode_reasoning(raw: &RawValue) -> Result<ReasoningRequest, ConvertError> {
+    if raw.get() == "null" {
+        return Ok(ReasoningRequest::Unspecified);
+    }
+    let reasoning: ReasoningParam =
+        serde_json::from_str(raw.get()).map_err(|e| invalid(format!("reasoning: {e}"), "reasoning"))?;
+    Ok(match reasoning.effort.as_deref() {
+        None => ReasoningRequest::Unspecified,
+        Some("none") => ReasoningRequest::Disabled,
+        Some(effort) => ReasoningRequest::Effort(effort.to_owned()),
+    })
+}
+
+#[derive(Deserialize)]
+struct TextParam<'a> {
+    #[serde(borrow, default)]
+    format: Option<FormatParam<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FormatParam<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+fn decode_format(raw: &RawValue) -> Result<Option<OutputFormat>, ConvertError> {
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    let text: TextParam = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("text: {e}"), "text"))?;
+    let Some(format) = text.format else { return Ok(None) };
+    Ok(Some(match format.kind {
+        "text" => OutputFormat::Text,
+        "json_object" => OutputFormat::JsonObject,
+        "json_schema" => OutputFormat::JsonSchema {
+            name: format.name.unwrap_or_else(|| "output".into()),
+            schema: format
+                .schema
+                .map(|s| s.to_owned())
+                .ok_or_else(|| invalid("text.format.schema: field is required", "text.format.schema"))?,
+            strict: format.strict,
+            description: format.description,
+        },
+        other => {
+            return Err(invalid(
+                format!("text.format.type: unknown format '{other}'"),
+                "text.format.type",
+            ));
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codex_after_one_tool_call() {
+        let body = br#"{"model":"m","stream":true,"store":false,"tool_choice":"auto","parallel_tool_calls":true,
+            "reasoning":{"summary":"auto"},"include":["reasoning.encrypted_content"],"prompt_cache_key":"sess",
+            "client_metadata":{"x":"y"},
+            "input":[
+              {"type":"message","id":"msg_1","role":"developer","content":[{"type":"input_text","text":"You are a coding agent"}]},
+              {"type":"message","role":"user","content":[{"type":"input_text","text":"Run echo"}]},
+              {"type":"function_call","id":"fc_1","status":"completed","name":"exec_command","arguments":"{\"cmd\": \"echo hi\"}","call_id":"call_1"},
+              {"type":"function_call_output","id":"fco_1","call_id":"call_1","output":"hi\n"},
+              {"type":"future_item","x":1}],
+            "tools":[{"type":"function","name":"exec_command","description":"run","strict":false,"parameters":{"type":"object","properties":{"cmd":{"type":"string"}}}},
+                     {"type":"namespace","name":"multi_agent_v1","description":"agents","tools":[{"type":"function","name":"spawn_agent","parameters":{"type":"object"}}]},
+                     {"type":"web_search","external_web_access":true}]}"#;
+        let Decoded { request, facts } = decode(body).unwrap();
+        assert!(request.stream);
+        assert_eq!(request.messages.len(), 4);
+        assert_eq!(request.messages[0].role, Role::System);
+        assert!(
+            matches!(&request.messages[2].parts[0], Part::ToolCall(c) if c.id == "call_1" && c.name == "exec_command")
+        );
+        assert!(matches!(&request.messages[3].parts[0], Part::ToolResult(r) if r.call_id == "call_1"));
+        assert_eq!(request.tools.len(), 2, "the hosted web_search tool is dropped");
+        assert_eq!(request.tools[1].namespace.as_deref(), Some("multi_agent_v1"));
+        assert_eq!(request.tool_choice, Some(ToolChoice::Auto));
+        assert_eq!(request.reasoning, ReasoningRequest::Unspecified);
+        assert!(facts.include_encrypted_reasoning);
+        assert_eq!(request.prompt_cache_key.as_deref(), Some("sess"));
+    }
+
+    #[test]
+    fn a_string_input_is_one_user_message_and_state_is_refused() {
+        let Decoded { request, .. } = decode(br#"{"model":"m","input":"hi","instructions":"be brief"}"#).unwrap();
+        assert_eq!(request.instructions, ["be brief"]);
+        assert!(
+            matches!(&request.messages[..], [Message { role: Role::User, parts }] if matches!(&parts[0], Part::Text(t) if t == "hi"))
+        );
+        let error = decode(br#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("previous_response_id"));
+        assert_eq!(error.code, Some("previous_response_not_found"));
+        let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#).unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("input[0]"));
+        assert!(decode(br#"{"model":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn custom_tools_carry_their_grammar_in_the_description() {
+        let Decoded { request, .. } = decode(
+            br#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch","description":"Patch files","format":{"type":"grammar","syntax":"lark","definition":"start: x"}}]}"#,
+        )
+        .unwrap();
+        let tool = &request.tools[0];
+        assert_eq!(tool.kind, ToolKind::Custom);
+        let description = tool.description.as_deref().unwrap();
+        assert!(description.starts_with("Patch files") && description.contains("lark grammar:\nstart: x"));
+    }
+}

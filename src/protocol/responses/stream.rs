@@ -1,0 +1,575 @@
+//! Encoding hub stream [`Event`]s as the Responses event grammar (reference §4.2, §4.5): `response.created`
+//! and `response.in_progress`, then each output item opened with `output_item.added`, its deltas, and closed
+//! with its `.done` events and `output_item.done`, one item open at a time, dense `output_index`, strictly
+//! increasing `sequence_number`, and a terminal `response.completed` / `response.incomplete` carrying every
+//! item and the usage. A stream that breaks ends with `response.failed`, and an item still open then is not
+//! closed: a half-streamed tool call must never reach `output_item.done`, where Codex would execute it.
+
+use serde_json::{Map, Value, json};
+
+use super::request::ResponsesFacts;
+use super::response::{AnswerContext, message_item, reasoning_item, refusal_part, status, text_part};
+use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
+use crate::protocol::hub::{Event, StopReason, ToolCall, ToolKind, Usage};
+use crate::protocol::sse::write_named_event;
+
+/// The Responses side of a converted stream.
+pub struct ResponsesStreamEncoder {
+    id_hex: String,
+    created: u64,
+    model: String,
+    facts: ResponsesFacts,
+    sequence: u64,
+    started: bool,
+    open: Open,
+    /// Tool calls by the upstream's index.
+    tools: Vec<ToolState>,
+    done_items: Vec<Value>,
+    stop: Option<StopReason>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+enum Open {
+    None,
+    Reasoning { oi: usize, text: String },
+    Message { oi: usize, text: String, refusal: bool },
+    Tool { position: usize },
+}
+
+struct ToolState {
+    index: usize,
+    /// Set when the item was opened (its name is known).
+    oi: Option<usize>,
+    call: ToolCall,
+    closed: bool,
+}
+
+impl ResponsesStreamEncoder {
+    pub fn new(id_hex: &str, created: u64, model: &str, facts: ResponsesFacts) -> Self {
+        Self {
+            id_hex: id_hex.to_owned(),
+            created,
+            model: model.to_owned(),
+            facts,
+            sequence: 0,
+            started: false,
+            open: Open::None,
+            tools: Vec::new(),
+            done_items: Vec::new(),
+            stop: None,
+            usage: None,
+            finished: false,
+        }
+    }
+
+    fn ctx(&self) -> AnswerContext<'_> {
+        AnswerContext {
+            id_hex: &self.id_hex,
+            created: self.created,
+            model: &self.model,
+            facts: &self.facts,
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, fields: Value) {
+        let mut data = Map::new();
+        data.insert("type".into(), Value::from(kind));
+        data.insert("sequence_number".into(), Value::from(self.sequence));
+        if let Value::Object(fields) = fields {
+            data.extend(fields);
+        }
+        self.sequence += 1;
+        let data = serde_json::to_vec(&Value::Object(data)).expect("an event serialises");
+        write_named_event(out, kind, &data);
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let snapshot = self
+            .ctx()
+            .response_object("in_progress", Vec::new(), None, StopReason::End);
+        self.emit(out, "response.created", json!({"response": snapshot}));
+        let snapshot = self
+            .ctx()
+            .response_object("in_progress", Vec::new(), None, StopReason::End);
+        self.emit(out, "response.in_progress", json!({"response": snapshot}));
+    }
+
+    fn next_output_index(&self) -> usize {
+        self.done_items.len() + usize::from(!matches!(self.open, Open::None))
+    }
+
+    /// Feeds one hub event; appends the client's events to `out`.
+    pub fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        self.start(out);
+        match event {
+            Event::ReasoningDelta(delta) => {
+                if !matches!(self.open, Open::Reasoning { .. }) {
+                    self.close_open(out);
+                    let oi = self.next_output_index();
+                    let id = self.ctx().item_id("rs", oi);
+                    self.emit(
+                        out,
+                        "response.output_item.added",
+                        json!({"output_index": oi,
+                        "item": {"type": "reasoning", "id": id, "summary": []}}),
+                    );
+                    self.emit(
+                        out,
+                        "response.reasoning_summary_part.added",
+                        json!({"item_id": id, "output_index": oi,
+                        "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                    );
+                    self.open = Open::Reasoning {
+                        oi,
+                        text: String::new(),
+                    };
+                }
+                if let Open::Reasoning { oi, text } = &mut self.open {
+                    text.push_str(&delta);
+                    let oi = *oi;
+                    let id = self.ctx().item_id("rs", oi);
+                    self.emit(
+                        out,
+                        "response.reasoning_summary_text.delta",
+                        json!({"item_id": id, "output_index": oi,
+                        "summary_index": 0, "delta": delta}),
+                    );
+                }
+            }
+            Event::TextDelta(delta) => self.message_delta(false, delta, out),
+            Event::RefusalDelta(delta) => self.message_delta(true, delta, out),
+            Event::ToolCallStart { index, id, name } => {
+                let position = self.tool(index);
+                if self.tools[position].oi.is_some() {
+                    return StreamStatus::Continue; // a repeated name: nothing new
+                }
+                self.close_open(out);
+                let oi = self.next_output_index();
+                let tool = &mut self.tools[position];
+                tool.oi = Some(oi);
+                tool.call.name = name;
+                if let Some(id) = id {
+                    tool.call.id = id;
+                }
+                let buffered = std::mem::take(&mut tool.call.arguments);
+                let item = self.ctx().tool_call_item(&self.tools[position].call, oi, false);
+                self.emit(
+                    out,
+                    "response.output_item.added",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.open = Open::Tool { position };
+                if !buffered.is_empty() {
+                    self.tool_delta(position, buffered, out);
+                }
+            }
+            Event::ToolCallDelta { index, arguments } => {
+                let position = self.tool(index);
+                self.tool_delta(position, arguments, out);
+            }
+            Event::Stop(stop) => {
+                self.stop = Some(stop);
+                self.close_open(out);
+            }
+            Event::Usage(usage) => self.usage = Some(usage),
+            Event::Done => {
+                self.complete(out);
+                return StreamStatus::Finished;
+            }
+            Event::Error { message, code } => {
+                self.fail(code.as_deref().unwrap_or("server_error"), &message, out);
+                return StreamStatus::Failed;
+            }
+        }
+        StreamStatus::Continue
+    }
+
+    fn message_delta(&mut self, refusal: bool, delta: String, out: &mut Vec<u8>) {
+        let same = matches!(self.open, Open::Message { refusal: r, .. } if r == refusal);
+        if !same {
+            self.close_open(out);
+            let oi = self.next_output_index();
+            let id = self.ctx().item_id("msg", oi);
+            self.emit(
+                out,
+                "response.output_item.added",
+                json!({"output_index": oi,
+                "item": message_item(id.clone(), Value::Null, false)}),
+            );
+            let part = if refusal { refusal_part("") } else { text_part("") };
+            self.emit(
+                out,
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": oi,
+                "content_index": 0, "part": part}),
+            );
+            self.open = Open::Message {
+                oi,
+                text: String::new(),
+                refusal,
+            };
+        }
+        if let Open::Message { oi, text, .. } = &mut self.open {
+            text.push_str(&delta);
+            let oi = *oi;
+            let id = self.ctx().item_id("msg", oi);
+            if refusal {
+                self.emit(
+                    out,
+                    "response.refusal.delta",
+                    json!({"item_id": id, "output_index": oi,
+                    "content_index": 0, "delta": delta}),
+                );
+            } else {
+                self.emit(
+                    out,
+                    "response.output_text.delta",
+                    json!({"item_id": id, "output_index": oi,
+                    "content_index": 0, "delta": delta, "logprobs": []}),
+                );
+            }
+        }
+    }
+
+    /// The position of the upstream's tool `index`, created (not yet opened) when new.
+    fn tool(&mut self, index: usize) -> usize {
+        if let Some(position) = self.tools.iter().position(|t| t.index == index) {
+            return position;
+        }
+        let id = format!("call_llmr{}_{index}", self.id_hex);
+        self.tools.push(ToolState {
+            index,
+            oi: None,
+            call: ToolCall {
+                id,
+                name: String::new(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: String::new(),
+            },
+            closed: false,
+        });
+        self.tools.len() - 1
+    }
+
+    fn tool_delta(&mut self, position: usize, arguments: String, out: &mut Vec<u8>) {
+        let tool = &mut self.tools[position];
+        tool.call.arguments.push_str(&arguments);
+        let (Some(oi), false) = (tool.oi, tool.closed) else {
+            // Not opened yet (no name) or already closed by an interleaving host: kept in the buffer only.
+            return;
+        };
+        let custom = self.facts.tools.client_tool(&tool.call.name).kind == ToolKind::Custom;
+        // A custom tool's input is only known whole: it is sent when the item closes.
+        if !custom {
+            let id = self.ctx().item_id("fc", oi);
+            self.emit(
+                out,
+                "response.function_call_arguments.delta",
+                json!({"item_id": id, "output_index": oi,
+                "delta": arguments}),
+            );
+        }
+    }
+
+    fn close_open(&mut self, out: &mut Vec<u8>) {
+        match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => {}
+            Open::Reasoning { oi, text } => {
+                let id = self.ctx().item_id("rs", oi);
+                self.emit(
+                    out,
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": oi,
+                    "summary_index": 0, "text": text}),
+                );
+                self.emit(
+                    out,
+                    "response.reasoning_summary_part.done",
+                    json!({"item_id": id, "output_index": oi,
+                    "summary_index": 0, "part": {"type": "summary_text", "text": text}}),
+                );
+                let item = reasoning_item(id, &text);
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.done_items.push(item);
+            }
+            Open::Message { oi, text, refusal } => {
+                let id = self.ctx().item_id("msg", oi);
+                let part = if refusal {
+                    self.emit(
+                        out,
+                        "response.refusal.done",
+                        json!({"item_id": id, "output_index": oi,
+                        "content_index": 0, "refusal": text}),
+                    );
+                    refusal_part(&text)
+                } else {
+                    self.emit(
+                        out,
+                        "response.output_text.done",
+                        json!({"item_id": id, "output_index": oi,
+                        "content_index": 0, "text": text, "logprobs": []}),
+                    );
+                    text_part(&text)
+                };
+                self.emit(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": oi,
+                    "content_index": 0, "part": part}),
+                );
+                let item = message_item(id, part, true);
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.done_items.push(item);
+            }
+            Open::Tool { position } => {
+                let tool = &mut self.tools[position];
+                tool.closed = true;
+                let oi = tool.oi.expect("an open tool has its item");
+                if tool.call.arguments.is_empty() {
+                    tool.call.arguments = "{}".into();
+                }
+                let item = self.ctx().tool_call_item(&self.tools[position].call, oi, true);
+                let id = item["id"].clone();
+                if item["type"] == "custom_tool_call" {
+                    let input = item["input"].clone();
+                    self.emit(
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        json!({"item_id": id, "output_index": oi,
+                        "delta": input}),
+                    );
+                    self.emit(
+                        out,
+                        "response.custom_tool_call_input.done",
+                        json!({"item_id": id, "output_index": oi,
+                        "input": input}),
+                    );
+                } else {
+                    self.emit(
+                        out,
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id,
+                        "output_index": oi, "arguments": item["arguments"], "name": item["name"]}),
+                    );
+                }
+                self.emit(
+                    out,
+                    "response.output_item.done",
+                    json!({"output_index": oi, "item": item}),
+                );
+                self.done_items.push(item);
+            }
+        }
+    }
+
+    /// The normal end: every item closed, then `response.completed` (or `incomplete`) with all of them.
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.close_open(out);
+        let stop = self.stop.unwrap_or(StopReason::End);
+        let status = status(stop);
+        let usage = self.usage.unwrap_or_default();
+        let object = self
+            .ctx()
+            .response_object(status, self.done_items.clone(), Some(&usage), stop);
+        self.emit(out, &format!("response.{status}"), json!({"response": object}));
+        self.finished = true;
+    }
+
+    /// `response.failed` with the items finished so far; an open item stays unfinished.
+    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+        self.start(out);
+        let mut object =
+            self.ctx()
+                .response_object("failed", self.done_items.clone(), self.usage.as_ref(), StopReason::End);
+        object["error"] = json!({"code": code, "message": message});
+        self.emit(out, "response.failed", json!({"response": object}));
+        self.finished = true;
+    }
+
+    /// The upstream's body ended: a normal end if it had said why it stopped (some hosts omit `[DONE]`).
+    pub fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        if self.stop.is_some() {
+            self.complete(out);
+            return StreamStatus::Finished;
+        }
+        self.fail("server_error", "upstream stream ended before completion", out);
+        StreamStatus::Failed
+    }
+
+    pub fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        let code = match failure {
+            StreamFailure::Timeout => "timeout",
+            StreamFailure::Upstream => "server_error",
+        };
+        self.fail(code, message, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::responses::request::decode;
+    use crate::protocol::sse::SseParser;
+
+    fn parse(out: &[u8]) -> Vec<Value> {
+        let mut parsed = Vec::new();
+        SseParser::new().feed(out, |e| {
+            let data: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(e.event.as_deref(), data["type"].as_str(), "event line and type agree");
+            parsed.push(data);
+        });
+        parsed
+    }
+
+    fn encoder(body: &[u8]) -> ResponsesStreamEncoder {
+        ResponsesStreamEncoder::new("00ff", 1, "g", decode(body).unwrap().facts)
+    }
+
+    #[test]
+    fn the_worked_example_of_the_reference() {
+        let mut e = encoder(br#"{"model":"m","input":"x","tools":[{"type":"function","name":"exec_command"}]}"#);
+        let mut out = Vec::new();
+        for event in [
+            Event::ReasoningDelta("Check it".into()),
+            Event::ToolCallStart {
+                index: 0,
+                id: Some("call_a".into()),
+                name: "exec_command".into(),
+            },
+            Event::ToolCallDelta {
+                index: 0,
+                arguments: r#"{"cmd":"ls"}"#.into(),
+            },
+            Event::Stop(StopReason::ToolUse),
+            Event::Usage(Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 0,
+                output: 40,
+                reasoning: 12,
+            }),
+            Event::Done,
+        ] {
+            e.encode(event, &mut out);
+        }
+        let events = parse(&out);
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let sequence: Vec<u64> = events.iter().map(|e| e["sequence_number"].as_u64().unwrap()).collect();
+        assert_eq!(sequence, (0..13).collect::<Vec<_>>());
+        assert_eq!(events[8]["output_index"], 1);
+        assert_eq!(events[11]["item"]["call_id"], "call_a");
+        let completed = &events[12]["response"];
+        assert_eq!(completed["output"].as_array().unwrap().len(), 2);
+        assert_eq!(completed["usage"]["total_tokens"], 940);
+    }
+
+    #[test]
+    fn custom_tools_stream_their_input_whole_and_a_broken_stream_fails_without_closing() {
+        let mut e = encoder(br#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch"}]}"#);
+        let mut out = Vec::new();
+        e.encode(
+            Event::ToolCallStart {
+                index: 0,
+                id: Some("c".into()),
+                name: "apply_patch".into(),
+            },
+            &mut out,
+        );
+        e.encode(
+            Event::ToolCallDelta {
+                index: 0,
+                arguments: r#"{"input":"*** Be"#.into(),
+            },
+            &mut out,
+        );
+        e.encode(
+            Event::ToolCallDelta {
+                index: 0,
+                arguments: r#"gin Patch"}"#.into(),
+            },
+            &mut out,
+        );
+        e.encode(Event::Stop(StopReason::ToolUse), &mut out);
+        assert_eq!(e.encode(Event::Done, &mut out), StreamStatus::Finished);
+        let events = parse(&out);
+        let delta = events
+            .iter()
+            .find(|e| e["type"] == "response.custom_tool_call_input.delta")
+            .unwrap();
+        assert_eq!(delta["delta"], "*** Begin Patch");
+        let done = events
+            .iter()
+            .find(|e| e["type"] == "response.output_item.done")
+            .unwrap();
+        assert_eq!(done["item"]["type"], "custom_tool_call");
+
+        let mut e = encoder(br#"{"model":"m","input":"x"}"#);
+        let mut out = Vec::new();
+        e.encode(
+            Event::ToolCallStart {
+                index: 0,
+                id: None,
+                name: "exec_command".into(),
+            },
+            &mut out,
+        );
+        e.encode(
+            Event::ToolCallDelta {
+                index: 0,
+                arguments: r#"{"cmd":"#.into(),
+            },
+            &mut out,
+        );
+        assert_eq!(e.eof(&mut out), StreamStatus::Failed);
+        let events = parse(&out);
+        assert!(events.iter().all(|e| e["type"] != "response.output_item.done"));
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "response.failed");
+        assert_eq!(last["response"]["error"]["code"], "server_error");
+        assert!(
+            last.get("error").is_none(),
+            "no top-level error key (the SDK would raise)"
+        );
+    }
+}
