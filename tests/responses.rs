@@ -1,0 +1,362 @@
+//! The Responses route (`POST /v1/responses`, what Codex speaks) end to end: on a Chat Completions upstream
+//! through the conversion hub, streamed and not, with tools, reasoning and errors; and on a Responses
+//! upstream as the same protocol.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+/// What Codex sends after one tool call (reference §1.10), shortened.
+fn codex_request(stream: bool) -> Value {
+    json!({
+        "model": "codex", "stream": stream, "store": false, "tool_choice": "auto", "parallel_tool_calls": true,
+        "reasoning": {"summary": "auto"}, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "sess-1",
+        "instructions": "You are a coding agent.",
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be careful."}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Run echo via your shell tool"}]},
+            {"type": "function_call", "id": "fc_1", "status": "completed", "name": "exec_command",
+             "arguments": "{\"cmd\": \"echo hi\"}", "call_id": "call_6553"},
+            {"type": "function_call_output", "id": "fco_1", "call_id": "call_6553", "output": "hi\n"}
+        ],
+        "tools": [
+            {"type": "function", "name": "exec_command", "description": "Run a command", "strict": false,
+             "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}},
+            {"type": "custom", "name": "apply_patch", "description": "Edit files",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: patch"}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Agents",
+             "tools": [{"type": "function", "name": "spawn_agent", "parameters": {"type": "object", "properties": {}}}]},
+            {"type": "web_search", "external_web_access": true}
+        ]
+    })
+}
+
+fn chat_answer() -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "up",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+            "content": "Patching now.", "reasoning_content": "The echo worked.",
+            "tool_calls": [
+                {"id": "call_p", "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"*** Begin Patch\\n*** End Patch\"}"}},
+                {"id": "call_s", "type": "function", "function": {"name": "multi_agent_v1__spawn_agent", "arguments": "{}"}}
+            ]}}],
+        "usage": {"prompt_tokens": 900, "completion_tokens": 40, "total_tokens": 940,
+                  "prompt_tokens_details": {"cached_tokens": 800}, "completion_tokens_details": {"reasoning_tokens": 12}}})
+}
+
+const CHAT_STREAM: &str = concat!(
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Check it\"}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Listing ✓ \"}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"exec_command\",\"arguments\":\"\"}}]}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"cmd\\\":\"}}]}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"ls\\\"}\"}}]}}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":900,\"completion_tokens\":40,\"prompt_tokens_details\":{\"cached_tokens\":800}}}\n\n",
+    "data: [DONE]\n\n"
+);
+
+fn config(api_type: &str, base: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: codex\n    llm_params: {{api_type: {api_type}, model: up, api_base: \"{base}\", api_key: sk-upstream-secret, reasoning_dialect: deepseek}}\n"
+    )
+}
+
+/// Parses a Responses SSE body into its events' JSON, checking the framing as it goes.
+fn events(text: &str) -> Vec<Value> {
+    let mut parser = llm_router::protocol::sse::SseParser::new();
+    let mut out = Vec::new();
+    parser.feed(text.as_bytes(), |e| {
+        let data: Value = serde_json::from_str(&e.data).expect("every event is JSON");
+        assert_eq!(
+            e.event.as_deref(),
+            data["type"].as_str(),
+            "the event line names the type"
+        );
+        out.push(data);
+    });
+    out
+}
+
+/// The grammar of reference §4.2: created first, one terminal last, sequence numbers 0, 1, 2…, dense output
+/// indexes, every item opened before its deltas and done before the next opens.
+fn check_grammar(events: &[Value]) {
+    assert_eq!(events[0]["type"], "response.created");
+    let terminal = ["response.completed", "response.incomplete", "response.failed"];
+    assert!(terminal.contains(&events.last().unwrap()["type"].as_str().unwrap()));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| terminal.contains(&e["type"].as_str().unwrap()))
+            .count(),
+        1
+    );
+    let mut open: Option<u64> = None;
+    let mut next = 0;
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["sequence_number"], i as u64, "{event}");
+        let kind = event["type"].as_str().unwrap();
+        match kind {
+            "response.output_item.added" => {
+                assert!(open.is_none(), "one item open at a time");
+                assert_eq!(event["output_index"], next);
+                open = Some(next);
+                next += 1;
+            }
+            "response.output_item.done" => {
+                assert_eq!(event["output_index"].as_u64(), open, "{event}");
+                open = None;
+            }
+            _ if event.get("output_index").is_some() => assert_eq!(event["output_index"].as_u64(), open, "{event}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_upstream_answers_a_responses_client_with_tools_restored() {
+    let upstream = MockUpstream::fixed(Reply::json(chat_answer())).await;
+    let router = TestRouter::start(&config("openai", &upstream.base())).await;
+    let r = router.post("/v1/responses", &codex_request(false)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_llmr"));
+    assert_eq!(
+        (v["status"].as_str(), v["model"].as_str()),
+        (Some("completed"), Some("codex"))
+    );
+    let output = v["output"].as_array().unwrap();
+    let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message", "custom_tool_call", "function_call"]);
+    assert_eq!(output[0]["summary"][0]["text"], "The echo worked.");
+    assert_eq!(output[1]["content"][0]["text"], "Patching now.");
+    assert_eq!(
+        output[2]["input"], "*** Begin Patch\n*** End Patch",
+        "Codex applies only custom_tool_call"
+    );
+    assert_eq!(
+        (output[2]["name"].as_str(), output[2]["call_id"].as_str()),
+        (Some("apply_patch"), Some("call_p"))
+    );
+    assert_eq!(
+        (output[3]["name"].as_str(), output[3]["namespace"].as_str()),
+        (Some("spawn_agent"), Some("multi_agent_v1"))
+    );
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 900, "input_tokens_details": {"cached_tokens": 800, "cache_write_tokens": 0},
+               "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 12}, "total_tokens": 940})
+    );
+
+    let sent = upstream.last();
+    assert_eq!(sent.path, "/chat/completions");
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-upstream-secret"));
+    let body = sent.json();
+    assert_eq!(body["model"], "up");
+    let roles: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "system", "user", "assistant", "tool"]);
+    assert_eq!(body["messages"][3]["tool_calls"][0]["id"], "call_6553");
+    assert_eq!(
+        body["messages"][3]["reasoning_content"], "",
+        "DeepSeek needs the field in a tool loop"
+    );
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["exec_command", "apply_patch", "multi_agent_v1__spawn_agent"],
+        "web_search dropped"
+    );
+    assert!(
+        body["tools"][1]["function"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("start: patch")
+    );
+    assert!(body.get("store").is_none() && body.get("include").is_none() && body.get("input").is_none());
+}
+
+#[tokio::test]
+async fn a_chat_stream_becomes_the_full_responses_event_grammar() {
+    let upstream = MockUpstream::fixed(Reply::sse(CHAT_STREAM, 7)).await;
+    let router = TestRouter::start(&config("openai", &upstream.base())).await;
+    let r = router.post("/v1/responses", &codex_request(true)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let events = events(&concat(&read_chunks(r).await));
+    check_grammar(&events);
+    let text: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Listing ✓ ");
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| &e["item"])
+        .collect();
+    assert_eq!(done.len(), 3);
+    assert_eq!(done[2]["arguments"], "{\"cmd\":\"ls\"}");
+    assert_eq!(done[2]["call_id"], "call_a");
+    let completed = &events.last().unwrap()["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(
+        completed["output"].as_array().unwrap().len(),
+        3,
+        "response.completed carries every item"
+    );
+    assert_eq!(completed["usage"]["total_tokens"], 940);
+    assert_eq!(completed["usage"]["input_tokens_details"]["cached_tokens"], 800);
+    let sent = upstream.last().json();
+    assert_eq!(sent["stream"], true);
+    assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+}
+
+#[tokio::test]
+async fn a_broken_upstream_stream_ends_in_response_failed_without_executing_the_open_call() {
+    let cut = CHAT_STREAM.find("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"ls").unwrap();
+    let upstream = MockUpstream::fixed(Reply::Sse {
+        pieces: split(&CHAT_STREAM.as_bytes()[..cut], 11),
+        gap: Duration::from_millis(1),
+        then_break: true,
+    })
+    .await;
+    let router = TestRouter::start(&config("openai", &upstream.base())).await;
+    let r = router.post("/v1/responses", &codex_request(true)).await;
+    assert_eq!(r.status(), 200);
+    let events = events(&concat(&read_chunks(r).await));
+    check_grammar(&events);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.failed");
+    assert_eq!(last["response"]["error"]["code"], "server_error");
+    let done = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .count();
+    assert_eq!(
+        done, 2,
+        "reasoning and text finished; the half-streamed call never reaches output_item.done"
+    );
+}
+
+#[tokio::test]
+async fn errors_come_in_the_openai_shape() {
+    let limited = MockUpstream::fixed(Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}})
+            .to_string(),
+        headers: vec![("retry-after", "7".into())],
+    })
+    .await;
+    let router = TestRouter::start(&config("openai", &limited.base())).await;
+    let r = router.post("/v1/responses", &codex_request(false)).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "slow down");
+
+    let mut stateful = codex_request(false);
+    stateful["previous_response_id"] = json!("resp_123");
+    let r = router.post("/v1/responses", &stateful).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "previous_response_id");
+    assert_eq!(v["error"]["code"], "previous_response_not_found");
+
+    let r = router
+        .post("/v1/responses", &json!({"model": "codex", "messages": []}))
+        .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "input");
+    let r = router
+        .post("/v1/responses", &json!({"model": "nope", "input": "hi"}))
+        .await;
+    assert_eq!(r.status(), 404);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_object());
+}
+
+#[tokio::test]
+async fn a_group_skips_a_deployment_it_cannot_convert_for_without_cooling_it() {
+    let anthropic = MockUpstream::fixed(Reply::json(json!({}))).await;
+    let chat = MockUpstream::fixed(Reply::json(chat_answer())).await;
+    let config = format!(
+        "model_list:\n  - model_name: a\n    llm_params: {{api_type: anthropic, model: up, api_base: \"{}\"}}\n  - model_name: c\n    llm_params: {{api_type: openai, model: up, api_base: \"{}\"}}\nrouter_settings:\n  model_groups:\n    - name: codex\n      models: [{{name: a, weight: 1000}}, {{name: c, weight: 1}}]\n",
+        anthropic.base(),
+        chat.base()
+    );
+    let router = TestRouter::start(&config).await;
+    for _ in 0..3 {
+        let r = router.post("/v1/responses", &codex_request(false)).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(anthropic.count(), 0);
+    assert_eq!(chat.count(), 3);
+    // Alone in its group, the deployment answers 501 in the client's shape.
+    let router =
+        TestRouter::start(&config.replace("[{name: a, weight: 1000}, {name: c, weight: 1}]", "[{name: a}]")).await;
+    let r = router.post("/v1/responses", &codex_request(false)).await;
+    assert_eq!(r.status(), 501);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("responses clients")
+    );
+}
+
+#[tokio::test]
+async fn a_responses_upstream_is_the_same_protocol_passed_through() {
+    const RSP_STREAM: &str = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_up\",\"object\":\"response\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"hé\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_up\",\"object\":\"response\",\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":1,\"output_tokens\":1,\"total_tokens\":2}}}\n\n"
+    );
+    let mut script = vec![Step::Write(sse_head())];
+    script.extend(sse_chunks(RSP_STREAM, 9));
+    script.push(Step::Hold);
+    let lingering = RawUpstream::start(script).await;
+    let json_upstream = MockUpstream::fixed(Reply::json(
+        json!({"id": "resp_up", "object": "response", "status": "completed",
+        "output": [], "future_field": {"kept": true}}),
+    ))
+    .await;
+    for base in [lingering.base(), json_upstream.base()] {
+        let router = TestRouter::start(&config("responses", &base)).await;
+        let stream = base == lingering.base();
+        let mut body = codex_request(stream);
+        body["unknown_field"] = json!({"passes": "through"});
+        let started = Instant::now();
+        let r = router.post("/v1/responses", &body).await;
+        assert_eq!(r.status(), 200);
+        let text = concat(&read_chunks(r).await);
+        if stream {
+            assert_eq!(text, RSP_STREAM, "relayed as written");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the answer ends at response.completed"
+            );
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["future_field"]["kept"], true);
+            let sent = json_upstream.last();
+            assert_eq!(sent.path, "/responses");
+            assert_eq!(sent.json()["model"], "up");
+            assert_eq!(sent.json()["unknown_field"], json!({"passes": "through"}));
+            assert_eq!(sent.json()["input"], codex_request(false)["input"]);
+        }
+    }
+}
