@@ -918,3 +918,87 @@ async fn openai_sdk_sees_the_upstream_request_id() {
     .await;
     assert_eq!(upstream.count(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The Responses API: the `openai` SDK's `responses.*` on a Chat Completions upstream, through the hub
+
+/// The expected answer for a Responses client: `call_id` is the upstream's tool id as sent.
+fn responses_expected(script: &Script) -> Value {
+    let mut expected = script.expected();
+    expected["tools"] = script
+        .tools
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "input": t.input()}))
+        .collect();
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_create_and_stream_agree_on_a_chat_upstream() {
+    let Some(python) = sdk_python() else { return };
+    for script in [route_b_tools(), route_b_thinking()] {
+        let upstream = scripted(Upstream::OpenAi, &script).await;
+        let router = router_on_openai(&upstream, "      reasoning_dialect: deepseek").await;
+        run_driver(&python, "responses_tools", &router, &responses_expected(&script)).await;
+
+        let seen = upstream.recorded();
+        assert_eq!(seen.len(), 3, "create, .stream(), create(stream=True)");
+        for request in &seen {
+            assert_eq!(request.path, "/v1/chat/completions");
+            assert_upstream_credentials(request, Upstream::OpenAi);
+            let body = request.json();
+            assert_eq!(body["model"], "upstream-model");
+            assert_eq!(body["max_tokens"], 1000);
+            assert_eq!(
+                body["messages"][0],
+                json!({"role": "system", "content": "You are a weather assistant."})
+            );
+            assert_eq!(
+                body["messages"][1]["content"][1],
+                json!({"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG}"), "detail": "low"}})
+            );
+            assert_eq!(
+                body["tools"].as_array().unwrap().len(),
+                1,
+                "the hosted web_search tool is dropped"
+            );
+            assert_eq!(
+                (body["thinking"]["type"].as_str(), body["reasoning_effort"].as_str()),
+                (Some("enabled"), Some("medium"))
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_stream_ends_in_response_failed_when_the_upstream_breaks() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_b_tools();
+    let full = script.openai_sse();
+    let cut = full.find("\"tool_calls\"").unwrap();
+    let upstream = MockUpstream::fixed(Reply::Sse {
+        pieces: split(&full.as_bytes()[..full[..cut].rfind("data: ").unwrap()], 7),
+        gap: Duration::from_millis(1),
+        then_break: true,
+    })
+    .await;
+    let router = router_on_openai(&upstream, "").await;
+    run_driver(&python, "responses_stream_error", &router, &responses_expected(&script)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_gets_rate_limit_error_for_upstream_429() {
+    let Some(python) = sdk_python() else { return };
+    let upstream = MockUpstream::fixed(Reply::status(
+        429,
+        json!({"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}),
+    ))
+    .await;
+    let router = router_on_openai(&upstream, "").await;
+    run_driver(&python, "responses_rate_limit", &router, &json!({})).await;
+    assert_eq!(
+        upstream.count(),
+        1,
+        "a client error status is not retried on the only deployment"
+    );
+}

@@ -610,6 +610,106 @@ def openai_rate_limit(base, exp):
     oai_error(base, openai.RateLimitError, 429, "rate_limit_error", "rate_limit_exceeded", "Number of request tokens")
 
 
+WEATHER_RSP = {
+    "type": "function",
+    "name": "weather",
+    "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    "strict": False,
+}
+
+
+def rsp_params(**extra):
+    params = dict(
+        model="sonnet",
+        instructions="You are a weather assistant.",
+        max_output_tokens=1000,
+        tools=[WEATHER_RSP, {"type": "web_search"}],
+        reasoning={"effort": "medium", "summary": "auto"},
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Weather where this photo was taken?"},
+                    {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "low"},
+                ],
+            }
+        ],
+    )
+    params.update(extra)
+    return params
+
+
+def calls_of(response):
+    return [
+        (item.call_id, item.name, json.loads(item.arguments)) for item in response.output if item.type == "function_call"
+    ]
+
+
+def check_rsp_response(response, exp, what):
+    check(isinstance(response, openai.types.responses.Response), f"{what}: not a Response: {type(response)}")
+    check(response.id.startswith("resp_"), f"{what}: id {response.id!r}")
+    equal(response.status, "completed", f"{what} status")
+    equal(response.model, "sonnet", f"{what} model (the client's name is echoed)")
+    equal(response.output_text, exp["text"], f"{what} output_text")
+    equal(calls_of(response), [(t["id"], t["name"], t["input"]) for t in exp["tools"]], f"{what} function calls")
+    reasoning = ["".join(s.text for s in item.summary) for item in response.output if item.type == "reasoning"]
+    equal(reasoning, [exp["thinking"]] if exp["thinking"] else [], f"{what} reasoning summaries")
+    usage = response.usage
+    equal(usage.input_tokens, exp["input_tokens"] + exp["cached"], f"{what} usage.input_tokens")
+    equal(usage.input_tokens_details.cached_tokens, exp["cached"], f"{what} usage cached_tokens")
+    equal(usage.output_tokens, exp["output_tokens"], f"{what} usage.output_tokens")
+    equal(usage.total_tokens, usage.input_tokens + usage.output_tokens, f"{what} usage.total_tokens")
+
+
+def responses_tools(base, exp):
+    """responses.create, responses.stream() and create(stream=True) agree on a Chat Completions upstream."""
+    client = openai_client(base)
+    created = client.responses.create(**rsp_params())
+    check_rsp_response(created, exp, "create")
+
+    with client.responses.stream(**rsp_params()) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    check_rsp_response(final, exp, ".stream() get_final_response()")
+    equal([item.type for item in final.output], [item.type for item in created.output], ".stream() vs create items")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    equal(text, exp["text"], "response.output_text.delta events")
+    done = [(e.name, json.loads(e.arguments)) for e in events if e.type == "response.function_call_arguments.done"]
+    equal(done, [(t["name"], t["input"]) for t in exp["tools"]], "function_call_arguments.done events")
+
+    raw = list(client.responses.create(**rsp_params(), stream=True))
+    equal(raw[0].type, "response.created", "first raw event")
+    equal(raw[-1].type, "response.completed", "last raw event")
+    equal([e.sequence_number for e in raw], list(range(len(raw))), "sequence numbers")
+    items = [e.item for e in raw if e.type == "response.output_item.done"]
+    equal(len(items), len(raw[-1].response.output), "response.completed carries every item")
+
+
+def responses_stream_error(base, exp):
+    """A Chat upstream that breaks mid-stream: the stream ends in response.failed, never in completed."""
+    client = openai_client(base)
+    events = list(client.responses.create(**rsp_params(), stream=True))
+    equal(events[-1].type, "response.failed", "last event")
+    check(all(e.type != "response.completed" for e in events), "a completed event after a failure")
+    check(events[-1].response.error is not None, "response.failed carries its error")
+    with client.responses.stream(**rsp_params()) as stream:
+        seen = [e.type for e in stream]
+    equal(seen[-1], "response.failed", "the stream helper sees response.failed last")
+
+
+def responses_rate_limit(base, exp):
+    """An upstream 429 is a RateLimitError for the Responses client too, with the upstream's message."""
+    client = openai_client(base)
+    try:
+        client.responses.create(**rsp_params())
+    except openai.RateLimitError as error:
+        equal(error.status_code, 429, "status")
+        check("slow down" in str(error), f"message: {error}")
+    else:
+        raise Failure("no RateLimitError raised")
+
+
 SCENARIOS = {f.__name__: f for f in [
     anthropic_tools,
     anthropic_thinking,
@@ -626,6 +726,9 @@ SCENARIOS = {f.__name__: f for f in [
     openai_overloaded,
     openai_rate_limit,
     openai_request_id,
+    responses_tools,
+    responses_stream_error,
+    responses_rate_limit,
 ]}
 
 
