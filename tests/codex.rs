@@ -277,3 +277,119 @@ async fn codex_applies_a_patch_sent_back_as_a_custom_tool_call() {
         "re-wrapped for the upstream"
     );
 }
+
+/// An Anthropic Messages stream: optional thinking, then either a tool call or a text.
+fn anthropic_stream(tool: Option<(&str, &str, &str)>, text: &str) -> String {
+    let event = |data: Value| format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap());
+    let mut out = event(
+        json!({"type": "message_start", "message": {"id": "msg_codex", "type": "message",
+        "role": "assistant", "model": "up", "content": [], "stop_reason": null,
+        "usage": {"input_tokens": 120, "output_tokens": 1}}}),
+    );
+    let block = |index: usize, start: Value, deltas: Vec<Value>, out: &mut String| {
+        *out += &event(json!({"type": "content_block_start", "index": index, "content_block": start}));
+        for delta in deltas {
+            *out += &event(json!({"type": "content_block_delta", "index": index, "delta": delta}));
+        }
+        *out += &event(json!({"type": "content_block_stop", "index": index}));
+    };
+    block(
+        0,
+        json!({"type": "thinking", "thinking": "", "signature": ""}),
+        vec![
+            json!({"type": "thinking_delta", "thinking": "I will use a tool."}),
+            json!({"type": "signature_delta", "signature": "c2lnbmF0dXJl"}),
+        ],
+        &mut out,
+    );
+    let stop = match tool {
+        Some((id, name, input)) => {
+            let (a, b) = input.split_at(input.len() / 2);
+            block(
+                1,
+                json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                vec![
+                    json!({"type": "input_json_delta", "partial_json": a}),
+                    json!({"type": "input_json_delta", "partial_json": b}),
+                ],
+                &mut out,
+            );
+            "tool_use"
+        }
+        None => {
+            block(
+                1,
+                json!({"type": "text", "text": ""}),
+                vec![json!({"type": "text_delta", "text": text})],
+                &mut out,
+            );
+            "end_turn"
+        }
+    };
+    out += &event(
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
+        "usage": {"output_tokens": 9}}),
+    );
+    out + &event(json!({"type": "message_stop"}))
+}
+
+/// The `tool_result` block answering `id`, if the conversation has one.
+fn anthropic_tool_result<'a>(body: &'a Value, id: &str) -> Option<&'a Value> {
+    body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .find(|b| b["type"] == "tool_result" && b["tool_use_id"] == id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_runs_a_shell_tool_through_the_router_on_an_anthropic_upstream() {
+    let Some(bin) = codex() else { return };
+    let upstream = MockUpstream::start(|request| {
+        let body = request.json();
+        let has_exec = body["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["name"] == "exec_command"));
+        let answer = if anthropic_tool_result(&body, TOOL_CALL_ID).is_some() {
+            anthropic_stream(None, FINAL_TEXT)
+        } else if has_exec {
+            let input = json!({"cmd": format!("echo {TOOL_OUTPUT}")}).to_string();
+            anthropic_stream(Some((TOOL_CALL_ID, "exec_command", &input)), "")
+        } else {
+            anthropic_stream(None, "OK")
+        };
+        Reply::sse(&answer, 7)
+    })
+    .await;
+    let config = format!(
+        "model_list:\n  - model_name: {GROUP}\n    llm_params: {{api_type: anthropic, model: up, api_base: \"{}\", api_key: sk-upstream-secret}}\n",
+        upstream.base()
+    );
+    let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = run_codex(&bin, &router, GROUP, workdir.path(), "Run echo via your shell tool").await;
+    assert!(
+        ok,
+        "codex exec failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    assert!(
+        stdout.contains(FINAL_TEXT),
+        "final text missing\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+    );
+    let requests = upstream.recorded();
+    let follow_up = requests
+        .iter()
+        .map(Recorded::json)
+        .find(|body| anthropic_tool_result(body, TOOL_CALL_ID).is_some())
+        .unwrap_or_else(|| panic!("no request carried the tool's result\n--- stderr ---\n{stderr}"));
+    let result = anthropic_tool_result(&follow_up, TOOL_CALL_ID).unwrap();
+    assert!(
+        result.to_string().contains(TOOL_OUTPUT),
+        "Codex ran the command: {result}"
+    );
+    for request in &requests {
+        assert_eq!(request.path, "/v1/messages");
+        assert_eq!(request.header("x-api-key"), Some("sk-upstream-secret"));
+    }
+}

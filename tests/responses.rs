@@ -289,32 +289,130 @@ async fn errors_come_in_the_openai_shape() {
     assert!(r.json::<Value>().await.unwrap()["error"].is_object());
 }
 
+fn anthropic_answer() -> Value {
+    json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "up",
+        "content": [
+            {"type": "thinking", "thinking": "The echo worked.", "signature": "sig-1"},
+            {"type": "text", "text": "Patching now."},
+            {"type": "tool_use", "id": "toolu_p", "name": "apply_patch", "input": {"input": "*** Begin Patch\n*** End Patch"}},
+            {"type": "tool_use", "id": "toolu_s", "name": "multi_agent_v1__spawn_agent", "input": {"zeta": 1, "alpha": 2}}
+        ],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 100, "cache_read_input_tokens": 800, "cache_creation_input_tokens": 0, "output_tokens": 40}})
+}
+
+const ANTHROPIC_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":100,\"cache_read_input_tokens\":800,\"output_tokens\":1}}}\n\n",
+    "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Check it\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Listing ✓ \"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_a\",\"name\":\"exec_command\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"cmd\\\":\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"ls\\\"}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":40}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+);
+
+#[tokio::test]
+async fn an_anthropic_upstream_answers_a_responses_client_streamed_and_not() {
+    let upstream = MockUpstream::start(|request| match request.json()["stream"] == true {
+        true => Reply::sse(ANTHROPIC_STREAM, 7),
+        false => Reply::json(anthropic_answer()),
+    })
+    .await;
+    let router = TestRouter::start(&config("anthropic", &upstream.base())).await;
+
+    let v: Value = router
+        .post("/v1/responses", &codex_request(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "completed", "{v}");
+    let output = v["output"].as_array().unwrap();
+    let kinds: Vec<&str> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message", "custom_tool_call", "function_call"]);
+    assert_eq!(output[2]["input"], "*** Begin Patch\n*** End Patch");
+    assert_eq!(output[3]["namespace"], "multi_agent_v1");
+    assert_eq!(output[3]["arguments"], r#"{"zeta":1,"alpha":2}"#, "key order kept");
+    assert_eq!(v["usage"]["input_tokens"], 900, "cached tokens are part of the input");
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 800);
+
+    let sent = upstream.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some("sk-upstream-secret"));
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    let body = sent.json();
+    assert_eq!(body["model"], "up");
+    assert_eq!(
+        body["system"],
+        json!([{"type": "text", "text": "You are a coding agent."}, {"type": "text", "text": "Be careful."}])
+    );
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(messages[1]["content"][0]["type"], "tool_use");
+    assert_eq!(
+        messages[2]["content"][0],
+        json!({"type": "tool_result", "tool_use_id": "call_6553",
+        "content": [{"type": "text", "text": "hi\n"}]})
+    );
+    assert_eq!(body["max_tokens"], 4096);
+
+    let r = router.post("/v1/responses", &codex_request(true)).await;
+    assert_eq!(r.status(), 200);
+    let events = events(&concat(&read_chunks(r).await));
+    check_grammar(&events);
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.done")
+        .map(|e| &e["item"])
+        .collect();
+    let kinds: Vec<&str> = done.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+    assert_eq!(done[0]["summary"][0]["text"], "Check it");
+    assert_eq!(
+        (done[2]["call_id"].as_str(), done[2]["arguments"].as_str()),
+        (Some("toolu_a"), Some(r#"{"cmd":"ls"}"#))
+    );
+    let completed = &events.last().unwrap()["response"];
+    assert_eq!(completed["usage"]["total_tokens"], 940);
+}
+
 #[tokio::test]
 async fn a_group_skips_a_deployment_it_cannot_convert_for_without_cooling_it() {
-    let anthropic = MockUpstream::fixed(Reply::json(json!({}))).await;
+    // Chat clients cannot be served from Responses upstreams yet: such a member is skipped, not blamed.
+    let responses = MockUpstream::fixed(Reply::json(json!({}))).await;
     let chat = MockUpstream::fixed(Reply::json(chat_answer())).await;
     let config = format!(
-        "model_list:\n  - model_name: a\n    llm_params: {{api_type: anthropic, model: up, api_base: \"{}\"}}\n  - model_name: c\n    llm_params: {{api_type: openai, model: up, api_base: \"{}\"}}\nrouter_settings:\n  model_groups:\n    - name: codex\n      models: [{{name: a, weight: 1000}}, {{name: c, weight: 1}}]\n",
-        anthropic.base(),
+        "model_list:\n  - model_name: r\n    llm_params: {{api_type: responses, model: up, api_base: \"{}\"}}\n  - model_name: c\n    llm_params: {{api_type: openai, model: up, api_base: \"{}\"}}\nrouter_settings:\n  model_groups:\n    - name: codex\n      models: [{{name: r, weight: 1000}}, {{name: c, weight: 1}}]\n",
+        responses.base(),
         chat.base()
     );
     let router = TestRouter::start(&config).await;
+    let chat_request = json!({"model": "codex", "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..3 {
-        let r = router.post("/v1/responses", &codex_request(false)).await;
+        let r = router.post("/v1/chat/completions", &chat_request).await;
         assert_eq!(r.status(), 200);
     }
-    assert_eq!(anthropic.count(), 0);
+    assert_eq!(responses.count(), 0);
     assert_eq!(chat.count(), 3);
     // Alone in its group, the deployment answers 501 in the client's shape.
     let router =
-        TestRouter::start(&config.replace("[{name: a, weight: 1000}, {name: c, weight: 1}]", "[{name: a}]")).await;
-    let r = router.post("/v1/responses", &codex_request(false)).await;
+        TestRouter::start(&config.replace("[{name: r, weight: 1000}, {name: c, weight: 1}]", "[{name: r}]")).await;
+    let r = router.post("/v1/chat/completions", &chat_request).await;
     assert_eq!(r.status(), 501);
+    let message = r.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        r.json::<Value>().await.unwrap()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("responses clients")
+        message.contains("openai clients from responses deployments"),
+        "{message}"
     );
 }
 

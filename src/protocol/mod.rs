@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod convert;
 pub mod hub;
+pub mod messages;
 pub mod openai;
 pub mod raw_body;
 pub mod responses;

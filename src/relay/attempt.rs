@@ -20,11 +20,12 @@ use crate::protocol::convert::request::{self, ConvertedRequest};
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
 use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::hub::{ChatChunks, HubStream};
+use crate::protocol::messages::response::MessagesEvents;
 use crate::protocol::raw_body::RawBody;
 use crate::protocol::responses::request::ResponsesFacts;
 use crate::protocol::responses::response::AnswerContext;
 use crate::protocol::responses::stream::ResponsesStreamEncoder;
-use crate::protocol::{Protocol, chat, responses};
+use crate::protocol::{Protocol, chat, messages, responses};
 use crate::routing::Deployment;
 use crate::server::error::json_response;
 use crate::server::request::ClientRequest;
@@ -127,15 +128,15 @@ impl Attempt<'_> {
                         Box::new(AnthropicToOpenAiStream::new(&ctx, facts))
                     }
                     Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
-                    Conversion::Hub(facts) => Box::new(HubStream::new(
-                        ChatChunks,
-                        ResponsesStreamEncoder::new(
-                            &minted.response_id,
-                            minted.created,
-                            self.client_model,
-                            facts.clone(),
-                        ),
-                    )),
+                    Conversion::Hub(facts) => {
+                        let facts = facts.clone();
+                        let encoder =
+                            ResponsesStreamEncoder::new(&minted.response_id, minted.created, self.client_model, facts);
+                        match deployment.protocol {
+                            Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder)),
+                            _ => Box::new(HubStream::new(ChatChunks, encoder)),
+                        }
+                    }
                 };
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -178,13 +179,10 @@ impl Attempt<'_> {
             (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
             {
                 None => return Ok((raw.write_with(&deployment.override_refs()), None)),
-                Some(body) => ConvertedRequest {
-                    body,
-                    facts: RequestFacts::default(),
-                },
+                Some(body) => (body, None),
             },
-            (Protocol::OpenAi, Protocol::Anthropic) => request::openai_to_anthropic(bytes, ctx).map_err(refused)?,
-            (Protocol::Anthropic, Protocol::OpenAi) => request::anthropic_to_openai(bytes, ctx).map_err(refused)?,
+            (Protocol::OpenAi, Protocol::Anthropic) => pairwise(request::openai_to_anthropic(bytes, ctx))?,
+            (Protocol::Anthropic, Protocol::OpenAi) => pairwise(request::anthropic_to_openai(bytes, ctx))?,
             (Protocol::Responses, Protocol::OpenAi) => {
                 let decoded = responses::request::decode(bytes).map_err(refused)?;
                 let encoded =
@@ -198,16 +196,21 @@ impl Attempt<'_> {
                 };
                 return Ok((body, Some(Conversion::Hub(decoded.facts))));
             }
+            (Protocol::Responses, Protocol::Anthropic) => {
+                let decoded = responses::request::decode(bytes).map_err(refused)?;
+                // Built as a tree for the Anthropic fix-ups; `model` and `rewrite_body` go in below.
+                let encoded = messages::request::encode(&decoded.request, options).map_err(refused)?;
+                (encoded.body, Some(Conversion::Hub(decoded.facts)))
+            }
             (client, upstream) => return Err(Failure::unsupported(client, upstream)),
         };
-        let ConvertedRequest { mut body, facts } = converted;
+        let (mut body, conversion) = converted;
         body.insert("model".into(), Value::String(deployment.upstream_model.clone()));
         for (key, value) in &deployment.rewrite_values {
             body.insert(key.clone(), value.clone());
         }
         let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
-        let converts = self.client != deployment.protocol;
-        Ok((bytes, converts.then_some(Conversion::Pairwise(facts))))
+        Ok((bytes, conversion))
     }
 
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
@@ -225,7 +228,11 @@ impl Attempt<'_> {
                 convert::response::anthropic_to_openai(&body, ctx, facts)
             }
             Conversion::Pairwise(facts) => convert::response::openai_to_anthropic(&body, ctx, facts),
-            Conversion::Hub(facts) => chat::response::decode(&body).map(|response| {
+            Conversion::Hub(facts) => match self.deployment.protocol {
+                Protocol::Anthropic => messages::response::decode(&body),
+                _ => chat::response::decode(&body),
+            }
+            .map(|response| {
                 let answer = AnswerContext {
                     id_hex: &minted.response_id,
                     created: minted.created,
@@ -251,6 +258,14 @@ enum Conversion {
     Pairwise(RequestFacts),
     /// Through the hub: a Responses client on a Chat Completions upstream.
     Hub(ResponsesFacts),
+}
+
+/// A pairwise conversion's body and facts.
+fn pairwise(
+    converted: Result<ConvertedRequest, ConvertError>,
+) -> Result<(serde_json::Map<String, Value>, Option<Conversion>), Failure> {
+    let ConvertedRequest { body, facts } = converted.map_err(refused)?;
+    Ok((body, Some(Conversion::Pairwise(facts))))
 }
 
 fn refused(error: ConvertError) -> Failure {

@@ -1,0 +1,329 @@
+//! Decoding Anthropic Messages answers into the hub: a whole `message` into a [`Response`], and the events
+//! of a stream into [`Event`]s. Server-tool blocks have no counterpart and are skipped.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::protocol::convert::ConvertError;
+use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage};
+use crate::protocol::sse::SseEvent;
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+impl AnthropicUsage {
+    /// Later figures replace earlier ones (a `message_delta` repeats or corrects `message_start`).
+    fn merge(&mut self, later: &AnthropicUsage) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
+        self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+    }
+
+    /// Anthropic counts cached tokens apart from `input_tokens`; the hub's `input` includes them.
+    fn to_hub(self) -> Usage {
+        let cached = self.cache_read_input_tokens.unwrap_or(0);
+        let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
+        Usage {
+            input: self.input_tokens.unwrap_or(0) + cached + cache_write,
+            cached,
+            cache_write,
+            output: self.output_tokens.unwrap_or(0),
+            reasoning: 0,
+        }
+    }
+}
+
+fn stop_reason(reason: &str) -> StopReason {
+    match reason {
+        "tool_use" => StopReason::ToolUse,
+        "max_tokens" | "model_context_window_exceeded" => StopReason::MaxTokens,
+        "refusal" => StopReason::ContentFilter,
+        _ => StopReason::End,
+    }
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+/// Decodes a whole `message`.
+pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow, default)]
+        content: Vec<Block<'a>>,
+        #[serde(default)]
+        stop_reason: Option<String>,
+        #[serde(default)]
+        usage: AnthropicUsage,
+    }
+    let message: Message = serde_json::from_slice(body).map_err(|e| ConvertError {
+        message: format!("the upstream's answer is not a message: {e}"),
+        param: None,
+        code: None,
+    })?;
+    let mut output = Vec::with_capacity(message.content.len());
+    for block in message.content {
+        match block.kind {
+            "thinking" => output.push(Part::Reasoning(Reasoning {
+                text: block.thinking.unwrap_or_default(),
+                opaque: None,
+            })),
+            "text" => {
+                if let Some(text) = block.text.filter(|t| !t.is_empty()) {
+                    output.push(Part::Text(text));
+                }
+            }
+            "tool_use" => output.push(Part::ToolCall(ToolCall {
+                id: block.id.unwrap_or_default(),
+                name: block.name.unwrap_or_default(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: block.input.map_or_else(|| "{}".to_owned(), |raw| raw.get().to_owned()),
+            })),
+            _ => {}
+        }
+    }
+    Ok(Response {
+        output,
+        stop: message.stop_reason.as_deref().map_or(StopReason::End, stop_reason),
+        usage: message.usage.to_hub(),
+    })
+}
+
+/// The events of an Anthropic stream, one at a time. Keeps the running usage (input counts arrive in
+/// `message_start`, output counts in `message_delta`).
+#[derive(Default)]
+pub struct MessagesEvents {
+    usage: AnthropicUsage,
+}
+
+impl StreamDecoder for MessagesEvents {
+    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            #[serde(default)]
+            index: usize,
+            #[serde(borrow, default)]
+            content_block: Option<Block<'a>>,
+            #[serde(default)]
+            delta: Option<Delta>,
+            #[serde(default)]
+            message: Option<StartMessage>,
+            #[serde(default)]
+            usage: Option<AnthropicUsage>,
+            #[serde(default)]
+            error: Option<ErrorBody>,
+        }
+        #[derive(Deserialize)]
+        struct Delta {
+            #[serde(rename = "type", default)]
+            kind: Option<String>,
+            #[serde(default)]
+            text: Option<String>,
+            #[serde(default)]
+            thinking: Option<String>,
+            #[serde(default)]
+            partial_json: Option<String>,
+            #[serde(default)]
+            stop_reason: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct StartMessage {
+            #[serde(default)]
+            usage: AnthropicUsage,
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            #[serde(rename = "type", default)]
+            kind: Option<String>,
+            #[serde(default)]
+            message: Option<String>,
+        }
+        let data: Data = match serde_json::from_str(&event.data) {
+            Ok(data) => data,
+            Err(e) => {
+                out.push(Event::Error {
+                    message: format!("the upstream sent an event that is not JSON: {e}"),
+                    code: None,
+                });
+                return;
+            }
+        };
+        match data.kind {
+            "message_start" => {
+                if let Some(message) = data.message {
+                    self.usage.merge(&message.usage);
+                }
+            }
+            "content_block_start" => {
+                if let Some(block) = data.content_block
+                    && block.kind == "tool_use"
+                {
+                    out.push(Event::ToolCallStart {
+                        index: data.index,
+                        id: block.id,
+                        name: block.name.unwrap_or_default(),
+                    });
+                }
+            }
+            "content_block_delta" => {
+                let Some(delta) = data.delta else { return };
+                match delta.kind.as_deref() {
+                    Some("text_delta") => out.extend(delta.text.filter(|t| !t.is_empty()).map(Event::TextDelta)),
+                    Some("thinking_delta") => {
+                        out.extend(delta.thinking.filter(|t| !t.is_empty()).map(Event::ReasoningDelta))
+                    }
+                    Some("input_json_delta") => out.extend(delta.partial_json.filter(|t| !t.is_empty()).map(
+                        |arguments| Event::ToolCallDelta {
+                            index: data.index,
+                            arguments,
+                        },
+                    )),
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = &data.usage {
+                    self.usage.merge(usage);
+                }
+                if let Some(reason) = data.delta.and_then(|d| d.stop_reason) {
+                    out.push(Event::Stop(stop_reason(&reason)));
+                }
+                out.push(Event::Usage(self.usage.to_hub()));
+            }
+            "message_stop" => out.push(Event::Done),
+            "error" => {
+                let error = data.error.unwrap_or(ErrorBody {
+                    kind: None,
+                    message: None,
+                });
+                out.push(Event::Error {
+                    message: error.message.unwrap_or_else(|| "upstream error".into()),
+                    code: Some(match error.kind.as_deref() {
+                        Some("rate_limit_error") => "rate_limit_exceeded".into(),
+                        Some("overloaded_error") => "server_is_overloaded".into(),
+                        _ => "server_error".into(),
+                    }),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_whole_message_keeps_block_order_and_counts_cached_tokens_in_the_input() {
+        let response = decode(br#"{"id":"msg_1","type":"message","role":"assistant","content":[
+            {"type":"thinking","thinking":"Hmm","signature":"sig"},{"type":"text","text":"Running"},
+            {"type":"tool_use","id":"toolu_1","name":"exec_command","input":{"zeta":1,"alpha":2}}],
+            "stop_reason":"tool_use","usage":{"input_tokens":100,"cache_read_input_tokens":800,"cache_creation_input_tokens":0,"output_tokens":40}}"#).unwrap();
+        assert_eq!(response.stop, StopReason::ToolUse);
+        assert_eq!(
+            response.usage,
+            Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 0,
+                output: 40,
+                reasoning: 0
+            }
+        );
+        assert!(matches!(&response.output[2], Part::ToolCall(c) if c.arguments == r#"{"zeta":1,"alpha":2}"#));
+    }
+
+    #[test]
+    fn stream_events_become_hub_events_with_running_usage() {
+        let event = |name: &str, data: &str| SseEvent {
+            event: Some(name.into()),
+            data: data.into(),
+        };
+        let mut decoder = MessagesEvents::default();
+        let mut out = Vec::new();
+        for (name, data) in [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":10,"cache_read_input_tokens":5,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Hm"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"s"}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":7}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ] {
+            decoder.decode(&event(name, data), &mut out);
+        }
+        assert_eq!(
+            out,
+            [
+                Event::ReasoningDelta("Hm".into()),
+                Event::ToolCallStart {
+                    index: 1,
+                    id: Some("toolu_1".into()),
+                    name: "f".into()
+                },
+                Event::ToolCallDelta {
+                    index: 1,
+                    arguments: "{}".into()
+                },
+                Event::Stop(StopReason::ToolUse),
+                Event::Usage(Usage {
+                    input: 15,
+                    cached: 5,
+                    cache_write: 0,
+                    output: 7,
+                    reasoning: 0
+                }),
+                Event::Done,
+            ]
+        );
+    }
+}
