@@ -7,10 +7,14 @@
 //! Tool schemas and tool arguments stay raw JSON text: no codec needs to look inside them, and keeping the
 //! text keeps the key order models rely on.
 //!
-//! Protocols move to the hub one at a time; today the Responses client route and the Chat Completions
-//! upstream codecs use it (`protocol::responses`, `protocol::chat`).
+//! Each protocol has its codecs in its own module (`protocol::chat`, `protocol::messages`,
+//! `protocol::responses`). The Chat ⇄ Messages routes still use the pairwise converters of
+//! `protocol::convert`, which move onto these codecs next.
 
 use serde_json::value::RawValue;
+
+use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
+use crate::protocol::sse::SseEvent;
 
 /// A generation request, whatever protocol it came in.
 #[derive(Debug, Clone, Default)]
@@ -213,18 +217,30 @@ pub enum Event {
 
 /// Decodes an upstream's stream events into hub events.
 pub trait StreamDecoder: Send {
-    fn decode(&mut self, event: &crate::protocol::sse::SseEvent, out: &mut Vec<Event>);
+    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>);
+}
+
+/// Encodes hub events as the client's stream.
+pub trait StreamEncoder: Send {
+    /// Appends the client's bytes for one event; anything but `Continue` ends the stream.
+    fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus;
+    /// The upstream's body ended: the normal end if it had said why it stopped, else an in-band error.
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus;
+    /// The upstream failed or stalled after the client's stream began.
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>);
+    /// Bytes that keep a silent stream alive.
+    fn keep_alive(&self, out: &mut Vec<u8>);
 }
 
 /// A stream converter made of a decoder (upstream protocol → hub) and an encoder (hub → client protocol).
-pub struct HubStream<D> {
-    pub decoder: D,
-    pub encoder: crate::protocol::responses::stream::ResponsesStreamEncoder,
+pub struct HubStream<D, E> {
+    decoder: D,
+    encoder: E,
     events: Vec<Event>,
 }
 
-impl<D: StreamDecoder> HubStream<D> {
-    pub fn new(decoder: D, encoder: crate::protocol::responses::stream::ResponsesStreamEncoder) -> Self {
+impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
+    pub fn new(decoder: D, encoder: E) -> Self {
         Self {
             decoder,
             encoder,
@@ -233,13 +249,8 @@ impl<D: StreamDecoder> HubStream<D> {
     }
 }
 
-impl<D: StreamDecoder> crate::protocol::convert::stream::StreamConverter for HubStream<D> {
-    fn on_event(
-        &mut self,
-        event: &crate::protocol::sse::SseEvent,
-        out: &mut Vec<u8>,
-    ) -> crate::protocol::convert::stream::StreamStatus {
-        use crate::protocol::convert::stream::StreamStatus;
+impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> StreamStatus {
         self.decoder.decode(event, &mut self.events);
         for event in self.events.drain(..) {
             let status = self.encoder.encode(event, out);
@@ -250,17 +261,16 @@ impl<D: StreamDecoder> crate::protocol::convert::stream::StreamConverter for Hub
         StreamStatus::Continue
     }
 
-    fn on_eof(&mut self, out: &mut Vec<u8>) -> crate::protocol::convert::stream::StreamStatus {
+    fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
         self.encoder.eof(out)
     }
 
-    fn on_error(&mut self, kind: crate::protocol::convert::stream::StreamFailure, message: &str, out: &mut Vec<u8>) {
+    fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>) {
         self.encoder.failed(kind, message, out);
     }
 
-    /// An SSE comment: Responses parsers (Codex's and the SDK's) skip it.
     fn keep_alive(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b": keep-alive\n\n");
+        self.encoder.keep_alive(out);
     }
 }
 
@@ -268,7 +278,7 @@ impl<D: StreamDecoder> crate::protocol::convert::stream::StreamConverter for Hub
 pub struct ChatChunks;
 
 impl StreamDecoder for ChatChunks {
-    fn decode(&mut self, event: &crate::protocol::sse::SseEvent, out: &mut Vec<Event>) {
+    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
         crate::protocol::chat::response::decode_event(event, out);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::request::ResponsesFacts;
 use super::response::{AnswerContext, message_item, reasoning_item, refusal_part, status, text_part};
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
-use crate::protocol::hub::{Event, StopReason, ToolCall, ToolKind, Usage};
+use crate::protocol::hub::{Event, StopReason, StreamEncoder, ToolCall, ToolKind, Usage};
 use crate::protocol::sse::write_named_event;
 
 /// The Responses side of a converted stream.
@@ -102,9 +102,11 @@ impl ResponsesStreamEncoder {
     fn next_output_index(&self) -> usize {
         self.done_items.len() + usize::from(!matches!(self.open, Open::None))
     }
+}
 
+impl StreamEncoder for ResponsesStreamEncoder {
     /// Feeds one hub event; appends the client's events to `out`.
-    pub fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
+    fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
         if self.finished {
             return StreamStatus::Finished;
         }
@@ -192,6 +194,37 @@ impl ResponsesStreamEncoder {
         StreamStatus::Continue
     }
 
+    /// The upstream's body ended: a normal end if it had said why it stopped (some hosts omit `[DONE]`).
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        if self.stop.is_some() {
+            self.complete(out);
+            return StreamStatus::Finished;
+        }
+        self.fail("server_error", "upstream stream ended before completion", out);
+        StreamStatus::Failed
+    }
+
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if self.finished {
+            return;
+        }
+        let code = match failure {
+            StreamFailure::Timeout => "timeout",
+            StreamFailure::Upstream => "server_error",
+        };
+        self.fail(code, message, out);
+    }
+
+    /// An SSE comment: Responses parsers (Codex's and the SDK's) skip it.
+    fn keep_alive(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keep-alive\n\n");
+    }
+}
+
+impl ResponsesStreamEncoder {
     fn message_delta(&mut self, refusal: bool, delta: String, out: &mut Vec<u8>) {
         let same = matches!(self.open, Open::Message { refusal: r, .. } if r == refusal);
         if !same {
@@ -401,30 +434,6 @@ impl ResponsesStreamEncoder {
         object["error"] = json!({"code": code, "message": message});
         self.emit(out, "response.failed", json!({"response": object}));
         self.finished = true;
-    }
-
-    /// The upstream's body ended: a normal end if it had said why it stopped (some hosts omit `[DONE]`).
-    pub fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
-        if self.finished {
-            return StreamStatus::Finished;
-        }
-        if self.stop.is_some() {
-            self.complete(out);
-            return StreamStatus::Finished;
-        }
-        self.fail("server_error", "upstream stream ended before completion", out);
-        StreamStatus::Failed
-    }
-
-    pub fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
-        if self.finished {
-            return;
-        }
-        let code = match failure {
-            StreamFailure::Timeout => "timeout",
-            StreamFailure::Upstream => "server_error",
-        };
-        self.fail(code, message, out);
     }
 }
 
