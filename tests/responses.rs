@@ -383,36 +383,175 @@ async fn an_anthropic_upstream_answers_a_responses_client_streamed_and_not() {
     assert_eq!(completed["usage"]["total_tokens"], 940);
 }
 
+fn responses_answer() -> Value {
+    json!({"id": "resp_up", "object": "response", "status": "completed", "model": "up",
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Think first."}]},
+            {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+             "content": [{"type": "output_text", "text": "Checking.", "annotations": []}]},
+            {"type": "function_call", "id": "fc_1", "call_id": "call_w", "name": "weather", "arguments": "{\"zeta\":1,\"alpha\":2}", "status": "completed"}
+        ],
+        "usage": {"input_tokens": 900, "input_tokens_details": {"cached_tokens": 800}, "output_tokens": 40,
+                  "output_tokens_details": {"reasoning_tokens": 12}, "total_tokens": 940}})
+}
+
+/// A Responses stream as a lenient host writes it: no `event:` lines, a call whose arguments arrive only at
+/// `done`, and a `response.completed` with an empty `output`.
+const RESPONSES_STREAM: &str = concat!(
+    "data: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_up\",\"status\":\"in_progress\",\"output\":[]}}\n\n",
+    "data: {\"type\":\"response.output_item.added\",\"output_index\":0,\"item\":{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]}}\n\n",
+    "data: {\"type\":\"response.reasoning_summary_text.delta\",\"output_index\":0,\"summary_index\":0,\"delta\":\"Think \"}\n\n",
+    "data: {\"type\":\"response.reasoning_summary_text.delta\",\"output_index\":0,\"summary_index\":0,\"delta\":\"first.\"}\n\n",
+    "data: {\"type\":\"response.output_item.added\",\"output_index\":1,\"item\":{\"type\":\"message\",\"id\":\"msg_1\",\"role\":\"assistant\",\"content\":[]}}\n\n",
+    "data: {\"type\":\"response.output_text.delta\",\"output_index\":1,\"content_index\":0,\"delta\":\"Checking ✓\"}\n\n",
+    "data: {\"type\":\"response.output_item.added\",\"output_index\":2,\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_w\",\"name\":\"weather\",\"arguments\":\"\"}}\n\n",
+    "data: {\"type\":\"response.function_call_arguments.delta\",\"output_index\":2,\"delta\":\"{\\\"city\\\":\"}\n\n",
+    "data: {\"type\":\"response.output_item.done\",\"output_index\":2,\"item\":{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_w\",\"name\":\"weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}\n\n",
+    "data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_up\",\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":900,\"input_tokens_details\":{\"cached_tokens\":800},\"output_tokens\":40,\"total_tokens\":940}}}\n\n"
+);
+
+async fn responses_upstream() -> MockUpstream {
+    MockUpstream::start(|request| match request.json()["stream"] == true {
+        true => Reply::sse(RESPONSES_STREAM, 7),
+        false => Reply::json(responses_answer()),
+    })
+    .await
+}
+
+const WEATHER_CHAT: &str = r#"{"type":"function","function":{"name":"weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}"#;
+
 #[tokio::test]
-async fn a_group_skips_a_deployment_it_cannot_convert_for_without_cooling_it() {
-    // Chat clients cannot be served from Responses upstreams yet: such a member is skipped, not blamed.
-    let responses = MockUpstream::fixed(Reply::json(json!({}))).await;
-    let chat = MockUpstream::fixed(Reply::json(chat_answer())).await;
-    let config = format!(
-        "model_list:\n  - model_name: r\n    llm_params: {{api_type: responses, model: up, api_base: \"{}\"}}\n  - model_name: c\n    llm_params: {{api_type: openai, model: up, api_base: \"{}\"}}\nrouter_settings:\n  model_groups:\n    - name: codex\n      models: [{{name: r, weight: 1000}}, {{name: c, weight: 1}}]\n",
-        responses.base(),
-        chat.base()
+async fn a_chat_client_reaches_a_responses_upstream_streamed_and_not() {
+    let upstream = responses_upstream().await;
+    let router = TestRouter::start(&config("responses", &upstream.base())).await;
+    let tools: Value = serde_json::from_str(&format!("[{WEATHER_CHAT}]")).unwrap();
+    let request = |stream: bool| {
+        json!({"model": "codex", "stream": stream, "stream_options": {"include_usage": true}, "max_tokens": 300,
+            "tools": tools, "reasoning_effort": "low",
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "call_old", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "call_old", "content": "sunny"}]})
+    };
+    let v: Value = router
+        .post("/v1/chat/completions", &request(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "codex");
+    let message = &v["choices"][0]["message"];
+    assert_eq!(message["content"], "Checking.");
+    assert_eq!(message["reasoning_content"], "Think first.");
+    assert_eq!(
+        message["tool_calls"][0]["function"]["arguments"],
+        r#"{"zeta":1,"alpha":2}"#
     );
-    let router = TestRouter::start(&config).await;
-    let chat_request = json!({"model": "codex", "messages": [{"role": "user", "content": "hi"}]});
-    for _ in 0..3 {
-        let r = router.post("/v1/chat/completions", &chat_request).await;
-        assert_eq!(r.status(), 200);
-    }
-    assert_eq!(responses.count(), 0);
-    assert_eq!(chat.count(), 3);
-    // Alone in its group, the deployment answers 501 in the client's shape.
-    let router =
-        TestRouter::start(&config.replace("[{name: r, weight: 1000}, {name: c, weight: 1}]", "[{name: r}]")).await;
-    let r = router.post("/v1/chat/completions", &chat_request).await;
-    assert_eq!(r.status(), 501);
-    let message = r.json::<Value>().await.unwrap()["error"]["message"]
-        .as_str()
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        (
+            v["usage"]["prompt_tokens"].as_u64(),
+            v["usage"]["total_tokens"].as_u64()
+        ),
+        (Some(900), Some(940))
+    );
+
+    let sent = upstream.last();
+    assert_eq!(sent.path, "/responses");
+    let body = sent.json();
+    assert_eq!(
+        (body["model"].as_str(), body["store"].as_bool()),
+        (Some("up"), Some(false))
+    );
+    assert_eq!(body["max_output_tokens"], 300);
+    assert_eq!(body["reasoning"]["effort"], "low");
+    let kinds: Vec<&str> = body["input"]
+        .as_array()
         .unwrap()
-        .to_owned();
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["message", "message", "function_call", "function_call_output"]);
+    assert_eq!(body["input"][0]["role"], "developer");
+    assert_eq!(
+        body["input"][3],
+        json!({"type": "function_call_output", "call_id": "call_old", "output": "sunny"})
+    );
+    assert_eq!(body["tools"][0]["name"], "weather");
+
+    let r = router.post("/v1/chat/completions", &request(true)).await;
+    assert_eq!(r.status(), 200);
+    let text = concat(&read_chunks(r).await);
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Checking ✓");
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        arguments, r#"{"city":"Paris"}"#,
+        "the rest of the arguments arrives from output_item.done"
+    );
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "tool_calls"));
+    assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 900);
+}
+
+#[tokio::test]
+async fn an_anthropic_client_reaches_a_responses_upstream_streamed_and_not() {
+    let upstream = responses_upstream().await;
+    let router = TestRouter::start(&config("responses", &upstream.base())).await;
+    let request = |stream: bool| {
+        json!({"model": "codex", "stream": stream, "max_tokens": 300, "system": "Be brief.",
+            "tools": [{"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]}]})
+    };
+    let v: Value = router.post("/v1/messages", &request(false)).await.json().await.unwrap();
+    assert_eq!(
+        (v["type"].as_str(), v["model"].as_str()),
+        (Some("message"), Some("codex"))
+    );
+    let kinds: Vec<&str> = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["thinking", "text", "tool_use"]);
+    assert!(v["content"][0]["signature"].as_str().unwrap().starts_with("llmr1."));
+    assert_eq!(v["content"][2]["input"], json!({"zeta": 1, "alpha": 2}));
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 100, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 800, "output_tokens": 40})
+    );
+    let body = upstream.last().json();
+    assert_eq!(body["instructions"], "Be brief.");
+    assert_eq!(body["tools"][0]["parameters"]["properties"]["city"]["type"], "string");
+
+    let r = router.post("/v1/messages", &request(true)).await;
+    assert_eq!(r.status(), 200);
+    let text = concat(&read_chunks(r).await);
+    let names: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
     assert!(
-        message.contains("openai clients from responses deployments"),
-        "{message}"
+        text.contains(r#""partial_json":"{\"city\":"}"#) && text.contains(r#""partial_json":"\"Paris\"}"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""stop_reason":"tool_use""#));
+    assert!(
+        text.contains(r#""type":"signature_delta""#),
+        "thinking closes with the router's signature"
     );
 }
 

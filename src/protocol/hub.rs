@@ -28,6 +28,8 @@ pub struct Request {
     pub max_output_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    /// Stop sequences (Chat `stop`, Anthropic `stop_sequences`); the Responses API has none.
+    pub stop: Vec<String>,
     pub reasoning: ReasoningRequest,
     pub format: Option<OutputFormat>,
     pub stream: bool,
@@ -271,14 +273,5 @@ impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
 
     fn keep_alive(&self, out: &mut Vec<u8>) {
         self.encoder.keep_alive(out);
-    }
-}
-
-/// Chat Completions chunks, decoded one event at a time (the decoder keeps no state).
-pub struct ChatChunks;
-
-impl StreamDecoder for ChatChunks {
-    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
-        crate::protocol::chat::response::decode_event(event, out);
     }
 }

@@ -16,14 +16,20 @@ use super::failure::{Failure, UpstreamAnswer};
 use super::processor::{Converting, PassThrough};
 use super::record::RequestRecord;
 use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
+use crate::protocol::chat::request::ChatFacts;
+use crate::protocol::chat::response::{ChatAnswer, ChatChunks};
+use crate::protocol::chat::stream::ChatStreamEncoder;
 use crate::protocol::convert::request::{self, ConvertedRequest};
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
 use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
-use crate::protocol::hub::{ChatChunks, HubStream};
+use crate::protocol::hub::{self, HubStream, StreamEncoder};
+use crate::protocol::messages::response::MessagesAnswer;
 use crate::protocol::messages::response::MessagesEvents;
+use crate::protocol::messages::stream::MessagesStreamEncoder;
 use crate::protocol::raw_body::RawBody;
 use crate::protocol::responses::request::ResponsesFacts;
 use crate::protocol::responses::response::AnswerContext;
+use crate::protocol::responses::stream::ResponsesEvents;
 use crate::protocol::responses::stream::ResponsesStreamEncoder;
 use crate::protocol::{Protocol, chat, messages, responses};
 use crate::routing::Deployment;
@@ -128,15 +134,7 @@ impl Attempt<'_> {
                         Box::new(AnthropicToOpenAiStream::new(&ctx, facts))
                     }
                     Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
-                    Conversion::Hub(facts) => {
-                        let facts = facts.clone();
-                        let encoder =
-                            ResponsesStreamEncoder::new(&minted.response_id, minted.created, self.client_model, facts);
-                        match deployment.protocol {
-                            Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder)),
-                            _ => Box::new(HubStream::new(ChatChunks, encoder)),
-                        }
-                    }
+                    Conversion::Hub(facts) => self.hub_stream(facts, &minted),
                 };
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -183,34 +181,40 @@ impl Attempt<'_> {
             },
             (Protocol::OpenAi, Protocol::Anthropic) => pairwise(request::openai_to_anthropic(bytes, ctx))?,
             (Protocol::Anthropic, Protocol::OpenAi) => pairwise(request::anthropic_to_openai(bytes, ctx))?,
-            (Protocol::Responses, Protocol::OpenAi) => {
-                let decoded = responses::request::decode(bytes).map_err(refused)?;
-                let encoded =
-                    chat::request::encode(&decoded.request, &deployment.upstream_model, options).map_err(refused)?;
-                // `model` is already the upstream's; `rewrite_body` still applies on top.
+            // Every other pair meets in the hub.
+            (client, upstream) => {
+                let (request, facts) = hub_decode(client, bytes).map_err(refused)?;
+                let model = &deployment.upstream_model;
+                let encoded = match upstream {
+                    Protocol::OpenAi => chat::request::encode(&request, model, options).map_err(refused)?.body,
+                    Protocol::Responses => responses::request::encode(&request, model, options),
+                    // Built as a tree for the Anthropic fix-ups.
+                    Protocol::Anthropic => {
+                        let encoded = messages::request::encode(&request, options).map_err(refused)?;
+                        self.tree_body(encoded.body)
+                    }
+                };
+                // `model` is the upstream's already; `rewrite_body` still applies on top.
                 let body = match deployment.overrides.len() {
-                    1 => encoded.body,
-                    _ => RawBody::parse(&encoded.body)
-                        .expect("the encoder writes a JSON object")
+                    1 => encoded,
+                    _ => RawBody::parse(&encoded)
+                        .expect("the encoders write a JSON object")
                         .write_with(&deployment.override_refs()),
                 };
-                return Ok((body, Some(Conversion::Hub(decoded.facts))));
+                return Ok((body, Some(Conversion::Hub(facts))));
             }
-            (Protocol::Responses, Protocol::Anthropic) => {
-                let decoded = responses::request::decode(bytes).map_err(refused)?;
-                // Built as a tree for the Anthropic fix-ups; `model` and `rewrite_body` go in below.
-                let encoded = messages::request::encode(&decoded.request, options).map_err(refused)?;
-                (encoded.body, Some(Conversion::Hub(decoded.facts)))
-            }
-            (client, upstream) => return Err(Failure::unsupported(client, upstream)),
         };
-        let (mut body, conversion) = converted;
-        body.insert("model".into(), Value::String(deployment.upstream_model.clone()));
-        for (key, value) in &deployment.rewrite_values {
+        let (body, conversion) = converted;
+        Ok((self.tree_body(body), conversion))
+    }
+
+    /// A body built as a JSON tree, with the upstream's `model` and `rewrite_body` set.
+    fn tree_body(&self, mut body: serde_json::Map<String, Value>) -> Vec<u8> {
+        body.insert("model".into(), Value::String(self.deployment.upstream_model.clone()));
+        for (key, value) in &self.deployment.rewrite_values {
             body.insert(key.clone(), value.clone());
         }
-        let bytes = serde_json::to_vec(&body).expect("a JSON map serialises");
-        Ok((bytes, conversion))
+        serde_json::to_vec(&body).expect("a JSON map serialises")
     }
 
     /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
@@ -229,18 +233,11 @@ impl Attempt<'_> {
             }
             Conversion::Pairwise(facts) => convert::response::openai_to_anthropic(&body, ctx, facts),
             Conversion::Hub(facts) => match self.deployment.protocol {
+                Protocol::OpenAi => chat::response::decode(&body),
                 Protocol::Anthropic => messages::response::decode(&body),
-                _ => chat::response::decode(&body),
+                Protocol::Responses => responses::response::decode(&body),
             }
-            .map(|response| {
-                let answer = AnswerContext {
-                    id_hex: &minted.response_id,
-                    created: minted.created,
-                    model: self.client_model,
-                    facts,
-                };
-                responses::response::encode(&response, &answer)
-            }),
+            .map(|response| self.hub_encode(&response, facts, minted)),
         };
         match converted {
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
@@ -252,12 +249,97 @@ impl Attempt<'_> {
     }
 }
 
+impl Attempt<'_> {
+    /// A whole hub answer in the client's protocol.
+    fn hub_encode(&self, response: &hub::Response, facts: &ClientFacts, minted: &Minted) -> Vec<u8> {
+        match facts {
+            ClientFacts::Responses(facts) => {
+                let answer = AnswerContext {
+                    id_hex: &minted.response_id,
+                    created: minted.created,
+                    model: self.client_model,
+                    facts,
+                };
+                responses::response::encode(response, &answer)
+            }
+            ClientFacts::Chat(facts) => chat::response::encode(response, &self.chat_answer(facts, minted)),
+            ClientFacts::Messages => messages::response::encode(response, &self.messages_answer(minted)),
+        }
+    }
+
+    /// The stream converter from the upstream's protocol to the client's, through the hub.
+    fn hub_stream(&self, facts: &ClientFacts, minted: &Minted) -> Box<dyn StreamConverter> {
+        let upstream = self.deployment.protocol;
+        match facts {
+            ClientFacts::Responses(facts) => hub_stream(
+                upstream,
+                ResponsesStreamEncoder::new(
+                    &minted.response_id,
+                    minted.created,
+                    self.client_model,
+                    (**facts).clone(),
+                ),
+            ),
+            ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(facts, minted))),
+            ClientFacts::Messages => hub_stream(upstream, MessagesStreamEncoder::new(&self.messages_answer(minted))),
+        }
+    }
+
+    fn chat_answer<'m>(&'m self, facts: &ChatFacts, minted: &'m Minted) -> ChatAnswer<'m> {
+        ChatAnswer {
+            id_hex: &minted.response_id,
+            created: minted.created,
+            model: self.client_model,
+            include_usage: facts.include_usage,
+        }
+    }
+
+    fn messages_answer<'m>(&'m self, minted: &'m Minted) -> MessagesAnswer<'m> {
+        MessagesAnswer {
+            id_hex: &minted.response_id,
+            model: self.client_model,
+            signing_key: self.signing_key,
+        }
+    }
+}
+
+/// The hub decoder of the upstream's stream events, paired with the client's encoder.
+fn hub_stream<E: StreamEncoder + 'static>(upstream: Protocol, encoder: E) -> Box<dyn StreamConverter> {
+    match upstream {
+        Protocol::OpenAi => Box::new(HubStream::new(ChatChunks, encoder)),
+        Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder)),
+        Protocol::Responses => Box::new(HubStream::new(ResponsesEvents::default(), encoder)),
+    }
+}
+
+/// A client request decoded into the hub, with what its answer needs.
+fn hub_decode(client: Protocol, bytes: &[u8]) -> Result<(hub::Request, ClientFacts), ConvertError> {
+    match client {
+        Protocol::Responses => {
+            let decoded = responses::request::decode(bytes)?;
+            Ok((decoded.request, ClientFacts::Responses(Box::new(decoded.facts))))
+        }
+        Protocol::OpenAi => {
+            let (request, facts) = chat::request::decode(bytes)?;
+            Ok((request, ClientFacts::Chat(facts)))
+        }
+        Protocol::Anthropic => Ok((messages::request::decode(bytes)?, ClientFacts::Messages)),
+    }
+}
+
 /// How a converted attempt's answer is converted back (same-protocol answers are relayed as written).
 enum Conversion {
     /// A Chat ⇄ Messages pair, with the pairwise converters.
     Pairwise(RequestFacts),
-    /// Through the hub: a Responses client on a Chat Completions upstream.
-    Hub(ResponsesFacts),
+    /// Through the hub, back into the client's protocol.
+    Hub(ClientFacts),
+}
+
+/// What the answer to a client needs from its request, by client protocol.
+enum ClientFacts {
+    Responses(Box<ResponsesFacts>),
+    Chat(ChatFacts),
+    Messages,
 }
 
 /// A pairwise conversion's body and facts.

@@ -27,9 +27,6 @@ pub enum FailureKind {
     Unreachable { status: StatusCode, message: String },
     /// The upstream answered with an error: an error status, or an error as its stream's first event.
     Answered(Box<UpstreamAnswer>),
-    /// The router cannot yet convert between the client's protocol and this deployment's. Another member of
-    /// the group may speak a protocol it can, and the deployment itself is not at fault.
-    Unsupported(ApiError),
 }
 
 /// An upstream error answer, in the upstream's protocol (its key already redacted).
@@ -58,17 +55,6 @@ impl Failure {
         }
     }
 
-    pub fn unsupported(client: Protocol, upstream: Protocol) -> Self {
-        let error = ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!("this router cannot yet serve {client} clients from {upstream} deployments"),
-        );
-        Self {
-            kind: FailureKind::Unsupported(error),
-            retry_after: None,
-        }
-    }
-
     pub fn answered(answer: UpstreamAnswer, retry_after: Option<Duration>) -> Self {
         Self {
             kind: FailureKind::Answered(Box::new(answer)),
@@ -92,20 +78,15 @@ impl Failure {
     pub fn retryable(&self) -> bool {
         match &self.kind {
             FailureKind::Refused(_) => false,
-            FailureKind::Unreachable { .. } | FailureKind::Unsupported(_) => true,
+            FailureKind::Unreachable { .. } => true,
             FailureKind::Answered(answer) => is_retryable(answer.status),
         }
-    }
-
-    /// Whether the failure says something about the deployment's health.
-    pub fn counts_against(&self) -> bool {
-        !matches!(self.kind, FailureKind::Unsupported(_))
     }
 
     /// A short reason for the log.
     pub fn reason(&self) -> String {
         match &self.kind {
-            FailureKind::Refused(error) | FailureKind::Unsupported(error) => error.message.clone(),
+            FailureKind::Refused(error) => error.message.clone(),
             FailureKind::Unreachable { message, .. } => message.clone(),
             FailureKind::Answered(answer) => format!("upstream answered {}", answer.status.as_u16()),
         }
@@ -114,7 +95,7 @@ impl Failure {
     /// The client's answer, in its protocol.
     pub fn render(self, client: Protocol) -> Response {
         match self.kind {
-            FailureKind::Refused(error) | FailureKind::Unsupported(error) => error.into_response(client),
+            FailureKind::Refused(error) => error.into_response(client),
             FailureKind::Unreachable { status, message } => ApiError::new(status, message).into_response(client),
             FailureKind::Answered(answer) => {
                 let mut response = if answer.upstream.error_shape() == client.error_shape() {

@@ -103,10 +103,7 @@ async fn handle(state: AppState, client: Protocol, request: Request) -> Response
         if !failure.retryable() {
             return record.answered(failure.render(client));
         }
-        let cooldown = match failure.counts_against() {
-            true => deployment.health.record_failure(&reliability, failure.retry_after),
-            false => None,
-        };
+        let cooldown = deployment.health.record_failure(&reliability, failure.retry_after);
         tracing::info!(
             group = %group.name,
             deployment = %deployment.name,

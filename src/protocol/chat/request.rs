@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::protocol::convert::ids::user_id_within;
@@ -50,6 +50,8 @@ struct Body<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     response_format: Option<ResponseFormat<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -237,6 +239,8 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
         parallel_tool_calls,
         temperature: request.temperature,
         top_p: request.top_p,
+        // OpenAI accepts at most four.
+        stop: &request.stop[..request.stop.len().min(4)],
         response_format: request.format.as_ref().map(response_format),
         reasoning_effort: None,
         thinking: None,
@@ -526,6 +530,380 @@ fn merge_system_messages(messages: &mut Vec<ChatMessage<'_>>) {
         false
     });
     messages.insert(0, ChatMessage::new("system", Content::Text(texts.join("\n\n"))));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding a Chat Completions request (a Chat client on another protocol's upstream)
+
+/// What the answer to a Chat client needs from its request.
+#[derive(Debug, Clone, Default)]
+pub struct ChatFacts {
+    /// `stream_options.include_usage`: the stream ends with a usage chunk.
+    pub include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct InBody<'a> {
+    #[serde(borrow)]
+    messages: Vec<InMessage<'a>>,
+    #[serde(borrow, default)]
+    tools: Vec<InTool<'a>>,
+    #[serde(borrow, default)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(default)]
+    parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(borrow, default)]
+    stop: Option<&'a RawValue>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
+    #[serde(borrow, default)]
+    response_format: Option<InFormat<'a>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<InStreamOptions>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    safety_identifier: Option<String>,
+    #[serde(default)]
+    prompt_cache_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InStreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct InMessage<'a> {
+    role: &'a str,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<InToolCall>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InToolCall {
+    id: String,
+    #[serde(default)]
+    function: Option<InFunctionCall>,
+}
+
+#[derive(Deserialize)]
+struct InFunctionCall {
+    name: String,
+    #[serde(default)]
+    arguments: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct InTool<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    function: Option<InFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct InFunction<'a> {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct InFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow, default)]
+    json_schema: Option<InJsonSchema<'a>>,
+}
+
+#[derive(Deserialize)]
+struct InJsonSchema<'a> {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    image_url: Option<InImageUrl>,
+    #[serde(default)]
+    file: Option<InFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InImageUrl {
+    Url(String),
+    Object {
+        url: String,
+        #[serde(default)]
+        detail: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+struct InFile {
+    #[serde(default)]
+    file_data: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+}
+
+fn bad(message: impl Into<String>, param: &str) -> ConvertError {
+    ConvertError::invalid(message, param)
+}
+
+/// Decodes a Chat Completions request body.
+pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
+    let body: InBody = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            format!("request body is not a valid chat completion request: {e}"),
+            "messages",
+        )
+    })?;
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for (i, message) in body.messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let parts = match message.content {
+            Some(raw) => content_parts(raw, &format!("{at}.content"))?,
+            None => Vec::new(),
+        };
+        let message = match message.role {
+            "system" | "developer" => Message {
+                role: Role::System,
+                parts,
+            },
+            "user" => Message {
+                role: Role::User,
+                parts,
+            },
+            "assistant" => {
+                let mut all = Vec::with_capacity(parts.len() + 1 + message.tool_calls.len());
+                if let Some(text) = message.reasoning_content.clone().filter(|t| !t.is_empty()) {
+                    all.push(Part::Reasoning(crate::protocol::hub::Reasoning { text, opaque: None }));
+                }
+                all.extend(parts);
+                for call in &message.tool_calls {
+                    let function = call
+                        .function
+                        .as_ref()
+                        .ok_or_else(|| bad(format!("{at}.tool_calls: function is required"), &at))?;
+                    all.push(Part::ToolCall(ToolCall {
+                        id: call.id.clone(),
+                        name: function.name.clone(),
+                        namespace: None,
+                        kind: ToolKind::Function,
+                        arguments: match &function.arguments {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            None | Some(serde_json::Value::Null) => String::new(),
+                            Some(other) => other.to_string(),
+                        },
+                    }));
+                }
+                Message {
+                    role: Role::Assistant,
+                    parts: all,
+                }
+            }
+            "tool" => {
+                let call_id = message.tool_call_id.clone().ok_or_else(|| {
+                    bad(
+                        format!("{at}.tool_call_id: field is required"),
+                        &format!("{at}.tool_call_id"),
+                    )
+                })?;
+                Message {
+                    role: Role::User,
+                    parts: vec![Part::ToolResult(crate::protocol::hub::ToolResult {
+                        call_id,
+                        content: parts,
+                        is_error: false,
+                    })],
+                }
+            }
+            other => return Err(bad(format!("{at}.role: unknown role '{other}'"), &format!("{at}.role"))),
+        };
+        if !message.parts.is_empty() {
+            messages.push(message);
+        }
+    }
+    let tools = body
+        .tools
+        .into_iter()
+        .filter(|t| t.kind.is_none_or(|k| k == "function"))
+        .filter_map(|t| t.function)
+        .map(|f| Tool {
+            name: f.name,
+            namespace: None,
+            description: f.description,
+            kind: ToolKind::Function,
+            parameters: f.parameters.map(|p| p.to_owned()),
+            strict: f.strict,
+        })
+        .collect();
+    let tool_choice = match body.tool_choice {
+        None => None,
+        Some(raw) => Some(match raw.get().trim_matches('"') {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => {
+                #[derive(Deserialize)]
+                struct Named {
+                    function: NamedIn,
+                }
+                #[derive(Deserialize)]
+                struct NamedIn {
+                    name: String,
+                }
+                let named: Named = serde_json::from_str(raw.get())
+                    .map_err(|_| bad("tool_choice: unrecognised value", "tool_choice"))?;
+                ToolChoice::Named {
+                    name: named.function.name,
+                    namespace: None,
+                }
+            }
+        }),
+    };
+    let stop = match body.stop {
+        None => Vec::new(),
+        Some(raw) if raw.get().starts_with('"') => vec![
+            serde_json::from_str(raw.get())
+                .map_err(|_| bad("stop: must be a string or an array of strings", "stop"))?,
+        ],
+        Some(raw) => serde_json::from_str::<Option<Vec<String>>>(raw.get())
+            .map_err(|_| bad("stop: must be a string or an array of strings", "stop"))?
+            .unwrap_or_default(),
+    };
+    let format = match body.response_format {
+        None => None,
+        Some(format) => Some(match format.kind {
+            "text" => OutputFormat::Text,
+            "json_object" => OutputFormat::JsonObject,
+            "json_schema" => {
+                let schema = format
+                    .json_schema
+                    .ok_or_else(|| bad("response_format.json_schema: field is required", "response_format"))?;
+                OutputFormat::JsonSchema {
+                    name: schema.name.unwrap_or_else(|| "output".into()),
+                    schema: schema.schema.map(|s| s.to_owned()).ok_or_else(|| {
+                        bad(
+                            "response_format.json_schema.schema: field is required",
+                            "response_format",
+                        )
+                    })?,
+                    strict: schema.strict,
+                    description: schema.description,
+                }
+            }
+            other => {
+                return Err(bad(
+                    format!("response_format.type: unknown type '{other}'"),
+                    "response_format",
+                ));
+            }
+        }),
+    };
+    let request = Request {
+        instructions: Vec::new(),
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls: body.parallel_tool_calls,
+        max_output_tokens: body.max_completion_tokens.or(body.max_tokens),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        stop,
+        reasoning: match body.reasoning_effort.as_deref() {
+            None => ReasoningRequest::Unspecified,
+            Some("none") => ReasoningRequest::Disabled,
+            Some(effort) => ReasoningRequest::Effort(effort.to_owned()),
+        },
+        format,
+        stream: body.stream.unwrap_or(false),
+        user: body.safety_identifier.or(body.user),
+        prompt_cache_key: body.prompt_cache_key,
+    };
+    let facts = ChatFacts {
+        include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+    };
+    Ok((request, facts))
+}
+
+/// Message content: a string or a list of parts.
+fn content_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
+    if raw.get() == "null" {
+        return Ok(Vec::new());
+    }
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get()).map_err(|e| bad(e.to_string(), at))?;
+        return Ok(if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Part::Text(text)]
+        });
+    }
+    let parts: Vec<InPart> = serde_json::from_str(raw.get()).map_err(|e| bad(format!("{at}: {e}"), at))?;
+    let mut out = Vec::with_capacity(parts.len());
+    for (j, part) in parts.into_iter().enumerate() {
+        let p = format!("{at}[{j}]");
+        match part.kind {
+            "text" => out.extend(part.text.filter(|t| !t.is_empty()).map(Part::Text)),
+            "refusal" => out.extend(part.refusal.filter(|t| !t.is_empty()).map(Part::Refusal)),
+            "image_url" => match part.image_url {
+                Some(InImageUrl::Url(url)) => out.push(Part::Image { url, detail: None }),
+                Some(InImageUrl::Object { url, detail }) => out.push(Part::Image { url, detail }),
+                None => return Err(bad(format!("{p}.image_url: field is required"), &p)),
+            },
+            "file" => match part.file.and_then(|f| f.file_data.map(|d| (d, f.filename))) {
+                Some((data_url, filename)) => out.push(Part::File { data_url, filename }),
+                None => return Err(bad(format!("{p}.file.file_data: files by id are not supported"), &p)),
+            },
+            "input_audio" => {
+                return Err(ConvertError {
+                    message: format!("{p}: audio input is not supported by this model's provider"),
+                    param: Some(p),
+                    code: Some("unsupported_parameter"),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

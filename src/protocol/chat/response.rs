@@ -245,6 +245,87 @@ pub fn decode_event(event: &SseEvent, out: &mut Vec<Event>) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Encoding for a Chat client (a Chat client on another protocol's upstream)
+
+/// What a Chat answer needs besides the hub response.
+pub struct ChatAnswer<'a> {
+    /// 24 hex digits; the answer's id is `chatcmpl-<hex>`.
+    pub id_hex: &'a str,
+    pub created: u64,
+    /// The model the client asked for.
+    pub model: &'a str,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+}
+
+pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::End => "stop",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::MaxTokens => "length",
+        StopReason::ContentFilter => "content_filter",
+    }
+}
+
+pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
+    serde_json::json!({
+        "prompt_tokens": usage.input,
+        "completion_tokens": usage.output,
+        "total_tokens": usage.input + usage.output,
+        "prompt_tokens_details": {"cached_tokens": usage.cached},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
+    })
+}
+
+/// Encodes a whole answer as a `chat.completion`.
+pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
+    use serde_json::{Value, json};
+    let mut text = String::new();
+    let mut refusal = String::new();
+    let mut reasoning = Vec::new();
+    let mut calls = Vec::new();
+    for part in &response.output {
+        match part {
+            Part::Text(t) => text.push_str(t),
+            Part::Refusal(t) => refusal.push_str(t),
+            Part::Reasoning(r) if !r.text.is_empty() => reasoning.push(r.text.as_str()),
+            Part::ToolCall(call) => calls.push(json!({"id": call.id, "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}})),
+            _ => {}
+        }
+    }
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) },
+        "refusal": if refusal.is_empty() { Value::Null } else { Value::from(refusal) },
+    });
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::from(reasoning.join("\n\n"));
+    }
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let body = json!({
+        "id": format!("chatcmpl-{}", answer.id_hex),
+        "object": "chat.completion",
+        "created": answer.created,
+        "model": answer.model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(response.stop)}],
+        "usage": usage_json(&response.usage),
+    });
+    serde_json::to_vec(&body).expect("a chat completion serialises")
+}
+
+/// Chat Completions chunks, decoded one event at a time (the decoder keeps no state).
+pub struct ChatChunks;
+
+impl crate::protocol::hub::StreamDecoder for ChatChunks {
+    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
+        decode_event(event, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

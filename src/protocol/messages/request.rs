@@ -6,6 +6,7 @@
 //! unsigned open tool loop, cache `ttl`, sampling exclusivity, the output cap) are applied afterwards by
 //! `convert::request::apply_anthropic_fixups`, as on every other route to Anthropic.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::protocol::convert::ids::{sanitize_tool_id, user_id_within};
@@ -101,6 +102,9 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         && (!thinking_enabled || (0.95..=1.0).contains(&top_p))
     {
         body.insert("top_p".into(), Value::from(top_p));
+    }
+    if !request.stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(request.stop));
     }
     if request.stream {
         body.insert("stream".into(), Value::Bool(true));
@@ -360,6 +364,345 @@ fn thinking(
             (budget >= MIN_THINKING_BUDGET).then(|| (json!({"type": "enabled", "budget_tokens": budget}), None))
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Decoding a Messages request (an Anthropic client on another protocol's upstream)
+
+#[derive(serde::Deserialize)]
+struct InBody<'a> {
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Vec<InMessage<'a>>,
+    #[serde(borrow, default)]
+    tools: Vec<InTool<'a>>,
+    #[serde(default)]
+    tool_choice: Option<InToolChoice>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    stop_sequences: Vec<String>,
+    #[serde(default)]
+    thinking: Option<InThinking>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    metadata: Option<InMetadata>,
+    #[serde(borrow, default)]
+    output_config: Option<InOutputConfig<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct InMessage<'a> {
+    role: &'a str,
+    #[serde(borrow)]
+    content: &'a RawValue,
+}
+
+#[derive(serde::Deserialize)]
+struct InTool<'a> {
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(borrow, default)]
+    input_schema: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct InToolChoice {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct InThinking {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    budget_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+struct InMetadata {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct InOutputConfig<'a> {
+    #[serde(borrow, default)]
+    format: Option<InFormat<'a>>,
+    #[serde(default)]
+    effort: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct InFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct InBlock<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(default)]
+    tool_use_id: Option<String>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(default)]
+    is_error: Option<bool>,
+    #[serde(default)]
+    source: Option<InSource>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct InSource {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
+    ConvertError::invalid(message, param)
+}
+
+/// Decodes a Messages request body. A `max_tokens` of 0 (Claude Code's cache pre-warm) asks for the least
+/// an upstream allows.
+pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
+    let body: InBody = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("request body is not a valid Messages request: {e}"), "messages"))?;
+    let mut instructions = Vec::new();
+    if let Some(system) = body.system {
+        instructions.extend(texts_of(system, "system")?);
+    }
+    let mut messages = Vec::with_capacity(body.messages.len());
+    for (i, message) in body.messages.iter().enumerate() {
+        let at = format!("messages.{i}.content");
+        let role = match message.role {
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "system" => Role::System,
+            other => {
+                return Err(invalid(
+                    format!("messages.{i}.role: unknown role '{other}'"),
+                    &format!("messages.{i}.role"),
+                ));
+            }
+        };
+        let parts = blocks_of(message.content, &at)?;
+        if !parts.is_empty() {
+            messages.push(Message { role, parts });
+        }
+    }
+    let tools = body
+        .tools
+        .into_iter()
+        // Server tools (`web_search_20250305`, ...) exist only at Anthropic.
+        .filter(|t| t.kind.is_none_or(|k| k == "custom"))
+        .filter_map(|t| {
+            Some(Tool {
+                name: t.name?,
+                namespace: None,
+                description: t.description,
+                kind: ToolKind::Function,
+                parameters: t.input_schema.map(|s| s.to_owned()),
+                strict: t.strict,
+            })
+        })
+        .collect();
+    let (tool_choice, parallel) = match body.tool_choice {
+        None => (None, None),
+        Some(choice) => {
+            let parallel = choice.disable_parallel_tool_use.map(|d| !d);
+            let choice = match choice.kind.as_str() {
+                "any" => ToolChoice::Required,
+                "none" => ToolChoice::None,
+                "tool" => ToolChoice::Named {
+                    name: choice.name.unwrap_or_default(),
+                    namespace: None,
+                },
+                _ => ToolChoice::Auto,
+            };
+            (Some(choice), parallel)
+        }
+    };
+    let effort = body.output_config.as_ref().and_then(|c| c.effort.clone());
+    let reasoning = match body.thinking {
+        Some(thinking) if thinking.kind == "disabled" => ReasoningRequest::Disabled,
+        Some(thinking) => ReasoningRequest::Effort(effort.unwrap_or_else(|| {
+            match thinking.budget_tokens.unwrap_or(2048) {
+                0..=1024 => "low",
+                1025..=4096 => "medium",
+                _ => "high",
+            }
+            .to_owned()
+        })),
+        None => ReasoningRequest::Unspecified,
+    };
+    let format = body
+        .output_config
+        .and_then(|c| c.format)
+        .filter(|f| f.kind == "json_schema")
+        .and_then(|f| f.schema)
+        .map(|schema| OutputFormat::JsonSchema {
+            name: "output".into(),
+            schema: schema.to_owned(),
+            strict: Some(true),
+            description: None,
+        });
+    Ok(Request {
+        instructions,
+        messages,
+        tools,
+        tool_choice,
+        parallel_tool_calls: parallel,
+        max_output_tokens: body.max_tokens.map(|n| n.max(16)),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        stop: body.stop_sequences,
+        reasoning,
+        format,
+        stream: body.stream.unwrap_or(false),
+        user: body.metadata.and_then(|m| m.user_id),
+        prompt_cache_key: None,
+    })
+}
+
+/// The texts of a string or a list of text blocks.
+fn texts_of(raw: &RawValue, at: &str) -> Result<Vec<String>, ConvertError> {
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
+        return Ok(if text.is_empty() { Vec::new() } else { vec![text] });
+    }
+    let blocks: Vec<InBlock> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    Ok(blocks
+        .into_iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text)
+        .filter(|t| !t.is_empty() && !t.starts_with("x-anthropic-billing-header:"))
+        .collect())
+}
+
+fn blocks_of(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
+    if raw.get().starts_with('"') {
+        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
+        return Ok(if text.is_empty() {
+            Vec::new()
+        } else {
+            vec![Part::Text(text)]
+        });
+    }
+    let blocks: Vec<InBlock> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let mut out = Vec::with_capacity(blocks.len());
+    for (j, block) in blocks.into_iter().enumerate() {
+        let p = format!("{at}.{j}");
+        match block.kind {
+            "text" => out.extend(block.text.filter(|t| !t.is_empty()).map(Part::Text)),
+            "thinking" => out.extend(
+                block
+                    .thinking
+                    .filter(|t| !t.is_empty())
+                    .map(|text| Part::Reasoning(crate::protocol::hub::Reasoning { text, opaque: None })),
+            ),
+            "image" | "document" => out.extend(media(&block, &p)?),
+            "tool_use" => out.push(Part::ToolCall(crate::protocol::hub::ToolCall {
+                id: block.id.unwrap_or_default(),
+                name: block.name.unwrap_or_default(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: block.input.map_or_else(|| "{}".to_owned(), |i| i.get().to_owned()),
+            })),
+            "tool_result" => {
+                let content = match block.content {
+                    Some(raw) => blocks_of(raw, &format!("{p}.content"))?,
+                    None => Vec::new(),
+                };
+                out.push(Part::ToolResult(crate::protocol::hub::ToolResult {
+                    call_id: block.tool_use_id.unwrap_or_default(),
+                    content,
+                    is_error: block.is_error.unwrap_or(false),
+                }));
+            }
+            // redacted_thinking, server tool blocks and unknown blocks have no counterpart.
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// An image or document block as a hub part.
+fn media(block: &InBlock<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
+    let Some(source) = &block.source else {
+        return Err(invalid(format!("{at}.source: field is required"), at));
+    };
+    let part = match (block.kind, source.kind.as_str()) {
+        ("image", "base64") => Part::Image {
+            url: format!(
+                "data:{};base64,{}",
+                source.media_type.as_deref().unwrap_or("image/png"),
+                source.data.as_deref().unwrap_or_default()
+            ),
+            detail: None,
+        },
+        ("image", "url") => Part::Image {
+            url: source.url.clone().unwrap_or_default(),
+            detail: None,
+        },
+        ("document", "base64") => Part::File {
+            data_url: format!(
+                "data:{};base64,{}",
+                source.media_type.as_deref().unwrap_or("application/pdf"),
+                source.data.as_deref().unwrap_or_default()
+            ),
+            filename: block.title.clone(),
+        },
+        ("document", "text") => Part::Text(match &block.title {
+            Some(title) => format!("{title}\n{}", source.data.as_deref().unwrap_or_default()),
+            None => source.data.clone().unwrap_or_default(),
+        }),
+        (kind, other) => {
+            return Err(ConvertError {
+                message: format!("{kind} sources of type '{other}' are not supported by this model's provider"),
+                param: Some(at.to_owned()),
+                code: Some("unsupported_parameter"),
+            });
+        }
+    };
+    Ok(Some(part))
 }
 
 #[cfg(test)]

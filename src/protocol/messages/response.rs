@@ -236,6 +236,68 @@ impl StreamDecoder for MessagesEvents {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Encoding for an Anthropic client (an Anthropic client on another protocol's upstream)
+
+/// What a Messages answer needs besides the hub response.
+pub struct MessagesAnswer<'a> {
+    /// 24 hex digits; the answer's id is `msg_<hex>`.
+    pub id_hex: &'a str,
+    /// The model the client asked for.
+    pub model: &'a str,
+    /// Key for the router's own thinking signatures: Anthropic clients replay thinking only with one.
+    pub signing_key: &'a [u8],
+}
+
+pub(crate) fn stop_reason_name(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::End => "end_turn",
+        StopReason::ToolUse => "tool_use",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::ContentFilter => "refusal",
+    }
+}
+
+/// Anthropic counts cached tokens apart from `input_tokens`.
+pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
+    serde_json::json!({
+        "input_tokens": usage.input.saturating_sub(usage.cached + usage.cache_write),
+        "cache_creation_input_tokens": usage.cache_write,
+        "cache_read_input_tokens": usage.cached,
+        "output_tokens": usage.output,
+    })
+}
+
+/// Encodes a whole answer as a `message`.
+pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
+    use crate::protocol::convert::ids::sanitize_tool_id;
+    use crate::protocol::convert::signature::mint_thinking_signature;
+    use crate::protocol::convert::tool_calls::parse_tool_arguments;
+    use serde_json::json;
+    let mut content = Vec::with_capacity(response.output.len());
+    for part in &response.output {
+        match part {
+            Part::Reasoning(r) => content.push(json!({"type": "thinking", "thinking": r.text,
+                "signature": mint_thinking_signature(answer.signing_key, &r.text)})),
+            Part::Text(t) | Part::Refusal(t) if !t.is_empty() => content.push(json!({"type": "text", "text": t})),
+            Part::ToolCall(call) => content.push(json!({"type": "tool_use", "id": sanitize_tool_id(&call.id),
+                "name": call.name, "input": parse_tool_arguments(&call.arguments)})),
+            _ => {}
+        }
+    }
+    let body = json!({
+        "id": format!("msg_{}", answer.id_hex),
+        "type": "message",
+        "role": "assistant",
+        "model": answer.model,
+        "content": content,
+        "stop_reason": stop_reason_name(response.stop),
+        "stop_sequence": null,
+        "usage": usage_json(&response.usage),
+    });
+    serde_json::to_vec(&body).expect("a message serialises")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

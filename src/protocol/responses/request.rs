@@ -126,6 +126,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, ConvertError> {
         max_output_tokens: body.max_output_tokens,
         temperature: body.temperature,
         top_p: body.top_p,
+        stop: Vec::new(),
         reasoning,
         format,
         stream: body.stream.unwrap_or(false),
@@ -645,6 +646,198 @@ fn decode_format(raw: &RawValue) -> Result<Option<OutputFormat>, ConvertError> {
             ));
         }
     }))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Encoding a hub request for a Responses upstream (Routes E and F, reference §2)
+
+/// A Responses request for `model`. Stateless (`store: false`): the whole conversation goes in `input`.
+/// System messages stay at their position as `developer` messages; reasoning without an artefact the
+/// upstream made is dropped (it cannot be replayed to it).
+pub fn encode(request: &Request, model: &str, options: &crate::protocol::convert::ModelOptions) -> Vec<u8> {
+    use serde_json::{Map, Value, json};
+    let mut input = Vec::with_capacity(request.messages.len());
+    for message in &request.messages {
+        let mut content = Vec::new();
+        let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
+            if content.is_empty() {
+                return;
+            }
+            let role = match message.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                Role::System => "developer",
+            };
+            input.push(json!({"type": "message", "role": role, "content": std::mem::take(content)}));
+        };
+        for part in &message.parts {
+            match part {
+                Part::Text(text) | Part::Refusal(text) => content.push(match message.role {
+                    Role::Assistant => json!({"type": "output_text", "text": text}),
+                    _ => json!({"type": "input_text", "text": text}),
+                }),
+                Part::Image { url, detail } => {
+                    let mut image = json!({"type": "input_image", "image_url": url});
+                    if let Some(detail) = detail {
+                        image["detail"] = Value::from(detail.as_str());
+                    }
+                    content.push(image);
+                }
+                Part::File { data_url, filename } => {
+                    content.push(json!({"type": "input_file", "file_data": data_url, "filename": filename}))
+                }
+                Part::Reasoning(_) => {}
+                Part::ToolCall(call) => {
+                    flush(&mut content, &mut input);
+                    input.push(match call.kind {
+                        ToolKind::Custom => json!({"type": "custom_tool_call", "call_id": call.id, "name": call.name,
+                            "input": call.arguments}),
+                        ToolKind::Function => json!({"type": "function_call", "call_id": call.id, "name": call.name,
+                            "arguments": if call.arguments.is_empty() { "{}" } else { call.arguments.as_str() }}),
+                    });
+                }
+                Part::ToolResult(result) => {
+                    flush(&mut content, &mut input);
+                    let texts: Vec<&str> = result
+                        .content
+                        .iter()
+                        .filter_map(|p| match p {
+                            Part::Text(t) => Some(t.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    let media = result
+                        .content
+                        .iter()
+                        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
+                    let mut text = texts.join("\n");
+                    if result.is_error {
+                        text.insert_str(0, "Error: ");
+                    }
+                    let output = match media {
+                        false => Value::from(text),
+                        true => {
+                            let mut parts = vec![json!({"type": "input_text", "text": text})];
+                            for part in &result.content {
+                                match part {
+                                    Part::Image { url, .. } => {
+                                        parts.push(json!({"type": "input_image", "image_url": url}))
+                                    }
+                                    Part::File { data_url, filename } => parts.push(
+                                        json!({"type": "input_file", "file_data": data_url, "filename": filename}),
+                                    ),
+                                    _ => {}
+                                }
+                            }
+                            Value::Array(parts)
+                        }
+                    };
+                    input.push(json!({"type": "function_call_output", "call_id": result.call_id, "output": output}));
+                }
+            }
+        }
+        flush(&mut content, &mut input);
+    }
+    let mut body = Map::new();
+    body.insert("model".into(), Value::from(model));
+    if !request.instructions.is_empty() {
+        body.insert("instructions".into(), Value::from(request.instructions.join("\n\n")));
+    }
+    body.insert("input".into(), Value::Array(input));
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                let name = super::tools::flat_name(&tool.name, tool.namespace.as_deref());
+                let mut out = match tool.kind {
+                    ToolKind::Custom => json!({"type": "custom", "name": name}),
+                    ToolKind::Function => {
+                        let parameters: Value = tool
+                            .parameters
+                            .as_ref()
+                            .and_then(|p| serde_json::from_str(p.get()).ok())
+                            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+                        json!({"type": "function", "name": name, "parameters": parameters})
+                    }
+                };
+                if let Some(description) = &tool.description {
+                    out["description"] = Value::from(description.as_str());
+                }
+                if let Some(strict) = tool.strict {
+                    out["strict"] = Value::Bool(strict);
+                }
+                out
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = &request.tool_choice {
+            let choice = match choice {
+                ToolChoice::Auto => Value::from("auto"),
+                ToolChoice::None => Value::from("none"),
+                ToolChoice::Required => Value::from("required"),
+                ToolChoice::Named { name, namespace } => {
+                    json!({"type": "function", "name": super::tools::flat_name(name, namespace.as_deref())})
+                }
+            };
+            body.insert("tool_choice".into(), choice);
+        }
+        if let Some(parallel) = request.parallel_tool_calls {
+            body.insert("parallel_tool_calls".into(), Value::Bool(parallel));
+        }
+    }
+    let max = request.max_output_tokens.or(options.default_max_tokens.map(u64::from));
+    if let Some(max) = max.map(|n| options.max_output_tokens.map_or(n, |cap| n.min(u64::from(cap)))) {
+        // The API's smallest accepted value.
+        body.insert("max_output_tokens".into(), Value::from(max.max(16)));
+    }
+    for (key, value) in [("temperature", request.temperature), ("top_p", request.top_p)] {
+        if let Some(value) = value {
+            body.insert(key.into(), Value::from(value));
+        }
+    }
+    match &request.reasoning {
+        ReasoningRequest::Unspecified => {}
+        ReasoningRequest::Disabled => {
+            body.insert("reasoning".into(), json!({"effort": "none"}));
+        }
+        ReasoningRequest::Effort(effort) => {
+            body.insert("reasoning".into(), json!({"effort": effort, "summary": "auto"}));
+        }
+    }
+    match &request.format {
+        None | Some(OutputFormat::Text) => {}
+        Some(OutputFormat::JsonObject) => {
+            body.insert("text".into(), json!({"format": {"type": "json_object"}}));
+        }
+        Some(OutputFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+            description,
+        }) => {
+            let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
+            let mut format = json!({"type": "json_schema", "name": name, "schema": schema});
+            if let Some(strict) = strict {
+                format["strict"] = Value::Bool(*strict);
+            }
+            if let Some(description) = description {
+                format["description"] = Value::from(description.as_str());
+            }
+            body.insert("text".into(), json!({"format": format}));
+        }
+    }
+    if let Some(user) = &request.user {
+        body.insert("safety_identifier".into(), Value::from(user.as_str()));
+    }
+    if let Some(key) = &request.prompt_cache_key {
+        body.insert("prompt_cache_key".into(), Value::from(key.as_str()));
+    }
+    body.insert("store".into(), Value::Bool(false));
+    if request.stream {
+        body.insert("stream".into(), Value::Bool(true));
+    }
+    serde_json::to_vec(&body).expect("a Responses request serialises")
 }
 
 #[cfg(test)]

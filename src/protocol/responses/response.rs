@@ -177,6 +177,201 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
     serde_json::to_vec(&object).expect("a Response serialises")
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Decoding a Responses upstream's answer (Routes E and F, reference §3.7, §3.8)
+
+#[derive(serde::Deserialize)]
+pub(super) struct UpstreamItem {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub call_id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: Option<String>,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub content: Option<Vec<UpstreamPart>>,
+    #[serde(default)]
+    pub summary: Option<Vec<UpstreamPart>>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct UpstreamPart {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+pub(super) struct UpstreamUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<InputDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct InputDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct OutputDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl UpstreamUsage {
+    pub(super) fn to_hub(&self) -> Usage {
+        let input = self.input_tokens_details.as_ref();
+        Usage {
+            input: self.input_tokens,
+            cached: input.and_then(|d| d.cached_tokens).unwrap_or(0).min(self.input_tokens),
+            cache_write: input.and_then(|d| d.cache_write_tokens).unwrap_or(0),
+            output: self.output_tokens,
+            reasoning: self
+                .output_tokens_details
+                .as_ref()
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+pub(super) struct UpstreamResponse {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub output: Vec<UpstreamItem>,
+    #[serde(default)]
+    pub usage: Option<UpstreamUsage>,
+    #[serde(default)]
+    pub incomplete_details: Option<IncompleteDetails>,
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct IncompleteDetails {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl UpstreamItem {
+    /// The hub parts of one output item (none for hosted-tool items).
+    pub(super) fn to_parts(&self, out: &mut Vec<Part>) {
+        let texts = |parts: &Option<Vec<UpstreamPart>>| -> Vec<String> {
+            parts
+                .iter()
+                .flatten()
+                .filter_map(|p| p.text.clone())
+                .filter(|t| !t.is_empty())
+                .collect()
+        };
+        match self.kind.as_str() {
+            "reasoning" => {
+                let mut text = texts(&self.summary);
+                if text.is_empty() {
+                    text = texts(&self.content);
+                }
+                if !text.is_empty() {
+                    out.push(Part::Reasoning(crate::protocol::hub::Reasoning {
+                        text: text.join("\n\n"),
+                        opaque: None,
+                    }));
+                }
+            }
+            "message" => {
+                for part in self.content.iter().flatten() {
+                    match (part.kind.as_str(), &part.text, &part.refusal) {
+                        ("refusal", _, Some(refusal)) => out.push(Part::Refusal(refusal.clone())),
+                        (_, Some(text), _) if !text.is_empty() => out.push(Part::Text(text.clone())),
+                        _ => {}
+                    }
+                }
+            }
+            "function_call" | "custom_tool_call" => out.push(Part::ToolCall(ToolCall {
+                id: self.call_id.clone().unwrap_or_default(),
+                name: self.name.clone().unwrap_or_default(),
+                namespace: None,
+                kind: if self.kind == "custom_tool_call" {
+                    ToolKind::Custom
+                } else {
+                    ToolKind::Function
+                },
+                arguments: match self.kind.as_str() {
+                    "custom_tool_call" => {
+                        serde_json::json!({"input": self.input.clone().unwrap_or_default()}).to_string()
+                    }
+                    _ => self.arguments.clone().unwrap_or_default(),
+                },
+            })),
+            _ => {}
+        }
+    }
+}
+
+/// The stop reason a Responses status stands for (reference §3.5).
+pub(super) fn stop_of(status: Option<&str>, incomplete: Option<&str>, has_calls: bool) -> StopReason {
+    match (status, incomplete) {
+        (Some("incomplete"), Some("content_filter")) => StopReason::ContentFilter,
+        (Some("incomplete"), _) => StopReason::MaxTokens,
+        _ if has_calls => StopReason::ToolUse,
+        _ => StopReason::End,
+    }
+}
+
+/// Decodes a whole Response object. A failed response is an unusable answer.
+pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::ConvertError> {
+    let response: UpstreamResponse =
+        serde_json::from_slice(body).map_err(|e| crate::protocol::convert::ConvertError {
+            message: format!("the upstream's answer is not a Response: {e}"),
+            param: None,
+            code: None,
+        })?;
+    if response.status.as_deref() == Some("failed") {
+        let message = response
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("the upstream response failed");
+        return Err(crate::protocol::convert::ConvertError {
+            message: message.to_owned(),
+            param: None,
+            code: None,
+        });
+    }
+    let mut output = Vec::with_capacity(response.output.len());
+    for item in &response.output {
+        item.to_parts(&mut output);
+    }
+    let has_calls = output.iter().any(|p| matches!(p, Part::ToolCall(_)));
+    Ok(Response {
+        stop: stop_of(
+            response.status.as_deref(),
+            response.incomplete_details.as_ref().and_then(|d| d.reason.as_deref()),
+            has_calls,
+        ),
+        usage: response.usage.as_ref().map(UpstreamUsage::to_hub).unwrap_or_default(),
+        output,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,6 +437,168 @@ impl ResponsesStreamEncoder {
     }
 }
 
+/// Decodes a Responses upstream's events into hub events (reference §4.7): lenient about missing
+/// `output_item.added` and `sequence_number`, arguments that arrive only at `done`, and an empty `output` in
+/// `response.completed`.
+#[derive(Default)]
+pub struct ResponsesEvents {
+    /// Per tool item (by output index): the arguments streamed so far.
+    tools: Vec<(usize, String)>,
+    /// The summary index of the last reasoning delta, to separate summary parts.
+    summary_index: Option<u64>,
+}
+
+impl ResponsesEvents {
+    fn tool(&mut self, index: usize) -> Option<&mut String> {
+        self.tools.iter_mut().find(|(i, _)| *i == index).map(|(_, args)| args)
+    }
+
+    fn open_tool(&mut self, index: usize, item: &super::response::UpstreamItem, out: &mut Vec<Event>) {
+        if self.tool(index).is_some() {
+            return;
+        }
+        self.tools.push((index, String::new()));
+        out.push(Event::ToolCallStart {
+            index,
+            id: item.call_id.clone(),
+            name: item.name.clone().unwrap_or_default(),
+        });
+    }
+}
+
+impl crate::protocol::hub::StreamDecoder for ResponsesEvents {
+    fn decode(&mut self, event: &crate::protocol::sse::SseEvent, out: &mut Vec<Event>) {
+        #[derive(serde::Deserialize)]
+        struct Data {
+            #[serde(rename = "type", default)]
+            kind: String,
+            #[serde(default)]
+            output_index: Option<usize>,
+            #[serde(default)]
+            summary_index: Option<u64>,
+            #[serde(default)]
+            delta: Option<String>,
+            #[serde(default)]
+            arguments: Option<String>,
+            #[serde(default)]
+            item: Option<super::response::UpstreamItem>,
+            #[serde(default)]
+            response: Option<super::response::UpstreamResponse>,
+            #[serde(default)]
+            message: Option<String>,
+            #[serde(default)]
+            code: Option<String>,
+        }
+        let data: Data = match serde_json::from_str(&event.data) {
+            Ok(data) => data,
+            Err(e) => {
+                out.push(Event::Error {
+                    message: format!("the upstream sent an event that is not JSON: {e}"),
+                    code: None,
+                });
+                return;
+            }
+        };
+        let index = data.output_index.unwrap_or(0);
+        let delta = data.delta.filter(|d| !d.is_empty());
+        match data.kind.as_str() {
+            "response.output_item.added" => {
+                if let Some(item) = &data.item
+                    && matches!(item.kind.as_str(), "function_call" | "custom_tool_call")
+                {
+                    self.open_tool(index, item, out);
+                }
+            }
+            "response.output_text.delta" => out.extend(delta.map(Event::TextDelta)),
+            "response.refusal.delta" => out.extend(delta.map(Event::RefusalDelta)),
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                if let Some(delta) = delta {
+                    let part = data.summary_index.unwrap_or(0);
+                    if self.summary_index.is_some_and(|last| last != part) {
+                        out.push(Event::ReasoningDelta("\n\n".into()));
+                    }
+                    self.summary_index = Some(part);
+                    out.push(Event::ReasoningDelta(delta));
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                if let (Some(delta), Some(streamed)) = (delta, self.tool(index)) {
+                    streamed.push_str(&delta);
+                    out.push(Event::ToolCallDelta {
+                        index,
+                        arguments: delta,
+                    });
+                }
+            }
+            "response.function_call_arguments.done" | "response.output_item.done" => {
+                let item = data.item.as_ref();
+                if let Some(item) = item
+                    && matches!(item.kind.as_str(), "function_call" | "custom_tool_call")
+                {
+                    self.open_tool(index, item, out);
+                }
+                let is_tool = item.is_none_or(|i| matches!(i.kind.as_str(), "function_call" | "custom_tool_call"));
+                let full = match item {
+                    Some(item) if item.kind == "custom_tool_call" => {
+                        Some(serde_json::json!({"input": item.input.clone().unwrap_or_default()}).to_string())
+                    }
+                    Some(item) => item.arguments.clone(),
+                    None => data.arguments,
+                };
+                // Only what was not streamed yet (some models stream nothing and send it all here).
+                if is_tool
+                    && let (Some(full), Some(streamed)) = (full, self.tool(index))
+                    && full.len() > streamed.len()
+                    && full.starts_with(streamed.as_str())
+                {
+                    let rest = full[streamed.len()..].to_owned();
+                    streamed.push_str(&rest);
+                    out.push(Event::ToolCallDelta { index, arguments: rest });
+                }
+            }
+            "response.completed" | "response.incomplete" => {
+                let response = data.response.unwrap_or_default();
+                let stop = super::response::stop_of(
+                    response
+                        .status
+                        .as_deref()
+                        .or(Some(if data.kind == "response.incomplete" {
+                            "incomplete"
+                        } else {
+                            "completed"
+                        })),
+                    response.incomplete_details.as_ref().and_then(|d| d.reason.as_deref()),
+                    !self.tools.is_empty(),
+                );
+                out.push(Event::Stop(stop));
+                if let Some(usage) = &response.usage {
+                    out.push(Event::Usage(usage.to_hub()));
+                }
+                out.push(Event::Done);
+            }
+            "response.failed" => {
+                let error = data.response.and_then(|r| r.error);
+                let field = |key: &str| {
+                    error
+                        .as_ref()
+                        .and_then(|e| e.get(key))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned)
+                };
+                out.push(Event::Error {
+                    message: field("message").unwrap_or_else(|| "the upstream response failed".into()),
+                    code: field("code"),
+                });
+            }
+            "error" => out.push(Event::Error {
+                message: data.message.unwrap_or_else(|| "upstream error".into()),
+                code: data.code,
+            }),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

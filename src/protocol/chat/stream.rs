@@ -1,0 +1,166 @@
+//! Encoding hub stream events as Chat Completions chunks for a Chat client: a role chunk first, then
+//! content, reasoning and tool-call deltas (tool calls numbered densely from 0 in the order they start), the
+//! finish reason, a usage chunk when the client asked for one, and `[DONE]`. A failure ends the stream with
+//! a `data: {"error":…}` line and no `[DONE]`.
+
+use serde_json::{Value, json};
+
+use super::response::{ChatAnswer, finish_reason, usage_json};
+use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
+use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
+use crate::protocol::sse::write_data_event;
+
+pub struct ChatStreamEncoder {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+    started: bool,
+    /// Upstream tool index → the client's tool index.
+    tools: Vec<usize>,
+    stop: Option<StopReason>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+impl ChatStreamEncoder {
+    pub fn new(answer: &ChatAnswer<'_>) -> Self {
+        Self {
+            id: format!("chatcmpl-{}", answer.id_hex),
+            created: answer.created,
+            model: answer.model.to_owned(),
+            include_usage: answer.include_usage,
+            started: false,
+            tools: Vec::new(),
+            stop: None,
+            usage: None,
+            finished: false,
+        }
+    }
+
+    fn chunk(&self, choices: Value, usage: Value, out: &mut Vec<u8>) {
+        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "choices": choices, "usage": usage});
+        write_data_event(out, chunk.to_string().as_bytes());
+    }
+
+    fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
+        self.start(out);
+        self.chunk(
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
+            Value::Null,
+            out,
+        );
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.chunk(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                Value::Null,
+                out,
+            );
+        }
+    }
+
+    fn tool_index(&mut self, upstream: usize) -> usize {
+        match self.tools.iter().position(|&u| u == upstream) {
+            Some(k) => k,
+            None => {
+                self.tools.push(upstream);
+                self.tools.len() - 1
+            }
+        }
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.start(out);
+        let stop = self.stop.unwrap_or(StopReason::End);
+        self.chunk(
+            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop)}]),
+            Value::Null,
+            out,
+        );
+        if self.include_usage {
+            let usage = self.usage.unwrap_or_default();
+            self.chunk(json!([]), usage_json(&usage), out);
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.finished = true;
+    }
+
+    fn fail(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
+        self.start(out);
+        let error = crate::protocol::openai::error_body(message, "server_error", None, Some(code));
+        write_data_event(out, &error);
+        self.finished = true;
+    }
+}
+
+impl StreamEncoder for ChatStreamEncoder {
+    fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        match event {
+            Event::ReasoningDelta(d) => self.delta(json!({"reasoning_content": d}), out),
+            Event::TextDelta(d) => self.delta(json!({"content": d}), out),
+            Event::RefusalDelta(d) => self.delta(json!({"refusal": d}), out),
+            Event::ToolCallStart { index, id, name } => {
+                let k = self.tool_index(index);
+                let id = id.unwrap_or_else(|| format!("call_{}_{k}", self.id));
+                self.delta(
+                    json!({"tool_calls": [{"index": k, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": ""}}]}),
+                    out,
+                );
+            }
+            Event::ToolCallDelta { index, arguments } => {
+                let k = self.tool_index(index);
+                self.delta(
+                    json!({"tool_calls": [{"index": k, "function": {"arguments": arguments}}]}),
+                    out,
+                );
+            }
+            Event::Stop(stop) => self.stop = Some(stop),
+            Event::Usage(usage) => self.usage = Some(usage),
+            Event::Done => {
+                self.complete(out);
+                return StreamStatus::Finished;
+            }
+            Event::Error { message, code } => {
+                self.fail(&message, code.as_deref().unwrap_or("server_error"), out);
+                return StreamStatus::Failed;
+            }
+        }
+        StreamStatus::Continue
+    }
+
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        if self.stop.is_some() {
+            self.complete(out);
+            return StreamStatus::Finished;
+        }
+        self.fail("upstream stream ended before completion", "stream_incomplete", out);
+        StreamStatus::Failed
+    }
+
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if !self.finished {
+            let code = match failure {
+                StreamFailure::Timeout => "timeout",
+                StreamFailure::Upstream => "stream_incomplete",
+            };
+            self.fail(message, code, out);
+        }
+    }
+
+    /// An SSE comment: OpenAI decoders ignore it.
+    fn keep_alive(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b": keep-alive\n\n");
+    }
+}

@@ -1,0 +1,228 @@
+//! Encoding hub stream events as Anthropic Messages events for an Anthropic client: `message_start`, one
+//! content block open at a time with dense indexes (thinking closed with the router's signature, text, tool
+//! use with `input_json_delta`), `message_delta` with the stop reason and usage, `message_stop`. A failure
+//! ends the stream with an `error` event and no `message_stop`.
+
+use serde_json::{Value, json};
+
+use super::response::{MessagesAnswer, stop_reason_name, usage_json};
+use crate::protocol::convert::ids::sanitize_tool_id;
+use crate::protocol::convert::signature::mint_thinking_signature;
+use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
+use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
+use crate::protocol::sse::write_named_event;
+
+pub struct MessagesStreamEncoder {
+    id: String,
+    model: String,
+    signing_key: Vec<u8>,
+    started: bool,
+    next_index: usize,
+    open: Open,
+    stop: Option<StopReason>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+enum Open {
+    None,
+    Thinking { index: usize, text: String },
+    Text { index: usize },
+    Tool { index: usize, upstream: usize },
+}
+
+impl MessagesStreamEncoder {
+    pub fn new(answer: &MessagesAnswer<'_>) -> Self {
+        Self {
+            id: format!("msg_{}", answer.id_hex),
+            model: answer.model.to_owned(),
+            signing_key: answer.signing_key.to_owned(),
+            started: false,
+            next_index: 0,
+            open: Open::None,
+            stop: None,
+            usage: None,
+            finished: false,
+        }
+    }
+
+    fn event(&self, data: Value, out: &mut Vec<u8>) {
+        let name = data["type"].as_str().expect("every event has a type").to_owned();
+        write_named_event(out, &name, data.to_string().as_bytes());
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let usage = self.usage.unwrap_or_default();
+        self.event(
+            json!({"type": "message_start", "message": {"id": self.id, "type": "message", "role": "assistant",
+            "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": usage_json(&usage)}}),
+            out,
+        );
+    }
+
+    fn open_block(&mut self, block: Value, open: impl FnOnce(usize) -> Open, out: &mut Vec<u8>) -> usize {
+        self.close(out);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.event(
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+            out,
+        );
+        self.open = open(index);
+        index
+    }
+
+    fn delta(&self, index: usize, delta: Value, out: &mut Vec<u8>) {
+        self.event(
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            out,
+        );
+    }
+
+    fn close(&mut self, out: &mut Vec<u8>) {
+        let index = match std::mem::replace(&mut self.open, Open::None) {
+            Open::None => return,
+            Open::Thinking { index, text } => {
+                let signature = mint_thinking_signature(&self.signing_key, &text);
+                self.delta(index, json!({"type": "signature_delta", "signature": signature}), out);
+                index
+            }
+            Open::Text { index } | Open::Tool { index, .. } => index,
+        };
+        self.event(json!({"type": "content_block_stop", "index": index}), out);
+    }
+
+    fn complete(&mut self, out: &mut Vec<u8>) {
+        self.start(out);
+        self.close(out);
+        let stop = self.stop.unwrap_or(StopReason::End);
+        let usage = self.usage.unwrap_or_default();
+        self.event(
+            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason_name(stop), "stop_sequence": null},
+            "usage": usage_json(&usage)}),
+            out,
+        );
+        self.event(json!({"type": "message_stop"}), out);
+        self.finished = true;
+    }
+
+    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+        self.start(out);
+        write_named_event(
+            out,
+            "error",
+            &crate::protocol::anthropic::error_body(kind, message, None),
+        );
+        self.finished = true;
+    }
+}
+
+impl StreamEncoder for MessagesStreamEncoder {
+    fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        if !matches!(event, Event::Usage(_)) {
+            self.start(out);
+        }
+        match event {
+            Event::ReasoningDelta(d) => {
+                let index = match &mut self.open {
+                    Open::Thinking { index, text } => {
+                        text.push_str(&d);
+                        *index
+                    }
+                    _ => {
+                        let text = d.clone();
+                        self.open_block(
+                            json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            |index| Open::Thinking { index, text },
+                            out,
+                        )
+                    }
+                };
+                self.delta(index, json!({"type": "thinking_delta", "thinking": d}), out);
+            }
+            Event::TextDelta(d) | Event::RefusalDelta(d) => {
+                let index = match self.open {
+                    Open::Text { index } => index,
+                    _ => self.open_block(json!({"type": "text", "text": ""}), |index| Open::Text { index }, out),
+                };
+                self.delta(index, json!({"type": "text_delta", "text": d}), out);
+            }
+            Event::ToolCallStart {
+                index: upstream,
+                id,
+                name,
+            } => {
+                let id = id.unwrap_or_else(|| format!("toolu_{}_{upstream}", self.id));
+                self.open_block(
+                    json!({"type": "tool_use", "id": sanitize_tool_id(&id), "name": name, "input": {}}),
+                    |index| Open::Tool { index, upstream },
+                    out,
+                );
+            }
+            Event::ToolCallDelta {
+                index: upstream,
+                arguments,
+            } => {
+                if let Open::Tool { index, upstream: open } = self.open
+                    && open == upstream
+                {
+                    self.delta(
+                        index,
+                        json!({"type": "input_json_delta", "partial_json": arguments}),
+                        out,
+                    );
+                }
+            }
+            Event::Stop(stop) => self.stop = Some(stop),
+            Event::Usage(usage) => self.usage = Some(usage),
+            Event::Done => {
+                self.complete(out);
+                return StreamStatus::Finished;
+            }
+            Event::Error { message, code } => {
+                let kind = match code.as_deref() {
+                    Some("rate_limit_exceeded") => "rate_limit_error",
+                    Some("server_is_overloaded") => "overloaded_error",
+                    _ => "api_error",
+                };
+                self.fail(kind, &message, out);
+                return StreamStatus::Failed;
+            }
+        }
+        StreamStatus::Continue
+    }
+
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished {
+            return StreamStatus::Finished;
+        }
+        if self.stop.is_some() {
+            self.complete(out);
+            return StreamStatus::Finished;
+        }
+        self.fail("api_error", "upstream stream ended before completion", out);
+        StreamStatus::Failed
+    }
+
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if !self.finished {
+            let kind = match failure {
+                StreamFailure::Timeout => "timeout_error",
+                StreamFailure::Upstream => "api_error",
+            };
+            self.fail(kind, message, out);
+        }
+    }
+
+    fn keep_alive(&self, out: &mut Vec<u8>) {
+        write_named_event(out, "ping", br#"{"type":"ping"}"#);
+    }
+}
