@@ -56,6 +56,8 @@ pub struct LlmParams {
     pub token_count_factor: Option<f64>,
     #[serde(default)]
     pub merge_system_messages: Option<bool>,
+    #[serde(default)]
+    pub supports_prompt_cache_key: Option<bool>,
     // Per-deployment overrides of the router-wide timeouts (seconds).
     #[serde(default)]
     pub connect_timeout: Option<f64>,

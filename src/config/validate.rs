@@ -390,6 +390,10 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
         anthropic_native,
         token_count_factor: params.token_count_factor.unwrap_or(defaults.token_count_factor),
         merge_system_messages: params.merge_system_messages.unwrap_or(defaults.merge_system_messages),
+        // OpenAI's own API takes it; elsewhere it is sent only when the deployment says so.
+        supports_prompt_cache_key: params.supports_prompt_cache_key.unwrap_or_else(|| {
+            Url::parse(params.api_base.trim()).is_ok_and(|u| u.host_str() == Some("api.openai.com"))
+        }),
     })
 }
 

@@ -66,6 +66,8 @@ struct Body<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_cache_key: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -249,6 +251,10 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
         stream_options: (request.stream && options.supports_stream_options)
             .then_some(StreamOptions { include_usage: true }),
         user: request.user.as_deref().map(|u| user_id_within(u, USER_MAX_CHARS)),
+        prompt_cache_key: request
+            .prompt_cache_key
+            .as_deref()
+            .filter(|_| options.supports_prompt_cache_key),
     };
     let thinking_enabled = write_reasoning(&request.reasoning, options.reasoning_dialect, &mut body);
     let body = serde_json::to_vec(&body).expect("a Chat request serialises");
@@ -982,6 +988,21 @@ mod tests {
         assert_eq!(messages[6]["content"], "next");
         assert_eq!(sent["tools"][0]["function"]["parameters"]["required"], json!(["input"]));
         assert!(sent.get("tool_choice").is_none() && sent.get("stream").is_none());
+    }
+
+    #[test]
+    fn prompt_cache_key_only_where_the_deployment_accepts_it() {
+        let body = br#"{"model":"m","input":"hi","prompt_cache_key":"session-1"}"#;
+        assert!(
+            encode_json(body, &ModelOptions::default())
+                .get("prompt_cache_key")
+                .is_none()
+        );
+        let options = ModelOptions {
+            supports_prompt_cache_key: true,
+            ..ModelOptions::default()
+        };
+        assert_eq!(encode_json(body, &options)["prompt_cache_key"], "session-1");
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub struct ModelOptions {
     /// Route B: fold system messages from the middle of the conversation into the leading one, for hosts
     /// whose chat templates reject a system message anywhere else.
     pub merge_system_messages: bool,
+    /// The Chat upstream accepts `prompt_cache_key` (OpenAI does; strict hosts reject unknown keys).
+    pub supports_prompt_cache_key: bool,
 }
 
 impl Default for ModelOptions {
@@ -129,6 +131,7 @@ impl Default for ModelOptions {
             anthropic_native: false,
             token_count_factor: 1.15,
             merge_system_messages: false,
+            supports_prompt_cache_key: false,
         }
     }
 }
