@@ -597,3 +597,76 @@ async fn a_responses_upstream_is_the_same_protocol_passed_through() {
         }
     }
 }
+
+#[tokio::test]
+async fn anthropic_thinking_survives_the_next_turn_inside_encrypted_content() {
+    let upstream = MockUpstream::start(|request| match request.json()["stream"] == true {
+        true => Reply::sse(ANTHROPIC_STREAM, 7),
+        false => Reply::json(anthropic_answer()),
+    })
+    .await;
+    let router = TestRouter::start(&config("anthropic", &upstream.base())).await;
+    for stream in [false, true] {
+        let mut first = codex_request(stream);
+        first["reasoning"] = json!({"effort": "high"});
+        let r = router.post("/v1/responses", &first).await;
+        let items: Vec<Value> = if stream {
+            events(&concat(&read_chunks(r).await))
+                .into_iter()
+                .filter(|e| e["type"] == "response.output_item.done")
+                .map(|e| e["item"].clone())
+                .collect()
+        } else {
+            r.json::<Value>().await.unwrap()["output"].as_array().unwrap().clone()
+        };
+        let reasoning = items.iter().find(|i| i["type"] == "reasoning").unwrap().clone();
+        let envelope = reasoning["encrypted_content"].as_str().expect("include asked for it");
+        assert!(envelope.starts_with("llmr1.rs."), "{envelope}");
+        let call = items
+            .iter()
+            .find(|i| i["type"] == "function_call" || i["type"] == "custom_tool_call")
+            .unwrap();
+
+        // Codex replays the reasoning item verbatim (with `content: null`) before the call, then the output.
+        let mut second = codex_request(false);
+        second["reasoning"] = json!({"effort": "high"});
+        let input = second["input"].as_array_mut().unwrap();
+        let mut replayed = reasoning.clone();
+        replayed["content"] = Value::Null;
+        input.push(replayed);
+        input.push(call.clone());
+        let output_type = if call["type"] == "custom_tool_call" {
+            "custom_tool_call_output"
+        } else {
+            "function_call_output"
+        };
+        input.push(json!({"type": output_type, "call_id": call["call_id"], "output": "done"}));
+        assert_eq!(router.post("/v1/responses", &second).await.status(), 200);
+
+        let sent = upstream.last().json();
+        let messages = sent["messages"].as_array().unwrap();
+        let assistant = &messages[messages.len() - 2];
+        let expected = if stream {
+            json!({"type": "thinking", "thinking": "Check it", "signature": "sig"})
+        } else {
+            json!({"type": "thinking", "thinking": "The echo worked.", "signature": "sig-1"})
+        };
+        assert_eq!(
+            assistant["content"][0], expected,
+            "the exact block goes back ({stream})"
+        );
+        assert_eq!(
+            sent["thinking"]["type"], "enabled",
+            "a signed open tool loop keeps thinking on"
+        );
+    }
+    // A forged envelope is not opened: nothing but the summary text reaches the upstream, and it is dropped.
+    let mut forged = codex_request(false);
+    forged["input"].as_array_mut().unwrap().insert(
+        2,
+        json!({"type": "reasoning", "summary": [], "encrypted_content": "llmr1.rs.e30.AAAAAAAAAAAAAAAAAAAAAA"}),
+    );
+    assert_eq!(router.post("/v1/responses", &forged).await.status(), 200);
+    let sent = upstream.last().json();
+    assert!(!sent.to_string().contains("\"thinking\",\"thinking\""), "{sent}");
+}

@@ -83,11 +83,25 @@ pub struct Reasoning {
 
 /// An opaque reasoning artefact, tagged with the kind of upstream that made it, so it only ever goes back
 /// there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Opaque {
     /// A Chat Completions host's `reasoning_content`, for replay to a host of the same dialect.
     ChatReasoning { text: String },
+    /// An Anthropic `thinking` (with its signature) or `redacted_thinking` block, exactly as Anthropic sent it.
+    Anthropic { block: Box<RawValue> },
 }
+
+impl PartialEq for Opaque {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Opaque::ChatReasoning { text: a }, Opaque::ChatReasoning { text: b }) => a == b,
+            (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) => a.get() == b.get(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Opaque {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ToolKind {
@@ -194,6 +208,9 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     ReasoningDelta(String),
+    /// The reasoning just streamed is complete; this is its artefact, to replay to the upstream that made it.
+    /// Reasoning with no text (Anthropic's `redacted_thinking`) has only this event.
+    ReasoningSeal(Opaque),
     TextDelta(String),
     RefusalDelta(String),
     /// A tool call begins; `index` identifies it among the answer's calls.

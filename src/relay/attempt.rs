@@ -183,7 +183,7 @@ impl Attempt<'_> {
             (Protocol::Anthropic, Protocol::OpenAi) => pairwise(request::anthropic_to_openai(bytes, ctx))?,
             // Every other pair meets in the hub.
             (client, upstream) => {
-                let (request, facts) = hub_decode(client, bytes).map_err(refused)?;
+                let (request, facts) = hub_decode(client, bytes, self.signing_key).map_err(refused)?;
                 let model = &deployment.upstream_model;
                 let encoded = match upstream {
                     Protocol::OpenAi => chat::request::encode(&request, model, options).map_err(refused)?.body,
@@ -256,6 +256,7 @@ impl Attempt<'_> {
             ClientFacts::Responses(facts) => {
                 let answer = AnswerContext {
                     id_hex: &minted.response_id,
+                    signing_key: self.signing_key,
                     created: minted.created,
                     model: self.client_model,
                     facts,
@@ -278,6 +279,7 @@ impl Attempt<'_> {
                     minted.created,
                     self.client_model,
                     (**facts).clone(),
+                    self.signing_key,
                 ),
             ),
             ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(facts, minted))),
@@ -313,10 +315,10 @@ fn hub_stream<E: StreamEncoder + 'static>(upstream: Protocol, encoder: E) -> Box
 }
 
 /// A client request decoded into the hub, with what its answer needs.
-fn hub_decode(client: Protocol, bytes: &[u8]) -> Result<(hub::Request, ClientFacts), ConvertError> {
+fn hub_decode(client: Protocol, bytes: &[u8], key: &[u8]) -> Result<(hub::Request, ClientFacts), ConvertError> {
     match client {
         Protocol::Responses => {
-            let decoded = responses::request::decode(bytes)?;
+            let decoded = responses::request::decode(bytes, key)?;
             Ok((decoded.request, ClientFacts::Responses(Box::new(decoded.facts))))
         }
         Protocol::OpenAi => {

@@ -920,7 +920,7 @@ mod tests {
     use crate::protocol::responses::request::decode;
 
     fn encode_json(body: &[u8], options: &ModelOptions) -> Value {
-        let request = decode(body).unwrap().request;
+        let request = decode(body, b"key").unwrap().request;
         serde_json::from_slice(&encode(&request, "up", options).unwrap().body).unwrap()
     }
 
@@ -1015,7 +1015,12 @@ mod tests {
             max_output_tokens: Some(8192),
             ..ModelOptions::default()
         };
-        let text = String::from_utf8(encode(&decode(body).unwrap().request, "up", &options).unwrap().body).unwrap();
+        let text = String::from_utf8(
+            encode(&decode(body, b"key").unwrap().request, "up", &options)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
         let sent: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(sent["max_tokens"], 8192);
         assert_eq!(sent["reasoning_effort"], "high");

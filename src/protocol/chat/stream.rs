@@ -105,6 +105,8 @@ impl StreamEncoder for ChatStreamEncoder {
         }
         match event {
             Event::ReasoningDelta(d) => self.delta(json!({"reasoning_content": d}), out),
+            // Chat clients cannot carry it; the text was already streamed.
+            Event::ReasoningSeal(_) => {}
             Event::TextDelta(d) => self.delta(json!({"content": d}), out),
             Event::RefusalDelta(d) => self.delta(json!({"refusal": d}), out),
             Event::ToolCallStart { index, id, name } => {

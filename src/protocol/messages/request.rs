@@ -13,7 +13,9 @@ use crate::protocol::convert::ids::{sanitize_tool_id, user_id_within};
 use crate::protocol::convert::request::apply_anthropic_fixups;
 use crate::protocol::convert::tool_calls::parse_tool_arguments;
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
-use crate::protocol::hub::{Message, OutputFormat, Part, ReasoningRequest, Request, Role, Tool, ToolChoice, ToolKind};
+use crate::protocol::hub::{
+    Message, Opaque, OutputFormat, Part, ReasoningRequest, Request, Role, Tool, ToolChoice, ToolKind,
+};
 use crate::protocol::responses::tools::flat_name;
 
 /// `max_tokens` is required by Anthropic; this is used when neither the client nor the deployment says.
@@ -133,7 +135,13 @@ fn blocks(message: &Message) -> Result<Vec<Value>, ConvertError> {
     for part in &message.parts {
         match part {
             Part::Text(t) | Part::Refusal(t) if !t.is_empty() => out.push(text_block(t)),
-            Part::Text(_) | Part::Refusal(_) | Part::Reasoning(_) => {}
+            // Anthropic's own thinking goes back exactly as it came; anything else cannot be replayed.
+            Part::Reasoning(reasoning) => {
+                if let Some(Opaque::Anthropic { block }) = &reasoning.opaque {
+                    out.push(serde_json::from_str(block.get()).expect("a raw value is JSON"));
+                }
+            }
+            Part::Text(_) | Part::Refusal(_) => {}
             Part::Image { url, .. } => out.push(image_block(url)?),
             Part::File { data_url, filename } => out.push(document_block(data_url, filename.as_deref())?),
             Part::ToolCall(call) => {
@@ -711,7 +719,7 @@ mod tests {
     use crate::protocol::responses::request::decode;
 
     fn encode_json(body: &[u8], options: &ModelOptions) -> Value {
-        Value::Object(encode(&decode(body).unwrap().request, options).unwrap().body)
+        Value::Object(encode(&decode(body, b"key").unwrap().request, options).unwrap().body)
     }
 
     #[test]

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::protocol::convert::ConvertError;
-use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage};
+use crate::protocol::hub::{
+    Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
+};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -66,6 +68,8 @@ struct Block<'a> {
     name: Option<String>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
+    #[serde(default)]
+    data: Option<String>,
 }
 
 /// Decodes a whole `message`.
@@ -73,7 +77,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     #[derive(Deserialize)]
     struct Message<'a> {
         #[serde(borrow, default)]
-        content: Vec<Block<'a>>,
+        content: Vec<&'a RawValue>,
         #[serde(default)]
         stop_reason: Option<String>,
         #[serde(default)]
@@ -85,11 +89,17 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
         code: None,
     })?;
     let mut output = Vec::with_capacity(message.content.len());
-    for block in message.content {
+    for raw in message.content {
+        let block: Block = serde_json::from_str(raw.get()).map_err(|e| ConvertError {
+            message: format!("the upstream's answer has an unreadable content block: {e}"),
+            param: None,
+            code: None,
+        })?;
         match block.kind {
-            "thinking" => output.push(Part::Reasoning(Reasoning {
+            // Kept exactly as sent: Anthropic accepts its thinking back only unchanged.
+            "thinking" | "redacted_thinking" => output.push(Part::Reasoning(Reasoning {
                 text: block.thinking.unwrap_or_default(),
-                opaque: None,
+                opaque: Some(Opaque::Anthropic { block: raw.to_owned() }),
             })),
             "text" => {
                 if let Some(text) = block.text.filter(|t| !t.is_empty()) {
@@ -118,6 +128,14 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
 #[derive(Default)]
 pub struct MessagesEvents {
     usage: AnthropicUsage,
+    /// The thinking block being streamed (its index, text and signature), or a redacted one (its data),
+    /// sealed into a [`Event::ReasoningSeal`] when it stops.
+    thinking: Option<(usize, ThinkingBlock)>,
+}
+
+enum ThinkingBlock {
+    Signed { text: String, signature: String },
+    Redacted { data: String },
 }
 
 impl StreamDecoder for MessagesEvents {
@@ -150,6 +168,8 @@ impl StreamDecoder for MessagesEvents {
             #[serde(default)]
             partial_json: Option<String>,
             #[serde(default)]
+            signature: Option<String>,
+            #[serde(default)]
             stop_reason: Option<String>,
         }
         #[derive(Deserialize)]
@@ -180,15 +200,39 @@ impl StreamDecoder for MessagesEvents {
                     self.usage.merge(&message.usage);
                 }
             }
-            "content_block_start" => {
-                if let Some(block) = data.content_block
-                    && block.kind == "tool_use"
-                {
-                    out.push(Event::ToolCallStart {
-                        index: data.index,
-                        id: block.id,
-                        name: block.name.unwrap_or_default(),
-                    });
+            "content_block_start" => match data.content_block {
+                Some(block) if block.kind == "tool_use" => out.push(Event::ToolCallStart {
+                    index: data.index,
+                    id: block.id,
+                    name: block.name.unwrap_or_default(),
+                }),
+                Some(block) if block.kind == "thinking" => {
+                    let text = block.thinking.unwrap_or_default();
+                    let signature = String::new();
+                    self.thinking = Some((data.index, ThinkingBlock::Signed { text, signature }));
+                }
+                Some(block) if block.kind == "redacted_thinking" => {
+                    let data_field = block.data.unwrap_or_default();
+                    self.thinking = Some((data.index, ThinkingBlock::Redacted { data: data_field }));
+                }
+                _ => {}
+            },
+            "content_block_stop" => {
+                if let Some((index, block)) = self.thinking.take() {
+                    if index != data.index {
+                        self.thinking = Some((index, block));
+                        return;
+                    }
+                    let block = match block {
+                        ThinkingBlock::Signed { text, signature } => {
+                            serde_json::json!({"type": "thinking", "thinking": text, "signature": signature})
+                        }
+                        ThinkingBlock::Redacted { data } => {
+                            serde_json::json!({"type": "redacted_thinking", "data": data})
+                        }
+                    };
+                    let block = serde_json::value::to_raw_value(&block).expect("a block serialises");
+                    out.push(Event::ReasoningSeal(Opaque::Anthropic { block }));
                 }
             }
             "content_block_delta" => {
@@ -196,7 +240,19 @@ impl StreamDecoder for MessagesEvents {
                 match delta.kind.as_deref() {
                     Some("text_delta") => out.extend(delta.text.filter(|t| !t.is_empty()).map(Event::TextDelta)),
                     Some("thinking_delta") => {
+                        if let (Some(text), Some((_, ThinkingBlock::Signed { text: kept, .. }))) =
+                            (&delta.thinking, &mut self.thinking)
+                        {
+                            kept.push_str(text);
+                        }
                         out.extend(delta.thinking.filter(|t| !t.is_empty()).map(Event::ReasoningDelta))
+                    }
+                    Some("signature_delta") => {
+                        if let (Some(signature), Some((_, ThinkingBlock::Signed { signature: kept, .. }))) =
+                            (&delta.signature, &mut self.thinking)
+                        {
+                            kept.push_str(signature);
+                        }
                     }
                     Some("input_json_delta") => out.extend(delta.partial_json.filter(|t| !t.is_empty()).map(
                         |arguments| Event::ToolCallDelta {

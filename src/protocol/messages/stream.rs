@@ -181,6 +181,8 @@ impl StreamEncoder for MessagesStreamEncoder {
                     );
                 }
             }
+            // An Anthropic client gets the router's own signature instead (`close`).
+            Event::ReasoningSeal(_) => {}
             Event::Stop(stop) => self.stop = Some(stop),
             Event::Usage(usage) => self.usage = Some(usage),
             Event::Done => {

@@ -3,6 +3,7 @@
 //! reach Chat Completions upstreams through the hub (`protocol::hub`), and Responses upstreams by the raw
 //! same-protocol path. Errors use the OpenAI error shape.
 
+pub mod envelope;
 pub mod request;
 pub mod response;
 pub mod stream;

@@ -87,8 +87,8 @@ struct Body<'a> {
     prompt: Option<&'a RawValue>,
 }
 
-/// Decodes a Responses request body.
-pub fn decode(body: &[u8]) -> Result<Decoded, ConvertError> {
+/// Decodes a Responses request body. `key` opens the router's own reasoning envelopes.
+pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
     let body: Body = serde_json::from_slice(body).map_err(|e| ConvertError {
         message: format!("request body is not a valid Responses request: {e}"),
         param: None,
@@ -101,7 +101,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, ConvertError> {
     };
     let directory = ToolDirectory::new(&tools);
     let messages = match body.input {
-        Some(raw) => decode_input(raw)?,
+        Some(raw) => decode_input(raw, key)?,
         None => return Err(invalid("input: field is required", "input")),
     };
     let tool_choice = match body.tool_choice {
@@ -257,6 +257,8 @@ struct ReasoningItem {
     summary: Vec<TextPart>,
     #[serde(default)]
     content: Option<Vec<TextPart>>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -267,7 +269,7 @@ struct TextPart {
 
 /// The messages of `input`: a string is one user message; a list is items, each tagged by `type`
 /// (`message` when absent).
-fn decode_input(raw: &RawValue) -> Result<Vec<Message>, ConvertError> {
+fn decode_input(raw: &RawValue, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
     if raw.get().starts_with('"') {
         let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
         return Ok(vec![Message {
@@ -337,8 +339,13 @@ fn decode_input(raw: &RawValue) -> Result<Vec<Message>, ConvertError> {
                     _ => item.summary.into_iter().map(|p| p.text).collect(),
                 };
                 let text = texts.join("\n\n");
-                if !text.is_empty() {
-                    push_assistant(&mut messages, Part::Reasoning(Reasoning { text, opaque: None }));
+                // Only the router's own envelopes open; OpenAI's blobs mean nothing to other upstreams.
+                let opaque = item
+                    .encrypted_content
+                    .as_deref()
+                    .and_then(|e| super::envelope::open(key, e));
+                if !text.is_empty() || opaque.is_some() {
+                    push_assistant(&mut messages, Part::Reasoning(Reasoning { text, opaque }));
                 }
             }
             "item_reference" => {
@@ -858,7 +865,7 @@ mod tests {
             "tools":[{"type":"function","name":"exec_command","description":"run","strict":false,"parameters":{"type":"object","properties":{"cmd":{"type":"string"}}}},
                      {"type":"namespace","name":"multi_agent_v1","description":"agents","tools":[{"type":"function","name":"spawn_agent","parameters":{"type":"object"}}]},
                      {"type":"web_search","external_web_access":true}]}"#;
-        let Decoded { request, facts } = decode(body).unwrap();
+        let Decoded { request, facts } = decode(body, b"key").unwrap();
         assert!(request.stream);
         assert_eq!(request.messages.len(), 4);
         assert_eq!(request.messages[0].role, Role::System);
@@ -876,23 +883,25 @@ mod tests {
 
     #[test]
     fn a_string_input_is_one_user_message_and_state_is_refused() {
-        let Decoded { request, .. } = decode(br#"{"model":"m","input":"hi","instructions":"be brief"}"#).unwrap();
+        let Decoded { request, .. } =
+            decode(br#"{"model":"m","input":"hi","instructions":"be brief"}"#, b"key").unwrap();
         assert_eq!(request.instructions, ["be brief"]);
         assert!(
             matches!(&request.messages[..], [Message { role: Role::User, parts }] if matches!(&parts[0], Part::Text(t) if t == "hi"))
         );
-        let error = decode(br#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#).unwrap_err();
+        let error = decode(br#"{"model":"m","input":"hi","previous_response_id":"resp_1"}"#, b"key").unwrap_err();
         assert_eq!(error.param.as_deref(), Some("previous_response_id"));
         assert_eq!(error.code, Some("previous_response_not_found"));
-        let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#).unwrap_err();
+        let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#, b"key").unwrap_err();
         assert_eq!(error.param.as_deref(), Some("input[0]"));
-        assert!(decode(br#"{"model":"m"}"#).is_err());
+        assert!(decode(br#"{"model":"m"}"#, b"key").is_err());
     }
 
     #[test]
     fn custom_tools_carry_their_grammar_in_the_description() {
         let Decoded { request, .. } = decode(
             br#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch","description":"Patch files","format":{"type":"grammar","syntax":"lark","definition":"start: x"}}]}"#,
+            b"key",
         )
         .unwrap();
         let tool = &request.tools[0];

@@ -7,12 +7,14 @@ use serde_json::{Map, Value, json};
 
 use super::request::ResponsesFacts;
 use super::tools::unwrap_custom_input;
-use crate::protocol::hub::{Part, Response, StopReason, ToolCall, ToolKind, Usage};
+use crate::protocol::hub::{Opaque, Part, Response, StopReason, ToolCall, ToolKind, Usage};
 
 /// What an encoded answer needs besides the hub response.
 pub struct AnswerContext<'a> {
     /// 24 hex digits; the response id is `resp_llmr<hex>` and item ids derive from it.
     pub id_hex: &'a str,
+    /// Seals reasoning artefacts into `encrypted_content`.
+    pub signing_key: &'a [u8],
     pub created: u64,
     /// The model the client asked for.
     pub model: &'a str,
@@ -27,6 +29,22 @@ impl AnswerContext<'_> {
     /// `<prefix>_llmr<hex>_<output index>` (reference §3.10).
     pub fn item_id(&self, prefix: &str, output_index: usize) -> String {
         format!("{prefix}_llmr{}_{output_index}", self.id_hex)
+    }
+
+    /// A reasoning item: its summary (none for redacted reasoning) and, when the client asked for
+    /// `reasoning.encrypted_content`, the sealed artefact to replay next turn.
+    pub fn reasoning_item(&self, id: String, text: Option<&str>, opaque: Option<&Opaque>) -> Value {
+        let summary = match text {
+            Some(text) => json!([{"type": "summary_text", "text": text}]),
+            None => json!([]),
+        };
+        let mut item = json!({"type": "reasoning", "id": id, "summary": summary});
+        if self.facts.include_encrypted_reasoning
+            && let Some(envelope) = opaque.and_then(|o| super::envelope::seal(self.signing_key, o))
+        {
+            item["encrypted_content"] = Value::from(envelope);
+        }
+        item
     }
 
     /// The client-facing item for a tool call the upstream made (names mapped back, custom input unwrapped).
@@ -138,10 +156,6 @@ pub fn usage_object(usage: &Usage) -> Value {
     })
 }
 
-pub fn reasoning_item(id: String, text: &str) -> Value {
-    json!({"type": "reasoning", "id": id, "summary": [{"type": "summary_text", "text": text}]})
-}
-
 pub fn message_item(id: String, part: Value, done: bool) -> Value {
     json!({
         "type": "message",
@@ -166,7 +180,10 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
     for part in &response.output {
         let oi = output.len();
         match part {
-            Part::Reasoning(reasoning) => output.push(reasoning_item(ctx.item_id("rs", oi), &reasoning.text)),
+            Part::Reasoning(reasoning) => {
+                let text = Some(reasoning.text.as_str()).filter(|t| !t.is_empty());
+                output.push(ctx.reasoning_item(ctx.item_id("rs", oi), text, reasoning.opaque.as_ref()))
+            }
             Part::Text(text) => output.push(message_item(ctx.item_id("msg", oi), text_part(text), true)),
             Part::Refusal(text) => output.push(message_item(ctx.item_id("msg", oi), refusal_part(text), true)),
             Part::ToolCall(call) => output.push(ctx.tool_call_item(call, oi, true)),
@@ -381,13 +398,15 @@ mod tests {
     #[test]
     fn items_status_usage_and_restored_tool_shapes() {
         let facts = decode(
-            br#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch"},
+            br#"{"model":"m","input":"x","include":["reasoning.encrypted_content"],"tools":[{"type":"custom","name":"apply_patch"},
                 {"type":"namespace","name":"ns","tools":[{"type":"function","name":"spawn"}]}]}"#,
+            b"key",
         )
         .unwrap()
         .facts;
         let ctx = AnswerContext {
             id_hex: "0123456789abcdef01234567",
+            signing_key: b"key",
             created: 7,
             model: "codex-group",
             facts: &facts,

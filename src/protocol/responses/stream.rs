@@ -8,14 +8,18 @@
 use serde_json::{Map, Value, json};
 
 use super::request::ResponsesFacts;
-use super::response::{AnswerContext, message_item, reasoning_item, refusal_part, status, text_part};
+use super::response::{AnswerContext, message_item, refusal_part, status, text_part};
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
-use crate::protocol::hub::{Event, StopReason, StreamEncoder, ToolCall, ToolKind, Usage};
+use crate::protocol::hub::{Event, Opaque, StopReason, StreamEncoder, ToolCall, ToolKind, Usage};
 use crate::protocol::sse::write_named_event;
 
 /// The Responses side of a converted stream.
 pub struct ResponsesStreamEncoder {
     id_hex: String,
+    /// Seals reasoning artefacts into `encrypted_content`.
+    signing_key: Vec<u8>,
+    /// The artefact of the reasoning item being streamed, once the upstream has sealed it.
+    seal: Option<Opaque>,
     created: u64,
     model: String,
     facts: ResponsesFacts,
@@ -46,9 +50,11 @@ struct ToolState {
 }
 
 impl ResponsesStreamEncoder {
-    pub fn new(id_hex: &str, created: u64, model: &str, facts: ResponsesFacts) -> Self {
+    pub fn new(id_hex: &str, created: u64, model: &str, facts: ResponsesFacts, signing_key: &[u8]) -> Self {
         Self {
             id_hex: id_hex.to_owned(),
+            signing_key: signing_key.to_owned(),
+            seal: None,
             created,
             model: model.to_owned(),
             facts,
@@ -66,6 +72,7 @@ impl ResponsesStreamEncoder {
     fn ctx(&self) -> AnswerContext<'_> {
         AnswerContext {
             id_hex: &self.id_hex,
+            signing_key: &self.signing_key,
             created: self.created,
             model: &self.model,
             facts: &self.facts,
@@ -144,6 +151,29 @@ impl StreamEncoder for ResponsesStreamEncoder {
                         json!({"item_id": id, "output_index": oi,
                         "summary_index": 0, "delta": delta}),
                     );
+                }
+            }
+            Event::ReasoningSeal(opaque) => {
+                if matches!(self.open, Open::Reasoning { .. }) {
+                    self.seal = Some(opaque);
+                } else {
+                    // Reasoning without text (redacted thinking): an item of its own, for the envelope only.
+                    self.close_open(out);
+                    let oi = self.next_output_index();
+                    let id = self.ctx().item_id("rs", oi);
+                    self.emit(
+                        out,
+                        "response.output_item.added",
+                        json!({"output_index": oi,
+                        "item": {"type": "reasoning", "id": id, "summary": []}}),
+                    );
+                    let item = self.ctx().reasoning_item(id, None, Some(&opaque));
+                    self.emit(
+                        out,
+                        "response.output_item.done",
+                        json!({"output_index": oi, "item": item}),
+                    );
+                    self.done_items.push(item);
                 }
             }
             Event::TextDelta(delta) => self.message_delta(false, delta, out),
@@ -330,7 +360,8 @@ impl ResponsesStreamEncoder {
                     json!({"item_id": id, "output_index": oi,
                     "summary_index": 0, "part": {"type": "summary_text", "text": text}}),
                 );
-                let item = reasoning_item(id, &text);
+                let seal = self.seal.take();
+                let item = self.ctx().reasoning_item(id, Some(&text), seal.as_ref());
                 self.emit(
                     out,
                     "response.output_item.done",
@@ -616,7 +647,7 @@ mod tests {
     }
 
     fn encoder(body: &[u8]) -> ResponsesStreamEncoder {
-        ResponsesStreamEncoder::new("00ff", 1, "g", decode(body).unwrap().facts)
+        ResponsesStreamEncoder::new("00ff", 1, "g", decode(body, b"key").unwrap().facts, b"key")
     }
 
     #[test]
