@@ -34,6 +34,16 @@ pub struct ResponsesStreamEncoder {
     finished: bool,
 }
 
+/// Where a delta event goes: its type, its item (id prefix and output index) and its part index field
+/// (`content_index`, `summary_index`, or none for call arguments), always 0 here.
+struct Delta {
+    kind: &'static str,
+    prefix: &'static str,
+    oi: usize,
+    index: &'static str,
+    logprobs: bool,
+}
+
 enum Open {
     None,
     Reasoning { oi: usize, text: String },
@@ -91,6 +101,30 @@ impl ResponsesStreamEncoder {
         write_named_event(out, kind, &data);
     }
 
+    /// A delta event, the bulk of a stream, written straight into the output: no JSON tree per token.
+    fn emit_delta(&mut self, out: &mut Vec<u8>, at: Delta, delta: &str) {
+        use std::io::Write;
+        let _ = write!(
+            out,
+            "event: {kind}\ndata: {{\"type\":\"{kind}\",\"sequence_number\":{seq},\"item_id\":\"{prefix}_llmr{hex}_{oi}\",\"output_index\":{oi},",
+            kind = at.kind,
+            seq = self.sequence,
+            prefix = at.prefix,
+            hex = self.id_hex,
+            oi = at.oi,
+        );
+        if !at.index.is_empty() {
+            let _ = write!(out, "\"{}\":0,", at.index);
+        }
+        out.extend_from_slice(b"\"delta\":");
+        serde_json::to_writer(&mut *out, delta).expect("a string serialises");
+        if at.logprobs {
+            out.extend_from_slice(b",\"logprobs\":[]");
+        }
+        out.extend_from_slice(b"}\n\n");
+        self.sequence += 1;
+    }
+
     fn start(&mut self, out: &mut Vec<u8>) {
         if self.started {
             return;
@@ -144,13 +178,14 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 if let Open::Reasoning { oi, text } = &mut self.open {
                     text.push_str(&delta);
                     let oi = *oi;
-                    let id = self.ctx().item_id("rs", oi);
-                    self.emit(
-                        out,
-                        "response.reasoning_summary_text.delta",
-                        json!({"item_id": id, "output_index": oi,
-                        "summary_index": 0, "delta": delta}),
-                    );
+                    let delta_at = Delta {
+                        kind: "response.reasoning_summary_text.delta",
+                        prefix: "rs",
+                        oi,
+                        index: "summary_index",
+                        logprobs: false,
+                    };
+                    self.emit_delta(out, delta_at, &delta);
                 }
             }
             Event::ReasoningSeal(opaque) => {
@@ -283,22 +318,18 @@ impl ResponsesStreamEncoder {
         if let Open::Message { oi, text, .. } = &mut self.open {
             text.push_str(&delta);
             let oi = *oi;
-            let id = self.ctx().item_id("msg", oi);
-            if refusal {
-                self.emit(
-                    out,
-                    "response.refusal.delta",
-                    json!({"item_id": id, "output_index": oi,
-                    "content_index": 0, "delta": delta}),
-                );
-            } else {
-                self.emit(
-                    out,
-                    "response.output_text.delta",
-                    json!({"item_id": id, "output_index": oi,
-                    "content_index": 0, "delta": delta, "logprobs": []}),
-                );
-            }
+            let (kind, logprobs) = match refusal {
+                true => ("response.refusal.delta", false),
+                false => ("response.output_text.delta", true),
+            };
+            let delta_at = Delta {
+                kind,
+                prefix: "msg",
+                oi,
+                index: "content_index",
+                logprobs,
+            };
+            self.emit_delta(out, delta_at, &delta);
         }
     }
 
@@ -333,13 +364,14 @@ impl ResponsesStreamEncoder {
         let custom = self.facts.tools.client_tool(&tool.call.name).kind == ToolKind::Custom;
         // A custom tool's input is only known whole: it is sent when the item closes.
         if !custom {
-            let id = self.ctx().item_id("fc", oi);
-            self.emit(
-                out,
-                "response.function_call_arguments.delta",
-                json!({"item_id": id, "output_index": oi,
-                "delta": arguments}),
-            );
+            let delta_at = Delta {
+                kind: "response.function_call_arguments.delta",
+                prefix: "fc",
+                oi,
+                index: "",
+                logprobs: false,
+            };
+            self.emit_delta(out, delta_at, &arguments);
         }
     }
 
