@@ -4,6 +4,8 @@
 
 pub mod anthropic;
 pub mod chat;
+#[cfg(test)]
+mod conformance;
 pub mod convert;
 pub mod hub;
 pub mod messages;
