@@ -187,6 +187,15 @@ remote_plugin = false
     )
 }
 
+/// The shell-tool session: Codex must exit 0 with the final text; returns its stderr for later messages.
+async fn run_shell_session(bin: &Path, router: &TestRouter, workdir: &Path) -> String {
+    let (ok, stdout, stderr) = run_codex(bin, router, GROUP, workdir, "Run echo via your shell tool").await;
+    let output = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    assert!(ok, "codex exec failed\n{output}");
+    assert!(stdout.contains(FINAL_TEXT), "final text missing\n{output}");
+    stderr
+}
+
 async fn router_on(upstream: &MockUpstream) -> TestRouter {
     // `gpt-5.5` is the name Codex knows (it then offers `apply_patch`); both groups reach the same upstream.
     let config = format!(
@@ -202,15 +211,7 @@ async fn codex_runs_a_shell_tool_through_the_router_on_a_chat_upstream() {
     let upstream = upstream().await;
     let router = router_on(&upstream).await;
     let workdir = tempfile::tempdir().unwrap();
-    let (ok, stdout, stderr) = run_codex(&bin, &router, GROUP, workdir.path(), "Run echo via your shell tool").await;
-    assert!(
-        ok,
-        "codex exec failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-    );
-    assert!(
-        stdout.contains(FINAL_TEXT),
-        "final text missing\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-    );
+    let stderr = run_shell_session(&bin, &router, workdir.path()).await;
 
     let requests = upstream.recorded();
     let follow_up = requests
@@ -368,15 +369,7 @@ async fn codex_runs_a_shell_tool_through_the_router_on_an_anthropic_upstream() {
     );
     let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
     let workdir = tempfile::tempdir().unwrap();
-    let (ok, stdout, stderr) = run_codex(&bin, &router, GROUP, workdir.path(), "Run echo via your shell tool").await;
-    assert!(
-        ok,
-        "codex exec failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-    );
-    assert!(
-        stdout.contains(FINAL_TEXT),
-        "final text missing\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-    );
+    let stderr = run_shell_session(&bin, &router, workdir.path()).await;
     let requests = upstream.recorded();
     let follow_up = requests
         .iter()

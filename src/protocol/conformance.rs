@@ -316,16 +316,16 @@ fn stream_fixture() -> Vec<Event> {
 
 /// What a stream adds up to: reasoning and text joined, each call (in order) with its id, name and
 /// arguments, the stop reason, the last usage, and whether it ended normally.
-fn totals(
-    events: &[Event],
-) -> (
+type Totals = (
     String,
     String,
     Vec<(String, String, String)>,
     Option<StopReason>,
     Option<Usage>,
     bool,
-) {
+);
+
+fn totals(events: &[Event]) -> Totals {
     let (mut reasoning, mut text) = (String::new(), String::new());
     let mut calls: Vec<(usize, String, String, String)> = Vec::new();
     let (mut stop, mut usage, mut done) = (None, None, false);

@@ -872,16 +872,8 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
 
 /// Message content: a string or a list of parts.
 fn content_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if raw.get() == "null" {
-        return Ok(Vec::new());
-    }
-    if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| bad(e.to_string(), at))?;
-        return Ok(if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(text)]
-        });
+    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
+        return Ok(parts);
     }
     let parts: Vec<InPart> = serde_json::from_str(raw.get()).map_err(|e| bad(format!("{at}: {e}"), at))?;
     let mut out = Vec::with_capacity(parts.len());

@@ -189,10 +189,7 @@ pub fn decode_event(event: &SseEvent, out: &mut Vec<Event>) {
     let chunk: Chunk = match serde_json::from_str(&event.data) {
         Ok(chunk) => chunk,
         Err(e) => {
-            out.push(Event::Error {
-                message: format!("the upstream sent an event that is not JSON: {e}"),
-                code: None,
-            });
+            out.push(crate::protocol::hub::unreadable_event(&e));
             return;
         }
     };

@@ -626,13 +626,8 @@ fn texts_of(raw: &RawValue, at: &str) -> Result<Vec<String>, ConvertError> {
 }
 
 fn blocks_of(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
-        return Ok(if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(text)]
-        });
+    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
+        return Ok(parts);
     }
     let blocks: Vec<InBlock> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
     let mut out = Vec::with_capacity(blocks.len());

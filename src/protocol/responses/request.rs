@@ -373,16 +373,8 @@ fn push_assistant(messages: &mut Vec<Message>, part: Part) {
 
 /// Message content or tool output: a string, or a list of parts.
 fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
-        return Ok(if text.is_empty() {
-            Vec::new()
-        } else {
-            vec![Part::Text(text)]
-        });
-    }
-    if raw.get() == "null" {
-        return Ok(Vec::new());
+    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
+        return Ok(parts);
     }
     let parts: Vec<PartItem> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
     let mut out = Vec::with_capacity(parts.len());

@@ -555,10 +555,7 @@ impl crate::protocol::hub::StreamDecoder for ResponsesEvents {
         let data: Data = match serde_json::from_str(&event.data) {
             Ok(data) => data,
             Err(e) => {
-                out.push(Event::Error {
-                    message: format!("the upstream sent an event that is not JSON: {e}"),
-                    code: None,
-                });
+                out.push(crate::protocol::hub::unreadable_event(&e));
                 return;
             }
         };
