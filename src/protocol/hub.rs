@@ -243,12 +243,34 @@ pub trait StreamDecoder: Send {
 pub trait StreamEncoder: Send {
     /// Appends the client's bytes for one event; anything but `Continue` ends the stream.
     fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus;
-    /// The upstream's body ended: the normal end if it had said why it stopped, else an in-band error.
-    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus;
-    /// The upstream failed or stalled after the client's stream began.
-    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>);
+    /// The stream's last event (its end or an error) has been written.
+    fn finished(&self) -> bool;
+    /// The upstream has said why it stopped.
+    fn stopped(&self) -> bool;
+    /// Writes the in-band error that ends the client's stream.
+    fn fail(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>);
     /// Bytes that keep a silent stream alive.
     fn keep_alive(&self, out: &mut Vec<u8>);
+
+    /// The upstream's body ended: the normal end if it had said why it stopped (some hosts omit their end
+    /// marker), else an in-band error. A truncated stream never gets a normal end.
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        if self.finished() {
+            StreamStatus::Finished
+        } else if self.stopped() {
+            self.encode(Event::Done, out)
+        } else {
+            self.fail(StreamFailure::Upstream, "upstream stream ended before completion", out);
+            StreamStatus::Failed
+        }
+    }
+
+    /// The upstream failed or stalled after the client's stream began.
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        if !self.finished() {
+            self.fail(failure, message, out);
+        }
+    }
 }
 
 /// A stream converter made of a decoder (upstream protocol → hub) and an encoder (hub → client protocol).

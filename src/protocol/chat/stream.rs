@@ -90,7 +90,7 @@ impl ChatStreamEncoder {
         self.finished = true;
     }
 
-    fn fail(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
+    fn write_error(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
         self.start(out);
         let error = crate::protocol::openai::error_body(message, "server_error", None, Some(code));
         write_data_event(out, &error);
@@ -132,33 +132,27 @@ impl StreamEncoder for ChatStreamEncoder {
                 return StreamStatus::Finished;
             }
             Event::Error { message, code } => {
-                self.fail(&message, code.as_deref().unwrap_or("server_error"), out);
+                self.write_error(&message, code.as_deref().unwrap_or("server_error"), out);
                 return StreamStatus::Failed;
             }
         }
         StreamStatus::Continue
     }
 
-    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
-        if self.finished {
-            return StreamStatus::Finished;
-        }
-        if self.stop.is_some() {
-            self.complete(out);
-            return StreamStatus::Finished;
-        }
-        self.fail("upstream stream ended before completion", "stream_incomplete", out);
-        StreamStatus::Failed
+    fn finished(&self) -> bool {
+        self.finished
     }
 
-    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
-        if !self.finished {
-            let code = match failure {
-                StreamFailure::Timeout => "timeout",
-                StreamFailure::Upstream => "stream_incomplete",
-            };
-            self.fail(message, code, out);
-        }
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn fail(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        let code = match failure {
+            StreamFailure::Timeout => "timeout",
+            StreamFailure::Upstream => "stream_incomplete",
+        };
+        self.write_error(message, code, out);
     }
 
     /// An SSE comment: OpenAI decoders ignore it.

@@ -111,7 +111,7 @@ impl MessagesStreamEncoder {
         self.finished = true;
     }
 
-    fn fail(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
+    fn write_error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
         self.start(out);
         write_named_event(
             out,
@@ -195,33 +195,27 @@ impl StreamEncoder for MessagesStreamEncoder {
                     Some("server_is_overloaded") => "overloaded_error",
                     _ => "api_error",
                 };
-                self.fail(kind, &message, out);
+                self.write_error(kind, &message, out);
                 return StreamStatus::Failed;
             }
         }
         StreamStatus::Continue
     }
 
-    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
-        if self.finished {
-            return StreamStatus::Finished;
-        }
-        if self.stop.is_some() {
-            self.complete(out);
-            return StreamStatus::Finished;
-        }
-        self.fail("api_error", "upstream stream ended before completion", out);
-        StreamStatus::Failed
+    fn finished(&self) -> bool {
+        self.finished
     }
 
-    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
-        if !self.finished {
-            let kind = match failure {
-                StreamFailure::Timeout => "timeout_error",
-                StreamFailure::Upstream => "api_error",
-            };
-            self.fail(kind, message, out);
-        }
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn fail(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        let kind = match failure {
+            StreamFailure::Timeout => "timeout_error",
+            StreamFailure::Upstream => "api_error",
+        };
+        self.write_error(kind, message, out);
     }
 
     fn keep_alive(&self, out: &mut Vec<u8>) {

@@ -252,35 +252,27 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 return StreamStatus::Finished;
             }
             Event::Error { message, code } => {
-                self.fail(code.as_deref().unwrap_or("server_error"), &message, out);
+                self.write_error(code.as_deref().unwrap_or("server_error"), &message, out);
                 return StreamStatus::Failed;
             }
         }
         StreamStatus::Continue
     }
 
-    /// The upstream's body ended: a normal end if it had said why it stopped (some hosts omit `[DONE]`).
-    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
-        if self.finished {
-            return StreamStatus::Finished;
-        }
-        if self.stop.is_some() {
-            self.complete(out);
-            return StreamStatus::Finished;
-        }
-        self.fail("server_error", "upstream stream ended before completion", out);
-        StreamStatus::Failed
+    fn finished(&self) -> bool {
+        self.finished
     }
 
-    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
-        if self.finished {
-            return;
-        }
+    fn stopped(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn fail(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
         let code = match failure {
             StreamFailure::Timeout => "timeout",
             StreamFailure::Upstream => "server_error",
         };
-        self.fail(code, message, out);
+        self.write_error(code, message, out);
     }
 
     /// An SSE comment: Responses parsers (Codex's and the SDK's) skip it.
@@ -489,7 +481,7 @@ impl ResponsesStreamEncoder {
     }
 
     /// `response.failed` with the items finished so far; an open item stays unfinished.
-    fn fail(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
+    fn write_error(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
         self.start(out);
         let mut object =
             self.ctx()
