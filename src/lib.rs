@@ -2,15 +2,17 @@
 //!
 //! A request travels through these modules, in this order:
 //!
-//! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/models`,
-//!   `/health`), the token check, and errors rendered in the client's protocol.
+//! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`,
+//!   `/v1/models`, `/health`), the token check, and errors rendered in the client's protocol.
 //! - [`relay`]: the request path itself, stage by stage: the attempt loop with failover, one attempt, the
 //!   commit boundary of a stream, the stream pump, typed failures and the one record of each request.
 //! - [`routing`]: model groups and their balancers (smooth weighted round-robin, weighted random), held in an
 //!   immutable [`routing::Snapshot`] that a request keeps from start to end.
 //! - [`upstream`]: the pooled HTTP client (and `--proxy`), upstream headers, upstream errors.
-//! - [`protocol`]: wire formats of OpenAI and Anthropic, the SSE parser, the raw-body editor used when no
-//!   conversion is needed, and the pure converters between the two protocols (`protocol::convert`).
+//! - [`protocol`]: the three protocols (Chat Completions, Anthropic Messages, the Responses API), the SSE
+//!   parser, the raw-body editor used when no conversion is needed, and conversion: the hub
+//!   (`protocol::hub`, a shared representation) with one folder of pure codecs per protocol, and the older
+//!   pairwise Chat ⇄ Messages converters (`protocol::convert`).
 //! - [`config`]: the YAML schema, its validation, and hot reload into a new snapshot.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`].

@@ -1,6 +1,11 @@
-//! Wire formats: what OpenAI Chat Completions and Anthropic Messages look like on the wire, the SSE framing
-//! both use for streams, the raw-body editor used when no conversion is needed, and the pure converters
-//! between the two protocols. Nothing in here does I/O.
+//! The protocols the router speaks and the conversions between them. Nothing in here does I/O.
+//!
+//! - [`Protocol`]: each protocol's facts (route, error shape); `relay::processor` reads their stream facts.
+//! - [`hub`]: the shared representation a request, an answer and a stream event are decoded into and
+//!   encoded from; [`chat`], [`messages`] and [`responses`] hold each protocol's codecs around it.
+//! - [`convert`]: the older pairwise Chat ⇄ Messages converters (Routes A and B), moving onto the hub.
+//! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`] and [`anthropic`] (wire shapes
+//!   shared by the server and the converters).
 
 pub mod anthropic;
 pub mod chat;

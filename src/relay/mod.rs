@@ -1,6 +1,6 @@
 //! The request path of `POST /v1/chat/completions` and `POST /v1/messages`, stage by stage:
 //!
-//! 1. [`handle`] reads the client's body, finds the model group and runs the attempt loop: the group's
+//! 1. `handle` reads the client's body, finds the model group and runs the attempt loop: the group's
 //!    strategy picks a deployment not yet tried, and a failed attempt that another deployment may do better
 //!    on (connect error, timeout, 408/429/5xx, an error as first event) is retried on the next one.
 //! 2. [`attempt`] is one attempt on one deployment: the upstream body (raw same-protocol edit or
