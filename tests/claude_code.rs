@@ -209,9 +209,14 @@ impl Run {
 
 impl Harness {
     async fn start(bin: PathBuf) -> Self {
-        let upstream = MockUpstream::start(script).await;
+        Self::start_on(bin, "openai", script).await
+    }
+
+    /// The harness with an upstream of `api_type` answering with `responder`.
+    async fn start_on(bin: PathBuf, api_type: &str, responder: fn(&Recorded) -> Reply) -> Self {
+        let upstream = MockUpstream::start(responder).await;
         let extra = "      max_output_tokens: 8192\n      reasoning_dialect: deepseek";
-        let config = config_one(GROUP, "openai", &format!("{}/v1", upstream.base()), extra);
+        let config = config_one(GROUP, api_type, &format!("{}/v1", upstream.base()), extra);
         let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
         let proxy = RecordingProxy::start(&router.base).await;
         let sandbox = tempfile::tempdir().unwrap();
@@ -705,5 +710,142 @@ mod fixture {
                 _ => {}
             }
         }
+    }
+}
+
+// ---- the same on a Responses upstream ---------------------------------------------------------------------
+
+/// A Responses API event, with its `event:` line.
+fn rsp_event(data: Value) -> String {
+    format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap())
+}
+
+fn rsp_completed(output: Value) -> String {
+    rsp_event(
+        json!({"type": "response.completed", "response": {"id": "resp_cc", "object": "response",
+        "status": "completed", "output": output,
+        "usage": {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 40,
+                  "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 1240}}}),
+    )
+}
+
+/// Reasoning, then a `Bash` call whose arguments arrive in fragments, as a Responses stream.
+fn rsp_tool_call_stream() -> String {
+    let arguments = json!({"command": "echo hello-from-tool", "description": "Print hello-from-tool"}).to_string();
+    let call = json!({"type": "function_call", "id": "fc_cc", "call_id": TOOL_CALL_ID, "name": "Bash",
+        "arguments": arguments, "status": "completed"});
+    let mut out = rsp_event(
+        json!({"type": "response.created", "response": {"id": "resp_cc", "status": "in_progress", "output": []}}),
+    );
+    out += &rsp_event(json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"type": "reasoning", "id": "rs_cc", "summary": []}}));
+    out += &rsp_event(
+        json!({"type": "response.reasoning_summary_text.delta", "output_index": 0, "summary_index": 0,
+        "item_id": "rs_cc", "delta": REASONING}),
+    );
+    out += &rsp_event(json!({"type": "response.output_item.added", "output_index": 1,
+        "item": {"type": "function_call", "id": "fc_cc", "call_id": TOOL_CALL_ID, "name": "Bash", "arguments": ""}}));
+    for fragment in arguments.as_bytes().chunks(11) {
+        out += &rsp_event(
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1,
+            "item_id": "fc_cc", "delta": std::str::from_utf8(fragment).unwrap()}),
+        );
+    }
+    out += &rsp_event(json!({"type": "response.output_item.done", "output_index": 1, "item": call}));
+    out + &rsp_completed(json!([call]))
+}
+
+fn rsp_text(text: &str) -> (String, Value) {
+    let message = json!({"type": "message", "id": "msg_cc", "role": "assistant", "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]});
+    let mut stream = rsp_event(
+        json!({"type": "response.created", "response": {"id": "resp_cc", "status": "in_progress", "output": []}}),
+    );
+    stream += &rsp_event(json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"type": "message", "id": "msg_cc", "role": "assistant", "content": []}}));
+    stream += &rsp_event(
+        json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0,
+        "item_id": "msg_cc", "delta": text}),
+    );
+    stream += &rsp_event(json!({"type": "response.output_item.done", "output_index": 0, "item": message}));
+    stream += &rsp_completed(json!([message]));
+    let whole = json!({"id": "resp_cc", "object": "response", "status": "completed", "output": [message],
+        "usage": {"input_tokens": 100, "output_tokens": 5, "total_tokens": 105}});
+    (stream, whole)
+}
+
+/// Whether a Responses request carries the tool's output.
+fn rsp_has_tool_output(body: &Value) -> bool {
+    body["input"].as_array().is_some_and(|items| {
+        items
+            .iter()
+            .any(|i| i["type"] == "function_call_output" && i["output"].to_string().contains(TOOL_OUTPUT))
+    })
+}
+
+fn responses_script(request: &Recorded) -> Reply {
+    if !request.path.ends_with("/responses") {
+        return Reply::status(
+            404,
+            json!({"error": {"message": "not found", "type": "invalid_request_error"}}),
+        );
+    }
+    let body = request.json();
+    let offers_bash = body["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["name"] == "Bash"));
+    let streamed = body["stream"] == true;
+    if offers_bash && !rsp_has_tool_output(&body) && streamed {
+        return Reply::sse(&rsp_tool_call_stream(), 7);
+    }
+    let (stream, whole) = rsp_text(if offers_bash { FINAL_TEXT } else { SIDE_TEXT });
+    if streamed {
+        Reply::sse(&stream, 7)
+    } else {
+        Reply::json(whole)
+    }
+}
+
+#[tokio::test]
+async fn claude_code_runs_a_tool_through_a_responses_upstream() {
+    let Some(bin) = claude_binary() else { return };
+    let h = Harness::start_on(bin, "responses", responses_script).await;
+    let run = h
+        .claude(&[
+            "-p",
+            PROMPT,
+            "--output-format",
+            "json",
+            "--allowedTools",
+            "Bash",
+            "--max-turns",
+            "3",
+        ])
+        .await;
+    let result = h.assert_success(&run);
+    let answer = result["result"].as_str().unwrap_or_default();
+    assert!(answer.contains(TOOL_OUTPUT), "result: {result:#}");
+    h.assert_router_always_200();
+
+    let bodies: Vec<Value> = h.upstream.recorded().iter().map(Recorded::json).collect();
+    let follow_up = bodies
+        .iter()
+        .find(|b| rsp_has_tool_output(b))
+        .unwrap_or_else(|| panic!("no request carried the tool's output{}", h.report()));
+    let items = follow_up["input"].as_array().unwrap();
+    let call = items
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .expect("the call is replayed");
+    assert_eq!(call["call_id"], TOOL_CALL_ID);
+    let output = items.iter().find(|i| i["type"] == "function_call_output").unwrap();
+    assert_eq!(output["call_id"], TOOL_CALL_ID, "paired by call_id");
+    for body in &bodies {
+        assert_eq!(body["model"], "upstream-model");
+        assert_eq!(body["store"], false, "stateless: the whole conversation every time");
+        assert!(
+            body["max_output_tokens"].as_u64().unwrap() <= 8192,
+            "clamped to max_output_tokens"
+        );
     }
 }
