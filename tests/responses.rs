@@ -670,3 +670,42 @@ async fn anthropic_thinking_survives_the_next_turn_inside_encrypted_content() {
     let sent = upstream.last().json();
     assert!(!sent.to_string().contains("\"thinking\",\"thinking\""), "{sent}");
 }
+
+#[tokio::test]
+async fn a_responses_upstream_error_reaches_an_anthropic_client_in_its_own_shape() {
+    let upstream = MockUpstream::fixed(Reply::Json {
+        status: 429,
+        body: json!({"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}})
+            .to_string(),
+        headers: vec![("retry-after", "3".into())],
+    })
+    .await;
+    let router = TestRouter::start(&config("responses", &upstream.base())).await;
+    let r = router
+        .post(
+            "/v1/messages",
+            &json!({"model": "codex", "max_tokens": 9, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert!(v["error"]["message"].as_str().unwrap().contains("slow down"));
+}
+
+#[tokio::test]
+async fn an_anthropic_upstream_error_reaches_a_responses_client_in_the_openai_shape() {
+    let upstream = MockUpstream::fixed(Reply::status(
+        529,
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+    ))
+    .await;
+    let router = TestRouter::start(&config("anthropic", &upstream.base())).await;
+    let r = router.post("/v1/responses", &codex_request(false)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].is_object() && v.get("type").is_none(), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Overloaded"), "{v}");
+}

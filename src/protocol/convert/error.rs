@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::protocol::sse::SseEvent;
-use crate::protocol::{Protocol, anthropic, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, openai};
 
 /// An error response ready for the client: status, body in the client's protocol, and extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,9 +360,12 @@ pub struct StreamStartError {
 impl StreamStartError {
     /// The HTTP error response for a client speaking `client` (same protocol: relayed; otherwise §4.2/§4.3).
     pub fn to_client_error(&self, client: Protocol, request_id: Option<&str>) -> ClientError {
-        match (self.upstream, client) {
-            (Protocol::OpenAi, Protocol::Anthropic) => openai_error_to_anthropic(self.status, &self.body, request_id),
-            (Protocol::Anthropic, Protocol::OpenAi) => anthropic_error_to_openai(self.status, &self.body),
+        // The Responses API's errors have OpenAI's shape.
+        match (self.upstream.error_shape(), client.error_shape()) {
+            (ErrorShape::OpenAi, ErrorShape::Anthropic) => {
+                openai_error_to_anthropic(self.status, &self.body, request_id)
+            }
+            (ErrorShape::Anthropic, ErrorShape::OpenAi) => anthropic_error_to_openai(self.status, &self.body),
             _ => ClientError {
                 status: self.status,
                 body: self.body.clone(),
