@@ -133,10 +133,7 @@ impl ResponsesStreamEncoder {
         let snapshot = self
             .ctx()
             .response_object("in_progress", Vec::new(), None, StopReason::End);
-        self.emit(out, "response.created", json!({"response": snapshot}));
-        let snapshot = self
-            .ctx()
-            .response_object("in_progress", Vec::new(), None, StopReason::End);
+        self.emit(out, "response.created", json!({"response": snapshot.clone()}));
         self.emit(out, "response.in_progress", json!({"response": snapshot}));
     }
 
