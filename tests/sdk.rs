@@ -303,6 +303,93 @@ impl Script {
 enum Upstream {
     OpenAi,
     Anthropic,
+    Responses,
+}
+
+impl Script {
+    fn responses_usage(&self) -> Value {
+        let input = self.input + self.cached;
+        json!({"input_tokens": input, "input_tokens_details": {"cached_tokens": self.cached},
+               "output_tokens": self.output, "output_tokens_details": {"reasoning_tokens": 0},
+               "total_tokens": input + self.output})
+    }
+
+    fn responses_items(&self) -> Vec<Value> {
+        let mut items = Vec::new();
+        if !self.thinking.is_empty() {
+            items.push(json!({"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": self.thinking()}]}));
+        }
+        if !self.text.is_empty() {
+            items.push(
+                json!({"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": self.text(), "annotations": []}]}),
+            );
+        }
+        for (k, tool) in self.tools.iter().enumerate() {
+            items.push(
+                json!({"type": "function_call", "id": format!("fc_{k}"), "call_id": tool.id, "name": tool.name,
+                "arguments": tool.arguments(), "status": "completed"}),
+            );
+        }
+        items
+    }
+
+    fn responses_json(&self) -> Value {
+        json!({"id": self.id, "object": "response", "status": "completed", "model": "upstream-model",
+               "output": self.responses_items(), "usage": self.responses_usage()})
+    }
+
+    fn responses_sse(&self) -> String {
+        let mut seq = 0;
+        let mut event = |mut data: Value| {
+            data["sequence_number"] = json!(seq);
+            seq += 1;
+            format!("event: {}\ndata: {data}\n\n", data["type"].as_str().unwrap())
+        };
+        let snapshot = json!({"id": self.id, "object": "response", "status": "in_progress", "output": []});
+        let mut out = event(json!({"type": "response.created", "response": snapshot}));
+        let mut oi = 0;
+        if !self.thinking.is_empty() {
+            out += &event(
+                json!({"type": "response.output_item.added", "output_index": oi, "item": {"type": "reasoning", "id": "rs_1", "summary": []}}),
+            );
+            for piece in self.thinking {
+                out += &event(
+                    json!({"type": "response.reasoning_summary_text.delta", "output_index": oi, "item_id": "rs_1", "summary_index": 0, "delta": piece}),
+                );
+            }
+            out += &event(
+                json!({"type": "response.output_item.done", "output_index": oi, "item": self.responses_items()[0]}),
+            );
+            oi += 1;
+        }
+        if !self.text.is_empty() {
+            out += &event(json!({"type": "response.output_item.added", "output_index": oi,
+                "item": {"type": "message", "id": "msg_1", "role": "assistant", "status": "in_progress", "content": []}}));
+            for piece in self.text {
+                out += &event(
+                    json!({"type": "response.output_text.delta", "output_index": oi, "item_id": "msg_1", "content_index": 0, "delta": piece}),
+                );
+            }
+            oi += 1;
+        }
+        for (k, tool) in self.tools.iter().enumerate() {
+            let id = format!("fc_{k}");
+            out += &event(json!({"type": "response.output_item.added", "output_index": oi,
+                "item": {"type": "function_call", "id": id, "call_id": tool.id, "name": tool.name, "arguments": "", "status": "in_progress"}}));
+            for piece in tool.args {
+                out += &event(
+                    json!({"type": "response.function_call_arguments.delta", "output_index": oi, "item_id": id, "delta": piece}),
+                );
+            }
+            out += &event(json!({"type": "response.output_item.done", "output_index": oi,
+                "item": {"type": "function_call", "id": id, "call_id": tool.id, "name": tool.name, "arguments": tool.arguments(), "status": "completed"}}));
+            oi += 1;
+        }
+        let done = json!({"id": self.id, "object": "response", "status": "completed", "output": self.responses_items(),
+            "usage": self.responses_usage()});
+        out + &event(json!({"type": "response.completed", "response": done}))
+    }
 }
 
 /// A mock upstream answering `script` in its protocol: a stream when the request says `"stream": true`
@@ -311,6 +398,7 @@ async fn scripted(protocol: Upstream, script: &Script) -> MockUpstream {
     let (body, stream) = match protocol {
         Upstream::OpenAi => (script.openai_json(), script.openai_sse()),
         Upstream::Anthropic => (script.anthropic_json(), script.anthropic_sse()),
+        Upstream::Responses => (script.responses_json(), script.responses_sse()),
     };
     MockUpstream::start(move |request| {
         if request.json()["stream"] == true {
@@ -355,6 +443,7 @@ fn assert_upstream_credentials(seen: &Recorded, protocol: Upstream) {
             assert_eq!(seen.header("x-api-key"), Some("sk-upstream-secret"));
             assert!(seen.header("anthropic-version").is_some());
         }
+        Upstream::Responses => assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream-secret")),
     }
 }
 
@@ -865,11 +954,14 @@ async fn upstream_with_request_id(
     let body = match protocol {
         Upstream::OpenAi => script.openai_json(),
         Upstream::Anthropic => script.anthropic_json(),
+        Upstream::Responses => script.responses_json(),
     }
     .to_string();
     let error = match protocol {
-        Upstream::OpenAi => json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
-                                             "param": null, "code": "rate_limit_exceeded"}}),
+        Upstream::OpenAi | Upstream::Responses => {
+            json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
+                                             "param": null, "code": "rate_limit_exceeded"}})
+        }
         Upstream::Anthropic => json!({"type": "error", "error": {"type": "rate_limit_error",
                                       "message": "Number of request tokens has exceeded your per-minute rate limit"}}),
     }
@@ -1001,4 +1093,51 @@ async fn openai_sdk_responses_gets_rate_limit_error_for_upstream_429() {
         1,
         "a client error status is not retried on the only deployment"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The Chat and Anthropic SDKs (and their stream helpers) on a Responses upstream, through the hub
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_create_and_stream_agree_on_a_responses_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_b_tools();
+    let upstream = scripted(Upstream::Responses, &script).await;
+    let router = TestRouter::start(&config_one(
+        "sonnet",
+        "responses",
+        &format!("{}/v1", upstream.base()),
+        "",
+    ))
+    .await;
+    run_driver(&python, "anthropic_tools", &router, &script.expected()).await;
+    for request in upstream.recorded() {
+        assert_eq!(request.path, "/v1/responses");
+        assert_upstream_credentials(&request, Upstream::Responses);
+        let body = request.json();
+        assert_eq!(
+            (body["model"].as_str(), body["store"].as_bool()),
+            (Some("upstream-model"), Some(false))
+        );
+        assert_eq!(body["instructions"], "You are a weather assistant.");
+        assert_eq!(body["tools"][0]["name"], "weather");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_create_and_stream_agree_on_a_responses_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_a_tools();
+    let upstream = scripted(Upstream::Responses, &script).await;
+    let router = TestRouter::start(&config_one("gpt", "responses", &format!("{}/v1", upstream.base()), "")).await;
+    run_driver(&python, "openai_tools", &router, &responses_expected(&script)).await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 3, "create, .stream(), create(stream=True)");
+    for request in &seen {
+        assert_eq!(request.path, "/v1/responses");
+        let body = request.json();
+        assert_eq!(body["max_output_tokens"], 1000);
+        assert_eq!(body["input"][0]["role"], "developer", "the system message at its place");
+        assert_eq!(body["input"][1]["content"][1]["type"], "input_image");
+    }
 }

@@ -184,6 +184,7 @@ fn every_request_decoder_reads_what_every_encoder_writes() {
 
 fn response_fixture() -> Response {
     Response {
+        id: None,
         output: vec![
             Part::Reasoning(Reasoning {
                 text: "Two cities.".into(),
@@ -233,6 +234,7 @@ fn every_answer_decoder_reads_what_its_encoder_writes() {
                     id_hex: "00ff",
                     model: "g",
                     signing_key: KEY,
+                    input_estimate: 0,
                 },
             ),
             Kind::Responses => responses::response::encode(
@@ -365,6 +367,7 @@ fn encoder(kind: Kind) -> Box<dyn StreamEncoder> {
                 id_hex: "00ff",
                 model: "g",
                 signing_key: KEY,
+                input_estimate: 0,
             },
         )),
         Kind::Responses => Box::new(responses::stream::ResponsesStreamEncoder::new(

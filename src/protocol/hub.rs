@@ -178,6 +178,8 @@ pub enum OutputFormat {
 /// A whole answer.
 #[derive(Debug, Clone, Default)]
 pub struct Response {
+    /// The upstream's id for the answer, from which Chat and Messages answers derive theirs.
+    pub id: Option<String>,
     /// In the order the upstream produced them: reasoning, text, refusals and tool calls.
     pub output: Vec<Part>,
     pub stop: StopReason,

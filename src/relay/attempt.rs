@@ -21,7 +21,8 @@ use crate::protocol::chat::response::{ChatAnswer, ChatChunks};
 use crate::protocol::chat::stream::ChatStreamEncoder;
 use crate::protocol::convert::request::{self, ConvertedRequest};
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
-use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
+use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::{self, ConvertContext, ConvertError, ModelOptions, RequestFacts};
 use crate::protocol::hub::{self, HubStream, StreamEncoder};
 use crate::protocol::messages::response::MessagesAnswer;
 use crate::protocol::messages::response::MessagesEvents;
@@ -183,7 +184,7 @@ impl Attempt<'_> {
             (Protocol::Anthropic, Protocol::OpenAi) => pairwise(request::anthropic_to_openai(bytes, ctx))?,
             // Every other pair meets in the hub.
             (client, upstream) => {
-                let (request, facts) = hub_decode(client, bytes, self.signing_key).map_err(refused)?;
+                let (request, facts) = hub_decode(client, bytes, self.signing_key, options).map_err(refused)?;
                 let model = &deployment.upstream_model;
                 let encoded = match upstream {
                     Protocol::OpenAi => chat::request::encode(&request, model, options).map_err(refused)?.body,
@@ -264,7 +265,7 @@ impl Attempt<'_> {
                 responses::response::encode(response, &answer)
             }
             ClientFacts::Chat(facts) => chat::response::encode(response, &self.chat_answer(facts, minted)),
-            ClientFacts::Messages => messages::response::encode(response, &self.messages_answer(minted)),
+            ClientFacts::Messages { .. } => messages::response::encode(response, &self.messages_answer(0, minted)),
         }
     }
 
@@ -283,7 +284,10 @@ impl Attempt<'_> {
                 ),
             ),
             ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(facts, minted))),
-            ClientFacts::Messages => hub_stream(upstream, MessagesStreamEncoder::new(&self.messages_answer(minted))),
+            ClientFacts::Messages { input_estimate } => hub_stream(
+                upstream,
+                MessagesStreamEncoder::new(&self.messages_answer(*input_estimate, minted)),
+            ),
         }
     }
 
@@ -296,11 +300,12 @@ impl Attempt<'_> {
         }
     }
 
-    fn messages_answer<'m>(&'m self, minted: &'m Minted) -> MessagesAnswer<'m> {
+    fn messages_answer<'m>(&'m self, input_estimate: u64, minted: &'m Minted) -> MessagesAnswer<'m> {
         MessagesAnswer {
             id_hex: &minted.response_id,
             model: self.client_model,
             signing_key: self.signing_key,
+            input_estimate,
         }
     }
 }
@@ -315,7 +320,12 @@ fn hub_stream<E: StreamEncoder + 'static>(upstream: Protocol, encoder: E) -> Box
 }
 
 /// A client request decoded into the hub, with what its answer needs.
-fn hub_decode(client: Protocol, bytes: &[u8], key: &[u8]) -> Result<(hub::Request, ClientFacts), ConvertError> {
+fn hub_decode(
+    client: Protocol,
+    bytes: &[u8],
+    key: &[u8],
+    options: &ModelOptions,
+) -> Result<(hub::Request, ClientFacts), ConvertError> {
     match client {
         Protocol::Responses => {
             let decoded = responses::request::decode(bytes, key)?;
@@ -325,7 +335,17 @@ fn hub_decode(client: Protocol, bytes: &[u8], key: &[u8]) -> Result<(hub::Reques
             let (request, facts) = chat::request::decode(bytes)?;
             Ok((request, ClientFacts::Chat(facts)))
         }
-        Protocol::Anthropic => Ok((messages::request::decode(bytes)?, ClientFacts::Messages)),
+        Protocol::Anthropic => {
+            let request = messages::request::decode(bytes)?;
+            // As on Route B, only a stream needs it, and tokenizing costs more than the conversion.
+            let input_estimate = match request.stream {
+                true => serde_json::from_slice(bytes)
+                    .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
+                    .unwrap_or(0),
+                false => 0,
+            };
+            Ok((request, ClientFacts::Messages { input_estimate }))
+        }
     }
 }
 
@@ -341,7 +361,7 @@ enum Conversion {
 enum ClientFacts {
     Responses(Box<ResponsesFacts>),
     Chat(ChatFacts),
-    Messages,
+    Messages { input_estimate: u64 },
 }
 
 /// A pairwise conversion's body and facts.

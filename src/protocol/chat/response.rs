@@ -10,6 +10,8 @@ use crate::protocol::sse::SseEvent;
 #[derive(Deserialize)]
 struct Completion {
     #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<ChatUsage>,
@@ -164,6 +166,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
         }));
     }
     Ok(Response {
+        id: completion.id,
         output,
         stop: choice.finish_reason.as_deref().map_or(StopReason::End, stop_reason),
         usage: completion.usage.unwrap_or_default().to_hub(),
@@ -304,7 +307,11 @@ pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
         message["tool_calls"] = Value::Array(calls);
     }
     let body = json!({
-        "id": format!("chatcmpl-{}", answer.id_hex),
+        // As on Route A: "chatcmpl-" + the upstream's id, when it has one.
+        "id": match &response.id {
+            Some(id) => format!("chatcmpl-{id}"),
+            None => format!("chatcmpl-{}", answer.id_hex),
+        },
         "object": "chat.completion",
         "created": answer.created,
         "model": answer.model,

@@ -76,6 +76,8 @@ struct Block<'a> {
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     #[derive(Deserialize)]
     struct Message<'a> {
+        #[serde(default)]
+        id: Option<String>,
         #[serde(borrow, default)]
         content: Vec<&'a RawValue>,
         #[serde(default)]
@@ -117,6 +119,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
         }
     }
     Ok(Response {
+        id: message.id,
         output,
         stop: message.stop_reason.as_deref().map_or(StopReason::End, stop_reason),
         usage: message.usage.to_hub(),
@@ -300,6 +303,8 @@ pub struct MessagesAnswer<'a> {
     pub model: &'a str,
     /// Key for the router's own thinking signatures: Anthropic clients replay thinking only with one.
     pub signing_key: &'a [u8],
+    /// For a stream: the prompt's estimated size, for `message_start` (the upstream reports it only at the end).
+    pub input_estimate: u64,
 }
 
 pub(crate) fn stop_reason_name(stop: StopReason) -> &'static str {
@@ -339,7 +344,11 @@ pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
         }
     }
     let body = json!({
-        "id": format!("msg_{}", answer.id_hex),
+        // As on Route B: "msg_" + the upstream's id without characters outside [A-Za-z0-9].
+        "id": match &response.id {
+            Some(id) => format!("msg_{}", id.chars().filter(char::is_ascii_alphanumeric).collect::<String>()),
+            None => format!("msg_{}", answer.id_hex),
+        },
         "type": "message",
         "role": "assistant",
         "model": answer.model,

@@ -16,6 +16,7 @@ pub struct MessagesStreamEncoder {
     id: String,
     model: String,
     signing_key: Vec<u8>,
+    input_estimate: u64,
     started: bool,
     next_index: usize,
     open: Open,
@@ -37,6 +38,7 @@ impl MessagesStreamEncoder {
             id: format!("msg_{}", answer.id_hex),
             model: answer.model.to_owned(),
             signing_key: answer.signing_key.to_owned(),
+            input_estimate: answer.input_estimate,
             started: false,
             next_index: 0,
             open: Open::None,
@@ -56,7 +58,10 @@ impl MessagesStreamEncoder {
             return;
         }
         self.started = true;
-        let usage = self.usage.unwrap_or_default();
+        let usage = self.usage.unwrap_or(Usage {
+            input: self.input_estimate,
+            ..Usage::default()
+        });
         self.event(
             json!({"type": "message_start", "message": {"id": self.id, "type": "message", "role": "assistant",
             "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,

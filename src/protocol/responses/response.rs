@@ -271,6 +271,8 @@ impl UpstreamUsage {
 #[derive(serde::Deserialize, Default)]
 pub(super) struct UpstreamResponse {
     #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
     pub output: Vec<UpstreamItem>,
@@ -379,6 +381,7 @@ pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::Convert
     }
     let has_calls = output.iter().any(|p| matches!(p, Part::ToolCall(_)));
     Ok(Response {
+        id: response.id.clone(),
         stop: stop_of(
             response.status.as_deref(),
             response.incomplete_details.as_ref().and_then(|d| d.reason.as_deref()),
@@ -421,6 +424,7 @@ mod tests {
             })
         };
         let response = Response {
+            id: None,
             output: vec![
                 Part::Reasoning(Reasoning {
                     text: "Think".into(),
