@@ -318,6 +318,26 @@ impl Harness {
         }
     }
 
+    /// `claude -p PROMPT` with Bash allowed: it must run the tool, report its output, and every request must
+    /// have been answered 200.
+    async fn run_the_tool_prompt(&self) {
+        let args = [
+            "-p",
+            PROMPT,
+            "--output-format",
+            "json",
+            "--allowedTools",
+            "Bash",
+            "--max-turns",
+            "3",
+        ];
+        let run = self.claude(&args).await;
+        let result = self.assert_success(&run);
+        let answer = result["result"].as_str().unwrap_or_default();
+        assert!(answer.contains(TOOL_OUTPUT), "result: {result:#}");
+        self.assert_router_always_200();
+    }
+
     /// Everything seen so far, for failure messages.
     fn report(&self) -> String {
         let mut out = String::from("\nrouter saw:\n");
@@ -419,22 +439,7 @@ async fn claude_code_runs_a_tool_through_an_openai_upstream_then_compacts() {
     let Some(bin) = claude_binary() else { return };
     let h = Harness::start(bin).await;
 
-    let run = h
-        .claude(&[
-            "-p",
-            PROMPT,
-            "--output-format",
-            "json",
-            "--allowedTools",
-            "Bash",
-            "--max-turns",
-            "3",
-        ])
-        .await;
-    let result = h.assert_success(&run);
-    let answer = result["result"].as_str().unwrap_or_default();
-    assert!(answer.contains(TOOL_OUTPUT), "result: {result:#}");
-    h.assert_router_always_200();
+    h.run_the_tool_prompt().await;
 
     // The upstream saw the tool round trip: turn 1 offered Bash and was answered with the call, turn 2
     // carries the call and its result, paired by id.
@@ -810,22 +815,7 @@ fn responses_script(request: &Recorded) -> Reply {
 async fn claude_code_runs_a_tool_through_a_responses_upstream() {
     let Some(bin) = claude_binary() else { return };
     let h = Harness::start_on(bin, "responses", responses_script).await;
-    let run = h
-        .claude(&[
-            "-p",
-            PROMPT,
-            "--output-format",
-            "json",
-            "--allowedTools",
-            "Bash",
-            "--max-turns",
-            "3",
-        ])
-        .await;
-    let result = h.assert_success(&run);
-    let answer = result["result"].as_str().unwrap_or_default();
-    assert!(answer.contains(TOOL_OUTPUT), "result: {result:#}");
-    h.assert_router_always_200();
+    h.run_the_tool_prompt().await;
 
     let bodies: Vec<Value> = h.upstream.recorded().iter().map(Recorded::json).collect();
     let follow_up = bodies

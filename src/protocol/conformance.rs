@@ -170,8 +170,12 @@ fn every_request_decoder_reads_what_every_encoder_writes() {
         for upstream in KINDS {
             let body = encode_request(upstream, &hub);
             let text = String::from_utf8(body.clone()).unwrap();
+            let position = |key: &str| {
+                text.find(key)
+                    .unwrap_or_else(|| panic!("{client:?} → {upstream:?}: {key}"))
+            };
             assert!(
-                text.find("\"zeta\"") < text.find("\"alpha\""),
+                position("\"zeta\"") < position("\"alpha\""),
                 "{client:?} → {upstream:?}: key order"
             );
             let seen = decode_request(upstream, &body);

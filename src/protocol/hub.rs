@@ -85,19 +85,14 @@ pub struct Reasoning {
 /// there.
 #[derive(Debug, Clone)]
 pub enum Opaque {
-    /// A Chat Completions host's `reasoning_content`, for replay to a host of the same dialect.
-    ChatReasoning { text: String },
     /// An Anthropic `thinking` (with its signature) or `redacted_thinking` block, exactly as Anthropic sent it.
     Anthropic { block: Box<RawValue> },
 }
 
 impl PartialEq for Opaque {
     fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Opaque::ChatReasoning { text: a }, Opaque::ChatReasoning { text: b }) => a == b,
-            (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) => a.get() == b.get(),
-            _ => false,
-        }
+        let (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) = (self, other);
+        a.get() == b.get()
     }
 }
 

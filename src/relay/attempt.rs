@@ -120,9 +120,12 @@ impl Attempt<'_> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let secret = deployment.secret.clone();
-        let mut answer = match (is_stream, &conversion) {
+        let mut answer = match (is_stream, conversion) {
             (false, None) => pass_through_json(deployment, response, deadline).await?,
-            (false, Some(conversion)) => self.convert_json(response, &ctx, &minted, conversion, deadline).await?,
+            (false, Some(conversion)) => {
+                self.convert_json(response, &ctx, &minted, &conversion, deadline)
+                    .await?
+            }
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -132,9 +135,9 @@ impl Attempt<'_> {
             (true, Some(conversion)) => {
                 let converter: Box<dyn StreamConverter> = match conversion {
                     Conversion::Pairwise(facts) if self.client == Protocol::OpenAi => {
-                        Box::new(AnthropicToOpenAiStream::new(&ctx, facts))
+                        Box::new(AnthropicToOpenAiStream::new(&ctx, &facts))
                     }
-                    Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, facts)),
+                    Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, &facts)),
                     Conversion::Hub(facts) => self.hub_stream(facts, &minted),
                 };
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
@@ -189,10 +192,10 @@ impl Attempt<'_> {
                 let encoded = match upstream {
                     Protocol::OpenAi => chat::request::encode(&request, model, options).map_err(refused)?.body,
                     Protocol::Responses => responses::request::encode(&request, model, options),
-                    // Built as a tree for the Anthropic fix-ups.
+                    // Built as a tree for the Anthropic fix-ups; `model` and `rewrite_body` go into the tree.
                     Protocol::Anthropic => {
                         let encoded = messages::request::encode(&request, options).map_err(refused)?;
-                        self.tree_body(encoded.body)
+                        return Ok((self.tree_body(encoded.body), Some(Conversion::Hub(facts))));
                     }
                 };
                 // `model` is the upstream's already; `rewrite_body` still applies on top.
@@ -248,9 +251,7 @@ impl Attempt<'_> {
             )),
         }
     }
-}
 
-impl Attempt<'_> {
     /// A whole hub answer in the client's protocol.
     fn hub_encode(&self, response: &hub::Response, facts: &ClientFacts, minted: &Minted) -> Vec<u8> {
         match facts {
@@ -270,7 +271,7 @@ impl Attempt<'_> {
     }
 
     /// The stream converter from the upstream's protocol to the client's, through the hub.
-    fn hub_stream(&self, facts: &ClientFacts, minted: &Minted) -> Box<dyn StreamConverter> {
+    fn hub_stream(&self, facts: ClientFacts, minted: &Minted) -> Box<dyn StreamConverter> {
         let upstream = self.deployment.protocol;
         match facts {
             ClientFacts::Responses(facts) => hub_stream(
@@ -279,14 +280,14 @@ impl Attempt<'_> {
                     &minted.response_id,
                     minted.created,
                     self.client_model,
-                    (**facts).clone(),
+                    *facts,
                     self.signing_key,
                 ),
             ),
-            ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(facts, minted))),
+            ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(&facts, minted))),
             ClientFacts::Messages { input_estimate } => hub_stream(
                 upstream,
-                MessagesStreamEncoder::new(&self.messages_answer(*input_estimate, minted)),
+                MessagesStreamEncoder::new(&self.messages_answer(input_estimate, minted)),
             ),
         }
     }

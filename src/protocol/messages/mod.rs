@@ -5,3 +5,48 @@
 pub mod request;
 pub mod response;
 pub mod stream;
+
+use serde_json::value::RawValue;
+
+/// A content block as any Messages body carries it (request, answer or stream `content_block_start`): the
+/// fields every kind of block may have, read borrowed.
+#[derive(serde::Deserialize)]
+pub(super) struct Block<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub thinking: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
+    #[serde(default)]
+    pub tool_use_id: Option<String>,
+    #[serde(borrow, default)]
+    pub content: Option<&'a RawValue>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+    #[serde(default)]
+    pub source: Option<Source>,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// `redacted_thinking`'s opaque payload.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct Source {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}

@@ -9,6 +9,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use super::Block;
 use crate::protocol::convert::ids::{sanitize_tool_id, user_id_within};
 use crate::protocol::convert::request::apply_anthropic_fixups;
 use crate::protocol::convert::tool_calls::parse_tool_arguments;
@@ -466,44 +467,6 @@ struct InFormat<'a> {
     schema: Option<&'a RawValue>,
 }
 
-#[derive(serde::Deserialize)]
-struct InBlock<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    thinking: Option<String>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(default)]
-    tool_use_id: Option<String>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(default)]
-    is_error: Option<bool>,
-    #[serde(default)]
-    source: Option<InSource>,
-    #[serde(default)]
-    title: Option<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct InSource {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    data: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-}
-
 fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
     ConvertError::invalid(message, param)
 }
@@ -616,7 +579,7 @@ fn texts_of(raw: &RawValue, at: &str) -> Result<Vec<String>, ConvertError> {
         let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
         return Ok(if text.is_empty() { Vec::new() } else { vec![text] });
     }
-    let blocks: Vec<InBlock> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let blocks: Vec<Block> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
     Ok(blocks
         .into_iter()
         .filter(|b| b.kind == "text")
@@ -629,7 +592,7 @@ fn blocks_of(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
     if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
         return Ok(parts);
     }
-    let blocks: Vec<InBlock> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let blocks: Vec<Block> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
     let mut out = Vec::with_capacity(blocks.len());
     for (j, block) in blocks.into_iter().enumerate() {
         let p = format!("{at}.{j}");
@@ -668,7 +631,7 @@ fn blocks_of(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
 }
 
 /// An image or document block as a hub part.
-fn media(block: &InBlock<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
+fn media(block: &Block<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
     let Some(source) = &block.source else {
         return Err(invalid(format!("{at}.source: field is required"), at));
     };

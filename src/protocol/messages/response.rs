@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::Block;
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
@@ -52,24 +53,6 @@ fn stop_reason(reason: &str) -> StopReason {
         "refusal" => StopReason::ContentFilter,
         _ => StopReason::End,
     }
-}
-
-#[derive(Deserialize)]
-struct Block<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    thinking: Option<String>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(default)]
-    data: Option<String>,
 }
 
 /// Decodes a whole `message`.

@@ -29,22 +29,20 @@ fn tag(key: &[u8], json: &[u8]) -> Vec<u8> {
     hmac::sign(&key, json).as_ref()[..TAG_BYTES].to_vec()
 }
 
-/// The envelope of an artefact, or `None` for kinds that are not sealed.
-pub fn seal(key: &[u8], opaque: &Opaque) -> Option<String> {
-    let sealed = match opaque {
-        Opaque::Anthropic { block } => Sealed {
-            v: 1,
-            k: "ant".into(),
-            b: Some(block.clone()),
-        },
-        Opaque::ChatReasoning { .. } => return None,
+/// The envelope of an artefact.
+pub fn seal(key: &[u8], opaque: &Opaque) -> String {
+    let Opaque::Anthropic { block } = opaque;
+    let sealed = Sealed {
+        v: 1,
+        k: "ant".into(),
+        b: Some(block.clone()),
     };
     let json = serde_json::to_vec(&sealed).expect("an envelope serialises");
     let mut out = String::from(PREFIX);
     URL_SAFE_NO_PAD.encode_string(&json, &mut out);
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(tag(key, &json), &mut out);
-    Some(out)
+    out
 }
 
 /// The artefact in a router envelope whose HMAC verifies under `key`.
@@ -72,7 +70,7 @@ mod tests {
     fn sealed_blocks_open_only_with_the_key_and_untampered() {
         let block = RawValue::from_string(r#"{"type":"thinking","thinking":"Hm","signature":"c2ln"}"#.into()).unwrap();
         let opaque = Opaque::Anthropic { block };
-        let envelope = seal(b"key", &opaque).unwrap();
+        let envelope = seal(b"key", &opaque);
         assert!(envelope.starts_with("llmr1.rs."));
         assert_eq!(open(b"key", &envelope), Some(opaque));
         assert_eq!(open(b"other key", &envelope), None);

@@ -40,7 +40,7 @@ impl AnswerContext<'_> {
         };
         let mut item = json!({"type": "reasoning", "id": id, "summary": summary});
         if self.facts.include_encrypted_reasoning
-            && let Some(envelope) = opaque.and_then(|o| super::envelope::seal(self.signing_key, o))
+            && let Some(envelope) = opaque.map(|o| super::envelope::seal(self.signing_key, o))
         {
             item["encrypted_content"] = Value::from(envelope);
         }
