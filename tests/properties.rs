@@ -5,6 +5,7 @@
 use llm_router::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts, request, response};
 use llm_router::protocol::raw_body::RawBody;
+use llm_router::protocol::{Protocol, hub};
 use llm_router::protocol::sse::{SseEvent, SseParser};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -154,7 +155,13 @@ proptest! {
         let facts = RequestFacts::default();
         with_ctx(|ctx| {
             let _ = request::openai_to_anthropic(&bytes, ctx);
-            let _ = request::anthropic_to_openai(&bytes, ctx);
+            for client in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
+                for upstream in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
+                    if client != upstream {
+                        let _ = hub::convert_request(client, upstream, &bytes, ctx);
+                    }
+                }
+            }
             let _ = request::anthropic_same_protocol_fixups(&bytes, ctx.options);
             let _ = response::anthropic_to_openai(&bytes, ctx, &facts);
             let _ = response::openai_to_anthropic(&bytes, ctx, &facts);

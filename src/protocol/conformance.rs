@@ -133,7 +133,7 @@ fn flattened(request: &Request) -> Vec<String> {
                         .collect();
                     format!("result {} {}", r.call_id, texts.join("\n"))
                 }
-                Part::Reasoning(_) => continue,
+                Part::Reasoning(_) | Part::CacheBreakpoint => continue,
             });
         }
     }

@@ -13,14 +13,93 @@
 
 use serde_json::value::RawValue;
 
+use crate::protocol::convert::ids::ToolNameMap;
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
+use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::sse::SseEvent;
+use crate::protocol::{Protocol, chat, messages, responses};
+
+/// A client request re-encoded for an upstream of another protocol.
+#[derive(Debug)]
+pub struct Converted {
+    /// The upstream body, with the upstream's `model` (`rewrite_body` is the caller's).
+    pub body: Vec<u8>,
+    /// What the answer's conversion back needs.
+    pub facts: RequestFacts,
+}
+
+/// Decodes a client request from its protocol and encodes it in the upstream's, through the hub.
+pub fn convert_request(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    ctx: &ConvertContext<'_>,
+) -> Result<Converted, ConvertError> {
+    let options = ctx.options;
+    let mut facts = RequestFacts::default();
+    let mut request = match client {
+        Protocol::Responses => {
+            let decoded = responses::request::decode(body, ctx.signing_key)?;
+            facts.responses = Some(Box::new(decoded.facts));
+            decoded.request
+        }
+        Protocol::OpenAi => {
+            let (request, chat) = chat::request::decode(body)?;
+            facts.include_usage = chat.include_usage;
+            request
+        }
+        Protocol::Anthropic => {
+            let request = messages::request::decode(body)?;
+            // Only a stream needs it before the upstream's count arrives, and tokenizing costs more than
+            // the conversion.
+            if request.stream {
+                facts.input_tokens_estimate = serde_json::from_slice(body)
+                    .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
+                    .unwrap_or(0);
+            }
+            // What a Chat upstream can be sent: its first four.
+            facts.stop_sequences = request.stop.iter().take(4).cloned().collect();
+            request
+        }
+    };
+    facts.stream = request.stream;
+    if facts.responses.is_none() {
+        // Names too long or odd for an upstream are shortened by the encoders; the answer gets them back.
+        facts.tool_names = ToolNameMap::from_tool_names(request.tools.iter().map(|t| t.name.as_str()));
+    }
+    if request.max_output_tokens == Some(0) {
+        // Claude Code's cache pre-warm: answered locally; the body stays a valid request.
+        facts.cache_prewarm = true;
+        request.max_output_tokens = Some(1);
+    }
+    let body = match upstream {
+        Protocol::OpenAi => {
+            let encoded = chat::request::encode(&request, ctx.upstream_model, options)?;
+            facts.thinking_enabled = encoded.thinking_enabled;
+            encoded.body
+        }
+        Protocol::Anthropic => {
+            let mut encoded = messages::request::encode(&request, options)?;
+            facts.thinking_enabled = encoded.thinking_enabled;
+            facts.json_output_tool = encoded.json_output_tool;
+            encoded
+                .body
+                .insert("model".into(), serde_json::Value::from(ctx.upstream_model));
+            serde_json::to_vec(&encoded.body).expect("a JSON map serialises")
+        }
+        Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
+    };
+    Ok(Converted { body, facts })
+}
 
 /// A generation request, whatever protocol it came in.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     /// Instructions that lead the conversation (Responses `instructions`), before any message.
     pub instructions: Vec<String>,
+    /// A prompt-cache breakpoint ends the instructions (an Anthropic client's marked `system`).
+    pub cache_instructions: bool,
     pub messages: Vec<Message>,
     pub tools: Vec<Tool>,
     pub tool_choice: Option<ToolChoice>,
@@ -28,9 +107,13 @@ pub struct Request {
     pub max_output_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    /// Anthropic's `top_k`, for the upstreams that take it.
+    pub top_k: Option<u64>,
     /// Stop sequences (Chat `stop`, Anthropic `stop_sequences`); the Responses API has none.
     pub stop: Vec<String>,
     pub reasoning: ReasoningRequest,
+    /// A thinking budget in tokens, when the client gave one (Anthropic `budget_tokens`).
+    pub reasoning_budget: Option<u64>,
     pub format: Option<OutputFormat>,
     pub stream: bool,
     /// An end-user id for the provider's abuse monitoring.
@@ -71,6 +154,8 @@ pub enum Part {
     Reasoning(Reasoning),
     ToolCall(ToolCall),
     ToolResult(ToolResult),
+    /// A prompt-cache breakpoint after the part before it (Anthropic `cache_control`).
+    CacheBreakpoint,
 }
 
 /// Model reasoning (thinking). `text` is what can be shown; `opaque` is what must go back verbatim to the
@@ -274,14 +359,17 @@ pub trait StreamEncoder: Send {
 pub struct HubStream<D, E> {
     decoder: D,
     encoder: E,
+    /// The client's names of tools the upstream knows by shortened names.
+    names: ToolNameMap,
     events: Vec<Event>,
 }
 
 impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
-    pub fn new(decoder: D, encoder: E) -> Self {
+    pub fn new(decoder: D, encoder: E, names: ToolNameMap) -> Self {
         Self {
             decoder,
             encoder,
+            names,
             events: Vec::new(),
         }
     }
@@ -290,7 +378,10 @@ impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
 impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> StreamStatus {
         self.decoder.decode(event, &mut self.events);
-        for event in self.events.drain(..) {
+        for mut event in self.events.drain(..) {
+            if let Event::ToolCallStart { name, .. } = &mut event {
+                self.names.restore_name(name);
+            }
             let status = self.encoder.encode(event, out);
             if status != StreamStatus::Continue {
                 return status;

@@ -16,19 +16,17 @@ use super::failure::{Failure, UpstreamAnswer};
 use super::processor::{Converting, PassThrough};
 use super::record::RequestRecord;
 use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
-use crate::protocol::chat::request::ChatFacts;
 use crate::protocol::chat::response::{ChatAnswer, ChatChunks};
 use crate::protocol::chat::stream::ChatStreamEncoder;
-use crate::protocol::convert::request::{self, ConvertedRequest};
+use crate::protocol::convert::ids::ToolNameMap;
+use crate::protocol::convert::request;
 use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
-use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
-use crate::protocol::convert::{self, ConvertContext, ConvertError, ModelOptions, RequestFacts};
+use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::hub::{self, HubStream, StreamEncoder};
 use crate::protocol::messages::response::MessagesAnswer;
 use crate::protocol::messages::response::MessagesEvents;
 use crate::protocol::messages::stream::MessagesStreamEncoder;
 use crate::protocol::raw_body::RawBody;
-use crate::protocol::responses::request::ResponsesFacts;
 use crate::protocol::responses::response::AnswerContext;
 use crate::protocol::responses::stream::ResponsesEvents;
 use crate::protocol::responses::stream::ResponsesStreamEncoder;
@@ -86,7 +84,7 @@ impl Attempt<'_> {
         };
         let ctx = self.context(&minted);
         let (body, conversion) = self.upstream_body(&request.body, bytes, &ctx)?;
-        if matches!(&conversion, Some(Conversion::Pairwise(facts)) if facts.cache_prewarm) {
+        if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
             record.chose(self.deployment);
             return Ok(Answer::Local(cache_prewarm_answer(&ctx)));
@@ -122,23 +120,18 @@ impl Attempt<'_> {
         let secret = deployment.secret.clone();
         let mut answer = match (is_stream, conversion) {
             (false, None) => pass_through_json(deployment, response, deadline).await?,
-            (false, Some(conversion)) => {
-                self.convert_json(response, &ctx, &minted, &conversion, deadline)
-                    .await?
-            }
+            (false, Some(facts)) => self.convert_json(response, &ctx, &minted, &facts, deadline).await?,
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
                     .await
                     .map(Answer::Stream);
             }
-            (true, Some(conversion)) => {
-                let converter: Box<dyn StreamConverter> = match conversion {
-                    Conversion::Pairwise(facts) if self.client == Protocol::OpenAi => {
-                        Box::new(AnthropicToOpenAiStream::new(&ctx, &facts))
-                    }
-                    Conversion::Pairwise(facts) => Box::new(OpenAiToAnthropicStream::new(&ctx, &facts)),
-                    Conversion::Hub(facts) => self.hub_stream(facts, &minted),
+            (true, Some(facts)) => {
+                let converter: Box<dyn StreamConverter> = match (self.client, deployment.protocol) {
+                    (Protocol::OpenAi, Protocol::Anthropic) => Box::new(AnthropicToOpenAiStream::new(&ctx, &facts)),
+                    (Protocol::Anthropic, Protocol::OpenAi) => Box::new(OpenAiToAnthropicStream::new(&ctx, &facts)),
+                    _ => self.hub_stream(facts, &minted),
                 };
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -161,55 +154,47 @@ impl Attempt<'_> {
         }
     }
 
-    /// The upstream body, and how the answer must be treated. Same-protocol bodies are edited as raw
-    /// top-level fields unless a fix-up needs the whole tree; other pairs are converted.
+    /// The upstream body, and the facts its answer's conversion needs (`None`: same protocol). Same-protocol
+    /// bodies are edited as raw top-level fields unless a fix-up needs the whole tree; other pairs meet in
+    /// the hub.
     fn upstream_body(
         &self,
         raw: &RawBody<'_>,
         bytes: &[u8],
         ctx: &ConvertContext<'_>,
-    ) -> Result<(Vec<u8>, Option<Conversion>), Failure> {
+    ) -> Result<(Vec<u8>, Option<RequestFacts>), Failure> {
         let deployment = &**self.deployment;
         let options = &deployment.spec.options;
-        let converted = match (self.client, deployment.protocol) {
+        let body = match (self.client, deployment.protocol) {
             (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Responses, Protocol::Responses) => {
                 let clamp = clamp_override(raw, options.max_output_tokens);
                 let mut overrides = deployment.override_refs();
                 overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
-                return Ok((raw.write_with(&overrides), None));
+                raw.write_with(&overrides)
             }
             (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
             {
-                None => return Ok((raw.write_with(&deployment.override_refs()), None)),
-                Some(body) => (body, None),
+                None => raw.write_with(&deployment.override_refs()),
+                Some(body) => self.tree_body(body),
             },
-            (Protocol::OpenAi, Protocol::Anthropic) => pairwise(request::openai_to_anthropic(bytes, ctx))?,
-            (Protocol::Anthropic, Protocol::OpenAi) => pairwise(request::anthropic_to_openai(bytes, ctx))?,
-            // Every other pair meets in the hub.
+            // Route A keeps its pairwise request converter until the hub has all of its rules.
+            (Protocol::OpenAi, Protocol::Anthropic) => {
+                let converted = request::openai_to_anthropic(bytes, ctx).map_err(refused)?;
+                return Ok((self.tree_body(converted.body), Some(converted.facts)));
+            }
             (client, upstream) => {
-                let (request, facts) = hub_decode(client, bytes, self.signing_key, options).map_err(refused)?;
-                let model = &deployment.upstream_model;
-                let encoded = match upstream {
-                    Protocol::OpenAi => chat::request::encode(&request, model, options).map_err(refused)?.body,
-                    Protocol::Responses => responses::request::encode(&request, model, options),
-                    // Built as a tree for the Anthropic fix-ups; `model` and `rewrite_body` go into the tree.
-                    Protocol::Anthropic => {
-                        let encoded = messages::request::encode(&request, options).map_err(refused)?;
-                        return Ok((self.tree_body(encoded.body), Some(Conversion::Hub(facts))));
-                    }
-                };
+                let converted = hub::convert_request(client, upstream, bytes, ctx).map_err(refused)?;
                 // `model` is the upstream's already; `rewrite_body` still applies on top.
                 let body = match deployment.overrides.len() {
-                    1 => encoded,
-                    _ => RawBody::parse(&encoded)
+                    1 => converted.body,
+                    _ => RawBody::parse(&converted.body)
                         .expect("the encoders write a JSON object")
                         .write_with(&deployment.override_refs()),
                 };
-                return Ok((body, Some(Conversion::Hub(facts))));
+                return Ok((body, Some(converted.facts)));
             }
         };
-        let (body, conversion) = converted;
-        Ok((self.tree_body(body), conversion))
+        Ok((body, None))
     }
 
     /// A body built as a JSON tree, with the upstream's `model` and `rewrite_body` set.
@@ -227,21 +212,22 @@ impl Attempt<'_> {
         response: UpstreamResponse,
         ctx: &ConvertContext<'_>,
         minted: &Minted,
-        conversion: &Conversion,
+        facts: &RequestFacts,
         deadline: tokio::time::Instant,
     ) -> Result<Response, Failure> {
         let body = read_whole(self.deployment, response, deadline).await?;
-        let converted = match conversion {
-            Conversion::Pairwise(facts) if self.client == Protocol::OpenAi => {
-                convert::response::anthropic_to_openai(&body, ctx, facts)
-            }
-            Conversion::Pairwise(facts) => convert::response::openai_to_anthropic(&body, ctx, facts),
-            Conversion::Hub(facts) => match self.deployment.protocol {
+        let converted = match (self.client, self.deployment.protocol) {
+            (Protocol::OpenAi, Protocol::Anthropic) => convert::response::anthropic_to_openai(&body, ctx, facts),
+            (Protocol::Anthropic, Protocol::OpenAi) => convert::response::openai_to_anthropic(&body, ctx, facts),
+            _ => match self.deployment.protocol {
                 Protocol::OpenAi => chat::response::decode(&body),
                 Protocol::Anthropic => messages::response::decode(&body),
                 Protocol::Responses => responses::response::decode(&body),
             }
-            .map(|response| self.hub_encode(&response, facts, minted)),
+            .map(|mut response| {
+                facts.tool_names.restore(&mut response);
+                self.hub_encode(&response, facts, minted)
+            }),
         };
         match converted {
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
@@ -253,9 +239,9 @@ impl Attempt<'_> {
     }
 
     /// A whole hub answer in the client's protocol.
-    fn hub_encode(&self, response: &hub::Response, facts: &ClientFacts, minted: &Minted) -> Vec<u8> {
-        match facts {
-            ClientFacts::Responses(facts) => {
+    fn hub_encode(&self, response: &hub::Response, facts: &RequestFacts, minted: &Minted) -> Vec<u8> {
+        match (self.client, &facts.responses) {
+            (Protocol::Responses, Some(facts)) => {
                 let answer = AnswerContext {
                     id_hex: &minted.response_id,
                     signing_key: self.signing_key,
@@ -265,34 +251,34 @@ impl Attempt<'_> {
                 };
                 responses::response::encode(response, &answer)
             }
-            ClientFacts::Chat(facts) => chat::response::encode(response, &self.chat_answer(facts, minted)),
-            ClientFacts::Messages { .. } => messages::response::encode(response, &self.messages_answer(0, minted)),
+            (Protocol::Anthropic, _) => messages::response::encode(response, &self.messages_answer(0, minted)),
+            _ => chat::response::encode(response, &self.chat_answer(facts, minted)),
         }
     }
 
     /// The stream converter from the upstream's protocol to the client's, through the hub.
-    fn hub_stream(&self, facts: ClientFacts, minted: &Minted) -> Box<dyn StreamConverter> {
-        let upstream = self.deployment.protocol;
-        match facts {
-            ClientFacts::Responses(facts) => hub_stream(
+    fn hub_stream(&self, mut facts: RequestFacts, minted: &Minted) -> Box<dyn StreamConverter> {
+        let upstream = (self.deployment.protocol, std::mem::take(&mut facts.tool_names));
+        match (self.client, facts.responses.take()) {
+            (Protocol::Responses, Some(responses)) => hub_stream(
                 upstream,
                 ResponsesStreamEncoder::new(
                     &minted.response_id,
                     minted.created,
                     self.client_model,
-                    *facts,
+                    *responses,
                     self.signing_key,
                 ),
             ),
-            ClientFacts::Chat(facts) => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(&facts, minted))),
-            ClientFacts::Messages { input_estimate } => hub_stream(
+            (Protocol::Anthropic, _) => hub_stream(
                 upstream,
-                MessagesStreamEncoder::new(&self.messages_answer(input_estimate, minted)),
+                MessagesStreamEncoder::new(&self.messages_answer(facts.input_tokens_estimate, minted)),
             ),
+            _ => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(&facts, minted))),
         }
     }
 
-    fn chat_answer<'m>(&'m self, facts: &ChatFacts, minted: &'m Minted) -> ChatAnswer<'m> {
+    fn chat_answer<'m>(&'m self, facts: &RequestFacts, minted: &'m Minted) -> ChatAnswer<'m> {
         ChatAnswer {
             id_hex: &minted.response_id,
             created: minted.created,
@@ -312,65 +298,15 @@ impl Attempt<'_> {
 }
 
 /// The hub decoder of the upstream's stream events, paired with the client's encoder.
-fn hub_stream<E: StreamEncoder + 'static>(upstream: Protocol, encoder: E) -> Box<dyn StreamConverter> {
+fn hub_stream<E: StreamEncoder + 'static>(
+    (upstream, names): (Protocol, ToolNameMap),
+    encoder: E,
+) -> Box<dyn StreamConverter> {
     match upstream {
-        Protocol::OpenAi => Box::new(HubStream::new(ChatChunks, encoder)),
-        Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder)),
-        Protocol::Responses => Box::new(HubStream::new(ResponsesEvents::default(), encoder)),
+        Protocol::OpenAi => Box::new(HubStream::new(ChatChunks, encoder, names)),
+        Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder, names)),
+        Protocol::Responses => Box::new(HubStream::new(ResponsesEvents::default(), encoder, names)),
     }
-}
-
-/// A client request decoded into the hub, with what its answer needs.
-fn hub_decode(
-    client: Protocol,
-    bytes: &[u8],
-    key: &[u8],
-    options: &ModelOptions,
-) -> Result<(hub::Request, ClientFacts), ConvertError> {
-    match client {
-        Protocol::Responses => {
-            let decoded = responses::request::decode(bytes, key)?;
-            Ok((decoded.request, ClientFacts::Responses(Box::new(decoded.facts))))
-        }
-        Protocol::OpenAi => {
-            let (request, facts) = chat::request::decode(bytes)?;
-            Ok((request, ClientFacts::Chat(facts)))
-        }
-        Protocol::Anthropic => {
-            let request = messages::request::decode(bytes)?;
-            // As on Route B, only a stream needs it, and tokenizing costs more than the conversion.
-            let input_estimate = match request.stream {
-                true => serde_json::from_slice(bytes)
-                    .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
-                    .unwrap_or(0),
-                false => 0,
-            };
-            Ok((request, ClientFacts::Messages { input_estimate }))
-        }
-    }
-}
-
-/// How a converted attempt's answer is converted back (same-protocol answers are relayed as written).
-enum Conversion {
-    /// A Chat ⇄ Messages pair, with the pairwise converters.
-    Pairwise(RequestFacts),
-    /// Through the hub, back into the client's protocol.
-    Hub(ClientFacts),
-}
-
-/// What the answer to a client needs from its request, by client protocol.
-enum ClientFacts {
-    Responses(Box<ResponsesFacts>),
-    Chat(ChatFacts),
-    Messages { input_estimate: u64 },
-}
-
-/// A pairwise conversion's body and facts.
-fn pairwise(
-    converted: Result<ConvertedRequest, ConvertError>,
-) -> Result<(serde_json::Map<String, Value>, Option<Conversion>), Failure> {
-    let ConvertedRequest { body, facts } = converted.map_err(refused)?;
-    Ok((body, Some(Conversion::Pairwise(facts))))
 }
 
 fn refused(error: ConvertError) -> Failure {

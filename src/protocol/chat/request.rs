@@ -6,12 +6,13 @@
 //! without a call is dropped), and media returned by tools go into a user message after them, since a
 //! `tool` message holds text only.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::protocol::convert::ids::user_id_within;
+use crate::protocol::convert::ids::{openai_tool_id, user_id_within};
 use crate::protocol::convert::{ConvertError, ModelOptions, ReasoningDialect};
 use crate::protocol::hub::{
     Message, OutputFormat, Part, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice, ToolKind,
@@ -50,6 +51,8 @@ struct Body<'a> {
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,6 +63,8 @@ struct Body<'a> {
     thinking: Option<Switch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     enable_thinking: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking_budget: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +95,7 @@ struct ChatMessage<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ChatToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_call_id: Option<&'a str>,
+    tool_call_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> ChatMessage<'a> {
@@ -116,9 +121,24 @@ enum Content<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ContentPart<'a> {
-    Text { text: &'a str },
-    ImageUrl { image_url: ImageUrl<'a> },
-    File { file: FileData<'a> },
+    Text {
+        text: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    ImageUrl {
+        image_url: ImageUrl<'a>,
+    },
+    File {
+        file: FileData<'a>,
+    },
+}
+
+/// The one cache marker OpenAI-compatible hosts that take Anthropic markers accept.
+#[derive(Serialize)]
+struct Ephemeral {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -137,7 +157,7 @@ struct FileData<'a> {
 
 #[derive(Serialize)]
 struct ChatToolCall<'a> {
-    id: &'a str,
+    id: Cow<'a, str>,
     #[serde(rename = "type")]
     kind: &'static str,
     function: FunctionCall,
@@ -208,12 +228,27 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
     );
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
     if !request.instructions.is_empty() {
-        messages.push(ChatMessage::new(
-            "system",
-            Content::Text(request.instructions.join("\n\n")),
-        ));
+        let content = match request.cache_instructions && options.forward_cache_control {
+            true => {
+                let mut parts: Vec<ContentPart> = request
+                    .instructions
+                    .iter()
+                    .map(|t| text_part(Cow::Borrowed(t)))
+                    .collect();
+                if let Some(ContentPart::Text { cache_control, .. }) = parts.last_mut() {
+                    *cache_control = Some(Ephemeral { kind: "ephemeral" });
+                }
+                Content::Parts(parts)
+            }
+            false => Content::Text(request.instructions.join("\n\n")),
+        };
+        messages.push(ChatMessage::new("system", content));
     }
-    write_messages(&request.messages, replay_reasoning, &mut messages);
+    let style = Style {
+        replay_reasoning,
+        cache_markers: options.forward_cache_control,
+    };
+    write_messages(&request.messages, style, &mut messages);
     if options.merge_system_messages {
         merge_system_messages(&mut messages);
     }
@@ -241,12 +276,14 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
         parallel_tool_calls,
         temperature: request.temperature,
         top_p: request.top_p,
+        top_k: request.top_k.filter(|_| options.supports_top_k),
         // OpenAI accepts at most four.
         stop: &request.stop[..request.stop.len().min(4)],
         response_format: request.format.as_ref().map(response_format),
         reasoning_effort: None,
         thinking: None,
         enable_thinking: None,
+        thinking_budget: None,
         stream: request.stream,
         stream_options: (request.stream && options.supports_stream_options)
             .then_some(StreamOptions { include_usage: true }),
@@ -256,7 +293,7 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
             .as_deref()
             .filter(|_| options.supports_prompt_cache_key),
     };
-    let thinking_enabled = write_reasoning(&request.reasoning, options.reasoning_dialect, &mut body);
+    let thinking_enabled = write_reasoning(request, options.reasoning_dialect, &mut body);
     let body = serde_json::to_vec(&body).expect("a Chat request serialises");
     Ok(Encoded { body, thinking_enabled })
 }
@@ -269,8 +306,8 @@ static CUSTOM_PARAMETERS: LazyLock<Box<RawValue>> = LazyLock::new(|| constant(CU
 static EMPTY_SCHEMA: LazyLock<Box<RawValue>> = LazyLock::new(|| constant(EMPTY_OBJECT_SCHEMA));
 
 /// The reasoning switch in the upstream's dialect (reference §1.8, [PC §1.2.6]).
-fn write_reasoning<'a>(reasoning: &'a ReasoningRequest, dialect: ReasoningDialect, body: &mut Body<'a>) -> bool {
-    match (dialect, reasoning) {
+fn write_reasoning<'a>(request: &'a Request, dialect: ReasoningDialect, body: &mut Body<'a>) -> bool {
+    match (dialect, &request.reasoning) {
         (ReasoningDialect::None, _) | (_, ReasoningRequest::Unspecified) => false,
         (ReasoningDialect::Openai, ReasoningRequest::Disabled) => false,
         (ReasoningDialect::Openai, ReasoningRequest::Effort(effort)) => {
@@ -293,6 +330,7 @@ fn write_reasoning<'a>(reasoning: &'a ReasoningRequest, dialect: ReasoningDialec
         }
         (ReasoningDialect::Qwen, ReasoningRequest::Effort(_)) => {
             body.enable_thinking = Some(true);
+            body.thinking_budget = request.reasoning_budget;
             true
         }
     }
@@ -348,14 +386,23 @@ fn response_format(format: &OutputFormat) -> ResponseFormat<'_> {
     }
 }
 
+/// What the deployment wants of the messages.
+#[derive(Clone, Copy)]
+struct Style {
+    /// Reasoning in history goes back as `reasoning_content` (DeepSeek, Qwen).
+    replay_reasoning: bool,
+    /// Cache breakpoints become `cache_control` markers on content parts (`forward_cache_control`).
+    cache_markers: bool,
+}
+
 /// The conversation as Chat messages (reference §1.4).
-fn write_messages<'a>(messages: &'a [Message], replay_reasoning: bool, out: &mut Vec<ChatMessage<'a>>) {
+fn write_messages<'a>(messages: &'a [Message], style: Style, out: &mut Vec<ChatMessage<'a>>) {
     let mut i = 0;
     while i < messages.len() {
         let message = &messages[i];
         i += 1;
         if message.role != Role::Assistant {
-            write_other(message, out);
+            write_other(message, style, out);
             continue;
         }
         let calls: Vec<&ToolCall> = message
@@ -366,7 +413,7 @@ fn write_messages<'a>(messages: &'a [Message], replay_reasoning: bool, out: &mut
                 _ => None,
             })
             .collect();
-        out.push(assistant(message, &calls, replay_reasoning));
+        out.push(assistant(message, &calls, style.replay_reasoning));
         if calls.is_empty() {
             continue;
         }
@@ -390,15 +437,31 @@ fn write_messages<'a>(messages: &'a [Message], replay_reasoning: bool, out: &mut
                 None => (INTERRUPTED.to_owned(), Vec::new()),
             };
             let mut message = ChatMessage::new("tool", Content::Text(content));
-            message.tool_call_id = Some(&call.id);
+            message.tool_call_id = Some(openai_tool_id(&call.id));
             out.push(message);
-            media.extend(call_media);
+            if !call_media.is_empty() {
+                // Said so the model knows which call the pictures came from.
+                media.push(text_part(Cow::Owned(format!(
+                    "Images returned by tool call {}:",
+                    call.id
+                ))));
+                media.extend(call_media);
+            }
         }
+        // Messages holding only results have been written as `tool` messages.
+        let mut following = following
+            .iter()
+            .filter(|m| !m.parts.iter().all(|p| matches!(p, Part::ToolResult(_))))
+            .peekable();
         if !media.is_empty() {
+            // The user's own words after the results share the message that shows the pictures.
+            if let Some(next) = following.next_if(|m| m.role == Role::User) {
+                media.extend(next.parts.iter().filter_map(content_part));
+            }
             out.push(ChatMessage::new("user", Content::Parts(media)));
         }
         for later in following {
-            write_other(later, out);
+            write_other(later, style, out);
         }
         i = end;
     }
@@ -406,15 +469,43 @@ fn write_messages<'a>(messages: &'a [Message], replay_reasoning: bool, out: &mut
 
 /// A user or system message. Tool results in it were either placed after their call already or answer no
 /// call at all (OpenAI rejects those), so they are left out here.
-fn write_other<'a>(message: &'a Message, out: &mut Vec<ChatMessage<'a>>) {
+fn write_other<'a>(message: &'a Message, style: Style, out: &mut Vec<ChatMessage<'a>>) {
     let parts = || message.parts.iter().filter(|p| !matches!(p, Part::ToolResult(_)));
-    match message.role {
-        Role::System => out.push(ChatMessage::new("system", Content::Text(texts(parts())))),
-        _ => {
-            if let Some(content) = user_content(parts()) {
-                out.push(ChatMessage::new("user", content));
+    let marked = style.cache_markers && message.parts.iter().any(|p| matches!(p, Part::CacheBreakpoint));
+    let role = match message.role {
+        Role::System => "system",
+        _ => "user",
+    };
+    let content = match marked {
+        true => Some(Content::Parts(marked_parts(&message.parts))),
+        false if message.role == Role::System => Some(Content::Text(texts(parts()))),
+        false => user_content(parts()),
+    };
+    if let Some(content) = content {
+        out.push(ChatMessage::new(role, content));
+    }
+}
+
+/// Content parts with each cache breakpoint as a marker on the part before it.
+fn marked_parts(parts: &[Part]) -> Vec<ContentPart<'_>> {
+    let mut out: Vec<ContentPart> = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part {
+            Part::CacheBreakpoint => {
+                if let Some(ContentPart::Text { cache_control, .. }) = out.last_mut() {
+                    *cache_control = Some(Ephemeral { kind: "ephemeral" });
+                }
             }
+            part => out.extend(content_part(part)),
         }
+    }
+    out
+}
+
+fn text_part(text: Cow<'_, str>) -> ContentPart<'_> {
+    ContentPart::Text {
+        text,
+        cache_control: None,
     }
 }
 
@@ -443,7 +534,7 @@ fn user_content<'a>(parts: impl Iterator<Item = &'a Part> + Clone) -> Option<Con
 
 fn content_part(part: &Part) -> Option<ContentPart<'_>> {
     match part {
-        Part::Text(text) | Part::Refusal(text) => Some(ContentPart::Text { text }),
+        Part::Text(text) | Part::Refusal(text) => Some(text_part(Cow::Borrowed(text))),
         Part::Image { url, detail } => Some(ContentPart::ImageUrl {
             image_url: ImageUrl {
                 url,
@@ -482,7 +573,23 @@ fn tool_output(content: &[Part], is_error: bool) -> (String, Vec<ContentPart<'_>
 }
 
 fn assistant<'a>(message: &'a Message, calls: &[&'a ToolCall], replay_reasoning: bool) -> ChatMessage<'a> {
-    let text = texts(message.parts.iter());
+    // Adjacent text parts are one text cut in pieces; text on both sides of a call or of reasoning is two
+    // paragraphs.
+    let mut text = String::new();
+    let mut separated = false;
+    for part in &message.parts {
+        match part {
+            Part::Text(t) | Part::Refusal(t) => {
+                if separated && !text.is_empty() {
+                    text.push_str("\n\n");
+                }
+                text.push_str(t);
+                separated = false;
+            }
+            Part::CacheBreakpoint => {}
+            _ => separated = true,
+        }
+    }
     let reasoning: Vec<&str> = message
         .parts
         .iter()
@@ -504,7 +611,7 @@ fn assistant<'a>(message: &'a Message, calls: &[&'a ToolCall], replay_reasoning:
     out.tool_calls = calls
         .iter()
         .map(|call| ChatToolCall {
-            id: &call.id,
+            id: openai_tool_id(&call.id),
             kind: "function",
             function: FunctionCall {
                 name: flat_name(&call.name, call.namespace.as_deref()),
@@ -846,6 +953,7 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
     };
     let request = Request {
         instructions: Vec::new(),
+        cache_instructions: false,
         messages,
         tools,
         tool_choice,
@@ -853,7 +961,9 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
         max_output_tokens: body.max_completion_tokens.or(body.max_tokens),
         temperature: body.temperature,
         top_p: body.top_p,
+        top_k: None,
         stop,
+        reasoning_budget: None,
         reasoning: match body.reasoning_effort.as_deref() {
             None => ReasoningRequest::Unspecified,
             Some("none") => ReasoningRequest::Disabled,
@@ -964,7 +1074,7 @@ mod tests {
         let sent = encode_json(body, &ModelOptions::default());
         let messages = sent["messages"].as_array().unwrap();
         let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
-        assert_eq!(roles, ["user", "assistant", "tool", "tool", "tool", "user", "user"]);
+        assert_eq!(roles, ["user", "assistant", "tool", "tool", "tool", "user"]);
         assert_eq!(messages[1]["tool_calls"].as_array().unwrap().len(), 3);
         assert_eq!(
             messages[1]["tool_calls"][2]["function"]["arguments"],
@@ -976,8 +1086,12 @@ mod tests {
         );
         assert_eq!(messages[3]["content"], "two");
         assert_eq!(messages[4]["content"], INTERRUPTED);
-        assert_eq!(messages[5]["content"][0]["type"], "image_url");
-        assert_eq!(messages[6]["content"], "next");
+        assert_eq!(messages[5]["content"][0]["text"], "Images returned by tool call c2:");
+        assert_eq!(messages[5]["content"][1]["type"], "image_url");
+        assert_eq!(
+            messages[5]["content"][2]["text"], "next",
+            "the user's next words join the pictures"
+        );
         assert_eq!(sent["tools"][0]["function"]["parameters"]["required"], json!(["input"]));
         assert!(sent.get("tool_choice").is_none() && sent.get("stream").is_none());
     }

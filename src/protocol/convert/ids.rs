@@ -127,6 +127,21 @@ impl ToolNameMap {
         upstream
     }
 
+    /// Gives the answer's tool calls the names the client declared.
+    pub fn restore(&self, response: &mut crate::protocol::hub::Response) {
+        for part in &mut response.output {
+            if let crate::protocol::hub::Part::ToolCall(call) = part {
+                self.restore_name(&mut call.name);
+            }
+        }
+    }
+
+    pub fn restore_name(&self, name: &mut String) {
+        if let Some((_, original)) = self.renamed.iter().find(|(upstream, _)| upstream == name) {
+            name.clone_from(original);
+        }
+    }
+
     /// The client's name for a tool the upstream called `upstream_name`; names that were not rewritten map
     /// to themselves.
     pub fn original<'a>(&'a self, upstream_name: &'a str) -> &'a str {

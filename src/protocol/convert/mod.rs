@@ -53,6 +53,8 @@ pub struct RequestFacts {
     /// `stop_reason` string can be reported as `stop_sequence` (§2.2). Empty when unknown; then
     /// `stop_sequence` is always `null`.
     pub stop_sequences: Vec<String>,
+    /// A Responses client: how to name its tools again and what to echo.
+    pub responses: Option<Box<crate::protocol::responses::request::ResponsesFacts>>,
 }
 
 impl RequestFacts {

@@ -30,8 +30,14 @@ pub(super) struct Block<'a> {
     pub content: Option<&'a RawValue>,
     #[serde(default)]
     pub is_error: Option<bool>,
+    /// A media block's source; a search result's is a string, so it is read by kind.
+    #[serde(borrow, default)]
+    pub source: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub cache_control: Option<&'a RawValue>,
+    /// A `tool_reference` block's tool.
     #[serde(default)]
-    pub source: Option<Source>,
+    pub tool_name: Option<String>,
     #[serde(default)]
     pub title: Option<String>,
     /// `redacted_thinking`'s opaque payload.
@@ -40,7 +46,7 @@ pub(super) struct Block<'a> {
 }
 
 #[derive(serde::Deserialize)]
-pub(super) struct Source {
+pub(super) struct Source<'a> {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -49,4 +55,7 @@ pub(super) struct Source {
     pub data: Option<String>,
     #[serde(default)]
     pub url: Option<String>,
+    /// A `content` document's blocks.
+    #[serde(borrow, default)]
+    pub content: Option<&'a RawValue>,
 }

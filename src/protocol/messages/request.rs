@@ -10,12 +10,15 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::Block;
+use super::Source;
 use crate::protocol::convert::ids::{sanitize_tool_id, user_id_within};
 use crate::protocol::convert::request::apply_anthropic_fixups;
-use crate::protocol::convert::tool_calls::parse_tool_arguments;
+use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
+use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
 use crate::protocol::hub::{
-    Message, Opaque, OutputFormat, Part, ReasoningRequest, Request, Role, Tool, ToolChoice, ToolKind,
+    Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice,
+    ToolKind, ToolResult, plain_text,
 };
 use crate::protocol::responses::tools::flat_name;
 
@@ -24,6 +27,8 @@ const FALLBACK_MAX_TOKENS: u64 = 4096;
 /// Anthropic's smallest accepted thinking budget.
 const MIN_THINKING_BUDGET: u64 = 1024;
 const USER_ID_MAX_CHARS: usize = 256;
+/// Anthropic has no JSON mode; a JSON-object format is asked for in words.
+const JSON_OBJECT_INSTRUCTION: &str = "Reply with a single JSON object and nothing else.";
 const INTERRUPTED: &str = "(no result: the call was interrupted)";
 const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 
@@ -31,10 +36,18 @@ const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "i
 pub struct Encoded {
     pub body: Map<String, Value>,
     pub thinking_enabled: bool,
+    /// A JSON schema output is asked for as a forced call of the `json_output` tool (the deployment has no
+    /// `output_config.format`); the answer's call becomes its text.
+    pub json_output_tool: bool,
 }
 
 pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, ConvertError> {
     let mut system: Vec<Value> = request.instructions.iter().map(|t| text_block(t)).collect();
+    if request.cache_instructions
+        && let Some(Value::Object(last)) = system.last_mut()
+    {
+        last.insert("cache_control".into(), json!({"type": "ephemeral"}));
+    }
     let mut turns: Vec<(Role, Vec<Value>)> = Vec::new();
     for message in &request.messages {
         match message.role {
@@ -53,11 +66,24 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     }
     let messages = pair_tool_results(turns);
 
-    let tools: Vec<Value> = request.tools.iter().map(declare).collect();
-    let forced = matches!(
-        request.tool_choice,
-        Some(ToolChoice::Required | ToolChoice::Named { .. })
-    );
+    let mut tools: Vec<Value> = request.tools.iter().map(declare).collect();
+    let json_output_tool =
+        matches!(request.format, Some(OutputFormat::JsonSchema { .. })) && !options.supports_output_format;
+    let mut json_choice = None;
+    match &request.format {
+        Some(OutputFormat::JsonObject) => system.push(text_block(JSON_OBJECT_INSTRUCTION)),
+        Some(OutputFormat::JsonSchema { schema, .. }) if json_output_tool => {
+            let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
+            tools.push(json!({"name": JSON_OUTPUT_TOOL, "input_schema": schema}));
+            json_choice = Some(json!({"type": "tool", "name": JSON_OUTPUT_TOOL}));
+        }
+        _ => {}
+    }
+    let forced = json_output_tool
+        || matches!(
+            request.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Named { .. })
+        );
     let mut body = Map::new();
     let mut max_tokens = request
         .max_output_tokens
@@ -78,7 +104,7 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     body.insert("messages".into(), Value::Array(messages));
     if !tools.is_empty() {
         body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = tool_choice(request) {
+        if let Some(choice) = json_choice.or_else(|| tool_choice(request)) {
             body.insert("tool_choice".into(), choice);
         }
     }
@@ -89,7 +115,9 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
             body.insert("output_config".into(), json!({"effort": effort}));
         }
     }
-    if let Some(OutputFormat::JsonSchema { schema, .. }) = &request.format {
+    if let Some(OutputFormat::JsonSchema { schema, .. }) = &request.format
+        && !json_output_tool
+    {
         let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
         let config = body.entry("output_config").or_insert_with(|| json!({}));
         config["format"] = json!({"type": "json_schema", "schema": schema});
@@ -121,6 +149,7 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     apply_anthropic_fixups(&mut body, options);
     Ok(Encoded {
         thinking_enabled: body.contains_key("thinking"),
+        json_output_tool,
         body,
     })
 }
@@ -143,6 +172,11 @@ fn blocks(message: &Message) -> Result<Vec<Value>, ConvertError> {
                 }
             }
             Part::Text(_) | Part::Refusal(_) => {}
+            Part::CacheBreakpoint => {
+                if let Some(Value::Object(block)) = out.last_mut() {
+                    block.insert("cache_control".into(), json!({"type": "ephemeral"}));
+                }
+            }
             Part::Image { url, .. } => out.push(image_block(url)?),
             Part::File { data_url, filename } => out.push(document_block(data_url, filename.as_deref())?),
             Part::ToolCall(call) => {
@@ -382,18 +416,20 @@ fn thinking(
 struct InBody<'a> {
     #[serde(borrow, default)]
     system: Option<&'a RawValue>,
-    #[serde(borrow)]
-    messages: Vec<InMessage<'a>>,
+    #[serde(borrow, default)]
+    messages: Option<Vec<InMessage<'a>>>,
     #[serde(borrow, default)]
     tools: Vec<InTool<'a>>,
     #[serde(default)]
     tool_choice: Option<InToolChoice>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
     #[serde(default)]
     temperature: Option<f64>,
     #[serde(default)]
     top_p: Option<f64>,
+    #[serde(default)]
+    top_k: Option<u64>,
     #[serde(default)]
     stop_sequences: Vec<String>,
     #[serde(default)]
@@ -404,13 +440,16 @@ struct InBody<'a> {
     metadata: Option<InMetadata>,
     #[serde(borrow, default)]
     output_config: Option<InOutputConfig<'a>>,
+    /// The deprecated beta spelling of `output_config.format`.
+    #[serde(borrow, default)]
+    output_format: Option<InFormat<'a>>,
 }
 
 #[derive(serde::Deserialize)]
 struct InMessage<'a> {
     role: &'a str,
-    #[serde(borrow)]
-    content: &'a RawValue,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
 }
 
 #[derive(serde::Deserialize)]
@@ -467,86 +506,152 @@ struct InFormat<'a> {
     schema: Option<&'a RawValue>,
 }
 
+/// A search result's fields (its `source` is a string, unlike a media block's).
+#[derive(serde::Deserialize)]
+struct SearchResult<'a> {
+    #[serde(default)]
+    title: Option<&'a str>,
+    #[serde(default)]
+    source: Option<&'a str>,
+    #[serde(borrow, default)]
+    content: Vec<Block<'a>>,
+}
+
 fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
     ConvertError::invalid(message, param)
 }
 
-/// Decodes a Messages request body. A `max_tokens` of 0 (Claude Code's cache pre-warm) asks for the least
-/// an upstream allows.
+fn missing(param: &str) -> ConvertError {
+    invalid(format!("{param}: field required"), param)
+}
+
+/// Decodes a Messages request body. A `max_tokens` of 0 (Claude Code's cache pre-warm) stays 0 for
+/// [`crate::protocol::hub::convert_request`] to see. Error params name the field as OpenAI does
+/// (`messages[0].content`).
 pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
     let body: InBody = serde_json::from_slice(body)
         .map_err(|e| invalid(format!("request body is not a valid Messages request: {e}"), "messages"))?;
-    let mut instructions = Vec::new();
-    if let Some(system) = body.system {
-        instructions.extend(texts_of(system, "system")?);
+    let max_tokens = match body.max_tokens {
+        None => return Err(missing("max_tokens")),
+        Some(n) => serde_json::from_str::<u64>(n.get()).map_err(|_| {
+            invalid(
+                format!("max_tokens: must be a positive integer, got {}", n.get()),
+                "max_tokens",
+            )
+        })?,
+    };
+    let list = body.messages.ok_or_else(|| missing("messages"))?;
+    if list.is_empty() {
+        return Err(invalid("messages: at least one message is required", "messages"));
     }
-    let mut messages = Vec::with_capacity(body.messages.len());
-    for (i, message) in body.messages.iter().enumerate() {
-        let at = format!("messages.{i}.content");
+    let mut messages = Vec::with_capacity(list.len());
+    let mut instructions = Vec::new();
+    let mut cache_instructions = false;
+    if let Some(system) = body.system {
+        for part in system_parts(system, "system")? {
+            match part {
+                Part::Text(text) => instructions.push(text),
+                _ => cache_instructions = true,
+            }
+        }
+    }
+    let last = list.len() - 1;
+    for (i, message) in list.iter().enumerate() {
         let role = match message.role {
             "user" => Role::User,
             "assistant" => Role::Assistant,
             "system" => Role::System,
             other => {
-                return Err(invalid(
-                    format!("messages.{i}.role: unknown role '{other}'"),
-                    &format!("messages.{i}.role"),
-                ));
+                let at = format!("messages[{i}].role");
+                return Err(invalid(format!("{at}: unknown role '{other}'"), &at));
             }
         };
-        let parts = blocks_of(message.content, &at)?;
-        if !parts.is_empty() {
-            messages.push(Message { role, parts });
+        let at = format!("messages[{i}].content");
+        let content = message.content.ok_or_else(|| missing(&at))?;
+        let start = messages.len();
+        match role {
+            Role::System => messages.push(Message {
+                role,
+                parts: system_parts(content, &at)?,
+            }),
+            _ => read_turn(role, content, &at, &mut messages)?,
+        }
+        // An empty final assistant turn is a (blank) prefill; any other empty turn says nothing.
+        if messages.len() == start && role == Role::Assistant && i == last {
+            messages.push(Message {
+                role,
+                parts: Vec::new(),
+            });
         }
     }
-    let tools = body
-        .tools
-        .into_iter()
+    let mut tools = Vec::with_capacity(body.tools.len());
+    for (i, tool) in body.tools.into_iter().enumerate() {
         // Server tools (`web_search_20250305`, ...) exist only at Anthropic.
-        .filter(|t| t.kind.is_none_or(|k| k == "custom"))
-        .filter_map(|t| {
-            Some(Tool {
-                name: t.name?,
-                namespace: None,
-                description: t.description,
-                kind: ToolKind::Function,
-                parameters: t.input_schema.map(|s| s.to_owned()),
-                strict: t.strict,
-            })
-        })
-        .collect();
+        if tool.kind.is_some_and(|k| k != "custom") {
+            continue;
+        }
+        tools.push(Tool {
+            name: tool.name.ok_or_else(|| missing(&format!("tools[{i}].name")))?,
+            namespace: None,
+            description: tool.description,
+            kind: ToolKind::Function,
+            parameters: tool.input_schema.map(|s| s.to_owned()),
+            strict: tool.strict,
+        });
+    }
     let (tool_choice, parallel) = match body.tool_choice {
         None => (None, None),
         Some(choice) => {
             let parallel = choice.disable_parallel_tool_use.map(|d| !d);
             let choice = match choice.kind.as_str() {
+                "auto" => ToolChoice::Auto,
                 "any" => ToolChoice::Required,
                 "none" => ToolChoice::None,
                 "tool" => ToolChoice::Named {
-                    name: choice.name.unwrap_or_default(),
+                    name: choice.name.ok_or_else(|| missing("tool_choice.name"))?,
                     namespace: None,
                 },
-                _ => ToolChoice::Auto,
+                other => {
+                    return Err(invalid(
+                        format!("tool_choice: unknown type \"{other}\""),
+                        "tool_choice.type",
+                    ));
+                }
             };
             (Some(choice), parallel)
         }
     };
     let effort = body.output_config.as_ref().and_then(|c| c.effort.clone());
-    let reasoning = match body.thinking {
-        Some(thinking) if thinking.kind == "disabled" => ReasoningRequest::Disabled,
-        Some(thinking) => ReasoningRequest::Effort(effort.unwrap_or_else(|| {
-            match thinking.budget_tokens.unwrap_or(2048) {
-                0..=1024 => "low",
-                1025..=4096 => "medium",
-                _ => "high",
+    let (reasoning, reasoning_budget) = match body.thinking {
+        None => (ReasoningRequest::Unspecified, None),
+        Some(thinking) => match thinking.kind.as_str() {
+            "disabled" => (ReasoningRequest::Disabled, None),
+            "enabled" => {
+                let level = match thinking.budget_tokens {
+                    Some(0..2048) => "low",
+                    Some(2048..8192) | None => "medium",
+                    Some(_) => "high",
+                };
+                (ReasoningRequest::Effort(level.to_owned()), thinking.budget_tokens)
             }
-            .to_owned()
-        })),
-        None => ReasoningRequest::Unspecified,
+            // Most other hosts know three levels.
+            "adaptive" => {
+                let level = match effort.as_deref() {
+                    Some("low") => "low",
+                    Some("high" | "xhigh" | "max") => "high",
+                    _ => "medium",
+                };
+                (ReasoningRequest::Effort(level.to_owned()), None)
+            }
+            other => {
+                return Err(invalid(format!("thinking: unknown type \"{other}\""), "thinking.type"));
+            }
+        },
     };
     let format = body
         .output_config
         .and_then(|c| c.format)
+        .or(body.output_format)
         .filter(|f| f.kind == "json_schema")
         .and_then(|f| f.schema)
         .map(|schema| OutputFormat::JsonSchema {
@@ -557,15 +662,18 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
         });
     Ok(Request {
         instructions,
+        cache_instructions,
         messages,
         tools,
         tool_choice,
         parallel_tool_calls: parallel,
-        max_output_tokens: body.max_tokens.map(|n| n.max(16)),
+        max_output_tokens: Some(max_tokens),
         temperature: body.temperature,
         top_p: body.top_p,
+        top_k: body.top_k,
         stop: body.stop_sequences,
         reasoning,
+        reasoning_budget,
         format,
         stream: body.stream.unwrap_or(false),
         user: body.metadata.and_then(|m| m.user_id),
@@ -573,67 +681,182 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
     })
 }
 
-/// The texts of a string or a list of text blocks.
-fn texts_of(raw: &RawValue, at: &str) -> Result<Vec<String>, ConvertError> {
-    if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), at))?;
-        return Ok(if text.is_empty() { Vec::new() } else { vec![text] });
-    }
-    let blocks: Vec<Block> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
-    Ok(blocks
-        .into_iter()
-        .filter(|b| b.kind == "text")
-        .filter_map(|b| b.text)
-        .filter(|t| !t.is_empty() && !t.starts_with("x-anthropic-billing-header:"))
-        .collect())
+/// Claude Code starts its system prompt with `x-anthropic-billing-header: cc_version=…; …`, metadata for
+/// Anthropic's own API. Another provider learns nothing from it, and because it changes between sessions it
+/// would defeat prefix caching, so it is not forwarded.
+fn is_billing_header(text: &str) -> bool {
+    text.starts_with("x-anthropic-billing-header:")
 }
 
-fn blocks_of(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
+/// The text (and cache breakpoints) of a system prompt: a string or a list of text blocks.
+fn system_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
+    if let Some(parts) = plain_text(raw, at)? {
         return Ok(parts);
     }
-    let blocks: Vec<Block> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
-    let mut out = Vec::with_capacity(blocks.len());
-    for (j, block) in blocks.into_iter().enumerate() {
-        let p = format!("{at}.{j}");
-        match block.kind {
-            "text" => out.extend(block.text.filter(|t| !t.is_empty()).map(Part::Text)),
-            "thinking" => out.extend(
-                block
-                    .thinking
-                    .filter(|t| !t.is_empty())
-                    .map(|text| Part::Reasoning(crate::protocol::hub::Reasoning { text, opaque: None })),
-            ),
-            "image" | "document" => out.extend(media(&block, &p)?),
-            "tool_use" => out.push(Part::ToolCall(crate::protocol::hub::ToolCall {
-                id: block.id.unwrap_or_default(),
-                name: block.name.unwrap_or_default(),
-                namespace: None,
-                kind: ToolKind::Function,
-                arguments: block.input.map_or_else(|| "{}".to_owned(), |i| i.get().to_owned()),
-            })),
-            "tool_result" => {
-                let content = match block.content {
-                    Some(raw) => blocks_of(raw, &format!("{p}.content"))?,
-                    None => Vec::new(),
-                };
-                out.push(Part::ToolResult(crate::protocol::hub::ToolResult {
-                    call_id: block.tool_use_id.unwrap_or_default(),
-                    content,
-                    is_error: block.is_error.unwrap_or(false),
-                }));
+    let mut parts = Vec::new();
+    for (j, block) in list_of(raw, at)?.iter().enumerate() {
+        let block = block_at(block, &format!("{at}[{j}]"))?;
+        if block.kind == "text"
+            && let Some(text) = block.text
+            && !text.is_empty()
+            && !is_billing_header(&text)
+        {
+            parts.push(Part::Text(text));
+            if block.cache_control.is_some() {
+                parts.push(Part::CacheBreakpoint);
             }
-            // redacted_thinking, server tool blocks and unknown blocks have no counterpart.
-            _ => {}
         }
     }
-    Ok(out)
+    Ok(parts)
 }
 
-/// An image or document block as a hub part.
-fn media(block: &Block<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
-    let Some(source) = &block.source else {
-        return Err(invalid(format!("{at}.source: field is required"), at));
+fn list_of<'a>(raw: &'a RawValue, at: &str) -> Result<Vec<&'a RawValue>, ConvertError> {
+    serde_json::from_str(raw.get())
+        .map_err(|_| invalid(format!("{at}: must be a string or an array of content blocks"), at))
+}
+
+fn block_at<'a>(raw: &'a RawValue, at: &str) -> Result<Block<'a>, ConvertError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        let field = if e.to_string().contains("missing field `type`") {
+            format!("{at}.type")
+        } else {
+            at.to_owned()
+        };
+        invalid(format!("{field}: {e}"), &field)
+    })
+}
+
+/// One user or assistant message's blocks as hub messages: usually one, but a `mid_conv_system` block
+/// (Claude Code) splits the turn around a system message at its position.
+fn read_turn(role: Role, raw: &RawValue, at: &str, out: &mut Vec<Message>) -> Result<(), ConvertError> {
+    let mut parts = Vec::new();
+    match plain_text(raw, at)? {
+        Some(text) => parts = text,
+        None => {
+            for (j, raw_block) in list_of(raw, at)?.into_iter().enumerate() {
+                let p = format!("{at}[{j}]");
+                let block = block_at(raw_block, &p)?;
+                if block.kind != "mid_conv_system" {
+                    read_block(block, raw_block, &p, &mut parts)?;
+                    continue;
+                }
+                if !parts.is_empty() {
+                    out.push(Message {
+                        role,
+                        parts: std::mem::take(&mut parts),
+                    });
+                }
+                let cp = format!("{p}.content");
+                let content = block.content.ok_or_else(|| missing(&cp))?;
+                out.push(Message {
+                    role: Role::System,
+                    parts: system_parts(content, &cp)?,
+                });
+            }
+        }
+    }
+    if !parts.is_empty() {
+        out.push(Message { role, parts });
+    }
+    Ok(())
+}
+
+/// One content block as hub parts.
+fn read_block(block: Block<'_>, raw: &RawValue, at: &str, out: &mut Vec<Part>) -> Result<(), ConvertError> {
+    let cached = block.cache_control.is_some();
+    let before = out.len();
+    match block.kind {
+        "text" => out.extend(block.text.filter(|t| !t.is_empty()).map(Part::Text)),
+        "thinking" => out.extend(
+            block
+                .thinking
+                .filter(|t| !t.is_empty())
+                .map(|text| Part::Reasoning(Reasoning { text, opaque: None })),
+        ),
+        "image" | "document" => media(&block, at, out)?,
+        "search_result" => out.push(Part::Text(search_result_text(raw, at)?)),
+        // Claude Code's tool search: tell the model which tool became available.
+        "tool_reference" => out.push(Part::Text(format!(
+            "Tool loaded: {}",
+            block.tool_name.unwrap_or_default()
+        ))),
+        "tool_use" => out.push(Part::ToolCall(ToolCall {
+            id: block.id.ok_or_else(|| missing(&format!("{at}.id")))?,
+            name: block.name.ok_or_else(|| missing(&format!("{at}.name")))?,
+            namespace: None,
+            kind: ToolKind::Function,
+            arguments: arguments_text(block.input),
+        })),
+        "tool_result" => {
+            let mut content = Vec::new();
+            if let Some(raw) = block.content {
+                let cp = format!("{at}.content");
+                match plain_text(raw, &cp)? {
+                    Some(parts) => content = parts,
+                    None => {
+                        for (k, item) in list_of(raw, &cp)?.into_iter().enumerate() {
+                            let ip = format!("{cp}[{k}]");
+                            read_block(block_at(item, &ip)?, item, &ip, &mut content)?;
+                        }
+                    }
+                }
+            }
+            out.push(Part::ToolResult(ToolResult {
+                call_id: block.tool_use_id.ok_or_else(|| missing(&format!("{at}.tool_use_id")))?,
+                content,
+                is_error: block.is_error.unwrap_or(false),
+            }));
+        }
+        // redacted_thinking, server tool blocks and unknown blocks have no counterpart.
+        _ => {}
+    }
+    if cached && out.len() > before {
+        out.push(Part::CacheBreakpoint);
+    }
+    Ok(())
+}
+
+/// A tool call's input as argument text. Unparseable Chat arguments that a Chat client once sent through an
+/// Anthropic upstream come back wrapped (`{"_raw_arguments": "…"}`) and unwrap to the original text.
+fn arguments_text(input: Option<&RawValue>) -> String {
+    let Some(input) = input.filter(|i| i.get() != "null") else {
+        return "{}".to_owned();
+    };
+    if input.get().contains(RAW_ARGUMENTS_KEY)
+        && let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(input.get())
+        && obj.len() == 1
+        && let Some(Value::String(raw)) = obj.get(RAW_ARGUMENTS_KEY)
+    {
+        return raw.clone();
+    }
+    input.get().to_owned()
+}
+
+/// A search result as plain text: title, source, then its text blocks.
+fn search_result_text(raw: &RawValue, at: &str) -> Result<String, ConvertError> {
+    let result: SearchResult = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+    let mut lines: Vec<&str> = Vec::new();
+    lines.extend(result.title);
+    lines.extend(result.source);
+    lines.extend(result.content.iter().filter_map(|b| b.text.as_deref()));
+    Ok(lines.join("\n"))
+}
+
+/// An image or document block as hub parts.
+fn media(block: &Block<'_>, at: &str, out: &mut Vec<Part>) -> Result<(), ConvertError> {
+    let sp = format!("{at}.source");
+    let raw = block.source.ok_or_else(|| missing(&sp))?;
+    let source: Source = serde_json::from_str(raw.get()).map_err(|e| {
+        let field = match e.to_string().contains("missing field `type`") {
+            true => format!("{sp}.type"),
+            false => sp.clone(),
+        };
+        invalid(format!("{field}: {e}"), &field)
+    })?;
+    let unsupported = |message: String| ConvertError {
+        message,
+        param: Some(format!("{sp}.type")),
+        code: Some("unsupported_parameter"),
     };
     let part = match (block.kind, source.kind.as_str()) {
         ("image", "base64") => Part::Image {
@@ -645,7 +868,7 @@ fn media(block: &Block<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
             detail: None,
         },
         ("image", "url") => Part::Image {
-            url: source.url.clone().unwrap_or_default(),
+            url: source.url.unwrap_or_default(),
             detail: None,
         },
         ("document", "base64") => Part::File {
@@ -654,21 +877,51 @@ fn media(block: &Block<'_>, at: &str) -> Result<Option<Part>, ConvertError> {
                 source.media_type.as_deref().unwrap_or("application/pdf"),
                 source.data.as_deref().unwrap_or_default()
             ),
-            filename: block.title.clone(),
+            filename: Some(block.title.clone().unwrap_or_else(|| "document.pdf".to_owned())),
         },
-        ("document", "text") => Part::Text(match &block.title {
-            Some(title) => format!("{title}\n{}", source.data.as_deref().unwrap_or_default()),
-            None => source.data.clone().unwrap_or_default(),
+        ("document", "text") => Part::Text(match block.title.as_deref() {
+            Some(title) if !title.is_empty() => format!("{title}\n{}", source.data.as_deref().unwrap_or_default()),
+            _ => source.data.unwrap_or_default(),
         }),
+        ("document", "content") => {
+            let cp = format!("{sp}.content");
+            let content = source.content.ok_or_else(|| missing(&cp))?;
+            if let Some(parts) = plain_text(content, &cp)? {
+                out.extend(parts);
+                return Ok(());
+            }
+            for (k, raw_item) in list_of(content, &cp)?.into_iter().enumerate() {
+                let ip = format!("{cp}[{k}]");
+                let item = block_at(raw_item, &ip)?;
+                if matches!(item.kind, "text" | "image") {
+                    read_block(item, raw_item, &ip, out)?;
+                }
+            }
+            return Ok(());
+        }
+        (_, "file") => {
+            return Err(unsupported(
+                "Files API sources (file_id) are not supported by this model's provider; send the content as \
+                 base64."
+                    .into(),
+            ));
+        }
+        ("document", "url") => {
+            return Err(unsupported(
+                "URL document sources are not supported by this model's provider; send the document as base64 \
+                 or text."
+                    .into(),
+            ));
+        }
         (kind, other) => {
-            return Err(ConvertError {
-                message: format!("{kind} sources of type '{other}' are not supported by this model's provider"),
-                param: Some(at.to_owned()),
-                code: Some("unsupported_parameter"),
-            });
+            return Err(invalid(
+                format!("Unknown {kind} source type '{other}'."),
+                &format!("{sp}.type"),
+            ));
         }
     };
-    Ok(Some(part))
+    out.push(part);
+    Ok(())
 }
 
 #[cfg(test)]

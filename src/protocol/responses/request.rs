@@ -119,6 +119,7 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
     let user = body.safety_identifier.clone().or_else(|| body.user.clone());
     let request = Request {
         instructions: body.instructions.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        cache_instructions: false,
         messages,
         tools,
         tool_choice,
@@ -126,8 +127,10 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
         max_output_tokens: body.max_output_tokens,
         temperature: body.temperature,
         top_p: body.top_p,
+        top_k: None,
         stop: Vec::new(),
         reasoning,
+        reasoning_budget: None,
         format,
         stream: body.stream.unwrap_or(false),
         user: user.clone(),
@@ -685,7 +688,7 @@ pub fn encode(request: &Request, model: &str, options: &crate::protocol::convert
                 Part::File { data_url, filename } => {
                     content.push(json!({"type": "input_file", "file_data": data_url, "filename": filename}))
                 }
-                Part::Reasoning(_) => {}
+                Part::Reasoning(_) | Part::CacheBreakpoint => {}
                 Part::ToolCall(call) => {
                     flush(&mut content, &mut input);
                     input.push(match call.kind {

@@ -2,7 +2,6 @@
 //! plus the small fix-ups an Anthropic request needs even when no conversion happens.
 //!
 //! - [`openai_to_anthropic`]: Route A, an OpenAI Chat Completions body for an Anthropic Messages upstream.
-//! - [`anthropic_to_openai`]: Route B, an Anthropic Messages body for an OpenAI-compatible upstream.
 //! - [`anthropic_same_protocol_fixups`]: Anthropic client, Anthropic upstream (§1.3).
 //!
 //! Each returns the upstream body as a top-level JSON object (so the caller can still apply `rewrite_body`)
@@ -15,7 +14,6 @@
 mod anthropic_rules;
 mod fields;
 mod to_anthropic;
-mod to_openai;
 mod tool_ids;
 
 #[cfg(test)]
@@ -32,7 +30,6 @@ pub use super::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, 
 pub use super::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 pub use anthropic_rules::{anthropic_same_protocol_fixups, apply_anthropic_fixups};
 pub use to_anthropic::openai_to_anthropic;
-pub use to_openai::anthropic_to_openai;
 
 /// A converted request, ready for the upstream.
 #[derive(Debug, Clone)]

@@ -10,11 +10,46 @@ mod route_a;
 mod route_b;
 mod shared;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{ConvertedRequest, anthropic_to_openai, openai_to_anthropic};
+use crate::protocol::Protocol;
 use crate::protocol::convert::test_support::{SIGNING_KEY, context};
-use crate::protocol::convert::{ConvertError, ModelOptions};
+use crate::protocol::convert::{ConvertContext, ConvertError, ModelOptions, RequestFacts};
+use crate::protocol::hub::convert_request;
+
+/// A converted request with its body as a tree, for assertions.
+#[derive(Debug)]
+pub(super) struct ConvertedRequest {
+    pub body: Map<String, Value>,
+    pub facts: RequestFacts,
+}
+
+fn through_hub(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    ctx: &ConvertContext,
+) -> Result<ConvertedRequest, ConvertError> {
+    let converted = convert_request(client, upstream, body, ctx)?;
+    Ok(ConvertedRequest {
+        body: serde_json::from_slice(&converted.body).expect("the encoders write a JSON object"),
+        facts: converted.facts,
+    })
+}
+
+/// Route A: a Chat request for an Anthropic upstream.
+pub(super) fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
+    let converted = super::openai_to_anthropic(body, ctx)?;
+    Ok(ConvertedRequest {
+        body: converted.body,
+        facts: converted.facts,
+    })
+}
+
+/// Route B: a Messages request for a Chat upstream.
+pub(super) fn anthropic_to_openai(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
+    through_hub(Protocol::Anthropic, Protocol::OpenAi, body, ctx)
+}
 
 /// Route A with the given deployment options; panics (test failure) on a conversion error.
 pub(super) fn route_a_with(body: &Value, options: &ModelOptions) -> ConvertedRequest {

@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use super::context;
-use crate::protocol::convert::request::{anthropic_same_protocol_fixups, anthropic_to_openai, openai_to_anthropic};
+use super::{anthropic_to_openai, openai_to_anthropic};
+use crate::protocol::convert::request::anthropic_same_protocol_fixups;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::{ModelOptions, ReasoningDialect, ThinkingMode};
 

@@ -1034,10 +1034,10 @@ fn fields_that_change_the_answer_shape_are_rejected_with_param() {
 
 #[test]
 fn malformed_requests_name_the_offending_field() {
-    let err = super::super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m")).unwrap_err();
+    let err = super::openai_to_anthropic(b"{not json", &super::context(&Default::default(), "m")).unwrap_err();
     assert_eq!(err.param, None);
     assert!(err.message.contains("JSON"));
-    let array = super::super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m")).unwrap_err();
+    let array = super::openai_to_anthropic(b"[1]", &super::context(&Default::default(), "m")).unwrap_err();
     assert!(array.message.contains("object"));
     let cases = [
         (json!({"model": "m"}), "messages"),

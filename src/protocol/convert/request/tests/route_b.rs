@@ -57,8 +57,7 @@ fn worked_example_1_2_5() {
         o.max_output_tokens = Some(8192);
     });
     let converted =
-        super::super::anthropic_to_openai(input.to_string().as_bytes(), &super::context(&deployment, "deepseek-x"))
-            .unwrap();
+        super::anthropic_to_openai(input.to_string().as_bytes(), &super::context(&deployment, "deepseek-x")).unwrap();
     assert_eq!(Value::Object(converted.body), expected);
     assert!(converted.facts.stream);
     assert!(!converted.facts.thinking_enabled);
