@@ -5,8 +5,8 @@
 use llm_router::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts, request, response};
 use llm_router::protocol::raw_body::RawBody;
-use llm_router::protocol::{Protocol, hub};
 use llm_router::protocol::sse::{SseEvent, SseParser};
+use llm_router::protocol::{Protocol, hub};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -154,7 +154,6 @@ proptest! {
         let bytes = serde_json::to_vec(&body).unwrap();
         let facts = RequestFacts::default();
         with_ctx(|ctx| {
-            let _ = request::openai_to_anthropic(&bytes, ctx);
             for client in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
                 for upstream in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
                     if client != upstream {

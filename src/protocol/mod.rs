@@ -12,6 +12,7 @@ pub mod chat;
 #[cfg(test)]
 mod conformance;
 pub mod convert;
+pub mod fields;
 pub mod hub;
 pub mod messages;
 pub mod openai;

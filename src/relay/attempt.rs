@@ -177,11 +177,6 @@ impl Attempt<'_> {
                 None => raw.write_with(&deployment.override_refs()),
                 Some(body) => self.tree_body(body),
             },
-            // Route A keeps its pairwise request converter until the hub has all of its rules.
-            (Protocol::OpenAi, Protocol::Anthropic) => {
-                let converted = request::openai_to_anthropic(bytes, ctx).map_err(refused)?;
-                return Ok((self.tree_body(converted.body), Some(converted.facts)));
-            }
             (client, upstream) => {
                 let converted = hub::convert_request(client, upstream, bytes, ctx).map_err(refused)?;
                 // `model` is the upstream's already; `rewrite_body` still applies on top.

@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::protocol::convert::ids::{openai_tool_id, user_id_within};
+use crate::protocol::convert::signature::is_router_minted_signature;
 use crate::protocol::convert::{ConvertError, ModelOptions, ReasoningDialect};
+use crate::protocol::fields::{
+    Path, invalid_type, invalid_value, items, missing, read, read_int, unsupported_parameter, unsupported_value,
+};
 use crate::protocol::hub::{
-    Message, OutputFormat, Part, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice, ToolKind,
+    Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice,
+    ToolKind, ToolResult,
 };
 use crate::protocol::responses::tools::flat_name;
 
@@ -651,104 +656,158 @@ fn merge_system_messages(messages: &mut Vec<ChatMessage<'_>>) {
 /// What the answer to a Chat client needs from its request.
 #[derive(Debug, Clone, Default)]
 pub struct ChatFacts {
-    /// `stream_options.include_usage`: the stream ends with a usage chunk.
+    /// `stream_options.include_usage` on a streamed request: the stream ends with a usage chunk.
     pub include_usage: bool,
 }
 
+/// The request's fields, each read by itself so that an error names it.
 #[derive(Deserialize)]
 struct InBody<'a> {
-    #[serde(borrow)]
-    messages: Vec<InMessage<'a>>,
     #[serde(borrow, default)]
-    tools: Vec<InTool<'a>>,
+    messages: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    functions: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tool_choice: Option<&'a RawValue>,
-    #[serde(default)]
-    parallel_tool_calls: Option<bool>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
+    #[serde(borrow, default)]
+    function_call: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parallel_tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    top_p: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stop: Option<&'a RawValue>,
-    #[serde(default)]
-    reasoning_effort: Option<String>,
     #[serde(borrow, default)]
-    response_format: Option<InFormat<'a>>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    stream_options: Option<InStreamOptions>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    safety_identifier: Option<String>,
-    #[serde(default)]
-    prompt_cache_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct InStreamOptions {
-    #[serde(default)]
-    include_usage: bool,
+    reasoning_effort: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response_format: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    user: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    safety_identifier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompt_cache_key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    n: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    audio: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    modalities: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct InMessage<'a> {
-    role: &'a str,
+    #[serde(borrow, default)]
+    role: Option<&'a RawValue>,
     #[serde(borrow, default)]
     content: Option<&'a RawValue>,
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    tool_calls: Vec<InToolCall>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct InToolCall {
-    id: String,
-    #[serde(default)]
-    function: Option<InFunctionCall>,
-}
-
-#[derive(Deserialize)]
-struct InFunctionCall {
-    name: String,
-    #[serde(default)]
-    arguments: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct InTool<'a> {
-    #[serde(rename = "type", default)]
-    kind: Option<&'a str>,
     #[serde(borrow, default)]
-    function: Option<InFunction<'a>>,
+    reasoning_content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    reasoning_signature: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function_call: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InPart<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file: Option<&'a RawValue>,
+    #[serde(default)]
+    prompt_cache_breakpoint: Option<InBreakpoint>,
+}
+
+/// OpenAI's explicit cache breakpoint on a content part.
+#[derive(Deserialize)]
+struct InBreakpoint {
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InImage {
+    url: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InFile<'a> {
+    #[serde(default)]
+    file_data: Option<String>,
+    #[serde(default)]
+    filename: Option<String>,
+    #[serde(borrow, default)]
+    file_id: Option<&'a RawValue>,
+}
+
+/// An object holding `type` and `function` (a tool, a tool call, a named tool choice).
+#[derive(Deserialize)]
+struct InTyped<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    allowed_tools: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct InFunction<'a> {
-    name: String,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
     #[serde(default)]
     description: Option<String>,
     #[serde(borrow, default)]
     parameters: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
     #[serde(default)]
     strict: Option<bool>,
 }
 
 #[derive(Deserialize)]
-struct InFormat<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
+struct InAllowed<'a> {
     #[serde(borrow, default)]
-    json_schema: Option<InJsonSchema<'a>>,
+    mode: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tools: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InFormat<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    json_schema: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -764,192 +823,131 @@ struct InJsonSchema<'a> {
 }
 
 #[derive(Deserialize)]
-struct InPart<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
+struct InStreamOptions {
     #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    refusal: Option<String>,
-    #[serde(default)]
-    image_url: Option<InImageUrl>,
-    #[serde(default)]
-    file: Option<InFile>,
+    include_usage: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum InImageUrl {
-    Url(String),
-    Object {
-        url: String,
-        #[serde(default)]
-        detail: Option<String>,
-    },
+/// An object at `at`, with its fields raw.
+fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &Path) -> Result<T, ConvertError> {
+    match raw.get().starts_with('{') {
+        true => serde_json::from_str(raw.get()).map_err(|_| invalid_type(at, "an object")),
+        false => Err(invalid_type(at, "an object")),
+    }
 }
 
-#[derive(Deserialize)]
-struct InFile {
-    #[serde(default)]
-    file_data: Option<String>,
-    #[serde(default)]
-    filename: Option<String>,
+fn string<'a>(raw: Option<&'a RawValue>, at: &Path) -> Result<Option<Cow<'a, str>>, ConvertError> {
+    read::<Cow<str>>(raw, at, "a string")
 }
 
-fn bad(message: impl Into<String>, param: &str) -> ConvertError {
-    ConvertError::invalid(message, param)
+fn required_string<'a>(raw: Option<&'a RawValue>, at: &Path) -> Result<Cow<'a, str>, ConvertError> {
+    string(raw, at)?.ok_or_else(|| missing(at))
 }
 
-/// Decodes a Chat Completions request body.
+/// Ids for the legacy `function_call` / `role:"function"` pair, which has no ids of its own.
+#[derive(Default)]
+struct LegacyCalls {
+    count: usize,
+    last: Option<String>,
+}
+
+impl LegacyCalls {
+    fn next_id(&mut self) -> String {
+        let id = format!("toolu_legacy_{}", self.count);
+        self.count += 1;
+        self.last = Some(id.clone());
+        id
+    }
+}
+
+/// Decodes a Chat Completions request body. Fields whose loss would change the shape of the answer (`n`,
+/// audio output) are refused, as are parts and tools the other protocols have no form for.
 pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
-    let body: InBody = serde_json::from_slice(body).map_err(|e| {
-        bad(
-            format!("request body is not a valid chat completion request: {e}"),
-            "messages",
-        )
-    })?;
-    let mut messages = Vec::with_capacity(body.messages.len());
-    for (i, message) in body.messages.iter().enumerate() {
-        let at = format!("messages[{i}]");
-        let parts = match message.content {
-            Some(raw) => content_parts(raw, &format!("{at}.content"))?,
-            None => Vec::new(),
-        };
-        let message = match message.role {
-            "system" | "developer" => Message {
-                role: Role::System,
-                parts,
-            },
-            "user" => Message {
-                role: Role::User,
-                parts,
-            },
-            "assistant" => {
-                let mut all = Vec::with_capacity(parts.len() + 1 + message.tool_calls.len());
-                if let Some(text) = message.reasoning_content.clone().filter(|t| !t.is_empty()) {
-                    all.push(Part::Reasoning(crate::protocol::hub::Reasoning { text, opaque: None }));
-                }
-                all.extend(parts);
-                for call in &message.tool_calls {
-                    let function = call
-                        .function
-                        .as_ref()
-                        .ok_or_else(|| bad(format!("{at}.tool_calls: function is required"), &at))?;
-                    all.push(Part::ToolCall(ToolCall {
-                        id: call.id.clone(),
-                        name: function.name.clone(),
-                        namespace: None,
-                        kind: ToolKind::Function,
-                        arguments: match &function.arguments {
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            None | Some(serde_json::Value::Null) => String::new(),
-                            Some(other) => other.to_string(),
-                        },
-                    }));
-                }
-                Message {
-                    role: Role::Assistant,
-                    parts: all,
-                }
-            }
-            "tool" => {
-                let call_id = message.tool_call_id.clone().ok_or_else(|| {
-                    bad(
-                        format!("{at}.tool_call_id: field is required"),
-                        &format!("{at}.tool_call_id"),
-                    )
-                })?;
-                Message {
-                    role: Role::User,
-                    parts: vec![Part::ToolResult(crate::protocol::hub::ToolResult {
-                        call_id,
-                        content: parts,
-                        is_error: false,
-                    })],
-                }
-            }
-            other => return Err(bad(format!("{at}.role: unknown role '{other}'"), &format!("{at}.role"))),
-        };
-        if !message.parts.is_empty() {
+    let root = Path::Root;
+    // A struct also deserialises from an array; a request is an object.
+    if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') && serde_json::from_slice::<&RawValue>(body).is_ok()
+    {
+        return Err(ConvertError {
+            message: "The request body must be a JSON object.".into(),
+            param: None,
+            code: None,
+        });
+    }
+    let body: InBody = match serde_json::from_slice(body) {
+        Ok(body) => body,
+        Err(e) if e.is_data() => {
+            return Err(ConvertError {
+                message: format!("The request body must be a JSON object: {e}"),
+                param: None,
+                code: None,
+            });
+        }
+        Err(e) => {
+            return Err(ConvertError {
+                message: format!("The request body is not valid JSON: {e}"),
+                param: None,
+                code: None,
+            });
+        }
+    };
+    refuse_other_outputs(&body)?;
+
+    let at = root.key("messages");
+    let list = items(body.messages, &at)?.ok_or_else(|| missing(&at))?;
+    if list.is_empty() {
+        return Err(invalid_value(&at, "'messages' must contain at least one message."));
+    }
+    let mut messages = Vec::with_capacity(list.len());
+    let mut legacy = LegacyCalls::default();
+    for (i, raw) in list.into_iter().enumerate() {
+        let p = at.index(i);
+        if let Some(message) = read_message(raw, &p, &mut legacy)? {
             messages.push(message);
         }
     }
-    let tools = body
-        .tools
-        .into_iter()
-        .filter(|t| t.kind.is_none_or(|k| k == "function"))
-        .filter_map(|t| t.function)
-        .map(|f| Tool {
-            name: f.name,
-            namespace: None,
-            description: f.description,
-            kind: ToolKind::Function,
-            parameters: f.parameters.map(|p| p.to_owned()),
-            strict: f.strict,
+
+    let mut tools = read_tools(body.tools, body.functions)?;
+    let (tool_choice, allowed) = read_tool_choice(body.tool_choice, body.function_call)?;
+    if let Some(allowed) = allowed {
+        tools.retain(|t| allowed.contains(&t.name));
+    }
+    let max_output_tokens = match read_int(body.max_completion_tokens, &root.key("max_completion_tokens"))? {
+        Some(n) => Some(("max_completion_tokens", n)),
+        None => read_int(body.max_tokens, &root.key("max_tokens"))?.map(|n| ("max_tokens", n)),
+    }
+    .map(|(key, n)| {
+        u64::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+            invalid_value(
+                &root.key(key),
+                format!("Invalid '{key}': integer below minimum value. Expected a value >= 1, but got {n} instead."),
+            )
         })
-        .collect();
-    let tool_choice = match body.tool_choice {
-        None => None,
-        Some(raw) => Some(match raw.get().trim_matches('"') {
-            "auto" => ToolChoice::Auto,
-            "none" => ToolChoice::None,
-            "required" => ToolChoice::Required,
-            _ => {
-                #[derive(Deserialize)]
-                struct Named {
-                    function: NamedIn,
-                }
-                #[derive(Deserialize)]
-                struct NamedIn {
-                    name: String,
-                }
-                let named: Named = serde_json::from_str(raw.get())
-                    .map_err(|_| bad("tool_choice: unrecognised value", "tool_choice"))?;
-                ToolChoice::Named {
-                    name: named.function.name,
-                    namespace: None,
-                }
-            }
-        }),
+    })
+    .transpose()?;
+    let reasoning = match string(body.reasoning_effort, &root.key("reasoning_effort"))?.as_deref() {
+        None => ReasoningRequest::Unspecified,
+        Some("none") => ReasoningRequest::Disabled,
+        Some(effort @ ("minimal" | "low" | "medium" | "high" | "xhigh" | "max")) => {
+            ReasoningRequest::Effort(effort.to_owned())
+        }
+        Some(other) => {
+            return Err(unsupported_value(
+                &root.key("reasoning_effort"),
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', \
+                     'xhigh' and 'max'."
+                ),
+            ));
+        }
     };
-    let stop = match body.stop {
-        None => Vec::new(),
-        Some(raw) if raw.get().starts_with('"') => vec![
-            serde_json::from_str(raw.get())
-                .map_err(|_| bad("stop: must be a string or an array of strings", "stop"))?,
-        ],
-        Some(raw) => serde_json::from_str::<Option<Vec<String>>>(raw.get())
-            .map_err(|_| bad("stop: must be a string or an array of strings", "stop"))?
-            .unwrap_or_default(),
+    let stream = read::<bool>(body.stream, &root.key("stream"), "a boolean")?.unwrap_or(false);
+    let include_usage = match body.stream_options {
+        Some(raw) if raw.get() != "null" => object::<InStreamOptions>(raw, &root.key("stream_options"))?.include_usage,
+        _ => None,
     };
-    let format = match body.response_format {
-        None => None,
-        Some(format) => Some(match format.kind {
-            "text" => OutputFormat::Text,
-            "json_object" => OutputFormat::JsonObject,
-            "json_schema" => {
-                let schema = format
-                    .json_schema
-                    .ok_or_else(|| bad("response_format.json_schema: field is required", "response_format"))?;
-                OutputFormat::JsonSchema {
-                    name: schema.name.unwrap_or_else(|| "output".into()),
-                    schema: schema.schema.map(|s| s.to_owned()).ok_or_else(|| {
-                        bad(
-                            "response_format.json_schema.schema: field is required",
-                            "response_format",
-                        )
-                    })?,
-                    strict: schema.strict,
-                    description: schema.description,
-                }
-            }
-            other => {
-                return Err(bad(
-                    format!("response_format.type: unknown type '{other}'"),
-                    "response_format",
-                ));
-            }
-        }),
+    let user = match string(body.user, &root.key("user"))?.filter(|u| !u.is_empty()) {
+        Some(user) => Some(user),
+        None => string(body.safety_identifier, &root.key("safety_identifier"))?.filter(|u| !u.is_empty()),
     };
     let request = Request {
         instructions: Vec::new(),
@@ -957,61 +955,560 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
         messages,
         tools,
         tool_choice,
-        parallel_tool_calls: body.parallel_tool_calls,
-        max_output_tokens: body.max_completion_tokens.or(body.max_tokens),
-        temperature: body.temperature,
-        top_p: body.top_p,
+        parallel_tool_calls: read(body.parallel_tool_calls, &root.key("parallel_tool_calls"), "a boolean")?,
+        max_output_tokens,
+        temperature: read(body.temperature, &root.key("temperature"), "a number")?,
+        top_p: read(body.top_p, &root.key("top_p"), "a number")?,
         top_k: None,
-        stop,
+        stop: read_stop(body.stop)?,
+        reasoning,
         reasoning_budget: None,
-        reasoning: match body.reasoning_effort.as_deref() {
-            None => ReasoningRequest::Unspecified,
-            Some("none") => ReasoningRequest::Disabled,
-            Some(effort) => ReasoningRequest::Effort(effort.to_owned()),
-        },
-        format,
-        stream: body.stream.unwrap_or(false),
-        user: body.safety_identifier.or(body.user),
-        prompt_cache_key: body.prompt_cache_key,
+        format: read_format(body.response_format)?,
+        stream,
+        user: user.map(Cow::into_owned),
+        prompt_cache_key: string(body.prompt_cache_key, &root.key("prompt_cache_key"))?.map(Cow::into_owned),
     };
     let facts = ChatFacts {
-        include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+        include_usage: stream && include_usage == Some(true),
     };
     Ok((request, facts))
 }
 
-/// Message content: a string or a list of parts.
-fn content_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
-        return Ok(parts);
+/// `n` above 1 and audio output change what the client gets back; no other protocol has them.
+fn refuse_other_outputs(body: &InBody) -> Result<(), ConvertError> {
+    let root = Path::Root;
+    if read_int(body.n, &root.key("n"))?.is_some_and(|n| n > 1) {
+        return Err(unsupported_value(
+            &root.key("n"),
+            "Only one choice can be generated with this model ('n' must be 1).",
+        ));
     }
-    let parts: Vec<InPart> = serde_json::from_str(raw.get()).map_err(|e| bad(format!("{at}: {e}"), at))?;
-    let mut out = Vec::with_capacity(parts.len());
-    for (j, part) in parts.into_iter().enumerate() {
-        let p = format!("{at}[{j}]");
-        match part.kind {
-            "text" => out.extend(part.text.filter(|t| !t.is_empty()).map(Part::Text)),
-            "refusal" => out.extend(part.refusal.filter(|t| !t.is_empty()).map(Part::Refusal)),
-            "image_url" => match part.image_url {
-                Some(InImageUrl::Url(url)) => out.push(Part::Image { url, detail: None }),
-                Some(InImageUrl::Object { url, detail }) => out.push(Part::Image { url, detail }),
-                None => return Err(bad(format!("{p}.image_url: field is required"), &p)),
-            },
-            "file" => match part.file.and_then(|f| f.file_data.map(|d| (d, f.filename))) {
-                Some((data_url, filename)) => out.push(Part::File { data_url, filename }),
-                None => return Err(bad(format!("{p}.file.file_data: files by id are not supported"), &p)),
-            },
-            "input_audio" => {
-                return Err(ConvertError {
-                    message: format!("{p}: audio input is not supported by this model's provider"),
-                    param: Some(p),
-                    code: Some("unsupported_parameter"),
-                });
+    if body.audio.is_some_and(|a| a.get() != "null") {
+        return Err(unsupported_parameter(
+            &root.key("audio"),
+            "Audio output is not supported with this model.",
+        ));
+    }
+    let modalities: Vec<Cow<str>> =
+        read(body.modalities, &root.key("modalities"), "an array of strings")?.unwrap_or_default();
+    if modalities.iter().any(|m| m == "audio") {
+        return Err(unsupported_value(
+            &root.key("modalities"),
+            "Audio output is not supported with this model.",
+        ));
+    }
+    Ok(())
+}
+
+/// One message, or `None` when it carries nothing.
+fn read_message(raw: &RawValue, at: &Path, legacy: &mut LegacyCalls) -> Result<Option<Message>, ConvertError> {
+    let message: InMessage = object(raw, at)?;
+    let role = required_string(message.role, &at.key("role"))?;
+    let cp = at.key("content");
+    let message = match role.as_ref() {
+        "system" | "developer" => Message {
+            role: Role::System,
+            parts: content_parts(message.content, &cp, Allowed::Text)?,
+        },
+        "user" => Message {
+            role: Role::User,
+            parts: content_parts(message.content, &cp, Allowed::Media)?,
+        },
+        "assistant" => {
+            let mut parts = Vec::new();
+            // Reasoning an Anthropic upstream signed (`reasoning_signature`) can go back to one; other
+            // reasoning is kept as text for the upstreams that replay it.
+            if let Some(text) = string(message.reasoning_content, &at.key("reasoning_content"))? {
+                let signature = string(message.reasoning_signature, &at.key("reasoning_signature"))?;
+                let opaque = signature
+                    .filter(|s| !s.is_empty() && !is_router_minted_signature(s))
+                    .map(|signature| Opaque::Anthropic {
+                        block: serde_json::value::to_raw_value(&serde_json::json!({
+                            "type": "thinking", "thinking": text, "signature": signature,
+                        }))
+                        .expect("a JSON object serialises"),
+                    });
+                if !text.is_empty() || opaque.is_some() {
+                    parts.push(Part::Reasoning(Reasoning {
+                        text: text.into_owned(),
+                        opaque,
+                    }));
+                }
             }
-            _ => {}
+            parts.extend(content_parts(message.content, &cp, Allowed::Refusal)?);
+            if let Some(refusal) = string(message.refusal, &at.key("refusal"))?.filter(|r| !r.is_empty()) {
+                parts.push(Part::Refusal(refusal.into_owned()));
+            }
+            let tp = at.key("tool_calls");
+            for (j, call) in items(message.tool_calls, &tp)?
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let p = tp.index(j);
+                let call: InTyped = object(call, &p)?;
+                match string(call.kind, &p.key("type"))?.as_deref() {
+                    None | Some("function") => {}
+                    Some("custom") => {
+                        return Err(unsupported_parameter(
+                            &p.key("type"),
+                            "Custom tool calls are not supported with this model.",
+                        ));
+                    }
+                    Some(other) => {
+                        return Err(invalid_value(
+                            &p.key("type"),
+                            format!("Invalid tool call type '{other}'."),
+                        ));
+                    }
+                }
+                let id = required_string(call.id, &p.key("id"))?.into_owned();
+                parts.push(Part::ToolCall(read_call(id, call.function, &p.key("function"))?));
+            }
+            if message.function_call.is_some_and(|f| f.get() != "null") {
+                let id = legacy.next_id();
+                parts.push(Part::ToolCall(read_call(
+                    id,
+                    message.function_call,
+                    &at.key("function_call"),
+                )?));
+            }
+            Message {
+                role: Role::Assistant,
+                parts,
+            }
+        }
+        "tool" => {
+            let call_id = required_string(message.tool_call_id, &at.key("tool_call_id"))?.into_owned();
+            Message {
+                role: Role::User,
+                parts: vec![Part::ToolResult(ToolResult {
+                    call_id,
+                    content: content_parts(message.content, &cp, Allowed::Media)?,
+                    is_error: false,
+                })],
+            }
+        }
+        // Answers the most recent legacy call; without one it is an orphan, dropped later.
+        "function" => Message {
+            role: Role::User,
+            parts: vec![Part::ToolResult(ToolResult {
+                call_id: legacy.last.clone().unwrap_or_else(|| "toolu_legacy_orphan".to_owned()),
+                content: content_parts(message.content, &cp, Allowed::Media)?,
+                is_error: false,
+            })],
+        },
+        other => {
+            return Err(invalid_value(
+                &at.key("role"),
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'system', 'developer', 'user', 'assistant', \
+                     'tool', and 'function'."
+                ),
+            ));
+        }
+    };
+    // An empty user turn still counts (it keeps the turns alternating); other empty messages say nothing.
+    Ok((!message.parts.is_empty() || message.role == Role::User).then_some(message))
+}
+
+/// A call from an object holding `{name, arguments}`.
+fn read_call(id: String, function: Option<&RawValue>, at: &Path) -> Result<ToolCall, ConvertError> {
+    let function: InFunction = object(function.ok_or_else(|| missing(at))?, at)?;
+    let name = required_string(function.name, &at.key("name"))?.into_owned();
+    let arguments = match function.arguments {
+        None => String::new(),
+        Some(raw) if raw.get() == "null" => String::new(),
+        Some(raw) if raw.get().starts_with('"') => string(Some(raw), &at.key("arguments"))?
+            .unwrap_or_default()
+            .into_owned(),
+        // Lenient: some clients send the arguments already parsed.
+        Some(raw) if raw.get().starts_with('{') => raw.get().to_owned(),
+        Some(_) => return Err(invalid_type(&at.key("arguments"), "a string")),
+    };
+    Ok(ToolCall {
+        id,
+        name,
+        namespace: None,
+        kind: ToolKind::Function,
+        arguments,
+    })
+}
+
+/// Which content parts a role may send.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// System and developer messages: text.
+    Text,
+    /// Assistant messages: text and refusals.
+    Refusal,
+    /// User and tool messages: text, images and files.
+    Media,
+}
+
+/// Message content: a string or a list of parts. Blank text says nothing and is dropped.
+fn content_parts(raw: Option<&RawValue>, at: &Path, allowed: Allowed) -> Result<Vec<Part>, ConvertError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    if raw.get().starts_with('"') {
+        let text = required_string(Some(raw), at)?;
+        return Ok(match text.trim().is_empty() {
+            true => Vec::new(),
+            false => vec![Part::Text(text.into_owned())],
+        });
+    }
+    let list = items(Some(raw), at).map_err(|_| invalid_type(at, "a string or an array of content parts"))?;
+    let mut out = Vec::new();
+    for (j, part) in list.unwrap_or_default().into_iter().enumerate() {
+        let p = at.index(j);
+        let part: InPart = object(part, &p)?;
+        let kind = required_string(part.kind, &p.key("type"))?;
+        let before = out.len();
+        match (kind.as_ref(), allowed) {
+            ("text", _) => {
+                let text = required_string(part.text, &p.key("text"))?;
+                if !text.trim().is_empty() {
+                    out.push(Part::Text(text.into_owned()));
+                }
+            }
+            ("refusal", Allowed::Refusal) => {
+                let text = required_string(part.refusal, &p.key("refusal"))?;
+                if !text.trim().is_empty() {
+                    out.push(Part::Refusal(text.into_owned()));
+                }
+            }
+            ("image_url", Allowed::Media) => out.push(image(part.image_url, &p.key("image_url"))?),
+            ("file", Allowed::Media) => out.push(file(part.file, &p.key("file"))?),
+            ("input_audio", Allowed::Media) => {
+                return Err(unsupported_value(
+                    &p.key("type"),
+                    "Audio input ('input_audio' content parts) is not supported with this model.",
+                ));
+            }
+            (other, Allowed::Media) => {
+                return Err(invalid_value(
+                    &p.key("type"),
+                    format!("Invalid content part type '{other}'."),
+                ));
+            }
+            (other, _) => {
+                return Err(invalid_value(
+                    &p.key("type"),
+                    format!("Invalid content part type '{other}' for this message role."),
+                ));
+            }
+        }
+        let explicit = part
+            .prompt_cache_breakpoint
+            .is_some_and(|b| b.mode.as_deref() == Some("explicit"));
+        if explicit && out.len() > before {
+            out.push(Part::CacheBreakpoint);
         }
     }
     Ok(out)
+}
+
+/// A `data:` URL split into its media type and payload.
+struct DataUrl<'a> {
+    media_type: String,
+    base64: bool,
+    data: &'a str,
+}
+
+impl<'a> DataUrl<'a> {
+    fn parse(url: &'a str) -> Option<Self> {
+        let rest = url
+            .get(..5)
+            .filter(|p| p.eq_ignore_ascii_case("data:"))
+            .and(url.get(5..))?;
+        let (header, data) = rest.split_once(',')?;
+        let mut params = header.split(';');
+        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let base64 = params.any(|p| p.trim().eq_ignore_ascii_case("base64"));
+        Some(DataUrl {
+            media_type,
+            base64,
+            data,
+        })
+    }
+}
+
+const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// An image part: an http(s) URL, or a base64 data URL of a type every provider takes.
+fn image(raw: Option<&RawValue>, at: &Path) -> Result<Part, ConvertError> {
+    let raw = raw.filter(|r| r.get() != "null").ok_or_else(|| missing(at))?;
+    let (url, detail) = match raw.get().starts_with('"') {
+        // Some clients send the URL directly instead of `{"url": …}`.
+        true => (required_string(Some(raw), at)?.into_owned(), None),
+        false => {
+            let image: InImage = object(raw, at)?;
+            (image.url, image.detail)
+        }
+    };
+    if let Some(data_url) = DataUrl::parse(&url) {
+        // `image/jpg` is a common misspelling that the APIs reject.
+        let media_type = match data_url.media_type.as_str() {
+            "image/jpg" => "image/jpeg",
+            other => other,
+        };
+        if !IMAGE_MEDIA_TYPES.contains(&media_type) {
+            return Err(unsupported_value(
+                at,
+                format!(
+                    "Image media type '{media_type}' is not supported with this model; use image/jpeg, \
+                     image/png, image/gif or image/webp."
+                ),
+            ));
+        }
+        if !data_url.base64 {
+            return Err(unsupported_value(at, "Image data URLs must be base64-encoded."));
+        }
+        let url = format!("data:{media_type};base64,{}", data_url.data);
+        return Ok(Part::Image { url, detail });
+    }
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("http" | "https") => Ok(Part::Image { url, detail }),
+        _ => Err(invalid_value(
+            at,
+            "Image URLs must be http(s) URLs or base64 data URLs.",
+        )),
+    }
+}
+
+/// A file part: a PDF or plain text, inline. File ids point into OpenAI's storage, which no other provider
+/// can read.
+fn file(raw: Option<&RawValue>, at: &Path) -> Result<Part, ConvertError> {
+    let file: InFile = object(raw.filter(|r| r.get() != "null").ok_or_else(|| missing(at))?, at)?;
+    let Some(file_data) = file.file_data else {
+        if file.file_id.is_some() {
+            return Err(unsupported_value(
+                &at.key("file_id"),
+                "OpenAI file ids cannot be resolved by this model's provider; send the file inline as 'file_data'.",
+            ));
+        }
+        return Err(missing(&at.key("file_data")));
+    };
+    let data_url = match DataUrl::parse(&file_data) {
+        Some(url) if url.media_type == "application/pdf" && url.base64 => file_data.clone(),
+        Some(url) if url.media_type == "text/plain" && url.base64 => file_data.clone(),
+        Some(url) if url.media_type == "text/plain" => {
+            use base64::Engine;
+            format!(
+                "data:text/plain;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(url.data)
+            )
+        }
+        Some(url) => {
+            return Err(unsupported_value(
+                &at.key("file_data"),
+                format!(
+                    "File type '{}' is not supported with this model; send a PDF or plain text.",
+                    url.media_type
+                ),
+            ));
+        }
+        // Bare base64 without a data-URL header: Chat Completions only takes PDFs as files.
+        None => format!("data:application/pdf;base64,{file_data}"),
+    };
+    Ok(Part::File {
+        data_url,
+        filename: file.filename,
+    })
+}
+
+/// `tools` (functions only) and the legacy `functions`.
+fn read_tools(tools: Option<&RawValue>, functions: Option<&RawValue>) -> Result<Vec<Tool>, ConvertError> {
+    let root = Path::Root;
+    let tp = root.key("tools");
+    let mut out = Vec::new();
+    for (i, tool) in items(tools, &tp)?.unwrap_or_default().into_iter().enumerate() {
+        let p = tp.index(i);
+        let tool: InTyped = object(tool, &p)?;
+        match string(tool.kind, &p.key("type"))?.as_deref() {
+            None | Some("function") => {}
+            Some("custom") => {
+                return Err(unsupported_parameter(
+                    &p.key("type"),
+                    "Custom (free-form) tools are not supported with this model.",
+                ));
+            }
+            Some(other) => {
+                return Err(unsupported_value(
+                    &p.key("type"),
+                    format!("Tool type '{other}' is not supported with this model."),
+                ));
+            }
+        }
+        let fp = p.key("function");
+        out.push(read_tool(tool.function.ok_or_else(|| missing(&fp))?, &fp)?);
+    }
+    let fp = root.key("functions");
+    for (i, function) in items(functions, &fp)?.unwrap_or_default().into_iter().enumerate() {
+        out.push(read_tool(function, &fp.index(i))?);
+    }
+    Ok(out)
+}
+
+fn read_tool(raw: &RawValue, at: &Path) -> Result<Tool, ConvertError> {
+    let function: InFunction = object(raw, at)?;
+    let parameters = match function.parameters {
+        Some(raw) if raw.get().starts_with('{') => Some(raw.to_owned()),
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(_) => return Err(invalid_type(&at.key("parameters"), "an object")),
+    };
+    Ok(Tool {
+        name: required_string(function.name, &at.key("name"))?.into_owned(),
+        namespace: None,
+        description: function.description,
+        kind: ToolKind::Function,
+        parameters,
+        strict: function.strict,
+    })
+}
+
+/// `tool_choice` (or the legacy `function_call`), and the tools `allowed_tools` keeps.
+fn read_tool_choice(
+    choice: Option<&RawValue>,
+    function_call: Option<&RawValue>,
+) -> Result<(Option<ToolChoice>, Option<Vec<String>>), ConvertError> {
+    let root = Path::Root;
+    let cp = root.key("tool_choice");
+    let Some(raw) = choice.filter(|c| c.get() != "null") else {
+        let fp = root.key("function_call");
+        return Ok(match function_call.filter(|c| c.get() != "null") {
+            None => (None, None),
+            Some(raw) if raw.get().starts_with('"') => {
+                (Some(choice_mode(&required_string(Some(raw), &fp)?, &fp)?), None)
+            }
+            Some(raw) => {
+                let named: InFunction = object(raw, &fp)?;
+                let name = required_string(named.name, &fp.key("name"))?.into_owned();
+                (Some(ToolChoice::Named { name, namespace: None }), None)
+            }
+        });
+    };
+    if raw.get().starts_with('"') {
+        return Ok((Some(choice_mode(&required_string(Some(raw), &cp)?, &cp)?), None));
+    }
+    let choice: InTyped = object(raw, &cp)?;
+    match required_string(choice.kind, &cp.key("type"))?.as_ref() {
+        "function" => Ok((Some(named_function(choice.function, &cp)?), None)),
+        "allowed_tools" => {
+            let ap = cp.key("allowed_tools");
+            let allowed: InAllowed = object(choice.allowed_tools.ok_or_else(|| missing(&ap))?, &ap)?;
+            let mode = match required_string(allowed.mode, &ap.key("mode"))?.as_ref() {
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                other => {
+                    return Err(invalid_value(
+                        &ap.key("mode"),
+                        format!("Invalid value: '{other}'. Supported values are: 'auto' and 'required'."),
+                    ));
+                }
+            };
+            let tp = ap.key("tools");
+            let list = items(allowed.tools, &tp)?.ok_or_else(|| missing(&tp))?;
+            let mut names = Vec::with_capacity(list.len());
+            for (i, tool) in list.into_iter().enumerate() {
+                let p = tp.index(i);
+                let tool: InTyped = object(tool, &p)?;
+                if string(tool.kind, &p.key("type"))?.as_deref() == Some("custom") {
+                    return Err(unsupported_parameter(
+                        &p.key("type"),
+                        "Custom tools are not supported with this model.",
+                    ));
+                }
+                let ToolChoice::Named { name, .. } = named_function(tool.function, &p)? else {
+                    unreachable!("named_function names a tool")
+                };
+                names.push(name);
+            }
+            Ok((Some(mode), Some(names)))
+        }
+        "custom" => Err(unsupported_parameter(
+            &cp,
+            "Custom tools are not supported with this model.",
+        )),
+        other => Err(invalid_value(
+            &cp.key("type"),
+            format!("Invalid tool_choice type '{other}'."),
+        )),
+    }
+}
+
+fn named_function(function: Option<&RawValue>, at: &Path) -> Result<ToolChoice, ConvertError> {
+    let fp = at.key("function");
+    let function: InFunction = object(function.ok_or_else(|| missing(&fp))?, &fp)?;
+    Ok(ToolChoice::Named {
+        name: required_string(function.name, &fp.key("name"))?.into_owned(),
+        namespace: None,
+    })
+}
+
+fn choice_mode(mode: &str, at: &Path) -> Result<ToolChoice, ConvertError> {
+    match mode {
+        "auto" => Ok(ToolChoice::Auto),
+        "none" => Ok(ToolChoice::None),
+        "required" => Ok(ToolChoice::Required),
+        other => Err(invalid_value(
+            at,
+            format!("Invalid value: '{other}'. Supported values are: 'none', 'auto', and 'required'."),
+        )),
+    }
+}
+
+/// `stop`: a string or a list of strings.
+fn read_stop(raw: Option<&RawValue>) -> Result<Vec<String>, ConvertError> {
+    let sp = Path::Root.key("stop");
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(Vec::new());
+    };
+    if raw.get().starts_with('"') {
+        return Ok(vec![required_string(Some(raw), &sp)?.into_owned()]);
+    }
+    let list = items(Some(raw), &sp).map_err(|_| invalid_type(&sp, "a string or an array of strings"))?;
+    let mut out = Vec::new();
+    for (i, item) in list.unwrap_or_default().into_iter().enumerate() {
+        out.push(required_string(Some(item), &sp.index(i))?.into_owned());
+    }
+    Ok(out)
+}
+
+fn read_format(raw: Option<&RawValue>) -> Result<Option<OutputFormat>, ConvertError> {
+    let rp = Path::Root.key("response_format");
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let format: InFormat = object(raw, &rp)?;
+    Ok(Some(match required_string(format.kind, &rp.key("type"))?.as_ref() {
+        "text" => OutputFormat::Text,
+        "json_object" => OutputFormat::JsonObject,
+        "json_schema" => {
+            let jp = rp.key("json_schema");
+            let spec: InJsonSchema = object(format.json_schema.ok_or_else(|| missing(&jp))?, &jp)?;
+            let schema = match spec.schema {
+                Some(raw) if raw.get().starts_with('{') => raw.to_owned(),
+                None => RawValue::from_string(r#"{"type":"object"}"#.to_owned()).expect("constant JSON"),
+                Some(_) => return Err(invalid_type(&jp.key("schema"), "an object")),
+            };
+            OutputFormat::JsonSchema {
+                name: spec.name.unwrap_or_else(|| "output".into()),
+                schema,
+                strict: spec.strict,
+                description: spec.description,
+            }
+        }
+        other => {
+            return Err(unsupported_value(
+                &rp.key("type"),
+                format!("Response format type '{other}' is not supported with this model."),
+            ));
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod request;
 pub mod response;
 pub mod stream;
+pub(crate) mod tool_ids;
 
 use serde_json::value::RawValue;
 

@@ -11,8 +11,9 @@ use serde_json::{Map, Value, json};
 
 use super::Block;
 use super::Source;
-use crate::protocol::convert::ids::{sanitize_tool_id, user_id_within};
-use crate::protocol::convert::request::apply_anthropic_fixups;
+use super::tool_ids::AnthropicToolIds;
+use crate::protocol::convert::ids::user_id_within;
+use crate::protocol::convert::request::{apply_anthropic_fixups, open_tool_loop_lacks_thinking};
 use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
@@ -29,7 +30,10 @@ const MIN_THINKING_BUDGET: u64 = 1024;
 const USER_ID_MAX_CHARS: usize = 256;
 /// Anthropic has no JSON mode; a JSON-object format is asked for in words.
 const JSON_OBJECT_INSTRUCTION: &str = "Reply with a single JSON object and nothing else.";
-const INTERRUPTED: &str = "(no result: the call was interrupted)";
+/// The content of an error result for a call whose result never came.
+const MISSING_RESULT: &str = "(no result)";
+/// The text of a user turn that would otherwise be empty.
+const EMPTY_TURN: &str = "(empty)";
 const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
 
 /// The upstream body (model and `rewrite_body` not yet applied) and whether thinking is on.
@@ -42,21 +46,34 @@ pub struct Encoded {
 }
 
 pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, ConvertError> {
-    let mut system: Vec<Value> = request.instructions.iter().map(|t| text_block(t)).collect();
-    if request.cache_instructions
-        && let Some(Value::Object(last)) = system.last_mut()
-    {
-        last.insert("cache_control".into(), json!({"type": "ephemeral"}));
+    let mut system: Vec<Value> = request
+        .instructions
+        .iter()
+        .filter(|t| !is_blank(t))
+        .map(|t| text_block(t))
+        .collect();
+    if request.cache_instructions {
+        mark_cache_breakpoint(&mut system);
     }
+    let mut ids = AnthropicToolIds::default();
     let mut turns: Vec<(Role, Vec<Value>)> = Vec::new();
-    for message in &request.messages {
+    for (i, message) in request.messages.iter().enumerate() {
         match message.role {
-            Role::System => system.extend(message.parts.iter().filter_map(|p| match p {
-                Part::Text(t) | Part::Refusal(t) if !t.is_empty() => Some(text_block(t)),
-                _ => None,
-            })),
+            Role::System => {
+                for part in &message.parts {
+                    match part {
+                        Part::Text(t) | Part::Refusal(t) if !is_blank(t) => system.push(text_block(t)),
+                        Part::CacheBreakpoint => mark_cache_breakpoint(&mut system),
+                        _ => {}
+                    }
+                }
+            }
             role => {
-                let blocks = blocks(message)?;
+                let blocks = blocks(message, i, &mut ids)?;
+                // Anthropic rejects an empty assistant turn; an empty user turn gets a placeholder below.
+                if role == Role::Assistant && blocks.is_empty() {
+                    continue;
+                }
                 match turns.last_mut() {
                     Some((last, existing)) if *last == role => existing.extend(blocks),
                     _ => turns.push((role, blocks)),
@@ -64,9 +81,9 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
             }
         }
     }
-    let messages = pair_tool_results(turns);
+    let mut messages = pair_tool_results(turns);
 
-    let mut tools: Vec<Value> = request.tools.iter().map(declare).collect();
+    let mut tools: Vec<Value> = request.tools.iter().map(|t| declare(t, options)).collect();
     let json_output_tool =
         matches!(request.format, Some(OutputFormat::JsonSchema { .. })) && !options.supports_output_format;
     let mut json_choice = None;
@@ -79,24 +96,28 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         }
         _ => {}
     }
-    let forced = json_output_tool
-        || matches!(
-            request.tool_choice,
-            Some(ToolChoice::Required | ToolChoice::Named { .. })
-        );
+    let choice = json_choice
+        .or_else(|| tool_choice(request))
+        .filter(|_| !tools.is_empty());
+    let forced = choice
+        .as_ref()
+        .is_some_and(|c| matches!(c["type"].as_str(), Some("any" | "tool")));
     let mut body = Map::new();
     let mut max_tokens = request
         .max_output_tokens
         .or(options.default_max_tokens.map(u64::from))
+        .or(options.max_output_tokens.map(u64::from))
         .unwrap_or(FALLBACK_MAX_TOKENS);
     if let Some(cap) = options.max_output_tokens {
         max_tokens = max_tokens.min(u64::from(cap));
     }
-    let thinking = match forced {
-        // Anthropic refuses thinking next to a forced tool.
+    // Anthropic refuses thinking next to a forced tool, and in a tool loop whose turns lack signed thinking.
+    let thinking = match forced || open_tool_loop_lacks_thinking(&messages) {
         true => None,
         false => thinking(&request.reasoning, options.thinking_mode, &mut max_tokens, options),
     };
+    let thinking_enabled = thinking.as_ref().is_some_and(|(t, _)| t["type"] != "disabled");
+    settle_prefill(&mut messages, thinking_enabled);
     body.insert("max_tokens".into(), Value::from(max_tokens.max(1)));
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
@@ -104,11 +125,10 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     body.insert("messages".into(), Value::Array(messages));
     if !tools.is_empty() {
         body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = json_choice.or_else(|| tool_choice(request)) {
+        if let Some(choice) = choice {
             body.insert("tool_choice".into(), choice);
         }
     }
-    let thinking_enabled = thinking.is_some();
     if let Some((thinking, effort)) = thinking {
         body.insert("thinking".into(), thinking);
         if let Some(effort) = effort {
@@ -134,13 +154,22 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     {
         body.insert("top_p".into(), Value::from(top_p));
     }
-    if !request.stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(request.stop));
+    if let Some(top_k) = request.top_k {
+        body.insert("top_k".into(), Value::from(top_k));
+    }
+    let stop: Vec<&str> = request
+        .stop
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !is_blank(s))
+        .collect();
+    if !stop.is_empty() {
+        body.insert("stop_sequences".into(), json!(stop));
     }
     if request.stream {
         body.insert("stream".into(), Value::Bool(true));
     }
-    if let Some(user) = &request.user {
+    if let Some(user) = request.user.as_deref().filter(|u| !u.is_empty()) {
         body.insert(
             "metadata".into(),
             json!({"user_id": user_id_within(user, USER_ID_MAX_CHARS)}),
@@ -148,23 +177,35 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     }
     apply_anthropic_fixups(&mut body, options);
     Ok(Encoded {
-        thinking_enabled: body.contains_key("thinking"),
+        thinking_enabled: body.get("thinking").is_some_and(|t| t["type"] != "disabled"),
         json_output_tool,
         body,
     })
+}
+
+/// A cache breakpoint on the last block so far; the TTL cannot be carried across protocols.
+fn mark_cache_breakpoint(blocks: &mut [Value]) {
+    if let Some(Value::Object(block)) = blocks.last_mut() {
+        block.insert("cache_control".into(), json!({"type": "ephemeral"}));
+    }
+}
+
+/// Text Anthropic would reject as content: empty or only whitespace.
+fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
 }
 
 fn text_block(text: &str) -> Value {
     json!({"type": "text", "text": text})
 }
 
-/// The content blocks of one user or assistant message. Reasoning without a signature Anthropic made is
-/// dropped: Anthropic rejects unsigned thinking.
-fn blocks(message: &Message) -> Result<Vec<Value>, ConvertError> {
+/// The content blocks of one user or assistant message (the `i`th). Reasoning without a signature Anthropic
+/// made is dropped: Anthropic rejects unsigned thinking.
+fn blocks(message: &Message, i: usize, ids: &mut AnthropicToolIds) -> Result<Vec<Value>, ConvertError> {
     let mut out = Vec::with_capacity(message.parts.len());
-    for part in &message.parts {
+    for (j, part) in message.parts.iter().enumerate() {
         match part {
-            Part::Text(t) | Part::Refusal(t) if !t.is_empty() => out.push(text_block(t)),
+            Part::Text(t) | Part::Refusal(t) if !is_blank(t) => out.push(text_block(t)),
             // Anthropic's own thinking goes back exactly as it came; anything else cannot be replayed.
             Part::Reasoning(reasoning) => {
                 if let Some(Opaque::Anthropic { block }) = &reasoning.opaque {
@@ -172,11 +213,7 @@ fn blocks(message: &Message) -> Result<Vec<Value>, ConvertError> {
                 }
             }
             Part::Text(_) | Part::Refusal(_) => {}
-            Part::CacheBreakpoint => {
-                if let Some(Value::Object(block)) = out.last_mut() {
-                    block.insert("cache_control".into(), json!({"type": "ephemeral"}));
-                }
-            }
+            Part::CacheBreakpoint => mark_cache_breakpoint(&mut out),
             Part::Image { url, .. } => out.push(image_block(url)?),
             Part::File { data_url, filename } => out.push(document_block(data_url, filename.as_deref())?),
             Part::ToolCall(call) => {
@@ -186,55 +223,74 @@ fn blocks(message: &Message) -> Result<Vec<Value>, ConvertError> {
                 };
                 out.push(json!({
                     "type": "tool_use",
-                    "id": sanitize_tool_id(&call.id),
+                    "id": ids.get(&call.id, || format!("{i}:{j}")),
                     "name": flat_name(&call.name, call.namespace.as_deref()),
                     "input": input,
                 }));
             }
-            Part::ToolResult(result) => {
-                let mut content = Vec::new();
-                for part in &result.content {
-                    match part {
-                        Part::Text(t) if !t.is_empty() => content.push(text_block(t)),
-                        Part::Image { url, .. } => content.push(image_block(url)?),
-                        Part::File { data_url, filename } => {
-                            content.push(document_block(data_url, filename.as_deref())?)
-                        }
-                        _ => {}
-                    }
-                }
-                let mut block = json!({"type": "tool_result", "tool_use_id": sanitize_tool_id(&result.call_id),
-                    "content": content});
-                if result.is_error {
-                    block["is_error"] = Value::Bool(true);
-                }
-                out.push(block);
-            }
+            Part::ToolResult(result) => out.push(tool_result(result, ids.get(&result.call_id, || format!("{i}:{j}")))?),
         }
     }
     Ok(out)
 }
 
+/// A tool result: one text is a string; several parts (text or media) are a list of blocks, so their
+/// boundaries survive; an empty result has no `content`.
+fn tool_result(result: &ToolResult, id: String) -> Result<Value, ConvertError> {
+    let mut block = Map::new();
+    block.insert("type".into(), Value::from("tool_result"));
+    block.insert("tool_use_id".into(), Value::from(id));
+    let texts: Vec<&str> = result
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) if !is_blank(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    let media = result
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
+    if media || texts.len() > 1 {
+        let mut content = Vec::with_capacity(result.content.len());
+        for part in &result.content {
+            match part {
+                Part::Text(t) if !is_blank(t) => content.push(text_block(t)),
+                Part::Image { url, .. } => content.push(image_block(url)?),
+                Part::File { data_url, filename } => content.push(document_block(data_url, filename.as_deref())?),
+                _ => {}
+            }
+        }
+        block.insert("content".into(), Value::Array(content));
+    } else if let [text] = texts[..] {
+        block.insert("content".into(), Value::from(text));
+    }
+    if result.is_error {
+        block.insert("is_error".into(), Value::Bool(true));
+    }
+    Ok(Value::Object(block))
+}
+
 /// Each assistant turn's calls are answered by tool results at the start of the next user turn, in the order
 /// of the calls; a call without a result gets an error result, and results that answer no call are dropped
-/// (Anthropic rejects both orphans).
+/// (Anthropic rejects both orphans). No user turn is empty, and the conversation opens with a user turn
+/// (Anthropic's own API accepts an assistant turn first; Bedrock and other Messages hosts do not).
 fn pair_tool_results(turns: Vec<(Role, Vec<Value>)>) -> Vec<Value> {
-    let mut out = Vec::with_capacity(turns.len());
+    let mut out = Vec::with_capacity(turns.len() + 2);
     let mut calls: Vec<String> = Vec::new();
     let mut turns = turns.into_iter().peekable();
     while let Some((role, blocks)) = turns.next() {
         match role {
             Role::Assistant => {
+                if out.is_empty() {
+                    out.push(json!({"role": "user", "content": [text_block(EMPTY_TURN)]}));
+                }
                 calls = blocks
                     .iter()
                     .filter(|b| b["type"] == "tool_use")
                     .filter_map(|b| b["id"].as_str().map(str::to_owned))
                     .collect();
-                let blocks = if blocks.is_empty() {
-                    vec![text_block("(empty)")]
-                } else {
-                    blocks
-                };
                 out.push(json!({"role": "assistant", "content": blocks}));
                 if !calls.is_empty() && !matches!(turns.peek(), Some((Role::User, _))) {
                     // The results never came: the next turn starts with them.
@@ -242,14 +298,18 @@ fn pair_tool_results(turns: Vec<(Role, Vec<Value>)>) -> Vec<Value> {
                     calls.clear();
                 }
             }
-            _ => {
-                let content = results_for(&calls, blocks);
+            Role::User | Role::System => {
+                let mut content = results_for(&calls, blocks);
                 calls.clear();
-                if !content.is_empty() {
-                    out.push(json!({"role": "user", "content": content}));
+                if content.is_empty() {
+                    content.push(text_block(EMPTY_TURN));
                 }
+                out.push(json!({"role": "user", "content": content}));
             }
         }
+    }
+    if out.is_empty() {
+        out.push(json!({"role": "user", "content": [text_block(EMPTY_TURN)]}));
     }
     out
 }
@@ -257,22 +317,46 @@ fn pair_tool_results(turns: Vec<(Role, Vec<Value>)>) -> Vec<Value> {
 /// The blocks of a user turn following `calls`: one result per call, in call order, then the rest.
 fn results_for(calls: &[String], blocks: Vec<Value>) -> Vec<Value> {
     let (results, rest): (Vec<Value>, Vec<Value>) = blocks.into_iter().partition(|b| b["type"] == "tool_result");
+    let mut results: Vec<Option<Value>> = results.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(calls.len() + rest.len());
     for id in calls {
-        match results.iter().find(|r| r["tool_use_id"] == id.as_str()) {
-            Some(result) => out.push(result.clone()),
-            None => {
-                out.push(json!({"type": "tool_result", "tool_use_id": id, "content": INTERRUPTED, "is_error": true}))
-            }
-        }
+        let answer = results
+            .iter_mut()
+            .find(|r| r.as_ref().is_some_and(|r| r["tool_use_id"] == id.as_str()))
+            .and_then(Option::take);
+        out.push(answer.unwrap_or_else(
+            || json!({"type": "tool_result", "tool_use_id": id, "content": MISSING_RESULT, "is_error": true}),
+        ));
     }
-    for result in &results {
-        if !calls.iter().any(|id| result["tool_use_id"] == id.as_str()) {
-            tracing::debug!(tool_use_id = %result["tool_use_id"], "dropping a tool result that answers no call");
-        }
+    for result in results.into_iter().flatten() {
+        tracing::debug!(tool_use_id = %result["tool_use_id"], "dropping a tool result that answers no call");
     }
     out.extend(rest);
     out
+}
+
+/// A final assistant turn (a prefill) may not end in whitespace, and cannot be combined with thinking, in
+/// which case it is dropped.
+fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
+    if messages.last().is_none_or(|m| m["role"] != "assistant") {
+        return;
+    }
+    if thinking_on {
+        messages.pop();
+        return;
+    }
+    let last_block = messages
+        .last_mut()
+        .and_then(|m| m.get_mut("content"))
+        .and_then(Value::as_array_mut)
+        .and_then(|blocks| blocks.last_mut());
+    if let Some(block) = last_block
+        && block["type"] == "text"
+        && let Some(Value::String(text)) = block.get_mut("text")
+    {
+        let trimmed_len = text.trim_end().len();
+        text.truncate(trimmed_len);
+    }
 }
 
 /// A `data:` URL split into media type and base64 data.
@@ -343,7 +427,7 @@ fn document_block(url: &str, filename: Option<&str>) -> Result<Value, ConvertErr
 
 const CUSTOM_TOOL_SCHEMA: &str = r#"{"type":"object","properties":{"input":{"type":"string"}},"required":["input"]}"#;
 
-fn declare(tool: &Tool) -> Value {
+fn declare(tool: &Tool, options: &ModelOptions) -> Value {
     let schema: Value = match (tool.kind, &tool.parameters) {
         (ToolKind::Custom, _) => serde_json::from_str(CUSTOM_TOOL_SCHEMA).expect("constant JSON"),
         (ToolKind::Function, Some(raw)) => serde_json::from_str(raw.get()).expect("a raw value is JSON"),
@@ -353,8 +437,9 @@ fn declare(tool: &Tool) -> Value {
     if let Some(description) = &tool.description {
         out["description"] = Value::from(description.as_str());
     }
-    if let Some(strict) = tool.strict {
-        out["strict"] = Value::Bool(strict);
+    // `strict` belongs to Anthropic's structured outputs; hosts without them may reject the field.
+    if tool.strict == Some(true) && options.supports_output_format {
+        out["strict"] = Value::Bool(true);
     }
     out
 }
@@ -384,8 +469,11 @@ fn thinking(
     max_tokens: &mut u64,
     options: &ModelOptions,
 ) -> Option<(Value, Option<&'static str>)> {
-    let ReasoningRequest::Effort(effort) = reasoning else {
-        return None;
+    let effort = match (reasoning, mode) {
+        (_, ThinkingMode::None) | (ReasoningRequest::Unspecified, _) => return None,
+        // Said explicitly, so that the upstream's default cannot switch it on.
+        (ReasoningRequest::Disabled, _) => return Some((json!({"type": "disabled"}), None)),
+        (ReasoningRequest::Effort(effort), _) => effort,
     };
     let (budget, level) = match effort.as_str() {
         "minimal" | "low" => (1024, "low"),

@@ -8,7 +8,7 @@
 use memchr::memmem;
 use serde_json::{Map, Value};
 
-use super::{ModelOptions, clamp_max_tokens};
+use super::ModelOptions;
 use crate::protocol::convert::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature};
 use crate::protocol::raw_body::RawBody;
 
@@ -99,7 +99,7 @@ fn is_router_thinking_block(block: &Value) -> bool {
 ///
 /// The loop reaches back to the last user message that answers no tool call (the human's request).
 /// Consecutive messages of one role count as one turn, as the API combines them.
-pub(super) fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
+pub fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
     let turns = turn_spans(messages);
     let loop_open = turns
         .last()
@@ -232,7 +232,9 @@ fn clamp_with_thinking_budget(body: &mut Map<String, Value>, options: &ModelOpti
     let Some(requested) = body.get("max_tokens").and_then(Value::as_u64) else {
         return false;
     };
-    let clamped = clamp_max_tokens(requested, options);
+    let clamped = options
+        .max_output_tokens
+        .map_or(requested, |cap| requested.min(u64::from(cap)));
     if clamped == requested {
         return false;
     }

@@ -39,11 +39,7 @@ fn through_hub(
 
 /// Route A: a Chat request for an Anthropic upstream.
 pub(super) fn openai_to_anthropic(body: &[u8], ctx: &ConvertContext) -> Result<ConvertedRequest, ConvertError> {
-    let converted = super::openai_to_anthropic(body, ctx)?;
-    Ok(ConvertedRequest {
-        body: converted.body,
-        facts: converted.facts,
-    })
+    through_hub(Protocol::OpenAi, Protocol::Anthropic, body, ctx)
 }
 
 /// Route B: a Messages request for a Chat upstream.

@@ -1,16 +1,16 @@
-//! Tool ids of one Route A request (§1.3.5). The rewriting rules themselves live in
+//! Tool ids of one request for an Anthropic upstream (§1.3.5). The rewriting rules themselves live in
 //! [`convert::ids`](crate::protocol::convert::ids), shared with the response side.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::protocol::convert::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
 
-/// Tool ids of one Route A request, sanitised consistently across `tool_use` and `tool_result` (§1.3.5).
+/// Tool ids of one request, sanitised consistently across `tool_use` and `tool_result` (§1.3.5).
 ///
 /// Two different originals that sanitise to the same id (`a.b` and `a_b`) would pair the wrong results with
 /// the wrong calls, so the later one gets `_` + 6 hex digits of its own hash.
 #[derive(Default)]
-pub(super) struct AnthropicToolIds {
+pub(crate) struct AnthropicToolIds {
     assigned: HashMap<String, String>,
     taken: HashSet<String>,
 }
@@ -18,7 +18,7 @@ pub(super) struct AnthropicToolIds {
 impl AnthropicToolIds {
     /// The Anthropic id for `original`; `position` (`<message index>:<block index>`) seeds the id when the
     /// original is empty.
-    pub(super) fn get(&mut self, original: &str, position: impl FnOnce() -> String) -> String {
+    pub(crate) fn get(&mut self, original: &str, position: impl FnOnce() -> String) -> String {
         if let Some(id) = self.assigned.get(original) {
             return id.clone();
         }
