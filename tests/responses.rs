@@ -531,7 +531,8 @@ async fn an_anthropic_client_reaches_a_responses_upstream_streamed_and_not() {
     assert_eq!(v["stop_reason"], "tool_use");
     assert_eq!(
         v["usage"],
-        json!({"input_tokens": 100, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 800, "output_tokens": 40})
+        json!({"input_tokens": 100, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 800, "output_tokens": 40,
+            "output_tokens_details": {"thinking_tokens": 12}})
     );
     let body = upstream.last().json();
     assert_eq!(body["instructions"], "Be brief.");

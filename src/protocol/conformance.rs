@@ -189,6 +189,7 @@ fn every_request_decoder_reads_what_every_encoder_writes() {
 fn response_fixture() -> Response {
     Response {
         id: None,
+        stop_sequence: None,
         output: vec![
             Part::Reasoning(Reasoning {
                 text: "Two cities.".into(),

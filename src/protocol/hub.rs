@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use crate::protocol::convert::ids::ToolNameMap;
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::tool_calls::JSON_OUTPUT_TOOL;
 use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::sse::SseEvent;
 use crate::protocol::{Protocol, chat, messages, responses};
@@ -91,6 +92,128 @@ pub fn convert_request(
         Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
     };
     Ok(Converted { body, facts })
+}
+
+/// Decodes an upstream's whole answer from its protocol and encodes it in the client's, through the hub.
+pub fn convert_answer(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    ctx: &ConvertContext<'_>,
+    facts: &RequestFacts,
+) -> Result<Vec<u8>, ConvertError> {
+    let mut response = match upstream {
+        Protocol::OpenAi => chat::response::decode(body)?,
+        Protocol::Anthropic => messages::response::decode(body)?,
+        Protocol::Responses => responses::response::decode(body)?,
+    };
+    facts.restore(&mut response, upstream);
+    if response.usage.input == 0 {
+        // The upstream reported no usage; the local estimate, when there is one, beats a zero.
+        response.usage.input = facts.input_tokens_estimate;
+    }
+    if client != Protocol::Anthropic {
+        // An id-less call still needs an id to be answered by (the Anthropic encoder mints its own kind).
+        for (i, part) in response.output.iter_mut().enumerate() {
+            if let Part::ToolCall(call) = part
+                && call.id.is_empty()
+            {
+                call.id = format!("call_llmr_{i}");
+            }
+        }
+    }
+    Ok(match client {
+        Protocol::Responses => {
+            let fallback;
+            let responses = match &facts.responses {
+                Some(responses) => &**responses,
+                None => {
+                    fallback = responses::request::ResponsesFacts::default();
+                    &fallback
+                }
+            };
+            responses::response::encode(
+                &response,
+                &responses::response::AnswerContext {
+                    id_hex: ctx.response_id,
+                    signing_key: ctx.signing_key,
+                    created: ctx.created,
+                    model: ctx.client_model,
+                    facts: responses,
+                },
+            )
+        }
+        Protocol::Anthropic => messages::response::encode(&response, &messages_answer(ctx, 0)),
+        Protocol::OpenAi => chat::response::encode(&response, &chat_answer(ctx, facts)),
+    })
+}
+
+/// The stream converter from the upstream's protocol to the client's, through the hub.
+pub fn convert_stream(
+    client: Protocol,
+    upstream: Protocol,
+    ctx: &ConvertContext<'_>,
+    mut facts: RequestFacts,
+) -> Box<dyn StreamConverter> {
+    match (client, facts.responses.take()) {
+        (Protocol::Responses, responses) => stream_from(
+            upstream,
+            responses::stream::ResponsesStreamEncoder::new(
+                ctx.response_id,
+                ctx.created,
+                ctx.client_model,
+                responses.map(|r| *r).unwrap_or_default(),
+                ctx.signing_key,
+            ),
+            facts,
+        ),
+        (Protocol::Anthropic, _) => {
+            let answer = messages_answer(ctx, facts.input_tokens_estimate);
+            stream_from(upstream, messages::stream::MessagesStreamEncoder::new(&answer), facts)
+        }
+        (Protocol::OpenAi, _) => {
+            let answer = chat_answer(ctx, &facts);
+            stream_from(upstream, chat::stream::ChatStreamEncoder::new(&answer), facts)
+        }
+    }
+}
+
+fn stream_from<E: StreamEncoder + 'static>(
+    upstream: Protocol,
+    encoder: E,
+    facts: RequestFacts,
+) -> Box<dyn StreamConverter> {
+    match upstream {
+        Protocol::OpenAi => Box::new(HubStream::new(chat::response::ChatChunks, encoder, facts)),
+        Protocol::Anthropic => Box::new(HubStream::new(
+            messages::response::MessagesEvents::default(),
+            encoder,
+            facts,
+        )),
+        Protocol::Responses => Box::new(HubStream::new(
+            responses::stream::ResponsesEvents::default(),
+            encoder,
+            facts,
+        )),
+    }
+}
+
+fn chat_answer<'a>(ctx: &ConvertContext<'a>, facts: &RequestFacts) -> chat::response::ChatAnswer<'a> {
+    chat::response::ChatAnswer {
+        id_hex: ctx.response_id,
+        created: ctx.created,
+        model: ctx.client_model,
+        include_usage: facts.include_usage,
+    }
+}
+
+fn messages_answer<'a>(ctx: &ConvertContext<'a>, input_estimate: u64) -> messages::response::MessagesAnswer<'a> {
+    messages::response::MessagesAnswer {
+        id_hex: ctx.response_id,
+        model: ctx.client_model,
+        signing_key: ctx.signing_key,
+        input_estimate,
+    }
 }
 
 /// A generation request, whatever protocol it came in.
@@ -263,6 +386,8 @@ pub struct Response {
     /// In the order the upstream produced them: reasoning, text, refusals and tool calls.
     pub output: Vec<Part>,
     pub stop: StopReason,
+    /// The stop sequence that ended the answer, when the upstream says which.
+    pub stop_sequence: Option<String>,
     pub usage: Usage,
 }
 
@@ -355,39 +480,61 @@ pub trait StreamEncoder: Send {
     }
 }
 
-/// A stream converter made of a decoder (upstream protocol → hub) and an encoder (hub → client protocol).
+/// A stream converter made of a decoder (upstream protocol → hub) and an encoder (hub → client protocol), with
+/// the request's facts between them (tool names the upstream knew shortened, the `json_output` tool).
 pub struct HubStream<D, E> {
     decoder: D,
     encoder: E,
-    /// The client's names of tools the upstream knows by shortened names.
-    names: ToolNameMap,
+    facts: RequestFacts,
     events: Vec<Event>,
+    /// The index of the `json_output` call, whose arguments are the answer's text.
+    json_output: Option<usize>,
 }
 
 impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
-    pub fn new(decoder: D, encoder: E, names: ToolNameMap) -> Self {
+    pub fn new(decoder: D, encoder: E, facts: RequestFacts) -> Self {
         Self {
             decoder,
             encoder,
-            names,
+            facts,
             events: Vec::new(),
+            json_output: None,
         }
+    }
+
+    /// The event as the client must see it, or `None` when it has no counterpart.
+    fn restore(&mut self, event: Event) -> Option<Event> {
+        Some(match event {
+            Event::ToolCallStart { index, name, .. } if self.facts.json_output_tool && name == JSON_OUTPUT_TOOL => {
+                self.json_output = Some(index);
+                return None;
+            }
+            Event::ToolCallStart { index, id, mut name } => {
+                self.facts.tool_names.restore_name(&mut name);
+                Event::ToolCallStart { index, id, name }
+            }
+            Event::ToolCallDelta { index, arguments } if self.json_output == Some(index) => Event::TextDelta(arguments),
+            Event::Stop(StopReason::ToolUse) if self.json_output.is_some() => Event::Stop(StopReason::End),
+            event => event,
+        })
     }
 }
 
 impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> StreamStatus {
-        self.decoder.decode(event, &mut self.events);
-        for mut event in self.events.drain(..) {
-            if let Event::ToolCallStart { name, .. } = &mut event {
-                self.names.restore_name(name);
-            }
-            let status = self.encoder.encode(event, out);
+        let mut events = std::mem::take(&mut self.events);
+        self.decoder.decode(event, &mut events);
+        let mut status = StreamStatus::Continue;
+        for event in events.drain(..) {
+            let Some(event) = self.restore(event) else { continue };
+            status = self.encoder.encode(event, out);
             if status != StreamStatus::Continue {
-                return status;
+                break;
             }
         }
-        StreamStatus::Continue
+        events.clear();
+        self.events = events;
+        status
     }
 
     fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {

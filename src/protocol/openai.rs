@@ -43,6 +43,22 @@ pub fn error_type_for_status(status: u16) -> &'static str {
     }
 }
 
+/// The error `type` that goes with a code of the hub's error vocabulary (OpenAI's codes, which the
+/// Anthropic codecs translate to and from).
+pub fn error_type_for_code(code: &str) -> &'static str {
+    match code {
+        "server_is_overloaded" | "service_unavailable_error" => "service_unavailable_error",
+        "rate_limit_exceeded" | "rate_limit_error" => "rate_limit_error",
+        "insufficient_quota" => "insufficient_quota",
+        "invalid_api_key" | "authentication_error" => "authentication_error",
+        "permission_error" => "permission_error",
+        "context_length_exceeded" | "invalid_request_error" | "model_not_found" | "request_too_large" => {
+            "invalid_request_error"
+        }
+        _ => "server_error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

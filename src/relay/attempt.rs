@@ -16,21 +16,11 @@ use super::failure::{Failure, UpstreamAnswer};
 use super::processor::{Converting, PassThrough};
 use super::record::RequestRecord;
 use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
-use crate::protocol::chat::response::{ChatAnswer, ChatChunks};
-use crate::protocol::chat::stream::ChatStreamEncoder;
-use crate::protocol::convert::ids::ToolNameMap;
+use crate::protocol::Protocol;
 use crate::protocol::convert::request;
-use crate::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
-use crate::protocol::convert::{self, ConvertContext, ConvertError, RequestFacts};
-use crate::protocol::hub::{self, HubStream, StreamEncoder};
-use crate::protocol::messages::response::MessagesAnswer;
-use crate::protocol::messages::response::MessagesEvents;
-use crate::protocol::messages::stream::MessagesStreamEncoder;
+use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
+use crate::protocol::hub;
 use crate::protocol::raw_body::RawBody;
-use crate::protocol::responses::response::AnswerContext;
-use crate::protocol::responses::stream::ResponsesEvents;
-use crate::protocol::responses::stream::ResponsesStreamEncoder;
-use crate::protocol::{Protocol, chat, messages, responses};
 use crate::routing::Deployment;
 use crate::server::error::json_response;
 use crate::server::request::ClientRequest;
@@ -120,7 +110,7 @@ impl Attempt<'_> {
         let secret = deployment.secret.clone();
         let mut answer = match (is_stream, conversion) {
             (false, None) => pass_through_json(deployment, response, deadline).await?,
-            (false, Some(facts)) => self.convert_json(response, &ctx, &minted, &facts, deadline).await?,
+            (false, Some(facts)) => self.convert_json(response, &ctx, &facts, deadline).await?,
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -128,11 +118,7 @@ impl Attempt<'_> {
                     .map(Answer::Stream);
             }
             (true, Some(facts)) => {
-                let converter: Box<dyn StreamConverter> = match (self.client, deployment.protocol) {
-                    (Protocol::OpenAi, Protocol::Anthropic) => Box::new(AnthropicToOpenAiStream::new(&ctx, &facts)),
-                    (Protocol::Anthropic, Protocol::OpenAi) => Box::new(OpenAiToAnthropicStream::new(&ctx, &facts)),
-                    _ => self.hub_stream(facts, &minted),
-                };
+                let converter = hub::convert_stream(self.client, deployment.protocol, &ctx, facts);
                 let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
                     .await
@@ -206,24 +192,11 @@ impl Attempt<'_> {
         &self,
         response: UpstreamResponse,
         ctx: &ConvertContext<'_>,
-        minted: &Minted,
         facts: &RequestFacts,
         deadline: tokio::time::Instant,
     ) -> Result<Response, Failure> {
         let body = read_whole(self.deployment, response, deadline).await?;
-        let converted = match (self.client, self.deployment.protocol) {
-            (Protocol::OpenAi, Protocol::Anthropic) => convert::response::anthropic_to_openai(&body, ctx, facts),
-            (Protocol::Anthropic, Protocol::OpenAi) => convert::response::openai_to_anthropic(&body, ctx, facts),
-            _ => match self.deployment.protocol {
-                Protocol::OpenAi => chat::response::decode(&body),
-                Protocol::Anthropic => messages::response::decode(&body),
-                Protocol::Responses => responses::response::decode(&body),
-            }
-            .map(|mut response| {
-                facts.tool_names.restore(&mut response);
-                self.hub_encode(&response, facts, minted)
-            }),
-        };
+        let converted = hub::convert_answer(self.client, self.deployment.protocol, &body, ctx, facts);
         match converted {
             Ok(body) => Ok(json_response(StatusCode::OK, body)),
             Err(error) => Err(Failure::unreachable(
@@ -231,76 +204,6 @@ impl Attempt<'_> {
                 format!("unusable upstream answer: {}", error.message),
             )),
         }
-    }
-
-    /// A whole hub answer in the client's protocol.
-    fn hub_encode(&self, response: &hub::Response, facts: &RequestFacts, minted: &Minted) -> Vec<u8> {
-        match (self.client, &facts.responses) {
-            (Protocol::Responses, Some(facts)) => {
-                let answer = AnswerContext {
-                    id_hex: &minted.response_id,
-                    signing_key: self.signing_key,
-                    created: minted.created,
-                    model: self.client_model,
-                    facts,
-                };
-                responses::response::encode(response, &answer)
-            }
-            (Protocol::Anthropic, _) => messages::response::encode(response, &self.messages_answer(0, minted)),
-            _ => chat::response::encode(response, &self.chat_answer(facts, minted)),
-        }
-    }
-
-    /// The stream converter from the upstream's protocol to the client's, through the hub.
-    fn hub_stream(&self, mut facts: RequestFacts, minted: &Minted) -> Box<dyn StreamConverter> {
-        let upstream = (self.deployment.protocol, std::mem::take(&mut facts.tool_names));
-        match (self.client, facts.responses.take()) {
-            (Protocol::Responses, Some(responses)) => hub_stream(
-                upstream,
-                ResponsesStreamEncoder::new(
-                    &minted.response_id,
-                    minted.created,
-                    self.client_model,
-                    *responses,
-                    self.signing_key,
-                ),
-            ),
-            (Protocol::Anthropic, _) => hub_stream(
-                upstream,
-                MessagesStreamEncoder::new(&self.messages_answer(facts.input_tokens_estimate, minted)),
-            ),
-            _ => hub_stream(upstream, ChatStreamEncoder::new(&self.chat_answer(&facts, minted))),
-        }
-    }
-
-    fn chat_answer<'m>(&'m self, facts: &RequestFacts, minted: &'m Minted) -> ChatAnswer<'m> {
-        ChatAnswer {
-            id_hex: &minted.response_id,
-            created: minted.created,
-            model: self.client_model,
-            include_usage: facts.include_usage,
-        }
-    }
-
-    fn messages_answer<'m>(&'m self, input_estimate: u64, minted: &'m Minted) -> MessagesAnswer<'m> {
-        MessagesAnswer {
-            id_hex: &minted.response_id,
-            model: self.client_model,
-            signing_key: self.signing_key,
-            input_estimate,
-        }
-    }
-}
-
-/// The hub decoder of the upstream's stream events, paired with the client's encoder.
-fn hub_stream<E: StreamEncoder + 'static>(
-    (upstream, names): (Protocol, ToolNameMap),
-    encoder: E,
-) -> Box<dyn StreamConverter> {
-    match upstream {
-        Protocol::OpenAi => Box::new(HubStream::new(ChatChunks, encoder, names)),
-        Protocol::Anthropic => Box::new(HubStream::new(MessagesEvents::default(), encoder, names)),
-        Protocol::Responses => Box::new(HubStream::new(ResponsesEvents::default(), encoder, names)),
     }
 }
 

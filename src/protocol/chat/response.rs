@@ -1,7 +1,7 @@
 //! Decoding Chat Completions answers into the hub: a whole `chat.completion` into a [`Response`], and each
 //! `chat.completion.chunk` of a stream into [`Event`]s. Typed and borrowed; tool arguments stay text.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, ToolCall, ToolKind, Usage};
@@ -23,12 +23,15 @@ struct Choice {
     message: Option<ChatMessage>,
     #[serde(default)]
     finish_reason: Option<String>,
+    /// vLLM and some others name the stop string that ended the answer here (or the stop token's id).
+    #[serde(default)]
+    stop_reason: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
 struct ChatMessage {
     #[serde(default)]
-    content: Option<String>,
+    content: Option<ChatContent>,
     #[serde(default)]
     refusal: Option<String>,
     /// DeepSeek, Qwen and vLLM call it `reasoning_content`; OpenRouter and Ollama `reasoning`.
@@ -36,6 +39,29 @@ struct ChatMessage {
     reasoning_content: Option<String>,
     #[serde(default)]
     tool_calls: Vec<ChatToolCall>,
+}
+
+/// A string by the spec; some hosts send a list of text parts.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChatContent {
+    Text(String),
+    Parts(Vec<TextPart>),
+}
+
+#[derive(Deserialize)]
+struct TextPart {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl ChatContent {
+    fn into_text(self) -> String {
+        match self {
+            ChatContent::Text(text) => text,
+            ChatContent::Parts(parts) => parts.into_iter().filter_map(|p| p.text).collect(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -126,39 +152,41 @@ fn arguments_text(arguments: Option<serde_json::Value>) -> String {
 
 /// Decodes a whole `chat.completion`. An answer without choices is unusable.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    let completion: Completion = serde_json::from_slice(body).map_err(|e| ConvertError {
-        message: format!("the upstream's answer is not a chat completion: {e}"),
-        param: None,
-        code: None,
-    })?;
+    let completion: Completion = serde_json::from_slice(body)
+        .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a chat completion: {e}")))?;
     let Some(choice) = completion.choices.into_iter().next() else {
-        return Err(ConvertError {
-            message: "the upstream's answer has no choices".into(),
-            param: None,
-            code: None,
-        });
+        return Err(ConvertError::bad_upstream("the upstream's answer has no choices"));
     };
     let message = choice.message.unwrap_or_default();
     let mut output = Vec::new();
     if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
         output.push(Part::Reasoning(Reasoning { text, opaque: None }));
     }
-    if let Some(text) = message.content.filter(|t| !t.is_empty()) {
+    // Whitespace alone says nothing (and Anthropic clients reject blank text blocks).
+    if let Some(text) = message
+        .content
+        .map(ChatContent::into_text)
+        .filter(|t| !t.trim().is_empty())
+    {
         output.push(Part::Text(text));
     }
-    if let Some(text) = message.refusal.filter(|t| !t.is_empty()) {
+    let refused = message.refusal.as_deref().is_some_and(|t| !t.trim().is_empty());
+    if let Some(text) = message.refusal.filter(|_| refused) {
         output.push(Part::Refusal(text));
     }
-    for (i, call) in message.tool_calls.into_iter().enumerate() {
+    let called = !message.tool_calls.is_empty();
+    for call in message.tool_calls {
         let function = call.function.unwrap_or(FunctionCall {
             name: None,
             arguments: None,
         });
+        // A call without a name cannot be run or answered.
+        if function.name.as_deref().is_none_or(str::is_empty) {
+            continue;
+        }
         output.push(Part::ToolCall(ToolCall {
-            id: call
-                .id
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| format!("call_llmr_{i}")),
+            // An id-less call gets one from the client's encoder.
+            id: call.id.unwrap_or_default(),
             name: function.name.unwrap_or_default(),
             namespace: None,
             kind: ToolKind::Function,
@@ -168,7 +196,18 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     Ok(Response {
         id: completion.id,
         output,
-        stop: choice.finish_reason.as_deref().map_or(StopReason::End, stop_reason),
+        // Several hosts say `stop` (or `length`) for an answer that calls tools, and `tool_calls` for one
+        // that calls none; what the answer holds decides.
+        stop: match (called, refused, choice.finish_reason.as_deref().map(stop_reason)) {
+            (true, _, _) => StopReason::ToolUse,
+            (false, true, _) => StopReason::ContentFilter,
+            (false, false, Some(StopReason::ToolUse) | None) => StopReason::End,
+            (false, false, Some(stop)) => stop,
+        },
+        stop_sequence: match choice.stop_reason {
+            Some(serde_json::Value::String(matched)) => Some(matched),
+            _ => None,
+        },
         usage: completion.usage.unwrap_or_default().to_hub(),
     })
 }
@@ -211,7 +250,7 @@ pub fn decode_event(event: &SseEvent, out: &mut Vec<Event>) {
             if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
                 out.push(Event::ReasoningDelta(text));
             }
-            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            if let Some(text) = delta.content.map(ChatContent::into_text).filter(|t| !t.is_empty()) {
                 out.push(Event::TextDelta(text));
             }
             if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
@@ -268,56 +307,223 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
+/// Usage as Chat reports it: cache writes and reasoning tokens only when there are some.
+#[derive(Serialize)]
+pub(crate) struct ChatUsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptDetailsOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<CompletionDetailsOut>,
+}
+
+#[derive(Serialize)]
+struct PromptDetailsOut {
+    cached_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct CompletionDetailsOut {
+    reasoning_tokens: u64,
+}
+
+impl ChatUsageOut {
+    pub(crate) fn new(usage: &Usage) -> Self {
+        Self {
+            prompt_tokens: usage.input,
+            completion_tokens: usage.output,
+            total_tokens: usage.input + usage.output,
+            prompt_tokens_details: PromptDetailsOut {
+                cached_tokens: usage.cached,
+                cache_write_tokens: (usage.cache_write > 0).then_some(usage.cache_write),
+            },
+            completion_tokens_details: (usage.reasoning > 0).then_some(CompletionDetailsOut {
+                reasoning_tokens: usage.reasoning,
+            }),
+        }
+    }
+}
+
 pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
-    serde_json::json!({
-        "prompt_tokens": usage.input,
-        "completion_tokens": usage.output,
-        "total_tokens": usage.input + usage.output,
-        "prompt_tokens_details": {"cached_tokens": usage.cached},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning},
-    })
+    serde_json::to_value(ChatUsageOut::new(usage)).expect("usage serialises")
+}
+
+/// The answer's id: `chatcmpl-` + the upstream's id, else the one minted for it.
+pub(crate) fn completion_id(upstream: Option<&str>, id_hex: &str) -> String {
+    match upstream.filter(|id| !id.is_empty()) {
+        Some(id) => format!("chatcmpl-{id}"),
+        None if id_hex.starts_with("chatcmpl-") => id_hex.to_owned(),
+        None => format!("chatcmpl-{id_hex}"),
+    }
+}
+
+/// Joins the pieces of one message field. [`Joiner::text`]: nothing between adjacent text pieces, a blank
+/// line where another block (reasoning, a call) came between them. [`Joiner::reasoning`]: a newline between
+/// any two. The stream encoder follows the same rules, so streamed and whole answers agree.
+#[derive(Debug, Clone)]
+pub(crate) struct Joiner {
+    any: bool,
+    separated: bool,
+    between: &'static str,
+    always_separated: bool,
+}
+
+impl Joiner {
+    pub(crate) fn text() -> Self {
+        Self {
+            any: false,
+            separated: false,
+            between: "\n\n",
+            always_separated: false,
+        }
+    }
+
+    pub(crate) fn reasoning() -> Self {
+        Self {
+            between: "\n",
+            always_separated: true,
+            ..Self::text()
+        }
+    }
+
+    /// What goes before a new, non-empty piece; records that it was added.
+    pub(crate) fn separator(&mut self) -> &'static str {
+        let sep = match self.any && (self.always_separated || self.separated) {
+            true => self.between,
+            false => "",
+        };
+        self.any = true;
+        self.separated = false;
+        sep
+    }
+
+    /// A block of another kind passed by.
+    pub(crate) fn mark_other_block(&mut self) {
+        if self.any {
+            self.separated = true;
+        }
+    }
+
+    fn push(&mut self, out: &mut String, piece: &str) {
+        if !piece.is_empty() {
+            out.push_str(self.separator());
+            out.push_str(piece);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CompletionOut<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+    usage: ChatUsageOut,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    message: MessageOut<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Option<String>,
+    refusal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    /// The signature of Anthropic thinking, so the client can replay it to an Anthropic upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_signature: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// The signature inside an Anthropic thinking block.
+pub(crate) fn anthropic_signature(opaque: Option<&crate::protocol::hub::Opaque>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Signed {
+        #[serde(default)]
+        signature: Option<String>,
+    }
+    let crate::protocol::hub::Opaque::Anthropic { block } = opaque?;
+    serde_json::from_str::<Signed>(block.get()).ok()?.signature
 }
 
 /// Encodes a whole answer as a `chat.completion`.
 pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
-    use serde_json::{Value, json};
-    let mut text = String::new();
-    let mut refusal = String::new();
-    let mut reasoning = Vec::new();
+    let (mut text, mut refusal, mut reasoning) = (String::new(), String::new(), String::new());
+    let (mut texts, mut reasonings) = (Joiner::text(), Joiner::reasoning());
+    let mut signature = None;
     let mut calls = Vec::new();
     for part in &response.output {
         match part {
-            Part::Text(t) => text.push_str(t),
+            Part::Text(t) => texts.push(&mut text, t),
             Part::Refusal(t) => refusal.push_str(t),
-            Part::Reasoning(r) if !r.text.is_empty() => reasoning.push(r.text.as_str()),
-            Part::ToolCall(call) => calls.push(json!({"id": call.id, "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments}})),
-            _ => {}
+            Part::Reasoning(r) => {
+                reasonings.push(&mut reasoning, &r.text);
+                signature = anthropic_signature(r.opaque.as_ref()).or(signature);
+                texts.mark_other_block();
+            }
+            Part::ToolCall(call) => {
+                texts.mark_other_block();
+                calls.push(ToolCallOut {
+                    id: &call.id,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: &call.name,
+                        arguments: match call.arguments.is_empty() {
+                            true => "{}",
+                            false => &call.arguments,
+                        },
+                    },
+                });
+            }
+            _ => texts.mark_other_block(),
         }
     }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::from(text) },
-        "refusal": if refusal.is_empty() { Value::Null } else { Value::from(refusal) },
-    });
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = Value::from(reasoning.join("\n\n"));
-    }
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let body = json!({
-        // As on Route A: "chatcmpl-" + the upstream's id, when it has one.
-        "id": match &response.id {
-            Some(id) => format!("chatcmpl-{id}"),
-            None => format!("chatcmpl-{}", answer.id_hex),
-        },
-        "object": "chat.completion",
-        "created": answer.created,
-        "model": answer.model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish_reason(response.stop)}],
-        "usage": usage_json(&response.usage),
-    });
+    let body = CompletionOut {
+        id: completion_id(response.id.as_deref(), answer.id_hex),
+        object: "chat.completion",
+        created: answer.created,
+        model: answer.model,
+        choices: [ChoiceOut {
+            index: 0,
+            message: MessageOut {
+                role: "assistant",
+                content: (!text.is_empty() || calls.is_empty()).then_some(text),
+                refusal: (!refusal.is_empty()).then_some(refusal),
+                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                reasoning_signature: signature,
+                tool_calls: calls,
+            },
+            logprobs: None,
+            finish_reason: finish_reason(response.stop),
+        }],
+        usage: ChatUsageOut::new(&response.usage),
+    };
     serde_json::to_vec(&body).expect("a chat completion serialises")
 }
 

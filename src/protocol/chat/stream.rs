@@ -92,7 +92,8 @@ impl ChatStreamEncoder {
 
     fn write_error(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {
         self.start(out);
-        let error = crate::protocol::openai::error_body(message, "server_error", None, Some(code));
+        let kind = crate::protocol::openai::error_type_for_code(code);
+        let error = crate::protocol::openai::error_body(message, kind, None, Some(code));
         write_data_event(out, &error);
         self.finished = true;
     }

@@ -23,6 +23,8 @@ pub mod token_count;
 pub mod tool_calls;
 
 #[cfg(test)]
+mod answer_tests;
+#[cfg(test)]
 pub(crate) mod test_support;
 
 /// What the request converter learnt that the response and stream converters need. The request converters
@@ -58,6 +60,32 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// An upstream's answer as the client must see it: tool names the upstream knew shortened get the
+    /// client's back, the emulated `json_output` call becomes the answer's text, and a Chat upstream's
+    /// stop string counts as a stop sequence only if the client asked for it.
+    pub fn restore(&self, response: &mut crate::protocol::hub::Response, upstream: crate::protocol::Protocol) {
+        use crate::protocol::hub::{Part, StopReason};
+        self.tool_names.restore(response);
+        if self.json_output_tool {
+            for part in &mut response.output {
+                if let Part::ToolCall(call) = part
+                    && call.name == tool_calls::JSON_OUTPUT_TOOL
+                {
+                    *part = Part::Text(std::mem::take(&mut call.arguments));
+                    if response.stop == StopReason::ToolUse {
+                        response.stop = StopReason::End;
+                    }
+                }
+            }
+        }
+        if upstream == crate::protocol::Protocol::OpenAi {
+            response.stop_sequence = response
+                .stop_sequence
+                .take()
+                .filter(|s| self.stop_sequences.contains(s));
+        }
+    }
+
     /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
     pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
         let matched = stop_reason?.as_str()?;
@@ -166,6 +194,15 @@ pub struct ConvertError {
 }
 
 impl ConvertError {
+    /// An upstream answer the router cannot use.
+    pub fn bad_upstream(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            param: None,
+            code: Some("bad_upstream_response"),
+        }
+    }
+
     pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> Self {
         Self {
             message: message.into(),

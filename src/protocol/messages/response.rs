@@ -6,6 +6,7 @@ use serde_json::value::RawValue;
 
 use super::Block;
 use crate::protocol::convert::ConvertError;
+use crate::protocol::convert::error::openai_error_for_anthropic;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
 };
@@ -21,6 +22,14 @@ struct AnthropicUsage {
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
 }
 
 impl AnthropicUsage {
@@ -30,6 +39,7 @@ impl AnthropicUsage {
         self.output_tokens = later.output_tokens.or(self.output_tokens);
         self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
         self.cache_creation_input_tokens = later.cache_creation_input_tokens.or(self.cache_creation_input_tokens);
+        self.output_tokens_details = later.output_tokens_details.or(self.output_tokens_details);
     }
 
     /// Anthropic counts cached tokens apart from `input_tokens`; the hub's `input` includes them.
@@ -41,7 +51,7 @@ impl AnthropicUsage {
             cached,
             cache_write,
             output: self.output_tokens.unwrap_or(0),
-            reasoning: 0,
+            reasoning: self.output_tokens_details.and_then(|d| d.thinking_tokens).unwrap_or(0),
         }
     }
 }
@@ -61,24 +71,30 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     struct Message<'a> {
         #[serde(default)]
         id: Option<String>,
+        #[serde(rename = "type", default)]
+        kind: Option<&'a str>,
         #[serde(borrow, default)]
         content: Vec<&'a RawValue>,
         #[serde(default)]
         stop_reason: Option<String>,
         #[serde(default)]
+        stop_sequence: Option<String>,
+        #[serde(default)]
         usage: AnthropicUsage,
     }
-    let message: Message = serde_json::from_slice(body).map_err(|e| ConvertError {
-        message: format!("the upstream's answer is not a message: {e}"),
-        param: None,
-        code: None,
-    })?;
+    let message: Message = serde_json::from_slice(body)
+        .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?;
+    if message.kind == Some("error") {
+        return Err(ConvertError::bad_upstream(
+            "the upstream sent an error object with a success status",
+        ));
+    }
     let mut output = Vec::with_capacity(message.content.len());
+    // Server-tool blocks have no counterpart; the text on either side of them stays two paragraphs.
+    let mut skipped = false;
     for raw in message.content {
-        let block: Block = serde_json::from_str(raw.get()).map_err(|e| ConvertError {
-            message: format!("the upstream's answer has an unreadable content block: {e}"),
-            param: None,
-            code: None,
+        let block: Block = serde_json::from_str(raw.get()).map_err(|e| {
+            ConvertError::bad_upstream(format!("the upstream's answer has an unreadable content block: {e}"))
         })?;
         match block.kind {
             // Kept exactly as sent: Anthropic accepts its thinking back only unchanged.
@@ -88,8 +104,16 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
             })),
             "text" => {
                 if let Some(text) = block.text.filter(|t| !t.is_empty()) {
-                    output.push(Part::Text(text));
+                    match output.last_mut() {
+                        Some(Part::Text(before)) if skipped => {
+                            before.push_str("\n\n");
+                            before.push_str(&text);
+                        }
+                        _ => output.push(Part::Text(text)),
+                    }
+                    skipped = false;
                 }
+                continue;
             }
             "tool_use" => output.push(Part::ToolCall(ToolCall {
                 id: block.id.unwrap_or_default(),
@@ -98,13 +122,18 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
                 kind: ToolKind::Function,
                 arguments: block.input.map_or_else(|| "{}".to_owned(), |raw| raw.get().to_owned()),
             })),
-            _ => {}
+            _ => {
+                skipped = true;
+                continue;
+            }
         }
+        skipped = false;
     }
     Ok(Response {
         id: message.id,
         output,
         stop: message.stop_reason.as_deref().map_or(StopReason::End, stop_reason),
+        stop_sequence: message.stop_sequence,
         usage: message.usage.to_hub(),
     })
 }
@@ -261,13 +290,12 @@ impl StreamDecoder for MessagesEvents {
                     kind: None,
                     message: None,
                 });
+                // Into the hub's vocabulary (OpenAI's codes), by the table of `shared/protocol-conversion.md` §4.3.
+                let message = error.message.unwrap_or_else(|| "upstream error".into());
+                let mapped = openai_error_for_anthropic(None, error.kind.as_deref().unwrap_or("api_error"), &message);
                 out.push(Event::Error {
-                    message: error.message.unwrap_or_else(|| "upstream error".into()),
-                    code: Some(match error.kind.as_deref() {
-                        Some("rate_limit_error") => "rate_limit_exceeded".into(),
-                        Some("overloaded_error") => "server_is_overloaded".into(),
-                        _ => "server_error".into(),
-                    }),
+                    message,
+                    code: Some(mapped.code.unwrap_or(mapped.kind).to_owned()),
                 });
             }
             _ => {}
@@ -299,45 +327,71 @@ pub(crate) fn stop_reason_name(stop: StopReason) -> &'static str {
     }
 }
 
-/// Anthropic counts cached tokens apart from `input_tokens`.
+/// Anthropic counts cached tokens apart from `input_tokens`; thinking tokens are reported when known.
 pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "input_tokens": usage.input.saturating_sub(usage.cached + usage.cache_write),
         "cache_creation_input_tokens": usage.cache_write,
         "cache_read_input_tokens": usage.cached,
         "output_tokens": usage.output,
-    })
+    });
+    if usage.reasoning > 0 {
+        out["output_tokens_details"] = serde_json::json!({"thinking_tokens": usage.reasoning});
+    }
+    out
+}
+
+/// The answer's id: `msg_` + the upstream id's letters and digits, else the one minted for it.
+pub(crate) fn message_id(upstream: Option<&str>, id_hex: &str) -> String {
+    let cleaned: String = upstream
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    match (cleaned.is_empty(), id_hex.starts_with("msg_")) {
+        (false, _) => format!("msg_{cleaned}"),
+        (true, true) => id_hex.to_owned(),
+        (true, false) => format!("msg_{id_hex}"),
+    }
+}
+
+/// `end_turn`, unless the upstream says which stop sequence ended the answer.
+pub(crate) fn stop_reason_of(stop: StopReason, stop_sequence: Option<&str>) -> &'static str {
+    match (stop, stop_sequence) {
+        (StopReason::End, Some(_)) => "stop_sequence",
+        (stop, _) => stop_reason_name(stop),
+    }
 }
 
 /// Encodes a whole answer as a `message`.
 pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
-    use crate::protocol::convert::ids::sanitize_tool_id;
+    use super::tool_ids::AnswerToolIds;
     use crate::protocol::convert::signature::mint_thinking_signature;
     use crate::protocol::convert::tool_calls::parse_tool_arguments;
     use serde_json::json;
+    let mut ids = AnswerToolIds::new(answer.id_hex);
     let mut content = Vec::with_capacity(response.output.len());
-    for part in &response.output {
+    for (i, part) in response.output.iter().enumerate() {
         match part {
-            Part::Reasoning(r) => content.push(json!({"type": "thinking", "thinking": r.text,
+            Part::Reasoning(r) if !r.text.is_empty() => content.push(json!({"type": "thinking", "thinking": r.text,
                 "signature": mint_thinking_signature(answer.signing_key, &r.text)})),
-            Part::Text(t) | Part::Refusal(t) if !t.is_empty() => content.push(json!({"type": "text", "text": t})),
-            Part::ToolCall(call) => content.push(json!({"type": "tool_use", "id": sanitize_tool_id(&call.id),
-                "name": call.name, "input": parse_tool_arguments(&call.arguments)})),
+            Part::Text(t) | Part::Refusal(t) if !t.trim().is_empty() => {
+                content.push(json!({"type": "text", "text": t}))
+            }
+            Part::ToolCall(call) => content.push(json!({"type": "tool_use",
+                "id": ids.assign(Some(&call.id), i), "name": call.name,
+                "input": parse_tool_arguments(&call.arguments)})),
             _ => {}
         }
     }
     let body = json!({
-        // As on Route B: "msg_" + the upstream's id without characters outside [A-Za-z0-9].
-        "id": match &response.id {
-            Some(id) => format!("msg_{}", id.chars().filter(char::is_ascii_alphanumeric).collect::<String>()),
-            None => format!("msg_{}", answer.id_hex),
-        },
+        "id": message_id(response.id.as_deref(), answer.id_hex),
         "type": "message",
         "role": "assistant",
         "model": answer.model,
         "content": content,
-        "stop_reason": stop_reason_name(response.stop),
-        "stop_sequence": null,
+        "stop_reason": stop_reason_of(response.stop, response.stop_sequence.as_deref()),
+        "stop_sequence": response.stop_sequence,
         "usage": usage_json(&response.usage),
     });
     serde_json::to_vec(&body).expect("a message serialises")

@@ -195,9 +195,15 @@ impl StreamEncoder for MessagesStreamEncoder {
                 return StreamStatus::Finished;
             }
             Event::Error { message, code } => {
+                // From the hub's vocabulary (OpenAI's codes and types) into Anthropic's error types.
                 let kind = match code.as_deref() {
-                    Some("rate_limit_exceeded") => "rate_limit_error",
-                    Some("server_is_overloaded") => "overloaded_error",
+                    Some("rate_limit_exceeded" | "rate_limit_error") => "rate_limit_error",
+                    Some("server_is_overloaded" | "service_unavailable_error") => "overloaded_error",
+                    Some("insufficient_quota") => "billing_error",
+                    Some("invalid_api_key" | "authentication_error") => "authentication_error",
+                    Some("permission_error") => "permission_error",
+                    Some("context_length_exceeded" | "invalid_request_error") => "invalid_request_error",
+                    Some("timeout") => "timeout_error",
                     _ => "api_error",
                 };
                 self.write_error(kind, &message, out);

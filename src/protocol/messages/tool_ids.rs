@@ -36,6 +36,44 @@ impl AnthropicToolIds {
     }
 }
 
+/// Client-facing tool ids within one answer for an Anthropic client: sanitised (§1.3.5), de-duplicated when
+/// two different upstream ids sanitise to the same string, and minted deterministically when the upstream
+/// sent none.
+#[derive(Debug, Clone)]
+pub(crate) struct AnswerToolIds {
+    response_id: String,
+    /// (client-facing id, upstream original)
+    assigned: Vec<(String, String)>,
+}
+
+impl AnswerToolIds {
+    pub(crate) fn new(response_id: &str) -> Self {
+        Self {
+            response_id: response_id.to_owned(),
+            assigned: Vec::new(),
+        }
+    }
+
+    /// `seq` distinguishes id-less tool calls within the answer (the block index is used).
+    pub(crate) fn assign(&mut self, upstream: Option<&str>, seq: usize) -> String {
+        let original = upstream.unwrap_or("");
+        let mut id = if original.is_empty() {
+            synthetic_tool_id(&format!("{}:{seq}", self.response_id))
+        } else {
+            sanitize_tool_id(original).into_owned()
+        };
+        if self
+            .assigned
+            .iter()
+            .any(|(taken, from)| *taken == id && from != original)
+        {
+            push_collision_suffix(&mut id, original);
+        }
+        self.assigned.push((id.clone(), original.to_owned()));
+        id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,6 +387,7 @@ pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::Convert
             response.incomplete_details.as_ref().and_then(|d| d.reason.as_deref()),
             has_calls,
         ),
+        stop_sequence: None,
         usage: response.usage.as_ref().map(UpstreamUsage::to_hub).unwrap_or_default(),
         output,
     })
@@ -425,6 +426,7 @@ mod tests {
         };
         let response = Response {
             id: None,
+            stop_sequence: None,
             output: vec![
                 Part::Reasoning(Reasoning {
                     text: "Think".into(),
