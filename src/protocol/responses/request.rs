@@ -138,19 +138,57 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
         include_encrypted_reasoning: body.include.iter().any(|i| i == "reasoning.encrypted_content"),
         echo: Echo {
             instructions: body.instructions,
-            tools: body.tools.map(|r| r.to_owned()),
-            tool_choice: body.tool_choice.map(|r| r.to_owned()),
+            tools: body.tools.map(compact),
+            tool_choice: body.tool_choice.map(compact),
             parallel_tool_calls: body.parallel_tool_calls,
             temperature: body.temperature,
             top_p: body.top_p,
             max_output_tokens: body.max_output_tokens,
-            reasoning: body.reasoning.map(|r| r.to_owned()),
-            text: body.text.map(|r| r.to_owned()),
+            reasoning: body.reasoning.map(compact),
+            text: body.text.map(compact),
             prompt_cache_key: body.prompt_cache_key,
             user,
         },
     };
     Ok(Decoded { request, facts })
+}
+
+/// A copy of `raw` without whitespace between tokens. Echoed settings are written into SSE `data:` lines,
+/// which a pretty-printed value's newlines would break, and compact JSON is what the router writes
+/// everywhere else. A value with nothing to remove (the usual case) is copied as is.
+fn compact(raw: &RawValue) -> Box<RawValue> {
+    let json = raw.get();
+    let bytes = json.as_bytes();
+    let mut out = String::new();
+    // Start of the bytes not copied yet; `out` stays empty until the first whitespace is found.
+    let mut kept = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                // To the closing quote, over escaped characters.
+                at += 1;
+                while let Some(skip) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    at += skip + 1;
+                    if bytes[at - 1] == b'"' {
+                        break;
+                    }
+                    at += 1;
+                }
+            }
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                out.push_str(&json[kept..at]);
+                at += 1;
+                kept = at;
+            }
+            _ => at += 1,
+        }
+    }
+    if kept == 0 {
+        return raw.to_owned();
+    }
+    out.push_str(&json[kept..]);
+    RawValue::from_string(out).expect("JSON without its insignificant whitespace is JSON")
 }
 
 fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
@@ -887,6 +925,14 @@ mod tests {
         let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#, b"key").unwrap_err();
         assert_eq!(error.param.as_deref(), Some("input[0]"));
         assert!(decode(br#"{"model":"m"}"#, b"key").is_err());
+    }
+
+    #[test]
+    fn echoed_settings_lose_only_the_whitespace_between_tokens() {
+        let raw = |json: &str| RawValue::from_string(json.into()).unwrap();
+        let pretty = raw("{ \"a\" : [1, 2],\n\t\"b\": \"x y \\\" \\\\\" ,\r\n \"c\": {} }");
+        assert_eq!(compact(&pretty).get(), r#"{"a":[1,2],"b":"x y \" \\","c":{}}"#);
+        assert_eq!(compact(&raw(r#"{"s":"a b"}"#)).get(), r#"{"s":"a b"}"#);
     }
 
     #[test]
