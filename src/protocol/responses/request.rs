@@ -3,7 +3,11 @@
 //! and outputs in one list), hosted tools and item kinds without a counterpart are dropped rather than
 //! refused, and only what would change the shape of the answer is refused (§1.9).
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::tools::ToolDirectory;
@@ -45,10 +49,12 @@ pub struct Echo {
     pub user: Option<String>,
 }
 
+/// The request body, with `input` as `I`: read in the same pass as the rest ([`Input`]), or kept raw to be
+/// read item by item when that pass failed (see [`decode`]).
 #[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
+struct Body<'a, I> {
+    #[serde(default = "Option::default")]
+    input: Option<I>,
     #[serde(default)]
     instructions: Option<String>,
     #[serde(borrow, default)]
@@ -88,12 +94,30 @@ struct Body<'a> {
 }
 
 /// Decodes a Responses request body. `key` opens the router's own reasoning envelopes.
-pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| ConvertError {
-        message: format!("request body is not a valid Responses request: {e}"),
-        param: None,
-        code: None,
-    })?;
+///
+/// `input`, most of a request, is read in the same pass as the rest of the body, so no item is scanned
+/// twice. A body that fails that pass is read again with `input` item by item: slower, but it names the
+/// item at fault, and an item of a kind the router drops is skipped whatever its fields hold.
+pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
+    match serde_json::from_slice::<Body<Input>>(bytes) {
+        Ok(body) => decode_body(body, key, Ok),
+        Err(_) => {
+            let body: Body<&RawValue> = serde_json::from_slice(bytes).map_err(|e| ConvertError {
+                message: format!("request body is not a valid Responses request: {e}"),
+                param: None,
+                code: None,
+            })?;
+            decode_body(body, key, read_items)
+        }
+    }
+}
+
+/// The rest of [`decode`], with `read_input` to turn the body's `input` into items.
+fn decode_body<'a, I>(
+    body: Body<'a, I>,
+    key: &[u8],
+    read_input: impl FnOnce(I) -> Result<Input<'a>, ConvertError>,
+) -> Result<Decoded, ConvertError> {
     refuse_stateful(&body)?;
     let tools = match body.tools {
         Some(raw) => decode_tools(raw)?,
@@ -101,7 +125,7 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
     };
     let directory = ToolDirectory::new(&tools);
     let messages = match body.input {
-        Some(raw) => decode_input(raw, key)?,
+        Some(input) => decode_input(read_input(input)?, key)?,
         None => return Err(invalid("input: field is required", "input")),
     };
     let tool_choice = match body.tool_choice {
@@ -204,7 +228,7 @@ fn unsupported(message: impl Into<String>, param: &str) -> ConvertError {
 }
 
 /// The router keeps no conversation (reference §5): state-dependent requests get a clear 400.
-fn refuse_stateful(body: &Body<'_>) -> Result<(), ConvertError> {
+fn refuse_stateful<I>(body: &Body<'_, I>) -> Result<(), ConvertError> {
     let present = |raw: Option<&RawValue>| raw.is_some_and(|r| r.get() != "null");
     if present(body.previous_response_id) {
         return Err(ConvertError {
@@ -234,24 +258,160 @@ fn refuse_stateful(body: &Body<'_>) -> Result<(), ConvertError> {
 // ---------------------------------------------------------------------------------------------------------
 // input (§1.2–§1.5)
 
-/// The tag and role of an item, read before the item itself.
-#[derive(Deserialize)]
-struct ItemHead<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
+/// `input`: a string is one user message; a list holds items, each tagged by `type` (`message` when absent).
+enum Input<'a> {
+    Text(String),
+    Items(Vec<InputItem<'a>>),
 }
 
-#[derive(Deserialize)]
-struct MessageItem<'a> {
-    role: &'a str,
-    #[serde(borrow)]
-    content: &'a RawValue,
+impl<'de: 'a, 'a> Deserialize<'de> for Input<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InputVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
+            type Value = Input<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of items")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Input::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Input::Text(text))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Input::Items(items))
+            }
+        }
+
+        deserializer.deserialize_any(InputVisitor(PhantomData))
+    }
+}
+
+/// One item of `input`, whatever its `type`: the fields of every kind the router reads, so that the list is
+/// read in one pass. Which fields a kind requires is checked when the item is decoded.
+#[derive(Deserialize, Default)]
+struct InputItem<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    role: Option<&'a str>,
+    /// A message's content, or a reasoning item's `reasoning_text` parts.
+    #[serde(borrow, default)]
+    content: Content<'a>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    /// A custom tool call's input.
+    #[serde(default)]
+    input: Option<String>,
+    /// A tool call's output.
+    #[serde(borrow, default)]
+    output: Content<'a>,
+    #[serde(borrow, default)]
+    summary: Option<Vec<PartItem<'a>>>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
+}
+
+/// The item kinds [`decode_input`] reads; any other is dropped (or, for `item_reference`, refused) by its
+/// `type` alone.
+const READ_KINDS: [&str; 6] = [
+    "message",
+    "function_call",
+    "custom_tool_call",
+    "function_call_output",
+    "custom_tool_call_output",
+    "reasoning",
+];
+
+/// Message content or tool output as sent. `Other` (a number, an object…) is refused where content is
+/// read, and ignored in items that are dropped.
+#[derive(Default)]
+enum Content<'a> {
+    #[default]
+    Absent,
+    Null,
+    Text(String),
+    Parts(Vec<PartItem<'a>>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+            type Value = Content<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Null)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(text))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::Other)
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
 struct PartItem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
+    /// Required in message content; reasoning parts are read for their text only.
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
@@ -270,112 +430,116 @@ struct PartItem<'a> {
     filename: Option<String>,
 }
 
+/// The tag of an item, read alone on the slow path of [`read_items`].
 #[derive(Deserialize)]
-struct FunctionCallItem {
-    call_id: String,
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
-    #[serde(default)]
-    input: Option<String>,
+struct ItemHead<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct OutputItem<'a> {
-    call_id: String,
-    #[serde(borrow)]
-    output: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct ReasoningItem {
-    #[serde(default)]
-    summary: Vec<TextPart>,
-    #[serde(default)]
-    content: Option<Vec<TextPart>>,
-    #[serde(default)]
-    encrypted_content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TextPart {
-    #[serde(default)]
-    text: String,
-}
-
-/// The messages of `input`: a string is one user message; a list is items, each tagged by `type`
-/// (`message` when absent).
-fn decode_input(raw: &RawValue, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
+/// `input` read item by item, once the one-pass read of the body failed: the error names the item, and an
+/// item of a kind that is dropped is kept by its `type` only, whatever else it holds.
+fn read_items(raw: &RawValue) -> Result<Input<'_>, ConvertError> {
     if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
-        return Ok(vec![Message {
-            role: Role::User,
-            parts: vec![Part::Text(text)],
-        }]);
+        let text = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
+        return Ok(Input::Text(text));
     }
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+    let raw_items: Vec<&RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| invalid("input: must be a string or an array of items", "input"))?;
+    let mut items = Vec::with_capacity(raw_items.len());
+    for (i, item) in raw_items.into_iter().enumerate() {
+        let bad = |e: serde_json::Error| invalid(format!("input[{i}]: {e}"), &format!("input[{i}]"));
+        let head: ItemHead = serde_json::from_str(item.get()).map_err(bad)?;
+        match READ_KINDS.contains(&head.kind.unwrap_or("message")) {
+            true => items.push(serde_json::from_str(item.get()).map_err(bad)?),
+            false => items.push(InputItem {
+                kind: head.kind,
+                ..InputItem::default()
+            }),
+        }
+    }
+    Ok(Input::Items(items))
+}
+
+/// The messages of `input`.
+fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
+    let items = match input {
+        Input::Text(text) => {
+            return Ok(vec![Message {
+                role: Role::User,
+                parts: vec![Part::Text(text)],
+            }]);
+        }
+        Input::Items(items) => items,
+    };
     let mut messages = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let at = format!("input[{i}]");
-        let bad = |e: serde_json::Error| invalid(format!("{at}: {e}"), &at);
-        let head: ItemHead = serde_json::from_str(item.get()).map_err(bad)?;
-        match head.kind.unwrap_or("message") {
+        // Paths in errors are only formatted for an error.
+        let at = || format!("input[{i}]");
+        let missing = |field: &str| invalid(format!("input[{i}]: missing field `{field}`"), &at());
+        match item.kind.unwrap_or("message") {
             "message" => {
-                let item: MessageItem = serde_json::from_str(item.get()).map_err(bad)?;
                 let role = match item.role {
-                    "user" => Role::User,
-                    "assistant" => Role::Assistant,
-                    "system" | "developer" => Role::System,
-                    other => {
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    Some("system" | "developer") => Role::System,
+                    Some(other) => {
                         return Err(invalid(
-                            format!("{at}.role: unknown role '{other}'"),
-                            &format!("{at}.role"),
+                            format!("input[{i}].role: unknown role '{other}'"),
+                            &format!("input[{i}].role"),
                         ));
                     }
+                    None => return Err(missing("role")),
                 };
-                let parts = decode_parts(item.content, &format!("{at}.content"))?;
+                if matches!(item.content, Content::Absent) {
+                    return Err(missing("content"));
+                }
+                let parts = decode_parts(item.content, || format!("input[{i}].content"))?;
                 if !parts.is_empty() {
                     messages.push(Message { role, parts });
                 }
             }
             kind @ ("function_call" | "custom_tool_call") => {
-                let call: FunctionCallItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let call_id = item.call_id.ok_or_else(|| missing("call_id"))?;
+                let name = item.name.ok_or_else(|| missing("name"))?;
                 let (tool_kind, arguments) = match kind {
-                    "custom_tool_call" => (ToolKind::Custom, call.input.unwrap_or_default()),
-                    _ => (ToolKind::Function, call.arguments.unwrap_or_default()),
+                    "custom_tool_call" => (ToolKind::Custom, item.input.unwrap_or_default()),
+                    _ => (ToolKind::Function, item.arguments.unwrap_or_default()),
                 };
                 push_assistant(
                     &mut messages,
                     Part::ToolCall(ToolCall {
-                        id: call.call_id,
-                        name: call.name,
-                        namespace: call.namespace,
+                        id: call_id,
+                        name,
+                        namespace: item.namespace,
                         kind: tool_kind,
                         arguments,
                     }),
                 );
             }
             "function_call_output" | "custom_tool_call_output" => {
-                let output: OutputItem = serde_json::from_str(item.get()).map_err(bad)?;
-                let content = decode_parts(output.output, &format!("{at}.output"))?;
+                let call_id = item.call_id.ok_or_else(|| missing("call_id"))?;
+                if matches!(item.output, Content::Absent) {
+                    return Err(missing("output"));
+                }
+                let content = decode_parts(item.output, || format!("input[{i}].output"))?;
                 messages.push(Message {
                     role: Role::User,
                     parts: vec![Part::ToolResult(ToolResult {
-                        call_id: output.call_id,
+                        call_id,
                         content,
                         is_error: false,
                     })],
                 });
             }
             "reasoning" => {
-                let item: ReasoningItem = serde_json::from_str(item.get()).map_err(bad)?;
                 let texts: Vec<String> = match item.content {
-                    Some(content) if !content.is_empty() => content.into_iter().map(|p| p.text).collect(),
-                    _ => item.summary.into_iter().map(|p| p.text).collect(),
-                };
+                    Content::Parts(content) if !content.is_empty() => content,
+                    _ => item.summary.unwrap_or_default(),
+                }
+                .into_iter()
+                .map(|p| p.text.unwrap_or_default())
+                .collect();
                 let text = texts.join("\n\n");
                 // Only the router's own envelopes open; OpenAI's blobs mean nothing to other upstreams.
                 let opaque = item
@@ -388,8 +552,8 @@ fn decode_input(raw: &RawValue, key: &[u8]) -> Result<Vec<Message>, ConvertError
             }
             "item_reference" => {
                 return Err(invalid(
-                    format!("{at}: item_reference is not supported: this router keeps no stored items"),
-                    &at,
+                    format!("input[{i}]: item_reference is not supported: this router keeps no stored items"),
+                    &at(),
                 ));
             }
             other => tracing::debug!(item_type = other, "dropping a Responses input item with no counterpart"),
@@ -409,16 +573,27 @@ fn push_assistant(messages: &mut Vec<Message>, part: Part) {
     }
 }
 
-/// Message content or tool output: a string, or a list of parts.
-fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
-        return Ok(parts);
-    }
-    let parts: Vec<PartItem> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+/// Message content or tool output: a string, or a list of parts. `at` is the content's path, for errors.
+fn decode_parts(content: Content<'_>, at: impl Fn() -> String) -> Result<Vec<Part>, ConvertError> {
+    let parts = match content {
+        Content::Absent | Content::Null => return Ok(Vec::new()),
+        Content::Text(text) if text.is_empty() => return Ok(Vec::new()),
+        Content::Text(text) => return Ok(vec![Part::Text(text)]),
+        Content::Other => {
+            return Err(invalid(
+                format!("{}: must be a string or an array of content parts", at()),
+                &at(),
+            ));
+        }
+        Content::Parts(parts) => parts,
+    };
     let mut out = Vec::with_capacity(parts.len());
     for (j, part) in parts.into_iter().enumerate() {
-        let p = format!("{at}[{j}]");
-        match part.kind {
+        let p = || format!("{}[{j}]", at());
+        let Some(kind) = part.kind else {
+            return Err(invalid(format!("{}: missing field `type`", at()), &at()));
+        };
+        match kind {
             "input_text" | "output_text" | "text" | "summary_text" => {
                 if let Some(text) = part.text.filter(|t| !t.is_empty()) {
                     out.push(Part::Text(text));
@@ -436,11 +611,14 @@ fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
                 }),
                 None if part.file_id.is_some() => {
                     return Err(invalid(
-                        format!("{p}: images by file_id are not supported; send a data: or https: URL"),
-                        &p,
+                        format!(
+                            "{}: images by file_id are not supported; send a data: or https: URL",
+                            p()
+                        ),
+                        &p(),
                     ));
                 }
-                None => return Err(invalid(format!("{p}.image_url: field is required"), &p)),
+                None => return Err(invalid(format!("{}.image_url: field is required", p()), &p())),
             },
             "input_file" => match (part.file_data, part.file_url) {
                 (Some(data_url), _) => out.push(Part::File {
@@ -449,18 +627,21 @@ fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
                 }),
                 (None, Some(_)) => {
                     return Err(unsupported(
-                        format!("{p}: files by URL are not supported by this model's provider; send file_data"),
-                        &p,
+                        format!(
+                            "{}: files by URL are not supported by this model's provider; send file_data",
+                            p()
+                        ),
+                        &p(),
                     ));
                 }
                 (None, None) => {
                     return Err(invalid(
-                        format!("{p}: files by file_id are not supported; send file_data"),
-                        &p,
+                        format!("{}: files by file_id are not supported; send file_data", p()),
+                        &p(),
                     ));
                 }
             },
-            "input_audio" => return Err(unsupported(format!("{p}: audio input is not supported"), &p)),
+            "input_audio" => return Err(unsupported(format!("{}: audio input is not supported", p()), &p())),
             other => tracing::debug!(
                 part_type = other,
                 "dropping a Responses content part with no counterpart"
@@ -925,6 +1106,22 @@ mod tests {
         let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#, b"key").unwrap_err();
         assert_eq!(error.param.as_deref(), Some("input[0]"));
         assert!(decode(br#"{"model":"m"}"#, b"key").is_err());
+    }
+
+    #[test]
+    fn dropped_items_may_hold_anything_and_a_bad_item_is_named() {
+        // Fields a read kind would need typed: the one-pass read fails, the item-by-item one drops the item.
+        let body = br#"{"model":"m","input":[{"type":"future_call","role":5,"content":[1]},
+            {"role":"user","content":"hi"}]}"#;
+        let Decoded { request, .. } = decode(body, b"key").unwrap();
+        assert!(matches!(&request.messages[..], [Message { role: Role::User, .. }]));
+        let body = br#"{"model":"m","input":[{"role":"user","content":"hi"},{"type":"function_call","name":7}]}"#;
+        assert_eq!(decode(body, b"key").unwrap_err().param.as_deref(), Some("input[1]"));
+        let body = br#"{"model":"m","input":[{"role":"user","content":{"text":"hi"}}]}"#;
+        assert_eq!(
+            decode(body, b"key").unwrap_err().param.as_deref(),
+            Some("input[0].content")
+        );
     }
 
     #[test]
