@@ -4,6 +4,7 @@
 //! echoed as the SDKs expect.
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -111,10 +112,10 @@ impl<'a> AnswerContext<'a> {
             temperature: echo.temperature,
             top_p: echo.top_p,
             max_output_tokens: echo.max_output_tokens,
-            tool_choice: echoed(&echo.tool_choice, r#""auto""#),
-            tools: echoed(&echo.tools, "[]"),
+            tool_choice: echo.tool_choice.as_deref().unwrap_or(&DEFAULT_TOOL_CHOICE),
+            tools: echo.tools.as_deref().unwrap_or(&DEFAULT_TOOLS),
             reasoning: echo.reasoning.as_deref(),
-            text: echoed(&echo.text, r#"{"format":{"type":"text"}}"#),
+            text: echo.text.as_deref().unwrap_or(&DEFAULT_TEXT),
             truncation: "disabled",
             metadata: EmptyObject {},
             store: false,
@@ -127,12 +128,13 @@ impl<'a> AnswerContext<'a> {
     }
 }
 
-/// An echoed setting: the client's JSON, else `default` (a JSON literal, read in place without allocating).
-fn echoed<'a>(value: &'a Option<Box<RawValue>>, default: &'static str) -> &'a RawValue {
-    match value {
-        Some(raw) => raw,
-        None => serde_json::from_str(default).expect("the defaults are JSON literals"),
-    }
+/// The API's values for settings a client did not send, echoed like the ones it sent.
+static DEFAULT_TOOL_CHOICE: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal(r#""auto""#));
+static DEFAULT_TOOLS: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal("[]"));
+static DEFAULT_TEXT: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal(r#"{"format":{"type":"text"}}"#));
+
+fn json_literal(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_owned()).expect("a JSON literal")
 }
 
 /// The Response object (reference §3.1). Field order is the key order on the wire, which SDKs and tests
@@ -349,7 +351,30 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
         }
     }
     let object = ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop);
-    serde_json::to_vec(&object).expect("a Response serialises")
+    // One allocation of about the answer's size rather than a doubling series.
+    let echo = &ctx.facts.echo;
+    let echoed: usize = [&echo.tools, &echo.tool_choice, &echo.reasoning, &echo.text]
+        .into_iter()
+        .flatten()
+        .map(|raw| raw.get().len())
+        .sum();
+    let texts: usize = response.output.iter().map(text_len).sum();
+    let mut body = Vec::with_capacity(RESPONSE_BYTES + echoed + texts);
+    serde_json::to_writer(&mut body, &object).expect("a Response serialises");
+    body
+}
+
+/// About the size of a Response object without its output's text and echoed settings.
+const RESPONSE_BYTES: usize = 1536;
+
+/// The length of the text a part puts into an answer, before escaping.
+fn text_len(part: &Part) -> usize {
+    match part {
+        Part::Text(text) | Part::Refusal(text) => text.len(),
+        Part::Reasoning(reasoning) => reasoning.text.len(),
+        Part::ToolCall(call) => call.arguments.len(),
+        _ => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -54,12 +54,17 @@ impl Answer {
     }
 }
 
+/// About the size of a delta event.
+const EVENT_BYTES: usize = 256;
+
 /// The `sequence_number` of the next event. Every event starts here, so none is skipped or repeated.
 struct Sequence(u64);
 
 impl Sequence {
     /// Starts an event of type `kind`: its `event:` line, then its data up to `type` and `sequence_number`.
     fn event<'o>(&mut self, out: &'o mut Vec<u8>, kind: &str) -> EventData<'o> {
+        // Room for a delta event in one go, rather than growing the buffer a few bytes at a time.
+        out.reserve(EVENT_BYTES);
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: {\"type\":\"");
