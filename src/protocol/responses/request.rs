@@ -5,9 +5,10 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::LazyLock;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::tools::ToolDirectory;
@@ -879,189 +880,343 @@ fn decode_format(raw: &RawValue) -> Result<Option<OutputFormat>, ConvertError> {
 /// System messages stay at their position as `developer` messages; reasoning without an artefact the
 /// upstream made is dropped (it cannot be replayed to it).
 pub fn encode(request: &Request, model: &str, options: &crate::protocol::convert::ModelOptions) -> Vec<u8> {
-    use serde_json::{Map, Value, json};
     let mut input = Vec::with_capacity(request.messages.len());
     for message in &request.messages {
+        let role = match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "developer",
+        };
         let mut content = Vec::new();
-        let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
-            if content.is_empty() {
-                return;
+        // Calls and results are items of their own: the message so far goes before them.
+        let flush = |content: &mut Vec<_>, input: &mut Vec<_>| {
+            if !content.is_empty() {
+                input.push(UpstreamInput::Message {
+                    role,
+                    content: std::mem::take(content),
+                });
             }
-            let role = match message.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::System => "developer",
-            };
-            input.push(json!({"type": "message", "role": role, "content": std::mem::take(content)}));
         };
         for part in &message.parts {
             match part {
                 Part::Text(text) | Part::Refusal(text) => content.push(match message.role {
-                    Role::Assistant => json!({"type": "output_text", "text": text}),
-                    _ => json!({"type": "input_text", "text": text}),
+                    Role::Assistant => UpstreamPart::OutputText { text },
+                    _ => UpstreamPart::InputText { text },
                 }),
-                Part::Image { url, detail } => {
-                    let mut image = json!({"type": "input_image", "image_url": url});
-                    if let Some(detail) = detail {
-                        image["detail"] = Value::from(detail.as_str());
-                    }
-                    content.push(image);
-                }
-                Part::File { data_url, filename } => {
-                    content.push(json!({"type": "input_file", "file_data": data_url, "filename": filename}))
-                }
+                Part::Image { url, detail } => content.push(UpstreamPart::InputImage {
+                    image_url: url,
+                    detail: detail.as_deref(),
+                }),
+                Part::File { data_url, filename } => content.push(UpstreamPart::InputFile {
+                    file_data: data_url,
+                    filename: filename.as_deref(),
+                }),
                 Part::Reasoning(_) => {}
                 Part::ToolCall(call) => {
                     flush(&mut content, &mut input);
                     input.push(match call.kind {
-                        ToolKind::Custom => json!({"type": "custom_tool_call", "call_id": call.id, "name": call.name,
-                            "input": call.arguments}),
-                        ToolKind::Function => json!({"type": "function_call", "call_id": call.id, "name": call.name,
-                            "arguments": if call.arguments.is_empty() { "{}" } else { call.arguments.as_str() }}),
+                        ToolKind::Custom => UpstreamInput::CustomToolCall {
+                            call_id: &call.id,
+                            name: &call.name,
+                            input: &call.arguments,
+                        },
+                        ToolKind::Function => UpstreamInput::FunctionCall {
+                            call_id: &call.id,
+                            name: &call.name,
+                            arguments: if call.arguments.is_empty() {
+                                "{}"
+                            } else {
+                                &call.arguments
+                            },
+                        },
                     });
                 }
                 Part::ToolResult(result) => {
                     flush(&mut content, &mut input);
-                    let texts: Vec<&str> = result
-                        .content
-                        .iter()
-                        .filter_map(|p| match p {
-                            Part::Text(t) => Some(t.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    let media = result
-                        .content
-                        .iter()
-                        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
-                    let mut text = texts.join("\n");
-                    if result.is_error {
-                        text.insert_str(0, "Error: ");
-                    }
-                    let output = match media {
-                        false => Value::from(text),
-                        true => {
-                            let mut parts = vec![json!({"type": "input_text", "text": text})];
-                            for part in &result.content {
-                                match part {
-                                    Part::Image { url, .. } => {
-                                        parts.push(json!({"type": "input_image", "image_url": url}))
-                                    }
-                                    Part::File { data_url, filename } => parts.push(
-                                        json!({"type": "input_file", "file_data": data_url, "filename": filename}),
-                                    ),
-                                    _ => {}
-                                }
-                            }
-                            Value::Array(parts)
-                        }
-                    };
-                    input.push(json!({"type": "function_call_output", "call_id": result.call_id, "output": output}));
+                    input.push(UpstreamInput::FunctionCallOutput {
+                        call_id: &result.call_id,
+                        output: tool_output(result),
+                    });
                 }
             }
         }
         flush(&mut content, &mut input);
     }
-    let mut body = Map::new();
-    body.insert("model".into(), Value::from(model));
-    if !request.instructions.is_empty() {
-        body.insert("instructions".into(), Value::from(request.instructions.join("\n\n")));
-    }
-    body.insert("input".into(), Value::Array(input));
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                let name = super::tools::flat_name(&tool.name, tool.namespace.as_deref());
-                let mut out = match tool.kind {
-                    ToolKind::Custom => json!({"type": "custom", "name": name}),
-                    ToolKind::Function => {
-                        let parameters: Value = tool
-                            .parameters
-                            .as_ref()
-                            .and_then(|p| serde_json::from_str(p.get()).ok())
-                            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-                        json!({"type": "function", "name": name, "parameters": parameters})
-                    }
-                };
-                if let Some(description) = &tool.description {
-                    out["description"] = Value::from(description.as_str());
-                }
-                if let Some(strict) = tool.strict {
-                    out["strict"] = Value::Bool(strict);
-                }
-                out
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = &request.tool_choice {
-            let choice = match choice {
-                ToolChoice::Auto => Value::from("auto"),
-                ToolChoice::None => Value::from("none"),
-                ToolChoice::Required => Value::from("required"),
-                ToolChoice::Named { name, namespace } => {
-                    json!({"type": "function", "name": super::tools::flat_name(name, namespace.as_deref())})
-                }
-            };
-            body.insert("tool_choice".into(), choice);
-        }
-        if let Some(parallel) = request.parallel_tool_calls {
-            body.insert("parallel_tool_calls".into(), Value::Bool(parallel));
-        }
-    }
     let max = request.max_output_tokens.or(options.default_max_tokens.map(u64::from));
-    if let Some(max) = max.map(|n| options.max_output_tokens.map_or(n, |cap| n.min(u64::from(cap)))) {
+    let tools: Vec<UpstreamTool> = request
+        .tools
+        .iter()
+        .map(|tool| {
+            let name = super::tools::flat_name(&tool.name, tool.namespace.as_deref());
+            match tool.kind {
+                ToolKind::Custom => UpstreamTool::Custom {
+                    name,
+                    description: tool.description.as_deref(),
+                    strict: tool.strict,
+                },
+                ToolKind::Function => UpstreamTool::Function {
+                    name,
+                    parameters: tool.parameters.as_deref().unwrap_or(&EMPTY_PARAMETERS),
+                    description: tool.description.as_deref(),
+                    strict: tool.strict,
+                },
+            }
+        })
+        .collect();
+    let has_tools = !tools.is_empty();
+    let body = UpstreamRequest {
+        model,
+        instructions: (!request.instructions.is_empty()).then(|| request.instructions.join("\n\n")),
+        input,
+        tools,
+        tool_choice: request
+            .tool_choice
+            .as_ref()
+            .filter(|_| has_tools)
+            .map(|choice| match choice {
+                ToolChoice::Auto => UpstreamToolChoice::Mode("auto"),
+                ToolChoice::None => UpstreamToolChoice::Mode("none"),
+                ToolChoice::Required => UpstreamToolChoice::Mode("required"),
+                ToolChoice::Named { name, namespace } => UpstreamToolChoice::Function {
+                    kind: "function",
+                    name: super::tools::flat_name(name, namespace.as_deref()),
+                },
+            }),
+        parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
         // The API's smallest accepted value.
-        body.insert("max_output_tokens".into(), Value::from(max.max(16)));
-    }
-    for (key, value) in [("temperature", request.temperature), ("top_p", request.top_p)] {
-        if let Some(value) = value {
-            body.insert(key.into(), Value::from(value));
-        }
-    }
-    match &request.reasoning {
-        ReasoningRequest::Unspecified => {}
-        ReasoningRequest::Disabled => {
-            body.insert("reasoning".into(), json!({"effort": "none"}));
-        }
-        ReasoningRequest::Effort(effort) => {
-            body.insert("reasoning".into(), json!({"effort": effort, "summary": "auto"}));
-        }
-    }
-    match &request.format {
-        None | Some(OutputFormat::Text) => {}
-        Some(OutputFormat::JsonObject) => {
-            body.insert("text".into(), json!({"format": {"type": "json_object"}}));
-        }
-        Some(OutputFormat::JsonSchema {
-            name,
-            schema,
-            strict,
-            description,
-        }) => {
-            let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
-            let mut format = json!({"type": "json_schema", "name": name, "schema": schema});
-            if let Some(strict) = strict {
-                format["strict"] = Value::Bool(*strict);
-            }
-            if let Some(description) = description {
-                format["description"] = Value::from(description.as_str());
-            }
-            body.insert("text".into(), json!({"format": format}));
-        }
-    }
-    if let Some(user) = &request.user {
-        body.insert("safety_identifier".into(), Value::from(user.as_str()));
-    }
-    if let Some(key) = &request.prompt_cache_key {
-        body.insert("prompt_cache_key".into(), Value::from(key.as_str()));
-    }
-    body.insert("store".into(), Value::Bool(false));
-    if request.stream {
-        body.insert("stream".into(), Value::Bool(true));
-    }
+        max_output_tokens: max.map(|n| options.max_output_tokens.map_or(n, |cap| n.min(u64::from(cap))).max(16)),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        reasoning: match &request.reasoning {
+            ReasoningRequest::Unspecified => None,
+            ReasoningRequest::Disabled => Some(UpstreamReasoning {
+                effort: "none",
+                summary: None,
+            }),
+            ReasoningRequest::Effort(effort) => Some(UpstreamReasoning {
+                effort,
+                summary: Some("auto"),
+            }),
+        },
+        text: match &request.format {
+            None | Some(OutputFormat::Text) => None,
+            Some(OutputFormat::JsonObject) => Some(UpstreamText {
+                format: UpstreamFormat::JsonObject,
+            }),
+            Some(OutputFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+                description,
+            }) => Some(UpstreamText {
+                format: UpstreamFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict: *strict,
+                    description: description.as_deref(),
+                },
+            }),
+        },
+        safety_identifier: request.user.as_deref(),
+        prompt_cache_key: request.prompt_cache_key.as_deref(),
+        store: false,
+        stream: request.stream.then_some(true),
+    };
     serde_json::to_vec(&body).expect("a Responses request serialises")
+}
+
+/// A tool result as `function_call_output.output`: its text, or parts when it carries images or files.
+fn tool_output(result: &ToolResult) -> UpstreamOutput<'_> {
+    let texts: Vec<&str> = result
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut text = texts.join("\n");
+    if result.is_error {
+        text.insert_str(0, "Error: ");
+    }
+    let media = result
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
+    if !media {
+        return UpstreamOutput::Text(text);
+    }
+    let mut parts = vec![UpstreamOutputPart::InputText { text }];
+    for part in &result.content {
+        match part {
+            Part::Image { url, .. } => parts.push(UpstreamOutputPart::InputImage { image_url: url }),
+            Part::File { data_url, filename } => parts.push(UpstreamOutputPart::InputFile {
+                file_data: data_url,
+                filename: filename.as_deref(),
+            }),
+            _ => {}
+        }
+    }
+    UpstreamOutput::Parts(parts)
+}
+
+/// A function tool declared without a schema takes no arguments.
+static EMPTY_PARAMETERS: LazyLock<Box<RawValue>> =
+    LazyLock::new(|| RawValue::from_string(r#"{"type":"object","properties":{}}"#.into()).expect("a JSON literal"));
+
+/// The request sent to a Responses upstream; field order is the key order on the wire.
+#[derive(Serialize)]
+struct UpstreamRequest<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<String>,
+    input: Vec<UpstreamInput<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<UpstreamTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<UpstreamToolChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<UpstreamReasoning<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<UpstreamText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety_identifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_cache_key: Option<&'a str>,
+    store: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamInput<'a> {
+    Message {
+        role: &'static str,
+        content: Vec<UpstreamPart<'a>>,
+    },
+    CustomToolCall {
+        call_id: &'a str,
+        name: &'a str,
+        input: &'a str,
+    },
+    FunctionCall {
+        call_id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+    },
+    FunctionCallOutput {
+        call_id: &'a str,
+        output: UpstreamOutput<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamPart<'a> {
+    InputText {
+        text: &'a str,
+    },
+    OutputText {
+        text: &'a str,
+    },
+    InputImage {
+        image_url: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
+    },
+    /// `filename` is written even when unknown (`null`).
+    InputFile {
+        file_data: &'a str,
+        filename: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UpstreamOutput<'a> {
+    Text(String),
+    Parts(Vec<UpstreamOutputPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamOutputPart<'a> {
+    InputText {
+        text: String,
+    },
+    InputImage {
+        image_url: &'a str,
+    },
+    InputFile {
+        file_data: &'a str,
+        filename: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamTool<'a> {
+    Custom {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+    Function {
+        name: String,
+        parameters: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UpstreamToolChoice {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: String,
+    },
+}
+
+#[derive(Serialize)]
+struct UpstreamReasoning<'a> {
+    effort: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct UpstreamText<'a> {
+    format: UpstreamFormat<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamFormat<'a> {
+    JsonObject,
+    JsonSchema {
+        name: &'a str,
+        schema: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+    },
 }
 
 #[cfg(test)]
