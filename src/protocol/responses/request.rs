@@ -1046,11 +1046,11 @@ fn tool_output(result: &ToolResult) -> UpstreamOutput<'_> {
     if !media {
         return UpstreamOutput::Text(text);
     }
-    let mut parts = vec![UpstreamOutputPart::InputText { text }];
+    let mut parts = vec![UpstreamOutputPart::Text { text }];
     for part in &result.content {
         match part {
-            Part::Image { url, .. } => parts.push(UpstreamOutputPart::InputImage { image_url: url }),
-            Part::File { data_url, filename } => parts.push(UpstreamOutputPart::InputFile {
+            Part::Image { url, .. } => parts.push(UpstreamOutputPart::Image { image_url: url }),
+            Part::File { data_url, filename } => parts.push(UpstreamOutputPart::File {
                 file_data: data_url,
                 filename: filename.as_deref(),
             }),
@@ -1148,15 +1148,14 @@ enum UpstreamOutput<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum UpstreamOutputPart<'a> {
-    InputText {
-        text: String,
-    },
-    InputImage {
-        image_url: &'a str,
-    },
-    InputFile {
+    #[serde(rename = "input_text")]
+    Text { text: String },
+    #[serde(rename = "input_image")]
+    Image { image_url: &'a str },
+    #[serde(rename = "input_file")]
+    File {
         file_data: &'a str,
         filename: Option<&'a str>,
     },

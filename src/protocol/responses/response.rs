@@ -25,7 +25,7 @@ pub struct AnswerContext<'a> {
     pub facts: &'a ResponsesFacts,
 }
 
-impl<'a> AnswerContext<'a> {
+impl AnswerContext<'_> {
     /// `<prefix>_llmr<hex>_<output index>` (reference §3.10).
     pub fn item_id(&self, prefix: &str, output_index: usize) -> String {
         let mut id = String::with_capacity(prefix.len() + self.id_hex.len() + 8);
