@@ -3,7 +3,12 @@
 //! and outputs in one list), hosted tools and item kinds without a counterpart are dropped rather than
 //! refused, and only what would change the shape of the answer is refused (§1.9).
 
-use serde::Deserialize;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::LazyLock;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::tools::ToolDirectory;
@@ -45,10 +50,12 @@ pub struct Echo {
     pub user: Option<String>,
 }
 
+/// The request body, with `input` as `I`: read in the same pass as the rest ([`Input`]), or kept raw to be
+/// read item by item when that pass failed (see [`decode`]).
 #[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
+struct Body<'a, I> {
+    #[serde(default = "Option::default")]
+    input: Option<I>,
     #[serde(default)]
     instructions: Option<String>,
     #[serde(borrow, default)]
@@ -88,12 +95,36 @@ struct Body<'a> {
 }
 
 /// Decodes a Responses request body. `key` opens the router's own reasoning envelopes.
-pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
-    let body: Body = serde_json::from_slice(body).map_err(|e| ConvertError {
-        message: format!("request body is not a valid Responses request: {e}"),
-        param: None,
-        code: None,
-    })?;
+///
+/// `input`, most of a request, is read in the same pass as the rest of the body, so no item is scanned
+/// twice. A body that fails that pass is read again with `input` item by item: slower, but it names the
+/// item at fault, and an item of a kind the router drops is skipped whatever its fields hold.
+pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
+    // Checked as UTF-8 once here, so the parser does not check every string and key on its own (invalid
+    // bytes fall through to the byte parser, which reports where they are).
+    let one_pass = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<Body<Input>>(text),
+        Err(_) => serde_json::from_slice::<Body<Input>>(bytes),
+    };
+    match one_pass {
+        Ok(body) => decode_body(body, key, Ok),
+        Err(_) => {
+            let body: Body<&RawValue> = serde_json::from_slice(bytes).map_err(|e| ConvertError {
+                message: format!("request body is not a valid Responses request: {e}"),
+                param: None,
+                code: None,
+            })?;
+            decode_body(body, key, read_items)
+        }
+    }
+}
+
+/// The rest of [`decode`], with `read_input` to turn the body's `input` into items.
+fn decode_body<'a, I>(
+    body: Body<'a, I>,
+    key: &[u8],
+    read_input: impl FnOnce(I) -> Result<Input<'a>, ConvertError>,
+) -> Result<Decoded, ConvertError> {
     refuse_stateful(&body)?;
     let tools = match body.tools {
         Some(raw) => decode_tools(raw)?,
@@ -101,7 +132,7 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
     };
     let directory = ToolDirectory::new(&tools);
     let messages = match body.input {
-        Some(raw) => decode_input(raw, key)?,
+        Some(input) => decode_input(read_input(input)?, key)?,
         None => return Err(invalid("input: field is required", "input")),
     };
     let tool_choice = match body.tool_choice {
@@ -141,19 +172,57 @@ pub fn decode(body: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
         include_encrypted_reasoning: body.include.iter().any(|i| i == "reasoning.encrypted_content"),
         echo: Echo {
             instructions: body.instructions,
-            tools: body.tools.map(|r| r.to_owned()),
-            tool_choice: body.tool_choice.map(|r| r.to_owned()),
+            tools: body.tools.map(compact),
+            tool_choice: body.tool_choice.map(compact),
             parallel_tool_calls: body.parallel_tool_calls,
             temperature: body.temperature,
             top_p: body.top_p,
             max_output_tokens: body.max_output_tokens,
-            reasoning: body.reasoning.map(|r| r.to_owned()),
-            text: body.text.map(|r| r.to_owned()),
+            reasoning: body.reasoning.map(compact),
+            text: body.text.map(compact),
             prompt_cache_key: body.prompt_cache_key,
             user,
         },
     };
     Ok(Decoded { request, facts })
+}
+
+/// A copy of `raw` without whitespace between tokens. Echoed settings are written into SSE `data:` lines,
+/// which a pretty-printed value's newlines would break, and compact JSON is what the router writes
+/// everywhere else. A value with nothing to remove (the usual case) is copied as is.
+fn compact(raw: &RawValue) -> Box<RawValue> {
+    let json = raw.get();
+    let bytes = json.as_bytes();
+    let mut out = String::new();
+    // Start of the bytes not copied yet; `out` stays empty until the first whitespace is found.
+    let mut kept = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                // To the closing quote, over escaped characters.
+                at += 1;
+                while let Some(skip) = memchr::memchr2(b'"', b'\\', &bytes[at..]) {
+                    at += skip + 1;
+                    if bytes[at - 1] == b'"' {
+                        break;
+                    }
+                    at += 1;
+                }
+            }
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                out.push_str(&json[kept..at]);
+                at += 1;
+                kept = at;
+            }
+            _ => at += 1,
+        }
+    }
+    if kept == 0 {
+        return raw.to_owned();
+    }
+    out.push_str(&json[kept..]);
+    RawValue::from_string(out).expect("JSON without its insignificant whitespace is JSON")
 }
 
 fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
@@ -169,7 +238,7 @@ fn unsupported(message: impl Into<String>, param: &str) -> ConvertError {
 }
 
 /// The router keeps no conversation (reference §5): state-dependent requests get a clear 400.
-fn refuse_stateful(body: &Body<'_>) -> Result<(), ConvertError> {
+fn refuse_stateful<I>(body: &Body<'_, I>) -> Result<(), ConvertError> {
     let present = |raw: Option<&RawValue>| raw.is_some_and(|r| r.get() != "null");
     if present(body.previous_response_id) {
         return Err(ConvertError {
@@ -199,24 +268,160 @@ fn refuse_stateful(body: &Body<'_>) -> Result<(), ConvertError> {
 // ---------------------------------------------------------------------------------------------------------
 // input (§1.2–§1.5)
 
-/// The tag and role of an item, read before the item itself.
-#[derive(Deserialize)]
-struct ItemHead<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<&'a str>,
+/// `input`: a string is one user message; a list holds items, each tagged by `type` (`message` when absent).
+enum Input<'a> {
+    Text(String),
+    Items(Vec<InputItem<'a>>),
 }
 
-#[derive(Deserialize)]
-struct MessageItem<'a> {
-    role: &'a str,
-    #[serde(borrow)]
-    content: &'a RawValue,
+impl<'de: 'a, 'a> Deserialize<'de> for Input<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InputVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for InputVisitor<'a> {
+            type Value = Input<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of items")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Input::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Input::Text(text))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Input::Items(items))
+            }
+        }
+
+        deserializer.deserialize_any(InputVisitor(PhantomData))
+    }
+}
+
+/// One item of `input`, whatever its `type`: the fields of every kind the router reads, so that the list is
+/// read in one pass. Which fields a kind requires is checked when the item is decoded.
+#[derive(Deserialize, Default)]
+struct InputItem<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    role: Option<&'a str>,
+    /// A message's content, or a reasoning item's `reasoning_text` parts.
+    #[serde(borrow, default)]
+    content: Content<'a>,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+    /// A custom tool call's input.
+    #[serde(default)]
+    input: Option<String>,
+    /// A tool call's output.
+    #[serde(borrow, default)]
+    output: Content<'a>,
+    #[serde(borrow, default)]
+    summary: Option<Vec<PartItem<'a>>>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
+}
+
+/// The item kinds [`decode_input`] reads; any other is dropped (or, for `item_reference`, refused) by its
+/// `type` alone.
+const READ_KINDS: [&str; 6] = [
+    "message",
+    "function_call",
+    "custom_tool_call",
+    "function_call_output",
+    "custom_tool_call_output",
+    "reasoning",
+];
+
+/// Message content or tool output as sent. `Other` (a number, an object…) is refused where content is
+/// read, and ignored in items that are dropped.
+#[derive(Default)]
+enum Content<'a> {
+    #[default]
+    Absent,
+    Null,
+    Text(String),
+    Parts(Vec<PartItem<'a>>),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+            type Value = Content<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Null)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(text))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::Other)
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Content::Other)
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
 struct PartItem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
+    /// Required in message content; reasoning parts are read for their text only.
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
     #[serde(default)]
     text: Option<String>,
     #[serde(default)]
@@ -235,112 +440,116 @@ struct PartItem<'a> {
     filename: Option<String>,
 }
 
+/// The tag of an item, read alone on the slow path of [`read_items`].
 #[derive(Deserialize)]
-struct FunctionCallItem {
-    call_id: String,
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
-    #[serde(default)]
-    input: Option<String>,
+struct ItemHead<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct OutputItem<'a> {
-    call_id: String,
-    #[serde(borrow)]
-    output: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct ReasoningItem {
-    #[serde(default)]
-    summary: Vec<TextPart>,
-    #[serde(default)]
-    content: Option<Vec<TextPart>>,
-    #[serde(default)]
-    encrypted_content: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TextPart {
-    #[serde(default)]
-    text: String,
-}
-
-/// The messages of `input`: a string is one user message; a list is items, each tagged by `type`
-/// (`message` when absent).
-fn decode_input(raw: &RawValue, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
+/// `input` read item by item, once the one-pass read of the body failed: the error names the item, and an
+/// item of a kind that is dropped is kept by its `type` only, whatever else it holds.
+fn read_items(raw: &RawValue) -> Result<Input<'_>, ConvertError> {
     if raw.get().starts_with('"') {
-        let text: String = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
-        return Ok(vec![Message {
-            role: Role::User,
-            parts: vec![Part::Text(text)],
-        }]);
+        let text = serde_json::from_str(raw.get()).map_err(|e| invalid(e.to_string(), "input"))?;
+        return Ok(Input::Text(text));
     }
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
+    let raw_items: Vec<&RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| invalid("input: must be a string or an array of items", "input"))?;
+    let mut items = Vec::with_capacity(raw_items.len());
+    for (i, item) in raw_items.into_iter().enumerate() {
+        let bad = |e: serde_json::Error| invalid(format!("input[{i}]: {e}"), &format!("input[{i}]"));
+        let head: ItemHead = serde_json::from_str(item.get()).map_err(bad)?;
+        match READ_KINDS.contains(&head.kind.unwrap_or("message")) {
+            true => items.push(serde_json::from_str(item.get()).map_err(bad)?),
+            false => items.push(InputItem {
+                kind: head.kind,
+                ..InputItem::default()
+            }),
+        }
+    }
+    Ok(Input::Items(items))
+}
+
+/// The messages of `input`.
+fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
+    let items = match input {
+        Input::Text(text) => {
+            return Ok(vec![Message {
+                role: Role::User,
+                parts: vec![Part::Text(text)],
+            }]);
+        }
+        Input::Items(items) => items,
+    };
     let mut messages = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let at = format!("input[{i}]");
-        let bad = |e: serde_json::Error| invalid(format!("{at}: {e}"), &at);
-        let head: ItemHead = serde_json::from_str(item.get()).map_err(bad)?;
-        match head.kind.unwrap_or("message") {
+        // Paths in errors are only formatted for an error.
+        let at = || format!("input[{i}]");
+        let missing = |field: &str| invalid(format!("input[{i}]: missing field `{field}`"), &at());
+        match item.kind.unwrap_or("message") {
             "message" => {
-                let item: MessageItem = serde_json::from_str(item.get()).map_err(bad)?;
                 let role = match item.role {
-                    "user" => Role::User,
-                    "assistant" => Role::Assistant,
-                    "system" | "developer" => Role::System,
-                    other => {
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    Some("system" | "developer") => Role::System,
+                    Some(other) => {
                         return Err(invalid(
-                            format!("{at}.role: unknown role '{other}'"),
-                            &format!("{at}.role"),
+                            format!("input[{i}].role: unknown role '{other}'"),
+                            &format!("input[{i}].role"),
                         ));
                     }
+                    None => return Err(missing("role")),
                 };
-                let parts = decode_parts(item.content, &format!("{at}.content"))?;
+                if matches!(item.content, Content::Absent) {
+                    return Err(missing("content"));
+                }
+                let parts = decode_parts(item.content, || format!("input[{i}].content"))?;
                 if !parts.is_empty() {
                     messages.push(Message { role, parts });
                 }
             }
             kind @ ("function_call" | "custom_tool_call") => {
-                let call: FunctionCallItem = serde_json::from_str(item.get()).map_err(bad)?;
+                let call_id = item.call_id.ok_or_else(|| missing("call_id"))?;
+                let name = item.name.ok_or_else(|| missing("name"))?;
                 let (tool_kind, arguments) = match kind {
-                    "custom_tool_call" => (ToolKind::Custom, call.input.unwrap_or_default()),
-                    _ => (ToolKind::Function, call.arguments.unwrap_or_default()),
+                    "custom_tool_call" => (ToolKind::Custom, item.input.unwrap_or_default()),
+                    _ => (ToolKind::Function, item.arguments.unwrap_or_default()),
                 };
                 push_assistant(
                     &mut messages,
                     Part::ToolCall(ToolCall {
-                        id: call.call_id,
-                        name: call.name,
-                        namespace: call.namespace,
+                        id: call_id,
+                        name,
+                        namespace: item.namespace,
                         kind: tool_kind,
                         arguments,
                     }),
                 );
             }
             "function_call_output" | "custom_tool_call_output" => {
-                let output: OutputItem = serde_json::from_str(item.get()).map_err(bad)?;
-                let content = decode_parts(output.output, &format!("{at}.output"))?;
+                let call_id = item.call_id.ok_or_else(|| missing("call_id"))?;
+                if matches!(item.output, Content::Absent) {
+                    return Err(missing("output"));
+                }
+                let content = decode_parts(item.output, || format!("input[{i}].output"))?;
                 messages.push(Message {
                     role: Role::User,
                     parts: vec![Part::ToolResult(ToolResult {
-                        call_id: output.call_id,
+                        call_id,
                         content,
                         is_error: false,
                     })],
                 });
             }
             "reasoning" => {
-                let item: ReasoningItem = serde_json::from_str(item.get()).map_err(bad)?;
                 let texts: Vec<String> = match item.content {
-                    Some(content) if !content.is_empty() => content.into_iter().map(|p| p.text).collect(),
-                    _ => item.summary.into_iter().map(|p| p.text).collect(),
-                };
+                    Content::Parts(content) if !content.is_empty() => content,
+                    _ => item.summary.unwrap_or_default(),
+                }
+                .into_iter()
+                .map(|p| p.text.unwrap_or_default())
+                .collect();
                 let text = texts.join("\n\n");
                 // Only the router's own envelopes open; OpenAI's blobs mean nothing to other upstreams.
                 let opaque = item
@@ -353,8 +562,8 @@ fn decode_input(raw: &RawValue, key: &[u8]) -> Result<Vec<Message>, ConvertError
             }
             "item_reference" => {
                 return Err(invalid(
-                    format!("{at}: item_reference is not supported: this router keeps no stored items"),
-                    &at,
+                    format!("input[{i}]: item_reference is not supported: this router keeps no stored items"),
+                    &at(),
                 ));
             }
             other => tracing::debug!(item_type = other, "dropping a Responses input item with no counterpart"),
@@ -374,16 +583,27 @@ fn push_assistant(messages: &mut Vec<Message>, part: Part) {
     }
 }
 
-/// Message content or tool output: a string, or a list of parts.
-fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if let Some(parts) = crate::protocol::hub::plain_text(raw, at)? {
-        return Ok(parts);
-    }
-    let parts: Vec<PartItem> = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
+/// Message content or tool output: a string, or a list of parts. `at` is the content's path, for errors.
+fn decode_parts(content: Content<'_>, at: impl Fn() -> String) -> Result<Vec<Part>, ConvertError> {
+    let parts = match content {
+        Content::Absent | Content::Null => return Ok(Vec::new()),
+        Content::Text(text) if text.is_empty() => return Ok(Vec::new()),
+        Content::Text(text) => return Ok(vec![Part::Text(text)]),
+        Content::Other => {
+            return Err(invalid(
+                format!("{}: must be a string or an array of content parts", at()),
+                &at(),
+            ));
+        }
+        Content::Parts(parts) => parts,
+    };
     let mut out = Vec::with_capacity(parts.len());
     for (j, part) in parts.into_iter().enumerate() {
-        let p = format!("{at}[{j}]");
-        match part.kind {
+        let p = || format!("{}[{j}]", at());
+        let Some(kind) = part.kind else {
+            return Err(invalid(format!("{}: missing field `type`", at()), &at()));
+        };
+        match kind {
             "input_text" | "output_text" | "text" | "summary_text" => {
                 if let Some(text) = part.text.filter(|t| !t.is_empty()) {
                     out.push(Part::Text(text));
@@ -401,11 +621,14 @@ fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
                 }),
                 None if part.file_id.is_some() => {
                     return Err(invalid(
-                        format!("{p}: images by file_id are not supported; send a data: or https: URL"),
-                        &p,
+                        format!(
+                            "{}: images by file_id are not supported; send a data: or https: URL",
+                            p()
+                        ),
+                        &p(),
                     ));
                 }
-                None => return Err(invalid(format!("{p}.image_url: field is required"), &p)),
+                None => return Err(invalid(format!("{}.image_url: field is required", p()), &p())),
             },
             "input_file" => match (part.file_data, part.file_url) {
                 (Some(data_url), _) => out.push(Part::File {
@@ -414,18 +637,21 @@ fn decode_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
                 }),
                 (None, Some(_)) => {
                     return Err(unsupported(
-                        format!("{p}: files by URL are not supported by this model's provider; send file_data"),
-                        &p,
+                        format!(
+                            "{}: files by URL are not supported by this model's provider; send file_data",
+                            p()
+                        ),
+                        &p(),
                     ));
                 }
                 (None, None) => {
                     return Err(invalid(
-                        format!("{p}: files by file_id are not supported; send file_data"),
-                        &p,
+                        format!("{}: files by file_id are not supported; send file_data", p()),
+                        &p(),
                     ));
                 }
             },
-            "input_audio" => return Err(unsupported(format!("{p}: audio input is not supported"), &p)),
+            "input_audio" => return Err(unsupported(format!("{}: audio input is not supported", p()), &p())),
             other => tracing::debug!(
                 part_type = other,
                 "dropping a Responses content part with no counterpart"
@@ -657,189 +883,342 @@ fn decode_format(raw: &RawValue) -> Result<Option<OutputFormat>, ConvertError> {
 /// System messages stay at their position as `developer` messages; reasoning without an artefact the
 /// upstream made is dropped (it cannot be replayed to it).
 pub fn encode(request: &Request, model: &str, options: &crate::protocol::convert::ModelOptions) -> Vec<u8> {
-    use serde_json::{Map, Value, json};
     let mut input = Vec::with_capacity(request.messages.len());
     for message in &request.messages {
+        let role = match message.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "developer",
+        };
         let mut content = Vec::new();
-        let flush = |content: &mut Vec<Value>, input: &mut Vec<Value>| {
-            if content.is_empty() {
-                return;
+        // Calls and results are items of their own: the message so far goes before them.
+        let flush = |content: &mut Vec<_>, input: &mut Vec<_>| {
+            if !content.is_empty() {
+                input.push(UpstreamInput::Message {
+                    role,
+                    content: std::mem::take(content),
+                });
             }
-            let role = match message.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                Role::System => "developer",
-            };
-            input.push(json!({"type": "message", "role": role, "content": std::mem::take(content)}));
         };
         for part in &message.parts {
             match part {
                 Part::Text(text) | Part::Refusal(text) => content.push(match message.role {
-                    Role::Assistant => json!({"type": "output_text", "text": text}),
-                    _ => json!({"type": "input_text", "text": text}),
+                    Role::Assistant => UpstreamPart::OutputText { text },
+                    _ => UpstreamPart::InputText { text },
                 }),
-                Part::Image { url, detail } => {
-                    let mut image = json!({"type": "input_image", "image_url": url});
-                    if let Some(detail) = detail {
-                        image["detail"] = Value::from(detail.as_str());
-                    }
-                    content.push(image);
-                }
-                Part::File { data_url, filename } => {
-                    content.push(json!({"type": "input_file", "file_data": data_url, "filename": filename}))
-                }
+                Part::Image { url, detail } => content.push(UpstreamPart::InputImage {
+                    image_url: url,
+                    detail: detail.as_deref(),
+                }),
+                Part::File { data_url, filename } => content.push(UpstreamPart::InputFile {
+                    file_data: data_url,
+                    filename: filename.as_deref(),
+                }),
                 Part::Reasoning(_) | Part::CacheBreakpoint => {}
                 Part::ToolCall(call) => {
                     flush(&mut content, &mut input);
                     input.push(match call.kind {
-                        ToolKind::Custom => json!({"type": "custom_tool_call", "call_id": call.id, "name": call.name,
-                            "input": call.arguments}),
-                        ToolKind::Function => json!({"type": "function_call", "call_id": call.id, "name": call.name,
-                            "arguments": if call.arguments.is_empty() { "{}" } else { call.arguments.as_str() }}),
+                        ToolKind::Custom => UpstreamInput::CustomToolCall {
+                            call_id: &call.id,
+                            name: &call.name,
+                            input: &call.arguments,
+                        },
+                        ToolKind::Function => UpstreamInput::FunctionCall {
+                            call_id: &call.id,
+                            name: &call.name,
+                            arguments: if call.arguments.is_empty() {
+                                "{}"
+                            } else {
+                                &call.arguments
+                            },
+                        },
                     });
                 }
                 Part::ToolResult(result) => {
                     flush(&mut content, &mut input);
-                    let texts: Vec<&str> = result
-                        .content
-                        .iter()
-                        .filter_map(|p| match p {
-                            Part::Text(t) => Some(t.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    let media = result
-                        .content
-                        .iter()
-                        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
-                    let mut text = texts.join("\n");
-                    if result.is_error {
-                        text.insert_str(0, "Error: ");
-                    }
-                    let output = match media {
-                        false => Value::from(text),
-                        true => {
-                            let mut parts = vec![json!({"type": "input_text", "text": text})];
-                            for part in &result.content {
-                                match part {
-                                    Part::Image { url, .. } => {
-                                        parts.push(json!({"type": "input_image", "image_url": url}))
-                                    }
-                                    Part::File { data_url, filename } => parts.push(
-                                        json!({"type": "input_file", "file_data": data_url, "filename": filename}),
-                                    ),
-                                    _ => {}
-                                }
-                            }
-                            Value::Array(parts)
-                        }
-                    };
-                    input.push(json!({"type": "function_call_output", "call_id": result.call_id, "output": output}));
+                    input.push(UpstreamInput::FunctionCallOutput {
+                        call_id: &result.call_id,
+                        output: tool_output(result),
+                    });
                 }
             }
         }
         flush(&mut content, &mut input);
     }
-    let mut body = Map::new();
-    body.insert("model".into(), Value::from(model));
-    if !request.instructions.is_empty() {
-        body.insert("instructions".into(), Value::from(request.instructions.join("\n\n")));
-    }
-    body.insert("input".into(), Value::Array(input));
-    if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|tool| {
-                let name = super::tools::flat_name(&tool.name, tool.namespace.as_deref());
-                let mut out = match tool.kind {
-                    ToolKind::Custom => json!({"type": "custom", "name": name}),
-                    ToolKind::Function => {
-                        let parameters: Value = tool
-                            .parameters
-                            .as_ref()
-                            .and_then(|p| serde_json::from_str(p.get()).ok())
-                            .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-                        json!({"type": "function", "name": name, "parameters": parameters})
-                    }
-                };
-                if let Some(description) = &tool.description {
-                    out["description"] = Value::from(description.as_str());
-                }
-                if let Some(strict) = tool.strict {
-                    out["strict"] = Value::Bool(strict);
-                }
-                out
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = &request.tool_choice {
-            let choice = match choice {
-                ToolChoice::Auto => Value::from("auto"),
-                ToolChoice::None => Value::from("none"),
-                ToolChoice::Required => Value::from("required"),
-                ToolChoice::Named { name, namespace } => {
-                    json!({"type": "function", "name": super::tools::flat_name(name, namespace.as_deref())})
-                }
-            };
-            body.insert("tool_choice".into(), choice);
-        }
-        if let Some(parallel) = request.parallel_tool_calls {
-            body.insert("parallel_tool_calls".into(), Value::Bool(parallel));
-        }
-    }
     let max = request.max_output_tokens.or(options.default_max_tokens.map(u64::from));
-    if let Some(max) = max.map(|n| options.max_output_tokens.map_or(n, |cap| n.min(u64::from(cap)))) {
+    let tools: Vec<UpstreamTool> = request
+        .tools
+        .iter()
+        .map(|tool| {
+            let name = super::tools::flat_name(&tool.name, tool.namespace.as_deref());
+            match tool.kind {
+                ToolKind::Custom => UpstreamTool::Custom {
+                    name,
+                    description: tool.description.as_deref(),
+                    strict: tool.strict,
+                },
+                ToolKind::Function => UpstreamTool::Function {
+                    name,
+                    parameters: tool.parameters.as_deref().unwrap_or(&EMPTY_PARAMETERS),
+                    description: tool.description.as_deref(),
+                    strict: tool.strict,
+                },
+            }
+        })
+        .collect();
+    let has_tools = !tools.is_empty();
+    let body = UpstreamRequest {
+        model,
+        instructions: (!request.instructions.is_empty()).then(|| request.instructions.join("\n\n")),
+        input,
+        tools,
+        tool_choice: request
+            .tool_choice
+            .as_ref()
+            .filter(|_| has_tools)
+            .map(|choice| match choice {
+                ToolChoice::Auto => UpstreamToolChoice::Mode("auto"),
+                ToolChoice::None => UpstreamToolChoice::Mode("none"),
+                ToolChoice::Required => UpstreamToolChoice::Mode("required"),
+                ToolChoice::Named { name, namespace } => UpstreamToolChoice::Function {
+                    kind: "function",
+                    name: super::tools::flat_name(name, namespace.as_deref()),
+                },
+            }),
+        parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
         // The API's smallest accepted value.
-        body.insert("max_output_tokens".into(), Value::from(max.max(16)));
-    }
-    for (key, value) in [("temperature", request.temperature), ("top_p", request.top_p)] {
-        if let Some(value) = value {
-            body.insert(key.into(), Value::from(value));
-        }
-    }
-    match &request.reasoning {
-        ReasoningRequest::Unspecified => {}
-        ReasoningRequest::Disabled => {
-            body.insert("reasoning".into(), json!({"effort": "none"}));
-        }
-        ReasoningRequest::Effort(effort) => {
-            body.insert("reasoning".into(), json!({"effort": effort, "summary": "auto"}));
-        }
-    }
-    match &request.format {
-        None | Some(OutputFormat::Text) => {}
-        Some(OutputFormat::JsonObject) => {
-            body.insert("text".into(), json!({"format": {"type": "json_object"}}));
-        }
-        Some(OutputFormat::JsonSchema {
-            name,
-            schema,
-            strict,
-            description,
-        }) => {
-            let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
-            let mut format = json!({"type": "json_schema", "name": name, "schema": schema});
-            if let Some(strict) = strict {
-                format["strict"] = Value::Bool(*strict);
-            }
-            if let Some(description) = description {
-                format["description"] = Value::from(description.as_str());
-            }
-            body.insert("text".into(), json!({"format": format}));
-        }
-    }
-    if let Some(user) = &request.user {
-        body.insert("safety_identifier".into(), Value::from(user.as_str()));
-    }
-    if let Some(key) = &request.prompt_cache_key {
-        body.insert("prompt_cache_key".into(), Value::from(key.as_str()));
-    }
-    body.insert("store".into(), Value::Bool(false));
-    if request.stream {
-        body.insert("stream".into(), Value::Bool(true));
-    }
+        max_output_tokens: max.map(|n| options.max_output_tokens.map_or(n, |cap| n.min(u64::from(cap))).max(16)),
+        temperature: request.temperature,
+        top_p: request.top_p,
+        reasoning: match &request.reasoning {
+            ReasoningRequest::Unspecified => None,
+            ReasoningRequest::Disabled => Some(UpstreamReasoning {
+                effort: "none",
+                summary: None,
+            }),
+            ReasoningRequest::Effort(effort) => Some(UpstreamReasoning {
+                effort,
+                summary: Some("auto"),
+            }),
+        },
+        text: match &request.format {
+            None | Some(OutputFormat::Text) => None,
+            Some(OutputFormat::JsonObject) => Some(UpstreamText {
+                format: UpstreamFormat::JsonObject,
+            }),
+            Some(OutputFormat::JsonSchema {
+                name,
+                schema,
+                strict,
+                description,
+            }) => Some(UpstreamText {
+                format: UpstreamFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict: *strict,
+                    description: description.as_deref(),
+                },
+            }),
+        },
+        safety_identifier: request.user.as_deref(),
+        prompt_cache_key: request.prompt_cache_key.as_deref(),
+        store: false,
+        stream: request.stream.then_some(true),
+    };
     serde_json::to_vec(&body).expect("a Responses request serialises")
+}
+
+/// A tool result as `function_call_output.output`: its text, or parts when it carries images or files.
+fn tool_output(result: &ToolResult) -> UpstreamOutput<'_> {
+    let texts: Vec<&str> = result
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut text = texts.join("\n");
+    if result.is_error {
+        text.insert_str(0, "Error: ");
+    }
+    let media = result
+        .content
+        .iter()
+        .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
+    if !media {
+        return UpstreamOutput::Text(text);
+    }
+    let mut parts = vec![UpstreamOutputPart::Text { text }];
+    for part in &result.content {
+        match part {
+            Part::Image { url, .. } => parts.push(UpstreamOutputPart::Image { image_url: url }),
+            Part::File { data_url, filename } => parts.push(UpstreamOutputPart::File {
+                file_data: data_url,
+                filename: filename.as_deref(),
+            }),
+            _ => {}
+        }
+    }
+    UpstreamOutput::Parts(parts)
+}
+
+/// A function tool declared without a schema takes no arguments.
+static EMPTY_PARAMETERS: LazyLock<Box<RawValue>> =
+    LazyLock::new(|| RawValue::from_string(r#"{"type":"object","properties":{}}"#.into()).expect("a JSON literal"));
+
+/// The request sent to a Responses upstream; field order is the key order on the wire.
+#[derive(Serialize)]
+struct UpstreamRequest<'a> {
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instructions: Option<String>,
+    input: Vec<UpstreamInput<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<UpstreamTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<UpstreamToolChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<UpstreamReasoning<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<UpstreamText<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    safety_identifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_cache_key: Option<&'a str>,
+    store: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamInput<'a> {
+    Message {
+        role: &'static str,
+        content: Vec<UpstreamPart<'a>>,
+    },
+    CustomToolCall {
+        call_id: &'a str,
+        name: &'a str,
+        input: &'a str,
+    },
+    FunctionCall {
+        call_id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+    },
+    FunctionCallOutput {
+        call_id: &'a str,
+        output: UpstreamOutput<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamPart<'a> {
+    InputText {
+        text: &'a str,
+    },
+    OutputText {
+        text: &'a str,
+    },
+    InputImage {
+        image_url: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
+    },
+    /// `filename` is written even when unknown (`null`).
+    InputFile {
+        file_data: &'a str,
+        filename: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UpstreamOutput<'a> {
+    Text(String),
+    Parts(Vec<UpstreamOutputPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum UpstreamOutputPart<'a> {
+    #[serde(rename = "input_text")]
+    Text { text: String },
+    #[serde(rename = "input_image")]
+    Image { image_url: &'a str },
+    #[serde(rename = "input_file")]
+    File {
+        file_data: &'a str,
+        filename: Option<&'a str>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamTool<'a> {
+    Custom {
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+    Function {
+        name: String,
+        parameters: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UpstreamToolChoice {
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: String,
+    },
+}
+
+#[derive(Serialize)]
+struct UpstreamReasoning<'a> {
+    effort: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct UpstreamText<'a> {
+    format: UpstreamFormat<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum UpstreamFormat<'a> {
+    JsonObject,
+    JsonSchema {
+        name: &'a str,
+        schema: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<&'a str>,
+    },
 }
 
 #[cfg(test)]
@@ -890,6 +1269,30 @@ mod tests {
         let error = decode(br#"{"model":"m","input":[{"type":"item_reference","id":"x"}]}"#, b"key").unwrap_err();
         assert_eq!(error.param.as_deref(), Some("input[0]"));
         assert!(decode(br#"{"model":"m"}"#, b"key").is_err());
+    }
+
+    #[test]
+    fn dropped_items_may_hold_anything_and_a_bad_item_is_named() {
+        // Fields a read kind would need typed: the one-pass read fails, the item-by-item one drops the item.
+        let body = br#"{"model":"m","input":[{"type":"future_call","role":5,"content":[1]},
+            {"role":"user","content":"hi"}]}"#;
+        let Decoded { request, .. } = decode(body, b"key").unwrap();
+        assert!(matches!(&request.messages[..], [Message { role: Role::User, .. }]));
+        let body = br#"{"model":"m","input":[{"role":"user","content":"hi"},{"type":"function_call","name":7}]}"#;
+        assert_eq!(decode(body, b"key").unwrap_err().param.as_deref(), Some("input[1]"));
+        let body = br#"{"model":"m","input":[{"role":"user","content":{"text":"hi"}}]}"#;
+        assert_eq!(
+            decode(body, b"key").unwrap_err().param.as_deref(),
+            Some("input[0].content")
+        );
+    }
+
+    #[test]
+    fn echoed_settings_lose_only_the_whitespace_between_tokens() {
+        let raw = |json: &str| RawValue::from_string(json.into()).unwrap();
+        let pretty = raw("{ \"a\" : [1, 2],\n\t\"b\": \"x y \\\" \\\\\" ,\r\n \"c\": {} }");
+        assert_eq!(compact(&pretty).get(), r#"{"a":[1,2],"b":"x y \" \\","c":{}}"#);
+        assert_eq!(compact(&raw(r#"{"s":"a b"}"#)).get(), r#"{"s":"a b"}"#);
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! `incomplete_details` from the stop reason, usage with every key present, and the request's settings
 //! echoed as the SDKs expect.
 
-use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::request::ResponsesFacts;
 use super::tools::unwrap_custom_input;
@@ -22,119 +26,298 @@ pub struct AnswerContext<'a> {
 }
 
 impl AnswerContext<'_> {
-    pub fn response_id(&self) -> String {
-        format!("resp_llmr{}", self.id_hex)
-    }
-
     /// `<prefix>_llmr<hex>_<output index>` (reference §3.10).
     pub fn item_id(&self, prefix: &str, output_index: usize) -> String {
-        format!("{prefix}_llmr{}_{output_index}", self.id_hex)
+        let mut id = String::with_capacity(prefix.len() + self.id_hex.len() + 8);
+        id.push_str(prefix);
+        id.push_str("_llmr");
+        id.push_str(self.id_hex);
+        let _ = write!(id, "_{output_index}");
+        id
     }
 
     /// A reasoning item: its summary (none for redacted reasoning) and, when the client asked for
     /// `reasoning.encrypted_content`, the sealed artefact to replay next turn.
-    pub fn reasoning_item(&self, id: String, text: Option<&str>, opaque: Option<&Opaque>) -> Value {
-        let summary = match text {
-            Some(text) => json!([{"type": "summary_text", "text": text}]),
-            None => json!([]),
+    pub fn reasoning_item<'t>(&self, id: String, text: Option<&'t str>, opaque: Option<&Opaque>) -> OutputItem<'t> {
+        let encrypted_content = match (self.facts.include_encrypted_reasoning, opaque) {
+            (true, Some(opaque)) => Some(super::envelope::seal(self.signing_key, opaque)),
+            _ => None,
         };
-        let mut item = json!({"type": "reasoning", "id": id, "summary": summary});
-        if self.facts.include_encrypted_reasoning
-            && let Some(envelope) = opaque.map(|o| super::envelope::seal(self.signing_key, o))
-        {
-            item["encrypted_content"] = Value::from(envelope);
+        OutputItem::Reasoning {
+            id,
+            summary: text.map(|text| SummaryText { text }),
+            encrypted_content,
         }
-        item
     }
 
     /// The client-facing item for a tool call the upstream made (names mapped back, custom input unwrapped).
-    pub fn tool_call_item(&self, call: &ToolCall, output_index: usize, done: bool) -> Value {
+    pub fn tool_call_item<'c>(&self, call: &'c ToolCall, output_index: usize, done: bool) -> OutputItem<'c> {
         let tool = self.facts.tools.client_tool(&call.name);
         let status = if done { "completed" } else { "in_progress" };
-        let mut item = match tool.kind {
-            ToolKind::Custom => json!({
-                "type": "custom_tool_call",
-                "id": self.item_id("ctc", output_index),
-                "call_id": call.id,
-                "name": tool.name,
-                "input": if done { unwrap_custom_input(&call.arguments) } else { String::new() },
-                "status": status,
-            }),
-            ToolKind::Function => json!({
-                "type": "function_call",
-                "id": self.item_id("fc", output_index),
-                "call_id": call.id,
-                "name": tool.name,
-                "arguments": if done { call.arguments.as_str() } else { "" },
-                "status": status,
-            }),
-        };
-        if let Some(namespace) = tool.namespace {
-            item["namespace"] = Value::from(namespace);
+        match tool.kind {
+            ToolKind::Custom => OutputItem::CustomToolCall {
+                id: self.item_id("ctc", output_index),
+                call_id: &call.id,
+                name: tool.name,
+                input: if done {
+                    unwrap_custom_input(&call.arguments)
+                } else {
+                    String::new()
+                },
+                status,
+                namespace: tool.namespace,
+            },
+            ToolKind::Function => OutputItem::FunctionCall {
+                id: self.item_id("fc", output_index),
+                call_id: &call.id,
+                name: tool.name,
+                arguments: if done { &call.arguments } else { "" },
+                status,
+                namespace: tool.namespace,
+            },
         }
-        item
     }
 
-    /// The Response object with `output`, in the given status.
-    pub fn response_object(&self, status: &str, output: Vec<Value>, usage: Option<&Usage>, stop: StopReason) -> Value {
+    /// The Response object with `output`, in the given status. The request's settings are echoed as the
+    /// client sent them (raw JSON), or as the API's defaults when it sent none.
+    pub fn response_object<'s, O: Serialize>(
+        &'s self,
+        status: &'s str,
+        output: O,
+        usage: Option<&Usage>,
+        stop: StopReason,
+    ) -> ResponseObject<'s, O> {
         let echo = &self.facts.echo;
-        let raw = |value: &Option<Box<serde_json::value::RawValue>>| -> Option<Value> {
-            value.as_ref().and_then(|r| serde_json::from_str(r.get()).ok())
+        let incomplete_details = match (status, stop) {
+            ("incomplete", StopReason::ContentFilter) => Some(Incomplete {
+                reason: "content_filter",
+            }),
+            ("incomplete", _) => Some(Incomplete {
+                reason: "max_output_tokens",
+            }),
+            _ => None,
         };
-        let incomplete = match (status, stop) {
-            ("incomplete", StopReason::ContentFilter) => json!({"reason": "content_filter"}),
-            ("incomplete", _) => json!({"reason": "max_output_tokens"}),
-            _ => Value::Null,
-        };
-        let mut object = Map::new();
-        object.insert("id".into(), Value::from(self.response_id()));
-        object.insert("object".into(), Value::from("response"));
-        object.insert("created_at".into(), Value::from(self.created));
-        object.insert("status".into(), Value::from(status));
-        if status == "completed" {
-            object.insert("completed_at".into(), Value::from(self.created));
+        ResponseObject {
+            id: ResponseId(self.id_hex),
+            object: "response",
+            created_at: self.created,
+            status,
+            completed_at: (status == "completed").then_some(self.created),
+            error: None,
+            incomplete_details,
+            instructions: echo.instructions.as_deref(),
+            model: self.model,
+            output,
+            parallel_tool_calls: echo.parallel_tool_calls.unwrap_or(true),
+            temperature: echo.temperature,
+            top_p: echo.top_p,
+            max_output_tokens: echo.max_output_tokens,
+            tool_choice: echo.tool_choice.as_deref().unwrap_or(&DEFAULT_TOOL_CHOICE),
+            tools: echo.tools.as_deref().unwrap_or(&DEFAULT_TOOLS),
+            reasoning: echo.reasoning.as_deref(),
+            text: echo.text.as_deref().unwrap_or(&DEFAULT_TEXT),
+            truncation: "disabled",
+            metadata: EmptyObject {},
+            store: false,
+            background: false,
+            previous_response_id: None,
+            prompt_cache_key: echo.prompt_cache_key.as_deref(),
+            user: echo.user.as_deref(),
+            usage: usage.map(UsageObject::from),
         }
-        object.insert("error".into(), Value::Null);
-        object.insert("incomplete_details".into(), incomplete);
-        object.insert(
-            "instructions".into(),
-            echo.instructions.clone().map_or(Value::Null, Value::from),
-        );
-        object.insert("model".into(), Value::from(self.model));
-        object.insert("output".into(), Value::Array(output));
-        object.insert(
-            "parallel_tool_calls".into(),
-            Value::from(echo.parallel_tool_calls.unwrap_or(true)),
-        );
-        object.insert("temperature".into(), echo.temperature.map_or(Value::Null, Value::from));
-        object.insert("top_p".into(), echo.top_p.map_or(Value::Null, Value::from));
-        object.insert(
-            "max_output_tokens".into(),
-            echo.max_output_tokens.map_or(Value::Null, Value::from),
-        );
-        object.insert(
-            "tool_choice".into(),
-            raw(&echo.tool_choice).unwrap_or_else(|| Value::from("auto")),
-        );
-        object.insert("tools".into(), raw(&echo.tools).unwrap_or_else(|| json!([])));
-        object.insert("reasoning".into(), raw(&echo.reasoning).unwrap_or(Value::Null));
-        object.insert(
-            "text".into(),
-            raw(&echo.text).unwrap_or_else(|| json!({"format": {"type": "text"}})),
-        );
-        object.insert("truncation".into(), Value::from("disabled"));
-        object.insert("metadata".into(), json!({}));
-        object.insert("store".into(), Value::Bool(false));
-        object.insert("background".into(), Value::Bool(false));
-        object.insert("previous_response_id".into(), Value::Null);
-        object.insert(
-            "prompt_cache_key".into(),
-            echo.prompt_cache_key.clone().map_or(Value::Null, Value::from),
-        );
-        object.insert("user".into(), echo.user.clone().map_or(Value::Null, Value::from));
-        object.insert("usage".into(), usage.map_or(Value::Null, usage_object));
-        Value::Object(object)
     }
+}
+
+/// The API's values for settings a client did not send, echoed like the ones it sent.
+static DEFAULT_TOOL_CHOICE: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal(r#""auto""#));
+static DEFAULT_TOOLS: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal("[]"));
+static DEFAULT_TEXT: LazyLock<Box<RawValue>> = LazyLock::new(|| json_literal(r#"{"format":{"type":"text"}}"#));
+
+fn json_literal(json: &str) -> Box<RawValue> {
+    RawValue::from_string(json.to_owned()).expect("a JSON literal")
+}
+
+/// The Response object (reference §3.1). Field order is the key order on the wire, which SDKs and tests
+/// compare; `null`s are written where the API reference has a key always present.
+#[derive(Serialize)]
+pub struct ResponseObject<'a, O> {
+    id: ResponseId<'a>,
+    object: &'static str,
+    created_at: u64,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<u64>,
+    /// Set on `response.failed`.
+    pub error: Option<ResponseError<'a>>,
+    incomplete_details: Option<Incomplete>,
+    instructions: Option<&'a str>,
+    model: &'a str,
+    output: O,
+    parallel_tool_calls: bool,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_output_tokens: Option<u64>,
+    tool_choice: &'a RawValue,
+    tools: &'a RawValue,
+    reasoning: Option<&'a RawValue>,
+    text: &'a RawValue,
+    truncation: &'static str,
+    metadata: EmptyObject,
+    store: bool,
+    background: bool,
+    previous_response_id: Option<&'a str>,
+    prompt_cache_key: Option<&'a str>,
+    user: Option<&'a str>,
+    usage: Option<UsageObject>,
+}
+
+/// `resp_llmr<hex>`, written straight into the output.
+struct ResponseId<'a>(&'a str);
+
+impl Serialize for ResponseId<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("resp_llmr{}", self.0))
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResponseError<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Incomplete {
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct EmptyObject {}
+
+/// Usage with all five keys and both details objects (Codex needs `total_tokens`; reference §3.6).
+#[derive(Serialize)]
+pub struct UsageObject {
+    input_tokens: u64,
+    input_tokens_details: InputTokensDetails,
+    output_tokens: u64,
+    output_tokens_details: OutputTokensDetails,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct InputTokensDetails {
+    cached_tokens: u64,
+    cache_write_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct OutputTokensDetails {
+    reasoning_tokens: u64,
+}
+
+impl From<&Usage> for UsageObject {
+    fn from(usage: &Usage) -> Self {
+        UsageObject {
+            input_tokens: usage.input,
+            input_tokens_details: InputTokensDetails {
+                cached_tokens: usage.cached,
+                cache_write_tokens: usage.cache_write,
+            },
+            output_tokens: usage.output,
+            output_tokens_details: OutputTokensDetails {
+                reasoning_tokens: usage.reasoning,
+            },
+            total_tokens: usage.input + usage.output,
+        }
+    }
+}
+
+/// An item of `output`, as the answer, the stream's `output_item` events and its terminal response carry it.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputItem<'a> {
+    Reasoning {
+        id: String,
+        /// No summary part for redacted reasoning.
+        #[serde(serialize_with = "zero_or_one")]
+        summary: Option<SummaryText<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypted_content: Option<String>,
+    },
+    Message {
+        id: String,
+        role: &'static str,
+        status: &'static str,
+        /// Empty while the message is in progress.
+        #[serde(serialize_with = "zero_or_one")]
+        content: Option<ContentPart<'a>>,
+    },
+    FunctionCall {
+        id: String,
+        call_id: &'a str,
+        name: String,
+        arguments: &'a str,
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+    },
+    CustomToolCall {
+        id: String,
+        call_id: &'a str,
+        name: String,
+        input: String,
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
+    },
+}
+
+impl<'a> OutputItem<'a> {
+    pub fn id(&self) -> &str {
+        match self {
+            OutputItem::Reasoning { id, .. }
+            | OutputItem::Message { id, .. }
+            | OutputItem::FunctionCall { id, .. }
+            | OutputItem::CustomToolCall { id, .. } => id,
+        }
+    }
+
+    /// An assistant message: in progress (no content yet), or done with its one part.
+    pub fn message(id: String, part: Option<ContentPart<'a>>) -> Self {
+        OutputItem::Message {
+            id,
+            role: "assistant",
+            status: if part.is_some() { "completed" } else { "in_progress" },
+            content: part,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "summary_text")]
+pub struct SummaryText<'a> {
+    pub text: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart<'a> {
+    OutputText { text: &'a str, annotations: [(); 0] },
+    Refusal { refusal: &'a str },
+}
+
+impl<'a> ContentPart<'a> {
+    pub fn new(text: &'a str, refusal: bool) -> Self {
+        match refusal {
+            true => ContentPart::Refusal { refusal: text },
+            false => ContentPart::OutputText { text, annotations: [] },
+        }
+    }
+}
+
+/// An optional element written as a list of zero or one, without building a `Vec`.
+fn zero_or_one<T: Serialize, S: serde::Serializer>(value: &Option<T>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(value)
 }
 
 /// `completed`, or `incomplete` for a cut-off or filtered answer (reference §3.5).
@@ -145,36 +328,7 @@ pub fn status(stop: StopReason) -> &'static str {
     }
 }
 
-/// Usage with all five keys and both details objects (Codex needs `total_tokens`; reference §3.6).
-pub fn usage_object(usage: &Usage) -> Value {
-    json!({
-        "input_tokens": usage.input,
-        "input_tokens_details": {"cached_tokens": usage.cached, "cache_write_tokens": usage.cache_write},
-        "output_tokens": usage.output,
-        "output_tokens_details": {"reasoning_tokens": usage.reasoning},
-        "total_tokens": usage.input + usage.output,
-    })
-}
-
-pub fn message_item(id: String, part: Value, done: bool) -> Value {
-    json!({
-        "type": "message",
-        "id": id,
-        "role": "assistant",
-        "status": if done { "completed" } else { "in_progress" },
-        "content": if done { json!([part]) } else { json!([]) },
-    })
-}
-
-pub fn text_part(text: &str) -> Value {
-    json!({"type": "output_text", "text": text, "annotations": []})
-}
-
-pub fn refusal_part(text: &str) -> Value {
-    json!({"type": "refusal", "refusal": text})
-}
-
-/// Encodes a whole answer.
+/// Encodes a whole answer, serialized straight from the hub response: no JSON tree is built.
 pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
     let mut output = Vec::with_capacity(response.output.len());
     for part in &response.output {
@@ -184,14 +338,43 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
                 let text = Some(reasoning.text.as_str()).filter(|t| !t.is_empty());
                 output.push(ctx.reasoning_item(ctx.item_id("rs", oi), text, reasoning.opaque.as_ref()))
             }
-            Part::Text(text) => output.push(message_item(ctx.item_id("msg", oi), text_part(text), true)),
-            Part::Refusal(text) => output.push(message_item(ctx.item_id("msg", oi), refusal_part(text), true)),
+            Part::Text(text) => output.push(OutputItem::message(
+                ctx.item_id("msg", oi),
+                Some(ContentPart::new(text, false)),
+            )),
+            Part::Refusal(text) => output.push(OutputItem::message(
+                ctx.item_id("msg", oi),
+                Some(ContentPart::new(text, true)),
+            )),
             Part::ToolCall(call) => output.push(ctx.tool_call_item(call, oi, true)),
             _ => {}
         }
     }
     let object = ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop);
-    serde_json::to_vec(&object).expect("a Response serialises")
+    // One allocation of about the answer's size rather than a doubling series.
+    let echo = &ctx.facts.echo;
+    let echoed: usize = [&echo.tools, &echo.tool_choice, &echo.reasoning, &echo.text]
+        .into_iter()
+        .flatten()
+        .map(|raw| raw.get().len())
+        .sum();
+    let texts: usize = response.output.iter().map(text_len).sum();
+    let mut body = Vec::with_capacity(RESPONSE_BYTES + echoed + texts);
+    serde_json::to_writer(&mut body, &object).expect("a Response serialises");
+    body
+}
+
+/// About the size of a Response object without its output's text and echoed settings.
+const RESPONSE_BYTES: usize = 1536;
+
+/// The length of the text a part puts into an answer, before escaping.
+fn text_len(part: &Part) -> usize {
+    match part {
+        Part::Text(text) | Part::Refusal(text) => text.len(),
+        Part::Reasoning(reasoning) => reasoning.text.len(),
+        Part::ToolCall(call) => call.arguments.len(),
+        _ => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -395,6 +578,8 @@ pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::Convert
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::protocol::hub::Reasoning;
     use crate::protocol::responses::request::decode;

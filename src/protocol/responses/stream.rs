@@ -5,56 +5,130 @@
 //! item and the usage. A stream that breaks ends with `response.failed`, and an item still open then is not
 //! closed: a half-streamed tool call must never reach `output_item.done`, where Codex would execute it.
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::value::{RawValue, to_raw_value};
 
 use super::request::ResponsesFacts;
-use super::response::{AnswerContext, message_item, refusal_part, status, text_part};
+use super::response::{AnswerContext, ContentPart, OutputItem, ResponseError, SummaryText, status};
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, Opaque, StopReason, StreamEncoder, ToolCall, ToolKind, Usage};
-use crate::protocol::sse::write_named_event;
 
 /// The Responses side of a converted stream.
 pub struct ResponsesStreamEncoder {
-    id_hex: String,
-    /// Seals reasoning artefacts into `encrypted_content`.
-    signing_key: Vec<u8>,
+    answer: Answer,
     /// The artefact of the reasoning item being streamed, once the upstream has sealed it.
     seal: Option<Opaque>,
-    created: u64,
-    model: String,
-    facts: ResponsesFacts,
-    sequence: u64,
+    sequence: Sequence,
     started: bool,
     open: Open,
     /// Tool calls by the upstream's index.
     tools: Vec<ToolState>,
-    done_items: Vec<Value>,
+    /// The items closed so far, as the JSON their `output_item.done` carried: the terminal response lists
+    /// them again, so each is serialized once.
+    done_items: Vec<Box<RawValue>>,
     stop: Option<StopReason>,
     usage: Option<Usage>,
     finished: bool,
 }
 
-/// Where a delta event goes: its type, its item (id prefix and output index) and its part index field
-/// (`content_index`, `summary_index`, or none for call arguments), always 0 here.
-struct Delta {
-    kind: &'static str,
-    prefix: &'static str,
-    oi: usize,
-    index: &'static str,
-    logprobs: bool,
+/// What items and response objects are built from; a field of its own so that an item can borrow it while
+/// an event is being written.
+struct Answer {
+    id_hex: String,
+    /// Seals reasoning artefacts into `encrypted_content`.
+    signing_key: Vec<u8>,
+    created: u64,
+    model: String,
+    facts: ResponsesFacts,
+}
+
+impl Answer {
+    fn ctx(&self) -> AnswerContext<'_> {
+        AnswerContext {
+            id_hex: &self.id_hex,
+            signing_key: &self.signing_key,
+            created: self.created,
+            model: &self.model,
+            facts: &self.facts,
+        }
+    }
+}
+
+/// About the size of a delta event.
+const EVENT_BYTES: usize = 256;
+
+/// The `sequence_number` of the next event. Every event starts here, so none is skipped or repeated.
+struct Sequence(u64);
+
+impl Sequence {
+    /// Starts an event of type `kind`: its `event:` line, then its data up to `type` and `sequence_number`.
+    fn event<'o>(&mut self, out: &'o mut Vec<u8>, kind: &str) -> EventData<'o> {
+        // Room for a delta event in one go, rather than growing the buffer a few bytes at a time.
+        out.reserve(EVENT_BYTES);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"sequence_number\":");
+        serde_json::to_writer(&mut *out, &self.0).expect("a number serialises");
+        self.0 += 1;
+        EventData { out }
+    }
+}
+
+/// The data of an event being written: each field goes straight into the output, in call order, which is
+/// the key order clients see. No JSON tree is built, not even for the deltas that make up most of a stream.
+#[must_use = "an event is complete only after `end`"]
+struct EventData<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl EventData<'_> {
+    /// `key` is a literal name: written as is.
+    fn field(self, key: &str, value: impl Serialize) -> Self {
+        self.out.extend_from_slice(b",\"");
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut *self.out, &value).expect("an event field serialises");
+        self
+    }
+
+    fn end(self) {
+        self.out.extend_from_slice(b"}\n\n");
+    }
+}
+
+/// An item as JSON, written once: into its `output_item.done`, then copied into the terminal response.
+fn raw(item: &OutputItem<'_>) -> Box<RawValue> {
+    to_raw_value(item).expect("an item serialises")
 }
 
 enum Open {
     None,
-    Reasoning { oi: usize, text: String },
-    Message { oi: usize, text: String, refusal: bool },
-    Tool { position: usize },
+    Reasoning {
+        oi: usize,
+        id: String,
+        text: String,
+    },
+    Message {
+        oi: usize,
+        id: String,
+        text: String,
+        refusal: bool,
+    },
+    Tool {
+        position: usize,
+    },
 }
 
 struct ToolState {
     index: usize,
     /// Set when the item was opened (its name is known).
     oi: Option<usize>,
+    /// The item's id, from when it was opened.
+    item_id: String,
+    /// A custom tool's input is only known whole: it is sent when the item closes, not as deltas.
+    custom: bool,
     call: ToolCall,
     closed: bool,
 }
@@ -62,13 +136,15 @@ struct ToolState {
 impl ResponsesStreamEncoder {
     pub fn new(id_hex: &str, created: u64, model: &str, facts: ResponsesFacts, signing_key: &[u8]) -> Self {
         Self {
-            id_hex: id_hex.to_owned(),
-            signing_key: signing_key.to_owned(),
+            answer: Answer {
+                id_hex: id_hex.to_owned(),
+                signing_key: signing_key.to_owned(),
+                created,
+                model: model.to_owned(),
+                facts,
+            },
             seal: None,
-            created,
-            model: model.to_owned(),
-            facts,
-            sequence: 0,
+            sequence: Sequence(0),
             started: false,
             open: Open::None,
             tools: Vec::new(),
@@ -79,66 +155,37 @@ impl ResponsesStreamEncoder {
         }
     }
 
-    fn ctx(&self) -> AnswerContext<'_> {
-        AnswerContext {
-            id_hex: &self.id_hex,
-            signing_key: &self.signing_key,
-            created: self.created,
-            model: &self.model,
-            facts: &self.facts,
-        }
-    }
-
-    fn emit(&mut self, out: &mut Vec<u8>, kind: &str, fields: Value) {
-        let mut data = Map::new();
-        data.insert("type".into(), Value::from(kind));
-        data.insert("sequence_number".into(), Value::from(self.sequence));
-        if let Value::Object(fields) = fields {
-            data.extend(fields);
-        }
-        self.sequence += 1;
-        let data = serde_json::to_vec(&Value::Object(data)).expect("an event serialises");
-        write_named_event(out, kind, &data);
-    }
-
-    /// A delta event, the bulk of a stream, written straight into the output: no JSON tree per token.
-    fn emit_delta(&mut self, out: &mut Vec<u8>, at: Delta, delta: &str) {
-        use std::io::Write;
-        let _ = write!(
-            out,
-            "event: {kind}\ndata: {{\"type\":\"{kind}\",\"sequence_number\":{seq},\"item_id\":\"{prefix}_llmr{hex}_{oi}\",\"output_index\":{oi},",
-            kind = at.kind,
-            seq = self.sequence,
-            prefix = at.prefix,
-            hex = self.id_hex,
-            oi = at.oi,
-        );
-        if !at.index.is_empty() {
-            let _ = write!(out, "\"{}\":0,", at.index);
-        }
-        out.extend_from_slice(b"\"delta\":");
-        serde_json::to_writer(&mut *out, delta).expect("a string serialises");
-        if at.logprobs {
-            out.extend_from_slice(b",\"logprobs\":[]");
-        }
-        out.extend_from_slice(b"}\n\n");
-        self.sequence += 1;
-    }
-
     fn start(&mut self, out: &mut Vec<u8>) {
         if self.started {
             return;
         }
         self.started = true;
-        let snapshot = self
-            .ctx()
-            .response_object("in_progress", Vec::new(), None, StopReason::End);
-        self.emit(out, "response.created", json!({"response": snapshot.clone()}));
-        self.emit(out, "response.in_progress", json!({"response": snapshot}));
+        // One snapshot for both events.
+        let ctx = self.answer.ctx();
+        let snapshot = ctx.response_object("in_progress", [(); 0], None, StopReason::End);
+        let snapshot = to_raw_value(&snapshot).expect("a Response serialises");
+        self.sequence
+            .event(out, "response.created")
+            .field("response", &snapshot)
+            .end();
+        self.sequence
+            .event(out, "response.in_progress")
+            .field("response", &snapshot)
+            .end();
     }
 
     fn next_output_index(&self) -> usize {
         self.done_items.len() + usize::from(!matches!(self.open, Open::None))
+    }
+
+    /// `output_item.done` for a finished item, which the terminal response lists again.
+    fn item_done(&mut self, out: &mut Vec<u8>, oi: usize, item: Box<RawValue>) {
+        self.sequence
+            .event(out, "response.output_item.done")
+            .field("output_index", oi)
+            .field("item", &item)
+            .end();
+        self.done_items.push(item);
     }
 }
 
@@ -154,35 +201,34 @@ impl StreamEncoder for ResponsesStreamEncoder {
                 if !matches!(self.open, Open::Reasoning { .. }) {
                     self.close_open(out);
                     let oi = self.next_output_index();
-                    let id = self.ctx().item_id("rs", oi);
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": oi,
-                        "item": {"type": "reasoning", "id": id, "summary": []}}),
-                    );
-                    self.emit(
-                        out,
-                        "response.reasoning_summary_part.added",
-                        json!({"item_id": id, "output_index": oi,
-                        "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
-                    );
+                    let id = self.answer.ctx().item_id("rs", oi);
+                    self.sequence
+                        .event(out, "response.output_item.added")
+                        .field("output_index", oi)
+                        .field("item", self.answer.ctx().reasoning_item(id.clone(), None, None))
+                        .end();
+                    self.sequence
+                        .event(out, "response.reasoning_summary_part.added")
+                        .field("item_id", &id)
+                        .field("output_index", oi)
+                        .field("summary_index", 0)
+                        .field("part", SummaryText { text: "" })
+                        .end();
                     self.open = Open::Reasoning {
                         oi,
+                        id,
                         text: String::new(),
                     };
                 }
-                if let Open::Reasoning { oi, text } = &mut self.open {
+                if let Open::Reasoning { oi, id, text } = &mut self.open {
                     text.push_str(&delta);
-                    let oi = *oi;
-                    let delta_at = Delta {
-                        kind: "response.reasoning_summary_text.delta",
-                        prefix: "rs",
-                        oi,
-                        index: "summary_index",
-                        logprobs: false,
-                    };
-                    self.emit_delta(out, delta_at, &delta);
+                    self.sequence
+                        .event(out, "response.reasoning_summary_text.delta")
+                        .field("item_id", &*id)
+                        .field("output_index", *oi)
+                        .field("summary_index", 0)
+                        .field("delta", &delta)
+                        .end();
                 }
             }
             Event::ReasoningSeal(opaque) => {
@@ -192,20 +238,15 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     // Reasoning without text (redacted thinking): an item of its own, for the envelope only.
                     self.close_open(out);
                     let oi = self.next_output_index();
-                    let id = self.ctx().item_id("rs", oi);
-                    self.emit(
-                        out,
-                        "response.output_item.added",
-                        json!({"output_index": oi,
-                        "item": {"type": "reasoning", "id": id, "summary": []}}),
-                    );
-                    let item = self.ctx().reasoning_item(id, None, Some(&opaque));
-                    self.emit(
-                        out,
-                        "response.output_item.done",
-                        json!({"output_index": oi, "item": item}),
-                    );
-                    self.done_items.push(item);
+                    let ctx = self.answer.ctx();
+                    let id = ctx.item_id("rs", oi);
+                    self.sequence
+                        .event(out, "response.output_item.added")
+                        .field("output_index", oi)
+                        .field("item", ctx.reasoning_item(id.clone(), None, None))
+                        .end();
+                    let item = raw(&ctx.reasoning_item(id, None, Some(&opaque)));
+                    self.item_done(out, oi, item);
                 }
             }
             Event::TextDelta(delta) => self.message_delta(false, delta, out),
@@ -224,12 +265,16 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     tool.call.id = id;
                 }
                 let buffered = std::mem::take(&mut tool.call.arguments);
-                let item = self.ctx().tool_call_item(&self.tools[position].call, oi, false);
-                self.emit(
-                    out,
-                    "response.output_item.added",
-                    json!({"output_index": oi, "item": item}),
-                );
+                let item = self.answer.ctx().tool_call_item(&self.tools[position].call, oi, false);
+                let (item_id, custom) = (item.id().to_owned(), matches!(item, OutputItem::CustomToolCall { .. }));
+                self.sequence
+                    .event(out, "response.output_item.added")
+                    .field("output_index", oi)
+                    .field("item", item)
+                    .end();
+                let tool = &mut self.tools[position];
+                tool.item_id = item_id;
+                tool.custom = custom;
                 self.open = Open::Tool { position };
                 if !buffered.is_empty() {
                     self.tool_delta(position, buffered, out);
@@ -284,41 +329,43 @@ impl ResponsesStreamEncoder {
         if !same {
             self.close_open(out);
             let oi = self.next_output_index();
-            let id = self.ctx().item_id("msg", oi);
-            self.emit(
-                out,
-                "response.output_item.added",
-                json!({"output_index": oi,
-                "item": message_item(id.clone(), Value::Null, false)}),
-            );
-            let part = if refusal { refusal_part("") } else { text_part("") };
-            self.emit(
-                out,
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": oi,
-                "content_index": 0, "part": part}),
-            );
+            let id = self.answer.ctx().item_id("msg", oi);
+            self.sequence
+                .event(out, "response.output_item.added")
+                .field("output_index", oi)
+                .field("item", OutputItem::message(id.clone(), None))
+                .end();
+            self.sequence
+                .event(out, "response.content_part.added")
+                .field("item_id", &id)
+                .field("output_index", oi)
+                .field("content_index", 0)
+                .field("part", ContentPart::new("", refusal))
+                .end();
             self.open = Open::Message {
                 oi,
+                id,
                 text: String::new(),
                 refusal,
             };
         }
-        if let Open::Message { oi, text, .. } = &mut self.open {
+        if let Open::Message { oi, id, text, .. } = &mut self.open {
             text.push_str(&delta);
-            let oi = *oi;
-            let (kind, logprobs) = match refusal {
-                true => ("response.refusal.delta", false),
-                false => ("response.output_text.delta", true),
+            let kind = match refusal {
+                true => "response.refusal.delta",
+                false => "response.output_text.delta",
             };
-            let delta_at = Delta {
-                kind,
-                prefix: "msg",
-                oi,
-                index: "content_index",
-                logprobs,
-            };
-            self.emit_delta(out, delta_at, &delta);
+            let event = self
+                .sequence
+                .event(out, kind)
+                .field("item_id", &*id)
+                .field("output_index", *oi)
+                .field("content_index", 0)
+                .field("delta", &delta);
+            match refusal {
+                true => event.end(),
+                false => event.field("logprobs", [(); 0]).end(),
+            }
         }
     }
 
@@ -327,10 +374,13 @@ impl ResponsesStreamEncoder {
         if let Some(position) = self.tools.iter().position(|t| t.index == index) {
             return position;
         }
-        let id = format!("call_llmr{}_{index}", self.id_hex);
+        // `call_llmr<hex>_<index>`: the shape of an item id, numbered by the upstream's index.
+        let id = self.answer.ctx().item_id("call", index);
         self.tools.push(ToolState {
             index,
             oi: None,
+            item_id: String::new(),
+            custom: false,
             call: ToolCall {
                 id,
                 name: String::new(),
@@ -346,82 +396,66 @@ impl ResponsesStreamEncoder {
     fn tool_delta(&mut self, position: usize, arguments: String, out: &mut Vec<u8>) {
         let tool = &mut self.tools[position];
         tool.call.arguments.push_str(&arguments);
-        let (Some(oi), false) = (tool.oi, tool.closed) else {
-            // Not opened yet (no name) or already closed by an interleaving host: kept in the buffer only.
+        let (Some(oi), false, false) = (tool.oi, tool.closed, tool.custom) else {
+            // Not opened yet (no name), already closed by an interleaving host, or a custom tool's input
+            // (sent whole at the close): kept in the buffer only.
             return;
         };
-        let custom = self.facts.tools.client_tool(&tool.call.name).kind == ToolKind::Custom;
-        // A custom tool's input is only known whole: it is sent when the item closes.
-        if !custom {
-            let delta_at = Delta {
-                kind: "response.function_call_arguments.delta",
-                prefix: "fc",
-                oi,
-                index: "",
-                logprobs: false,
-            };
-            self.emit_delta(out, delta_at, &arguments);
-        }
+        self.sequence
+            .event(out, "response.function_call_arguments.delta")
+            .field("item_id", &tool.item_id)
+            .field("output_index", oi)
+            .field("delta", &arguments)
+            .end();
     }
 
     fn close_open(&mut self, out: &mut Vec<u8>) {
         match std::mem::replace(&mut self.open, Open::None) {
             Open::None => {}
-            Open::Reasoning { oi, text } => {
-                let id = self.ctx().item_id("rs", oi);
-                self.emit(
-                    out,
-                    "response.reasoning_summary_text.done",
-                    json!({"item_id": id, "output_index": oi,
-                    "summary_index": 0, "text": text}),
-                );
-                self.emit(
-                    out,
-                    "response.reasoning_summary_part.done",
-                    json!({"item_id": id, "output_index": oi,
-                    "summary_index": 0, "part": {"type": "summary_text", "text": text}}),
-                );
+            Open::Reasoning { oi, id, text } => {
+                self.sequence
+                    .event(out, "response.reasoning_summary_text.done")
+                    .field("item_id", &id)
+                    .field("output_index", oi)
+                    .field("summary_index", 0)
+                    .field("text", &text)
+                    .end();
+                self.sequence
+                    .event(out, "response.reasoning_summary_part.done")
+                    .field("item_id", &id)
+                    .field("output_index", oi)
+                    .field("summary_index", 0)
+                    .field("part", SummaryText { text: &text })
+                    .end();
                 let seal = self.seal.take();
-                let item = self.ctx().reasoning_item(id, Some(&text), seal.as_ref());
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    json!({"output_index": oi, "item": item}),
-                );
-                self.done_items.push(item);
+                let item = raw(&self.answer.ctx().reasoning_item(id, Some(&text), seal.as_ref()));
+                self.item_done(out, oi, item);
             }
-            Open::Message { oi, text, refusal } => {
-                let id = self.ctx().item_id("msg", oi);
-                let part = if refusal {
-                    self.emit(
-                        out,
-                        "response.refusal.done",
-                        json!({"item_id": id, "output_index": oi,
-                        "content_index": 0, "refusal": text}),
-                    );
-                    refusal_part(&text)
-                } else {
-                    self.emit(
-                        out,
-                        "response.output_text.done",
-                        json!({"item_id": id, "output_index": oi,
-                        "content_index": 0, "text": text, "logprobs": []}),
-                    );
-                    text_part(&text)
-                };
-                self.emit(
+            Open::Message { oi, id, text, refusal } => {
+                let done = self.sequence.event(
                     out,
-                    "response.content_part.done",
-                    json!({"item_id": id, "output_index": oi,
-                    "content_index": 0, "part": part}),
+                    match refusal {
+                        true => "response.refusal.done",
+                        false => "response.output_text.done",
+                    },
                 );
-                let item = message_item(id, part, true);
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    json!({"output_index": oi, "item": item}),
-                );
-                self.done_items.push(item);
+                let done = done
+                    .field("item_id", &id)
+                    .field("output_index", oi)
+                    .field("content_index", 0);
+                match refusal {
+                    true => done.field("refusal", &text).end(),
+                    false => done.field("text", &text).field("logprobs", [(); 0]).end(),
+                }
+                self.sequence
+                    .event(out, "response.content_part.done")
+                    .field("item_id", &id)
+                    .field("output_index", oi)
+                    .field("content_index", 0)
+                    .field("part", ContentPart::new(&text, refusal))
+                    .end();
+                let item = raw(&OutputItem::message(id, Some(ContentPart::new(&text, refusal))));
+                self.item_done(out, oi, item);
             }
             Open::Tool { position } => {
                 let tool = &mut self.tools[position];
@@ -430,36 +464,36 @@ impl ResponsesStreamEncoder {
                 if tool.call.arguments.is_empty() {
                     tool.call.arguments = "{}".into();
                 }
-                let item = self.ctx().tool_call_item(&self.tools[position].call, oi, true);
-                let id = item["id"].clone();
-                if item["type"] == "custom_tool_call" {
-                    let input = item["input"].clone();
-                    self.emit(
-                        out,
-                        "response.custom_tool_call_input.delta",
-                        json!({"item_id": id, "output_index": oi,
-                        "delta": input}),
-                    );
-                    self.emit(
-                        out,
-                        "response.custom_tool_call_input.done",
-                        json!({"item_id": id, "output_index": oi,
-                        "input": input}),
-                    );
-                } else {
-                    self.emit(
-                        out,
-                        "response.function_call_arguments.done",
-                        json!({"item_id": id,
-                        "output_index": oi, "arguments": item["arguments"], "name": item["name"]}),
-                    );
+                let item = self.answer.ctx().tool_call_item(&self.tools[position].call, oi, true);
+                match &item {
+                    OutputItem::CustomToolCall { id, input, .. } => {
+                        self.sequence
+                            .event(out, "response.custom_tool_call_input.delta")
+                            .field("item_id", id)
+                            .field("output_index", oi)
+                            .field("delta", input)
+                            .end();
+                        self.sequence
+                            .event(out, "response.custom_tool_call_input.done")
+                            .field("item_id", id)
+                            .field("output_index", oi)
+                            .field("input", input)
+                            .end();
+                    }
+                    OutputItem::FunctionCall {
+                        id, arguments, name, ..
+                    } => self
+                        .sequence
+                        .event(out, "response.function_call_arguments.done")
+                        .field("item_id", id)
+                        .field("output_index", oi)
+                        .field("arguments", arguments)
+                        .field("name", name)
+                        .end(),
+                    _ => unreachable!("a tool call's item is a call item"),
                 }
-                self.emit(
-                    out,
-                    "response.output_item.done",
-                    json!({"output_index": oi, "item": item}),
-                );
-                self.done_items.push(item);
+                let item = raw(&item);
+                self.item_done(out, oi, item);
             }
         }
     }
@@ -469,22 +503,27 @@ impl ResponsesStreamEncoder {
         self.close_open(out);
         let stop = self.stop.unwrap_or(StopReason::End);
         let status = status(stop);
+        let kind = match status {
+            "incomplete" => "response.incomplete",
+            _ => "response.completed",
+        };
         let usage = self.usage.unwrap_or_default();
-        let object = self
-            .ctx()
-            .response_object(status, self.done_items.clone(), Some(&usage), stop);
-        self.emit(out, &format!("response.{status}"), json!({"response": object}));
+        let ctx = self.answer.ctx();
+        let object = ctx.response_object(status, &self.done_items[..], Some(&usage), stop);
+        self.sequence.event(out, kind).field("response", &object).end();
         self.finished = true;
     }
 
     /// `response.failed` with the items finished so far; an open item stays unfinished.
     fn write_error(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
         self.start(out);
-        let mut object =
-            self.ctx()
-                .response_object("failed", self.done_items.clone(), self.usage.as_ref(), StopReason::End);
-        object["error"] = json!({"code": code, "message": message});
-        self.emit(out, "response.failed", json!({"response": object}));
+        let ctx = self.answer.ctx();
+        let mut object = ctx.response_object("failed", &self.done_items[..], self.usage.as_ref(), StopReason::End);
+        object.error = Some(ResponseError { code, message });
+        self.sequence
+            .event(out, "response.failed")
+            .field("response", &object)
+            .end();
         self.finished = true;
     }
 }
@@ -650,6 +689,8 @@ impl crate::protocol::hub::StreamDecoder for ResponsesEvents {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::protocol::responses::request::decode;
     use crate::protocol::sse::SseParser;
@@ -722,6 +763,55 @@ mod tests {
         let completed = &events[12]["response"];
         assert_eq!(completed["output"].as_array().unwrap().len(), 2);
         assert_eq!(completed["usage"]["total_tokens"], 940);
+    }
+
+    /// Clients and tests compare key order, so one short stream is checked byte for byte.
+    #[test]
+    fn a_text_stream_byte_for_byte() {
+        let mut e = encoder(br#"{"model":"m","input":"x","instructions":"be brief"}"#);
+        let mut out = Vec::new();
+        for event in [Event::TextDelta("x".into()), Event::Stop(StopReason::End), Event::Done] {
+            e.encode(event, &mut out);
+        }
+        let snapshot = |status: &str, output: &str, usage: &str| {
+            let completed_at = match status {
+                "completed" => r#""completed_at":1,"#,
+                _ => "",
+            };
+            format!(
+                r#"{{"id":"resp_llmr00ff","object":"response","created_at":1,"status":"{status}",{completed_at}"error":null,"incomplete_details":null,"instructions":"be brief","model":"g","output":[{output}],"parallel_tool_calls":true,"temperature":null,"top_p":null,"max_output_tokens":null,"tool_choice":"auto","tools":[],"reasoning":null,"text":{{"format":{{"type":"text"}}}},"truncation":"disabled","metadata":{{}},"store":false,"background":false,"previous_response_id":null,"prompt_cache_key":null,"user":null,"usage":{usage}}}"#
+            )
+        };
+        let item = r#"{"type":"message","id":"msg_llmr00ff_0","role":"assistant","status":"completed","content":[{"type":"output_text","text":"x","annotations":[]}]}"#;
+        let usage = r#"{"input_tokens":0,"input_tokens_details":{"cached_tokens":0,"cache_write_tokens":0},"output_tokens":0,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":0}"#;
+        let events = [
+            format!(
+                r#"{{"type":"response.created","sequence_number":0,"response":{}}}"#,
+                snapshot("in_progress", "", "null")
+            ),
+            format!(
+                r#"{{"type":"response.in_progress","sequence_number":1,"response":{}}}"#,
+                snapshot("in_progress", "", "null")
+            ),
+            r#"{"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"type":"message","id":"msg_llmr00ff_0","role":"assistant","status":"in_progress","content":[]}}"#.into(),
+            r#"{"type":"response.content_part.added","sequence_number":3,"item_id":"msg_llmr00ff_0","output_index":0,"content_index":0,"part":{"type":"output_text","text":"","annotations":[]}}"#.into(),
+            r#"{"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_llmr00ff_0","output_index":0,"content_index":0,"delta":"x","logprobs":[]}"#.into(),
+            r#"{"type":"response.output_text.done","sequence_number":5,"item_id":"msg_llmr00ff_0","output_index":0,"content_index":0,"text":"x","logprobs":[]}"#.into(),
+            r#"{"type":"response.content_part.done","sequence_number":6,"item_id":"msg_llmr00ff_0","output_index":0,"content_index":0,"part":{"type":"output_text","text":"x","annotations":[]}}"#.into(),
+            format!(r#"{{"type":"response.output_item.done","sequence_number":7,"output_index":0,"item":{item}}}"#),
+            format!(
+                r#"{{"type":"response.completed","sequence_number":8,"response":{}}}"#,
+                snapshot("completed", item, usage)
+            ),
+        ];
+        let expected: String = events
+            .iter()
+            .map(|data| {
+                let kind = &data[9..data[9..].find('"').unwrap() + 9];
+                format!("event: {kind}\ndata: {data}\n\n")
+            })
+            .collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
     }
 
     #[test]
