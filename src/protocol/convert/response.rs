@@ -484,7 +484,8 @@ impl TokenUsage {
             total_tokens: prompt_tokens + self.output,
             prompt_tokens_details: OaiPromptDetails {
                 cached_tokens: self.cache_read,
-                cache_write_tokens: self.cache_creation,
+                // As the hub's whole answers report it: only when something was written.
+                cache_write_tokens: self.cache_creation.filter(|n| *n > 0),
             },
             completion_tokens_details: self
                 .thinking

@@ -589,9 +589,14 @@ mod tests {
         chunk(u, json!({}), json!(reason))
     }
     fn usage_chunk(prompt: u64, completion: u64, cached: u64, written: u64) -> Value {
-        json!({"id":"chatcmpl-msg_01","object":"chat.completion.chunk","created":1_700_000_000,
+        let mut chunk = json!({"id":"chatcmpl-msg_01","object":"chat.completion.chunk","created":1_700_000_000,
             "model":"client-model","choices":[],"usage":{"prompt_tokens":prompt,"completion_tokens":completion,
-            "total_tokens":prompt + completion,"prompt_tokens_details":{"cached_tokens":cached,"cache_write_tokens":written}}})
+            "total_tokens":prompt + completion,"prompt_tokens_details":{"cached_tokens":cached}}});
+        // Reported only when something was written, as in whole answers.
+        if written > 0 {
+            chunk["usage"]["prompt_tokens_details"]["cache_write_tokens"] = json!(written);
+        }
+        chunk
     }
     fn done() -> Value {
         json!("[DONE]")
