@@ -387,7 +387,7 @@ fn encoder(kind: Kind) -> Box<dyn StreamEncoder> {
 
 fn decoder(kind: Kind) -> Box<dyn StreamDecoder> {
     match kind {
-        Kind::Chat => Box::new(chat::response::ChatChunks),
+        Kind::Chat => Box::new(chat::response::ChatChunks::default()),
         Kind::Messages => Box::new(messages::response::MessagesEvents::default()),
         Kind::Responses => Box::new(responses::stream::ResponsesEvents::default()),
     }

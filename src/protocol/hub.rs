@@ -199,7 +199,7 @@ fn stream_from<E: StreamEncoder + 'static>(
     facts: RequestFacts,
 ) -> Box<dyn StreamConverter> {
     match upstream {
-        Protocol::OpenAi => Box::new(HubStream::new(chat::response::ChatChunks, encoder, facts)),
+        Protocol::OpenAi => Box::new(HubStream::new(chat::response::ChatChunks::default(), encoder, facts)),
         Protocol::Anthropic => Box::new(HubStream::new(
             messages::response::MessagesEvents::default(),
             encoder,

@@ -212,75 +212,188 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     })
 }
 
-/// Decodes one event of a Chat Completions stream into hub events (appended to `out`). An event that is not
-/// JSON is an error event.
-pub fn decode_event(event: &SseEvent, out: &mut Vec<Event>) {
-    if event.is_done_marker() {
-        out.push(Event::Done);
-        return;
+/// Chat Completions chunks, decoded one event at a time. Hosts differ in how they stream a tool call: the
+/// name can arrive in pieces, the id and name can be repeated on every chunk, and an index can be reused
+/// for a new call (with a new id). So a call starts (hub [`Event::ToolCallStart`]) once its name is whole:
+/// when its arguments begin or anything else arrives; repeated ids and names are ignored; a call whose name
+/// never comes is dropped. The stop reason follows what the answer held, as for whole answers.
+#[derive(Default)]
+pub struct ChatChunks {
+    calls: Vec<StreamedCall>,
+    /// The hub index the next new call gets.
+    next_index: usize,
+    called: bool,
+    refused: bool,
+}
+
+struct StreamedCall {
+    upstream_index: usize,
+    id: Option<String>,
+    hub_index: usize,
+    name: String,
+    /// Arguments that came before the name was known to be whole.
+    pending: String,
+    started: bool,
+}
+
+impl ChatChunks {
+    /// The call an upstream fragment belongs to: a new id on a started index is a new call.
+    fn call_for(&mut self, upstream_index: usize, id: Option<&str>) -> usize {
+        let found = self.calls.iter().rposition(|c| c.upstream_index == upstream_index);
+        if let Some(i) = found {
+            let call = &self.calls[i];
+            let new_id = id.is_some_and(|id| call.id.as_deref().is_some_and(|known| known != id));
+            if !new_id {
+                return i;
+            }
+        }
+        self.calls.push(StreamedCall {
+            upstream_index,
+            id: None,
+            hub_index: self.next_index,
+            name: String::new(),
+            pending: String::new(),
+            started: false,
+        });
+        self.next_index += 1;
+        self.calls.len() - 1
     }
-    #[derive(Deserialize)]
-    struct Chunk {
-        #[serde(default)]
-        choices: Vec<Choice>,
-        #[serde(default)]
-        usage: Option<ChatUsage>,
-        #[serde(default)]
-        error: Option<serde_json::Value>,
+
+    /// Starts every named call that has not started yet, except `keep_open` (whose name may still grow).
+    fn start_named(&mut self, keep_open: Option<usize>, out: &mut Vec<Event>) {
+        for (i, call) in self.calls.iter_mut().enumerate() {
+            if call.started || call.name.is_empty() || Some(i) == keep_open {
+                continue;
+            }
+            Self::start(call, out);
+            self.called = true;
+        }
     }
-    let chunk: Chunk = match serde_json::from_str(&event.data) {
-        Ok(chunk) => chunk,
-        Err(e) => {
-            out.push(crate::protocol::hub::unreadable_event(&e));
+
+    fn start(call: &mut StreamedCall, out: &mut Vec<Event>) {
+        call.started = true;
+        out.push(Event::ToolCallStart {
+            index: call.hub_index,
+            id: call.id.clone(),
+            name: std::mem::take(&mut call.name),
+        });
+        if !call.pending.is_empty() {
+            out.push(Event::ToolCallDelta {
+                index: call.hub_index,
+                arguments: std::mem::take(&mut call.pending),
+            });
+        }
+    }
+}
+
+impl crate::protocol::hub::StreamDecoder for ChatChunks {
+    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
+        if event.is_done_marker() {
+            self.start_named(None, out);
+            out.push(Event::Done);
             return;
         }
-    };
-    if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
-        let message = error
-            .get("message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("upstream error")
-            .to_owned();
-        let code = error.get("code").and_then(|c| c.as_str()).map(str::to_owned);
-        out.push(Event::Error { message, code });
-        return;
-    }
-    for choice in chunk.choices {
-        if let Some(delta) = choice.message {
-            if let Some(text) = delta.reasoning_content.filter(|t| !t.is_empty()) {
-                out.push(Event::ReasoningDelta(text));
+        #[derive(Deserialize)]
+        struct Chunk {
+            #[serde(default)]
+            choices: Vec<Choice>,
+            #[serde(default)]
+            usage: Option<ChatUsage>,
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+        }
+        let chunk: Chunk = match serde_json::from_str(&event.data) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                out.push(crate::protocol::hub::unreadable_event(&e));
+                return;
             }
-            if let Some(text) = delta.content.map(ChatContent::into_text).filter(|t| !t.is_empty()) {
-                out.push(Event::TextDelta(text));
-            }
-            if let Some(text) = delta.refusal.filter(|t| !t.is_empty()) {
-                out.push(Event::RefusalDelta(text));
-            }
-            for (position, call) in delta.tool_calls.into_iter().enumerate() {
-                let index = call.index.unwrap_or(position);
-                let function = call.function.unwrap_or(FunctionCall {
-                    name: None,
-                    arguments: None,
-                });
-                if let Some(name) = function.name.filter(|n| !n.is_empty()) {
-                    out.push(Event::ToolCallStart {
-                        index,
-                        id: call.id.filter(|id| !id.is_empty()),
-                        name,
+        };
+        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
+            let message = error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("upstream error")
+                .to_owned();
+            let code = error.get("code").and_then(|c| c.as_str()).map(str::to_owned);
+            out.push(Event::Error { message, code });
+            return;
+        }
+        for choice in chunk.choices {
+            if let Some(delta) = choice.message {
+                let mut touched = None;
+                for (position, call) in delta.tool_calls.into_iter().enumerate() {
+                    let upstream_index = call.index.unwrap_or(position);
+                    let id = call.id.filter(|id| !id.is_empty());
+                    let i = self.call_for(upstream_index, id.as_deref());
+                    // Another call's fragment: the calls before it are whole.
+                    self.start_named(Some(i), out);
+                    let function = call.function.unwrap_or(FunctionCall {
+                        name: None,
+                        arguments: None,
                     });
+                    let streamed = &mut self.calls[i];
+                    if !streamed.started {
+                        if streamed.id.is_none() {
+                            streamed.id = id;
+                        }
+                        if let Some(name) = function.name.filter(|n| !n.is_empty())
+                            && !streamed.name.ends_with(name.as_str())
+                        {
+                            streamed.name.push_str(&name);
+                        }
+                    }
+                    let arguments = arguments_text(function.arguments);
+                    if arguments.is_empty() {
+                        touched = Some(i);
+                        continue;
+                    }
+                    if streamed.started {
+                        out.push(Event::ToolCallDelta {
+                            index: streamed.hub_index,
+                            arguments,
+                        });
+                    } else if streamed.name.is_empty() {
+                        streamed.pending.push_str(&arguments);
+                    } else {
+                        // Arguments begin: the name is whole.
+                        streamed.pending.push_str(&arguments);
+                        Self::start(streamed, out);
+                        self.called = true;
+                    }
+                    touched = Some(i);
                 }
-                let arguments = arguments_text(function.arguments);
-                if !arguments.is_empty() {
-                    out.push(Event::ToolCallDelta { index, arguments });
+                let reasoning = delta.reasoning_content.filter(|t| !t.is_empty());
+                let text = delta.content.map(ChatContent::into_text).filter(|t| !t.is_empty());
+                let refusal = delta.refusal.filter(|t| !t.is_empty());
+                // Anything but a tool fragment means every named call is whole.
+                if touched.is_none() || reasoning.is_some() || text.is_some() || refusal.is_some() {
+                    self.start_named(None, out);
+                }
+                if let Some(text) = reasoning {
+                    out.push(Event::ReasoningDelta(text));
+                }
+                if let Some(text) = text {
+                    out.push(Event::TextDelta(text));
+                }
+                if let Some(text) = refusal {
+                    self.refused |= !text.trim().is_empty();
+                    out.push(Event::RefusalDelta(text));
                 }
             }
+            if let Some(reason) = choice.finish_reason {
+                self.start_named(None, out);
+                out.push(Event::Stop(match (self.called, self.refused, stop_reason(&reason)) {
+                    (true, _, _) => StopReason::ToolUse,
+                    (false, true, _) => StopReason::ContentFilter,
+                    (false, false, StopReason::ToolUse) => StopReason::End,
+                    (false, false, stop) => stop,
+                }));
+            }
         }
-        if let Some(reason) = choice.finish_reason {
-            out.push(Event::Stop(stop_reason(&reason)));
+        if let Some(usage) = chunk.usage {
+            out.push(Event::Usage(usage.to_hub()));
         }
-    }
-    if let Some(usage) = chunk.usage {
-        out.push(Event::Usage(usage.to_hub()));
     }
 }
 
@@ -527,15 +640,6 @@ pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
     serde_json::to_vec(&body).expect("a chat completion serialises")
 }
 
-/// Chat Completions chunks, decoded one event at a time (the decoder keeps no state).
-pub struct ChatChunks;
-
-impl crate::protocol::hub::StreamDecoder for ChatChunks {
-    fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
-        decode_event(event, out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,49 +668,50 @@ mod tests {
         assert!(decode(br#"{"choices":[]}"#).is_err());
     }
 
+    fn decoded(chunks: &[&str]) -> Vec<Event> {
+        use crate::protocol::hub::StreamDecoder;
+        let mut decoder = ChatChunks::default();
+        let mut out = Vec::new();
+        for data in chunks {
+            let event = SseEvent {
+                event: None,
+                data: (*data).into(),
+            };
+            decoder.decode(&event, &mut out);
+        }
+        out
+    }
+
+    fn start(index: usize, id: &str, name: &str) -> Event {
+        Event::ToolCallStart {
+            index,
+            id: Some(id.into()),
+            name: name.into(),
+        }
+    }
+
+    fn args(index: usize, arguments: &str) -> Event {
+        Event::ToolCallDelta {
+            index,
+            arguments: arguments.into(),
+        }
+    }
+
     #[test]
     fn stream_chunks_become_events() {
-        let event = |data: &str| SseEvent {
-            event: None,
-            data: data.into(),
-        };
-        let mut out = Vec::new();
-        decode_event(
-            &event(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
-            &mut out,
-        );
-        assert!(out.is_empty());
-        decode_event(
-            &event(
-                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
-            ),
-            &mut out,
-        );
-        decode_event(
-            &event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#),
-            &mut out,
-        );
-        decode_event(
-            &event(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#),
-            &mut out,
-        );
-        decode_event(
-            &event(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"prompt_cache_hit_tokens":1}}"#),
-            &mut out,
-        );
-        decode_event(&event("[DONE]"), &mut out);
+        let out = decoded(&[
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"prompt_cache_hit_tokens":1}}"#,
+            "[DONE]",
+        ]);
         assert_eq!(
             out,
             [
-                Event::ToolCallStart {
-                    index: 0,
-                    id: Some("call_a".into()),
-                    name: "f".into()
-                },
-                Event::ToolCallDelta {
-                    index: 0,
-                    arguments: "{}".into()
-                },
+                start(0, "call_a", "f"),
+                args(0, "{}"),
                 Event::Stop(StopReason::ToolUse),
                 Event::Usage(Usage {
                     input: 3,
@@ -618,5 +723,49 @@ mod tests {
                 Event::Done,
             ]
         );
+    }
+
+    #[test]
+    fn host_quirks_in_streamed_tool_calls() {
+        // The name in pieces, then the id and name repeated on every chunk.
+        let out = decoded(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"get_"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"weather"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"get_weather","arguments":"{\"c"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_x","function":{"name":"get_weather","arguments":"\":1}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ]);
+        assert_eq!(
+            out,
+            [
+                start(0, "call_x", "get_weather"),
+                args(0, "{\"c"),
+                args(0, "\":1}"),
+                Event::Stop(StopReason::ToolUse),
+            ],
+            "one call, named whole; `stop` with a call is a tool-use stop"
+        );
+        // Index 0 reused with a new id is a second call; a call that never gets a name is dropped.
+        let out = decoded(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"b","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"c","function":{"arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ]);
+        assert_eq!(
+            out,
+            [
+                start(0, "a", "f"),
+                args(0, "{}"),
+                start(1, "b", "g"),
+                args(1, "{}"),
+                Event::Stop(StopReason::ToolUse)
+            ]
+        );
+        // `tool_calls` without a call, and a refusal.
+        let out = decoded(&[r#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"tool_calls"}]}"#]);
+        assert_eq!(out.last(), Some(&Event::Stop(StopReason::End)));
+        let out = decoded(&[r#"{"choices":[{"index":0,"delta":{"refusal":"No."},"finish_reason":"stop"}]}"#]);
+        assert_eq!(out.last(), Some(&Event::Stop(StopReason::ContentFilter)));
     }
 }
