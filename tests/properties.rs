@@ -3,7 +3,7 @@
 //! seconds in all) and looks for panics and split-dependent output.
 
 use llm_router::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
-use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts, request, response};
+use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts, request};
 use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::{SseEvent, SseParser};
 use llm_router::protocol::{Protocol, hub};
@@ -158,12 +158,11 @@ proptest! {
                 for upstream in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
                     if client != upstream {
                         let _ = hub::convert_request(client, upstream, &bytes, ctx);
+                        let _ = hub::convert_answer(client, upstream, &bytes, ctx, &facts);
                     }
                 }
             }
             let _ = request::anthropic_same_protocol_fixups(&bytes, ctx.options);
-            let _ = response::anthropic_to_openai(&bytes, ctx, &facts);
-            let _ = response::openai_to_anthropic(&bytes, ctx, &facts);
         });
     }
 

@@ -8,8 +8,9 @@
 //! text keeps the key order models rely on.
 //!
 //! Each protocol has its codecs in its own module (`protocol::chat`, `protocol::messages`,
-//! `protocol::responses`). The Chat ⇄ Messages routes still use the pairwise converters of
-//! `protocol::convert`, which move onto these codecs next.
+//! `protocol::responses`); [`convert_request`], [`convert_answer`] and [`convert_stream`] pair them. The
+//! streams of the Chat ⇄ Messages routes still use the pairwise converters of `protocol::convert`
+//! (`docs/hub.md`).
 
 use serde_json::value::RawValue;
 

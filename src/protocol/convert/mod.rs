@@ -1,12 +1,11 @@
-//! Pure converters between OpenAI Chat Completions (OAI) and Anthropic Messages (ANT), following
-//! `shared/protocol-conversion.md` (deviations are recorded in `docs/`).
+//! What the codecs around the hub share: the deployment options they read ([`ModelOptions`]), the facts a
+//! request leaves for its answer ([`RequestFacts`]), the ids and times minted for a converted answer
+//! ([`ConvertContext`]), the refusal error ([`ConvertError`]), tool ids and names, the router's thinking
+//! signatures, the local token estimate and the upstream error tables (`shared/protocol-conversion.md` §4).
 //!
-//! - Route A: OAI client → ANT upstream (request OAI→ANT; response, stream and errors ANT→OAI).
-//! - Route B: ANT client → OAI upstream (request ANT→OAI; response, stream and errors OAI→ANT).
-//!
-//! Everything here is a plain function or a small state machine: no I/O, no clock, no randomness. Whatever
-//! is not deterministic (the `created` time, response ids, the signing key) comes in through
-//! [`ConvertContext`].
+//! The Chat ⇄ Messages stream converters (`stream`, with their helpers in `response`) predate the hub and
+//! have not moved onto it yet (`docs/hub.md`). Everything here is a plain function or a small state machine:
+//! no I/O, no clock, no randomness.
 
 use serde::Deserialize;
 use serde_json::Value;

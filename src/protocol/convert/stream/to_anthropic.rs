@@ -569,10 +569,19 @@ mod tests {
 
     use super::*;
     use crate::protocol::convert::ids::ToolNameMap;
-    use crate::protocol::convert::response::openai_to_anthropic;
     use crate::protocol::convert::test_support::{
         AnthropicResult, SIGNING_KEY, check_anthropic, converted, ctx, data_values, has_multibyte, oai,
     };
+
+    /// The whole answer (through the hub) that the stream must agree with.
+    fn openai_to_anthropic(
+        body: &[u8],
+        ctx: &crate::protocol::convert::ConvertContext,
+        facts: &RequestFacts,
+    ) -> Result<Vec<u8>, crate::protocol::convert::ConvertError> {
+        use crate::protocol::Protocol;
+        crate::protocol::hub::convert_answer(Protocol::Anthropic, Protocol::OpenAi, body, ctx, facts)
+    }
 
     fn facts() -> RequestFacts {
         RequestFacts {

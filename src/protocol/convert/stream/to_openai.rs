@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
+use crate::protocol::chat::response::Joiner;
 use crate::protocol::convert::error::{OpenAiError, anthropic_event_error, openai_error_for_anthropic};
-use crate::protocol::convert::response::{Joiner, OaiUsage, TokenUsage, finish_reason_for, openai_completion_id};
+use crate::protocol::convert::response::{OaiUsage, TokenUsage, finish_reason_for, openai_completion_id};
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
 use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
@@ -480,10 +481,19 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::protocol::convert::response::anthropic_to_openai;
     use crate::protocol::convert::test_support::{
         OpenAiResult, ant, check_openai, converted, ctx, data_values, has_multibyte,
     };
+
+    /// The whole answer (through the hub) that the stream must agree with.
+    fn anthropic_to_openai(
+        body: &[u8],
+        ctx: &crate::protocol::convert::ConvertContext,
+        facts: &RequestFacts,
+    ) -> Result<Vec<u8>, crate::protocol::convert::ConvertError> {
+        use crate::protocol::Protocol;
+        crate::protocol::hub::convert_answer(Protocol::OpenAi, Protocol::Anthropic, body, ctx, facts)
+    }
 
     fn facts(include_usage: bool) -> RequestFacts {
         RequestFacts {
