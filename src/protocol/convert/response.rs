@@ -5,8 +5,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::ids::{push_collision_suffix, sanitize_tool_id, synthetic_tool_id};
-
 // ---------------------------------------------------------------------------------------------------------
 // Route A: ANT Message → OAI ChatCompletion (§2.1)
 // ---------------------------------------------------------------------------------------------------------
@@ -205,79 +203,3 @@ pub(crate) struct AntUsage {
 struct AntOutputDetails {
     thinking_tokens: u64,
 }
-
-// ---------------------------------------------------------------------------------------------------------
-// Ids
-// ---------------------------------------------------------------------------------------------------------
-
-/// OAI completion id: `chatcmpl-` + the ANT message id, else the injected id (§2.1).
-pub(crate) fn openai_completion_id(upstream: Option<&str>, response_id: &str) -> String {
-    match upstream.filter(|id| !id.is_empty()) {
-        Some(id) => format!("chatcmpl-{id}"),
-        None => with_prefix("chatcmpl-", response_id),
-    }
-}
-
-/// ANT message id: `msg_` + the OAI id's alphanumerics, else the injected id (§2.2).
-pub(crate) fn anthropic_message_id(upstream: Option<&str>, response_id: &str) -> String {
-    let cleaned: String = upstream
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    if cleaned.is_empty() {
-        with_prefix("msg_", response_id)
-    } else {
-        format!("msg_{cleaned}")
-    }
-}
-
-fn with_prefix(prefix: &str, id: &str) -> String {
-    if id.starts_with(prefix) {
-        id.to_owned()
-    } else {
-        format!("{prefix}{id}")
-    }
-}
-
-/// Assigns client-facing tool ids within one response: sanitised (§1.3.5), de-duplicated when two different
-/// upstream ids sanitise to the same string, and minted deterministically when the upstream sent none. The
-/// rewriting rules are the shared ones of [`convert::ids`](super::ids).
-#[derive(Debug, Clone)]
-pub(crate) struct ToolIds {
-    response_id: String,
-    /// (client-facing id, upstream original)
-    assigned: Vec<(String, String)>,
-}
-
-impl ToolIds {
-    pub(crate) fn new(response_id: &str) -> Self {
-        Self {
-            response_id: response_id.to_owned(),
-            assigned: Vec::new(),
-        }
-    }
-
-    /// `seq` distinguishes id-less tool calls within the response (the block index is used).
-    pub(crate) fn assign(&mut self, upstream: Option<&str>, seq: usize) -> String {
-        let original = upstream.unwrap_or("");
-        let mut id = if original.is_empty() {
-            synthetic_tool_id(&format!("{}:{seq}", self.response_id))
-        } else {
-            sanitize_tool_id(original).into_owned()
-        };
-        if self
-            .assigned
-            .iter()
-            .any(|(taken, from)| *taken == id && from != original)
-        {
-            push_collision_suffix(&mut id, original);
-        }
-        self.assigned.push((id.clone(), original.to_owned()));
-        id
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Small helpers
-// ---------------------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ use serde_json::Value;
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::anthropic;
 use crate::protocol::convert::error::{OpenAiErrorInfo, openai_event_error};
-use crate::protocol::convert::response::{
-    AntUsage, TokenUsage, ToolIds, anthropic_message_id, reasoning_text, stop_reason_for,
-};
+use crate::protocol::convert::response::{AntUsage, TokenUsage, reasoning_text, stop_reason_for};
 use crate::protocol::convert::signature::mint_thinking_signature;
 use crate::protocol::convert::{ConvertContext, RequestFacts};
+use crate::protocol::messages::response::message_id;
+use crate::protocol::messages::tool_ids::AnswerToolIds;
 use crate::protocol::sse::{SseEvent, write_named_event};
 
 /// Route B: converts an OpenAI chunk stream into an Anthropic event stream.
@@ -41,7 +41,7 @@ pub struct OpenAiToAnthropicStream {
     /// Whitespace-only content held back until something visible follows, so no blank block is emitted.
     pending_blank: Option<(Kind, String)>,
     tools: Vec<Tool>,
-    tool_ids: ToolIds,
+    tool_ids: AnswerToolIds,
     finish_reason: Option<String>,
     stop_sequence: Option<String>,
     usage: Option<TokenUsage>,
@@ -92,7 +92,7 @@ impl OpenAiToAnthropicStream {
             thinking: String::new(),
             pending_blank: None,
             tools: Vec::new(),
-            tool_ids: ToolIds::new(ctx.response_id),
+            tool_ids: AnswerToolIds::new(ctx.response_id),
             finish_reason: None,
             stop_sequence: None,
             usage: None,
@@ -321,7 +321,7 @@ impl OpenAiToAnthropicStream {
             return;
         }
         self.started = true;
-        let id = anthropic_message_id(upstream_id, &self.response_id);
+        let id = message_id(upstream_id, &self.response_id);
         let mut usage = self.usage_so_far();
         usage.output = 1;
         usage.thinking = None;

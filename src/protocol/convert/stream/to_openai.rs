@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use super::{INCOMPLETE_MESSAGE, Phase, StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::chat::response::Joiner;
+use crate::protocol::chat::response::completion_id;
 use crate::protocol::convert::error::{OpenAiError, anthropic_event_error, openai_error_for_anthropic};
-use crate::protocol::convert::response::{OaiUsage, TokenUsage, finish_reason_for, openai_completion_id};
+use crate::protocol::convert::response::{OaiUsage, TokenUsage, finish_reason_for};
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, arguments_json};
 use crate::protocol::convert::{ConvertContext, RequestFacts};
 use crate::protocol::sse::{SseEvent, write_data_event};
@@ -295,7 +296,7 @@ impl AnthropicToOpenAiStream {
         if self.chunk_id.is_some() {
             return;
         }
-        self.chunk_id = Some(openai_completion_id(upstream_id, &self.response_id));
+        self.chunk_id = Some(completion_id(upstream_id, &self.response_id));
         let delta = Delta {
             role: Some("assistant"),
             content: Some(Cow::Borrowed("")),
