@@ -144,11 +144,7 @@ fn encode_request(kind: Kind, request: &Request) -> Vec<u8> {
     let options = ModelOptions::default();
     match kind {
         Kind::Chat => chat::request::encode(request, "m", &options).unwrap().body,
-        Kind::Messages => {
-            let mut body = messages::request::encode(request, &options).unwrap().body;
-            body.insert("model".into(), Value::from("m"));
-            serde_json::to_vec(&body).unwrap()
-        }
+        Kind::Messages => messages::request::encode(request, "m", &options).unwrap().body,
         Kind::Responses => responses::request::encode(request, "m", &options),
     }
 }

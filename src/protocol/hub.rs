@@ -82,13 +82,10 @@ pub fn convert_request(
             encoded.body
         }
         Protocol::Anthropic => {
-            let mut encoded = messages::request::encode(&request, options)?;
+            let encoded = messages::request::encode(&request, ctx.upstream_model, options)?;
             facts.thinking_enabled = encoded.thinking_enabled;
             facts.json_output_tool = encoded.json_output_tool;
-            encoded
-                .body
-                .insert("model".into(), serde_json::Value::from(ctx.upstream_model));
-            serde_json::to_vec(&encoded.body).expect("a JSON map serialises")
+            encoded.body
         }
         Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
     };

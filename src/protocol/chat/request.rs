@@ -828,6 +828,31 @@ struct InStreamOptions {
     include_usage: Option<bool>,
 }
 
+/// A JSON object read as `T`: a derived struct alone would also accept an array, field by field.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<T, M::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// An object at `at`, with its fields raw.
 fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &Path) -> Result<T, ConvertError> {
     match raw.get().starts_with('{') {
@@ -893,15 +918,25 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
     refuse_other_outputs(&body)?;
 
     let at = root.key("messages");
-    let list = items(body.messages, &at)?.ok_or_else(|| missing(&at))?;
+    // One pass over the list when it is well formed; otherwise item by item, for the error to name one.
+    let list = match read::<Vec<Object<InMessage>>>(body.messages, &at, "an array") {
+        Ok(list) => list,
+        Err(_) => items(body.messages, &at)?
+            .map(|list| {
+                let read = |(i, raw)| object(raw, &at.index(i)).map(Object);
+                list.into_iter().enumerate().map(read).collect::<Result<_, _>>()
+            })
+            .transpose()?,
+    }
+    .ok_or_else(|| missing(&at))?;
     if list.is_empty() {
         return Err(invalid_value(&at, "'messages' must contain at least one message."));
     }
     let mut messages = Vec::with_capacity(list.len());
     let mut legacy = LegacyCalls::default();
-    for (i, raw) in list.into_iter().enumerate() {
+    for (i, Object(message)) in list.into_iter().enumerate() {
         let p = at.index(i);
-        if let Some(message) = read_message(raw, &p, &mut legacy)? {
+        if let Some(message) = read_message(message, &p, &mut legacy)? {
             messages.push(message);
         }
     }
@@ -1001,8 +1036,7 @@ fn refuse_other_outputs(body: &InBody) -> Result<(), ConvertError> {
 }
 
 /// One message, or `None` when it carries nothing.
-fn read_message(raw: &RawValue, at: &Path, legacy: &mut LegacyCalls) -> Result<Option<Message>, ConvertError> {
-    let message: InMessage = object(raw, at)?;
+fn read_message(message: InMessage<'_>, at: &Path, legacy: &mut LegacyCalls) -> Result<Option<Message>, ConvertError> {
     let role = required_string(message.role, &at.key("role"))?;
     let cp = at.key("content");
     let message = match role.as_ref() {
@@ -1521,6 +1555,20 @@ mod tests {
     fn encode_json(body: &[u8], options: &ModelOptions) -> Value {
         let request = decode(body, b"key").unwrap().request;
         serde_json::from_slice(&encode(&request, "up", options).unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn a_message_that_is_not_an_object_is_named() {
+        let error = |body: &str| super::decode(body.as_bytes()).err().unwrap();
+        let e = error(r#"{"messages":[{"role":"user","content":"hi"},["user","hi"]]}"#);
+        assert_eq!(
+            (e.param.as_deref(), e.code),
+            (Some("messages[1]"), Some("invalid_type"))
+        );
+        let e = error(r#"{"messages":[{"role":"user","content":"hi","role":"user"}]}"#);
+        assert_eq!(e.param.as_deref(), Some("messages[0]"));
+        let e = error(r#"{"messages":{}}"#);
+        assert_eq!(e.param.as_deref(), Some("messages"));
     }
 
     #[test]

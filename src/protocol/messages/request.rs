@@ -1,19 +1,28 @@
-//! Encoding a hub [`Request`] as an Anthropic Messages request (reference §1, Route D): instructions and
-//! system messages into `system`, turns merged by role with tool results opening the user turn that follows
-//! their calls (a call without a result gets an error result; a result without a call is dropped), media as
-//! image and document blocks, tools with their schemas as written, reasoning effort as `thinking` per the
-//! deployment's `thinking_mode`. The rules every Anthropic upstream needs (router-minted thinking, the
-//! unsigned open tool loop, cache `ttl`, sampling exclusivity, the output cap) are applied afterwards by
-//! `convert::request::apply_anthropic_fixups`, as on every other route to Anthropic.
+//! Encoding a hub [`Request`] as an Anthropic Messages request (reference §1, Route D), written straight into
+//! one buffer (serde structs over borrowed data; tool schemas, tool inputs and replayed thinking copied as
+//! raw JSON text): instructions and system messages into `system`, turns merged by role with tool results
+//! opening the user turn that follows their calls (a call without a result gets an error result; a result
+//! without a call is dropped), media as image and document blocks, tools with their schemas as written,
+//! reasoning effort as `thinking` per the deployment's `thinking_mode`. The rules every Anthropic upstream
+//! needs (router-minted thinking, the unsigned open tool loop, cache `ttl`, sampling exclusivity, the output
+//! cap) are those of `convert::request`, applied here to the typed body before it is written.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem;
+use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
 
 use super::Block;
 use super::Source;
 use super::tool_ids::AnthropicToolIds;
 use crate::protocol::convert::ids::user_id_within;
-use crate::protocol::convert::request::{apply_anthropic_fixups, open_tool_loop_lacks_thinking};
+use crate::protocol::convert::request::{
+    BudgetFit, MIN_THINKING_BUDGET, MessageView, ROUTER_SIGNATURE_PREFIX, clamp_max_tokens, drops_top_p,
+    is_router_thinking_block, open_tool_loop_lacks_thinking, strip_router_thinking, strip_ttl_in_block,
+};
 use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
@@ -25,8 +34,6 @@ use crate::protocol::responses::tools::flat_name;
 
 /// `max_tokens` is required by Anthropic; this is used when neither the client nor the deployment says.
 const FALLBACK_MAX_TOKENS: u64 = 4096;
-/// Anthropic's smallest accepted thinking budget.
-const MIN_THINKING_BUDGET: u64 = 1024;
 const USER_ID_MAX_CHARS: usize = 256;
 /// Anthropic has no JSON mode; a JSON-object format is asked for in words.
 const JSON_OBJECT_INSTRUCTION: &str = "Reply with a single JSON object and nothing else.";
@@ -35,18 +42,240 @@ const MISSING_RESULT: &str = "(no result)";
 /// The text of a user turn that would otherwise be empty.
 const EMPTY_TURN: &str = "(empty)";
 const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+const CUSTOM_TOOL_SCHEMA: &str = r#"{"type":"object","properties":{"input":{"type":"string"}},"required":["input"]}"#;
+const EMPTY_OBJECT_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 
-/// The upstream body (model and `rewrite_body` not yet applied) and whether thinking is on.
+fn constant(json: &'static str) -> Box<RawValue> {
+    RawValue::from_string(json.to_owned()).expect("constant JSON")
+}
+
+static CUSTOM_SCHEMA: LazyLock<Box<RawValue>> = LazyLock::new(|| constant(CUSTOM_TOOL_SCHEMA));
+static EMPTY_SCHEMA: LazyLock<Box<RawValue>> = LazyLock::new(|| constant(EMPTY_OBJECT_SCHEMA));
+static EMPTY_INPUT: LazyLock<Box<RawValue>> = LazyLock::new(|| constant("{}"));
+
+/// The upstream body and what its answer's conversion needs to know of it.
 pub struct Encoded {
-    pub body: Map<String, Value>,
+    pub body: Vec<u8>,
     pub thinking_enabled: bool,
     /// A JSON schema output is asked for as a forced call of the `json_output` tool (the deployment has no
     /// `output_config.format`); the answer's call becomes its text.
     pub json_output_tool: bool,
 }
 
-pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, ConvertError> {
-    let mut system: Vec<Value> = request
+/// The request body, in the key order Anthropic's own SDKs write (`model` last, where the tree encoder
+/// this replaced appended it).
+#[derive(Serialize)]
+struct Body<'a> {
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    system: Vec<OutBlock<'a>>,
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ToolDecl<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Choice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Thinking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_config: Option<OutputConfig<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop_sequences: Vec<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
+    model: &'a str,
+}
+
+impl Body<'_> {
+    fn thinking_is_on(&self) -> bool {
+        self.thinking
+            .as_ref()
+            .is_some_and(|t| matches!(t.kind, "enabled" | "adaptive"))
+    }
+
+    /// Drops `thinking` and the effort that only makes sense with it (never send effort with thinking
+    /// off, §1.1.7).
+    fn remove_thinking(&mut self) {
+        self.thinking = None;
+        if let Some(config) = &mut self.output_config {
+            config.effort = None;
+            if config.format.is_none() {
+                self.output_config = None;
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<OutBlock<'a>>,
+}
+
+impl MessageView for Turn<'_> {
+    fn role(&self) -> Option<&str> {
+        Some(self.role)
+    }
+
+    fn has_tool_result(&self) -> bool {
+        self.content.iter().any(|b| matches!(b, OutBlock::ToolResult { .. }))
+    }
+
+    fn starts_with_thinking(&self) -> bool {
+        matches!(self.content.first(), Some(OutBlock::Replayed(_)))
+    }
+
+    fn strip_router_thinking(&mut self) -> bool {
+        let before = self.content.len();
+        self.content
+            .retain(|b| !matches!(b, OutBlock::Replayed(raw) if is_router_thinking(raw)));
+        self.content.len() != before
+    }
+
+    fn has_no_blocks(&self) -> bool {
+        self.content.is_empty()
+    }
+}
+
+/// A content block. Replayed thinking is an opaque Anthropic block (thinking or redacted_thinking), copied
+/// as it came.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutBlock<'a> {
+    Text {
+        text: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    Image {
+        source: MediaSource<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    Document {
+        source: MediaSource<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        title: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Input<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    ToolResult {
+        tool_use_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<ResultContent<'a>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<Ephemeral>,
+    },
+    #[serde(untagged)]
+    Replayed(Cow<'a, RawValue>),
+}
+
+fn text_block(text: &str) -> OutBlock<'_> {
+    OutBlock::Text {
+        text,
+        cache_control: None,
+    }
+}
+
+/// The one cache marker the hub carries; a TTL cannot be carried across protocols.
+#[derive(Serialize)]
+struct Ephemeral {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum MediaSource<'a> {
+    Base64 { media_type: String, data: &'a str },
+    Url { url: &'a str },
+    Text { media_type: &'static str, data: String },
+}
+
+/// A tool call's input: the call's argument text when it is an object already, else what
+/// [`parse_tool_arguments`] makes of it, or a custom tool's string under `input`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Input<'a> {
+    Raw(&'a RawValue),
+    Parsed(Value),
+    Custom { input: &'a str },
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultContent<'a> {
+    Text(&'a str),
+    Blocks(Vec<OutBlock<'a>>),
+}
+
+#[derive(Serialize)]
+struct ToolDecl<'a> {
+    name: Cow<'a, str>,
+    input_schema: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Thinking {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct OutputConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<SchemaFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct SchemaFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    schema: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    user_id: String,
+}
+
+/// Encodes `request` for `model` on a deployment with these options.
+pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<Encoded, ConvertError> {
+    let mut system: Vec<OutBlock> = request
         .instructions
         .iter()
         .filter(|t| !is_blank(t))
@@ -56,7 +285,7 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         mark_cache_breakpoint(&mut system);
     }
     let mut ids = AnthropicToolIds::default();
-    let mut turns: Vec<(Role, Vec<Value>)> = Vec::new();
+    let mut turns: Vec<(Role, Vec<OutBlock>)> = Vec::new();
     for (i, message) in request.messages.iter().enumerate() {
         match message.role {
             Role::System => {
@@ -69,7 +298,7 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
                 }
             }
             role => {
-                let blocks = blocks(message, i, &mut ids)?;
+                let blocks = blocks(message, i, &mut ids, options)?;
                 // Anthropic rejects an empty assistant turn; an empty user turn gets a placeholder below.
                 if role == Role::Assistant && blocks.is_empty() {
                     continue;
@@ -83,26 +312,31 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
     }
     let mut messages = pair_tool_results(turns);
 
-    let mut tools: Vec<Value> = request.tools.iter().map(|t| declare(t, options)).collect();
+    let mut tools: Vec<ToolDecl> = request.tools.iter().map(|t| declare(t, options)).collect();
     let json_output_tool =
         matches!(request.format, Some(OutputFormat::JsonSchema { .. })) && !options.supports_output_format;
     let mut json_choice = None;
     match &request.format {
         Some(OutputFormat::JsonObject) => system.push(text_block(JSON_OBJECT_INSTRUCTION)),
         Some(OutputFormat::JsonSchema { schema, .. }) if json_output_tool => {
-            let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
-            tools.push(json!({"name": JSON_OUTPUT_TOOL, "input_schema": schema}));
-            json_choice = Some(json!({"type": "tool", "name": JSON_OUTPUT_TOOL}));
+            tools.push(ToolDecl {
+                name: Cow::Borrowed(JSON_OUTPUT_TOOL),
+                input_schema: schema,
+                description: None,
+                strict: None,
+            });
+            json_choice = Some(Choice {
+                kind: "tool",
+                name: Some(Cow::Borrowed(JSON_OUTPUT_TOOL)),
+                disable_parallel_tool_use: None,
+            });
         }
         _ => {}
     }
     let choice = json_choice
         .or_else(|| tool_choice(request))
         .filter(|_| !tools.is_empty());
-    let forced = choice
-        .as_ref()
-        .is_some_and(|c| matches!(c["type"].as_str(), Some("any" | "tool")));
-    let mut body = Map::new();
+    let forced = choice.as_ref().is_some_and(|c| matches!(c.kind, "any" | "tool"));
     let mut max_tokens = request
         .max_output_tokens
         .or(options.default_max_tokens.map(u64::from))
@@ -112,81 +346,124 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         max_tokens = max_tokens.min(u64::from(cap));
     }
     // Anthropic refuses thinking next to a forced tool, and in a tool loop whose turns lack signed thinking.
-    let thinking = match forced || open_tool_loop_lacks_thinking(&messages) {
-        true => None,
+    let (thinking, effort) = match forced || open_tool_loop_lacks_thinking(&messages) {
+        true => (None, None),
         false => thinking(&request.reasoning, options.thinking_mode, &mut max_tokens, options),
     };
-    let thinking_enabled = thinking.as_ref().is_some_and(|(t, _)| t["type"] != "disabled");
+    let thinking_enabled = thinking.as_ref().is_some_and(|t| t.kind != "disabled");
     settle_prefill(&mut messages, thinking_enabled);
-    body.insert("max_tokens".into(), Value::from(max_tokens.max(1)));
-    if !system.is_empty() {
-        body.insert("system".into(), Value::Array(system));
-    }
-    body.insert("messages".into(), Value::Array(messages));
-    if !tools.is_empty() {
-        body.insert("tools".into(), Value::Array(tools));
-        if let Some(choice) = choice {
-            body.insert("tool_choice".into(), choice);
-        }
-    }
-    if let Some((thinking, effort)) = thinking {
-        body.insert("thinking".into(), thinking);
-        if let Some(effort) = effort {
-            body.insert("output_config".into(), json!({"effort": effort}));
-        }
-    }
-    if let Some(OutputFormat::JsonSchema { schema, .. }) = &request.format
-        && !json_output_tool
-    {
-        let schema: Value = serde_json::from_str(schema.get()).expect("a raw value is JSON");
-        let config = body.entry("output_config").or_insert_with(|| json!({}));
-        config["format"] = json!({"type": "json_schema", "schema": schema});
-    }
-    match (thinking_enabled, request.temperature) {
+    let format = match &request.format {
+        Some(OutputFormat::JsonSchema { schema, .. }) if !json_output_tool => Some(SchemaFormat {
+            kind: "json_schema",
+            schema,
+        }),
+        _ => None,
+    };
+    let mut body = Body {
+        max_tokens: max_tokens.max(1),
+        system,
+        messages,
+        tool_choice: choice,
+        tools,
+        output_config: (effort.is_some() || format.is_some()).then_some(OutputConfig { effort, format }),
+        thinking,
         // With thinking on, Anthropic accepts only its default temperature.
-        (true, _) | (_, None) => {}
-        (false, Some(t)) => {
-            body.insert("temperature".into(), Value::from(t.clamp(0.0, 1.0)));
-        }
-    }
-    if let Some(top_p) = request.top_p
-        && (!thinking_enabled || (0.95..=1.0).contains(&top_p))
-    {
-        body.insert("top_p".into(), Value::from(top_p));
-    }
-    if let Some(top_k) = request.top_k {
-        body.insert("top_k".into(), Value::from(top_k));
-    }
-    let stop: Vec<&str> = request
-        .stop
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !is_blank(s))
-        .collect();
-    if !stop.is_empty() {
-        body.insert("stop_sequences".into(), json!(stop));
-    }
-    if request.stream {
-        body.insert("stream".into(), Value::Bool(true));
-    }
-    if let Some(user) = request.user.as_deref().filter(|u| !u.is_empty()) {
-        body.insert(
-            "metadata".into(),
-            json!({"user_id": user_id_within(user, USER_ID_MAX_CHARS)}),
-        );
-    }
-    apply_anthropic_fixups(&mut body, options);
+        temperature: request
+            .temperature
+            .filter(|_| !thinking_enabled)
+            .map(|t| t.clamp(0.0, 1.0)),
+        top_p: request
+            .top_p
+            .filter(|top_p| !thinking_enabled || (0.95..=1.0).contains(top_p)),
+        top_k: request.top_k,
+        stop_sequences: request
+            .stop
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !is_blank(s))
+            .collect(),
+        stream: request.stream,
+        metadata: request.user.as_deref().filter(|u| !u.is_empty()).map(|user| Metadata {
+            user_id: user_id_within(user, USER_ID_MAX_CHARS),
+        }),
+        model,
+    };
+    apply_rules(&mut body, options);
     Ok(Encoded {
-        thinking_enabled: body.get("thinking").is_some_and(|t| t["type"] != "disabled"),
+        thinking_enabled: body.thinking.as_ref().is_some_and(|t| t.kind != "disabled"),
         json_output_tool,
-        body,
+        body: serde_json::to_vec(&body).expect("a Messages request serialises"),
     })
 }
 
+/// The rules of `convert::request::apply_anthropic_fixups`, on the typed body. Only replayed thinking can
+/// carry a router-minted signature or a cache `ttl`; the encoder writes neither itself.
+fn apply_rules(body: &mut Body<'_>, options: &ModelOptions) {
+    if strip_router_thinking(&mut body.messages) == Some(true) && body.thinking_is_on() {
+        body.remove_thinking();
+    }
+    if drops_top_p(options, body.temperature.is_some()) {
+        body.top_p = None;
+    }
+    let budget = body
+        .thinking
+        .as_ref()
+        .filter(|t| t.kind == "enabled")
+        .and_then(|t| t.budget_tokens);
+    if let Some((clamped, fit)) = clamp_max_tokens(body.max_tokens, options.max_output_tokens, budget) {
+        body.max_tokens = clamped;
+        match fit {
+            BudgetFit::Fits => {}
+            BudgetFit::TooSmall => body.remove_thinking(),
+            BudgetFit::Lowered(lowered) => {
+                if let Some(thinking) = &mut body.thinking {
+                    thinking.budget_tokens = Some(lowered);
+                }
+            }
+        }
+    }
+}
+
+/// A replayed block signed by the router. The substring test spares a parse of every real one.
+fn is_router_thinking(raw: &RawValue) -> bool {
+    memmem::find(raw.get().as_bytes(), ROUTER_SIGNATURE_PREFIX.as_bytes()).is_some()
+        && serde_json::from_str::<Value>(raw.get()).is_ok_and(|block| is_router_thinking_block(&block))
+}
+
+/// An opaque Anthropic block as it goes back: as it came, unless it holds a cache `ttl` that a
+/// non-Anthropic host would reject (§1.3.9).
+fn replayed<'a>(block: &'a RawValue, options: &ModelOptions) -> OutBlock<'a> {
+    if options.anthropic_native || memmem::find(block.get().as_bytes(), b"\"ttl\"").is_none() {
+        return OutBlock::Replayed(Cow::Borrowed(block));
+    }
+    let mut tree: Value = serde_json::from_str(block.get()).expect("a raw value is JSON");
+    match strip_ttl_in_block(&mut tree) {
+        true => OutBlock::Replayed(Cow::Owned(
+            serde_json::value::to_raw_value(&tree).expect("a JSON value serialises"),
+        )),
+        false => OutBlock::Replayed(Cow::Borrowed(block)),
+    }
+}
+
 /// A cache breakpoint on the last block so far; the TTL cannot be carried across protocols.
-fn mark_cache_breakpoint(blocks: &mut [Value]) {
-    if let Some(Value::Object(block)) = blocks.last_mut() {
-        block.insert("cache_control".into(), json!({"type": "ephemeral"}));
+fn mark_cache_breakpoint(blocks: &mut [OutBlock<'_>]) {
+    let ephemeral = || Some(Ephemeral { kind: "ephemeral" });
+    match blocks.last_mut() {
+        Some(
+            OutBlock::Text { cache_control, .. }
+            | OutBlock::Image { cache_control, .. }
+            | OutBlock::Document { cache_control, .. }
+            | OutBlock::ToolUse { cache_control, .. }
+            | OutBlock::ToolResult { cache_control, .. },
+        ) => *cache_control = ephemeral(),
+        Some(OutBlock::Replayed(raw)) => {
+            let mut tree: Value = serde_json::from_str(raw.get()).expect("a raw value is JSON");
+            if let Value::Object(block) = &mut tree {
+                block.insert("cache_control".into(), serde_json::json!({"type": "ephemeral"}));
+                *raw = Cow::Owned(serde_json::value::to_raw_value(&tree).expect("a JSON value serialises"));
+            }
+        }
+        None => {}
     }
 }
 
@@ -195,13 +472,14 @@ fn is_blank(text: &str) -> bool {
     text.trim().is_empty()
 }
 
-fn text_block(text: &str) -> Value {
-    json!({"type": "text", "text": text})
-}
-
 /// The content blocks of one user or assistant message (the `i`th). Reasoning without a signature Anthropic
 /// made is dropped: Anthropic rejects unsigned thinking.
-fn blocks(message: &Message, i: usize, ids: &mut AnthropicToolIds) -> Result<Vec<Value>, ConvertError> {
+fn blocks<'a>(
+    message: &'a Message,
+    i: usize,
+    ids: &mut AnthropicToolIds,
+    options: &ModelOptions,
+) -> Result<Vec<OutBlock<'a>>, ConvertError> {
     let mut out = Vec::with_capacity(message.parts.len());
     for (j, part) in message.parts.iter().enumerate() {
         match part {
@@ -209,50 +487,54 @@ fn blocks(message: &Message, i: usize, ids: &mut AnthropicToolIds) -> Result<Vec
             // Anthropic's own thinking goes back exactly as it came; anything else cannot be replayed.
             Part::Reasoning(reasoning) => {
                 if let Some(Opaque::Anthropic { block }) = &reasoning.opaque {
-                    out.push(serde_json::from_str(block.get()).expect("a raw value is JSON"));
+                    out.push(replayed(block, options));
                 }
             }
             Part::Text(_) | Part::Refusal(_) => {}
             Part::CacheBreakpoint => mark_cache_breakpoint(&mut out),
             Part::Image { url, .. } => out.push(image_block(url)?),
             Part::File { data_url, filename } => out.push(document_block(data_url, filename.as_deref())?),
-            Part::ToolCall(call) => {
-                let input = match call.kind {
-                    ToolKind::Function => parse_tool_arguments(&call.arguments),
-                    ToolKind::Custom => json!({"input": call.arguments}),
-                };
-                out.push(json!({
-                    "type": "tool_use",
-                    "id": ids.get(&call.id, || format!("{i}:{j}")),
-                    "name": flat_name(&call.name, call.namespace.as_deref()),
-                    "input": input,
-                }));
-            }
+            Part::ToolCall(call) => out.push(OutBlock::ToolUse {
+                id: ids.get(&call.id, || format!("{i}:{j}")),
+                name: flat_name(&call.name, call.namespace.as_deref()),
+                input: input(call),
+                cache_control: None,
+            }),
             Part::ToolResult(result) => out.push(tool_result(result, ids.get(&result.call_id, || format!("{i}:{j}")))?),
         }
     }
     Ok(out)
 }
 
+/// Anthropic's `input` must be an object: argument text that is one already goes as written (keeping its
+/// key order and sparing a parse into a tree); anything else follows [`parse_tool_arguments`].
+fn input(call: &ToolCall) -> Input<'_> {
+    if call.kind == ToolKind::Custom {
+        return Input::Custom { input: &call.arguments };
+    }
+    if call.arguments.trim().is_empty() {
+        return Input::Raw(&EMPTY_INPUT);
+    }
+    match serde_json::from_str::<&RawValue>(&call.arguments) {
+        Ok(raw) if raw.get().starts_with('{') => Input::Raw(raw),
+        _ => Input::Parsed(parse_tool_arguments(&call.arguments)),
+    }
+}
+
 /// A tool result: one text is a string; several parts (text or media) are a list of blocks, so their
 /// boundaries survive; an empty result has no `content`.
-fn tool_result(result: &ToolResult, id: String) -> Result<Value, ConvertError> {
-    let mut block = Map::new();
-    block.insert("type".into(), Value::from("tool_result"));
-    block.insert("tool_use_id".into(), Value::from(id));
-    let texts: Vec<&str> = result
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            Part::Text(t) if !is_blank(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
+fn tool_result(result: &ToolResult, id: String) -> Result<OutBlock<'_>, ConvertError> {
+    let mut texts = result.content.iter().filter_map(|p| match p {
+        Part::Text(t) if !is_blank(t) => Some(t.as_str()),
+        _ => None,
+    });
+    let first_text = texts.next();
+    let several_texts = texts.next().is_some();
     let media = result
         .content
         .iter()
         .any(|p| matches!(p, Part::Image { .. } | Part::File { .. }));
-    if media || texts.len() > 1 {
+    let content = if media || several_texts {
         let mut content = Vec::with_capacity(result.content.len());
         for part in &result.content {
             match part {
@@ -262,39 +544,53 @@ fn tool_result(result: &ToolResult, id: String) -> Result<Value, ConvertError> {
                 _ => {}
             }
         }
-        block.insert("content".into(), Value::Array(content));
-    } else if let [text] = texts[..] {
-        block.insert("content".into(), Value::from(text));
-    }
-    if result.is_error {
-        block.insert("is_error".into(), Value::Bool(true));
-    }
-    Ok(Value::Object(block))
+        Some(ResultContent::Blocks(content))
+    } else {
+        first_text.map(ResultContent::Text)
+    };
+    Ok(OutBlock::ToolResult {
+        tool_use_id: id,
+        content,
+        is_error: result.is_error,
+        cache_control: None,
+    })
 }
 
 /// Each assistant turn's calls are answered by tool results at the start of the next user turn, in the order
 /// of the calls; a call without a result gets an error result, and results that answer no call are dropped
 /// (Anthropic rejects both orphans). No user turn is empty, and the conversation opens with a user turn
 /// (Anthropic's own API accepts an assistant turn first; Bedrock and other Messages hosts do not).
-fn pair_tool_results(turns: Vec<(Role, Vec<Value>)>) -> Vec<Value> {
+fn pair_tool_results(turns: Vec<(Role, Vec<OutBlock<'_>>)>) -> Vec<Turn<'_>> {
     let mut out = Vec::with_capacity(turns.len() + 2);
     let mut calls: Vec<String> = Vec::new();
     let mut turns = turns.into_iter().peekable();
+    let placeholder = || Turn {
+        role: "user",
+        content: vec![text_block(EMPTY_TURN)],
+    };
     while let Some((role, blocks)) = turns.next() {
         match role {
             Role::Assistant => {
                 if out.is_empty() {
-                    out.push(json!({"role": "user", "content": [text_block(EMPTY_TURN)]}));
+                    out.push(placeholder());
                 }
                 calls = blocks
                     .iter()
-                    .filter(|b| b["type"] == "tool_use")
-                    .filter_map(|b| b["id"].as_str().map(str::to_owned))
+                    .filter_map(|b| match b {
+                        OutBlock::ToolUse { id, .. } => Some(id.clone()),
+                        _ => None,
+                    })
                     .collect();
-                out.push(json!({"role": "assistant", "content": blocks}));
+                out.push(Turn {
+                    role: "assistant",
+                    content: blocks,
+                });
                 if !calls.is_empty() && !matches!(turns.peek(), Some((Role::User, _))) {
                     // The results never came: the next turn starts with them.
-                    out.push(json!({"role": "user", "content": results_for(&calls, Vec::new())}));
+                    out.push(Turn {
+                        role: "user",
+                        content: results_for(&calls, Vec::new()),
+                    });
                     calls.clear();
                 }
             }
@@ -304,32 +600,39 @@ fn pair_tool_results(turns: Vec<(Role, Vec<Value>)>) -> Vec<Value> {
                 if content.is_empty() {
                     content.push(text_block(EMPTY_TURN));
                 }
-                out.push(json!({"role": "user", "content": content}));
+                out.push(Turn { role: "user", content });
             }
         }
     }
     if out.is_empty() {
-        out.push(json!({"role": "user", "content": [text_block(EMPTY_TURN)]}));
+        out.push(placeholder());
     }
     out
 }
 
 /// The blocks of a user turn following `calls`: one result per call, in call order, then the rest.
-fn results_for(calls: &[String], blocks: Vec<Value>) -> Vec<Value> {
-    let (results, rest): (Vec<Value>, Vec<Value>) = blocks.into_iter().partition(|b| b["type"] == "tool_result");
-    let mut results: Vec<Option<Value>> = results.into_iter().map(Some).collect();
+fn results_for<'a>(calls: &[String], blocks: Vec<OutBlock<'a>>) -> Vec<OutBlock<'a>> {
+    let (results, rest): (Vec<OutBlock>, Vec<OutBlock>) = blocks
+        .into_iter()
+        .partition(|b| matches!(b, OutBlock::ToolResult { .. }));
+    let mut results: Vec<Option<OutBlock>> = results.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(calls.len() + rest.len());
     for id in calls {
         let answer = results
             .iter_mut()
-            .find(|r| r.as_ref().is_some_and(|r| r["tool_use_id"] == id.as_str()))
+            .find(|r| matches!(r, Some(OutBlock::ToolResult { tool_use_id, .. }) if tool_use_id == id))
             .and_then(Option::take);
-        out.push(answer.unwrap_or_else(
-            || json!({"type": "tool_result", "tool_use_id": id, "content": MISSING_RESULT, "is_error": true}),
-        ));
+        out.push(answer.unwrap_or_else(|| OutBlock::ToolResult {
+            tool_use_id: id.clone(),
+            content: Some(ResultContent::Text(MISSING_RESULT)),
+            is_error: true,
+            cache_control: None,
+        }));
     }
     for result in results.into_iter().flatten() {
-        tracing::debug!(tool_use_id = %result["tool_use_id"], "dropping a tool result that answers no call");
+        if let OutBlock::ToolResult { tool_use_id, .. } = result {
+            tracing::debug!(%tool_use_id, "dropping a tool result that answers no call");
+        }
     }
     out.extend(rest);
     out
@@ -337,25 +640,16 @@ fn results_for(calls: &[String], blocks: Vec<Value>) -> Vec<Value> {
 
 /// A final assistant turn (a prefill) may not end in whitespace, and cannot be combined with thinking, in
 /// which case it is dropped.
-fn settle_prefill(messages: &mut Vec<Value>, thinking_on: bool) {
-    if messages.last().is_none_or(|m| m["role"] != "assistant") {
+fn settle_prefill(messages: &mut Vec<Turn<'_>>, thinking_on: bool) {
+    if messages.last().is_none_or(|m| m.role != "assistant") {
         return;
     }
     if thinking_on {
         messages.pop();
         return;
     }
-    let last_block = messages
-        .last_mut()
-        .and_then(|m| m.get_mut("content"))
-        .and_then(Value::as_array_mut)
-        .and_then(|blocks| blocks.last_mut());
-    if let Some(block) = last_block
-        && block["type"] == "text"
-        && let Some(Value::String(text)) = block.get_mut("text")
-    {
-        let trimmed_len = text.trim_end().len();
-        text.truncate(trimmed_len);
+    if let Some(OutBlock::Text { text, .. }) = messages.last_mut().and_then(|m| m.content.last_mut()) {
+        *text = text.trim_end();
     }
 }
 
@@ -373,7 +667,7 @@ fn data_url(url: &str) -> Option<(String, &str)> {
         .then_some((media_type, data))
 }
 
-fn image_block(url: &str) -> Result<Value, ConvertError> {
+fn image_block(url: &str) -> Result<OutBlock<'_>, ConvertError> {
     if let Some((media_type, data)) = data_url(url) {
         let media_type = if media_type == "image/jpg" {
             "image/jpeg".to_owned()
@@ -387,10 +681,16 @@ fn image_block(url: &str) -> Result<Value, ConvertError> {
                 code: Some("unsupported_value"),
             });
         }
-        return Ok(json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}));
+        return Ok(OutBlock::Image {
+            source: MediaSource::Base64 { media_type, data },
+            cache_control: None,
+        });
     }
     if url.starts_with("http://") || url.starts_with("https://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Ok(OutBlock::Image {
+            source: MediaSource::Url { url },
+            cache_control: None,
+        });
     }
     Err(ConvertError::invalid(
         "image URLs must be http(s) URLs or base64 data URLs",
@@ -398,14 +698,12 @@ fn image_block(url: &str) -> Result<Value, ConvertError> {
     ))
 }
 
-fn document_block(url: &str, filename: Option<&str>) -> Result<Value, ConvertError> {
+fn document_block<'a>(url: &'a str, filename: Option<&'a str>) -> Result<OutBlock<'a>, ConvertError> {
     let Some((media_type, data)) = data_url(url) else {
         return Err(ConvertError::invalid("file_data must be a base64 data URL", "input"));
     };
-    let mut block = match media_type.as_str() {
-        "application/pdf" => {
-            json!({"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}})
-        }
+    let source = match media_type.as_str() {
+        "application/pdf" => MediaSource::Base64 { media_type, data },
         _ => {
             use base64::Engine;
             let bytes = base64::engine::general_purpose::STANDARD
@@ -416,63 +714,70 @@ fn document_block(url: &str, filename: Option<&str>) -> Result<Value, ConvertErr
                 param: Some("input".into()),
                 code: Some("unsupported_value"),
             })?;
-            json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}})
+            MediaSource::Text {
+                media_type: "text/plain",
+                data: text,
+            }
         }
     };
-    if let Some(name) = filename {
-        block["title"] = Value::from(name);
-    }
-    Ok(block)
+    Ok(OutBlock::Document {
+        source,
+        title: filename,
+        cache_control: None,
+    })
 }
 
-const CUSTOM_TOOL_SCHEMA: &str = r#"{"type":"object","properties":{"input":{"type":"string"}},"required":["input"]}"#;
-
-fn declare(tool: &Tool, options: &ModelOptions) -> Value {
-    let schema: Value = match (tool.kind, &tool.parameters) {
-        (ToolKind::Custom, _) => serde_json::from_str(CUSTOM_TOOL_SCHEMA).expect("constant JSON"),
-        (ToolKind::Function, Some(raw)) => serde_json::from_str(raw.get()).expect("a raw value is JSON"),
-        (ToolKind::Function, None) => json!({"type": "object", "properties": {}}),
+fn declare<'a>(tool: &'a Tool, options: &ModelOptions) -> ToolDecl<'a> {
+    let input_schema: &RawValue = match (tool.kind, &tool.parameters) {
+        (ToolKind::Custom, _) => &CUSTOM_SCHEMA,
+        (ToolKind::Function, Some(raw)) => raw,
+        (ToolKind::Function, None) => &EMPTY_SCHEMA,
     };
-    let mut out = json!({"name": flat_name(&tool.name, tool.namespace.as_deref()), "input_schema": schema});
-    if let Some(description) = &tool.description {
-        out["description"] = Value::from(description.as_str());
+    ToolDecl {
+        name: Cow::Owned(flat_name(&tool.name, tool.namespace.as_deref())),
+        input_schema,
+        description: tool.description.as_deref(),
+        // `strict` belongs to Anthropic's structured outputs; hosts without them may reject the field.
+        strict: (tool.strict == Some(true) && options.supports_output_format).then_some(true),
     }
-    // `strict` belongs to Anthropic's structured outputs; hosts without them may reject the field.
-    if tool.strict == Some(true) && options.supports_output_format {
-        out["strict"] = Value::Bool(true);
-    }
-    out
 }
 
-fn tool_choice(request: &Request) -> Option<Value> {
-    let mut choice = match &request.tool_choice {
-        None | Some(ToolChoice::Auto) => json!({"type": "auto"}),
-        Some(ToolChoice::None) => json!({"type": "none"}),
-        Some(ToolChoice::Required) => json!({"type": "any"}),
+fn tool_choice(request: &Request) -> Option<Choice<'_>> {
+    let (kind, name) = match &request.tool_choice {
+        None | Some(ToolChoice::Auto) => ("auto", None),
+        Some(ToolChoice::None) => ("none", None),
+        Some(ToolChoice::Required) => ("any", None),
         Some(ToolChoice::Named { name, namespace }) => {
-            json!({"type": "tool", "name": flat_name(name, namespace.as_deref())})
+            ("tool", Some(Cow::Owned(flat_name(name, namespace.as_deref()))))
         }
     };
-    if request.parallel_tool_calls == Some(false) && choice["type"] != "none" {
-        choice["disable_parallel_tool_use"] = Value::Bool(true);
-    } else if request.tool_choice.is_none() {
+    let disable_parallel = request.parallel_tool_calls == Some(false) && kind != "none";
+    if !disable_parallel && request.tool_choice.is_none() {
         return None;
     }
-    Some(choice)
+    Some(Choice {
+        kind,
+        name,
+        disable_parallel_tool_use: disable_parallel.then_some(true),
+    })
 }
 
 /// The `thinking` object (and an adaptive effort) for a reasoning effort, with `max_tokens` made room for a
-/// budget; `None` when thinking stays off.
+/// budget; no `thinking` when it stays off.
 fn thinking(
     reasoning: &ReasoningRequest,
     mode: ThinkingMode,
     max_tokens: &mut u64,
     options: &ModelOptions,
-) -> Option<(Value, Option<&'static str>)> {
+) -> (Option<Thinking>, Option<&'static str>) {
+    let switch = |kind| Thinking {
+        kind,
+        budget_tokens: None,
+    };
     let effort = match (reasoning, mode) {
-        (_, ThinkingMode::None) | (ReasoningRequest::Unspecified, _) => return None,
+        (_, ThinkingMode::None) | (ReasoningRequest::Unspecified, _) => return (None, None),
         // Said explicitly, so that the upstream's default cannot switch it on.
-        (ReasoningRequest::Disabled, _) => return Some((json!({"type": "disabled"}), None)),
+        (ReasoningRequest::Disabled, _) => return (Some(switch("disabled")), None),
         (ReasoningRequest::Effort(effort), _) => effort,
     };
     let (budget, level) = match effort.as_str() {
@@ -484,15 +789,19 @@ fn thinking(
         _ => (2048, "medium"),
     };
     match mode {
-        ThinkingMode::None => None,
-        ThinkingMode::Adaptive => Some((json!({"type": "adaptive"}), Some(level))),
+        ThinkingMode::None => (None, None),
+        ThinkingMode::Adaptive => (Some(switch("adaptive")), Some(level)),
         ThinkingMode::Budget => {
             let cap = options.max_output_tokens.map_or(u64::MAX, u64::from);
             if budget >= *max_tokens {
                 *max_tokens = (budget + budget.min(4096)).min(cap);
             }
             let budget = budget.min(max_tokens.saturating_sub(1));
-            (budget >= MIN_THINKING_BUDGET).then(|| (json!({"type": "enabled", "budget_tokens": budget}), None))
+            let thinking = (budget >= MIN_THINKING_BUDGET).then_some(Thinking {
+                kind: "enabled",
+                budget_tokens: Some(budget),
+            });
+            (thinking, None)
         }
     }
 }
@@ -1016,9 +1325,11 @@ fn media(block: &Block<'_>, at: &str, out: &mut Vec<Part>) -> Result<(), Convert
 mod tests {
     use super::*;
     use crate::protocol::responses::request::decode;
+    use serde_json::json;
 
     fn encode_json(body: &[u8], options: &ModelOptions) -> Value {
-        Value::Object(encode(&decode(body, b"key").unwrap().request, options).unwrap().body)
+        let encoded = encode(&decode(body, b"key").unwrap().request, "m", options).unwrap();
+        serde_json::from_slice(&encoded.body).unwrap()
     }
 
     #[test]
@@ -1075,5 +1386,76 @@ mod tests {
             sent["tool_choice"],
             json!({"type":"any","disable_parallel_tool_use":true})
         );
+    }
+
+    fn call(arguments: &str) -> Part {
+        Part::ToolCall(ToolCall {
+            id: "toolu_1".into(),
+            name: "f".into(),
+            namespace: None,
+            kind: ToolKind::Function,
+            arguments: arguments.into(),
+        })
+    }
+
+    fn open_loop(assistant: Vec<Part>) -> Request {
+        Request {
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    parts: vec![Part::Text("go".into())],
+                },
+                Message {
+                    role: Role::Assistant,
+                    parts: assistant,
+                },
+                Message {
+                    role: Role::User,
+                    parts: vec![Part::ToolResult(ToolResult {
+                        call_id: "toolu_1".into(),
+                        content: vec![Part::Text("ok".into())],
+                        is_error: false,
+                    })],
+                },
+            ],
+            reasoning: ReasoningRequest::Effort("high".into()),
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn replayed_router_thinking_is_stripped_and_the_open_loop_then_goes_without_thinking() {
+        let signature = crate::protocol::convert::request::mint_thinking_signature(b"key", "plan");
+        let block = json!({"type": "thinking", "thinking": "plan", "signature": signature});
+        let minted = Part::Reasoning(Reasoning {
+            text: "plan".into(),
+            opaque: Some(Opaque::Anthropic {
+                block: serde_json::value::to_raw_value(&block).unwrap(),
+            }),
+        });
+        let encoded = encode(&open_loop(vec![minted, call("{}")]), "m", &ModelOptions::default()).unwrap();
+        let sent = String::from_utf8(encoded.body).unwrap();
+        assert!(!encoded.thinking_enabled);
+        assert!(
+            !sent.contains(ROUTER_SIGNATURE_PREFIX) && !sent.contains("\"thinking\""),
+            "{sent}"
+        );
+    }
+
+    #[test]
+    fn tool_inputs_are_objects_and_keep_the_argument_text() {
+        let input = |arguments: &str| {
+            let encoded = encode(&open_loop(vec![call(arguments)]), "m", &ModelOptions::default()).unwrap();
+            let sent: Value = serde_json::from_slice(&encoded.body).unwrap();
+            (
+                String::from_utf8(encoded.body).unwrap(),
+                sent["messages"][1]["content"][0]["input"].clone(),
+            )
+        };
+        let (sent, _) = input(r#"{"zeta": 1, "alpha": [2]}"#);
+        assert!(sent.contains(r#""input":{"zeta": 1, "alpha": [2]}"#), "{sent}");
+        assert_eq!(input(" ").1, json!({}));
+        assert_eq!(input("[1]").1, json!({"_raw_arguments": "[1]"}));
+        assert_eq!(input(r#"{"a":"#).1, json!({"_raw_arguments": "{\"a\":"}));
     }
 }

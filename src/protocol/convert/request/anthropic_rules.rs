@@ -13,7 +13,7 @@ use crate::protocol::convert::signature::{ROUTER_SIGNATURE_PREFIX, is_router_min
 use crate::protocol::raw_body::RawBody;
 
 /// Anthropic's smallest accepted `thinking.budget_tokens`.
-pub(super) const MIN_THINKING_BUDGET: u64 = 1024;
+pub const MIN_THINKING_BUDGET: u64 = 1024;
 
 /// Same-protocol (Anthropic → Anthropic) fix-ups of §1.3: router-minted thinking blocks are removed (and
 /// with them `thinking`, when the open tool loop is then left without a signed thinking block),
@@ -48,10 +48,9 @@ pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Op
 pub fn apply_anthropic_fixups(body: &mut Map<String, Value>, options: &ModelOptions) -> bool {
     let mut changed = false;
     if let Some(Value::Array(messages)) = body.get_mut("messages")
-        && strip_router_thinking(messages)
+        && let Some(loop_unsigned) = strip_router_thinking(messages)
     {
         changed = true;
-        let loop_unsigned = open_tool_loop_lacks_thinking(messages);
         if loop_unsigned && thinking_is_on(body) {
             remove_thinking(body);
         }
@@ -59,36 +58,54 @@ pub fn apply_anthropic_fixups(body: &mut Map<String, Value>, options: &ModelOpti
     if !options.anthropic_native {
         changed |= strip_cache_ttl(body);
     }
-    if options.sampling_exclusive && body.contains_key("temperature") && body.remove("top_p").is_some() {
+    if drops_top_p(options, body.contains_key("temperature")) && body.remove("top_p").is_some() {
         changed = true;
     }
     changed |= clamp_with_thinking_budget(body, options);
     changed
 }
 
-/// Removes thinking blocks whose signature the router minted (§1.3.6); an assistant message left without
-/// content is removed too (the API rejects empty content). Returns whether anything was removed.
-pub(super) fn strip_router_thinking(messages: &mut Vec<Value>) -> bool {
-    let mut removed = false;
-    for message in messages.iter_mut() {
-        if let Some(Value::Array(blocks)) = message.get_mut("content") {
-            let before = blocks.len();
-            blocks.retain(|block| !is_router_thinking_block(block));
-            removed |= blocks.len() != before;
-        }
-    }
-    if removed {
-        messages.retain(|m| !matches!(m.get("content"), Some(Value::Array(blocks)) if blocks.is_empty()));
-    }
-    removed
+/// What the rules need to see of one message of a Messages body, whether it is a JSON tree (a client's
+/// body on the same-protocol route) or the typed body the hub's encoder writes.
+pub trait MessageView {
+    /// `user` or `assistant`.
+    fn role(&self) -> Option<&str>;
+    fn has_tool_result(&self) -> bool;
+    /// The content opens with a `thinking` or `redacted_thinking` block.
+    fn starts_with_thinking(&self) -> bool;
+    /// Removes the thinking blocks whose signature the router minted; whether there were any.
+    fn strip_router_thinking(&mut self) -> bool;
+    /// The content is a list with nothing left in it.
+    fn has_no_blocks(&self) -> bool;
 }
 
-fn is_router_thinking_block(block: &Value) -> bool {
+/// Removes thinking blocks whose signature the router minted (§1.3.6); an assistant message left without
+/// content is removed too (the API rejects empty content). `None` when nothing was removed, else whether
+/// the open tool loop is now left without signed thinking, in which case `thinking` must go.
+pub fn strip_router_thinking<M: MessageView>(messages: &mut Vec<M>) -> Option<bool> {
+    let mut removed = false;
+    for message in messages.iter_mut() {
+        removed |= message.strip_router_thinking();
+    }
+    if !removed {
+        return None;
+    }
+    messages.retain(|m| !m.has_no_blocks());
+    Some(open_tool_loop_lacks_thinking(messages))
+}
+
+/// A thinking block signed by the router: no upstream can verify it.
+pub fn is_router_thinking_block(block: &Value) -> bool {
     block.get("type").and_then(Value::as_str) == Some("thinking")
         && block
             .get("signature")
             .and_then(Value::as_str)
             .is_some_and(is_router_minted_signature)
+}
+
+/// `sampling_exclusive` models take `temperature` or `top_p`, not both; `temperature` is the one kept.
+pub fn drops_top_p(options: &ModelOptions, has_temperature: bool) -> bool {
+    options.sampling_exclusive && has_temperature
 }
 
 /// With thinking on, Anthropic requires the assistant turns of the open tool-use loop to start with a
@@ -99,7 +116,7 @@ fn is_router_thinking_block(block: &Value) -> bool {
 ///
 /// The loop reaches back to the last user message that answers no tool call (the human's request).
 /// Consecutive messages of one role count as one turn, as the API combines them.
-pub fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
+pub fn open_tool_loop_lacks_thinking<M: MessageView>(messages: &[M]) -> bool {
     let turns = turn_spans(messages);
     let loop_open = turns
         .last()
@@ -116,7 +133,7 @@ pub fn open_tool_loop_lacks_thinking(messages: &[Value]) -> bool {
         .unwrap_or_default()
         .iter()
         .filter(|t| t.role == Some("assistant"))
-        .any(|t| !messages.get(t.first_message).is_some_and(starts_with_thinking))
+        .any(|t| !messages.get(t.first_message).is_some_and(M::starts_with_thinking))
 }
 
 /// A run of consecutive messages with one role, which the API treats as one turn.
@@ -126,11 +143,11 @@ struct TurnSpan<'a> {
     has_tool_result: bool,
 }
 
-fn turn_spans(messages: &[Value]) -> Vec<TurnSpan<'_>> {
+fn turn_spans<M: MessageView>(messages: &[M]) -> Vec<TurnSpan<'_>> {
     let mut turns: Vec<TurnSpan> = Vec::new();
     for (i, message) in messages.iter().enumerate() {
-        let role = message.get("role").and_then(Value::as_str);
-        let has_result = has_tool_result(message);
+        let role = message.role();
+        let has_result = message.has_tool_result();
         match turns.last_mut() {
             Some(turn) if turn.role == role => turn.has_tool_result |= has_result,
             _ => turns.push(TurnSpan {
@@ -143,19 +160,38 @@ fn turn_spans(messages: &[Value]) -> Vec<TurnSpan<'_>> {
     turns
 }
 
-fn has_tool_result(message: &Value) -> bool {
-    matches!(message.get("content"), Some(Value::Array(blocks))
-        if blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
-}
+impl MessageView for Value {
+    fn role(&self) -> Option<&str> {
+        self.get("role").and_then(Value::as_str)
+    }
 
-fn starts_with_thinking(message: &Value) -> bool {
-    let first_type = message
-        .get("content")
-        .and_then(Value::as_array)
-        .and_then(|blocks| blocks.first())
-        .and_then(|b| b.get("type"))
-        .and_then(Value::as_str);
-    matches!(first_type, Some("thinking" | "redacted_thinking"))
+    fn has_tool_result(&self) -> bool {
+        matches!(self.get("content"), Some(Value::Array(blocks))
+            if blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result")))
+    }
+
+    fn starts_with_thinking(&self) -> bool {
+        let first_type = self
+            .get("content")
+            .and_then(Value::as_array)
+            .and_then(|blocks| blocks.first())
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str);
+        matches!(first_type, Some("thinking" | "redacted_thinking"))
+    }
+
+    fn strip_router_thinking(&mut self) -> bool {
+        let Some(Value::Array(blocks)) = self.get_mut("content") else {
+            return false;
+        };
+        let before = blocks.len();
+        blocks.retain(|block| !is_router_thinking_block(block));
+        blocks.len() != before
+    }
+
+    fn has_no_blocks(&self) -> bool {
+        matches!(self.get("content"), Some(Value::Array(blocks)) if blocks.is_empty())
+    }
 }
 
 fn thinking_is_on(body: &Map<String, Value>) -> bool {
@@ -199,7 +235,7 @@ fn strip_cache_ttl(body: &mut Map<String, Value>) -> bool {
 
 /// One block and the blocks nested in it (`tool_result`, `mid_conv_system` and content documents carry
 /// their own `content` lists).
-fn strip_ttl_in_block(block: &mut Value) -> bool {
+pub fn strip_ttl_in_block(block: &mut Value) -> bool {
     let Value::Object(obj) = block else {
         return false;
     };
@@ -226,32 +262,56 @@ fn strip_ttl_on(obj: &mut Map<String, Value>) -> bool {
     }
 }
 
+/// What clamping `max_tokens` to the deployment's cap does to a thinking budget (§1.1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetFit {
+    /// No budget, or one below the clamped `max_tokens`.
+    Fits,
+    /// Lowered to `max_tokens - 1`.
+    Lowered(u64),
+    /// Lowering would fall below Anthropic's minimum: thinking goes.
+    TooSmall,
+}
+
+/// `requested` clamped to `cap`, with what that leaves of an enabled thinking `budget`; `None` when the
+/// clamp changes nothing.
+pub fn clamp_max_tokens(requested: u64, cap: Option<u32>, budget: Option<u64>) -> Option<(u64, BudgetFit)> {
+    let clamped = cap.map_or(requested, |cap| requested.min(u64::from(cap)));
+    if clamped == requested {
+        return None;
+    }
+    let fit = match budget {
+        Some(budget) if budget >= clamped => match clamped.saturating_sub(1) {
+            lowered if lowered < MIN_THINKING_BUDGET => BudgetFit::TooSmall,
+            lowered => BudgetFit::Lowered(lowered),
+        },
+        _ => BudgetFit::Fits,
+    };
+    Some((clamped, fit))
+}
+
 /// Clamps `max_tokens` to the deployment's cap; a thinking budget the clamp leaves too large is lowered to
 /// `max_tokens - 1`, and thinking is switched off if that falls below Anthropic's minimum (§1.1.4).
 fn clamp_with_thinking_budget(body: &mut Map<String, Value>, options: &ModelOptions) -> bool {
     let Some(requested) = body.get("max_tokens").and_then(Value::as_u64) else {
         return false;
     };
-    let clamped = options
-        .max_output_tokens
-        .map_or(requested, |cap| requested.min(u64::from(cap)));
-    if clamped == requested {
-        return false;
-    }
-    body.insert("max_tokens".to_owned(), Value::from(clamped));
     let budget = body
         .get("thinking")
         .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
         .and_then(|t| t.get("budget_tokens"))
         .and_then(Value::as_u64);
-    if let Some(budget) = budget
-        && budget >= clamped
-    {
-        let lowered = clamped.saturating_sub(1);
-        if lowered < MIN_THINKING_BUDGET {
-            remove_thinking(body);
-        } else if let Some(Value::Object(thinking)) = body.get_mut("thinking") {
-            thinking.insert("budget_tokens".to_owned(), Value::from(lowered));
+    let Some((clamped, fit)) = clamp_max_tokens(requested, options.max_output_tokens, budget) else {
+        return false;
+    };
+    body.insert("max_tokens".to_owned(), Value::from(clamped));
+    match fit {
+        BudgetFit::Fits => {}
+        BudgetFit::TooSmall => remove_thinking(body),
+        BudgetFit::Lowered(lowered) => {
+            if let Some(Value::Object(thinking)) = body.get_mut("thinking") {
+                thinking.insert("budget_tokens".to_owned(), Value::from(lowered));
+            }
         }
     }
     true
