@@ -212,7 +212,7 @@ enum MediaSource<'a> {
 /// [`parse_tool_arguments`] makes of it, or a custom tool's string under `input`.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Input<'a> {
+pub(super) enum Input<'a> {
     Raw(&'a RawValue),
     Parsed(Value),
     Custom { input: &'a str },
@@ -508,7 +508,7 @@ fn blocks<'a>(
 
 /// Anthropic's `input` must be an object: argument text that is one already goes as written (keeping its
 /// key order and sparing a parse into a tree); anything else follows [`parse_tool_arguments`].
-fn input(call: &ToolCall) -> Input<'_> {
+pub(super) fn input(call: &ToolCall) -> Input<'_> {
     if call.kind == ToolKind::Custom {
         return Input::Custom { input: &call.arguments };
     }

@@ -329,16 +329,37 @@ pub(crate) fn stop_reason_name(stop: StopReason) -> &'static str {
 
 /// Anthropic counts cached tokens apart from `input_tokens`; thinking tokens are reported when known.
 pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
-    let mut out = serde_json::json!({
-        "input_tokens": usage.input.saturating_sub(usage.cached + usage.cache_write),
-        "cache_creation_input_tokens": usage.cache_write,
-        "cache_read_input_tokens": usage.cached,
-        "output_tokens": usage.output,
-    });
-    if usage.reasoning > 0 {
-        out["output_tokens_details"] = serde_json::json!({"thinking_tokens": usage.reasoning});
+    serde_json::to_value(UsageOut::new(usage)).expect("usage serialises")
+}
+
+/// Usage as Anthropic reports it: cached tokens apart from `input_tokens`, thinking tokens when known.
+#[derive(serde::Serialize)]
+pub(crate) struct UsageOut {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_tokens_details: Option<OutputDetailsOut>,
+}
+
+#[derive(serde::Serialize)]
+struct OutputDetailsOut {
+    thinking_tokens: u64,
+}
+
+impl UsageOut {
+    pub(crate) fn new(usage: &Usage) -> Self {
+        Self {
+            input_tokens: usage.input.saturating_sub(usage.cached + usage.cache_write),
+            cache_creation_input_tokens: usage.cache_write,
+            cache_read_input_tokens: usage.cached,
+            output_tokens: usage.output,
+            output_tokens_details: (usage.reasoning > 0).then_some(OutputDetailsOut {
+                thinking_tokens: usage.reasoning,
+            }),
+        }
     }
-    out
 }
 
 /// The answer's id: `msg_` + the upstream id's letters and digits, else the one minted for it.
@@ -363,37 +384,68 @@ pub(crate) fn stop_reason_of(stop: StopReason, stop_sequence: Option<&str>) -> &
     }
 }
 
-/// Encodes a whole answer as a `message`.
+#[derive(serde::Serialize)]
+struct MessageOut<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<BlockOut<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<&'a str>,
+    usage: UsageOut,
+}
+
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockOut<'a> {
+    Thinking {
+        thinking: &'a str,
+        signature: String,
+    },
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: String,
+        name: &'a str,
+        input: super::request::Input<'a>,
+    },
+}
+
+/// Encodes a whole answer as a `message`. Reasoning gets the router's own signature: an Anthropic client
+/// replays thinking only with one, and only the router can check it.
 pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
     use super::tool_ids::AnswerToolIds;
     use crate::protocol::convert::signature::mint_thinking_signature;
-    use crate::protocol::convert::tool_calls::parse_tool_arguments;
-    use serde_json::json;
     let mut ids = AnswerToolIds::new(answer.id_hex);
     let mut content = Vec::with_capacity(response.output.len());
     for (i, part) in response.output.iter().enumerate() {
         match part {
-            Part::Reasoning(r) if !r.text.is_empty() => content.push(json!({"type": "thinking", "thinking": r.text,
-                "signature": mint_thinking_signature(answer.signing_key, &r.text)})),
-            Part::Text(t) | Part::Refusal(t) if !t.trim().is_empty() => {
-                content.push(json!({"type": "text", "text": t}))
-            }
-            Part::ToolCall(call) => content.push(json!({"type": "tool_use",
-                "id": ids.assign(Some(&call.id), i), "name": call.name,
-                "input": parse_tool_arguments(&call.arguments)})),
+            Part::Reasoning(r) if !r.text.is_empty() => content.push(BlockOut::Thinking {
+                thinking: &r.text,
+                signature: mint_thinking_signature(answer.signing_key, &r.text),
+            }),
+            Part::Text(t) | Part::Refusal(t) if !t.trim().is_empty() => content.push(BlockOut::Text { text: t }),
+            Part::ToolCall(call) => content.push(BlockOut::ToolUse {
+                id: ids.assign(Some(&call.id), i),
+                name: &call.name,
+                input: super::request::input(call),
+            }),
             _ => {}
         }
     }
-    let body = json!({
-        "id": message_id(response.id.as_deref(), answer.id_hex),
-        "type": "message",
-        "role": "assistant",
-        "model": answer.model,
-        "content": content,
-        "stop_reason": stop_reason_of(response.stop, response.stop_sequence.as_deref()),
-        "stop_sequence": response.stop_sequence,
-        "usage": usage_json(&response.usage),
-    });
+    let body = MessageOut {
+        id: message_id(response.id.as_deref(), answer.id_hex),
+        kind: "message",
+        role: "assistant",
+        model: answer.model,
+        content,
+        stop_reason: stop_reason_of(response.stop, response.stop_sequence.as_deref()),
+        stop_sequence: response.stop_sequence.as_deref(),
+        usage: UsageOut::new(&response.usage),
+    };
     serde_json::to_vec(&body).expect("a message serialises")
 }
 
