@@ -581,6 +581,32 @@ pub fn plain_text(raw: &RawValue, at: &str) -> Result<Option<Vec<Part>>, crate::
     }))
 }
 
+/// A `data:` URL (how the hub carries inline images and files) split into its media type and payload.
+pub struct DataUrl<'a> {
+    /// Lower-cased, e.g. `image/png`.
+    pub media_type: String,
+    pub base64: bool,
+    pub data: &'a str,
+}
+
+impl<'a> DataUrl<'a> {
+    pub fn parse(url: &'a str) -> Option<Self> {
+        let rest = url
+            .get(..5)
+            .filter(|p| p.eq_ignore_ascii_case("data:"))
+            .and(url.get(5..))?;
+        let (header, data) = rest.split_once(',')?;
+        let mut params = header.split(';');
+        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let base64 = params.any(|p| p.trim().eq_ignore_ascii_case("base64"));
+        Some(DataUrl {
+            media_type,
+            base64,
+            data,
+        })
+    }
+}
+
 /// The hub event for an upstream stream event that cannot be read: the stream ends in an error.
 pub fn unreadable_event(error: &serde_json::Error) -> Event {
     Event::Error {

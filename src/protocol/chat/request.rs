@@ -19,8 +19,8 @@ use crate::protocol::fields::{
     Path, invalid_type, invalid_value, items, missing, read, read_int, unsupported_parameter, unsupported_value,
 };
 use crate::protocol::hub::{
-    Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice,
-    ToolKind, ToolResult,
+    DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
+    ToolChoice, ToolKind, ToolResult,
 };
 use crate::protocol::responses::tools::flat_name;
 
@@ -1241,31 +1241,6 @@ fn content_parts(raw: Option<&RawValue>, at: &Path, allowed: Allowed) -> Result<
         }
     }
     Ok(out)
-}
-
-/// A `data:` URL split into its media type and payload.
-struct DataUrl<'a> {
-    media_type: String,
-    base64: bool,
-    data: &'a str,
-}
-
-impl<'a> DataUrl<'a> {
-    fn parse(url: &'a str) -> Option<Self> {
-        let rest = url
-            .get(..5)
-            .filter(|p| p.eq_ignore_ascii_case("data:"))
-            .and(url.get(5..))?;
-        let (header, data) = rest.split_once(',')?;
-        let mut params = header.split(';');
-        let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let base64 = params.any(|p| p.trim().eq_ignore_ascii_case("base64"));
-        Some(DataUrl {
-            media_type,
-            base64,
-            data,
-        })
-    }
 }
 
 const IMAGE_MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/gif", "image/webp"];

@@ -27,8 +27,8 @@ use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
 use crate::protocol::hub::{
-    Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice,
-    ToolKind, ToolResult, plain_text,
+    DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
+    ToolChoice, ToolKind, ToolResult, plain_text,
 };
 use crate::protocol::responses::tools::flat_name;
 
@@ -653,18 +653,9 @@ fn settle_prefill(messages: &mut Vec<Turn<'_>>, thinking_on: bool) {
     }
 }
 
-/// A `data:` URL split into media type and base64 data.
+/// A base64 `data:` URL split into media type and data.
 fn data_url(url: &str) -> Option<(String, &str)> {
-    let rest = url
-        .get(..5)
-        .filter(|p| p.eq_ignore_ascii_case("data:"))
-        .and(url.get(5..))?;
-    let (header, data) = rest.split_once(',')?;
-    let mut params = header.split(';');
-    let media_type = params.next().unwrap_or_default().trim().to_ascii_lowercase();
-    params
-        .any(|p| p.trim().eq_ignore_ascii_case("base64"))
-        .then_some((media_type, data))
+    DataUrl::parse(url).filter(|d| d.base64).map(|d| (d.media_type, d.data))
 }
 
 fn image_block(url: &str) -> Result<OutBlock<'_>, ConvertError> {
