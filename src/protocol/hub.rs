@@ -427,6 +427,8 @@ pub struct Usage {
 /// One step of a streamed answer, as decoded from an upstream event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The upstream's id for the answer, from its first event; the client's ids derive from it.
+    MessageId(String),
     ReasoningDelta(String),
     /// The reasoning just streamed is complete; this is its artefact, to replay to the upstream that made it.
     /// Reasoning with no text (Anthropic's `redacted_thinking`) has only this event.

@@ -224,6 +224,8 @@ pub struct ChatChunks {
     next_index: usize,
     called: bool,
     refused: bool,
+    /// The upstream's id was passed on (every chunk repeats it).
+    seen_id: bool,
 }
 
 struct StreamedCall {
@@ -296,6 +298,8 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
         #[derive(Deserialize)]
         struct Chunk {
             #[serde(default)]
+            id: Option<String>,
+            #[serde(default)]
             choices: Vec<Choice>,
             #[serde(default)]
             usage: Option<ChatUsage>,
@@ -318,6 +322,12 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             let code = error.get("code").and_then(|c| c.as_str()).map(str::to_owned);
             out.push(Event::Error { message, code });
             return;
+        }
+        if !self.seen_id
+            && let Some(id) = chunk.id.filter(|id| !id.is_empty())
+        {
+            self.seen_id = true;
+            out.push(Event::MessageId(id));
         }
         for choice in chunk.choices {
             if let Some(delta) = choice.message {

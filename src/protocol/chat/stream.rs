@@ -38,9 +38,14 @@ impl ChatStreamEncoder {
         }
     }
 
+    /// One chunk. `usage` is on every chunk (null until the last) only when the client asked for usage, as
+    /// OpenAI does.
     fn chunk(&self, choices: Value, usage: Value, out: &mut Vec<u8>) {
-        let chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices, "usage": usage});
+        let mut chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+            "model": self.model, "choices": choices});
+        if self.include_usage {
+            chunk["usage"] = usage;
+        }
         write_data_event(out, chunk.to_string().as_bytes());
     }
 
@@ -105,6 +110,10 @@ impl StreamEncoder for ChatStreamEncoder {
             return StreamStatus::Finished;
         }
         match event {
+            Event::MessageId(id) if !self.started => {
+                self.id = super::response::completion_id(Some(&id), &self.id);
+            }
+            Event::MessageId(_) => {}
             Event::ReasoningDelta(d) => self.delta(json!({"reasoning_content": d}), out),
             // Chat clients cannot carry it; the text was already streamed.
             Event::ReasoningSeal(_) => {}

@@ -143,6 +143,12 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
 #[derive(Default)]
 pub struct MessagesEvents {
     usage: AnthropicUsage,
+    /// The tool call being streamed and whether any input arrived for it (an input given whole in
+    /// `content_block_start` counts): one without input gets `{}` when it stops.
+    tool: Option<(usize, bool)>,
+    /// A text block was streamed, then a block without a counterpart (a server tool): the next text starts
+    /// a new paragraph.
+    text_then_skipped: (bool, bool),
     /// The thinking block being streamed (its index, text and signature), or a redacted one (its data),
     /// sealed into a [`Event::ReasoningSeal`] when it stops.
     thinking: Option<(usize, ThinkingBlock)>,
@@ -190,6 +196,8 @@ impl StreamDecoder for MessagesEvents {
         #[derive(Deserialize)]
         struct StartMessage {
             #[serde(default)]
+            id: Option<String>,
+            #[serde(default)]
             usage: AnthropicUsage,
         }
         #[derive(Deserialize)]
@@ -210,14 +218,25 @@ impl StreamDecoder for MessagesEvents {
             "message_start" => {
                 if let Some(message) = data.message {
                     self.usage.merge(&message.usage);
+                    out.extend(message.id.filter(|id| !id.is_empty()).map(Event::MessageId));
                 }
             }
             "content_block_start" => match data.content_block {
-                Some(block) if block.kind == "tool_use" => out.push(Event::ToolCallStart {
-                    index: data.index,
-                    id: block.id,
-                    name: block.name.unwrap_or_default(),
-                }),
+                Some(block) if block.kind == "tool_use" => {
+                    out.push(Event::ToolCallStart {
+                        index: data.index,
+                        id: block.id,
+                        name: block.name.unwrap_or_default(),
+                    });
+                    // Some hosts give the whole input here and send no deltas.
+                    let input = block.input.map(RawValue::get).filter(|i| *i != "{}" && *i != "null");
+                    out.extend(input.map(|arguments| Event::ToolCallDelta {
+                        index: data.index,
+                        arguments: arguments.to_owned(),
+                    }));
+                    self.tool = Some((data.index, input.is_some()));
+                }
+                Some(block) if block.kind == "text" => {}
                 Some(block) if block.kind == "thinking" => {
                     let text = block.thinking.unwrap_or_default();
                     let signature = String::new();
@@ -227,9 +246,20 @@ impl StreamDecoder for MessagesEvents {
                     let data_field = block.data.unwrap_or_default();
                     self.thinking = Some((data.index, ThinkingBlock::Redacted { data: data_field }));
                 }
-                _ => {}
+                _ => self.text_then_skipped.1 = self.text_then_skipped.0,
             },
             "content_block_stop" => {
+                if let Some((index, had_input)) = self.tool
+                    && index == data.index
+                {
+                    self.tool = None;
+                    if !had_input {
+                        out.push(Event::ToolCallDelta {
+                            index,
+                            arguments: "{}".into(),
+                        });
+                    }
+                }
                 if let Some((index, block)) = self.thinking.take() {
                     if index != data.index {
                         self.thinking = Some((index, block));
@@ -250,7 +280,15 @@ impl StreamDecoder for MessagesEvents {
             "content_block_delta" => {
                 let Some(delta) = data.delta else { return };
                 match delta.kind.as_deref() {
-                    Some("text_delta") => out.extend(delta.text.filter(|t| !t.is_empty()).map(Event::TextDelta)),
+                    Some("text_delta") => {
+                        if let Some(mut text) = delta.text.filter(|t| !t.is_empty()) {
+                            if self.text_then_skipped == (true, true) {
+                                text.insert_str(0, "\n\n");
+                            }
+                            self.text_then_skipped = (true, false);
+                            out.push(Event::TextDelta(text));
+                        }
+                    }
                     Some("thinking_delta") => {
                         if let (Some(text), Some((_, ThinkingBlock::Signed { text: kept, .. }))) =
                             (&delta.thinking, &mut self.thinking)
@@ -266,12 +304,17 @@ impl StreamDecoder for MessagesEvents {
                             kept.push_str(signature);
                         }
                     }
-                    Some("input_json_delta") => out.extend(delta.partial_json.filter(|t| !t.is_empty()).map(
-                        |arguments| Event::ToolCallDelta {
-                            index: data.index,
-                            arguments,
-                        },
-                    )),
+                    Some("input_json_delta") => {
+                        if let Some(arguments) = delta.partial_json.filter(|t| !t.is_empty()) {
+                            if let Some((_, had_input)) = &mut self.tool {
+                                *had_input = true;
+                            }
+                            out.push(Event::ToolCallDelta {
+                                index: data.index,
+                                arguments,
+                            });
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -537,6 +580,89 @@ mod tests {
                 }),
                 Event::Done,
             ]
+        );
+    }
+
+    #[test]
+    fn stream_quirks_whole_tool_inputs_missing_inputs_and_server_tools() {
+        let event = |name: &str, data: serde_json::Value| SseEvent {
+            event: Some(name.into()),
+            data: data.to_string(),
+        };
+        let mut decoder = MessagesEvents::default();
+        let mut out = Vec::new();
+        for (name, data) in [
+            (
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": {"id": "msg_9", "usage": {}}}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": "A"}}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 1,
+                "content_block": {"type": "server_tool_use", "id": "srv", "name": "web_search", "input": {}}}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 2,
+                "content_block": {"type": "text", "text": ""}}),
+            ),
+            (
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 2,
+                "delta": {"type": "text_delta", "text": "B"}}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 3,
+                "content_block": {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": 1}}}),
+            ),
+            (
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 3}),
+            ),
+            (
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 4,
+                "content_block": {"type": "tool_use", "id": "t2", "name": "g", "input": {}}}),
+            ),
+            (
+                "content_block_stop",
+                serde_json::json!({"type": "content_block_stop", "index": 4}),
+            ),
+        ] {
+            decoder.decode(&event(name, data), &mut out);
+        }
+        let start = |index, id: &str, name: &str| Event::ToolCallStart {
+            index,
+            id: Some(id.into()),
+            name: name.into(),
+        };
+        let args = |index, arguments: &str| Event::ToolCallDelta {
+            index,
+            arguments: arguments.into(),
+        };
+        assert_eq!(
+            out,
+            [
+                Event::MessageId("msg_9".into()),
+                Event::TextDelta("A".into()),
+                Event::TextDelta("\n\nB".into()),
+                start(3, "t1", "f"),
+                args(3, r#"{"x":1}"#),
+                start(4, "t2", "g"),
+                args(4, "{}"),
+            ],
+            "text across a server tool is two paragraphs; a whole input is sent once; no input is {{}}"
         );
     }
 }

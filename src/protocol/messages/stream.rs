@@ -132,10 +132,17 @@ impl StreamEncoder for MessagesStreamEncoder {
         if self.finished {
             return StreamStatus::Finished;
         }
+        if let Event::MessageId(id) = &event {
+            if !self.started {
+                self.id = super::response::message_id(Some(id), &self.id);
+            }
+            return StreamStatus::Continue;
+        }
         if !matches!(event, Event::Usage(_)) {
             self.start(out);
         }
         match event {
+            Event::MessageId(_) => {}
             Event::ReasoningDelta(d) => {
                 let index = match &mut self.open {
                     Open::Thinking { index, text } => {

@@ -195,8 +195,13 @@ impl StreamEncoder for ResponsesStreamEncoder {
         if self.finished {
             return StreamStatus::Finished;
         }
+        // The Response has the router's own id.
+        if let Event::MessageId(_) = event {
+            return StreamStatus::Continue;
+        }
         self.start(out);
         match event {
+            Event::MessageId(_) => {}
             Event::ReasoningDelta(delta) => {
                 if !matches!(self.open, Open::Reasoning { .. }) {
                     self.close_open(out);
