@@ -2,7 +2,7 @@
 //! request and response converters and the raw-body editor. Each runs a bounded number of cases (a few
 //! seconds in all) and looks for panics and split-dependent output.
 
-use llm_router::protocol::convert::stream::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamConverter};
+use llm_router::protocol::convert::stream::StreamConverter;
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts, request};
 use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::{SseEvent, SseParser};
@@ -139,10 +139,18 @@ proptest! {
             .into_iter()
             .map(|(event, data)| SseEvent { event, data: data.to_string() })
             .collect();
-        let facts = RequestFacts::default();
-        let a = with_ctx(|ctx| run_stream(&mut AnthropicToOpenAiStream::new(ctx, &facts), &events));
-        let b = with_ctx(|ctx| run_stream(&mut OpenAiToAnthropicStream::new(ctx, &facts), &events));
-        prop_assert!(std::str::from_utf8(&a).is_ok() && std::str::from_utf8(&b).is_ok());
+        // Every converted pair, through the hub.
+        for client in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
+            for upstream in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Responses] {
+                if client == upstream {
+                    continue;
+                }
+                let out = with_ctx(|ctx| {
+                    run_stream(&mut *hub::convert_stream(client, upstream, ctx, RequestFacts::default()), &events)
+                });
+                prop_assert!(std::str::from_utf8(&out).is_ok(), "{client} on {upstream}");
+            }
+        }
     }
 
     #[test]

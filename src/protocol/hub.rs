@@ -8,9 +8,7 @@
 //! text keeps the key order models rely on.
 //!
 //! Each protocol has its codecs in its own module (`protocol::chat`, `protocol::messages`,
-//! `protocol::responses`); [`convert_request`], [`convert_answer`] and [`convert_stream`] pair them. The
-//! streams of the Chat ⇄ Messages routes still use the pairwise converters of `protocol::convert`
-//! (`docs/hub.md`).
+//! `protocol::responses`); [`convert_request`], [`convert_answer`] and [`convert_stream`] pair them.
 
 use serde_json::value::RawValue;
 
@@ -153,21 +151,6 @@ pub fn convert_stream(
     ctx: &ConvertContext<'_>,
     mut facts: RequestFacts,
 ) -> Box<dyn StreamConverter> {
-    // Routes A and B still stream through their pairwise converters: the hub's Chat-chunk decoder and the
-    // Chat and Messages stream encoders do not yet have all of their rules (see docs/hub.md).
-    match (client, upstream) {
-        (Protocol::OpenAi, Protocol::Anthropic) => {
-            return Box::new(crate::protocol::convert::stream::AnthropicToOpenAiStream::new(
-                ctx, &facts,
-            ));
-        }
-        (Protocol::Anthropic, Protocol::OpenAi) => {
-            return Box::new(crate::protocol::convert::stream::OpenAiToAnthropicStream::new(
-                ctx, &facts,
-            ));
-        }
-        _ => {}
-    }
     match (client, facts.responses.take()) {
         (Protocol::Responses, responses) => stream_from(
             upstream,
@@ -446,6 +429,8 @@ pub enum Event {
         arguments: String,
     },
     Stop(StopReason),
+    /// The stop sequence that ended the answer, when the upstream says which.
+    StopSequence(String),
     Usage(Usage),
     /// The upstream's stream ended normally.
     Done,
@@ -459,6 +444,12 @@ pub enum Event {
 /// Decodes an upstream's stream events into hub events.
 pub trait StreamDecoder: Send {
     fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>);
+
+    /// The protocol ends every complete stream with its own marker (Anthropic's `message_stop`), so a
+    /// stream cut before it is incomplete even if it said why it stopped. Chat hosts often omit `[DONE]`.
+    fn needs_end_marker(&self) -> bool {
+        false
+    }
 }
 
 /// Encodes hub events as the client's stream.
@@ -504,6 +495,8 @@ pub struct HubStream<D, E> {
     events: Vec<Event>,
     /// The index of the `json_output` call, whose arguments are the answer's text.
     json_output: Option<usize>,
+    /// How the stream ended, once it has: later events change nothing and get the same answer.
+    ended: Option<StreamStatus>,
 }
 
 impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
@@ -514,6 +507,7 @@ impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
             facts,
             events: Vec::new(),
             json_output: None,
+            ended: None,
         }
     }
 
@@ -530,6 +524,9 @@ impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
             }
             Event::ToolCallDelta { index, arguments } if self.json_output == Some(index) => Event::TextDelta(arguments),
             Event::Stop(StopReason::ToolUse) if self.json_output.is_some() => Event::Stop(StopReason::End),
+            // Hosts name the stop string or token that ended the answer; only one the client asked for is a
+            // stop sequence to it.
+            Event::StopSequence(matched) if !self.facts.stop_sequences.contains(&matched) => return None,
             event => event,
         })
     }
@@ -537,6 +534,9 @@ impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
 
 impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
     fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> StreamStatus {
+        if let Some(ended) = self.ended {
+            return ended;
+        }
         let mut events = std::mem::take(&mut self.events);
         self.decoder.decode(event, &mut events);
         let mut status = StreamStatus::Continue;
@@ -549,15 +549,32 @@ impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
         }
         events.clear();
         self.events = events;
+        if status != StreamStatus::Continue {
+            self.ended = Some(status);
+        }
         status
     }
 
     fn on_eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
-        self.encoder.eof(out)
+        if let Some(ended) = self.ended {
+            return ended;
+        }
+        let status = if self.decoder.needs_end_marker() && !self.encoder.finished() {
+            self.encoder
+                .fail(StreamFailure::Upstream, "upstream stream ended before completion", out);
+            StreamStatus::Failed
+        } else {
+            self.encoder.eof(out)
+        };
+        self.ended = Some(status);
+        status
     }
 
     fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>) {
-        self.encoder.failed(kind, message, out);
+        if self.ended.is_none() {
+            self.encoder.failed(kind, message, out);
+            self.ended = Some(StreamStatus::Failed);
+        }
     }
 
     fn keep_alive(&self, out: &mut Vec<u8>) {

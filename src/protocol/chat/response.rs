@@ -34,9 +34,12 @@ struct ChatMessage {
     content: Option<ChatContent>,
     #[serde(default)]
     refusal: Option<String>,
-    /// DeepSeek, Qwen and vLLM call it `reasoning_content`; OpenRouter and Ollama `reasoning`.
-    #[serde(default, alias = "reasoning")]
+    /// DeepSeek, Qwen and vLLM call it `reasoning_content`; OpenRouter and Ollama `reasoning`. vLLM may
+    /// send both with the same text: it counts once.
+    #[serde(default)]
     reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
     #[serde(default)]
     tool_calls: Vec<ChatToolCall>,
 }
@@ -159,7 +162,11 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     };
     let message = choice.message.unwrap_or_default();
     let mut output = Vec::new();
-    if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
+    if let Some(text) = message
+        .reasoning_content
+        .or(message.reasoning)
+        .filter(|t| !t.is_empty())
+    {
         output.push(Part::Reasoning(Reasoning { text, opaque: None }));
     }
     // Whitespace alone says nothing (and Anthropic clients reject blank text blocks).
@@ -300,6 +307,8 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             #[serde(default)]
             id: Option<String>,
             #[serde(default)]
+            object: Option<String>,
+            #[serde(default)]
             choices: Vec<Choice>,
             #[serde(default)]
             usage: Option<ChatUsage>,
@@ -313,14 +322,15 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
                 return;
             }
         };
-        if let Some(error) = chunk.error.filter(|e| !e.is_null()) {
-            let message = error
-                .get("message")
-                .and_then(|m| m.as_str())
-                .unwrap_or("upstream error")
-                .to_owned();
-            let code = error.get("code").and_then(|c| c.as_str()).map(str::to_owned);
-            out.push(Event::Error { message, code });
+        // `{"error":…}` (OpenAI) or `{"object":"error",…}` (vLLM), read by the §4.2 rules.
+        if (chunk.error.as_ref().is_some_and(|e| !e.is_null()) || chunk.object.as_deref() == Some("error"))
+            && let Some(info) = crate::protocol::convert::error::openai_event_error(event)
+        {
+            let (code, message) = info.to_hub();
+            out.push(Event::Error {
+                message,
+                code: Some(code),
+            });
             return;
         }
         if !self.seen_id
@@ -373,7 +383,7 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
                     }
                     touched = Some(i);
                 }
-                let reasoning = delta.reasoning_content.filter(|t| !t.is_empty());
+                let reasoning = delta.reasoning_content.or(delta.reasoning).filter(|t| !t.is_empty());
                 let text = delta.content.map(ChatContent::into_text).filter(|t| !t.is_empty());
                 let refusal = delta.refusal.filter(|t| !t.is_empty());
                 // Anything but a tool fragment means every named call is whole.
@@ -390,6 +400,9 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
                     self.refused |= !text.trim().is_empty();
                     out.push(Event::RefusalDelta(text));
                 }
+            }
+            if let Some(serde_json::Value::String(matched)) = choice.stop_reason {
+                out.push(Event::StopSequence(matched));
             }
             if let Some(reason) = choice.finish_reason {
                 self.start_named(None, out);

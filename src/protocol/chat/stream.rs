@@ -18,6 +18,12 @@ pub struct ChatStreamEncoder {
     started: bool,
     /// Upstream tool index → the client's tool index.
     tools: Vec<usize>,
+    /// Text pieces are joined as whole answers join them: a blank line where a call or reasoning came between.
+    texts: super::response::Joiner,
+    text_open: bool,
+    /// Reasoning blocks are joined with a newline, as whole answers join them.
+    reasonings: super::response::Joiner,
+    reasoning_open: bool,
     stop: Option<StopReason>,
     usage: Option<Usage>,
     finished: bool,
@@ -32,6 +38,10 @@ impl ChatStreamEncoder {
             include_usage: answer.include_usage,
             started: false,
             tools: Vec::new(),
+            texts: super::response::Joiner::text(),
+            text_open: false,
+            reasonings: super::response::Joiner::reasoning(),
+            reasoning_open: false,
             stop: None,
             usage: None,
             finished: false,
@@ -56,6 +66,12 @@ impl ChatStreamEncoder {
             Value::Null,
             out,
         );
+    }
+
+    /// A block of another kind than text: the next text is a new paragraph.
+    fn other_block(&mut self) {
+        self.text_open = false;
+        self.texts.mark_other_block();
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
@@ -113,13 +129,28 @@ impl StreamEncoder for ChatStreamEncoder {
             Event::MessageId(id) if !self.started => {
                 self.id = super::response::completion_id(Some(&id), &self.id);
             }
-            Event::MessageId(_) => {}
-            Event::ReasoningDelta(d) => self.delta(json!({"reasoning_content": d}), out),
-            // Chat clients cannot carry it; the text was already streamed.
-            Event::ReasoningSeal(_) => {}
-            Event::TextDelta(d) => self.delta(json!({"content": d}), out),
+            // Chat has no field for it: `stop` says enough.
+            Event::MessageId(_) | Event::StopSequence(_) => {}
+            Event::ReasoningDelta(mut d) => {
+                self.other_block();
+                if !self.reasoning_open {
+                    self.reasoning_open = true;
+                    d.insert_str(0, self.reasonings.separator());
+                }
+                self.delta(json!({"reasoning_content": d}), out)
+            }
+            // Chat clients cannot carry the artefact (the text was streamed); it ends a reasoning block.
+            Event::ReasoningSeal(_) => self.reasoning_open = false,
+            Event::TextDelta(mut d) => {
+                if !self.text_open {
+                    self.text_open = true;
+                    d.insert_str(0, self.texts.separator());
+                }
+                self.delta(json!({"content": d}), out)
+            }
             Event::RefusalDelta(d) => self.delta(json!({"refusal": d}), out),
             Event::ToolCallStart { index, id, name } => {
+                self.other_block();
                 let k = self.tool_index(index);
                 let id = id.unwrap_or_else(|| format!("call_{}_{k}", self.id));
                 self.delta(

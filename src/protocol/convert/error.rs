@@ -143,6 +143,27 @@ impl OpenAiErrorInfo {
         }
     }
 
+    /// This error in the hub's vocabulary (OpenAI's codes): its own code when it names one, else the code
+    /// its status stands for. With its message, scrubbed of secrets.
+    pub(crate) fn to_hub(&self) -> (String, String) {
+        let code = match (self.code.as_deref(), self.implied_status()) {
+            (Some(code), _) if !code.is_empty() && code.parse::<u16>().is_err() => code,
+            (_, 429) if self.hints("insufficient_quota") => "insufficient_quota",
+            (_, 429) => "rate_limit_exceeded",
+            (_, 503 | 529) => "server_is_overloaded",
+            (_, 401) => "invalid_api_key",
+            (_, 403) => "permission_error",
+            (_, 504) => "timeout",
+            (_, 400..=499) => "invalid_request_error",
+            _ => "server_error",
+        };
+        let message = match self.message.is_empty() {
+            true => "upstream error".to_owned(),
+            false => scrub_secrets(&self.message).into_owned(),
+        };
+        (code.to_owned(), message)
+    }
+
     /// The §4.2 table.
     pub(crate) fn to_anthropic(&self, status: u16) -> AnthropicError {
         let overloaded = self.hints("overloaded") || contains_ci(&self.message, "overloaded");

@@ -8,14 +8,12 @@
 //! no I/O, no clock, no randomness.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use ids::ToolNameMap;
 
 pub mod error;
 pub mod ids;
 pub mod request;
-pub mod response;
 pub mod signature;
 pub mod stream;
 pub mod token_count;
@@ -23,6 +21,10 @@ pub mod tool_calls;
 
 #[cfg(test)]
 mod answer_tests;
+#[cfg(test)]
+mod stream_tests_a;
+#[cfg(test)]
+mod stream_tests_b;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -83,15 +85,6 @@ impl RequestFacts {
                 .take()
                 .filter(|s| self.stop_sequences.contains(s));
         }
-    }
-
-    /// A vLLM-style `choices[0].stop_reason` counts as the matched stop sequence only if the client asked for it.
-    pub(crate) fn matched_stop_sequence(&self, stop_reason: Option<&Value>) -> Option<String> {
-        let matched = stop_reason?.as_str()?;
-        self.stop_sequences
-            .iter()
-            .any(|s| s == matched)
-            .then(|| matched.to_owned())
     }
 }
 

@@ -23,29 +23,15 @@ pub fn parse_tool_arguments(arguments: &str) -> Value {
     }
 }
 
-/// Anthropic input → OpenAI arguments: compact JSON; a missing or `null` input counts as `{}` (§1.3.4).
-pub(crate) fn arguments_json(input: Option<&Value>) -> String {
-    match input {
-        None | Some(Value::Null) => "{}".to_owned(),
-        Some(input) => input.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn arguments_and_input_convert_both_ways() {
+    fn arguments_become_an_object_input() {
         assert_eq!(parse_tool_arguments(" \n"), json!({}));
         assert_eq!(parse_tool_arguments(r#"{"a":1}"#), json!({"a": 1}));
         assert_eq!(parse_tool_arguments("[1]"), json!({"_raw_arguments": "[1]"}));
         assert_eq!(parse_tool_arguments(r#"{"a":"#), json!({"_raw_arguments": "{\"a\":"}));
-        assert_eq!(arguments_json(None), "{}");
-        assert_eq!(arguments_json(Some(&Value::Null)), "{}");
-        assert_eq!(
-            arguments_json(Some(&json!({"city": "Paris", "days": [1, 2]}))),
-            r#"{"city":"Paris","days":[1,2]}"#
-        );
     }
 }

@@ -160,6 +160,10 @@ enum ThinkingBlock {
 }
 
 impl StreamDecoder for MessagesEvents {
+    fn needs_end_marker(&self) -> bool {
+        true
+    }
+
     fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
         #[derive(Deserialize)]
         struct Data<'a> {

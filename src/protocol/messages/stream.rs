@@ -5,8 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::response::{MessagesAnswer, stop_reason_name, usage_json};
-use crate::protocol::convert::ids::sanitize_tool_id;
+use super::response::{MessagesAnswer, usage_json};
 use crate::protocol::convert::signature::mint_thinking_signature;
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
@@ -14,6 +13,9 @@ use crate::protocol::sse::write_named_event;
 
 pub struct MessagesStreamEncoder {
     id: String,
+    tool_ids: super::tool_ids::AnswerToolIds,
+    /// Whitespace that came while no text block was open, held until real text follows.
+    blank: String,
     model: String,
     signing_key: Vec<u8>,
     input_estimate: u64,
@@ -21,6 +23,7 @@ pub struct MessagesStreamEncoder {
     next_index: usize,
     open: Open,
     stop: Option<StopReason>,
+    stop_sequence: Option<String>,
     usage: Option<Usage>,
     finished: bool,
 }
@@ -36,6 +39,8 @@ impl MessagesStreamEncoder {
     pub fn new(answer: &MessagesAnswer<'_>) -> Self {
         Self {
             id: format!("msg_{}", answer.id_hex),
+            tool_ids: super::tool_ids::AnswerToolIds::new(answer.id_hex),
+            blank: String::new(),
             model: answer.model.to_owned(),
             signing_key: answer.signing_key.to_owned(),
             input_estimate: answer.input_estimate,
@@ -43,6 +48,7 @@ impl MessagesStreamEncoder {
             next_index: 0,
             open: Open::None,
             stop: None,
+            stop_sequence: None,
             usage: None,
             finished: false,
         }
@@ -58,10 +64,13 @@ impl MessagesStreamEncoder {
             return;
         }
         self.started = true;
-        let usage = self.usage.unwrap_or(Usage {
-            input: self.input_estimate,
-            ..Usage::default()
-        });
+        // As Anthropic does: `message_start` counts one output token; the input is the estimate until the
+        // upstream says.
+        let mut usage = self.usage.unwrap_or_default();
+        if usage.input == 0 {
+            usage.input = self.input_estimate;
+        }
+        usage.output = usage.output.max(1);
         self.event(
             json!({"type": "message_start", "message": {"id": self.id, "type": "message", "role": "assistant",
             "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
@@ -106,9 +115,15 @@ impl MessagesStreamEncoder {
         self.start(out);
         self.close(out);
         let stop = self.stop.unwrap_or(StopReason::End);
-        let usage = self.usage.unwrap_or_default();
+        let mut usage = self.usage.unwrap_or_default();
+        if usage.input == 0 {
+            // The upstream reported no usage; the local estimate beats a zero.
+            usage.input = self.input_estimate;
+        }
         self.event(
-            json!({"type": "message_delta", "delta": {"stop_reason": stop_reason_name(stop), "stop_sequence": null},
+            json!({"type": "message_delta", "delta": {
+                "stop_reason": super::response::stop_reason_of(stop, self.stop_sequence.as_deref()),
+                "stop_sequence": self.stop_sequence},
             "usage": usage_json(&usage)}),
             out,
         );
@@ -118,6 +133,8 @@ impl MessagesStreamEncoder {
 
     fn write_error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
         self.start(out);
+        // The block being streamed ends before the error, so the client's grammar stays whole.
+        self.close(out);
         write_named_event(
             out,
             "error",
@@ -137,6 +154,14 @@ impl StreamEncoder for MessagesStreamEncoder {
                 self.id = super::response::message_id(Some(id), &self.id);
             }
             return StreamStatus::Continue;
+        }
+        if matches!(event, Event::Done) && !self.started && self.stop.is_none() && self.usage.is_none() {
+            // The end with nothing before it: the upstream said nothing, which is no answer.
+            let error =
+                crate::protocol::anthropic::error_body("api_error", "upstream stream ended without a response", None);
+            write_named_event(out, "error", &error);
+            self.finished = true;
+            return StreamStatus::Failed;
         }
         if !matches!(event, Event::Usage(_)) {
             self.start(out);
@@ -163,7 +188,17 @@ impl StreamEncoder for MessagesStreamEncoder {
             Event::TextDelta(d) | Event::RefusalDelta(d) => {
                 let index = match self.open {
                     Open::Text { index } => index,
+                    // Whitespace alone opens no block: Anthropic clients reject blank text blocks, and a
+                    // call often follows it.
+                    _ if d.trim().is_empty() => {
+                        self.blank.push_str(&d);
+                        return StreamStatus::Continue;
+                    }
                     _ => self.open_block(json!({"type": "text", "text": ""}), |index| Open::Text { index }, out),
+                };
+                let d = match self.blank.is_empty() {
+                    true => d,
+                    false => std::mem::take(&mut self.blank) + &d,
                 };
                 self.delta(index, json!({"type": "text_delta", "text": d}), out);
             }
@@ -172,9 +207,10 @@ impl StreamEncoder for MessagesStreamEncoder {
                 id,
                 name,
             } => {
-                let id = id.unwrap_or_else(|| format!("toolu_{}_{upstream}", self.id));
+                self.blank.clear();
+                let id = self.tool_ids.assign(id.as_deref(), upstream);
                 self.open_block(
-                    json!({"type": "tool_use", "id": sanitize_tool_id(&id), "name": name, "input": {}}),
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
                     |index| Open::Tool { index, upstream },
                     out,
                 );
@@ -196,6 +232,7 @@ impl StreamEncoder for MessagesStreamEncoder {
             // An Anthropic client gets the router's own signature instead (`close`).
             Event::ReasoningSeal(_) => {}
             Event::Stop(stop) => self.stop = Some(stop),
+            Event::StopSequence(matched) => self.stop_sequence = Some(matched),
             Event::Usage(usage) => self.usage = Some(usage),
             Event::Done => {
                 self.complete(out);

@@ -201,7 +201,7 @@ impl StreamEncoder for ResponsesStreamEncoder {
         }
         self.start(out);
         match event {
-            Event::MessageId(_) => {}
+            Event::MessageId(_) | Event::StopSequence(_) => {}
             Event::ReasoningDelta(delta) => {
                 if !matches!(self.open, Open::Reasoning { .. }) {
                     self.close_open(out);

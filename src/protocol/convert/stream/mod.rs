@@ -1,8 +1,6 @@
-//! Stream converters (spec §3): small state machines fed one upstream SSE event at a time, each appending the
-//! client-facing SSE frames to a buffer.
-//!
-//! - [`AnthropicToOpenAiStream`] (Route A): Anthropic events in, OpenAI `chat.completion.chunk`s out (§3.3).
-//! - [`OpenAiToAnthropicStream`] (Route B): OpenAI chunks in, Anthropic events out (§3.4).
+//! The contract of a stream converter (spec §3): a small state machine fed one upstream SSE event at a time,
+//! appending the client-facing SSE frames to a buffer. The hub's [`HubStream`](crate::protocol::hub::HubStream)
+//! (an upstream decoder and a client encoder) is the one for every converted pair.
 //!
 //! How the I/O layer drives a converter:
 //! 1. Before answering the client, read the upstream status and its first SSE event. A non-2xx status, or a
@@ -20,12 +18,6 @@
 //! 5. While the upstream is silent (15 s), send [`StreamConverter::keep_alive`] bytes.
 //!
 //! After a terminal status every method writes nothing, so calling `on_eof` once more is harmless.
-
-mod to_anthropic;
-mod to_openai;
-
-pub use to_anthropic::OpenAiToAnthropicStream;
-pub use to_openai::AnthropicToOpenAiStream;
 
 use crate::protocol::sse::SseEvent;
 
@@ -64,38 +56,23 @@ pub enum StreamFailure {
     Upstream,
 }
 
-/// Lifecycle shared by both converters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Open,
-    Finished,
-    Failed,
-}
-
-impl Phase {
-    fn status(self) -> StreamStatus {
-        match self {
-            Phase::Open => StreamStatus::Continue,
-            Phase::Finished => StreamStatus::Finished,
-            Phase::Failed => StreamStatus::Failed,
-        }
-    }
-}
-
-/// The message of the in-band error written when the upstream body ends without its terminal event.
-const INCOMPLETE_MESSAGE: &str = "upstream stream ended before completion";
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The server moves converters into spawned tasks and boxes them as trait objects.
+    /// The relay moves converters into spawned tasks and boxes them as trait objects.
     #[test]
     fn converters_are_owned_send_trait_objects() {
         fn boxed<T: StreamConverter + 'static>(_: Option<T>) -> Option<Box<dyn StreamConverter>> {
             None
         }
-        assert!(boxed::<AnthropicToOpenAiStream>(None).is_none());
-        assert!(boxed::<OpenAiToAnthropicStream>(None).is_none());
+        use crate::protocol::hub::HubStream;
+        use crate::protocol::{chat, messages};
+        assert!(
+            boxed::<HubStream<chat::response::ChatChunks, messages::stream::MessagesStreamEncoder>>(None).is_none()
+        );
+        assert!(
+            boxed::<HubStream<messages::response::MessagesEvents, chat::stream::ChatStreamEncoder>>(None).is_none()
+        );
     }
 }
