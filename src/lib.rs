@@ -12,8 +12,7 @@
 //! - [`protocol`]: the three protocols (Chat Completions, Anthropic Messages, the Responses API), the SSE
 //!   parser, the raw-body editor used when no conversion is needed, and conversion: the hub
 //!   (`protocol::hub`, a shared representation that pairs any decoder with any encoder) with one folder of
-//!   pure codecs per protocol; `protocol::convert` holds what the codecs share and the Chat ⇄ Messages
-//!   stream converters that have not moved onto the hub yet (`docs/hub.md`).
+//!   pure codecs per protocol; `protocol::convert` holds what the codecs share (`docs/hub.md`).
 //! - [`config`]: the YAML schema, its validation, and hot reload into a new snapshot.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`].

@@ -4,7 +4,7 @@
 //! - [`hub`]: the shared representation a request, an answer and a stream event are decoded into and
 //!   encoded from; [`chat`], [`messages`] and [`responses`] hold each protocol's codecs around it.
 //! - [`convert`]: what the codecs share (deployment options, request facts, ids, signatures, the error
-//!   tables), and the Chat ⇄ Messages stream converters that have not moved onto the hub yet.
+//!   tables, the stream-converter contract) and the Chat ⇄ Messages conversion tests.
 //! - [`fields`]: reading client JSON field by field, with errors that name the field.
 //! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`] and [`anthropic`] (wire shapes
 //!   shared by the server and the converters).

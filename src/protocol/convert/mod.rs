@@ -3,9 +3,9 @@
 //! ([`ConvertContext`]), the refusal error ([`ConvertError`]), tool ids and names, the router's thinking
 //! signatures, the local token estimate and the upstream error tables (`shared/protocol-conversion.md` §4).
 //!
-//! The Chat ⇄ Messages stream converters (`stream`, with their helpers in `response`) predate the hub and
-//! have not moved onto it yet (`docs/hub.md`). Everything here is a plain function or a small state machine:
-//! no I/O, no clock, no randomness.
+//! `stream` holds the contract every stream converter keeps; the hub's `HubStream` is the one converter. The
+//! Route A and B tests (requests, whole answers, streams) live here too. Everything here is a plain function
+//! or a small state machine: no I/O, no clock, no randomness.
 
 use serde::Deserialize;
 
@@ -28,31 +28,30 @@ mod stream_tests_b;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-/// What the request converter learnt that the response and stream converters need. The request converters
-/// ([`request::openai_to_anthropic`], [`request::anthropic_to_openai`]) produce it in
-/// [`request::ConvertedRequest::facts`]; the server hands it unchanged to [`response`] and [`stream`].
+/// What a request's conversion learnt that its answer's conversion needs: `hub::convert_request` makes it,
+/// the relay hands it unchanged to `hub::convert_answer` or `hub::convert_stream`.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
     /// The client asked for a stream.
     pub stream: bool,
-    /// Route A: the client's `stream_options.include_usage` (only ever true when streaming).
+    /// A Chat client's `stream_options.include_usage` (only ever true when streaming).
     pub include_usage: bool,
-    /// Route B: upstream (OpenAI-safe) tool name → the client's original name, for responses and streams
-    /// (§1.2.4 reverse mapping).
+    /// Upstream (OpenAI-safe) tool name → the client's original name, for answers and streams (§1.2.4
+    /// reverse mapping). Empty for Responses clients, whose `responses` facts name their tools.
     pub tool_names: ToolNameMap,
-    /// Route A: structured output is emulated with the synthetic `json_output` tool (§1.1.8), so the
-    /// response must turn that tool's input into the message content.
+    /// An Anthropic upstream without `output_config.format`: structured output is emulated with the
+    /// synthetic `json_output` tool (§1.1.8), so the answer must turn that tool's input into its text.
     pub json_output_tool: bool,
-    /// Route B, streams only (0 otherwise): local estimate of the prompt size for
+    /// An Anthropic client's stream only (0 otherwise): local estimate of the prompt size for
     /// `message_start.usage.input_tokens`, and for `usage` when the upstream reports none (§3.4, §5.2).
     pub input_tokens_estimate: u64,
     /// The upstream request ends up with thinking / reasoning switched on.
     pub thinking_enabled: bool,
-    /// Route B: the client sent `max_tokens: 0` (a cache pre-warm). The server should answer locally with an
+    /// The client sent `max_tokens: 0` (Claude Code's cache pre-warm). The relay answers locally with an
     /// empty message and `stop_reason: "max_tokens"` instead of calling the upstream (§1.2.1); the body is
     /// still a valid request (`max_tokens` 1) in case it is sent anyway.
     pub cache_prewarm: bool,
-    /// Route B: the request's `stop_sequences` as sent upstream (the first four), so a vLLM-style
+    /// An Anthropic client's `stop_sequences` as a Chat upstream gets them (the first four), so a vLLM-style
     /// `stop_reason` string can be reported as `stop_sequence` (§2.2). Empty when unknown; then
     /// `stop_sequence` is always `null`.
     pub stop_sequences: Vec<String>,
