@@ -483,10 +483,6 @@ impl ChatUsageOut {
     }
 }
 
-pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
-    serde_json::to_value(ChatUsageOut::new(usage)).expect("usage serialises")
-}
-
 /// The answer's id: `chatcmpl-` + the upstream's id, else the one minted for it.
 pub(crate) fn completion_id(upstream: Option<&str>, id_hex: &str) -> String {
     match upstream.filter(|id| !id.is_empty()) {

@@ -3,12 +3,61 @@
 //! finish reason, a usage chunk when the client asked for one, and `[DONE]`. A failure ends the stream with
 //! a `data: {"error":…}` line and no `[DONE]`.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::response::{ChatAnswer, finish_reason, usage_json};
+use super::response::{ChatAnswer, ChatUsageOut, finish_reason};
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
 use crate::protocol::sse::write_data_event;
+
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    #[serde(serialize_with = "one_or_none")]
+    choices: Option<ChoiceOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<ChatUsageOut>>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+/// The frequent deltas are typed; the rare ones (a tool call's start, the empty last delta) are trees.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Delta<'a> {
+    Role { role: &'static str, content: &'static str },
+    Content { content: &'a str },
+    Reasoning { reasoning_content: &'a str },
+    Refusal { refusal: &'a str },
+    Arguments { tool_calls: [ToolArgumentsOut<'a>; 1] },
+    Other(Value),
+}
+
+#[derive(Serialize)]
+struct ToolArgumentsOut<'a> {
+    index: usize,
+    function: ArgumentsOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ArgumentsOut<'a> {
+    arguments: &'a str,
+}
+
+/// `choices` is a list of one choice, or empty on the usage chunk.
+fn one_or_none<S: serde::Serializer>(choice: &Option<ChoiceOut<'_>>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(choice.iter())
+}
 
 pub struct ChatStreamEncoder {
     id: String,
@@ -48,24 +97,28 @@ impl ChatStreamEncoder {
         }
     }
 
-    /// One chunk. `usage` is on every chunk (null until the last) only when the client asked for usage, as
-    /// OpenAI does.
-    fn chunk(&self, choices: Value, usage: Value, out: &mut Vec<u8>) {
-        let mut chunk = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-            "model": self.model, "choices": choices});
-        if self.include_usage {
-            chunk["usage"] = usage;
-        }
-        write_data_event(out, chunk.to_string().as_bytes());
+    /// One chunk: a choice with `delta` (none for the usage chunk). `usage` is on every chunk (null until
+    /// the last) only when the client asked for usage, as OpenAI does.
+    fn chunk(&self, delta: Option<Delta<'_>>, finish: Option<&'static str>, usage: Option<&Usage>, out: &mut Vec<u8>) {
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: delta.map(|delta| ChoiceOut {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }),
+            usage: self.include_usage.then(|| usage.map(ChatUsageOut::new)),
+        };
+        write_data_event(out, &serde_json::to_vec(&chunk).expect("a chunk serialises"));
     }
 
-    fn delta(&mut self, delta: Value, out: &mut Vec<u8>) {
+    fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {
         self.start(out);
-        self.chunk(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}]),
-            Value::Null,
-            out,
-        );
+        self.chunk(Some(delta), None, None, out);
     }
 
     /// A block of another kind than text: the next text is a new paragraph.
@@ -78,8 +131,12 @@ impl ChatStreamEncoder {
         if !self.started {
             self.started = true;
             self.chunk(
-                json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
-                Value::Null,
+                Some(Delta::Role {
+                    role: "assistant",
+                    content: "",
+                }),
+                None,
+                None,
                 out,
             );
         }
@@ -98,14 +155,10 @@ impl ChatStreamEncoder {
     fn complete(&mut self, out: &mut Vec<u8>) {
         self.start(out);
         let stop = self.stop.unwrap_or(StopReason::End);
-        self.chunk(
-            json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop)}]),
-            Value::Null,
-            out,
-        );
+        self.chunk(Some(Delta::Other(json!({}))), Some(finish_reason(stop)), None, out);
         if self.include_usage {
             let usage = self.usage.unwrap_or_default();
-            self.chunk(json!([]), usage_json(&usage), out);
+            self.chunk(None, None, Some(&usage), out);
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         self.finished = true;
@@ -137,7 +190,7 @@ impl StreamEncoder for ChatStreamEncoder {
                     self.reasoning_open = true;
                     d.insert_str(0, self.reasonings.separator());
                 }
-                self.delta(json!({"reasoning_content": d}), out)
+                self.delta(Delta::Reasoning { reasoning_content: &d }, out)
             }
             // Chat clients cannot carry the artefact (the text was streamed); it ends a reasoning block.
             Event::ReasoningSeal(_) => self.reasoning_open = false,
@@ -146,23 +199,28 @@ impl StreamEncoder for ChatStreamEncoder {
                     self.text_open = true;
                     d.insert_str(0, self.texts.separator());
                 }
-                self.delta(json!({"content": d}), out)
+                self.delta(Delta::Content { content: &d }, out)
             }
-            Event::RefusalDelta(d) => self.delta(json!({"refusal": d}), out),
+            Event::RefusalDelta(d) => self.delta(Delta::Refusal { refusal: &d }, out),
             Event::ToolCallStart { index, id, name } => {
                 self.other_block();
                 let k = self.tool_index(index);
                 let id = id.unwrap_or_else(|| format!("call_{}_{k}", self.id));
                 self.delta(
-                    json!({"tool_calls": [{"index": k, "id": id, "type": "function",
-                    "function": {"name": name, "arguments": ""}}]}),
+                    Delta::Other(json!({"tool_calls": [{"index": k, "id": id, "type": "function",
+                    "function": {"name": name, "arguments": ""}}]})),
                     out,
                 );
             }
             Event::ToolCallDelta { index, arguments } => {
                 let k = self.tool_index(index);
                 self.delta(
-                    json!({"tool_calls": [{"index": k, "function": {"arguments": arguments}}]}),
+                    Delta::Arguments {
+                        tool_calls: [ToolArgumentsOut {
+                            index: k,
+                            function: ArgumentsOut { arguments: &arguments },
+                        }],
+                    },
                     out,
                 );
             }

@@ -11,6 +11,28 @@ use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
 use crate::protocol::sse::write_named_event;
 
+#[derive(serde::Serialize)]
+struct BlockDeltaOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: usize,
+    delta: DeltaOut<'a>,
+}
+
+/// A block delta; its `type` is the variant's name with `_delta` (`text_delta`, ...).
+#[derive(serde::Serialize)]
+#[serde(tag = "type")]
+enum DeltaOut<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
 pub struct MessagesStreamEncoder {
     id: String,
     tool_ids: super::tool_ids::AnswerToolIds,
@@ -91,11 +113,15 @@ impl MessagesStreamEncoder {
         index
     }
 
-    fn delta(&self, index: usize, delta: Value, out: &mut Vec<u8>) {
-        self.event(
-            json!({"type": "content_block_delta", "index": index, "delta": delta}),
-            out,
-        );
+    /// A `content_block_delta`, written from typed parts: the events a stream is mostly made of.
+    fn delta(&self, index: usize, delta: DeltaOut<'_>, out: &mut Vec<u8>) {
+        let event = BlockDeltaOut {
+            kind: "content_block_delta",
+            index,
+            delta,
+        };
+        let data = serde_json::to_vec(&event).expect("a delta serialises");
+        write_named_event(out, "content_block_delta", &data);
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
@@ -103,7 +129,7 @@ impl MessagesStreamEncoder {
             Open::None => return,
             Open::Thinking { index, text } => {
                 let signature = mint_thinking_signature(&self.signing_key, &text);
-                self.delta(index, json!({"type": "signature_delta", "signature": signature}), out);
+                self.delta(index, DeltaOut::Signature { signature: &signature }, out);
                 index
             }
             Open::Text { index } | Open::Tool { index, .. } => index,
@@ -183,7 +209,7 @@ impl StreamEncoder for MessagesStreamEncoder {
                         )
                     }
                 };
-                self.delta(index, json!({"type": "thinking_delta", "thinking": d}), out);
+                self.delta(index, DeltaOut::Thinking { thinking: &d }, out);
             }
             Event::TextDelta(d) | Event::RefusalDelta(d) => {
                 let index = match self.open {
@@ -200,7 +226,7 @@ impl StreamEncoder for MessagesStreamEncoder {
                     true => d,
                     false => std::mem::take(&mut self.blank) + &d,
                 };
-                self.delta(index, json!({"type": "text_delta", "text": d}), out);
+                self.delta(index, DeltaOut::Text { text: &d }, out);
             }
             Event::ToolCallStart {
                 index: upstream,
@@ -224,7 +250,9 @@ impl StreamEncoder for MessagesStreamEncoder {
                 {
                     self.delta(
                         index,
-                        json!({"type": "input_json_delta", "partial_json": arguments}),
+                        DeltaOut::InputJson {
+                            partial_json: &arguments,
+                        },
                         out,
                     );
                 }
