@@ -145,6 +145,17 @@ fn stop_reason(finish_reason: &str) -> StopReason {
     }
 }
 
+/// Why an answer stopped. Several hosts say `stop` (or `length`) for an answer that calls tools, and
+/// `tool_calls` for one that calls none: what the answer holds decides, whole or streamed.
+fn settled_stop(called: bool, refused: bool, finish_reason: Option<&str>) -> StopReason {
+    match (called, refused, finish_reason.map(stop_reason)) {
+        (true, _, _) => StopReason::ToolUse,
+        (false, true, _) => StopReason::ContentFilter,
+        (false, false, Some(StopReason::ToolUse) | None) => StopReason::End,
+        (false, false, Some(stop)) => stop,
+    }
+}
+
 fn arguments_text(arguments: Option<serde_json::Value>) -> String {
     match arguments {
         Some(serde_json::Value::String(text)) => text,
@@ -203,14 +214,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     Ok(Response {
         id: completion.id,
         output,
-        // Several hosts say `stop` (or `length`) for an answer that calls tools, and `tool_calls` for one
-        // that calls none; what the answer holds decides.
-        stop: match (called, refused, choice.finish_reason.as_deref().map(stop_reason)) {
-            (true, _, _) => StopReason::ToolUse,
-            (false, true, _) => StopReason::ContentFilter,
-            (false, false, Some(StopReason::ToolUse) | None) => StopReason::End,
-            (false, false, Some(stop)) => stop,
-        },
+        stop: settled_stop(called, refused, choice.finish_reason.as_deref()),
         stop_sequence: match choice.stop_reason {
             Some(serde_json::Value::String(matched)) => Some(matched),
             _ => None,
@@ -406,12 +410,7 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             }
             if let Some(reason) = choice.finish_reason {
                 self.start_named(None, out);
-                out.push(Event::Stop(match (self.called, self.refused, stop_reason(&reason)) {
-                    (true, _, _) => StopReason::ToolUse,
-                    (false, true, _) => StopReason::ContentFilter,
-                    (false, false, StopReason::ToolUse) => StopReason::End,
-                    (false, false, stop) => stop,
-                }));
+                out.push(Event::Stop(settled_stop(self.called, self.refused, Some(&reason))));
             }
         }
         if let Some(usage) = chunk.usage {
