@@ -1,0 +1,130 @@
+//! What each step of a converted request costs, without sockets: runs one step many times on the bench's
+//! own bodies (`bench/requests/`, and the mock upstream's answers from `bench/bodies.rs`) so that
+//! `bench/codecs.sh` can count its instructions under callgrind.
+//!
+//! ```text
+//! cargo run --release --example codec_cost -- STEP [ITERATIONS]
+//! ```
+//!
+//! Steps: `raw-body` (the top-level split every request gets), then `CLIENT-UPSTREAM-request` (a client body
+//! converted for the upstream), `CLIENT-UPSTREAM-answer` (the upstream's answer converted for the client) and
+//! `CLIENT-UPSTREAM-stream` (the upstream's whole SSE stream, parsed and converted event by event), as in the
+//! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`.
+//! Only [`measure`] is counted (`--toggle-collect`), so set-up and the process around it do not show.
+
+#[path = "../bench/bodies.rs"]
+mod bodies;
+
+use std::hint::black_box;
+
+use llm_router::protocol::Protocol;
+use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts};
+use llm_router::protocol::hub;
+use llm_router::protocol::raw_body::RawBody;
+use llm_router::protocol::sse::SseParser;
+
+/// The bench's client bodies, with the group names the router would see.
+fn client_body(protocol: Protocol) -> Vec<u8> {
+    let name = match protocol {
+        Protocol::OpenAi => "openai",
+        Protocol::Anthropic => "anthropic",
+        Protocol::Responses => "responses",
+    };
+    let path = format!("{}/bench/requests/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn protocols(step: &str) -> Option<(Protocol, Protocol)> {
+    let protocol = |name: &str| match name {
+        "oai" => Some(Protocol::OpenAi),
+        "ant" => Some(Protocol::Anthropic),
+        "rsp" => Some(Protocol::Responses),
+        _ => None,
+    };
+    let mut names = step.split('-');
+    Some((protocol(names.next()?)?, protocol(names.next()?)?))
+}
+
+/// The counted loop. `#[inline(never)]` keeps its symbol for callgrind's `--toggle-collect`.
+#[inline(never)]
+fn measure(iterations: u32, step: &mut dyn FnMut()) {
+    for _ in 0..iterations {
+        step();
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let step = args.next().unwrap_or_else(|| {
+        eprintln!("usage: codec_cost STEP [ITERATIONS]");
+        std::process::exit(2)
+    });
+    let iterations: u32 = args.next().map_or(1000, |n| n.parse().expect("ITERATIONS is a number"));
+    let options = ModelOptions::default();
+    let ctx = ConvertContext {
+        client_model: "bench-group",
+        upstream_model: "bench-model",
+        options: &options,
+        created: 1_700_000_000,
+        response_id: "0123456789abcdef0123456789abcdef",
+        signing_key: b"bench-signing-key-bench-signing-k",
+    };
+    if step == "raw-body" {
+        let body = client_body(Protocol::OpenAi);
+        measure(iterations, &mut || {
+            black_box(RawBody::parse(black_box(&body)).expect("a JSON object"));
+        });
+        return;
+    }
+    let Some((client, upstream)) = protocols(&step) else {
+        eprintln!("codec_cost: unknown step {step:?}");
+        std::process::exit(2)
+    };
+    if step.ends_with("-request") {
+        let body = client_body(client);
+        measure(iterations, &mut || {
+            black_box(hub::convert_request(client, upstream, black_box(&body), &ctx).expect("converts"));
+        });
+    } else {
+        let answers = bodies::Answers::build();
+        let (json, events) = match upstream {
+            Protocol::OpenAi => (answers.openai_json, answers.openai_sse),
+            Protocol::Anthropic => (answers.anthropic_json, answers.anthropic_sse),
+            Protocol::Responses => unreachable!("the mock upstream speaks Chat and Messages"),
+        };
+        // The facts a real request leaves: convert the client body once, outside the count.
+        let facts = |stream: bool| -> RequestFacts {
+            let mut body = client_body(client);
+            if stream {
+                body.pop_if(|b| b.is_ascii_whitespace());
+                body.pop();
+                body.extend_from_slice(br#","stream":true}"#);
+            }
+            hub::convert_request(client, upstream, &body, &ctx)
+                .expect("converts")
+                .facts
+        };
+        if step.ends_with("-answer") {
+            let facts = facts(false);
+            measure(iterations, &mut || {
+                let answer = hub::convert_answer(client, upstream, black_box(json.as_bytes()), &ctx, &facts);
+                black_box(answer.expect("converts"));
+            });
+        } else {
+            let facts = facts(true);
+            let mut out = Vec::with_capacity(8192);
+            measure(iterations, &mut || {
+                let mut converter = hub::convert_stream(client, upstream, &ctx, facts.clone());
+                let mut parser = SseParser::new();
+                out.clear();
+                for event in &events {
+                    parser.feed(black_box(event.as_bytes()), |event| {
+                        converter.on_event(&event, &mut out);
+                    });
+                }
+                converter.on_eof(&mut out);
+                black_box(&out);
+            });
+        }
+    }
+}
