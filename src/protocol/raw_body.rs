@@ -20,7 +20,10 @@ pub struct RawBody<'a> {
 impl<'a> RawBody<'a> {
     /// Parses `bytes`, which must hold one JSON object.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(bytes),
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
