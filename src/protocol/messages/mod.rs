@@ -9,7 +9,7 @@ pub(crate) mod tool_ids;
 
 use serde_json::value::RawValue;
 
-/// A content block as any Messages body carries it (request, answer or stream `content_block_start`): the
+/// A content block as a Messages answer carries it (whole, or in a stream's `content_block_start`): the
 /// fields every kind of block may have, read borrowed.
 #[derive(serde::Deserialize)]
 pub(super) struct Block<'a> {
@@ -25,22 +25,6 @@ pub(super) struct Block<'a> {
     pub name: Option<String>,
     #[serde(borrow, default)]
     pub input: Option<&'a RawValue>,
-    #[serde(default)]
-    pub tool_use_id: Option<String>,
-    #[serde(borrow, default)]
-    pub content: Option<&'a RawValue>,
-    #[serde(default)]
-    pub is_error: Option<bool>,
-    /// A media block's source; a search result's is a string, so it is read by kind.
-    #[serde(borrow, default)]
-    pub source: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub cache_control: Option<&'a RawValue>,
-    /// A `tool_reference` block's tool.
-    #[serde(default)]
-    pub tool_name: Option<String>,
-    #[serde(default)]
-    pub title: Option<String>,
     /// `redacted_thinking`'s opaque payload.
     #[serde(default)]
     pub data: Option<String>,

@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::Block;
 use super::Source;
 use super::tool_ids::AnthropicToolIds;
 use crate::protocol::convert::ids::user_id_within;
@@ -28,8 +27,9 @@ use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_argument
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
 use crate::protocol::hub::{
     DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
-    ToolChoice, ToolKind, ToolResult, plain_text,
+    ToolChoice, ToolKind, ToolResult,
 };
+use crate::protocol::fields::Path;
 use crate::protocol::responses::tools::flat_name;
 
 /// `max_tokens` is required by Anthropic; this is used when neither the client nor the deployment says.
@@ -799,11 +799,15 @@ fn thinking(
 
 // ---------------------------------------------------------------------------------------------------------
 // Decoding a Messages request (an Anthropic client on another protocol's upstream)
+//
+// The body is read in one typed pass: message content (a string or a list of blocks, nested in tool results)
+// is a one-pass visitor, not raw JSON read again per level. Paths for errors are built only for an error: a
+// malformed body is parsed a second time with the path tracked, to name the offending field.
 
 #[derive(serde::Deserialize)]
 struct InBody<'a> {
     #[serde(borrow, default)]
-    system: Option<&'a RawValue>,
+    system: Option<InContent<'a>>,
     #[serde(borrow, default)]
     messages: Option<Vec<InMessage<'a>>>,
     #[serde(borrow, default)]
@@ -837,7 +841,80 @@ struct InBody<'a> {
 struct InMessage<'a> {
     role: &'a str,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Option<InContent<'a>>,
+}
+
+/// Content as Messages carries it (a message's, a system prompt's, a tool result's): a string or a list of
+/// blocks. `null` reads as no content.
+enum InContent<'a> {
+    Text(String),
+    Blocks(Vec<InBlock<'a>>),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for InContent<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for ContentVisitor<'a> {
+            type Value = InContent<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of content blocks")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(InContent::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(InContent::Text(text))
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut blocks = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(block) = seq.next_element()? {
+                    blocks.push(block);
+                }
+                Ok(InContent::Blocks(blocks))
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A request content block: the fields every kind of block may have.
+#[derive(serde::Deserialize)]
+struct InBlock<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(default)]
+    tool_use_id: Option<String>,
+    /// A tool result's or a `mid_conv_system` block's content, or a search result's text blocks.
+    #[serde(borrow, default)]
+    content: Option<InContent<'a>>,
+    #[serde(default)]
+    is_error: Option<bool>,
+    /// A media block's source; a search result's is a string, so it is read by kind.
+    #[serde(borrow, default)]
+    source: Option<&'a RawValue>,
+    #[serde(default)]
+    cache_control: Option<serde::de::IgnoredAny>,
+    /// A `tool_reference` block's tool.
+    #[serde(default)]
+    tool_name: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -894,33 +971,54 @@ struct InFormat<'a> {
     schema: Option<&'a RawValue>,
 }
 
-/// A search result's fields (its `source` is a string, unlike a media block's).
-#[derive(serde::Deserialize)]
-struct SearchResult<'a> {
-    #[serde(default)]
-    title: Option<&'a str>,
-    #[serde(default)]
-    source: Option<&'a str>,
-    #[serde(borrow, default)]
-    content: Vec<Block<'a>>,
-}
-
 fn invalid(message: impl Into<String>, param: &str) -> ConvertError {
     ConvertError::invalid(message, param)
 }
 
-fn missing(param: &str) -> ConvertError {
-    invalid(format!("{param}: field required"), param)
+fn missing(at: &Path) -> ConvertError {
+    invalid(format!("{at}: field required"), &at.to_string())
+}
+
+/// The error for a body that does not parse, naming the field: the body is parsed again with the path
+/// tracked, which only a malformed request pays for.
+fn parse_error(body: &str) -> ConvertError {
+    let mut deserializer = serde_json::Deserializer::from_str(body);
+    let error = match serde_path_to_error::deserialize::<_, InBody>(&mut deserializer) {
+        Ok(_) => return invalid("request body is not a valid Messages request", "messages"),
+        Err(error) => error,
+    };
+    let mut field = String::new();
+    for segment in error.path() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            _ => {}
+        }
+    }
+    let inner = error.into_inner();
+    if field.is_empty() {
+        return invalid(format!("request body is not a valid Messages request: {inner}"), "messages");
+    }
+    if inner.to_string().contains("missing field `type`") {
+        field.push_str(".type");
+    }
+    invalid(format!("{field}: {inner}"), &field)
 }
 
 /// Decodes a Messages request body. A `max_tokens` of 0 (Claude Code's cache pre-warm) stays 0 for
 /// [`crate::protocol::hub::convert_request`] to see. Error params name the field as OpenAI does
 /// (`messages[0].content`).
 pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
-    let body: InBody = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("request body is not a valid Messages request: {e}"), "messages"))?;
+    let body = std::str::from_utf8(body)
+        .map_err(|e| invalid(format!("request body is not valid UTF-8: {e}"), "messages"))?;
+    let body: InBody = serde_json::from_str(body).map_err(|_| parse_error(body))?;
     let max_tokens = match body.max_tokens {
-        None => return Err(missing("max_tokens")),
+        None => return Err(missing(&Path::Root.key("max_tokens"))),
         Some(n) => serde_json::from_str::<u64>(n.get()).map_err(|_| {
             invalid(
                 format!("max_tokens: must be a positive integer, got {}", n.get()),
@@ -928,7 +1026,7 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
             )
         })?,
     };
-    let list = body.messages.ok_or_else(|| missing("messages"))?;
+    let list = body.messages.ok_or_else(|| missing(&Path::Root.key("messages")))?;
     if list.is_empty() {
         return Err(invalid("messages: at least one message is required", "messages"));
     }
@@ -936,7 +1034,7 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
     let mut instructions = Vec::new();
     let mut cache_instructions = false;
     if let Some(system) = body.system {
-        for part in system_parts(system, "system")? {
+        for part in system_parts(system) {
             match part {
                 Part::Text(text) => instructions.push(text),
                 _ => cache_instructions = true,
@@ -944,23 +1042,26 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
         }
     }
     let last = list.len() - 1;
-    for (i, message) in list.iter().enumerate() {
+    let root = Path::Root;
+    let list_path = root.key("messages");
+    for (i, message) in list.into_iter().enumerate() {
+        let at = list_path.index(i);
         let role = match message.role {
             "user" => Role::User,
             "assistant" => Role::Assistant,
             "system" => Role::System,
             other => {
-                let at = format!("messages[{i}].role");
+                let at = at.key("role").to_string();
                 return Err(invalid(format!("{at}: unknown role '{other}'"), &at));
             }
         };
-        let at = format!("messages[{i}].content");
+        let at = at.key("content");
         let content = message.content.ok_or_else(|| missing(&at))?;
         let start = messages.len();
         match role {
             Role::System => messages.push(Message {
                 role,
-                parts: system_parts(content, &at)?,
+                parts: system_parts(content),
             }),
             _ => read_turn(role, content, &at, &mut messages)?,
         }
@@ -979,7 +1080,7 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
             continue;
         }
         tools.push(Tool {
-            name: tool.name.ok_or_else(|| missing(&format!("tools[{i}].name")))?,
+            name: tool.name.ok_or_else(|| missing(&root.key("tools").index(i).key("name")))?,
             namespace: None,
             description: tool.description,
             kind: ToolKind::Function,
@@ -996,7 +1097,7 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
                 "any" => ToolChoice::Required,
                 "none" => ToolChoice::None,
                 "tool" => ToolChoice::Named {
-                    name: choice.name.ok_or_else(|| missing("tool_choice.name"))?,
+                    name: choice.name.ok_or_else(|| missing(&root.key("tool_choice").key("name")))?,
                     namespace: None,
                 },
                 other => {
@@ -1077,13 +1178,14 @@ fn is_billing_header(text: &str) -> bool {
 }
 
 /// The text (and cache breakpoints) of a system prompt: a string or a list of text blocks.
-fn system_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
-    if let Some(parts) = plain_text(raw, at)? {
-        return Ok(parts);
-    }
-    let mut parts = Vec::new();
-    for (j, block) in list_of(raw, at)?.iter().enumerate() {
-        let block = block_at(block, &format!("{at}[{j}]"))?;
+fn system_parts(content: InContent<'_>) -> Vec<Part> {
+    let blocks = match content {
+        InContent::Text(text) if text.is_empty() => return Vec::new(),
+        InContent::Text(text) => return vec![Part::Text(text)],
+        InContent::Blocks(blocks) => blocks,
+    };
+    let mut parts = Vec::with_capacity(blocks.len());
+    for block in blocks {
         if block.kind == "text"
             && let Some(text) = block.text
             && !text.is_empty()
@@ -1095,37 +1197,21 @@ fn system_parts(raw: &RawValue, at: &str) -> Result<Vec<Part>, ConvertError> {
             }
         }
     }
-    Ok(parts)
-}
-
-fn list_of<'a>(raw: &'a RawValue, at: &str) -> Result<Vec<&'a RawValue>, ConvertError> {
-    serde_json::from_str(raw.get())
-        .map_err(|_| invalid(format!("{at}: must be a string or an array of content blocks"), at))
-}
-
-fn block_at<'a>(raw: &'a RawValue, at: &str) -> Result<Block<'a>, ConvertError> {
-    serde_json::from_str(raw.get()).map_err(|e| {
-        let field = if e.to_string().contains("missing field `type`") {
-            format!("{at}.type")
-        } else {
-            at.to_owned()
-        };
-        invalid(format!("{field}: {e}"), &field)
-    })
+    parts
 }
 
 /// One user or assistant message's blocks as hub messages: usually one, but a `mid_conv_system` block
 /// (Claude Code) splits the turn around a system message at its position.
-fn read_turn(role: Role, raw: &RawValue, at: &str, out: &mut Vec<Message>) -> Result<(), ConvertError> {
+fn read_turn(role: Role, content: InContent<'_>, at: &Path, out: &mut Vec<Message>) -> Result<(), ConvertError> {
     let mut parts = Vec::new();
-    match plain_text(raw, at)? {
-        Some(text) => parts = text,
-        None => {
-            for (j, raw_block) in list_of(raw, at)?.into_iter().enumerate() {
-                let p = format!("{at}[{j}]");
-                let block = block_at(raw_block, &p)?;
+    match content {
+        InContent::Text(text) => parts.extend((!text.is_empty()).then_some(Part::Text(text))),
+        InContent::Blocks(blocks) => {
+            parts.reserve(blocks.len());
+            for (j, mut block) in blocks.into_iter().enumerate() {
+                let at = at.index(j);
                 if block.kind != "mid_conv_system" {
-                    read_block(block, raw_block, &p, &mut parts)?;
+                    read_block(block, &at, &mut parts)?;
                     continue;
                 }
                 if !parts.is_empty() {
@@ -1134,11 +1220,10 @@ fn read_turn(role: Role, raw: &RawValue, at: &str, out: &mut Vec<Message>) -> Re
                         parts: std::mem::take(&mut parts),
                     });
                 }
-                let cp = format!("{p}.content");
-                let content = block.content.ok_or_else(|| missing(&cp))?;
+                let content = block.content.take().ok_or_else(|| missing(&at.key("content")))?;
                 out.push(Message {
                     role: Role::System,
-                    parts: system_parts(content, &cp)?,
+                    parts: system_parts(content),
                 });
             }
         }
@@ -1150,7 +1235,7 @@ fn read_turn(role: Role, raw: &RawValue, at: &str, out: &mut Vec<Message>) -> Re
 }
 
 /// One content block as hub parts.
-fn read_block(block: Block<'_>, raw: &RawValue, at: &str, out: &mut Vec<Part>) -> Result<(), ConvertError> {
+fn read_block(block: InBlock<'_>, at: &Path, out: &mut Vec<Part>) -> Result<(), ConvertError> {
     let cached = block.cache_control.is_some();
     let before = out.len();
     match block.kind {
@@ -1162,35 +1247,33 @@ fn read_block(block: Block<'_>, raw: &RawValue, at: &str, out: &mut Vec<Part>) -
                 .map(|text| Part::Reasoning(Reasoning { text, opaque: None })),
         ),
         "image" | "document" => media(&block, at, out)?,
-        "search_result" => out.push(Part::Text(search_result_text(raw, at)?)),
+        "search_result" => out.push(Part::Text(search_result_text(block))),
         // Claude Code's tool search: tell the model which tool became available.
         "tool_reference" => out.push(Part::Text(format!(
             "Tool loaded: {}",
             block.tool_name.unwrap_or_default()
         ))),
         "tool_use" => out.push(Part::ToolCall(ToolCall {
-            id: block.id.ok_or_else(|| missing(&format!("{at}.id")))?,
-            name: block.name.ok_or_else(|| missing(&format!("{at}.name")))?,
+            id: block.id.ok_or_else(|| missing(&at.key("id")))?,
+            name: block.name.ok_or_else(|| missing(&at.key("name")))?,
             namespace: None,
             kind: ToolKind::Function,
             arguments: arguments_text(block.input),
         })),
         "tool_result" => {
             let mut content = Vec::new();
-            if let Some(raw) = block.content {
-                let cp = format!("{at}.content");
-                match plain_text(raw, &cp)? {
-                    Some(parts) => content = parts,
-                    None => {
-                        for (k, item) in list_of(raw, &cp)?.into_iter().enumerate() {
-                            let ip = format!("{cp}[{k}]");
-                            read_block(block_at(item, &ip)?, item, &ip, &mut content)?;
-                        }
+            match block.content {
+                None => {}
+                Some(InContent::Text(text)) => content.extend((!text.is_empty()).then_some(Part::Text(text))),
+                Some(InContent::Blocks(items)) => {
+                    let at = at.key("content");
+                    for (k, item) in items.into_iter().enumerate() {
+                        read_block(item, &at.index(k), &mut content)?;
                     }
                 }
             }
             out.push(Part::ToolResult(ToolResult {
-                call_id: block.tool_use_id.ok_or_else(|| missing(&format!("{at}.tool_use_id")))?,
+                call_id: block.tool_use_id.ok_or_else(|| missing(&at.key("tool_use_id")))?,
                 content,
                 is_error: block.is_error.unwrap_or(false),
             }));
@@ -1221,29 +1304,31 @@ fn arguments_text(input: Option<&RawValue>) -> String {
 }
 
 /// A search result as plain text: title, source, then its text blocks.
-fn search_result_text(raw: &RawValue, at: &str) -> Result<String, ConvertError> {
-    let result: SearchResult = serde_json::from_str(raw.get()).map_err(|e| invalid(format!("{at}: {e}"), at))?;
-    let mut lines: Vec<&str> = Vec::new();
-    lines.extend(result.title);
-    lines.extend(result.source);
-    lines.extend(result.content.iter().filter_map(|b| b.text.as_deref()));
-    Ok(lines.join("\n"))
+fn search_result_text(block: InBlock<'_>) -> String {
+    let source = block.source.and_then(|s| serde_json::from_str::<String>(s.get()).ok());
+    let mut lines: Vec<String> = block.title.into_iter().chain(source).collect();
+    match block.content {
+        Some(InContent::Text(text)) => lines.push(text),
+        Some(InContent::Blocks(blocks)) => lines.extend(blocks.into_iter().filter_map(|b| b.text)),
+        None => {}
+    }
+    lines.join("\n")
 }
 
 /// An image or document block as hub parts.
-fn media(block: &Block<'_>, at: &str, out: &mut Vec<Part>) -> Result<(), ConvertError> {
-    let sp = format!("{at}.source");
+fn media(block: &InBlock<'_>, at: &Path, out: &mut Vec<Part>) -> Result<(), ConvertError> {
+    let sp = at.key("source");
     let raw = block.source.ok_or_else(|| missing(&sp))?;
     let source: Source = serde_json::from_str(raw.get()).map_err(|e| {
         let field = match e.to_string().contains("missing field `type`") {
-            true => format!("{sp}.type"),
-            false => sp.clone(),
+            true => sp.key("type").to_string(),
+            false => sp.to_string(),
         };
         invalid(format!("{field}: {e}"), &field)
     })?;
     let unsupported = |message: String| ConvertError {
         message,
-        param: Some(format!("{sp}.type")),
+        param: Some(sp.key("type").to_string()),
         code: Some("unsupported_parameter"),
     };
     let part = match (block.kind, source.kind.as_str()) {
@@ -1272,17 +1357,18 @@ fn media(block: &Block<'_>, at: &str, out: &mut Vec<Part>) -> Result<(), Convert
             _ => source.data.unwrap_or_default(),
         }),
         ("document", "content") => {
-            let cp = format!("{sp}.content");
+            let cp = sp.key("content");
             let content = source.content.ok_or_else(|| missing(&cp))?;
-            if let Some(parts) = plain_text(content, &cp)? {
-                out.extend(parts);
-                return Ok(());
-            }
-            for (k, raw_item) in list_of(content, &cp)?.into_iter().enumerate() {
-                let ip = format!("{cp}[{k}]");
-                let item = block_at(raw_item, &ip)?;
-                if matches!(item.kind, "text" | "image") {
-                    read_block(item, raw_item, &ip, out)?;
+            let content: InContent = serde_json::from_str(content.get())
+                .map_err(|e| invalid(format!("{cp}: {e}"), &cp.to_string()))?;
+            match content {
+                InContent::Text(text) => out.extend((!text.is_empty()).then_some(Part::Text(text))),
+                InContent::Blocks(items) => {
+                    for (k, item) in items.into_iter().enumerate() {
+                        if matches!(item.kind, "text" | "image") {
+                            read_block(item, &cp.index(k), out)?;
+                        }
+                    }
                 }
             }
             return Ok(());
@@ -1304,7 +1390,7 @@ fn media(block: &Block<'_>, at: &str, out: &mut Vec<Part>) -> Result<(), Convert
         (kind, other) => {
             return Err(invalid(
                 format!("Unknown {kind} source type '{other}'."),
-                &format!("{sp}.type"),
+                &sp.key("type").to_string(),
             ));
         }
     };
