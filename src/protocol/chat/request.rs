@@ -16,7 +16,8 @@ use crate::protocol::convert::ids::{openai_tool_id, user_id_within};
 use crate::protocol::convert::signature::is_router_minted_signature;
 use crate::protocol::convert::{ConvertError, ModelOptions, ReasoningDialect};
 use crate::protocol::fields::{
-    Path, invalid_type, invalid_value, items, missing, read, read_int, unsupported_parameter, unsupported_value,
+    Lenient, Path, Shape, invalid_type, invalid_value, items, missing, read, read_int, unsupported_parameter,
+    unsupported_value,
 };
 use crate::protocol::hub::{
     DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
@@ -663,8 +664,9 @@ pub struct ChatFacts {
 /// The request's fields, each read by itself so that an error names it.
 #[derive(Deserialize)]
 struct InBody<'a> {
+    /// The one field read typed in the same pass: messages are most of a request.
     #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
+    messages: Lenient<Vec<Lenient<InMessage<'a>>>>,
     #[serde(borrow, default)]
     tools: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -710,21 +712,47 @@ struct InBody<'a> {
 #[derive(Deserialize)]
 struct InMessage<'a> {
     #[serde(borrow, default)]
-    role: Option<&'a RawValue>,
+    role: Lenient<Cow<'a, str>>,
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Lenient<InContent<'a>>,
     #[serde(borrow, default)]
-    reasoning_content: Option<&'a RawValue>,
+    reasoning_content: Lenient<Cow<'a, str>>,
     #[serde(borrow, default)]
-    reasoning_signature: Option<&'a RawValue>,
+    reasoning_signature: Lenient<Cow<'a, str>>,
     #[serde(borrow, default)]
-    refusal: Option<&'a RawValue>,
+    refusal: Lenient<Cow<'a, str>>,
     #[serde(borrow, default)]
     tool_calls: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    tool_call_id: Option<&'a RawValue>,
+    tool_call_id: Lenient<Cow<'a, str>>,
     #[serde(borrow, default)]
     function_call: Option<&'a RawValue>,
+}
+
+impl<'de: 'a, 'a> Shape<'de> for InMessage<'a> {
+    fn from_map<M: serde::de::MapAccess<'de>>(map: M) -> Result<Option<Self>, M::Error> {
+        Self::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+/// Message content: a string, or a list of parts (each read by itself, so that an error names it).
+enum InContent<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<&'a RawValue>),
+}
+
+impl<'de: 'a, 'a> Shape<'de> for InContent<'a> {
+    fn from_str(text: Cow<'de, str>) -> Option<Self> {
+        Some(InContent::Text(text))
+    }
+
+    fn from_seq<S: serde::de::SeqAccess<'de>>(mut seq: S) -> Result<Option<Self>, S::Error> {
+        let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+        while let Some(part) = seq.next_element()? {
+            parts.push(part);
+        }
+        Ok(Some(InContent::Parts(parts)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -828,31 +856,6 @@ struct InStreamOptions {
     include_usage: Option<bool>,
 }
 
-/// A JSON object read as `T`: a derived struct alone would also accept an array, field by field.
-struct Object<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-
-            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<T, M::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-
-        deserializer
-            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(Object)
-    }
-}
-
 /// An object at `at`, with its fields raw.
 fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &Path) -> Result<T, ConvertError> {
     match raw.get().starts_with('{') {
@@ -865,8 +868,40 @@ fn string<'a>(raw: Option<&'a RawValue>, at: &Path) -> Result<Option<Cow<'a, str
     read::<Cow<str>>(raw, at, "a string")
 }
 
+/// A message's string field.
+fn text<'a>(field: Lenient<Cow<'a, str>>, at: &Path) -> Result<Option<Cow<'a, str>>, ConvertError> {
+    field.read(at, "a string")
+}
+
 fn required_string<'a>(raw: Option<&'a RawValue>, at: &Path) -> Result<Cow<'a, str>, ConvertError> {
     string(raw, at)?.ok_or_else(|| missing(at))
+}
+
+/// Why a body that the typed pass could not read is refused. A message that is an object the pass still
+/// cannot read (a key given twice) is named; anything else is the body's own fault.
+fn unreadable_body(body: &str, error: serde_json::Error) -> ConvertError {
+    #[derive(Deserialize)]
+    struct RawMessages<'a> {
+        #[serde(borrow, default)]
+        messages: Option<Vec<&'a RawValue>>,
+    }
+    if error.is_data()
+        && let Ok(RawMessages { messages: Some(list) }) = serde_json::from_str(body)
+        && let Some(i) = list
+            .iter()
+            .position(|m| serde_json::from_str::<InMessage>(m.get()).is_err())
+    {
+        return invalid_type(&Path::Root.key("messages").index(i), "an object");
+    }
+    let message = match error.is_data() {
+        true => format!("The request body must be a JSON object: {error}"),
+        false => format!("The request body is not valid JSON: {error}"),
+    };
+    ConvertError {
+        message,
+        param: None,
+        code: None,
+    }
 }
 
 /// Ids for the legacy `function_call` / `role:"function"` pair, which has no ids of its own.
@@ -898,44 +933,29 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
             code: None,
         });
     }
-    let body: InBody = match serde_json::from_slice(body) {
-        Ok(body) => body,
-        Err(e) if e.is_data() => {
-            return Err(ConvertError {
-                message: format!("The request body must be a JSON object: {e}"),
-                param: None,
-                code: None,
-            });
-        }
-        Err(e) => {
-            return Err(ConvertError {
-                message: format!("The request body is not valid JSON: {e}"),
-                param: None,
-                code: None,
-            });
-        }
-    };
+    // Checked once here, the body's strings and raw fields need no UTF-8 check of their own.
+    let text = std::str::from_utf8(body).map_err(|e| ConvertError {
+        message: format!("The request body is not valid UTF-8: {e}"),
+        param: None,
+        code: None,
+    })?;
+    let mut body: InBody = serde_json::from_str(text).map_err(|e| unreadable_body(text, e))?;
     refuse_other_outputs(&body)?;
 
     let at = root.key("messages");
-    // One pass over the list when it is well formed; otherwise item by item, for the error to name one.
-    let list = match read::<Vec<Object<InMessage>>>(body.messages, &at, "an array") {
-        Ok(list) => list,
-        Err(_) => items(body.messages, &at)?
-            .map(|list| {
-                let read = |(i, raw)| object(raw, &at.index(i)).map(Object);
-                list.into_iter().enumerate().map(read).collect::<Result<_, _>>()
-            })
-            .transpose()?,
-    }
-    .ok_or_else(|| missing(&at))?;
+    let list = std::mem::take(&mut body.messages)
+        .read(&at, "an array")?
+        .ok_or_else(|| missing(&at))?;
     if list.is_empty() {
         return Err(invalid_value(&at, "'messages' must contain at least one message."));
     }
     let mut messages = Vec::with_capacity(list.len());
     let mut legacy = LegacyCalls::default();
-    for (i, Object(message)) in list.into_iter().enumerate() {
+    for (i, message) in list.into_iter().enumerate() {
         let p = at.index(i);
+        let message = message
+            .read(&p, "an object")?
+            .ok_or_else(|| invalid_type(&p, "an object"))?;
         if let Some(message) = read_message(message, &p, &mut legacy)? {
             messages.push(message);
         }
@@ -1036,24 +1056,28 @@ fn refuse_other_outputs(body: &InBody) -> Result<(), ConvertError> {
 }
 
 /// One message, or `None` when it carries nothing.
-fn read_message(message: InMessage<'_>, at: &Path, legacy: &mut LegacyCalls) -> Result<Option<Message>, ConvertError> {
-    let role = required_string(message.role, &at.key("role"))?;
+fn read_message(
+    mut message: InMessage<'_>,
+    at: &Path,
+    legacy: &mut LegacyCalls,
+) -> Result<Option<Message>, ConvertError> {
+    let role = text(message.role, &at.key("role"))?.ok_or_else(|| missing(&at.key("role")))?;
     let cp = at.key("content");
     let message = match role.as_ref() {
         "system" | "developer" => Message {
             role: Role::System,
-            parts: content_parts(message.content, &cp, Allowed::Text)?,
+            parts: content_parts(&mut message.content, &cp, Allowed::Text)?,
         },
         "user" => Message {
             role: Role::User,
-            parts: content_parts(message.content, &cp, Allowed::Media)?,
+            parts: content_parts(&mut message.content, &cp, Allowed::Media)?,
         },
         "assistant" => {
             let mut parts = Vec::new();
             // Reasoning an Anthropic upstream signed (`reasoning_signature`) can go back to one; other
             // reasoning is kept as text for the upstreams that replay it.
-            if let Some(text) = string(message.reasoning_content, &at.key("reasoning_content"))? {
-                let signature = string(message.reasoning_signature, &at.key("reasoning_signature"))?;
+            if let Some(text) = text(message.reasoning_content, &at.key("reasoning_content"))? {
+                let signature = self::text(message.reasoning_signature, &at.key("reasoning_signature"))?;
                 let opaque = signature
                     .filter(|s| !s.is_empty() && !is_router_minted_signature(s))
                     .map(|signature| Opaque::Anthropic {
@@ -1069,8 +1093,8 @@ fn read_message(message: InMessage<'_>, at: &Path, legacy: &mut LegacyCalls) -> 
                     }));
                 }
             }
-            parts.extend(content_parts(message.content, &cp, Allowed::Refusal)?);
-            if let Some(refusal) = string(message.refusal, &at.key("refusal"))?.filter(|r| !r.is_empty()) {
+            parts.extend(content_parts(&mut message.content, &cp, Allowed::Refusal)?);
+            if let Some(refusal) = text(message.refusal, &at.key("refusal"))?.filter(|r| !r.is_empty()) {
                 parts.push(Part::Refusal(refusal.into_owned()));
             }
             let tp = at.key("tool_calls");
@@ -1113,12 +1137,14 @@ fn read_message(message: InMessage<'_>, at: &Path, legacy: &mut LegacyCalls) -> 
             }
         }
         "tool" => {
-            let call_id = required_string(message.tool_call_id, &at.key("tool_call_id"))?.into_owned();
+            let call_id = text(message.tool_call_id, &at.key("tool_call_id"))?
+                .ok_or_else(|| missing(&at.key("tool_call_id")))?
+                .into_owned();
             Message {
                 role: Role::User,
                 parts: vec![Part::ToolResult(ToolResult {
                     call_id,
-                    content: content_parts(message.content, &cp, Allowed::Media)?,
+                    content: content_parts(&mut message.content, &cp, Allowed::Media)?,
                     is_error: false,
                 })],
             }
@@ -1128,7 +1154,7 @@ fn read_message(message: InMessage<'_>, at: &Path, legacy: &mut LegacyCalls) -> 
             role: Role::User,
             parts: vec![Part::ToolResult(ToolResult {
                 call_id: legacy.last.clone().unwrap_or_else(|| "toolu_legacy_orphan".to_owned()),
-                content: content_parts(message.content, &cp, Allowed::Media)?,
+                content: content_parts(&mut message.content, &cp, Allowed::Media)?,
                 is_error: false,
             })],
         },
@@ -1181,20 +1207,15 @@ enum Allowed {
 }
 
 /// Message content: a string or a list of parts. Blank text says nothing and is dropped.
-fn content_parts(raw: Option<&RawValue>, at: &Path, allowed: Allowed) -> Result<Vec<Part>, ConvertError> {
-    let Some(raw) = raw.filter(|r| r.get() != "null") else {
-        return Ok(Vec::new());
+fn content_parts(content: &mut Lenient<InContent<'_>>, at: &Path, allowed: Allowed) -> Result<Vec<Part>, ConvertError> {
+    let list = match std::mem::take(content).read(at, "a string or an array of content parts")? {
+        None => return Ok(Vec::new()),
+        Some(InContent::Text(text)) if text.trim().is_empty() => return Ok(Vec::new()),
+        Some(InContent::Text(text)) => return Ok(vec![Part::Text(text.into_owned())]),
+        Some(InContent::Parts(list)) => list,
     };
-    if raw.get().starts_with('"') {
-        let text = required_string(Some(raw), at)?;
-        return Ok(match text.trim().is_empty() {
-            true => Vec::new(),
-            false => vec![Part::Text(text.into_owned())],
-        });
-    }
-    let list = items(Some(raw), at).map_err(|_| invalid_type(at, "a string or an array of content parts"))?;
-    let mut out = Vec::new();
-    for (j, part) in list.unwrap_or_default().into_iter().enumerate() {
+    let mut out = Vec::with_capacity(list.len());
+    for (j, part) in list.into_iter().enumerate() {
         let p = at.index(j);
         let part: InPart = object(part, &p)?;
         let kind = required_string(part.kind, &p.key("type"))?;

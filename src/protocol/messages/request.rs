@@ -25,11 +25,11 @@ use crate::protocol::convert::request::{
 use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
 use crate::protocol::convert::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
+use crate::protocol::fields::Path;
 use crate::protocol::hub::{
     DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
     ToolChoice, ToolKind, ToolResult,
 };
-use crate::protocol::fields::Path;
 use crate::protocol::responses::tools::flat_name;
 
 /// `max_tokens` is required by Anthropic; this is used when neither the client nor the deployment says.
@@ -1002,7 +1002,10 @@ fn parse_error(body: &str) -> ConvertError {
     }
     let inner = error.into_inner();
     if field.is_empty() {
-        return invalid(format!("request body is not a valid Messages request: {inner}"), "messages");
+        return invalid(
+            format!("request body is not a valid Messages request: {inner}"),
+            "messages",
+        );
     }
     if inner.to_string().contains("missing field `type`") {
         field.push_str(".type");
@@ -1014,8 +1017,8 @@ fn parse_error(body: &str) -> ConvertError {
 /// [`crate::protocol::hub::convert_request`] to see. Error params name the field as OpenAI does
 /// (`messages[0].content`).
 pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
-    let body = std::str::from_utf8(body)
-        .map_err(|e| invalid(format!("request body is not valid UTF-8: {e}"), "messages"))?;
+    let body =
+        std::str::from_utf8(body).map_err(|e| invalid(format!("request body is not valid UTF-8: {e}"), "messages"))?;
     let body: InBody = serde_json::from_str(body).map_err(|_| parse_error(body))?;
     let max_tokens = match body.max_tokens {
         None => return Err(missing(&Path::Root.key("max_tokens"))),
@@ -1080,7 +1083,9 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
             continue;
         }
         tools.push(Tool {
-            name: tool.name.ok_or_else(|| missing(&root.key("tools").index(i).key("name")))?,
+            name: tool
+                .name
+                .ok_or_else(|| missing(&root.key("tools").index(i).key("name")))?,
             namespace: None,
             description: tool.description,
             kind: ToolKind::Function,
@@ -1097,7 +1102,9 @@ pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
                 "any" => ToolChoice::Required,
                 "none" => ToolChoice::None,
                 "tool" => ToolChoice::Named {
-                    name: choice.name.ok_or_else(|| missing(&root.key("tool_choice").key("name")))?,
+                    name: choice
+                        .name
+                        .ok_or_else(|| missing(&root.key("tool_choice").key("name")))?,
                     namespace: None,
                 },
                 other => {
@@ -1359,8 +1366,8 @@ fn media(block: &InBlock<'_>, at: &Path, out: &mut Vec<Part>) -> Result<(), Conv
         ("document", "content") => {
             let cp = sp.key("content");
             let content = source.content.ok_or_else(|| missing(&cp))?;
-            let content: InContent = serde_json::from_str(content.get())
-                .map_err(|e| invalid(format!("{cp}: {e}"), &cp.to_string()))?;
+            let content: InContent =
+                serde_json::from_str(content.get()).map_err(|e| invalid(format!("{cp}: {e}"), &cp.to_string()))?;
             match content {
                 InContent::Text(text) => out.extend((!text.is_empty()).then_some(Part::Text(text))),
                 InContent::Blocks(items) => {
