@@ -29,7 +29,7 @@ pub fn error_body(kind: &str, message: &str, request_id: Option<&str>) -> Vec<u8
         error: ErrorDetail { kind, message },
         request_id,
     };
-    serde_json::to_vec(&body).expect("error body serialises")
+    crate::protocol::json::to_vec(&body).expect("error body serialises")
 }
 
 /// The Anthropic `error.type` for an HTTP status (Anthropic's documented table).

@@ -16,6 +16,7 @@ mod conformance;
 pub mod convert;
 pub mod fields;
 pub mod hub;
+pub mod json;
 pub mod messages;
 pub mod openai;
 pub mod raw_body;

@@ -27,7 +27,7 @@ pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&
             code,
         },
     };
-    serde_json::to_vec(&body).expect("error body serialises")
+    crate::protocol::json::to_vec(&body).expect("error body serialises")
 }
 
 /// The OpenAI error `type` conventionally used for an HTTP status.

@@ -59,7 +59,7 @@ impl<'a> RawBody<'a> {
                 out.push(b',');
             }
             first = false;
-            write_json_string(out, key);
+            crate::protocol::json::write_str(out, key);
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         };
@@ -81,11 +81,6 @@ impl<'a> RawBody<'a> {
         out.push(b'}');
         out
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {

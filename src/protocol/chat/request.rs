@@ -300,7 +300,7 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
             .filter(|_| options.supports_prompt_cache_key),
     };
     let thinking_enabled = write_reasoning(request, options.reasoning_dialect, &mut body);
-    let body = serde_json::to_vec(&body).expect("a Chat request serialises");
+    let body = crate::protocol::json::to_vec(&body).expect("a Chat request serialises");
     Ok(Encoded { body, thinking_enabled })
 }
 

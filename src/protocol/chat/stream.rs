@@ -113,7 +113,7 @@ impl ChatStreamEncoder {
             }),
             usage: self.include_usage.then(|| usage.map(ChatUsageOut::new)),
         };
-        write_data_event(out, &serde_json::to_vec(&chunk).expect("a chunk serialises"));
+        write_data_event(out, &crate::protocol::json::to_vec(&chunk).expect("a chunk serialises"));
     }
 
     fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {

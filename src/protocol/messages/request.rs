@@ -392,7 +392,7 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
     Ok(Encoded {
         thinking_enabled: body.thinking.as_ref().is_some_and(|t| t.kind != "disabled"),
         json_output_tool,
-        body: serde_json::to_vec(&body).expect("a Messages request serialises"),
+        body: crate::protocol::json::to_vec(&body).expect("a Messages request serialises"),
     })
 }
 

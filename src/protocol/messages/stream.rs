@@ -120,7 +120,7 @@ impl MessagesStreamEncoder {
             index,
             delta,
         };
-        let data = serde_json::to_vec(&event).expect("a delta serialises");
+        let data = crate::protocol::json::to_vec(&event).expect("a delta serialises");
         write_named_event(out, "content_block_delta", &data);
     }
 

@@ -1025,7 +1025,7 @@ pub fn encode(request: &Request, model: &str, options: &crate::protocol::convert
         store: false,
         stream: request.stream.then_some(true),
     };
-    serde_json::to_vec(&body).expect("a Responses request serialises")
+    crate::protocol::json::to_vec(&body).expect("a Responses request serialises")
 }
 
 /// A tool result as `function_call_output.output`: its text, or parts when it carries images or files.

@@ -70,7 +70,7 @@ impl Sequence {
         out.extend_from_slice(b"\ndata: {\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"sequence_number\":");
-        serde_json::to_writer(&mut *out, &self.0).expect("a number serialises");
+        crate::protocol::json::to_writer(&mut *out, &self.0).expect("a number serialises");
         self.0 += 1;
         EventData { out }
     }
@@ -89,7 +89,7 @@ impl EventData<'_> {
         self.out.extend_from_slice(b",\"");
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
-        serde_json::to_writer(&mut *self.out, &value).expect("an event field serialises");
+        crate::protocol::json::to_writer(&mut *self.out, &value).expect("an event field serialises");
         self
     }
 

@@ -1,0 +1,732 @@
+//! Compact JSON writing for the encoders: the bytes `serde_json::to_vec` writes, at a fraction of the cost.
+//!
+//! Every converted request, answer and stream event is written from serde structs, and most of what
+//! `serde_json` spends there goes to escaping: each struct field name and each string goes through a byte
+//! by byte loop. Here field names are copied as they are (they are Rust identifiers or `rename`s, fixed at
+//! compile time, and checked in debug builds), and strings are copied in runs found eight bytes at a time.
+//! Numbers are formatted by `serde_json`'s own formatter, and raw JSON (`RawValue`) is copied verbatim, so
+//! the output is the same, byte for byte, as `serde_json`'s compact form.
+
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+use serde_json::ser::{CompactFormatter, Formatter};
+
+/// The struct name `serde_json::value::RawValue` serializes under: its one field is raw JSON to copy.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// `value` as compact JSON.
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(256);
+    to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+/// Appends `value` as compact JSON.
+pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
+    value.serialize(&mut Writer { out })
+}
+
+/// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    while let Some(at) = find_escape(&bytes[start..]) {
+        let at = start + at;
+        out.extend_from_slice(&bytes[start..at]);
+        write_escape(out, bytes[at]);
+        start = at + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The index of the first byte JSON needs escaped: a control character, `"` or `\`.
+fn find_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A byte below 0x20 borrows in the subtraction; `"` and `\` are zero bytes after the XOR. The
+        // lowest set high bit is exact even where a borrow spills into the bytes above it.
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
+        let backslash =
+            (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
+        let found = (control | quote | backslash) & HIGH;
+        if found != 0 {
+            return Some(offset + found.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| needs_escape(b)).map(|i| offset + i)
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+fn write_escape(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x08 => b'b',
+        0x0c => b'f',
+        _ => {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
+            return;
+        }
+    };
+    out.extend_from_slice(&[b'\\', short]);
+}
+
+/// Appends `"name":` for a struct field or variant name.
+fn write_name(out: &mut Vec<u8>, name: &'static str) {
+    debug_assert!(!name.bytes().any(needs_escape), "field name {name:?} needs escaping");
+    out.reserve(name.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Why a value could not be written: only a type JSON has no form for (a map key that is not a string or a
+/// number), or an error its own `Serialize` raised.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ser::Error for Error {
+    fn custom<T: fmt::Display>(message: T) -> Self {
+        Error(message.to_string())
+    }
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn number(&mut self, write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>) {
+        write(&mut CompactFormatter, self.out).expect("writing to a Vec cannot fail");
+    }
+}
+
+/// An object, array or raw value being written.
+pub struct Compound<'w, 'a> {
+    writer: &'w mut Writer<'a>,
+    first: bool,
+    /// A `RawValue`: its one field is copied as it is.
+    raw: bool,
+    /// What closes it: `}`, `]`, or `]}` / `}}` for a variant.
+    close: &'static [u8],
+}
+
+impl<'w, 'a> Compound<'w, 'a> {
+    fn open(writer: &'w mut Writer<'a>, open: &[u8], close: &'static [u8]) -> Self {
+        writer.out.extend_from_slice(open);
+        Compound {
+            writer,
+            first: true,
+            raw: false,
+            close,
+        }
+    }
+
+    fn comma(&mut self) {
+        if !self.first {
+            self.writer.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn end(self) {
+        self.writer.out.extend_from_slice(self.close);
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.comma();
+        value.serialize(&mut *self.writer)
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Error> {
+        if self.raw {
+            return value.serialize(RawText { out: self.writer.out });
+        }
+        self.comma();
+        write_name(self.writer.out, name);
+        value.serialize(&mut *self.writer)
+    }
+}
+
+impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'w, 'a>;
+    type SerializeTuple = Compound<'w, 'a>;
+    type SerializeTupleStruct = Compound<'w, 'a>;
+    type SerializeTupleVariant = Compound<'w, 'a>;
+    type SerializeMap = Compound<'w, 'a>;
+    type SerializeStruct = Compound<'w, 'a>;
+    type SerializeStructVariant = Compound<'w, 'a>;
+
+    fn serialize_bool(self, value: bool) -> Result<(), Error> {
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+        Ok(())
+    }
+
+    fn serialize_i8(self, value: i8) -> Result<(), Error> {
+        self.serialize_i64(i64::from(value))
+    }
+
+    fn serialize_i16(self, value: i16) -> Result<(), Error> {
+        self.serialize_i64(i64::from(value))
+    }
+
+    fn serialize_i32(self, value: i32) -> Result<(), Error> {
+        self.serialize_i64(i64::from(value))
+    }
+
+    fn serialize_i64(self, value: i64) -> Result<(), Error> {
+        self.number(|f, out| f.write_i64(out, value));
+        Ok(())
+    }
+
+    fn serialize_i128(self, value: i128) -> Result<(), Error> {
+        self.number(|f, out| f.write_i128(out, value));
+        Ok(())
+    }
+
+    fn serialize_u8(self, value: u8) -> Result<(), Error> {
+        self.serialize_u64(u64::from(value))
+    }
+
+    fn serialize_u16(self, value: u16) -> Result<(), Error> {
+        self.serialize_u64(u64::from(value))
+    }
+
+    fn serialize_u32(self, value: u32) -> Result<(), Error> {
+        self.serialize_u64(u64::from(value))
+    }
+
+    fn serialize_u64(self, value: u64) -> Result<(), Error> {
+        self.number(|f, out| f.write_u64(out, value));
+        Ok(())
+    }
+
+    fn serialize_u128(self, value: u128) -> Result<(), Error> {
+        self.number(|f, out| f.write_u128(out, value));
+        Ok(())
+    }
+
+    fn serialize_f32(self, value: f32) -> Result<(), Error> {
+        match value.is_finite() {
+            true => self.number(|f, out| f.write_f32(out, value)),
+            false => self.out.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+
+    fn serialize_f64(self, value: f64) -> Result<(), Error> {
+        match value.is_finite() {
+            true => self.number(|f, out| f.write_f64(out, value)),
+            false => self.out.extend_from_slice(b"null"),
+        }
+        Ok(())
+    }
+
+    fn serialize_char(self, value: char) -> Result<(), Error> {
+        write_str(self.out, value.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+
+    fn serialize_str(self, value: &str) -> Result<(), Error> {
+        write_str(self.out, value);
+        Ok(())
+    }
+
+    fn serialize_bytes(self, value: &[u8]) -> Result<(), Error> {
+        let mut seq = Compound::open(self, b"[", b"]");
+        for byte in value {
+            seq.element(byte)?;
+        }
+        seq.end();
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(self, _name: &'static str, _index: u32, variant: &'static str) -> Result<(), Error> {
+        self.serialize_str(variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.out.push(b'{');
+        write_name(self.out, variant);
+        value.serialize(&mut *self)?;
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'w, 'a>, Error> {
+        Ok(Compound::open(self, b"[", b"]"))
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'w, 'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'w, 'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w, 'a>, Error> {
+        self.out.push(b'{');
+        write_name(self.out, variant);
+        Ok(Compound::open(self, b"[", b"]}"))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'w, 'a>, Error> {
+        Ok(Compound::open(self, b"{", b"}"))
+    }
+
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Compound<'w, 'a>, Error> {
+        if name == RAW_VALUE_TOKEN {
+            let mut raw = Compound::open(self, b"", b"");
+            raw.raw = true;
+            return Ok(raw);
+        }
+        Ok(Compound::open(self, b"{", b"}"))
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'w, 'a>, Error> {
+        self.out.push(b'{');
+        write_name(self.out, variant);
+        Ok(Compound::open(self, b"{", b"}}"))
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    /// JSON keys are strings: a string key is written as one, an integer or boolean key in quotes (as
+    /// `serde_json` does), anything else is an error.
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.comma();
+        let start = self.writer.out.len();
+        key.serialize(&mut *self.writer)?;
+        let written = &self.writer.out[start..];
+        match written.first() {
+            Some(b'"') => {}
+            Some(b'-' | b'0'..=b'9' | b't' | b'f') if !written.contains(&b'.') => {
+                self.writer.out.insert(start, b'"');
+                self.writer.out.push(b'"');
+            }
+            _ => return Err(Error("a JSON object key must be a string".into())),
+        }
+        self.writer.out.push(b':');
+        Ok(())
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        value.serialize(&mut *self.writer)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Error> {
+        self.field(name, value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_, '_> {
+    type Ok = ();
+    type Error = Error;
+
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) -> Result<(), Error> {
+        self.field(name, value)
+    }
+
+    fn end(self) -> Result<(), Error> {
+        Compound::end(self);
+        Ok(())
+    }
+}
+
+/// Takes the text of a `RawValue` and copies it verbatim; it serializes nothing else.
+struct RawText<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl ser::Serializer for RawText<'_> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<(), Error>;
+    type SerializeTuple = ser::Impossible<(), Error>;
+    type SerializeTupleStruct = ser::Impossible<(), Error>;
+    type SerializeTupleVariant = ser::Impossible<(), Error>;
+    type SerializeMap = ser::Impossible<(), Error>;
+    type SerializeStruct = ser::Impossible<(), Error>;
+    type SerializeStructVariant = ser::Impossible<(), Error>;
+
+    fn serialize_str(self, value: &str) -> Result<(), Error> {
+        self.out.extend_from_slice(value.as_bytes());
+        Ok(())
+    }
+
+    fn serialize_bool(self, _: bool) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_i64(self, _: i64) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_u64(self, _: u64) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_f64(self, _: f64) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_i8(self, _: i8) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_i16(self, _: i16) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_i32(self, _: i32) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_u8(self, _: u8) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_u16(self, _: u16) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_u32(self, _: u32) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_f32(self, _: f32) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_char(self, _: char) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_none(self) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_unit(self) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, _: &T) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
+        Err(not_raw())
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(not_raw())
+    }
+}
+
+fn not_raw() -> Error {
+    Error("a RawValue holds its JSON as a string".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+    use serde_json::json;
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    fn same_as_serde_json<T: Serialize + ?Sized>(value: &T) {
+        let expected = serde_json::to_vec(value).unwrap();
+        let ours = to_vec(value).unwrap();
+        assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&expected));
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_escapes_them_at_every_position() {
+        for byte in 0u8..0x80 {
+            let c = char::from(byte);
+            for len in 0..20 {
+                let mut text = "a".repeat(len);
+                text.push(c);
+                text.push_str("é€😀 tail");
+                same_as_serde_json(&text);
+                same_as_serde_json(&format!("{c}{c}{text}"));
+            }
+        }
+        same_as_serde_json("");
+        same_as_serde_json("\u{7f}\u{80}\u{2028}");
+    }
+
+    #[test]
+    fn trees_numbers_and_keys_match() {
+        same_as_serde_json(&json!({
+            "s": "x\"y\\z\n", "n": [0, -1, 1.5, 0.1, 1e300, -2.5e-8, 1.0, u64::MAX, i64::MIN],
+            "nested": {"empty": {}, "list": [], "null": null, "t": true, "f": false},
+        }));
+        same_as_serde_json(&f64::NAN);
+        same_as_serde_json(&BTreeMap::from([(1, "a"), (-2, "b")]));
+        same_as_serde_json(&BTreeMap::from([(true, 1)]));
+        same_as_serde_json(&'"');
+        same_as_serde_json(&(1, "two", [3u8]));
+        assert!(to_vec(&BTreeMap::from([(vec![1], 1)])).is_err());
+    }
+
+    #[test]
+    fn derived_shapes_and_raw_values_match() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Kind {
+            Plain,
+            Wrapped(u8),
+            Pair(u8, u8),
+            Named { inner: &'static str },
+        }
+
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Tagged<'a> {
+            Text { text: &'a str },
+            Raw { value: &'a RawValue },
+        }
+
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Either<'a> {
+            Text(&'a str),
+            Many(Vec<Tagged<'a>>),
+        }
+
+        #[derive(Serialize)]
+        struct Body<'a> {
+            kinds: Vec<Kind>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            absent: Option<u8>,
+            present: Option<u8>,
+            raw: &'a RawValue,
+            boxed: Box<RawValue>,
+            either: Vec<Either<'a>>,
+            #[serde(flatten)]
+            extra: BTreeMap<&'a str, serde_json::Value>,
+            unit: (),
+        }
+
+        let raw = RawValue::from_string(r#"{ "keep" : [1, 2.50] }"#.into()).unwrap();
+        let body = Body {
+            kinds: vec![Kind::Plain, Kind::Wrapped(1), Kind::Pair(2, 3), Kind::Named { inner: "i" }],
+            absent: None,
+            present: None,
+            raw: &raw,
+            boxed: raw.clone(),
+            either: vec![
+                Either::Text("t"),
+                Either::Many(vec![Tagged::Text { text: "a\tb" }, Tagged::Raw { value: &raw }]),
+            ],
+            extra: BTreeMap::from([("x", json!(1)), ("y", json!("z"))]),
+            unit: (),
+        };
+        same_as_serde_json(&body);
+        assert!(String::from_utf8(to_vec(&body).unwrap()).unwrap().contains(r#""raw":{ "keep" : [1, 2.50] }"#));
+    }
+}
