@@ -44,12 +44,41 @@ struct ChatMessage {
     tool_calls: Vec<ChatToolCall>,
 }
 
-/// A string by the spec; some hosts send a list of text parts.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A string by the spec; some hosts send a list of text parts. Read in one pass: `#[serde(untagged)]` would
+/// buffer every content into a tree first.
 enum ChatContent {
     Text(String),
     Parts(Vec<TextPart>),
+}
+
+impl<'de> Deserialize<'de> for ChatContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = ChatContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of text parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ChatContent, E> {
+                Ok(ChatContent::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<ChatContent, E> {
+                Ok(ChatContent::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChatContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(ChatContent::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(ContentVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -166,7 +195,7 @@ fn arguments_text(arguments: Option<serde_json::Value>) -> String {
 
 /// Decodes a whole `chat.completion`. An answer without choices is unusable.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    let completion: Completion = serde_json::from_slice(body)
+    let completion: Completion = crate::protocol::json::parse(body)
         .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a chat completion: {e}")))?;
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(ConvertError::bad_upstream("the upstream's answer has no choices"));

@@ -82,7 +82,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
         #[serde(default)]
         usage: AnthropicUsage,
     }
-    let message: Message = serde_json::from_slice(body)
+    let message: Message = crate::protocol::json::parse(body)
         .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?;
     if message.kind == Some("error") {
         return Err(ConvertError::bad_upstream(

@@ -540,7 +540,7 @@ pub(super) fn stop_of(status: Option<&str>, incomplete: Option<&str>, has_calls:
 /// Decodes a whole Response object. A failed response is an unusable answer.
 pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::ConvertError> {
     let response: UpstreamResponse =
-        serde_json::from_slice(body).map_err(|e| crate::protocol::convert::ConvertError {
+        crate::protocol::json::parse(body).map_err(|e| crate::protocol::convert::ConvertError {
             message: format!("the upstream's answer is not a Response: {e}"),
             param: None,
             code: None,
