@@ -15,9 +15,15 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
 /// Appends `text` as a JSON string, escaped byte for byte as serde_json escapes it (so answers written by
 /// hand and by serde read the same), but scanning eight bytes at a time for what needs escaping.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(text.len() + 2);
     out.push(b'"');
+    push_escaped(out, text);
+    out.push(b'"');
+}
+
+/// Appends what goes between a JSON string's quotes for `text`.
+pub(crate) fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
     let mut start = 0;
     while let Some(i) = find_escape(bytes, start) {
         out.extend_from_slice(&bytes[start..i]);
@@ -25,7 +31,6 @@ pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Appends `value` as a JSON string, or `null`.
