@@ -1,92 +1,132 @@
-//! Compact JSON writing for the encoders: the bytes `serde_json::to_vec` writes, at a fraction of the cost.
+//! JSON fast paths for the codecs: parsing from a `str` checked once, and writing compact JSON (the bytes
+//! `serde_json::to_vec` writes) at a fraction of the cost.
 //!
-//! Every converted request, answer and stream event is written from serde structs, and most of what
-//! `serde_json` spends there goes to escaping: each struct field name and each string goes through a byte
-//! by byte loop. Here field names are copied as they are (they are Rust identifiers or `rename`s, fixed at
-//! compile time, and checked in debug builds), and strings are copied in runs found eight bytes at a time.
-//! Numbers are formatted by `serde_json`'s own formatter, and raw JSON (`RawValue`) is copied verbatim, so
-//! the output is the same, byte for byte, as `serde_json`'s compact form.
+//! Every converted request, answer and stream event is parsed and written here or through here. Most of
+//! what `serde_json` spends on writing goes to escaping: each struct field name and each string goes
+//! through a byte by byte loop. Here field names are copied as they are (they are Rust identifiers or
+//! `rename`s, fixed at compile time, and checked in debug builds), and strings are copied in runs found
+//! eight bytes at a time. Numbers are formatted by `serde_json`'s own formatter, and raw JSON (`RawValue`)
+//! is copied verbatim, so the output is `serde_json`'s compact form byte for byte. Whole answers are also
+//! written by hand with [`push_str`] and [`push_u64`].
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::ser::{self, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
 
-/// The struct name `serde_json::value::RawValue` serializes under: its one field is raw JSON to copy.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
-/// `value` as compact JSON.
-pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(256);
-    to_writer(&mut out, value)?;
-    Ok(out)
+/// Parses `bytes` from a `str` checked once: parsing from a slice checks the UTF-8 of every string and raw
+/// value again. Invalid UTF-8 is parsed as a slice, for serde_json's own error.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
 }
 
-/// Appends `value` as compact JSON.
-pub fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
-    value.serialize(&mut Writer { out })
-}
-
-/// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it.
-pub fn write_str(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
+/// Appends `text` as a JSON string, escaped byte for byte as serde_json escapes it (so answers written by
+/// hand and by serde read the same), but scanning eight bytes at a time for what needs escaping.
+pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
+    push_escaped(out, text);
+    out.push(b'"');
+}
+
+/// Appends what goes between a JSON string's quotes for `text`.
+pub(crate) fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
     let mut start = 0;
-    while let Some(at) = find_escape(&bytes[start..]) {
-        let at = start + at;
-        out.extend_from_slice(&bytes[start..at]);
-        write_escape(out, bytes[at]);
-        start = at + 1;
+    while let Some(i) = find_escape(bytes, start) {
+        out.extend_from_slice(&bytes[start..i]);
+        push_escape(out, bytes[i]);
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
-/// The index of the first byte JSON needs escaped: a control character, `"` or `\`.
-fn find_escape(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    const HIGH: u64 = ONES << 7;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // A byte below 0x20 borrows in the subtraction; `"` and `\` are zero bytes after the XOR. The
-        // lowest set high bit is exact even where a borrow spills into the bytes above it.
-        let control = word.wrapping_sub(ONES * 0x20) & !word;
-        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
-        let backslash =
-            (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
-        let found = (control | quote | backslash) & HIGH;
-        if found != 0 {
-            return Some(offset + found.trailing_zeros() as usize / 8);
-        }
-        offset += 8;
+/// Appends `value` as a JSON string, or `null`.
+pub(crate) fn push_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(text) => push_str(out, text),
+        None => out.extend_from_slice(b"null"),
     }
-    let tail = chunks.remainder();
-    tail.iter().position(|&b| needs_escape(b)).map(|i| offset + i)
+}
+
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
-fn write_escape(out: &mut Vec<u8>, byte: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let short = match byte {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'\n' => b'n',
-        b'\r' => b'r',
-        b'\t' => b't',
-        0x08 => b'b',
-        0x0c => b'f',
-        _ => {
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]]);
-            return;
+/// The first byte at or after `from` that JSON must escape. Per eight-byte word, a byte below 0x20, a quote
+/// or a backslash sets its high bit in `found`; the lowest set bit is exact (the tricks may flag bytes only
+/// above a true hit).
+fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    let mut i = from;
+    while let Some(word) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        let found = (control | quote | backslash) & (ONES << 7);
+        if found != 0 {
+            return Some(i + found.trailing_zeros() as usize / 8);
         }
-    };
-    out.extend_from_slice(&[b'\\', short]);
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| needs_escape(b)).map(|at| i + at)
+}
+
+fn push_escape(out: &mut Vec<u8>, byte: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match byte {
+        b'"' => out.extend_from_slice(br#"\""#),
+        b'\\' => out.extend_from_slice(br"\\"),
+        b'\n' => out.extend_from_slice(br"\n"),
+        b'\r' => out.extend_from_slice(br"\r"),
+        b'\t' => out.extend_from_slice(br"\t"),
+        0x08 => out.extend_from_slice(br"\b"),
+        0x0c => out.extend_from_slice(br"\f"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(byte >> 4)],
+            HEX[usize::from(byte & 0xf)],
+        ]),
+    }
+}
+
+/// The struct name `serde_json::value::RawValue` serializes under: its one field is raw JSON to copy.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// `value` as compact JSON.
+pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(256);
+    to_writer(&mut out, value)?;
+    Ok(out)
+}
+
+/// Appends `value` as compact JSON.
+pub(crate) fn to_writer<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), Error> {
+    value.serialize(&mut Writer { out })
 }
 
 /// Appends `"name":` for a struct field or variant name.
@@ -251,12 +291,12 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     }
 
     fn serialize_char(self, value: char) -> Result<(), Error> {
-        write_str(self.out, value.encode_utf8(&mut [0; 4]));
+        push_str(self.out, value.encode_utf8(&mut [0; 4]));
         Ok(())
     }
 
     fn serialize_str(self, value: &str) -> Result<(), Error> {
-        write_str(self.out, value);
+        push_str(self.out, value);
         Ok(())
     }
 
@@ -637,6 +677,41 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut every_byte: String = (0u8..0x80).map(char::from).collect();
+        every_byte.push_str("é→🦀\u{7f}\u{2028}");
+        let long = "a".repeat(17) + "\"" + &"b".repeat(9) + "\\";
+        for text in [
+            "",
+            "plain",
+            "\"",
+            "\\",
+            "a\nb",
+            "0123456\"",
+            "01234567\"",
+            long.as_str(),
+            &every_byte,
+        ] {
+            // Every offset, so that each byte is met both in a word and in the tail.
+            for start in 0..text.len() {
+                let Some(text) = text.get(start..) else { continue };
+                let mut out = Vec::new();
+                push_str(&mut out, text);
+                assert_eq!(out, serde_json::to_vec(text).unwrap(), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 42, 1_700_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
     fn same_as_serde_json<T: Serialize + ?Sized>(value: &T) {
         let expected = serde_json::to_vec(value).unwrap();
         let ours = to_vec(value).unwrap();
@@ -714,7 +789,12 @@ mod tests {
 
         let raw = RawValue::from_string(r#"{ "keep" : [1, 2.50] }"#.into()).unwrap();
         let body = Body {
-            kinds: vec![Kind::Plain, Kind::Wrapped(1), Kind::Pair(2, 3), Kind::Named { inner: "i" }],
+            kinds: vec![
+                Kind::Plain,
+                Kind::Wrapped(1),
+                Kind::Pair(2, 3),
+                Kind::Named { inner: "i" },
+            ],
             absent: None,
             present: None,
             raw: &raw,
@@ -727,6 +807,10 @@ mod tests {
             unit: (),
         };
         same_as_serde_json(&body);
-        assert!(String::from_utf8(to_vec(&body).unwrap()).unwrap().contains(r#""raw":{ "keep" : [1, 2.50] }"#));
+        assert!(
+            String::from_utf8(to_vec(&body).unwrap())
+                .unwrap()
+                .contains(r#""raw":{ "keep" : [1, 2.50] }"#)
+        );
     }
 }

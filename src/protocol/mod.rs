@@ -6,6 +6,7 @@
 //! - [`convert`]: what the codecs share (deployment options, request facts, ids, signatures, the error
 //!   tables, the stream-converter contract) and the Chat ⇄ Messages conversion tests.
 //! - [`fields`]: reading client JSON field by field, with errors that name the field.
+//! - `json`: the JSON fast paths the codecs parse and write with.
 //! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`] and [`anthropic`] (wire shapes
 //!   shared by the server and the converters).
 
@@ -16,7 +17,7 @@ mod conformance;
 pub mod convert;
 pub mod fields;
 pub mod hub;
-pub mod json;
+mod json;
 pub mod messages;
 pub mod openai;
 pub mod raw_body;

@@ -20,10 +20,7 @@ pub struct RawBody<'a> {
 impl<'a> RawBody<'a> {
     /// Parses `bytes`, which must hold one JSON object.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => serde_json::from_str(text),
-            Err(_) => serde_json::from_slice(bytes),
-        }
+        crate::protocol::json::parse(bytes)
     }
 
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
@@ -59,7 +56,7 @@ impl<'a> RawBody<'a> {
                 out.push(b',');
             }
             first = false;
-            crate::protocol::json::write_str(out, key);
+            crate::protocol::json::push_str(out, key);
             out.push(b':');
             out.extend_from_slice(value.get().as_bytes());
         };

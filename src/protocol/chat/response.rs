@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, ToolCall, ToolKind, Usage};
+use crate::protocol::json::{push_opt_str, push_str, push_u64};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -44,12 +45,41 @@ struct ChatMessage {
     tool_calls: Vec<ChatToolCall>,
 }
 
-/// A string by the spec; some hosts send a list of text parts.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A string by the spec; some hosts send a list of text parts. Read in one pass: `#[serde(untagged)]` would
+/// buffer every content into a tree first.
 enum ChatContent {
     Text(String),
     Parts(Vec<TextPart>),
+}
+
+impl<'de> Deserialize<'de> for ChatContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = ChatContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of text parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ChatContent, E> {
+                Ok(ChatContent::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<ChatContent, E> {
+                Ok(ChatContent::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChatContent, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(ChatContent::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(ContentVisitor)
+    }
 }
 
 #[derive(Deserialize)]
@@ -166,7 +196,7 @@ fn arguments_text(arguments: Option<serde_json::Value>) -> String {
 
 /// Decodes a whole `chat.completion`. An answer without choices is unusable.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    let completion: Completion = serde_json::from_slice(body)
+    let completion: Completion = crate::protocol::json::parse(body)
         .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a chat completion: {e}")))?;
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(ConvertError::bad_upstream("the upstream's answer has no choices"));
@@ -442,7 +472,8 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
-/// Usage as Chat reports it: cache writes and reasoning tokens only when there are some.
+/// Usage as Chat reports it: cache writes and reasoning tokens only when there are some. Serialized for
+/// stream chunks; [`ChatUsageOut::write`] writes the same for whole answers.
 #[derive(Serialize)]
 pub(crate) struct ChatUsageOut {
     prompt_tokens: u64,
@@ -480,15 +511,43 @@ impl ChatUsageOut {
             }),
         }
     }
+
+    /// The JSON the `Serialize` derive writes, written by hand for whole answers (a test holds them together).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"prompt_tokens":"#);
+        push_u64(out, self.prompt_tokens);
+        out.extend_from_slice(br#","completion_tokens":"#);
+        push_u64(out, self.completion_tokens);
+        out.extend_from_slice(br#","total_tokens":"#);
+        push_u64(out, self.total_tokens);
+        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
+        push_u64(out, self.prompt_tokens_details.cached_tokens);
+        if let Some(written) = self.prompt_tokens_details.cache_write_tokens {
+            out.extend_from_slice(br#","cache_write_tokens":"#);
+            push_u64(out, written);
+        }
+        out.push(b'}');
+        if let Some(details) = &self.completion_tokens_details {
+            out.extend_from_slice(br#","completion_tokens_details":{"reasoning_tokens":"#);
+            push_u64(out, details.reasoning_tokens);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
 }
 
 /// The answer's id: `chatcmpl-` + the upstream's id, else the one minted for it.
 pub(crate) fn completion_id(upstream: Option<&str>, id_hex: &str) -> String {
-    match upstream.filter(|id| !id.is_empty()) {
-        Some(id) => format!("chatcmpl-{id}"),
-        None if id_hex.starts_with("chatcmpl-") => id_hex.to_owned(),
-        None => format!("chatcmpl-{id_hex}"),
-    }
+    const PREFIX: &str = "chatcmpl-";
+    let id = match upstream.filter(|id| !id.is_empty()) {
+        Some(id) => id,
+        None if id_hex.starts_with(PREFIX) => return id_hex.to_owned(),
+        None => id_hex,
+    };
+    let mut out = String::with_capacity(PREFIX.len() + id.len());
+    out.push_str(PREFIX);
+    out.push_str(id);
+    out
 }
 
 /// Joins the pieces of one message field. [`Joiner::text`]: nothing between adjacent text pieces, a blank
@@ -546,52 +605,6 @@ impl Joiner {
     }
 }
 
-#[derive(Serialize)]
-struct CompletionOut<'a> {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [ChoiceOut<'a>; 1],
-    usage: ChatUsageOut,
-}
-
-#[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    message: MessageOut<'a>,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct MessageOut<'a> {
-    role: &'static str,
-    content: Option<String>,
-    refusal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<String>,
-    /// The signature of Anthropic thinking, so the client can replay it to an Anthropic upstream.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_signature: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tool_calls: Vec<ToolCallOut<'a>>,
-}
-
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: FunctionOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    name: &'a str,
-    arguments: &'a str,
-}
-
 /// The signature inside an Anthropic thinking block.
 pub(crate) fn anthropic_signature(opaque: Option<&crate::protocol::hub::Opaque>) -> Option<String> {
     #[derive(Deserialize)]
@@ -603,7 +616,7 @@ pub(crate) fn anthropic_signature(opaque: Option<&crate::protocol::hub::Opaque>)
     serde_json::from_str::<Signed>(block.get()).ok()?.signature
 }
 
-/// Encodes a whole answer as a `chat.completion`.
+/// Encodes a whole answer as a `chat.completion`, written straight into the body.
 pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
     let (mut text, mut refusal, mut reasoning) = (String::new(), String::new(), String::new());
     let (mut texts, mut reasonings) = (Joiner::text(), Joiner::reasoning());
@@ -620,43 +633,67 @@ pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
             }
             Part::ToolCall(call) => {
                 texts.mark_other_block();
-                calls.push(ToolCallOut {
-                    id: &call.id,
-                    kind: "function",
-                    function: FunctionOut {
-                        name: &call.name,
-                        arguments: match call.arguments.is_empty() {
-                            true => "{}",
-                            false => &call.arguments,
-                        },
-                    },
-                });
+                calls.push(call);
             }
             _ => texts.mark_other_block(),
         }
     }
-    let body = CompletionOut {
-        id: completion_id(response.id.as_deref(), answer.id_hex),
-        object: "chat.completion",
-        created: answer.created,
-        model: answer.model,
-        choices: [ChoiceOut {
-            index: 0,
-            message: MessageOut {
-                role: "assistant",
-                content: (!text.is_empty() || calls.is_empty()).then_some(text),
-                refusal: (!refusal.is_empty()).then_some(refusal),
-                reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
-                reasoning_signature: signature,
-                tool_calls: calls,
+    let arguments_len: usize = calls.iter().map(|c| c.arguments.len() + TOOL_CALL_BYTES).sum();
+    let mut out = Vec::with_capacity(COMPLETION_BYTES + text.len() + refusal.len() + reasoning.len() + arguments_len);
+    out.extend_from_slice(br#"{"id":"#);
+    push_str(&mut out, &completion_id(response.id.as_deref(), answer.id_hex));
+    out.extend_from_slice(br#","object":"chat.completion","created":"#);
+    push_u64(&mut out, answer.created);
+    out.extend_from_slice(br#","model":"#);
+    push_str(&mut out, answer.model);
+    out.extend_from_slice(br#","choices":[{"index":0,"message":{"role":"assistant","content":"#);
+    push_opt_str(
+        &mut out,
+        Some(text.as_str()).filter(|t| !t.is_empty() || calls.is_empty()),
+    );
+    out.extend_from_slice(br#","refusal":"#);
+    push_opt_str(&mut out, Some(refusal.as_str()).filter(|t| !t.is_empty()));
+    if !reasoning.is_empty() {
+        out.extend_from_slice(br#","reasoning_content":"#);
+        push_str(&mut out, &reasoning);
+    }
+    // The signature of Anthropic thinking, so the client can replay it to an Anthropic upstream.
+    if let Some(signature) = &signature {
+        out.extend_from_slice(br#","reasoning_signature":"#);
+        push_str(&mut out, signature);
+    }
+    for (i, call) in calls.iter().enumerate() {
+        out.extend_from_slice(match i {
+            0 => br#","tool_calls":[{"id":"#,
+            _ => br#",{"id":"#,
+        });
+        push_str(&mut out, &call.id);
+        out.extend_from_slice(br#","type":"function","function":{"name":"#);
+        push_str(&mut out, &call.name);
+        out.extend_from_slice(br#","arguments":"#);
+        push_str(
+            &mut out,
+            match call.arguments.is_empty() {
+                true => "{}",
+                false => &call.arguments,
             },
-            logprobs: None,
-            finish_reason: finish_reason(response.stop),
-        }],
-        usage: ChatUsageOut::new(&response.usage),
-    };
-    serde_json::to_vec(&body).expect("a chat completion serialises")
+        );
+        out.extend_from_slice(b"}}");
+    }
+    if !calls.is_empty() {
+        out.push(b']');
+    }
+    out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
+    out.extend_from_slice(finish_reason(response.stop).as_bytes());
+    out.extend_from_slice(br#""}],"usage":"#);
+    ChatUsageOut::new(&response.usage).write(&mut out);
+    out.push(b'}');
+    out
 }
+
+/// About the size of a completion without its message's text, and what a tool call adds to its arguments.
+const COMPLETION_BYTES: usize = 384;
+const TOOL_CALL_BYTES: usize = 96;
 
 #[cfg(test)]
 mod tests {
@@ -684,6 +721,73 @@ mod tests {
             matches!(&response.output[2], Part::ToolCall(c) if c.id == "call_a" && c.arguments == r#"{"cmd":"ls"}"#)
         );
         assert!(decode(br#"{"choices":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_whole_answer_is_written_in_the_wire_key_order_and_escaped_as_serde_json_escapes() {
+        let block = serde_json::value::to_raw_value(&serde_json::json!({"type": "thinking", "signature": "s\"1"}));
+        let call = |id: &str, name: &str, arguments: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: arguments.into(),
+            })
+        };
+        let response = Response {
+            id: Some("up-1é".into()),
+            output: vec![
+                Part::Reasoning(Reasoning {
+                    text: "Think\n\"hard\"".into(),
+                    opaque: Some(crate::protocol::hub::Opaque::Anthropic { block: block.unwrap() }),
+                }),
+                Part::Text("Hi\t\u{1}\\ é🦀".into()),
+                call("call_a", "exec", r#"{"cmd": "ls"}"#),
+                call("", "f", ""),
+                Part::Refusal("no".into()),
+            ],
+            stop: StopReason::ToolUse,
+            stop_sequence: None,
+            usage: Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 5,
+                output: 40,
+                reasoning: 12,
+            },
+        };
+        let answer = ChatAnswer {
+            id_hex: "0123",
+            created: 7,
+            model: "m\"x",
+            include_usage: false,
+        };
+        assert_eq!(
+            String::from_utf8(encode(&response, &answer)).unwrap(),
+            r#"{"id":"chatcmpl-up-1é","object":"chat.completion","created":7,"model":"m\"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hi\t\u0001\\ é🦀","refusal":"no","reasoning_content":"Think\n\"hard\"","reasoning_signature":"s\"1","tool_calls":[{"id":"call_a","type":"function","function":{"name":"exec","arguments":"{\"cmd\": \"ls\"}"}},{"id":"","type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":900,"completion_tokens":40,"total_tokens":940,"prompt_tokens_details":{"cached_tokens":800,"cache_write_tokens":5},"completion_tokens_details":{"reasoning_tokens":12}}}"#
+        );
+        let empty = Response::default();
+        assert_eq!(
+            String::from_utf8(encode(&empty, &answer)).unwrap(),
+            r#"{"id":"chatcmpl-0123","object":"chat.completion","created":7,"model":"m\"x","choices":[{"index":0,"message":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"prompt_tokens_details":{"cached_tokens":0}}}"#
+        );
+    }
+
+    #[test]
+    fn usage_written_by_hand_is_the_serialized_usage() {
+        for (cache_write, reasoning) in [(0, 0), (5, 0), (0, 12), (5, 12)] {
+            let usage = ChatUsageOut::new(&Usage {
+                input: 900,
+                cached: 800,
+                cache_write,
+                output: 40,
+                reasoning,
+            });
+            let mut out = Vec::new();
+            usage.write(&mut out);
+            assert_eq!(out, serde_json::to_vec(&usage).unwrap());
+        }
     }
 
     fn decoded(chunks: &[&str]) -> Vec<Event> {

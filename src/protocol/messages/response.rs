@@ -10,6 +10,7 @@ use crate::protocol::convert::error::openai_error_for_anthropic;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
 };
+use crate::protocol::json::{push_opt_str, push_str, push_u64};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -82,7 +83,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
         #[serde(default)]
         usage: AnthropicUsage,
     }
-    let message: Message = serde_json::from_slice(body)
+    let message: Message = crate::protocol::json::parse(body)
         .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?;
     if message.kind == Some("error") {
         return Err(ConvertError::bad_upstream(
@@ -380,6 +381,7 @@ pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
 }
 
 /// Usage as Anthropic reports it: cached tokens apart from `input_tokens`, thinking tokens when known.
+/// Serialized for stream events; [`UsageOut::write`] writes the same for whole answers.
 #[derive(serde::Serialize)]
 pub(crate) struct UsageOut {
     input_tokens: u64,
@@ -407,20 +409,40 @@ impl UsageOut {
             }),
         }
     }
+
+    /// The JSON the `Serialize` derive writes, written by hand (a test holds them together).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"input_tokens":"#);
+        push_u64(out, self.input_tokens);
+        out.extend_from_slice(br#","cache_creation_input_tokens":"#);
+        push_u64(out, self.cache_creation_input_tokens);
+        out.extend_from_slice(br#","cache_read_input_tokens":"#);
+        push_u64(out, self.cache_read_input_tokens);
+        out.extend_from_slice(br#","output_tokens":"#);
+        push_u64(out, self.output_tokens);
+        if let Some(details) = &self.output_tokens_details {
+            out.extend_from_slice(br#","output_tokens_details":{"thinking_tokens":"#);
+            push_u64(out, details.thinking_tokens);
+            out.push(b'}');
+        }
+        out.push(b'}');
+    }
 }
 
 /// The answer's id: `msg_` + the upstream id's letters and digits, else the one minted for it.
 pub(crate) fn message_id(upstream: Option<&str>, id_hex: &str) -> String {
-    let cleaned: String = upstream
-        .unwrap_or("")
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    match (cleaned.is_empty(), id_hex.starts_with("msg_")) {
-        (false, _) => format!("msg_{cleaned}"),
-        (true, true) => id_hex.to_owned(),
-        (true, false) => format!("msg_{id_hex}"),
+    let upstream = upstream.unwrap_or("");
+    let mut id = String::with_capacity(4 + upstream.len().max(id_hex.len()));
+    id.push_str("msg_");
+    // ASCII letters and digits are whole characters: no byte of a longer UTF-8 sequence is one.
+    id.extend(upstream.bytes().filter(u8::is_ascii_alphanumeric).map(char::from));
+    if id.len() == 4 {
+        match id_hex.strip_prefix("msg_") {
+            Some(hex) => id.push_str(hex),
+            None => id.push_str(id_hex),
+        }
     }
+    id
 }
 
 /// `end_turn`, unless the upstream says which stop sequence ended the answer.
@@ -431,70 +453,81 @@ pub(crate) fn stop_reason_of(stop: StopReason, stop_sequence: Option<&str>) -> &
     }
 }
 
-#[derive(serde::Serialize)]
-struct MessageOut<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    role: &'static str,
-    model: &'a str,
-    content: Vec<BlockOut<'a>>,
-    stop_reason: &'static str,
-    stop_sequence: Option<&'a str>,
-    usage: UsageOut,
-}
-
-#[derive(serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockOut<'a> {
-    Thinking {
-        thinking: &'a str,
-        signature: String,
-    },
-    Text {
-        text: &'a str,
-    },
-    ToolUse {
-        id: String,
-        name: &'a str,
-        input: super::request::Input<'a>,
-    },
-}
-
-/// Encodes a whole answer as a `message`. Reasoning gets the router's own signature: an Anthropic client
-/// replays thinking only with one, and only the router can check it.
+/// Encodes a whole answer as a `message`, written straight into the body. Reasoning gets the router's own
+/// signature: an Anthropic client replays thinking only with one, and only the router can check it.
 pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
     use super::tool_ids::AnswerToolIds;
     use crate::protocol::convert::signature::mint_thinking_signature;
     let mut ids = AnswerToolIds::new(answer.id_hex);
-    let mut content = Vec::with_capacity(response.output.len());
+    // One allocation of about the answer's size rather than a doubling series.
+    let texts: usize = response.output.iter().map(text_len).sum();
+    let mut out = Vec::with_capacity(MESSAGE_BYTES + texts);
+    out.extend_from_slice(br#"{"id":"#);
+    push_str(&mut out, &message_id(response.id.as_deref(), answer.id_hex));
+    out.extend_from_slice(br#","type":"message","role":"assistant","model":"#);
+    push_str(&mut out, answer.model);
+    out.extend_from_slice(br#","content":["#);
+    let mut first = true;
     for (i, part) in response.output.iter().enumerate() {
+        let block_start = |out: &mut Vec<u8>, first: &mut bool| {
+            if !std::mem::take(first) {
+                out.push(b',');
+            }
+        };
         match part {
-            Part::Reasoning(r) if !r.text.is_empty() => content.push(BlockOut::Thinking {
-                thinking: &r.text,
-                signature: mint_thinking_signature(answer.signing_key, &r.text),
-            }),
-            Part::Text(t) | Part::Refusal(t) if !t.trim().is_empty() => content.push(BlockOut::Text { text: t }),
-            Part::ToolCall(call) => content.push(BlockOut::ToolUse {
-                id: ids.assign(Some(&call.id), i),
-                name: &call.name,
-                input: super::request::input(call),
-            }),
+            Part::Reasoning(r) if !r.text.is_empty() => {
+                block_start(&mut out, &mut first);
+                out.extend_from_slice(br#"{"type":"thinking","thinking":"#);
+                push_str(&mut out, &r.text);
+                out.extend_from_slice(br#","signature":"#);
+                push_str(&mut out, &mint_thinking_signature(answer.signing_key, &r.text));
+                out.push(b'}');
+            }
+            Part::Text(t) | Part::Refusal(t) if !t.trim().is_empty() => {
+                block_start(&mut out, &mut first);
+                out.extend_from_slice(br#"{"type":"text","text":"#);
+                push_str(&mut out, t);
+                out.push(b'}');
+            }
+            Part::ToolCall(call) => {
+                block_start(&mut out, &mut first);
+                out.extend_from_slice(br#"{"type":"tool_use","id":"#);
+                push_str(&mut out, &ids.assign(Some(&call.id), i));
+                out.extend_from_slice(br#","name":"#);
+                push_str(&mut out, &call.name);
+                out.extend_from_slice(br#","input":"#);
+                serde_json::to_writer(&mut out, &super::request::input(call)).expect("a tool input serialises");
+                out.push(b'}');
+            }
             _ => {}
         }
     }
-    let body = MessageOut {
-        id: message_id(response.id.as_deref(), answer.id_hex),
-        kind: "message",
-        role: "assistant",
-        model: answer.model,
-        content,
-        stop_reason: stop_reason_of(response.stop, response.stop_sequence.as_deref()),
-        stop_sequence: response.stop_sequence.as_deref(),
-        usage: UsageOut::new(&response.usage),
-    };
-    serde_json::to_vec(&body).expect("a message serialises")
+    out.extend_from_slice(br#"],"stop_reason":""#);
+    out.extend_from_slice(stop_reason_of(response.stop, response.stop_sequence.as_deref()).as_bytes());
+    out.extend_from_slice(br#"","stop_sequence":"#);
+    push_opt_str(&mut out, response.stop_sequence.as_deref());
+    out.extend_from_slice(br#","usage":"#);
+    UsageOut::new(&response.usage).write(&mut out);
+    out.push(b'}');
+    out
 }
+
+/// About the size of a message without its blocks' text.
+const MESSAGE_BYTES: usize = 384;
+
+/// The length of the text a part puts into an answer, before escaping.
+fn text_len(part: &Part) -> usize {
+    match part {
+        Part::Text(text) | Part::Refusal(text) => text.len(),
+        Part::Reasoning(reasoning) => reasoning.text.len() + SIGNATURE_BYTES,
+        Part::ToolCall(call) => call.arguments.len() + TOOL_USE_BYTES,
+        _ => 0,
+    }
+}
+
+/// About what a thinking block's signature and a tool_use block's keys and id add.
+const SIGNATURE_BYTES: usize = 128;
+const TOOL_USE_BYTES: usize = 96;
 
 #[cfg(test)]
 mod tests {
@@ -518,6 +551,79 @@ mod tests {
             }
         );
         assert!(matches!(&response.output[2], Part::ToolCall(c) if c.arguments == r#"{"zeta":1,"alpha":2}"#));
+    }
+
+    #[test]
+    fn a_whole_answer_is_written_in_the_wire_key_order_and_escaped_as_serde_json_escapes() {
+        let call = |id: &str, name: &str, arguments: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: arguments.into(),
+            })
+        };
+        let response = Response {
+            id: Some("up-1é".into()),
+            output: vec![
+                Part::Reasoning(Reasoning {
+                    text: "Think\n\"hard\"".into(),
+                    opaque: None,
+                }),
+                Part::Text("Hi\t\u{1}\\ é🦀".into()),
+                call("call_a", "exec", r#"{"cmd": "ls"}"#),
+                call("", "f", ""),
+                Part::Text(" ".into()),
+                Part::Refusal("no".into()),
+            ],
+            stop: StopReason::End,
+            stop_sequence: Some("END\"".into()),
+            usage: Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 5,
+                output: 40,
+                reasoning: 12,
+            },
+        };
+        let answer = MessagesAnswer {
+            id_hex: "0123",
+            model: "m\"x",
+            signing_key: b"k",
+            input_estimate: 0,
+        };
+        assert_eq!(
+            String::from_utf8(encode(&response, &answer)).unwrap(),
+            r#"{"id":"msg_up1","type":"message","role":"assistant","model":"m\"x","content":[{"type":"thinking","thinking":"Think\n\"hard\"","signature":"llmr1.eML3Z4XNAPOf41GKkvxMYm2rLV--uTtARctsz_71gnk"},{"type":"text","text":"Hi\t\u0001\\ é🦀"},{"type":"tool_use","id":"call_a","name":"exec","input":{"cmd": "ls"}},{"type":"tool_use","id":"toolu_a0c3e819a4c919446a880179","name":"f","input":{}},{"type":"text","text":"no"}],"stop_reason":"stop_sequence","stop_sequence":"END\"","usage":{"input_tokens":95,"cache_creation_input_tokens":5,"cache_read_input_tokens":800,"output_tokens":40,"output_tokens_details":{"thinking_tokens":12}}}"#
+        );
+        assert_eq!(
+            String::from_utf8(encode(&Response::default(), &answer)).unwrap(),
+            r#"{"id":"msg_0123","type":"message","role":"assistant","model":"m\"x","content":[],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}"#
+        );
+    }
+
+    #[test]
+    fn usage_written_by_hand_is_the_serialized_usage() {
+        for reasoning in [0, 12] {
+            let usage = UsageOut::new(&Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 50,
+                output: 40,
+                reasoning,
+            });
+            let mut out = Vec::new();
+            usage.write(&mut out);
+            assert_eq!(out, serde_json::to_vec(&usage).unwrap());
+        }
+    }
+
+    #[test]
+    fn message_ids_keep_the_upstreams_letters_and_digits() {
+        assert_eq!(message_id(Some("msg_01-ab.é9"), "ff"), "msg_msg01ab9");
+        assert_eq!(message_id(Some("--"), "msg_ff"), "msg_ff");
+        assert_eq!(message_id(None, "ff"), "msg_ff");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use super::request::ResponsesFacts;
 use super::tools::unwrap_custom_input;
 use crate::protocol::hub::{Opaque, Part, Response, StopReason, ToolCall, ToolKind, Usage};
+use crate::protocol::json::{push_escaped, push_opt_str, push_str, push_u64};
 
 /// What an encoded answer needs besides the hub response.
 pub struct AnswerContext<'a> {
@@ -171,6 +172,99 @@ pub struct ResponseObject<'a, O> {
     usage: Option<UsageObject>,
 }
 
+impl<O> ResponseObject<'_, O> {
+    /// The JSON the `Serialize` derive writes (the stream's events use it), written by hand for whole
+    /// answers; `write_output` writes `output`. A test holds the two together.
+    fn write(&self, out: &mut Vec<u8>, write_output: impl FnOnce(&O, &mut Vec<u8>)) {
+        let raw = |out: &mut Vec<u8>, value: &RawValue| out.extend_from_slice(value.get().as_bytes());
+        let float = |out: &mut Vec<u8>, value: Option<f64>| {
+            serde_json::to_writer(&mut *out, &value).expect("a number serialises")
+        };
+        out.extend_from_slice(br#"{"id":"resp_llmr"#);
+        push_escaped(out, self.id.0);
+        out.extend_from_slice(br#"","object":"#);
+        push_str(out, self.object);
+        out.extend_from_slice(br#","created_at":"#);
+        push_u64(out, self.created_at);
+        out.extend_from_slice(br#","status":"#);
+        push_str(out, self.status);
+        if let Some(completed_at) = self.completed_at {
+            out.extend_from_slice(br#","completed_at":"#);
+            push_u64(out, completed_at);
+        }
+        out.extend_from_slice(br#","error":"#);
+        match &self.error {
+            Some(error) => {
+                out.extend_from_slice(br#"{"code":"#);
+                push_str(out, error.code);
+                out.extend_from_slice(br#","message":"#);
+                push_str(out, error.message);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","incomplete_details":"#);
+        match &self.incomplete_details {
+            Some(incomplete) => {
+                out.extend_from_slice(br#"{"reason":"#);
+                push_str(out, incomplete.reason);
+                out.push(b'}');
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","instructions":"#);
+        push_opt_str(out, self.instructions);
+        out.extend_from_slice(br#","model":"#);
+        push_str(out, self.model);
+        out.extend_from_slice(br#","output":"#);
+        write_output(&self.output, out);
+        out.extend_from_slice(match self.parallel_tool_calls {
+            true => br#","parallel_tool_calls":true,"temperature":"#,
+            false => br#","parallel_tool_calls":false,"temperature":"#,
+        });
+        float(out, self.temperature);
+        out.extend_from_slice(br#","top_p":"#);
+        float(out, self.top_p);
+        out.extend_from_slice(br#","max_output_tokens":"#);
+        match self.max_output_tokens {
+            Some(max) => push_u64(out, max),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","tool_choice":"#);
+        raw(out, self.tool_choice);
+        out.extend_from_slice(br#","tools":"#);
+        raw(out, self.tools);
+        out.extend_from_slice(br#","reasoning":"#);
+        match self.reasoning {
+            Some(reasoning) => raw(out, reasoning),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","text":"#);
+        raw(out, self.text);
+        out.extend_from_slice(br#","truncation":"#);
+        push_str(out, self.truncation);
+        out.extend_from_slice(br#","metadata":{}"#);
+        out.extend_from_slice(match (self.store, self.background) {
+            (false, false) => br#","store":false,"background":false"#,
+            (false, true) => br#","store":false,"background":true"#,
+            (true, false) => br#","store":true,"background":false"#,
+            (true, true) => br#","store":true,"background":true"#,
+        });
+        out.extend_from_slice(br#","previous_response_id":"#);
+        push_opt_str(out, self.previous_response_id);
+        out.extend_from_slice(br#","prompt_cache_key":"#);
+        push_opt_str(out, self.prompt_cache_key);
+        out.extend_from_slice(br#","user":"#);
+        push_opt_str(out, self.user);
+        out.extend_from_slice(br#","usage":"#);
+        match &self.usage {
+            Some(usage) => usage.write(out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+    }
+}
+
 /// `resp_llmr<hex>`, written straight into the output.
 struct ResponseId<'a>(&'a str);
 
@@ -213,6 +307,25 @@ struct InputTokensDetails {
 #[derive(Serialize)]
 struct OutputTokensDetails {
     reasoning_tokens: u64,
+}
+
+impl UsageObject {
+    /// The JSON the `Serialize` derive writes, written by hand for whole answers.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"input_tokens":"#);
+        push_u64(out, self.input_tokens);
+        out.extend_from_slice(br#","input_tokens_details":{"cached_tokens":"#);
+        push_u64(out, self.input_tokens_details.cached_tokens);
+        out.extend_from_slice(br#","cache_write_tokens":"#);
+        push_u64(out, self.input_tokens_details.cache_write_tokens);
+        out.extend_from_slice(br#"},"output_tokens":"#);
+        push_u64(out, self.output_tokens);
+        out.extend_from_slice(br#","output_tokens_details":{"reasoning_tokens":"#);
+        push_u64(out, self.output_tokens_details.reasoning_tokens);
+        out.extend_from_slice(br#"},"total_tokens":"#);
+        push_u64(out, self.total_tokens);
+        out.push(b'}');
+    }
 }
 
 impl From<&Usage> for UsageObject {
@@ -293,6 +406,108 @@ impl<'a> OutputItem<'a> {
     }
 }
 
+impl OutputItem<'_> {
+    /// The JSON the `Serialize` derive writes, written by hand for whole answers.
+    fn write(&self, out: &mut Vec<u8>) {
+        let namespace = |out: &mut Vec<u8>, namespace: &Option<String>| {
+            if let Some(namespace) = namespace {
+                out.extend_from_slice(br#","namespace":"#);
+                push_str(out, namespace);
+            }
+        };
+        match self {
+            OutputItem::Reasoning {
+                id,
+                summary,
+                encrypted_content,
+            } => {
+                out.extend_from_slice(br#"{"type":"reasoning","id":"#);
+                push_str(out, id);
+                out.extend_from_slice(br#","summary":["#);
+                if let Some(summary) = summary {
+                    out.extend_from_slice(br#"{"type":"summary_text","text":"#);
+                    push_str(out, summary.text);
+                    out.push(b'}');
+                }
+                out.push(b']');
+                if let Some(sealed) = encrypted_content {
+                    out.extend_from_slice(br#","encrypted_content":"#);
+                    push_str(out, sealed);
+                }
+            }
+            OutputItem::Message {
+                id,
+                role,
+                status,
+                content,
+            } => {
+                out.extend_from_slice(br#"{"type":"message","id":"#);
+                push_str(out, id);
+                out.extend_from_slice(br#","role":"#);
+                push_str(out, role);
+                out.extend_from_slice(br#","status":"#);
+                push_str(out, status);
+                out.extend_from_slice(br#","content":["#);
+                match content {
+                    Some(ContentPart::OutputText { text, .. }) => {
+                        out.extend_from_slice(br#"{"type":"output_text","text":"#);
+                        push_str(out, text);
+                        out.extend_from_slice(br#","annotations":[]}"#);
+                    }
+                    Some(ContentPart::Refusal { refusal }) => {
+                        out.extend_from_slice(br#"{"type":"refusal","refusal":"#);
+                        push_str(out, refusal);
+                        out.push(b'}');
+                    }
+                    None => {}
+                }
+                out.push(b']');
+            }
+            OutputItem::FunctionCall {
+                id,
+                call_id,
+                name,
+                arguments,
+                status,
+                namespace: ns,
+            } => {
+                out.extend_from_slice(br#"{"type":"function_call","id":"#);
+                push_str(out, id);
+                out.extend_from_slice(br#","call_id":"#);
+                push_str(out, call_id);
+                out.extend_from_slice(br#","name":"#);
+                push_str(out, name);
+                out.extend_from_slice(br#","arguments":"#);
+                push_str(out, arguments);
+                out.extend_from_slice(br#","status":"#);
+                push_str(out, status);
+                namespace(out, ns);
+            }
+            OutputItem::CustomToolCall {
+                id,
+                call_id,
+                name,
+                input,
+                status,
+                namespace: ns,
+            } => {
+                out.extend_from_slice(br#"{"type":"custom_tool_call","id":"#);
+                push_str(out, id);
+                out.extend_from_slice(br#","call_id":"#);
+                push_str(out, call_id);
+                out.extend_from_slice(br#","name":"#);
+                push_str(out, name);
+                out.extend_from_slice(br#","input":"#);
+                push_str(out, input);
+                out.extend_from_slice(br#","status":"#);
+                push_str(out, status);
+                namespace(out, ns);
+            }
+        }
+        out.push(b'}');
+    }
+}
+
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "summary_text")]
 pub struct SummaryText<'a> {
@@ -328,8 +543,33 @@ pub fn status(stop: StopReason) -> &'static str {
     }
 }
 
-/// Encodes a whole answer, serialized straight from the hub response: no JSON tree is built.
+/// Encodes a whole answer, written straight from the hub response: no JSON tree is built.
 pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
+    let object = answer_object(response, ctx);
+    // One allocation of about the answer's size rather than a doubling series.
+    let echo = &ctx.facts.echo;
+    let echoed: usize = [&echo.tools, &echo.tool_choice, &echo.reasoning, &echo.text]
+        .into_iter()
+        .flatten()
+        .map(|raw| raw.get().len())
+        .sum();
+    let texts: usize = response.output.iter().map(text_len).sum();
+    let mut body = Vec::with_capacity(RESPONSE_BYTES + echoed + texts);
+    object.write(&mut body, |items, out| {
+        out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write(out);
+        }
+        out.push(b']');
+    });
+    body
+}
+
+/// The Response object of a whole answer.
+fn answer_object<'a>(response: &'a Response, ctx: &'a AnswerContext<'_>) -> ResponseObject<'a, Vec<OutputItem<'a>>> {
     let mut output = Vec::with_capacity(response.output.len());
     for part in &response.output {
         let oi = output.len();
@@ -350,18 +590,7 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
             _ => {}
         }
     }
-    let object = ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop);
-    // One allocation of about the answer's size rather than a doubling series.
-    let echo = &ctx.facts.echo;
-    let echoed: usize = [&echo.tools, &echo.tool_choice, &echo.reasoning, &echo.text]
-        .into_iter()
-        .flatten()
-        .map(|raw| raw.get().len())
-        .sum();
-    let texts: usize = response.output.iter().map(text_len).sum();
-    let mut body = Vec::with_capacity(RESPONSE_BYTES + echoed + texts);
-    serde_json::to_writer(&mut body, &object).expect("a Response serialises");
-    body
+    ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop)
 }
 
 /// About the size of a Response object without its output's text and echoed settings.
@@ -540,7 +769,7 @@ pub(super) fn stop_of(status: Option<&str>, incomplete: Option<&str>, has_calls:
 /// Decodes a whole Response object. A failed response is an unusable answer.
 pub fn decode(body: &[u8]) -> Result<Response, crate::protocol::convert::ConvertError> {
     let response: UpstreamResponse =
-        serde_json::from_slice(body).map_err(|e| crate::protocol::convert::ConvertError {
+        crate::protocol::json::parse(body).map_err(|e| crate::protocol::convert::ConvertError {
             message: format!("the upstream's answer is not a Response: {e}"),
             param: None,
             code: None,
@@ -583,6 +812,81 @@ mod tests {
     use super::*;
     use crate::protocol::hub::Reasoning;
     use crate::protocol::responses::request::decode;
+
+    #[test]
+    fn a_whole_answer_written_by_hand_is_the_serialized_response_object() {
+        let facts = decode(
+            br#"{"model":"m","input":"x","instructions":"Be \"brief\"","temperature":0.7,"top_p":1,"max_output_tokens":99,
+                "parallel_tool_calls":false,"reasoning":{"effort":"high"},"text":{"format":{"type":"text"}},"user":"u\n",
+                "prompt_cache_key":"k","tool_choice":"required","include":["reasoning.encrypted_content"],
+                "tools":[{"type":"custom","name":"apply_patch"},{"type":"namespace","name":"ns","tools":[{"type":"function","name":"spawn"}]}]}"#,
+            b"key",
+        )
+        .unwrap()
+        .facts;
+        let ctx = AnswerContext {
+            id_hex: "0123456789abcdef01234567",
+            signing_key: b"key",
+            created: 7,
+            model: "codex\u{1}group",
+            facts: &facts,
+        };
+        let call = |id: &str, name: &str, arguments: &str| {
+            Part::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                namespace: None,
+                kind: ToolKind::Function,
+                arguments: arguments.into(),
+            })
+        };
+        let block = serde_json::value::to_raw_value(&json!({"type": "thinking", "signature": "s"})).unwrap();
+        let response = Response {
+            id: None,
+            stop_sequence: None,
+            output: vec![
+                Part::Reasoning(Reasoning {
+                    text: "Think \"hard\"".into(),
+                    opaque: Some(Opaque::Anthropic { block }),
+                }),
+                Part::Reasoning(Reasoning {
+                    text: String::new(),
+                    opaque: None,
+                }),
+                Part::Text("Patching\tnow é".into()),
+                Part::Refusal("No.".into()),
+                call("call_1", "apply_patch", r#"{"input":"*** Begin Patch"}"#),
+                call("call_2", "ns__spawn", r#"{"a": "\\"}"#),
+                call("call_3", "plain", ""),
+            ],
+            stop: StopReason::MaxTokens,
+            usage: Usage {
+                input: 900,
+                cached: 800,
+                cache_write: 3,
+                output: 40,
+                reasoning: 12,
+            },
+        };
+        for response in [response, Response::default()] {
+            let written = encode(&response, &ctx);
+            let mut object = answer_object(&response, &ctx);
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&object).unwrap()
+            );
+            object.error = Some(ResponseError {
+                code: "server_error",
+                message: "it \"broke\"",
+            });
+            let mut written = Vec::new();
+            object.write(&mut written, |items, out| serde_json::to_writer(out, items).unwrap());
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&object).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn items_status_usage_and_restored_tool_shapes() {
