@@ -40,13 +40,7 @@ fn schema() -> Box<serde_json::value::RawValue> {
 }
 
 fn call(id: &str, arguments: &str) -> Part {
-    Part::ToolCall(ToolCall {
-        id: id.into(),
-        name: "weather".into(),
-        namespace: None,
-        kind: ToolKind::Function,
-        arguments: arguments.into(),
-    })
+    crate::protocol::convert::test_support::tool_call(id, "weather", arguments)
 }
 
 /// A conversation with everything the three protocols share: instructions, text, an image, parallel tool

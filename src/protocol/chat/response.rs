@@ -726,15 +726,7 @@ mod tests {
     #[test]
     fn a_whole_answer_is_written_in_the_wire_key_order_and_escaped_as_serde_json_escapes() {
         let block = serde_json::value::to_raw_value(&serde_json::json!({"type": "thinking", "signature": "s\"1"}));
-        let call = |id: &str, name: &str, arguments: &str| {
-            Part::ToolCall(ToolCall {
-                id: id.into(),
-                name: name.into(),
-                namespace: None,
-                kind: ToolKind::Function,
-                arguments: arguments.into(),
-            })
-        };
+        let call = crate::protocol::convert::test_support::tool_call;
         let response = Response {
             id: Some("up-1é".into()),
             output: vec![

@@ -8,11 +8,23 @@ use serde_json::{Value, json};
 
 use crate::protocol::convert::stream::{StreamConverter, StreamStatus};
 use crate::protocol::convert::{ConvertContext, ModelOptions};
+use crate::protocol::hub::{Part, ToolCall, ToolKind};
 use crate::protocol::sse::{SseEvent, SseParser};
 
 static OPTIONS: LazyLock<ModelOptions> = LazyLock::new(ModelOptions::default);
 
 pub(crate) const SIGNING_KEY: &[u8] = b"test-signing-key";
+
+/// A function call part of the hub.
+pub(crate) fn tool_call(id: &str, name: &str, arguments: &str) -> Part {
+    Part::ToolCall(ToolCall {
+        id: id.into(),
+        name: name.into(),
+        namespace: None,
+        kind: ToolKind::Function,
+        arguments: arguments.into(),
+    })
+}
 
 /// The context every response and stream test uses: the client asked for `client-model`.
 pub(crate) fn ctx() -> ConvertContext<'static> {

@@ -831,15 +831,7 @@ mod tests {
             model: "codex\u{1}group",
             facts: &facts,
         };
-        let call = |id: &str, name: &str, arguments: &str| {
-            Part::ToolCall(ToolCall {
-                id: id.into(),
-                name: name.into(),
-                namespace: None,
-                kind: ToolKind::Function,
-                arguments: arguments.into(),
-            })
-        };
+        let call = crate::protocol::convert::test_support::tool_call;
         let block = serde_json::value::to_raw_value(&json!({"type": "thinking", "signature": "s"})).unwrap();
         let response = Response {
             id: None,
@@ -904,15 +896,7 @@ mod tests {
             model: "codex-group",
             facts: &facts,
         };
-        let call = |id: &str, name: &str, arguments: &str| {
-            Part::ToolCall(ToolCall {
-                id: id.into(),
-                name: name.into(),
-                namespace: None,
-                kind: ToolKind::Function,
-                arguments: arguments.into(),
-            })
-        };
+        let call = crate::protocol::convert::test_support::tool_call;
         let response = Response {
             id: None,
             stop_sequence: None,
