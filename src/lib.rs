@@ -125,7 +125,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let shutdown = async {
         let _ = rx.await;
     };
-    let serve = tokio::spawn(server::listener::serve(listener, server::router(state), live, shutdown));
+    let serve = tokio::spawn(server::listener::serve(listener, state, live, shutdown));
     Ok(Running {
         local_addr,
         shutdown: Some(tx),

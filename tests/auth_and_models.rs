@@ -91,6 +91,32 @@ async fn health_is_open_and_unknown_routes_are_404() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.json::<Value>().await.unwrap()["error"]["message"].is_string());
+    // A known path with another method: 405 with the methods it takes, in the route's error shape.
+    let r = http()
+        .get(router.url("/v1/messages"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_eq!(r.json::<Value>().await.unwrap()["type"], "error");
+    let r = http()
+        .post(router.url("/v1/models"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), &r.headers()["allow"]),
+        (405, &"GET,HEAD".parse().unwrap())
+    );
+    // ... but the token is checked first, and a HEAD is answered like a GET without its body.
+    let r = http().get(router.url("/v1/messages")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http().head(router.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -145,6 +171,9 @@ async fn models_list_in_both_flavours() {
     assert_eq!(v["last_id"], "first");
 
     let r = http().get(router.url("/v1/models/second")).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["id"], "second");
+    // The id is percent-decoded, as the path segment of a URL.
+    let r = http().get(router.url("/v1/models/sec%6Fnd")).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["id"], "second");
     let r = http()
         .get(router.url("/v1/models/zzz"))

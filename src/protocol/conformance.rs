@@ -16,8 +16,8 @@ use crate::protocol::chat;
 use crate::protocol::convert::ModelOptions;
 use crate::protocol::convert::stream::StreamStatus;
 use crate::protocol::hub::{
-    Event, Message, Part, Reasoning, Request, Response, Role, StopReason, StreamDecoder, StreamEncoder, Tool, ToolCall,
-    ToolKind, ToolResult, Usage,
+    Event, Message, Part, Reasoning, Request, Response, Role, StopReason, StreamDecoder, StreamEncoder, Tool, ToolKind,
+    ToolResult, Usage,
 };
 use crate::protocol::messages;
 use crate::protocol::responses;

@@ -21,7 +21,7 @@ pub mod record;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::StatusCode;
 
@@ -39,19 +39,8 @@ pub const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// A non-streamed answer is read whole, up to this size, before the client gets its status.
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
-pub async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Protocol::OpenAi, request).await
-}
-
-pub async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Protocol::Anthropic, request).await
-}
-
-pub async fn responses(State(state): State<AppState>, request: Request) -> Response {
-    handle(state, Protocol::Responses, request).await
-}
-
-async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
+/// One request on a relayed route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`).
+pub async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
     let mut record = RequestRecord::new(client.route());
     // One snapshot for the whole request: a reload while it runs changes nothing for it.
     let snapshot = state.snapshot.load_full();

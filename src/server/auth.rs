@@ -1,14 +1,8 @@
 //! The shared router token: accepted as `Authorization: Bearer <token>` or `x-api-key: <token>` on every
 //! `/v1` route, compared in constant time.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
-
-use super::AppState;
-use super::error::ApiError;
 
 /// The configured token. Its `Debug` never shows the value.
 #[derive(Clone)]
@@ -42,17 +36,6 @@ impl Token {
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Token(***)")
-    }
-}
-
-/// Middleware for the `/v1` routes: 401 in the route's protocol unless the token matches (or none is set).
-pub async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match &state.token {
-        Some(token) if !token.accepts(request.headers()) => {
-            let protocol = super::client_protocol(request.uri().path(), request.headers());
-            ApiError::unauthorized().into_response(protocol)
-        }
-        _ => next.run(request).await,
     }
 }
 

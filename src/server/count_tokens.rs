@@ -2,7 +2,7 @@
 //! `?beta=true`. Anthropic-protocol deployments answer it themselves; for OpenAI-protocol deployments the
 //! router estimates locally with the o200k_base tokenizer, erring high (spec §5.2).
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
@@ -18,7 +18,7 @@ use crate::upstream;
 
 const ROUTE: &str = "/v1/messages/count_tokens";
 
-pub async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
+pub async fn count_tokens(state: AppState, request: Request) -> Response {
     let mut record = RequestRecord::new(ROUTE);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();

@@ -8,21 +8,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::routing::Snapshot;
+use crate::server::AppState;
 
-/// Serves `app` until `shutdown` resolves, then stops accepting and gives connections in flight the
+/// Serves the routes until `shutdown` resolves, then stops accepting and gives connections in flight the
 /// configured drain time to finish.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    state: AppState,
     live: Arc<ArcSwap<Snapshot>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -57,7 +56,11 @@ pub async fn serve(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout);
-        let service = TowerToHyperService::new(app.clone());
+        let state = state.clone();
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let response = crate::server::route(state.clone(), request.map(axum::body::Body::new));
+            async move { Ok::<_, std::convert::Infallible>(response.await) }
+        });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();

@@ -12,11 +12,9 @@ pub mod request;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
-use axum::routing::{get, post};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 pub use auth::Token;
 use error::ApiError;
@@ -50,25 +48,78 @@ impl AppState {
     }
 }
 
-/// All routes. `/health` is open; everything under `/v1` requires the token when one is set.
-pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/chat/completions", post(crate::relay::chat_completions))
-        .route("/v1/messages", post(crate::relay::messages))
-        .route("/v1/responses", post(crate::relay::responses))
-        .route("/v1/messages/count_tokens", post(count_tokens::count_tokens))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{id}", get(models::get))
-        .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
-    Router::new()
-        .route("/health", get(health))
-        .merge(v1)
-        .fallback(not_found)
-        .with_state(state)
+/// Answers one request. `/health` is open; every `/v1` route requires the token when one is set. A plain
+/// match: the router has seven routes, and a general router's layers cost more per request than its
+/// lookup saves.
+pub async fn route(state: AppState, request: Request) -> Response {
+    let path = request.uri().path();
+    let Some(route) = Route::of(path) else {
+        return not_found(&request);
+    };
+    if route != Route::Health
+        && let Some(token) = &state.token
+        && !token.accepts(request.headers())
+    {
+        let protocol = client_protocol(path, request.headers());
+        return ApiError::unauthorized().into_response(protocol);
+    }
+    let method = request.method();
+    let allowed = match route {
+        Route::Health | Route::Models | Route::Model => method == Method::GET || method == Method::HEAD,
+        _ => method == Method::POST,
+    };
+    if !allowed {
+        return method_not_allowed(route, &request);
+    }
+    match route {
+        Route::Health => health(&state),
+        Route::ChatCompletions => crate::relay::handle(state, Protocol::OpenAi, request).await,
+        Route::Messages => crate::relay::handle(state, Protocol::Anthropic, request).await,
+        Route::Responses => crate::relay::handle(state, Protocol::Responses, request).await,
+        Route::CountTokens => count_tokens::count_tokens(state, request).await,
+        Route::Models => models::list(&state, &request),
+        Route::Model => models::get(&state, &request),
+    }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// The routes, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Health,
+    ChatCompletions,
+    Messages,
+    Responses,
+    CountTokens,
+    Models,
+    /// `/v1/models/{id}`: one path segment after the prefix.
+    Model,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Self> {
+        Some(match path {
+            "/health" => Route::Health,
+            "/v1/chat/completions" => Route::ChatCompletions,
+            "/v1/messages" => Route::Messages,
+            "/v1/responses" => Route::Responses,
+            "/v1/messages/count_tokens" => Route::CountTokens,
+            "/v1/models" => Route::Models,
+            _ => match path.strip_prefix(models::ITEM_PREFIX) {
+                Some(id) if !id.is_empty() && !id.contains('/') => Route::Model,
+                _ => return None,
+            },
+        })
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            Route::Health | Route::Models | Route::Model => "GET,HEAD",
+            _ => "POST",
+        }
+    }
+}
+
+fn health(state: &AppState) -> Response {
     let groups = state.snapshot.load().listed.len();
     error::json_response(
         StatusCode::OK,
@@ -76,13 +127,26 @@ async fn health(State(state): State<AppState>) -> Response {
     )
 }
 
-async fn not_found(request: Request) -> Response {
+fn not_found(request: &Request) -> Response {
     let protocol = client_protocol(request.uri().path(), request.headers());
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no route for {} {}", request.method(), request.uri().path()),
     )
     .into_response(protocol)
+}
+
+fn method_not_allowed(route: Route, request: &Request) -> Response {
+    let protocol = client_protocol(request.uri().path(), request.headers());
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {}", request.uri().path(), request.method()),
+    )
+    .into_response(protocol);
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(route.allow()));
+    response
 }
 
 /// Which protocol's error shape a request expects: `/v1/messages*` is Anthropic; elsewhere Anthropic when the

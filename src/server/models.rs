@@ -1,7 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the client-facing model names, in OpenAI's list shape or,
 //! for Anthropic clients, Anthropic's paginated shape.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::StatusCode;
 use serde::Deserialize;
@@ -21,20 +21,39 @@ pub struct PageParams {
     before_id: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(page): Query<PageParams>, request: Request) -> Response {
+/// Where `/v1/models/{id}` paths start.
+pub const ITEM_PREFIX: &str = "/v1/models/";
+
+pub fn list(state: &AppState, request: &Request) -> Response {
     let snapshot = state.snapshot.load();
     match client_protocol(request.uri().path(), request.headers()) {
         Protocol::OpenAi | Protocol::Responses => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
-        Protocol::Anthropic => match anthropic_page(&snapshot.listed, &page) {
-            Ok(body) => json_response(StatusCode::OK, body),
-            Err(e) => e.into_response(Protocol::Anthropic),
-        },
+        Protocol::Anthropic => {
+            let query = request.uri().query().unwrap_or_default();
+            let page = match serde_urlencoded::from_str::<PageParams>(query) {
+                Ok(page) => page,
+                Err(e) => {
+                    let error = ApiError::bad_request(format!("invalid query string: {e}"));
+                    return error.into_response(Protocol::Anthropic);
+                }
+            };
+            match anthropic_page(&snapshot.listed, &page) {
+                Ok(body) => json_response(StatusCode::OK, body),
+                Err(e) => e.into_response(Protocol::Anthropic),
+            }
+        }
     }
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>, request: Request) -> Response {
+/// `GET /v1/models/{id}`, the id percent-decoded.
+pub fn get(state: &AppState, request: &Request) -> Response {
     let snapshot = state.snapshot.load();
-    let protocol = client_protocol(request.uri().path(), request.headers());
+    let path = request.uri().path();
+    let protocol = client_protocol(path, request.headers());
+    let encoded = path.strip_prefix(ITEM_PREFIX).unwrap_or_default();
+    let Ok(id) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
+        return ApiError::bad_request("the model id in the path is not valid UTF-8").into_response(protocol);
+    };
     // Listed groups, and `model_list` names that also work in requests.
     if snapshot.group(&id).is_none() {
         return ApiError::unknown_model(&id, &[]).into_response(protocol);
