@@ -120,7 +120,7 @@ impl<'a> ChatMessage<'a> {
 #[serde(untagged)]
 enum Content<'a> {
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Parts(Vec<ContentPart<'a>>),
 }
 
@@ -246,7 +246,7 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
                 }
                 Content::Parts(parts)
             }
-            false => Content::Text(request.instructions.join("\n\n")),
+            false => Content::Text(Cow::Owned(request.instructions.join("\n\n"))),
         };
         messages.push(ChatMessage::new("system", content));
     }
@@ -442,7 +442,7 @@ fn write_messages<'a>(messages: &'a [Message], style: Style, out: &mut Vec<ChatM
                 Some(result) => tool_output(&result.content, result.is_error),
                 None => (INTERRUPTED.to_owned(), Vec::new()),
             };
-            let mut message = ChatMessage::new("tool", Content::Text(content));
+            let mut message = ChatMessage::new("tool", Content::Text(Cow::Owned(content)));
             message.tool_call_id = Some(openai_tool_id(&call.id));
             out.push(message);
             if !call_media.is_empty() {
@@ -515,14 +515,24 @@ fn text_part(text: Cow<'_, str>) -> ContentPart<'_> {
     }
 }
 
-fn texts<'a>(parts: impl Iterator<Item = &'a Part>) -> String {
-    let texts: Vec<&str> = parts
-        .filter_map(|p| match p {
-            Part::Text(t) | Part::Refusal(t) => Some(t.as_str()),
-            _ => None,
-        })
-        .collect();
-    texts.join("\n\n")
+/// The texts joined by blank lines; one text is borrowed as it is.
+fn texts<'a>(parts: impl Iterator<Item = &'a Part>) -> Cow<'a, str> {
+    let mut texts = parts.filter_map(|p| match p {
+        Part::Text(t) | Part::Refusal(t) => Some(t.as_str()),
+        _ => None,
+    });
+    let Some(first) = texts.next() else {
+        return Cow::Borrowed("");
+    };
+    let Some(second) = texts.next() else {
+        return Cow::Borrowed(first);
+    };
+    let mut joined = format!("{first}\n\n{second}");
+    for text in texts {
+        joined.push_str("\n\n");
+        joined.push_str(text);
+    }
+    Cow::Owned(joined)
 }
 
 /// Text-only content is a plain string (several hosts take nothing else); media make it a list of parts.
@@ -605,9 +615,9 @@ fn assistant<'a>(message: &'a Message, calls: &[&'a ToolCall], replay_reasoning:
         })
         .collect();
     let content = match (text.is_empty(), calls.is_empty()) {
-        (false, _) => Content::Text(text),
+        (false, _) => Content::Text(Cow::Owned(text)),
         (true, false) => Content::Null,
-        (true, true) => Content::Text(String::new()),
+        (true, true) => Content::Text(Cow::Borrowed("")),
     };
     let mut out = ChatMessage::new("assistant", content);
     // DeepSeek rejects a tool loop whose assistant messages lack the field, so it is always sent.
@@ -648,7 +658,10 @@ fn merge_system_messages(messages: &mut Vec<ChatMessage<'_>>) {
         }
         false
     });
-    messages.insert(0, ChatMessage::new("system", Content::Text(texts.join("\n\n"))));
+    messages.insert(
+        0,
+        ChatMessage::new("system", Content::Text(Cow::Owned(texts.join("\n\n")))),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------

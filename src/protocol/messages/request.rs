@@ -612,6 +612,10 @@ fn pair_tool_results(turns: Vec<(Role, Vec<OutBlock<'_>>)>) -> Vec<Turn<'_>> {
 
 /// The blocks of a user turn following `calls`: one result per call, in call order, then the rest.
 fn results_for<'a>(calls: &[String], blocks: Vec<OutBlock<'a>>) -> Vec<OutBlock<'a>> {
+    // Most turns answer no call: nothing to pair or drop.
+    if calls.is_empty() && !blocks.iter().any(|b| matches!(b, OutBlock::ToolResult { .. })) {
+        return blocks;
+    }
     let (results, rest): (Vec<OutBlock>, Vec<OutBlock>) = blocks
         .into_iter()
         .partition(|b| matches!(b, OutBlock::ToolResult { .. }));
