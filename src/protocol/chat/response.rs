@@ -511,29 +511,6 @@ impl ChatUsageOut {
             }),
         }
     }
-
-    /// The JSON the `Serialize` derive writes, written by hand for whole answers (a test holds them together).
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"prompt_tokens":"#);
-        push_u64(out, self.prompt_tokens);
-        out.extend_from_slice(br#","completion_tokens":"#);
-        push_u64(out, self.completion_tokens);
-        out.extend_from_slice(br#","total_tokens":"#);
-        push_u64(out, self.total_tokens);
-        out.extend_from_slice(br#","prompt_tokens_details":{"cached_tokens":"#);
-        push_u64(out, self.prompt_tokens_details.cached_tokens);
-        if let Some(written) = self.prompt_tokens_details.cache_write_tokens {
-            out.extend_from_slice(br#","cache_write_tokens":"#);
-            push_u64(out, written);
-        }
-        out.push(b'}');
-        if let Some(details) = &self.completion_tokens_details {
-            out.extend_from_slice(br#","completion_tokens_details":{"reasoning_tokens":"#);
-            push_u64(out, details.reasoning_tokens);
-            out.push(b'}');
-        }
-        out.push(b'}');
-    }
 }
 
 /// The answer's id: `chatcmpl-` + the upstream's id, else the one minted for it.
@@ -686,7 +663,7 @@ pub fn encode(response: &Response, answer: &ChatAnswer<'_>) -> Vec<u8> {
     out.extend_from_slice(br#"},"logprobs":null,"finish_reason":""#);
     out.extend_from_slice(finish_reason(response.stop).as_bytes());
     out.extend_from_slice(br#""}],"usage":"#);
-    ChatUsageOut::new(&response.usage).write(&mut out);
+    crate::protocol::json::to_writer(&mut out, &ChatUsageOut::new(&response.usage)).expect("usage serialises");
     out.push(b'}');
     out
 }
@@ -764,22 +741,6 @@ mod tests {
             String::from_utf8(encode(&empty, &answer)).unwrap(),
             r#"{"id":"chatcmpl-0123","object":"chat.completion","created":7,"model":"m\"x","choices":[{"index":0,"message":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0,"prompt_tokens_details":{"cached_tokens":0}}}"#
         );
-    }
-
-    #[test]
-    fn usage_written_by_hand_is_the_serialized_usage() {
-        for (cache_write, reasoning) in [(0, 0), (5, 0), (0, 12), (5, 12)] {
-            let usage = ChatUsageOut::new(&Usage {
-                input: 900,
-                cached: 800,
-                cache_write,
-                output: 40,
-                reasoning,
-            });
-            let mut out = Vec::new();
-            usage.write(&mut out);
-            assert_eq!(out, serde_json::to_vec(&usage).unwrap());
-        }
     }
 
     fn decoded(chunks: &[&str]) -> Vec<Event> {

@@ -10,7 +10,7 @@ use crate::protocol::convert::error::openai_error_for_anthropic;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
 };
-use crate::protocol::json::{push_opt_str, push_str, push_u64};
+use crate::protocol::json::{push_opt_str, push_str};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -409,24 +409,6 @@ impl UsageOut {
             }),
         }
     }
-
-    /// The JSON the `Serialize` derive writes, written by hand (a test holds them together).
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"input_tokens":"#);
-        push_u64(out, self.input_tokens);
-        out.extend_from_slice(br#","cache_creation_input_tokens":"#);
-        push_u64(out, self.cache_creation_input_tokens);
-        out.extend_from_slice(br#","cache_read_input_tokens":"#);
-        push_u64(out, self.cache_read_input_tokens);
-        out.extend_from_slice(br#","output_tokens":"#);
-        push_u64(out, self.output_tokens);
-        if let Some(details) = &self.output_tokens_details {
-            out.extend_from_slice(br#","output_tokens_details":{"thinking_tokens":"#);
-            push_u64(out, details.thinking_tokens);
-            out.push(b'}');
-        }
-        out.push(b'}');
-    }
 }
 
 /// The answer's id: `msg_` + the upstream id's letters and digits, else the one minted for it.
@@ -507,7 +489,7 @@ pub fn encode(response: &Response, answer: &MessagesAnswer<'_>) -> Vec<u8> {
     out.extend_from_slice(br#"","stop_sequence":"#);
     push_opt_str(&mut out, response.stop_sequence.as_deref());
     out.extend_from_slice(br#","usage":"#);
-    UsageOut::new(&response.usage).write(&mut out);
+    crate::protocol::json::to_writer(&mut out, &UsageOut::new(&response.usage)).expect("usage serialises");
     out.push(b'}');
     out
 }
@@ -593,22 +575,6 @@ mod tests {
             String::from_utf8(encode(&Response::default(), &answer)).unwrap(),
             r#"{"id":"msg_0123","type":"message","role":"assistant","model":"m\"x","content":[],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}"#
         );
-    }
-
-    #[test]
-    fn usage_written_by_hand_is_the_serialized_usage() {
-        for reasoning in [0, 12] {
-            let usage = UsageOut::new(&Usage {
-                input: 900,
-                cached: 800,
-                cache_write: 50,
-                output: 40,
-                reasoning,
-            });
-            let mut out = Vec::new();
-            usage.write(&mut out);
-            assert_eq!(out, serde_json::to_vec(&usage).unwrap());
-        }
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl<O> ResponseObject<'_, O> {
         push_opt_str(out, self.user);
         out.extend_from_slice(br#","usage":"#);
         match &self.usage {
-            Some(usage) => usage.write(out),
+            Some(usage) => crate::protocol::json::to_writer(out, usage).expect("usage serialises"),
             None => out.extend_from_slice(b"null"),
         }
         out.push(b'}');
@@ -307,25 +307,6 @@ struct InputTokensDetails {
 #[derive(Serialize)]
 struct OutputTokensDetails {
     reasoning_tokens: u64,
-}
-
-impl UsageObject {
-    /// The JSON the `Serialize` derive writes, written by hand for whole answers.
-    fn write(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"input_tokens":"#);
-        push_u64(out, self.input_tokens);
-        out.extend_from_slice(br#","input_tokens_details":{"cached_tokens":"#);
-        push_u64(out, self.input_tokens_details.cached_tokens);
-        out.extend_from_slice(br#","cache_write_tokens":"#);
-        push_u64(out, self.input_tokens_details.cache_write_tokens);
-        out.extend_from_slice(br#"},"output_tokens":"#);
-        push_u64(out, self.output_tokens);
-        out.extend_from_slice(br#","output_tokens_details":{"reasoning_tokens":"#);
-        push_u64(out, self.output_tokens_details.reasoning_tokens);
-        out.extend_from_slice(br#"},"total_tokens":"#);
-        push_u64(out, self.total_tokens);
-        out.push(b'}');
-    }
 }
 
 impl From<&Usage> for UsageObject {
