@@ -582,24 +582,6 @@ impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
     }
 }
 
-/// Content that a protocol allows as a plain string or a list: the string's text as parts (none when empty),
-/// or `None` when `raw` is a list (or `null`, which is no content) for the caller to read.
-pub fn plain_text(raw: &RawValue, at: &str) -> Result<Option<Vec<Part>>, crate::protocol::convert::ConvertError> {
-    if raw.get() == "null" {
-        return Ok(Some(Vec::new()));
-    }
-    if !raw.get().starts_with('"') {
-        return Ok(None);
-    }
-    let text: String = serde_json::from_str(raw.get())
-        .map_err(|e| crate::protocol::convert::ConvertError::invalid(e.to_string(), at))?;
-    Ok(Some(if text.is_empty() {
-        Vec::new()
-    } else {
-        vec![Part::Text(text)]
-    }))
-}
-
 /// A `data:` URL (how the hub carries inline images and files) split into its media type and payload.
 pub struct DataUrl<'a> {
     /// Lower-cased, e.g. `image/png`.
