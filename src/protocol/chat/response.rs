@@ -472,8 +472,8 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
     }
 }
 
-/// Usage as Chat reports it: cache writes and reasoning tokens only when there are some. Serialized for
-/// stream chunks; [`ChatUsageOut::write`] writes the same for whole answers.
+/// Usage as Chat reports it: cache writes and reasoning tokens only when there are some; whole answers and
+/// stream chunks alike.
 #[derive(Serialize)]
 pub(crate) struct ChatUsageOut {
     prompt_tokens: u64,

@@ -380,8 +380,8 @@ pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
     serde_json::to_value(UsageOut::new(usage)).expect("usage serialises")
 }
 
-/// Usage as Anthropic reports it: cached tokens apart from `input_tokens`, thinking tokens when known.
-/// Serialized for stream events; [`UsageOut::write`] writes the same for whole answers.
+/// Usage as Anthropic reports it: cached tokens apart from `input_tokens`, thinking tokens when known;
+/// whole answers and stream events alike.
 #[derive(serde::Serialize)]
 pub(crate) struct UsageOut {
     input_tokens: u64,
