@@ -375,11 +375,6 @@ pub(crate) fn stop_reason_name(stop: StopReason) -> &'static str {
     }
 }
 
-/// Anthropic counts cached tokens apart from `input_tokens`; thinking tokens are reported when known.
-pub(crate) fn usage_json(usage: &Usage) -> serde_json::Value {
-    serde_json::to_value(UsageOut::new(usage)).expect("usage serialises")
-}
-
 /// Usage as Anthropic reports it: cached tokens apart from `input_tokens`, thinking tokens when known;
 /// whole answers and stream events alike.
 #[derive(serde::Serialize)]

@@ -3,15 +3,78 @@
 //! use with `input_json_delta`), `message_delta` with the stop reason and usage, `message_stop`. A failure
 //! ends the stream with an `error` event and no `message_stop`.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::response::{MessagesAnswer, usage_json};
+use super::response::{MessagesAnswer, UsageOut};
 use crate::protocol::convert::signature::mint_thinking_signature;
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
 use crate::protocol::sse::write_named_event;
 
-#[derive(serde::Serialize)]
+/// The events around the deltas, each once or once a block; field order is the key order on the wire.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum FrameOut<'a> {
+    MessageStart { message: StartOut<'a> },
+    ContentBlockStart { index: usize, content_block: BlockOut<'a> },
+    ContentBlockStop { index: usize },
+    MessageDelta { delta: StopOut<'a>, usage: UsageOut },
+    MessageStop,
+}
+
+impl FrameOut<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            FrameOut::MessageStart { .. } => "message_start",
+            FrameOut::ContentBlockStart { .. } => "content_block_start",
+            FrameOut::ContentBlockStop { .. } => "content_block_stop",
+            FrameOut::MessageDelta { .. } => "message_delta",
+            FrameOut::MessageStop => "message_stop",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StartOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<()>,
+    stop_sequence: Option<()>,
+    usage: UsageOut,
+}
+
+/// A block as `content_block_start` opens it, empty.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockOut<'a> {
+    Thinking {
+        thinking: &'static str,
+        signature: &'static str,
+    },
+    Text {
+        text: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Empty,
+    },
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct StopOut<'a> {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct BlockDeltaOut<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -76,9 +139,9 @@ impl MessagesStreamEncoder {
         }
     }
 
-    fn event(&self, data: Value, out: &mut Vec<u8>) {
-        let name = data["type"].as_str().expect("every event has a type").to_owned();
-        write_named_event(out, &name, data.to_string().as_bytes());
+    fn event(&self, frame: FrameOut<'_>, out: &mut Vec<u8>) {
+        let data = crate::protocol::json::to_vec(&frame).expect("an event serialises");
+        write_named_event(out, frame.name(), &data);
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
@@ -93,22 +156,28 @@ impl MessagesStreamEncoder {
             usage.input = self.input_estimate;
         }
         usage.output = usage.output.max(1);
-        self.event(
-            json!({"type": "message_start", "message": {"id": self.id, "type": "message", "role": "assistant",
-            "model": self.model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": usage_json(&usage)}}),
-            out,
-        );
+        let message = StartOut {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            model: &self.model,
+            content: [],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: UsageOut::new(&usage),
+        };
+        self.event(FrameOut::MessageStart { message }, out);
     }
 
-    fn open_block(&mut self, block: Value, open: impl FnOnce(usize) -> Open, out: &mut Vec<u8>) -> usize {
+    fn open_block(&mut self, block: BlockOut<'_>, open: impl FnOnce(usize) -> Open, out: &mut Vec<u8>) -> usize {
         self.close(out);
         let index = self.next_index;
         self.next_index += 1;
-        self.event(
-            json!({"type": "content_block_start", "index": index, "content_block": block}),
-            out,
-        );
+        let frame = FrameOut::ContentBlockStart {
+            index,
+            content_block: block,
+        };
+        self.event(frame, out);
         self.open = open(index);
         index
     }
@@ -134,7 +203,7 @@ impl MessagesStreamEncoder {
             }
             Open::Text { index } | Open::Tool { index, .. } => index,
         };
-        self.event(json!({"type": "content_block_stop", "index": index}), out);
+        self.event(FrameOut::ContentBlockStop { index }, out);
     }
 
     fn complete(&mut self, out: &mut Vec<u8>) {
@@ -146,14 +215,13 @@ impl MessagesStreamEncoder {
             // The upstream reported no usage; the local estimate beats a zero.
             usage.input = self.input_estimate;
         }
-        self.event(
-            json!({"type": "message_delta", "delta": {
-                "stop_reason": super::response::stop_reason_of(stop, self.stop_sequence.as_deref()),
-                "stop_sequence": self.stop_sequence},
-            "usage": usage_json(&usage)}),
-            out,
-        );
-        self.event(json!({"type": "message_stop"}), out);
+        let delta = StopOut {
+            stop_reason: super::response::stop_reason_of(stop, self.stop_sequence.as_deref()),
+            stop_sequence: self.stop_sequence.as_deref(),
+        };
+        let usage = UsageOut::new(&usage);
+        self.event(FrameOut::MessageDelta { delta, usage }, out);
+        self.event(FrameOut::MessageStop, out);
         self.finished = true;
     }
 
@@ -203,7 +271,10 @@ impl StreamEncoder for MessagesStreamEncoder {
                     _ => {
                         let text = d.clone();
                         self.open_block(
-                            json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            BlockOut::Thinking {
+                                thinking: "",
+                                signature: "",
+                            },
                             |index| Open::Thinking { index, text },
                             out,
                         )
@@ -220,7 +291,7 @@ impl StreamEncoder for MessagesStreamEncoder {
                         self.blank.push_str(&d);
                         return StreamStatus::Continue;
                     }
-                    _ => self.open_block(json!({"type": "text", "text": ""}), |index| Open::Text { index }, out),
+                    _ => self.open_block(BlockOut::Text { text: "" }, |index| Open::Text { index }, out),
                 };
                 let d = match self.blank.is_empty() {
                     true => d,
@@ -236,7 +307,11 @@ impl StreamEncoder for MessagesStreamEncoder {
                 self.blank.clear();
                 let id = self.tool_ids.assign(id.as_deref(), upstream);
                 self.open_block(
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    BlockOut::ToolUse {
+                        id: &id,
+                        name: &name,
+                        input: Empty {},
+                    },
                     |index| Open::Tool { index, upstream },
                     out,
                 );
@@ -303,5 +378,47 @@ impl StreamEncoder for MessagesStreamEncoder {
 
     fn keep_alive(&self, out: &mut Vec<u8>) {
         write_named_event(out, "ping", br#"{"type":"ping"}"#);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frames_around_the_deltas_are_written_in_the_wire_key_order() {
+        let answer = MessagesAnswer {
+            id_hex: "0123",
+            model: "claude-x",
+            signing_key: b"key",
+            input_estimate: 9,
+        };
+        let mut encoder = MessagesStreamEncoder::new(&answer);
+        let mut out = Vec::new();
+        encoder.encode(Event::TextDelta("Hi".into()), &mut out);
+        let call = Event::ToolCallStart {
+            index: 0,
+            id: Some("call_1".into()),
+            name: "f\"x".into(),
+        };
+        encoder.encode(call, &mut out);
+        encoder.encode(Event::Stop(StopReason::ToolUse), &mut out);
+        encoder.encode(Event::Done, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(
+            data,
+            [
+                r#"{"type":"message_start","message":{"id":"msg_0123","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":9,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}"#,
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+                r#"{"type":"content_block_stop","index":0}"#,
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"call_1","name":"f\"x","input":{}}}"#,
+                r#"{"type":"content_block_stop","index":1}"#,
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":9,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}"#,
+                r#"{"type":"message_stop"}"#,
+            ]
+        );
+        assert!(text.starts_with("event: message_start\n"));
     }
 }
