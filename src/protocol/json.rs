@@ -24,6 +24,19 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
     }
 }
 
+/// Appends `value` as one SSE event, `event: <name>` first when it has one: written in place, so a stream's
+/// events cost no buffer of their own.
+pub(crate) fn write_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: Option<&str>, value: &T) {
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    to_writer(out, value).expect("a stream event serialises");
+    out.extend_from_slice(b"\n\n");
+}
+
 /// Appends `text` as a JSON string, escaped byte for byte as serde_json escapes it (so answers written by
 /// hand and by serde read the same), but scanning eight bytes at a time for what needs escaping.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {

@@ -113,7 +113,7 @@ impl ChatStreamEncoder {
             }),
             usage: self.include_usage.then(|| usage.map(ChatUsageOut::new)),
         };
-        write_data_event(out, &crate::protocol::json::to_vec(&chunk).expect("a chunk serialises"));
+        crate::protocol::json::write_event(out, None, &chunk);
     }
 
     fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {

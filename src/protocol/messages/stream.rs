@@ -140,8 +140,7 @@ impl MessagesStreamEncoder {
     }
 
     fn event(&self, frame: FrameOut<'_>, out: &mut Vec<u8>) {
-        let data = crate::protocol::json::to_vec(&frame).expect("an event serialises");
-        write_named_event(out, frame.name(), &data);
+        crate::protocol::json::write_event(out, Some(frame.name()), &frame);
     }
 
     fn start(&mut self, out: &mut Vec<u8>) {
@@ -189,8 +188,7 @@ impl MessagesStreamEncoder {
             index,
             delta,
         };
-        let data = crate::protocol::json::to_vec(&event).expect("a delta serialises");
-        write_named_event(out, "content_block_delta", &data);
+        crate::protocol::json::write_event(out, Some("content_block_delta"), &event);
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
