@@ -68,7 +68,7 @@ pub struct PassThrough {
     held: Vec<u8>,
     watch: Watch,
     /// The deployment's API key, scrubbed from the output: an upstream error event may quote it.
-    secret: Option<Secret>,
+    redactor: Option<Redactor>,
 }
 
 /// What the events of a relayed stream have shown so far.
@@ -108,13 +108,13 @@ impl PassThrough {
             parser: SseParser::with_max_event(max_event),
             held: Vec::new(),
             watch: Watch::default(),
-            secret: None,
+            redactor: None,
         }
     }
 
     /// Scrubs `secret` from everything relayed.
     pub fn redacting(mut self, secret: Option<Secret>) -> Self {
-        self.secret = secret;
+        self.redactor = secret.map(Redactor::new);
         self
     }
 
@@ -163,7 +163,7 @@ impl StreamProcessor for PassThrough {
                 out
             }
         };
-        redact_bytes(out, self.secret.as_ref())
+        redact_bytes(out, self.redactor.as_ref())
     }
 
     fn eof(&mut self) -> Bytes {
@@ -174,7 +174,7 @@ impl StreamProcessor for PassThrough {
             if self.watch.end.is_some() {
                 // A final event without its blank line still belongs to the stream.
                 let rest = Bytes::from(std::mem::take(&mut self.held));
-                return redact_bytes(rest, self.secret.as_ref());
+                return redact_bytes(rest, self.redactor.as_ref());
             }
         }
         if self.watch.end.is_some() {
@@ -214,7 +214,7 @@ pub struct Converting {
     parser: SseParser,
     state: ConvertingState,
     /// The deployment's exact API key, scrubbed from the output (converted error events quote upstream text).
-    secret: Option<Secret>,
+    redactor: Option<Redactor>,
 }
 
 struct ConvertingState {
@@ -236,18 +236,18 @@ impl Converting {
                 end: None,
                 early_error: None,
             },
-            secret: None,
+            redactor: None,
         }
     }
 
     /// Scrubs `secret` from everything sent to the client.
     pub fn redacting(mut self, secret: Option<Secret>) -> Self {
-        self.secret = secret;
+        self.redactor = secret.map(Redactor::new);
         self
     }
 
     fn output(&self, out: Vec<u8>) -> Bytes {
-        redact_bytes(out.into(), self.secret.as_ref())
+        redact_bytes(out.into(), self.redactor.as_ref())
     }
 }
 
@@ -338,12 +338,25 @@ impl StreamProcessor for Converting {
     }
 }
 
+/// A deployment's key with its searcher, built once per stream rather than for every piece of output.
+struct Redactor {
+    secret: Secret,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Redactor {
+    fn new(secret: Secret) -> Self {
+        let finder = memchr::memmem::Finder::new(secret.expose().as_bytes()).into_owned();
+        Self { secret, finder }
+    }
+}
+
 /// Replaces the exact key wherever it appears. Output is cut at event boundaries, so a key is never split
 /// between two pieces.
-fn redact_bytes(out: Bytes, secret: Option<&Secret>) -> Bytes {
-    match secret {
-        Some(secret) if memchr::memmem::find(&out, secret.expose().as_bytes()).is_some() => {
-            Bytes::from(crate::upstream::redact(out.to_vec(), Some(secret.expose())))
+fn redact_bytes(out: Bytes, redactor: Option<&Redactor>) -> Bytes {
+    match redactor {
+        Some(redactor) if redactor.finder.find(&out).is_some() => {
+            Bytes::from(crate::upstream::redact(out.to_vec(), Some(redactor.secret.expose())))
         }
         _ => out,
     }

@@ -5,6 +5,7 @@
 //! the `type` string (§4.1).
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
@@ -401,7 +402,10 @@ impl StreamStartError {
 /// A cheap test run on every stream event before any JSON is parsed: an error event is named `error` or
 /// has an `"error"` key or value somewhere in its data.
 fn may_be_error(event: &SseEvent) -> bool {
-    event.event.as_deref() == Some("error") || memchr::memmem::find(event.data.as_bytes(), b"\"error\"").is_some()
+    // Built once: making a searcher costs more than running it over an event.
+    static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
+    event.event.as_deref() == Some("error") || ERROR_KEY.find(event.data.as_bytes()).is_some()
 }
 
 pub(crate) fn openai_event_error(event: &SseEvent) -> Option<OpenAiErrorInfo> {

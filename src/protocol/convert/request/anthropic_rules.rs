@@ -5,7 +5,9 @@
 //! what must change"), so [`anthropic_same_protocol_fixups`] first looks for cheap evidence that a rule
 //! applies and only parses the body when one might.
 
-use memchr::memmem;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 use serde_json::{Map, Value};
 
 use super::ModelOptions;
@@ -25,10 +27,15 @@ pub const MIN_THINKING_BUDGET: u64 = 1024;
 /// rewrites `model` and applies `rewrite_body` on it). A body that is not a JSON object also yields `None`:
 /// the upstream reports the error in its own words.
 pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Option<Map<String, Value>> {
-    let contains = |needle: &str| memmem::find(body, needle.as_bytes()).is_some();
-    let maybe_minted = contains(ROUTER_SIGNATURE_PREFIX);
-    let maybe_ttl = !options.anthropic_native && contains("\"ttl\"");
-    let maybe_sampling = options.sampling_exclusive && contains("\"top_p\"") && contains("\"temperature\"");
+    // The searchers are built once: making one costs more than running it over a request.
+    static MINTED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(ROUTER_SIGNATURE_PREFIX));
+    static TTL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"ttl\""));
+    static TOP_P: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"top_p\""));
+    static TEMPERATURE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"temperature\""));
+    let contains = |finder: &Finder| finder.find(body).is_some();
+    let maybe_minted = contains(&MINTED);
+    let maybe_ttl = !options.anthropic_native && contains(&TTL);
+    let maybe_sampling = options.sampling_exclusive && contains(&TOP_P) && contains(&TEMPERATURE);
     let maybe_clamp = options.max_output_tokens.is_some_and(|cap| {
         // A top-level scan without building a tree: only the value of `max_tokens` is decoded.
         RawBody::parse(body)
