@@ -892,14 +892,14 @@ fn required_string<'a>(raw: Option<&'a RawValue>, at: &Path) -> Result<Cow<'a, s
 
 /// Why a body that the typed pass could not read is refused. A message that is an object the pass still
 /// cannot read (a key given twice) is named; anything else is the body's own fault.
-fn unreadable_body(body: &str, error: serde_json::Error) -> ConvertError {
+fn unreadable_body(body: &[u8], error: serde_json::Error) -> ConvertError {
     #[derive(Deserialize)]
     struct RawMessages<'a> {
         #[serde(borrow, default)]
         messages: Option<Vec<&'a RawValue>>,
     }
     if error.is_data()
-        && let Ok(RawMessages { messages: Some(list) }) = serde_json::from_str(body)
+        && let Ok(RawMessages { messages: Some(list) }) = crate::protocol::json::parse(body)
         && let Some(i) = list
             .iter()
             .position(|m| serde_json::from_str::<InMessage>(m.get()).is_err())
@@ -946,13 +946,7 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
             code: None,
         });
     }
-    // Checked once here, the body's strings and raw fields need no UTF-8 check of their own.
-    let text = std::str::from_utf8(body).map_err(|e| ConvertError {
-        message: format!("The request body is not valid UTF-8: {e}"),
-        param: None,
-        code: None,
-    })?;
-    let mut body: InBody = serde_json::from_str(text).map_err(|e| unreadable_body(text, e))?;
+    let mut body: InBody = crate::protocol::json::parse(body).map_err(|e| unreadable_body(body, e))?;
     refuse_other_outputs(&body)?;
 
     let at = root.key("messages");

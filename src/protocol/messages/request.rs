@@ -985,8 +985,8 @@ fn missing(at: &Path) -> ConvertError {
 
 /// The error for a body that does not parse, naming the field: the body is parsed again with the path
 /// tracked, which only a malformed request pays for.
-fn parse_error(body: &str) -> ConvertError {
-    let mut deserializer = serde_json::Deserializer::from_str(body);
+fn parse_error(body: &[u8]) -> ConvertError {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
     let error = match serde_path_to_error::deserialize::<_, InBody>(&mut deserializer) {
         Ok(_) => return invalid("request body is not a valid Messages request", "messages"),
         Err(error) => error,
@@ -1021,9 +1021,7 @@ fn parse_error(body: &str) -> ConvertError {
 /// [`crate::protocol::hub::convert_request`] to see. Error params name the field as OpenAI does
 /// (`messages[0].content`).
 pub fn decode(body: &[u8]) -> Result<Request, ConvertError> {
-    let body =
-        std::str::from_utf8(body).map_err(|e| invalid(format!("request body is not valid UTF-8: {e}"), "messages"))?;
-    let body: InBody = serde_json::from_str(body).map_err(|_| parse_error(body))?;
+    let body: InBody = crate::protocol::json::parse(body).map_err(|_| parse_error(body))?;
     let max_tokens = match body.max_tokens {
         None => return Err(missing(&Path::Root.key("max_tokens"))),
         Some(n) => serde_json::from_str::<u64>(n.get()).map_err(|_| {

@@ -100,13 +100,7 @@ struct Body<'a, I> {
 /// twice. A body that fails that pass is read again with `input` item by item: slower, but it names the
 /// item at fault, and an item of a kind the router drops is skipped whatever its fields hold.
 pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
-    // Checked as UTF-8 once here, so the parser does not check every string and key on its own (invalid
-    // bytes fall through to the byte parser, which reports where they are).
-    let one_pass = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str::<Body<Input>>(text),
-        Err(_) => serde_json::from_slice::<Body<Input>>(bytes),
-    };
-    match one_pass {
+    match crate::protocol::json::parse::<Body<Input>>(bytes) {
         Ok(body) => decode_body(body, key, Ok),
         Err(_) => {
             let body: Body<&RawValue> = serde_json::from_slice(bytes).map_err(|e| ConvertError {
