@@ -4,6 +4,8 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -176,7 +178,15 @@ fn spawn_router(
     level: &str,
     token: Option<&str>,
 ) -> (KillOnDrop, BufReader<std::process::ChildStderr>, String) {
-    let mut command = router();
+    spawn_router_with(router(), config, level, token)
+}
+
+fn spawn_router_with(
+    mut command: Command,
+    config: &std::path::Path,
+    level: &str,
+    token: Option<&str>,
+) -> (KillOnDrop, BufReader<std::process::ChildStderr>, String) {
     command
         .args([
             "-c",
@@ -205,6 +215,128 @@ fn spawn_router(
         assert!(started.elapsed() < Duration::from_secs(10), "no listening line");
     };
     (child, stderr, addr)
+}
+
+/// An https upstream on 127.0.0.1 with a certificate from its own CA, offering `alpn`; it counts the
+/// connections it accepted and records the HTTP version of every request. Returns the CA as PEM.
+async fn tls_upstream(alpn: &[&[u8]]) -> (String, u16, Arc<AtomicUsize>, Arc<Mutex<Vec<http::Version>>>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let (count, seen) = (accepted.clone(), versions.clone());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    seen.lock().unwrap().push(request.version());
+                    async move {
+                        let streamed = http_body_util::BodyExt::collect(request.into_body())
+                            .await
+                            .map(|b| String::from_utf8_lossy(&b.to_bytes()).contains("\"stream\":true"))
+                            .unwrap_or(false);
+                        let (kind, body) = if streamed {
+                            let chunk = |delta: &str, finish: &str| {
+                                format!(
+                                    "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"up\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+                                )
+                            };
+                            let text = chunk(r#"{"role":"assistant","content":"hi"}"#, "null")
+                                + &chunk("{}", "\"stop\"")
+                                + "data: [DONE]\n\n";
+                            ("text/event-stream", text)
+                        } else {
+                            ("application/json", oai_answer("tls").to_string())
+                        };
+                        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                        response
+                            .headers_mut()
+                            .insert("content-type", http::HeaderValue::from_static(kind));
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (ca.pem(), port, accepted, versions)
+}
+
+/// Real providers are https, most with HTTP/2 by ALPN: both versions work, for whole and streamed answers,
+/// and sequential requests share one connection.
+#[cfg(unix)]
+#[test]
+fn https_upstreams_work_over_http2_and_http1_on_one_kept_alive_connection() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (alpn, version) in [
+        (&[&b"h2"[..], b"http/1.1"][..], http::Version::HTTP_2),
+        (&[&b"http/1.1"[..]][..], http::Version::HTTP_11),
+    ] {
+        let (ca, port, accepted, versions) = runtime.block_on(tls_upstream(alpn));
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca).unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            config_one("g", "openai", &format!("https://127.0.0.1:{port}/v1"), ""),
+        )
+        .unwrap();
+        let mut command = router();
+        command.env("SSL_CERT_FILE", &ca_path).env_remove("SSL_CERT_DIR");
+        let (mut child, mut stderr, addr) = spawn_router_with(command, &path, "warn", None);
+        runtime.block_on(async {
+            for stream in [false, false, true, false] {
+                let response = http()
+                    .post(format!("http://{addr}/v1/chat/completions"))
+                    .json(&serde_json::json!({"model": "g", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "{version:?}");
+                let text = response.text().await.unwrap();
+                if stream {
+                    assert!(text.contains("\"content\":\"hi\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
+                } else {
+                    assert!(text.contains("\"content\":\"tls\""), "{text}");
+                }
+            }
+        });
+        stop(&mut child, &mut stderr);
+        assert_eq!(*versions.lock().unwrap(), [version; 4]);
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "{version:?}: one connection for all four requests"
+        );
+    }
 }
 
 /// SIGTERM, a clean exit, and everything the router logged after its listening line.

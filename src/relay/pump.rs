@@ -19,7 +19,7 @@ const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
 
 /// Upstream body chunks (data frames; an error mid-body is an `Err` item). Dropping it closes the upstream
 /// connection.
-pub type UpstreamBody = http_body_util::BodyDataStream<hyper::body::Incoming>;
+pub type UpstreamBody = http_body_util::BodyDataStream<crate::upstream::UpstreamBody>;
 
 /// The client's response body: the head already read while waiting for the first event, then the rest.
 /// It ends as soon as the processor has produced the stream's last event; dropping it drops the upstream.

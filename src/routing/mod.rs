@@ -7,11 +7,12 @@ pub mod strategy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::{HeaderValue, Uri};
+use http::HeaderValue;
 use serde_json::value::RawValue;
 
 use crate::config::{Config, DeploymentSpec, Strategy};
 use crate::protocol::Protocol;
+use crate::upstream::{ClientPool, Endpoint, Origin};
 pub use health::Health;
 pub use strategy::Balancer;
 
@@ -22,9 +23,9 @@ pub struct Deployment {
     pub protocol: Protocol,
     pub upstream_model: String,
     /// Where requests go, parsed once (the spec's URL without credentials).
-    pub endpoint: Uri,
+    pub endpoint: Endpoint,
     /// The Anthropic token-counting endpoint next to `endpoint`.
-    pub count_tokens_endpoint: Uri,
+    pub count_tokens_endpoint: Endpoint,
     /// `Authorization: Basic …` from credentials in `api_base`, if any.
     pub url_authorization: Option<HeaderValue>,
     /// `Authorization: Bearer …` (OpenAI) or `x-api-key` (Anthropic) value, marked sensitive so it is never
@@ -34,8 +35,9 @@ pub struct Deployment {
     pub overrides: Vec<(String, Box<RawValue>)>,
     /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
     pub rewrite_values: Vec<(String, serde_json::Value)>,
-    /// The pooled client with this deployment's connect timeout (and the router's proxy).
-    pub client: crate::upstream::Client,
+    /// The keep-alive connections to the endpoint's host, with this deployment's connect timeout (and the
+    /// router's proxy); shared with the other deployments on that host.
+    pub origin: Arc<Origin>,
     /// Failure count and cooldown; shared with the previous snapshot's twin when the deployment is unchanged.
     pub health: Arc<Health>,
     /// The API key as text to scrub from what the upstream sends back (some hosts echo it in errors).
@@ -44,10 +46,11 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec, client: crate::upstream::Client, health: Arc<Health>) -> Self {
+    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>) -> Self {
         let target = |url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
         let (endpoint, url_authorization) = target(&spec.endpoint);
         let (count_tokens_endpoint, _) = target(&spec.count_tokens_endpoint());
+        let origin = pool.origin(spec.timeouts.connect, &endpoint);
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),
@@ -70,13 +73,13 @@ impl Deployment {
             name: spec.name.clone(),
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
-            endpoint,
-            count_tokens_endpoint,
+            endpoint: Endpoint::new(endpoint),
+            count_tokens_endpoint: Endpoint::new(count_tokens_endpoint),
             url_authorization,
             credential,
             overrides,
             rewrite_values,
-            client,
+            origin,
             health,
             secret: spec.api_key.clone(),
             spec,
@@ -129,7 +132,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot. From `previous` it takes over the balancer state of groups whose shape did not
     /// change and the health (failure count, cooldown) of deployments that did not change.
-    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &crate::upstream::ClientPool) -> Self {
+    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool) -> Self {
         let deployments: Vec<Arc<Deployment>> = config
             .deployments
             .iter()
@@ -138,11 +141,7 @@ impl Snapshot {
                     .and_then(|p| p.deployment(&spec.name))
                     .filter(|old| old.spec == *spec)
                     .map_or_else(Arc::default, |old| old.health.clone());
-                Arc::new(Deployment::new(
-                    spec.clone(),
-                    pool.client(spec.timeouts.connect),
-                    health,
-                ))
+                Arc::new(Deployment::new(spec.clone(), pool, health))
             })
             .collect();
         let mut groups = HashMap::new();

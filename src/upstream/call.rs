@@ -4,28 +4,26 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::Scheme;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::time::Instant;
 
-use super::{UpstreamError, describe, request_headers};
+use super::{Endpoint, UpstreamBody, UpstreamError, describe, request_headers};
 use crate::routing::Deployment;
 
 /// An upstream answer; its body is read as it arrives. Dropping it (or its body) closes the connection
 /// unless the body was read to its end.
-pub type UpstreamResponse = http::Response<Incoming>;
+pub type UpstreamResponse = http::Response<UpstreamBody>;
 
-/// POSTs `body` to `uri` with the deployment's headers; the response headers must arrive by `deadline`.
+/// POSTs `body` to `endpoint` with the deployment's headers; the response headers must arrive by `deadline`.
 pub async fn send(
     deployment: &Deployment,
-    uri: &Uri,
+    endpoint: &Endpoint,
     client_headers: &HeaderMap,
     body: Vec<u8>,
     deadline: Instant,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let client = &deployment.client;
     let mut headers = request_headers(deployment, client_headers);
     // reqwest's one default header, kept so that upstreams see the same request as before.
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
@@ -34,17 +32,11 @@ pub async fn send(
             .entry(header::AUTHORIZATION)
             .or_insert_with(|| authorization.clone());
     }
-    if let Some(authorization) = &client.proxy_authorization
-        && uri.scheme() == Some(&Scheme::HTTP)
-    {
-        headers.insert(header::PROXY_AUTHORIZATION, authorization.clone());
-    }
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri.clone();
     *request.headers_mut() = headers;
-    match tokio::time::timeout_at(deadline, client.inner.request(request)).await {
-        Ok(result) => result.map_err(|e| UpstreamError::from_client(&deployment.name, &e)),
+    match tokio::time::timeout_at(deadline, deployment.origin.send(endpoint, request)).await {
+        Ok(result) => result.map_err(|e| UpstreamError::from_send(&deployment.name, &e)),
         Err(_) => Err(UpstreamError::Timeout {
             deployment: deployment.name.clone(),
         }),

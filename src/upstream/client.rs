@@ -1,32 +1,41 @@
-//! The upstream HTTP client: hyper-util's pooled legacy client over rustls, with the optional `--proxy`.
-//! Requests are built directly as `http::Request`s with a precomputed `Uri`; nothing on the request path
-//! parses URLs.
+//! How upstream connections are made: rustls over TCP, directly or through the optional `--proxy`. A
+//! [`Client`] opens the [`Origin`]s that pool the connections; requests are built directly as
+//! `http::Request`s with precomputed `Uri`s, so nothing on the request path parses URLs.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use http::uri::Scheme;
 use http::{HeaderValue, Uri};
-use http_body_util::Full;
 use hyper_rustls::HttpsConnectorBuilder;
-use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::percent_decode_str;
 
 use super::ClientError;
 use super::connector::{ProxyConnector, Route, Timed};
+use super::origin::Origin;
 
-type Connector = Timed<hyper_rustls::HttpsConnector<ProxyConnector>>;
+pub(super) type Connector = Timed<hyper_rustls::HttpsConnector<ProxyConnector>>;
 
-/// A pooled client (cheap to clone: the pool is shared).
+/// Opens connections with one connect timeout, behind the router's proxy.
 #[derive(Clone)]
 pub struct Client {
-    pub(super) inner: LegacyClient<Connector, Full<Bytes>>,
+    connector: Connector,
     /// `Proxy-Authorization` for plain-http targets, which go to an HTTP proxy in absolute form (https targets
     /// carry it on their CONNECT instead).
-    pub(super) proxy_authorization: Option<HeaderValue>,
+    proxy_authorization: Option<HeaderValue>,
+}
+
+impl Client {
+    /// A new, empty pool of connections to `endpoint`'s origin.
+    pub fn origin(&self, endpoint: &Uri) -> Origin {
+        let authorization = self
+            .proxy_authorization
+            .clone()
+            .filter(|_| endpoint.scheme() == Some(&Scheme::HTTP));
+        Origin::new(self.connector.clone(), authorization, endpoint)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -56,8 +65,8 @@ fn tls_config() -> &'static rustls::ClientConfig {
     })
 }
 
-/// Builds the pooled client all deployments with this connect timeout share: keep-alive, TCP_NODELAY,
-/// HTTP/2 by ALPN on https, HTTP/1.1 on http, rustls.
+/// Builds the client all deployments with this connect timeout share: TCP_NODELAY, HTTP/2 by ALPN on https,
+/// HTTP/1.1 on http, rustls.
 pub fn build_client(proxy: Option<&str>, connect_timeout: Duration) -> Result<Client, ClientError> {
     // Only `ring` is compiled in; installing it as the process default (for any other rustls user) twice is
     // harmless.
@@ -80,13 +89,8 @@ pub fn build_client(proxy: Option<&str>, connect_timeout: Duration) -> Result<Cl
         inner: https,
         timeout: connect_timeout,
     };
-    let inner = LegacyClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector);
     Ok(Client {
-        inner,
+        connector,
         proxy_authorization,
     })
 }
@@ -256,15 +260,11 @@ mod tests {
     }
 
     async fn post(client: &Client, uri: &str) -> u16 {
-        let mut request = http::Request::new(Full::new(Bytes::from_static(b"{}")));
+        let endpoint = super::super::origin::Endpoint::new(uri.parse().unwrap());
+        let origin = Arc::new(client.origin(&endpoint.absolute));
+        let mut request = http::Request::new(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")));
         *request.method_mut() = http::Method::POST;
-        *request.uri_mut() = uri.parse().unwrap();
-        if let Some(auth) = &client.proxy_authorization {
-            request
-                .headers_mut()
-                .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
-        }
-        client.inner.request(request).await.unwrap().status().as_u16()
+        origin.send(&endpoint, request).await.unwrap().status().as_u16()
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 mod call;
 mod client;
 mod connector;
+mod origin;
 mod pool;
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -12,6 +13,7 @@ use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
 pub use call::{UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
 pub use client::{Client, build_client, endpoint_target};
+pub use origin::{Endpoint, Origin, SendError, UpstreamBody};
 pub use pool::ClientPool;
 
 /// Why the HTTP client could not be built.
@@ -96,16 +98,15 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Classifies a client error. Its messages carry no URL (which may reveal internal hosts) and no proxy
     /// credentials.
-    pub fn from_client(deployment: &str, error: &hyper_util::client::legacy::Error) -> Self {
+    pub fn from_send(deployment: &str, error: &SendError) -> Self {
         let deployment = deployment.to_owned();
         if is_timeout(error) {
             return UpstreamError::Timeout { deployment };
         }
         let reason = root_cause(error);
-        if error.is_connect() {
-            UpstreamError::Connect { deployment, reason }
-        } else {
-            UpstreamError::Transport { deployment, reason }
+        match error {
+            SendError::Connect(_) => UpstreamError::Connect { deployment, reason },
+            SendError::Exchange(_) => UpstreamError::Transport { deployment, reason },
         }
     }
 

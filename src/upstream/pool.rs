@@ -1,11 +1,14 @@
-//! HTTP clients shared by deployments. One pooled client per distinct connect timeout (the connector
-//! holds it), all behind the same `--proxy`. Reloads reuse existing clients, so keep-alive connections
-//! survive config edits.
+//! Connection pools shared by deployments: one [`Origin`] per origin and connect timeout, opened by one
+//! client per distinct connect timeout, all behind the same `--proxy`. Reloads reuse existing origins, so
+//! keep-alive connections survive config edits, and deployments on the same host share their connections.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::Uri;
+
+use super::origin::Origin;
 use super::{Client, ClientError, build_client};
 
 pub struct ClientPool {
@@ -13,6 +16,8 @@ pub struct ClientPool {
     /// Built at start-up; stands in if a client with another connect timeout cannot be built.
     default: Client,
     clients: Mutex<HashMap<Duration, Client>>,
+    /// By connect timeout and `scheme://authority`.
+    origins: Mutex<HashMap<(Duration, String), Arc<Origin>>>,
 }
 
 impl ClientPool {
@@ -24,11 +29,30 @@ impl ClientPool {
             proxy,
             clients: Mutex::new(HashMap::from([(default_timeout, default.clone())])),
             default,
+            origins: Mutex::default(),
         })
     }
 
-    /// The client for deployments with this connect timeout. Only called while building a snapshot.
-    pub fn client(&self, connect_timeout: Duration) -> Client {
+    /// The connections to `endpoint`'s origin with this connect timeout. Only called while building a
+    /// snapshot.
+    pub fn origin(&self, connect_timeout: Duration, endpoint: &Uri) -> Arc<Origin> {
+        let key = (
+            connect_timeout,
+            format!(
+                "{}://{}",
+                endpoint.scheme_str().unwrap_or_default(),
+                endpoint.authority().map_or("", |a| a.as_str())
+            ),
+        );
+        let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
+        origins
+            .entry(key)
+            .or_insert_with(|| Arc::new(self.client(connect_timeout).origin(endpoint)))
+            .clone()
+    }
+
+    /// The client for deployments with this connect timeout.
+    fn client(&self, connect_timeout: Duration) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = clients.get(&connect_timeout) {
             return client.clone();
