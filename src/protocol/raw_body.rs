@@ -80,6 +80,120 @@ impl<'a> RawBody<'a> {
     }
 }
 
+/// The first top-level `key` of a JSON object, when its value is a string without escapes, found without
+/// validating the rest of the body: routing needs `model` before it knows which parse the body needs, and a
+/// converted request is checked and read by its protocol's decoder anyway. `None` for anything unusual (not
+/// an object, an escaped key before it, another kind of value, a broken structure): the caller then parses
+/// the body in full, which gives the precise error.
+pub fn peek_str<'a>(bytes: &'a [u8], key: &str) -> Option<&'a str> {
+    let mut scan = Scan { bytes, at: 0 };
+    scan.expect(b'{')?;
+    loop {
+        scan.expect(b'"')?;
+        let (name, escaped) = scan.string()?;
+        if escaped {
+            return None;
+        }
+        scan.expect(b':')?;
+        if name == key.as_bytes() {
+            scan.expect(b'"')?;
+            let (value, escaped) = scan.string()?;
+            return if escaped { None } else { std::str::from_utf8(value).ok() };
+        }
+        scan.skip_value()?;
+        scan.expect(b',')?;
+    }
+}
+
+/// A cursor over JSON text that finds its structure without checking its tokens.
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn skip_whitespace(&mut self) {
+        while self
+            .bytes
+            .get(self.at)
+            .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        self.skip_whitespace();
+        (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
+    }
+
+    /// After an opening quote: the string's raw bytes, and whether they hold escapes.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.at;
+        let mut escaped = false;
+        loop {
+            let rest = &self.bytes[self.at..];
+            let end = |b: &u8| *b == b'"' || *b == b'\\';
+            // Keys and model names are short: a plain loop finds their end sooner than memchr starts up.
+            let found = match rest.iter().take(32).position(end) {
+                Some(at) => Some(at),
+                None if rest.len() > 32 => memchr::memchr2(b'"', b'\\', &rest[32..]).map(|at| at + 32),
+                None => None,
+            };
+            let at = self.at + found?;
+            if self.bytes[at] == b'"' {
+                self.at = at + 1;
+                return Some((&self.bytes[start..at], escaped));
+            }
+            escaped = true;
+            self.at = at + 2;
+            if self.at > self.bytes.len() {
+                return None;
+            }
+        }
+    }
+
+    fn skip_value(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        match *self.bytes.get(self.at)? {
+            b'"' => {
+                self.at += 1;
+                self.string()?;
+            }
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    let byte = *self.bytes.get(self.at)?;
+                    self.at += 1;
+                    match byte {
+                        b'"' => {
+                            self.string()?;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {
+                while self
+                    .bytes
+                    .get(self.at)
+                    .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    self.at += 1;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectVisitor;
@@ -180,6 +294,28 @@ mod tests {
         assert_eq!(body.decode::<bool>("stream").unwrap(), Some(true));
         assert_eq!(body.decode::<u32>("n").unwrap(), None);
         assert!(body.decode::<bool>("model").is_err());
+    }
+
+    #[test]
+    fn peeking_finds_the_first_plain_top_level_string() {
+        let body = br#" { "messages" : [{"role":"user","content":"a \"model\": [x] {"}], "n": -1.5e3, "t": true,
+            "o": {"model": "inner"}, "model" : "g-1", "model": "second" } "#;
+        assert_eq!(peek_str(body, "model"), Some("g-1"));
+        assert_eq!(peek_str(br#"{"model":"g"}"#, "model"), Some("g"));
+        assert_eq!(peek_str(br#"{"a":null,"model":"g"}"#, "model"), Some("g"));
+        for unusual in [
+            &br#"{"model":"g\u0031"}"#[..],
+            br#"{"mod\u0065l":"a","model":"b"}"#,
+            br#"{"model":1}"#,
+            br#"{"messages":[]}"#,
+            br#"{"messages":[}"#,
+            br#"["model","g"]"#,
+            br#"{"a":"unterminated"#,
+            br#"{"a":"\"#,
+            b"",
+        ] {
+            assert_eq!(peek_str(unusual, "model"), None, "{}", String::from_utf8_lossy(unusual));
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl Attempt<'_> {
             },
         };
         let ctx = self.context(&minted);
-        let (body, conversion) = self.upstream_body(&request.body, bytes, &ctx)?;
+        let (body, conversion) = self.upstream_body(request, bytes, &ctx)?;
         if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
             record.chose(self.deployment);
@@ -145,14 +145,16 @@ impl Attempt<'_> {
     /// the hub.
     fn upstream_body(
         &self,
-        raw: &RawBody<'_>,
+        request: &ClientRequest<'_>,
         bytes: &[u8],
         ctx: &ConvertContext<'_>,
     ) -> Result<(Vec<u8>, Option<RequestFacts>), Failure> {
         let deployment = &**self.deployment;
         let options = &deployment.spec.options;
+        let raw = || request.raw().map_err(Failure::refused);
         let body = match (self.client, deployment.protocol) {
             (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Responses, Protocol::Responses) => {
+                let raw = raw()?;
                 let clamp = clamp_override(raw, options.max_output_tokens);
                 let mut overrides = deployment.override_refs();
                 overrides.extend(clamp.iter().map(|(k, v)| (*k, &**v)));
@@ -160,7 +162,7 @@ impl Attempt<'_> {
             }
             (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
             {
-                None => raw.write_with(&deployment.override_refs()),
+                None => raw()?.write_with(&deployment.override_refs()),
                 Some(body) => self.tree_body(body),
             },
             (client, upstream) => {

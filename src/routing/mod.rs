@@ -7,7 +7,7 @@ pub mod strategy;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
 
 use crate::config::{Config, DeploymentSpec, Strategy};
@@ -26,11 +26,10 @@ pub struct Deployment {
     pub endpoint: Endpoint,
     /// The Anthropic token-counting endpoint next to `endpoint`.
     pub count_tokens_endpoint: Endpoint,
-    /// `Authorization: Basic …` from credentials in `api_base`, if any.
-    pub url_authorization: Option<HeaderValue>,
-    /// `Authorization: Bearer …` (OpenAI) or `x-api-key` (Anthropic) value, marked sensitive so it is never
-    /// printed by `http`'s `Debug`.
-    pub credential: Option<HeaderValue>,
+    /// What every upstream request carries: the credential (`Authorization: Bearer …` or `x-api-key`, or the
+    /// `Authorization: Basic …` of credentials in `api_base`), marked sensitive so that `http`'s `Debug` never
+    /// prints it, and the content type (see [`crate::upstream::header_template`]).
+    pub headers: HeaderMap,
     /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body.
     pub overrides: Vec<(String, Box<RawValue>)>,
     /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
@@ -75,8 +74,7 @@ impl Deployment {
             upstream_model: spec.upstream_model.clone(),
             endpoint: Endpoint::new(endpoint),
             count_tokens_endpoint: Endpoint::new(count_tokens_endpoint),
-            url_authorization,
-            credential,
+            headers: crate::upstream::header_template(spec.protocol, credential.as_ref(), url_authorization.as_ref()),
             overrides,
             rewrite_values,
             origin,
@@ -234,10 +232,12 @@ router_settings:
     fn credentials_follow_the_protocol_and_are_sensitive() {
         let s = snapshot(CONFIG, None);
         let a = &s.group("a").unwrap().members[0];
-        assert_eq!(a.credential.as_ref().unwrap().to_str().unwrap(), "Bearer sk-a");
-        assert!(a.credential.as_ref().unwrap().is_sensitive());
+        let authorization = a.headers.get("authorization").unwrap();
+        assert_eq!(authorization.to_str().unwrap(), "Bearer sk-a");
+        assert!(authorization.is_sensitive());
         let b = &s.group("b").unwrap().members[0];
-        assert_eq!(b.credential.as_ref().unwrap().to_str().unwrap(), "sk-b");
+        assert_eq!(b.headers.get("x-api-key").unwrap().to_str().unwrap(), "sk-b");
+        assert!(b.headers.get("authorization").is_none());
         assert!(!format!("{s:?}").contains("sk-a"));
     }
 

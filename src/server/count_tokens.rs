@@ -31,6 +31,10 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
+    let raw = match request.raw() {
+        Ok(raw) => raw,
+        Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
+    };
     let Some(group) = snapshot.group(&request.model) else {
         let error = ApiError::unknown_model(&request.model, &snapshot.listed);
         return record.answered(error.into_response(Protocol::Anthropic));
@@ -65,7 +69,7 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     // Only `model` changes: `rewrite_body` is meant for generation requests and may carry fields such as
     // `max_tokens` that the counting endpoint rejects.
     let model = serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
-    let body = request.body.write_with(&[("model", &model)]);
+    let body = raw.write_with(&[("model", &model)]);
     let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
     let answer = match upstream::send(
         deployment,

@@ -58,7 +58,8 @@ pub async fn serve(
             .header_read_timeout(header_timeout);
         let state = state.clone();
         let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let response = crate::server::route(state.clone(), request.map(axum::body::Body::new));
+            // Boxed: hyper moves the service's future a few times, and a request's whole relay is in it.
+            let response = Box::pin(crate::server::route(state.clone(), request.map(axum::body::Body::new)));
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let connection = builder

@@ -1,15 +1,18 @@
 //! Reading a client's request: the body within the size limit, and the few fields the router itself needs.
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+use std::time::Duration;
+
 use axum::body::Body;
 use bytes::Bytes;
-use std::time::Duration;
 
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
 use crate::protocol::Protocol;
-use crate::protocol::raw_body::RawBody;
+use crate::protocol::raw_body::{self, RawBody};
 
 /// Reads the whole body within `timeout`, answering 413 beyond `limit` (checked against `Content-Length`
 /// first, so an oversized upload is refused before it is read) and 408 when it does not arrive in time, so a
@@ -38,34 +41,66 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: D
 
 /// The few fields the router itself reads from a client body; the rest stays raw.
 pub struct ClientRequest<'a> {
-    pub body: RawBody<'a>,
-    pub model: String,
+    bytes: &'a [u8],
+    protocol: Protocol,
+    pub model: Cow<'a, str>,
+    /// The body split into its top-level fields and checked, on first use: only a same-protocol attempt
+    /// needs it (a converted one is checked and read by the client protocol's decoder).
+    raw: OnceLock<Result<RawBody<'a>, ApiError>>,
 }
 
 impl<'a> ClientRequest<'a> {
-    /// Checks what the router itself relies on: a string `model`, a boolean `stream` if present, and the
-    /// conversation (`messages`, or a Responses request's `input`).
+    /// Finds `model`. A plain string `model` is all routing needs; anything else is checked in full now,
+    /// for a precise error.
     pub fn parse(bytes: &'a [u8], protocol: Protocol) -> Result<Self, ApiError> {
-        let body = RawBody::parse(bytes)
-            .map_err(|e| ApiError::bad_request(format!("request body is not a JSON object: {e}")))?;
-        let model = match body.decode::<String>("model") {
+        if let Some(model) = raw_body::peek_str(bytes, "model") {
+            return Ok(Self {
+                bytes,
+                protocol,
+                model: Cow::Borrowed(model),
+                raw: OnceLock::new(),
+            });
+        }
+        let raw = check(bytes, protocol)?;
+        let model = match raw.decode::<Cow<'a, str>>("model") {
             Ok(Some(model)) => model,
             Ok(None) => return Err(ApiError::bad_request("model: field is required").with_param("model")),
             Err(_) => return Err(ApiError::bad_request("model: must be a string").with_param("model")),
         };
-        if body.decode::<bool>("stream").is_err() {
-            return Err(ApiError::bad_request("stream: must be a boolean").with_param("stream"));
-        }
-        let (field, shape) = match protocol {
-            Protocol::Responses => ("input", "a string or an array"),
-            Protocol::OpenAi | Protocol::Anthropic => ("messages", "an array"),
-        };
-        match body.get(field) {
-            None => Err(ApiError::bad_request(format!("{field}: field is required")).with_param(field)),
-            Some(raw) if raw.get().starts_with('[') => Ok(Self { body, model }),
-            Some(raw) if protocol == Protocol::Responses && raw.get().starts_with('"') => Ok(Self { body, model }),
-            Some(_) => Err(ApiError::bad_request(format!("{field}: must be {shape}")).with_param(field)),
-        }
+        Ok(Self {
+            bytes,
+            protocol,
+            model,
+            raw: OnceLock::from(Ok(raw)),
+        })
+    }
+
+    /// The body's top-level fields, once checked (see [`check`]).
+    pub fn raw(&self) -> Result<&RawBody<'a>, ApiError> {
+        self.raw
+            .get_or_init(|| check(self.bytes, self.protocol))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// Checks what the router itself relies on: a JSON object, a boolean `stream` if present, and the
+/// conversation (`messages`, or a Responses request's `input`).
+fn check(bytes: &[u8], protocol: Protocol) -> Result<RawBody<'_>, ApiError> {
+    let body =
+        RawBody::parse(bytes).map_err(|e| ApiError::bad_request(format!("request body is not a JSON object: {e}")))?;
+    if body.decode::<bool>("stream").is_err() {
+        return Err(ApiError::bad_request("stream: must be a boolean").with_param("stream"));
+    }
+    let (field, shape) = match protocol {
+        Protocol::Responses => ("input", "a string or an array"),
+        Protocol::OpenAi | Protocol::Anthropic => ("messages", "an array"),
+    };
+    match body.get(field) {
+        None => Err(ApiError::bad_request(format!("{field}: field is required")).with_param(field)),
+        Some(raw) if raw.get().starts_with('[') => Ok(body),
+        Some(raw) if protocol == Protocol::Responses && raw.get().starts_with('"') => Ok(body),
+        Some(_) => Err(ApiError::bad_request(format!("{field}: must be {shape}")).with_param(field)),
     }
 }
 
@@ -75,7 +110,10 @@ mod tests {
 
     #[test]
     fn client_request_validation() {
-        let err = |body: &str| ClientRequest::parse(body.as_bytes(), Protocol::OpenAi).err().unwrap();
+        let err = |body: &str| {
+            let request = ClientRequest::parse(body.as_bytes(), Protocol::OpenAi);
+            request.and_then(|r| r.raw().map(|_| ())).err().unwrap()
+        };
         assert_eq!(err("{").status, StatusCode::BAD_REQUEST);
         assert_eq!(err("[]").status, StatusCode::BAD_REQUEST);
         assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
@@ -89,8 +127,13 @@ mod tests {
         let ok = ClientRequest::parse(br#"{"model":"g","messages":[],"stream":true}"#, Protocol::OpenAi).unwrap();
         assert_eq!(ok.model, "g");
         let ok = ClientRequest::parse(br#"{"model":"g","input":"hi"}"#, Protocol::Responses).unwrap();
-        assert!(ClientRequest::parse(br#"{"model":"g","messages":[]}"#, Protocol::Responses).is_err());
+        assert!(ok.raw().is_ok());
+        let no_input = ClientRequest::parse(br#"{"model":"g","messages":[]}"#, Protocol::Responses).unwrap();
+        assert_eq!(no_input.raw().unwrap_err().param.as_deref(), Some("input"));
         assert_eq!(ok.model, "g");
+        // A model that is not a plain string is decoded from the checked body.
+        let escaped = ClientRequest::parse(br#"{"model":"g\u0031","messages":[]}"#, Protocol::OpenAi).unwrap();
+        assert_eq!(escaped.model, "g1");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -24,17 +24,9 @@ pub async fn send(
     body: Vec<u8>,
     deadline: Instant,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let mut headers = request_headers(deployment, client_headers);
-    // reqwest's one default header, kept so that upstreams see the same request as before.
-    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-    if let Some(authorization) = &deployment.url_authorization {
-        headers
-            .entry(header::AUTHORIZATION)
-            .or_insert_with(|| authorization.clone());
-    }
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
-    *request.headers_mut() = headers;
+    *request.headers_mut() = request_headers(deployment, client_headers);
     match tokio::time::timeout_at(deadline, deployment.origin.send(endpoint, request)).await {
         Ok(result) => result.map_err(|e| UpstreamError::from_send(&deployment.name, &e)),
         Err(_) => Err(UpstreamError::Timeout {

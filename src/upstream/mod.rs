@@ -27,28 +27,51 @@ pub enum ClientError {
 /// hop-by-hop headers, SDK telemetry) stays with the router.
 const FORWARDED_TO_ANTHROPIC: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
-/// The headers of an upstream request: JSON, the deployment's credential, Anthropic's version header.
-pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
+/// What every request to a deployment carries, built once with the deployment: JSON, the credential (or the
+/// `Authorization: Basic` of credentials in `api_base`), Anthropic's default version, and reqwest's one
+/// default header (`Accept: */*`), kept so that upstreams see the same request as before.
+pub fn header_template(
+    protocol: Protocol,
+    credential: Option<&HeaderValue>,
+    url_authorization: Option<&HeaderValue>,
+) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    match deployment.protocol {
-        Protocol::OpenAi | Protocol::Responses => {
-            if let Some(credential) = &deployment.credential {
-                headers.insert(header::AUTHORIZATION, credential.clone());
-            }
-        }
-        Protocol::Anthropic => {
-            if let Some(credential) = &deployment.credential {
-                headers.insert(HeaderName::from_static("x-api-key"), credential.clone());
-            }
-            for name in FORWARDED_TO_ANTHROPIC {
-                for value in client.get_all(name) {
+    headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    let credential_header = match protocol {
+        Protocol::OpenAi | Protocol::Responses => header::AUTHORIZATION,
+        Protocol::Anthropic => HeaderName::from_static("x-api-key"),
+    };
+    if let Some(credential) = credential {
+        headers.insert(credential_header, credential.clone());
+    }
+    if let Some(authorization) = url_authorization {
+        headers
+            .entry(header::AUTHORIZATION)
+            .or_insert_with(|| authorization.clone());
+    }
+    if protocol == Protocol::Anthropic {
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(anthropic::DEFAULT_VERSION),
+        );
+    }
+    headers
+}
+
+/// The headers of an upstream request: the deployment's template, and for Anthropic the client's version
+/// and beta headers.
+pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
+    let mut headers = deployment.headers.clone();
+    if deployment.protocol == Protocol::Anthropic {
+        for name in FORWARDED_TO_ANTHROPIC {
+            let mut values = client.get_all(name).iter();
+            if let Some(first) = values.next() {
+                headers.insert(name, first.clone());
+                for value in values {
                     headers.append(name, value.clone());
                 }
             }
-            headers
-                .entry("anthropic-version")
-                .or_insert(HeaderValue::from_static(anthropic::DEFAULT_VERSION));
         }
     }
     headers
@@ -184,7 +207,8 @@ mod tests {
         let h = request_headers(&deployment("openai"), &client_headers());
         assert_eq!(h.get("authorization").unwrap(), "Bearer sk-secret");
         assert_eq!(h.get("content-type").unwrap(), "application/json");
-        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h.get("accept").unwrap(), "*/*");
+        assert_eq!(h.len(), 3, "{h:?}");
     }
 
     #[test]
