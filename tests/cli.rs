@@ -295,11 +295,14 @@ async fn tls_upstream(alpn: &[&[u8]]) -> (String, u16, Arc<AtomicUsize>, Arc<Mut
 #[test]
 fn https_upstreams_work_over_http2_and_http1_on_one_kept_alive_connection() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    for (alpn, version) in [
-        (&[&b"h2"[..], b"http/1.1"][..], http::Version::HTTP_2),
-        (&[&b"http/1.1"[..]][..], http::Version::HTTP_11),
+    // The last case goes through a SOCKS5 proxy: TLS and HTTP/2 inside the tunnel.
+    for (alpn, version, proxied) in [
+        (&[&b"h2"[..], b"http/1.1"][..], http::Version::HTTP_2, false),
+        (&[&b"http/1.1"[..]][..], http::Version::HTTP_11, false),
+        (&[&b"h2"[..], b"http/1.1"][..], http::Version::HTTP_2, true),
     ] {
         let (ca, port, accepted, versions) = runtime.block_on(tls_upstream(alpn));
+        let proxy = proxied.then(|| runtime.block_on(Socks5Proxy::start()));
         let dir = tempfile::tempdir().unwrap();
         let ca_path = dir.path().join("ca.pem");
         std::fs::write(&ca_path, ca).unwrap();
@@ -311,6 +314,9 @@ fn https_upstreams_work_over_http2_and_http1_on_one_kept_alive_connection() {
         .unwrap();
         let mut command = router();
         command.env("SSL_CERT_FILE", &ca_path).env_remove("SSL_CERT_DIR");
+        if let Some(proxy) = &proxy {
+            command.args(["--proxy", &format!("socks5://{}", proxy.addr)]);
+        }
         let (mut child, mut stderr, addr) = spawn_router_with(command, &path, "warn", None);
         runtime.block_on(async {
             for stream in [false, false, true, false] {
@@ -328,14 +334,33 @@ fn https_upstreams_work_over_http2_and_http1_on_one_kept_alive_connection() {
                     assert!(text.contains("\"content\":\"tls\""), "{text}");
                 }
             }
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{version:?}: one connection for all four requests"
+            );
+            // Three at once: HTTP/2 multiplexes them on its one connection; HTTP/1.1 may open two more.
+            let post = || {
+                http()
+                    .post(format!("http://{addr}/v1/chat/completions"))
+                    .json(&serde_json::json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+            };
+            let (a, b, c) = tokio::join!(post(), post(), post());
+            for response in [a, b, c] {
+                assert_eq!(response.unwrap().status(), 200);
+            }
         });
         stop(&mut child, &mut stderr);
-        assert_eq!(*versions.lock().unwrap(), [version; 4]);
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "{version:?}: one connection for all four requests"
-        );
+        assert_eq!(*versions.lock().unwrap(), [version; 7]);
+        let connections = accepted.load(Ordering::SeqCst);
+        match version {
+            http::Version::HTTP_2 => assert_eq!(connections, 1),
+            _ => assert!((1..=3).contains(&connections), "{connections}"),
+        }
+        if let Some(proxy) = proxy {
+            assert_eq!(*proxy.targets.lock().unwrap(), [format!("127.0.0.1:{port}")]);
+        }
     }
 }
 
