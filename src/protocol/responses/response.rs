@@ -390,12 +390,6 @@ impl<'a> OutputItem<'a> {
 impl OutputItem<'_> {
     /// The JSON the `Serialize` derive writes, written by hand for whole answers.
     fn write(&self, out: &mut Vec<u8>) {
-        let namespace = |out: &mut Vec<u8>, namespace: &Option<String>| {
-            if let Some(namespace) = namespace {
-                out.extend_from_slice(br#","namespace":"#);
-                push_str(out, namespace);
-            }
-        };
         match self {
             OutputItem::Reasoning {
                 id,
@@ -450,42 +444,62 @@ impl OutputItem<'_> {
                 name,
                 arguments,
                 status,
-                namespace: ns,
-            } => {
-                out.extend_from_slice(br#"{"type":"function_call","id":"#);
-                push_str(out, id);
-                out.extend_from_slice(br#","call_id":"#);
-                push_str(out, call_id);
-                out.extend_from_slice(br#","name":"#);
-                push_str(out, name);
-                out.extend_from_slice(br#","arguments":"#);
-                push_str(out, arguments);
-                out.extend_from_slice(br#","status":"#);
-                push_str(out, status);
-                namespace(out, ns);
-            }
+                namespace,
+            } => tool_call(
+                out,
+                "function_call",
+                [id, call_id, name],
+                ("arguments", arguments),
+                status,
+                namespace,
+            ),
             OutputItem::CustomToolCall {
                 id,
                 call_id,
                 name,
                 input,
                 status,
-                namespace: ns,
-            } => {
-                out.extend_from_slice(br#"{"type":"custom_tool_call","id":"#);
-                push_str(out, id);
-                out.extend_from_slice(br#","call_id":"#);
-                push_str(out, call_id);
-                out.extend_from_slice(br#","name":"#);
-                push_str(out, name);
-                out.extend_from_slice(br#","input":"#);
-                push_str(out, input);
-                out.extend_from_slice(br#","status":"#);
-                push_str(out, status);
-                namespace(out, ns);
-            }
+                namespace,
+            } => tool_call(
+                out,
+                "custom_tool_call",
+                [id, call_id, name],
+                ("input", input),
+                status,
+                namespace,
+            ),
         }
         out.push(b'}');
+    }
+}
+
+/// A function or custom tool call item, up to its closing brace: the two differ in their `type` and in the
+/// key of what the call sends (`arguments` or `input`).
+fn tool_call(
+    out: &mut Vec<u8>,
+    kind: &str,
+    [id, call_id, name]: [&str; 3],
+    (key, sent): (&str, &str),
+    status: &str,
+    namespace: &Option<String>,
+) {
+    out.extend_from_slice(br#"{"type":"#);
+    push_str(out, kind);
+    for (key, value) in [
+        ("id", id),
+        ("call_id", call_id),
+        ("name", name),
+        (key, sent),
+        ("status", status),
+    ] {
+        out.push(b',');
+        push_str(out, key);
+        out.push(b':');
+        push_str(out, value);
+    }
+    if let Some(namespace) = namespace {
+        out.extend_from_slice(br#","namespace":"#);
+        push_str(out, namespace);
     }
 }
 
