@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::failure::Failure;
 use super::processor::StreamProcessor;
-use super::pump::{RelayBody, UpstreamBody};
+use super::pump::{RelayBody, UpstreamChunks};
 use super::record::RequestRecord;
 use crate::routing::Deployment;
 use crate::upstream::{self, UpstreamResponse};
@@ -37,7 +37,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     deadline: tokio::time::Instant,
     headers: HeaderMap,
 ) -> Result<CommittedStream, Failure> {
-    let mut upstream = UpstreamBody::new(response.into_body());
+    let mut upstream = UpstreamChunks::new(response.into_body());
     let head = read_first_event(&mut upstream, &mut processor, deadline).await?;
     if let Some(mut error) = processor.early_error() {
         error.body = upstream::redact(error.body, deployment.secret.as_ref().map(|k| k.expose()));
@@ -66,7 +66,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
 
 /// Reads upstream chunks until the first complete event; returns the client bytes read so far.
 async fn read_first_event(
-    upstream: &mut UpstreamBody,
+    upstream: &mut UpstreamChunks,
     processor: &mut impl StreamProcessor,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, Failure> {

@@ -19,14 +19,14 @@ const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
 
 /// Upstream body chunks (data frames; an error mid-body is an `Err` item). Dropping it closes the upstream
 /// connection.
-pub type UpstreamBody = http_body_util::BodyDataStream<crate::upstream::UpstreamBody>;
+pub type UpstreamChunks = http_body_util::BodyDataStream<crate::upstream::UpstreamBody>;
 
 /// The client's response body: the head already read while waiting for the first event, then the rest.
 /// It ends as soon as the processor has produced the stream's last event; dropping it drops the upstream.
 pub struct RelayBody<P: StreamProcessor> {
     head: Option<Bytes>,
     /// Always `Some` until the body is dropped.
-    upstream: Option<UpstreamBody>,
+    upstream: Option<UpstreamChunks>,
     processor: P,
     /// Fires when the upstream has been silent for [`KEEP_ALIVE_AFTER`]; `None` when the processor sends no
     /// keep-alives.
@@ -42,7 +42,13 @@ pub struct RelayBody<P: StreamProcessor> {
 }
 
 impl<P: StreamProcessor> RelayBody<P> {
-    pub fn new(head: Bytes, upstream: UpstreamBody, processor: P, idle_limit: Duration, record: RequestRecord) -> Self {
+    pub fn new(
+        head: Bytes,
+        upstream: UpstreamChunks,
+        processor: P,
+        idle_limit: Duration,
+        record: RequestRecord,
+    ) -> Self {
         let silence = (!processor.keep_alive().is_empty()).then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
             head: Some(head),
@@ -181,7 +187,7 @@ const RELEASE_MAX_BYTES: usize = 64 * 1024;
 
 /// Lets a complete stream's upstream connection be reused: its body usually ends right after the final
 /// event, often within the same read. Never delays the client, whose answer has already ended.
-fn release(mut upstream: UpstreamBody) {
+fn release(mut upstream: UpstreamChunks) {
     use futures_util::{FutureExt, StreamExt};
     if let Some(None) = upstream.next().now_or_never() {
         return; // ended: the connection is back in the pool

@@ -12,7 +12,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
 pub use call::{UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
-pub use client::{Client, build_client, endpoint_target};
+use client::Client;
+pub use client::{build_client, endpoint_target};
 pub use origin::{Endpoint, Origin, SendError, UpstreamBody};
 pub use pool::ClientPool;
 
