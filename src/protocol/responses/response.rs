@@ -447,9 +447,9 @@ impl OutputItem<'_> {
                 namespace,
             } => tool_call(
                 out,
-                "function_call",
+                br#""function_call""#,
                 [id, call_id, name],
-                ("arguments", arguments),
+                (br#","arguments":"#, arguments),
                 status,
                 namespace,
             ),
@@ -462,9 +462,9 @@ impl OutputItem<'_> {
                 namespace,
             } => tool_call(
                 out,
-                "custom_tool_call",
+                br#""custom_tool_call""#,
                 [id, call_id, name],
-                ("input", input),
+                (br#","input":"#, input),
                 status,
                 namespace,
             ),
@@ -474,27 +474,26 @@ impl OutputItem<'_> {
 }
 
 /// A function or custom tool call item, up to its closing brace: the two differ in their `type` and in the
-/// key of what the call sends (`arguments` or `input`).
+/// key of what the call sends (`arguments` or `input`). The type and the keys come written as JSON.
 fn tool_call(
     out: &mut Vec<u8>,
-    kind: &str,
+    kind: &[u8],
     [id, call_id, name]: [&str; 3],
-    (key, sent): (&str, &str),
+    (key, sent): (&[u8], &str),
     status: &str,
     namespace: &Option<String>,
 ) {
     out.extend_from_slice(br#"{"type":"#);
-    push_str(out, kind);
-    for (key, value) in [
-        ("id", id),
-        ("call_id", call_id),
-        ("name", name),
+    out.extend_from_slice(kind);
+    let fields: [(&[u8], &str); 5] = [
+        (br#","id":"#, id),
+        (br#","call_id":"#, call_id),
+        (br#","name":"#, name),
         (key, sent),
-        ("status", status),
-    ] {
-        out.push(b',');
-        push_str(out, key);
-        out.push(b':');
+        (br#","status":"#, status),
+    ];
+    for (key, value) in fields {
+        out.extend_from_slice(key);
         push_str(out, value);
     }
     if let Some(namespace) = namespace {
