@@ -17,6 +17,7 @@ use crate::protocol::hub::{
     Message, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall, ToolChoice, ToolKind,
     ToolResult,
 };
+use crate::protocol::json::{self, Reader, Seen};
 
 /// A decoded Responses request and what its answer needs to know about it.
 #[derive(Debug)]
@@ -96,11 +97,19 @@ struct Body<'a, I> {
 
 /// Decodes a Responses request body. `key` opens the router's own reasoning envelopes.
 ///
-/// `input`, most of a request, is read in the same pass as the rest of the body, so no item is scanned
-/// twice. A body that fails that pass is read again with `input` item by item: slower, but it names the
-/// item at fault, and an item of a kind the router drops is skipped whatever its fields hold.
+/// The body is read by hand first ([`read_body`]), `input` in the same pass as the rest. What that read
+/// does not take, serde reads into the same [`Body`], again in one pass; a body that fails that pass too is
+/// read with `input` item by item: slower, but it names the item at fault, and an item of a kind the
+/// router drops is skipped whatever its fields hold.
 pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
-    match crate::protocol::json::parse::<Body<Input>>(bytes) {
+    match std::str::from_utf8(bytes).ok().and_then(read_body) {
+        Some(body) => decode_body(body, key, Ok),
+        None => decode_with_serde(bytes, key),
+    }
+}
+
+fn decode_with_serde(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
+    match json::parse::<Body<Input>>(bytes) {
         Ok(body) => decode_body(body, key, Ok),
         Err(_) => {
             let body: Body<&RawValue> = serde_json::from_slice(bytes).map_err(|e| ConvertError {
@@ -111,6 +120,151 @@ pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
             decode_body(body, key, read_items)
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The hand-written read: the same fields as the serde derives of `Body`, `InputItem` and `PartItem`, each
+// read as serde reads it (`null` is `None` for an `Option`, a field given twice is refused), unknown ones
+// skipped. Anything else is `None`, for serde to read.
+
+/// The body as serde reads it into `Body<Input>`, or `None`.
+fn read_body(text: &str) -> Option<Body<'_, Input<'_>>> {
+    let mut body = Body {
+        input: None,
+        instructions: None,
+        tools: None,
+        tool_choice: None,
+        parallel_tool_calls: None,
+        max_output_tokens: None,
+        temperature: None,
+        top_p: None,
+        reasoning: None,
+        text: None,
+        stream: None,
+        include: Vec::new(),
+        user: None,
+        safety_identifier: None,
+        prompt_cache_key: None,
+        previous_response_id: None,
+        conversation: None,
+        background: None,
+        prompt: None,
+    };
+    let mut seen = Seen::default();
+    let mut r = Reader::new(text);
+    r.object(|r, key| {
+        match key {
+            "input" => body.input = seen.first(0).and_then(|()| r.nullable(read_input))?,
+            "instructions" => body.instructions = seen.first(1).and_then(|()| r.nullable(Reader::string))?,
+            "tools" => body.tools = seen.first(2).and_then(|()| r.nullable(Reader::raw))?,
+            "tool_choice" => body.tool_choice = seen.first(3).and_then(|()| r.nullable(Reader::raw))?,
+            "parallel_tool_calls" => {
+                body.parallel_tool_calls = seen.first(4).and_then(|()| r.nullable(Reader::bool))?
+            }
+            "max_output_tokens" => body.max_output_tokens = seen.first(5).and_then(|()| r.nullable(Reader::u64))?,
+            "temperature" => body.temperature = seen.first(6).and_then(|()| r.nullable(Reader::f64))?,
+            "top_p" => body.top_p = seen.first(7).and_then(|()| r.nullable(Reader::f64))?,
+            "reasoning" => body.reasoning = seen.first(8).and_then(|()| r.nullable(Reader::raw))?,
+            "text" => body.text = seen.first(9).and_then(|()| r.nullable(Reader::raw))?,
+            "stream" => body.stream = seen.first(10).and_then(|()| r.nullable(Reader::bool))?,
+            "include" => body.include = seen.first(11).and_then(|()| read_strings(r))?,
+            "user" => body.user = seen.first(12).and_then(|()| r.nullable(Reader::string))?,
+            "safety_identifier" => body.safety_identifier = seen.first(13).and_then(|()| r.nullable(Reader::string))?,
+            "prompt_cache_key" => body.prompt_cache_key = seen.first(14).and_then(|()| r.nullable(Reader::string))?,
+            "previous_response_id" => {
+                body.previous_response_id = seen.first(15).and_then(|()| r.nullable(Reader::raw))?
+            }
+            "conversation" => body.conversation = seen.first(16).and_then(|()| r.nullable(Reader::raw))?,
+            "background" => body.background = seen.first(17).and_then(|()| r.nullable(Reader::bool))?,
+            "prompt" => body.prompt = seen.first(18).and_then(|()| r.nullable(Reader::raw))?,
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    r.end()?;
+    Some(body)
+}
+
+fn read_strings(r: &mut Reader<'_>) -> Option<Vec<String>> {
+    let mut strings = Vec::new();
+    r.array(|r| r.string().map(|s| strings.push(s)))?;
+    Some(strings)
+}
+
+/// `input` as [`Input`]'s `Deserialize` reads it.
+fn read_input<'a>(r: &mut Reader<'a>) -> Option<Input<'a>> {
+    match r.peek()? {
+        b'"' => r.string().map(Input::Text),
+        _ => {
+            let mut items = Vec::new();
+            r.array(|r| read_item(r).map(|item| items.push(item)))?;
+            Some(Input::Items(items))
+        }
+    }
+}
+
+fn read_item<'a>(r: &mut Reader<'a>) -> Option<InputItem<'a>> {
+    let mut item = InputItem::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "type" => item.kind = seen.first(0).and_then(|()| r.nullable(Reader::plain_str))?,
+            "role" => item.role = seen.first(1).and_then(|()| r.nullable(Reader::plain_str))?,
+            "content" => item.content = seen.first(2).and_then(|()| read_content(r))?,
+            "call_id" => item.call_id = seen.first(3).and_then(|()| r.nullable(Reader::string))?,
+            "name" => item.name = seen.first(4).and_then(|()| r.nullable(Reader::string))?,
+            "namespace" => item.namespace = seen.first(5).and_then(|()| r.nullable(Reader::string))?,
+            "arguments" => item.arguments = seen.first(6).and_then(|()| r.nullable(Reader::string))?,
+            "input" => item.input = seen.first(7).and_then(|()| r.nullable(Reader::string))?,
+            "output" => item.output = seen.first(8).and_then(|()| read_content(r))?,
+            "summary" => item.summary = seen.first(9).and_then(|()| r.nullable(read_parts))?,
+            "encrypted_content" => item.encrypted_content = seen.first(10).and_then(|()| r.nullable(Reader::string))?,
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(item)
+}
+
+/// A value as [`Content`]'s `Deserialize` reads it.
+fn read_content<'a>(r: &mut Reader<'a>) -> Option<Content<'a>> {
+    Some(match r.peek()? {
+        b'"' => Content::Text(r.string()?),
+        b'[' => Content::Parts(read_parts(r)?),
+        b'n' => r.null().then_some(Content::Null)?,
+        _ => r.raw().map(|_| Content::Other)?,
+    })
+}
+
+fn read_parts<'a>(r: &mut Reader<'a>) -> Option<Vec<PartItem<'a>>> {
+    let mut parts = Vec::new();
+    r.array(|r| read_part(r).map(|part| parts.push(part)))?;
+    Some(parts)
+}
+
+fn read_part<'a>(r: &mut Reader<'a>) -> Option<PartItem<'a>> {
+    let mut part = PartItem::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        let slot = match key {
+            "type" => {
+                part.kind = seen.first(0).and_then(|()| r.nullable(Reader::plain_str))?;
+                return Some(());
+            }
+            "text" => (1, &mut part.text),
+            "refusal" => (2, &mut part.refusal),
+            "image_url" => (3, &mut part.image_url),
+            "detail" => (4, &mut part.detail),
+            "file_id" => (5, &mut part.file_id),
+            "file_data" => (6, &mut part.file_data),
+            "file_url" => (7, &mut part.file_url),
+            "filename" => (8, &mut part.filename),
+            _ => return r.skip(),
+        };
+        *slot.1 = seen.first(slot.0).and_then(|()| r.nullable(Reader::string))?;
+        Some(())
+    })?;
+    Some(part)
 }
 
 /// The rest of [`decode`], with `read_input` to turn the body's `input` into items.
@@ -411,7 +565,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct PartItem<'a> {
     /// Required in message content; reasoning parts are read for their text only.
     #[serde(rename = "type", borrow, default)]
@@ -1218,6 +1372,106 @@ enum UpstreamFormat<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written read of the body gives what serde gives, or leaves the body to serde: for typical
+    /// bodies (which it must take), for edge cases, and for every prefix and many one-byte changes of them.
+    #[test]
+    fn the_hand_written_read_agrees_with_serde() {
+        let key = b"key";
+        let typical: &[&str] = &[
+            include_str!("../../../bench/requests/responses.json"),
+            r#"{"model":"m","stream":true,"store":false,"tool_choice":"auto","parallel_tool_calls":true,
+               "reasoning":{"effort":"high","summary":"auto"},"include":["reasoning.encrypted_content"],
+               "prompt_cache_key":"sess","client_metadata":{"x":"y"},"text":{"verbosity":"low"},
+               "instructions":"You are Codex.\nBe \"brief\" \u00e9 \ud83d\ude00",
+               "input":[
+                 {"type":"message","id":"msg_1","role":"developer","content":[{"type":"input_text","text":"rules"}]},
+                 {"type":"message","role":"user","content":[{"type":"input_text","text":"Run echo"},
+                   {"type":"input_image","image_url":"data:image/png;base64,AAAA","detail":"high"}]},
+                 {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"think"}],
+                  "content":null,"encrypted_content":"gAAAA"},
+                 {"type":"function_call","id":"fc_1","status":"completed","name":"exec_command",
+                  "arguments":"{\"cmd\": \"echo hi\"}","call_id":"call_1"},
+                 {"type":"function_call_output","call_id":"call_1","output":"hi\n"},
+                 {"type":"custom_tool_call","call_id":"call_2","name":"apply_patch","input":"*** Begin Patch"},
+                 {"type":"custom_tool_call_output","call_id":"call_2","output":[{"type":"input_text","text":"ok"}]},
+                 {"type":"message","role":"assistant","content":[{"type":"output_text","text":"done",
+                   "annotations":[],"logprobs":[]},{"type":"refusal","refusal":"no"}]},
+                 {"type":"future_item","x":1}],
+               "tools":[{"type":"function","name":"exec_command","parameters":{"type":"object"}},
+                        {"type":"web_search"}],
+               "max_output_tokens":1024,"temperature":0.7,"top_p":1,"user":"u","safety_identifier":"s"}"#,
+            r#"{"model":"m","input":"hello","instructions":null,"tools":null,"temperature":null,"stream":null}"#,
+            r#"{"input":[{"role":"user","content":"plain"},{"role":"system","content":[]}],"metadata":{}}"#,
+            "{ \"input\" :\t[ { \"role\" : \"user\" , \"content\" : \"x\" } ] ,\n \"top_p\" : 0.25 }",
+        ];
+        let edge: &[&str] = &[
+            r#"{"input":"a","input":"b"}"#,
+            r#"{"input":[{"role":"user","content":"a","content":"b"}]}"#,
+            r#"{"input":[{"role":"user","content":[{"type":"input_text","text":"a","text":"b"}]}]}"#,
+            r#"{"input":[{"role":"user","content":{"type":"input_text"}}]}"#,
+            r#"{"input":[{"role":"user","content":5}]}"#,
+            r#"{"input":[{"role":"tool","content":"x"}]}"#,
+            r#"{"input":[{"type":"mes\u0073age","role":"user","content":"x"}]}"#,
+            r#"{"\u0069nput":"x"}"#,
+            r#"{"input":5}"#,
+            r#"{"input":["x"]}"#,
+            r#"{"input":"x","max_output_tokens":1.5}"#,
+            r#"{"input":"x","max_output_tokens":-1}"#,
+            r#"{"input":"x","max_output_tokens":18446744073709551616}"#,
+            r#"{"input":"x","temperature":1e-2,"top_p":0.30000000000000004}"#,
+            r#"{"input":"x","temperature":"hot"}"#,
+            r#"{"input":"x","include":null}"#,
+            r#"{"input":"x","include":["a",1]}"#,
+            r#"{"input":"x","stream":1}"#,
+            r#"{"input":"x","previous_response_id":"resp_1"}"#,
+            r#"{"input":"x","background":true}"#,
+            r#"{"input":"x","unknown":[1,{"a":nul}]}"#,
+            r#"{"input":"x"} trailing"#,
+            r#"["input"]"#,
+            r#"{"input":[{"type":"function_call","call_id":"c"}]}"#,
+            r#"{"input":[{"type":"item_reference","id":"x"}]}"#,
+            "{\"input\":\"raw\ncontrol\"}",
+            r#"{"input":"x","tools":[{"type":"function","name":"a","parameters":{"type":"object"}}],"tools":[]}"#,
+        ];
+        let both = |body: &[u8]| -> Option<(String, String)> {
+            let fast = std::str::from_utf8(body).ok().and_then(read_body)?;
+            Some((
+                format!("{:?}", decode_body(fast, key, Ok)),
+                format!("{:?}", decode_with_serde(body, key)),
+            ))
+        };
+        for body in typical {
+            let (fast, slow) = both(body.as_bytes()).unwrap_or_else(|| panic!("the fast path takes {body}"));
+            assert!(slow.starts_with("Ok("), "{body}: {slow}");
+            assert_eq!(fast, slow, "{body}");
+        }
+        for body in edge {
+            if let Some((fast, slow)) = both(body.as_bytes()) {
+                assert_eq!(fast, slow, "{body}");
+            }
+        }
+        let mut checked = 0;
+        for body in typical.iter().chain(edge) {
+            let bytes = body.as_bytes();
+            for end in 0..bytes.len() {
+                if let Some((fast, slow)) = both(&bytes[..end]) {
+                    assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&bytes[..end]));
+                }
+            }
+            for at in 0..bytes.len() {
+                for byte in [b'"', b',', b'}', b']', b'\\', b'1', b' ', b'n', b'-', b'.', b'e', 0x01] {
+                    let mut changed = bytes.to_vec();
+                    changed[at] = byte;
+                    if let Some((fast, slow)) = both(&changed) {
+                        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&changed));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "the changed bodies the fast path took: {checked}");
+    }
 
     #[test]
     fn codex_after_one_tool_call() {

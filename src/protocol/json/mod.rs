@@ -1,4 +1,5 @@
-//! JSON fast paths for the codecs: parsing from a `str` checked once, and writing compact JSON (the bytes
+//! JSON fast paths for the codecs: parsing from a `str` checked once, a reader for hand-written decoders
+//! ([`Reader`], in `read`), and writing compact JSON (the bytes
 //! `serde_json::to_vec` writes) at a fraction of the cost.
 //!
 //! Every converted request, answer and stream event is parsed and written here or through here. Most of
@@ -9,11 +10,15 @@
 //! is copied verbatim, so the output is `serde_json`'s compact form byte for byte. Whole answers are also
 //! written by hand with [`push_str`] and [`push_u64`].
 
+mod read;
+
 use std::fmt;
 
 use serde::Deserialize;
 use serde::ser::{self, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
+
+pub(crate) use read::{Reader, Seen};
 
 /// Parses `bytes` from a `str` checked once: parsing from a slice checks the UTF-8 of every string and raw
 /// value again. Invalid UTF-8 is parsed as a slice, for serde_json's own error.
@@ -87,7 +92,7 @@ fn needs_escape(byte: u8) -> bool {
 /// The first byte at or after `from` that JSON must escape. Per eight-byte word, a byte below 0x20, a quote
 /// or a backslash sets its high bit in `found`; the lowest set bit is exact (the tricks may flag bytes only
 /// above a true hit).
-fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
     let mut i = from;
     while let Some(word) = bytes.get(i..i + 8) {
