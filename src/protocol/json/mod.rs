@@ -71,18 +71,18 @@ pub(crate) fn push_opt_str(out: &mut Vec<u8>, value: Option<&str>) {
     }
 }
 
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends `text` quoted, for text the router itself chose (statuses, roles, ids of hex digits): nothing to
+/// escape, so nothing to scan for.
+pub(crate) fn push_plain(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(find_escape(text.as_bytes(), 0).is_none(), "{text:?} needs escaping");
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 fn needs_escape(byte: u8) -> bool {

@@ -102,22 +102,22 @@ struct Body<'a, I> {
 /// read with `input` item by item: slower, but it names the item at fault, and an item of a kind the
 /// router drops is skipped whatever its fields hold.
 pub fn decode(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
-    match std::str::from_utf8(bytes).ok().and_then(read_body) {
-        Some(body) => decode_body(body, key, Ok),
+    match std::str::from_utf8(bytes).ok().and_then(|text| read_body(text, key)) {
+        Some(body) => decode_body(body, Ok),
         None => decode_with_serde(bytes, key),
     }
 }
 
 fn decode_with_serde(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> {
     match json::parse::<Body<Input>>(bytes) {
-        Ok(body) => decode_body(body, key, Ok),
+        Ok(body) => decode_body(body, |input| decode_input(input, key)),
         Err(_) => {
             let body: Body<&RawValue> = serde_json::from_slice(bytes).map_err(|e| ConvertError {
                 message: format!("request body is not a valid Responses request: {e}"),
                 param: None,
                 code: None,
             })?;
-            decode_body(body, key, read_items)
+            decode_body(body, |raw| decode_input(read_items(raw)?, key))
         }
     }
 }
@@ -125,10 +125,11 @@ fn decode_with_serde(bytes: &[u8], key: &[u8]) -> Result<Decoded, ConvertError> 
 // ---------------------------------------------------------------------------------------------------------
 // The hand-written read: the same fields as the serde derives of `Body`, `InputItem` and `PartItem`, each
 // read as serde reads it (`null` is `None` for an `Option`, a field given twice is refused), unknown ones
-// skipped. Anything else is `None`, for serde to read.
+// skipped. `input` is decoded item by item as it is read, with no list of items in between. Anything else,
+// and an item that does not decode, is `None`, for serde to read (and to name the error).
 
-/// The body as serde reads it into `Body<Input>`, or `None`.
-fn read_body(text: &str) -> Option<Body<'_, Input<'_>>> {
+/// The body as serde reads it into `Body<Input>`, with `input` decoded into messages, or `None`.
+fn read_body<'a>(text: &'a str, envelope_key: &[u8]) -> Option<Body<'a, Vec<Message>>> {
     let mut body = Body {
         input: None,
         instructions: None,
@@ -154,7 +155,11 @@ fn read_body(text: &str) -> Option<Body<'_, Input<'_>>> {
     let mut r = Reader::new(text);
     r.object(|r, key| {
         match key {
-            "input" => body.input = seen.first(0).and_then(|()| r.nullable(read_input))?,
+            "input" => {
+                body.input = seen
+                    .first(0)
+                    .and_then(|()| r.nullable(|r| read_input(r, envelope_key)))?
+            }
             "instructions" => body.instructions = seen.first(1).and_then(|()| r.nullable(Reader::string))?,
             "tools" => body.tools = seen.first(2).and_then(|()| r.nullable(Reader::raw))?,
             "tool_choice" => body.tool_choice = seen.first(3).and_then(|()| r.nullable(Reader::raw))?,
@@ -191,14 +196,19 @@ fn read_strings(r: &mut Reader<'_>) -> Option<Vec<String>> {
     Some(strings)
 }
 
-/// `input` as [`Input`]'s `Deserialize` reads it.
-fn read_input<'a>(r: &mut Reader<'a>) -> Option<Input<'a>> {
+/// `input` as [`Input`]'s `Deserialize` reads it, decoded.
+fn read_input(r: &mut Reader<'_>, key: &[u8]) -> Option<Vec<Message>> {
     match r.peek()? {
-        b'"' => r.string().map(Input::Text),
+        b'"' => r.string().map(text_input),
         _ => {
-            let mut items = Vec::new();
-            r.array(|r| read_item(r).map(|item| items.push(item)))?;
-            Some(Input::Items(items))
+            let mut messages = Vec::new();
+            let mut i = 0;
+            r.array(|r| {
+                decode_item(&mut messages, i, read_item(r)?, key).ok()?;
+                i += 1;
+                Some(())
+            })?;
+            Some(messages)
         }
     }
 }
@@ -267,11 +277,10 @@ fn read_part<'a>(r: &mut Reader<'a>) -> Option<PartItem<'a>> {
     Some(part)
 }
 
-/// The rest of [`decode`], with `read_input` to turn the body's `input` into items.
+/// The rest of [`decode`], with `read_input` to turn the body's `input` into messages.
 fn decode_body<'a, I>(
     body: Body<'a, I>,
-    key: &[u8],
-    read_input: impl FnOnce(I) -> Result<Input<'a>, ConvertError>,
+    read_input: impl FnOnce(I) -> Result<Vec<Message>, ConvertError>,
 ) -> Result<Decoded, ConvertError> {
     refuse_stateful(&body)?;
     let tools = match body.tools {
@@ -280,7 +289,7 @@ fn decode_body<'a, I>(
     };
     let directory = ToolDirectory::new(&tools);
     let messages = match body.input {
-        Some(input) => decode_input(read_input(input)?, key)?,
+        Some(input) => read_input(input)?,
         None => return Err(invalid("input: field is required", "input")),
     };
     let tool_choice = match body.tool_choice {
@@ -622,16 +631,27 @@ fn read_items(raw: &RawValue) -> Result<Input<'_>, ConvertError> {
 /// The messages of `input`.
 fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertError> {
     let items = match input {
-        Input::Text(text) => {
-            return Ok(vec![Message {
-                role: Role::User,
-                parts: vec![Part::Text(text)],
-            }]);
-        }
+        Input::Text(text) => return Ok(text_input(text)),
         Input::Items(items) => items,
     };
     let mut messages = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
+        decode_item(&mut messages, i, item, key)?;
+    }
+    Ok(messages)
+}
+
+/// A string `input`: one user message.
+fn text_input(text: String) -> Vec<Message> {
+    vec![Message {
+        role: Role::User,
+        parts: vec![Part::Text(text)],
+    }]
+}
+
+/// Adds item `i` of `input` to `messages`.
+fn decode_item(messages: &mut Vec<Message>, i: usize, item: InputItem<'_>, key: &[u8]) -> Result<(), ConvertError> {
+    {
         // Paths in errors are only formatted for an error.
         let at = || format!("input[{i}]");
         let missing = |field: &str| invalid(format!("input[{i}]: missing field `{field}`"), &at());
@@ -665,7 +685,7 @@ fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertErr
                     _ => (ToolKind::Function, item.arguments.unwrap_or_default()),
                 };
                 push_assistant(
-                    &mut messages,
+                    messages,
                     Part::ToolCall(ToolCall {
                         id: call_id,
                         name,
@@ -705,7 +725,7 @@ fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertErr
                     .as_deref()
                     .and_then(|e| super::envelope::open(key, e));
                 if !text.is_empty() || opaque.is_some() {
-                    push_assistant(&mut messages, Part::Reasoning(Reasoning { text, opaque }));
+                    push_assistant(messages, Part::Reasoning(Reasoning { text, opaque }));
                 }
             }
             "item_reference" => {
@@ -717,7 +737,7 @@ fn decode_input(input: Input<'_>, key: &[u8]) -> Result<Vec<Message>, ConvertErr
             other => tracing::debug!(item_type = other, "dropping a Responses input item with no counterpart"),
         }
     }
-    Ok(messages)
+    Ok(())
 }
 
 /// Adds a part to the assistant turn being built, or starts one.
@@ -1435,9 +1455,9 @@ mod tests {
             r#"{"input":"x","tools":[{"type":"function","name":"a","parameters":{"type":"object"}}],"tools":[]}"#,
         ];
         let both = |body: &[u8]| -> Option<(String, String)> {
-            let fast = std::str::from_utf8(body).ok().and_then(read_body)?;
+            let fast = std::str::from_utf8(body).ok().and_then(|text| read_body(text, key))?;
             Some((
-                format!("{:?}", decode_body(fast, key, Ok)),
+                format!("{:?}", decode_body(fast, Ok)),
                 format!("{:?}", decode_with_serde(body, key)),
             ))
         };

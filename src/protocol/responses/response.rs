@@ -3,7 +3,6 @@
 //! `incomplete_details` from the stop reason, usage with every key present, and the request's settings
 //! echoed as the SDKs expect.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use serde::Serialize;
@@ -12,7 +11,7 @@ use serde_json::value::RawValue;
 use super::request::ResponsesFacts;
 use super::tools::unwrap_custom_input;
 use crate::protocol::hub::{Opaque, Part, Response, StopReason, ToolCall, ToolKind, Usage};
-use crate::protocol::json::{push_escaped, push_opt_str, push_str, push_u64};
+use crate::protocol::json::{push_opt_str, push_plain, push_str, push_u64};
 
 /// What an encoded answer needs besides the hub response.
 pub struct AnswerContext<'a> {
@@ -33,7 +32,8 @@ impl AnswerContext<'_> {
         id.push_str(prefix);
         id.push_str("_llmr");
         id.push_str(self.id_hex);
-        let _ = write!(id, "_{output_index}");
+        id.push('_');
+        id.push_str(itoa::Buffer::new().format(output_index));
         id
     }
 
@@ -181,13 +181,13 @@ impl<O> ResponseObject<'_, O> {
             serde_json::to_writer(&mut *out, &value).expect("a number serialises")
         };
         out.extend_from_slice(br#"{"id":"resp_llmr"#);
-        push_escaped(out, self.id.0);
+        out.extend_from_slice(self.id.0.as_bytes());
         out.extend_from_slice(br#"","object":"#);
-        push_str(out, self.object);
+        push_plain(out, self.object);
         out.extend_from_slice(br#","created_at":"#);
         push_u64(out, self.created_at);
         out.extend_from_slice(br#","status":"#);
-        push_str(out, self.status);
+        push_plain(out, self.status);
         if let Some(completed_at) = self.completed_at {
             out.extend_from_slice(br#","completed_at":"#);
             push_u64(out, completed_at);
@@ -207,7 +207,7 @@ impl<O> ResponseObject<'_, O> {
         match &self.incomplete_details {
             Some(incomplete) => {
                 out.extend_from_slice(br#"{"reason":"#);
-                push_str(out, incomplete.reason);
+                push_plain(out, incomplete.reason);
                 out.push(b'}');
             }
             None => out.extend_from_slice(b"null"),
@@ -242,7 +242,7 @@ impl<O> ResponseObject<'_, O> {
         out.extend_from_slice(br#","text":"#);
         raw(out, self.text);
         out.extend_from_slice(br#","truncation":"#);
-        push_str(out, self.truncation);
+        push_plain(out, self.truncation);
         out.extend_from_slice(br#","metadata":{}"#);
         out.extend_from_slice(match (self.store, self.background) {
             (false, false) => br#","store":false,"background":false"#,
@@ -258,7 +258,7 @@ impl<O> ResponseObject<'_, O> {
         push_opt_str(out, self.user);
         out.extend_from_slice(br#","usage":"#);
         match &self.usage {
-            Some(usage) => crate::protocol::json::to_writer(out, usage).expect("usage serialises"),
+            Some(usage) => usage.write(out),
             None => out.extend_from_slice(b"null"),
         }
         out.push(b'}');
@@ -307,6 +307,25 @@ struct InputTokensDetails {
 #[derive(Serialize)]
 struct OutputTokensDetails {
     reasoning_tokens: u64,
+}
+
+impl UsageObject {
+    /// The JSON the `Serialize` derive writes, written by hand for whole answers.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"input_tokens":"#);
+        push_u64(out, self.input_tokens);
+        out.extend_from_slice(br#","input_tokens_details":{"cached_tokens":"#);
+        push_u64(out, self.input_tokens_details.cached_tokens);
+        out.extend_from_slice(br#","cache_write_tokens":"#);
+        push_u64(out, self.input_tokens_details.cache_write_tokens);
+        out.extend_from_slice(br#"},"output_tokens":"#);
+        push_u64(out, self.output_tokens);
+        out.extend_from_slice(br#","output_tokens_details":{"reasoning_tokens":"#);
+        push_u64(out, self.output_tokens_details.reasoning_tokens);
+        out.extend_from_slice(br#"},"total_tokens":"#);
+        push_u64(out, self.total_tokens);
+        out.push(b'}');
+    }
 }
 
 impl From<&Usage> for UsageObject {
@@ -397,7 +416,7 @@ impl OutputItem<'_> {
                 encrypted_content,
             } => {
                 out.extend_from_slice(br#"{"type":"reasoning","id":"#);
-                push_str(out, id);
+                push_plain(out, id);
                 out.extend_from_slice(br#","summary":["#);
                 if let Some(summary) = summary {
                     out.extend_from_slice(br#"{"type":"summary_text","text":"#);
@@ -417,11 +436,11 @@ impl OutputItem<'_> {
                 content,
             } => {
                 out.extend_from_slice(br#"{"type":"message","id":"#);
-                push_str(out, id);
+                push_plain(out, id);
                 out.extend_from_slice(br#","role":"#);
-                push_str(out, role);
+                push_plain(out, role);
                 out.extend_from_slice(br#","status":"#);
-                push_str(out, status);
+                push_plain(out, status);
                 out.extend_from_slice(br#","content":["#);
                 match content {
                     Some(ContentPart::OutputText { text, .. }) => {
