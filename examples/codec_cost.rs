@@ -6,7 +6,8 @@
 //! cargo run --release --example codec_cost -- STEP [ITERATIONS]
 //! ```
 //!
-//! Steps: `raw-body` (the top-level split every request gets), then `CLIENT-UPSTREAM-request` (a client body
+//! Steps: `raw-body` (the top-level split every request gets), `CLIENT-decode` (a client body decoded into
+//! the hub, nothing encoded), then `CLIENT-UPSTREAM-request` (a client body
 //! converted for the upstream), `CLIENT-UPSTREAM-answer` (the upstream's answer converted for the client) and
 //! `CLIENT-UPSTREAM-stream` (the upstream's whole SSE stream, parsed and converted event by event), as in the
 //! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`.
@@ -19,9 +20,9 @@ use std::hint::black_box;
 
 use llm_router::protocol::Protocol;
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts};
-use llm_router::protocol::hub;
 use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::SseParser;
+use llm_router::protocol::{chat, hub, messages, responses};
 
 /// The bench's client bodies, with the group names the router would see.
 fn client_body(protocol: Protocol) -> Vec<u8> {
@@ -34,13 +35,16 @@ fn client_body(protocol: Protocol) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn protocols(step: &str) -> Option<(Protocol, Protocol)> {
-    let protocol = |name: &str| match name {
+fn protocol(name: &str) -> Option<Protocol> {
+    match name {
         "oai" => Some(Protocol::OpenAi),
         "ant" => Some(Protocol::Anthropic),
         "rsp" => Some(Protocol::Responses),
         _ => None,
-    };
+    }
+}
+
+fn protocols(step: &str) -> Option<(Protocol, Protocol)> {
     let mut names = step.split('-');
     Some((protocol(names.next()?)?, protocol(names.next()?)?))
 }
@@ -73,6 +77,17 @@ fn main() {
         let body = client_body(Protocol::OpenAi);
         measure(iterations, &mut || {
             black_box(RawBody::parse(black_box(&body)).expect("a JSON object"));
+        });
+        return;
+    }
+    if let Some(client) = step.strip_suffix("-decode").and_then(protocol) {
+        let body = client_body(client);
+        measure(iterations, &mut || match client {
+            Protocol::OpenAi => drop(black_box(chat::request::decode(black_box(&body)).expect("decodes"))),
+            Protocol::Anthropic => drop(black_box(messages::request::decode(black_box(&body)).expect("decodes"))),
+            Protocol::Responses => drop(black_box(
+                responses::request::decode(black_box(&body), ctx.signing_key).expect("decodes"),
+            )),
         });
         return;
     }

@@ -80,28 +80,33 @@ impl<'a> Reader<'a> {
     }
 
     /// A string's text between its quotes, and whether it holds escapes.
+    #[inline(always)]
     fn string_span(&mut self) -> Option<(&'a str, bool)> {
         if !self.eat(b'"') {
             return None;
         }
         let start = self.at;
-        let mut escaped = false;
+        let at = find_escape(self.bytes(), start)?;
+        if self.bytes()[at] != b'"' {
+            return self.escaped_span(start, at);
+        }
+        self.at = at + 1;
+        Some((&self.text[start..at], false))
+    }
+
+    /// The rest of [`string_span`](Self::string_span) from the first byte that is not plain text: kept
+    /// apart so that the common case, text up to the closing quote, stays short.
+    #[cold]
+    fn escaped_span(&mut self, start: usize, mut at: usize) -> Option<(&'a str, bool)> {
         loop {
-            let at = find_escape(self.bytes(), self.at)?;
             match self.bytes()[at] {
                 b'"' => {
                     self.at = at + 1;
-                    return Some((&self.text[start..at], escaped));
+                    return Some((&self.text[start..at], true));
                 }
-                b'\\' => {
-                    // The escaped byte can't end the string; serde_json checks the escape itself.
-                    escaped = true;
-                    self.at = at + 2;
-                    if self.at > self.text.len() {
-                        return None;
-                    }
-                }
-                _ => return None, // a raw control character
+                // The escaped byte can't end the string; serde_json checks the escape itself.
+                b'\\' if at + 2 <= self.text.len() => at = find_escape(self.bytes(), at + 2)?,
+                _ => return None, // a raw control character, or a backslash at the end
             }
         }
     }

@@ -220,13 +220,20 @@ fn read_item<'a>(r: &mut Reader<'a>) -> Option<InputItem<'a>> {
         match key {
             "type" => item.kind = seen.first(0).and_then(|()| r.nullable(Reader::plain_str))?,
             "role" => item.role = seen.first(1).and_then(|()| r.nullable(Reader::plain_str))?,
-            "content" => item.content = seen.first(2).and_then(|()| read_content(r))?,
+            "content" => {
+                // Decoded as it is read when the item is known to be a message (`type` usually comes first).
+                let decode = item.kind == Some("message");
+                item.content = seen.first(2).and_then(|()| read_content(r, decode))?
+            }
             "call_id" => item.call_id = seen.first(3).and_then(|()| r.nullable(Reader::string))?,
             "name" => item.name = seen.first(4).and_then(|()| r.nullable(Reader::string))?,
             "namespace" => item.namespace = seen.first(5).and_then(|()| r.nullable(Reader::string))?,
             "arguments" => item.arguments = seen.first(6).and_then(|()| r.nullable(Reader::string))?,
             "input" => item.input = seen.first(7).and_then(|()| r.nullable(Reader::string))?,
-            "output" => item.output = seen.first(8).and_then(|()| read_content(r))?,
+            "output" => {
+                let decode = matches!(item.kind, Some("function_call_output" | "custom_tool_call_output"));
+                item.output = seen.first(8).and_then(|()| read_content(r, decode))?
+            }
             "summary" => item.summary = seen.first(9).and_then(|()| r.nullable(read_parts))?,
             "encrypted_content" => item.encrypted_content = seen.first(10).and_then(|()| r.nullable(Reader::string))?,
             _ => r.skip()?,
@@ -236,10 +243,21 @@ fn read_item<'a>(r: &mut Reader<'a>) -> Option<InputItem<'a>> {
     Some(item)
 }
 
-/// A value as [`Content`]'s `Deserialize` reads it.
-fn read_content<'a>(r: &mut Reader<'a>) -> Option<Content<'a>> {
+/// A value as [`Content`]'s `Deserialize` reads it; a list of parts `decode`d into hub parts as it is read
+/// when asked.
+fn read_content<'a>(r: &mut Reader<'a>, decode: bool) -> Option<Content<'a>> {
     Some(match r.peek()? {
         b'"' => Content::Text(r.string()?),
+        b'[' if decode => {
+            let mut parts = Vec::new();
+            let mut j = 0;
+            r.array(|r| {
+                parts.extend(decode_part(read_part(r)?, &String::new, j).ok()?);
+                j += 1;
+                Some(())
+            })?;
+            Content::Decoded(parts)
+        }
         b'[' => Content::Parts(read_parts(r)?),
         b'n' => r.null().then_some(Content::Null)?,
         _ => r.raw().map(|_| Content::Other)?,
@@ -514,6 +532,8 @@ enum Content<'a> {
     Null,
     Text(String),
     Parts(Vec<PartItem<'a>>),
+    /// Parts decoded as they were read: message content and tool output, by the hand-written read.
+    Decoded(Vec<Part>),
     Other,
 }
 
@@ -764,69 +784,70 @@ fn decode_parts(content: Content<'_>, at: impl Fn() -> String) -> Result<Vec<Par
             ));
         }
         Content::Parts(parts) => parts,
+        Content::Decoded(parts) => return Ok(parts),
     };
     let mut out = Vec::with_capacity(parts.len());
     for (j, part) in parts.into_iter().enumerate() {
-        let p = || format!("{}[{j}]", at());
-        let Some(kind) = part.kind else {
-            return Err(invalid(format!("{}: missing field `type`", at()), &at()));
-        };
-        match kind {
-            "input_text" | "output_text" | "text" | "summary_text" => {
-                if let Some(text) = part.text.filter(|t| !t.is_empty()) {
-                    out.push(Part::Text(text));
-                }
-            }
-            "refusal" => {
-                if let Some(text) = part.refusal.filter(|t| !t.is_empty()) {
-                    out.push(Part::Refusal(text));
-                }
-            }
-            "input_image" => match part.image_url {
-                Some(url) => out.push(Part::Image {
-                    url,
-                    detail: part.detail.filter(|d| d != "original"),
-                }),
-                None if part.file_id.is_some() => {
-                    return Err(invalid(
-                        format!(
-                            "{}: images by file_id are not supported; send a data: or https: URL",
-                            p()
-                        ),
-                        &p(),
-                    ));
-                }
-                None => return Err(invalid(format!("{}.image_url: field is required", p()), &p())),
-            },
-            "input_file" => match (part.file_data, part.file_url) {
-                (Some(data_url), _) => out.push(Part::File {
-                    data_url,
-                    filename: part.filename,
-                }),
-                (None, Some(_)) => {
-                    return Err(unsupported(
-                        format!(
-                            "{}: files by URL are not supported by this model's provider; send file_data",
-                            p()
-                        ),
-                        &p(),
-                    ));
-                }
-                (None, None) => {
-                    return Err(invalid(
-                        format!("{}: files by file_id are not supported; send file_data", p()),
-                        &p(),
-                    ));
-                }
-            },
-            "input_audio" => return Err(unsupported(format!("{}: audio input is not supported", p()), &p())),
-            other => tracing::debug!(
-                part_type = other,
-                "dropping a Responses content part with no counterpart"
-            ),
-        }
+        out.extend(decode_part(part, &at, j)?);
     }
     Ok(out)
+}
+
+/// Part `j` of the content at `at`, or nothing for a part of a kind that is dropped.
+fn decode_part(part: PartItem<'_>, at: &dyn Fn() -> String, j: usize) -> Result<Option<Part>, ConvertError> {
+    let p = || format!("{}[{j}]", at());
+    let Some(kind) = part.kind else {
+        return Err(invalid(format!("{}: missing field `type`", at()), &at()));
+    };
+    Ok(match kind {
+        "input_text" | "output_text" | "text" | "summary_text" => part.text.filter(|t| !t.is_empty()).map(Part::Text),
+        "refusal" => part.refusal.filter(|t| !t.is_empty()).map(Part::Refusal),
+        "input_image" => match part.image_url {
+            Some(url) => Some(Part::Image {
+                url,
+                detail: part.detail.filter(|d| d != "original"),
+            }),
+            None if part.file_id.is_some() => {
+                return Err(invalid(
+                    format!(
+                        "{}: images by file_id are not supported; send a data: or https: URL",
+                        p()
+                    ),
+                    &p(),
+                ));
+            }
+            None => return Err(invalid(format!("{}.image_url: field is required", p()), &p())),
+        },
+        "input_file" => match (part.file_data, part.file_url) {
+            (Some(data_url), _) => Some(Part::File {
+                data_url,
+                filename: part.filename,
+            }),
+            (None, Some(_)) => {
+                return Err(unsupported(
+                    format!(
+                        "{}: files by URL are not supported by this model's provider; send file_data",
+                        p()
+                    ),
+                    &p(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    format!("{}: files by file_id are not supported; send file_data", p()),
+                    &p(),
+                ));
+            }
+        },
+        "input_audio" => return Err(unsupported(format!("{}: audio input is not supported", p()), &p())),
+        other => {
+            tracing::debug!(
+                part_type = other,
+                "dropping a Responses content part with no counterpart"
+            );
+            None
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------

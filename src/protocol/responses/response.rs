@@ -558,7 +558,7 @@ pub fn status(stop: StopReason) -> &'static str {
 
 /// Encodes a whole answer, written straight from the hub response: no JSON tree is built.
 pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
-    let object = answer_object(response, ctx);
+    let object = ctx.response_object(status(response.stop), (), Some(&response.usage), response.stop);
     // One allocation of about the answer's size rather than a doubling series.
     let echo = &ctx.facts.echo;
     let echoed: usize = [&echo.tools, &echo.tool_choice, &echo.reasoning, &echo.text]
@@ -568,9 +568,10 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
         .sum();
     let texts: usize = response.output.iter().map(text_len).sum();
     let mut body = Vec::with_capacity(RESPONSE_BYTES + echoed + texts);
-    object.write(&mut body, |items, out| {
+    // Each item is written as it is made: no list of them in between.
+    object.write(&mut body, |(), out| {
         out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
+        for (i, item) in output_items(response, ctx).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -581,29 +582,23 @@ pub fn encode(response: &Response, ctx: &AnswerContext<'_>) -> Vec<u8> {
     body
 }
 
-/// The Response object of a whole answer.
-fn answer_object<'a>(response: &'a Response, ctx: &'a AnswerContext<'_>) -> ResponseObject<'a, Vec<OutputItem<'a>>> {
-    let mut output = Vec::with_capacity(response.output.len());
-    for part in &response.output {
-        let oi = output.len();
-        match part {
+/// The output items of a whole answer, in order, numbered as they are made.
+fn output_items<'a>(response: &'a Response, ctx: &'a AnswerContext<'_>) -> impl Iterator<Item = OutputItem<'a>> {
+    let mut oi = 0;
+    response.output.iter().filter_map(move |part| {
+        let item = match part {
             Part::Reasoning(reasoning) => {
                 let text = Some(reasoning.text.as_str()).filter(|t| !t.is_empty());
-                output.push(ctx.reasoning_item(ctx.item_id("rs", oi), text, reasoning.opaque.as_ref()))
+                ctx.reasoning_item(ctx.item_id("rs", oi), text, reasoning.opaque.as_ref())
             }
-            Part::Text(text) => output.push(OutputItem::message(
-                ctx.item_id("msg", oi),
-                Some(ContentPart::new(text, false)),
-            )),
-            Part::Refusal(text) => output.push(OutputItem::message(
-                ctx.item_id("msg", oi),
-                Some(ContentPart::new(text, true)),
-            )),
-            Part::ToolCall(call) => output.push(ctx.tool_call_item(call, oi, true)),
-            _ => {}
-        }
-    }
-    ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop)
+            Part::Text(text) => OutputItem::message(ctx.item_id("msg", oi), Some(ContentPart::new(text, false))),
+            Part::Refusal(text) => OutputItem::message(ctx.item_id("msg", oi), Some(ContentPart::new(text, true))),
+            Part::ToolCall(call) => ctx.tool_call_item(call, oi, true),
+            _ => return None,
+        };
+        oi += 1;
+        Some(item)
+    })
 }
 
 /// About the size of a Response object without its output's text and echoed settings.
@@ -875,7 +870,8 @@ mod tests {
         };
         for response in [response, Response::default()] {
             let written = encode(&response, &ctx);
-            let mut object = answer_object(&response, &ctx);
+            let output: Vec<_> = output_items(&response, &ctx).collect();
+            let mut object = ctx.response_object(status(response.stop), output, Some(&response.usage), response.stop);
             assert_eq!(
                 String::from_utf8(written).unwrap(),
                 serde_json::to_string(&object).unwrap()
