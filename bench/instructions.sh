@@ -9,7 +9,9 @@
 #   ROUTER_BIN=/other/llm-router bench/instructions.sh oai oai-stream
 #
 # Scenarios: oai ant oai-stream ant-stream ant-oai oai-ant ant-oai-stream oai-ant-stream, and the Responses
-# client on both upstream kinds: rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream
+# client on both upstream kinds: rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream (a Codex-shaped body: typed
+# items, content as lists of parts), and rsp-plain-ant (the same conversation as the Chat body, in the
+# Responses API's short form: role and string content, as the OpenAI SDK sends it)
 # Environment: ROUTER_BIN (a router binary to measure instead of this tree's), SECONDS_PER_SCENARIO (5).
 set -euo pipefail
 
@@ -17,7 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_PER_SCENARIO=${SECONDS_PER_SCENARIO:-5}
 SCENARIOS=("$@")
 ((${#SCENARIOS[@]})) || SCENARIOS=(oai ant oai-stream ant-stream ant-oai oai-ant ant-oai-stream oai-ant-stream
-    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream)
+    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream rsp-plain-ant)
 
 for tool in valgrind callgrind_control wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install valgrind wrk curl)" >&2; exit 1; }
@@ -83,10 +85,12 @@ dumped() {
 # name: client body, router path, group
 declare -A BODY=([oai]=openai [ant]=anthropic [oai-stream]=openai-stream [ant-stream]=anthropic-stream
     [ant-oai]=anthropic [oai-ant]=openai [ant-oai-stream]=anthropic-stream [oai-ant-stream]=openai-stream
-    [rsp-oai]=responses [rsp-ant]=responses [rsp-oai-stream]=responses-stream [rsp-ant-stream]=responses-stream)
+    [rsp-oai]=responses [rsp-ant]=responses [rsp-oai-stream]=responses-stream [rsp-ant-stream]=responses-stream
+    [rsp-plain-ant]=responses-plain)
 declare -A GROUP=([oai]=oai-group [ant]=ant-group [oai-stream]=oai-group [ant-stream]=ant-group
     [ant-oai]=oai-group [oai-ant]=ant-group [ant-oai-stream]=oai-group [oai-ant-stream]=ant-group
-    [rsp-oai]=oai-group [rsp-ant]=ant-group [rsp-oai-stream]=oai-group [rsp-ant-stream]=ant-group)
+    [rsp-oai]=oai-group [rsp-ant]=ant-group [rsp-oai-stream]=oai-group [rsp-ant-stream]=ant-group
+    [rsp-plain-ant]=ant-group)
 
 printf 'router: %s\n' "$ROUTER_BIN"
 printf '%-16s %10s %14s %16s %8s\n' scenario requests 'router instr' 'upstream instr' ratio

@@ -175,7 +175,10 @@ impl<'a> Reader<'a> {
     /// other number goes to serde_json itself.
     pub(crate) fn f64(&mut self) -> Option<f64> {
         let number = self.number_span()?;
-        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        let (int, frac) = match number.bytes().position(|b| b == b'.') {
+            Some(dot) => (&number[..dot], &number[dot + 1..]),
+            None => (number, ""),
+        };
         let plain = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
         if int.len() + frac.len() <= 15 && plain(int) && plain(frac) {
             let mantissa = int
