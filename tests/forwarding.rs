@@ -373,3 +373,48 @@ router_settings:
     assert_eq!(r.json::<Value>().await.unwrap()["from"], "a");
     assert_eq!(a.last().json()["model"], "ma");
 }
+
+#[tokio::test]
+async fn aliases_route_fixed_helper_model_names_to_a_group() {
+    let answer = json!({"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],
+                        "model":"upstream-model","stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}});
+    let upstream = MockUpstream::fixed(Reply::json(answer)).await;
+    let config = config_one("claude", "anthropic", &upstream.base(), "").replace(
+        "        - name: m1\n",
+        "        - name: m1\n      aliases: [\"claude-haiku-*\"]\n",
+    );
+    let router = TestRouter::start(&config).await;
+    let ask = |model: &str| {
+        http()
+            .post(router.url("/v1/messages"))
+            .json(&json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}))
+            .send()
+    };
+    // Claude Code's fixed helper model is served by the group its alias names.
+    let response = ask("claude-haiku-4-5-20251001").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.last().json()["model"], "upstream-model");
+    // A name that matches no group and no alias is still unknown, in the client's error shape.
+    let response = ask("claude-opus-4-1").await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(upstream.requests.lock().unwrap().len(), 1);
+    // Aliases are not listed: `GET /v1/models` names the groups clients configure.
+    let models: Value = http()
+        .get(router.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["claude"]);
+    router.shutdown().await;
+}

@@ -115,6 +115,9 @@ pub struct GroupEntry {
     pub name: String,
     #[serde(default)]
     pub models: Vec<GroupMember>,
+    /// Glob patterns of client model names that name no group but are served by this one.
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

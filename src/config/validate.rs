@@ -119,6 +119,8 @@ impl PartialEq for RawJson {
 pub struct GroupSpec {
     pub name: String,
     pub members: Vec<GroupMemberSpec>,
+    /// Client model names that name no group but match one of these are served by this group.
+    pub aliases: Vec<glob::Pattern>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +232,7 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         }
         groups.push(group(entry, &place, &deployments)?);
     }
+    check_aliases(&groups, &deployments)?;
     Ok(Config {
         deployments,
         groups,
@@ -467,10 +470,40 @@ fn group(entry: GroupEntry, place: &str, deployments: &[DeploymentSpec]) -> Resu
     if members.iter().all(|m| m.weight == 0) {
         return Err(format!("{place}.models: every weight in group '{}' is 0", entry.name));
     }
+    let mut aliases = Vec::with_capacity(entry.aliases.len());
+    for (k, alias) in entry.aliases.iter().enumerate() {
+        let place = format!("{place}.aliases[{k}]");
+        if alias.trim().is_empty() {
+            return Err(format!("{place}: must not be empty"));
+        }
+        let pattern =
+            glob::Pattern::new(alias).map_err(|e| format!("{place}: '{alias}' is not a valid pattern: {}", e.msg))?;
+        aliases.push(pattern);
+    }
     Ok(GroupSpec {
         name: entry.name,
         members,
+        aliases,
     })
+}
+
+/// An alias spelling out a name that is served directly (a group's or a `model_list` entry's) would never
+/// be used: the name goes to its own group first. Such an alias is a mistake in the file.
+fn check_aliases(groups: &[GroupSpec], deployments: &[DeploymentSpec]) -> Result<(), String> {
+    let served = |name: &str| groups.iter().any(|g| g.name == name) || deployments.iter().any(|d| d.name == name);
+    for (i, group) in groups.iter().enumerate() {
+        for (k, alias) in group.aliases.iter().enumerate() {
+            if served(alias.as_str()) {
+                return Err(format!(
+                    "router_settings.model_groups[{i}].aliases[{k}]: '{}' is itself a model name and is \
+                     always served as one, never by group '{}'",
+                    alias.as_str(),
+                    group.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -547,7 +580,8 @@ router_settings:
                         deployment: 1,
                         weight: 100
                     }
-                ]
+                ],
+                aliases: vec![],
             }]
         );
     }
@@ -652,6 +686,34 @@ router_settings:
         assert_eq!(
             error_of(&zero),
             "router_settings.model_groups[1].models: every weight in group 'g3' is 0"
+        );
+    }
+
+    #[test]
+    fn alias_rules() {
+        let group = |aliases: &str| {
+            format!("{SEED}    - name: g2\n      models: [{{name: model1}}]\n      aliases: {aliases}\n")
+        };
+        let config = parse(&group(r#"["claude-haiku-*", "gemini-2.?-flash"]"#), Path::new("c.yaml")).unwrap();
+        let aliases: Vec<&str> = config.groups[1].aliases.iter().map(|a| a.as_str()).collect();
+        assert_eq!(aliases, ["claude-haiku-*", "gemini-2.?-flash"]);
+        assert_eq!(
+            error_of(&group(r#"[" "]"#)),
+            "router_settings.model_groups[1].aliases[0]: must not be empty"
+        );
+        assert_eq!(
+            error_of(&group(r#"["ok-*", "bad-[a"]"#)),
+            "router_settings.model_groups[1].aliases[1]: 'bad-[a' is not a valid pattern: invalid range pattern"
+        );
+        assert_eq!(
+            error_of(&group(r#"["gpt_models"]"#)),
+            "router_settings.model_groups[1].aliases[0]: 'gpt_models' is itself a model name and is always served \
+             as one, never by group 'g2'"
+        );
+        assert_eq!(
+            error_of(&group(r#"["model1"]"#)),
+            "router_settings.model_groups[1].aliases[0]: 'model1' is itself a model name and is always served as \
+             one, never by group 'g2'"
         );
     }
 

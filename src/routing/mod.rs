@@ -122,6 +122,8 @@ impl ModelGroup {
 pub struct Snapshot {
     /// Configured groups first, in file order, then `model_list` names that are not also group names.
     groups: HashMap<String, Arc<ModelGroup>>,
+    /// Each configured group's aliases, in file order: the first match serves a name no group has.
+    aliases: Vec<(glob::Pattern, Arc<ModelGroup>)>,
     /// Configured group names in file order, for `/v1/models`.
     pub listed: Vec<String>,
     pub config: Config,
@@ -175,11 +177,32 @@ impl Snapshot {
                 add(&deployment.name.clone(), vec![deployment.clone()], vec![1]);
             }
         }
-        Self { groups, listed, config }
+        let aliases = config
+            .groups
+            .iter()
+            .flat_map(|group| {
+                group
+                    .aliases
+                    .iter()
+                    .map(|alias| (alias.clone(), groups[&group.name].clone()))
+            })
+            .collect();
+        Self {
+            groups,
+            aliases,
+            listed,
+            config,
+        }
     }
 
+    /// The group that serves client model `name`: the group of that name (or the `model_list` entry), else
+    /// the first group with an alias matching it. Aliases are only tried for names no group has, so they
+    /// cost nothing on the usual path.
     pub fn group(&self, name: &str) -> Option<&Arc<ModelGroup>> {
-        self.groups.get(name)
+        self.groups.get(name).or_else(|| {
+            let (_, group) = self.aliases.iter().find(|(alias, _)| alias.matches(name))?;
+            Some(group)
+        })
     }
 
     /// A deployment by its `model_list` name.
@@ -226,6 +249,40 @@ router_settings:
         assert_eq!(s.group("g").unwrap().members.len(), 2);
         assert_eq!(s.group("b").unwrap().members[0].upstream_model, "up-b");
         assert!(s.group("nope").is_none());
+    }
+
+    #[test]
+    fn aliases_serve_names_no_group_has_first_match_in_file_order() {
+        let s = snapshot(
+            r#"
+model_list:
+  - model_name: a
+    llm_params: {api_type: openai, model: up-a, api_base: "http://127.0.0.1:1/v1"}
+  - model_name: b
+    llm_params: {api_type: anthropic, model: up-b, api_base: "http://127.0.0.1:2"}
+router_settings:
+  model_groups:
+    - name: fast
+      models: [{name: a}]
+      aliases: ["claude-haiku-*", "gemini-?.?-flash-lite"]
+    - name: big
+      models: [{name: b}]
+      aliases: ["claude-*", "gemini-*"]
+"#,
+            None,
+        );
+        let served = |name: &str| s.group(name).map(|g| g.name.as_str());
+        assert_eq!(served("claude-haiku-4-5-20251001"), Some("fast"));
+        assert_eq!(
+            served("claude-sonnet-4-5"),
+            Some("big"),
+            "the first matching group in file order"
+        );
+        assert_eq!(served("gemini-2.5-flash-lite"), Some("fast"));
+        assert_eq!(served("gemini-2.5-pro"), Some("big"));
+        assert_eq!(served("fast"), Some("fast"));
+        assert_eq!(served("a"), Some("a"), "a model_list name is served before any alias");
+        assert_eq!(served("gpt-4o"), None);
     }
 
     #[test]
