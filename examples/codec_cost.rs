@@ -30,6 +30,7 @@ fn client_body(protocol: Protocol) -> Vec<u8> {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",
         Protocol::Responses => "responses",
+        Protocol::Gemini => "gemini",
     };
     let path = format!("{}/bench/requests/{name}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -72,6 +73,7 @@ fn main() {
         created: 1_700_000_000,
         response_id: "0123456789abcdef0123456789abcdef",
         signing_key: b"bench-signing-key-bench-signing-k",
+        route_stream: false,
     };
     if step == "raw-body" {
         let body = client_body(Protocol::OpenAi);
@@ -88,6 +90,7 @@ fn main() {
             Protocol::Responses => drop(black_box(
                 responses::request::decode(black_box(&body), ctx.signing_key).expect("decodes"),
             )),
+            Protocol::Gemini => unreachable!("no step names a Gemini client yet"),
         });
         return;
     }
@@ -105,7 +108,7 @@ fn main() {
         let (json, events) = match upstream {
             Protocol::OpenAi => (answers.openai_json, answers.openai_sse),
             Protocol::Anthropic => (answers.anthropic_json, answers.anthropic_sse),
-            Protocol::Responses => unreachable!("the mock upstream speaks Chat and Messages"),
+            Protocol::Responses | Protocol::Gemini => unreachable!("the mock upstream speaks Chat and Messages"),
         };
         // The facts a real request leaves: convert the client body once, outside the count.
         let facts = |stream: bool| -> RequestFacts {

@@ -110,7 +110,7 @@ async fn invalid_edit_keeps_the_last_good_config() {
     let (upstream, router) = setup().await;
     std::fs::write(
         &router.config_path,
-        config_one("broken", "gemini", &upstream.base(), ""),
+        config_one("broken", "cohere", &upstream.base(), ""),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

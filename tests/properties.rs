@@ -86,6 +86,7 @@ fn with_ctx<T>(f: impl FnOnce(&ConvertContext) -> T) -> T {
         created: 1,
         response_id: "abc",
         signing_key: b"key",
+        route_stream: false,
     };
     f(&ctx)
 }

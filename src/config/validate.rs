@@ -97,10 +97,27 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
-    /// The Anthropic token-counting endpoint next to `endpoint`.
+    /// The token-counting endpoint next to `endpoint`: Anthropic's `…/messages/count_tokens`, Gemini's
+    /// `…/models/{model}:countTokens`.
     pub fn count_tokens_endpoint(&self) -> Url {
+        self.sibling(":countTokens", "/count_tokens", None)
+    }
+
+    /// Where a stream is asked for when it is not a body field: Gemini's `:streamGenerateContent?alt=sse`.
+    pub fn stream_endpoint(&self) -> Option<Url> {
+        (self.protocol == Protocol::Gemini).then(|| self.sibling(":streamGenerateContent", "", Some("alt=sse")))
+    }
+
+    /// `endpoint` with Gemini's method replaced by `method`, or with `suffix` appended for other protocols.
+    fn sibling(&self, method: &str, suffix: &str, query: Option<&str>) -> Url {
         let mut url = self.endpoint.clone();
-        url.set_path(&format!("{}/count_tokens", self.endpoint.path()));
+        let path = self.endpoint.path();
+        let path = match path.strip_suffix(":generateContent") {
+            Some(model) => format!("{model}{method}"),
+            None => format!("{path}{suffix}"),
+        };
+        url.set_path(&path);
+        url.set_query(query);
         url
     }
 }
@@ -314,16 +331,33 @@ fn deployment(
         "openai" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "responses" => Protocol::Responses,
+        "gemini" => Protocol::Gemini,
         other => {
             return Err(format!(
-                "{place}.api_type: unknown api_type '{other}' (expected openai, anthropic or responses)"
+                "{place}.api_type: unknown api_type '{other}' (expected openai, anthropic, responses or gemini)"
             ));
         }
     };
     if model.trim().is_empty() {
         return Err(format!("{place}.model: must not be empty"));
     }
-    let endpoint = endpoint(&api_base, protocol).map_err(|why| format!("{place}.api_base: {why}"))?;
+    // A Gemini model goes into the URL path, as one segment (`models/` prefixed or not).
+    let model = match protocol {
+        Protocol::Gemini => {
+            let name = model.strip_prefix("models/").unwrap_or(&model).to_owned();
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            {
+                return Err(format!(
+                    "{place}.model: a gemini model name is one path segment of letters, digits, '.', '-' and '_'"
+                ));
+            }
+            name
+        }
+        _ => model,
+    };
+    let endpoint = endpoint(&api_base, protocol, &model).map_err(|why| format!("{place}.api_base: {why}"))?;
     let api_key = match api_key {
         Some(key) => match key.strip_prefix(ENV_PREFIX) {
             Some(var) => {
@@ -401,8 +435,10 @@ fn model_options(params: &LlmParams, place: &str) -> Result<ModelOptions, String
 }
 
 /// `{api_base}/chat/completions` for OpenAI, `{api_base}/responses` for the Responses API;
-/// `{api_base}/v1/messages` for Anthropic, tolerating a base that already ends in `/v1` and trailing slashes.
-fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
+/// `{api_base}/v1/messages` for Anthropic, tolerating a base that already ends in `/v1` and trailing slashes;
+/// `{api_base}/models/{model}:generateContent` for Gemini (its base names the API version, e.g.
+/// `https://generativelanguage.googleapis.com/v1beta`).
+fn endpoint(api_base: &str, protocol: Protocol, model: &str) -> Result<Url, String> {
     let url = Url::parse(api_base.trim()).map_err(|e| format!("'{api_base}' is not a valid URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("'{api_base}' must be an http:// or https:// URL with a host"));
@@ -416,6 +452,7 @@ fn endpoint(api_base: &str, protocol: Protocol) -> Result<Url, String> {
         Protocol::Responses => format!("{base}/responses"),
         Protocol::Anthropic if base.ends_with("/v1") => format!("{base}/messages"),
         Protocol::Anthropic => format!("{base}/v1/messages"),
+        Protocol::Gemini => format!("{base}/models/{model}:generateContent"),
     };
     let mut url = url;
     url.set_path(&path);
@@ -589,16 +626,42 @@ router_settings:
     #[test]
     fn anthropic_base_ending_in_v1_is_not_doubled() {
         assert_eq!(
-            endpoint("https://api.anthropic.com/v1/", Protocol::Anthropic)
+            endpoint("https://api.anthropic.com/v1/", Protocol::Anthropic, "m")
                 .unwrap()
                 .as_str(),
             "https://api.anthropic.com/v1/messages"
         );
         assert_eq!(
-            endpoint("http://127.0.0.1:11434/v1", Protocol::OpenAi)
+            endpoint("http://127.0.0.1:11434/v1", Protocol::OpenAi, "m")
                 .unwrap()
                 .as_str(),
             "http://127.0.0.1:11434/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn gemini_endpoints_carry_the_model_and_the_method() {
+        let config = parse(
+            "model_list:\n  - model_name: g\n    llm_params:\n      api_type: gemini\n      model: models/gemini-2.5-flash\n      api_base: https://generativelanguage.googleapis.com/v1beta/\n      api_key: k\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let d = &config.deployments[0];
+        assert_eq!(
+            d.upstream_model, "gemini-2.5-flash",
+            "the `models/` prefix is the path's, not the name's"
+        );
+        let base = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash";
+        assert_eq!(d.endpoint.as_str(), format!("{base}:generateContent"));
+        assert_eq!(
+            d.stream_endpoint().unwrap().as_str(),
+            format!("{base}:streamGenerateContent?alt=sse")
+        );
+        assert_eq!(d.count_tokens_endpoint().as_str(), format!("{base}:countTokens"));
+        let bad = "model_list:\n  - model_name: g\n    llm_params:\n      api_type: gemini\n      model: a/b\n      api_base: http://127.0.0.1:1/v1beta\n";
+        assert_eq!(
+            error_of(bad),
+            "model_list[0].llm_params.model: a gemini model name is one path segment of letters, digits, '.', '-' and '_'"
         );
     }
 
@@ -621,8 +684,9 @@ router_settings:
     fn messages_name_the_place() {
         let cases = [
             (
-                SEED.replace("api_type: anthropic", "api_type: gemini"),
-                "model_list[1].llm_params.api_type: unknown api_type 'gemini' (expected openai, anthropic or responses)",
+                SEED.replace("api_type: anthropic", "api_type: cohere"),
+                "model_list[1].llm_params.api_type: unknown api_type 'cohere' (expected openai, anthropic, responses or \
+                 gemini)",
             ),
             (
                 SEED.replace("strategy: roundrobin", "strategy: fastest"),

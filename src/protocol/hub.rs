@@ -49,6 +49,13 @@ pub fn convert_request(
             facts.include_usage = chat.include_usage;
             request
         }
+        // Unreachable until the Gemini codecs land: no route takes Gemini clients, no config Gemini upstreams.
+        Protocol::Gemini => {
+            return Err(ConvertError::invalid(
+                "the Gemini protocol is not wired into the hub yet",
+                "model",
+            ));
+        }
         Protocol::Anthropic => {
             let request = messages::request::decode(body)?;
             // Only a stream needs it before the upstream's count arrives, and tokenizing costs more than
@@ -86,6 +93,12 @@ pub fn convert_request(
             encoded.body
         }
         Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
+        Protocol::Gemini => {
+            return Err(ConvertError::invalid(
+                "the Gemini protocol is not wired into the hub yet",
+                "model",
+            ));
+        }
     };
     Ok(Converted { body, facts })
 }
@@ -102,6 +115,12 @@ pub fn convert_answer(
         Protocol::OpenAi => chat::response::decode(body)?,
         Protocol::Anthropic => messages::response::decode(body)?,
         Protocol::Responses => responses::response::decode(body)?,
+        Protocol::Gemini => {
+            return Err(ConvertError::invalid(
+                "the Gemini protocol is not wired into the hub yet",
+                "model",
+            ));
+        }
     };
     facts.restore(&mut response, upstream);
     if response.usage.input == 0 {
@@ -141,6 +160,12 @@ pub fn convert_answer(
         }
         Protocol::Anthropic => messages::response::encode(&response, &messages_answer(ctx, 0)),
         Protocol::OpenAi => chat::response::encode(&response, &chat_answer(ctx, facts)),
+        Protocol::Gemini => {
+            return Err(ConvertError::invalid(
+                "the Gemini protocol is not wired into the hub yet",
+                "model",
+            ));
+        }
     })
 }
 
@@ -171,6 +196,7 @@ pub fn convert_stream(
             let answer = chat_answer(ctx, &facts);
             stream_from(upstream, chat::stream::ChatStreamEncoder::new(&answer), facts)
         }
+        (Protocol::Gemini, _) => unreachable!("no route takes Gemini clients until the Gemini codecs land"),
     }
 }
 
@@ -191,6 +217,7 @@ fn stream_from<E: StreamEncoder + 'static>(
             encoder,
             facts,
         )),
+        Protocol::Gemini => unreachable!("no config takes Gemini upstreams until the Gemini codecs land"),
     }
 }
 

@@ -7,8 +7,8 @@
 //!   tables, the stream-converter contract) and the Chat ⇄ Messages conversion tests.
 //! - [`fields`]: reading client JSON field by field, with errors that name the field.
 //! - `json`: the JSON fast paths the codecs parse and write with.
-//! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`] and [`anthropic`] (wire shapes
-//!   shared by the server and the converters).
+//! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`], [`anthropic`] and [`google`]
+//!   (wire shapes shared by the server and the converters).
 
 pub mod anthropic;
 pub mod chat;
@@ -16,6 +16,7 @@ pub mod chat;
 mod conformance;
 pub mod convert;
 pub mod fields;
+pub mod google;
 pub mod hub;
 mod json;
 pub mod messages;
@@ -35,6 +36,8 @@ pub enum Protocol {
     OpenAi,
     Anthropic,
     Responses,
+    /// The Gemini API (`generateContent`), with the model in the path.
+    Gemini,
 }
 
 impl Protocol {
@@ -43,6 +46,7 @@ impl Protocol {
             Protocol::OpenAi => "openai",
             Protocol::Anthropic => "anthropic",
             Protocol::Responses => "responses",
+            Protocol::Gemini => "gemini",
         }
     }
 
@@ -52,6 +56,7 @@ impl Protocol {
             Protocol::OpenAi => "/v1/chat/completions",
             Protocol::Anthropic => "/v1/messages",
             Protocol::Responses => "/v1/responses",
+            Protocol::Gemini => "/v1beta/models/{model}:generateContent",
         }
     }
 
@@ -60,15 +65,18 @@ impl Protocol {
         match self {
             Protocol::OpenAi | Protocol::Responses => ErrorShape::OpenAi,
             Protocol::Anthropic => ErrorShape::Anthropic,
+            Protocol::Gemini => ErrorShape::Google,
         }
     }
 }
 
-/// `{"error":{…}}` or `{"type":"error","error":{…}}`.
+/// `{"error":{"message","type",…}}`, `{"type":"error","error":{…}}` or Google's
+/// `{"error":{"code","message","status"}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorShape {
     OpenAi,
     Anthropic,
+    Google,
 }
 
 impl std::fmt::Display for Protocol {

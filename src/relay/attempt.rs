@@ -72,7 +72,7 @@ impl Attempt<'_> {
                 created: 0,
             },
         };
-        let ctx = self.context(&minted);
+        let ctx = self.context(&minted, request.route_stream);
         let (body, conversion) = self.upstream_body(request, bytes, &ctx)?;
         if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
@@ -82,7 +82,14 @@ impl Attempt<'_> {
         record.attempt(self.deployment);
         // For a whole answer the deadline covers headers and body; for a stream, the first event.
         let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
-        let response = upstream::send(deployment, &deployment.endpoint, self.client_headers, body, deadline).await?;
+        // Gemini asks for a stream by its URL: a converted request says so in its facts, a Gemini one in its
+        // route.
+        let stream = conversion.as_ref().map_or(request.route_stream, |facts| facts.stream);
+        let endpoint = match &deployment.stream_endpoint {
+            Some(stream_endpoint) if stream => stream_endpoint,
+            _ => &deployment.endpoint,
+        };
+        let response = upstream::send(deployment, endpoint, self.client_headers, body, deadline).await?;
 
         let status = response.status();
         let headers = upstream::relayed_headers(response.headers());
@@ -129,8 +136,9 @@ impl Attempt<'_> {
         Ok(Answer::Upstream(answer))
     }
 
-    fn context<'c>(&'c self, minted: &'c Minted) -> ConvertContext<'c> {
+    fn context<'c>(&'c self, minted: &'c Minted, route_stream: bool) -> ConvertContext<'c> {
         ConvertContext {
+            route_stream,
             client_model: self.client_model,
             upstream_model: &self.deployment.upstream_model,
             options: &self.deployment.spec.options,
@@ -165,12 +173,14 @@ impl Attempt<'_> {
                 None => raw()?.write_with(&deployment.override_refs()),
                 Some(body) => self.tree_body(body),
             },
+            // The model is in the URL; only `rewrite_body` touches the body.
+            (Protocol::Gemini, Protocol::Gemini) => raw()?.write_with(&deployment.override_refs()),
             (client, upstream) => {
                 let converted = hub::convert_request(client, upstream, bytes, ctx).map_err(refused)?;
                 // `model` is the upstream's already; `rewrite_body` still applies on top.
-                let body = match deployment.overrides.len() {
-                    1 => converted.body,
-                    _ => RawBody::parse(&converted.body)
+                let body = match deployment.spec.rewrite_body.is_empty() {
+                    true => converted.body,
+                    false => RawBody::parse(&converted.body)
                         .expect("the encoders write a JSON object")
                         .write_with(&deployment.override_refs()),
                 };

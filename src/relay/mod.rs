@@ -50,7 +50,11 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
         Ok(bytes) => bytes,
         Err(error) => return record.answered(error.into_response(client)),
     };
-    let request = match ClientRequest::parse(&bytes, client) {
+    let parsed = match client {
+        Protocol::Gemini => ClientRequest::gemini(&bytes, parts.uri.path()),
+        _ => ClientRequest::parse(&bytes, client),
+    };
+    let request = match parsed {
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(client)),
     };

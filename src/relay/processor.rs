@@ -13,7 +13,7 @@ use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
-use crate::protocol::{Protocol, anthropic, openai, responses};
+use crate::protocol::{Protocol, anthropic, google, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
 /// for a complete stream, the in-band error's status otherwise).
@@ -378,21 +378,31 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
             let (status, body) = responses::stream_error(event)?;
             Some(StreamStartError { upstream, status, body })
         }
+        Protocol::Gemini => {
+            let status = google::stream_error(event)?;
+            Some(StreamStartError {
+                upstream,
+                status,
+                body: event.data.as_bytes().to_vec(),
+            })
+        }
     }
 }
 
 /// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`; Responses streams with
-/// their terminal event.
+/// their terminal event; Gemini streams with the chunk that carries the `finishReason`.
 fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
     match protocol {
         Protocol::OpenAi => event.is_done_marker(),
         Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
         Protocol::Responses => responses::is_terminal(event),
+        Protocol::Gemini => google::is_last_chunk(event),
     }
 }
 
 /// The in-band error that ends a stream that had already started: Anthropic `event: error`; OpenAI a
-/// `data: {"error":…}` line, after which no `[DONE]` follows; Responses a terminal `response.failed`.
+/// `data: {"error":…}` line, after which no `[DONE]` follows; Responses a terminal `response.failed`; Gemini
+/// a `data: {"error":{"code","message","status"}}` chunk, the one in-band error its SDKs know (reference §5.6).
 pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
     let mut out = Vec::with_capacity(160 + message.len());
     match protocol {
@@ -403,6 +413,7 @@ pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
                 "status": "failed", "error": {"code": "server_error", "message": message}, "output": []}});
             write_named_event(&mut out, "response.failed", failed.to_string().as_bytes());
         }
+        Protocol::Gemini => write_data_event(&mut out, &google::error_body(500, message, None)),
     }
     out.into()
 }

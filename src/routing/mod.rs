@@ -24,13 +24,16 @@ pub struct Deployment {
     pub upstream_model: String,
     /// Where requests go, parsed once (the spec's URL without credentials).
     pub endpoint: Endpoint,
-    /// The Anthropic token-counting endpoint next to `endpoint`.
+    /// Where streams go when the protocol asks for them in the URL (Gemini's `:streamGenerateContent`).
+    pub stream_endpoint: Option<Endpoint>,
+    /// The token-counting endpoint next to `endpoint` (Anthropic's, Gemini's).
     pub count_tokens_endpoint: Endpoint,
     /// What every upstream request carries: the credential (`Authorization: Bearer …` or `x-api-key`, or the
     /// `Authorization: Basic …` of credentials in `api_base`), marked sensitive so that `http`'s `Debug` never
     /// prints it, and the content type (see [`crate::upstream::header_template`]).
     pub headers: HeaderMap,
-    /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body.
+    /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body (a Gemini
+    /// body has no `model`: it is in the URL).
     pub overrides: Vec<(String, Box<RawValue>)>,
     /// `rewrite_body` as values, for converted bodies that are built as a JSON tree anyway.
     pub rewrite_values: Vec<(String, serde_json::Value)>,
@@ -46,14 +49,16 @@ pub struct Deployment {
 
 impl Deployment {
     fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>) -> Self {
-        let target = |url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
+        let target =
+            |url: &url::Url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
         let (endpoint, url_authorization) = target(&spec.endpoint);
         let (count_tokens_endpoint, _) = target(&spec.count_tokens_endpoint());
+        let stream_endpoint = spec.stream_endpoint().map(|url| Endpoint::new(target(&url).0));
         let origin = pool.origin(spec.timeouts.connect, &endpoint);
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),
-                Protocol::Anthropic => key.expose().to_owned(),
+                Protocol::Anthropic | Protocol::Gemini => key.expose().to_owned(),
             };
             // Validation guarantees printable ASCII, which is always a valid header value.
             let mut value = HeaderValue::from_str(&text).expect("validated api_key is a valid header value");
@@ -61,7 +66,10 @@ impl Deployment {
             value
         });
         let model = serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
-        let mut overrides = vec![("model".to_owned(), model)];
+        let mut overrides = match spec.protocol {
+            Protocol::Gemini => Vec::new(),
+            _ => vec![("model".to_owned(), model)],
+        };
         overrides.extend(spec.rewrite_body.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         let rewrite_values = spec
             .rewrite_body
@@ -73,6 +81,7 @@ impl Deployment {
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
             endpoint: Endpoint::new(endpoint),
+            stream_endpoint,
             count_tokens_endpoint: Endpoint::new(count_tokens_endpoint),
             headers: crate::upstream::header_template(spec.protocol, credential.as_ref(), url_authorization.as_ref()),
             overrides,

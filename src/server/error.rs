@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::protocol::{ErrorShape, Protocol, anthropic, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, google, openai};
 
 /// A client-facing error. The message must never contain a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +76,22 @@ impl ApiError {
             ErrorShape::Anthropic => {
                 anthropic::error_body(anthropic::error_type_for_status(status), &self.message, None)
             }
+            ErrorShape::Google => google::error_body(status, &self.message, None),
+        }
+    }
+
+    /// The status a client of `protocol` gets: Google's table folds a few (413 is a 400 there).
+    pub fn status_for(&self, protocol: Protocol) -> StatusCode {
+        match protocol.error_shape() {
+            ErrorShape::Google => {
+                StatusCode::from_u16(google::client_status(self.status.as_u16())).unwrap_or(self.status)
+            }
+            _ => self.status,
         }
     }
 
     pub fn into_response(self, protocol: Protocol) -> Response {
-        json_response(self.status, self.body(protocol))
+        json_response(self.status_for(protocol), self.body(protocol))
     }
 }
 
@@ -103,6 +114,7 @@ pub fn same_protocol_error_body(client: Protocol, status: StatusCode, body: &[u8
     let well_formed = parsed.as_ref().is_some_and(|v| match client.error_shape() {
         ErrorShape::OpenAi => v["error"].is_object(),
         ErrorShape::Anthropic => v["type"] == "error" && v["error"].is_object(),
+        ErrorShape::Google => v["error"]["status"].is_string(),
     });
     if well_formed {
         return body.to_vec();

@@ -1,12 +1,13 @@
 //! The HTTP face of the router: the accept loop, routes, authentication, reading a client's request,
 //! `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The request path of
-//! `/v1/chat/completions` and `/v1/messages` is its own module, [`crate::relay`].
+//! `/v1/chat/completions`, `/v1/messages`, `/v1/responses` and Gemini's `models/{model}:generateContent`
+//! is its own module, [`crate::relay`].
 
 mod auth;
 mod count_tokens;
 pub mod error;
 pub mod listener;
-mod models;
+pub(crate) mod models;
 pub mod request;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 pub use auth::Token;
 use error::ApiError;
@@ -48,8 +49,8 @@ impl AppState {
     }
 }
 
-/// Answers one request. `/health` is open; every `/v1` route requires the token when one is set. A plain
-/// match: the router has seven routes, and a general router's layers cost more per request than its
+/// Answers one request. `/health` is open; every API route requires the token when one is set. A plain
+/// match: the router has a dozen routes, and a general router's layers cost more per request than its
 /// lookup saves.
 pub async fn route(state: AppState, request: Request) -> Response {
     let path = request.uri().path();
@@ -58,9 +59,9 @@ pub async fn route(state: AppState, request: Request) -> Response {
     };
     if route != Route::Health
         && let Some(token) = &state.token
-        && !token.accepts(request.headers())
+        && !token.accepts(request.headers(), request.uri().query())
     {
-        let protocol = client_protocol(path, request.headers());
+        let protocol = client_protocol(request.uri(), request.headers());
         return ApiError::unauthorized().into_response(protocol);
     }
     let method = request.method();
@@ -76,6 +77,8 @@ pub async fn route(state: AppState, request: Request) -> Response {
         Route::ChatCompletions => crate::relay::handle(state, Protocol::OpenAi, request).await,
         Route::Messages => crate::relay::handle(state, Protocol::Anthropic, request).await,
         Route::Responses => crate::relay::handle(state, Protocol::Responses, request).await,
+        Route::GeminiGenerate => crate::relay::handle(state, Protocol::Gemini, request).await,
+        Route::GeminiStream => crate::relay::handle(state, Protocol::Gemini, request).await,
         Route::CountTokens => count_tokens::count_tokens(state, request).await,
         Route::Models => models::list(&state, &request),
         Route::Model => models::get(&state, &request),
@@ -93,6 +96,10 @@ enum Route {
     Models,
     /// `/v1/models/{id}`: one path segment after the prefix.
     Model,
+    /// Gemini's `POST /{v1beta,v1,v1alpha}/models/{model}:generateContent`.
+    GeminiGenerate,
+    /// Gemini's `…/models/{model}:streamGenerateContent` (`alt=sse`).
+    GeminiStream,
 }
 
 impl Route {
@@ -103,10 +110,12 @@ impl Route {
             "/v1/messages" => Route::Messages,
             "/v1/responses" => Route::Responses,
             "/v1/messages/count_tokens" => Route::CountTokens,
-            "/v1/models" => Route::Models,
-            _ => match path.strip_prefix(models::ITEM_PREFIX) {
-                Some(id) if !id.is_empty() && !id.contains('/') => Route::Model,
-                _ => return None,
+            "/v1/models" | "/v1beta/models" | "/v1alpha/models" => Route::Models,
+            _ => match models::model_in_path(path)? {
+                (_, None) => Route::Model,
+                (_, Some("generateContent")) => Route::GeminiGenerate,
+                (_, Some("streamGenerateContent")) => Route::GeminiStream,
+                (_, Some(_)) => return None,
             },
         })
     }
@@ -128,7 +137,7 @@ fn health(state: &AppState) -> Response {
 }
 
 fn not_found(request: &Request) -> Response {
-    let protocol = client_protocol(request.uri().path(), request.headers());
+    let protocol = client_protocol(request.uri(), request.headers());
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no route for {} {}", request.method(), request.uri().path()),
@@ -137,7 +146,7 @@ fn not_found(request: &Request) -> Response {
 }
 
 fn method_not_allowed(route: Route, request: &Request) -> Response {
-    let protocol = client_protocol(request.uri().path(), request.headers());
+    let protocol = client_protocol(request.uri(), request.headers());
     let mut response = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not take {}", request.uri().path(), request.method()),
@@ -149,14 +158,32 @@ fn method_not_allowed(route: Route, request: &Request) -> Response {
     response
 }
 
-/// Which protocol's error shape a request expects: `/v1/messages*` is Anthropic; elsewhere Anthropic when the
-/// client looks like an Anthropic SDK (`anthropic-version`, or `x-api-key` without `Authorization`).
-pub fn client_protocol(path: &str, headers: &HeaderMap) -> Protocol {
-    if path.starts_with("/v1/messages") || looks_like_anthropic_client(headers) {
+/// Which protocol's shapes (errors, the models list) a request expects: Gemini on Gemini's paths
+/// (`/v1beta/…`, `…/models/{m}:generateContent`); `/v1/messages*` is Anthropic; elsewhere Anthropic when the
+/// client looks like an Anthropic SDK (`anthropic-version`, or `x-api-key` without `Authorization`), Gemini
+/// when it looks like a Google SDK (`x-goog-api-key`, `x-goog-api-client` or a `key` parameter), else OpenAI.
+pub fn client_protocol(uri: &Uri, headers: &HeaderMap) -> Protocol {
+    let path = uri.path();
+    let gemini_path = path.starts_with("/v1beta/")
+        || path.starts_with("/v1alpha/")
+        || models::model_in_path(path).is_some_and(|(_, method)| method.is_some());
+    if gemini_path {
+        Protocol::Gemini
+    } else if path.starts_with("/v1/messages") || looks_like_anthropic_client(headers) {
         Protocol::Anthropic
+    } else if looks_like_google_client(uri, headers) {
+        Protocol::Gemini
     } else {
         Protocol::OpenAi
     }
+}
+
+fn looks_like_google_client(uri: &Uri, headers: &HeaderMap) -> bool {
+    headers.contains_key("x-goog-api-key")
+        || headers.contains_key("x-goog-api-client")
+        || uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("key=")))
 }
 
 fn looks_like_anthropic_client(headers: &HeaderMap) -> bool {
@@ -172,18 +199,52 @@ mod tests {
 
     #[test]
     fn protocol_of_a_request() {
+        let of = |uri: &'static str, headers: &HeaderMap| client_protocol(&Uri::from_static(uri), headers);
         let none = HeaderMap::new();
-        assert_eq!(client_protocol("/v1/messages", &none), Protocol::Anthropic);
-        assert_eq!(client_protocol("/v1/messages/count_tokens", &none), Protocol::Anthropic);
-        assert_eq!(client_protocol("/v1/chat/completions", &none), Protocol::OpenAi);
-        assert_eq!(client_protocol("/v1/models", &none), Protocol::OpenAi);
+        assert_eq!(of("/v1/messages", &none), Protocol::Anthropic);
+        assert_eq!(of("/v1/messages/count_tokens", &none), Protocol::Anthropic);
+        assert_eq!(of("/v1/chat/completions", &none), Protocol::OpenAi);
+        assert_eq!(of("/v1/models", &none), Protocol::OpenAi);
         let mut ant = HeaderMap::new();
         ant.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-        assert_eq!(client_protocol("/v1/models", &ant), Protocol::Anthropic);
+        assert_eq!(of("/v1/models", &ant), Protocol::Anthropic);
         let mut key = HeaderMap::new();
         key.insert("x-api-key", HeaderValue::from_static("k"));
-        assert_eq!(client_protocol("/v1/models", &key), Protocol::Anthropic);
+        assert_eq!(of("/v1/models", &key), Protocol::Anthropic);
         key.insert("authorization", HeaderValue::from_static("Bearer k"));
-        assert_eq!(client_protocol("/v1/models", &key), Protocol::OpenAi);
+        assert_eq!(of("/v1/models", &key), Protocol::OpenAi);
+        // Gemini: its paths, its SDKs' headers, or a `key` parameter.
+        assert_eq!(of("/v1beta/models", &none), Protocol::Gemini);
+        assert_eq!(of("/v1/models/g:generateContent", &none), Protocol::Gemini);
+        assert_eq!(of("/v1/models?key=k", &none), Protocol::Gemini);
+        let mut goog = HeaderMap::new();
+        goog.insert("x-goog-api-key", HeaderValue::from_static("k"));
+        assert_eq!(of("/v1/models", &goog), Protocol::Gemini);
+        assert_eq!(
+            of("/v1/models/ft:gpt-4o:org", &none),
+            Protocol::OpenAi,
+            "a colon alone is not Gemini"
+        );
+    }
+
+    #[test]
+    fn gemini_routes_under_each_version() {
+        for v in ["v1", "v1beta", "v1alpha"] {
+            let at = |rest: &str| Route::of(&format!("/{v}/models{rest}"));
+            assert_eq!(at(""), Some(Route::Models));
+            assert_eq!(
+                at("/gemini-3.1-pro-preview:generateContent"),
+                Some(Route::GeminiGenerate)
+            );
+            assert_eq!(
+                at("/models/g:streamGenerateContent"),
+                Some(Route::GeminiStream),
+                "double prefix"
+            );
+            assert_eq!(at("/g"), Some(Route::Model));
+            assert_eq!(at("/g:unknownMethod"), Some(Route::Model), "an id with a colon");
+            assert_eq!(at("/tunedModels/x:generateContent"), None);
+        }
+        assert_eq!(Route::of("/v1/models/ft:gpt-4o:org"), Some(Route::Model));
     }
 }

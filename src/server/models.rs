@@ -1,5 +1,6 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the client-facing model names, in OpenAI's list shape or,
-//! for Anthropic clients, Anthropic's paginated shape.
+//! for Anthropic clients, Anthropic's paginated shape, or for Gemini clients (also under `/v1beta/`)
+//! Google's.
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -21,13 +22,39 @@ pub struct PageParams {
     before_id: Option<String>,
 }
 
-/// Where `/v1/models/{id}` paths start.
-pub const ITEM_PREFIX: &str = "/v1/models/";
+/// Where a model's own paths start: OpenAI's and Anthropic's `/v1/models/{id}`, and the Gemini API's
+/// versions.
+const ITEM_PREFIXES: [&str; 3] = ["/v1/models/", "/v1beta/models/", "/v1alpha/models/"];
+
+/// Gemini's methods on a model, after the last `:` of its path segment.
+const GEMINI_METHODS: [&str; 3] = ["generateContent", "streamGenerateContent", "countTokens"];
+
+/// The model a `…/models/{model}` path names (still percent-encoded), and the Gemini method after it if it
+/// has one. A leading `models/` that a client doubled is dropped; a colon before anything but a Gemini
+/// method belongs to the id (`ft:gpt-4o:org` is one fine-tuned model).
+pub fn model_in_path(path: &str) -> Option<(&str, Option<&'static str>)> {
+    let rest = ITEM_PREFIXES.into_iter().find_map(|prefix| path.strip_prefix(prefix))?;
+    let rest = rest.strip_prefix("models/").unwrap_or(rest);
+    if rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    if let Some((model, method)) = rest.rsplit_once(':')
+        && let Some(method) = GEMINI_METHODS.into_iter().find(|m| *m == method)
+        && !model.is_empty()
+    {
+        return Some((model, Some(method)));
+    }
+    Some((rest, None))
+}
 
 pub fn list(state: &AppState, request: &Request) -> Response {
     let snapshot = state.snapshot.load();
-    match client_protocol(request.uri().path(), request.headers()) {
+    match client_protocol(request.uri(), request.headers()) {
         Protocol::OpenAi | Protocol::Responses => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
+        Protocol::Gemini => match gemini_page(&snapshot.listed, request.uri().query().unwrap_or_default()) {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(e) => e.into_response(Protocol::Gemini),
+        },
         Protocol::Anthropic => {
             let query = request.uri().query().unwrap_or_default();
             let page = match serde_urlencoded::from_str::<PageParams>(query) {
@@ -48,9 +75,8 @@ pub fn list(state: &AppState, request: &Request) -> Response {
 /// `GET /v1/models/{id}`, the id percent-decoded.
 pub fn get(state: &AppState, request: &Request) -> Response {
     let snapshot = state.snapshot.load();
-    let path = request.uri().path();
-    let protocol = client_protocol(path, request.headers());
-    let encoded = path.strip_prefix(ITEM_PREFIX).unwrap_or_default();
+    let protocol = client_protocol(request.uri(), request.headers());
+    let encoded = model_in_path(request.uri().path()).map_or("", |(model, _)| model);
     let Ok(id) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
         return ApiError::bad_request("the model id in the path is not valid UTF-8").into_response(protocol);
     };
@@ -61,6 +87,7 @@ pub fn get(state: &AppState, request: &Request) -> Response {
     let body = match protocol {
         Protocol::OpenAi | Protocol::Responses => openai_model(&id),
         Protocol::Anthropic => anthropic_model(&id),
+        Protocol::Gemini => gemini_model(&id),
     };
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }
@@ -71,6 +98,53 @@ fn openai_model(id: &str) -> Value {
 
 fn anthropic_model(id: &str) -> Value {
     json!({"type": "model", "id": id, "display_name": id, "created_at": CREATED_AT})
+}
+
+/// A Gemini `Model`: the router knows no token limits, so they are left out (reference §7.2).
+fn gemini_model(id: &str) -> Value {
+    json!({
+        "name": format!("models/{id}"),
+        "version": "001",
+        "displayName": id,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct GeminiPageParams {
+    #[serde(rename = "pageSize")]
+    page_size: Option<String>,
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+}
+
+/// Google pagination: `pageSize` (default 50, at most 1000) and the `nextPageToken` of the page before,
+/// here the position to go on from.
+fn gemini_page(names: &[String], query: &str) -> Result<Vec<u8>, ApiError> {
+    let params: GeminiPageParams =
+        serde_urlencoded::from_str(query).map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let size = match params.page_size.as_deref() {
+        None => 50,
+        Some(text) => match text.parse::<usize>() {
+            Ok(0) => 50,
+            Ok(n) => n.min(1000),
+            Err(_) => return Err(ApiError::bad_request("pageSize: must be a non-negative integer")),
+        },
+    };
+    let start = match params.page_token.as_deref() {
+        None | Some("") => 0,
+        Some(token) => match token.parse::<usize>() {
+            Ok(n) if n <= names.len() => n,
+            _ => return Err(ApiError::bad_request("pageToken: not a token this router gave out")),
+        },
+    };
+    let end = (start + size).min(names.len());
+    let models: Vec<Value> = names[start..end].iter().map(|n| gemini_model(n)).collect();
+    let mut body = json!({ "models": models });
+    if end < names.len() {
+        body["nextPageToken"] = Value::String(end.to_string());
+    }
+    Ok(body.to_string().into_bytes())
 }
 
 fn openai_list(names: &[String]) -> Vec<u8> {

@@ -44,6 +44,8 @@ pub struct ClientRequest<'a> {
     bytes: &'a [u8],
     protocol: Protocol,
     pub model: Cow<'a, str>,
+    /// The route asked for a stream (Gemini's `:streamGenerateContent`; other protocols say so in the body).
+    pub route_stream: bool,
     /// The body split into its top-level fields and checked, on first use: only a same-protocol attempt
     /// needs it (a converted one is checked and read by the client protocol's decoder).
     raw: OnceLock<Result<RawBody<'a>, ApiError>>,
@@ -58,6 +60,7 @@ impl<'a> ClientRequest<'a> {
                 bytes,
                 protocol,
                 model: Cow::Borrowed(model),
+                route_stream: false,
                 raw: OnceLock::new(),
             });
         }
@@ -71,7 +74,26 @@ impl<'a> ClientRequest<'a> {
             bytes,
             protocol,
             model,
+            route_stream: false,
             raw: OnceLock::from(Ok(raw)),
+        })
+    }
+
+    /// A Gemini request: the model (the group) and whether to stream are in its path,
+    /// `…/models/{model}:generateContent` or `:streamGenerateContent`.
+    pub fn gemini(bytes: &'a [u8], path: &str) -> Result<Self, ApiError> {
+        let Some((encoded, method)) = super::models::model_in_path(path) else {
+            return Err(ApiError::bad_request("the path names no model"));
+        };
+        let Ok(model) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
+            return Err(ApiError::bad_request("the model in the path is not valid UTF-8"));
+        };
+        Ok(Self {
+            bytes,
+            protocol: Protocol::Gemini,
+            model: Cow::Owned(model.into_owned()),
+            route_stream: method == Some("streamGenerateContent"),
+            raw: OnceLock::new(),
         })
     }
 
@@ -95,6 +117,7 @@ fn check(bytes: &[u8], protocol: Protocol) -> Result<RawBody<'_>, ApiError> {
     let (field, shape) = match protocol {
         Protocol::Responses => ("input", "a string or an array"),
         Protocol::OpenAi | Protocol::Anthropic => ("messages", "an array"),
+        Protocol::Gemini => ("contents", "an array"),
     };
     match body.get(field) {
         None => Err(ApiError::bad_request(format!("{field}: field is required")).with_param(field)),

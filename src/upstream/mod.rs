@@ -42,6 +42,7 @@ pub fn header_template(
     let credential_header = match protocol {
         Protocol::OpenAi | Protocol::Responses => header::AUTHORIZATION,
         Protocol::Anthropic => HeaderName::from_static("x-api-key"),
+        Protocol::Gemini => HeaderName::from_static("x-goog-api-key"),
     };
     if let Some(credential) = credential {
         headers.insert(credential_header, credential.clone());

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use crate::protocol::sse::SseEvent;
-use crate::protocol::{ErrorShape, Protocol, anthropic, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, google, openai};
 
 /// An error response ready for the client: status, body in the client's protocol, and extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,12 +388,94 @@ impl StreamStartError {
                 openai_error_to_anthropic(self.status, &self.body, request_id)
             }
             (ErrorShape::Anthropic, ErrorShape::OpenAi) => anthropic_error_to_openai(self.status, &self.body),
+            (ErrorShape::Google, ErrorShape::OpenAi | ErrorShape::Anthropic) => {
+                google_error_to_client(self.status, &self.body, client.error_shape(), request_id)
+            }
+            (ErrorShape::OpenAi | ErrorShape::Anthropic, ErrorShape::Google) => {
+                error_to_google(self.status, &self.body)
+            }
             _ => ClientError {
                 status: self.status,
                 body: self.body.clone(),
                 headers: Vec::new(),
             },
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Google errors ⇄ the others (reference protocol-gemini.md §6.2, §6.3)
+// ---------------------------------------------------------------------------------------------------------
+
+/// An error body's message: Google's and OpenAI's `error.message`, Anthropic's too (`{"type":"error",
+/// "error":{…}}`), a bare string, or the raw text cut to a readable length. Google bodies sometimes come
+/// wrapped in a one-element array.
+fn error_message(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let value = match &parsed {
+        Some(Value::Array(items)) => items.first(),
+        other => other.as_ref(),
+    };
+    match value.map(|v| &v["error"]) {
+        Some(Value::Object(error)) => error.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+        Some(Value::String(message)) => message.clone(),
+        _ => String::from_utf8_lossy(&body[..body.len().min(RAW_BODY_LIMIT)])
+            .trim()
+            .to_owned(),
+    }
+}
+
+/// `RetryInfo.retryDelay` (`"51.8s"`) of a Google error, in whole seconds rounded up.
+fn google_retry_delay(body: &[u8]) -> Option<u64> {
+    let parsed: Value = serde_json::from_slice(body).ok()?;
+    let error = match &parsed {
+        Value::Array(items) => &items.first()?["error"],
+        other => &other["error"],
+    };
+    error["details"].as_array()?.iter().find_map(|detail| {
+        let delay = detail["retryDelay"].as_str()?.strip_suffix('s')?.parse::<f64>().ok()?;
+        (delay.is_finite() && delay >= 0.0).then(|| delay.ceil() as u64)
+    })
+}
+
+/// A Gemini upstream's error for an OpenAI or Anthropic client (§6.2): the status kept, 503 an Anthropic
+/// `overloaded_error` 529, and `RetryInfo` as `retry-after`.
+fn google_error_to_client(status: u16, body: &[u8], shape: ErrorShape, request_id: Option<&str>) -> ClientError {
+    let message = error_message(body);
+    let retry_after = google_retry_delay(body);
+    let overflow = message.contains("input token count") && message.contains("exceeds");
+    let (status, body) = match shape {
+        ErrorShape::Anthropic => {
+            let status = if status == 503 { 529 } else { status };
+            let body = anthropic::error_body(anthropic::error_type_for_status(status), &message, request_id);
+            (status, body)
+        }
+        _ => {
+            let code = match status {
+                400 if overflow => Some("context_length_exceeded"),
+                401 => Some("invalid_api_key"),
+                404 => Some("model_not_found"),
+                429 => Some("rate_limit_exceeded"),
+                503 => Some("server_is_overloaded"),
+                _ => None,
+            };
+            let body = openai::error_body(&message, openai::error_type_for_status(status), None, code);
+            (status, body)
+        }
+    };
+    let headers = retry_after
+        .map(|seconds| vec![("retry-after", seconds.to_string())])
+        .unwrap_or_default();
+    ClientError { status, body, headers }
+}
+
+/// An OpenAI or Anthropic upstream's error for a Gemini client (§6.3).
+fn error_to_google(status: u16, body: &[u8]) -> ClientError {
+    let message = error_message(body);
+    ClientError {
+        status: google::client_status(status),
+        body: google::error_body(status, &message, None),
+        headers: Vec::new(),
     }
 }
 
@@ -965,5 +1047,44 @@ mod tests {
             r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
         );
         assert_eq!(anthropic_stream_event_error(&unnamed).unwrap().status, 429);
+    }
+
+    #[test]
+    fn google_errors_for_other_clients_and_theirs_for_gemini_clients() {
+        let google = br#"[{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"51.2s"}]}}]"#;
+        let error = StreamStartError {
+            upstream: Protocol::Gemini,
+            status: 429,
+            body: google.to_vec(),
+        };
+        let oai = error.to_client_error(Protocol::OpenAi, None);
+        assert_eq!(oai.status, 429);
+        assert_eq!(oai.headers, [("retry-after", "52".to_owned())]);
+        let body: Value = serde_json::from_slice(&oai.body).unwrap();
+        assert_eq!(body["error"]["message"], "Quota exceeded");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        let busy = StreamStartError {
+            upstream: Protocol::Gemini,
+            status: 503,
+            body: br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#.to_vec(),
+        };
+        let ant = busy.to_client_error(Protocol::Anthropic, Some("req_1"));
+        assert_eq!(ant.status, 529);
+        let body: Value = serde_json::from_slice(&ant.body).unwrap();
+        assert_eq!(body["error"]["type"], "overloaded_error");
+
+        let from_anthropic = StreamStartError {
+            upstream: Protocol::Anthropic,
+            status: 413,
+            body: br#"{"type":"error","error":{"type":"request_too_large","message":"too big"}}"#.to_vec(),
+        };
+        let gem = from_anthropic.to_client_error(Protocol::Gemini, None);
+        assert_eq!(gem.status, 400);
+        let body: Value = serde_json::from_slice(&gem.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error":{"code":400,"message":"too big","status":"INVALID_ARGUMENT"}})
+        );
     }
 }

@@ -171,6 +171,9 @@ pub struct ConvertContext<'a> {
     pub response_id: &'a str,
     /// Key for the router-minted thinking signatures (§1.3.6).
     pub signing_key: &'a [u8],
+    /// The client asked for a stream by its route (Gemini's `:streamGenerateContent`); the other protocols
+    /// say so in the body.
+    pub route_stream: bool,
 }
 
 /// A conversion the router refuses; rendered as a 400 in the client's protocol with `param` set.

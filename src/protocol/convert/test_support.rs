@@ -40,6 +40,7 @@ pub(crate) fn context<'a>(options: &'a ModelOptions, upstream_model: &'a str) ->
         created: 1_700_000_000,
         response_id: "resp01",
         signing_key: SIGNING_KEY,
+        route_stream: false,
     }
 }
 
