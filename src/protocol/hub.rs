@@ -291,12 +291,19 @@ pub struct Reasoning {
 pub enum Opaque {
     /// An Anthropic `thinking` (with its signature) or `redacted_thinking` block, exactly as Anthropic sent it.
     Anthropic { block: Box<RawValue> },
+    /// A Gemini `thoughtSignature` found on a thought or text part, in standard base64. (A signature on a
+    /// `functionCall` part travels in the call's id instead: clients of other protocols replay ids, not
+    /// reasoning; see `protocol::gemini`.)
+    Gemini { signature: String },
 }
 
 impl PartialEq for Opaque {
     fn eq(&self, other: &Self) -> bool {
-        let (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) = (self, other);
-        a.get() == b.get()
+        match (self, other) {
+            (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) => a.get() == b.get(),
+            (Opaque::Gemini { signature: a }, Opaque::Gemini { signature: b }) => a == b,
+            _ => false,
+        }
     }
 }
 

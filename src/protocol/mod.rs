@@ -2,7 +2,7 @@
 //!
 //! - [`Protocol`]: each protocol's facts (route, error shape); `relay::processor` reads their stream facts.
 //! - [`hub`]: the shared representation a request, an answer and a stream event are decoded into and
-//!   encoded from; [`chat`], [`messages`] and [`responses`] hold each protocol's codecs around it.
+//!   encoded from; [`chat`], [`messages`], [`responses`] and [`gemini`] hold each protocol's codecs around it.
 //! - [`convert`]: what the codecs share (deployment options, request facts, ids, signatures, the error
 //!   tables, the stream-converter contract) and the Chat ⇄ Messages conversion tests.
 //! - [`fields`]: reading client JSON field by field, with errors that name the field.
@@ -16,6 +16,7 @@ pub mod chat;
 mod conformance;
 pub mod convert;
 pub mod fields;
+pub mod gemini;
 pub mod hub;
 mod json;
 pub mod messages;
