@@ -70,7 +70,11 @@ fn write_error(status: u16, message: &str, retry_after: Option<u64>) -> Vec<u8> 
     out.extend_from_slice(br#","message":"#);
     match retry_after {
         Some(secs) => {
-            let sep = if message.is_empty() || message.ends_with(' ') { "" } else { " " };
+            let sep = if message.is_empty() || message.ends_with(' ') {
+                ""
+            } else {
+                " "
+            };
             push_str(&mut out, &format!("{message}{sep}Please retry in {secs}s."));
         }
         None => push_str(&mut out, message),
@@ -206,7 +210,7 @@ pub fn read_error(http_status: u16, body: &[u8]) -> UpstreamError {
 /// A protobuf `Duration` in JSON (`"51.8s"`), rounded up to whole seconds.
 fn parse_duration_secs(text: &str) -> Option<u64> {
     let secs: f64 = text.strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1.0e9).then(|| secs.ceil() as u64)
+    (0.0..1.0e9).contains(&secs).then(|| secs.ceil() as u64)
 }
 
 /// At most this many bytes of a body that is not a Google error are shown.
@@ -265,7 +269,10 @@ mod tests {
         }
         // Anthropic's 529 and a 422 become what Google would answer.
         let body: serde_json::Value = serde_json::from_slice(&error_body(529, "busy")).unwrap();
-        assert_eq!((body["error"]["code"].as_u64(), body["error"]["status"].as_str()), (Some(503), Some("UNAVAILABLE")));
+        assert_eq!(
+            (body["error"]["code"].as_u64(), body["error"]["status"].as_str()),
+            (Some(503), Some("UNAVAILABLE"))
+        );
         assert_eq!(status_name(client_status(422)), "INVALID_ARGUMENT");
     }
 
@@ -304,7 +311,10 @@ mod tests {
         );
         assert_eq!(overflow.hub_code(), "context_length_exceeded");
         let raw = read_error(502, b"<html>Bad Gateway</html>");
-        assert_eq!((raw.status, raw.message.as_str(), raw.hub_code()), (502, "<html>Bad Gateway</html>", "server_error"));
+        assert_eq!(
+            (raw.status, raw.message.as_str(), raw.hub_code()),
+            (502, "<html>Bad Gateway</html>", "server_error")
+        );
         // A code outside the error range is not believed over the response's status.
         assert_eq!(read_error(503, br#"{"error":{"code":200,"message":"x"}}"#).status, 503);
     }
@@ -317,15 +327,28 @@ mod tests {
         );
         assert!(!read.message.contains("AIza"), "{}", read.message);
         assert!(!read.message.contains("googleapis"), "{}", read.message);
-        assert!(read.message.starts_with("API key not valid: [redacted]"), "{}", read.message);
+        assert!(
+            read.message.starts_with("API key not valid: [redacted]"),
+            "{}",
+            read.message
+        );
     }
 
     #[test]
     fn hub_codes_and_statuses_map_both_ways() {
         assert_eq!(hub_code(503, ""), "server_is_overloaded");
-        assert_eq!(hub_code(429, "Quota exceeded for GenerateRequestsPerDayPerProject"), "insufficient_quota");
+        assert_eq!(
+            hub_code(429, "Quota exceeded for GenerateRequestsPerDayPerProject"),
+            "insufficient_quota"
+        );
         assert_eq!(hub_code(504, ""), "timeout");
-        for code in ["rate_limit_exceeded", "server_is_overloaded", "timeout", "invalid_api_key", "permission_error"] {
+        for code in [
+            "rate_limit_exceeded",
+            "server_is_overloaded",
+            "timeout",
+            "invalid_api_key",
+            "permission_error",
+        ] {
             assert_eq!(hub_code(status_for_hub_code(code), ""), code);
         }
         assert_eq!(status_for_hub_code("stream_incomplete"), 502);

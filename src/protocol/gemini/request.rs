@@ -301,9 +301,7 @@ impl TurnCalls {
     fn answer(&mut self, id: Option<&str>, name: Option<&str>) -> Option<String> {
         let found = id
             .and_then(|id| self.calls.iter().position(|(c, _, _)| c == id))
-            .or_else(|| {
-                name.and_then(|name| self.calls.iter().position(|(_, n, answered)| !answered && n == name))
-            })
+            .or_else(|| name.and_then(|name| self.calls.iter().position(|(_, n, answered)| !answered && n == name)))
             .or_else(|| self.calls.iter().position(|(_, _, answered)| !answered))?;
         let call = &mut self.calls[found];
         call.2 = true;
@@ -396,8 +394,15 @@ fn read_part(
     }
     if let Some(code) = part.executable_code {
         let language = code.language.as_deref().unwrap_or("").to_ascii_lowercase();
-        let language = if language == "language_unspecified" { "" } else { &language };
-        out.push(Part::Text(format!("```{language}\n{}\n```", code.code.unwrap_or_default())));
+        let language = if language == "language_unspecified" {
+            ""
+        } else {
+            &language
+        };
+        out.push(Part::Text(format!(
+            "```{language}\n{}\n```",
+            code.code.unwrap_or_default()
+        )));
         return Ok(());
     }
     if let Some(result) = part.code_execution_result {
@@ -438,7 +443,9 @@ fn response_text(response: Option<&RawValue>) -> (String, bool) {
     };
     match serde_json::from_str::<Conventional>(response.get()) {
         Ok(Conventional { error: Some(error), .. }) if error.get() != "null" => (text_of(error), true),
-        Ok(Conventional { output: Some(output), .. }) if output.get() != "null" => (text_of(output), false),
+        Ok(Conventional {
+            output: Some(output), ..
+        }) if output.get() != "null" => (text_of(output), false),
         _ => (response.get().to_owned(), false),
     }
 }
@@ -482,7 +489,8 @@ fn file_part(file: InFileData<'_>, at: &Path) -> Result<Part, ConvertError> {
         .ok_or_else(|| missing(&at.key("fileUri")))?;
     let mime = file.mime_type.as_deref().unwrap_or("").to_ascii_lowercase();
     let web = uri.starts_with("https://") || uri.starts_with("http://");
-    let gemini_only = uri.contains("generativelanguage.googleapis.com") || uri.contains("youtube.com/") || uri.contains("youtu.be/");
+    let gemini_only =
+        uri.contains("generativelanguage.googleapis.com") || uri.contains("youtube.com/") || uri.contains("youtu.be/");
     let image = mime.starts_with("image/") || (mime.is_empty() && has_image_extension(&uri));
     if web && !gemini_only && image {
         return Ok(Part::Image {
@@ -598,7 +606,14 @@ fn normalise_schema(value: &mut Value) {
             if map.get("format").and_then(Value::as_str) == Some("enum") {
                 map.remove("format");
             }
-            for key in ["minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"] {
+            for key in [
+                "minItems",
+                "maxItems",
+                "minLength",
+                "maxLength",
+                "minProperties",
+                "maxProperties",
+            ] {
                 if let Some(Value::String(n)) = map.get(key)
                     && let Ok(n) = n.parse::<u64>()
                 {
@@ -1053,7 +1068,9 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         Some(OutputFormat::Text) | None => (None, None),
     };
     let thinking_config = thinking(request, options.thinking_mode);
-    let thinking_enabled = thinking_config.as_ref().is_some_and(|c| c.include_thoughts == Some(true));
+    let thinking_enabled = thinking_config
+        .as_ref()
+        .is_some_and(|c| c.include_thoughts == Some(true));
     let body = Body {
         contents,
         system_instruction: (!system.is_empty()).then_some(OutSystem { parts: system }),
@@ -1422,7 +1439,9 @@ fn sign_active_loop(contents: &mut [OutContent<'_>]) {
         .rposition(|c| {
             c.role == "user"
                 && c.parts.iter().all(|p| p.function_response.is_none())
-                && c.parts.iter().any(|p| p.text.is_some() || p.inline_data.is_some() || p.file_data.is_some())
+                && c.parts
+                    .iter()
+                    .any(|p| p.text.is_some() || p.inline_data.is_some() || p.file_data.is_some())
         })
         .map_or(0, |i| i + 1);
     for content in &mut contents[start..] {
@@ -1436,7 +1455,6 @@ fn sign_active_loop(contents: &mut [OutContent<'_>]) {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1476,12 +1494,16 @@ mod tests {
         assert_eq!(request.messages[0].role, Role::User);
         assert!(matches!(&request.messages[0].parts[1], Part::Text(t) if t.starts_with("Read the file")));
         assert_eq!(request.messages[1].role, Role::Assistant);
-        let Part::ToolCall(call) = &request.messages[1].parts[1] else { panic!("a call") };
+        let Part::ToolCall(call) = &request.messages[1].parts[1] else {
+            panic!("a call")
+        };
         assert_eq!(
             (call.id.as_str(), call.name.as_str(), call.arguments.as_str()),
             ("call_up_0001", "read_file", r#"{"file_path":"hello.txt"}"#)
         );
-        let Part::ToolResult(result) = &request.messages[2].parts[0] else { panic!("a result") };
+        let Part::ToolResult(result) = &request.messages[2].parts[0] else {
+            panic!("a result")
+        };
         assert_eq!(result.call_id, "call_up_0001");
         assert!(matches!(&result.content[..], [Part::Text(t)] if t == "Hello, world"));
         assert!(!result.is_error);
@@ -1491,7 +1513,10 @@ mod tests {
             r#"{"type":"object","properties":{"file_path":{"type":"string","description":"Path"}},"required":["file_path"]}"#,
             "the schema is kept as written"
         );
-        assert_eq!((request.temperature, request.top_p, request.top_k), (Some(1.0), Some(0.95), Some(64)));
+        assert_eq!(
+            (request.temperature, request.top_p, request.top_k),
+            (Some(1.0), Some(0.95), Some(64))
+        );
         assert_eq!(request.reasoning, ReasoningRequest::Effort("high".into()));
         assert!(facts.include_thoughts);
         assert!(!request.stream, "the path says whether to stream");
@@ -1508,7 +1533,9 @@ mod tests {
               "thinking_config":{"include_thoughts":false,"thinking_budget":4096}}}"#,
         );
         assert_eq!(request.instructions, ["S"]);
-        assert!(matches!(&request.messages[0].parts[1], Part::Image { url, .. } if url == "data:image/png;base64,iVBORw0KGgo="));
+        assert!(
+            matches!(&request.messages[0].parts[1], Part::Image { url, .. } if url == "data:image/png;base64,iVBORw0KGgo=")
+        );
         assert_eq!(request.tools.len(), 2);
         assert!(request.tools[0].parameters.is_some() && request.tools[1].parameters.is_none());
         assert_eq!(
@@ -1544,7 +1571,9 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [mint_call_id("1:0"), mint_call_id("1:1"), mint_call_id("1:2")]);
-        let Part::ToolCall(cat) = &request.messages[1].parts[1] else { unreachable!() };
+        let Part::ToolCall(cat) = &request.messages[1].parts[1] else {
+            unreachable!()
+        };
         assert_eq!(cat.arguments, "{}", "missing args are an empty object");
         let results: Vec<(&str, String, bool)> = request.messages[2]
             .parts
@@ -1585,18 +1614,27 @@ mod tests {
             {"codeExecutionResult":{"outcome":"OUTCOME_OK","output":"1"}}]}]}"#,
         );
         let parts = &request.messages[0].parts;
-        assert!(matches!(&parts[0], Part::Image { url, .. } if url == "data:image/jpeg;base64,a+b/cw=="), "URL-safe data becomes standard");
+        assert!(
+            matches!(&parts[0], Part::Image { url, .. } if url == "data:image/jpeg;base64,a+b/cw=="),
+            "URL-safe data becomes standard"
+        );
         assert!(matches!(&parts[1], Part::File { data_url, .. } if data_url == "data:application/pdf;base64,JVBERi0="));
         assert!(matches!(&parts[2], Part::Text(t) if t == "hello"));
         assert!(matches!(&parts[3], Part::Image { url, .. } if url == "https://example.com/cat.png"));
-        assert!(matches!(&parts[4], Part::Text(t) if t == "```python\nprint(1)\n```"), "empty text is skipped");
+        assert!(
+            matches!(&parts[4], Part::Text(t) if t == "```python\nprint(1)\n```"),
+            "empty text is skipped"
+        );
         assert!(matches!(&parts[5], Part::Text(t) if t == "```\n1\n```"));
         assert_eq!(parts.len(), 6);
 
         let files_api = refused(
             r#"{"contents":[{"parts":[{"text":"x"},{"fileData":{"mimeType":"video/mp4","fileUri":"https://generativelanguage.googleapis.com/v1beta/files/abc"}}]}]}"#,
         );
-        assert_eq!(files_api.param.as_deref(), Some("contents[0].parts[1].fileData.fileUri"));
+        assert_eq!(
+            files_api.param.as_deref(),
+            Some("contents[0].parts[1].fileData.fileUri")
+        );
         let audio = refused(r#"{"contents":[{"parts":[{"inlineData":{"mimeType":"audio/wav","data":"AAAA"}}]}]}"#);
         assert_eq!(audio.param.as_deref(), Some("contents[0].parts[0].inlineData.mimeType"));
     }
@@ -1604,20 +1642,53 @@ mod tests {
     #[test]
     fn bad_input_is_refused_with_the_field_named() {
         let cases = [
-            (r#"{"contents":[{"role":"user","parts":[{"text":3}]}]}"#, Some("contents[0].parts[0].text")),
-            (r#"{"contents":[{"role":"user","parts":[{"text":"a"}]},{"role":"model","parts":[{"function_call":{"name":5}}]}]}"#, Some("contents[1].parts[0].functionCall")),
-            (r#"{"contents":[{"role":"user","parts":{"text":"a"}}]}"#, Some("contents[0].parts")),
+            (
+                r#"{"contents":[{"role":"user","parts":[{"text":3}]}]}"#,
+                Some("contents[0].parts[0].text"),
+            ),
+            (
+                r#"{"contents":[{"role":"user","parts":[{"text":"a"}]},{"role":"model","parts":[{"function_call":{"name":5}}]}]}"#,
+                Some("contents[1].parts[0].functionCall"),
+            ),
+            (
+                r#"{"contents":[{"role":"user","parts":{"text":"a"}}]}"#,
+                Some("contents[0].parts"),
+            ),
             (r#"{"contents":"hello"}"#, Some("contents")),
             (r#"{"contents":[]}"#, Some("contents")),
             (r#"{}"#, Some("contents")),
-            (r#"{"contents":[{"role":"system","parts":[{"text":"a"}]}]}"#, Some("contents[0].role")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"temperature":"hot"}}"#, Some("generationConfig")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"candidateCount":2}}"#, Some("generationConfig.candidateCount")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"responseModalities":["TEXT","IMAGE"]}}"#, Some("generationConfig.responseModalities")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"thinkingConfig":{"thinkingBudget":1024,"thinkingLevel":"LOW"}}}"#, Some("generationConfig.thinkingConfig.thinkingLevel")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"cachedContent":"cachedContents/abc"}"#, Some("cachedContent")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":[{"description":"no name"}]}]}"#, Some("tools[0].functionDeclarations[0].name")),
-            (r#"{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":[{"name":"f","parameters":"x"}]}]}"#, Some("tools[0].functionDeclarations[0].parameters")),
+            (
+                r#"{"contents":[{"role":"system","parts":[{"text":"a"}]}]}"#,
+                Some("contents[0].role"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"temperature":"hot"}}"#,
+                Some("generationConfig"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"candidateCount":2}}"#,
+                Some("generationConfig.candidateCount"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"responseModalities":["TEXT","IMAGE"]}}"#,
+                Some("generationConfig.responseModalities"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"generationConfig":{"thinkingConfig":{"thinkingBudget":1024,"thinkingLevel":"LOW"}}}"#,
+                Some("generationConfig.thinkingConfig.thinkingLevel"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"cachedContent":"cachedContents/abc"}"#,
+                Some("cachedContent"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":[{"description":"no name"}]}]}"#,
+                Some("tools[0].functionDeclarations[0].name"),
+            ),
+            (
+                r#"{"contents":[{"parts":[{"text":"a"}]}],"tools":[{"functionDeclarations":[{"name":"f","parameters":"x"}]}]}"#,
+                Some("tools[0].functionDeclarations[0].parameters"),
+            ),
             (r#"[{"contents":[]}]"#, None),
             (r#"{"contents":[{"parts":[{"text":"a"}]}"#, None),
             ("", None),
@@ -1627,7 +1698,11 @@ mod tests {
             assert_eq!(error.param.as_deref(), param, "{body}: {}", error.message);
             assert!(!error.message.is_empty());
             if let Some(param) = param {
-                assert!(error.message.contains(param) || error.code != Some("invalid_type"), "{}", error.message);
+                assert!(
+                    error.message.contains(param) || error.code != Some("invalid_type"),
+                    "{}",
+                    error.message
+                );
             }
         }
     }
@@ -1778,7 +1853,10 @@ mod tests {
         let model = &body["contents"][1];
         assert_eq!(model["role"], "model");
         assert_eq!(model["parts"][0]["thoughtSignature"], SENTINEL);
-        assert!(model["parts"][1].get("thoughtSignature").is_none(), "only the first call is checked");
+        assert!(
+            model["parts"][1].get("thoughtSignature").is_none(),
+            "only the first call is checked"
+        );
         // Before the last user words, a turn is out of the loop and left alone. (Words that share the user
         // content of function responses are part of the loop.)
         let mut request = hub_conversation();
@@ -1857,12 +1935,30 @@ mod tests {
         };
         let effort = |e: &str| ReasoningRequest::Effort(e.into());
         assert_eq!(with(ReasoningRequest::Unspecified, None, ThinkingMode::Budget), None);
-        assert_eq!(with(ReasoningRequest::Disabled, None, ThinkingMode::Budget), Some(json!({"thinkingBudget":0})));
-        assert_eq!(with(effort("low"), None, ThinkingMode::Budget), Some(json!({"includeThoughts":true,"thinkingBudget":1024})));
-        assert_eq!(with(effort("high"), Some(3000), ThinkingMode::Budget), Some(json!({"includeThoughts":true,"thinkingBudget":3000})));
-        assert_eq!(with(effort("medium"), None, ThinkingMode::Adaptive), Some(json!({"includeThoughts":true,"thinkingLevel":"MEDIUM"})));
-        assert_eq!(with(ReasoningRequest::Disabled, None, ThinkingMode::Adaptive), Some(json!({"thinkingLevel":"MINIMAL"})));
-        assert_eq!(with(effort("xhigh"), None, ThinkingMode::Adaptive), Some(json!({"includeThoughts":true,"thinkingLevel":"HIGH"})));
+        assert_eq!(
+            with(ReasoningRequest::Disabled, None, ThinkingMode::Budget),
+            Some(json!({"thinkingBudget":0}))
+        );
+        assert_eq!(
+            with(effort("low"), None, ThinkingMode::Budget),
+            Some(json!({"includeThoughts":true,"thinkingBudget":1024}))
+        );
+        assert_eq!(
+            with(effort("high"), Some(3000), ThinkingMode::Budget),
+            Some(json!({"includeThoughts":true,"thinkingBudget":3000}))
+        );
+        assert_eq!(
+            with(effort("medium"), None, ThinkingMode::Adaptive),
+            Some(json!({"includeThoughts":true,"thinkingLevel":"MEDIUM"}))
+        );
+        assert_eq!(
+            with(ReasoningRequest::Disabled, None, ThinkingMode::Adaptive),
+            Some(json!({"thinkingLevel":"MINIMAL"}))
+        );
+        assert_eq!(
+            with(effort("xhigh"), None, ThinkingMode::Adaptive),
+            Some(json!({"includeThoughts":true,"thinkingLevel":"HIGH"}))
+        );
         assert_eq!(with(effort("high"), None, ThinkingMode::None), None);
     }
 
@@ -1898,7 +1994,10 @@ mod tests {
             },
         );
         let chat: Value = serde_json::from_slice(&chat).unwrap();
-        let id = chat["choices"][0]["message"]["tool_calls"][0]["id"].as_str().unwrap().to_owned();
+        let id = chat["choices"][0]["message"]["tool_calls"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(id.contains("__thought__"), "{id}");
         // The Chat client's next request replays the id; a Gemini upstream gets base id and signature back.
         let next = json!({"model":"m","messages":[

@@ -18,7 +18,9 @@ use serde_json::value::RawValue;
 
 use super::thought::{carry_signature, mint_call_id};
 use crate::protocol::convert::ConvertError;
-use crate::protocol::hub::{Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage};
+use crate::protocol::hub::{
+    Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
+};
 use crate::protocol::json::{push_plain, push_str, push_u64};
 use crate::protocol::sse::SseEvent;
 
@@ -148,8 +150,15 @@ impl UsageMetadata {
 fn stop_reason(finish_reason: &str) -> Option<StopReason> {
     Some(match finish_reason {
         "MAX_TOKENS" => StopReason::MaxTokens,
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "LANGUAGE" | "IMAGE_SAFETY"
-        | "IMAGE_PROHIBITED_CONTENT" | "IMAGE_RECITATION" => StopReason::ContentFilter,
+        "SAFETY"
+        | "RECITATION"
+        | "BLOCKLIST"
+        | "PROHIBITED_CONTENT"
+        | "SPII"
+        | "LANGUAGE"
+        | "IMAGE_SAFETY"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "IMAGE_RECITATION" => StopReason::ContentFilter,
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" | "TOO_MANY_TOOL_CALLS" => return None,
         // STOP (also for calls), OTHER, unspecified, and reasons added later.
         _ => StopReason::End,
@@ -195,7 +204,11 @@ fn args_text(args: Option<&RawValue>) -> String {
 
 fn code_text(code: &Code<'_>) -> String {
     let language = code.language.as_deref().unwrap_or("").to_ascii_lowercase();
-    let language = if language == "language_unspecified" { "" } else { &language };
+    let language = if language == "language_unspecified" {
+        ""
+    } else {
+        &language
+    };
     format!("```{language}\n{}\n```", code.code.as_deref().unwrap_or(""))
 }
 
@@ -206,7 +219,11 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     let answer: Answer = crate::protocol::json::parse(body)
         .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a Gemini response: {e}")))?;
     let usage = answer.usage_metadata.unwrap_or_default().to_hub();
-    let id = answer.response_id.as_deref().filter(|id| !id.is_empty()).map(str::to_owned);
+    let id = answer
+        .response_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
     let Some(candidate) = answer.candidates.into_iter().next() else {
         if answer.prompt_feedback.and_then(|f| f.block_reason).is_some() {
             return Ok(Response {
@@ -238,7 +255,9 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
             calls += 1;
             continue;
         }
-        let opaque = signature.map(|s| Opaque::Gemini { signature: s.to_owned() });
+        let opaque = signature.map(|s| Opaque::Gemini {
+            signature: s.to_owned(),
+        });
         let text = match (&part.executable_code, &part.code_execution_result, part.text) {
             (Some(code), _, _) => code_text(code),
             (_, Some(result), _) => format!("```\n{}\n```", result.output.as_deref().unwrap_or("")),
@@ -389,7 +408,11 @@ impl GeminiChunks {
             (_, _, Some(text)) => text,
             _ => Cow::Borrowed(""),
         };
-        let seal = signature.map(|s| Event::ReasoningSeal(Opaque::Gemini { signature: s.to_owned() }));
+        let seal = signature.map(|s| {
+            Event::ReasoningSeal(Opaque::Gemini {
+                signature: s.to_owned(),
+            })
+        });
         if part.thought {
             if !text.is_empty() {
                 out.push(Event::ReasoningDelta(text.into_owned()));
@@ -544,7 +567,11 @@ pub fn encode(response: &Response, answer: &GeminiAnswer<'_>) -> Vec<u8> {
     out.extend_from_slice(br#","index":0}],"#);
     push_usage(&mut out, &response.usage);
     out.push(b',');
-    let id = response.id.as_deref().filter(|id| !id.is_empty()).unwrap_or(answer.id_hex);
+    let id = response
+        .id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .unwrap_or(answer.id_hex);
     push_ids(&mut out, answer.model, id);
     out.push(b'}');
     out

@@ -2,9 +2,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::protocol::chat;
-use crate::protocol::convert::test_support::{
-    check_anthropic, check_openai, converted, ctx, has_multibyte, tool_call,
-};
+use crate::protocol::convert::test_support::{check_anthropic, check_openai, converted, ctx, has_multibyte, tool_call};
 use crate::protocol::hub::HubStream;
 use crate::protocol::messages;
 
@@ -44,7 +42,9 @@ fn a_whole_answer_becomes_the_hub_response() {
     );
     assert!(matches!(&response.output[0], Part::Reasoning(r) if r.text == "Need the listing." && r.opaque.is_none()));
     assert!(matches!(&response.output[1], Part::Text(t) if t == "Listing ✓"));
-    let Part::ToolCall(call) = &response.output[2] else { panic!("a call") };
+    let Part::ToolCall(call) = &response.output[2] else {
+        panic!("a call")
+    };
     let base = mint_call_id(r#"resp-1:0:ls:{"path":"."}"#);
     assert_eq!(call.id, carry_signature(&base, Some("CiQBjz1rX+/sig==")));
     assert_eq!((call.name.as_str(), call.arguments.as_str()), ("ls", r#"{"path":"."}"#));
@@ -68,12 +68,18 @@ fn finish_reasons_follow_the_table() {
                 .as_bytes(),
         )
     };
-    assert_eq!(with("MAX_TOKENS", r#"{"text":"a"}"#).unwrap().stop, StopReason::MaxTokens);
+    assert_eq!(
+        with("MAX_TOKENS", r#"{"text":"a"}"#).unwrap().stop,
+        StopReason::MaxTokens
+    );
     for filter in ["SAFETY", "RECITATION", "PROHIBITED_CONTENT", "SPII", "BLOCKLIST"] {
         assert_eq!(with(filter, "").unwrap().stop, StopReason::ContentFilter, "{filter}");
     }
     assert_eq!(with("OTHER", r#"{"text":"a"}"#).unwrap().stop, StopReason::End);
-    assert_eq!(with("FINISH_REASON_UNSPECIFIED", r#"{"text":"a"}"#).unwrap().stop, StopReason::End);
+    assert_eq!(
+        with("FINISH_REASON_UNSPECIFIED", r#"{"text":"a"}"#).unwrap().stop,
+        StopReason::End
+    );
     // A malformed call with nothing else is a failed attempt, not an empty success.
     for finish in ["MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS"] {
         let error = with(finish, "").unwrap_err();
@@ -81,9 +87,17 @@ fn finish_reasons_follow_the_table() {
         assert!(error.message.contains(finish), "{}", error.message);
         assert!(with(finish, r#"{"text":"  "}"#).is_err(), "blank text is nothing");
     }
-    assert!(with("MALFORMED_FUNCTION_CALL", "").unwrap_err().message.contains("print(x"));
+    assert!(
+        with("MALFORMED_FUNCTION_CALL", "")
+            .unwrap_err()
+            .message
+            .contains("print(x")
+    );
     // With text already produced, it is only the end.
-    assert_eq!(with("MALFORMED_FUNCTION_CALL", r#"{"text":"Partial"}"#).unwrap().stop, StopReason::End);
+    assert_eq!(
+        with("MALFORMED_FUNCTION_CALL", r#"{"text":"Partial"}"#).unwrap().stop,
+        StopReason::End
+    );
     // A missing finish reason on a whole answer is the end.
     let none = decode(br#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}]}"#).unwrap();
     assert_eq!(none.stop, StopReason::End);
@@ -95,7 +109,10 @@ fn a_blocked_prompt_is_a_content_filter_stop_and_no_candidates_is_unusable() {
         br#"{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT","safetyRatings":[]},"usageMetadata":{"promptTokenCount":12,"totalTokenCount":12},"responseId":"b1"}"#,
     )
     .unwrap();
-    assert_eq!((blocked.stop, blocked.output.len(), blocked.usage.input), (StopReason::ContentFilter, 0, 12));
+    assert_eq!(
+        (blocked.stop, blocked.output.len(), blocked.usage.input),
+        (StopReason::ContentFilter, 0, 12)
+    );
     let ctx = ctx();
     let chat = chat::response::encode(
         &blocked,
@@ -110,7 +127,10 @@ fn a_blocked_prompt_is_a_content_filter_stop_and_no_candidates_is_unusable() {
     assert_eq!(chat["choices"][0]["finish_reason"], "content_filter");
     let ant = messages::response::encode(&blocked, &messages_answer());
     let ant: Value = serde_json::from_slice(&ant).unwrap();
-    assert_eq!((ant["stop_reason"].as_str(), &ant["content"]), (Some("refusal"), &json!([])));
+    assert_eq!(
+        (ant["stop_reason"].as_str(), &ant["content"]),
+        (Some("refusal"), &json!([]))
+    );
     for body in [&br#"{"candidates":[]}"#[..], br#"{}"#, br#"not json"#, br#"[1]"#] {
         let error = decode(body).unwrap_err();
         assert_eq!(error.code, Some("bad_upstream_response"), "{}", error.message);
@@ -141,7 +161,10 @@ fn a_gemini_answer_reaches_chat_and_messages_clients() {
     let chat: Value = serde_json::from_slice(&chat).unwrap();
     let message = &chat["choices"][0]["message"];
     assert_eq!(chat["id"], "chatcmpl-resp-1");
-    assert_eq!((message["content"].as_str(), message["reasoning_content"].as_str()), (Some("Listing ✓"), Some("Need the listing.")));
+    assert_eq!(
+        (message["content"].as_str(), message["reasoning_content"].as_str()),
+        (Some("Listing ✓"), Some("Need the listing."))
+    );
     assert_eq!(message["tool_calls"][0]["function"]["arguments"], r#"{"path":"."}"#);
     assert!(message["tool_calls"][0]["id"].as_str().unwrap().contains("__thought__"));
     assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
@@ -151,7 +174,12 @@ fn a_gemini_answer_reaches_chat_and_messages_clients() {
     );
     let ant = messages::response::encode(&response, &messages_answer());
     let ant: Value = serde_json::from_slice(&ant).unwrap();
-    let kinds: Vec<&str> = ant["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = ant["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["thinking", "text", "tool_use"]);
     assert_eq!(ant["content"][2]["input"], json!({"path": "."}));
     assert_eq!(ant["stop_reason"], "tool_use");
@@ -236,7 +264,9 @@ fn sse(chunks: &[&str]) -> String {
 }
 
 fn chunk(parts: &str) -> String {
-    format!(r#"{{"candidates":[{{"content":{{"role":"model","parts":[{parts}]}},"index":0}}],"modelVersion":"gemini-3","responseId":"r-7"}}"#)
+    format!(
+        r#"{{"candidates":[{{"content":{{"role":"model","parts":[{parts}]}},"index":0}}],"modelVersion":"gemini-3","responseId":"r-7"}}"#
+    )
 }
 
 const LAST: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":""}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":12,"thoughtsTokenCount":8,"totalTokenCount":70},"modelVersion":"gemini-3","responseId":"r-7"}"#;
@@ -298,7 +328,12 @@ fn a_gemini_stream_reaches_a_messages_client_whatever_the_splits() {
     let result = check_anthropic(&converted(&make, &input));
     assert!(result.error.is_none());
     let message = result.message;
-    let kinds: Vec<&str> = message["content"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["thinking", "text", "tool_use", "tool_use"]);
     assert_eq!(message["content"][2]["input"], json!({"city": "Paris"}));
     assert_eq!(message["stop_reason"], "tool_use");
@@ -348,13 +383,23 @@ fn stream_chunks_become_hub_events() {
 #[test]
 fn stream_failures_become_errors_never_a_clean_stop() {
     // A malformed call with nothing before it: a retryable error, not an empty STOP.
-    let events = decoded(&sse(&[r#"{"candidates":[{"content":{"parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL","index":0}]}"#]));
-    assert!(matches!(&events[..], [Event::Error { code: Some(code), message }] if code == "server_error" && message.contains("MALFORMED_FUNCTION_CALL")), "{events:?}");
+    let events = decoded(&sse(&[
+        r#"{"candidates":[{"content":{"parts":[]},"finishReason":"MALFORMED_FUNCTION_CALL","index":0}]}"#,
+    ]));
+    assert!(
+        matches!(&events[..], [Event::Error { code: Some(code), message }] if code == "server_error" && message.contains("MALFORMED_FUNCTION_CALL")),
+        "{events:?}"
+    );
     // After text it is the end of the answer.
-    let events = decoded(&sse(&[&chunk(r#"{"text":"So"}"#), r#"{"candidates":[{"finishReason":"MALFORMED_FUNCTION_CALL","index":0}]}"#]));
+    let events = decoded(&sse(&[
+        &chunk(r#"{"text":"So"}"#),
+        r#"{"candidates":[{"finishReason":"MALFORMED_FUNCTION_CALL","index":0}]}"#,
+    ]));
     assert_eq!(events.last(), Some(&Event::Stop(StopReason::End)));
     // An error chunk, with Google's status mapped into the hub's codes.
-    let events = decoded(&sse(&[r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#]));
+    let events = decoded(&sse(&[
+        r#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#,
+    ]));
     assert_eq!(
         events,
         [Event::Error {

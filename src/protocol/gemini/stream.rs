@@ -12,7 +12,8 @@ use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, ToolKind, Usage};
 
 /// The keep-alive: a chunk with one empty text part, which both SDKs read as nothing (reference §5.1).
-pub const KEEP_ALIVE: &[u8] = b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"\"}]},\"index\":0}]}\n\n";
+pub const KEEP_ALIVE: &[u8] =
+    b"data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"\"}]},\"index\":0}]}\n\n";
 
 pub struct GeminiStreamEncoder {
     response_id: String,
@@ -53,7 +54,9 @@ impl GeminiStreamEncoder {
     /// Sends the call being assembled, if any.
     fn flush_call(&mut self, out: &mut Vec<u8>) {
         if let Some((_, id, name, arguments)) = self.call.take() {
-            self.chunk(out, |out| push_call_part(out, &id, &name, ToolKind::Function, &arguments));
+            self.chunk(out, |out| {
+                push_call_part(out, &id, &name, ToolKind::Function, &arguments)
+            });
         }
     }
 

@@ -82,7 +82,8 @@ fn hub_events_become_gemini_chunks() {
     assert_eq!(status, StreamStatus::Finished);
     check_framing(&out);
     let ids = r#""modelVersion":"my-group","responseId":"up-1"}"#;
-    let part = |p: &str| format!(r#"data: {{"candidates":[{{"content":{{"role":"model","parts":[{p}]}},"index":0}}],{ids}"#);
+    let part =
+        |p: &str| format!(r#"data: {{"candidates":[{{"content":{{"role":"model","parts":[{p}]}},"index":0}}],{ids}"#);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         [
@@ -143,7 +144,10 @@ fn failures_after_commit_end_in_an_error_chunk_never_a_stop() {
     assert_eq!(status, StreamStatus::Failed);
     check_framing(&out);
     let values = data_values(&out);
-    assert_eq!(values.last().unwrap(), &json!({"error":{"code":429,"message":"Rate limited","status":"RESOURCE_EXHAUSTED"}}));
+    assert_eq!(
+        values.last().unwrap(),
+        &json!({"error":{"code":429,"message":"Rate limited","status":"RESOURCE_EXHAUSTED"}})
+    );
     assert!(!String::from_utf8_lossy(&out).contains("finishReason"));
     // A stream cut before the upstream said why it stopped.
     let (out, status) = encoded(vec![Event::TextDelta("Half".into())]);
@@ -219,7 +223,10 @@ fn a_chat_stream_reaches_a_gemini_client_whatever_the_splits() {
     assert_eq!((text.as_str(), thoughts.as_str()), ("Hi ✓", "Plan é"));
     assert_eq!(
         calls,
-        [json!({"id":"call_1","name":"ls","args":{"p":1}}), json!({"id":"call_2","name":"cat","args":{}})],
+        [
+            json!({"id":"call_1","name":"ls","args":{"p":1}}),
+            json!({"id":"call_2","name":"cat","args":{}})
+        ],
         "each call whole, in one chunk"
     );
     assert_eq!(finish.as_deref(), Some("STOP"));
@@ -232,7 +239,9 @@ fn a_chat_stream_reaches_a_gemini_client_whatever_the_splits() {
 
 #[test]
 fn a_messages_stream_reaches_a_gemini_client_and_its_error_stays_an_error() {
-    let start = ant(json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1}}}));
+    let start = ant(
+        json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[],"stop_reason":null,"usage":{"input_tokens":20,"output_tokens":1}}}),
+    );
     let text = [
         ant(json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})),
         ant(json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Bonjour é"}})),
@@ -253,7 +262,10 @@ fn a_messages_stream_reaches_a_gemini_client_and_its_error_stays_an_error() {
     };
     let out = converted(&make, &[start.clone(), text.clone(), end].concat());
     let (text_out, _, calls, finish, usage, error) = rebuilt(&out);
-    assert_eq!((text_out.as_str(), calls.len(), finish.as_deref()), ("Bonjour é", 0, Some("STOP")));
+    assert_eq!(
+        (text_out.as_str(), calls.len(), finish.as_deref()),
+        ("Bonjour é", 0, Some("STOP"))
+    );
     assert_eq!(usage.unwrap()["promptTokenCount"], 20);
     assert!(error.is_none());
     assert!(String::from_utf8_lossy(&out).contains(r#""responseId":"msg_1""#));
@@ -262,7 +274,10 @@ fn a_messages_stream_reaches_a_gemini_client_and_its_error_stays_an_error() {
     let out = converted(&make, &[start, text, overloaded].concat());
     let (_, _, _, finish, _, error) = rebuilt(&out);
     assert_eq!(finish, None);
-    assert_eq!(error.unwrap(), json!({"code":503,"message":"Overloaded","status":"UNAVAILABLE"}));
+    assert_eq!(
+        error.unwrap(),
+        json!({"code":503,"message":"Overloaded","status":"UNAVAILABLE"})
+    );
 }
 
 #[test]
