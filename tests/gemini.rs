@@ -150,3 +150,185 @@ async fn gemini_clients_get_models_in_google_s_shape() {
     assert_eq!(google["models"][0]["name"], "models/g");
     router.shutdown().await;
 }
+
+/// A Gemini answer with a signed function call, as Gemini 3 sends it.
+const SIGNED_CALL: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"weather","args":{"city":"Paris"}},"thoughtSignature":"c2lnbmF0dXJlLTEyMw=="}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":10,"candidatesTokenCount":5,"thoughtsTokenCount":7,"totalTokenCount":22},"responseId":"resp-1"}"#;
+
+/// Parses an SSE body into its `data` payloads.
+fn data_of(text: &str) -> Vec<Value> {
+    let mut parser = llm_router::protocol::sse::SseParser::new();
+    let mut out = Vec::new();
+    parser.feed(text.as_bytes(), |e| {
+        if e.data != "[DONE]" {
+            out.push(serde_json::from_str(&e.data).unwrap());
+        }
+    });
+    out
+}
+
+#[tokio::test]
+async fn gemini_clients_reach_openai_and_anthropic_upstreams() {
+    let oai = MockUpstream::start(|request| match request.json()["stream"] == true {
+        true => Reply::sse(OAI_STREAM, 7),
+        false => Reply::json(oai_answer("from-openai")),
+    })
+    .await;
+    let ant = MockUpstream::fixed(Reply::sse(ANT_STREAM, 5)).await;
+    for (upstream, kind, base) in [
+        (&oai, "openai", format!("{}/v1", oai.base())),
+        (&ant, "anthropic", ant.base()),
+    ] {
+        let router = TestRouter::start(&config_one("g", kind, &base, "")).await;
+        let request = json!({
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
+            "generationConfig": {"maxOutputTokens": 64, "temperature": 0.3, "stopSequences": ["END"]}
+        });
+        let stream = http()
+            .post(router.url("/v1beta/models/g:streamGenerateContent?alt=sse"))
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200, "{kind}");
+        let text = concat(&read_chunks(stream).await);
+        assert!(!text.contains("data:{"), "every data: line has its space: {text}");
+        let chunks = data_of(&text);
+        let joined: String = chunks
+            .iter()
+            .flat_map(|c| {
+                c["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|p| p["text"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(joined, "ok ✓", "{kind}: {text}");
+        assert_eq!(
+            chunks.last().unwrap()["candidates"][0]["finishReason"],
+            "STOP",
+            "{kind}"
+        );
+        let sent = upstream.last().json();
+        match kind {
+            "openai" => {
+                assert_eq!(sent["messages"][0], json!({"role": "system", "content": "Be brief."}));
+                assert_eq!(sent["stop"], json!(["END"]));
+                assert_eq!(sent["model"], "upstream-model");
+            }
+            _ => {
+                assert_eq!(sent["system"][0]["text"], "Be brief.");
+                assert_eq!(sent["max_tokens"], 64);
+                assert_eq!(sent["stop_sequences"], json!(["END"]));
+            }
+        }
+        if kind == "openai" {
+            let whole = http()
+                .post(router.url("/v1beta/models/g:generateContent"))
+                .json(&request)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(whole.status(), 200);
+            let answer: Value = whole.json().await.unwrap();
+            assert_eq!(answer["candidates"][0]["content"]["parts"][0]["text"], "from-openai");
+            assert_eq!(answer["candidates"][0]["content"]["role"], "model");
+            assert_eq!(answer["candidates"][0]["finishReason"], "STOP");
+            assert_eq!(answer["usageMetadata"]["totalTokenCount"], 2);
+        }
+        router.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn openai_client_on_a_gemini_upstream_replays_the_thought_signature() {
+    let upstream = MockUpstream::start(|request| {
+        let body = request.json();
+        let contents = body["contents"].as_array().cloned().unwrap_or_default();
+        // The replayed call must carry its signature, as Gemini 3 requires.
+        let replayed = contents.iter().flat_map(|c| c["parts"].as_array().cloned().unwrap_or_default()).find(|p| p.get("functionCall").is_some());
+        match replayed {
+            None => Reply::json(serde_json::from_str(SIGNED_CALL).unwrap()),
+            Some(part) if part["thoughtSignature"] == "c2lnbmF0dXJlLTEyMw==" => Reply::json(serde_json::from_str(ANSWER).unwrap()),
+            Some(_) => Reply::status(400, json!({"error":{"code":400,"message":"Function call is missing a thought_signature","status":"INVALID_ARGUMENT"}})),
+        }
+    })
+    .await;
+    let router = TestRouter::start(&gemini_config(&upstream)).await;
+    let tools = json!([{"type":"function","function":{"name":"weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]);
+    let first: Value = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":tools}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let call = &first["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(first["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(call["function"]["name"], "weather");
+    assert_eq!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap(),
+        json!({"city":"Paris"})
+    );
+    assert_eq!(first["usage"]["completion_tokens"], 12, "thoughts count as output");
+    let seen = upstream.last();
+    assert_eq!(seen.path, "/v1beta/models/upstream-model:generateContent");
+    assert!(seen.json().get("model").is_none(), "a Gemini body has no model");
+    assert!(
+        seen.json()["tools"][0]["functionDeclarations"][0]
+            .get("parametersJsonSchema")
+            .is_some()
+    );
+
+    let second = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"g","tools":tools,"messages":[
+                {"role":"user","content":"Weather in Paris?"},
+                {"role":"assistant","content":null,"tool_calls":[call]},
+                {"role":"tool","tool_call_id":call["id"],"content":"18°C"}
+            ]}),
+        )
+        .await;
+    assert_eq!(second.status(), 200);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["choices"][0]["message"]["content"], "Hi there");
+    let replay = upstream.last().json();
+    let response = &replay["contents"][2]["parts"][0]["functionResponse"];
+    assert_eq!(response["name"], "weather");
+    router.shutdown().await;
+}
+
+#[tokio::test]
+async fn anthropic_client_streams_from_a_gemini_upstream() {
+    let upstream = MockUpstream::fixed(Reply::sse(STREAM, 11)).await;
+    let router = TestRouter::start(&gemini_config(&upstream)).await;
+    let response = http()
+        .post(router.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model":"g","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = concat(&read_chunks(response).await);
+    let deltas: String = data_of(&text)
+        .iter()
+        .filter(|e| e["type"] == "content_block_delta")
+        .map(|e| e["delta"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deltas, "Hi there é");
+    assert!(text.contains("\"stop_reason\":\"end_turn\""), "{text}");
+    assert!(
+        text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{text}"
+    );
+    assert_eq!(
+        upstream.last().uri,
+        "/v1beta/models/upstream-model:streamGenerateContent?alt=sse"
+    );
+    router.shutdown().await;
+}

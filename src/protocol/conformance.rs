@@ -12,7 +12,6 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::protocol::chat;
 use crate::protocol::convert::ModelOptions;
 use crate::protocol::convert::stream::StreamStatus;
 use crate::protocol::hub::{
@@ -22,6 +21,7 @@ use crate::protocol::hub::{
 use crate::protocol::messages;
 use crate::protocol::responses;
 use crate::protocol::sse::SseParser;
+use crate::protocol::{chat, gemini};
 
 const KEY: &[u8] = b"conformance-key";
 const PNG: &str = "data:image/png;base64,iVBORw0KGgo=";
@@ -31,9 +31,10 @@ enum Kind {
     Chat,
     Messages,
     Responses,
+    Gemini,
 }
 
-const KINDS: [Kind; 3] = [Kind::Chat, Kind::Messages, Kind::Responses];
+const KINDS: [Kind; 4] = [Kind::Chat, Kind::Messages, Kind::Responses, Kind::Gemini];
 
 fn schema() -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(r#"{"type":"object","properties":{"zeta":{},"alpha":{}}}"#.into()).unwrap()
@@ -140,6 +141,8 @@ fn encode_request(kind: Kind, request: &Request) -> Vec<u8> {
         Kind::Chat => chat::request::encode(request, "m", &options).unwrap().body,
         Kind::Messages => messages::request::encode(request, "m", &options).unwrap().body,
         Kind::Responses => responses::request::encode(request, "m", &options),
+        // The model goes in a Gemini URL, not the body.
+        Kind::Gemini => gemini::request::encode(request, &options).unwrap().body,
     }
 }
 
@@ -148,6 +151,7 @@ fn decode_request(kind: Kind, body: &[u8]) -> Request {
         Kind::Chat => chat::request::decode(body).unwrap().0,
         Kind::Messages => messages::request::decode(body).unwrap(),
         Kind::Responses => responses::request::decode(body, KEY).unwrap().request,
+        Kind::Gemini => gemini::request::decode(body).unwrap().0,
     }
 }
 
@@ -242,11 +246,20 @@ fn every_answer_decoder_reads_what_its_encoder_writes() {
                     facts: &facts,
                 },
             ),
+            Kind::Gemini => gemini::response::encode(
+                &fixture,
+                &gemini::response::GeminiAnswer {
+                    id_hex: "00ff",
+                    model: "g",
+                    include_thoughts: true,
+                },
+            ),
         };
         let back = match kind {
             Kind::Chat => chat::response::decode(&body),
             Kind::Messages => messages::response::decode(&body),
             Kind::Responses => responses::response::decode(&body),
+            Kind::Gemini => gemini::response::decode(&body),
         }
         .unwrap();
         assert_eq!(back.stop, fixture.stop, "{kind:?}");
@@ -372,6 +385,13 @@ fn encoder(kind: Kind) -> Box<dyn StreamEncoder> {
             responses_facts(),
             KEY,
         )),
+        Kind::Gemini => Box::new(gemini::stream::GeminiStreamEncoder::new(
+            &gemini::response::GeminiAnswer {
+                id_hex: "00ff",
+                model: "g",
+                include_thoughts: true,
+            },
+        )),
     }
 }
 
@@ -380,6 +400,7 @@ fn decoder(kind: Kind) -> Box<dyn StreamDecoder> {
         Kind::Chat => Box::new(chat::response::ChatChunks::default()),
         Kind::Messages => Box::new(messages::response::MessagesEvents::default()),
         Kind::Responses => Box::new(responses::stream::ResponsesEvents::default()),
+        Kind::Gemini => Box::new(gemini::response::GeminiChunks::default()),
     }
 }
 
@@ -400,6 +421,10 @@ fn round_trip(kind: Kind, cuts: &[usize]) -> Vec<Event> {
     for cut in cuts.into_iter().chain([bytes.len()]) {
         parser.feed(&bytes[last..cut], |e| decoder.decode(&e, &mut events));
         last = cut;
+    }
+    // A Gemini stream has no end marker: its EOF after the finish reason is its end (`HubStream::on_eof`).
+    if kind == Kind::Gemini && events.iter().any(|e| matches!(e, Event::Stop(_))) {
+        events.push(Event::Done);
     }
     events
 }

@@ -18,7 +18,7 @@ use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::convert::tool_calls::JSON_OUTPUT_TOOL;
 use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::sse::SseEvent;
-use crate::protocol::{Protocol, chat, messages, responses};
+use crate::protocol::{Protocol, chat, gemini, messages, responses};
 
 /// A client request re-encoded for an upstream of another protocol.
 #[derive(Debug)]
@@ -49,12 +49,12 @@ pub fn convert_request(
             facts.include_usage = chat.include_usage;
             request
         }
-        // Unreachable until the Gemini codecs land: no route takes Gemini clients, no config Gemini upstreams.
         Protocol::Gemini => {
-            return Err(ConvertError::invalid(
-                "the Gemini protocol is not wired into the hub yet",
-                "model",
-            ));
+            let (mut request, gemini) = gemini::request::decode(body)?;
+            // A Gemini client asks for a stream by its URL, not in the body.
+            request.stream = ctx.route_stream;
+            facts.include_thoughts = gemini.include_thoughts;
+            request
         }
         Protocol::Anthropic => {
             let request = messages::request::decode(body)?;
@@ -93,11 +93,11 @@ pub fn convert_request(
             encoded.body
         }
         Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
+        // The model goes into the URL, which the deployment has.
         Protocol::Gemini => {
-            return Err(ConvertError::invalid(
-                "the Gemini protocol is not wired into the hub yet",
-                "model",
-            ));
+            let encoded = gemini::request::encode(&request, options)?;
+            facts.thinking_enabled = encoded.thinking_enabled;
+            encoded.body
         }
     };
     Ok(Converted { body, facts })
@@ -115,12 +115,7 @@ pub fn convert_answer(
         Protocol::OpenAi => chat::response::decode(body)?,
         Protocol::Anthropic => messages::response::decode(body)?,
         Protocol::Responses => responses::response::decode(body)?,
-        Protocol::Gemini => {
-            return Err(ConvertError::invalid(
-                "the Gemini protocol is not wired into the hub yet",
-                "model",
-            ));
-        }
+        Protocol::Gemini => gemini::response::decode(body)?,
     };
     facts.restore(&mut response, upstream);
     if response.usage.input == 0 {
@@ -160,12 +155,7 @@ pub fn convert_answer(
         }
         Protocol::Anthropic => messages::response::encode(&response, &messages_answer(ctx, 0)),
         Protocol::OpenAi => chat::response::encode(&response, &chat_answer(ctx, facts)),
-        Protocol::Gemini => {
-            return Err(ConvertError::invalid(
-                "the Gemini protocol is not wired into the hub yet",
-                "model",
-            ));
-        }
+        Protocol::Gemini => gemini::response::encode(&response, &gemini_answer(ctx, facts)),
     })
 }
 
@@ -196,7 +186,10 @@ pub fn convert_stream(
             let answer = chat_answer(ctx, &facts);
             stream_from(upstream, chat::stream::ChatStreamEncoder::new(&answer), facts)
         }
-        (Protocol::Gemini, _) => unreachable!("no route takes Gemini clients until the Gemini codecs land"),
+        (Protocol::Gemini, _) => {
+            let answer = gemini_answer(ctx, &facts);
+            stream_from(upstream, gemini::stream::GeminiStreamEncoder::new(&answer), facts)
+        }
     }
 }
 
@@ -217,7 +210,19 @@ fn stream_from<E: StreamEncoder + 'static>(
             encoder,
             facts,
         )),
-        Protocol::Gemini => unreachable!("no config takes Gemini upstreams until the Gemini codecs land"),
+        Protocol::Gemini => Box::new(HubStream::new(
+            gemini::response::GeminiChunks::default(),
+            encoder,
+            facts,
+        )),
+    }
+}
+
+fn gemini_answer<'a>(ctx: &ConvertContext<'a>, facts: &RequestFacts) -> gemini::response::GeminiAnswer<'a> {
+    gemini::response::GeminiAnswer {
+        id_hex: ctx.response_id,
+        model: ctx.client_model,
+        include_thoughts: facts.include_thoughts,
     }
 }
 
@@ -318,12 +323,19 @@ pub struct Reasoning {
 pub enum Opaque {
     /// An Anthropic `thinking` (with its signature) or `redacted_thinking` block, exactly as Anthropic sent it.
     Anthropic { block: Box<RawValue> },
+    /// A Gemini `thoughtSignature` found on a thought or text part, in standard base64. (A signature on a
+    /// `functionCall` part travels in the call's id instead: clients of other protocols replay ids, not
+    /// reasoning; see `protocol::gemini`.)
+    Gemini { signature: String },
 }
 
 impl PartialEq for Opaque {
     fn eq(&self, other: &Self) -> bool {
-        let (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) = (self, other);
-        a.get() == b.get()
+        match (self, other) {
+            (Opaque::Anthropic { block: a }, Opaque::Anthropic { block: b }) => a.get() == b.get(),
+            (Opaque::Gemini { signature: a }, Opaque::Gemini { signature: b }) => a == b,
+            _ => false,
+        }
     }
 }
 

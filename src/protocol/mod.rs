@@ -2,13 +2,13 @@
 //!
 //! - [`Protocol`]: each protocol's facts (route, error shape); `relay::processor` reads their stream facts.
 //! - [`hub`]: the shared representation a request, an answer and a stream event are decoded into and
-//!   encoded from; [`chat`], [`messages`] and [`responses`] hold each protocol's codecs around it.
+//!   encoded from; [`chat`], [`messages`], [`responses`] and [`gemini`] hold each protocol's codecs around it.
 //! - [`convert`]: what the codecs share (deployment options, request facts, ids, signatures, the error
 //!   tables, the stream-converter contract) and the Chat ⇄ Messages conversion tests.
 //! - [`fields`]: reading client JSON field by field, with errors that name the field.
 //! - `json`: the JSON fast paths the codecs parse and write with.
-//! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`], [`anthropic`] and [`google`]
-//!   (wire shapes shared by the server and the converters).
+//! - [`sse`] (stream framing), [`raw_body`] (same-protocol edits), [`openai`] and [`anthropic`] (wire shapes
+//!   shared by the server and the converters; Google's error shape is in [`gemini`]).
 
 pub mod anthropic;
 pub mod chat;
@@ -16,7 +16,7 @@ pub mod chat;
 mod conformance;
 pub mod convert;
 pub mod fields;
-pub mod google;
+pub mod gemini;
 pub mod hub;
 mod json;
 pub mod messages;
@@ -28,7 +28,7 @@ pub mod sse;
 use serde::Deserialize;
 
 /// The API dialects the router speaks, on either side: OpenAI Chat Completions (`openai`), Anthropic
-/// Messages and the OpenAI Responses API.
+/// Messages, the OpenAI Responses API and the Gemini API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {

@@ -13,7 +13,7 @@ use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
-use crate::protocol::{Protocol, anthropic, google, openai, responses};
+use crate::protocol::{Protocol, anthropic, gemini, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
 /// for a complete stream, the in-band error's status otherwise).
@@ -379,7 +379,7 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
             Some(StreamStartError { upstream, status, body })
         }
         Protocol::Gemini => {
-            let status = google::stream_error(event)?;
+            let status = gemini::stream_error(event)?;
             Some(StreamStartError {
                 upstream,
                 status,
@@ -396,7 +396,7 @@ fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
         Protocol::OpenAi => event.is_done_marker(),
         Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
         Protocol::Responses => responses::is_terminal(event),
-        Protocol::Gemini => google::is_last_chunk(event),
+        Protocol::Gemini => gemini::is_last_chunk(event),
     }
 }
 
@@ -413,7 +413,7 @@ pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
                 "status": "failed", "error": {"code": "server_error", "message": message}, "output": []}});
             write_named_event(&mut out, "response.failed", failed.to_string().as_bytes());
         }
-        Protocol::Gemini => write_data_event(&mut out, &google::error_body(500, message, None)),
+        Protocol::Gemini => write_data_event(&mut out, &gemini::error_body(500, message)),
     }
     out.into()
 }

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::protocol::{ErrorShape, Protocol, anthropic, google, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, gemini, openai};
 
 /// A client-facing error. The message must never contain a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl ApiError {
             ErrorShape::Anthropic => {
                 anthropic::error_body(anthropic::error_type_for_status(status), &self.message, None)
             }
-            ErrorShape::Google => google::error_body(status, &self.message, None),
+            ErrorShape::Google => gemini::error_body(status, &self.message),
         }
     }
 
@@ -84,7 +84,7 @@ impl ApiError {
     pub fn status_for(&self, protocol: Protocol) -> StatusCode {
         match protocol.error_shape() {
             ErrorShape::Google => {
-                StatusCode::from_u16(google::client_status(self.status.as_u16())).unwrap_or(self.status)
+                StatusCode::from_u16(gemini::client_status(self.status.as_u16())).unwrap_or(self.status)
             }
             _ => self.status,
         }

@@ -589,7 +589,9 @@ pub(crate) fn anthropic_signature(opaque: Option<&crate::protocol::hub::Opaque>)
         #[serde(default)]
         signature: Option<String>,
     }
-    let crate::protocol::hub::Opaque::Anthropic { block } = opaque?;
+    let crate::protocol::hub::Opaque::Anthropic { block } = opaque? else {
+        return None;
+    };
     serde_json::from_str::<Signed>(block.get()).ok()?.signature
 }
 

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use crate::protocol::sse::SseEvent;
-use crate::protocol::{ErrorShape, Protocol, anthropic, google, openai};
+use crate::protocol::{ErrorShape, Protocol, anthropic, gemini, openai};
 
 /// An error response ready for the client: status, body in the client's protocol, and extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,16 +407,11 @@ impl StreamStartError {
 // Google errors ⇄ the others (reference protocol-gemini.md §6.2, §6.3)
 // ---------------------------------------------------------------------------------------------------------
 
-/// An error body's message: Google's and OpenAI's `error.message`, Anthropic's too (`{"type":"error",
-/// "error":{…}}`), a bare string, or the raw text cut to a readable length. Google bodies sometimes come
-/// wrapped in a one-element array.
+/// An OpenAI or Anthropic error body's message (`error.message` in both shapes, or a bare string `error`),
+/// else its first bytes.
 fn error_message(body: &[u8]) -> String {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let value = match &parsed {
-        Some(Value::Array(items)) => items.first(),
-        other => other.as_ref(),
-    };
-    match value.map(|v| &v["error"]) {
+    match parsed.as_ref().map(|v| &v["error"]) {
         Some(Value::Object(error)) => error.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
         Some(Value::String(message)) => message.clone(),
         _ => String::from_utf8_lossy(&body[..body.len().min(RAW_BODY_LIMIT)])
@@ -425,45 +420,27 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
-/// `RetryInfo.retryDelay` (`"51.8s"`) of a Google error, in whole seconds rounded up.
-fn google_retry_delay(body: &[u8]) -> Option<u64> {
-    let parsed: Value = serde_json::from_slice(body).ok()?;
-    let error = match &parsed {
-        Value::Array(items) => &items.first()?["error"],
-        other => &other["error"],
-    };
-    error["details"].as_array()?.iter().find_map(|detail| {
-        let delay = detail["retryDelay"].as_str()?.strip_suffix('s')?.parse::<f64>().ok()?;
-        (delay.is_finite() && delay >= 0.0).then(|| delay.ceil() as u64)
-    })
-}
-
-/// A Gemini upstream's error for an OpenAI or Anthropic client (§6.2): the status kept, 503 an Anthropic
-/// `overloaded_error` 529, and `RetryInfo` as `retry-after`.
+/// A Gemini upstream's error for an OpenAI or Anthropic client (reference protocol-gemini.md §6.2): the
+/// status kept (a 503 is Anthropic's `overloaded_error` 529), the code from Google's status and message,
+/// and `RetryInfo` as `retry-after`.
 fn google_error_to_client(status: u16, body: &[u8], shape: ErrorShape, request_id: Option<&str>) -> ClientError {
-    let message = error_message(body);
-    let retry_after = google_retry_delay(body);
-    let overflow = message.contains("input token count") && message.contains("exceeds");
+    let error = gemini::read_error(status, body);
     let (status, body) = match shape {
         ErrorShape::Anthropic => {
-            let status = if status == 503 { 529 } else { status };
-            let body = anthropic::error_body(anthropic::error_type_for_status(status), &message, request_id);
-            (status, body)
+            let status = if error.status == 503 { 529 } else { error.status };
+            let kind = anthropic::error_type_for_status(status);
+            (status, anthropic::error_body(kind, &error.message, request_id))
         }
         _ => {
-            let code = match status {
-                400 if overflow => Some("context_length_exceeded"),
-                401 => Some("invalid_api_key"),
-                404 => Some("model_not_found"),
-                429 => Some("rate_limit_exceeded"),
-                503 => Some("server_is_overloaded"),
-                _ => None,
-            };
-            let body = openai::error_body(&message, openai::error_type_for_status(status), None, code);
-            (status, body)
+            let code = error.hub_code();
+            let kind = openai::error_type_for_code(code);
+            // A plain bad request or server error has no code of its own in OpenAI's shape.
+            let code = Some(code).filter(|code| !matches!(*code, "invalid_request_error" | "server_error"));
+            (error.status, openai::error_body(&error.message, kind, None, code))
         }
     };
-    let headers = retry_after
+    let headers = error
+        .retry_after_secs
         .map(|seconds| vec![("retry-after", seconds.to_string())])
         .unwrap_or_default();
     ClientError { status, body, headers }
@@ -471,10 +448,9 @@ fn google_error_to_client(status: u16, body: &[u8], shape: ErrorShape, request_i
 
 /// An OpenAI or Anthropic upstream's error for a Gemini client (§6.3).
 fn error_to_google(status: u16, body: &[u8]) -> ClientError {
-    let message = error_message(body);
     ClientError {
-        status: google::client_status(status),
-        body: google::error_body(status, &message, None),
+        status: gemini::client_status(status),
+        body: gemini::error_body(status, &error_message(body)),
         headers: Vec::new(),
     }
 }

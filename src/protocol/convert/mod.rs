@@ -57,6 +57,8 @@ pub struct RequestFacts {
     pub stop_sequences: Vec<String>,
     /// A Responses client: how to name its tools again and what to echo.
     pub responses: Option<Box<crate::protocol::responses::request::ResponsesFacts>>,
+    /// A Gemini client asked to see thought parts (`thinkingConfig.includeThoughts`).
+    pub include_thoughts: bool,
 }
 
 impl RequestFacts {

@@ -22,6 +22,9 @@ struct Sealed {
     /// Anthropic: the exact thinking or redacted_thinking block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     b: Option<Box<RawValue>>,
+    /// Gemini: the thought signature (standard base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
 }
 
 fn tag(key: &[u8], json: &[u8]) -> Vec<u8> {
@@ -31,11 +34,19 @@ fn tag(key: &[u8], json: &[u8]) -> Vec<u8> {
 
 /// The envelope of an artefact.
 pub fn seal(key: &[u8], opaque: &Opaque) -> String {
-    let Opaque::Anthropic { block } = opaque;
-    let sealed = Sealed {
-        v: 1,
-        k: "ant".into(),
-        b: Some(block.clone()),
+    let sealed = match opaque {
+        Opaque::Anthropic { block } => Sealed {
+            v: 1,
+            k: "ant".into(),
+            b: Some(block.clone()),
+            s: None,
+        },
+        Opaque::Gemini { signature } => Sealed {
+            v: 1,
+            k: "gem".into(),
+            b: None,
+            s: Some(signature.clone()),
+        },
     };
     let json = serde_json::to_vec(&sealed).expect("an envelope serialises");
     let mut out = String::from(PREFIX);
@@ -56,8 +67,9 @@ pub fn open(key: &[u8], envelope: &str) -> Option<Opaque> {
         return None;
     }
     let sealed: Sealed = serde_json::from_slice(&json).ok()?;
-    match (sealed.v, sealed.k.as_str(), sealed.b) {
-        (1, "ant", Some(block)) => Some(Opaque::Anthropic { block }),
+    match (sealed.v, sealed.k.as_str(), sealed.b, sealed.s) {
+        (1, "ant", Some(block), _) => Some(Opaque::Anthropic { block }),
+        (1, "gem", _, Some(signature)) => Some(Opaque::Gemini { signature }),
         _ => None,
     }
 }
@@ -77,5 +89,9 @@ mod tests {
         let tampered = envelope.replacen("llmr1.rs.e", "llmr1.rs.f", 1);
         assert_eq!(open(b"key", &tampered), None);
         assert_eq!(open(b"key", "gAAAAABopenai-encrypted-blob"), None);
+        let gemini = Opaque::Gemini {
+            signature: "CiQB+/sig==".into(),
+        };
+        assert_eq!(open(b"key", &seal(b"key", &gemini)), Some(gemini));
     }
 }
