@@ -332,3 +332,45 @@ async fn anthropic_client_streams_from_a_gemini_upstream() {
     );
     router.shutdown().await;
 }
+
+#[tokio::test]
+async fn count_tokens_is_forwarded_to_gemini_and_estimated_elsewhere() {
+    let gemini = MockUpstream::fixed(Reply::json(json!({"totalTokens": 31}))).await;
+    let router = TestRouter::start(&gemini_config(&gemini)).await;
+    let wrapped = json!({"generateContentRequest": {"model": "models/g", "contents": [{"role":"user","parts":[{"text":"Hello"}]}]}});
+    let response = router.post("/v1beta/models/g:countTokens", &wrapped).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"totalTokens": 31}));
+    let seen = gemini.last();
+    assert_eq!(seen.path, "/v1beta/models/upstream-model:countTokens");
+    assert_eq!(seen.json()["generateContentRequest"]["model"], "models/upstream-model");
+    router.shutdown().await;
+
+    let openai = MockUpstream::fixed(Reply::json(oai_answer("unused"))).await;
+    let router = TestRouter::start(&config_one("g", "openai", &format!("{}/v1", openai.base()), "")).await;
+    let count = |text: &str| {
+        let body = json!({"contents": [{"role":"user","parts":[{"text": text}]}]});
+        let router = &router;
+        async move { router.post("/v1/models/g:countTokens", &body).await }
+    };
+    let short = count("Hello").await;
+    assert_eq!(short.status(), 200);
+    assert_eq!(short.headers()["x-llm-router-token-count"], "estimated");
+    let short = short.json::<Value>().await.unwrap()["totalTokens"].as_u64().unwrap();
+    let long = count(&"many words here ".repeat(50))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["totalTokens"]
+        .as_u64()
+        .unwrap();
+    assert!(short > 0 && long > short * 10, "{short} {long}");
+    assert_eq!(openai.count(), 0, "an estimate calls no upstream");
+    let bad = router.post("/v1/models/g:countTokens", &json!({"contents": 5})).await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"]["status"],
+        "INVALID_ARGUMENT"
+    );
+    router.shutdown().await;
+}

@@ -80,6 +80,7 @@ pub async fn route(state: AppState, request: Request) -> Response {
         Route::GeminiGenerate => crate::relay::handle(state, Protocol::Gemini, request).await,
         Route::GeminiStream => crate::relay::handle(state, Protocol::Gemini, request).await,
         Route::CountTokens => count_tokens::count_tokens(state, request).await,
+        Route::GeminiCountTokens => count_tokens::gemini_count_tokens(state, request).await,
         Route::Models => models::list(&state, &request),
         Route::Model => models::get(&state, &request),
     }
@@ -100,6 +101,8 @@ enum Route {
     GeminiGenerate,
     /// Gemini's `…/models/{model}:streamGenerateContent` (`alt=sse`).
     GeminiStream,
+    /// Gemini's `…/models/{model}:countTokens`.
+    GeminiCountTokens,
 }
 
 impl Route {
@@ -115,6 +118,7 @@ impl Route {
                 (_, None) => Route::Model,
                 (_, Some("generateContent")) => Route::GeminiGenerate,
                 (_, Some("streamGenerateContent")) => Route::GeminiStream,
+                (_, Some("countTokens")) => Route::GeminiCountTokens,
                 (_, Some(_)) => return None,
             },
         })
@@ -241,6 +245,7 @@ mod tests {
                 Some(Route::GeminiStream),
                 "double prefix"
             );
+            assert_eq!(at("/g:countTokens"), Some(Route::GeminiCountTokens));
             assert_eq!(at("/g"), Some(Route::Model));
             assert_eq!(at("/g:unknownMethod"), Some(Route::Model), "an id with a colon");
             assert_eq!(at("/tunedModels/x:generateContent"), None);
