@@ -131,10 +131,9 @@ fn gemini_count_body(bytes: &[u8], upstream_model: &str) -> Vec<u8> {
 fn gemini_estimate(bytes: &[u8], deployment: &Deployment) -> Result<u64, ApiError> {
     let body: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
-    let inner = match body.get("generateContentRequest") {
-        Some(inner) => Some(serde_json::to_vec(inner).expect("a JSON value serialises")),
-        None => None,
-    };
+    let inner = body
+        .get("generateContentRequest")
+        .map(|inner| serde_json::to_vec(inner).expect("a JSON value serialises"));
     let options = &deployment.spec.options;
     let ctx = ConvertContext {
         client_model: "",
