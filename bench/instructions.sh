@@ -11,7 +11,8 @@
 # Scenarios: oai ant oai-stream ant-stream ant-oai oai-ant ant-oai-stream oai-ant-stream, and the Responses
 # client on both upstream kinds: rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream (a Codex-shaped body: typed
 # items, content as lists of parts), and rsp-plain-ant (the same conversation as the Chat body, in the
-# Responses API's short form: role and string content, as the OpenAI SDK sends it)
+# Responses API's short form: role and string content, as the OpenAI SDK sends it); the Gemini client on both:
+# gem-oai gem-ant gem-oai-stream gem-ant-stream (the same conversation, the group in the path)
 # Environment: ROUTER_BIN (a router binary to measure instead of this tree's), SECONDS_PER_SCENARIO (5).
 set -euo pipefail
 
@@ -19,7 +20,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_PER_SCENARIO=${SECONDS_PER_SCENARIO:-5}
 SCENARIOS=("$@")
 ((${#SCENARIOS[@]})) || SCENARIOS=(oai ant oai-stream ant-stream ant-oai oai-ant ant-oai-stream oai-ant-stream
-    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream rsp-plain-ant)
+    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream rsp-plain-ant gem-oai gem-ant gem-oai-stream gem-ant-stream)
 
 for tool in valgrind callgrind_control wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install valgrind wrk curl)" >&2; exit 1; }
@@ -86,11 +87,12 @@ dumped() {
 declare -A BODY=([oai]=openai [ant]=anthropic [oai-stream]=openai-stream [ant-stream]=anthropic-stream
     [ant-oai]=anthropic [oai-ant]=openai [ant-oai-stream]=anthropic-stream [oai-ant-stream]=openai-stream
     [rsp-oai]=responses [rsp-ant]=responses [rsp-oai-stream]=responses-stream [rsp-ant-stream]=responses-stream
-    [rsp-plain-ant]=responses-plain)
+    [rsp-plain-ant]=responses-plain [gem-oai]=gemini [gem-ant]=gemini [gem-oai-stream]=gemini [gem-ant-stream]=gemini)
 declare -A GROUP=([oai]=oai-group [ant]=ant-group [oai-stream]=oai-group [ant-stream]=ant-group
     [ant-oai]=oai-group [oai-ant]=ant-group [ant-oai-stream]=oai-group [oai-ant-stream]=ant-group
     [rsp-oai]=oai-group [rsp-ant]=ant-group [rsp-oai-stream]=oai-group [rsp-ant-stream]=ant-group
-    [rsp-plain-ant]=ant-group)
+    [rsp-plain-ant]=ant-group [gem-oai]=oai-group [gem-ant]=ant-group [gem-oai-stream]=oai-group
+    [gem-ant-stream]=ant-group)
 
 printf 'router: %s\n' "$ROUTER_BIN"
 printf '%-16s %10s %14s %16s %8s\n' scenario requests 'router instr' 'upstream instr' ratio
@@ -101,6 +103,11 @@ for name in "${SCENARIOS[@]}"; do
     path=/v1/chat/completions
     [[ $body == anthropic* ]] && path=/v1/messages
     [[ $body == responses* ]] && path=/v1/responses
+    # A Gemini client names the group, and asks for a stream, in the path.
+    if [[ $body == gemini ]]; then
+        path=/v1beta/models/${GROUP[$name]}:generateContent
+        [[ $name == *-stream ]] && path=/v1beta/models/${GROUP[$name]}:streamGenerateContent?alt=sse
+    fi
     sed "s/\"model\": \"[^\"]*\"/\"model\": \"${GROUP[$name]}\"/" "$ROOT/bench/requests/$body.json" >"$work/body.json"
     url=http://127.0.0.1:$router_port$path
     wrk -t1 -c1 -d2s -s "$ROOT/bench/wrk.lua" "$url" -- "$work/body.json" >/dev/null
