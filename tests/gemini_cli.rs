@@ -192,7 +192,7 @@ impl Harness {
     async fn start(bin: PathBuf) -> Self {
         let upstream = MockUpstream::start(script).await;
         let config = format!(
-            "model_list:\n  - model_name: chat\n    llm_params: {{api_type: openai, model: upstream-model, api_base: \"{}/v1\", api_key: sk-upstream-secret}}\nrouter_settings:\n  model_groups:\n    - name: {GROUP}\n      models: [{{name: chat}}]\n      aliases: [\"gemini-*\", \"auto-gemini-*\"]\n",
+            "model_list:\n  - model_name: chat\n    llm_params: {{api_type: openai, model: upstream-model, api_base: \"{}/v1\", api_key: sk-upstream-secret}}\nrouter_settings:\n  model_groups:\n    - name: {GROUP}\n      models: [{{name: chat}}]\n      aliases: [\"gemini-*\"]\n",
             upstream.base()
         );
         let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
