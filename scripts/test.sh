@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests, including the end-to-end checks with the official
-# OpenAI and Anthropic Python SDKs (set up in a virtualenv on first use) and with the real Claude Code and
-# Codex CLIs (installed from the npm registry on first use, when node and npm exist).
+# OpenAI and Anthropic Python SDKs (set up in a virtualenv on first use) and with the real Claude Code, Codex
+# and Gemini CLIs (installed from the npm registry on first use, when node and npm exist).
 #
 # The virtualenv lives in target/sdk-venv and is rebuilt when tests/sdk/requirements.txt or the python3
 # found on PATH changes. Arguments go to `cargo test` (e.g. `./scripts/test.sh --test sdk`).
@@ -33,8 +33,8 @@ fi
 export LLM_ROUTER_SDK_PYTHON="$PWD/$venv/bin/python"
 export LLM_ROUTER_REQUIRE_SDK=1
 
-# The real CLIs' end-to-end tests: Claude Code (tests/claude_code.rs) and Codex (tests/codex.rs), each pinned
-# by its package-lock.json and reinstalled when the lock changes.
+# The real CLIs' end-to-end tests: Claude Code (tests/claude_code.rs), Codex (tests/codex.rs) and the Gemini
+# CLI (tests/gemini_cli.rs), each pinned by its package-lock.json and reinstalled when the lock changes.
 install_cli() {
     local dir=$1 name=$2
     local installed=$dir/node_modules/.installed-package-lock.json
@@ -47,9 +47,10 @@ install_cli() {
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     install_cli tests/claude-code "Claude Code"
     install_cli tests/codex "the Codex CLI"
-    export LLM_ROUTER_REQUIRE_CLAUDE_CODE=1 LLM_ROUTER_REQUIRE_CODEX=1
+    install_cli tests/gemini-cli "the Gemini CLI"
+    export LLM_ROUTER_REQUIRE_CLAUDE_CODE=1 LLM_ROUTER_REQUIRE_CODEX=1 LLM_ROUTER_REQUIRE_GEMINI_CLI=1
 else
-    echo "scripts/test.sh: node/npm not found; the Claude Code and Codex tests will be skipped" >&2
+    echo "scripts/test.sh: node/npm not found; the Claude Code, Codex and Gemini CLI tests will be skipped" >&2
 fi
 
 cargo test -j2 "$@"

@@ -216,7 +216,9 @@ impl Harness {
     async fn start_on(bin: PathBuf, api_type: &str, responder: fn(&Recorded) -> Reply) -> Self {
         let upstream = MockUpstream::start(responder).await;
         let extra = "      max_output_tokens: 8192\n      reasoning_dialect: deepseek";
-        let config = config_one(GROUP, api_type, &format!("{}/v1", upstream.base()), extra);
+        // Gemini's base names the API version; the others' the `/v1` their paths go under.
+        let version = if api_type == "gemini" { "v1beta" } else { "v1" };
+        let config = config_one(GROUP, api_type, &format!("{}/{version}", upstream.base()), extra);
         let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
         let proxy = RecordingProxy::start(&router.base).await;
         let sandbox = tempfile::tempdir().unwrap();
@@ -838,4 +840,242 @@ async fn claude_code_runs_a_tool_through_a_responses_upstream() {
             "clamped to max_output_tokens"
         );
     }
+}
+
+// ---- the same on a Gemini upstream ------------------------------------------------------------------------
+
+/// The signature Gemini 3 puts on its function call (standard base64, with `+` and `/` in it), which it
+/// requires back on the replayed `functionCall` part.
+const GEMINI_SIGNATURE: &str = "CiRnZW1pbmktMy10aG91Z2h0++++/y1zaWduYXR1cmUtZm9yLWJhc2g=";
+
+/// One `alt=sse` event: `data: <GenerateContentResponse>` and a blank line, as Google sends them.
+fn gem_chunk(parts: Value, finish: Option<&str>, usage: Option<Value>) -> String {
+    let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if let Some(finish) = finish {
+        candidate["finishReason"] = json!(finish);
+    }
+    let mut chunk = json!({"candidates": [candidate], "modelVersion": "upstream-model", "responseId": "gem-resp-1"});
+    if let Some(usage) = usage {
+        chunk["usageMetadata"] = usage;
+    }
+    format!("data: {chunk}\r\n\r\n")
+}
+
+fn gem_usage(prompt: u64, output: u64, thoughts: u64) -> Value {
+    json!({"promptTokenCount": prompt, "candidatesTokenCount": output, "thoughtsTokenCount": thoughts,
+        "totalTokenCount": prompt + output + thoughts})
+}
+
+/// Thought text, then a whole signed `Bash` call (no id, as Gemini sends them), then the terminal chunk: Gemini
+/// ends a function-calling turn with `STOP`.
+fn gem_tool_call_stream() -> String {
+    let (a, b) = REASONING.split_at(20);
+    let mut out = gem_chunk(json!([{"text": a, "thought": true}]), None, Some(gem_usage(1200, 0, 5)));
+    out += &gem_chunk(
+        json!([{"text": b, "thought": true}]),
+        None,
+        Some(gem_usage(1200, 0, 12)),
+    );
+    out += &gem_chunk(
+        json!([{"functionCall": {"name": "Bash", "args": {"command": "echo hello-from-tool",
+            "description": "Print hello-from-tool"}}, "thoughtSignature": GEMINI_SIGNATURE}]),
+        None,
+        Some(gem_usage(1200, 20, 12)),
+    );
+    out + &gem_chunk(json!([]), Some("STOP"), Some(gem_usage(1200, 28, 12)))
+}
+
+fn gem_text_stream(text: &str) -> String {
+    let (a, b) = text.split_at(text.len() / 2);
+    let mut out = gem_chunk(json!([{"text": a}]), None, Some(gem_usage(1300, 2, 0)));
+    out += &gem_chunk(json!([{"text": b}]), None, Some(gem_usage(1300, 5, 0)));
+    out + &gem_chunk(json!([]), Some("STOP"), Some(gem_usage(1300, 8, 0)))
+}
+
+fn gem_parts(body: &Value) -> Vec<Value> {
+    body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["parts"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn gem_offers(body: &Value, name: &str) -> bool {
+    body["tools"].as_array().is_some_and(|tools| {
+        tools
+            .iter()
+            .filter_map(|t| t["functionDeclarations"].as_array())
+            .flatten()
+            .any(|d| d["name"] == name)
+    })
+}
+
+/// Whether a Gemini request carries the tool's output in a `functionResponse`.
+fn gem_has_tool_output(body: &Value) -> bool {
+    gem_parts(body).iter().any(|p| {
+        p.get("functionResponse")
+            .is_some_and(|r| r.to_string().contains(TOOL_OUTPUT))
+    })
+}
+
+/// Gemini 3's check: every replayed `functionCall` of this script's must carry the signature it was sent
+/// with, else 400 INVALID_ARGUMENT with Google's message.
+fn gem_signature_check(body: &Value) -> Option<Reply> {
+    let calls: Vec<Value> = gem_parts(body)
+        .into_iter()
+        .filter(|p| p.get("functionCall").is_some())
+        .collect();
+    let unsigned = calls.iter().position(|p| p["thoughtSignature"] != GEMINI_SIGNATURE)?;
+    let message = format!(
+        "Function call is missing a thought_signature in functionCall parts. This is required for tools to work \
+         correctly, and missing thought_signature may lead to degraded model performance. Additional data, \
+         function call `default_api:{}` , position {}. Please refer to \
+         https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+        calls[unsigned]["functionCall"]["name"].as_str().unwrap_or_default(),
+        unsigned + 1
+    );
+    Some(Reply::status(
+        400,
+        json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}),
+    ))
+}
+
+fn gemini_script(request: &Recorded) -> Reply {
+    let streamed = request.path.ends_with(":streamGenerateContent");
+    if !(streamed || request.path.ends_with(":generateContent")) || request.header("x-goog-api-key").is_none() {
+        return Reply::status(
+            404,
+            json!({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}),
+        );
+    }
+    let body = request.json();
+    if let Some(rejected) = gem_signature_check(&body) {
+        return rejected;
+    }
+    let offers_bash = gem_offers(&body, "Bash");
+    if offers_bash && !gem_has_tool_output(&body) && streamed {
+        return Reply::sse(&gem_tool_call_stream(), 7);
+    }
+    let text = if offers_bash { FINAL_TEXT } else { SIDE_TEXT };
+    if streamed {
+        Reply::sse(&gem_text_stream(text), 7)
+    } else {
+        Reply::json(
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+            "finishReason": "STOP", "index": 0}], "usageMetadata": gem_usage(100, 5, 0),
+            "modelVersion": "upstream-model", "responseId": "gem-resp-2"}),
+        )
+    }
+}
+
+/// Claude Code on Gemini: the signed `functionCall` reaches Claude Code as a `tool_use` whose id carries the
+/// signature, and comes back to Gemini with it (the script answers 400 otherwise, as Gemini 3 does).
+#[tokio::test]
+async fn claude_code_runs_a_tool_through_a_gemini_upstream_and_replays_the_thought_signature() {
+    let Some(bin) = claude_binary() else { return };
+    let h = Harness::start_on(bin, "gemini", gemini_script).await;
+    h.run_the_tool_prompt().await;
+
+    let requests = h.upstream.recorded();
+    for request in &requests {
+        assert!(
+            request.uri == "/v1beta/models/upstream-model:streamGenerateContent?alt=sse"
+                || request.uri == "/v1beta/models/upstream-model:generateContent",
+            "{}",
+            request.uri
+        );
+        assert_eq!(request.header("x-goog-api-key"), Some("sk-upstream-secret"));
+        assert_eq!(request.header("authorization"), None);
+        let body = request.json();
+        assert!(body.get("model").is_none(), "a Gemini body has no model");
+        assert!(
+            body["generationConfig"]["maxOutputTokens"].as_u64().unwrap() <= 8192,
+            "clamped to max_output_tokens"
+        );
+        assert!(!body.to_string().contains("cache_control"));
+    }
+    let bodies: Vec<Value> = requests.iter().map(Recorded::json).collect();
+    let first = bodies
+        .iter()
+        .find(|b| gem_offers(b, "Bash") && !gem_has_tool_output(b))
+        .unwrap_or_else(|| panic!("no main-loop request{}", h.report()));
+    assert!(
+        first["systemInstruction"]["parts"][0]["text"]
+            .as_str()
+            .is_some_and(|s| s.contains("Claude")),
+        "the system prompt became systemInstruction"
+    );
+    let follow_up = bodies
+        .iter()
+        .find(|b| gem_has_tool_output(b))
+        .unwrap_or_else(|| panic!("no request carried the tool's output{}", h.report()));
+    let contents = follow_up["contents"].as_array().unwrap();
+    let at = contents
+        .iter()
+        .position(|c| {
+            c["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.get("functionCall").is_some())
+        })
+        .expect("the call is replayed");
+    assert_eq!(contents[at]["role"], "model");
+    let parts = contents[at]["parts"].as_array().unwrap();
+    assert!(
+        parts.iter().all(|p| p.get("thought").is_none()),
+        "thought text is not replayed to Gemini: {parts:#?}"
+    );
+    let call = parts.iter().find(|p| p.get("functionCall").is_some()).unwrap();
+    assert_eq!(call["thoughtSignature"], GEMINI_SIGNATURE);
+    assert_eq!(call["functionCall"]["name"], "Bash");
+    assert_eq!(call["functionCall"]["args"]["command"], "echo hello-from-tool");
+    let answer = contents[at + 1]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p.get("functionResponse"))
+        .expect("the function response follows its call");
+    assert_eq!(contents[at + 1]["role"], "user");
+    assert_eq!(answer["name"], "Bash");
+    assert_eq!(answer.get("id"), call["functionCall"].get("id"), "paired by id");
+    assert!(answer["response"].to_string().contains(TOOL_OUTPUT));
+
+    // Claude Code saw the call as a tool_use whose id carries the signature, and replayed it verbatim.
+    let sent = h.client_bodies("/v1/messages");
+    let turn2 = sent
+        .iter()
+        .find(|b| b.to_string().contains("\"tool_result\""))
+        .expect("Claude Code sent a tool_result");
+    let blocks: Vec<&Value> = turn2["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .collect();
+    let tool_use = blocks
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .expect("the tool_use is replayed");
+    let id = tool_use["id"].as_str().unwrap();
+    assert!(id.contains("__thought__"), "the signature rides in the id: {id}");
+    assert!(
+        id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        "an id Anthropic accepts: {id}"
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b["type"] == "tool_result" && b["tool_use_id"] == id)
+    );
+    assert!(
+        blocks.iter().any(|b| b["type"] == "thinking"),
+        "Gemini's thought text reached Claude Code as thinking"
+    );
+    h.dump("gemini_tool");
+    h.router.shutdown().await;
 }

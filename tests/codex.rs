@@ -386,3 +386,125 @@ async fn codex_runs_a_shell_tool_through_the_router_on_an_anthropic_upstream() {
         assert_eq!(request.header("x-api-key"), Some("sk-upstream-secret"));
     }
 }
+
+/// The signature a Gemini 3 model puts on its call and requires back on the replayed `functionCall` part.
+const GEMINI_SIGNATURE: &str = "Y29kZXgtdGhvdWdodC/+/nNpZ25hdHVyZQ==";
+
+/// One `alt=sse` event, as Google sends it (usage as running totals on every chunk).
+fn gemini_chunk(parts: Value, finish: Option<&str>) -> String {
+    let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if let Some(finish) = finish {
+        candidate["finishReason"] = json!(finish);
+    }
+    let chunk = json!({"candidates": [candidate], "modelVersion": "up", "responseId": "gem-codex",
+        "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 9, "totalTokenCount": 129}});
+    format!("data: {chunk}\r\n\r\n")
+}
+
+fn gemini_parts(body: &Value) -> Vec<Value> {
+    body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["parts"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn gemini_tool_output(body: &Value) -> Option<Value> {
+    gemini_parts(body)
+        .into_iter()
+        .find_map(|p| p.get("functionResponse").cloned())
+        .filter(|r| r.to_string().contains(TOOL_OUTPUT))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_runs_a_shell_tool_through_the_router_on_a_gemini_upstream() {
+    let Some(bin) = codex() else { return };
+    let upstream = MockUpstream::start(|request| {
+        let body = request.json();
+        let calls: Vec<Value> = gemini_parts(&body)
+            .into_iter()
+            .filter(|p| p.get("functionCall").is_some())
+            .collect();
+        if calls.iter().any(|p| p["thoughtSignature"] != GEMINI_SIGNATURE) {
+            return Reply::status(
+                400,
+                json!({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                    "message": "Function call is missing a thought_signature in functionCall parts."}}),
+            );
+        }
+        let has_exec = body["tools"].as_array().is_some_and(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["functionDeclarations"].as_array())
+                .flatten()
+                .any(|d| d["name"] == "exec_command")
+        });
+        let answer = if gemini_tool_output(&body).is_some() {
+            gemini_chunk(json!([{"text": FINAL_TEXT}]), Some("STOP"))
+        } else if has_exec {
+            gemini_chunk(json!([{"text": "I will use a tool.", "thought": true}]), None)
+                + &gemini_chunk(
+                    json!([{"functionCall": {"name": "exec_command", "args": {"cmd": format!("echo {TOOL_OUTPUT}")}},
+                        "thoughtSignature": GEMINI_SIGNATURE}]),
+                    None,
+                )
+                + &gemini_chunk(json!([]), Some("STOP"))
+        } else {
+            gemini_chunk(json!([{"text": "OK"}]), Some("STOP"))
+        };
+        Reply::sse(&answer, 7)
+    })
+    .await;
+    let config = format!(
+        "model_list:\n  - model_name: {GROUP}\n    llm_params: {{api_type: gemini, model: up, api_base: \"{}/v1beta\", api_key: sk-upstream-secret}}\n",
+        upstream.base()
+    );
+    let router = TestRouter::start_with(&config, Some(ROUTER_TOKEN), None).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let stderr = run_shell_session(&bin, &router, workdir.path()).await;
+    let requests = upstream.recorded();
+    let follow_up = requests
+        .iter()
+        .map(Recorded::json)
+        .find(|body| gemini_tool_output(body).is_some())
+        .unwrap_or_else(|| panic!("no request carried the tool's result\n--- stderr ---\n{stderr}"));
+    let contents = follow_up["contents"].as_array().unwrap();
+    let at = contents
+        .iter()
+        .position(|c| {
+            c["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.get("functionCall").is_some())
+        })
+        .expect("the call is replayed");
+    assert_eq!(contents[at]["role"], "model");
+    let call = contents[at]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p.get("functionCall").is_some())
+        .unwrap();
+    assert_eq!(call["functionCall"]["name"], "exec_command");
+    assert_eq!(call["thoughtSignature"], GEMINI_SIGNATURE);
+    let response = contents[at + 1]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|p| p.get("functionResponse"))
+        .expect("the function response follows its call");
+    assert_eq!(response["name"], "exec_command");
+    assert!(
+        response["response"].to_string().contains(TOOL_OUTPUT),
+        "Codex ran the command: {response}"
+    );
+    for request in &requests {
+        assert_eq!(request.uri, "/v1beta/models/up:streamGenerateContent?alt=sse");
+        assert_eq!(request.header("x-goog-api-key"), Some("sk-upstream-secret"));
+        assert!(request.json().get("model").is_none());
+    }
+}
