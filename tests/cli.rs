@@ -126,6 +126,16 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
             .await
             .unwrap();
         assert_eq!(failed.status(), 502);
+        // A Gemini client's token in the URL, on a request that fails and on one that is refused.
+        for path in ["/v1beta/models/g:generateContent", "/v1beta/models/nope:streamGenerateContent"] {
+            let gemini = http()
+                .post(format!("http://{addr}{path}?alt=sse&key=tok-from-env"))
+                .json(&serde_json::json!({"contents":[{"role":"user","parts":[{"text":"Hi"}]}]}))
+                .send()
+                .await
+                .unwrap();
+            assert!(gemini.status().is_client_error() || gemini.status().is_server_error());
+        }
     });
     let rest = stop(&mut child, &mut stderr);
     assert!(rest.contains("request finished"), "info/trace logs expected:\n{rest}");
