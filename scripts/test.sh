@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests, including the end-to-end checks with the official
-# OpenAI and Anthropic Python SDKs (set up in a virtualenv on first use) and with the real Claude Code, Codex
-# and Gemini CLIs (installed from the npm registry on first use, when node and npm exist).
+# OpenAI, Anthropic and google-genai Python SDKs (set up in a virtualenv on first use) and with the real
+# Claude Code, Codex and Gemini CLIs (installed from the npm registry on first use, when node and npm exist).
 #
 # The virtualenv lives in target/sdk-venv and is rebuilt when tests/sdk/requirements.txt or the python3
 # found on PATH changes. Arguments go to `cargo test` (e.g. `./scripts/test.sh --test sdk`).

@@ -1,9 +1,11 @@
 //! End to end with the official Python SDKs: the `anthropic` SDK against an OpenAI-protocol upstream (the
-//! Claude Code case) and the `openai` SDK against an Anthropic-protocol upstream, through the real router.
+//! Claude Code case) and the `openai` SDK against an Anthropic-protocol upstream, through the real router;
+//! `google-genai` against upstreams of every kind, and the other SDKs against a Gemini upstream.
 //!
 //! Each test scripts one upstream answer, serves it both as a JSON body and as a stream (chosen by the
-//! request's `"stream"` field, streams cut into 7-byte pieces), runs `tests/sdk/driver.py <scenario>` with
-//! the interpreter named by `LLM_ROUTER_SDK_PYTHON`, and then checks what the upstream received. The driver
+//! request's `"stream"` field, or a Gemini upstream's path; streams cut into 7-byte pieces), runs
+//! `tests/sdk/driver.py <scenario>` with the interpreter named by `LLM_ROUTER_SDK_PYTHON`, and then checks
+//! what the upstream received. The driver
 //! asserts on the SDKs' own objects (models, stream accumulators, exception classes) and is handed the
 //! scripted answer as JSON, so both sides check against one source.
 //!
@@ -66,6 +68,16 @@ async fn run_driver(python: &str, scenario: &str, router: &TestRouter, expected:
         "OPENAI_BASE_URL",
         "OPENAI_ORG_ID",
         "OPENAI_PROJECT_ID",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_GEMINI_BASE_URL",
+        "GOOGLE_GENAI_API_VERSION",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "GOOGLE_GENAI_USE_ENTERPRISE",
+        "GOOGLE_GENAI_HTTP_CLIENT",
+        "GOOGLE_GENAI_CLIENT_MODE",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
     ] {
         command.env_remove(var);
     }
@@ -299,11 +311,21 @@ impl Script {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Upstream {
     OpenAi,
     Anthropic,
     Responses,
+    Gemini,
+}
+
+impl Upstream {
+    const ALL: [Upstream; 4] = [
+        Upstream::OpenAi,
+        Upstream::Anthropic,
+        Upstream::Responses,
+        Upstream::Gemini,
+    ];
 }
 
 impl Script {
@@ -399,6 +421,7 @@ async fn scripted(protocol: Upstream, script: &Script) -> MockUpstream {
         Upstream::OpenAi => (script.openai_json(), script.openai_sse()),
         Upstream::Anthropic => (script.anthropic_json(), script.anthropic_sse()),
         Upstream::Responses => (script.responses_json(), script.responses_sse()),
+        Upstream::Gemini => return gemini_upstream(script).await,
     };
     MockUpstream::start(move |request| {
         if request.json()["stream"] == true {
@@ -430,7 +453,7 @@ async fn router_on_anthropic(upstream: &MockUpstream) -> TestRouter {
 fn assert_upstream_credentials(seen: &Recorded, protocol: Upstream) {
     let headers = format!("{:?}", seen.headers);
     assert!(
-        !headers.contains("sk-ant-client") && !headers.contains("sk-oai-client"),
+        !headers.contains("sk-ant-client") && !headers.contains("sk-oai-client") && !headers.contains("gm-client-key"),
         "{headers}"
     );
     match protocol {
@@ -444,6 +467,15 @@ fn assert_upstream_credentials(seen: &Recorded, protocol: Upstream) {
             assert!(seen.header("anthropic-version").is_some());
         }
         Upstream::Responses => assert_eq!(seen.header("authorization"), Some("Bearer sk-upstream-secret")),
+        Upstream::Gemini => {
+            assert_eq!(seen.header("x-goog-api-key"), Some("sk-upstream-secret"));
+            assert_eq!(seen.header("authorization"), None);
+            assert!(
+                !seen.uri.contains("key="),
+                "§1.3: the key never goes in the URL: {}",
+                seen.uri
+            );
+        }
     }
 }
 
@@ -955,6 +987,7 @@ async fn upstream_with_request_id(
         Upstream::OpenAi => script.openai_json(),
         Upstream::Anthropic => script.anthropic_json(),
         Upstream::Responses => script.responses_json(),
+        Upstream::Gemini => script.gemini_json(false),
     }
     .to_string();
     let error = match protocol {
@@ -964,6 +997,8 @@ async fn upstream_with_request_id(
         }
         Upstream::Anthropic => json!({"type": "error", "error": {"type": "rate_limit_error",
                                       "message": "Number of request tokens has exceeded your per-minute rate limit"}}),
+        Upstream::Gemini => json!({"error": {"code": 429, "message": "Resource has been exhausted",
+                                   "status": "RESOURCE_EXHAUSTED"}}),
     }
     .to_string();
     let request_id = request_id.to_owned();
@@ -1139,5 +1174,1024 @@ async fn openai_sdk_create_and_stream_agree_on_a_responses_upstream() {
         assert_eq!(body["max_output_tokens"], 1000);
         assert_eq!(body["input"][0]["role"], "developer", "the system message at its place");
         assert_eq!(body["input"][1]["content"][1]["type"], "input_image");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Gemini: the same scripts in Google's wire format
+
+/// The `thoughtSignature` the scripted Gemini upstream signs its first function call with (or, without a
+/// call, its last text part), and then requires back on the replayed call. Its standard base64 has both
+/// `+` and `/`, so a URL-safe respelling (what the Python SDK writes) differs as a string.
+const GEMINI_SIGNATURE: &str = "Z2VtaW5pLTMgc2lnbmF0dXJlIPv/vwAgb3BhcXVl";
+
+/// The bytes of a base64 field in any spelling proto3 JSON accepts (standard or URL-safe, padded or not).
+fn base64_bytes(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let standard: String = text
+        .chars()
+        .filter(|c| *c != '=')
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(standard).ok()
+}
+
+/// The id a Chat, Messages or Responses client must see for the scripted Gemini upstream's call `k`: its
+/// id, with the first call's signature riding after `__thought__` (reference §3.3).
+fn gemini_client_id(tool: &Tool, k: usize) -> String {
+    use base64::Engine;
+    if k > 0 {
+        return tool.id.to_owned();
+    }
+    let bytes = base64_bytes(GEMINI_SIGNATURE).unwrap();
+    format!(
+        "{}__thought__{}",
+        tool.id,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// `expected` with the tool ids a non-Gemini client sees from the scripted Gemini upstream.
+fn with_gemini_ids(mut expected: Value, script: &Script) -> Value {
+    expected["tools"] = script
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(k, t)| json!({"id": gemini_client_id(t, k), "name": t.name, "input": t.input()}))
+        .collect();
+    expected
+}
+
+impl Script {
+    /// Thought tokens of the Gemini rendering: a third of the output when there is thinking.
+    fn gemini_thoughts(&self) -> u64 {
+        if self.thinking.is_empty() { 0 } else { self.output / 3 }
+    }
+
+    fn gemini_usage(&self) -> Value {
+        let prompt = self.input + self.cached;
+        let thoughts = self.gemini_thoughts();
+        let mut usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": self.output - thoughts,
+                               "totalTokenCount": prompt + self.output});
+        if thoughts > 0 {
+            usage["thoughtsTokenCount"] = json!(thoughts);
+        }
+        if self.cached > 0 {
+            usage["cachedContentTokenCount"] = json!(self.cached);
+        }
+        usage
+    }
+
+    /// The answer's parts; each element is one chunk's parts when streamed. Thought parts only when the
+    /// request asked for them (as Gemini does); the first call, or else the last text, is signed.
+    fn gemini_part_groups(&self, thoughts: bool, streamed: bool) -> Vec<Vec<Value>> {
+        let group = |pieces: &[&str], whole: String, thought: bool| -> Vec<Vec<Value>> {
+            let part = |text: &str| match thought {
+                true => json!({"text": text, "thought": true}),
+                false => json!({"text": text}),
+            };
+            match streamed {
+                true => pieces.iter().map(|p| vec![part(p)]).collect(),
+                false => vec![vec![part(&whole)]],
+            }
+        };
+        let mut groups = Vec::new();
+        if thoughts && !self.thinking.is_empty() {
+            groups.extend(group(self.thinking, self.thinking(), true));
+        }
+        if !self.text.is_empty() {
+            groups.extend(group(self.text, self.text(), false));
+        }
+        if self.tools.is_empty()
+            && let Some(last) = groups.last_mut().and_then(|g| g.last_mut())
+        {
+            last["thoughtSignature"] = json!(GEMINI_SIGNATURE);
+        }
+        for (k, tool) in self.tools.iter().enumerate() {
+            let mut part = json!({"functionCall": {"id": tool.id, "name": tool.name, "args": tool.input()}});
+            if k == 0 {
+                part["thoughtSignature"] = json!(GEMINI_SIGNATURE);
+            }
+            // Gemini sends each call whole, parallel calls one per chunk.
+            groups.push(vec![part]);
+        }
+        if !streamed {
+            groups = vec![groups.concat()];
+        }
+        groups
+    }
+
+    fn gemini_json(&self, thoughts: bool) -> Value {
+        let parts = self.gemini_part_groups(thoughts, false).concat();
+        json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+               "usageMetadata": self.gemini_usage(), "modelVersion": "upstream-model", "responseId": self.id})
+    }
+
+    /// One `data:` line per chunk, `\r\n\r\n` after each (as Google writes them); the running usage on
+    /// every chunk, the finish reason on the last content chunk.
+    fn gemini_sse(&self, thoughts: bool) -> String {
+        let groups = self.gemini_part_groups(thoughts, true);
+        let prompt = self.input + self.cached;
+        let last = groups.len() - 1;
+        let mut out = String::new();
+        for (k, parts) in groups.into_iter().enumerate() {
+            let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+            let usage = if k == last {
+                candidate["finishReason"] = json!("STOP");
+                self.gemini_usage()
+            } else {
+                json!({"promptTokenCount": prompt, "totalTokenCount": prompt})
+            };
+            let chunk = json!({"candidates": [candidate], "usageMetadata": usage, "modelVersion": "upstream-model",
+                               "responseId": self.id});
+            out += &format!("data: {chunk}\r\n\r\n");
+        }
+        out
+    }
+}
+
+/// What a real Gemini 3 would refuse in a request's history: a replayed call without the signature it
+/// was answered with (only the first call of a model turn is checked), a signature it never issued, or a
+/// function-response turn whose count differs from the calls it answers (reference §3.1, §2.8).
+fn gemini_history_problem(body: &Value) -> Option<String> {
+    let contents = body["contents"].as_array()?;
+    let want = base64_bytes(GEMINI_SIGNATURE).unwrap();
+    for (k, content) in contents.iter().enumerate() {
+        let parts = content["parts"].as_array().cloned().unwrap_or_default();
+        let calls: Vec<&Value> = parts.iter().filter(|p| p.get("functionCall").is_some()).collect();
+        if content["role"] != "model" || calls.is_empty() {
+            continue;
+        }
+        match calls[0]["thoughtSignature"].as_str().map(base64_bytes) {
+            None => {
+                return Some(format!(
+                    "Function call is missing a thought_signature in functionCall parts. This is required for \
+                     tools to work correctly. Additional data, function call `default_api:{}` , position {}.",
+                    calls[0]["functionCall"]["name"].as_str().unwrap_or(""),
+                    k + 1
+                ));
+            }
+            Some(bytes) if bytes.as_deref() != Some(&want[..]) => return Some("Corrupted thought signature.".into()),
+            Some(_) => {}
+        }
+        let answers = contents
+            .get(k + 1)
+            .and_then(|c| c["parts"].as_array())
+            .map_or(0, |p| p.iter().filter(|p| p.get("functionResponse").is_some()).count());
+        if answers != calls.len() {
+            return Some(
+                "Please ensure that the number of function response parts is equal to the number of function \
+                 call parts of the function call turn."
+                    .into(),
+            );
+        }
+    }
+    None
+}
+
+/// A field of a proto3 JSON object under either of its names (`includeThoughts` or `include_thoughts`), as
+/// Google's parsers accept both and the Python SDK writes some nested fields in snake_case (reference §0).
+fn proto_field<'a>(object: &'a Value, camel: &str) -> &'a Value {
+    match object.get(camel) {
+        Some(value) => value,
+        None => {
+            let mut snake = String::new();
+            for c in camel.chars() {
+                if c.is_ascii_uppercase() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            &object[snake.as_str()]
+        }
+    }
+}
+
+/// A scripted Gemini upstream: `:generateContent` answers the JSON body, `:streamGenerateContent?alt=sse`
+/// the stream in 7-byte pieces, with thought parts only when `includeThoughts` asks for them; a history
+/// Gemini 3 would refuse gets its 400 `INVALID_ARGUMENT`.
+async fn gemini_upstream(script: &Script) -> MockUpstream {
+    let answers = [
+        (script.gemini_json(false), script.gemini_sse(false)),
+        (script.gemini_json(true), script.gemini_sse(true)),
+    ];
+    MockUpstream::start(move |request| {
+        let body = request.json();
+        if let Some(problem) = gemini_history_problem(&body) {
+            return Reply::status(
+                400,
+                json!({"error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}}),
+            );
+        }
+        let thoughts = *proto_field(&body["generationConfig"]["thinkingConfig"], "includeThoughts") == true;
+        let (json, stream) = &answers[usize::from(thoughts)];
+        if request.path.ends_with(":streamGenerateContent") && request.uri.contains("alt=sse") {
+            Reply::sse(stream, 7)
+        } else if request.path.ends_with(":generateContent") {
+            Reply::json(json.clone())
+        } else {
+            Reply::status(
+                404,
+                json!({"error": {"code": 404, "message": "no such method", "status": "NOT_FOUND"}}),
+            )
+        }
+    })
+    .await
+}
+
+/// The router with one deployment of `protocol` behind the client model `group`. OpenAI upstreams speak
+/// the deepseek reasoning dialect, so scripted thinking reaches the client.
+async fn router_on(protocol: Upstream, upstream: &MockUpstream, group: &str) -> TestRouter {
+    let (kind, base, extra) = match protocol {
+        Upstream::OpenAi => (
+            "openai",
+            format!("{}/v1", upstream.base()),
+            "      reasoning_dialect: deepseek",
+        ),
+        Upstream::Anthropic => ("anthropic", upstream.base(), ""),
+        Upstream::Responses => ("responses", format!("{}/v1", upstream.base()), ""),
+        Upstream::Gemini => ("gemini", format!("{}/v1beta", upstream.base()), ""),
+    };
+    TestRouter::start(&config_one(group, kind, &base, extra)).await
+}
+
+/// The path a generation request of `protocol` goes to (streamed or not).
+fn upstream_path(protocol: Upstream, streamed: bool) -> &'static str {
+    match (protocol, streamed) {
+        (Upstream::OpenAi, _) => "/v1/chat/completions",
+        (Upstream::Anthropic, _) => "/v1/messages",
+        (Upstream::Responses, _) => "/v1/responses",
+        (Upstream::Gemini, false) => "/v1beta/models/upstream-model:generateContent",
+        (Upstream::Gemini, true) => "/v1beta/models/upstream-model:streamGenerateContent",
+    }
+}
+
+/// Whether the upstream was asked for a stream, in its protocol's way.
+fn asked_to_stream(protocol: Upstream, seen: &Recorded) -> bool {
+    match protocol {
+        Upstream::Gemini => seen.path.ends_with(":streamGenerateContent"),
+        _ => is_streaming(seen),
+    }
+}
+
+/// The system prompt as the upstream got it.
+fn upstream_system(protocol: Upstream, body: &Value) -> Value {
+    match protocol {
+        Upstream::OpenAi => body["messages"][0].clone(),
+        Upstream::Anthropic => body["system"][0]["text"].clone(),
+        Upstream::Responses => body["instructions"].clone(),
+        Upstream::Gemini => body["systemInstruction"]["parts"][0]["text"].clone(),
+    }
+}
+
+/// The driver's expectation for a Gemini client: the upstream's own tool ids, the path model echoed as
+/// `modelVersion` (a Gemini upstream's answer passes through unchanged).
+fn gemini_expected(script: &Script, protocol: Upstream) -> Value {
+    let mut expected = responses_expected(script);
+    expected["model_version"] = json!(match protocol {
+        Upstream::Gemini => "upstream-model",
+        _ => "gem",
+    });
+    expected
+}
+
+/// Runs `scenario` of the Gemini SDK on a scripted upstream of each kind; returns each kind's requests.
+async fn gemini_sdk_on_every_upstream(python: &str, scenario: &str, script: &Script) -> Vec<(Upstream, Vec<Recorded>)> {
+    let mut seen = Vec::new();
+    for protocol in Upstream::ALL {
+        let upstream = scripted(protocol, script).await;
+        let router = router_on(protocol, &upstream, "gem").await;
+        run_driver(python, scenario, &router, &gemini_expected(script, protocol)).await;
+        let requests = upstream.recorded();
+        for request in &requests {
+            assert_upstream_credentials(request, protocol);
+        }
+        seen.push((protocol, requests));
+    }
+    seen
+}
+
+fn gemini_plain() -> Script {
+    Script {
+        id: "resp-G1plain",
+        thinking: &[],
+        signature: "",
+        text: &["Sunny in Paris, ", "rainy 🌧 in Rome; ", "bring an umbrella."],
+        tools: vec![],
+        input: 40,
+        cached: 12,
+        output: 14,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_generate_and_stream_agree_on_every_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = gemini_plain();
+    for (protocol, seen) in gemini_sdk_on_every_upstream(&python, "gemini_generate", &script).await {
+        let streamed: Vec<bool> = seen.iter().map(|r| asked_to_stream(protocol, r)).collect();
+        assert_eq!(
+            streamed,
+            [false, true, false, true],
+            "{protocol:?}: v1 and v1beta, each create and stream"
+        );
+        for (request, streamed) in seen.iter().zip(streamed) {
+            assert_eq!(request.path, upstream_path(protocol, streamed), "{protocol:?}");
+            let body = request.json();
+            let system = upstream_system(protocol, &body);
+            match protocol {
+                Upstream::OpenAi => assert_eq!(
+                    system,
+                    json!({"role": "system", "content": "You are a weather assistant."})
+                ),
+                _ => assert_eq!(system, "You are a weather assistant.", "{protocol:?}: {body}"),
+            }
+            let max_tokens = match protocol {
+                Upstream::OpenAi | Upstream::Anthropic => &body["max_tokens"],
+                Upstream::Responses => &body["max_output_tokens"],
+                Upstream::Gemini => &body["generationConfig"]["maxOutputTokens"],
+            };
+            assert_eq!(*max_tokens, 1000, "{protocol:?}: {body}");
+        }
+    }
+}
+
+/// Two calls in one answer, as a Gemini client's tool loop meets them.
+fn gemini_tools_script() -> Script {
+    Script {
+        id: "resp-G2tools",
+        thinking: &[],
+        signature: "",
+        text: &["Checking ", "both cities."],
+        tools: vec![
+            Tool {
+                id: "call_g_paris",
+                name: "weather",
+                args: &["{\"city\"", ":\"Paris\"}"],
+            },
+            Tool {
+                id: "call_g_rome",
+                name: "weather",
+                args: &["{\"ci", "ty\":\"Rome\"}"],
+            },
+        ],
+        input: 61,
+        cached: 0,
+        output: 22,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_function_calls_round_trip_on_every_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = gemini_tools_script();
+    for (protocol, seen) in gemini_sdk_on_every_upstream(&python, "gemini_tools", &script).await {
+        assert_eq!(seen.len(), 6, "{protocol:?}: per version create, stream, follow-up");
+        for request in &seen {
+            let body = request.json();
+            // The SDK's FunctionDeclaration (parameters_json_schema, snake_case) reaches every kind.
+            let (name, schema) = match protocol {
+                Upstream::OpenAi => (
+                    &body["tools"][0]["function"]["name"],
+                    &body["tools"][0]["function"]["parameters"],
+                ),
+                Upstream::Anthropic => (&body["tools"][0]["name"], &body["tools"][0]["input_schema"]),
+                Upstream::Responses => (&body["tools"][0]["name"], &body["tools"][0]["parameters"]),
+                Upstream::Gemini => (
+                    &body["tools"][0]["functionDeclarations"][0]["name"],
+                    &body["tools"][0]["functionDeclarations"][0]["parameters_json_schema"],
+                ),
+            };
+            assert_eq!(*name, "weather", "{protocol:?}: {body}");
+            assert_eq!(schema["required"], json!(["city"]), "{protocol:?}: {body}");
+        }
+        for follow in [&seen[2], &seen[5]] {
+            let body = follow.json();
+            // The replayed calls and their results, paired by the upstream's ids.
+            let results: Vec<(String, String)> = match protocol {
+                Upstream::OpenAi => {
+                    let messages = body["messages"].as_array().unwrap();
+                    let assistant = &messages[2];
+                    let ids: Vec<&str> = assistant["tool_calls"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c["id"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(ids, ["call_g_paris", "call_g_rome"], "{body}");
+                    messages[3..]
+                        .iter()
+                        .map(|m| {
+                            assert_eq!(m["role"], "tool", "{body}");
+                            (
+                                m["tool_call_id"].as_str().unwrap().to_owned(),
+                                m["content"].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect()
+                }
+                Upstream::Anthropic => {
+                    let messages = body["messages"].as_array().unwrap();
+                    let uses: Vec<&str> = messages[1]["content"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|b| b["type"] == "tool_use")
+                        .map(|b| b["id"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(uses, ["call_g_paris", "call_g_rome"], "{body}");
+                    messages[2]["content"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|b| {
+                            assert_eq!(b["type"], "tool_result", "{body}");
+                            let content = match &b["content"] {
+                                Value::String(s) => s.clone(),
+                                blocks => blocks[0]["text"].as_str().unwrap().to_owned(),
+                            };
+                            (b["tool_use_id"].as_str().unwrap().to_owned(), content)
+                        })
+                        .collect()
+                }
+                Upstream::Responses => body["input"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["type"] == "function_call_output")
+                    .map(|i| {
+                        (
+                            i["call_id"].as_str().unwrap().to_owned(),
+                            i["output"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect(),
+                Upstream::Gemini => {
+                    // Passed through as the SDK wrote it; the mock already checked the signature.
+                    let contents = body["contents"].as_array().unwrap();
+                    contents[2]["parts"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| {
+                            let r = &p["functionResponse"];
+                            (
+                                r["id"].as_str().unwrap().to_owned(),
+                                r["response"]["output"].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            assert_eq!(
+                results,
+                [
+                    ("call_g_paris".to_owned(), "Paris: 18C".to_owned()),
+                    ("call_g_rome".to_owned(), "Rome: 18C".to_owned())
+                ],
+                "{protocol:?}: {body}"
+            );
+        }
+    }
+}
+
+/// The driver's image: the 1x1 PNG plus six bytes after IEND, in standard base64 (keep in sync with
+/// `driver.py`'s `GEM_IMAGE_TAIL`); the Python SDK sends it URL-safe.
+const GEMINI_IMAGE: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggvvvvv/+Pw==";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_inline_image_reaches_every_upstream_in_standard_base64() {
+    let Some(python) = sdk_python() else { return };
+    let script = gemini_plain();
+    let data_url = format!("data:image/png;base64,{GEMINI_IMAGE}");
+    for (protocol, seen) in gemini_sdk_on_every_upstream(&python, "gemini_image", &script).await {
+        assert_eq!(seen.len(), 4, "{protocol:?}");
+        for request in &seen {
+            let body = request.json();
+            let (image, text) = match protocol {
+                Upstream::OpenAi => {
+                    let parts = &body["messages"][1]["content"];
+                    (parts[0]["image_url"]["url"].clone(), parts[1]["text"].clone())
+                }
+                Upstream::Anthropic => {
+                    let blocks = &body["messages"][0]["content"];
+                    assert_eq!(blocks[0]["source"]["type"], "base64", "{body}");
+                    assert_eq!(blocks[0]["source"]["media_type"], "image/png", "{body}");
+                    (
+                        json!(format!(
+                            "data:image/png;base64,{}",
+                            blocks[0]["source"]["data"].as_str().unwrap_or("")
+                        )),
+                        blocks[1]["text"].clone(),
+                    )
+                }
+                Upstream::Responses => {
+                    let parts = &body["input"][0]["content"];
+                    (parts[0]["image_url"].clone(), parts[1]["text"].clone())
+                }
+                Upstream::Gemini => {
+                    // Passed through: the SDK's URL-safe spelling, the same bytes.
+                    let parts = &body["contents"][0]["parts"];
+                    let data = parts[0]["inlineData"]["data"].as_str().unwrap();
+                    assert_eq!(base64_bytes(data), base64_bytes(GEMINI_IMAGE), "{body}");
+                    (json!(data_url), parts[1]["text"].clone())
+                }
+            };
+            assert_eq!(image, json!(data_url), "{protocol:?}: {body}");
+            assert_eq!(text, "What is in this image?", "{protocol:?}: {body}");
+        }
+    }
+}
+
+/// Reasoning, an answer and one call; the Anthropic rendering signs its thinking block.
+fn gemini_thinking_script() -> Script {
+    Script {
+        id: "resp-G3think",
+        thinking: &["Paris in June ", "is mild; ", "check to be sure."],
+        signature: "EqQBCkYIBRgCKkBsig/opaque+signature==",
+        text: &["Let me look ", "that up."],
+        tools: vec![Tool {
+            id: "call_g_think",
+            name: "weather",
+            args: &["{\"city\":", "\"Paris\"}"],
+        }],
+        input: 33,
+        cached: 0,
+        output: 27,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_sees_thought_parts_from_every_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = gemini_thinking_script();
+    for (protocol, seen) in gemini_sdk_on_every_upstream(&python, "gemini_thinking", &script).await {
+        assert_eq!(
+            seen.len(),
+            6,
+            "{protocol:?}: per version create, stream, one without thoughts"
+        );
+        for (k, request) in seen.iter().enumerate() {
+            let body = request.json();
+            let asked = k % 3 != 2;
+            // thinking_budget 4096 (reference §2.7: under 8192 is medium).
+            match protocol {
+                Upstream::OpenAi if asked => {
+                    assert_eq!(body["reasoning_effort"], "medium", "{body}");
+                    assert_eq!(body["thinking"]["type"], "enabled", "{body}");
+                }
+                Upstream::Anthropic if asked => {
+                    assert_eq!(body["thinking"]["type"], "enabled", "{body}");
+                    assert!(
+                        body["max_tokens"].as_u64().unwrap() > body["thinking"]["budget_tokens"].as_u64().unwrap(),
+                        "{body}"
+                    );
+                }
+                Upstream::Responses if asked => assert_eq!(body["reasoning"]["effort"], "medium", "{body}"),
+                Upstream::Gemini if asked => {
+                    let config = &body["generationConfig"]["thinkingConfig"];
+                    assert_eq!(*proto_field(config, "includeThoughts"), true, "{body}");
+                    assert_eq!(*proto_field(config, "thinkingBudget"), 4096, "{body}");
+                }
+                Upstream::Gemini => assert!(body["generationConfig"].get("thinkingConfig").is_none(), "{body}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_lists_the_router_groups_as_models() {
+    let Some(python) = sdk_python() else { return };
+    let upstream = MockUpstream::fixed(Reply::status(500, json!({"error": {"message": "not expected"}}))).await;
+    let router = router_on(Upstream::Gemini, &upstream, "gem").await;
+    run_driver(&python, "gemini_models", &router, &json!({"models": ["models/gem"]})).await;
+    assert_eq!(upstream.count(), 0, "the list is the router's own");
+}
+
+/// An upstream that answers every request with its protocol's 429 (Gemini's with `RetryInfo`, the others
+/// with `retry-after: 7`).
+async fn rate_limited(protocol: Upstream) -> (MockUpstream, &'static str) {
+    let (body, message) = match protocol {
+        Upstream::OpenAi | Upstream::Responses => (
+            json!({"error": {"message": "Rate limit reached for requests", "type": "requests", "param": null,
+                             "code": "rate_limit_exceeded"}}),
+            "Rate limit reached for requests",
+        ),
+        Upstream::Anthropic => (
+            json!({"type": "error", "error": {"type": "rate_limit_error",
+                   "message": "Number of request tokens has exceeded your per-minute rate limit"}}),
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ),
+        Upstream::Gemini => (
+            json!({"error": {"code": 429, "message": "You exceeded your current quota.", "status": "RESOURCE_EXHAUSTED",
+                   "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}]}}),
+            "You exceeded your current quota.",
+        ),
+    };
+    let headers = match protocol {
+        Upstream::Gemini => vec![],
+        _ => vec![("retry-after", "7".to_owned())],
+    };
+    let upstream = MockUpstream::fixed(Reply::Json {
+        status: 429,
+        body: body.to_string(),
+        headers,
+    })
+    .await;
+    (upstream, message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_gets_client_error_429_with_retry_info_from_every_upstream() {
+    let Some(python) = sdk_python() else { return };
+    for protocol in Upstream::ALL {
+        let (upstream, message) = rate_limited(protocol).await;
+        let router = router_on(protocol, &upstream, "gem").await;
+        // A Gemini upstream's RetryInfo passes through. The others' `retry-after` reaches the client as a
+        // header, but not yet as the RetryInfo of reference §6.3 (a known gap, so not checked here).
+        let expected = match protocol {
+            Upstream::Gemini => json!({"message": message, "retry_delay": "7s", "retry_after": null}),
+            _ => json!({"message": message, "retry_delay": null, "retry_after": "7"}),
+        };
+        run_driver(&python, "gemini_rate_limit", &router, &expected).await;
+        assert_eq!(
+            upstream.count(),
+            4,
+            "{protocol:?}: per version create and stream, each tried once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_gets_401_for_a_wrong_key() {
+    let Some(python) = sdk_python() else { return };
+    let script = gemini_plain();
+    let upstream = scripted(Upstream::Gemini, &script).await;
+    let config = config_one("gem", "gemini", &format!("{}/v1beta", upstream.base()), "");
+    let router = TestRouter::start_with(&config, Some("router-token"), None).await;
+    let mut expected = gemini_expected(&script, Upstream::Gemini);
+    expected["token"] = json!("router-token");
+    run_driver(&python, "gemini_auth", &router, &expected).await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 2, "only the requests with the router token went on");
+    for request in &seen {
+        assert_upstream_credentials(request, Upstream::Gemini);
+        assert!(!format!("{:?}", request.headers).contains("router-token"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_gets_404_for_an_unknown_model() {
+    let Some(python) = sdk_python() else { return };
+    let upstream = scripted(Upstream::Gemini, &gemini_plain()).await;
+    let router = router_on(Upstream::Gemini, &upstream, "gem").await;
+    run_driver(&python, "gemini_unknown_model", &router, &json!({})).await;
+    assert_eq!(upstream.count(), 0);
+}
+
+/// An upstream of `protocol` that streams the start of `script`'s text and then fails: an in-band error
+/// (OpenAI, Anthropic, Gemini) or a cut connection (Responses). Returns it with the error code and status
+/// the Gemini client must see (reference §6.3, §5.6).
+async fn broken_stream(protocol: Upstream, script: &Script) -> (MockUpstream, u16, &'static str) {
+    let (stream, code, status) = match protocol {
+        Upstream::OpenAi => {
+            let full = script.openai_sse();
+            let cut = full.find("\"finish_reason\":\"stop\"").unwrap();
+            let error = json!({"error": {"message": "The server is overloaded, please retry", "type": "server_error",
+                                         "param": null, "code": "server_is_overloaded"}});
+            (
+                format!("{}data: {error}\n\n", &full[..full[..cut].rfind("data: ").unwrap()]),
+                503,
+                "UNAVAILABLE",
+            )
+        }
+        Upstream::Anthropic => {
+            let full = script.anthropic_sse();
+            let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+            (
+                format!(
+                    "{}event: error\ndata: {error}\n\n",
+                    &full[..full.find("event: message_delta").unwrap()]
+                ),
+                503,
+                "UNAVAILABLE",
+            )
+        }
+        Upstream::Responses => {
+            let full = script.responses_sse();
+            let cut = full.find("event: response.completed").unwrap();
+            let upstream = MockUpstream::fixed(Reply::Sse {
+                pieces: split(&full.as_bytes()[..cut], 7),
+                gap: Duration::from_millis(1),
+                then_break: true,
+            })
+            .await;
+            return (upstream, 500, "INTERNAL");
+        }
+        Upstream::Gemini => {
+            let full = script.gemini_sse(false);
+            let last = full.rfind("data: ").unwrap();
+            let error = json!({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}});
+            (format!("{}data: {error}\r\n\r\n", &full[..last]), 503, "UNAVAILABLE")
+        }
+    };
+    (MockUpstream::fixed(Reply::sse(&stream, 7)).await, code, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_sdk_raises_on_an_upstream_failure_mid_stream() {
+    let Some(python) = sdk_python() else { return };
+    let script = Script {
+        id: "resp-G4broken",
+        thinking: &[],
+        signature: "",
+        text: &["Partial ", "answer, ", "then nothing"],
+        tools: vec![],
+        input: 10,
+        cached: 0,
+        output: 3,
+    };
+    for protocol in Upstream::ALL {
+        let (upstream, code, status) = broken_stream(protocol, &script).await;
+        let router = router_on(protocol, &upstream, "gem").await;
+        // The Gemini rendering breaks before its last chunk, which holds the last text piece.
+        let before = match protocol {
+            Upstream::Gemini => script.text[..script.text.len() - 1].concat(),
+            _ => script.text(),
+        };
+        let expected = json!({"text": before, "error_code": code, "error_status": status});
+        run_driver(&python, "gemini_stream_error", &router, &expected).await;
+        assert_eq!(
+            upstream.count(),
+            1,
+            "{protocol:?}: a stream that already started is not retried"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The OpenAI, Anthropic and Responses SDKs on a Gemini upstream (Routes E and F)
+
+/// The router with the scripted Gemini upstream behind `group`.
+async fn gemini_routed(script: &Script, group: &str) -> (MockUpstream, TestRouter) {
+    let upstream = gemini_upstream(script).await;
+    let router = router_on(Upstream::Gemini, &upstream, group).await;
+    (upstream, router)
+}
+
+/// A replayed call as a Gemini upstream got it: its id and its signature's bytes.
+type ReplayedCall = (String, Option<Vec<u8>>);
+
+/// The replayed model turn's calls as the Gemini upstream got them, and the functionResponse ids of the
+/// next content.
+fn gemini_replay(body: &Value) -> (Vec<ReplayedCall>, Vec<String>) {
+    let contents = body["contents"].as_array().unwrap();
+    let turn = contents
+        .iter()
+        .position(|c| c["role"] == "model")
+        .unwrap_or_else(|| panic!("no model turn: {body}"));
+    let calls = contents[turn]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p.get("functionCall").is_some())
+        .map(|p| {
+            (
+                p["functionCall"]["id"].as_str().unwrap_or("").to_owned(),
+                p["thoughtSignature"].as_str().and_then(base64_bytes),
+            )
+        })
+        .collect();
+    let responses = contents[turn + 1]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["functionResponse"]["id"].as_str().map(str::to_owned))
+        .collect();
+    (calls, responses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_create_and_stream_agree_on_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_b_tools();
+    let (upstream, router) = gemini_routed(&script, "sonnet").await;
+    run_driver(
+        &python,
+        "anthropic_tools",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 2, "create, then stream; no retries");
+    for (request, streamed) in seen.iter().zip([false, true]) {
+        assert_eq!(request.path, upstream_path(Upstream::Gemini, streamed));
+        assert_upstream_credentials(request, Upstream::Gemini);
+        let body = request.json();
+        assert!(body.get("model").is_none(), "a Gemini body has no model: {body}");
+        assert_eq!(upstream_system(Upstream::Gemini, &body), "You are a weather assistant.");
+        assert_eq!(
+            body["contents"],
+            json!([{"role": "user", "parts": [{"text": "Weather in Paris and Rome?"}]}])
+        );
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], 4096);
+        let declaration = &body["tools"][0]["functionDeclarations"][0];
+        assert_eq!(declaration["name"], "weather");
+        assert_eq!(declaration["parametersJsonSchema"]["required"], json!(["city"]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_sdk_tool_loop_replays_the_thought_signature_to_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = Script {
+        id: "resp-G5think",
+        thinking: &["Two cities, ", "so two calls."],
+        signature: "",
+        text: &["Checking Paris ", "and Rome…"],
+        tools: vec![
+            Tool {
+                id: "call_g_1",
+                name: "weather",
+                args: &["{\"city\":\"Paris\"}"],
+            },
+            Tool {
+                id: "call_g_2",
+                name: "weather",
+                args: &["{\"city\":\"Rome\"}"],
+            },
+        ],
+        input: 52,
+        cached: 0,
+        output: 41,
+    };
+    let (upstream, router) = gemini_routed(&script, "sonnet").await;
+    run_driver(
+        &python,
+        "anthropic_thinking",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(
+        seen.len(),
+        3,
+        "stream, create, tool-loop follow-up (the mock refuses a lost signature)"
+    );
+    for request in &seen {
+        assert_eq!(
+            request.json()["generationConfig"]["thinkingConfig"]["includeThoughts"],
+            true
+        );
+    }
+    let (calls, responses) = gemini_replay(&seen[2].json());
+    assert_eq!(
+        calls,
+        [
+            ("call_g_1".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
+            ("call_g_2".to_owned(), None)
+        ],
+        "the base ids, the first call signed"
+    );
+    assert_eq!(responses, ["call_g_1", "call_g_2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_create_and_stream_agree_on_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_a_tools();
+    let (upstream, router) = gemini_routed(&script, "gpt").await;
+    run_driver(
+        &python,
+        "openai_tools",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 3, "create, .stream(), create(stream=True)");
+    for (request, streamed) in seen.iter().zip([false, true, true]) {
+        assert_eq!(request.path, upstream_path(Upstream::Gemini, streamed));
+        assert_upstream_credentials(request, Upstream::Gemini);
+        let body = request.json();
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], 1000);
+        // §2.8: the data URL becomes inline data.
+        assert_eq!(
+            body["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": "image/png", "data": PNG}}),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_tool_loop_replays_the_thought_signature_to_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_a_tools();
+    let (upstream, router) = gemini_routed(&script, "gpt").await;
+    run_driver(
+        &python,
+        "openai_tool_loop",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 2, "create, follow-up (the mock refuses a lost signature)");
+    let (calls, responses) = gemini_replay(&seen[1].json());
+    assert_eq!(
+        calls,
+        [
+            ("toolu_01paris".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
+            ("toolu_02rome".to_owned(), None)
+        ]
+    );
+    assert_eq!(responses, ["toolu_01paris", "toolu_02rome"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_create_and_stream_agree_on_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_b_thinking_gemini();
+    let (upstream, router) = gemini_routed(&script, "sonnet").await;
+    run_driver(
+        &python,
+        "responses_tools",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 3, "create, .stream(), create(stream=True)");
+    for request in &seen {
+        let body = request.json();
+        assert_eq!(upstream_system(Upstream::Gemini, &body), "You are a weather assistant.");
+        assert_eq!(
+            body["tools"].as_array().unwrap().len(),
+            1,
+            "the hosted web_search tool is dropped: {body}"
+        );
+        assert_eq!(
+            body["generationConfig"]["thinkingConfig"]["includeThoughts"], true,
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdk_responses_tool_loop_replays_the_thought_signature_to_a_gemini_upstream() {
+    let Some(python) = sdk_python() else { return };
+    let script = route_b_thinking_gemini();
+    let (upstream, router) = gemini_routed(&script, "sonnet").await;
+    run_driver(
+        &python,
+        "responses_tool_loop",
+        &router,
+        &with_gemini_ids(script.expected(), &script),
+    )
+    .await;
+    let seen = upstream.recorded();
+    assert_eq!(seen.len(), 2, "create, follow-up (the mock refuses a lost signature)");
+    let (calls, responses) = gemini_replay(&seen[1].json());
+    assert_eq!(
+        calls,
+        [
+            ("call_g_r1".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
+            ("call_g_r2".to_owned(), None)
+        ]
+    );
+    assert_eq!(responses, ["call_g_r1", "call_g_r2"]);
+}
+
+/// Reasoning, text and two calls, as a Gemini 3 model answers a Responses client.
+fn route_b_thinking_gemini() -> Script {
+    Script {
+        id: "resp-G6think",
+        thinking: &["The photo ", "looks like Paris."],
+        signature: "",
+        text: &["Checking ", "the weather."],
+        tools: vec![
+            Tool {
+                id: "call_g_r1",
+                name: "weather",
+                args: &["{\"city\":\"Paris\"}"],
+            },
+            Tool {
+                id: "call_g_r2",
+                name: "weather",
+                args: &["{\"city\":\"Lyon\"}"],
+            },
+        ],
+        input: 80,
+        cached: 16,
+        output: 30,
     }
 }

@@ -1,4 +1,4 @@
-"""Drives llm-router with the official OpenAI and Anthropic Python SDKs (run by tests/sdk.rs).
+"""Drives llm-router with the official OpenAI, Anthropic and google-genai Python SDKs (run by tests/sdk.rs).
 
     python driver.py SCENARIO BASE_URL EXPECTED_JSON
 
@@ -13,12 +13,13 @@ Every check uses the SDK's own objects (its models, its stream accumulators, its
 Exit status 0 and a last line "ok: SCENARIO" on success; 1 and "FAIL [SCENARIO]: ..." on failure.
 """
 
+import base64
 import json
 import sys
 import traceback
 
 # Imported by main() for the scenario's side only: importing both SDKs costs seconds per run.
-anthropic = openai = ChatCompletionStreamState = None
+anthropic = openai = ChatCompletionStreamState = genai = gtypes = genai_errors = None
 
 TIMEOUT = 30.0
 
@@ -547,6 +548,23 @@ def openai_thinking(base, exp):
     same_oai_completion(streamed, created, ".stream() vs create")
 
 
+def openai_tool_loop(base, exp):
+    """The tool loop's next turn: the assistant message replayed as the SDK returned it, then one tool
+    message per call (the upstream may require what rides in the ids, e.g. Gemini's thought signatures)."""
+    client = openai_client(base)
+    created = client.chat.completions.create(**oai_params())
+    check_oai_completion(created, exp, "create")
+    message = created.choices[0].message
+    results = [
+        {"role": "tool", "tool_call_id": call.id, "content": f"{json.loads(call.function.arguments)['city']}: 18C"}
+        for call in message.tool_calls
+    ]
+    follow = client.chat.completions.create(
+        **oai_params(messages=oai_params()["messages"] + [message.model_dump(exclude_none=True)] + results)
+    )
+    check_oai_completion(follow, exp, "tool-loop follow-up")
+
+
 def openai_stream_error(base, exp):
     """An Anthropic error event after the stream started: the SDK raises APIError mid-stream, no [DONE]."""
     client = openai_client(base)
@@ -686,6 +704,23 @@ def responses_tools(base, exp):
     equal(len(items), len(raw[-1].response.output), "response.completed carries every item")
 
 
+def responses_tool_loop(base, exp):
+    """The tool loop's next turn, stateless: the output items replayed as the SDK returned them, then one
+    function_call_output per call."""
+    client = openai_client(base)
+    created = client.responses.create(**rsp_params())
+    check_rsp_response(created, exp, "create")
+    replay = [item.model_dump(exclude_none=True) for item in created.output]
+    outputs = [
+        {"type": "function_call_output", "call_id": item.call_id, "output": f"{json.loads(item.arguments)['city']}: 18C"}
+        for item in created.output
+        if item.type == "function_call"
+    ]
+    check(outputs, "no function_call items to answer")
+    follow = client.responses.create(**rsp_params(input=rsp_params()["input"] + replay + outputs))
+    check_rsp_response(follow, exp, "tool-loop follow-up")
+
+
 def responses_stream_error(base, exp):
     """A Chat upstream that breaks mid-stream: the stream ends in response.failed, never in completed."""
     client = openai_client(base)
@@ -710,6 +745,278 @@ def responses_rate_limit(base, exp):
         raise Failure("no RateLimitError raised")
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# google-genai SDK -> router (Gemini routes) -> any upstream
+#
+# EXPECTED_JSON for these adds "model_version" (the `modelVersion` the client must see) to the neutral shape;
+# tool ids are the upstream's own (a Gemini client sees calls as the upstream named them).
+
+GEM_MODEL = "gem"
+GEM_VERSIONS = ("v1", "v1beta")  # the SDK's default, and the one the Gemini CLI uses
+GEM_PROMPT = "Weather in Paris and Rome?"
+# The 1x1 PNG with bytes after IEND whose base64 has both '+' and '/': the SDK writes it URL-safe, which
+# the router must turn back into standard base64 for data URLs and Anthropic (keep in sync with sdk.rs).
+GEM_IMAGE_TAIL = bytes([0xFB, 0xEF, 0xBE, 0xFF, 0xFE, 0x3F])
+
+
+def gemini_client(base, version, key="gm-client-key"):
+    return genai.Client(
+        api_key=key,
+        http_options=gtypes.HttpOptions(
+            base_url=base,
+            api_version=version,
+            timeout=int(TIMEOUT * 1000),
+            retry_options=gtypes.HttpRetryOptions(attempts=1),
+            client_args={"trust_env": False},
+        ),
+    )
+
+
+def gem_weather():
+    return gtypes.FunctionDeclaration(
+        name="weather",
+        description="Current weather for a city",
+        parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
+
+
+def gem_config(tools=True, **extra):
+    params = dict(system_instruction="You are a weather assistant.", max_output_tokens=1000)
+    if tools:
+        params["tools"] = [gtypes.Tool(function_declarations=[gem_weather()])]
+    params.update(extra)
+    return gtypes.GenerateContentConfig(**params)
+
+
+def gem_parts(response):
+    if not response.candidates or response.candidates[0].content is None:
+        return []
+    return response.candidates[0].content.parts or []
+
+
+def gem_summary(parts):
+    """(thought text, answer text, [(id, name, args)]) of a list of SDK Parts, in order."""
+    thoughts = "".join(p.text for p in parts if p.text is not None and p.thought)
+    text = "".join(p.text for p in parts if p.text is not None and not p.thought)
+    calls = [(p.function_call.id, p.function_call.name, p.function_call.args) for p in parts if p.function_call]
+    return thoughts, text, calls
+
+
+def gem_want(exp, thoughts_shown):
+    calls = [(t["id"], t["name"], t["input"]) for t in exp["tools"]]
+    return (exp["thinking"] if thoughts_shown else "", exp["text"], calls)
+
+
+def check_gem_usage(usage, exp, what):
+    check(usage is not None, f"{what}: no usage_metadata")
+    prompt = exp["input_tokens"] + exp["cached"]
+    equal(usage.prompt_token_count, prompt, f"{what} prompt_token_count")
+    equal(usage.cached_content_token_count or 0, exp["cached"], f"{what} cached_content_token_count")
+    output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
+    equal(output, exp["output_tokens"], f"{what} candidates + thoughts token counts")
+    equal(usage.total_token_count, prompt + exp["output_tokens"], f"{what} total_token_count")
+
+
+def check_gem_response(response, exp, what, thoughts_shown=False):
+    """`response` (an SDK GenerateContentResponse) carries exactly the scripted answer."""
+    check(isinstance(response, gtypes.GenerateContentResponse), f"{what}: not a GenerateContentResponse")
+    equal(len(response.candidates or []), 1, f"{what} candidates")
+    candidate = response.candidates[0]
+    equal(candidate.content.role, "model", f"{what} role")
+    got, want = gem_summary(gem_parts(response)), gem_want(exp, thoughts_shown)
+    check(got == want, f"{what} (thoughts, text, calls): got {got!r}, want {want!r}", response.model_dump(exclude_none=True))
+    equal(candidate.finish_reason, gtypes.FinishReason.STOP, f"{what} finish_reason")
+    equal(response.model_version, exp["model_version"], f"{what} model_version")
+    equal(response.response_id, exp["id"], f"{what} response_id")
+    if exp["text"] and not exp["tools"]:
+        equal(response.text, exp["text"], f"{what} .text")
+    check_gem_usage(response.usage_metadata, exp, what)
+
+
+def stream_gem(client, exp, what, thoughts_shown=False, **params):
+    """generate_content_stream: every chunk an SDK response, parts as deltas, one finish_reason at the end."""
+    chunks = list(client.models.generate_content_stream(model=GEM_MODEL, **params))
+    check(chunks, f"{what}: no chunks")
+    for chunk in chunks:
+        check(isinstance(chunk, gtypes.GenerateContentResponse), f"{what}: a chunk is {type(chunk)}")
+    finishes = [c.candidates[0].finish_reason for c in chunks if c.candidates and c.candidates[0].finish_reason]
+    equal(finishes, [gtypes.FinishReason.STOP], f"{what} finish reasons")
+    equal(chunks[-1].candidates[0].finish_reason, gtypes.FinishReason.STOP, f"{what} last chunk finish_reason")
+    parts = [p for c in chunks for p in gem_parts(c)]
+    summary = gem_summary(parts)
+    equal(summary, gem_want(exp, thoughts_shown), f"{what} joined (thoughts, text, calls)")
+    if thoughts_shown and exp["thinking"]:
+        kinds = [bool(p.thought) for p in parts if p.text]
+        check(kinds == sorted(kinds, reverse=True), f"{what}: a thought part after the answer text: {kinds}")
+    check(all(c.model_version == exp["model_version"] for c in chunks), f"{what}: model_version varies")
+    usages = [c.usage_metadata for c in chunks if c.usage_metadata is not None]
+    check(usages, f"{what}: no chunk carries usage_metadata")
+    check_gem_usage(usages[-1], exp, f"{what} last usage_metadata")
+    return chunks, parts
+
+
+def gemini_generate(base, exp):
+    """generate_content and generate_content_stream agree, on v1 and v1beta."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        created = client.models.generate_content(model=GEM_MODEL, contents=GEM_PROMPT, config=gem_config(tools=False))
+        check_gem_response(created, exp, f"{version} generate_content")
+        _, parts = stream_gem(client, exp, f"{version} stream", contents=GEM_PROMPT, config=gem_config(tools=False))
+        equal("".join(p.text for p in parts if p.text), created.text, f"{version} streamed text vs generate_content")
+
+
+def gemini_tools(base, exp):
+    """Function calling with the SDK's FunctionDeclaration, streamed and not, then the tool round trip."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        config = gem_config()
+        created = client.models.generate_content(model=GEM_MODEL, contents=GEM_PROMPT, config=config)
+        check_gem_response(created, exp, f"{version} generate_content")
+        check(created.function_calls, f"{version}: no function_calls")
+        _, parts = stream_gem(client, exp, f"{version} stream", contents=GEM_PROMPT, config=config)
+        equal(
+            [p.function_call.model_dump(exclude_none=True) for p in parts if p.function_call],
+            [c.model_dump(exclude_none=True) for c in created.function_calls],
+            f"{version} streamed vs generate_content function calls",
+        )
+        # The next turn, as an agent sends it: the model's content as the SDK returned it (signatures and
+        # all), then one function_response per call, paired by id.
+        responses = [
+            gtypes.Part(
+                function_response=gtypes.FunctionResponse(
+                    id=call.id, name=call.name, response={"output": f"{call.args['city']}: 18C"}
+                )
+            )
+            for call in created.function_calls
+        ]
+        contents = [
+            gtypes.Content(role="user", parts=[gtypes.Part.from_text(text=GEM_PROMPT)]),
+            created.candidates[0].content,
+            gtypes.Content(role="user", parts=responses),
+        ]
+        follow = client.models.generate_content(model=GEM_MODEL, contents=contents, config=config)
+        check_gem_response(follow, exp, f"{version} tool round trip")
+
+
+def gemini_image(base, exp):
+    """An image as inline data next to the question."""
+    image = base64.b64decode(PNG) + GEM_IMAGE_TAIL
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        contents = [gtypes.Part.from_bytes(data=image, mime_type="image/png"), "What is in this image?"]
+        created = client.models.generate_content(model=GEM_MODEL, contents=contents, config=gem_config(tools=False))
+        check_gem_response(created, exp, f"{version} generate_content")
+        stream_gem(client, exp, f"{version} stream", contents=contents, config=gem_config(tools=False))
+
+
+def gemini_thinking(base, exp):
+    """thinking_config(include_thoughts=True): the reasoning comes back as thought parts, streamed and not;
+    without include_thoughts it stays hidden."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        thinking = gtypes.ThinkingConfig(include_thoughts=True, thinking_budget=4096)
+        config = gem_config(thinking_config=thinking)
+        created = client.models.generate_content(model=GEM_MODEL, contents=GEM_PROMPT, config=config)
+        check_gem_response(created, exp, f"{version} generate_content", thoughts_shown=True)
+        thought = [p for p in gem_parts(created) if p.thought]
+        check(thought and all(p.text for p in thought), f"{version}: no visible thought parts")
+        stream_gem(client, exp, f"{version} stream", thoughts_shown=True, contents=GEM_PROMPT, config=config)
+        hidden = client.models.generate_content(model=GEM_MODEL, contents=GEM_PROMPT, config=gem_config())
+        check_gem_response(hidden, exp, f"{version} without include_thoughts")
+
+
+def gemini_models(base, exp):
+    """models.list names the router's groups as models/<group>; models.get finds one, 404s an unknown one."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        models = list(client.models.list())
+        check(all(isinstance(m, gtypes.Model) for m in models), f"{version}: not SDK Models: {models!r}")
+        equal([m.name for m in models], exp["models"], f"{version} models.list names")
+        for m in models:
+            check("generateContent" in (m.supported_actions or []), f"{version}: {m.name} cannot generateContent")
+        one = client.models.get(model=GEM_MODEL)
+        equal(one.name, f"models/{GEM_MODEL}", f"{version} models.get name")
+        error = expect_raises(genai_errors.ClientError, lambda: client.models.get(model="nope"), "models.get")
+        equal((error.code, error.status), (404, "NOT_FOUND"), f"{version} models.get unknown")
+
+
+def gem_error(call, cls, code, status, what):
+    error = expect_raises(cls, call, what)
+    equal(error.code, code, f"{what} code")
+    equal(error.status, status, f"{what} status")
+    check(isinstance(error.details, dict) and "error" in error.details, f"{what}: details {error.details!r}")
+    return error
+
+
+def gem_both(client, model, cls, code, status, what):
+    """generate_content and generate_content_stream both raise `cls` with `code` and `status`."""
+    create = gem_error(
+        lambda: client.models.generate_content(model=model, contents=GEM_PROMPT), cls, code, status, f"{what} generate_content"
+    )
+    stream = gem_error(
+        lambda: list(client.models.generate_content_stream(model=model, contents=GEM_PROMPT)),
+        cls,
+        code,
+        status,
+        f"{what} generate_content_stream",
+    )
+    return create, stream
+
+
+def gemini_rate_limit(base, exp):
+    """An upstream 429 is a ClientError 429 RESOURCE_EXHAUSTED carrying RetryInfo and the upstream message."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        for error in gem_both(client, GEM_MODEL, genai_errors.ClientError, 429, "RESOURCE_EXHAUSTED", version):
+            check(exp["message"] in (error.message or ""), f"{version}: upstream message lost: {error.message!r}")
+            details = error.details["error"].get("details") or []
+            delays = [d.get("retryDelay") for d in details if d.get("@type", "").endswith("google.rpc.RetryInfo")]
+            if exp["retry_delay"] is not None:
+                equal(delays, [exp["retry_delay"]], f"{version} RetryInfo.retryDelay")
+            if exp["retry_after"] is not None:
+                equal(error.response.headers.get("retry-after"), exp["retry_after"], f"{version} retry-after header")
+
+
+def gemini_auth(base, exp):
+    """A wrong key is a ClientError 401 UNAUTHENTICATED (listing too); the right one goes through."""
+    for version in GEM_VERSIONS:
+        wrong = gemini_client(base, version, key="not-the-router-token")
+        gem_both(wrong, GEM_MODEL, genai_errors.ClientError, 401, "UNAUTHENTICATED", f"{version} wrong key")
+        gem_error(lambda: list(wrong.models.list()), genai_errors.ClientError, 401, "UNAUTHENTICATED", "models.list")
+        right = gemini_client(base, version, key=exp["token"])
+        created = right.models.generate_content(model=GEM_MODEL, contents=GEM_PROMPT, config=gem_config(tools=False))
+        check_gem_response(created, exp, f"{version} with the router token")
+
+
+def gemini_unknown_model(base, exp):
+    """A model the router does not know is a ClientError 404 NOT_FOUND naming it."""
+    for version in GEM_VERSIONS:
+        client = gemini_client(base, version)
+        for error in gem_both(client, "no-such-model", genai_errors.ClientError, 404, "NOT_FOUND", version):
+            check("no-such-model" in (error.message or ""), f"{version}: the model is not named: {error.message!r}")
+
+
+def gemini_stream_error(base, exp):
+    """An upstream failure after the stream started: the SDK raises an APIError mid-stream, after the text
+    that came before it, and no chunk ever said the answer finished."""
+    client = gemini_client(base, "v1beta")
+    chunks = []
+
+    def run():
+        for chunk in client.models.generate_content_stream(model=GEM_MODEL, contents=GEM_PROMPT, config=gem_config()):
+            chunks.append(chunk)
+
+    error = expect_raises(genai_errors.APIError, run, "generate_content_stream")
+    equal(error.code, exp["error_code"], "error.code")
+    equal(error.status, exp["error_status"], "error.status")
+    equal(gem_summary([p for c in chunks for p in gem_parts(c)])[1], exp["text"], "text received before the error")
+    check(
+        all(not (c.candidates and c.candidates[0].finish_reason) for c in chunks),
+        "a finish_reason before the error",
+    )
+
+
 SCENARIOS = {f.__name__: f for f in [
     anthropic_tools,
     anthropic_thinking,
@@ -726,9 +1033,20 @@ SCENARIOS = {f.__name__: f for f in [
     openai_overloaded,
     openai_rate_limit,
     openai_request_id,
+    openai_tool_loop,
     responses_tools,
     responses_stream_error,
     responses_rate_limit,
+    responses_tool_loop,
+    gemini_generate,
+    gemini_tools,
+    gemini_image,
+    gemini_thinking,
+    gemini_models,
+    gemini_rate_limit,
+    gemini_auth,
+    gemini_unknown_model,
+    gemini_stream_error,
 ]}
 
 
@@ -737,11 +1055,17 @@ def main():
         print(f"usage: driver.py {{{'|'.join(SCENARIOS)}}} BASE_URL EXPECTED_JSON", file=sys.stderr)
         return 2
     scenario, base, expected = sys.argv[1], sys.argv[2].rstrip("/"), json.loads(sys.argv[3])
-    global anthropic, openai, ChatCompletionStreamState
+    global anthropic, openai, ChatCompletionStreamState, genai, gtypes, genai_errors
     if scenario.startswith("anthropic_"):
         import anthropic
 
         sdk = anthropic
+    elif scenario.startswith("gemini_"):
+        from google import genai
+        from google.genai import errors as genai_errors
+        from google.genai import types as gtypes
+
+        sdk = genai
     else:
         import openai
         from openai.lib.streaming.chat import ChatCompletionStreamState
