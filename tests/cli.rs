@@ -127,7 +127,10 @@ fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
             .unwrap();
         assert_eq!(failed.status(), 502);
         // A Gemini client's token in the URL, on a request that fails and on one that is refused.
-        for path in ["/v1beta/models/g:generateContent", "/v1beta/models/nope:streamGenerateContent"] {
+        for path in [
+            "/v1beta/models/g:generateContent",
+            "/v1beta/models/nope:streamGenerateContent",
+        ] {
             let gemini = http()
                 .post(format!("http://{addr}{path}?alt=sse&key=tok-from-env"))
                 .json(&serde_json::json!({"contents":[{"role":"user","parts":[{"text":"Hi"}]}]}))

@@ -109,7 +109,8 @@ impl Failure {
                         status: answer.status.as_u16(),
                         body: answer.body,
                     };
-                    client_error_response(error.to_client_error(client, answer.request_id.as_deref()))
+                    let retry_after = self.retry_after.map(|delay| delay.as_secs_f64().ceil() as u64);
+                    client_error_response(error.to_client_error(client, answer.request_id.as_deref(), retry_after))
                 };
                 response.headers_mut().extend(answer.headers);
                 response

@@ -381,7 +381,8 @@ pub struct StreamStartError {
 
 impl StreamStartError {
     /// The HTTP error response for a client speaking `client` (same protocol: relayed; otherwise §4.2/§4.3).
-    pub fn to_client_error(&self, client: Protocol, request_id: Option<&str>) -> ClientError {
+    /// `retry_after` (seconds, from the upstream's `Retry-After`) goes into a Gemini client's `RetryInfo`.
+    pub fn to_client_error(&self, client: Protocol, request_id: Option<&str>, retry_after: Option<u64>) -> ClientError {
         // The Responses API's errors have OpenAI's shape.
         match (self.upstream.error_shape(), client.error_shape()) {
             (ErrorShape::OpenAi, ErrorShape::Anthropic) => {
@@ -392,7 +393,7 @@ impl StreamStartError {
                 google_error_to_client(self.status, &self.body, client.error_shape(), request_id)
             }
             (ErrorShape::OpenAi | ErrorShape::Anthropic, ErrorShape::Google) => {
-                error_to_google(self.status, &self.body)
+                error_to_google(self.status, &self.body, retry_after)
             }
             _ => ClientError {
                 status: self.status,
@@ -446,11 +447,17 @@ fn google_error_to_client(status: u16, body: &[u8], shape: ErrorShape, request_i
     ClientError { status, body, headers }
 }
 
-/// An OpenAI or Anthropic upstream's error for a Gemini client (§6.3).
-fn error_to_google(status: u16, body: &[u8]) -> ClientError {
+/// An OpenAI or Anthropic upstream's error for a Gemini client (§6.3). A rate limit or overload with a known
+/// delay says it the way the Gemini CLI times its retry: `RetryInfo` and "Please retry in Ns.".
+fn error_to_google(status: u16, body: &[u8], retry_after: Option<u64>) -> ClientError {
+    let message = error_message(body);
+    let body = match retry_after {
+        Some(seconds) if matches!(status, 429 | 503 | 529) => gemini::retry_error_body(status, &message, seconds),
+        _ => gemini::error_body(status, &message),
+    };
     ClientError {
         status: gemini::client_status(status),
-        body: gemini::error_body(status, &error_message(body)),
+        body,
         headers: Vec::new(),
     }
 }
@@ -977,9 +984,9 @@ mod tests {
         );
         let err = openai_stream_event_error(&quota).unwrap();
         assert_eq!((err.upstream, err.status), (Protocol::OpenAi, 429));
-        let ant = err.to_client_error(Protocol::Anthropic, Some("req_9"));
+        let ant = err.to_client_error(Protocol::Anthropic, Some("req_9"), None);
         assert_eq!(ant_fields(&ant).0, 402);
-        let same = err.to_client_error(Protocol::OpenAi, None);
+        let same = err.to_client_error(Protocol::OpenAi, None, None);
         assert_eq!(oai_fields(&same).0, 429);
 
         let vllm = event(
@@ -994,7 +1001,7 @@ mod tests {
             r#"{"error":{"message":"Server overloaded","type":"server_error"}}"#,
         );
         let err = openai_stream_event_error(&overloaded).unwrap();
-        assert_eq!(ant_fields(&err.to_client_error(Protocol::Anthropic, None)).0, 529);
+        assert_eq!(ant_fields(&err.to_client_error(Protocol::Anthropic, None, None)).0, 529);
         let named = event(Some("error"), "not json at all");
         assert!(openai_stream_event_error(&named).is_some());
     }
@@ -1010,11 +1017,11 @@ mod tests {
         );
         let err = anthropic_stream_event_error(&overloaded).unwrap();
         assert_eq!((err.upstream, err.status), (Protocol::Anthropic, 529));
-        let relayed = err.to_client_error(Protocol::Anthropic, None);
+        let relayed = err.to_client_error(Protocol::Anthropic, None, None);
         let v: Value = serde_json::from_slice(&relayed.body).unwrap();
         assert_eq!(v["request_id"], "req_7");
         assert_eq!(relayed.status, 529);
-        let converted = err.to_client_error(Protocol::OpenAi, None);
+        let converted = err.to_client_error(Protocol::OpenAi, None, None);
         assert_eq!(oai_fields(&converted).0, 503);
 
         // Without an event: line the data's type still says error.
@@ -1034,7 +1041,7 @@ mod tests {
             status: 429,
             body: google.to_vec(),
         };
-        let oai = error.to_client_error(Protocol::OpenAi, None);
+        let oai = error.to_client_error(Protocol::OpenAi, None, None);
         assert_eq!(oai.status, 429);
         assert_eq!(oai.headers, [("retry-after", "52".to_owned())]);
         let body: Value = serde_json::from_slice(&oai.body).unwrap();
@@ -1045,7 +1052,7 @@ mod tests {
             status: 503,
             body: br#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#.to_vec(),
         };
-        let ant = busy.to_client_error(Protocol::Anthropic, Some("req_1"));
+        let ant = busy.to_client_error(Protocol::Anthropic, Some("req_1"), None);
         assert_eq!(ant.status, 529);
         let body: Value = serde_json::from_slice(&ant.body).unwrap();
         assert_eq!(body["error"]["type"], "overloaded_error");
@@ -1055,12 +1062,22 @@ mod tests {
             status: 413,
             body: br#"{"type":"error","error":{"type":"request_too_large","message":"too big"}}"#.to_vec(),
         };
-        let gem = from_anthropic.to_client_error(Protocol::Gemini, None);
+        let gem = from_anthropic.to_client_error(Protocol::Gemini, None, None);
         assert_eq!(gem.status, 400);
         let body: Value = serde_json::from_slice(&gem.body).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"error":{"code":400,"message":"too big","status":"INVALID_ARGUMENT"}})
         );
+        let limited = StreamStartError {
+            upstream: Protocol::OpenAi,
+            status: 429,
+            body: br#"{"error":{"message":"Slow down.","type":"rate_limit_error","code":"rate_limit_exceeded"}}"#
+                .to_vec(),
+        };
+        let body: Value =
+            serde_json::from_slice(&limited.to_client_error(Protocol::Gemini, None, Some(7)).body).unwrap();
+        assert_eq!(body["error"]["message"], "Slow down. Please retry in 7s.");
+        assert_eq!(body["error"]["details"][0]["retryDelay"], "7s");
     }
 }
