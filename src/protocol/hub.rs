@@ -368,6 +368,25 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
+/// The messages that answer the tool calls of the assistant turn before `from`: those up to the next
+/// assistant turn. Encoders that must put every result right after its call (Chat, Gemini) take the
+/// results from here and write whatever else these messages hold after them.
+pub fn answering_messages(messages: &[Message], from: usize) -> &[Message] {
+    let end = messages[from..]
+        .iter()
+        .position(|m| m.role == Role::Assistant)
+        .map_or(messages.len(), |p| from + p);
+    &messages[from..end]
+}
+
+/// The result of the call `id` among `messages`.
+pub fn result_of<'m>(messages: &'m [Message], id: &str) -> Option<&'m ToolResult> {
+    messages.iter().flat_map(|m| &m.parts).find_map(|part| match part {
+        Part::ToolResult(result) if result.call_id == id => Some(result),
+        _ => None,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct Tool {
     pub name: String,

@@ -20,7 +20,7 @@ use crate::protocol::fields::{
     unsupported_value,
 };
 use crate::protocol::hub::{
-    DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
+    self, DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
     ToolChoice, ToolKind, ToolResult,
 };
 use crate::protocol::responses::tools::flat_name;
@@ -423,22 +423,12 @@ fn write_messages<'a>(messages: &'a [Message], style: Style, out: &mut Vec<ChatM
         if calls.is_empty() {
             continue;
         }
-        // The results of this turn's calls come from the messages up to the next assistant turn; what else
-        // those messages hold follows the tool messages.
-        let end = messages[i..]
-            .iter()
-            .position(|m| m.role == Role::Assistant)
-            .map_or(messages.len(), |p| i + p);
-        let following = &messages[i..end];
-        let result_of = |id: &str| {
-            following.iter().flat_map(|m| &m.parts).find_map(|p| match p {
-                Part::ToolResult(r) if r.call_id == id => Some(r),
-                _ => None,
-            })
-        };
+        // What else the answering messages hold follows the tool messages.
+        let following = hub::answering_messages(messages, i);
+        i += following.len();
         let mut media = Vec::new();
         for call in &calls {
-            let (content, call_media) = match result_of(&call.id) {
+            let (content, call_media) = match hub::result_of(following, &call.id) {
                 Some(result) => tool_output(&result.content, result.is_error),
                 None => (INTERRUPTED.to_owned(), Vec::new()),
             };
@@ -469,7 +459,6 @@ fn write_messages<'a>(messages: &'a [Message], style: Style, out: &mut Vec<ChatM
         for later in following {
             write_other(later, style, out);
         }
-        i = end;
     }
 }
 

@@ -20,7 +20,7 @@ use crate::protocol::convert::tool_calls::parse_tool_arguments;
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
 use crate::protocol::fields::{Path, invalid_type, invalid_value, missing, unsupported_parameter, unsupported_value};
 use crate::protocol::hub::{
-    DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
+    self, DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
     ToolChoice, ToolKind, ToolResult,
 };
 use crate::protocol::responses::tools::flat_name;
@@ -109,14 +109,15 @@ struct InFileData<'a> {
     file_uri: Option<Cow<'a, str>>,
 }
 
+/// A `functionCall` part as received, from a client's request or an upstream's answer.
 #[derive(Deserialize)]
-struct InFunctionCall<'a> {
+pub(super) struct InFunctionCall<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    pub(super) name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    args: Option<&'a RawValue>,
+    pub(super) args: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -130,17 +131,17 @@ struct InFunctionResponse<'a> {
 }
 
 #[derive(Deserialize)]
-struct InCode<'a> {
+pub(super) struct InCode<'a> {
     #[serde(borrow, default)]
-    language: Option<Cow<'a, str>>,
+    pub(super) language: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    code: Option<Cow<'a, str>>,
+    pub(super) code: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct InCodeResult<'a> {
+pub(super) struct InCodeResult<'a> {
     #[serde(borrow, default)]
-    output: Option<Cow<'a, str>>,
+    pub(super) output: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -1209,22 +1210,11 @@ fn write_contents<'a>(
                 if calls.is_empty() {
                     continue;
                 }
-                // The results come from the messages up to the next model turn; what else those hold
-                // follows them in the same user content.
-                let end = messages[i..]
-                    .iter()
-                    .position(|m| m.role == Role::Assistant)
-                    .map_or(messages.len(), |p| i + p);
-                let following = &messages[i..end];
+                // What else the answering messages hold follows the responses in the same user content.
+                let following = hub::answering_messages(messages, i);
                 let mut parts: Vec<OutPart> = calls
                     .iter()
-                    .map(|(id, name, base)| {
-                        let result = following.iter().flat_map(|m| &m.parts).find_map(|p| match p {
-                            Part::ToolResult(r) if r.call_id == *id => Some(r),
-                            _ => None,
-                        });
-                        function_response(base, name.clone(), result)
-                    })
+                    .map(|(id, name, base)| function_response(base, name.clone(), hub::result_of(following, id)))
                     .collect();
                 for later in following {
                     match later.role {
@@ -1245,7 +1235,7 @@ fn write_contents<'a>(
                     }
                 }
                 push_content(out, "user", parts);
-                i = end;
+                i += following.len();
             }
         }
     }

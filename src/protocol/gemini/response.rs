@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::request::{InCode, InCodeResult, InFunctionCall};
 use super::thought::{carry_signature, mint_call_id};
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{
@@ -71,35 +72,11 @@ struct AnswerPart<'a> {
     #[serde(borrow, default)]
     thought_signature: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    function_call: Option<FunctionCall<'a>>,
+    function_call: Option<InFunctionCall<'a>>,
     #[serde(borrow, default)]
-    executable_code: Option<Code<'a>>,
+    executable_code: Option<InCode<'a>>,
     #[serde(borrow, default)]
-    code_execution_result: Option<CodeResult<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionCall<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    args: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct Code<'a> {
-    #[serde(borrow, default)]
-    language: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    code: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct CodeResult<'a> {
-    #[serde(borrow, default)]
-    output: Option<Cow<'a, str>>,
+    code_execution_result: Option<InCodeResult<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +160,7 @@ fn malformed(finish_reason: &str, finish_message: Option<&str>) -> String {
 /// A call's client-facing id: Gemini's own when it gave one, else minted from the answer's id, the call's
 /// position among the answer's calls, its name and arguments (the name and arguments keep calls of
 /// different turns apart when an upstream sends no `responseId`), with the signature carried after it.
-fn call_id(response_id: &str, ordinal: usize, call: &FunctionCall<'_>, signature: Option<&str>) -> String {
+fn call_id(response_id: &str, ordinal: usize, call: &InFunctionCall<'_>, signature: Option<&str>) -> String {
     let name = call.name.as_deref().unwrap_or("");
     let base = match call.id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => crate::protocol::convert::ids::sanitize_tool_id(id).into_owned(),
@@ -202,7 +179,7 @@ fn args_text(args: Option<&RawValue>) -> String {
     }
 }
 
-fn code_text(code: &Code<'_>) -> String {
+fn code_text(code: &InCode<'_>) -> String {
     let language = code.language.as_deref().unwrap_or("").to_ascii_lowercase();
     let language = if language == "language_unspecified" {
         ""
