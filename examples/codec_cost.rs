@@ -10,7 +10,7 @@
 //! the hub, nothing encoded), then `CLIENT-UPSTREAM-request` (a client body
 //! converted for the upstream), `CLIENT-UPSTREAM-answer` (the upstream's answer converted for the client) and
 //! `CLIENT-UPSTREAM-stream` (the upstream's whole SSE stream, parsed and converted event by event), as in the
-//! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`.
+//! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`, `gem-oai`, `gem-ant`.
 //! Only [`measure`] is counted (`--toggle-collect`), so set-up and the process around it do not show.
 
 #[path = "../bench/bodies.rs"]
@@ -22,7 +22,7 @@ use llm_router::protocol::Protocol;
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts};
 use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::SseParser;
-use llm_router::protocol::{chat, hub, messages, responses};
+use llm_router::protocol::{chat, gemini, hub, messages, responses};
 
 /// The bench's client bodies, with the group names the router would see.
 fn client_body(protocol: Protocol) -> Vec<u8> {
@@ -41,6 +41,7 @@ fn protocol(name: &str) -> Option<Protocol> {
         "oai" => Some(Protocol::OpenAi),
         "ant" => Some(Protocol::Anthropic),
         "rsp" => Some(Protocol::Responses),
+        "gem" => Some(Protocol::Gemini),
         _ => None,
     }
 }
@@ -90,7 +91,7 @@ fn main() {
             Protocol::Responses => drop(black_box(
                 responses::request::decode(black_box(&body), ctx.signing_key).expect("decodes"),
             )),
-            Protocol::Gemini => unreachable!("no step names a Gemini client yet"),
+            Protocol::Gemini => drop(black_box(gemini::request::decode(black_box(&body)).expect("decodes"))),
         });
         return;
     }
