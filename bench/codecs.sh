@@ -10,7 +10,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ITERATIONS=${ITERATIONS:-2000}
 STEPS=("$@")
-((${#STEPS[@]})) || STEPS=(raw-body oai-decode ant-decode rsp-decode gem-decode ant-oai-request oai-ant-request rsp-oai-request rsp-ant-request
+((${#STEPS[@]})) || STEPS=(raw-body oai-decode ant-decode rsp-decode gem-decode
+    ant-oai-request oai-ant-request rsp-oai-request rsp-ant-request
     ant-oai-answer oai-ant-answer rsp-oai-answer rsp-ant-answer
     ant-oai-stream oai-ant-stream rsp-oai-stream rsp-ant-stream gem-oai-request gem-ant-request gem-oai-answer
     gem-ant-answer gem-oai-stream gem-ant-stream)
