@@ -1229,8 +1229,9 @@ fn write_contents<'a>(
                         _ => None,
                     });
                     for part in media.flatten() {
-                        if matches!(part, Part::Image { .. } | Part::File { .. }) {
-                            parts.push(media_part(part)?);
+                        match part {
+                            Part::Image { url, .. } | Part::File { data_url: url, .. } => parts.push(media_part(url)?),
+                            _ => {}
                         }
                     }
                 }
@@ -1270,20 +1271,15 @@ fn user_parts(parts: &[Part]) -> Result<Vec<OutPart<'_>>, ConvertError> {
         match part {
             // Gemini refuses empty text parts ("required oneof field 'data'").
             Part::Text(t) | Part::Refusal(t) if !t.is_empty() => out.push(text_part(t)),
-            Part::Image { .. } | Part::File { .. } => out.push(media_part(part)?),
+            Part::Image { url, .. } | Part::File { data_url: url, .. } => out.push(media_part(url)?),
             _ => {}
         }
     }
     Ok(out)
 }
 
-/// An image or file as `inlineData` (a `data:` URL) or `fileData` (an http(s) image URL).
-fn media_part(part: &Part) -> Result<OutPart<'_>, ConvertError> {
-    let url = match part {
-        Part::Image { url, .. } => url.as_str(),
-        Part::File { data_url, .. } => data_url.as_str(),
-        _ => unreachable!("only media"),
-    };
+/// An image or file, by its URL, as `inlineData` (a `data:` URL) or `fileData` (an http(s) image URL).
+fn media_part(url: &str) -> Result<OutPart<'_>, ConvertError> {
     if let Some(data) = DataUrl::parse(url) {
         if !data.base64 {
             return Err(ConvertError::invalid(
@@ -1333,7 +1329,7 @@ fn model_parts<'a>(
                 continue;
             }
             Part::Text(t) | Part::Refusal(t) if !t.is_empty() => text_part(t),
-            Part::Image { .. } | Part::File { .. } => media_part(part)?,
+            Part::Image { url, .. } | Part::File { data_url: url, .. } => media_part(url)?,
             Part::ToolCall(call) => {
                 let (base, carried) = split_call_id(&call.id);
                 let name = flat_name(&call.name, call.namespace.as_deref());
