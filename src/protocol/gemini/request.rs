@@ -23,6 +23,7 @@ use crate::protocol::hub::{
     self, DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
     ToolChoice, ToolKind, ToolResult,
 };
+use crate::protocol::json::{Reader, Seen};
 use crate::protocol::responses::tools::flat_name;
 
 /// What the answer to a Gemini client needs from its request.
@@ -218,16 +219,364 @@ struct InThinking<'a> {
     thinking_level: Option<Cow<'a, str>>,
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The hand-written read: the same fields as the serde derives above, under both their names, each read as
+// serde reads it (`null` is `None`, a field given twice under either name is refused), unknown ones skipped.
+// Anything else is `None`, and serde reads the body (and names the error).
+
+/// The body as serde reads it into [`InBody`], or `None`.
+fn read_body(text: &str) -> Option<InBody<'_>> {
+    let mut r = Reader::new(text);
+    let mut body = InBody {
+        contents: None,
+        system_instruction: None,
+        tools: None,
+        tool_config: None,
+        generation_config: None,
+        cached_content: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "contents" => {
+                body.contents = seen
+                    .first(0)
+                    .and_then(|()| r.nullable(|r| list(r, read_content_item)))?
+            }
+            "systemInstruction" | "system_instruction" => {
+                body.system_instruction = seen.first(1).and_then(|()| r.nullable(read_content_item))?
+            }
+            "tools" => body.tools = seen.first(2).and_then(|()| r.nullable(|r| list(r, read_tool)))?,
+            "toolConfig" | "tool_config" => {
+                body.tool_config = seen.first(3).and_then(|()| r.nullable(read_tool_config))?
+            }
+            "generationConfig" | "generation_config" => {
+                body.generation_config = seen.first(4).and_then(|()| r.nullable(read_generation_config_fast))?
+            }
+            "cachedContent" | "cached_content" => {
+                body.cached_content = seen.first(5).and_then(|()| r.nullable(Reader::raw))?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    r.end()?;
+    Some(body)
+}
+
+/// A list of what `item` reads.
+fn list<'a, T>(r: &mut Reader<'a>, mut item: impl FnMut(&mut Reader<'a>) -> Option<T>) -> Option<Vec<T>> {
+    let mut items = Vec::new();
+    r.array(|r| item(r).map(|value| items.push(value)))?;
+    Some(items)
+}
+
+fn read_content_item<'a>(r: &mut Reader<'a>) -> Option<InContent<'a>> {
+    let mut content = InContent {
+        role: None,
+        parts: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "role" => content.role = seen.first(0).and_then(|()| r.nullable(Reader::str))?,
+            "parts" => content.parts = seen.first(1).and_then(|()| r.nullable(|r| list(r, read_part_fast)))?,
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(content)
+}
+
+fn read_part_fast<'a>(r: &mut Reader<'a>) -> Option<InPart<'a>> {
+    let mut part = InPart {
+        text: None,
+        thought: None,
+        thought_signature: None,
+        inline_data: None,
+        file_data: None,
+        function_call: None,
+        function_response: None,
+        executable_code: None,
+        code_execution_result: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "text" => part.text = seen.first(0).and_then(|()| r.nullable(Reader::str))?,
+            "thought" => part.thought = seen.first(1).and_then(|()| r.nullable(Reader::bool))?,
+            "thoughtSignature" | "thought_signature" => {
+                part.thought_signature = seen.first(2).and_then(|()| r.nullable(Reader::str))?
+            }
+            "inlineData" | "inline_data" => {
+                part.inline_data = seen.first(3).and_then(|()| {
+                    r.nullable(|r| {
+                        let [mime_type, data] = strings(r, &[&["mimeType", "mime_type"], &["data"]])?;
+                        Some(InBlob { mime_type, data })
+                    })
+                })?
+            }
+            "fileData" | "file_data" => {
+                part.file_data = seen.first(4).and_then(|()| {
+                    r.nullable(|r| {
+                        let [mime_type, file_uri] =
+                            strings(r, &[&["mimeType", "mime_type"], &["fileUri", "file_uri"]])?;
+                        Some(InFileData { mime_type, file_uri })
+                    })
+                })?
+            }
+            "functionCall" | "function_call" => {
+                part.function_call = seen.first(5).and_then(|()| {
+                    r.nullable(|r| {
+                        let ([id, name], args) = strings_and_raw(r, [&["id"], &["name"]], "args")?;
+                        Some(InFunctionCall { id, name, args })
+                    })
+                })?
+            }
+            "functionResponse" | "function_response" => {
+                part.function_response = seen.first(6).and_then(|()| {
+                    r.nullable(|r| {
+                        let ([id, name], response) = strings_and_raw(r, [&["id"], &["name"]], "response")?;
+                        Some(InFunctionResponse { id, name, response })
+                    })
+                })?
+            }
+            "executableCode" | "executable_code" => {
+                part.executable_code = seen.first(7).and_then(|()| {
+                    r.nullable(|r| {
+                        let [language, code] = strings(r, &[&["language"], &["code"]])?;
+                        Some(InCode { language, code })
+                    })
+                })?
+            }
+            "codeExecutionResult" | "code_execution_result" => {
+                part.code_execution_result = seen.first(8).and_then(|()| {
+                    r.nullable(|r| {
+                        let [output] = strings(r, &[&["output"]])?;
+                        Some(InCodeResult { output })
+                    })
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(part)
+}
+
+/// Optional string fields, in the order their names were given.
+type Strings<'a, const N: usize> = [Option<Cow<'a, str>>; N];
+
+/// An object of optional string fields, each under any of its names, others skipped.
+fn strings<'a, const N: usize>(r: &mut Reader<'a>, names: &[&[&str]; N]) -> Option<Strings<'a, N>> {
+    let mut values = [const { None }; N];
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match names.iter().position(|aliases| aliases.contains(&key)) {
+            Some(i) => values[i] = seen.first(i as u32).and_then(|()| r.nullable(Reader::str))?,
+            None => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(values)
+}
+
+/// An object of optional string fields and one raw value `raw`, others skipped.
+fn strings_and_raw<'a, const N: usize>(
+    r: &mut Reader<'a>,
+    names: [&[&str]; N],
+    raw: &str,
+) -> Option<(Strings<'a, N>, Option<&'a RawValue>)> {
+    let mut values = [const { None }; N];
+    let mut raw_value = None;
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        if key == raw {
+            raw_value = seen.first(N as u32).and_then(|()| r.nullable(Reader::raw))?;
+            return Some(());
+        }
+        match names.iter().position(|aliases| aliases.contains(&key)) {
+            Some(i) => values[i] = seen.first(i as u32).and_then(|()| r.nullable(Reader::str))?,
+            None => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some((values, raw_value))
+}
+
+fn read_tool<'a>(r: &mut Reader<'a>) -> Option<InTool<'a>> {
+    let mut tool = InTool {
+        function_declarations: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "functionDeclarations" | "function_declarations" => {
+                tool.function_declarations = seen
+                    .first(0)
+                    .and_then(|()| r.nullable(|r| list(r, read_declaration_fast)))?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(tool)
+}
+
+fn read_declaration_fast<'a>(r: &mut Reader<'a>) -> Option<InDeclaration<'a>> {
+    let mut d = InDeclaration {
+        name: None,
+        description: None,
+        parameters: None,
+        parameters_json_schema: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "name" => d.name = seen.first(0).and_then(|()| r.nullable(Reader::str))?,
+            "description" => d.description = seen.first(1).and_then(|()| r.nullable(Reader::str))?,
+            "parameters" => d.parameters = seen.first(2).and_then(|()| r.nullable(Reader::raw))?,
+            "parametersJsonSchema" | "parameters_json_schema" => {
+                d.parameters_json_schema = seen.first(3).and_then(|()| r.nullable(Reader::raw))?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(d)
+}
+
+fn read_tool_config<'a>(r: &mut Reader<'a>) -> Option<InToolConfig<'a>> {
+    let mut config = InToolConfig {
+        function_calling_config: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "functionCallingConfig" | "function_calling_config" => {
+                config.function_calling_config = seen.first(0).and_then(|()| {
+                    r.nullable(|r| {
+                        let mut calling = InCallingConfig {
+                            mode: None,
+                            allowed_function_names: None,
+                        };
+                        let mut seen = Seen::default();
+                        r.object(|r, key| {
+                            match key {
+                                "mode" => calling.mode = seen.first(0).and_then(|()| r.nullable(Reader::str))?,
+                                "allowedFunctionNames" | "allowed_function_names" => {
+                                    calling.allowed_function_names =
+                                        seen.first(1).and_then(|()| r.nullable(|r| list(r, Reader::str)))?
+                                }
+                                _ => r.skip()?,
+                            }
+                            Some(())
+                        })?;
+                        Some(calling)
+                    })
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(config)
+}
+
+fn read_generation_config_fast<'a>(r: &mut Reader<'a>) -> Option<InGenerationConfig<'a>> {
+    let mut c = InGenerationConfig {
+        temperature: None,
+        top_p: None,
+        top_k: None,
+        max_output_tokens: None,
+        stop_sequences: None,
+        candidate_count: None,
+        response_mime_type: None,
+        response_schema: None,
+        response_json_schema: None,
+        response_modalities: None,
+        thinking_config: None,
+    };
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "temperature" => c.temperature = seen.first(0).and_then(|()| r.nullable(Reader::f64))?,
+            "topP" | "top_p" => c.top_p = seen.first(1).and_then(|()| r.nullable(Reader::f64))?,
+            "topK" | "top_k" => c.top_k = seen.first(2).and_then(|()| r.nullable(Reader::f64))?,
+            "maxOutputTokens" | "max_output_tokens" => {
+                c.max_output_tokens = seen.first(3).and_then(|()| r.nullable(Reader::i64))?
+            }
+            "stopSequences" | "stop_sequences" => {
+                c.stop_sequences = seen.first(4).and_then(|()| r.nullable(|r| list(r, Reader::str)))?
+            }
+            "candidateCount" | "candidate_count" => {
+                c.candidate_count = seen.first(5).and_then(|()| r.nullable(Reader::i64))?
+            }
+            "responseMimeType" | "response_mime_type" => {
+                c.response_mime_type = seen.first(6).and_then(|()| r.nullable(Reader::str))?
+            }
+            "responseSchema" | "response_schema" => {
+                c.response_schema = seen.first(7).and_then(|()| r.nullable(Reader::raw))?
+            }
+            "responseJsonSchema" | "response_json_schema" | "_responseJsonSchema" => {
+                c.response_json_schema = seen.first(8).and_then(|()| r.nullable(Reader::raw))?
+            }
+            "responseModalities" | "response_modalities" => {
+                c.response_modalities = seen.first(9).and_then(|()| r.nullable(|r| list(r, Reader::str)))?
+            }
+            "thinkingConfig" | "thinking_config" => {
+                c.thinking_config = seen.first(10).and_then(|()| {
+                    r.nullable(|r| {
+                        let mut t = InThinking {
+                            include_thoughts: None,
+                            thinking_budget: None,
+                            thinking_level: None,
+                        };
+                        let mut seen = Seen::default();
+                        r.object(|r, key| {
+                            match key {
+                                "includeThoughts" | "include_thoughts" => {
+                                    t.include_thoughts = seen.first(0).and_then(|()| r.nullable(Reader::bool))?
+                                }
+                                "thinkingBudget" | "thinking_budget" => {
+                                    t.thinking_budget = seen.first(1).and_then(|()| r.nullable(Reader::i64))?
+                                }
+                                "thinkingLevel" | "thinking_level" => {
+                                    t.thinking_level = seen.first(2).and_then(|()| r.nullable(Reader::str))?
+                                }
+                                _ => r.skip()?,
+                            }
+                            Some(())
+                        })?;
+                        Some(t)
+                    })
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(c)
+}
+
 /// Decodes a Gemini client's `GenerateContentRequest`. The model and whether to stream are in the URL
 /// path, not the body: the caller sets `stream` (`:streamGenerateContent`) on the returned request.
 /// Fields whose loss would change the answer (`cachedContent`, `candidateCount` > 1, non-text output,
 /// media only Gemini can fetch) are refused with an error naming the field.
 pub fn decode(body: &[u8]) -> Result<(Request, GeminiFacts), ConvertError> {
-    let root = Path::Root;
     if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(body_error("The request body must be a JSON object."));
     }
-    let body: InBody = crate::protocol::json::parse(body).map_err(|e| locate(body, &e))?;
+    let body: InBody = match std::str::from_utf8(body).ok().and_then(read_body) {
+        Some(body) => body,
+        None => crate::protocol::json::parse(body).map_err(|e| locate(body, &e))?,
+    };
+    decode_body(body)
+}
+
+/// The rest of [`decode`], once the body is read.
+fn decode_body(body: InBody<'_>) -> Result<(Request, GeminiFacts), ConvertError> {
+    let root = Path::Root;
     if body.cached_content.is_some_and(|c| c.get() != "null") {
         return Err(unsupported_parameter(
             &root.key("cachedContent"),
@@ -1459,6 +1808,80 @@ mod tests {
         "systemInstruction":{"role":"user","parts":[{"text":"You are Gemini CLI."}]},
         "tools":[{"functionDeclarations":[{"name":"read_file","description":"Reads a file","parametersJsonSchema":{"type":"object","properties":{"file_path":{"type":"string","description":"Path"}},"required":["file_path"]}}]}],
         "generationConfig":{"temperature":1,"topP":0.95,"topK":64,"thinkingConfig":{"includeThoughts":true,"thinkingLevel":"HIGH"}}}"#;
+
+    /// The hand-written read of the body gives what serde gives, or leaves the body to serde: for typical
+    /// bodies (which it must take), for edge cases, and for every prefix and many one-byte changes of them.
+    #[test]
+    fn the_hand_written_read_agrees_with_serde() {
+        let typical: &[&str] = &[
+            CLI_TURN,
+            include_str!("../../../bench/requests/gemini.json"),
+            r#"{"contents":[{"role":"user","parts":[{"text":"Hi \"there\" \u00e9"},{"inline_data":{"mime_type":"image/png","data":"iVBORw0K"}}]}],
+                "system_instruction":{"parts":[{"text":"Be brief."}]},
+                "generation_config":{"max_output_tokens":64,"stop_sequences":["END"],"thinking_config":{"include_thoughts":false,"thinking_budget":-1},
+                  "response_mime_type":"application/json","response_json_schema":{"type":"object"}},
+                "tool_config":{"function_calling_config":{"mode":"ANY","allowed_function_names":["f"]}},
+                "tools":[{"function_declarations":[{"name":"f","parameters":{"type":"OBJECT"}}]},{"googleSearch":{}}],
+                "safetySettings":[{"category":"HARM_CATEGORY_HATE_SPEECH","threshold":"BLOCK_NONE"}]}"#,
+            r#"{"contents":[{"role":"user","parts":[{"fileData":{"mimeType":"image/jpeg","fileUri":"https://example.com/a.jpg"}},
+                {"executableCode":{"language":"PYTHON","code":"print(1)"}},{"codeExecutionResult":{"output":"1"}}]}],
+                "generationConfig":{"candidateCount":1,"responseModalities":["TEXT"],"temperature":0.2}}"#,
+        ];
+        let edge: &[&str] = &[
+            r#"{"contents":[],"contents":[]}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a"}]}],"systemInstruction":{"parts":[]},"system_instruction":null}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a","text":"b"}]}]}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":5}]}]}"#,
+            r#"{"contents":[{"role":"user","parts":[{"inlineData":{"mimeType":"a","mime_type":"b"}}]}]}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a"}]}],"generationConfig":{"maxOutputTokens":1.5}}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a"}]}],"generationConfig":{"maxOutputTokens":-3,"topK":40.5}}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a"}]}],"cachedContent":"cachedContents/1"}"#,
+            r#"{"contents":[{"role":"tool","parts":[{"text":"a"}]}]}"#,
+            r#"{"contents":[["user",[]]]}"#,
+            r#"{"contents":"hello"}"#,
+            r#"{"contents":[{"role":"user","parts":[{"text":"a"}]}]} x"#,
+            r#"{"contents":[{"role":"user","parts":[{"functionCall":{"name":"f","args":[1]}}]}]}"#,
+            r#"{"\u0063ontents":[{"role":"user","parts":[{"text":"a"}]}]}"#,
+        ];
+        let both = |body: &[u8]| -> Option<(String, String)> {
+            let fast = std::str::from_utf8(body).ok().and_then(read_body)?;
+            let slow = crate::protocol::json::parse::<InBody>(body).map_err(|e| locate(body, &e));
+            Some((
+                format!("{:?}", decode_body(fast)),
+                format!("{:?}", slow.and_then(decode_body)),
+            ))
+        };
+        for body in typical {
+            let (fast, slow) = both(body.as_bytes()).unwrap_or_else(|| panic!("the fast path takes {body}"));
+            assert!(slow.starts_with("Ok("), "{body}: {slow}");
+            assert_eq!(fast, slow, "{body}");
+        }
+        for body in edge {
+            if let Some((fast, slow)) = both(body.as_bytes()) {
+                assert_eq!(fast, slow, "{body}");
+            }
+        }
+        let mut checked = 0;
+        for body in typical.iter().chain(edge) {
+            let bytes = body.as_bytes();
+            for end in 0..bytes.len() {
+                if let Some((fast, slow)) = both(&bytes[..end]) {
+                    assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&bytes[..end]));
+                }
+            }
+            for at in 0..bytes.len() {
+                for byte in [b'"', b',', b'}', b']', b'\\', b'1', b' ', b'n', b'-', b'.', b'e', 0x01] {
+                    let mut changed = bytes.to_vec();
+                    changed[at] = byte;
+                    if let Some((fast, slow)) = both(&changed) {
+                        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&changed));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "the changed bodies the fast path took: {checked}");
+    }
 
     fn decoded(body: &str) -> (Request, GeminiFacts) {
         decode(body.as_bytes()).unwrap()

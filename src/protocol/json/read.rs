@@ -170,6 +170,16 @@ impl<'a> Reader<'a> {
         text.parse().ok()
     }
 
+    /// An integer that fits: what serde reads into an `i64` (a fraction or exponent it refuses).
+    pub(crate) fn i64(&mut self) -> Option<i64> {
+        let number = self.number_span()?;
+        // serde_json reads `-0` as a float, which an `i64` refuses.
+        if number == "-0" || number.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+            return None;
+        }
+        number.parse().ok()
+    }
+
     /// A number as serde_json reads it into an `f64`. A short decimal such as `0.2` is one exact integer
     /// divided by an exact power of ten, one correctly rounded division, as serde_json computes it; any
     /// other number goes to serde_json itself.
@@ -347,6 +357,21 @@ mod tests {
         ] {
             let expected: Option<u64> = serde_json::from_str(text).ok();
             assert_eq!(read(text, Reader::u64), expected, "u64 {text:?}");
+        }
+        for text in [
+            "0",
+            "-1",
+            "-0",
+            "42",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "1.0",
+            "1e2",
+            "01",
+        ] {
+            let expected: Option<i64> = serde_json::from_str(text).ok();
+            assert_eq!(read(text, Reader::i64), expected, "i64 {text:?}");
         }
         for text in [
             "0.2",
