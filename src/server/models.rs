@@ -38,11 +38,12 @@ pub fn model_in_path(path: &str) -> Option<(&str, Option<&'static str>)> {
     if rest.is_empty() || rest.contains('/') {
         return None;
     }
-    if let Some((model, method)) = rest.rsplit_once(':')
-        && let Some(method) = GEMINI_METHODS.into_iter().find(|m| *m == method)
-        && !model.is_empty()
+    // The path is short: a byte scan from the end beats setting up a memchr search.
+    if let Some(colon) = rest.bytes().rposition(|b| b == b':')
+        && let Some(method) = GEMINI_METHODS.into_iter().find(|m| *m == &rest[colon + 1..])
+        && colon > 0
     {
-        return Some((model, Some(method)));
+        return Some((&rest[..colon], Some(method)));
     }
     Some((rest, None))
 }

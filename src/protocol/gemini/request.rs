@@ -266,7 +266,9 @@ fn read_body(text: &str) -> Option<InBody<'_>> {
 
 /// A list of what `item` reads.
 fn list<'a, T>(r: &mut Reader<'a>, mut item: impl FnMut(&mut Reader<'a>) -> Option<T>) -> Option<Vec<T>> {
-    let mut items = Vec::new();
+    // Most lists here hold one item (a content's parts, a tool's declarations): a first allocation of one
+    // part stays small, where a default of four parts is a large block the allocator serves slowly.
+    let mut items = Vec::with_capacity(1);
     r.array(|r| item(r).map(|value| items.push(value)))?;
     Some(items)
 }
