@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde::ser::{self, Serialize};
 use serde_json::ser::{CompactFormatter, Formatter};
 
+#[cfg(test)]
+pub(crate) use read::check_agreement;
 pub(crate) use read::{Reader, Seen};
 
 /// Parses `bytes` from a `str` checked once: parsing from a slice checks the UTF-8 of every string and raw

@@ -304,6 +304,41 @@ impl Seen {
     }
 }
 
+/// For the tests of a hand-written decoder: `both` reads a body by the hand-written path and by serde and
+/// gives their results, or `None` when the hand-written path leaves the body to serde. `typical` bodies must
+/// be taken and read alike (and be valid); `edge` bodies, and every prefix and twelve one-byte changes at
+/// every position of either, must be read alike whenever they are taken.
+#[cfg(test)]
+pub(crate) fn check_agreement(typical: &[&str], edge: &[&str], both: impl Fn(&[u8]) -> Option<(String, String)>) {
+    for body in typical {
+        let (fast, slow) = both(body.as_bytes()).unwrap_or_else(|| panic!("the fast path takes {body}"));
+        assert!(slow.starts_with("Ok("), "{body}: {slow}");
+        assert_eq!(fast, slow, "{body}");
+    }
+    let mut checked = 0;
+    for body in typical.iter().chain(edge) {
+        let bytes = body.as_bytes();
+        let mut agree = |body: &[u8]| {
+            if let Some((fast, slow)) = both(body) {
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(body));
+                checked += 1;
+            }
+        };
+        agree(bytes);
+        for end in 0..bytes.len() {
+            agree(&bytes[..end]);
+        }
+        for at in 0..bytes.len() {
+            for byte in [b'"', b',', b'}', b']', b'\\', b'1', b' ', b'n', b'-', b'.', b'e', 0x01] {
+                let mut changed = bytes.to_vec();
+                changed[at] = byte;
+                agree(&changed);
+            }
+        }
+    }
+    assert!(checked > 1000, "the bodies the fast path took: {checked}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

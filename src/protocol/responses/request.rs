@@ -1482,36 +1482,7 @@ mod tests {
                 format!("{:?}", decode_with_serde(body, key)),
             ))
         };
-        for body in typical {
-            let (fast, slow) = both(body.as_bytes()).unwrap_or_else(|| panic!("the fast path takes {body}"));
-            assert!(slow.starts_with("Ok("), "{body}: {slow}");
-            assert_eq!(fast, slow, "{body}");
-        }
-        for body in edge {
-            if let Some((fast, slow)) = both(body.as_bytes()) {
-                assert_eq!(fast, slow, "{body}");
-            }
-        }
-        let mut checked = 0;
-        for body in typical.iter().chain(edge) {
-            let bytes = body.as_bytes();
-            for end in 0..bytes.len() {
-                if let Some((fast, slow)) = both(&bytes[..end]) {
-                    assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&bytes[..end]));
-                }
-            }
-            for at in 0..bytes.len() {
-                for byte in [b'"', b',', b'}', b']', b'\\', b'1', b' ', b'n', b'-', b'.', b'e', 0x01] {
-                    let mut changed = bytes.to_vec();
-                    changed[at] = byte;
-                    if let Some((fast, slow)) = both(&changed) {
-                        assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&changed));
-                        checked += 1;
-                    }
-                }
-            }
-        }
-        assert!(checked > 1000, "the changed bodies the fast path took: {checked}");
+        crate::protocol::json::check_agreement(typical, edge, both);
     }
 
     #[test]
