@@ -118,6 +118,17 @@ async fn gemini_errors_use_google_s_shape() {
     assert_eq!(response.status(), 400);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["status"], "INVALID_ARGUMENT");
+    // A stream asked for without `alt=sse` (Google's JSON-array framing) is refused, saying what to add.
+    let response = post("/v1beta/models/g:streamGenerateContent?key=x", "router-token")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["status"], "INVALID_ARGUMENT");
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("alt=sse"),
+        "{error}"
+    );
     assert_eq!(upstream.count(), 0, "nothing bad reached the upstream");
     router.shutdown().await;
 }
@@ -372,5 +383,160 @@ async fn count_tokens_is_forwarded_to_gemini_and_estimated_elsewhere() {
         bad.json::<Value>().await.unwrap()["error"]["status"],
         "INVALID_ARGUMENT"
     );
+    router.shutdown().await;
+}
+
+/// Reference §7.1: counts cross to the other kind's counting endpoint. Claude Code's `count_tokens` on a
+/// Gemini deployment goes to `:countTokens` with the whole request (system and tools), and a Gemini
+/// client's count on an Anthropic deployment to `count_tokens` with only the fields it takes; each answer
+/// and error comes back in the client's protocol.
+#[tokio::test]
+async fn counts_cross_between_anthropic_and_gemini() {
+    let gemini = MockUpstream::start(|request| {
+        match request.json()["generateContentRequest"]["contents"][0]["parts"][0]["text"] == "fail" {
+            true => Reply::status(
+                429,
+                json!({"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}),
+            ),
+            false => Reply::json(json!({"totalTokens": 57})),
+        }
+    })
+    .await;
+    let router = TestRouter::start(&gemini_config(&gemini)).await;
+    let count = |text: &str| {
+        json!({"model":"g","system":"Be brief.","messages":[{"role":"user","content":text}],
+            "tools":[{"name":"ls","description":"List","input_schema":{"type":"object","properties":{}}}]})
+    };
+    let response = http()
+        .post(router.url("/v1/messages/count_tokens?beta=true"))
+        .header("anthropic-version", "2023-06-01")
+        .json(&count("Hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"input_tokens": 57}));
+    let seen = gemini.last();
+    assert_eq!(seen.path, "/v1beta/models/upstream-model:countTokens");
+    let inner = &seen.json()["generateContentRequest"];
+    assert_eq!(inner["model"], "models/upstream-model");
+    assert_eq!(inner["systemInstruction"]["parts"][0]["text"], "Be brief.");
+    assert_eq!(inner["tools"][0]["functionDeclarations"][0]["name"], "ls");
+    let limited = router.post("/v1/messages/count_tokens", &count("fail")).await;
+    assert_eq!(limited.status(), 429);
+    let limited: Value = limited.json().await.unwrap();
+    assert_eq!(
+        (limited["type"].as_str(), limited["error"]["type"].as_str()),
+        (Some("error"), Some("rate_limit_error"))
+    );
+    router.shutdown().await;
+
+    let anthropic = MockUpstream::fixed(Reply::json(json!({"input_tokens": 23}))).await;
+    let router = TestRouter::start(&config_one("g", "anthropic", &anthropic.base(), "")).await;
+    let body = json!({"generateContentRequest": {"model": "models/g",
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [{"role":"user","parts":[{"text":"Hello"}]}],
+        "generationConfig": {"maxOutputTokens": 50, "temperature": 0.1}}});
+    let response = router.post("/v1beta/models/g:countTokens", &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"totalTokens": 23}));
+    let seen = anthropic.last();
+    assert_eq!(seen.path, "/v1/messages/count_tokens");
+    let sent = seen.json();
+    let mut keys: Vec<&str> = sent.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["messages", "model", "system"],
+        "count_tokens refuses max_tokens and sampling"
+    );
+    assert_eq!(sent["model"], "upstream-model");
+    router.shutdown().await;
+}
+
+/// An Anthropic answer with signed thinking and a tool call, streamed.
+const ANT_THINKING_CALL: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_t\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Need the weather \u{00e9}.\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQBsig+/ant==\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"weather\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":20}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+);
+
+/// Reference §3.4: a Gemini client throws thought parts away but keeps a call's `thoughtSignature`, so the
+/// router seals an Anthropic upstream's signed thinking there, and Anthropic gets it back, as it requires,
+/// when the tool loop continues. Streamed turn first, then a whole one.
+#[tokio::test]
+async fn signed_thinking_survives_a_gemini_client_s_tool_loop_on_an_anthropic_upstream() {
+    let upstream = MockUpstream::start(|request| {
+        let body = request.json();
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let Some(assistant) = messages.iter().find(|m| m["role"] == "assistant") else {
+            return Reply::sse(ANT_THINKING_CALL, 13);
+        };
+        // What Anthropic checks with thinking on: the open tool loop's turn starts with its signed block.
+        let want = json!({"type":"thinking","thinking":"Need the weather é.","signature":"EqQBsig+/ant=="});
+        match assistant["content"][0] == want {
+            true => Reply::json(json!({"id":"msg_2","type":"message","role":"assistant","model":"m",
+                "content":[{"type":"text","text":"18°C in Paris."}],"stop_reason":"end_turn","stop_sequence":null,
+                "usage":{"input_tokens":30,"output_tokens":5}})),
+            false => Reply::status(400, json!({"type":"error","error":{"type":"invalid_request_error",
+                "message":"messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`."}})),
+        }
+    })
+    .await;
+    let router = TestRouter::start(&config_one("g", "anthropic", &upstream.base(), "")).await;
+    let tools = json!([{"functionDeclarations":[{"name":"weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}]}]);
+    let config = json!({"thinkingConfig":{"includeThoughts":true,"thinkingBudget":2048}});
+    let question = json!({"role":"user","parts":[{"text":"Weather in Paris?"}]});
+    let first = http()
+        .post(router.url("/v1beta/models/g:streamGenerateContent?alt=sse"))
+        .json(&json!({"contents":[question],"tools":tools,"generationConfig":config}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let chunks = data_of(&concat(&read_chunks(first).await));
+    let parts: Vec<Value> = chunks
+        .iter()
+        .flat_map(|c| {
+            c["candidates"][0]["content"]["parts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        parts.iter().any(|p| p["thought"] == true),
+        "thoughts are shown: {parts:?}"
+    );
+    // What the Gemini CLI keeps of the turn: every part but the thoughts, signatures byte for byte.
+    let kept: Vec<Value> = parts.into_iter().filter(|p| p["thought"] != true).collect();
+    let call = kept.iter().find(|p| p.get("functionCall").is_some()).unwrap();
+    assert_eq!(call["functionCall"]["args"], json!({"city":"Paris"}));
+    assert!(
+        call["thoughtSignature"].as_str().unwrap().starts_with("TExNUgF7"),
+        "{call}"
+    );
+    let reply = json!({"role":"user","parts":[{"functionResponse":{"id":call["functionCall"]["id"],"name":"weather","response":{"output":"18°C"}}}]});
+    let second = http()
+        .post(router.url("/v1beta/models/g:generateContent"))
+        .json(
+            &json!({"contents":[question,{"role":"model","parts":kept},reply],"tools":tools,"generationConfig":config}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = second.status();
+    let answer: Value = second.json().await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["candidates"][0]["content"]["parts"][0]["text"], "18°C in Paris.");
+    let sent = upstream.last().json();
+    assert_eq!(sent["messages"][1]["content"][1]["type"], "tool_use");
     router.shutdown().await;
 }

@@ -142,7 +142,11 @@ fn encode_request(kind: Kind, request: &Request) -> Vec<u8> {
         Kind::Messages => messages::request::encode(request, "m", &options).unwrap().body,
         Kind::Responses => responses::request::encode(request, "m", &options),
         // The model goes in a Gemini URL, not the body.
-        Kind::Gemini => gemini::request::encode(request, &options).unwrap().body,
+        Kind::Gemini => {
+            gemini::request::encode(request, "gemini-2.5-flash", &options)
+                .unwrap()
+                .body
+        }
     }
 }
 

@@ -95,7 +95,7 @@ pub fn convert_request(
         Protocol::Responses => responses::request::encode(&request, ctx.upstream_model, options),
         // The model goes into the URL, which the deployment has.
         Protocol::Gemini => {
-            let encoded = gemini::request::encode(&request, options)?;
+            let encoded = gemini::request::encode(&request, ctx.upstream_model, options)?;
             facts.thinking_enabled = encoded.thinking_enabled;
             encoded.body
         }

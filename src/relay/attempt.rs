@@ -19,6 +19,7 @@ use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
 use crate::protocol::Protocol;
 use crate::protocol::convert::request;
 use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
+use crate::protocol::gemini;
 use crate::protocol::hub;
 use crate::protocol::raw_body::RawBody;
 use crate::routing::Deployment;
@@ -171,10 +172,13 @@ impl Attempt<'_> {
             (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
             {
                 None => raw()?.write_with(&deployment.override_refs()),
-                Some(body) => self.tree_body(body),
+                Some(body) => self.tree_body(body, Some(&deployment.upstream_model)),
             },
             // The model is in the URL; only `rewrite_body` touches the body.
-            (Protocol::Gemini, Protocol::Gemini) => raw()?.write_with(&deployment.override_refs()),
+            (Protocol::Gemini, Protocol::Gemini) => match gemini::request::same_protocol_fixups(bytes) {
+                None => raw()?.write_with(&deployment.override_refs()),
+                Some(body) => self.tree_body(body, None),
+            },
             (client, upstream) => {
                 let converted = hub::convert_request(client, upstream, bytes, ctx).map_err(refused)?;
                 // `model` is the upstream's already; `rewrite_body` still applies on top.
@@ -190,9 +194,11 @@ impl Attempt<'_> {
         Ok((body, None))
     }
 
-    /// A body built as a JSON tree, with the upstream's `model` and `rewrite_body` set.
-    fn tree_body(&self, mut body: serde_json::Map<String, Value>) -> Vec<u8> {
-        body.insert("model".into(), Value::String(self.deployment.upstream_model.clone()));
+    /// A body built as a JSON tree, with `model` (for protocols whose body names it) and `rewrite_body` set.
+    fn tree_body(&self, mut body: serde_json::Map<String, Value>, model: Option<&str>) -> Vec<u8> {
+        if let Some(model) = model {
+            body.insert("model".into(), Value::String(model.to_owned()));
+        }
         for (key, value) in &self.deployment.rewrite_values {
             body.insert(key.clone(), value.clone());
         }

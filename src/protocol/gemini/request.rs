@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::thought::{SENTINEL, decode_base64, mint_call_id, split_call_id, standard_base64};
+use super::thought::{SENTINEL, decode_base64, mint_call_id, open_reasoning, split_call_id, standard_base64};
 use crate::protocol::convert::tool_calls::parse_tool_arguments;
 use crate::protocol::convert::{ConvertError, ModelOptions, ThinkingMode};
 use crate::protocol::fields::{Path, invalid_type, invalid_value, missing, unsupported_parameter, unsupported_value};
@@ -685,8 +685,20 @@ fn read_content(
     let pp = at.key("parts");
     let list = content.parts.unwrap_or_default();
     let mut parts = Vec::with_capacity(list.len());
+    let mut sealed = Vec::new();
     for (j, part) in list.into_iter().enumerate() {
+        if role == Role::Assistant
+            && let Some(reasoning) = part.thought_signature.as_deref().and_then(open_reasoning)
+        {
+            sealed.extend(reasoning.into_iter().map(Part::Reasoning));
+        }
         read_part(part, role, (i, j), &pp.index(j), calls, &mut parts)?;
+    }
+    // A turn whose reasoning the router sealed gets it back whole, where the upstream put it (first); the
+    // thought summaries the client may also have kept are the same reasoning, shown.
+    if !sealed.is_empty() {
+        parts.retain(|p| !matches!(p, Part::Reasoning(_)));
+        parts.splice(0..0, sealed);
     }
     Ok((!parts.is_empty()).then_some(Message { role, parts }))
 }
@@ -699,8 +711,8 @@ fn read_part(
     calls: &mut TurnCalls,
     out: &mut Vec<Part>,
 ) -> Result<(), ConvertError> {
-    // A `thoughtSignature` from a Gemini client was made by a Gemini model, or is the sentinel: neither
-    // means anything to the other upstreams, so it goes no further.
+    // A `thoughtSignature` from a Gemini client was made by a Gemini model, is the sentinel, or is the
+    // router's own envelope, opened by `read_content`: none goes further as it is.
     if let Some(call) = part.function_call {
         let name = call
             .name
@@ -1386,8 +1398,9 @@ static EMPTY_ARGS: LazyLock<Box<RawValue>> =
 ///
 /// Thinking follows `options.thinking_mode` until Gemini has its own option: `budget` (the default) sends
 /// `thinkingBudget`, which Gemini 2.5 and 3 both take; `adaptive` sends Gemini 3's `thinkingLevel`; `none`
-/// sends nothing (reference §2.7).
-pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, ConvertError> {
+/// sends nothing (reference §2.7). `model` is the upstream's name for the model, whose thinking limits
+/// differ (Pro models cannot turn thinking off).
+pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<Encoded, ConvertError> {
     let mut system: Vec<OutText> = request.instructions.iter().map(|t| OutText { text: t }).collect();
     let mut contents = Vec::with_capacity(request.messages.len());
     write_contents(&request.messages, &mut contents, &mut system)?;
@@ -1419,7 +1432,7 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
         Some(OutputFormat::JsonSchema { schema, .. }) => (Some("application/json"), Some(&**schema)),
         Some(OutputFormat::Text) | None => (None, None),
     };
-    let thinking_config = thinking(request, options.thinking_mode);
+    let thinking_config = thinking(request, model, options.thinking_mode);
     let thinking_enabled = thinking_config
         .as_ref()
         .is_some_and(|c| c.include_thoughts == Some(true));
@@ -1444,8 +1457,9 @@ pub fn encode(request: &Request, options: &ModelOptions) -> Result<Encoded, Conv
 }
 
 /// The effort as `thinkingConfig` (reference §2.7, Routes E/F). Thought summaries are asked for whenever
-/// thinking is, so the client can be shown them.
-fn thinking(request: &Request, mode: ThinkingMode) -> Option<ThinkingConfig> {
+/// thinking is, so the client can be shown them. Budgets stay within what the model takes: Pro models
+/// think 128 to 32768 tokens and cannot turn thinking off, the others at most 24576.
+fn thinking(request: &Request, model: &str, mode: ThinkingMode) -> Option<ThinkingConfig> {
     let effort = match &request.reasoning {
         ReasoningRequest::Unspecified => return None,
         ReasoningRequest::Disabled => None,
@@ -1467,17 +1481,21 @@ fn thinking(request: &Request, mode: ThinkingMode) -> Option<ThinkingConfig> {
                 Some(_) => "HIGH",
             }),
         )),
-        ThinkingMode::Budget => Some(config(
-            Some(match (effort, request.reasoning_budget) {
+        ThinkingMode::Budget => {
+            let budget = match (effort, request.reasoning_budget) {
                 (None, _) => 0,
                 (Some(_), Some(budget)) => budget,
                 (Some("minimal"), None) => 512,
                 (Some("low"), None) => 1024,
                 (Some("medium"), None) => 8192,
                 (Some(_), None) => 24576,
-            }),
-            None,
-        )),
+            };
+            let (min, max) = match model.contains("-pro") {
+                true => (128, 32768),
+                false => (0, 24576),
+            };
+            Some(config(Some(budget.clamp(min, max)), None))
+        }
     }
 }
 
@@ -1767,6 +1785,42 @@ fn function_response<'a>(base: &'a str, name: String, result: Option<&ToolResult
     }
 }
 
+/// The fix-up a Gemini client's body needs before a Gemini upstream (else it passes untouched): envelopes
+/// the router sealed when a non-Gemini deployment of the group answered an earlier turn (reference §3.4)
+/// are not Gemini's, and Gemini refuses them. Each becomes the sentinel on a call, or goes, on other
+/// parts. `None` when the body has none, found by a byte scan without parsing.
+pub fn same_protocol_fixups(body: &[u8]) -> Option<serde_json::Map<String, Value>> {
+    static ENVELOPE: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(super::thought::ENVELOPE_BASE64_PREFIX));
+    ENVELOPE.find(body)?;
+    let mut map: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let mut changed = false;
+    let contents = map.get_mut("contents").and_then(Value::as_array_mut)?;
+    let parts = contents
+        .iter_mut()
+        .filter_map(|c| c.get_mut("parts")?.as_array_mut())
+        .flatten()
+        .filter_map(Value::as_object_mut);
+    for part in parts {
+        let call = part.contains_key("functionCall") || part.contains_key("function_call");
+        for key in ["thoughtSignature", "thought_signature"] {
+            let sealed = part
+                .get(key)
+                .and_then(Value::as_str)
+                .is_some_and(|s| open_reasoning(s).is_some());
+            if !sealed {
+                continue;
+            }
+            changed = true;
+            match call {
+                true => part.insert(key.to_owned(), Value::String(SENTINEL.to_owned())),
+                false => part.remove(key),
+            };
+        }
+    }
+    changed.then_some(map)
+}
+
 /// Gemini 3 checks the signature of the first call of every model turn in the active loop (the turns after
 /// the last user turn with words of its own). A call that lost its signature (history from another model,
 /// ids the client rewrote) gets the sentinel, as Google's own CLI does (reference §3.1, §3.3).
@@ -1865,7 +1919,12 @@ mod tests {
     }
 
     fn encoded(request: &Request) -> Value {
-        serde_json::from_slice(&encode(request, &ModelOptions::default()).unwrap().body).unwrap()
+        serde_json::from_slice(
+            &encode(request, "gemini-3-pro-preview", &ModelOptions::default())
+                .unwrap()
+                .body,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -2196,7 +2255,7 @@ mod tests {
             max_output_tokens: Some(8192),
             ..ModelOptions::default()
         };
-        let encoded = encode(&hub_conversation(), &options).unwrap();
+        let encoded = encode(&hub_conversation(), "gemini-3-pro-preview", &options).unwrap();
         assert!(encoded.thinking_enabled);
         let body = String::from_utf8(encoded.body).unwrap();
         assert_eq!(
@@ -2296,26 +2355,92 @@ mod tests {
         );
     }
 
+    /// Reference §3.4, the way back: reasoning the router sealed on a call goes to the upstream that made
+    /// it (thinking blocks first in the turn, the shown thoughts replaced by them), and never to Gemini.
+    #[test]
+    fn sealed_reasoning_comes_back_into_its_turn_and_never_reaches_gemini() {
+        use base64::Engine;
+        let block = r#"{"type":"thinking","thinking":"Plan","signature":"EqQB"}"#;
+        let envelope = super::super::thought::seal_reasoning([&Reasoning {
+            text: "Plan".into(),
+            opaque: Some(Opaque::Anthropic {
+                block: RawValue::from_string(block.into()).unwrap(),
+            }),
+        }])
+        .unwrap();
+        // The Python SDK replays bytes in the URL-safe alphabet; both spellings open.
+        let url_safe = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(super::super::thought::decode_base64(&envelope).unwrap());
+        for signature in [&envelope, &url_safe] {
+            let body = json!({"contents":[
+                {"role":"user","parts":[{"text":"ls?"}]},
+                {"role":"model","parts":[{"text":"Plan","thought":true},{"text":"Listing."},
+                    {"functionCall":{"id":"c1","name":"ls","args":{}},"thoughtSignature":signature}]},
+                {"role":"user","parts":[{"functionResponse":{"id":"c1","name":"ls","response":{"output":"a"}}}]}]});
+            let (request, _) = decoded(&body.to_string());
+            let turn = &request.messages[1];
+            assert!(
+                matches!(&turn.parts[..], [Part::Reasoning(r), Part::Text(t), Part::ToolCall(c)]
+                    if r.text == "Plan" && r.opaque.is_some() && t == "Listing." && c.id == "c1"),
+                "{:?}",
+                turn.parts
+            );
+            let anthropic =
+                crate::protocol::messages::request::encode(&request, "claude", &ModelOptions::default()).unwrap();
+            let anthropic: Value = serde_json::from_slice(&anthropic.body).unwrap();
+            assert_eq!(
+                anthropic["messages"][1]["content"][0],
+                serde_json::from_str::<Value>(block).unwrap()
+            );
+
+            // The same body to a Gemini deployment of the group: the envelope becomes the sentinel.
+            let fixed = same_protocol_fixups(body.to_string().as_bytes()).unwrap();
+            let call = &fixed["contents"][1]["parts"][2];
+            assert_eq!(call["thoughtSignature"], SENTINEL);
+            assert_eq!(call["functionCall"]["id"], "c1");
+        }
+        // A body with only Gemini's own signatures passes untouched.
+        let own = json!({"contents":[{"role":"model","parts":[{"functionCall":{"name":"ls","args":{}},"thoughtSignature":"c2ln"}]}]});
+        assert!(same_protocol_fixups(own.to_string().as_bytes()).is_none());
+    }
+
     #[test]
     fn thinking_follows_the_deployments_mode() {
-        let with = |reasoning, budget, mode| {
-            let request = Request {
-                messages: vec![Message {
-                    role: Role::User,
-                    parts: vec![Part::Text("hi".into())],
-                }],
-                reasoning,
-                reasoning_budget: budget,
-                ..Request::default()
-            };
-            let options = ModelOptions {
-                thinking_mode: mode,
-                ..ModelOptions::default()
-            };
-            let body: Value = serde_json::from_slice(&encode(&request, &options).unwrap().body).unwrap();
-            body["generationConfig"].get("thinkingConfig").cloned()
+        let on = |model: &'static str| {
+            move |reasoning, budget, mode| {
+                let request = Request {
+                    messages: vec![Message {
+                        role: Role::User,
+                        parts: vec![Part::Text("hi".into())],
+                    }],
+                    reasoning,
+                    reasoning_budget: budget,
+                    ..Request::default()
+                };
+                let options = ModelOptions {
+                    thinking_mode: mode,
+                    ..ModelOptions::default()
+                };
+                let body: Value = serde_json::from_slice(&encode(&request, model, &options).unwrap().body).unwrap();
+                body["generationConfig"].get("thinkingConfig").cloned()
+            }
         };
+        let with = on("gemini-2.5-flash");
         let effort = |e: &str| ReasoningRequest::Effort(e.into());
+        // Pro models cannot turn thinking off (128 is their least), and take up to 32768.
+        let pro = on("gemini-2.5-pro");
+        assert_eq!(
+            pro(ReasoningRequest::Disabled, None, ThinkingMode::Budget),
+            Some(json!({"thinkingBudget":128}))
+        );
+        assert_eq!(
+            pro(effort("high"), Some(60000), ThinkingMode::Budget),
+            Some(json!({"includeThoughts":true,"thinkingBudget":32768}))
+        );
+        assert_eq!(
+            with(effort("high"), Some(60000), ThinkingMode::Budget),
+            Some(json!({"includeThoughts":true,"thinkingBudget":24576}))
+        );
         assert_eq!(with(ReasoningRequest::Unspecified, None, ThinkingMode::Budget), None);
         assert_eq!(
             with(ReasoningRequest::Disabled, None, ThinkingMode::Budget),

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::request::{InCode, InCodeResult, InFunctionCall};
-use super::thought::{carry_signature, mint_call_id};
+use super::thought::{carry_signature, mint_call_id, open_reasoning, seal_reasoning};
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
@@ -172,6 +172,12 @@ fn call_id(response_id: &str, ordinal: usize, call: &InFunctionCall<'_>, signatu
     carry_signature(&base, signature)
 }
 
+/// A part's signature, if Gemini made it: the router's own envelope (another router's answer, or a test's
+/// round trip) is not Gemini's and is never carried back to it.
+fn gemini_signature(signature: Option<&str>) -> Option<&str> {
+    signature.filter(|s| !s.is_empty() && open_reasoning(s).is_none())
+}
+
 fn args_text(args: Option<&RawValue>) -> String {
     match args {
         Some(args) if args.get() != "null" => args.get().to_owned(),
@@ -217,7 +223,7 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     let mut output = Vec::new();
     let mut calls = 0;
     for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
-        let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+        let signature = gemini_signature(part.thought_signature.as_deref());
         if let Some(call) = &part.function_call {
             if call.name.as_deref().is_none_or(str::is_empty) {
                 continue;
@@ -359,7 +365,7 @@ impl StreamDecoder for GeminiChunks {
 
 impl GeminiChunks {
     fn part(&mut self, part: AnswerPart<'_>, out: &mut Vec<Event>) {
-        let signature = part.thought_signature.as_deref().filter(|s| !s.is_empty());
+        let signature = gemini_signature(part.thought_signature.as_deref());
         if let Some(call) = &part.function_call {
             let Some(name) = call.name.as_deref().filter(|n| !n.is_empty()) else {
                 return;
@@ -457,25 +463,41 @@ pub(crate) fn push_usage(out: &mut Vec<u8>, usage: &Usage) {
     out.push(b'}');
 }
 
-/// Appends one part: `{"text":…}` (with `"thought":true` for reasoning) or `{"functionCall":{…}}`.
-pub(crate) fn push_text_part(out: &mut Vec<u8>, text: &str, thought: bool) {
+/// Appends a text part: `{"text":…}`, with `"thought":true` for reasoning, and a `thoughtSignature`.
+pub(crate) fn push_text_part(out: &mut Vec<u8>, text: &str, thought: bool, signature: Option<&str>) {
     out.extend_from_slice(br#"{"text":"#);
     push_str(out, text);
     if thought {
         out.extend_from_slice(br#","thought":true"#);
     }
+    push_signature(out, signature);
     out.push(b'}');
+}
+
+/// Appends `,"thoughtSignature":…` inside a part, when there is one.
+fn push_signature(out: &mut Vec<u8>, signature: Option<&str>) {
+    if let Some(signature) = signature {
+        out.extend_from_slice(br#","thoughtSignature":"#);
+        push_str(out, signature);
+    }
 }
 
 /// A function call part: `args` is the arguments' object as written, or `{"_raw_arguments": text}` for
 /// arguments that are not an object (reference §4.6).
-pub(crate) fn push_call_part(out: &mut Vec<u8>, id: &str, name: &str, kind: ToolKind, arguments: &str) {
+pub(crate) fn push_call_part(out: &mut Vec<u8>, call: &ToolCall, signature: Option<&str>) {
+    let ToolCall {
+        id,
+        name,
+        kind,
+        arguments,
+        ..
+    } = call;
     out.extend_from_slice(br#"{"functionCall":{"id":"#);
     push_str(out, id);
     out.extend_from_slice(br#","name":"#);
     push_str(out, name);
     out.extend_from_slice(br#","args":"#);
-    match kind {
+    match *kind {
         ToolKind::Custom => {
             out.extend_from_slice(br#"{"input":"#);
             push_str(out, arguments);
@@ -490,7 +512,9 @@ pub(crate) fn push_call_part(out: &mut Vec<u8>, id: &str, name: &str, kind: Tool
             }
         },
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
+    push_signature(out, signature);
+    out.push(b'}');
 }
 
 /// Appends `"modelVersion":…,"responseId":…`.
@@ -522,19 +546,35 @@ pub fn encode(response: &Response, answer: &GeminiAnswer<'_>) -> Vec<u8> {
             out.push(b',');
         }
     };
-    for part in &response.output {
+    // The turn's reasoning, sealed for the client to send back (see `thought::seal_reasoning`), rides on
+    // the first call, or on the last text part of an answer without one.
+    let reasoning = response.output.iter().filter_map(|p| match p {
+        Part::Reasoning(r) => Some(r),
+        _ => None,
+    });
+    let mut envelope = seal_reasoning(reasoning);
+    let carrier = envelope.as_ref().and_then(|_| {
+        let is_text = |p: &Part| matches!(p, Part::Text(t) | Part::Refusal(t) if !t.is_empty());
+        let output = &response.output;
+        (output.iter().position(|p| matches!(p, Part::ToolCall(_)))).or_else(|| output.iter().rposition(is_text))
+    });
+    for (i, part) in response.output.iter().enumerate() {
+        let signature = match carrier == Some(i) {
+            true => envelope.take(),
+            false => None,
+        };
         match part {
             Part::Reasoning(r) if answer.include_thoughts && !r.text.is_empty() => {
                 comma(&mut out);
-                push_text_part(&mut out, &r.text, true);
+                push_text_part(&mut out, &r.text, true, None);
             }
             Part::Text(t) | Part::Refusal(t) if !t.is_empty() => {
                 comma(&mut out);
-                push_text_part(&mut out, t, false);
+                push_text_part(&mut out, t, false, signature.as_deref());
             }
             Part::ToolCall(call) => {
                 comma(&mut out);
-                push_call_part(&mut out, &call.id, &call.name, call.kind, &call.arguments);
+                push_call_part(&mut out, call, signature.as_deref());
             }
             _ => {}
         }

@@ -198,7 +198,8 @@ fn chat_and_messages_answers_reach_a_gemini_client() {
         String::from_utf8(encode(&chat, &gemini_answer())).unwrap(),
         concat!(
             r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Plan","thought":true},{"text":"Running"},"#,
-            r#"{"functionCall":{"id":"call_up_0001","name":"run_shell_command","args":{"command":"ls"}}},"#,
+            // The turn's reasoning, sealed on its first call: `LLMR\x01{"k":"rc","t":"Plan"}`.
+            r#"{"functionCall":{"id":"call_up_0001","name":"run_shell_command","args":{"command":"ls"}},"thoughtSignature":"TExNUgF7ImsiOiJyYyIsInQiOiJQbGFuIn0="},"#,
             r#"{"functionCall":{"id":"call_2","name":"f","args":{"_raw_arguments":"oops"}}}]},"finishReason":"STOP","index":0}],"#,
             r#""usageMetadata":{"promptTokenCount":100,"candidatesTokenCount":20,"thoughtsTokenCount":10,"totalTokenCount":130,"cachedContentTokenCount":60},"#,
             r#""modelVersion":"my-group","responseId":"chatcmpl-9"}"#
@@ -215,7 +216,8 @@ fn chat_and_messages_answers_reach_a_gemini_client() {
     };
     assert_eq!(
         String::from_utf8(encode(&ant, &hidden)).unwrap(),
-        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Too long"}]},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":15,"candidatesTokenCount":7,"totalTokenCount":22,"cachedContentTokenCount":5},"modelVersion":"my-group","responseId":"msg_01"}"#,
+        // The hidden thinking still rides on the last text part, sealed: `LLMR\x01{"k":"ant","b":[<the block>]}`.
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Too long","thoughtSignature":"TExNUgF7ImsiOiJhbnQiLCJiIjpbeyJ0eXBlIjoidGhpbmtpbmciLCJ0aGlua2luZyI6IkhtIiwic2lnbmF0dXJlIjoic2lnIn1dfQ=="}]},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":15,"candidatesTokenCount":7,"totalTokenCount":22,"cachedContentTokenCount":5},"modelVersion":"my-group","responseId":"msg_01"}"#,
         "thoughts only when the client asked; Anthropic's input excludes cache reads, Gemini's prompt includes them"
     );
     // The finish reason is always there, even on an empty answer.
@@ -255,6 +257,7 @@ fn a_gemini_answer_round_trips_through_the_hub() {
     assert_eq!(back.id, hub.id);
     assert_eq!(back.stop, hub.stop);
     assert_eq!(back.usage, hub.usage);
+    // The reasoning sealed on the call is the router's, not Gemini's: it does not come back in the id.
     assert_eq!(format!("{:?}", back.output), format!("{:?}", hub.output));
 }
 

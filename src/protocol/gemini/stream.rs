@@ -8,8 +8,9 @@
 //! raises on it, and the CLI, finding no finish reason, retries the turn, which is what it should do.
 
 use super::response::{finish_reason, push_call_part, push_ids, push_text_part, push_usage};
+use super::thought::seal_reasoning;
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
-use crate::protocol::hub::{Event, StopReason, StreamEncoder, ToolKind, Usage};
+use crate::protocol::hub::{Event, Opaque, Reasoning, StopReason, StreamEncoder, ToolCall, ToolKind, Usage};
 
 /// The keep-alive: a chunk with one empty text part, which both SDKs read as nothing (reference §5.1).
 pub const KEEP_ALIVE: &[u8] =
@@ -19,8 +20,11 @@ pub struct GeminiStreamEncoder {
     response_id: String,
     model: String,
     include_thoughts: bool,
-    /// The call whose arguments are still arriving: (hub index, id, name, arguments).
-    call: Option<(usize, String, String, String)>,
+    /// The call whose arguments are still arriving, and its hub index.
+    call: Option<(usize, ToolCall)>,
+    /// The answer's reasoning so far, to seal into the first call's `thoughtSignature` (or the last chunk's)
+    /// for the client to send back (see `thought::seal_reasoning`); `None` once sent.
+    reasoning: Option<Vec<Reasoning>>,
     started: bool,
     stop: Option<StopReason>,
     usage: Option<Usage>,
@@ -34,6 +38,7 @@ impl GeminiStreamEncoder {
             model: answer.model.to_owned(),
             include_thoughts: answer.include_thoughts,
             call: None,
+            reasoning: Some(Vec::new()),
             started: false,
             stop: None,
             usage: None,
@@ -51,19 +56,29 @@ impl GeminiStreamEncoder {
         out.extend_from_slice(b"}\n\n");
     }
 
-    /// Sends the call being assembled, if any.
+    /// Sends the call being assembled, if any: the first one carries the sealed reasoning.
     fn flush_call(&mut self, out: &mut Vec<u8>) {
-        if let Some((_, id, name, arguments)) = self.call.take() {
-            self.chunk(out, |out| {
-                push_call_part(out, &id, &name, ToolKind::Function, &arguments)
-            });
+        if let Some((_, call)) = self.call.take() {
+            let signature = self.seal();
+            self.chunk(out, |out| push_call_part(out, &call, signature.as_deref()));
         }
+    }
+
+    /// The envelope of the reasoning so far, once.
+    fn seal(&mut self) -> Option<String> {
+        seal_reasoning(&self.reasoning.take()?)
     }
 
     fn complete(&mut self, out: &mut Vec<u8>) {
         self.flush_call(out);
         let stop = self.stop.unwrap_or(StopReason::End);
-        out.extend_from_slice(br#"data: {"candidates":[{"content":{"role":"model","parts":[]},"finishReason":""#);
+        out.extend_from_slice(br#"data: {"candidates":[{"content":{"role":"model","parts":["#);
+        // An answer without calls: its reasoning rides on an empty text part, as Gemini's own streams
+        // end on a signature.
+        if let Some(signature) = self.seal() {
+            push_text_part(out, "", false, Some(&signature));
+        }
+        out.extend_from_slice(br#"]},"finishReason":""#);
         out.extend_from_slice(finish_reason(stop).as_bytes());
         out.extend_from_slice(br#"","index":0}],"#);
         push_usage(out, &self.usage.unwrap_or_default());
@@ -90,28 +105,48 @@ impl StreamEncoder for GeminiStreamEncoder {
         }
         match event {
             Event::MessageId(id) if !self.started => self.response_id = id,
-            // Gemini has no field for them: `finishReason` says enough, and signatures from other upstreams
-            // have no carrier here.
-            Event::MessageId(_) | Event::StopSequence(_) | Event::ReasoningSeal(_) => {}
+            // Gemini has no field for it: `finishReason` says enough.
+            Event::MessageId(_) | Event::StopSequence(_) => {}
+            Event::ReasoningSeal(opaque) => {
+                if let Some(reasoning) = &mut self.reasoning {
+                    seal_last(reasoning, opaque);
+                }
+            }
             Event::ReasoningDelta(d) => {
+                if let Some(reasoning) = &mut self.reasoning {
+                    match reasoning.last_mut() {
+                        Some(last) if last.opaque.is_none() => last.text.push_str(&d),
+                        _ => reasoning.push(Reasoning {
+                            text: d.clone(),
+                            opaque: None,
+                        }),
+                    }
+                }
                 if self.include_thoughts && !d.is_empty() {
                     self.flush_call(out);
-                    self.chunk(out, |out| push_text_part(out, &d, true));
+                    self.chunk(out, |out| push_text_part(out, &d, true, None));
                 }
             }
             Event::TextDelta(d) | Event::RefusalDelta(d) => {
                 if !d.is_empty() {
                     self.flush_call(out);
-                    self.chunk(out, |out| push_text_part(out, &d, false));
+                    self.chunk(out, |out| push_text_part(out, &d, false, None));
                 }
             }
             Event::ToolCallStart { index, id, name } => {
                 self.flush_call(out);
                 let id = id.unwrap_or_else(|| format!("call_{}_{index}", self.response_id));
-                self.call = Some((index, id, name, String::new()));
+                let call = ToolCall {
+                    id,
+                    name,
+                    namespace: None,
+                    kind: ToolKind::Function,
+                    arguments: String::new(),
+                };
+                self.call = Some((index, call));
             }
             Event::ToolCallDelta { index, arguments } => match &mut self.call {
-                Some(call) if call.0 == index => call.3.push_str(&arguments),
+                Some((i, call)) if *i == index => call.arguments.push_str(&arguments),
                 // A late fragment of a call already sent (upstreams send calls one after the other), or of
                 // none: nothing can be done with it.
                 _ => {}
@@ -152,6 +187,18 @@ impl StreamEncoder for GeminiStreamEncoder {
 
     fn keep_alive(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(KEEP_ALIVE);
+    }
+}
+
+/// The reasoning just streamed is complete: its artefact goes with it. A block with no streamed text
+/// (Anthropic's `redacted_thinking`) stands alone.
+fn seal_last(reasoning: &mut Vec<Reasoning>, opaque: Opaque) {
+    match reasoning.last_mut() {
+        Some(last) if last.opaque.is_none() => last.opaque = Some(opaque),
+        _ => reasoning.push(Reasoning {
+            text: String::new(),
+            opaque: Some(opaque),
+        }),
     }
 }
 

@@ -89,7 +89,10 @@ fn hub_events_become_gemini_chunks() {
         [
             part(r#"{"text":"Plan","thought":true}"#),
             part(r#"{"text":"Hi "}"#),
-            part(r#"{"functionCall":{"id":"call_a","name":"ls","args":{"path":"."}}}"#),
+            // The reasoning so far, sealed on the first call: `LLMR\x01{"k":"rc","t":"Plan"}`.
+            part(
+                r#"{"functionCall":{"id":"call_a","name":"ls","args":{"path":"."}},"thoughtSignature":"TExNUgF7ImsiOiJyYyIsInQiOiJQbGFuIn0="}"#
+            ),
             part(r#"{"functionCall":{"id":"call_up-1_1","name":"cat","args":{}}}"#),
             format!(
                 r#"data: {{"candidates":[{{"content":{{"role":"model","parts":[]}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":10,"candidatesTokenCount":4,"thoughtsTokenCount":3,"totalTokenCount":17,"cachedContentTokenCount":2}},{ids}"#

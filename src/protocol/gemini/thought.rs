@@ -13,7 +13,11 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
 use crate::protocol::convert::ids::sha256_hex;
+use crate::protocol::hub::{Opaque, Reasoning};
 
 /// Between a call's base id and its signature.
 pub const SEPARATOR: &str = "__thought__";
@@ -90,6 +94,98 @@ pub fn split_call_id(id: &str) -> (&str, Option<String>) {
     (base, signature)
 }
 
+/// The first bytes of a router envelope (reference §3.4): `LLMR`, then the format's version.
+const ENVELOPE_MAGIC: &[u8] = b"LLMR\x01";
+
+/// What every envelope's base64 begins with, in either alphabet: the magic and the JSON's opening brace
+/// (`LLMR\x01{`), six bytes that encode to these eight characters with no `+`, `/`, `-` or `_` in them.
+pub const ENVELOPE_BASE64_PREFIX: &str = "TExNUgF7";
+
+/// The reasoning of a turn from a non-Gemini upstream, as the JSON inside an envelope: the turn's
+/// Anthropic thinking blocks exactly as Anthropic sent them (`ant`), or the reasoning text an
+/// OpenAI-compatible host wants replayed as `reasoning_content` (`rc`).
+#[derive(Serialize, Deserialize)]
+struct Envelope<'a> {
+    k: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Vec::is_empty")]
+    b: Vec<Cow<'a, RawValue>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    t: Option<Cow<'a, str>>,
+}
+
+/// Reasoning from a non-Gemini upstream sealed into a `thoughtSignature` (reference §3.4), the one
+/// per-part field the Gemini CLI sends back byte for byte: it rides on the turn's first function call
+/// (or its last text part) and [`open_reasoning`] rebuilds the reasoning when the turn is replayed, so an
+/// Anthropic upstream gets its signed thinking back in a tool loop and a DeepSeek-style host its
+/// `reasoning_content`. `None` when the turn has no reasoning worth carrying. Gemini's own signatures are
+/// not sealed: a Gemini client's request to a Gemini upstream carries them as they are.
+pub fn seal_reasoning<'r>(reasoning: impl IntoIterator<Item = &'r Reasoning>) -> Option<String> {
+    let mut blocks = Vec::new();
+    let mut text = String::new();
+    for r in reasoning {
+        match &r.opaque {
+            Some(Opaque::Anthropic { block }) => blocks.push(Cow::Borrowed(&**block)),
+            Some(Opaque::Gemini { .. }) => {}
+            None => text.push_str(&r.text),
+        }
+    }
+    let envelope = match (blocks.is_empty(), text.is_empty()) {
+        (false, _) => Envelope {
+            k: "ant".into(),
+            b: blocks,
+            t: None,
+        },
+        (true, false) => Envelope {
+            k: "rc".into(),
+            b: Vec::new(),
+            t: Some(text.into()),
+        },
+        (true, true) => return None,
+    };
+    let mut bytes = ENVELOPE_MAGIC.to_vec();
+    serde_json::to_writer(&mut bytes, &envelope).expect("an envelope serialises");
+    Some(STANDARD.encode(bytes))
+}
+
+/// The reasoning sealed in a router envelope, or `None` for any other signature (Gemini's own, the
+/// sentinel, or bytes that do not parse: a client cannot make the router replay garbage).
+pub fn open_reasoning(signature: &str) -> Option<Vec<Reasoning>> {
+    if !signature.starts_with(ENVELOPE_BASE64_PREFIX) {
+        return None;
+    }
+    let bytes = decode_base64(signature)?;
+    let json = bytes.strip_prefix(ENVELOPE_MAGIC)?;
+    let envelope: Envelope = serde_json::from_slice(json).ok()?;
+    let reasoning = match (&*envelope.k, envelope.t) {
+        ("ant", _) => envelope
+            .b
+            .into_iter()
+            .map(|block| {
+                let text = serde_json::from_str::<ThinkingText>(block.get()).ok()?.thinking;
+                Some(Reasoning {
+                    text: text.map(Cow::into_owned).unwrap_or_default(),
+                    opaque: Some(Opaque::Anthropic {
+                        block: block.into_owned(),
+                    }),
+                })
+            })
+            .collect::<Option<Vec<_>>>()?,
+        ("rc", Some(text)) => vec![Reasoning {
+            text: text.into_owned(),
+            opaque: None,
+        }],
+        _ => return None,
+    };
+    (!reasoning.is_empty()).then_some(reasoning)
+}
+
+/// The shown text of an Anthropic thinking block (a `redacted_thinking` block has none).
+#[derive(Deserialize)]
+struct ThinkingText<'a> {
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +232,55 @@ mod tests {
         assert!(id.starts_with("call_") && is_anthropic_id(&id));
         assert_eq!(id, mint_call_id("resp-1:0:read_file:{}"));
         assert_ne!(id, mint_call_id("resp-1:1:read_file:{}"));
+    }
+
+    #[test]
+    fn reasoning_sealed_by_the_router_opens_again_and_nothing_else_does() {
+        let thinking = r#"{"type":"thinking","thinking":"Plan é","signature":"EqQB+/=="}"#;
+        let redacted = r#"{"type":"redacted_thinking","data":"opaque"}"#;
+        let anthropic = |block: &str| Reasoning {
+            text: serde_json::from_str::<serde_json::Value>(block).unwrap()["thinking"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            opaque: Some(Opaque::Anthropic {
+                block: RawValue::from_string(block.to_owned()).unwrap(),
+            }),
+        };
+        let turn = [anthropic(thinking), anthropic(redacted)];
+        let sealed = seal_reasoning(&turn).unwrap();
+        assert!(sealed.starts_with(ENVELOPE_BASE64_PREFIX));
+        assert_eq!(open_reasoning(&sealed).unwrap(), turn);
+        // The Python SDK sends bytes back in the URL-safe alphabet.
+        let url_safe = URL_SAFE_NO_PAD.encode(decode_base64(&sealed).unwrap());
+        assert_eq!(open_reasoning(&url_safe).unwrap(), turn);
+
+        // Reasoning text with nothing to sign it (an OpenAI-compatible host's `reasoning_content`).
+        let plain = [Reasoning {
+            text: "step one".into(),
+            opaque: None,
+        }];
+        assert_eq!(open_reasoning(&seal_reasoning(&plain).unwrap()).unwrap(), plain);
+        // Gemini's own signatures are not sealed, and a turn without reasoning has no envelope.
+        let gemini = Reasoning {
+            text: String::new(),
+            opaque: Some(Opaque::Gemini {
+                signature: "c2ln".into(),
+            }),
+        };
+        assert_eq!(seal_reasoning(&[gemini]), None);
+        assert_eq!(seal_reasoning(&[]), None);
+        // Foreign signatures, the sentinel, and broken envelopes open to nothing.
+        for other in [
+            "c2lnbmF0dXJl",
+            SENTINEL,
+            ENVELOPE_BASE64_PREFIX,
+            &STANDARD.encode(b"LLMR\x01{\"k\":\"ant\",\"b\":[]}"),
+            &STANDARD.encode(b"LLMR\x01{\"k\":\"xx\",\"t\":\"a\"}"),
+            &sealed[..sealed.len() - 8],
+        ] {
+            assert_eq!(open_reasoning(other), None, "{other}");
+        }
     }
 
     #[test]
