@@ -51,7 +51,7 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
         Err(error) => return record.answered(error.into_response(client)),
     };
     let parsed = match client {
-        Protocol::Gemini => ClientRequest::gemini(&bytes, parts.uri.path()),
+        Protocol::Gemini => ClientRequest::gemini(&bytes, &parts.uri),
         _ => ClientRequest::parse(&bytes, client),
     };
     let request = match parsed {

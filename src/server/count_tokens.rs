@@ -14,6 +14,7 @@ use super::AppState;
 use super::error::{ApiError, json_response, same_protocol_error_body};
 use super::request::{ClientRequest, read_body};
 use crate::protocol::convert::ConvertContext;
+use crate::protocol::convert::error::StreamStartError;
 use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use crate::protocol::{Protocol, hub};
 use crate::relay::record::RequestRecord;
@@ -49,12 +50,20 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
         return record.answered(error.into_response(Protocol::Anthropic));
     };
+    if deployment.protocol == Protocol::Gemini {
+        record.attempt(deployment);
+        let answer = match anthropic_count_for_gemini(&bytes, deployment) {
+            Ok(body) => forward(deployment, &parts.headers, body, Protocol::Anthropic).await,
+            Err(error) => error.into_response(Protocol::Anthropic),
+        };
+        return record.answered(answer);
+    }
     if deployment.protocol != Protocol::Anthropic {
         record.chose(deployment);
         let answer = match serde_json::from_slice::<Value>(&bytes) {
             Ok(body) => {
                 let tokens = estimate_anthropic_input_tokens(&body, deployment.spec.options.token_count_factor);
-                estimated(format!(r#"{{"input_tokens":{tokens}}}"#))
+                estimated(count_body(Protocol::Anthropic, tokens))
             }
             Err(e) => {
                 ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic)
@@ -71,10 +80,10 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     record.answered(answer)
 }
 
-/// Gemini's `POST …/models/{model}:countTokens`: forwarded to a Gemini deployment; for the other kinds
-/// estimated locally from the request converted to Messages, as `count_tokens` is for OpenAI-protocol
-/// deployments (reference protocol-gemini.md §7.1). `{"contents":…}` and `{"generateContentRequest":…}`
-/// are both taken.
+/// Gemini's `POST …/models/{model}:countTokens`: forwarded to a Gemini deployment, converted to
+/// `count_tokens` for an Anthropic one; for the other kinds estimated locally from the request converted
+/// to Messages, as `count_tokens` is for OpenAI-protocol deployments (reference protocol-gemini.md §7.1).
+/// `{"contents":…}` and `{"generateContentRequest":…}` are both taken.
 pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response {
     let mut record = RequestRecord::new("/v1beta/models/{model}:countTokens");
     let snapshot = state.snapshot.load_full();
@@ -84,7 +93,7 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
         Ok(bytes) => bytes,
         Err(error) => return record.answered(error.into_response(Protocol::Gemini)),
     };
-    let request = match ClientRequest::gemini(&bytes, parts.uri.path()) {
+    let request = match ClientRequest::gemini(&bytes, &parts.uri) {
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(Protocol::Gemini)),
     };
@@ -103,12 +112,85 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
         let answer = forward(deployment, &parts.headers, body, Protocol::Gemini).await;
         return record.answered(answer);
     }
+    if deployment.protocol == Protocol::Anthropic {
+        record.attempt(deployment);
+        let answer = match gemini_count_for_anthropic(&bytes, deployment) {
+            Ok(body) => forward(deployment, &parts.headers, body, Protocol::Gemini).await,
+            Err(error) => error.into_response(Protocol::Gemini),
+        };
+        return record.answered(answer);
+    }
     record.chose(deployment);
-    let answer = match gemini_estimate(&bytes, deployment) {
-        Ok(tokens) => estimated(format!(r#"{{"totalTokens":{tokens}}}"#)),
+    let answer = match gemini_as_messages(&bytes, deployment) {
+        Ok(messages) => {
+            let tokens = estimate_anthropic_input_tokens(&messages, deployment.spec.options.token_count_factor);
+            estimated(count_body(Protocol::Gemini, tokens))
+        }
         Err(error) => error.into_response(Protocol::Gemini),
     };
     record.answered(answer)
+}
+
+/// The fields Anthropic's `count_tokens` takes; it refuses any other (`max_tokens` included).
+const ANTHROPIC_COUNT_FIELDS: [&str; 6] = ["model", "messages", "system", "tools", "tool_choice", "thinking"];
+
+/// A Gemini count as the body of an Anthropic deployment's `count_tokens`: the request converted to
+/// Messages, keeping only what counting takes.
+fn gemini_count_for_anthropic(bytes: &[u8], deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
+    let Value::Object(mut messages) = gemini_as_messages(bytes, deployment)? else {
+        unreachable!("the Messages encoder writes an object");
+    };
+    messages.retain(|key, _| ANTHROPIC_COUNT_FIELDS.contains(&key.as_str()));
+    Ok(serde_json::to_vec(&messages).expect("a JSON map serialises"))
+}
+
+/// An Anthropic `count_tokens` body as a Gemini deployment's `countTokens` (reference §7.1): converted to
+/// a generation request, system prompt and tools included, inside `generateContentRequest`, which names
+/// its model. Counting has no `max_tokens`, which the Messages decoder needs, so a token stands in.
+fn anthropic_count_for_gemini(bytes: &[u8], deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
+    let mut body: serde_json::Map<String, Value> = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    body.entry("max_tokens").or_insert(Value::from(1));
+    let body = serde_json::to_vec(&body).expect("a JSON map serialises");
+    let ctx = count_context(deployment);
+    let converted = hub::convert_request(Protocol::Anthropic, Protocol::Gemini, &body, &ctx)?;
+    let mut out = Vec::with_capacity(converted.body.len() + 64);
+    out.extend_from_slice(br#"{"generateContentRequest":{"model":"#);
+    serde_json::to_writer(&mut out, &format!("models/{}", deployment.upstream_model)).expect("a string serialises");
+    out.push(b',');
+    // The converted body is a JSON object: its members go on after `model`.
+    out.extend_from_slice(&converted.body[1..]);
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A count's answer in the client's protocol.
+fn count_body(client: Protocol, tokens: u64) -> String {
+    match client {
+        Protocol::Gemini => format!(r#"{{"totalTokens":{tokens}}}"#),
+        _ => format!(r#"{{"input_tokens":{tokens}}}"#),
+    }
+}
+
+/// The count in a deployment's answer to a counting request.
+fn answered_count(upstream: Protocol, body: &[u8]) -> Option<u64> {
+    let field = match upstream {
+        Protocol::Gemini => "totalTokens",
+        _ => "input_tokens",
+    };
+    serde_json::from_slice::<Value>(body).ok()?.get(field)?.as_u64()
+}
+
+fn count_context(deployment: &Deployment) -> ConvertContext<'_> {
+    ConvertContext {
+        client_model: "",
+        upstream_model: &deployment.upstream_model,
+        options: &deployment.spec.options,
+        created: 0,
+        response_id: "",
+        signing_key: b"",
+        route_stream: false,
+    }
 }
 
 /// The body for a Gemini upstream's `countTokens`: the client's, with a `generateContentRequest`'s `model`
@@ -126,32 +208,22 @@ fn gemini_count_body(bytes: &[u8], upstream_model: &str) -> Vec<u8> {
     }
 }
 
-/// The prompt's size by the local tokenizer: the Gemini request (or its `generateContentRequest`) read by
-/// the Gemini decoder and written as Messages, the shape the estimator counts.
-fn gemini_estimate(bytes: &[u8], deployment: &Deployment) -> Result<u64, ApiError> {
+/// A Gemini count's request (or its `generateContentRequest`) read by the Gemini decoder and written as
+/// Messages: the shape the local estimator counts and Anthropic's `count_tokens` takes.
+fn gemini_as_messages(bytes: &[u8], deployment: &Deployment) -> Result<Value, ApiError> {
     let body: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     let inner = body
         .get("generateContentRequest")
         .map(|inner| serde_json::to_vec(inner).expect("a JSON value serialises"));
-    let options = &deployment.spec.options;
-    let ctx = ConvertContext {
-        client_model: "",
-        upstream_model: &deployment.upstream_model,
-        options,
-        created: 0,
-        response_id: "",
-        signing_key: b"",
-        route_stream: false,
-    };
+    let ctx = count_context(deployment);
     let converted = hub::convert_request(
         Protocol::Gemini,
         Protocol::Anthropic,
         inner.as_deref().unwrap_or(bytes),
         &ctx,
     )?;
-    let messages: Value = serde_json::from_slice(&converted.body).expect("the Messages encoder writes JSON");
-    Ok(estimate_anthropic_input_tokens(&messages, options.token_count_factor))
+    Ok(serde_json::from_slice(&converted.body).expect("the Messages encoder writes JSON"))
 }
 
 /// The deployment a count goes to. Counting is cheap and must not disturb the balancing of real traffic
@@ -165,8 +237,8 @@ fn counting_deployment(group: &ModelGroup) -> Option<&Arc<Deployment>> {
         .map(|i| &group.members[i])
 }
 
-/// A count forwarded to the deployment's counting endpoint, its answer relayed (an error in `client`'s
-/// shape).
+/// A count forwarded to the deployment's counting endpoint, its answer relayed, or written in `client`'s
+/// protocol when the deployment speaks another (an error in `client`'s shape either way).
 async fn forward(
     deployment: &Deployment,
     client_headers: &http::HeaderMap,
@@ -188,20 +260,41 @@ async fn forward(
             let status = response.status();
             let headers = upstream::relayed_headers(response.headers());
             // A success is read whole (a cut one would be invalid JSON); of an error, only its start matters.
+            let converted = deployment.protocol != client;
             let body = if status.is_success() {
-                upstream::read_limited(deployment, response, MAX_RESPONSE_BODY, deadline)
-                    .await
-                    .map(Vec::from)
+                let body = upstream::read_limited(deployment, response, MAX_RESPONSE_BODY, deadline).await;
+                match body {
+                    Ok(body) if converted => match answered_count(deployment.protocol, &body) {
+                        Some(tokens) => Ok((status, count_body(client, tokens).into_bytes())),
+                        None => {
+                            let error = ApiError::new(StatusCode::BAD_GATEWAY, "upstream count has no token count");
+                            return error.into_response(client);
+                        }
+                    },
+                    body => body.map(|body| (status, Vec::from(body))),
+                }
             } else {
                 upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline)
                     .await
                     .map(|body| {
                         let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
-                        same_protocol_error_body(client, status, &body)
+                        match converted {
+                            false => (status, same_protocol_error_body(client, status, &body)),
+                            true => {
+                                let error = StreamStartError {
+                                    upstream: deployment.protocol,
+                                    status: status.as_u16(),
+                                    body,
+                                }
+                                .to_client_error(client, None, None);
+                                let status = StatusCode::from_u16(error.status).unwrap_or(status);
+                                (status, error.body)
+                            }
+                        }
                     })
             };
             match body {
-                Ok(body) => {
+                Ok((status, body)) => {
                     let mut answer = json_response(status, body);
                     answer.headers_mut().extend(headers);
                     answer

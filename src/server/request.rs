@@ -81,10 +81,19 @@ impl<'a> ClientRequest<'a> {
 
     /// A Gemini request: the model (the group) and whether to stream are in its path,
     /// `…/models/{model}:generateContent` or `:streamGenerateContent`.
-    pub fn gemini(bytes: &'a [u8], path: &str) -> Result<Self, ApiError> {
-        let Some((encoded, method)) = super::models::model_in_path(path) else {
+    pub fn gemini(bytes: &'a [u8], uri: &http::Uri) -> Result<Self, ApiError> {
+        let Some((encoded, method)) = super::models::model_in_path(uri.path()) else {
             return Err(ApiError::bad_request("the path names no model"));
         };
+        let route_stream = method == Some("streamGenerateContent");
+        // Without `alt=sse` Google streams one JSON array, written as it grows; every Gemini SDK and the
+        // CLI ask for server-sent events, the one framing the router writes.
+        let sse = uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "alt=sse"));
+        if route_stream && !sse {
+            return Err(ApiError::bad_request(
+                "The router streams only as server-sent events: add `alt=sse` to the query string.",
+            ));
+        }
         let Ok(model) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
             return Err(ApiError::bad_request("the model in the path is not valid UTF-8"));
         };
@@ -92,7 +101,7 @@ impl<'a> ClientRequest<'a> {
             bytes,
             protocol: Protocol::Gemini,
             model: Cow::Owned(model.into_owned()),
-            route_stream: method == Some("streamGenerateContent"),
+            route_stream,
             raw: OnceLock::new(),
         })
     }
