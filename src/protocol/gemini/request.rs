@@ -1432,7 +1432,7 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
         Some(OutputFormat::JsonSchema { schema, .. }) => (Some("application/json"), Some(&**schema)),
         Some(OutputFormat::Text) | None => (None, None),
     };
-    let thinking_config = thinking(request, model, options.thinking_mode);
+    let thinking_config = thinking(request, model, max_output_tokens, options.thinking_mode);
     let thinking_enabled = thinking_config
         .as_ref()
         .is_some_and(|c| c.include_thoughts == Some(true));
@@ -1458,8 +1458,9 @@ pub fn encode(request: &Request, model: &str, options: &ModelOptions) -> Result<
 
 /// The effort as `thinkingConfig` (reference §2.7, Routes E/F). Thought summaries are asked for whenever
 /// thinking is, so the client can be shown them. Budgets stay within what the model takes: Pro models
-/// think 128 to 32768 tokens and cannot turn thinking off, the others at most 24576.
-fn thinking(request: &Request, model: &str, mode: ThinkingMode) -> Option<ThinkingConfig> {
+/// think 128 to 32768 tokens and cannot turn thinking off, the others at most 24576; and within three
+/// quarters of the output cap, which thoughts count against.
+fn thinking(request: &Request, model: &str, cap: Option<u64>, mode: ThinkingMode) -> Option<ThinkingConfig> {
     let effort = match &request.reasoning {
         ReasoningRequest::Unspecified => return None,
         ReasoningRequest::Disabled => None,
@@ -1493,6 +1494,12 @@ fn thinking(request: &Request, model: &str, mode: ThinkingMode) -> Option<Thinki
             let (min, max) = match model.contains("-pro") {
                 true => (128, 32768),
                 false => (0, 24576),
+            };
+            // Gemini counts thoughts against `maxOutputTokens`: a budget as large as the cap could leave
+            // no room for the answer, so thinking gets at most three quarters of it.
+            let budget = match cap {
+                Some(cap) => budget.min(cap * 3 / 4),
+                None => budget,
             };
             Some(config(Some(budget.clamp(min, max)), None))
         }
@@ -2273,7 +2280,7 @@ mod tests {
                 r#""toolConfig":{"functionCallingConfig":{"mode":"ANY","allowedFunctionNames":["ls"]}},"#,
                 r#""generationConfig":{"temperature":0.5,"maxOutputTokens":8192,"stopSequences":["1","2","3","4","5"],"#,
                 r#""responseMimeType":"application/json","responseJsonSchema":{"type":"object"},"#,
-                r#""thinkingConfig":{"includeThoughts":true,"thinkingBudget":24576}}}"#
+                r#""thinkingConfig":{"includeThoughts":true,"thinkingBudget":6144}}}"#
             )
         );
         assert!(!body.contains("\"model\":"), "the model goes in the URL");
@@ -2441,6 +2448,24 @@ mod tests {
             with(effort("high"), Some(60000), ThinkingMode::Budget),
             Some(json!({"includeThoughts":true,"thinkingBudget":24576}))
         );
+        // Thoughts count against the output cap: they get at most three quarters of it.
+        let capped = Request {
+            messages: vec![Message {
+                role: Role::User,
+                parts: vec![Part::Text("hi".into())],
+            }],
+            reasoning: effort("high"),
+            max_output_tokens: Some(8192),
+            ..Request::default()
+        };
+        let body: Value = serde_json::from_slice(
+            &encode(&capped, "gemini-2.5-flash", &ModelOptions::default())
+                .unwrap()
+                .body,
+        )
+        .unwrap();
+        assert_eq!(body["generationConfig"]["thinkingConfig"]["thinkingBudget"], 6144);
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], 8192);
         assert_eq!(with(ReasoningRequest::Unspecified, None, ThinkingMode::Budget), None);
         assert_eq!(
             with(ReasoningRequest::Disabled, None, ThinkingMode::Budget),
