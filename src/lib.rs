@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod relay;
 pub mod routing;
 pub mod server;
+pub mod status;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Reliability;
+use crate::status::window::Recent;
 
 /// The process's own clock origin; cooldown deadlines are stored as milliseconds since it.
 static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -22,9 +23,28 @@ pub struct Health {
     consecutive_failures: AtomicU32,
     /// Milliseconds since [`ORIGIN`] until which the deployment is skipped; 0 when it is not cooling.
     cooling_until: AtomicU64,
+    /// The last five minutes of finished requests, for the status page.
+    pub recent: Recent,
+}
+
+/// What the status page says of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Healthy,
+    /// Failed this many times in a row, short of `allowed_fails`.
+    Failing(u32),
+    Cooling(Duration),
 }
 
 impl Health {
+    pub fn state(&self) -> State {
+        match (self.cooldown_left(), self.consecutive_failures.load(Ordering::Relaxed)) {
+            (Some(left), _) => State::Cooling(left),
+            (None, 0) => State::Healthy,
+            (None, failures) => State::Failing(failures),
+        }
+    }
+
     /// How long the deployment still cools down, if it does.
     pub fn cooldown_left(&self) -> Option<Duration> {
         let until = self.cooling_until.load(Ordering::Relaxed);

@@ -215,7 +215,7 @@ impl Snapshot {
     }
 
     /// A deployment by its `model_list` name.
-    fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
+    pub fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
         self.groups
             .values()
             .flat_map(|g| g.members.iter())
