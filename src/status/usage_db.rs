@@ -124,7 +124,7 @@ impl UsageDb {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 // One warning per thousand rows lost keeps a long overload from flooding the log.
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                if self.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
                     tracing::warn!(path = %self.path.display(), "usage_db: writer behind, rows dropped");
                 }
             }
