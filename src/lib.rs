@@ -14,6 +14,8 @@
 //!   (`protocol::hub`, a shared representation that pairs any decoder with any encoder) with one folder of
 //!   pure codecs per protocol; `protocol::convert` holds what the codecs share (`docs/hub.md`).
 //! - [`config`]: the YAML schema, its validation, and hot reload into a new snapshot.
+//! - [`status`]: what the router shows of itself: the live status page, its five-minute windows, and the
+//!   optional SQLite usage log.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`].
 
@@ -38,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::config::reload::Reloader;
 use crate::routing::Snapshot;
 use crate::server::{AppState, Shared, Token};
+use crate::status::Status;
 use crate::upstream::ClientPool;
 
 /// What the router needs to start.
@@ -75,6 +78,8 @@ pub enum StartError {
     },
     #[error("cannot watch the config file for changes: {0}")]
     Watch(#[from] notify::Error),
+    #[error("{0}")]
+    UsageDb(String),
 }
 
 /// A running router.
@@ -106,9 +111,11 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         source,
     })?;
     let config = config::parse(&text, &settings.config)?;
+    let status = Arc::new(Status::new(settings.config.clone()));
+    status.apply_config(&config).map_err(StartError::UsageDb)?;
     let pool = Arc::new(ClientPool::new(settings.proxy.clone())?);
     let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
-    let reloader = Reloader::new(settings.config.clone(), live.clone(), pool, text);
+    let reloader = Reloader::new(settings.config.clone(), live.clone(), pool, text, status.clone());
     let reload = config::reload::spawn(Arc::new(reloader))?;
 
     let bind_error = |source| StartError::Bind {
@@ -121,6 +128,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         snapshot: live.clone(),
         token: settings.token.as_deref().map(Token::new),
         signing_key: rand::random(),
+        status,
     });
     let (tx, rx) = oneshot::channel();
     let shutdown = async {

@@ -107,6 +107,11 @@ pub struct RouterSettings {
     pub max_connections: Option<u32>,
     #[serde(default)]
     pub max_event_size_mb: Option<f64>,
+    /// A SQLite file for the usage log (one row per request); relative to the config file's folder.
+    #[serde(default)]
+    pub usage_db: Option<String>,
+    #[serde(default)]
+    pub usage_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -48,8 +48,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.display().to_string(),
         message: first_line(&e.to_string()),
     })?;
-    validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| ConfigError::Invalid {
-        path: path.display().to_string(),
-        message,
-    })
+    let mut config =
+        validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })?;
+    if let Some(usage) = &mut config.usage_db
+        && usage.path.is_relative()
+        && let Some(dir) = path.parent()
+    {
+        usage.path = dir.join(&usage.path);
+    }
+    Ok(config)
 }

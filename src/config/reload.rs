@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::{Config, ConfigError, parse};
 use crate::routing::Snapshot;
+use crate::status::Status;
 use crate::upstream::ClientPool;
 
 /// Editors write a file in several steps; wait this long after the first event before reading it.
@@ -24,6 +25,8 @@ pub struct Reloader {
     pool: Arc<ClientPool>,
     /// The text of the last file looked at, so events that change nothing cost one read and no rebuild.
     last_text: Mutex<String>,
+    /// Told of every reload, accepted or refused, for the status page; it also keeps the usage log.
+    status: Arc<Status>,
 }
 
 /// What a reload did.
@@ -34,12 +37,19 @@ pub enum ReloadOutcome {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: Arc<ArcSwap<Snapshot>>, pool: Arc<ClientPool>, loaded_text: String) -> Self {
+    pub fn new(
+        path: PathBuf,
+        live: Arc<ArcSwap<Snapshot>>,
+        pool: Arc<ClientPool>,
+        loaded_text: String,
+        status: Arc<Status>,
+    ) -> Self {
         Self {
             path,
             live,
             pool,
             last_text: Mutex::new(loaded_text),
+            status,
         }
     }
 
@@ -58,6 +68,9 @@ impl Reloader {
         let config = result?;
         let old = self.live.load();
         let changes = describe_changes(&old.config, &config);
+        if let Err(error) = self.status.apply_config(&config) {
+            tracing::error!(%error, "usage log not opened; requests are not logged to it");
+        }
         let snapshot = Snapshot::build(config, Some(&old), &self.pool);
         self.live.store(Arc::new(snapshot));
         Ok(ReloadOutcome::Applied(changes))
@@ -69,10 +82,13 @@ impl Reloader {
                 tracing::debug!(path = %self.path.display(), "config file unchanged")
             }
             Ok(ReloadOutcome::Applied(changes)) => {
-                tracing::info!(path = %self.path.display(), changes = %changes.join("; "), "config reloaded")
+                let changes = changes.join("; ");
+                tracing::info!(path = %self.path.display(), %changes, "config reloaded");
+                self.status.reloaded(true, changes);
             }
             Err(error) => {
-                tracing::error!(%error, "config reload rejected; still serving the last good config")
+                tracing::error!(%error, "config reload rejected; still serving the last good config");
+                self.status.reloaded(false, error.to_string());
             }
         }
     }
@@ -255,6 +271,9 @@ pub fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
     if limits(old) != limits(new) {
         changes.push("request limits changed".into());
     }
+    if old.usage_db != new.usage_db {
+        changes.push("usage_db changed".into());
+    }
     if changes.is_empty() {
         changes.push("no effective change".into());
     }
@@ -274,7 +293,8 @@ mod tests {
         let config = parse(text, &path).unwrap();
         let pool = Arc::new(ClientPool::new(None).unwrap());
         let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
-        (dir, Reloader::new(path, live, pool, text.to_owned()))
+        let status = Arc::new(crate::status::Status::new(path.clone()));
+        (dir, Reloader::new(path, live, pool, text.to_owned(), status))
     }
 
     mod tempdir {

@@ -34,6 +34,16 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest upstream stream event, in bytes.
     pub max_event_size: usize,
+    /// The usage log, when `usage_db` is set.
+    pub usage_db: Option<UsageDbSpec>,
+}
+
+/// `router_settings.usage_db` and `usage_retention_days`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDbSpec {
+    /// As written; [`super::parse`] makes a relative one relative to the config file's folder.
+    pub path: std::path::PathBuf,
+    pub retention_days: u32,
 }
 
 /// Failover and cooldown settings (`router_settings`).
@@ -216,6 +226,27 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
             ));
         }
     };
+    let usage_db = match (
+        settings.usage_db.as_deref().map(str::trim),
+        settings.usage_retention_days,
+    ) {
+        (None | Some(""), None) => None,
+        (None | Some(""), Some(_)) => {
+            return Err("router_settings.usage_retention_days: set only with usage_db".into());
+        }
+        (Some(path), days) => Some(UsageDbSpec {
+            path: path.into(),
+            retention_days: match days {
+                None => 30,
+                Some(n @ 1..=3650) => n,
+                Some(n) => {
+                    return Err(format!(
+                        "router_settings.usage_retention_days: {n} is out of range (1 to 3650)"
+                    ));
+                }
+            },
+        }),
+    };
 
     let mut names = HashSet::new();
     let mut deployments = Vec::with_capacity(file.model_list.len());
@@ -260,6 +291,7 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         body_read_timeout,
         max_connections,
         max_event_size,
+        usage_db,
     })
 }
 

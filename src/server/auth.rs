@@ -32,8 +32,14 @@ impl Token {
         by_bearer | by_key | by_goog_key | by_param
     }
 
-    fn matches(&self, candidate: &str) -> bool {
+    /// Whether `candidate` is the token, in constant time.
+    pub fn matches(&self, candidate: &str) -> bool {
         self.0.ct_eq(candidate.as_bytes()).into()
+    }
+
+    /// The token's bytes, to derive the status page's session cookie from.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod listener;
 pub(crate) mod models;
 pub mod request;
+mod status_page;
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct Shared {
     /// Key for the router-minted thinking signatures (random per process: they are only ever checked by
     /// the router itself, which strips them before an Anthropic upstream sees them).
     pub signing_key: [u8; 32],
+    /// What the status page shows beyond the snapshot, and the usage log.
+    pub status: Arc<crate::status::Status>,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,7 +60,12 @@ pub async fn route(state: AppState, request: Request) -> Response {
     let Some(route) = Route::of(path) else {
         return not_found(&request);
     };
-    if route != Route::Health
+    // The status page holds no data, its login takes the token itself, and its data takes a cookie too.
+    let open = matches!(
+        route,
+        Route::Health | Route::StatusPage | Route::StatusLogin | Route::StatusData
+    );
+    if !open
         && let Some(token) = &state.token
         && !token.accepts(request.headers(), request.uri().query())
     {
@@ -66,7 +74,9 @@ pub async fn route(state: AppState, request: Request) -> Response {
     }
     let method = request.method();
     let allowed = match route {
-        Route::Health | Route::Models | Route::Model => method == Method::GET || method == Method::HEAD,
+        Route::Health | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => {
+            method == Method::GET || method == Method::HEAD
+        }
         _ => method == Method::POST,
     };
     if !allowed {
@@ -74,6 +84,12 @@ pub async fn route(state: AppState, request: Request) -> Response {
     }
     match route {
         Route::Health => health(&state),
+        Route::StatusPage => status_page::page(),
+        Route::StatusData => {
+            let allowed = status_page::allowed(&state, request.headers());
+            status_page::data(&state, allowed).await
+        }
+        Route::StatusLogin => status_page::login(&state, request).await,
         Route::ChatCompletions => crate::relay::handle(state, Protocol::OpenAi, request).await,
         Route::Messages => crate::relay::handle(state, Protocol::Anthropic, request).await,
         Route::Responses => crate::relay::handle(state, Protocol::Responses, request).await,
@@ -90,6 +106,12 @@ pub async fn route(state: AppState, request: Request) -> Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
+    /// `GET /` and `/status`: the status page.
+    StatusPage,
+    /// `GET /status.json`: the page's data.
+    StatusData,
+    /// `POST /status/login`: the page's token form.
+    StatusLogin,
     ChatCompletions,
     Messages,
     Responses,
@@ -109,6 +131,9 @@ impl Route {
     fn of(path: &str) -> Option<Self> {
         Some(match path {
             "/health" => Route::Health,
+            "/" | "/status" => Route::StatusPage,
+            "/status.json" => Route::StatusData,
+            "/status/login" => Route::StatusLogin,
             "/v1/chat/completions" => Route::ChatCompletions,
             "/v1/messages" => Route::Messages,
             "/v1/responses" => Route::Responses,
@@ -126,7 +151,7 @@ impl Route {
 
     fn allow(self) -> &'static str {
         match self {
-            Route::Health | Route::Models | Route::Model => "GET,HEAD",
+            Route::Health | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => "GET,HEAD",
             _ => "POST",
         }
     }

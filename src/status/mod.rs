@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use self::usage_db::{DayTokens, UsageDb, now_ms};
+use crate::config::Config;
 use crate::routing::health::State;
 use crate::routing::{Deployment, Snapshot};
 
@@ -111,8 +112,24 @@ impl Status {
         self.usage.load_full()
     }
 
-    pub fn set_usage_db(&self, db: Option<Arc<UsageDb>>) {
+    /// Opens, reopens or closes the usage log as `config` says; a log that stays the same is kept. The
+    /// writer of a log closed here finishes its queued rows and stops.
+    pub fn apply_config(&self, config: &Config) -> Result<(), String> {
+        let current = self.usage.load();
+        let same = match (&config.usage_db, current.as_deref()) {
+            (None, None) => true,
+            (Some(spec), Some(db)) => spec.path == db.path() && spec.retention_days == db.retention_days(),
+            _ => false,
+        };
+        if same {
+            return Ok(());
+        }
+        let db = match &config.usage_db {
+            None => None,
+            Some(spec) => Some(Arc::new(UsageDb::open(&spec.path, spec.retention_days)?)),
+        };
         self.usage.store(db);
+        Ok(())
     }
 
     /// `/status.json`: everything the page shows. `days` is the usage chart, when there is a usage log.
