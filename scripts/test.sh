@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: Rust unit and integration tests, including the end-to-end checks with the official
 # OpenAI, Anthropic and google-genai Python SDKs (set up in a virtualenv on first use) and with the real
-# Claude Code, Codex and Gemini CLIs (installed from the npm registry on first use, when node and npm exist).
+# Claude Code, Codex and Gemini CLIs (installed from the npm registry on first use, when node and npm exist),
+# and the status page in headless Chromium (installed from the distribution's packages when missing).
 #
 # The virtualenv lives in target/sdk-venv and is rebuilt when tests/sdk/requirements.txt or the python3
 # found on PATH changes. Arguments go to `cargo test` (e.g. `./scripts/test.sh --test sdk`).
@@ -51,6 +52,21 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     export LLM_ROUTER_REQUIRE_CLAUDE_CODE=1 LLM_ROUTER_REQUIRE_CODEX=1 LLM_ROUTER_REQUIRE_GEMINI_CLI=1
 else
     echo "scripts/test.sh: node/npm not found; the Claude Code, Codex and Gemini CLI tests will be skipped" >&2
+fi
+
+# The status page's browser test (tests/status_page.rs) runs Debian's Chromium headless, installed here
+# when missing and when this user may install packages.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "scripts/test.sh: installing chromium for the status page test" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+    else
+        echo "scripts/test.sh: chromium not found; the status page's browser checks will be skipped" >&2
+    fi
+fi
+if command -v chromium >/dev/null 2>&1; then
+    export LLM_ROUTER_REQUIRE_CHROMIUM=1
 fi
 
 cargo test -j2 "$@"

@@ -87,7 +87,7 @@ router_settings:
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
     let good = MockUpstream::fixed(Reply::json(oai_answer("fine"))).await;
     let bad = MockUpstream::fixed(Reply::status(
@@ -173,7 +173,7 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
     router.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_token_the_page_asks_for_it_and_its_cookie_opens_the_data() {
     let up = MockUpstream::fixed(Reply::json(oai_answer("fine"))).await;
     let config = config_one("g", "openai", &format!("{}/v1", up.base()), "");
@@ -199,7 +199,8 @@ async fn with_a_token_the_page_asks_for_it_and_its_cookie_opens_the_data() {
 
     let wrong = client
         .post(router.url("/status/login"))
-        .form(&[("token", "nope")])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=nope")
         .send()
         .await
         .unwrap();
@@ -208,7 +209,8 @@ async fn with_a_token_the_page_asks_for_it_and_its_cookie_opens_the_data() {
     assert!(wrong.headers().get("set-cookie").is_none());
     let login = client
         .post(router.url("/status/login"))
-        .form(&[("token", "page-token")])
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=page-token")
         .send()
         .await
         .unwrap();
