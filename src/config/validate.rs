@@ -656,6 +656,31 @@ router_settings:
     }
 
     #[test]
+    fn the_usage_log_is_off_by_default_and_its_path_follows_the_config_file() {
+        assert_eq!(parse(SEED, Path::new("c.yaml")).unwrap().usage_db, None);
+        let with = |extra: &str| format!("{SEED}  {extra}\n");
+        let config = parse(&with("usage_db: logs/usage.sqlite"), Path::new("/etc/router/c.yaml")).unwrap();
+        assert_eq!(
+            config.usage_db,
+            Some(UsageDbSpec {
+                path: "/etc/router/logs/usage.sqlite".into(),
+                retention_days: 30
+            })
+        );
+        let absolute = parse(
+            &format!("{SEED}  usage_db: /var/lib/u.db\n  usage_retention_days: 7\n"),
+            Path::new("/etc/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(absolute.usage_db.unwrap().path, Path::new("/var/lib/u.db"));
+        assert_eq!(
+            error_of(&with("usage_retention_days: 7")),
+            "router_settings.usage_retention_days: set only with usage_db"
+        );
+        assert!(error_of(&format!("{SEED}  usage_db: u.db\n  usage_retention_days: 0\n")).contains("out of range"));
+    }
+
+    #[test]
     fn anthropic_base_ending_in_v1_is_not_doubled() {
         assert_eq!(
             endpoint("https://api.anthropic.com/v1/", Protocol::Anthropic, "m")
