@@ -179,7 +179,7 @@ fn a_stream_that_ends_in_an_in_band_error_is_logged_with_its_real_outcome() {
     let rest = stop(&mut child, &mut stderr);
     let line = rest
         .lines()
-        .find(|l| l.contains("request finished") && l.contains("streamed=true"))
+        .find(|l| l.contains("request finished") && l.contains("stream=true"))
         .unwrap_or_else(|| panic!("no stream log line:\n{rest}"));
     assert!(line.contains("status=504"), "{line}");
     assert!(line.contains("stalled"), "{line}");

@@ -11,6 +11,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{Config, ConfigError, parse};
+use crate::metrics::Metrics;
 use crate::routing::Snapshot;
 use crate::upstream::ClientPool;
 
@@ -22,6 +23,8 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<Snapshot>>,
     pool: Arc<ClientPool>,
+    /// Counts reloads; new snapshots resolve their metric handles in it.
+    metrics: Arc<Metrics>,
     /// The text of the last file looked at, so events that change nothing cost one read and no rebuild.
     last_text: Mutex<String>,
 }
@@ -34,17 +37,35 @@ pub enum ReloadOutcome {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: Arc<ArcSwap<Snapshot>>, pool: Arc<ClientPool>, loaded_text: String) -> Self {
+    pub fn new(
+        path: PathBuf,
+        live: Arc<ArcSwap<Snapshot>>,
+        pool: Arc<ClientPool>,
+        metrics: Arc<Metrics>,
+        loaded_text: String,
+    ) -> Self {
         Self {
             path,
             live,
             pool,
+            metrics,
             last_text: Mutex::new(loaded_text),
         }
     }
 
-    /// Reads the file; if its text changed and it is valid, swaps in the new snapshot.
+    /// Reads the file; if its text changed and it is valid, swaps in the new snapshot. Counted in the
+    /// metrics as applied or refused (an unchanged file is neither).
     pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(ReloadOutcome::Applied(_)) => self.metrics.reloaded(true),
+            Ok(ReloadOutcome::Unchanged) => {}
+            Err(_) => self.metrics.reloaded(false),
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<ReloadOutcome, ConfigError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read {
             path: self.path.display().to_string(),
             source,
@@ -58,7 +79,7 @@ impl Reloader {
         let config = result?;
         let old = self.live.load();
         let changes = describe_changes(&old.config, &config);
-        let snapshot = Snapshot::build(config, Some(&old), &self.pool);
+        let snapshot = Snapshot::build(config, Some(&old), &self.pool, &self.metrics);
         self.live.store(Arc::new(snapshot));
         Ok(ReloadOutcome::Applied(changes))
     }
@@ -273,8 +294,9 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let config = parse(text, &path).unwrap();
         let pool = Arc::new(ClientPool::new(None).unwrap());
-        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
-        (dir, Reloader::new(path, live, pool, text.to_owned()))
+        let metrics = Arc::new(Metrics::new());
+        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool, &metrics)));
+        (dir, Reloader::new(path, live, pool, metrics, text.to_owned()))
     }
 
     mod tempdir {

@@ -36,6 +36,18 @@ impl Health {
         self.cooldown_left().is_some()
     }
 
+    /// The state shown in metrics: `cooling`, `failing` (failures counted, below `allowed_fails`) or
+    /// `healthy`.
+    pub fn state(&self) -> &'static str {
+        if self.is_cooling() {
+            "cooling"
+        } else if self.consecutive_failures.load(Ordering::Relaxed) > 0 {
+            "failing"
+        } else {
+            "healthy"
+        }
+    }
+
     pub fn record_success(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
@@ -80,6 +92,7 @@ mod tests {
         assert!(!h.is_cooling());
         assert_eq!(h.record_failure(&r, None), Some(Duration::from_secs(30)));
         assert!(h.is_cooling());
+        assert_eq!(h.state(), "cooling");
         assert!(h.cooldown_left().unwrap() > Duration::from_secs(29));
     }
 
@@ -88,7 +101,9 @@ mod tests {
         let h = Health::default();
         let r = reliability(2);
         h.record_failure(&r, None);
+        assert_eq!(h.state(), "failing");
         h.record_success();
+        assert_eq!(h.state(), "healthy");
         assert_eq!(h.record_failure(&r, None), None);
         assert!(!h.is_cooling());
     }

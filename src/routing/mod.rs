@@ -10,7 +10,10 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::config::{Config, DeploymentSpec, Strategy};
+use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
 use crate::upstream::{ClientPool, Endpoint, Origin};
 pub use health::Health;
@@ -44,11 +47,13 @@ pub struct Deployment {
     pub health: Arc<Health>,
     /// The API key as text to scrub from what the upstream sends back (some hosts echo it in errors).
     pub secret: Option<crate::config::Secret>,
+    /// `llmrouter_cooldowns_total` of this deployment.
+    pub cooldowns: Counter,
     pub spec: DeploymentSpec,
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>) -> Self {
+    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics) -> Self {
         let target =
             |url: &url::Url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
         let (endpoint, url_authorization) = target(&spec.endpoint);
@@ -89,6 +94,7 @@ impl Deployment {
             origin,
             health,
             secret: spec.api_key.clone(),
+            cooldowns: metrics.cooldowns(&spec.name),
             spec,
         }
     }
@@ -107,6 +113,8 @@ pub struct ModelGroup {
     pub weights: Vec<u32>,
     pub strategy: Strategy,
     pub balancer: Arc<Balancer>,
+    /// This group's metric handles, its members' in the order of `members`.
+    pub metrics: GroupMetrics,
 }
 
 impl ModelGroup {
@@ -140,8 +148,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot. From `previous` it takes over the balancer state of groups whose shape did not
-    /// change and the health (failure count, cooldown) of deployments that did not change.
-    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool) -> Self {
+    /// change and the health (failure count, cooldown) of deployments that did not change. Metric handles
+    /// are resolved here, once, so that requests record without lookups.
+    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool, metrics: &Metrics) -> Self {
         let deployments: Vec<Arc<Deployment>> = config
             .deployments
             .iter()
@@ -150,7 +159,7 @@ impl Snapshot {
                     .and_then(|p| p.deployment(&spec.name))
                     .filter(|old| old.spec == *spec)
                     .map_or_else(Arc::default, |old| old.health.clone());
-                Arc::new(Deployment::new(spec.clone(), pool, health))
+                Arc::new(Deployment::new(spec.clone(), pool, health, metrics))
             })
             .collect();
         let mut groups = HashMap::new();
@@ -164,6 +173,7 @@ impl Snapshot {
                 .unwrap_or_else(|| Arc::new(Balancer::new(config.strategy, weights.clone())));
             let group = ModelGroup {
                 name: name.to_owned(),
+                metrics: GroupMetrics::new(&metrics.families, name, &names),
                 members,
                 weights,
                 strategy: config.strategy,
@@ -214,6 +224,11 @@ impl Snapshot {
         })
     }
 
+    /// Every group, configured ones and `model_list` names served directly.
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<ModelGroup>> {
+        self.groups.values()
+    }
+
     /// A deployment by its `model_list` name.
     fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
         self.groups
@@ -248,6 +263,7 @@ router_settings:
             crate::config::parse(text, Path::new("c.yaml")).unwrap(),
             previous,
             &pool,
+            &Metrics::new(),
         )
     }
 

@@ -34,6 +34,8 @@ pub struct Shared {
     /// Key for the router-minted thinking signatures (random per process: they are only ever checked by
     /// the router itself, which strips them before an Anthropic upstream sees them).
     pub signing_key: [u8; 32],
+    /// The router's metrics, for the lifetime of the process (snapshots hold handles into them).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,12 +63,15 @@ pub async fn route(state: AppState, request: Request) -> Response {
         && let Some(token) = &state.token
         && !token.accepts(request.headers(), request.uri().query())
     {
+        state.metrics.auth_failures.inc();
         let protocol = client_protocol(request.uri(), request.headers());
         return ApiError::unauthorized().into_response(protocol);
     }
     let method = request.method();
     let allowed = match route {
-        Route::Health | Route::Models | Route::Model => method == Method::GET || method == Method::HEAD,
+        Route::Health | Route::Metrics | Route::Models | Route::Model => {
+            method == Method::GET || method == Method::HEAD
+        }
         _ => method == Method::POST,
     };
     if !allowed {
@@ -74,6 +79,7 @@ pub async fn route(state: AppState, request: Request) -> Response {
     }
     match route {
         Route::Health => health(&state),
+        Route::Metrics => metrics(&state),
         Route::ChatCompletions => crate::relay::handle(state, Protocol::OpenAi, request).await,
         Route::Messages => crate::relay::handle(state, Protocol::Anthropic, request).await,
         Route::Responses => crate::relay::handle(state, Protocol::Responses, request).await,
@@ -90,6 +96,8 @@ pub async fn route(state: AppState, request: Request) -> Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Health,
+    /// Prometheus metrics; behind the token like the API routes (series names reveal the config).
+    Metrics,
     ChatCompletions,
     Messages,
     Responses,
@@ -109,6 +117,7 @@ impl Route {
     fn of(path: &str) -> Option<Self> {
         Some(match path {
             "/health" => Route::Health,
+            "/metrics" => Route::Metrics,
             "/v1/chat/completions" => Route::ChatCompletions,
             "/v1/messages" => Route::Messages,
             "/v1/responses" => Route::Responses,
@@ -126,7 +135,7 @@ impl Route {
 
     fn allow(self) -> &'static str {
         match self {
-            Route::Health | Route::Models | Route::Model => "GET,HEAD",
+            Route::Health | Route::Metrics | Route::Models | Route::Model => "GET,HEAD",
             _ => "POST",
         }
     }
@@ -138,6 +147,16 @@ fn health(state: &AppState) -> Response {
         StatusCode::OK,
         format!(r#"{{"status":"ok","model_groups":{groups}}}"#).into_bytes(),
     )
+}
+
+fn metrics(state: &AppState) -> Response {
+    let text = state.metrics.render(&state.snapshot.load());
+    let mut response = Response::new(axum::body::Body::from(text));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 fn not_found(request: &Request) -> Response {

@@ -117,7 +117,7 @@ struct FunctionCall {
 }
 
 #[derive(Deserialize, Default)]
-struct ChatUsage {
+pub(super) struct ChatUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
@@ -146,7 +146,7 @@ struct CompletionDetails {
 }
 
 impl ChatUsage {
-    fn to_hub(&self) -> Usage {
+    pub(super) fn to_hub(&self) -> Usage {
         let prompt = self.prompt_tokens_details.as_ref();
         let cached = prompt
             .and_then(|d| d.cached_tokens)

@@ -88,7 +88,7 @@ struct PromptFeedback<'a> {
 
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-struct UsageMetadata {
+pub(super) struct UsageMetadata {
     #[serde(default)]
     prompt_token_count: u64,
     #[serde(default)]
@@ -106,7 +106,7 @@ struct UsageMetadata {
 impl UsageMetadata {
     /// Gemini's `candidatesTokenCount` leaves thoughts out; the hub's output counts them (reference §4.5).
     /// Some responses count them in already (`prompt + candidates == total`), as LiteLLM also found.
-    fn to_hub(self) -> Usage {
+    pub(super) fn to_hub(self) -> Usage {
         let input = self.prompt_token_count + self.tool_use_prompt_token_count;
         let included = self.thoughts_token_count > 0 && input + self.candidates_token_count == self.total_token_count;
         let output = match included {

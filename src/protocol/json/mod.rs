@@ -31,6 +31,41 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
     }
 }
 
+/// The value of the last `"key":` in `json` (`quoted_key` with its quotes), decoded without reading the
+/// rest of the document: how usage is read from same-protocol answers and stream events that are
+/// otherwise relayed untouched. The last occurrence, as every provider writes usage after the content it
+/// counts. A quoted key cannot match inside a JSON string (a quote there is escaped), so the only false
+/// hits are nested keys of the same name, which decode as something else and give `None`.
+pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
+    json: &'a [u8],
+    quoted_key: &memchr::memmem::FinderRev<'_>,
+) -> Option<T> {
+    let at = quoted_key.rfind(json)? + quoted_key.needle().len();
+    let rest = json[at..].trim_ascii_start().strip_prefix(b":")?;
+    // A value followed by more document: deserialize one value and ignore what follows.
+    T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
+}
+
+/// Whether `json` has the key `quoted_key` (with its quotes) with a value other than `null`, `""`, `[]`
+/// or `{}`: a cheap test for "this event carries content".
+pub(crate) fn has_non_empty(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> bool {
+    let mut from = 0;
+    while let Some(found) = quoted_key.find(&json[from..]) {
+        from += found + quoted_key.needle().len();
+        let Some(rest) = json[from..].trim_ascii_start().strip_prefix(b":") else {
+            continue;
+        };
+        let rest = rest.trim_ascii_start();
+        let empty = [&b"null"[..], b"\"\"", b"[]", b"{}"]
+            .iter()
+            .any(|empty| rest.starts_with(empty));
+        if !empty {
+            return true;
+        }
+    }
+    false
+}
+
 /// Appends `value` as one SSE event, `event: <name>` first when it has one: written in place, so a stream's
 /// events cost no buffer of their own.
 pub(crate) fn write_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: Option<&str>, value: &T) {
