@@ -80,14 +80,38 @@ impl<L: WithStatus> ByStatus<L> {
     }
 }
 
+/// A series created on first use: families whose series would mostly stay empty (a histogram per
+/// ingress and stream kind, a TTFT histogram for a group that never streams) add no lines until then.
+pub struct LazySeries<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + Send + Sync + 'static> {
+    family: HistogramFamily<L>,
+    labels: L,
+    series: OnceLock<Histogram>,
+}
+
+impl<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + Send + Sync + 'static> LazySeries<L> {
+    fn new(family: &HistogramFamily<L>, labels: L) -> Self {
+        Self {
+            family: family.clone(),
+            labels,
+            series: OnceLock::new(),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        self.series
+            .get_or_init(|| self.family.get_or_create_owned(&self.labels))
+            .observe(value);
+    }
+}
+
 /// The five token types, in the order of [`MemberMetrics::tokens`].
 pub const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
 
 /// The handles of one deployment as a member of one group.
 pub struct MemberMetrics {
     pub(crate) upstream_requests: ByStatus<UpstreamLabels>,
-    pub upstream_duration: Histogram,
-    pub ttft: Histogram,
+    pub(crate) upstream_duration: LazySeries<MemberLabels>,
+    pub(crate) ttft: LazySeries<MemberLabels>,
     /// By [`TOKEN_TYPES`].
     pub tokens: [Counter; 5],
     pub retries: Counter,
@@ -116,8 +140,8 @@ impl MemberMetrics {
                     status: 0,
                 },
             ),
-            upstream_duration: families.upstream_duration.get_or_create_owned(&labels),
-            ttft: families.ttft.get_or_create_owned(&labels),
+            upstream_duration: LazySeries::new(&families.upstream_duration, labels.clone()),
+            ttft: LazySeries::new(&families.ttft, labels.clone()),
             tokens: TOKEN_TYPES.map(token),
             retries: families.retries.get_or_create_owned(&labels),
             inflight: families.inflight.get_or_create_owned(&labels),
@@ -133,11 +157,8 @@ impl MemberMetrics {
 /// The client-facing handles of one group for one ingress protocol.
 pub struct IngressMetrics {
     requests: ByStatus<RequestLabels>,
-    /// Not streamed, streamed; created on first use, as most groups see only one ingress and one kind.
-    durations: [OnceLock<Histogram>; 2],
-    duration_family: HistogramFamily<RequestDurationLabels>,
-    ingress: &'static str,
-    group: String,
+    /// Not streamed, streamed; most groups see only one ingress and one kind.
+    durations: [LazySeries<RequestDurationLabels>; 2],
 }
 
 impl IngressMetrics {
@@ -151,10 +172,14 @@ impl IngressMetrics {
                     code: 0,
                 },
             ),
-            durations: Default::default(),
-            duration_family: families.request_duration.clone(),
-            ingress,
-            group: group.to_owned(),
+            durations: [false, true].map(|stream| {
+                let labels = RequestDurationLabels {
+                    ingress,
+                    group: group.to_owned(),
+                    stream: if stream { "true" } else { "false" },
+                };
+                LazySeries::new(&families.request_duration, labels)
+            }),
         }
     }
 
@@ -162,14 +187,8 @@ impl IngressMetrics {
         self.requests.inc(code);
     }
 
-    pub fn duration(&self, stream: bool) -> &Histogram {
-        self.durations[usize::from(stream)].get_or_init(|| {
-            self.duration_family.get_or_create_owned(&RequestDurationLabels {
-                ingress: self.ingress,
-                group: self.group.clone(),
-                stream: if stream { "true" } else { "false" },
-            })
-        })
+    pub(crate) fn duration(&self, stream: bool) -> &LazySeries<RequestDurationLabels> {
+        &self.durations[usize::from(stream)]
     }
 }
 
