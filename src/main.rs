@@ -14,27 +14,38 @@ async fn main() -> ExitCode {
         eprintln!("llm-router: {message}");
         return ExitCode::from(2);
     }
+    let format = cli.log_format;
     let running = match start(Settings::from_cli(&cli)).await {
         Ok(running) => running,
         Err(error) => {
-            eprintln!("llm-router: {error}");
+            announce(format, "ERROR", &format!("llm-router: {error}"));
             return ExitCode::FAILURE;
         }
     };
-    eprintln!(
+    let listening = format!(
         "llm-router {} listening on http://{} (config {})",
         env!("CARGO_PKG_VERSION"),
         running.local_addr,
         cli.config.display()
     );
+    announce(format, "INFO", &listening);
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections, waiting for requests in flight");
     match running.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("llm-router: {error}");
+            announce(format, "ERROR", &format!("llm-router: {error}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A line printed whatever the log level (the listening line, why the router stopped), in the log's
+/// format: with `--log-format json` too, every line on stderr is one JSON object.
+fn announce(format: LogFormat, level: &str, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{message}"),
+        LogFormat::Json => eprintln!("{}", serde_json::json!({"level": level, "message": message})),
     }
 }
 
