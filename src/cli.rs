@@ -44,6 +44,6 @@ pub struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
-    /// One JSON object per line, the event's fields at its top level (for log shippers).
+    // One JSON object per line, the event's fields at its top level (for log shippers).
     Json,
 }
