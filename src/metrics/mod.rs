@@ -11,8 +11,8 @@
 
 pub mod handles;
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -124,6 +124,8 @@ pub struct Metrics {
     reload_success: Counter,
     reload_failure: Counter,
     last_reload_success: Gauge<f64, AtomicU64>,
+    /// Scrapes one at a time: each rebuilds the state family before encoding it.
+    render_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -262,6 +264,7 @@ impl Metrics {
             reload_success,
             reload_failure,
             last_reload_success,
+            render_lock: Mutex::new(()),
         };
         metrics.last_reload_success.set(unix_seconds());
         metrics
@@ -288,6 +291,7 @@ impl Metrics {
     /// a view of the health of the deployments configured at this moment, so a deployment removed by a reload
     /// leaves this family at once (its counters stay; see [`handles`]).
     pub fn render(&self, snapshot: &Snapshot) -> String {
+        let _one_at_a_time = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
         let state = &self.families.state;
         state.clear();
         for group in snapshot.groups() {

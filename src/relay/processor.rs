@@ -521,6 +521,29 @@ mod tests {
     }
 
     #[test]
+    fn usage_and_the_first_content_are_watched_across_split_chunks() {
+        let input = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"é\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let first_delta = input.find("event: content_block_delta").unwrap();
+        for cut in 0..input.len() {
+            let mut p = PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT);
+            p.chunk(Bytes::copy_from_slice(&input.as_bytes()[..cut]));
+            // Content starts once the whole delta event is in.
+            if cut < first_delta + 20 {
+                assert!(!p.content_started(), "cut {cut}");
+            }
+            p.chunk(Bytes::copy_from_slice(&input.as_bytes()[cut..]));
+            assert!(p.content_started() && p.end() == Some(StreamEnd::COMPLETE), "cut {cut}");
+            let usage = p.usage().unwrap();
+            assert_eq!((usage.input, usage.output), (9, 4), "cut {cut}");
+        }
+    }
+
+    #[test]
     fn a_last_event_without_its_blank_line_is_still_sent() {
         let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
         assert_eq!(p.chunk(Bytes::from_static(b"data: {}\n\n")), &b"data: {}\n\n"[..]);

@@ -189,12 +189,14 @@ impl RequestRecord {
         }
     }
 
-    /// Finishes the record of an answer that is complete once its headers are sent, and passes it on.
+    /// Finishes the record of an answer that is complete once its headers are sent, and passes it on. An
+    /// attempt still open gave this answer (a forwarded `count_tokens`): the status is the upstream's.
     pub fn answered(mut self, response: Response) -> Response {
-        self.finish(Ending {
-            status: response.status().as_u16(),
-            outcome: None,
-        });
+        let status = response.status().as_u16();
+        if let Some(attempt) = &mut self.current {
+            attempt.status.get_or_insert(status);
+        }
+        self.finish(Ending { status, outcome: None });
         response
     }
 
