@@ -3,8 +3,9 @@
 //! pointer to its series' atomics, so recording costs what the atomics cost.
 //!
 //! Series are keyed by their labels, and labels are names from the config: a handle built by a later
-//! snapshot for the same group and deployment is the same series, so a reload continues every count
-//! without carrying handles over. A deployment removed by a reload keeps its last series: counters that
+//! snapshot for the same group and deployment is the same series, so a reload continues every count. A
+//! group that keeps its members also keeps its `GroupMetrics` (like the balancer state), so the series it
+//! resolved on first use stay resolved. A deployment removed by a reload keeps its last series: counters that
 //! vanish and come back at zero when a name is re-added would read as resets, requests still running on the
 //! old snapshot keep counting into them, and the number of names a config ever had is small and operator
 //! controlled. Its `deployment_state` series go at once (they are rebuilt from the live snapshot on each

@@ -113,8 +113,9 @@ pub struct ModelGroup {
     pub weights: Vec<u32>,
     pub strategy: Strategy,
     pub balancer: Arc<Balancer>,
-    /// This group's metric handles, its members' in the order of `members`.
-    pub metrics: GroupMetrics,
+    /// This group's metric handles, its members' in the order of `members`; carried over a reload when the
+    /// group keeps its members.
+    pub metrics: Arc<GroupMetrics>,
 }
 
 impl ModelGroup {
@@ -171,9 +172,16 @@ impl Snapshot {
                 .filter(|old| old.same_shape(&names, &weights, config.strategy))
                 .map(|old| old.balancer.clone())
                 .unwrap_or_else(|| Arc::new(Balancer::new(config.strategy, weights.clone())));
+            // Handles built afresh would reach the same series (they are keyed by these names); carrying them
+            // over also keeps the series already resolved on first use.
+            let group_metrics = previous
+                .and_then(|p| p.groups.get(name))
+                .filter(|old| old.members.iter().map(|m| m.name.as_str()).eq(names.iter().copied()))
+                .map(|old| old.metrics.clone())
+                .unwrap_or_else(|| Arc::new(GroupMetrics::new(&metrics.families, name, &names)));
             let group = ModelGroup {
                 name: name.to_owned(),
-                metrics: GroupMetrics::new(&metrics.families, name, &names),
+                metrics: group_metrics,
                 members,
                 weights,
                 strategy: config.strategy,
@@ -331,6 +339,21 @@ router_settings:
         let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
         assert!(Arc::ptr_eq(&a, &second.group("a").unwrap().members[0].health));
         assert!(!Arc::ptr_eq(&b, &second.group("b").unwrap().members[0].health));
+    }
+
+    #[test]
+    fn metric_handles_survive_a_reload_of_groups_that_keep_their_members() {
+        let first = snapshot(CONFIG, None);
+        let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
+        assert!(Arc::ptr_eq(
+            &first.group("g").unwrap().metrics,
+            &second.group("g").unwrap().metrics
+        ));
+        let third = snapshot(&CONFIG.replace("{name: a, weight: 2}, ", ""), Some(&second));
+        assert!(!Arc::ptr_eq(
+            &second.group("g").unwrap().metrics,
+            &third.group("g").unwrap().metrics
+        ));
     }
 
     #[test]
