@@ -4,15 +4,15 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::{Finder, FinderRev};
+use memchr::memmem::Finder;
 
-use super::response::ChatUsage;
+use super::response::{ChatUsage, CompletionDetails, PromptDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{has_non_empty, value_of_last_key};
+use crate::protocol::json::{Reader, has_non_empty, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 // Built once: making a searcher costs more than running it over an event.
-static USAGE: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
 static CONTENT: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
     [
         Finder::new(br#""content""#),
@@ -24,7 +24,49 @@ static CONTENT: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
 
 /// The `usage` of a whole `chat.completion`.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    value_of_last_key::<ChatUsage>(body, &USAGE).map(|usage| usage.to_hub())
+    value_of_last_key(body, &USAGE, read_usage).map(|usage: ChatUsage| usage.to_hub())
+}
+
+/// The usage object as serde reads it into [`ChatUsage`], for the common shapes; `None` hands it to serde.
+fn read_usage(r: &mut Reader<'_>) -> Option<ChatUsage> {
+    let mut usage = ChatUsage::default();
+    r.object(|r, key| {
+        match key {
+            "prompt_tokens" => usage.prompt_tokens = r.u64()?,
+            "completion_tokens" => usage.completion_tokens = r.u64()?,
+            "prompt_cache_hit_tokens" => usage.prompt_cache_hit_tokens = r.nullable(Reader::u64)?,
+            "prompt_tokens_details" => {
+                usage.prompt_tokens_details = r.nullable(|r| {
+                    let mut details = PromptDetails::default();
+                    r.object(|r, key| {
+                        match key {
+                            "cached_tokens" => details.cached_tokens = r.nullable(Reader::u64)?,
+                            "cache_write_tokens" => details.cache_write_tokens = r.nullable(Reader::u64)?,
+                            _ => r.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(details)
+                })?
+            }
+            "completion_tokens_details" => {
+                usage.completion_tokens_details = r.nullable(|r| {
+                    let mut details = CompletionDetails::default();
+                    r.object(|r, key| {
+                        match key {
+                            "reasoning_tokens" => details.reasoning_tokens = r.nullable(Reader::u64)?,
+                            _ => r.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(details)
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(usage)
 }
 
 /// What a relayed stream has shown: the usage chunk (sent when the client asked for
@@ -43,8 +85,8 @@ impl UsageWatch {
             // The role chunk has `"content":""`: only a non-empty delta is content.
             self.content = CONTENT.iter().any(|key| has_non_empty(data, key));
         }
-        if let Some(usage) = value_of_last_key::<ChatUsage>(data, &USAGE) {
-            self.usage = Some(usage.to_hub());
+        if let Some(usage) = answer_usage(data) {
+            self.usage = Some(usage);
         }
     }
 
@@ -105,5 +147,24 @@ mod tests {
         let usage = answer_usage(body).unwrap();
         assert_eq!((usage.input, usage.output), (7, 3));
         assert!(answer_usage(br#"{"choices":[]}"#).is_none());
+    }
+
+    #[test]
+    fn the_fast_read_agrees_with_serde() {
+        for usage in [
+            r#"{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"accepted_prediction_tokens":0}}"#,
+            r#"{"prompt_tokens":5,"completion_tokens":1,"prompt_cache_hit_tokens":4,"prompt_tokens_details":null}"#,
+            r#"{ "prompt_tokens" : 2 , "completion_tokens" : 3 , "prompt_tokens_details" : { "cache_write_tokens" : 1 } }"#,
+            r#"{"prompt_tokens":1.5,"completion_tokens":1}"#,
+            r#"{"prompt_tokens":null}"#,
+        ] {
+            let fast = read_usage(&mut Reader::new(usage)).map(|u| u.to_hub());
+            let serde = serde_json::from_str::<ChatUsage>(usage).ok().map(|u| u.to_hub());
+            if fast.is_some() {
+                assert_eq!(fast, serde, "{usage}");
+            }
+            let body = format!(r#"{{"choices":[],"usage":{usage}}}"#);
+            assert_eq!(answer_usage(body.as_bytes()), serde, "{usage}");
+        }
     }
 }

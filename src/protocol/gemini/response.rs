@@ -90,17 +90,17 @@ struct PromptFeedback<'a> {
 #[serde(rename_all = "camelCase")]
 pub(super) struct UsageMetadata {
     #[serde(default)]
-    prompt_token_count: u64,
+    pub(super) prompt_token_count: u64,
     #[serde(default)]
-    cached_content_token_count: u64,
+    pub(super) cached_content_token_count: u64,
     #[serde(default)]
-    candidates_token_count: u64,
+    pub(super) candidates_token_count: u64,
     #[serde(default)]
-    thoughts_token_count: u64,
+    pub(super) thoughts_token_count: u64,
     #[serde(default)]
-    tool_use_prompt_token_count: u64,
+    pub(super) tool_use_prompt_token_count: u64,
     #[serde(default)]
-    total_token_count: u64,
+    pub(super) total_token_count: u64,
 }
 
 impl UsageMetadata {

@@ -4,20 +4,38 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::{Finder, FinderRev};
+use memchr::memmem::Finder;
 
 use super::response::UsageMetadata;
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{has_non_empty, value_of_last_key};
+use crate::protocol::json::{Reader, has_non_empty, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(br#""usageMetadata""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usageMetadata""#));
 static CONTENT: LazyLock<[Finder<'static>; 2]> =
     LazyLock::new(|| [Finder::new(br#""text""#), Finder::new(br#""functionCall""#)]);
 
 /// The `usageMetadata` of a whole `GenerateContentResponse`.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    value_of_last_key::<UsageMetadata>(body, &USAGE).map(UsageMetadata::to_hub)
+    value_of_last_key(body, &USAGE, read_usage).map(UsageMetadata::to_hub)
+}
+
+/// The object as serde reads it into [`UsageMetadata`], for the common shapes; `None` hands it to serde.
+fn read_usage(r: &mut Reader<'_>) -> Option<UsageMetadata> {
+    let mut usage = UsageMetadata::default();
+    r.object(|r, key| {
+        match key {
+            "promptTokenCount" => usage.prompt_token_count = r.u64()?,
+            "cachedContentTokenCount" => usage.cached_content_token_count = r.u64()?,
+            "candidatesTokenCount" => usage.candidates_token_count = r.u64()?,
+            "thoughtsTokenCount" => usage.thoughts_token_count = r.u64()?,
+            "toolUsePromptTokenCount" => usage.tool_use_prompt_token_count = r.u64()?,
+            "totalTokenCount" => usage.total_token_count = r.u64()?,
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(usage)
 }
 
 /// What a relayed stream has shown: the latest usage and whether content has arrived.
@@ -65,5 +83,24 @@ mod tests {
         ));
         let usage = watch.usage().unwrap();
         assert_eq!((usage.input, usage.cached, usage.output), (5, 2, 7));
+    }
+
+    #[test]
+    fn the_fast_read_agrees_with_serde() {
+        for usage in [
+            r#"{"promptTokenCount":5,"candidatesTokenCount":7,"thoughtsTokenCount":3,"totalTokenCount":15,"promptTokensDetails":[{"modality":"TEXT","tokenCount":5}]}"#,
+            r#"{"promptTokenCount":5,"candidatesTokenCount":7,"thoughtsTokenCount":3,"totalTokenCount":12}"#,
+            r#"{"promptTokenCount":null}"#,
+        ] {
+            let fast = read_usage(&mut Reader::new(usage)).map(UsageMetadata::to_hub);
+            let serde = serde_json::from_str::<UsageMetadata>(usage)
+                .ok()
+                .map(UsageMetadata::to_hub);
+            if fast.is_some() {
+                assert_eq!(fast, serde, "{usage}");
+            }
+            let body = format!(r#"{{"candidates":[],"usageMetadata":{usage}}}"#);
+            assert_eq!(answer_usage(body.as_bytes()), serde, "{usage}");
+        }
     }
 }

@@ -33,15 +33,23 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
 
 /// The value of the last `"key":` in `json` (`quoted_key` with its quotes), decoded without reading the
 /// rest of the document: how usage is read from same-protocol answers and stream events that are
-/// otherwise relayed untouched. The last occurrence, as every provider writes usage after the content it
-/// counts. A quoted key cannot match inside a JSON string (a quote there is escaped), so the only false
-/// hits are nested keys of the same name, which decode as something else and give `None`.
+/// otherwise relayed untouched. `fast` reads it with the hand-written [`Reader`]; when it declines, serde
+/// reads it (the reference). The last occurrence, as every provider writes usage after the content it
+/// counts; found by a forward search, several times cheaper than a backward one. A quoted key cannot match
+/// inside a JSON string (a quote there is escaped), so the only false hits are nested keys of the same
+/// name, which decode as something else and give `None`.
 pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     json: &'a [u8],
-    quoted_key: &memchr::memmem::FinderRev<'_>,
+    quoted_key: &memchr::memmem::Finder<'_>,
+    fast: impl FnOnce(&mut Reader<'a>) -> Option<T>,
 ) -> Option<T> {
-    let at = quoted_key.rfind(json)? + quoted_key.needle().len();
+    let at = quoted_key.find_iter(json).last()? + quoted_key.needle().len();
     let rest = json[at..].trim_ascii_start().strip_prefix(b":")?;
+    if let Ok(text) = std::str::from_utf8(rest)
+        && let Some(value) = fast(&mut Reader::new(text))
+    {
+        return Some(value);
+    }
     // A value followed by more document: deserialize one value and ignore what follows.
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
 }

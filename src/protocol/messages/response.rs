@@ -16,21 +16,21 @@ use crate::protocol::sse::SseEvent;
 #[derive(Deserialize, Default, Clone, Copy)]
 pub(super) struct AnthropicUsage {
     #[serde(default)]
-    input_tokens: Option<u64>,
+    pub(super) input_tokens: Option<u64>,
     #[serde(default)]
-    output_tokens: Option<u64>,
+    pub(super) output_tokens: Option<u64>,
     #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
+    pub(super) cache_read_input_tokens: Option<u64>,
     #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
+    pub(super) cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
-    output_tokens_details: Option<OutputDetails>,
+    pub(super) output_tokens_details: Option<OutputDetails>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
-struct OutputDetails {
+pub(super) struct OutputDetails {
     #[serde(default)]
-    thinking_tokens: Option<u64>,
+    pub(super) thinking_tokens: Option<u64>,
 }
 
 impl AnthropicUsage {

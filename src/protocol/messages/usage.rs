@@ -5,18 +5,52 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::FinderRev;
+use memchr::memmem::Finder;
 
-use super::response::AnthropicUsage;
+use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::value_of_last_key;
+use crate::protocol::json::{Reader, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
 
 /// The `usage` of a whole `message`.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    value_of_last_key::<AnthropicUsage>(body, &USAGE).map(AnthropicUsage::to_hub)
+    wire_usage(body).map(AnthropicUsage::to_hub)
+}
+
+fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
+    value_of_last_key(json, &USAGE, read_usage)
+}
+
+/// The usage object as serde reads it into [`AnthropicUsage`], for the common shapes; `None` hands it to
+/// serde.
+fn read_usage(r: &mut Reader<'_>) -> Option<AnthropicUsage> {
+    let mut usage = AnthropicUsage::default();
+    r.object(|r, key| {
+        match key {
+            "input_tokens" => usage.input_tokens = r.nullable(Reader::u64)?,
+            "output_tokens" => usage.output_tokens = r.nullable(Reader::u64)?,
+            "cache_read_input_tokens" => usage.cache_read_input_tokens = r.nullable(Reader::u64)?,
+            "cache_creation_input_tokens" => usage.cache_creation_input_tokens = r.nullable(Reader::u64)?,
+            "output_tokens_details" => {
+                usage.output_tokens_details = r.nullable(|r| {
+                    let mut details = OutputDetails::default();
+                    r.object(|r, key| {
+                        match key {
+                            "thinking_tokens" => details.thinking_tokens = r.nullable(Reader::u64)?,
+                            _ => r.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(details)
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(usage)
 }
 
 /// What a relayed stream has shown: the usage so far and whether a content delta has arrived.
@@ -31,7 +65,7 @@ impl UsageWatch {
         match event.event.as_deref() {
             Some("content_block_delta") => self.content = true,
             Some("message_start" | "message_delta") => {
-                if let Some(later) = value_of_last_key::<AnthropicUsage>(event.data.as_bytes(), &USAGE) {
+                if let Some(later) = wire_usage(event.data.as_bytes()) {
                     self.usage.get_or_insert_default().merge(&later);
                 }
             }
@@ -88,5 +122,25 @@ mod tests {
         let body = br#"{"id":"m","content":[{"type":"tool_use","input":{"usage":"x"}}],"usage":{"input_tokens":7,"output_tokens":3}}"#;
         let usage = answer_usage(body).unwrap();
         assert_eq!((usage.input, usage.output), (7, 3));
+    }
+
+    #[test]
+    fn the_fast_read_agrees_with_serde() {
+        for usage in [
+            r#"{"input_tokens":25,"cache_creation_input_tokens":4,"cache_read_input_tokens":5,"output_tokens":13,"service_tier":"standard","server_tool_use":{"web_search_requests":1}}"#,
+            r#"{"output_tokens":9,"output_tokens_details":{"thinking_tokens":4}}"#,
+            r#"{"input_tokens":null,"output_tokens":2}"#,
+            r#"{"input_tokens":-1}"#,
+        ] {
+            let fast = read_usage(&mut Reader::new(usage)).map(AnthropicUsage::to_hub);
+            let serde = serde_json::from_str::<AnthropicUsage>(usage)
+                .ok()
+                .map(AnthropicUsage::to_hub);
+            if fast.is_some() {
+                assert_eq!(fast, serde, "{usage}");
+            }
+            let body = format!(r#"{{"content":[],"usage":{usage}}}"#);
+            assert_eq!(answer_usage(body.as_bytes()), serde, "{usage}");
+        }
     }
 }

@@ -4,18 +4,60 @@
 
 use std::sync::LazyLock;
 
-use memchr::memmem::FinderRev;
+use memchr::memmem::Finder;
 
-use super::response::UpstreamUsage;
+use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::value_of_last_key;
+use crate::protocol::json::{Reader, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
 
 /// The `usage` of a whole `response` object.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
-    value_of_last_key::<UpstreamUsage>(body, &USAGE).map(|usage| usage.to_hub())
+    value_of_last_key(body, &USAGE, read_usage).map(|usage: UpstreamUsage| usage.to_hub())
+}
+
+/// The usage object as serde reads it into [`UpstreamUsage`], for the common shapes; `None` hands it to
+/// serde.
+fn read_usage(r: &mut Reader<'_>) -> Option<UpstreamUsage> {
+    let mut usage = UpstreamUsage::default();
+    r.object(|r, key| {
+        match key {
+            "input_tokens" => usage.input_tokens = r.u64()?,
+            "output_tokens" => usage.output_tokens = r.u64()?,
+            "input_tokens_details" => {
+                usage.input_tokens_details = r.nullable(|r| {
+                    let mut details = InputDetails::default();
+                    r.object(|r, key| {
+                        match key {
+                            "cached_tokens" => details.cached_tokens = r.nullable(Reader::u64)?,
+                            "cache_write_tokens" => details.cache_write_tokens = r.nullable(Reader::u64)?,
+                            _ => r.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(details)
+                })?
+            }
+            "output_tokens_details" => {
+                usage.output_tokens_details = r.nullable(|r| {
+                    let mut details = OutputDetails::default();
+                    r.object(|r, key| {
+                        match key {
+                            "reasoning_tokens" => details.reasoning_tokens = r.nullable(Reader::u64)?,
+                            _ => r.skip()?,
+                        }
+                        Some(())
+                    })?;
+                    Some(details)
+                })?
+            }
+            _ => r.skip()?,
+        }
+        Some(())
+    })?;
+    Some(usage)
 }
 
 /// What a relayed stream has shown: the terminal event's usage and whether a delta has arrived.
