@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::{ChatUsage, CompletionDetails, PromptDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{Reader, has_non_empty, value_of_last_key};
+use crate::protocol::json::{has_non_empty, read_counts, required, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 // Built once: making a searcher costs more than running it over an event.
@@ -27,45 +27,31 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(|usage: ChatUsage| usage.to_hub())
 }
 
-/// The usage object as serde reads it into [`ChatUsage`], for the common shapes; `None` hands it to serde.
-fn read_usage(r: &mut Reader<'_>) -> Option<ChatUsage> {
+/// The usage object as serde reads it into [`ChatUsage`], for the usual shapes; `None` hands it to serde.
+fn read_usage(json: &[u8]) -> Option<ChatUsage> {
     let mut usage = ChatUsage::default();
-    r.object(|r, key| {
-        match key {
-            "prompt_tokens" => usage.prompt_tokens = r.u64()?,
-            "completion_tokens" => usage.completion_tokens = r.u64()?,
-            "prompt_cache_hit_tokens" => usage.prompt_cache_hit_tokens = r.nullable(Reader::u64)?,
-            "prompt_tokens_details" => {
-                usage.prompt_tokens_details = r.nullable(|r| {
-                    let mut details = PromptDetails::default();
-                    r.object(|r, key| {
-                        match key {
-                            "cached_tokens" => details.cached_tokens = r.nullable(Reader::u64)?,
-                            "cache_write_tokens" => details.cache_write_tokens = r.nullable(Reader::u64)?,
-                            _ => r.skip()?,
-                        }
-                        Some(())
-                    })?;
-                    Some(details)
-                })?
+    let mut prompt: Option<PromptDetails> = None;
+    let mut completion: Option<CompletionDetails> = None;
+    read_counts(json, |parent, key, value| {
+        match (parent, key) {
+            (None, b"prompt_tokens") => return required(&mut usage.prompt_tokens, value),
+            (None, b"completion_tokens") => return required(&mut usage.completion_tokens, value),
+            (None, b"prompt_cache_hit_tokens") => usage.prompt_cache_hit_tokens = value,
+            // Details that are not objects: serde decides.
+            (None, b"prompt_tokens_details" | b"completion_tokens_details") => return false,
+            (Some(b"prompt_tokens_details"), b"cached_tokens") => prompt.get_or_insert_default().cached_tokens = value,
+            (Some(b"prompt_tokens_details"), b"cache_write_tokens") => {
+                prompt.get_or_insert_default().cache_write_tokens = value
             }
-            "completion_tokens_details" => {
-                usage.completion_tokens_details = r.nullable(|r| {
-                    let mut details = CompletionDetails::default();
-                    r.object(|r, key| {
-                        match key {
-                            "reasoning_tokens" => details.reasoning_tokens = r.nullable(Reader::u64)?,
-                            _ => r.skip()?,
-                        }
-                        Some(())
-                    })?;
-                    Some(details)
-                })?
+            (Some(b"completion_tokens_details"), b"reasoning_tokens") => {
+                completion.get_or_insert_default().reasoning_tokens = value
             }
-            _ => r.skip()?,
+            _ => {}
         }
-        Some(())
+        true
     })?;
+    usage.prompt_tokens_details = prompt;
+    usage.completion_tokens_details = completion;
     Some(usage)
 }
 
@@ -158,7 +144,7 @@ mod tests {
             r#"{"prompt_tokens":1.5,"completion_tokens":1}"#,
             r#"{"prompt_tokens":null}"#,
         ] {
-            let fast = read_usage(&mut Reader::new(usage)).map(|u| u.to_hub());
+            let fast = read_usage(usage.as_bytes()).map(|u| u.to_hub());
             let serde = serde_json::from_str::<ChatUsage>(usage).ok().map(|u| u.to_hub());
             if fast.is_some() {
                 assert_eq!(fast, serde, "{usage}");

@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::UsageMetadata;
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{Reader, has_non_empty, value_of_last_key};
+use crate::protocol::json::{has_non_empty, read_counts, required, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usageMetadata""#));
@@ -20,20 +20,21 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(UsageMetadata::to_hub)
 }
 
-/// The object as serde reads it into [`UsageMetadata`], for the common shapes; `None` hands it to serde.
-fn read_usage(r: &mut Reader<'_>) -> Option<UsageMetadata> {
+/// The object as serde reads it into [`UsageMetadata`], for the usual shapes; `None` hands it to serde
+/// (as it does for the per-modality detail arrays, which the fast read does not take).
+fn read_usage(json: &[u8]) -> Option<UsageMetadata> {
     let mut usage = UsageMetadata::default();
-    r.object(|r, key| {
-        match key {
-            "promptTokenCount" => usage.prompt_token_count = r.u64()?,
-            "cachedContentTokenCount" => usage.cached_content_token_count = r.u64()?,
-            "candidatesTokenCount" => usage.candidates_token_count = r.u64()?,
-            "thoughtsTokenCount" => usage.thoughts_token_count = r.u64()?,
-            "toolUsePromptTokenCount" => usage.tool_use_prompt_token_count = r.u64()?,
-            "totalTokenCount" => usage.total_token_count = r.u64()?,
-            _ => r.skip()?,
-        }
-        Some(())
+    read_counts(json, |parent, key, value| {
+        let slot = match (parent, key) {
+            (None, b"promptTokenCount") => &mut usage.prompt_token_count,
+            (None, b"cachedContentTokenCount") => &mut usage.cached_content_token_count,
+            (None, b"candidatesTokenCount") => &mut usage.candidates_token_count,
+            (None, b"thoughtsTokenCount") => &mut usage.thoughts_token_count,
+            (None, b"toolUsePromptTokenCount") => &mut usage.tool_use_prompt_token_count,
+            (None, b"totalTokenCount") => &mut usage.total_token_count,
+            _ => return true,
+        };
+        required(slot, value)
     })?;
     Some(usage)
 }
@@ -92,7 +93,7 @@ mod tests {
             r#"{"promptTokenCount":5,"candidatesTokenCount":7,"thoughtsTokenCount":3,"totalTokenCount":12}"#,
             r#"{"promptTokenCount":null}"#,
         ] {
-            let fast = read_usage(&mut Reader::new(usage)).map(UsageMetadata::to_hub);
+            let fast = read_usage(usage.as_bytes()).map(UsageMetadata::to_hub);
             let serde = serde_json::from_str::<UsageMetadata>(usage)
                 .ok()
                 .map(UsageMetadata::to_hub);

@@ -33,25 +33,163 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
 
 /// The value of the last `"key":` in `json` (`quoted_key` with its quotes), decoded without reading the
 /// rest of the document: how usage is read from same-protocol answers and stream events that are
-/// otherwise relayed untouched. `fast` reads it with the hand-written [`Reader`]; when it declines, serde
-/// reads it (the reference). The last occurrence, as every provider writes usage after the content it
-/// counts; found by a forward search, several times cheaper than a backward one. A quoted key cannot match
-/// inside a JSON string (a quote there is escaped), so the only false hits are nested keys of the same
-/// name, which decode as something else and give `None`.
+/// otherwise relayed untouched. `fast` reads it first (see [`read_counts`]); when it declines, serde reads it
+/// (the reference). The last occurrence, as every provider writes usage after the content it counts; found
+/// by a forward search, several times cheaper than a backward one. A quoted key cannot match inside a JSON
+/// string (a quote there is escaped), so the only false hits are nested keys of the same name, which
+/// decode as something else and give `None`.
 pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     json: &'a [u8],
     quoted_key: &memchr::memmem::Finder<'_>,
-    fast: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+    fast: impl FnOnce(&'a [u8]) -> Option<T>,
 ) -> Option<T> {
     let at = quoted_key.find_iter(json).last()? + quoted_key.needle().len();
-    let rest = json[at..].trim_ascii_start().strip_prefix(b":")?;
-    if let Ok(text) = std::str::from_utf8(rest)
-        && let Some(value) = fast(&mut Reader::new(text))
-    {
+    let rest = json[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    if rest.starts_with(b"null") {
+        return None; // streams' chunks before the last (`"usage":null`): no error value to build and drop
+    }
+    if let Some(value) = fast(rest) {
         return Some(value);
     }
     // A value followed by more document: deserialize one value and ignore what follows.
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
+}
+
+/// Reads an object of counts at the start of `json` (a usage object): `count(parent, key, value)` is called
+/// for each member whose value is a non-negative integer (`Some`) or `null`, a string or a boolean
+/// (`None`), with `parent` the key of the object it is in when that is a member of the top one. It returns
+/// whether it takes the member; `false` (a known key with a value of the wrong kind) declines the whole
+/// object, as does anything unusual (a float, an escaped key, deeper objects), and the caller reads it with
+/// serde. About a tenth of serde's cost, which matters as every relayed answer's usage is read.
+pub(crate) fn read_counts(json: &[u8], mut count: impl FnMut(Option<&[u8]>, &[u8], Option<u64>) -> bool) -> Option<()> {
+    let mut at = 0;
+    counts_object(json, &mut at, None, &mut count)
+}
+
+/// Where the array opening at `start` ends (just past its `]`); `None` if it does not, or holds an escape.
+fn skip_array(json: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut at = start;
+    loop {
+        match *json.get(at)? {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            b'"' => {
+                let end = at + 1 + memchr::memchr(b'"', &json[at + 1..])?;
+                if json[at + 1..end].contains(&b'\\') {
+                    return None;
+                }
+                at = end;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+}
+
+/// For [`read_counts`]: stores a count that must be an integer, or declines.
+pub(crate) fn required(slot: &mut u64, value: Option<u64>) -> bool {
+    value.map(|n| *slot = n).is_some()
+}
+
+fn counts_object(
+    json: &[u8],
+    at: &mut usize,
+    parent: Option<&[u8]>,
+    count: &mut impl FnMut(Option<&[u8]>, &[u8], Option<u64>) -> bool,
+) -> Option<()> {
+    let skip_space = |at: &mut usize| {
+        while matches!(json.get(*at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            *at += 1;
+        }
+    };
+    skip_space(at);
+    if json.get(*at) != Some(&b'{') {
+        return None;
+    }
+    *at += 1;
+    skip_space(at);
+    if json.get(*at) == Some(&b'}') {
+        *at += 1;
+        return Some(());
+    }
+    loop {
+        skip_space(at);
+        if json.get(*at) != Some(&b'"') {
+            return None;
+        }
+        let start = *at + 1;
+        let end = start + memchr::memchr(b'"', &json[start..])?;
+        let key = &json[start..end];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        *at = end + 1;
+        skip_space(at);
+        if json.get(*at) != Some(&b':') {
+            return None;
+        }
+        *at += 1;
+        skip_space(at);
+        let value = match *json.get(*at)? {
+            b'0'..=b'9' => {
+                let digits = json[*at..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let text = &json[*at..*at + digits];
+                *at += digits;
+                if (digits > 1 && text[0] == b'0') || matches!(json.get(*at), Some(b'.' | b'e' | b'E')) {
+                    return None;
+                }
+                let n = text
+                    .iter()
+                    .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+                Some(Some(n))
+            }
+            // A nested object is not a count; its members are offered on their own.
+            b'{' if parent.is_none() => {
+                counts_object(json, at, Some(key), count)?;
+                None
+            }
+            b'"' => {
+                let end = *at + 1 + memchr::memchr(b'"', &json[*at + 1..])?;
+                if json[*at + 1..end].contains(&b'\\') {
+                    return None;
+                }
+                *at = end + 1;
+                Some(None)
+            }
+            // Gemini's per-modality details: passed over, strings and all.
+            b'[' => {
+                *at = skip_array(json, *at)?;
+                Some(None)
+            }
+            _ => {
+                let word = [&b"null"[..], b"true", b"false"]
+                    .into_iter()
+                    .find(|word| json[*at..].starts_with(word))?;
+                *at += word.len();
+                Some(None)
+            }
+        };
+        if let Some(value) = value
+            && !count(parent, key, value)
+        {
+            return None;
+        }
+        skip_space(at);
+        match json.get(*at)? {
+            b',' => *at += 1,
+            b'}' => {
+                *at += 1;
+                return Some(());
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Whether `json` has the key `quoted_key` (with its quotes) with a value other than `null`, `""`, `[]`
@@ -739,6 +877,52 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn counts_are_read_and_anything_unusual_declines() {
+        let read = |json: &str| {
+            let mut seen = Vec::new();
+            read_counts(json.as_bytes(), |parent, key, value| {
+                let parent = parent.map(|p| String::from_utf8_lossy(p).into_owned());
+                seen.push((parent, String::from_utf8_lossy(key).into_owned(), value));
+                true
+            })
+            .map(|()| seen)
+        };
+        let seen =
+            read(r#" { "a" : 1 , "b":{"c":20,"d":null},"e":"x","f":[{"g":"]"},[1]],"h":true} trailing"#).unwrap();
+        let b = Some("b".to_owned());
+        assert_eq!(
+            seen,
+            [
+                (None, "a".into(), Some(1)),
+                (b.clone(), "c".into(), Some(20)),
+                (b, "d".into(), None),
+                (None, "e".into(), None),
+                (None, "f".into(), None),
+                (None, "h".into(), None),
+            ]
+        );
+        assert_eq!(read("{}").unwrap(), []);
+        for declined in [
+            r#"{"a":1.5}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-1}"#,
+            r#"{"a":01}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"a":"x\"y"}"#,
+            r#"{"a":{"b":{"c":1}}}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":1"#,
+            r#"null"#,
+        ] {
+            assert!(read(declined).is_none(), "{declined}");
+        }
+        assert!(
+            read_counts(br#"{"a":1}"#, |_, _, _| false).is_none(),
+            "the caller declines"
+        );
+    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {

@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{Reader, value_of_last_key};
+use crate::protocol::json::{read_counts, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
@@ -23,32 +23,23 @@ fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
     value_of_last_key(json, &USAGE, read_usage)
 }
 
-/// The usage object as serde reads it into [`AnthropicUsage`], for the common shapes; `None` hands it to
+/// The usage object as serde reads it into [`AnthropicUsage`], for the usual shapes; `None` hands it to
 /// serde.
-fn read_usage(r: &mut Reader<'_>) -> Option<AnthropicUsage> {
+fn read_usage(json: &[u8]) -> Option<AnthropicUsage> {
     let mut usage = AnthropicUsage::default();
-    r.object(|r, key| {
-        match key {
-            "input_tokens" => usage.input_tokens = r.nullable(Reader::u64)?,
-            "output_tokens" => usage.output_tokens = r.nullable(Reader::u64)?,
-            "cache_read_input_tokens" => usage.cache_read_input_tokens = r.nullable(Reader::u64)?,
-            "cache_creation_input_tokens" => usage.cache_creation_input_tokens = r.nullable(Reader::u64)?,
-            "output_tokens_details" => {
-                usage.output_tokens_details = r.nullable(|r| {
-                    let mut details = OutputDetails::default();
-                    r.object(|r, key| {
-                        match key {
-                            "thinking_tokens" => details.thinking_tokens = r.nullable(Reader::u64)?,
-                            _ => r.skip()?,
-                        }
-                        Some(())
-                    })?;
-                    Some(details)
-                })?
+    read_counts(json, |parent, key, value| {
+        match (parent, key) {
+            (None, b"input_tokens") => usage.input_tokens = value,
+            (None, b"output_tokens") => usage.output_tokens = value,
+            (None, b"cache_read_input_tokens") => usage.cache_read_input_tokens = value,
+            (None, b"cache_creation_input_tokens") => usage.cache_creation_input_tokens = value,
+            (None, b"output_tokens_details") => return false,
+            (Some(b"output_tokens_details"), b"thinking_tokens") => {
+                usage.output_tokens_details = Some(OutputDetails { thinking_tokens: value })
             }
-            _ => r.skip()?,
+            _ => {}
         }
-        Some(())
+        true
     })?;
     Some(usage)
 }
@@ -132,7 +123,7 @@ mod tests {
             r#"{"input_tokens":null,"output_tokens":2}"#,
             r#"{"input_tokens":-1}"#,
         ] {
-            let fast = read_usage(&mut Reader::new(usage)).map(AnthropicUsage::to_hub);
+            let fast = read_usage(usage.as_bytes()).map(AnthropicUsage::to_hub);
             let serde = serde_json::from_str::<AnthropicUsage>(usage)
                 .ok()
                 .map(AnthropicUsage::to_hub);

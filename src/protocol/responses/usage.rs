@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{Reader, value_of_last_key};
+use crate::protocol::json::{read_counts, required, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
@@ -18,45 +18,30 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(|usage: UpstreamUsage| usage.to_hub())
 }
 
-/// The usage object as serde reads it into [`UpstreamUsage`], for the common shapes; `None` hands it to
+/// The usage object as serde reads it into [`UpstreamUsage`], for the usual shapes; `None` hands it to
 /// serde.
-fn read_usage(r: &mut Reader<'_>) -> Option<UpstreamUsage> {
+fn read_usage(json: &[u8]) -> Option<UpstreamUsage> {
     let mut usage = UpstreamUsage::default();
-    r.object(|r, key| {
-        match key {
-            "input_tokens" => usage.input_tokens = r.u64()?,
-            "output_tokens" => usage.output_tokens = r.u64()?,
-            "input_tokens_details" => {
-                usage.input_tokens_details = r.nullable(|r| {
-                    let mut details = InputDetails::default();
-                    r.object(|r, key| {
-                        match key {
-                            "cached_tokens" => details.cached_tokens = r.nullable(Reader::u64)?,
-                            "cache_write_tokens" => details.cache_write_tokens = r.nullable(Reader::u64)?,
-                            _ => r.skip()?,
-                        }
-                        Some(())
-                    })?;
-                    Some(details)
-                })?
+    let mut input: Option<InputDetails> = None;
+    let mut output: Option<OutputDetails> = None;
+    read_counts(json, |parent, key, value| {
+        match (parent, key) {
+            (None, b"input_tokens") => return required(&mut usage.input_tokens, value),
+            (None, b"output_tokens") => return required(&mut usage.output_tokens, value),
+            (None, b"input_tokens_details" | b"output_tokens_details") => return false,
+            (Some(b"input_tokens_details"), b"cached_tokens") => input.get_or_insert_default().cached_tokens = value,
+            (Some(b"input_tokens_details"), b"cache_write_tokens") => {
+                input.get_or_insert_default().cache_write_tokens = value
             }
-            "output_tokens_details" => {
-                usage.output_tokens_details = r.nullable(|r| {
-                    let mut details = OutputDetails::default();
-                    r.object(|r, key| {
-                        match key {
-                            "reasoning_tokens" => details.reasoning_tokens = r.nullable(Reader::u64)?,
-                            _ => r.skip()?,
-                        }
-                        Some(())
-                    })?;
-                    Some(details)
-                })?
+            (Some(b"output_tokens_details"), b"reasoning_tokens") => {
+                output.get_or_insert_default().reasoning_tokens = value
             }
-            _ => r.skip()?,
+            _ => {}
         }
-        Some(())
+        true
     })?;
+    usage.input_tokens_details = input;
+    usage.output_tokens_details = output;
     Some(usage)
 }
 
