@@ -55,141 +55,57 @@ pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
 }
 
-/// Reads an object of counts at the start of `json` (a usage object): `count(parent, key, value)` is called
-/// for each member whose value is a non-negative integer (`Some`) or `null`, a string or a boolean
-/// (`None`), with `parent` the key of the object it is in when that is a member of the top one. It returns
-/// whether it takes the member; `false` (a known key with a value of the wrong kind) declines the whole
-/// object, as does anything unusual (a float, an escaped key, deeper objects), and the caller reads it with
-/// serde. About a tenth of serde's cost, which matters as every relayed answer's usage is read.
-pub(crate) fn read_counts(json: &[u8], mut count: impl FnMut(Option<&[u8]>, &[u8], Option<u64>) -> bool) -> Option<()> {
-    let mut at = 0;
-    counts_object(json, &mut at, None, &mut count)
-}
-
-/// Where the array opening at `start` ends (just past its `]`); `None` if it does not, or holds an escape.
-fn skip_array(json: &[u8], start: usize) -> Option<usize> {
-    let mut depth = 0u32;
-    let mut at = start;
-    loop {
-        match *json.get(at)? {
-            b'[' | b'{' => depth += 1,
-            b']' | b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(at + 1);
-                }
-            }
-            b'"' => {
-                let end = at + 1 + memchr::memchr(b'"', &json[at + 1..])?;
-                if json[at + 1..end].contains(&b'\\') {
-                    return None;
-                }
-                at = end;
-            }
-            _ => {}
-        }
-        at += 1;
-    }
-}
-
-/// For [`read_counts`]: stores a count that must be an integer, or declines.
-pub(crate) fn required(slot: &mut u64, value: Option<u64>) -> bool {
-    value.map(|n| *slot = n).is_some()
-}
-
-fn counts_object(
-    json: &[u8],
-    at: &mut usize,
-    parent: Option<&[u8]>,
-    count: &mut impl FnMut(Option<&[u8]>, &[u8], Option<u64>) -> bool,
-) -> Option<()> {
-    let skip_space = |at: &mut usize| {
-        while matches!(json.get(*at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-            *at += 1;
-        }
-    };
-    skip_space(at);
-    if json.get(*at) != Some(&b'{') {
+/// The object at the start of `json`, up to its closing brace, when it is a small object of counts (a usage
+/// object): nested objects and arrays are fine, a backslash anywhere is not (an escaped quote could hide a
+/// brace), and the caller reads such an object with serde instead.
+pub(crate) fn counts_object(json: &[u8]) -> Option<&[u8]> {
+    if json.first() != Some(&b'{') {
         return None;
     }
-    *at += 1;
-    skip_space(at);
-    if json.get(*at) == Some(&b'}') {
-        *at += 1;
-        return Some(());
-    }
-    loop {
-        skip_space(at);
-        if json.get(*at) != Some(&b'"') {
-            return None;
-        }
-        let start = *at + 1;
-        let end = start + memchr::memchr(b'"', &json[start..])?;
-        let key = &json[start..end];
-        if key.contains(&b'\\') {
-            return None;
-        }
-        *at = end + 1;
-        skip_space(at);
-        if json.get(*at) != Some(&b':') {
-            return None;
-        }
-        *at += 1;
-        skip_space(at);
-        let value = match *json.get(*at)? {
-            b'0'..=b'9' => {
-                let digits = json[*at..].iter().take_while(|b| b.is_ascii_digit()).count();
-                let text = &json[*at..*at + digits];
-                *at += digits;
-                if (digits > 1 && text[0] == b'0') || matches!(json.get(*at), Some(b'.' | b'e' | b'E')) {
-                    return None;
-                }
-                let n = text
-                    .iter()
-                    .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
-                Some(Some(n))
-            }
-            // A nested object is not a count; its members are offered on their own.
-            b'{' if parent.is_none() => {
-                counts_object(json, at, Some(key), count)?;
-                None
-            }
-            b'"' => {
-                let end = *at + 1 + memchr::memchr(b'"', &json[*at + 1..])?;
-                if json[*at + 1..end].contains(&b'\\') {
-                    return None;
-                }
-                *at = end + 1;
-                Some(None)
-            }
-            // Gemini's per-modality details: passed over, strings and all.
-            b'[' => {
-                *at = skip_array(json, *at)?;
-                Some(None)
-            }
-            _ => {
-                let word = [&b"null"[..], b"true", b"false"]
-                    .into_iter()
-                    .find(|word| json[*at..].starts_with(word))?;
-                *at += word.len();
-                Some(None)
-            }
-        };
-        if let Some(value) = value
-            && !count(parent, key, value)
-        {
-            return None;
-        }
-        skip_space(at);
-        match json.get(*at)? {
-            b',' => *at += 1,
+    let mut depth = 0u32;
+    for at in memchr::memchr3_iter(b'{', b'}', b'\\', json) {
+        match json[at] {
+            b'{' => depth += 1,
             b'}' => {
-                *at += 1;
-                return Some(());
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&json[..=at]);
+                }
             }
             _ => return None,
         }
     }
+    None
+}
+
+/// The count under `quoted_key` (a finder of the key with its quotes) in a [`counts_object`]: `Some(None)`
+/// when the key is absent, `None` when its value is anything but a non-negative integer (`null` included),
+/// which the caller hands to serde. A search per key costs less than reading every member: a usage object
+/// has a dozen members, of which the router wants five, and each key is unique within it in every
+/// provider's shape (nested keys have names of their own, such as `cached_tokens`).
+pub(crate) fn count_of(object: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> Option<Option<u64>> {
+    let Some(found) = quoted_key.find(object) else {
+        return Some(None);
+    };
+    let rest = object[found + quoted_key.needle().len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, after) = rest.split_at(digits);
+    let plain = !number.is_empty() && (number.len() == 1 || number[0] != b'0');
+    if !plain || matches!(after.first(), Some(b'.' | b'e' | b'E')) {
+        return None;
+    }
+    let n = number
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some(Some(n))
+}
+
+/// Finders for the keys a usage reader looks up, built once: making a searcher costs more than running it.
+pub(crate) fn key_finders<const N: usize>(keys: [&'static [u8]; N]) -> [memchr::memmem::Finder<'static>; N] {
+    keys.map(memchr::memmem::Finder::new)
 }
 
 /// Whether `json` has the key `quoted_key` (with its quotes) with a value other than `null`, `""`, `[]`
@@ -879,49 +795,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_read_and_anything_unusual_declines() {
-        let read = |json: &str| {
-            let mut seen = Vec::new();
-            read_counts(json.as_bytes(), |parent, key, value| {
-                let parent = parent.map(|p| String::from_utf8_lossy(p).into_owned());
-                seen.push((parent, String::from_utf8_lossy(key).into_owned(), value));
-                true
-            })
-            .map(|()| seen)
-        };
-        let seen =
-            read(r#" { "a" : 1 , "b":{"c":20,"d":null},"e":"x","f":[{"g":"]"},[1]],"h":true} trailing"#).unwrap();
-        let b = Some("b".to_owned());
-        assert_eq!(
-            seen,
-            [
-                (None, "a".into(), Some(1)),
-                (b.clone(), "c".into(), Some(20)),
-                (b, "d".into(), None),
-                (None, "e".into(), None),
-                (None, "f".into(), None),
-                (None, "h".into(), None),
-            ]
-        );
-        assert_eq!(read("{}").unwrap(), []);
-        for declined in [
-            r#"{"a":1.5}"#,
-            r#"{"a":1e3}"#,
-            r#"{"a":-1}"#,
-            r#"{"a":01}"#,
-            r#"{"a\"b":1}"#,
-            r#"{"a":"x\"y"}"#,
-            r#"{"a":{"b":{"c":1}}}"#,
-            r#"{"a":18446744073709551616}"#,
-            r#"{"a":1"#,
-            r#"null"#,
-        ] {
-            assert!(read(declined).is_none(), "{declined}");
+    fn counts_are_found_and_anything_unusual_declines() {
+        let object =
+            counts_object(br#"{"a":1,"b":{"c":20,"d":null},"f":[{"g":"]"}],"h":true,"z":1.5,"y":01} rest}"#).unwrap();
+        assert!(object.ends_with(br#""y":01}"#));
+        let count = |key: &str| count_of(object, &memchr::memmem::Finder::new(format!("\"{key}\"").as_bytes()));
+        assert_eq!(count("a"), Some(Some(1)));
+        assert_eq!(count("c"), Some(Some(20)));
+        assert_eq!(count("missing"), Some(None));
+        for declined in ["d", "f", "h", "z", "y"] {
+            assert_eq!(count(declined), None, "{declined}");
         }
-        assert!(
-            read_counts(br#"{"a":1}"#, |_, _, _| false).is_none(),
-            "the caller declines"
-        );
+        assert!(counts_object(br#"{"a":"\"}"}"#).is_none());
+        assert!(counts_object(br#"{"a":1"#).is_none());
+        assert!(counts_object(b"null").is_none());
+        let big = counts_object(br#"{"a":18446744073709551616}"#).unwrap();
+        assert_eq!(count_of(big, &memchr::memmem::Finder::new(br#""a""#)), None);
     }
 
     #[test]

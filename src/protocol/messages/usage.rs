@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{read_counts, value_of_last_key};
+use crate::protocol::json::{count_of, counts_object, key_finders, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
@@ -26,22 +26,26 @@ fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
 /// The usage object as serde reads it into [`AnthropicUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<AnthropicUsage> {
-    let mut usage = AnthropicUsage::default();
-    read_counts(json, |parent, key, value| {
-        match (parent, key) {
-            (None, b"input_tokens") => usage.input_tokens = value,
-            (None, b"output_tokens") => usage.output_tokens = value,
-            (None, b"cache_read_input_tokens") => usage.cache_read_input_tokens = value,
-            (None, b"cache_creation_input_tokens") => usage.cache_creation_input_tokens = value,
-            (None, b"output_tokens_details") => return false,
-            (Some(b"output_tokens_details"), b"thinking_tokens") => {
-                usage.output_tokens_details = Some(OutputDetails { thinking_tokens: value })
-            }
-            _ => {}
-        }
-        true
-    })?;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        key_finders([
+            br#""input_tokens""#,
+            br#""output_tokens""#,
+            br#""cache_read_input_tokens""#,
+            br#""cache_creation_input_tokens""#,
+            br#""thinking_tokens""#,
+        ])
+    });
+    let object = counts_object(json)?;
+    let [input, output, cache_read, cache_creation, thinking] = &*KEYS;
+    Some(AnthropicUsage {
+        input_tokens: count_of(object, input)?,
+        output_tokens: count_of(object, output)?,
+        cache_read_input_tokens: count_of(object, cache_read)?,
+        cache_creation_input_tokens: count_of(object, cache_creation)?,
+        output_tokens_details: count_of(object, thinking)?.map(|n| OutputDetails {
+            thinking_tokens: Some(n),
+        }),
+    })
 }
 
 /// What a relayed stream has shown: the usage so far and whether a content delta has arrived.

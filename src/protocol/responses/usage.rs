@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{read_counts, required, value_of_last_key};
+use crate::protocol::json::{count_of, counts_object, key_finders, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
@@ -21,28 +21,30 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
 /// The usage object as serde reads it into [`UpstreamUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<UpstreamUsage> {
-    let mut usage = UpstreamUsage::default();
-    let mut input: Option<InputDetails> = None;
-    let mut output: Option<OutputDetails> = None;
-    read_counts(json, |parent, key, value| {
-        match (parent, key) {
-            (None, b"input_tokens") => return required(&mut usage.input_tokens, value),
-            (None, b"output_tokens") => return required(&mut usage.output_tokens, value),
-            (None, b"input_tokens_details" | b"output_tokens_details") => return false,
-            (Some(b"input_tokens_details"), b"cached_tokens") => input.get_or_insert_default().cached_tokens = value,
-            (Some(b"input_tokens_details"), b"cache_write_tokens") => {
-                input.get_or_insert_default().cache_write_tokens = value
-            }
-            (Some(b"output_tokens_details"), b"reasoning_tokens") => {
-                output.get_or_insert_default().reasoning_tokens = value
-            }
-            _ => {}
-        }
-        true
-    })?;
-    usage.input_tokens_details = input;
-    usage.output_tokens_details = output;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        key_finders([
+            br#""input_tokens""#,
+            br#""output_tokens""#,
+            br#""cached_tokens""#,
+            br#""cache_write_tokens""#,
+            br#""reasoning_tokens""#,
+        ])
+    });
+    let object = counts_object(json)?;
+    let [input, output, cached, cache_write, reasoning] = &*KEYS;
+    let (cached, cache_write) = (count_of(object, cached)?, count_of(object, cache_write)?);
+    let reasoning = count_of(object, reasoning)?;
+    Some(UpstreamUsage {
+        input_tokens: count_of(object, input)?.unwrap_or(0),
+        output_tokens: count_of(object, output)?.unwrap_or(0),
+        input_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(InputDetails {
+            cached_tokens: cached,
+            cache_write_tokens: cache_write,
+        }),
+        output_tokens_details: reasoning.map(|n| OutputDetails {
+            reasoning_tokens: Some(n),
+        }),
+    })
 }
 
 /// What a relayed stream has shown: the terminal event's usage and whether a delta has arrived.
