@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{count_of, counts_object, key_finders, value_of_last_key};
+use crate::protocol::json::{read_counts, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
@@ -23,29 +23,32 @@ fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
     value_of_last_key(json, &USAGE, read_usage)
 }
 
+/// The counts the reader takes; any other value under one of these names is left to serde.
+const KEYS: &[&[u8]] = &[
+    b"input_tokens",
+    b"output_tokens",
+    b"cache_read_input_tokens",
+    b"cache_creation_input_tokens",
+    b"thinking_tokens",
+];
+
 /// The usage object as serde reads it into [`AnthropicUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<AnthropicUsage> {
-    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
-        key_finders([
-            br#""input_tokens""#,
-            br#""output_tokens""#,
-            br#""cache_read_input_tokens""#,
-            br#""cache_creation_input_tokens""#,
-            br#""thinking_tokens""#,
-        ])
-    });
-    let object = counts_object(json)?;
-    let [input, output, cache_read, cache_creation, thinking] = &*KEYS;
-    Some(AnthropicUsage {
-        input_tokens: count_of(object, input)?,
-        output_tokens: count_of(object, output)?,
-        cache_read_input_tokens: count_of(object, cache_read)?,
-        cache_creation_input_tokens: count_of(object, cache_creation)?,
-        output_tokens_details: count_of(object, thinking)?.map(|n| OutputDetails {
-            thinking_tokens: Some(n),
-        }),
-    })
+    let mut usage = AnthropicUsage::default();
+    read_counts(json, KEYS, |key, n| match key {
+        b"input_tokens" => usage.input_tokens = Some(n),
+        b"output_tokens" => usage.output_tokens = Some(n),
+        b"cache_read_input_tokens" => usage.cache_read_input_tokens = Some(n),
+        b"cache_creation_input_tokens" => usage.cache_creation_input_tokens = Some(n),
+        b"thinking_tokens" => {
+            usage.output_tokens_details = Some(OutputDetails {
+                thinking_tokens: Some(n),
+            })
+        }
+        _ => {}
+    })?;
+    Some(usage)
 }
 
 /// What a relayed stream has shown: the usage so far and whether a content delta has arrived.
