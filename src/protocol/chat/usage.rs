@@ -8,17 +8,17 @@ use memchr::memmem::Finder;
 
 use super::response::{ChatUsage, CompletionDetails, PromptDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{has_non_empty, read_counts, value_of_last_key};
+use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 // Built once: making a searcher costs more than running it over an event.
-static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
 static CONTENT: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
     [
-        Finder::new(br#""content""#),
-        Finder::new(br#""tool_calls""#),
-        Finder::new(br#""reasoning_content""#),
-        Finder::new(br#""reasoning""#),
+        key_finder(br#""content""#),
+        key_finder(br#""tool_calls""#),
+        key_finder(br#""reasoning_content""#),
+        key_finder(br#""reasoning""#),
     ]
 });
 
@@ -27,33 +27,34 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(|usage: ChatUsage| usage.to_hub())
 }
 
-/// The counts the reader takes; any other value under one of these names is left to serde.
-const KEYS: &[&[u8]] = &[
-    b"prompt_tokens",
-    b"completion_tokens",
-    b"prompt_cache_hit_tokens",
-    b"cached_tokens",
-    b"cache_write_tokens",
-    b"reasoning_tokens",
-];
-
 /// The usage object as serde reads it into [`ChatUsage`], for the usual shapes; `None` hands it to serde.
 fn read_usage(json: &[u8]) -> Option<ChatUsage> {
-    let mut usage = ChatUsage::default();
-    let mut prompt: Option<PromptDetails> = None;
-    let mut completion: Option<CompletionDetails> = None;
-    read_counts(json, KEYS, |key, n| match key {
-        b"prompt_tokens" => usage.prompt_tokens = n,
-        b"completion_tokens" => usage.completion_tokens = n,
-        b"prompt_cache_hit_tokens" => usage.prompt_cache_hit_tokens = Some(n),
-        b"cached_tokens" => prompt.get_or_insert_default().cached_tokens = Some(n),
-        b"cache_write_tokens" => prompt.get_or_insert_default().cache_write_tokens = Some(n),
-        b"reasoning_tokens" => completion.get_or_insert_default().reasoning_tokens = Some(n),
-        _ => {}
-    })?;
-    usage.prompt_tokens_details = prompt;
-    usage.completion_tokens_details = completion;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 6]> = LazyLock::new(|| {
+        [
+            &br#""prompt_tokens""#[..],
+            br#""completion_tokens""#,
+            br#""prompt_cache_hit_tokens""#,
+            br#""cached_tokens""#,
+            br#""cache_write_tokens""#,
+            br#""reasoning_tokens""#,
+        ]
+        .map(key_finder)
+    });
+    let [prompt, completion, hit, cached, cache_write, reasoning] = &*KEYS;
+    let (cached, cache_write) = (count_of(json, cached)?, count_of(json, cache_write)?);
+    let reasoning = count_of(json, reasoning)?;
+    Some(ChatUsage {
+        prompt_tokens: count_of(json, prompt)?.unwrap_or(0),
+        completion_tokens: count_of(json, completion)?.unwrap_or(0),
+        prompt_cache_hit_tokens: count_of(json, hit)?,
+        prompt_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(PromptDetails {
+            cached_tokens: cached,
+            cache_write_tokens: cache_write,
+        }),
+        completion_tokens_details: reasoning.map(|n| CompletionDetails {
+            reasoning_tokens: Some(n),
+        }),
+    })
 }
 
 /// What a relayed stream has shown: the usage chunk (sent when the client asked for

@@ -8,41 +8,41 @@ use memchr::memmem::Finder;
 
 use super::response::UsageMetadata;
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{has_non_empty, read_counts, value_of_last_key};
+use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usageMetadata""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usageMetadata""#));
 static CONTENT: LazyLock<[Finder<'static>; 2]> =
-    LazyLock::new(|| [Finder::new(br#""text""#), Finder::new(br#""functionCall""#)]);
+    LazyLock::new(|| [key_finder(br#""text""#), key_finder(br#""functionCall""#)]);
 
 /// The `usageMetadata` of a whole `GenerateContentResponse`.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(UsageMetadata::to_hub)
 }
 
-/// The counts the reader takes; any other value under one of these names is left to serde.
-const KEYS: &[&[u8]] = &[
-    b"promptTokenCount",
-    b"cachedContentTokenCount",
-    b"candidatesTokenCount",
-    b"thoughtsTokenCount",
-    b"toolUsePromptTokenCount",
-    b"totalTokenCount",
-];
-
 /// The object as serde reads it into [`UsageMetadata`], for the usual shapes; `None` hands it to serde.
 fn read_usage(json: &[u8]) -> Option<UsageMetadata> {
-    let mut usage = UsageMetadata::default();
-    read_counts(json, KEYS, |key, n| match key {
-        b"promptTokenCount" => usage.prompt_token_count = n,
-        b"cachedContentTokenCount" => usage.cached_content_token_count = n,
-        b"candidatesTokenCount" => usage.candidates_token_count = n,
-        b"thoughtsTokenCount" => usage.thoughts_token_count = n,
-        b"toolUsePromptTokenCount" => usage.tool_use_prompt_token_count = n,
-        b"totalTokenCount" => usage.total_token_count = n,
-        _ => {}
-    })?;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 6]> = LazyLock::new(|| {
+        [
+            &br#""promptTokenCount""#[..],
+            br#""cachedContentTokenCount""#,
+            br#""candidatesTokenCount""#,
+            br#""thoughtsTokenCount""#,
+            br#""toolUsePromptTokenCount""#,
+            br#""totalTokenCount""#,
+        ]
+        .map(key_finder)
+    });
+    let [prompt, cached, candidates, thoughts, tool_use, total] = &*KEYS;
+    let count = |key| count_of(json, key).map(|n| n.unwrap_or(0));
+    Some(UsageMetadata {
+        prompt_token_count: count(prompt)?,
+        cached_content_token_count: count(cached)?,
+        candidates_token_count: count(candidates)?,
+        thoughts_token_count: count(thoughts)?,
+        tool_use_prompt_token_count: count(tool_use)?,
+        total_token_count: count(total)?,
+    })
 }
 
 /// What a relayed stream has shown: the latest usage and whether content has arrived.

@@ -55,69 +55,54 @@ pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
 }
 
-/// Reads the object at the start of `json` (a usage object) in one pass from quote to quote:
-/// `count(key, n)` is called for each member, at any depth, whose value is a non-negative integer. `None`
-/// for anything unusual (a float, an escaped quote, an object that does not end, one of the `known` keys
-/// with a value that is not such an integer, `null` included), and the caller reads the object with serde
-/// instead. Keys are told apart by name alone, which holds for every provider's usage
-/// shape (nested counts have names of their own, such as `cached_tokens`). A tenth of what serde costs:
-/// every relayed answer's usage is read here.
-pub(crate) fn read_counts(json: &[u8], known: &[&[u8]], mut count: impl FnMut(&[u8], u64)) -> Option<()> {
-    let mut depth = 0u32;
-    // Braces outside strings, in the bytes between two strings: `true` once the object has ended.
-    let mut closes = |gap: &[u8]| {
-        for &byte in gap {
-            match byte {
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(true);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Some(false)
+/// The count under `quoted_key` (a [`key_finder`] of the key with its quotes) in `json`, which starts with
+/// a usage object: `Some(None)` when the key is absent, `None` when its value is anything but a
+/// non-negative integer (`null` included), which the caller hands to serde. One search per wanted key costs
+/// less than reading every member: a usage object has a dozen members, of which the router wants five.
+/// Names alone tell the counts apart in every provider's shape (nested counts have names of their own,
+/// such as `cached_tokens`), and usage is the last thing in every answer and event that carries it, so the
+/// first match after the usage key is the usage object's own.
+pub(crate) fn count_of(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> Option<Option<u64>> {
+    let Some(found) = quoted_key.find(json) else {
+        return Some(None);
     };
-    if json.first() != Some(&b'{') {
+    let rest = json[found + quoted_key.needle().len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, after) = rest.split_at(digits);
+    let plain = !number.is_empty() && (number.len() == 1 || number[0] != b'0');
+    if !plain || matches!(after.first(), Some(b'.' | b'e' | b'E') | None) {
         return None;
     }
-    let mut quotes = memchr::memchr_iter(b'"', json);
-    let mut at = 0;
-    loop {
-        let Some(open) = quotes.next() else {
-            return closes(&json[at..])?.then_some(());
-        };
-        if closes(&json[at..open])? {
-            return Some(());
-        }
-        let close = quotes.next()?;
-        if json[close - 1] == b'\\' {
-            return None;
-        }
-        at = close + 1;
-        let Some(value) = json[at..].trim_ascii_start().strip_prefix(b":") else {
-            continue; // a string value
-        };
-        let value = value.trim_ascii_start();
-        let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
-            let key = &json[open + 1..close];
-            if !matches!(value.first(), Some(b'{' | b'[')) && known.contains(&key) {
-                return None;
+    let n = number
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some(Some(n))
+}
+
+/// A searcher for a JSON key, built once: making one costs more than running it. memchr's prefilter looks
+/// for the needle's two rarest bytes; by its default (text) ranking a quote is rare, but in JSON it is
+/// everywhere, and a prefilter that matches at every key costs several times a plain scan. This ranking
+/// makes JSON's punctuation and digits the most common bytes, then letters by English frequency.
+pub(crate) fn key_finder(quoted_key: &'static [u8]) -> memchr::memmem::Finder<'static> {
+    struct JsonRank;
+    impl memchr::arch::all::packedpair::HeuristicFrequencyRank for JsonRank {
+        fn rank(&self, byte: u8) -> u8 {
+            const LETTERS: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+            match byte {
+                b'"' | b':' | b',' | b'{' | b'}' | b'[' | b']' | b' ' | b'_' | b'0'..=b'9' => 255,
+                b'a'..=b'z' => {
+                    let at = LETTERS.iter().position(|l| *l == byte).unwrap_or(LETTERS.len());
+                    250 - 4 * at as u8
+                }
+                b'A'..=b'Z' => 120,
+                _ => 60,
             }
-            continue; // the walk goes on through a string, an object, an array, a literal
         }
-        let (number, after) = value.split_at(digits);
-        if (digits > 1 && number[0] == b'0') || matches!(after.first(), Some(b'.' | b'e' | b'E') | None) {
-            return None;
-        }
-        let n = number
-            .iter()
-            .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
-        count(&json[open + 1..close], n);
     }
+    memchr::memmem::FinderBuilder::new().build_forward_with_ranker(JsonRank, quoted_key)
 }
 
 /// Whether `json` has the key `quoted_key` (with its quotes) with a value other than `null`, `""`, `[]`
@@ -807,34 +792,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_are_read_at_any_depth_and_anything_unusual_declines() {
-        let read = |json: &str| {
-            let mut seen = Vec::new();
-            read_counts(json.as_bytes(), &[b"k"], |key, n| {
-                seen.push((String::from_utf8_lossy(key).into_owned(), n))
-            })
-            .map(|()| seen)
-        };
-        let seen = read(r#"{ "a" : 1 ,"b":{"c":20,"d":null},"e":"}x{","f":[{"g":3}],"h":true} ,"z":9}"#).unwrap();
-        let pairs: Vec<(&str, u64)> = seen.iter().map(|(k, n)| (k.as_str(), *n)).collect();
-        assert_eq!(pairs, [("a", 1), ("c", 20), ("g", 3)]);
-        assert_eq!(read(r#"{"a":7}"#).unwrap(), [("a".to_owned(), 7)]);
-        assert_eq!(read("{}").unwrap(), []);
-        for declined in [
-            r#"{"a":1.5}"#,
-            r#"{"a":1e3}"#,
-            r#"{"a":01}"#,
-            r#"{"a\"b":1}"#,
-            r#"{"a":18446744073709551616}"#,
-            r#"{"a":1"#,
-            r#"{"a":{"b":1}"#,
-            r#"{"k":null}"#,
-            r#"{"k":"1"}"#,
-            r#"{"k":-1}"#,
-            "null",
-        ] {
-            assert!(read(declined).is_none(), "{declined}");
+    fn counts_are_found_and_anything_unusual_declines() {
+        let json = br#"{"a":1,"b":{"c":20,"d":null},"f":[{"g":"]"}],"h":true,"z":1.5,"y":01,"w":-1} rest"#;
+        let count = |key: &'static str| count_of(json, &key_finder(format!("\"{key}\"").leak().as_bytes()));
+        assert_eq!(count("a"), Some(Some(1)));
+        assert_eq!(count("c"), Some(Some(20)));
+        assert_eq!(count("missing"), Some(None));
+        for declined in ["d", "f", "h", "z", "y", "w"] {
+            assert_eq!(count(declined), None, "{declined}");
         }
+        let big = br#"{"a":18446744073709551616}"#;
+        assert_eq!(count_of(big, &key_finder(br#""a""#)), None);
+        assert_eq!(count_of(br#"{"a":1"#, &key_finder(br#""a""#)), None, "cut short");
     }
 
     #[test]

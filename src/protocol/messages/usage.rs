@@ -9,10 +9,10 @@ use memchr::memmem::Finder;
 
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{read_counts, value_of_last_key};
+use crate::protocol::json::{count_of, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
 
 /// The `usage` of a whole `message`.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
@@ -23,32 +23,29 @@ fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
     value_of_last_key(json, &USAGE, read_usage)
 }
 
-/// The counts the reader takes; any other value under one of these names is left to serde.
-const KEYS: &[&[u8]] = &[
-    b"input_tokens",
-    b"output_tokens",
-    b"cache_read_input_tokens",
-    b"cache_creation_input_tokens",
-    b"thinking_tokens",
-];
-
 /// The usage object as serde reads it into [`AnthropicUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<AnthropicUsage> {
-    let mut usage = AnthropicUsage::default();
-    read_counts(json, KEYS, |key, n| match key {
-        b"input_tokens" => usage.input_tokens = Some(n),
-        b"output_tokens" => usage.output_tokens = Some(n),
-        b"cache_read_input_tokens" => usage.cache_read_input_tokens = Some(n),
-        b"cache_creation_input_tokens" => usage.cache_creation_input_tokens = Some(n),
-        b"thinking_tokens" => {
-            usage.output_tokens_details = Some(OutputDetails {
-                thinking_tokens: Some(n),
-            })
-        }
-        _ => {}
-    })?;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [
+            &br#""input_tokens""#[..],
+            br#""output_tokens""#,
+            br#""cache_read_input_tokens""#,
+            br#""cache_creation_input_tokens""#,
+            br#""thinking_tokens""#,
+        ]
+        .map(key_finder)
+    });
+    let [input, output, cache_read, cache_creation, thinking] = &*KEYS;
+    Some(AnthropicUsage {
+        input_tokens: count_of(json, input)?,
+        output_tokens: count_of(json, output)?,
+        cache_read_input_tokens: count_of(json, cache_read)?,
+        cache_creation_input_tokens: count_of(json, cache_creation)?,
+        output_tokens_details: count_of(json, thinking)?.map(|n| OutputDetails {
+            thinking_tokens: Some(n),
+        }),
+    })
 }
 
 /// What a relayed stream has shown: the usage so far and whether a content delta has arrived.

@@ -8,42 +8,43 @@ use memchr::memmem::Finder;
 
 use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{read_counts, value_of_last_key};
+use crate::protocol::json::{count_of, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
-static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
 
 /// The `usage` of a whole `response` object.
 pub fn answer_usage(body: &[u8]) -> Option<Usage> {
     value_of_last_key(body, &USAGE, read_usage).map(|usage: UpstreamUsage| usage.to_hub())
 }
 
-/// The counts the reader takes; any other value under one of these names is left to serde.
-const KEYS: &[&[u8]] = &[
-    b"input_tokens",
-    b"output_tokens",
-    b"cached_tokens",
-    b"cache_write_tokens",
-    b"reasoning_tokens",
-];
-
 /// The usage object as serde reads it into [`UpstreamUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<UpstreamUsage> {
-    let mut usage = UpstreamUsage::default();
-    let mut input: Option<InputDetails> = None;
-    let mut output: Option<OutputDetails> = None;
-    read_counts(json, KEYS, |key, n| match key {
-        b"input_tokens" => usage.input_tokens = n,
-        b"output_tokens" => usage.output_tokens = n,
-        b"cached_tokens" => input.get_or_insert_default().cached_tokens = Some(n),
-        b"cache_write_tokens" => input.get_or_insert_default().cache_write_tokens = Some(n),
-        b"reasoning_tokens" => output.get_or_insert_default().reasoning_tokens = Some(n),
-        _ => {}
-    })?;
-    usage.input_tokens_details = input;
-    usage.output_tokens_details = output;
-    Some(usage)
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [
+            &br#""input_tokens""#[..],
+            br#""output_tokens""#,
+            br#""cached_tokens""#,
+            br#""cache_write_tokens""#,
+            br#""reasoning_tokens""#,
+        ]
+        .map(key_finder)
+    });
+    let [input, output, cached, cache_write, reasoning] = &*KEYS;
+    let (cached, cache_write) = (count_of(json, cached)?, count_of(json, cache_write)?);
+    let reasoning = count_of(json, reasoning)?;
+    Some(UpstreamUsage {
+        input_tokens: count_of(json, input)?.unwrap_or(0),
+        output_tokens: count_of(json, output)?.unwrap_or(0),
+        input_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(InputDetails {
+            cached_tokens: cached,
+            cache_write_tokens: cache_write,
+        }),
+        output_tokens_details: reasoning.map(|n| OutputDetails {
+            reasoning_tokens: Some(n),
+        }),
+    })
 }
 
 /// What a relayed stream has shown: the terminal event's usage and whether a delta has arrived.
