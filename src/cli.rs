@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -31,7 +31,19 @@ pub struct Cli {
     #[arg(short, long, env = "LLM_ROUTER_LOG_LEVEL", default_value = "warn")]
     pub log_level: String,
 
+    /// text (one human-readable line per event) or json (one JSON object per line)
+    #[arg(long, env = "LLM_ROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// socks5://, socks5h://, http:// or https:// proxy for all upstream traffic, example: socks5://192.168.0.2:10080
     #[arg(long, env = "LLM_ROUTER_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    // One JSON object per line, the event's fields at its top level (for log shippers).
+    Json,
 }

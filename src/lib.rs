@@ -3,7 +3,7 @@
 //! A request travels through these modules, in this order:
 //!
 //! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`,
-//!   `/v1/models`, `/health`), the token check, and errors rendered in the client's protocol.
+//!   `/v1/models`, `/health`, `/metrics`), the token check, and errors rendered in the client's protocol.
 //! - [`relay`]: the request path itself, stage by stage: the attempt loop with failover, one attempt, the
 //!   commit boundary of a stream, the stream pump, typed failures and the one record of each request.
 //! - [`routing`]: model groups and their balancers (smooth weighted round-robin, weighted random), held in an
@@ -16,11 +16,14 @@
 //! - [`config`]: the YAML schema, its validation, and hot reload into a new snapshot.
 //! - [`status`]: what the router shows of itself: the live status page, its five-minute windows, and the
 //!   optional SQLite usage log.
+//! - [`metrics`]: `GET /metrics`, the Prometheus families; each snapshot holds its groups' handles into them,
+//!   and [`relay::record`] records every request there once, at its end, with its log line.
 //!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`].
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod relay;
 pub mod routing;
@@ -38,6 +41,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::reload::Reloader;
+use crate::metrics::Metrics;
 use crate::routing::Snapshot;
 use crate::server::{AppState, Shared, Token};
 use crate::status::Status;
@@ -114,8 +118,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let status = Arc::new(Status::new(settings.config.clone()));
     status.apply_config(&config).map_err(StartError::UsageDb)?;
     let pool = Arc::new(ClientPool::new(settings.proxy.clone())?);
-    let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
-    let reloader = Reloader::new(settings.config.clone(), live.clone(), pool, text, status.clone());
+    let metrics = Arc::new(Metrics::new());
+    let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool, &metrics)));
+    let reloader = Reloader::new(
+        settings.config.clone(),
+        live.clone(),
+        pool,
+        metrics.clone(),
+        text,
+        status.clone(),
+    );
     let reload = config::reload::spawn(Arc::new(reloader))?;
 
     let bind_error = |source| StartError::Bind {
@@ -129,6 +141,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         token: settings.token.as_deref().map(Token::new),
         signing_key: rand::random(),
         status,
+        metrics,
     });
     let (tx, rx) = oneshot::channel();
     let shutdown = async {

@@ -33,6 +33,7 @@ fn help_lists_every_flag() {
         "-t, --token",
         "-l, --log-level",
         "--proxy",
+        "--log-format",
         "-h, --help",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -179,10 +180,106 @@ fn a_stream_that_ends_in_an_in_band_error_is_logged_with_its_real_outcome() {
     let rest = stop(&mut child, &mut stderr);
     let line = rest
         .lines()
-        .find(|l| l.contains("request finished") && l.contains("streamed=true"))
+        .find(|l| l.contains("request finished") && l.contains("stream=true"))
         .unwrap_or_else(|| panic!("no stream log line:\n{rest}"));
     assert!(line.contains("status=504"), "{line}");
     assert!(line.contains("stalled"), "{line}");
+}
+
+/// `--log-format json`: every line on stderr is one JSON object, and a request's line carries the record's
+/// fields; no body, key or token shows up anywhere.
+#[cfg(unix)]
+#[test]
+fn json_logs_are_one_object_per_line_with_the_record_and_no_secrets() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = runtime.block_on(MockUpstream::start(|request| {
+        let stream = serde_json::from_slice::<serde_json::Value>(&request.body).is_ok_and(|b| b["stream"] == true);
+        match stream {
+            true => Reply::sse(ANT_STREAM, 9),
+            false => Reply::json(
+                serde_json::json!({"id":"msg_1","type":"message","role":"assistant","model":"m",
+                "content":[{"type":"text","text":"ANSWER-TEXT-SECRET"}],"stop_reason":"end_turn","stop_sequence":null,
+                "usage":{"input_tokens":12,"output_tokens":4,"cache_read_input_tokens":2}}),
+            ),
+        }
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "anthropic", &upstream.base(), "")).unwrap();
+    let router = RouterProcess::start(
+        &path,
+        &["-l", "info", "--log-format", "json", "--token", "tok-json-secret"],
+    );
+    runtime.block_on(async {
+        for stream in [false, true] {
+            let r = http()
+                .post(router.url("/v1/messages"))
+                .header("x-api-key", "tok-json-secret")
+                .json(&serde_json::json!({"model":"g","max_tokens":9,"stream":stream,
+                    "messages":[{"role":"user","content":"PROMPT-TEXT-SECRET"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap();
+        }
+        let r = http()
+            .post(router.url("/v1/messages"))
+            .json(&serde_json::json!({"model":"nope","messages":[]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    });
+    let lines = router.stop();
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(|| panic!("not one JSON object: {line}"))
+        })
+        .collect();
+    assert!(objects[0]["message"].as_str().unwrap().contains("listening on http://"));
+    let requests: Vec<&serde_json::Value> = objects.iter().filter(|o| o["message"] == "request finished").collect();
+    assert_eq!(requests.len(), 2, "{lines:#?}");
+    for (line, stream) in requests.iter().zip([false, true]) {
+        let id = line["request_id"].as_str().unwrap();
+        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+        assert_eq!(line["ingress"], "messages");
+        assert_eq!(line["group"], "g");
+        assert_eq!(line["deployment"], "m1");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["outcome"], "complete");
+        assert_eq!(line["stream"], stream);
+        assert_eq!(line["attempts"], 1);
+        assert!(line["duration_ms"].is_u64(), "{line}");
+        assert_eq!(line["ttft_ms"].is_u64(), stream, "{line}");
+    }
+    // The answer's usage: input counts the cache read (12 + 2); the stream's: 3 in, 2 out.
+    let tokens = |line: &serde_json::Value| {
+        [
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        ]
+        .map(|key| line[key].as_u64().unwrap())
+    };
+    assert_eq!(tokens(requests[0]), [14, 4, 2, 0, 0]);
+    assert_eq!(tokens(requests[1]), [3, 2, 0, 0, 0]);
+    assert_ne!(requests[0]["request_id"], requests[1]["request_id"]);
+    let all = lines.join("\n");
+    for secret in [
+        "tok-json-secret",
+        "sk-upstream-secret",
+        "PROMPT-TEXT-SECRET",
+        "ANSWER-TEXT-SECRET",
+    ] {
+        assert!(!all.contains(secret), "{secret} in the logs:\n{all}");
+    }
 }
 
 /// Starts the binary on a free port; returns it, its stderr (past the listening line) and its address.

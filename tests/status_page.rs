@@ -67,7 +67,7 @@ fn console_errors(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-fn two(good: &str, bad: &str) -> String {
+fn two(good: &str, bad: &str, usage_db: &Path) -> String {
     format!(
         r#"
 model_list:
@@ -80,10 +80,12 @@ router_settings:
   num_retries: 1
   allowed_fails: 1
   cooldown_time: 120
+  usage_db: "{}"
   model_groups:
     - name: team
       models: [{{name: good}}, {{name: bad}}]
-"#
+"#,
+        usage_db.display()
     )
 }
 
@@ -95,7 +97,10 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
         json!({"type":"error","error":{"type":"api_error","message":"boom"}}),
     ))
     .await;
-    let router = TestRouter::start(&two(&format!("{}/v1", good.base()), &bad.base())).await;
+    let logs = tempfile::tempdir().unwrap();
+    let usage_db = logs.path().join("usage.sqlite");
+    let config = two(&format!("{}/v1", good.base()), &bad.base(), &usage_db);
+    let router = TestRouter::start(&config).await;
     for _ in 0..4 {
         let answer = router
             .post(
@@ -105,14 +110,22 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
             .await;
         assert_eq!(answer.status(), 200, "the good deployment answers after failover");
     }
-    let status: Value = http()
-        .get(router.url("/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The usage log's rows are written off the request path, within seconds.
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        let response = http().get(router.url("/status.json")).send().await.unwrap();
+        status = response.json().await.unwrap();
+        if status["usage"]["days"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let chart = &status["usage"]["days"][0];
+    assert_eq!(
+        (chart["group"].as_str(), chart["output"].as_u64()),
+        (Some("team"), Some(4)),
+        "{status}"
+    );
     let text = status.to_string();
     assert!(!text.contains("sk-secret"), "no key on the page: {text}");
     let deployments = &status["groups"][0]["deployments"];
@@ -160,6 +173,10 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
             dom.contains(r#"<section id="login" hidden="">"#),
             "no login without a token"
         );
+        assert!(
+            dom.contains(r#"<section id="usage">"#) && dom.contains("<rect"),
+            "the usage chart: {dom}"
+        );
         let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../status-page.png");
         let (_, _) = run_chromium(
             &chromium,
@@ -170,6 +187,29 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture");
         eprintln!("status page screenshot: {}", shot.display());
     }
+    router.shutdown().await;
+
+    // The rows survive a restart: a new router on the same file finds them, and adds its own.
+    let router = TestRouter::start(&config).await;
+    let answer = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"good","messages":[{"role":"user","content":"hi"}]}),
+        )
+        .await;
+    assert_eq!(answer.status(), 200);
+    let rows = || {
+        let db = rusqlite::Connection::open(&usage_db).unwrap();
+        db.query_row("SELECT COUNT(*), SUM(output_tokens) FROM requests", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while rows().0 < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows(), (5, Some(5)), "four requests before the restart, one after");
     router.shutdown().await;
 }
 

@@ -11,6 +11,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{Config, ConfigError, parse};
+use crate::metrics::Metrics;
 use crate::routing::Snapshot;
 use crate::status::Status;
 use crate::upstream::ClientPool;
@@ -23,6 +24,8 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<Snapshot>>,
     pool: Arc<ClientPool>,
+    /// Counts reloads; new snapshots resolve their metric handles in it.
+    metrics: Arc<Metrics>,
     /// The text of the last file looked at, so events that change nothing cost one read and no rebuild.
     last_text: Mutex<String>,
     /// Told of every reload, accepted or refused, for the status page; it also keeps the usage log.
@@ -41,6 +44,7 @@ impl Reloader {
         path: PathBuf,
         live: Arc<ArcSwap<Snapshot>>,
         pool: Arc<ClientPool>,
+        metrics: Arc<Metrics>,
         loaded_text: String,
         status: Arc<Status>,
     ) -> Self {
@@ -48,13 +52,25 @@ impl Reloader {
             path,
             live,
             pool,
+            metrics,
             last_text: Mutex::new(loaded_text),
             status,
         }
     }
 
-    /// Reads the file; if its text changed and it is valid, swaps in the new snapshot.
+    /// Reads the file; if its text changed and it is valid, swaps in the new snapshot. Counted in the
+    /// metrics as applied or refused (an unchanged file is neither).
     pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(ReloadOutcome::Applied(_)) => self.metrics.reloaded(true),
+            Ok(ReloadOutcome::Unchanged) => {}
+            Err(_) => self.metrics.reloaded(false),
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Result<ReloadOutcome, ConfigError> {
         let text = std::fs::read_to_string(&self.path).map_err(|source| ConfigError::Read {
             path: self.path.display().to_string(),
             source,
@@ -71,7 +87,7 @@ impl Reloader {
         if let Err(error) = self.status.apply_config(&config) {
             tracing::error!(%error, "usage log not opened; requests are not logged to it");
         }
-        let snapshot = Snapshot::build(config, Some(&old), &self.pool);
+        let snapshot = Snapshot::build(config, Some(&old), &self.pool, &self.metrics);
         self.live.store(Arc::new(snapshot));
         Ok(ReloadOutcome::Applied(changes))
     }
@@ -292,9 +308,10 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let config = parse(text, &path).unwrap();
         let pool = Arc::new(ClientPool::new(None).unwrap());
-        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool)));
+        let metrics = Arc::new(Metrics::new());
+        let live = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None, &pool, &metrics)));
         let status = Arc::new(crate::status::Status::new(path.clone()));
-        (dir, Reloader::new(path, live, pool, text.to_owned(), status))
+        (dir, Reloader::new(path, live, pool, metrics, text.to_owned(), status))
     }
 
     mod tempdir {

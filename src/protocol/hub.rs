@@ -111,6 +111,18 @@ pub fn convert_answer(
     ctx: &ConvertContext<'_>,
     facts: &RequestFacts,
 ) -> Result<Vec<u8>, ConvertError> {
+    convert_answer_with_usage(client, upstream, body, ctx, facts).map(|(body, _)| body)
+}
+
+/// [`convert_answer`], and the usage as the upstream reported it (before a local estimate stands in for a
+/// missing input count), for the request's record.
+pub fn convert_answer_with_usage(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    ctx: &ConvertContext<'_>,
+    facts: &RequestFacts,
+) -> Result<(Vec<u8>, Usage), ConvertError> {
     let mut response = match upstream {
         Protocol::OpenAi => chat::response::decode(body)?,
         Protocol::Anthropic => messages::response::decode(body)?,
@@ -118,6 +130,7 @@ pub fn convert_answer(
         Protocol::Gemini => gemini::response::decode(body)?,
     };
     facts.restore(&mut response, upstream);
+    let reported = response.usage;
     if response.usage.input == 0 {
         // The upstream reported no usage; the local estimate, when there is one, beats a zero.
         response.usage.input = facts.input_tokens_estimate;
@@ -132,7 +145,7 @@ pub fn convert_answer(
             }
         }
     }
-    Ok(match client {
+    let body = match client {
         Protocol::Responses => {
             let fallback;
             let responses = match &facts.responses {
@@ -156,7 +169,8 @@ pub fn convert_answer(
         Protocol::Anthropic => messages::response::encode(&response, &messages_answer(ctx, 0)),
         Protocol::OpenAi => chat::response::encode(&response, &chat_answer(ctx, facts)),
         Protocol::Gemini => gemini::response::encode(&response, &gemini_answer(ctx, facts)),
-    })
+    };
+    Ok((body, reported))
 }
 
 /// The stream converter from the upstream's protocol to the client's, through the hub.
@@ -555,6 +569,9 @@ pub struct HubStream<D, E> {
     json_output: Option<usize>,
     /// How the stream ended, once it has: later events change nothing and get the same answer.
     ended: Option<StreamStatus>,
+    /// The upstream's latest usage (each protocol reports it cumulatively), for the request's record.
+    usage: Option<Usage>,
+    content: bool,
 }
 
 impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
@@ -566,6 +583,8 @@ impl<D: StreamDecoder, E: StreamEncoder> HubStream<D, E> {
             events: Vec::new(),
             json_output: None,
             ended: None,
+            usage: None,
+            content: false,
         }
     }
 
@@ -599,6 +618,15 @@ impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
         self.decoder.decode(event, &mut events);
         let mut status = StreamStatus::Continue;
         for event in events.drain(..) {
+            match &event {
+                Event::Usage(usage) => self.usage = Some(*usage),
+                Event::TextDelta(_)
+                | Event::ReasoningDelta(_)
+                | Event::RefusalDelta(_)
+                | Event::ToolCallStart { .. }
+                | Event::ToolCallDelta { .. } => self.content = true,
+                _ => {}
+            }
             let Some(event) = self.restore(event) else { continue };
             status = self.encoder.encode(event, out);
             if status != StreamStatus::Continue {
@@ -637,6 +665,14 @@ impl<D: StreamDecoder, E: StreamEncoder> StreamConverter for HubStream<D, E> {
 
     fn keep_alive(&self, out: &mut Vec<u8>) {
         self.encoder.keep_alive(out);
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn content_started(&self) -> bool {
+        self.content
     }
 }
 

@@ -41,6 +41,28 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: [Protocol; 4] = [
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        Protocol::Responses,
+        Protocol::Gemini,
+    ];
+
+    /// The position of this protocol in [`Protocol::ALL`], for per-protocol tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name of this protocol's client API in metrics and logs: `chat`, `messages`, `responses`, `gemini`.
+    pub fn ingress(self) -> &'static str {
+        match self {
+            Protocol::OpenAi => "chat",
+            Protocol::Anthropic => "messages",
+            Protocol::Responses => "responses",
+            Protocol::Gemini => "gemini",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::OpenAi => "openai",

@@ -16,12 +16,12 @@ use super::failure::{Failure, UpstreamAnswer};
 use super::processor::{Converting, PassThrough};
 use super::record::RequestRecord;
 use super::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
-use crate::protocol::Protocol;
 use crate::protocol::convert::request;
 use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
-use crate::protocol::gemini;
 use crate::protocol::hub;
+use crate::protocol::hub::Usage;
 use crate::protocol::raw_body::RawBody;
+use crate::protocol::{Protocol, chat, gemini, messages, responses};
 use crate::routing::Deployment;
 use crate::server::error::json_response;
 use crate::server::request::ClientRequest;
@@ -93,6 +93,7 @@ impl Attempt<'_> {
         let response = upstream::send(deployment, endpoint, self.client_headers, body, deadline).await?;
 
         let status = response.status();
+        record.upstream_status(status.as_u16());
         let headers = upstream::relayed_headers(response.headers());
         if !status.is_success() {
             let retry_after = matches!(status.as_u16(), 429 | 503 | 529)
@@ -117,8 +118,16 @@ impl Attempt<'_> {
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let secret = deployment.secret.clone();
         let mut answer = match (is_stream, conversion) {
-            (false, None) => pass_through_json(deployment, response, deadline).await?,
-            (false, Some(facts)) => self.convert_json(response, &ctx, &facts, deadline).await?,
+            (false, None) => {
+                let (answer, usage) = pass_through_json(deployment, response, deadline).await?;
+                record.usage(usage);
+                answer
+            }
+            (false, Some(facts)) => {
+                let (answer, usage) = self.convert_json(response, &ctx, &facts, deadline).await?;
+                record.usage(Some(usage));
+                answer
+            }
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
                 return start_stream(deployment, response, processor, deadline, headers)
@@ -205,18 +214,19 @@ impl Attempt<'_> {
         serde_json::to_vec(&body).expect("a JSON map serialises")
     }
 
-    /// A whole upstream JSON answer in the other protocol. An unusable body is an upstream failure.
+    /// A whole upstream JSON answer in the other protocol, and its usage as the hub decoded it. An unusable
+    /// body is an upstream failure.
     async fn convert_json(
         &self,
         response: UpstreamResponse,
         ctx: &ConvertContext<'_>,
         facts: &RequestFacts,
         deadline: tokio::time::Instant,
-    ) -> Result<Response, Failure> {
+    ) -> Result<(Response, Usage), Failure> {
         let body = read_whole(self.deployment, response, deadline).await?;
-        let converted = hub::convert_answer(self.client, self.deployment.protocol, &body, ctx, facts);
+        let converted = hub::convert_answer_with_usage(self.client, self.deployment.protocol, &body, ctx, facts);
         match converted {
-            Ok(body) => Ok(json_response(StatusCode::OK, body)),
+            Ok((body, usage)) => Ok((json_response(StatusCode::OK, body), usage)),
             Err(error) => Err(Failure::unreachable(
                 StatusCode::BAD_GATEWAY,
                 format!("unusable upstream answer: {}", error.message),
@@ -230,22 +240,33 @@ fn refused(error: ConvertError) -> Failure {
 }
 
 /// A whole same-protocol answer, read before it is relayed: a body that stalls or breaks is a failed
-/// attempt that can still fail over.
+/// attempt that can still fail over. Its usage is read by a scan for the usage object alone.
 async fn pass_through_json(
     deployment: &Deployment,
     response: UpstreamResponse,
     deadline: tokio::time::Instant,
-) -> Result<Response, Failure> {
+) -> Result<(Response, Option<Usage>), Failure> {
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let body = read_whole(deployment, response, deadline).await?;
+    let usage = answer_usage(deployment.protocol, &body);
     let mut answer = Response::new(Body::from(body));
     *answer.status_mut() = status;
     answer.headers_mut().insert(
         header::CONTENT_TYPE,
         content_type.unwrap_or(HeaderValue::from_static("application/json")),
     );
-    Ok(answer)
+    Ok((answer, usage))
+}
+
+/// The usage of a whole answer relayed as the upstream wrote it.
+fn answer_usage(protocol: Protocol, body: &[u8]) -> Option<Usage> {
+    match protocol {
+        Protocol::OpenAi => chat::usage::answer_usage(body),
+        Protocol::Anthropic => messages::usage::answer_usage(body),
+        Protocol::Responses => responses::usage::answer_usage(body),
+        Protocol::Gemini => gemini::usage::answer_usage(body),
+    }
 }
 
 async fn read_whole(

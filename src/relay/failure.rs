@@ -74,6 +74,16 @@ impl Failure {
         Self::answered(answer, None)
     }
 
+    /// The status this failure stands for, for the attempt's metrics: the upstream's (or its first error
+    /// event's), or the router's 502/504 when the upstream gave none.
+    pub fn status(&self) -> u16 {
+        match &self.kind {
+            FailureKind::Refused(error) => error.status.as_u16(),
+            FailureKind::Unreachable { status, .. } => status.as_u16(),
+            FailureKind::Answered(answer) => answer.status.as_u16(),
+        }
+    }
+
     /// Another deployment may succeed: connect errors, timeouts, broken answers, 408, 429 and 5xx.
     pub fn retryable(&self) -> bool {
         match &self.kind {

@@ -10,7 +10,7 @@
 //! 4. [`pump`] moves the rest of a stream to the client, and [`processor`] says what happens to each
 //!    upstream chunk (passed through or converted, watched for errors and the end).
 //! 5. [`failure`] keeps failures typed until they are rendered, once, in the client's protocol, and
-//!    [`record`] is the one record of the request, emitted once at its end as its log line.
+//!    [`record`] is the one record of the request, finished once at its end into its log line and metrics.
 
 pub mod attempt;
 pub mod commit;
@@ -41,7 +41,7 @@ pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
 /// One request on a relayed route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`).
 pub async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
-    let mut record = RequestRecord::new(client.route());
+    let mut record = RequestRecord::new(client, client.route(), &state);
     // One snapshot for the whole request: a reload while it runs changes nothing for it.
     let snapshot = state.snapshot.load_full();
     let config = &snapshot.config;
@@ -93,14 +93,19 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
             Ok(Answer::Local(response)) => return record.answered(response),
             Err(failure) => failure,
         };
+        let reason = failure.reason();
+        record.attempt_failed(failure.status(), &reason);
         if !failure.retryable() {
             return record.answered(failure.render(client));
         }
         let cooldown = deployment.health.record_failure(&reliability, failure.retry_after);
+        if cooldown.is_some() {
+            deployment.cooldowns.inc();
+        }
         tracing::info!(
             group = %group.name,
             deployment = %deployment.name,
-            reason = %failure.reason(),
+            %reason,
             cooldown_ms = cooldown.map(|c| c.as_millis() as u64),
             "attempt failed"
         );

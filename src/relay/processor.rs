@@ -12,8 +12,9 @@ use bytes::Bytes;
 use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
+use crate::protocol::hub::Usage;
 use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
-use crate::protocol::{Protocol, anthropic, gemini, openai, responses};
+use crate::protocol::{Protocol, anthropic, chat, gemini, messages, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
 /// for a complete stream, the in-band error's status otherwise).
@@ -56,6 +57,10 @@ pub trait StreamProcessor: Send + 'static {
     fn early_error(&mut self) -> Option<StreamStartError>;
     /// Bytes to send while the upstream is silent; empty when the processor sends none.
     fn keep_alive(&self) -> Bytes;
+    /// The usage the upstream has reported so far.
+    fn usage(&self) -> Option<Usage>;
+    /// Whether a content delta has been relayed: the stream's first token.
+    fn content_started(&self) -> bool;
 }
 
 /// Same-protocol streams: bytes go out exactly as the upstream wrote them; the events are only watched.
@@ -72,16 +77,74 @@ pub struct PassThrough {
 }
 
 /// What the events of a relayed stream have shown so far.
-#[derive(Default)]
 struct Watch {
     started: bool,
     end: Option<StreamEnd>,
     early_error: Option<StreamStartError>,
+    usage: UsageWatch,
+}
+
+/// Each protocol's watch of usage and first content in events relayed untouched (a byte scan per event;
+/// only the few events with usage are decoded, and only their usage object).
+enum UsageWatch {
+    Chat(chat::usage::UsageWatch),
+    Messages(messages::usage::UsageWatch),
+    Responses(responses::usage::UsageWatch),
+    Gemini(gemini::usage::UsageWatch),
+}
+
+impl UsageWatch {
+    fn new(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::OpenAi => Self::Chat(Default::default()),
+            Protocol::Anthropic => Self::Messages(Default::default()),
+            Protocol::Responses => Self::Responses(Default::default()),
+            Protocol::Gemini => Self::Gemini(Default::default()),
+        }
+    }
+
+    fn observe(&mut self, event: &SseEvent) {
+        match self {
+            Self::Chat(watch) => watch.observe(event),
+            Self::Messages(watch) => watch.observe(event),
+            Self::Responses(watch) => watch.observe(event),
+            Self::Gemini(watch) => watch.observe(event),
+        }
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Self::Chat(watch) => watch.usage(),
+            Self::Messages(watch) => watch.usage(),
+            Self::Responses(watch) => watch.usage(),
+            Self::Gemini(watch) => watch.usage(),
+        }
+    }
+
+    fn content_started(&self) -> bool {
+        match self {
+            Self::Chat(watch) => watch.content_started(),
+            Self::Messages(watch) => watch.content_started(),
+            Self::Responses(watch) => watch.content_started(),
+            Self::Gemini(watch) => watch.content_started(),
+        }
+    }
 }
 
 impl Watch {
+    fn new(protocol: Protocol) -> Self {
+        Self {
+            started: false,
+            end: None,
+            early_error: None,
+            usage: UsageWatch::new(protocol),
+        }
+    }
+
     /// Breaks at the stream's last event: its end marker or an error.
     fn observe(&mut self, protocol: Protocol, event: &SseEvent) -> ControlFlow<()> {
+        // Before the end marker: Gemini's last chunk carries the final usage.
+        self.usage.observe(event);
         let error = stream_error(protocol, event);
         let first = !self.started;
         self.started = true;
@@ -107,7 +170,7 @@ impl PassThrough {
             protocol,
             parser: SseParser::with_max_event(max_event),
             held: Vec::new(),
-            watch: Watch::default(),
+            watch: Watch::new(protocol),
             redactor: None,
         }
     }
@@ -206,6 +269,14 @@ impl StreamProcessor for PassThrough {
 
     fn keep_alive(&self) -> Bytes {
         Bytes::new()
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.watch.usage.usage()
+    }
+
+    fn content_started(&self) -> bool {
+        self.watch.usage.content_started()
     }
 }
 
@@ -336,6 +407,14 @@ impl StreamProcessor for Converting {
         self.state.converter.keep_alive(&mut out);
         out.into()
     }
+
+    fn usage(&self) -> Option<Usage> {
+        self.state.converter.usage()
+    }
+
+    fn content_started(&self) -> bool {
+        self.state.converter.content_started()
+    }
 }
 
 /// A deployment's key with its searcher, built once per stream rather than for every piece of output.
@@ -438,6 +517,29 @@ mod tests {
             assert_eq!(feed(&mut p, input, cut), input.as_bytes());
             assert!(p.started() && p.early_error().is_none());
             assert!(p.eof().is_empty(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn usage_and_the_first_content_are_watched_across_split_chunks() {
+        let input = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"é\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":4}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let first_delta = input.find("event: content_block_delta").unwrap();
+        for cut in 0..input.len() {
+            let mut p = PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT);
+            p.chunk(Bytes::copy_from_slice(&input.as_bytes()[..cut]));
+            // Content starts once the whole delta event is in.
+            if cut < first_delta + 20 {
+                assert!(!p.content_started(), "cut {cut}");
+            }
+            p.chunk(Bytes::copy_from_slice(&input.as_bytes()[cut..]));
+            assert!(p.content_started() && p.end() == Some(StreamEnd::COMPLETE), "cut {cut}");
+            let usage = p.usage().unwrap();
+            assert_eq!((usage.input, usage.output), (9, 4), "cut {cut}");
         }
     }
 

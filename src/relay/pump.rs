@@ -39,6 +39,8 @@ pub struct RelayBody<P: StreamProcessor> {
     last_keep_alive: Instant,
     /// Emitted when the body is dropped: the stream is over, one way or another.
     record: Option<RequestRecord>,
+    /// The first content delta has not been relayed yet: the record's time to first token is still open.
+    awaiting_first_token: bool,
 }
 
 impl<P: StreamProcessor> RelayBody<P> {
@@ -47,8 +49,13 @@ impl<P: StreamProcessor> RelayBody<P> {
         upstream: UpstreamChunks,
         processor: P,
         idle_limit: Duration,
-        record: RequestRecord,
+        mut record: RequestRecord,
     ) -> Self {
+        // The head (the events read up to the commit boundary) goes out at once.
+        let awaiting_first_token = !processor.content_started();
+        if !awaiting_first_token {
+            record.first_token();
+        }
         let silence = (!processor.keep_alive().is_empty()).then(|| Box::pin(tokio::time::sleep(KEEP_ALIVE_AFTER)));
         Self {
             head: Some(head),
@@ -60,6 +67,7 @@ impl<P: StreamProcessor> RelayBody<P> {
             last_upstream: Instant::now(),
             last_keep_alive: Instant::now(),
             record: Some(record),
+            awaiting_first_token,
         }
     }
 
@@ -90,6 +98,13 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.last_upstream = Instant::now();
                     batch.push(this.processor.chunk(chunk));
+                    // The time to first token; after it, a flag check per chunk.
+                    if this.awaiting_first_token && this.processor.content_started() {
+                        this.awaiting_first_token = false;
+                        if let Some(record) = &mut this.record {
+                            record.first_token();
+                        }
+                    }
                     // The last event ends the client's answer now, whatever the upstream does next.
                     if batch.len() >= MAX_BATCH || this.processor.end().is_some() {
                         return Poll::Ready(Some(Ok(batch.into_bytes())));
@@ -222,7 +237,8 @@ impl<P: StreamProcessor> Drop for RelayBody<P> {
             .processor
             .end()
             .unwrap_or(StreamEnd::new(499, "client disconnected"));
-        if let Some(record) = self.record.take() {
+        if let Some(mut record) = self.record.take() {
+            record.usage(self.processor.usage());
             record.emit(Ending {
                 status: end.status,
                 outcome: Some(end.outcome),

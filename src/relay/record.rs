@@ -1,23 +1,67 @@
-//! One record per request: filled in as the request goes (its group, the deployments tried, the answer) and
-//! emitted once, at the very end, as the request's log line. A stream's record travels with its body and is
-//! emitted when the stream ends, with the stream's real outcome.
+//! One record per request: filled in as the request goes (its group, the attempts and their deployments,
+//! the time to first token, the usage the upstream reported) and finished once, at the very end, into a
+//! [`FinishedRequest`] that feeds the request's log line and its metrics, so the two never disagree. A
+//! stream's record travels with its body and is finished when the stream ends, with the stream's real
+//! outcome; a request dropped midway (the client left) is finished as 499 when its record is dropped.
+//!
+//! Recording is on every request's path, so it costs what the atomics cost: the metric handles come from
+//! the snapshot (resolved when it was built), the request id is a counter, and nothing is formatted unless
+//! the log line is enabled.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use axum::response::Response;
 
+use crate::metrics::{Metrics, seconds};
+use crate::protocol::Protocol;
+use crate::protocol::hub::Usage;
 use crate::routing::{Deployment, ModelGroup};
+use crate::server::Shared;
+use crate::status::Status;
+
+/// Request ids: a random half per process, so that ids from two runs do not collide in one log, and a
+/// counter, which costs one atomic increment per request.
+static PROCESS_ID: LazyLock<u32> = LazyLock::new(rand::random);
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+fn next_request_id() -> u64 {
+    (u64::from(*PROCESS_ID) << 32) | u64::from(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
 
 #[derive(Debug)]
 pub struct RequestRecord {
+    id: u64,
+    client: Protocol,
     route: &'static str,
     started: Instant,
+    metrics: Arc<Metrics>,
+    /// The status page's windows and error list, and the usage log.
+    status: Arc<Status>,
     group: Option<Arc<ModelGroup>>,
     /// The deployment of the last attempt: after failover, the one that gave the answer.
     deployment: Option<Arc<Deployment>>,
+    /// `deployment`'s index among the group's members, for its metric handles.
+    member: Option<usize>,
     /// Attempts sent upstream; 0 for a request refused, or answered, by the router itself.
     attempts: u32,
+    /// The attempt in progress, if any; closed by its failure or, for the answering one, at the end.
+    current: Option<OpenAttempt>,
+    /// The member whose attempt failed last: a retry of it is counted when the next attempt starts.
+    failed: Option<usize>,
+    /// Time spent in closed attempts: what the request waited on upstreams.
+    upstream_wait: Duration,
+    ttft: Option<Duration>,
+    usage: Option<Usage>,
+    finished: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OpenAttempt {
+    started: Instant,
+    /// The upstream's HTTP status, once it answered.
+    status: Option<u16>,
 }
 
 /// How a request ended, for its record: `status` is the HTTP status the answer stands for (for a stream
@@ -29,14 +73,59 @@ pub struct Ending {
     pub outcome: Option<&'static str>,
 }
 
+/// A finished request, as its log line, its metrics and any later consumer (a usage log, a status page)
+/// see it. Borrowed from the record: a consumer that keeps it copies what it needs.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedRequest<'a> {
+    /// Unique within the process (and very likely across restarts); shown as 16 hex digits.
+    pub request_id: u64,
+    /// The client's protocol: `chat`, `messages`, `responses`, `gemini`.
+    pub ingress: &'static str,
+    pub route: &'static str,
+    /// The model group; `None` when the request reached none (unknown model, unreadable body).
+    pub group: Option<&'a str>,
+    /// The deployment that answered (after failover, the last one tried).
+    pub deployment: Option<&'a str>,
+    pub status: u16,
+    /// `complete`, `error`, `client disconnected`, or how a stream ended.
+    pub outcome: &'static str,
+    pub stream: bool,
+    pub attempts: u32,
+    /// Streams: from the request's arrival to the first content delta.
+    pub ttft: Option<Duration>,
+    pub duration: Duration,
+    /// The part of `duration` spent waiting on upstreams (every attempt, a stream to its end).
+    pub upstream_wait: Duration,
+    /// As the upstream reported it; `None` when it reported none.
+    pub usage: Option<Usage>,
+}
+
+impl FinishedRequest<'_> {
+    /// The router's own time: the duration minus the time waiting on upstreams.
+    pub fn overhead(&self) -> Duration {
+        self.duration.saturating_sub(self.upstream_wait)
+    }
+}
+
 impl RequestRecord {
-    pub fn new(route: &'static str) -> Self {
+    pub fn new(client: Protocol, route: &'static str, shared: &Shared) -> Self {
         Self {
+            id: next_request_id(),
+            client,
             route,
             started: Instant::now(),
+            metrics: shared.metrics.clone(),
+            status: shared.status.clone(),
             group: None,
             deployment: None,
+            member: None,
             attempts: 0,
+            current: None,
+            failed: None,
+            upstream_wait: Duration::ZERO,
+            ttft: None,
+            usage: None,
+            finished: false,
         }
     }
 
@@ -48,53 +137,197 @@ impl RequestRecord {
         self.group = Some(group.clone());
     }
 
-    /// An attempt on `deployment` is about to be sent.
+    /// An attempt on `deployment` (a member of the record's group) is about to be sent.
     pub fn attempt(&mut self, deployment: &Arc<Deployment>) {
-        self.deployment = Some(deployment.clone());
+        self.chose(deployment);
         self.attempts += 1;
+        self.current = Some(OpenAttempt {
+            started: Instant::now(),
+            status: None,
+        });
+        if let Some(member) = self.member_metrics() {
+            member.inflight.inc();
+        }
+        if let Some(failed) = self.failed.take()
+            && let Some(group) = &self.group
+        {
+            group.metrics.members[failed].retries.inc();
+        }
     }
 
     /// The deployment chosen without an attempt (count_tokens answered locally, Claude Code's pre-warm).
     pub fn chose(&mut self, deployment: &Arc<Deployment>) {
+        // A pointer comparison over a handful of members: no name is compared.
+        self.member = self
+            .group
+            .as_ref()
+            .and_then(|g| g.members.iter().position(|m| Arc::ptr_eq(m, deployment)));
         self.deployment = Some(deployment.clone());
     }
 
-    /// Emits the record of an answer that is complete once its headers are sent, and passes it on.
-    pub fn answered(self, response: Response) -> Response {
-        self.emit(Ending {
-            status: response.status().as_u16(),
-            outcome: None,
-        });
+    /// The upstream answered the current attempt with this HTTP status.
+    pub fn upstream_status(&mut self, status: u16) {
+        if let Some(attempt) = &mut self.current {
+            attempt.status = Some(status);
+        }
+    }
+
+    /// The current attempt failed with this status (the upstream's, or the router's 502/504 for an upstream
+    /// that gave none, or the error event's for a stream that began with one), for this reason, which the
+    /// status page lists.
+    pub fn attempt_failed(&mut self, status: u16, reason: &str) {
+        let Some(attempt) = self.current.as_mut() else { return };
+        attempt.status = Some(status);
+        let took = self.close_attempt(Instant::now());
+        self.failed = self.member;
+        if let (Some(deployment), Some(took)) = (&self.deployment, took) {
+            let group = self.group.as_ref().map(|g| g.name.as_str());
+            self.status.attempt_failed(group, deployment, status, took, reason);
+        }
+    }
+
+    /// The first content delta of a stream reached the client.
+    pub fn first_token(&mut self) {
+        if self.ttft.is_none() {
+            self.ttft = Some(self.started.elapsed());
+        }
+    }
+
+    pub fn usage(&mut self, usage: Option<Usage>) {
+        if usage.is_some() {
+            self.usage = usage;
+        }
+    }
+
+    /// Finishes the record of an answer that is complete once its headers are sent, and passes it on. An
+    /// attempt still open gave this answer (a forwarded `count_tokens`): the status is the upstream's.
+    pub fn answered(mut self, response: Response) -> Response {
+        let status = response.status().as_u16();
+        if let Some(attempt) = &mut self.current {
+            attempt.status.get_or_insert(status);
+        }
+        self.finish(Ending { status, outcome: None });
         response
     }
 
-    /// Emits the record: the request's one log line.
-    pub fn emit(self, ending: Ending) {
-        let group = self.group.as_ref().map_or("-", |g| g.name.as_str());
-        let deployment = self.deployment.as_ref().map_or("-", |d| d.name.as_str());
-        let elapsed_ms = self.started.elapsed().as_millis() as u64;
-        match ending.outcome {
-            None => tracing::info!(
-                route = self.route,
-                group,
-                deployment,
-                status = ending.status,
-                streamed = false,
-                attempts = self.attempts,
-                elapsed_ms,
-                "request finished"
-            ),
-            Some(outcome) => tracing::info!(
-                route = self.route,
-                group,
-                deployment,
-                status = ending.status,
-                streamed = true,
-                outcome,
-                attempts = self.attempts,
-                elapsed_ms,
-                "request finished"
-            ),
+    /// Finishes the record: the request's log line and its metrics.
+    pub fn emit(mut self, ending: Ending) {
+        self.finish(ending);
+    }
+
+    fn member_metrics(&self) -> Option<&crate::metrics::MemberMetrics> {
+        Some(&self.group.as_ref()?.metrics.members[self.member?])
+    }
+
+    /// Counts the current attempt as answered with its status and adds its time to the upstream wait;
+    /// returns how long it took.
+    fn close_attempt(&mut self, now: Instant) -> Option<Duration> {
+        let attempt = self.current.take()?;
+        let took = now.saturating_duration_since(attempt.started);
+        self.upstream_wait += took;
+        if let Some(member) = self.member_metrics() {
+            member.upstream_answered(attempt.status.unwrap_or(502));
+            member.upstream_duration.observe(seconds(took));
+            member.inflight.dec();
+        }
+        Some(took)
+    }
+
+    fn finish(&mut self, ending: Ending) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let now = Instant::now();
+        self.close_attempt(now);
+        let stream = ending.outcome.is_some();
+        let outcome = ending.outcome.unwrap_or(match ending.status {
+            ..400 => "complete",
+            499 => "client disconnected",
+            _ => "error",
+        });
+        let finished = FinishedRequest {
+            request_id: self.id,
+            ingress: self.client.ingress(),
+            route: self.route,
+            group: self.group.as_ref().map(|g| g.name.as_str()),
+            deployment: self.deployment.as_ref().map(|d| d.name.as_str()),
+            status: ending.status,
+            outcome,
+            stream,
+            attempts: self.attempts,
+            ttft: self.ttft,
+            duration: now.saturating_duration_since(self.started),
+            upstream_wait: self.upstream_wait,
+            usage: self.usage,
+        };
+        self.record_metrics(&finished);
+        // A last attempt that failed is on the status page already, as a failed attempt.
+        let answered_by = self.deployment.as_deref().filter(|_| self.failed.is_none());
+        self.status.finished(&finished, answered_by);
+        log(&finished);
+    }
+
+    fn record_metrics(&self, finished: &FinishedRequest<'_>) {
+        let group = self.group.as_ref().map_or(&*self.metrics.unknown, |g| &g.metrics);
+        let ingress = group.ingress(self.client);
+        ingress.answered(finished.status);
+        ingress.duration(finished.stream).observe(seconds(finished.duration));
+        if finished.attempts > 0 {
+            self.metrics.overhead.observe(seconds(finished.overhead()));
+        }
+        let Some(member) = self.member_metrics() else { return };
+        if let Some(ttft) = finished.ttft {
+            member.ttft.observe(seconds(ttft));
+        }
+        if let Some(usage) = &finished.usage {
+            let counts = [
+                usage.input,
+                usage.output,
+                usage.cached,
+                usage.cache_write,
+                usage.reasoning,
+            ];
+            for (counter, count) in member.tokens.iter().zip(counts) {
+                if count > 0 {
+                    counter.inc_by(count);
+                }
+            }
         }
     }
+}
+
+impl Drop for RequestRecord {
+    /// A request whose handler was dropped before it answered: the client went away (499, nginx's "client
+    /// closed request"). Its attempt in flight is closed too, so the in-flight gauge comes back down.
+    fn drop(&mut self) {
+        self.finish(Ending {
+            status: 499,
+            outcome: None,
+        });
+    }
+}
+
+/// The request's log line. Its fields are the record's, never a body, a key or the token; in
+/// `--log-format json` each is a key of the line's object.
+fn log(finished: &FinishedRequest<'_>) {
+    let usage = finished.usage.unwrap_or_default();
+    tracing::info!(
+        request_id = %format_args!("{:016x}", finished.request_id),
+        ingress = finished.ingress,
+        route = finished.route,
+        group = finished.group.unwrap_or("-"),
+        deployment = finished.deployment.unwrap_or("-"),
+        status = finished.status,
+        outcome = finished.outcome,
+        stream = finished.stream,
+        attempts = finished.attempts,
+        ttft_ms = finished.ttft.map(|t| t.as_millis() as u64),
+        duration_ms = finished.duration.as_millis() as u64,
+        input_tokens = finished.usage.map(|_| usage.input),
+        output_tokens = finished.usage.map(|_| usage.output),
+        cache_read_tokens = finished.usage.map(|_| usage.cached),
+        cache_write_tokens = finished.usage.map(|_| usage.cache_write),
+        reasoning_tokens = finished.usage.map(|_| usage.reasoning),
+        "request finished"
+    );
 }

@@ -36,7 +36,19 @@ pub enum State {
     Cooling(Duration),
 }
 
+impl State {
+    /// The state's name in metrics and on the status page.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Failing(_) => "failing",
+            State::Cooling(_) => "cooling",
+        }
+    }
+}
+
 impl Health {
+    /// `cooling`, `failing` (failures counted, below `allowed_fails`) or `healthy`.
     pub fn state(&self) -> State {
         match (self.cooldown_left(), self.consecutive_failures.load(Ordering::Relaxed)) {
             (Some(left), _) => State::Cooling(left),
@@ -100,6 +112,7 @@ mod tests {
         assert!(!h.is_cooling());
         assert_eq!(h.record_failure(&r, None), Some(Duration::from_secs(30)));
         assert!(h.is_cooling());
+        assert_eq!(h.state(), "cooling");
         assert!(h.cooldown_left().unwrap() > Duration::from_secs(29));
     }
 
@@ -108,7 +121,9 @@ mod tests {
         let h = Health::default();
         let r = reliability(2);
         h.record_failure(&r, None);
+        assert_eq!(h.state(), "failing");
         h.record_success();
+        assert_eq!(h.state(), "healthy");
         assert_eq!(h.record_failure(&r, None), None);
         assert!(!h.is_cooling());
     }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue};
 use serde_json::value::RawValue;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::config::{Config, DeploymentSpec, Strategy};
+use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
 use crate::upstream::{ClientPool, Endpoint, Origin};
 pub use health::Health;
@@ -44,11 +47,13 @@ pub struct Deployment {
     pub health: Arc<Health>,
     /// The API key as text to scrub from what the upstream sends back (some hosts echo it in errors).
     pub secret: Option<crate::config::Secret>,
+    /// `llmrouter_cooldowns_total` of this deployment.
+    pub cooldowns: Counter,
     pub spec: DeploymentSpec,
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>) -> Self {
+    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics) -> Self {
         let target =
             |url: &url::Url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
         let (endpoint, url_authorization) = target(&spec.endpoint);
@@ -89,6 +94,7 @@ impl Deployment {
             origin,
             health,
             secret: spec.api_key.clone(),
+            cooldowns: metrics.cooldowns(&spec.name),
             spec,
         }
     }
@@ -107,6 +113,9 @@ pub struct ModelGroup {
     pub weights: Vec<u32>,
     pub strategy: Strategy,
     pub balancer: Arc<Balancer>,
+    /// This group's metric handles, its members' in the order of `members`; carried over a reload when the
+    /// group keeps its members.
+    pub metrics: Arc<GroupMetrics>,
 }
 
 impl ModelGroup {
@@ -140,8 +149,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds a snapshot. From `previous` it takes over the balancer state of groups whose shape did not
-    /// change and the health (failure count, cooldown) of deployments that did not change.
-    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool) -> Self {
+    /// change and the health (failure count, cooldown) of deployments that did not change. Metric handles
+    /// are resolved here, once, so that requests record without lookups.
+    pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool, metrics: &Metrics) -> Self {
         let deployments: Vec<Arc<Deployment>> = config
             .deployments
             .iter()
@@ -150,7 +160,7 @@ impl Snapshot {
                     .and_then(|p| p.deployment(&spec.name))
                     .filter(|old| old.spec == *spec)
                     .map_or_else(Arc::default, |old| old.health.clone());
-                Arc::new(Deployment::new(spec.clone(), pool, health))
+                Arc::new(Deployment::new(spec.clone(), pool, health, metrics))
             })
             .collect();
         let mut groups = HashMap::new();
@@ -162,8 +172,16 @@ impl Snapshot {
                 .filter(|old| old.same_shape(&names, &weights, config.strategy))
                 .map(|old| old.balancer.clone())
                 .unwrap_or_else(|| Arc::new(Balancer::new(config.strategy, weights.clone())));
+            // Handles built afresh would reach the same series (they are keyed by these names); carrying them
+            // over also keeps the series already resolved on first use.
+            let group_metrics = previous
+                .and_then(|p| p.groups.get(name))
+                .filter(|old| old.members.iter().map(|m| m.name.as_str()).eq(names.iter().copied()))
+                .map(|old| old.metrics.clone())
+                .unwrap_or_else(|| Arc::new(GroupMetrics::new(&metrics.families, name, &names)));
             let group = ModelGroup {
                 name: name.to_owned(),
+                metrics: group_metrics,
                 members,
                 weights,
                 strategy: config.strategy,
@@ -214,6 +232,11 @@ impl Snapshot {
         })
     }
 
+    /// Every group, configured ones and `model_list` names served directly.
+    pub fn groups(&self) -> impl Iterator<Item = &Arc<ModelGroup>> {
+        self.groups.values()
+    }
+
     /// A deployment by its `model_list` name.
     pub fn deployment(&self, name: &str) -> Option<&Arc<Deployment>> {
         self.groups
@@ -248,6 +271,7 @@ router_settings:
             crate::config::parse(text, Path::new("c.yaml")).unwrap(),
             previous,
             &pool,
+            &Metrics::new(),
         )
     }
 
@@ -315,6 +339,21 @@ router_settings:
         let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
         assert!(Arc::ptr_eq(&a, &second.group("a").unwrap().members[0].health));
         assert!(!Arc::ptr_eq(&b, &second.group("b").unwrap().members[0].health));
+    }
+
+    #[test]
+    fn metric_handles_survive_a_reload_of_groups_that_keep_their_members() {
+        let first = snapshot(CONFIG, None);
+        let second = snapshot(&CONFIG.replace("sk-b", "sk-b2"), Some(&first));
+        assert!(Arc::ptr_eq(
+            &first.group("g").unwrap().metrics,
+            &second.group("g").unwrap().metrics
+        ));
+        let third = snapshot(&CONFIG.replace("{name: a, weight: 2}, ", ""), Some(&second));
+        assert!(!Arc::ptr_eq(
+            &second.group("g").unwrap().metrics,
+            &third.group("g").unwrap().metrics
+        ));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::upstream;
 const ROUTE: &str = "/v1/messages/count_tokens";
 
 pub async fn count_tokens(state: AppState, request: Request) -> Response {
-    let mut record = RequestRecord::new(ROUTE);
+    let mut record = RequestRecord::new(Protocol::Anthropic, ROUTE, &state);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
     let config = &snapshot.config;
@@ -85,7 +85,7 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
 /// to Messages, as `count_tokens` is for OpenAI-protocol deployments (reference protocol-gemini.md §7.1).
 /// `{"contents":…}` and `{"generateContentRequest":…}` are both taken.
 pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response {
-    let mut record = RequestRecord::new("/v1beta/models/{model}:countTokens");
+    let mut record = RequestRecord::new(Protocol::Gemini, "/v1beta/models/{model}:countTokens", &state);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
     let config = &snapshot.config;

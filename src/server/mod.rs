@@ -37,6 +37,8 @@ pub struct Shared {
     pub signing_key: [u8; 32],
     /// What the status page shows beyond the snapshot, and the usage log.
     pub status: Arc<crate::status::Status>,
+    /// The router's metrics, for the lifetime of the process (snapshots hold handles into them).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,12 +71,13 @@ pub async fn route(state: AppState, request: Request) -> Response {
         && let Some(token) = &state.token
         && !token.accepts(request.headers(), request.uri().query())
     {
+        state.metrics.auth_failures.inc();
         let protocol = client_protocol(request.uri(), request.headers());
         return ApiError::unauthorized().into_response(protocol);
     }
     let method = request.method();
     let allowed = match route {
-        Route::Health | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => {
+        Route::Health | Route::Metrics | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => {
             method == Method::GET || method == Method::HEAD
         }
         _ => method == Method::POST,
@@ -90,6 +93,7 @@ pub async fn route(state: AppState, request: Request) -> Response {
             status_page::data(&state, allowed).await
         }
         Route::StatusLogin => status_page::login(&state, request).await,
+        Route::Metrics => metrics(&state),
         Route::ChatCompletions => crate::relay::handle(state, Protocol::OpenAi, request).await,
         Route::Messages => crate::relay::handle(state, Protocol::Anthropic, request).await,
         Route::Responses => crate::relay::handle(state, Protocol::Responses, request).await,
@@ -112,6 +116,8 @@ enum Route {
     StatusData,
     /// `POST /status/login`: the page's token form.
     StatusLogin,
+    /// Prometheus metrics; behind the token like the API routes (series names reveal the config).
+    Metrics,
     ChatCompletions,
     Messages,
     Responses,
@@ -134,6 +140,7 @@ impl Route {
             "/" | "/status" => Route::StatusPage,
             "/status.json" => Route::StatusData,
             "/status/login" => Route::StatusLogin,
+            "/metrics" => Route::Metrics,
             "/v1/chat/completions" => Route::ChatCompletions,
             "/v1/messages" => Route::Messages,
             "/v1/responses" => Route::Responses,
@@ -151,7 +158,9 @@ impl Route {
 
     fn allow(self) -> &'static str {
         match self {
-            Route::Health | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => "GET,HEAD",
+            Route::Health | Route::Metrics | Route::Models | Route::Model | Route::StatusPage | Route::StatusData => {
+                "GET,HEAD"
+            }
             _ => "POST",
         }
     }
@@ -163,6 +172,16 @@ fn health(state: &AppState) -> Response {
         StatusCode::OK,
         format!(r#"{{"status":"ok","model_groups":{groups}}}"#).into_bytes(),
     )
+}
+
+fn metrics(state: &AppState) -> Response {
+    let text = state.metrics.render(&state.snapshot.load());
+    let mut response = Response::new(axum::body::Body::from(text));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
 }
 
 fn not_found(request: &Request) -> Response {

@@ -22,10 +22,11 @@ use ring::hmac;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use self::usage_db::{DayTokens, UsageDb, now_ms};
+use self::usage_db::{DayTokens, Tokens, UsageDb, UsageRow, now_ms};
 use crate::config::Config;
+use crate::relay::record::FinishedRequest;
 use crate::routing::health::State;
-use crate::routing::{Deployment, Snapshot};
+use crate::routing::{Deployment, ModelGroup, Snapshot};
 
 /// The page: HTML, CSS and a little JavaScript, no external assets.
 pub const PAGE: &str = include_str!("page.html");
@@ -107,6 +108,71 @@ impl Status {
         errors.push_front(note);
     }
 
+    /// An attempt on `deployment` failed: a failed request in its window, and an error in the list.
+    pub fn attempt_failed(
+        &self,
+        group: Option<&str>,
+        deployment: &Deployment,
+        status: u16,
+        took: Duration,
+        reason: &str,
+    ) {
+        deployment.health.recent.record(window::Outcome {
+            duration: took,
+            error: true,
+            ..window::Outcome::default()
+        });
+        self.failed(group, Some(&deployment.name), status, reason);
+    }
+
+    /// A request's end. `answered_by` is the deployment whose attempt gave the answer (none when the
+    /// router answered itself, or when the last attempt failed and was counted as such already).
+    pub fn finished(&self, request: &FinishedRequest<'_>, answered_by: Option<&Deployment>) {
+        // A client that went away says nothing about the deployment.
+        let error = request.status >= 400 && request.status != 499;
+        let usage = request.usage.unwrap_or_default();
+        if let Some(deployment) = answered_by
+            && request.attempts > 0
+        {
+            deployment.health.recent.record(window::Outcome {
+                duration: request.duration,
+                ttft: request.ttft,
+                error,
+                input_tokens: usage.input,
+                output_tokens: usage.output,
+            });
+        }
+        if error && (answered_by.is_some() || request.attempts == 0) {
+            let message = match request.attempts {
+                0 => "answered by the router",
+                _ => request.outcome,
+            };
+            self.failed(request.group, request.deployment, request.status, message);
+        }
+        if let Some(db) = &*self.usage.load() {
+            db.record(UsageRow {
+                ts_ms: now_ms(),
+                request_id: format!("{:016x}", request.request_id),
+                ingress: request.ingress,
+                group: request.group.map(str::to_owned),
+                deployment: request.deployment.map(str::to_owned),
+                status: request.status,
+                outcome: request.outcome,
+                stream: request.stream,
+                attempts: request.attempts,
+                ttft_ms: request.ttft.map(|t| t.as_millis() as u64),
+                duration_ms: request.duration.as_millis() as u64,
+                tokens: request.usage.map(|u| Tokens {
+                    input: u.input,
+                    output: u.output,
+                    cache_read: u.cached,
+                    cache_write: u.cache_write,
+                    reasoning: u.reasoning,
+                }),
+            });
+        }
+    }
+
     /// The usage log, when `usage_db` is set.
     pub fn usage_db(&self) -> Option<Arc<UsageDb>> {
         self.usage.load_full()
@@ -147,7 +213,12 @@ impl Status {
             })
             .collect();
         let allowed_fails = snapshot.config.reliability.allowed_fails.max(1);
-        let deployment = |d: &Deployment| deployment_json(d, now, allowed_fails);
+        // In flight counts the group's requests on the deployment, from the group's metric handles.
+        let deployment = |d: &Deployment, in_flight: i64| deployment_json(d, in_flight, now, allowed_fails);
+        let in_group = |group: &ModelGroup| -> Vec<Value> {
+            let members = group.members.iter().zip(&group.metrics.members);
+            members.map(|(d, m)| deployment(d, m.inflight.get())).collect()
+        };
         let mut grouped: Vec<&str> = Vec::new();
         let mut groups: Vec<Value> = snapshot
             .listed
@@ -156,15 +227,15 @@ impl Status {
             .map(|group| {
                 grouped.extend(group.members.iter().map(|m| m.name.as_str()));
                 json!({"name": group.name, "strategy": format!("{:?}", group.strategy).to_lowercase(),
-                    "deployments": group.members.iter().map(|m| deployment(m)).collect::<Vec<_>>()})
+                    "deployments": in_group(group)})
             })
             .collect();
         // `model_list` entries in no group are served under their own names: each is a group of one.
         for spec in &snapshot.config.deployments {
             if !grouped.contains(&spec.name.as_str())
-                && let Some(d) = snapshot.deployment(&spec.name)
+                && let Some(group) = snapshot.group(&spec.name)
             {
-                groups.push(json!({"name": d.name, "strategy": "direct", "deployments": [deployment(d)]}));
+                groups.push(json!({"name": group.name, "strategy": "direct", "deployments": in_group(group)}));
             }
         }
         let usage = days.map(|days| match days {
@@ -191,7 +262,7 @@ impl Status {
 
 /// One deployment on the page. Its `api_base` is shown as host and port only: a URL can carry credentials
 /// in its user info or query.
-fn deployment_json(d: &Deployment, now: i64, allowed_fails: u32) -> Value {
+fn deployment_json(d: &Deployment, in_flight: i64, now: i64, allowed_fails: u32) -> Value {
     let url = &d.spec.endpoint;
     let host = match (url.host_str(), url.port()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),
@@ -213,6 +284,7 @@ fn deployment_json(d: &Deployment, now: i64, allowed_fails: u32) -> Value {
         "failures": failures,
         "allowed_fails": allowed_fails,
         "cooling_until_ms": cooling_until_ms,
+        "in_flight": in_flight,
         "requests": f.requests,
         "errors": f.errors,
         "latency_p50_ms": f.latency_p50_ms,

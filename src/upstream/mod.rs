@@ -189,7 +189,12 @@ mod tests {
             "model_list:\n  - model_name: m\n    llm_params: {{api_type: {api_type}, model: up, api_base: 'http://127.0.0.1:9/v1', api_key: sk-secret}}\n"
         );
         let pool = ClientPool::new(None).unwrap();
-        let snapshot = Snapshot::build(crate::config::parse(&text, Path::new("c")).unwrap(), None, &pool);
+        let snapshot = Snapshot::build(
+            crate::config::parse(&text, Path::new("c")).unwrap(),
+            None,
+            &pool,
+            &crate::metrics::Metrics::new(),
+        );
         snapshot.group("m").unwrap().members[0].clone()
     }
 

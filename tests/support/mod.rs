@@ -2,6 +2,8 @@
 //! tiny HTTP/SOCKS5 proxies. Everything listens on 127.0.0.1 and stops when dropped.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod prometheus;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -766,4 +768,85 @@ pub fn oai_answer(from: &str) -> serde_json::Value {
     serde_json::json!({"id":"chatcmpl-1","object":"chat.completion","created":1,"model":from,
            "choices":[{"index":0,"message":{"role":"assistant","content":from},"finish_reason":"stop"}],
            "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}})
+}
+
+/// The real binary, started on 127.0.0.1 with a free port; its stderr is collected line by line. Killed when
+/// dropped.
+pub struct RouterProcess {
+    child: std::process::Child,
+    pub base: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RouterProcess {
+    /// Starts `llm-router -c <config> -i 127.0.0.1 -p 0` with `args` after, and waits for its listening line.
+    pub fn start(config: &std::path::Path, args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llm-router"));
+        command.env_remove("RUST_LOG");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("LLM_ROUTER_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(["-c", config.to_str().unwrap(), "-i", "127.0.0.1", "-p", "0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        let started = std::time::Instant::now();
+        let addr = loop {
+            first.clear();
+            assert!(
+                stderr.read_line(&mut first).unwrap() > 0,
+                "the router exited before listening"
+            );
+            if let Some(rest) = first.split("listening on http://").nth(1) {
+                break rest.split([' ', '"']).next().unwrap().to_owned();
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no listening line");
+        };
+        let lines = Arc::new(Mutex::new(vec![first.trim_end().to_owned()]));
+        let collected = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGTERM, a clean exit, and every line the router wrote to stderr.
+    pub fn stop(mut self) -> Vec<String> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

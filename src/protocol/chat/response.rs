@@ -117,36 +117,36 @@ struct FunctionCall {
 }
 
 #[derive(Deserialize, Default)]
-struct ChatUsage {
+pub(super) struct ChatUsage {
     #[serde(default)]
-    prompt_tokens: u64,
+    pub(super) prompt_tokens: u64,
     #[serde(default)]
-    completion_tokens: u64,
+    pub(super) completion_tokens: u64,
     #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
+    pub(super) prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
+    pub(super) completion_tokens_details: Option<CompletionDetails>,
     /// DeepSeek reports cache hits here.
     #[serde(default)]
-    prompt_cache_hit_tokens: Option<u64>,
+    pub(super) prompt_cache_hit_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
-struct PromptDetails {
+pub(super) struct PromptDetails {
     #[serde(default)]
-    cached_tokens: Option<u64>,
+    pub(super) cached_tokens: Option<u64>,
     #[serde(default)]
-    cache_write_tokens: Option<u64>,
+    pub(super) cache_write_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
-struct CompletionDetails {
+pub(super) struct CompletionDetails {
     #[serde(default)]
-    reasoning_tokens: Option<u64>,
+    pub(super) reasoning_tokens: Option<u64>,
 }
 
 impl ChatUsage {
-    fn to_hub(&self) -> Usage {
+    pub(super) fn to_hub(&self) -> Usage {
         let prompt = self.prompt_tokens_details.as_ref();
         let cached = prompt
             .and_then(|d| d.cached_tokens)

@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 pub mod stream;
 pub mod thought;
+pub mod usage;
 
 use std::sync::LazyLock;
 

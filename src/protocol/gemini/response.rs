@@ -88,25 +88,25 @@ struct PromptFeedback<'a> {
 
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-struct UsageMetadata {
+pub(super) struct UsageMetadata {
     #[serde(default)]
-    prompt_token_count: u64,
+    pub(super) prompt_token_count: u64,
     #[serde(default)]
-    cached_content_token_count: u64,
+    pub(super) cached_content_token_count: u64,
     #[serde(default)]
-    candidates_token_count: u64,
+    pub(super) candidates_token_count: u64,
     #[serde(default)]
-    thoughts_token_count: u64,
+    pub(super) thoughts_token_count: u64,
     #[serde(default)]
-    tool_use_prompt_token_count: u64,
+    pub(super) tool_use_prompt_token_count: u64,
     #[serde(default)]
-    total_token_count: u64,
+    pub(super) total_token_count: u64,
 }
 
 impl UsageMetadata {
     /// Gemini's `candidatesTokenCount` leaves thoughts out; the hub's output counts them (reference §4.5).
     /// Some responses count them in already (`prompt + candidates == total`), as LiteLLM also found.
-    fn to_hub(self) -> Usage {
+    pub(super) fn to_hub(self) -> Usage {
         let input = self.prompt_token_count + self.tool_use_prompt_token_count;
         let included = self.thoughts_token_count > 0 && input + self.candidates_token_count == self.total_token_count;
         let output = match included {

@@ -31,6 +31,100 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
     }
 }
 
+/// The value of the last `"key":` in `json` (`quoted_key` with its quotes), decoded without reading the
+/// rest of the document: how usage is read from same-protocol answers and stream events that are
+/// otherwise relayed untouched. `fast` reads it first (see [`read_counts`]); when it declines, serde reads it
+/// (the reference). The last occurrence, as every provider writes usage after the content it counts; found
+/// by a forward search, several times cheaper than a backward one. A quoted key cannot match inside a JSON
+/// string (a quote there is escaped), so the only false hits are nested keys of the same name, which
+/// decode as something else and give `None`.
+pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
+    json: &'a [u8],
+    quoted_key: &memchr::memmem::Finder<'_>,
+    fast: impl FnOnce(&'a [u8]) -> Option<T>,
+) -> Option<T> {
+    let at = quoted_key.find_iter(json).last()? + quoted_key.needle().len();
+    let rest = json[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    if rest.starts_with(b"null") {
+        return None; // streams' chunks before the last (`"usage":null`): no error value to build and drop
+    }
+    if let Some(value) = fast(rest) {
+        return Some(value);
+    }
+    // A value followed by more document: deserialize one value and ignore what follows.
+    T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
+}
+
+/// The count under `quoted_key` (a [`key_finder`] of the key with its quotes) in `json`, which starts with
+/// a usage object: `Some(None)` when the key is absent, `None` when its value is anything but a
+/// non-negative integer (`null` included), which the caller hands to serde. One search per wanted key costs
+/// less than reading every member: a usage object has a dozen members, of which the router wants five.
+/// Names alone tell the counts apart in every provider's shape (nested counts have names of their own,
+/// such as `cached_tokens`), and usage is the last thing in every answer and event that carries it, so the
+/// first match after the usage key is the usage object's own.
+pub(crate) fn count_of(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> Option<Option<u64>> {
+    let Some(found) = quoted_key.find(json) else {
+        return Some(None);
+    };
+    let rest = json[found + quoted_key.needle().len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, after) = rest.split_at(digits);
+    let plain = !number.is_empty() && (number.len() == 1 || number[0] != b'0');
+    if !plain || matches!(after.first(), Some(b'.' | b'e' | b'E') | None) {
+        return None;
+    }
+    let n = number
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some(Some(n))
+}
+
+/// A searcher for a JSON key, built once: making one costs more than running it. memchr's prefilter looks
+/// for the needle's two rarest bytes; by its default (text) ranking a quote is rare, but in JSON it is
+/// everywhere, and a prefilter that matches at every key costs several times a plain scan. This ranking
+/// makes JSON's punctuation and digits the most common bytes, then letters by English frequency.
+pub(crate) fn key_finder(quoted_key: &'static [u8]) -> memchr::memmem::Finder<'static> {
+    struct JsonRank;
+    impl memchr::arch::all::packedpair::HeuristicFrequencyRank for JsonRank {
+        fn rank(&self, byte: u8) -> u8 {
+            const LETTERS: &[u8] = b"etaoinsrhldcumfpgwybvkxjqz";
+            match byte {
+                b'"' | b':' | b',' | b'{' | b'}' | b'[' | b']' | b' ' | b'_' | b'0'..=b'9' => 255,
+                b'a'..=b'z' => {
+                    let at = LETTERS.iter().position(|l| *l == byte).unwrap_or(LETTERS.len());
+                    250 - 4 * at as u8
+                }
+                b'A'..=b'Z' => 120,
+                _ => 60,
+            }
+        }
+    }
+    memchr::memmem::FinderBuilder::new().build_forward_with_ranker(JsonRank, quoted_key)
+}
+
+/// Whether `json` has the key `quoted_key` (with its quotes) with a value other than `null`, `""`, `[]`
+/// or `{}`: a cheap test for "this event carries content".
+pub(crate) fn has_non_empty(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> bool {
+    let mut from = 0;
+    while let Some(found) = quoted_key.find(&json[from..]) {
+        from += found + quoted_key.needle().len();
+        let Some(rest) = json[from..].trim_ascii_start().strip_prefix(b":") else {
+            continue;
+        };
+        let rest = rest.trim_ascii_start();
+        let empty = [&b"null"[..], b"\"\"", b"[]", b"{}"]
+            .iter()
+            .any(|empty| rest.starts_with(empty));
+        if !empty {
+            return true;
+        }
+    }
+    false
+}
+
 /// Appends `value` as one SSE event, `event: <name>` first when it has one: written in place, so a stream's
 /// events cost no buffer of their own.
 pub(crate) fn write_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: Option<&str>, value: &T) {
@@ -696,6 +790,21 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn counts_are_found_and_anything_unusual_declines() {
+        let json = br#"{"a":1,"b":{"c":20,"d":null},"f":[{"g":"]"}],"h":true,"z":1.5,"y":01,"w":-1} rest"#;
+        let count = |key: &'static str| count_of(json, &key_finder(format!("\"{key}\"").leak().as_bytes()));
+        assert_eq!(count("a"), Some(Some(1)));
+        assert_eq!(count("c"), Some(Some(20)));
+        assert_eq!(count("missing"), Some(None));
+        for declined in ["d", "f", "h", "z", "y", "w"] {
+            assert_eq!(count(declined), None, "{declined}");
+        }
+        let big = br#"{"a":18446744073709551616}"#;
+        assert_eq!(count_of(big, &key_finder(br#""a""#)), None);
+        assert_eq!(count_of(br#"{"a":1"#, &key_finder(br#""a""#)), None, "cut short");
+    }
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {

@@ -6,6 +6,7 @@ pub mod request;
 pub mod response;
 pub mod stream;
 pub(crate) mod tool_ids;
+pub mod usage;
 
 use serde_json::value::RawValue;
 

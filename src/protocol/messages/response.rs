@@ -14,28 +14,28 @@ use crate::protocol::json::{push_opt_str, push_str};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize, Default, Clone, Copy)]
-struct AnthropicUsage {
+pub(super) struct AnthropicUsage {
     #[serde(default)]
-    input_tokens: Option<u64>,
+    pub(super) input_tokens: Option<u64>,
     #[serde(default)]
-    output_tokens: Option<u64>,
+    pub(super) output_tokens: Option<u64>,
     #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
+    pub(super) cache_read_input_tokens: Option<u64>,
     #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
+    pub(super) cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
-    output_tokens_details: Option<OutputDetails>,
+    pub(super) output_tokens_details: Option<OutputDetails>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
-struct OutputDetails {
+pub(super) struct OutputDetails {
     #[serde(default)]
-    thinking_tokens: Option<u64>,
+    pub(super) thinking_tokens: Option<u64>,
 }
 
 impl AnthropicUsage {
     /// Later figures replace earlier ones (a `message_delta` repeats or corrects `message_start`).
-    fn merge(&mut self, later: &AnthropicUsage) {
+    pub(super) fn merge(&mut self, later: &AnthropicUsage) {
         self.input_tokens = later.input_tokens.or(self.input_tokens);
         self.output_tokens = later.output_tokens.or(self.output_tokens);
         self.cache_read_input_tokens = later.cache_read_input_tokens.or(self.cache_read_input_tokens);
@@ -44,7 +44,7 @@ impl AnthropicUsage {
     }
 
     /// Anthropic counts cached tokens apart from `input_tokens`; the hub's `input` includes them.
-    fn to_hub(self) -> Usage {
+    pub(super) fn to_hub(self) -> Usage {
         let cached = self.cache_read_input_tokens.unwrap_or(0);
         let cache_write = self.cache_creation_input_tokens.unwrap_or(0);
         Usage {

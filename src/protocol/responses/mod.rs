@@ -8,6 +8,7 @@ pub mod request;
 pub mod response;
 pub mod stream;
 pub mod tools;
+pub mod usage;
 
 use crate::protocol::sse::SseEvent;
 
@@ -20,7 +21,7 @@ pub fn is_terminal(event: &SseEvent) -> bool {
 }
 
 /// The event's type: its `event:` line, or the `type` in its JSON for hosts that omit the line.
-fn event_type(event: &SseEvent) -> Option<&str> {
+pub(crate) fn event_type(event: &SseEvent) -> Option<&str> {
     if let Some(name) = event.event.as_deref() {
         return Some(name);
     }

@@ -648,27 +648,27 @@ pub(super) struct UpstreamPart {
 #[derive(serde::Deserialize, Default)]
 pub(super) struct UpstreamUsage {
     #[serde(default)]
-    input_tokens: u64,
+    pub(super) input_tokens: u64,
     #[serde(default)]
-    output_tokens: u64,
+    pub(super) output_tokens: u64,
     #[serde(default)]
-    input_tokens_details: Option<InputDetails>,
+    pub(super) input_tokens_details: Option<InputDetails>,
     #[serde(default)]
-    output_tokens_details: Option<OutputDetails>,
+    pub(super) output_tokens_details: Option<OutputDetails>,
 }
 
 #[derive(serde::Deserialize, Default)]
-struct InputDetails {
+pub(super) struct InputDetails {
     #[serde(default)]
-    cached_tokens: Option<u64>,
+    pub(super) cached_tokens: Option<u64>,
     #[serde(default)]
-    cache_write_tokens: Option<u64>,
+    pub(super) cache_write_tokens: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
-struct OutputDetails {
+pub(super) struct OutputDetails {
     #[serde(default)]
-    reasoning_tokens: Option<u64>,
+    pub(super) reasoning_tokens: Option<u64>,
 }
 
 impl UpstreamUsage {

@@ -34,6 +34,14 @@ pub trait StreamConverter: Send {
     fn on_error(&mut self, kind: StreamFailure, message: &str, out: &mut Vec<u8>);
     /// Bytes for a keep-alive while the upstream is silent (§3.5.4).
     fn keep_alive(&self, out: &mut Vec<u8>);
+    /// The latest usage the upstream reported, for the request's record.
+    fn usage(&self) -> Option<crate::protocol::hub::Usage> {
+        None
+    }
+    /// Whether a content delta (text, reasoning, a tool call) has been seen: the time to first token.
+    fn content_started(&self) -> bool {
+        false
+    }
 }
 
 /// What the I/O layer should do after an event.
