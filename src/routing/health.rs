@@ -112,7 +112,7 @@ mod tests {
         assert!(!h.is_cooling());
         assert_eq!(h.record_failure(&r, None), Some(Duration::from_secs(30)));
         assert!(h.is_cooling());
-        assert_eq!(h.state(), "cooling");
+        assert_eq!(h.state().name(), "cooling");
         assert!(h.cooldown_left().unwrap() > Duration::from_secs(29));
     }
 
@@ -121,9 +121,9 @@ mod tests {
         let h = Health::default();
         let r = reliability(2);
         h.record_failure(&r, None);
-        assert_eq!(h.state(), "failing");
+        assert_eq!(h.state(), State::Failing(1));
         h.record_success();
-        assert_eq!(h.state(), "healthy");
+        assert_eq!(h.state(), State::Healthy);
         assert_eq!(h.record_failure(&r, None), None);
         assert!(!h.is_cooling());
     }
