@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::{ChatUsage, CompletionDetails, PromptDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{CountKeys, has_non_empty, key_finder, value_of_last_key};
+use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 // Built once: making a searcher costs more than running it over an event.
@@ -29,21 +29,24 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
 
 /// The usage object as serde reads it into [`ChatUsage`], for the usual shapes; `None` hands it to serde.
 fn read_usage(json: &[u8]) -> Option<ChatUsage> {
-    static KEYS: LazyLock<CountKeys<6>> = LazyLock::new(|| {
-        CountKeys::new([
+    static KEYS: LazyLock<[Finder<'static>; 6]> = LazyLock::new(|| {
+        [
             &br#""prompt_tokens""#[..],
             br#""completion_tokens""#,
             br#""prompt_cache_hit_tokens""#,
             br#""cached_tokens""#,
             br#""cache_write_tokens""#,
             br#""reasoning_tokens""#,
-        ])
+        ]
+        .map(key_finder)
     });
-    let [prompt, completion, hit, cached, cache_write, reasoning] = KEYS.read(json)?;
+    let [prompt, completion, hit, cached, cache_write, reasoning] = &*KEYS;
+    let (cached, cache_write) = (count_of(json, cached)?, count_of(json, cache_write)?);
+    let reasoning = count_of(json, reasoning)?;
     Some(ChatUsage {
-        prompt_tokens: prompt.unwrap_or(0),
-        completion_tokens: completion.unwrap_or(0),
-        prompt_cache_hit_tokens: hit,
+        prompt_tokens: count_of(json, prompt)?.unwrap_or(0),
+        completion_tokens: count_of(json, completion)?.unwrap_or(0),
+        prompt_cache_hit_tokens: count_of(json, hit)?,
         prompt_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(PromptDetails {
             cached_tokens: cached,
             cache_write_tokens: cache_write,

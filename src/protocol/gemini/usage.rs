@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::UsageMetadata;
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{CountKeys, has_non_empty, key_finder, value_of_last_key};
+use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usageMetadata""#));
@@ -22,24 +22,26 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
 
 /// The object as serde reads it into [`UsageMetadata`], for the usual shapes; `None` hands it to serde.
 fn read_usage(json: &[u8]) -> Option<UsageMetadata> {
-    static KEYS: LazyLock<CountKeys<6>> = LazyLock::new(|| {
-        CountKeys::new([
+    static KEYS: LazyLock<[Finder<'static>; 6]> = LazyLock::new(|| {
+        [
             &br#""promptTokenCount""#[..],
             br#""cachedContentTokenCount""#,
             br#""candidatesTokenCount""#,
             br#""thoughtsTokenCount""#,
             br#""toolUsePromptTokenCount""#,
             br#""totalTokenCount""#,
-        ])
+        ]
+        .map(key_finder)
     });
-    let [prompt, cached, candidates, thoughts, tool_use, total] = KEYS.read(json)?;
+    let [prompt, cached, candidates, thoughts, tool_use, total] = &*KEYS;
+    let count = |key| count_of(json, key).map(|n| n.unwrap_or(0));
     Some(UsageMetadata {
-        prompt_token_count: prompt.unwrap_or(0),
-        cached_content_token_count: cached.unwrap_or(0),
-        candidates_token_count: candidates.unwrap_or(0),
-        thoughts_token_count: thoughts.unwrap_or(0),
-        tool_use_prompt_token_count: tool_use.unwrap_or(0),
-        total_token_count: total.unwrap_or(0),
+        prompt_token_count: count(prompt)?,
+        cached_content_token_count: count(cached)?,
+        candidates_token_count: count(candidates)?,
+        thoughts_token_count: count(thoughts)?,
+        tool_use_prompt_token_count: count(tool_use)?,
+        total_token_count: count(total)?,
     })
 }
 

@@ -55,50 +55,31 @@ pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
 }
 
-/// The counts a usage reader wants, found together: one Aho-Corasick pass (SIMD-prefiltered) over the usage
-/// object and what follows finds every wanted key, where a search per key would scan it once per key.
-pub(crate) struct CountKeys<const N: usize>(aho_corasick::AhoCorasick);
-
-impl<const N: usize> CountKeys<N> {
-    /// `quoted_keys`: the keys with their quotes, so that no key matches inside another.
-    pub(crate) fn new(quoted_keys: [&'static [u8]; N]) -> Self {
-        let searcher = aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(quoted_keys)
-            .expect("a handful of short keys");
-        Self(searcher)
-    }
-
-    /// The counts in `json`, which starts with a usage object, by key: `None` for a key that is absent. The
-    /// whole read is `None` when a wanted key's value is anything but a non-negative integer (`null`
-    /// included), and the caller hands the object to serde. Names alone tell the counts apart in every
-    /// provider's shape (nested counts have names of their own, such as `cached_tokens`), and usage is the
-    /// last thing in every answer and event that carries it, so a key's first match after the usage key is
-    /// the usage object's own.
-    pub(crate) fn read(&self, json: &[u8]) -> Option<[Option<u64>; N]> {
-        let mut counts = [None; N];
-        for found in self.0.find_iter(json) {
-            let slot = &mut counts[found.pattern().as_usize()];
-            if slot.is_none() {
-                *slot = Some(integer_value(&json[found.end()..])?);
-            }
-        }
-        Some(counts)
-    }
-}
-
-/// The non-negative integer after a key (`: 12`), or `None`.
-fn integer_value(after_key: &[u8]) -> Option<u64> {
-    let rest = after_key.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+/// The count under `quoted_key` (a [`key_finder`] of the key with its quotes) in `json`, which starts with
+/// a usage object: `Some(None)` when the key is absent, `None` when its value is anything but a
+/// non-negative integer (`null` included), which the caller hands to serde. One search per wanted key costs
+/// less than reading every member: a usage object has a dozen members, of which the router wants five.
+/// Names alone tell the counts apart in every provider's shape (nested counts have names of their own,
+/// such as `cached_tokens`), and usage is the last thing in every answer and event that carries it, so the
+/// first match after the usage key is the usage object's own.
+pub(crate) fn count_of(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> Option<Option<u64>> {
+    let Some(found) = quoted_key.find(json) else {
+        return Some(None);
+    };
+    let rest = json[found + quoted_key.needle().len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, after) = rest.split_at(digits);
     let plain = !number.is_empty() && (number.len() == 1 || number[0] != b'0');
     if !plain || matches!(after.first(), Some(b'.' | b'e' | b'E') | None) {
         return None;
     }
-    number
+    let n = number
         .iter()
-        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))?;
+    Some(Some(n))
 }
 
 /// A searcher for a JSON key, built once: making one costs more than running it. memchr's prefilter looks
@@ -812,20 +793,17 @@ mod tests {
 
     #[test]
     fn counts_are_found_and_anything_unusual_declines() {
-        let json = br#"{"a":1,"b":{"c":20,"d":null},"f":[{"g":"]"}],"h":true,"z":1.5,"y":01,"w":-1,"a":5} rest"#;
-        let keys = CountKeys::new([br#""a""#, br#""c""#, br#""missing""#]);
-        assert_eq!(
-            keys.read(json),
-            Some([Some(1), Some(20), None]),
-            "the first match counts"
-        );
+        let json = br#"{"a":1,"b":{"c":20,"d":null},"f":[{"g":"]"}],"h":true,"z":1.5,"y":01,"w":-1} rest"#;
+        let count = |key: &'static str| count_of(json, &key_finder(format!("\"{key}\"").leak().as_bytes()));
+        assert_eq!(count("a"), Some(Some(1)));
+        assert_eq!(count("c"), Some(Some(20)));
+        assert_eq!(count("missing"), Some(None));
         for declined in ["d", "f", "h", "z", "y", "w"] {
-            let key: &'static [u8] = format!("\"{declined}\"").leak().as_bytes();
-            assert_eq!(CountKeys::new([key]).read(json), None, "{declined}");
+            assert_eq!(count(declined), None, "{declined}");
         }
-        let one = CountKeys::new([br#""a""#]);
-        assert_eq!(one.read(br#"{"a":18446744073709551616}"#), None);
-        assert_eq!(one.read(br#"{"a":1"#), None, "cut short");
+        let big = br#"{"a":18446744073709551616}"#;
+        assert_eq!(count_of(big, &key_finder(br#""a""#)), None);
+        assert_eq!(count_of(br#"{"a":1"#, &key_finder(br#""a""#)), None, "cut short");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{CountKeys, key_finder, value_of_last_key};
+use crate::protocol::json::{count_of, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
@@ -26,22 +26,23 @@ fn wire_usage(json: &[u8]) -> Option<AnthropicUsage> {
 /// The usage object as serde reads it into [`AnthropicUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<AnthropicUsage> {
-    static KEYS: LazyLock<CountKeys<5>> = LazyLock::new(|| {
-        CountKeys::new([
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [
             &br#""input_tokens""#[..],
             br#""output_tokens""#,
             br#""cache_read_input_tokens""#,
             br#""cache_creation_input_tokens""#,
             br#""thinking_tokens""#,
-        ])
+        ]
+        .map(key_finder)
     });
-    let [input, output, cache_read, cache_creation, thinking] = KEYS.read(json)?;
+    let [input, output, cache_read, cache_creation, thinking] = &*KEYS;
     Some(AnthropicUsage {
-        input_tokens: input,
-        output_tokens: output,
-        cache_read_input_tokens: cache_read,
-        cache_creation_input_tokens: cache_creation,
-        output_tokens_details: thinking.map(|n| OutputDetails {
+        input_tokens: count_of(json, input)?,
+        output_tokens: count_of(json, output)?,
+        cache_read_input_tokens: count_of(json, cache_read)?,
+        cache_creation_input_tokens: count_of(json, cache_creation)?,
+        output_tokens_details: count_of(json, thinking)?.map(|n| OutputDetails {
             thinking_tokens: Some(n),
         }),
     })

@@ -8,7 +8,7 @@ use memchr::memmem::Finder;
 
 use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
-use crate::protocol::json::{CountKeys, key_finder, value_of_last_key};
+use crate::protocol::json::{count_of, key_finder, value_of_last_key};
 use crate::protocol::sse::SseEvent;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
@@ -21,19 +21,22 @@ pub fn answer_usage(body: &[u8]) -> Option<Usage> {
 /// The usage object as serde reads it into [`UpstreamUsage`], for the usual shapes; `None` hands it to
 /// serde.
 fn read_usage(json: &[u8]) -> Option<UpstreamUsage> {
-    static KEYS: LazyLock<CountKeys<5>> = LazyLock::new(|| {
-        CountKeys::new([
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [
             &br#""input_tokens""#[..],
             br#""output_tokens""#,
             br#""cached_tokens""#,
             br#""cache_write_tokens""#,
             br#""reasoning_tokens""#,
-        ])
+        ]
+        .map(key_finder)
     });
-    let [input, output, cached, cache_write, reasoning] = KEYS.read(json)?;
+    let [input, output, cached, cache_write, reasoning] = &*KEYS;
+    let (cached, cache_write) = (count_of(json, cached)?, count_of(json, cache_write)?);
+    let reasoning = count_of(json, reasoning)?;
     Some(UpstreamUsage {
-        input_tokens: input.unwrap_or(0),
-        output_tokens: output.unwrap_or(0),
+        input_tokens: count_of(json, input)?.unwrap_or(0),
+        output_tokens: count_of(json, output)?.unwrap_or(0),
         input_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(InputDetails {
             cached_tokens: cached,
             cache_write_tokens: cache_write,
