@@ -46,7 +46,11 @@ fn read_usage(json: &[u8]) -> Option<ChatUsage> {
     Some(ChatUsage {
         prompt_tokens: count_of(json, prompt)?.unwrap_or(0),
         completion_tokens: count_of(json, completion)?.unwrap_or(0),
-        prompt_cache_hit_tokens: count_of(json, hit)?,
+        // DeepSeek's figure only counts when the details have none (`to_hub`): no search otherwise.
+        prompt_cache_hit_tokens: match cached {
+            None => count_of(json, hit)?,
+            Some(_) => None,
+        },
         prompt_tokens_details: (cached.is_some() || cache_write.is_some()).then_some(PromptDetails {
             cached_tokens: cached,
             cache_write_tokens: cache_write,

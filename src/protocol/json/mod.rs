@@ -33,7 +33,7 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> serde_json::Resu
 
 /// The value of the last `"key":` in `json` (`quoted_key` with its quotes), decoded without reading the
 /// rest of the document: how usage is read from same-protocol answers and stream events that are
-/// otherwise relayed untouched. `fast` reads it first (see [`read_counts`]); when it declines, serde reads it
+/// otherwise relayed untouched. `fast` reads it first (with [`count_of`]); when it declines, serde reads it
 /// (the reference). The last occurrence, as every provider writes usage after the content it counts; found
 /// by a forward search, several times cheaper than a backward one. A quoted key cannot match inside a JSON
 /// string (a quote there is escaped), so the only false hits are nested keys of the same name, which
