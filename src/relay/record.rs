@@ -263,7 +263,7 @@ impl RequestRecord {
         self.record_metrics(&finished);
         // A last attempt that failed is on the status page already, as a failed attempt.
         let answered_by = self.deployment.as_deref().filter(|_| self.failed.is_none());
-        self.status.finished(&finished, answered_by);
+        self.status.finished(&finished, answered_by, now);
         log(&finished);
     }
 

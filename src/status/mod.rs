@@ -127,20 +127,24 @@ impl Status {
 
     /// A request's end. `answered_by` is the deployment whose attempt gave the answer (none when the
     /// router answered itself, or when the last attempt failed and was counted as such already).
-    pub fn finished(&self, request: &FinishedRequest<'_>, answered_by: Option<&Deployment>) {
+    /// `now` is the record's own clock reading of the end.
+    pub fn finished(&self, request: &FinishedRequest<'_>, answered_by: Option<&Deployment>, now: Instant) {
         // A client that went away says nothing about the deployment.
         let error = request.status >= 400 && request.status != 499;
         let usage = request.usage.unwrap_or_default();
         if let Some(deployment) = answered_by
             && request.attempts > 0
         {
-            deployment.health.recent.record(window::Outcome {
-                duration: request.duration,
-                ttft: request.ttft,
-                error,
-                input_tokens: usage.input,
-                output_tokens: usage.output,
-            });
+            deployment.health.recent.record_at(
+                now,
+                window::Outcome {
+                    duration: request.duration,
+                    ttft: request.ttft,
+                    error,
+                    input_tokens: usage.input,
+                    output_tokens: usage.output,
+                },
+            );
         }
         if error && (answered_by.is_some() || request.attempts == 0) {
             let message = match request.attempts {

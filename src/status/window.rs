@@ -62,7 +62,8 @@ impl Recent {
         self.record_at(Instant::now(), outcome);
     }
 
-    fn record_at(&self, at: Instant, outcome: Outcome) {
+    /// [`Self::record`] with the caller's reading of the clock.
+    pub fn record_at(&self, at: Instant, outcome: Outcome) {
         let sample = Sample {
             at,
             duration_ms: millis(outcome.duration),
