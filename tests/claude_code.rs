@@ -376,22 +376,7 @@ impl Harness {
     }
 
     fn assert_router_always_200(&self) {
-        let exchanges = self.proxy.exchanges();
-        assert!(!exchanges.is_empty(), "Claude Code never reached the router");
-        for e in &exchanges {
-            assert_eq!(
-                e.status,
-                200,
-                "{} {} answered {}:\n{}{}",
-                e.request.method,
-                e.request.uri,
-                e.status,
-                String::from_utf8_lossy(&e.request.body)
-                    .chars()
-                    .take(2000)
-                    .collect::<String>(),
-                self.report()
-            );
+        for e in self.proxy.assert_all_answered_200("Claude Code", || self.report()) {
             assert_eq!(
                 e.request.header("x-api-key"),
                 Some(ROUTER_TOKEN),
@@ -892,17 +877,6 @@ fn gem_text_stream(text: &str) -> String {
     out + &gem_chunk(json!([]), Some("STOP"), Some(gem_usage(1300, 8, 0)))
 }
 
-fn gem_parts(body: &Value) -> Vec<Value> {
-    body["contents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["parts"].as_array())
-        .flatten()
-        .cloned()
-        .collect()
-}
-
 fn gem_offers(body: &Value, name: &str) -> bool {
     body["tools"].as_array().is_some_and(|tools| {
         tools
@@ -915,7 +889,7 @@ fn gem_offers(body: &Value, name: &str) -> bool {
 
 /// Whether a Gemini request carries the tool's output in a `functionResponse`.
 fn gem_has_tool_output(body: &Value) -> bool {
-    gem_parts(body).iter().any(|p| {
+    gemini_parts(body).iter().any(|p| {
         p.get("functionResponse")
             .is_some_and(|r| r.to_string().contains(TOOL_OUTPUT))
     })
@@ -924,7 +898,7 @@ fn gem_has_tool_output(body: &Value) -> bool {
 /// Gemini 3's check: every replayed `functionCall` of this script's must carry the signature it was sent
 /// with, else 400 INVALID_ARGUMENT with Google's message.
 fn gem_signature_check(body: &Value) -> Option<Reply> {
-    let calls: Vec<Value> = gem_parts(body)
+    let calls: Vec<Value> = gemini_parts(body)
         .into_iter()
         .filter(|p| p.get("functionCall").is_some())
         .collect();
@@ -1012,18 +986,7 @@ async fn claude_code_runs_a_tool_through_a_gemini_upstream_and_replays_the_thoug
         .iter()
         .find(|b| gem_has_tool_output(b))
         .unwrap_or_else(|| panic!("no request carried the tool's output{}", h.report()));
-    let contents = follow_up["contents"].as_array().unwrap();
-    let at = contents
-        .iter()
-        .position(|c| {
-            c["parts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p.get("functionCall").is_some())
-        })
-        .expect("the call is replayed");
-    assert_eq!(contents[at]["role"], "model");
+    let (contents, at) = gemini_replayed_call(follow_up);
     let parts = contents[at]["parts"].as_array().unwrap();
     assert!(
         parts.iter().all(|p| p.get("thought").is_none()),

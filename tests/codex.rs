@@ -401,17 +401,6 @@ fn gemini_chunk(parts: Value, finish: Option<&str>) -> String {
     format!("data: {chunk}\r\n\r\n")
 }
 
-fn gemini_parts(body: &Value) -> Vec<Value> {
-    body["contents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["parts"].as_array())
-        .flatten()
-        .cloned()
-        .collect()
-}
-
 fn gemini_tool_output(body: &Value) -> Option<Value> {
     gemini_parts(body)
         .into_iter()
@@ -471,18 +460,7 @@ async fn codex_runs_a_shell_tool_through_the_router_on_a_gemini_upstream() {
         .map(Recorded::json)
         .find(|body| gemini_tool_output(body).is_some())
         .unwrap_or_else(|| panic!("no request carried the tool's result\n--- stderr ---\n{stderr}"));
-    let contents = follow_up["contents"].as_array().unwrap();
-    let at = contents
-        .iter()
-        .position(|c| {
-            c["parts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p.get("functionCall").is_some())
-        })
-        .expect("the call is replayed");
-    assert_eq!(contents[at]["role"], "model");
+    let (contents, at) = gemini_replayed_call(&follow_up);
     let call = contents[at]["parts"]
         .as_array()
         .unwrap()

@@ -316,22 +316,7 @@ impl Harness {
     /// Every request the CLI made reached a Gemini route with the router token and was answered 200 (no
     /// 404 for a model name the CLI hard-codes).
     fn assert_router_always_200(&self) {
-        let exchanges = self.proxy.exchanges();
-        assert!(!exchanges.is_empty(), "the CLI never reached the router");
-        for e in &exchanges {
-            assert_eq!(
-                e.status,
-                200,
-                "{} {} answered {}:\n{}{}",
-                e.request.method,
-                e.request.uri,
-                e.status,
-                String::from_utf8_lossy(&e.request.body)
-                    .chars()
-                    .take(2000)
-                    .collect::<String>(),
-                self.report()
-            );
+        for e in self.proxy.assert_all_answered_200("the CLI", || self.report()) {
             assert!(e.request.path.starts_with("/v1beta/models/"), "{}", e.request.uri);
             assert_eq!(e.request.header("x-goog-api-key"), Some(ROUTER_TOKEN));
         }

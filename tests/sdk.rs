@@ -1950,6 +1950,21 @@ type ReplayedCall = (String, Option<Vec<u8>>);
 
 /// The replayed model turn's calls as the Gemini upstream got them, and the functionResponse ids of the
 /// next content.
+/// The replayed model turn of a two-call tool loop sent to Gemini: the calls under their base ids, the first
+/// one signed with the signature Gemini gave it, and the function responses answering both.
+fn assert_first_call_signed(body: &Value, ids: [&str; 2]) {
+    let (calls, responses) = gemini_replay(body);
+    assert_eq!(
+        calls,
+        [
+            (ids[0].to_owned(), base64_bytes(GEMINI_SIGNATURE)),
+            (ids[1].to_owned(), None)
+        ],
+        "the base ids, the first call signed"
+    );
+    assert_eq!(responses, ids);
+}
+
 fn gemini_replay(body: &Value) -> (Vec<ReplayedCall>, Vec<String>) {
     let contents = body["contents"].as_array().unwrap();
     let turn = contents
@@ -2052,16 +2067,7 @@ async fn anthropic_sdk_tool_loop_replays_the_thought_signature_to_a_gemini_upstr
             true
         );
     }
-    let (calls, responses) = gemini_replay(&seen[2].json());
-    assert_eq!(
-        calls,
-        [
-            ("call_g_1".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
-            ("call_g_2".to_owned(), None)
-        ],
-        "the base ids, the first call signed"
-    );
-    assert_eq!(responses, ["call_g_1", "call_g_2"]);
+    assert_first_call_signed(&seen[2].json(), ["call_g_1", "call_g_2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2106,15 +2112,7 @@ async fn openai_sdk_tool_loop_replays_the_thought_signature_to_a_gemini_upstream
     .await;
     let seen = upstream.recorded();
     assert_eq!(seen.len(), 2, "create, follow-up (the mock refuses a lost signature)");
-    let (calls, responses) = gemini_replay(&seen[1].json());
-    assert_eq!(
-        calls,
-        [
-            ("toolu_01paris".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
-            ("toolu_02rome".to_owned(), None)
-        ]
-    );
-    assert_eq!(responses, ["toolu_01paris", "toolu_02rome"]);
+    assert_first_call_signed(&seen[1].json(), ["toolu_01paris", "toolu_02rome"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2160,15 +2158,7 @@ async fn openai_sdk_responses_tool_loop_replays_the_thought_signature_to_a_gemin
     .await;
     let seen = upstream.recorded();
     assert_eq!(seen.len(), 2, "create, follow-up (the mock refuses a lost signature)");
-    let (calls, responses) = gemini_replay(&seen[1].json());
-    assert_eq!(
-        calls,
-        [
-            ("call_g_r1".to_owned(), base64_bytes(GEMINI_SIGNATURE)),
-            ("call_g_r2".to_owned(), None)
-        ]
-    );
-    assert_eq!(responses, ["call_g_r1", "call_g_r2"]);
+    assert_first_call_signed(&seen[1].json(), ["call_g_r1", "call_g_r2"]);
 }
 
 /// Reasoning, text and two calls, as a Gemini 3 model answers a Responses client.

@@ -578,6 +578,58 @@ impl RecordingProxy {
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.exchanges.lock().unwrap().clone()
     }
+
+    /// Asserts that `client` reached the router and that every request it made was answered 200, showing
+    /// the first failing request's body and `report()` otherwise; returns the exchanges.
+    pub fn assert_all_answered_200(&self, client: &str, report: impl Fn() -> String) -> Vec<Exchange> {
+        let exchanges = self.exchanges();
+        assert!(!exchanges.is_empty(), "{client} never reached the router");
+        for e in &exchanges {
+            assert_eq!(
+                e.status,
+                200,
+                "{} {} answered {}:\n{}{}",
+                e.request.method,
+                e.request.uri,
+                e.status,
+                String::from_utf8_lossy(&e.request.body)
+                    .chars()
+                    .take(2000)
+                    .collect::<String>(),
+                report()
+            );
+        }
+        exchanges
+    }
+}
+
+/// Every part of every turn of a Gemini request body.
+pub fn gemini_parts(body: &serde_json::Value) -> Vec<serde_json::Value> {
+    body["contents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["parts"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// The turns of a Gemini request body, and the index of the model turn that replays a function call.
+pub fn gemini_replayed_call(body: &serde_json::Value) -> (&Vec<serde_json::Value>, usize) {
+    let contents = body["contents"].as_array().unwrap();
+    let at = contents
+        .iter()
+        .position(|c| {
+            c["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.get("functionCall").is_some())
+        })
+        .expect("the call is replayed");
+    assert_eq!(contents[at]["role"], "model");
+    (contents, at)
 }
 
 impl Drop for RecordingProxy {
