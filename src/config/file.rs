@@ -112,6 +112,60 @@ pub struct RouterSettings {
     pub usage_db: Option<String>,
     #[serde(default)]
     pub usage_retention_days: Option<u32>,
+    /// `session` or `none`: the default of every group's `affinity`.
+    #[serde(default)]
+    pub affinity: Option<String>,
+    /// Checked in order before the group lookup; the first that matches names the group.
+    #[serde(default)]
+    pub routing_rules: Vec<RuleEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    pub name: String,
+    #[serde(default)]
+    pub when: WhenEntry,
+    pub route: String,
+}
+
+/// A rule's condition: its fields combine with AND.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenEntry {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub ingress: Option<OneOrMany>,
+    /// `">60000"`, `"<=8k"`; a bare number is refused (which side of it would be unclear).
+    #[serde(default)]
+    pub prompt_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    pub has: Option<OneOrMany>,
+    /// Header name to a glob on its value, in file order.
+    #[serde(default)]
+    pub header: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub any: Option<Vec<WhenEntry>>,
+    #[serde(default)]
+    pub not: Option<Box<WhenEntry>>,
+}
+
+/// One name or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(name) => vec![name],
+            Self::Many(names) => names,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +177,18 @@ pub struct GroupEntry {
     /// Glob patterns of client model names that name no group but are served by this one.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Overrides `router_settings.strategy` for this group.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Overrides `router_settings.affinity` for this group.
+    #[serde(default)]
+    pub affinity: Option<String>,
+    /// Groups that take the request over, in order, when every attempt here failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// The group that takes a request whose prompt an upstream found too long.
+    #[serde(default)]
+    pub context_window_fallback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,10 +3,12 @@
 
 mod file;
 pub mod reload;
+mod routing;
 mod validate;
 
 use std::path::Path;
 
+pub use routing::{Affinity, Comparison, Condition, RuleSpec, Threshold};
 pub use validate::{
     Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Reliability, Secret, Strategy, Timeouts,
 };

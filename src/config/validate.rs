@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
+use super::routing::{self, Affinity, RuleSpec};
 use crate::protocol::Protocol;
 use crate::protocol::convert::ModelOptions;
 
@@ -22,7 +23,12 @@ const ENV_PREFIX: &str = "os.environ/";
 pub struct Config {
     pub deployments: Vec<DeploymentSpec>,
     pub groups: Vec<GroupSpec>,
+    /// The strategy of groups that set none, and of `model_list` names served directly.
     pub strategy: Strategy,
+    /// The affinity of groups that set none, and of `model_list` names served directly.
+    pub affinity: Affinity,
+    /// `routing_rules`, in file order.
+    pub rules: Vec<RuleSpec>,
     pub reliability: Reliability,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
@@ -96,6 +102,8 @@ pub struct DeploymentSpec {
     pub name: String,
     pub protocol: Protocol,
     pub upstream_model: String,
+    /// `model: "*"` or another glob: the client's model goes upstream unchanged, for the names that match.
+    pub model_pattern: Option<glob::Pattern>,
     /// Where requests are POSTed: `{api_base}/chat/completions` or `{api_base}/v1/messages`.
     pub endpoint: Url,
     pub api_key: Option<Secret>,
@@ -148,6 +156,12 @@ pub struct GroupSpec {
     pub members: Vec<GroupMemberSpec>,
     /// Client model names that name no group but match one of these are served by this group.
     pub aliases: Vec<glob::Pattern>,
+    pub strategy: Strategy,
+    pub affinity: Affinity,
+    /// Groups (or `model_list` names) that take a request over, in order, when every attempt here failed.
+    pub fallbacks: Vec<String>,
+    /// The group that takes a request whose prompt an upstream found too long.
+    pub context_window_fallback: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +178,36 @@ pub enum Strategy {
     RoundRobin,
     /// Weighted random.
     Random,
+    /// Fewest requests in flight; weights split the ties.
+    LeastConn,
+    /// Lowest recent time to first token, with a small share of picks kept on the others.
+    Latency,
+}
+
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "roundrobin",
+            Strategy::Random => "random",
+            Strategy::LeastConn => "leastconn",
+            Strategy::Latency => "latency",
+        }
+    }
+
+    fn parse(text: Option<&str>, default: Strategy, place: &str) -> Result<Strategy, String> {
+        let Some(text) = text else { return Ok(default) };
+        [
+            Strategy::RoundRobin,
+            Strategy::Random,
+            Strategy::LeastConn,
+            Strategy::Latency,
+        ]
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            format!("{place}.strategy: unknown strategy '{text}' (expected roundrobin, random, leastconn or latency)")
+        })
+    }
 }
 
 /// A string that never shows up in logs or `Debug` output.
@@ -261,15 +305,8 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         deployments.push(deployment(entry, &place, timeouts, env)?);
     }
 
-    let strategy = match file.router_settings.strategy.as_deref() {
-        None | Some("roundrobin") => Strategy::RoundRobin,
-        Some("random") => Strategy::Random,
-        Some(other) => {
-            return Err(format!(
-                "router_settings.strategy: unknown strategy '{other}' (expected roundrobin or random)"
-            ));
-        }
-    };
+    let strategy = Strategy::parse(settings.strategy.as_deref(), Strategy::default(), place)?;
+    let affinity = routing::affinity(settings.affinity.as_deref(), Affinity::None, place)?;
 
     let mut group_names = HashSet::new();
     let mut groups = Vec::new();
@@ -278,13 +315,18 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
         if !group_names.insert(entry.name.clone()) {
             return Err(format!("{place}.name: duplicate group name '{}'", entry.name));
         }
-        groups.push(group(entry, &place, &deployments)?);
+        groups.push(group(entry, &place, &deployments, strategy, affinity)?);
     }
     check_aliases(&groups, &deployments)?;
+    let served = |name: &str| groups.iter().any(|g| g.name == name) || deployments.iter().any(|d| d.name == name);
+    check_fallbacks(&groups, &served)?;
+    let rules = routing::rules(file.router_settings.routing_rules, &served)?;
     Ok(Config {
         deployments,
         groups,
         strategy,
+        affinity,
+        rules,
         reliability,
         body_limit,
         header_read_timeout,
@@ -373,6 +415,20 @@ fn deployment(
     if model.trim().is_empty() {
         return Err(format!("{place}.model: must not be empty"));
     }
+    let model_pattern = match model.contains(['*', '?', '[']) {
+        false => None,
+        // A Gemini model is part of the endpoint's path, which is built once per deployment.
+        true if protocol == Protocol::Gemini => {
+            return Err(format!(
+                "{place}.model: a gemini deployment names one model; `*` and other globs pass the client's \
+                 model through on openai, anthropic and responses deployments"
+            ));
+        }
+        true => Some(
+            glob::Pattern::new(&model)
+                .map_err(|e| format!("{place}.model: '{model}' is not a valid pattern: {}", e.msg))?,
+        ),
+    };
     // A Gemini model goes into the URL path, as one segment (`models/` prefixed or not).
     let model = match protocol {
         Protocol::Gemini => {
@@ -414,6 +470,7 @@ fn deployment(
         name: model_name,
         protocol,
         upstream_model: model,
+        model_pattern,
         endpoint,
         api_key,
         rewrite_body,
@@ -510,7 +567,13 @@ fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
         .collect()
 }
 
-fn group(entry: GroupEntry, place: &str, deployments: &[DeploymentSpec]) -> Result<GroupSpec, String> {
+fn group(
+    entry: GroupEntry,
+    place: &str,
+    deployments: &[DeploymentSpec],
+    strategy: Strategy,
+    affinity: Affinity,
+) -> Result<GroupSpec, String> {
     if entry.name.trim().is_empty() {
         return Err(format!("{place}.name: must not be empty"));
     }
@@ -549,11 +612,52 @@ fn group(entry: GroupEntry, place: &str, deployments: &[DeploymentSpec]) -> Resu
             glob::Pattern::new(alias).map_err(|e| format!("{place}: '{alias}' is not a valid pattern: {}", e.msg))?;
         aliases.push(pattern);
     }
+    if let Some(k) = entry.fallbacks.iter().position(|f| *f == entry.name) {
+        return Err(format!("{place}.fallbacks[{k}]: a group cannot fall back to itself"));
+    }
+    if entry.context_window_fallback.as_ref() == Some(&entry.name) {
+        return Err(format!(
+            "{place}.context_window_fallback: a group cannot fall back to itself"
+        ));
+    }
     Ok(GroupSpec {
+        strategy: Strategy::parse(entry.strategy.as_deref(), strategy, place)?,
+        affinity: routing::affinity(entry.affinity.as_deref(), affinity, place)?,
         name: entry.name,
         members,
         aliases,
+        fallbacks: entry.fallbacks,
+        context_window_fallback: entry.context_window_fallback,
     })
+}
+
+/// Fallbacks name groups that exist, and never lead back to a group they left.
+fn check_fallbacks(groups: &[GroupSpec], served: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    for (i, group) in groups.iter().enumerate() {
+        let place = format!("router_settings.model_groups[{i}]");
+        for (k, name) in group.fallbacks.iter().enumerate() {
+            if !served(name) {
+                return Err(format!("{place}.fallbacks[{k}]: unknown group '{name}'"));
+            }
+            if group.fallbacks[..k].contains(name) {
+                return Err(format!("{place}.fallbacks[{k}]: '{name}' is listed twice"));
+            }
+        }
+        if let Some(name) = &group.context_window_fallback
+            && !served(name)
+        {
+            return Err(format!("{place}.context_window_fallback: unknown group '{name}'"));
+        }
+    }
+    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let edges = groups
+        .iter()
+        .map(|g| {
+            let next = g.fallbacks.iter().chain(&g.context_window_fallback).map(String::as_str);
+            (g.name.as_str(), next.collect())
+        })
+        .collect();
+    routing::check_fallback_cycles(&names, &edges)
 }
 
 /// An alias spelling out a name that is served directly (a group's or a `model_list` entry's) would never
@@ -651,6 +755,10 @@ router_settings:
                     }
                 ],
                 aliases: vec![],
+                strategy: Strategy::RoundRobin,
+                affinity: Affinity::None,
+                fallbacks: vec![],
+                context_window_fallback: None,
             }]
         );
     }
@@ -747,7 +855,7 @@ router_settings:
             ),
             (
                 SEED.replace("strategy: roundrobin", "strategy: fastest"),
-                "router_settings.strategy: unknown strategy 'fastest' (expected roundrobin or random)",
+                "router_settings.strategy: unknown strategy 'fastest' (expected roundrobin, random, leastconn or latency)",
             ),
             (
                 SEED.replace("model_name: model3", "model_name: model1"),

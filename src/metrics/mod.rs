@@ -83,6 +83,17 @@ pub(crate) struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    group: String,
+    to_group: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeploymentLabels {
     deployment: String,
 }
@@ -111,6 +122,8 @@ pub(crate) struct Families {
     cooldowns: Family<DeploymentLabels, Counter>,
     pub inflight: Family<MemberLabels, Gauge>,
     state: Family<StateLabels, Gauge>,
+    rule_matches: Family<RuleLabels, Counter>,
+    fallbacks: Family<FallbackLabels, Counter>,
 }
 
 /// The router's metrics: the registry and the handles that belong to no snapshot.
@@ -162,6 +175,8 @@ impl Metrics {
             cooldowns: Family::default(),
             inflight: Family::default(),
             state: Family::default(),
+            rule_matches: Family::default(),
+            fallbacks: Family::default(),
         };
         // prometheus-client appends `_total` to counters' names.
         registry.register(
@@ -216,6 +231,16 @@ impl Metrics {
             "deployment_state",
             "1 on the deployment's current state: healthy, failing (failures below allowed_fails) or cooling",
             families.state.clone(),
+        );
+        registry.register(
+            "rule_matches",
+            "Requests whose group a routing rule chose, by rule name",
+            families.rule_matches.clone(),
+        );
+        registry.register(
+            "fallbacks",
+            "Requests moved from a group to one of its fallbacks (every attempt failed, or the prompt was too long)",
+            families.fallbacks.clone(),
         );
         let overhead = Histogram::new(OVERHEAD_BUCKETS);
         registry.register(
@@ -275,6 +300,22 @@ impl Metrics {
         self.families.cooldowns.get_or_create_owned(&DeploymentLabels {
             deployment: deployment.to_owned(),
         })
+    }
+
+    /// The match counter of a routing rule.
+    pub(crate) fn rule_matches(&self, rule: &str) -> Counter {
+        self.families
+            .rule_matches
+            .get_or_create_owned(&RuleLabels { rule: rule.to_owned() })
+    }
+
+    /// Counts a request moved from `group` to `to_group` (a rare path: the series is looked up here).
+    pub fn fell_back(&self, group: &str, to_group: &str) {
+        let labels = FallbackLabels {
+            group: group.to_owned(),
+            to_group: to_group.to_owned(),
+        };
+        self.families.fallbacks.get_or_create(&labels).inc();
     }
 
     /// A reload was applied (`true`) or refused.

@@ -15,6 +15,7 @@ pub mod chat;
 #[cfg(test)]
 mod conformance;
 pub mod convert;
+pub mod features;
 pub mod fields;
 pub mod gemini;
 pub mod hub;

@@ -105,6 +105,34 @@ pub fn peek_str<'a>(bytes: &'a [u8], key: &str) -> Option<&'a str> {
     }
 }
 
+/// Calls `visit` with each top-level key (as written, escapes and all) and its value's raw text, without
+/// validating the body: a cheap look at what a request asks for (see [`crate::protocol::features`]). Stops
+/// quietly at anything malformed; the parse that follows reports it.
+pub fn visit_top_level<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) {
+    let mut scan = Scan { bytes, at: 0 };
+    if scan.expect(b'{').is_none() {
+        return;
+    }
+    loop {
+        if scan.expect(b'"').is_none() {
+            return;
+        }
+        let Some((name, _)) = scan.string() else { return };
+        if scan.expect(b':').is_none() {
+            return;
+        }
+        scan.skip_whitespace();
+        let start = scan.at;
+        if scan.skip_value().is_none() {
+            return;
+        }
+        visit(name, &bytes[start..scan.at]);
+        if scan.expect(b',').is_none() {
+            return;
+        }
+    }
+}
+
 /// A cursor over JSON text that finds its structure without checking its tokens.
 struct Scan<'a> {
     bytes: &'a [u8],

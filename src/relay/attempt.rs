@@ -150,7 +150,7 @@ impl Attempt<'_> {
         ConvertContext {
             route_stream,
             client_model: self.client_model,
-            upstream_model: &self.deployment.upstream_model,
+            upstream_model: self.deployment.upstream_model(self.client_model),
             options: &self.deployment.spec.options,
             created: minted.created,
             response_id: &minted.response_id,
@@ -181,7 +181,7 @@ impl Attempt<'_> {
             (Protocol::Anthropic, Protocol::Anthropic) => match request::anthropic_same_protocol_fixups(bytes, options)
             {
                 None => raw()?.write_with(&deployment.override_refs()),
-                Some(body) => self.tree_body(body, Some(&deployment.upstream_model)),
+                Some(body) => self.tree_body(body, Some(deployment.upstream_model(self.client_model))),
             },
             // The model is in the URL; only `rewrite_body` touches the body.
             (Protocol::Gemini, Protocol::Gemini) => match gemini::request::same_protocol_fixups(bytes) {

@@ -93,6 +93,17 @@ impl Failure {
         }
     }
 
+    /// The upstream refused the prompt as longer than the model's context window.
+    pub fn says_context_too_long(&self) -> bool {
+        match &self.kind {
+            FailureKind::Answered(answer) => {
+                matches!(answer.status.as_u16(), 400 | 413 | 422)
+                    && crate::protocol::convert::error::says_context_too_long(&answer.body)
+            }
+            _ => false,
+        }
+    }
+
     /// A short reason for the log.
     pub fn reason(&self) -> String {
         match &self.kind {

@@ -1,8 +1,10 @@
 //! The request path of `POST /v1/chat/completions` and `POST /v1/messages`, stage by stage:
 //!
-//! 1. `handle` reads the client's body, finds the model group and runs the attempt loop: the group's
-//!    strategy picks a deployment not yet tried, and a failed attempt that another deployment may do better
-//!    on (connect error, timeout, 408/429/5xx, an error as first event) is retried on the next one.
+//! 1. `handle` reads the client's body, finds the model group (a routing rule's, or the one `model` names)
+//!    and runs the group's attempts: its strategy (or the session's affinity) picks a deployment not yet
+//!    tried, and a failed attempt that another deployment may do better on (connect error, timeout,
+//!    408/429/5xx, an error as first event) is retried on the next one. When every attempt failed, the
+//!    request moves on to the group's `fallbacks`; a prompt too long moves it to `context_window_fallback`.
 //! 2. [`attempt`] is one attempt on one deployment: the upstream body (raw same-protocol edit or
 //!    conversion), the upstream call, and the answer, read whole or handed to the stream stages.
 //! 3. [`commit`] is the commit boundary of a stream: the client's status is sent only once the upstream's
@@ -19,6 +21,7 @@ pub mod processor;
 pub mod pump;
 pub mod record;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::Request;
@@ -28,8 +31,9 @@ use http::StatusCode;
 use self::attempt::{Answer, Attempt};
 use self::failure::Failure;
 use self::record::RequestRecord;
+use crate::config::{Affinity, Reliability};
 use crate::protocol::Protocol;
-use crate::routing::{Deployment, ModelGroup};
+use crate::routing::{Deployment, ModelGroup, Snapshot, affinity};
 use crate::server::AppState;
 use crate::server::error::ApiError;
 use crate::server::request::{ClientRequest, read_body};
@@ -39,7 +43,7 @@ pub const MAX_ERROR_BODY: usize = 1024 * 1024;
 /// A non-streamed answer is read whole, up to this size, before the client gets its status.
 pub const MAX_RESPONSE_BODY: usize = 64 * 1024 * 1024;
 
-/// One request on a relayed route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`).
+/// One request on a relayed route (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`, Gemini's).
 pub async fn handle(state: AppState, client: Protocol, request: Request) -> Response {
     let mut record = RequestRecord::new(client, client.route(), &state);
     // One snapshot for the whole request: a reload while it runs changes nothing for it.
@@ -58,79 +62,239 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(client)),
     };
-    let Some(group) = snapshot.group(&request.model) else {
-        let error = ApiError::unknown_model(&request.model, &snapshot.listed);
-        return record.answered(error.into_response(client));
+    let first = match route(&snapshot, client, &request, &parts.headers, &bytes, &mut record) {
+        Ok(group) => group,
+        Err(error) => return record.answered(error.into_response(client)),
     };
-    record.group(group);
-    let reliability = config.reliability;
-    let mut tried = Vec::with_capacity(1);
-    let mut last_failure: Option<Failure> = None;
-    for _ in 0..=reliability.num_retries {
-        let Some((index, deployment)) = choose(group, &tried) else {
-            break;
+    let mut run = GroupRun {
+        client,
+        request: &request,
+        bytes: &bytes,
+        headers: &parts.headers,
+        state: &state,
+        max_event: config.max_event_size,
+        reliability: config.reliability,
+        session: None,
+    };
+    let mut fallbacks = Fallbacks::new(first);
+    let mut group = first;
+    loop {
+        let (failure, context_too_long) = match run.attempts(group, &mut record).await {
+            Outcome::Answer(Answer::Upstream(response) | Answer::Local(response)) => return record.answered(response),
+            // The record goes with the stream's body and is emitted when the stream ends.
+            Outcome::Answer(Answer::Stream(stream)) => return stream.respond(record),
+            Outcome::Final(failure) => return record.answered(failure.render(client)),
+            Outcome::Exhausted(failure) => (failure, false),
+            Outcome::ContextTooLong(failure) => (Some(failure), true),
         };
-        tried.push(index);
-        let attempt = Attempt {
-            client,
-            deployment,
-            client_model: &request.model,
-            signing_key: &state.signing_key,
-            client_headers: &parts.headers,
-            max_event: config.max_event_size,
+        let next = match context_too_long {
+            true => fallbacks.context_window(group, &snapshot),
+            false => fallbacks.next(&snapshot),
         };
-        let failure = match attempt.run(&request, &bytes, &mut record).await {
-            Ok(Answer::Upstream(response)) => {
-                deployment.health.record_success();
-                return record.answered(response);
-            }
-            Ok(Answer::Stream(stream)) => {
-                deployment.health.record_success();
-                // The record goes with the stream's body and is emitted when the stream ends.
-                return stream.respond(record);
-            }
-            // The deployment was never contacted, so its health says nothing new.
-            Ok(Answer::Local(response)) => return record.answered(response),
-            Err(failure) => failure,
+        let Some(next) = next else {
+            let answer = match failure {
+                Some(failure) => failure.render(client),
+                None => no_deployment(group, &request.model).into_response(client),
+            };
+            return record.answered(answer);
         };
-        let reason = failure.reason();
-        record.attempt_failed(failure.status(), &reason);
-        if !failure.retryable() {
-            return record.answered(failure.render(client));
-        }
-        let cooldown = deployment.health.record_failure(&reliability, failure.retry_after);
-        if cooldown.is_some() {
-            deployment.cooldowns.inc();
-        }
-        tracing::info!(
-            group = %group.name,
-            deployment = %deployment.name,
-            %reason,
-            cooldown_ms = cooldown.map(|c| c.as_millis() as u64),
-            "attempt failed"
-        );
-        last_failure = Some(failure);
+        state.metrics.fell_back(&group.name, &next.name);
+        tracing::info!(group = %group.name, to_group = %next.name, context_too_long, "falling back");
+        record.fell_back(next);
+        group = next;
     }
-    let answer = match last_failure {
-        Some(failure) => failure.render(client),
-        None => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no deployment available in '{}'", group.name),
-        )
-        .into_response(client),
-    };
-    record.answered(answer)
 }
 
-/// The next deployment to try: the group's strategy among those not tried and not cooling down; when all
-/// untried ones are cooling, the one whose cooldown ends first (better a likely failure than a certain one).
-fn choose<'g>(group: &'g ModelGroup, tried: &[usize]) -> Option<(usize, &'g Arc<Deployment>)> {
-    group
-        .pick(|i| !tried.contains(&i) && !group.members[i].health.is_cooling())
-        .or_else(|| {
-            let index = (0..group.members.len())
-                .filter(|i| !tried.contains(i) && group.weights[*i] > 0)
-                .min_by_key(|i| group.members[*i].health.cooldown_left())?;
-            Some((index, &group.members[index]))
-        })
+/// The group that serves a request (a routing rule's, or the one its model names), noted in its record with
+/// the rule that chose it.
+pub fn route<'s>(
+    snapshot: &'s Snapshot,
+    client: Protocol,
+    request: &ClientRequest<'_>,
+    headers: &http::HeaderMap,
+    bytes: &[u8],
+    record: &mut RequestRecord,
+) -> Result<&'s Arc<ModelGroup>, ApiError> {
+    let routed = snapshot.route(client, &request.model, headers, bytes, request.route_stream);
+    let Some((group, rule)) = routed else {
+        return Err(ApiError::unknown_model(&request.model, &snapshot.listed));
+    };
+    record.group(group);
+    if let Some(rule) = rule {
+        rule.matches.inc();
+        record.rule(rule.name.clone());
+    }
+    Ok(group)
+}
+
+/// How a group's attempts ended.
+enum Outcome {
+    Answer(Answer),
+    /// A failure no other deployment would do better on (a 400, a refused conversion): the client's answer.
+    Final(Failure),
+    /// Every attempt failed in a way another deployment may not (the last failure), or no member could be
+    /// tried (`None`).
+    Exhausted(Option<Failure>),
+    /// An upstream said the prompt is too long, and the group has a `context_window_fallback`.
+    ContextTooLong(Failure),
+}
+
+/// What every group a request goes through needs to know of it.
+struct GroupRun<'r, 'b> {
+    client: Protocol,
+    request: &'r ClientRequest<'b>,
+    bytes: &'r [u8],
+    headers: &'r http::HeaderMap,
+    state: &'r AppState,
+    max_event: usize,
+    reliability: Reliability,
+    /// The session key, read on the first group with `affinity: session` (`Some(None)`: the request has none).
+    session: Option<Option<Cow<'r, str>>>,
+}
+
+impl GroupRun<'_, '_> {
+    /// The group's attempts: its strategy picks a deployment not yet tried, and a failed attempt that another
+    /// deployment may do better on (connect error, timeout, 408/429/5xx, an error as first event) is retried
+    /// on the next one, up to `num_retries` times.
+    async fn attempts(&mut self, group: &Arc<ModelGroup>, record: &mut RequestRecord) -> Outcome {
+        let session = match group.affinity {
+            Affinity::Session => self
+                .session
+                .get_or_insert_with(|| affinity::session_key(self.headers, self.bytes))
+                .as_deref(),
+            Affinity::None => None,
+        };
+        let mut tried = Vec::with_capacity(1);
+        let mut last_failure = None;
+        for _ in 0..=self.reliability.num_retries {
+            let Some((index, deployment, hit)) = choose(group, &tried, &self.request.model, session) else {
+                break;
+            };
+            tried.push(index);
+            if let Some(hit) = hit {
+                record.affinity(hit);
+            }
+            let attempt = Attempt {
+                client: self.client,
+                deployment,
+                client_model: &self.request.model,
+                signing_key: &self.state.signing_key,
+                client_headers: self.headers,
+                max_event: self.max_event,
+            };
+            let failure = match attempt.run(self.request, self.bytes, record).await {
+                Ok(answer) => {
+                    // A local answer never contacted the deployment, so its health says nothing new.
+                    if !matches!(answer, Answer::Local(_)) {
+                        deployment.health.record_success();
+                    }
+                    return Outcome::Answer(answer);
+                }
+                Err(failure) => failure,
+            };
+            let reason = failure.reason();
+            record.attempt_failed(failure.status(), &reason);
+            if group.context_window_fallback.is_some() && failure.says_context_too_long() {
+                return Outcome::ContextTooLong(failure);
+            }
+            if !failure.retryable() {
+                return Outcome::Final(failure);
+            }
+            let cooldown = deployment.health.record_failure(&self.reliability, failure.retry_after);
+            if cooldown.is_some() {
+                deployment.cooldowns.inc();
+            }
+            tracing::info!(
+                group = %group.name,
+                deployment = %deployment.name,
+                %reason,
+                cooldown_ms = cooldown.map(|c| c.as_millis() as u64),
+                "attempt failed"
+            );
+            last_failure = Some(failure);
+        }
+        Outcome::Exhausted(last_failure)
+    }
+}
+
+/// The order in which a request moves through groups: each group's `fallbacks` in turn, depth first (a
+/// fallback's own fallbacks come before the next in the list), each group at most once.
+struct Fallbacks<'s> {
+    visited: Vec<&'s str>,
+    /// Groups still to try, the next one last.
+    pending: Vec<&'s str>,
+}
+
+impl<'s> Fallbacks<'s> {
+    fn new(first: &'s ModelGroup) -> Self {
+        Self {
+            visited: vec![first.name.as_str()],
+            pending: first.fallbacks.iter().rev().map(String::as_str).collect(),
+        }
+    }
+
+    /// The next group after every attempt in the current one failed.
+    fn next(&mut self, snapshot: &'s Snapshot) -> Option<&'s Arc<ModelGroup>> {
+        while let Some(name) = self.pending.pop() {
+            if let Some(group) = self.enter(name, snapshot) {
+                return Some(group);
+            }
+        }
+        None
+    }
+
+    /// The group for a prompt too long for `group`; the fallbacks pending before no longer apply (they were
+    /// chosen for the shorter context).
+    fn context_window(&mut self, group: &'s ModelGroup, snapshot: &'s Snapshot) -> Option<&'s Arc<ModelGroup>> {
+        self.pending.clear();
+        self.enter(group.context_window_fallback.as_deref()?, snapshot)
+    }
+
+    fn enter(&mut self, name: &'s str, snapshot: &'s Snapshot) -> Option<&'s Arc<ModelGroup>> {
+        if self.visited.contains(&name) {
+            return None;
+        }
+        // Validation checked the name; a group is looked up by its own name, never by alias.
+        let group = snapshot.group(name)?;
+        self.visited.push(name);
+        self.pending.extend(group.fallbacks.iter().rev().map(String::as_str));
+        Some(group)
+    }
+}
+
+/// The answer when no member of the group could be tried.
+fn no_deployment(group: &ModelGroup, model: &str) -> ApiError {
+    if group.members.iter().all(|m| !m.serves(model)) {
+        return ApiError::bad_request(format!("no deployment in '{}' serves model '{model}'", group.name));
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("no deployment available in '{}'", group.name),
+    )
+}
+
+/// The next deployment to try among those not tried that serve `model`: the session's choice when there is
+/// a session key (and whether it is the session's first choice), else the group's strategy, among those not
+/// cooling down; when all are cooling, the one whose cooldown ends first (better a likely failure than a
+/// certain one).
+fn choose<'g>(
+    group: &'g ModelGroup,
+    tried: &[usize],
+    model: &str,
+    session: Option<&str>,
+) -> Option<(usize, &'g Arc<Deployment>, Option<bool>)> {
+    let untried = |i: usize| !tried.contains(&i) && group.members[i].serves(model);
+    let healthy = |i: usize| untried(i) && !group.members[i].health.is_cooling();
+    let picked = match session {
+        Some(key) => group
+            .pick_for_session(key, healthy)
+            .map(|(i, deployment, hit)| (i, deployment, Some(hit))),
+        None => group.pick(healthy).map(|(i, deployment)| (i, deployment, None)),
+    };
+    picked.or_else(|| {
+        let index = (0..group.members.len())
+            .filter(|&i| untried(i) && group.weights[i] > 0)
+            .min_by_key(|&i| group.members[i].health.cooldown_left())?;
+        Some((index, &group.members[index], session.map(|_| false)))
+    })
 }

@@ -39,7 +39,16 @@ pub struct RequestRecord {
     metrics: Arc<Metrics>,
     /// The status page's windows and error list, and the usage log.
     status: Arc<Status>,
+    /// The group the request was routed to (by a rule, or by its model).
     group: Option<Arc<ModelGroup>>,
+    /// The group whose members are being tried: `group`, or the fallback the request moved to.
+    serving: Option<Arc<ModelGroup>>,
+    /// The routing rule that chose `group`.
+    rule: Option<Arc<str>>,
+    /// The groups the request fell back to, in order.
+    fallbacks: Vec<Arc<ModelGroup>>,
+    /// For a request with a session key: whether its last attempt went to the session's first choice.
+    affinity_hit: Option<bool>,
     /// The deployment of the last attempt: after failover, the one that gave the answer.
     deployment: Option<Arc<Deployment>>,
     /// `deployment`'s index among the group's members, for its metric handles.
@@ -86,6 +95,12 @@ pub struct FinishedRequest<'a> {
     pub group: Option<&'a str>,
     /// The deployment that answered (after failover, the last one tried).
     pub deployment: Option<&'a str>,
+    /// The routing rule that chose `group`.
+    pub rule: Option<&'a str>,
+    /// The groups the request fell back to after `group`, in order.
+    pub fallbacks: &'a [Arc<ModelGroup>],
+    /// With a session key: `hit` when the session's first choice served the last attempt, else `miss`.
+    pub affinity: Option<&'static str>,
     pub status: u16,
     /// `complete`, `error`, `client disconnected`, or how a stream ended.
     pub outcome: &'static str,
@@ -117,6 +132,10 @@ impl RequestRecord {
             metrics: shared.metrics.clone(),
             status: shared.status.clone(),
             group: None,
+            serving: None,
+            rule: None,
+            fallbacks: Vec::new(),
+            affinity_hit: None,
             deployment: None,
             member: None,
             attempts: 0,
@@ -135,6 +154,22 @@ impl RequestRecord {
 
     pub fn group(&mut self, group: &Arc<ModelGroup>) {
         self.group = Some(group.clone());
+        self.serving = Some(group.clone());
+    }
+
+    pub fn rule(&mut self, name: Arc<str>) {
+        self.rule = Some(name);
+    }
+
+    /// The request moved on to `group` (a fallback): the next attempts are on its members.
+    pub fn fell_back(&mut self, group: &Arc<ModelGroup>) {
+        self.fallbacks.push(group.clone());
+        self.serving = Some(group.clone());
+    }
+
+    /// The next attempt goes to the session's first choice (`true`) or, that one being unavailable, another.
+    pub fn affinity(&mut self, hit: bool) {
+        self.affinity_hit = Some(hit);
     }
 
     /// An attempt on `deployment` (a member of the record's group) is about to be sent.
@@ -145,11 +180,12 @@ impl RequestRecord {
             started: Instant::now(),
             status: None,
         });
+        deployment.health.started();
         if let Some(member) = self.member_metrics() {
             member.inflight.inc();
         }
         if let Some(failed) = self.failed.take()
-            && let Some(group) = &self.group
+            && let Some(group) = &self.serving
         {
             group.metrics.members[failed].retries.inc();
         }
@@ -159,7 +195,7 @@ impl RequestRecord {
     pub fn chose(&mut self, deployment: &Arc<Deployment>) {
         // A pointer comparison over a handful of members: no name is compared.
         self.member = self
-            .group
+            .serving
             .as_ref()
             .and_then(|g| g.members.iter().position(|m| Arc::ptr_eq(m, deployment)));
         self.deployment = Some(deployment.clone());
@@ -181,7 +217,7 @@ impl RequestRecord {
         let took = self.close_attempt(Instant::now());
         self.failed = self.member;
         if let (Some(deployment), Some(took)) = (&self.deployment, took) {
-            let group = self.group.as_ref().map(|g| g.name.as_str());
+            let group = self.serving.as_ref().map(|g| g.name.as_str());
             self.status.attempt_failed(group, deployment, status, took, reason);
         }
     }
@@ -190,6 +226,10 @@ impl RequestRecord {
     pub fn first_token(&mut self) {
         if self.ttft.is_none() {
             self.ttft = Some(self.started.elapsed());
+            // The deployment's own figure starts with its attempt, not with the request.
+            if let (Some(attempt), Some(deployment)) = (&self.current, &self.deployment) {
+                deployment.health.record_ttft(attempt.started.elapsed());
+            }
         }
     }
 
@@ -205,6 +245,10 @@ impl RequestRecord {
         let status = response.status().as_u16();
         if let Some(attempt) = &mut self.current {
             attempt.status.get_or_insert(status);
+            // A whole answer's first token comes with the rest of it.
+            if let (200..=299, Some(deployment)) = (status, &self.deployment) {
+                deployment.health.record_ttft(attempt.started.elapsed());
+            }
         }
         self.finish(Ending { status, outcome: None });
         response
@@ -216,7 +260,7 @@ impl RequestRecord {
     }
 
     fn member_metrics(&self) -> Option<&crate::metrics::MemberMetrics> {
-        Some(&self.group.as_ref()?.metrics.members[self.member?])
+        Some(&self.serving.as_ref()?.metrics.members[self.member?])
     }
 
     /// Counts the current attempt as answered with its status and adds its time to the upstream wait;
@@ -225,6 +269,9 @@ impl RequestRecord {
         let attempt = self.current.take()?;
         let took = now.saturating_duration_since(attempt.started);
         self.upstream_wait += took;
+        if let Some(deployment) = &self.deployment {
+            deployment.health.finished();
+        }
         if let Some(member) = self.member_metrics() {
             member.upstream_answered(attempt.status.unwrap_or(502));
             member.upstream_duration.observe(seconds(took));
@@ -251,6 +298,9 @@ impl RequestRecord {
             route: self.route,
             group: self.group.as_ref().map(|g| g.name.as_str()),
             deployment: self.deployment.as_ref().map(|d| d.name.as_str()),
+            rule: self.rule.as_deref(),
+            fallbacks: &self.fallbacks,
+            affinity: self.affinity_hit.map(|hit| if hit { "hit" } else { "miss" }),
             status: ending.status,
             outcome,
             stream,
@@ -307,6 +357,16 @@ impl Drop for RequestRecord {
     }
 }
 
+/// `main>backup>last`: the routed group and the groups it fell back to.
+fn fallback_path(finished: &FinishedRequest<'_>) -> String {
+    let mut path = finished.group.unwrap_or("-").to_owned();
+    for group in finished.fallbacks {
+        path.push('>');
+        path.push_str(&group.name);
+    }
+    path
+}
+
 /// The request's log line. Its fields are the record's, never a body, a key or the token; in
 /// `--log-format json` each is a key of the line's object.
 fn log(finished: &FinishedRequest<'_>) {
@@ -317,6 +377,9 @@ fn log(finished: &FinishedRequest<'_>) {
         route = finished.route,
         group = finished.group.unwrap_or("-"),
         deployment = finished.deployment.unwrap_or("-"),
+        rule = finished.rule,
+        fallbacks = (!finished.fallbacks.is_empty()).then(|| fallback_path(finished)).as_deref(),
+        affinity = finished.affinity,
         status = finished.status,
         outcome = finished.outcome,
         stream = finished.stream,

@@ -25,7 +25,15 @@ pub struct Health {
     cooling_until: AtomicU64,
     /// The last five minutes of finished requests, for the status page.
     pub recent: Recent,
+    /// Attempts on this deployment in flight (streams until their last event), from every group.
+    inflight: AtomicU32,
+    /// The moving average of the time to first token, in microseconds; 0 before the first figure.
+    ttft_micros: AtomicU64,
 }
+
+/// The weight of the newest figure in the time-to-first-token average: the last few requests dominate,
+/// so a deployment that slows down loses its traffic within a handful of requests.
+const TTFT_ALPHA: f64 = 0.3;
 
 /// What the status page says of a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +74,42 @@ impl Health {
 
     pub fn is_cooling(&self) -> bool {
         self.cooldown_left().is_some()
+    }
+
+    /// An attempt on this deployment starts; [`Health::finished`] ends it.
+    pub fn started(&self) {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn finished(&self) {
+        // Never below zero, even if a start was counted by a snapshot's twin that was replaced.
+        let _ = self
+            .inflight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Adds a time to first token (a whole answer's time, for answers that are not streamed) to the average.
+    /// Two requests finishing at once may each overwrite the other's update; either figure is recent.
+    pub fn record_ttft(&self, ttft: Duration) {
+        let sample = (ttft.as_micros() as u64).max(1);
+        let old = self.ttft_micros.load(Ordering::Relaxed);
+        let new = match old {
+            0 => sample,
+            _ => (old as f64 * (1.0 - TTFT_ALPHA) + sample as f64 * TTFT_ALPHA) as u64,
+        };
+        self.ttft_micros.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// The average time to first token, once there is a figure.
+    pub fn ttft(&self) -> Option<Duration> {
+        match self.ttft_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
     }
 
     pub fn record_success(&self) {
@@ -126,6 +170,23 @@ mod tests {
         assert_eq!(h.state(), State::Healthy);
         assert_eq!(h.record_failure(&r, None), None);
         assert!(!h.is_cooling());
+    }
+
+    #[test]
+    fn inflight_and_the_ttft_average() {
+        let h = Health::default();
+        h.started();
+        h.started();
+        h.finished();
+        assert_eq!(h.inflight(), 1);
+        h.finished();
+        h.finished();
+        assert_eq!(h.inflight(), 0, "never below zero");
+        assert_eq!(h.ttft(), None);
+        h.record_ttft(Duration::from_millis(100));
+        assert_eq!(h.ttft(), Some(Duration::from_millis(100)));
+        h.record_ttft(Duration::from_millis(200));
+        assert_eq!(h.ttft(), Some(Duration::from_millis(130)));
     }
 
     #[test]

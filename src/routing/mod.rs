@@ -1,7 +1,9 @@
 //! Which deployment serves a request: model groups, their balancers, and the immutable [`Snapshot`] of the
 //! configuration that a request holds from start to finish.
 
+pub mod affinity;
 pub mod health;
+pub mod rules;
 pub mod strategy;
 
 use std::collections::HashMap;
@@ -12,11 +14,13 @@ use serde_json::value::RawValue;
 
 use prometheus_client::metrics::counter::Counter;
 
-use crate::config::{Config, DeploymentSpec, Strategy};
+use crate::config::{Affinity, Config, DeploymentSpec, GroupSpec, Strategy};
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
+use crate::protocol::features::Features;
 use crate::upstream::{ClientPool, Endpoint, Origin};
 pub use health::Health;
+use rules::Rule;
 pub use strategy::Balancer;
 
 /// One upstream model at one provider, ready to be called.
@@ -53,6 +57,22 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Whether this deployment serves client model `model`: always, unless its `model` is a glob that
+    /// the name does not match.
+    pub fn serves(&self, model: &str) -> bool {
+        self.spec.model_pattern.as_ref().is_none_or(|glob| glob.matches(model))
+    }
+
+    /// The model name sent upstream: the deployment's own, or the client's when `model` is a glob.
+    pub fn upstream_model<'a>(&'a self, client_model: &'a str) -> &'a str {
+        match self.spec.model_pattern {
+            Some(_) => client_model,
+            None => &self.upstream_model,
+        }
+    }
+}
+
+impl Deployment {
     fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics) -> Self {
         let target =
             |url: &url::Url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
@@ -71,8 +91,9 @@ impl Deployment {
             value
         });
         let model = serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
-        let mut overrides = match spec.protocol {
-            Protocol::Gemini => Vec::new(),
+        // A Gemini body names no model (it is in the URL); a glob `model` passes the client's through.
+        let mut overrides = match (spec.protocol, &spec.model_pattern) {
+            (Protocol::Gemini, _) | (_, Some(_)) => Vec::new(),
             _ => vec![("model".to_owned(), model)],
         };
         overrides.extend(spec.rewrite_body.iter().map(|(k, v)| (k.clone(), v.0.clone())));
@@ -112,6 +133,11 @@ pub struct ModelGroup {
     pub members: Vec<Arc<Deployment>>,
     pub weights: Vec<u32>,
     pub strategy: Strategy,
+    pub affinity: Affinity,
+    /// Groups that take the request over, in order, when every attempt here failed.
+    pub fallbacks: Vec<String>,
+    /// The group that takes a request whose prompt an upstream found too long.
+    pub context_window_fallback: Option<String>,
     pub balancer: Arc<Balancer>,
     /// This group's metric handles, its members' in the order of `members`; carried over a reload when the
     /// group keeps its members.
@@ -121,8 +147,25 @@ pub struct ModelGroup {
 impl ModelGroup {
     /// Picks a deployment among those `eligible` (by member index).
     pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<(usize, &Arc<Deployment>)> {
-        let index = self.balancer.pick(eligible)?;
+        let index = self.balancer.pick(eligible, |i| &*self.members[i].health)?;
         Some((index, &self.members[index]))
+    }
+
+    /// The member a session goes to among those `eligible`, and whether it is the session's first choice.
+    pub fn pick_for_session(
+        &self,
+        key: &str,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<(usize, &Arc<Deployment>, bool)> {
+        let (index, first_choice) = affinity::choose(
+            key,
+            self.members
+                .iter()
+                .map(|m| m.name.as_str())
+                .zip(self.weights.iter().copied()),
+            eligible,
+        )?;
+        Some((index, &self.members[index], first_choice))
     }
 
     /// Same members, weights and strategy: the balancer state can carry over a reload.
@@ -144,6 +187,10 @@ pub struct Snapshot {
     aliases: Vec<(glob::Pattern, Arc<ModelGroup>)>,
     /// Configured group names in file order, for `/v1/models`.
     pub listed: Vec<String>,
+    /// `routing_rules`, in file order, with their groups resolved.
+    pub rules: Vec<Rule>,
+    /// Every feature some rule names: read from a request's body together, once.
+    pub rule_features: Features,
     pub config: Config,
 }
 
@@ -165,13 +212,14 @@ impl Snapshot {
             .collect();
         let mut groups = HashMap::new();
         let mut listed = Vec::with_capacity(config.groups.len());
-        let mut add = |name: &str, members: Vec<Arc<Deployment>>, weights: Vec<u32>| {
+        let mut add = |name: &str, members: Vec<Arc<Deployment>>, weights: Vec<u32>, spec: Option<&GroupSpec>| {
             let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+            let strategy = spec.map_or(config.strategy, |g| g.strategy);
             let balancer = previous
                 .and_then(|p| p.groups.get(name))
-                .filter(|old| old.same_shape(&names, &weights, config.strategy))
+                .filter(|old| old.same_shape(&names, &weights, strategy))
                 .map(|old| old.balancer.clone())
-                .unwrap_or_else(|| Arc::new(Balancer::new(config.strategy, weights.clone())));
+                .unwrap_or_else(|| Arc::new(Balancer::new(strategy, weights.clone())));
             // Handles built afresh would reach the same series (they are keyed by these names); carrying them
             // over also keeps the series already resolved on first use.
             let group_metrics = previous
@@ -184,7 +232,10 @@ impl Snapshot {
                 metrics: group_metrics,
                 members,
                 weights,
-                strategy: config.strategy,
+                strategy,
+                affinity: spec.map_or(config.affinity, |g| g.affinity),
+                fallbacks: spec.map(|g| g.fallbacks.clone()).unwrap_or_default(),
+                context_window_fallback: spec.and_then(|g| g.context_window_fallback.clone()),
                 balancer,
             };
             groups.insert(name.to_owned(), Arc::new(group));
@@ -196,12 +247,12 @@ impl Snapshot {
                 .map(|m| deployments[m.deployment].clone())
                 .collect();
             let weights = group.members.iter().map(|m| m.weight).collect();
-            add(&group.name, members, weights);
+            add(&group.name, members, weights, Some(group));
             listed.push(group.name.clone());
         }
         for deployment in &deployments {
             if !config.groups.iter().any(|g| g.name == deployment.name) {
-                add(&deployment.name.clone(), vec![deployment.clone()], vec![1]);
+                add(&deployment.name.clone(), vec![deployment.clone()], vec![1], None);
             }
         }
         let aliases = config
@@ -214,11 +265,49 @@ impl Snapshot {
                     .map(|alias| (alias.clone(), groups[&group.name].clone()))
             })
             .collect();
+        let rules: Vec<Rule> = config
+            .rules
+            .iter()
+            .map(|spec| Rule {
+                name: spec.name.as_str().into(),
+                spec: spec.clone(),
+                route: groups[&spec.route].clone(),
+                matches: metrics.rule_matches(&spec.name),
+            })
+            .collect();
+        let rule_features = rules
+            .iter()
+            .map(|rule| rules::wanted_features(&rule.spec.when))
+            .fold(Features::NONE, |a, b| a | b);
         Self {
             groups,
             aliases,
             listed,
+            rules,
+            rule_features,
             config,
+        }
+    }
+
+    /// The group that serves a request, and the rule that chose it: the first matching rule's group, else the
+    /// group `model` names (see [`Snapshot::group`]). Without rules nothing but the name is looked at.
+    pub fn route(
+        &self,
+        ingress: Protocol,
+        model: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        route_stream: bool,
+    ) -> Option<(&Arc<ModelGroup>, Option<&Rule>)> {
+        let named = self.group(model);
+        if self.rules.is_empty() {
+            return named.map(|group| (group, None));
+        }
+        let group = named.map(|g| g.name.as_str());
+        let facts = rules::Facts::new(ingress, model, group, headers, body, route_stream, self.rule_features);
+        match rules::first_match(&self.rules, &facts) {
+            Some(rule) => Some((&rule.route, Some(rule))),
+            None => named.map(|group| (group, None)),
         }
     }
 

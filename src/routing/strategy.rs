@@ -1,11 +1,16 @@
 //! Load-balancing strategies. Each group owns one balancer; the only shared state is the group's own small
 //! mutex (held for a few nanoseconds, never across an await), so groups never contend with each other.
+//! `leastconn` and `latency` read each member's live figures from its [`Health`].
 
 use std::sync::Mutex;
 
 use rand::Rng;
 
+use super::Health;
 use crate::config::Strategy;
+
+/// The share of `latency` picks that go to a member other than the fastest, so its figure stays current.
+const EXPLORE: f64 = 0.05;
 
 /// A group's balancer. `pick` takes a filter so callers can exclude deployments (already tried, cooling down)
 /// without the balancer knowing why.
@@ -13,6 +18,10 @@ use crate::config::Strategy;
 pub enum Balancer {
     RoundRobin(SmoothWeightedRoundRobin),
     Random(WeightedRandom),
+    /// Fewest in flight; the tied members take turns by weight.
+    LeastConn(SmoothWeightedRoundRobin),
+    /// Lowest time-to-first-token average; the others are explored by weight.
+    Latency(WeightedRandom),
 }
 
 impl Balancer {
@@ -20,15 +29,84 @@ impl Balancer {
         match strategy {
             Strategy::RoundRobin => Balancer::RoundRobin(SmoothWeightedRoundRobin::new(weights)),
             Strategy::Random => Balancer::Random(WeightedRandom::new(weights)),
+            Strategy::LeastConn => Balancer::LeastConn(SmoothWeightedRoundRobin::new(weights)),
+            Strategy::Latency => Balancer::Latency(WeightedRandom::new(weights)),
         }
     }
 
     /// The index of the next member among those `eligible` with a non-zero weight, or `None` if there is none.
-    pub fn pick(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+    /// `health` gives a member's live figures (in flight, time to first token).
+    pub fn pick<'h>(&self, eligible: impl Fn(usize) -> bool, health: impl Fn(usize) -> &'h Health) -> Option<usize> {
         match self {
             Balancer::RoundRobin(b) => b.pick(eligible),
             Balancer::Random(b) => b.pick(eligible, &mut rand::rng()),
+            Balancer::LeastConn(b) => {
+                // Other requests start and end meanwhile: each member is read once, then the picks use that.
+                let load = Figures::read(b.weights.len(), |i| {
+                    (b.weights[i] > 0 && eligible(i)).then(|| u64::from(health(i).inflight()))
+                });
+                let least = load.min()?;
+                b.pick(|i| load.get(i) == Some(least))
+            }
+            Balancer::Latency(b) => {
+                // Members without a figure come first (0), so that a new member is measured at once.
+                let ttft = Figures::read(b.weights.len(), |i| {
+                    eligible(i).then(|| health(i).ttft().map_or(0, |t| t.as_micros() as u64))
+                });
+                let fastest = (0..b.weights.len())
+                    .filter(|&i| b.weights[i] > 0)
+                    .filter_map(|i| Some((ttft.get(i)?, i)))
+                    .min()?
+                    .1;
+                if ttft.get(fastest) == Some(0) {
+                    return Some(fastest);
+                }
+                let mut rng = rand::rng();
+                if rng.random_bool(EXPLORE)
+                    && let Some(other) = b.pick(|i| i != fastest && ttft.get(i).is_some(), &mut rng)
+                {
+                    return Some(other);
+                }
+                Some(fastest)
+            }
         }
+    }
+}
+
+/// One figure per eligible member, read once per pick; on the stack for groups of up to 16 members.
+// It lives for one pick, on the stack: the big variant is the point (no allocation per request).
+#[allow(clippy::large_enum_variant)]
+enum Figures {
+    Inline([Option<u64>; 16], usize),
+    Heap(Vec<Option<u64>>),
+}
+
+impl Figures {
+    fn read(n: usize, figure: impl Fn(usize) -> Option<u64>) -> Self {
+        if n <= 16 {
+            let mut inline = [None; 16];
+            for (i, slot) in inline.iter_mut().enumerate().take(n) {
+                *slot = figure(i);
+            }
+            Figures::Inline(inline, n)
+        } else {
+            Figures::Heap((0..n).map(figure).collect())
+        }
+    }
+
+    fn all(&self) -> &[Option<u64>] {
+        match self {
+            Figures::Inline(inline, n) => &inline[..*n],
+            Figures::Heap(heap) => heap,
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<u64> {
+        self.all().get(i).copied().flatten()
+    }
+
+    fn min(&self) -> Option<u64> {
+        self.all().iter().flatten().min().copied()
     }
 }
 
@@ -161,6 +239,68 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         assert!((0..100).all(|_| b.pick(|i| i == 1, &mut rng) == Some(1)));
         assert_eq!(b.pick(|_| false, &mut rng), None);
+    }
+
+    fn healths(n: usize) -> Vec<Health> {
+        (0..n).map(|_| Health::default()).collect()
+    }
+
+    #[test]
+    fn leastconn_picks_the_least_busy_and_splits_ties_by_weight() {
+        let b = Balancer::new(Strategy::LeastConn, vec![1, 1, 2]);
+        let h = healths(3);
+        h[0].started();
+        h[2].started();
+        assert_eq!(b.pick(|_| true, |i| &h[i]), Some(1));
+        assert_eq!(
+            b.pick(|i| i != 1, |i| &h[i]),
+            Some(2),
+            "0 and 2 tie on 1 in flight: the heavier first"
+        );
+        h[1].started();
+        // All tied at one in flight: picks follow the weights 1:1:2.
+        let mut counts = [0u32; 3];
+        for _ in 0..400 {
+            counts[b.pick(|_| true, |i| &h[i]).unwrap()] += 1;
+        }
+        assert!(
+            counts[0].abs_diff(100) <= 1 && counts[1].abs_diff(100) <= 1,
+            "{counts:?}"
+        );
+        let zero = Balancer::new(Strategy::LeastConn, vec![0, 1]);
+        let idle = healths(2);
+        idle[1].started();
+        assert_eq!(
+            zero.pick(|_| true, |i| &idle[i]),
+            Some(1),
+            "weight 0 is never picked, even when idle"
+        );
+        assert_eq!(zero.pick(|i| i == 0, |i| &idle[i]), None);
+    }
+
+    #[test]
+    fn latency_prefers_the_fastest_and_keeps_measuring_the_others() {
+        let b = Balancer::new(Strategy::Latency, vec![1, 1, 1]);
+        let h = healths(3);
+        h[0].record_ttft(std::time::Duration::from_millis(300));
+        h[1].record_ttft(std::time::Duration::from_millis(100));
+        assert_eq!(
+            b.pick(|_| true, |i| &h[i]),
+            Some(2),
+            "a member without a figure is measured first"
+        );
+        h[2].record_ttft(std::time::Duration::from_millis(200));
+        let mut counts = [0; 3];
+        for _ in 0..20_000 {
+            counts[b.pick(|_| true, |i| &h[i]).unwrap()] += 1;
+        }
+        let share = |i: usize| counts[i] as f64 / 20_000.0;
+        assert!((share(1) - 0.95).abs() < 0.01, "{counts:?}");
+        assert!((share(0) - 0.025).abs() < 0.01, "{counts:?}");
+        assert!((share(2) - 0.025).abs() < 0.01, "{counts:?}");
+        assert_eq!(b.pick(|i| i != 1, |i| &h[i]).map(|i| i == 1), Some(false));
+        // The fastest alone: it is always picked.
+        assert!((0..1000).all(|_| b.pick(|i| i == 1, |i| &h[i]) == Some(1)));
     }
 
     /// Another request can flip a deployment into cooldown while a pick runs: `eligible` must be asked once

@@ -41,12 +41,18 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
         Ok(raw) => raw,
         Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
-    let Some(group) = snapshot.group(&request.model) else {
-        let error = ApiError::unknown_model(&request.model, &snapshot.listed);
-        return record.answered(error.into_response(Protocol::Anthropic));
+    let group = match crate::relay::route(
+        &snapshot,
+        Protocol::Anthropic,
+        &request,
+        &parts.headers,
+        &bytes,
+        &mut record,
+    ) {
+        Ok(group) => group,
+        Err(error) => return record.answered(error.into_response(Protocol::Anthropic)),
     };
-    record.group(group);
-    let Some(deployment) = counting_deployment(group) else {
+    let Some(deployment) = counting_deployment(group, &request.model) else {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
         return record.answered(error.into_response(Protocol::Anthropic));
     };
@@ -74,7 +80,8 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     record.attempt(deployment);
     // Only `model` changes: `rewrite_body` is meant for generation requests and may carry fields such as
     // `max_tokens` that the counting endpoint rejects.
-    let model = serde_json::value::to_raw_value(&deployment.upstream_model).expect("a string serialises");
+    let model = deployment.upstream_model(&request.model);
+    let model = serde_json::value::to_raw_value(model).expect("a string serialises");
     let body = raw.write_with(&[("model", &model)]);
     let answer = forward(deployment, &parts.headers, body, Protocol::Anthropic).await;
     record.answered(answer)
@@ -97,12 +104,18 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(Protocol::Gemini)),
     };
-    let Some(group) = snapshot.group(&request.model) else {
-        let error = ApiError::unknown_model(&request.model, &snapshot.listed);
-        return record.answered(error.into_response(Protocol::Gemini));
+    let group = match crate::relay::route(
+        &snapshot,
+        Protocol::Gemini,
+        &request,
+        &parts.headers,
+        &bytes,
+        &mut record,
+    ) {
+        Ok(group) => group,
+        Err(error) => return record.answered(error.into_response(Protocol::Gemini)),
     };
-    record.group(group);
-    let Some(deployment) = counting_deployment(group) else {
+    let Some(deployment) = counting_deployment(group, &request.model) else {
         let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no deployment available");
         return record.answered(error.into_response(Protocol::Gemini));
     };
@@ -228,8 +241,8 @@ fn gemini_as_messages(bytes: &[u8], deployment: &Deployment) -> Result<Value, Ap
 
 /// The deployment a count goes to. Counting is cheap and must not disturb the balancing of real traffic
 /// (Claude Code sends many), so it takes the first usable member instead of a turn of the group's strategy.
-fn counting_deployment(group: &ModelGroup) -> Option<&Arc<Deployment>> {
-    let usable = |i: &usize| group.weights[*i] > 0;
+fn counting_deployment<'g>(group: &'g ModelGroup, model: &str) -> Option<&'g Arc<Deployment>> {
+    let usable = |i: &usize| group.weights[*i] > 0 && group.members[*i].serves(model);
     (0..group.members.len())
         .filter(usable)
         .find(|i| !group.members[*i].health.is_cooling())

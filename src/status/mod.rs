@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use self::usage_db::{DayTokens, Tokens, UsageDb, UsageRow, now_ms};
-use crate::config::Config;
+use crate::config::{Affinity, Config};
 use crate::relay::record::FinishedRequest;
 use crate::routing::health::State;
-use crate::routing::{Deployment, ModelGroup, Snapshot};
+use crate::routing::{Deployment, ModelGroup, Snapshot, rules};
 
 /// The page: HTML, CSS and a little JavaScript, no external assets.
 pub const PAGE: &str = include_str!("page.html");
@@ -230,7 +230,9 @@ impl Status {
             .filter_map(|name| snapshot.group(name))
             .map(|group| {
                 grouped.extend(group.members.iter().map(|m| m.name.as_str()));
-                json!({"name": group.name, "strategy": format!("{:?}", group.strategy).to_lowercase(),
+                json!({"name": group.name, "strategy": group.strategy.name(),
+                    "affinity": matches!(group.affinity, Affinity::Session).then_some("session"),
+                    "fallbacks": group.fallbacks, "context_window_fallback": group.context_window_fallback,
                     "deployments": in_group(group)})
             })
             .collect();
@@ -242,6 +244,14 @@ impl Status {
                 groups.push(json!({"name": group.name, "strategy": "direct", "deployments": in_group(group)}));
             }
         }
+        let rules: Vec<Value> = snapshot
+            .rules
+            .iter()
+            .map(|rule| {
+                json!({"name": rule.spec.name, "when": rules::describe(&rule.spec.when), "route": rule.spec.route,
+                    "matches": rule.matches.get()})
+            })
+            .collect();
         let usage = days.map(|days| match days {
             Ok(days) => json!({"days": days.iter().map(|d| json!({"day": d.day, "group": d.group,
                 "input": d.input, "output": d.output})).collect::<Vec<_>>()}),
@@ -258,6 +268,7 @@ impl Status {
             },
             "window_seconds": window::WINDOW.as_secs(),
             "groups": groups,
+            "rules": rules,
             "errors": errors,
             "usage": usage,
         })

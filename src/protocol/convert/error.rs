@@ -42,6 +42,17 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8], request_id: Option<&s
     }
 }
 
+/// Whether an upstream's error body (any protocol's shape) says the prompt does not fit the model's context
+/// window: OpenAI's `context_length_exceeded`, Anthropic's "prompt is too long", Google's "input token count
+/// … exceeds", and the wordings of the OpenAI-compatible hosts. `context_window_fallback` acts on it.
+pub fn says_context_too_long(body: &[u8]) -> bool {
+    let info = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => OpenAiErrorInfo::from_json(&json),
+        Err(_) => OpenAiErrorInfo::raw(body),
+    };
+    info.says_context_too_long()
+}
+
 /// An Anthropic error, as mapped from an OpenAI one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AnthropicError {
@@ -204,6 +215,7 @@ impl OpenAiErrorInfo {
                 "context window",
                 "maximum context",
                 "prompt is too long",
+                "input token count",
             ]
             .iter()
             .any(|needle| contains_ci(&self.message, needle))
