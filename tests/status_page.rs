@@ -83,7 +83,10 @@ router_settings:
   usage_db: "{}"
   model_groups:
     - name: team
+      affinity: session
       models: [{{name: good}}, {{name: bad}}]
+  routing_rules:
+    - {{name: team-chat, when: {{ingress: chat, has: tools}}, route: team}}
 "#,
         usage_db.display()
     )
@@ -169,6 +172,11 @@ async fn the_status_page_shows_each_deployment_and_a_cooling_one_as_cooling() {
         assert!(dom.contains(r#"data-deployment="good" data-state="healthy""#), "{dom}");
         assert!(dom.contains(r#"data-deployment="bad" data-state="cooling""#), "{dom}");
         assert!(dom.contains("cooling until"), "{dom}");
+        assert!(
+            dom.contains(r#"<tr data-rule="team-chat"><td>team-chat</td><td class="muted">ingress chat and has tools</td><td>team</td><td class="num">0</td></tr>"#),
+            "the rules table: {dom}"
+        );
+        assert!(dom.contains("roundrobin · affinity session · last 5 minutes"), "{dom}");
         assert!(
             dom.contains(r#"<section id="login" hidden="">"#),
             "no login without a token"

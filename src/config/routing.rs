@@ -143,15 +143,8 @@ fn condition(when: WhenEntry, place: &str) -> Result<Condition, String> {
             .collect::<Result<_, _>>()?;
         all.push(Condition::Ingress(protocols));
     }
-    if let Some(value) = when.prompt_tokens {
-        all.push(Condition::PromptTokens(threshold(
-            &value,
-            &format!("{place}.prompt_tokens"),
-        )?));
-    }
-    if let Some(has) = when.has {
-        all.push(Condition::Has(features(has, &format!("{place}.has"))?));
-    }
+    // Cheap tests first: `All` stops at the first that fails, so a rule whose model or header does not
+    // match never has the body read.
     if let Some(headers) = when.header {
         for (name, value) in headers {
             let place = format!("{place}.header.{name}");
@@ -162,6 +155,15 @@ fn condition(when: WhenEntry, place: &str) -> Result<Condition, String> {
             };
             all.push(Condition::Header(header, pattern(&glob, &place)?));
         }
+    }
+    if let Some(value) = when.prompt_tokens {
+        all.push(Condition::PromptTokens(threshold(
+            &value,
+            &format!("{place}.prompt_tokens"),
+        )?));
+    }
+    if let Some(has) = when.has {
+        all.push(Condition::Has(features(has, &format!("{place}.has"))?));
     }
     if let Some(any) = when.any {
         let place = format!("{place}.any");

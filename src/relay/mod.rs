@@ -220,6 +220,8 @@ impl GroupRun<'_, '_> {
 /// The order in which a request moves through groups: each group's `fallbacks` in turn, depth first (a
 /// fallback's own fallbacks come before the next in the list), each group at most once.
 struct Fallbacks<'s> {
+    first: &'s str,
+    /// The groups entered after `first` (nothing is allocated for a request that never falls back).
     visited: Vec<&'s str>,
     /// Groups still to try, the next one last.
     pending: Vec<&'s str>,
@@ -228,7 +230,8 @@ struct Fallbacks<'s> {
 impl<'s> Fallbacks<'s> {
     fn new(first: &'s ModelGroup) -> Self {
         Self {
-            visited: vec![first.name.as_str()],
+            first: &first.name,
+            visited: Vec::new(),
             pending: first.fallbacks.iter().rev().map(String::as_str).collect(),
         }
     }
@@ -251,7 +254,7 @@ impl<'s> Fallbacks<'s> {
     }
 
     fn enter(&mut self, name: &'s str, snapshot: &'s Snapshot) -> Option<&'s Arc<ModelGroup>> {
-        if self.visited.contains(&name) {
+        if name == self.first || self.visited.contains(&name) {
             return None;
         }
         // Validation checked the name; a group is looked up by its own name, never by alias.
