@@ -245,10 +245,6 @@ impl RequestRecord {
         let status = response.status().as_u16();
         if let Some(attempt) = &mut self.current {
             attempt.status.get_or_insert(status);
-            // A whole answer's first token comes with the rest of it.
-            if let (200..=299, Some(deployment)) = (status, &self.deployment) {
-                deployment.health.record_ttft(attempt.started.elapsed());
-            }
         }
         self.finish(Ending { status, outcome: None });
         response
