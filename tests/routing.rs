@@ -545,6 +545,53 @@ router_settings:
 }
 
 #[tokio::test]
+async fn a_glob_model_on_a_gemini_deployment_goes_into_its_url() {
+    let answer = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hi"}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1,"totalTokenCount":4}}"#;
+    let upstream = MockUpstream::fixed(Reply::Json {
+        status: 200,
+        body: answer.into(),
+        headers: vec![],
+    })
+    .await;
+    let config = format!(
+        r#"
+model_list:
+  - model_name: google
+    llm_params: {{api_type: gemini, model: "gemini-*", api_base: "{}/v1beta", api_key: g-key}}
+router_settings:
+  model_groups:
+    - {{name: gemini, models: [{{name: google}}], aliases: ["gemini-*"]}}
+"#,
+        upstream.base()
+    );
+    let router = TestRouter::start(&config).await;
+    let r = router
+        .post(
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            &json!({"contents":[{"role":"user","parts":[{"text":"hi"}]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last().path, "/v1beta/models/gemini-2.5-flash:generateContent");
+    // A Chat client names the model in its body; the router writes it into the URL, percent-encoded.
+    let r = chat(
+        &router,
+        json!({"model":"gemini-3 pro","messages":[{"role":"user","content":"hi"}]}),
+    )
+    .await;
+    assert_eq!(answered_by(r).await, "Hi");
+    assert_eq!(upstream.last().path, "/v1beta/models/gemini-3%20pro:generateContent");
+    let r = router
+        .post(
+            "/v1beta/models/gemini-2.5-pro:countTokens",
+            &json!({"contents":[{"role":"user","parts":[{"text":"hi"}]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(upstream.last().path, "/v1beta/models/gemini-2.5-pro:countTokens");
+}
+
+#[tokio::test]
 async fn a_reload_changes_rules_while_requests_are_in_flight() {
     let slow = MockUpstream::fixed(Reply::Delayed(
         Duration::from_millis(700),

@@ -115,29 +115,47 @@ pub struct DeploymentSpec {
 }
 
 impl DeploymentSpec {
-    /// The token-counting endpoint next to `endpoint`: Anthropic's `…/messages/count_tokens`, Gemini's
-    /// `…/models/{model}:countTokens`.
-    pub fn count_tokens_endpoint(&self) -> Url {
-        self.sibling(":countTokens", "/count_tokens", None)
-    }
-
-    /// Where a stream is asked for when it is not a body field: Gemini's `:streamGenerateContent?alt=sse`.
-    pub fn stream_endpoint(&self) -> Option<Url> {
-        (self.protocol == Protocol::Gemini).then(|| self.sibling(":streamGenerateContent", "", Some("alt=sse")))
-    }
-
-    /// `endpoint` with Gemini's method replaced by `method`, or with `suffix` appended for other protocols.
-    fn sibling(&self, method: &str, suffix: &str, query: Option<&str>) -> Url {
-        let mut url = self.endpoint.clone();
-        let path = self.endpoint.path();
-        let path = match path.strip_suffix(":generateContent") {
-            Some(model) => format!("{model}{method}"),
-            None => format!("{path}{suffix}"),
+    /// `endpoint`, the stream endpoint (Gemini's `:streamGenerateContent?alt=sse`: a stream is asked for in
+    /// the URL) and the token-counting endpoint next to `endpoint` (Anthropic's `…/messages/count_tokens`,
+    /// Gemini's `…/models/{model}:countTokens`); for a Gemini deployment, of `model` when one is given (the
+    /// client's, on a deployment that passes it through).
+    pub fn endpoint_urls(&self, model: Option<&str>) -> (Url, Option<Url>, Url) {
+        let endpoint = match (self.protocol, model) {
+            (Protocol::Gemini, Some(model)) => {
+                let mut url = self.endpoint.clone();
+                let path = self.endpoint.path();
+                let base = &path[..path.rfind("/models/").expect("a gemini endpoint names its model")];
+                let model = percent_encoding::utf8_percent_encode(model, PATH_SEGMENT);
+                url.set_path(&format!("{base}/models/{model}:generateContent"));
+                url
+            }
+            _ => self.endpoint.clone(),
         };
-        url.set_path(&path);
-        url.set_query(query);
-        url
+        let stream = (self.protocol == Protocol::Gemini)
+            .then(|| sibling(&endpoint, ":streamGenerateContent", "", Some("alt=sse")));
+        let count = sibling(&endpoint, ":countTokens", "/count_tokens", None);
+        (endpoint, stream, count)
     }
+}
+
+/// What a model name may not hold unescaped in a URL path segment.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `endpoint` with Gemini's method replaced by `method`, or with `suffix` appended for other protocols.
+fn sibling(endpoint: &Url, method: &str, suffix: &str, query: Option<&str>) -> Url {
+    let mut url = endpoint.clone();
+    let path = endpoint.path();
+    let path = match path.strip_suffix(":generateContent") {
+        Some(model) => format!("{model}{method}"),
+        None => format!("{path}{suffix}"),
+    };
+    url.set_path(&path);
+    url.set_query(query);
+    url
 }
 
 /// A JSON value kept as its serialised text; equal when the text is.
@@ -417,20 +435,15 @@ fn deployment(
     }
     let model_pattern = match model.contains(['*', '?', '[']) {
         false => None,
-        // A Gemini model is part of the endpoint's path, which is built once per deployment.
-        true if protocol == Protocol::Gemini => {
-            return Err(format!(
-                "{place}.model: a gemini deployment names one model; `*` and other globs pass the client's \
-                 model through on openai, anthropic and responses deployments"
-            ));
-        }
         true => Some(
             glob::Pattern::new(&model)
                 .map_err(|e| format!("{place}.model: '{model}' is not a valid pattern: {}", e.msg))?,
         ),
     };
-    // A Gemini model goes into the URL path, as one segment (`models/` prefixed or not).
+    // A Gemini model goes into the URL path, as one segment (`models/` prefixed or not); a glob's stands in
+    // for the client's model, written into the URL per request.
     let model = match protocol {
+        Protocol::Gemini if model_pattern.is_some() => model,
         Protocol::Gemini => {
             let name = model.strip_prefix("models/").unwrap_or(&model).to_owned();
             if !name
@@ -445,7 +458,11 @@ fn deployment(
         }
         _ => model,
     };
-    let endpoint = endpoint(&api_base, protocol, &model).map_err(|why| format!("{place}.api_base: {why}"))?;
+    let in_path = match model_pattern {
+        Some(_) => "model",
+        None => &model,
+    };
+    let endpoint = endpoint(&api_base, protocol, in_path).map_err(|why| format!("{place}.api_base: {why}"))?;
     let api_key = match api_key {
         Some(key) => match key.strip_prefix(ENV_PREFIX) {
             Some(var) => {
@@ -737,7 +754,7 @@ router_settings:
             "https://open.bigmodel.cn/api/anthropic/v1/messages"
         );
         assert_eq!(
-            config.deployments[1].count_tokens_endpoint().as_str(),
+            config.deployments[1].endpoint_urls(None).2.as_str(),
             "https://open.bigmodel.cn/api/anthropic/v1/messages/count_tokens"
         );
         assert_eq!(
@@ -819,10 +836,10 @@ router_settings:
         let base = "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash";
         assert_eq!(d.endpoint.as_str(), format!("{base}:generateContent"));
         assert_eq!(
-            d.stream_endpoint().unwrap().as_str(),
+            d.endpoint_urls(None).1.unwrap().as_str(),
             format!("{base}:streamGenerateContent?alt=sse")
         );
-        assert_eq!(d.count_tokens_endpoint().as_str(), format!("{base}:countTokens"));
+        assert_eq!(d.endpoint_urls(None).2.as_str(), format!("{base}:countTokens"));
         let bad = "model_list:\n  - model_name: g\n    llm_params:\n      api_type: gemini\n      model: a/b\n      api_base: http://127.0.0.1:1/v1beta\n";
         assert_eq!(
             error_of(bad),

@@ -23,7 +23,7 @@ use crate::protocol::hub::Usage;
 use crate::protocol::raw_body::RawBody;
 use crate::protocol::{Protocol, chat, gemini, messages, responses};
 use crate::routing::Deployment;
-use crate::server::error::json_response;
+use crate::server::error::{ApiError, json_response};
 use crate::server::request::ClientRequest;
 use crate::upstream::{self, UpstreamResponse};
 
@@ -75,6 +75,13 @@ impl Attempt<'_> {
         };
         let ctx = self.context(&minted, request.route_stream);
         let (body, conversion) = self.upstream_body(request, bytes, &ctx)?;
+        let Some(endpoints) = deployment.endpoints(self.client_model) else {
+            let message = format!(
+                "model '{}' cannot be written into the upstream's URL",
+                self.client_model
+            );
+            return Err(Failure::refused(ApiError::bad_request(message)));
+        };
         if conversion.as_ref().is_some_and(|facts| facts.cache_prewarm) {
             // Claude Code's `max_tokens: 0` cache pre-warm has no OpenAI equivalent; answer it here.
             record.chose(self.deployment);
@@ -86,9 +93,9 @@ impl Attempt<'_> {
         // Gemini asks for a stream by its URL: a converted request says so in its facts, a Gemini one in its
         // route.
         let stream = conversion.as_ref().map_or(request.route_stream, |facts| facts.stream);
-        let endpoint = match &deployment.stream_endpoint {
+        let endpoint = match &endpoints.stream {
             Some(stream_endpoint) if stream => stream_endpoint,
-            _ => &deployment.endpoint,
+            _ => &endpoints.generate,
         };
         let response = upstream::send(deployment, endpoint, self.client_headers, body, deadline).await?;
 

@@ -29,12 +29,8 @@ pub struct Deployment {
     pub name: String,
     pub protocol: Protocol,
     pub upstream_model: String,
-    /// Where requests go, parsed once (the spec's URL without credentials).
-    pub endpoint: Endpoint,
-    /// Where streams go when the protocol asks for them in the URL (Gemini's `:streamGenerateContent`).
-    pub stream_endpoint: Option<Endpoint>,
-    /// The token-counting endpoint next to `endpoint` (Anthropic's, Gemini's).
-    pub count_tokens_endpoint: Endpoint,
+    /// Where requests go, parsed once (the spec's URLs without credentials).
+    pub endpoints: Endpoints,
     /// What every upstream request carries: the credential (`Authorization: Bearer …` or `x-api-key`, or the
     /// `Authorization: Basic …` of credentials in `api_base`), marked sensitive so that `http`'s `Debug` never
     /// prints it, and the content type (see [`crate::upstream::header_template`]).
@@ -56,7 +52,48 @@ pub struct Deployment {
     pub spec: DeploymentSpec,
 }
 
+/// A deployment's endpoints.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub generate: Endpoint,
+    /// Where streams go when the protocol asks for them in the URL (Gemini's `:streamGenerateContent`).
+    pub stream: Option<Endpoint>,
+    /// The token-counting endpoint next to `generate` (Anthropic's, Gemini's).
+    pub count_tokens: Endpoint,
+}
+
+impl Endpoints {
+    /// The endpoints of `spec` for `model` (a Gemini model is part of the URL), and the `Authorization` of
+    /// credentials written in `api_base`. `None` when the URL cannot be a request target.
+    fn of(spec: &DeploymentSpec, model: Option<&str>) -> Option<(Self, Option<HeaderValue>)> {
+        let (generate, stream, count_tokens) = spec.endpoint_urls(model);
+        let target = |url: &url::Url| crate::upstream::endpoint_target(url).ok();
+        let (generate, url_authorization) = target(&generate)?;
+        let endpoints = Self {
+            generate: Endpoint::new(generate),
+            stream: match stream {
+                Some(url) => Some(Endpoint::new(target(&url)?.0)),
+                None => None,
+            },
+            count_tokens: Endpoint::new(target(&count_tokens)?.0),
+        };
+        Some((endpoints, url_authorization))
+    }
+}
+
 impl Deployment {
+    /// The endpoints for client model `client_model`: the deployment's own, or for a Gemini deployment that
+    /// passes the client's model through (its model is in the URL) ones built for that model; `None` when
+    /// that model cannot be written into a URL.
+    pub fn endpoints(&self, client_model: &str) -> Option<std::borrow::Cow<'_, Endpoints>> {
+        match (self.protocol, &self.spec.model_pattern) {
+            (Protocol::Gemini, Some(_)) => Some(std::borrow::Cow::Owned(
+                Endpoints::of(&self.spec, Some(client_model))?.0,
+            )),
+            _ => Some(std::borrow::Cow::Borrowed(&self.endpoints)),
+        }
+    }
+
     /// Whether this deployment serves client model `model`: always, unless its `model` is a glob that
     /// the name does not match.
     pub fn serves(&self, model: &str) -> bool {
@@ -74,12 +111,8 @@ impl Deployment {
 
 impl Deployment {
     fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics) -> Self {
-        let target =
-            |url: &url::Url| crate::upstream::endpoint_target(url).expect("validated endpoints are valid URIs");
-        let (endpoint, url_authorization) = target(&spec.endpoint);
-        let (count_tokens_endpoint, _) = target(&spec.count_tokens_endpoint());
-        let stream_endpoint = spec.stream_endpoint().map(|url| Endpoint::new(target(&url).0));
-        let origin = pool.origin(spec.timeouts.connect, &endpoint);
+        let (endpoints, url_authorization) = Endpoints::of(&spec, None).expect("validated endpoints are valid URIs");
+        let origin = pool.origin(spec.timeouts.connect, &endpoints.generate.absolute);
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),
@@ -106,9 +139,7 @@ impl Deployment {
             name: spec.name.clone(),
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
-            endpoint: Endpoint::new(endpoint),
-            stream_endpoint,
-            count_tokens_endpoint: Endpoint::new(count_tokens_endpoint),
+            endpoints,
             headers: crate::upstream::header_template(spec.protocol, credential.as_ref(), url_authorization.as_ref()),
             overrides,
             rewrite_values,

@@ -58,8 +58,8 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     };
     if deployment.protocol == Protocol::Gemini {
         record.attempt(deployment);
-        let answer = match anthropic_count_for_gemini(&bytes, deployment) {
-            Ok(body) => forward(deployment, &parts.headers, body, Protocol::Anthropic).await,
+        let answer = match anthropic_count_for_gemini(&bytes, deployment.upstream_model(&request.model), deployment) {
+            Ok(body) => forward(deployment, &request.model, &parts.headers, body, Protocol::Anthropic).await,
             Err(error) => error.into_response(Protocol::Anthropic),
         };
         return record.answered(answer);
@@ -83,7 +83,7 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     let model = deployment.upstream_model(&request.model);
     let model = serde_json::value::to_raw_value(model).expect("a string serialises");
     let body = raw.write_with(&[("model", &model)]);
-    let answer = forward(deployment, &parts.headers, body, Protocol::Anthropic).await;
+    let answer = forward(deployment, &request.model, &parts.headers, body, Protocol::Anthropic).await;
     record.answered(answer)
 }
 
@@ -121,14 +121,14 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
     };
     if deployment.protocol == Protocol::Gemini {
         record.attempt(deployment);
-        let body = gemini_count_body(&bytes, &deployment.upstream_model);
-        let answer = forward(deployment, &parts.headers, body, Protocol::Gemini).await;
+        let body = gemini_count_body(&bytes, deployment.upstream_model(&request.model));
+        let answer = forward(deployment, &request.model, &parts.headers, body, Protocol::Gemini).await;
         return record.answered(answer);
     }
     if deployment.protocol == Protocol::Anthropic {
         record.attempt(deployment);
         let answer = match gemini_count_for_anthropic(&bytes, deployment) {
-            Ok(body) => forward(deployment, &parts.headers, body, Protocol::Gemini).await,
+            Ok(body) => forward(deployment, &request.model, &parts.headers, body, Protocol::Gemini).await,
             Err(error) => error.into_response(Protocol::Gemini),
         };
         return record.answered(answer);
@@ -160,7 +160,7 @@ fn gemini_count_for_anthropic(bytes: &[u8], deployment: &Deployment) -> Result<V
 /// An Anthropic `count_tokens` body as a Gemini deployment's `countTokens` (reference §7.1): converted to
 /// a generation request, system prompt and tools included, inside `generateContentRequest`, which names
 /// its model. Counting has no `max_tokens`, which the Messages decoder needs, so a token stands in.
-fn anthropic_count_for_gemini(bytes: &[u8], deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
+fn anthropic_count_for_gemini(bytes: &[u8], model: &str, deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
     let mut body: serde_json::Map<String, Value> = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     body.entry("max_tokens").or_insert(Value::from(1));
@@ -169,7 +169,7 @@ fn anthropic_count_for_gemini(bytes: &[u8], deployment: &Deployment) -> Result<V
     let converted = hub::convert_request(Protocol::Anthropic, Protocol::Gemini, &body, &ctx)?;
     let mut out = Vec::with_capacity(converted.body.len() + 64);
     out.extend_from_slice(br#"{"generateContentRequest":{"model":"#);
-    serde_json::to_writer(&mut out, &format!("models/{}", deployment.upstream_model)).expect("a string serialises");
+    serde_json::to_writer(&mut out, &format!("models/{model}")).expect("a string serialises");
     out.push(b',');
     // The converted body is a JSON object: its members go on after `model`.
     out.extend_from_slice(&converted.body[1..]);
@@ -254,20 +254,17 @@ fn counting_deployment<'g>(group: &'g ModelGroup, model: &str) -> Option<&'g Arc
 /// protocol when the deployment speaks another (an error in `client`'s shape either way).
 async fn forward(
     deployment: &Deployment,
+    client_model: &str,
     client_headers: &http::HeaderMap,
     body: Vec<u8>,
     client: Protocol,
 ) -> Response {
     let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
-    match upstream::send(
-        deployment,
-        &deployment.count_tokens_endpoint,
-        client_headers,
-        body,
-        deadline,
-    )
-    .await
-    {
+    let Some(endpoints) = deployment.endpoints(client_model) else {
+        let message = format!("model '{client_model}' cannot be written into the upstream's URL");
+        return ApiError::bad_request(message).into_response(client);
+    };
+    match upstream::send(deployment, &endpoints.count_tokens, client_headers, body, deadline).await {
         Err(error) => upstream_failure(&error, client),
         Ok(response) => {
             let status = response.status();
