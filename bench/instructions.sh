@@ -14,8 +14,8 @@
 # Responses API's short form: role and string content, as the OpenAI SDK sends it); the Gemini client on both:
 # gem-oai gem-ant gem-oai-stream gem-ant-stream (the same conversation, the group in the path)
 # Environment: ROUTER_BIN (a router binary to measure instead of this tree's), SECONDS_PER_SCENARIO (5),
-# RULES=10 (ten routing rules that every request is checked against and none matches: model globs,
-# headers, body features and the prompt estimate, so the whole rule path is paid).
+# RULES=10 (the ten routing rules of bench/rules.yaml, which every request is checked against and none
+# matches, so the whole rule path is paid).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -67,21 +67,8 @@ router_settings:
     - {name: oai-group, models: [{name: oai}]}
     - {name: ant-group, models: [{name: ant}]}
 EOF
-if [[ ${RULES:-0} == 10 ]]; then
-    cat >>"$work/config.yaml" <<EOF
-  routing_rules:
-    - {name: haiku, when: {model: "claude-*haiku*"}, route: oai-group}
-    - {name: claude-cli, when: {header: {user-agent: "claude-cli/*"}}, route: ant-group}
-    - {name: vision, when: {has: image}, route: oai-group}
-    - {name: long, when: {prompt_tokens: ">60k"}, route: ant-group}
-    - {name: agent-tools, when: {has: [tools, stream], header: {x-agent: "*"}}, route: ant-group}
-    - {name: gemini-thinking, when: {ingress: gemini, has: thinking}, route: oai-group}
-    - {name: gpt, when: {any: [{model: "gpt-4o*"}, {model: "o[34]*"}]}, route: oai-group}
-    - {name: structured, when: {has: json_schema}, route: oai-group}
-    - {name: results, when: {has: tool_results, header: {x-session-id: "*"}}, route: ant-group}
-    - {name: not-mine, when: {not: {model: "*-group"}}, route: ant-group}
-EOF
-fi
+# The ten rules of bench/rules.yaml, under router_settings.
+[[ ${RULES:-0} == 10 ]] && cat "$ROOT/bench/rules.yaml" >>"$work/config.yaml"
 valgrind -q --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/router.out" \
     "$ROUTER_BIN" -i 127.0.0.1 -p "$router_port" -c "$work/config.yaml" -l error 2>"$work/router.log" &
 router=$!

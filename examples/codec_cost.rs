@@ -10,7 +10,8 @@
 //! the hub, nothing encoded), then `CLIENT-UPSTREAM-request` (a client body
 //! converted for the upstream), `CLIENT-UPSTREAM-answer` (the upstream's answer converted for the client) and
 //! `CLIENT-UPSTREAM-stream` (the upstream's whole SSE stream, parsed and converted event by event), as in the
-//! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`, `gem-oai`, `gem-ant`.
+//! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`, `gem-oai`, `gem-ant`; and
+//! `CLIENT-rules`, the choice of a group by the ten routing rules of `bench/rules.yaml` (none matches).
 //! Only [`measure`] is counted (`--toggle-collect`), so set-up and the process around it do not show.
 
 #[path = "../bench/bodies.rs"]
@@ -80,6 +81,26 @@ fn main() {
         let body = client_body(Protocol::OpenAi);
         measure(iterations, &mut || {
             black_box(RawBody::parse(black_box(&body)).expect("a JSON object"));
+        });
+        return;
+    }
+    if let Some(client) = step.strip_suffix("-rules").and_then(protocol) {
+        let config = format!(
+            "model_list:\n  - model_name: oai\n    llm_params: {{api_type: openai, model: m, api_base: \"http://127.0.0.1:1/v1\"}}\n\
+             router_settings:\n  model_groups:\n    - {{name: oai-group, models: [{{name: oai}}]}}\n    \
+             - {{name: ant-group, models: [{{name: oai}}]}}\n{}",
+            std::fs::read_to_string(format!("{}/bench/rules.yaml", env!("CARGO_MANIFEST_DIR")))
+                .expect("bench/rules.yaml")
+        );
+        let config = llm_router::config::parse(&config, std::path::Path::new("rules.yaml")).expect("valid");
+        let pool = llm_router::upstream::ClientPool::new(None).expect("a client pool");
+        let snapshot = llm_router::routing::Snapshot::build(config, None, &pool, &llm_router::metrics::Metrics::new());
+        let body = client_body(client);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("user-agent", http::HeaderValue::from_static("OpenAI/Python 1.109.1"));
+        measure(iterations, &mut || {
+            let routed = snapshot.route(client, "oai-group", black_box(&headers), black_box(&body), false);
+            assert!(black_box(routed).is_some_and(|(_, rule)| rule.is_none()));
         });
         return;
     }

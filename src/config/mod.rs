@@ -2,12 +2,14 @@
 //! [`Config`] the router can trust (`validate`), and hot reloading (`reload`).
 
 mod file;
+mod glob;
 pub mod reload;
 mod routing;
 mod validate;
 
 use std::path::Path;
 
+pub use self::glob::Glob;
 pub use routing::{Affinity, Comparison, Condition, RuleSpec, Threshold};
 pub use validate::{
     Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Reliability, Secret, Strategy, Timeouts,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use http::HeaderName;
 
 use super::file::{OneOrMany, RuleEntry, WhenEntry};
+use super::glob::Glob;
 use crate::protocol::Protocol;
 use crate::protocol::features::Features;
 
@@ -27,14 +28,14 @@ pub enum Condition {
     Any(Vec<Condition>),
     Not(Box<Condition>),
     /// The client's model name, or the group it resolves to.
-    Model(glob::Pattern),
+    Model(Glob),
     /// Any of these client protocols.
     Ingress(Vec<Protocol>),
     PromptTokens(Threshold),
     /// All of these features.
     Has(Features),
     /// The header's value; a missing header does not match.
-    Header(HeaderName, glob::Pattern),
+    Header(HeaderName, Glob),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,11 +187,11 @@ fn condition(when: WhenEntry, place: &str) -> Result<Condition, String> {
     })
 }
 
-fn pattern(glob: &str, place: &str) -> Result<glob::Pattern, String> {
+fn pattern(glob: &str, place: &str) -> Result<Glob, String> {
     if glob.is_empty() {
         return Err(format!("{place}: must not be empty"));
     }
-    glob::Pattern::new(glob).map_err(|e| format!("{place}: '{glob}' is not a valid pattern: {}", e.msg))
+    Glob::new(glob).map_err(|e| format!("{place}: '{glob}' is not a valid pattern: {}", e.msg))
 }
 
 /// `">60000"`, `">= 8k"`, `"<1000"`, `"<=32k"`.
@@ -349,7 +350,7 @@ mod tests {
 
     #[test]
     fn always_and_never() {
-        let model = |g: &str| Condition::Model(glob::Pattern::new(g).unwrap());
+        let model = |g: &str| Condition::Model(Glob::new(g).unwrap());
         assert!(always(&Condition::All(vec![])));
         assert!(always(&model("*")));
         assert!(!always(&model("gpt-*")));

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use url::Url;
 
 use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
+use super::glob::Glob;
 use super::routing::{self, Affinity, RuleSpec};
 use crate::protocol::Protocol;
 use crate::protocol::convert::ModelOptions;
@@ -103,7 +104,7 @@ pub struct DeploymentSpec {
     pub protocol: Protocol,
     pub upstream_model: String,
     /// `model: "*"` or another glob: the client's model goes upstream unchanged, for the names that match.
-    pub model_pattern: Option<glob::Pattern>,
+    pub model_pattern: Option<Glob>,
     /// Where requests are POSTed: `{api_base}/chat/completions` or `{api_base}/v1/messages`.
     pub endpoint: Url,
     pub api_key: Option<Secret>,
@@ -435,10 +436,9 @@ fn deployment(
     }
     let model_pattern = match model.contains(['*', '?', '[']) {
         false => None,
-        true => Some(
-            glob::Pattern::new(&model)
-                .map_err(|e| format!("{place}.model: '{model}' is not a valid pattern: {}", e.msg))?,
-        ),
+        true => {
+            Some(Glob::new(&model).map_err(|e| format!("{place}.model: '{model}' is not a valid pattern: {}", e.msg))?)
+        }
     };
     // A Gemini model goes into the URL path, as one segment (`models/` prefixed or not); a glob's stands in
     // for the client's model, written into the URL per request.

@@ -17,7 +17,6 @@ use prometheus_client::metrics::counter::Counter;
 use crate::config::{Affinity, Config, DeploymentSpec, GroupSpec, Strategy};
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
-use crate::protocol::features::Features;
 use crate::upstream::{ClientPool, Endpoint, Origin};
 pub use health::Health;
 use rules::Rule;
@@ -220,8 +219,6 @@ pub struct Snapshot {
     pub listed: Vec<String>,
     /// `routing_rules`, in file order, with their groups resolved.
     pub rules: Vec<Rule>,
-    /// Every feature some rule names: read from a request's body together, once.
-    pub rule_features: Features,
     pub config: Config,
 }
 
@@ -306,16 +303,11 @@ impl Snapshot {
                 matches: metrics.rule_matches(&spec.name),
             })
             .collect();
-        let rule_features = rules
-            .iter()
-            .map(|rule| rules::wanted_features(&rule.spec.when))
-            .fold(Features::NONE, |a, b| a | b);
         Self {
             groups,
             aliases,
             listed,
             rules,
-            rule_features,
             config,
         }
     }
@@ -335,7 +327,7 @@ impl Snapshot {
             return named.map(|group| (group, None));
         }
         let group = named.map(|g| g.name.as_str());
-        let facts = rules::Facts::new(ingress, model, group, headers, body, route_stream, self.rule_features);
+        let facts = rules::Facts::new(ingress, model, group, headers, body, route_stream);
         match rules::first_match(&self.rules, &facts) {
             Some(rule) => Some((&rule.route, Some(rule))),
             None => named.map(|group| (group, None)),

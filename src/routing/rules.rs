@@ -2,9 +2,10 @@
 //! order and the first that matches names the group; the group's strategy, retries and fallbacks then apply
 //! as usual.
 //!
-//! What a rule tests is read from the request only when a rule gets to ask: the prompt estimate and the
-//! features (see [`crate::protocol::features`]) are computed at most once per request, for every feature any
-//! rule names, so a router without rules, or whose rules stop at the model name, never looks at the body.
+//! What a rule tests is read from the request only when a rule gets to ask: the features and the prompt
+//! estimate (see [`crate::protocol::features`]) come from one pass over the body, made at most once per
+//! request, so a router without rules, or whose rules stop at the model name or a header, never looks at
+//! the body.
 
 use std::cell::OnceCell;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::ModelGroup;
 use crate::config::{Condition, RuleSpec};
 use crate::protocol::Protocol;
-use crate::protocol::features::{self, Features};
+use crate::protocol::features;
 
 /// A rule, with its group resolved.
 #[derive(Debug)]
@@ -39,10 +40,8 @@ pub struct Facts<'a> {
     pub body: &'a [u8],
     /// Gemini asks for a stream in its path.
     pub route_stream: bool,
-    /// Every feature some rule names: read together, once.
-    pub wanted: Features,
-    features: OnceCell<Features>,
-    prompt_tokens: OnceCell<u64>,
+    /// The body's features and prompt estimate, read on first use.
+    read: OnceCell<features::Read>,
 }
 
 impl<'a> Facts<'a> {
@@ -53,7 +52,6 @@ impl<'a> Facts<'a> {
         headers: &'a HeaderMap,
         body: &'a [u8],
         route_stream: bool,
-        wanted: Features,
     ) -> Self {
         Self {
             ingress,
@@ -62,22 +60,14 @@ impl<'a> Facts<'a> {
             headers,
             body,
             route_stream,
-            wanted,
-            features: OnceCell::new(),
-            prompt_tokens: OnceCell::new(),
+            read: OnceCell::new(),
         }
     }
 
-    fn features(&self) -> Features {
+    fn read(&self) -> features::Read {
         *self
-            .features
-            .get_or_init(|| features::read(self.ingress, self.body, self.route_stream, self.wanted))
-    }
-
-    fn prompt_tokens(&self) -> u64 {
-        *self
-            .prompt_tokens
-            .get_or_init(|| features::estimated_prompt_tokens(self.body))
+            .read
+            .get_or_init(|| features::read(self.ingress, self.body, self.route_stream))
     }
 }
 
@@ -91,27 +81,17 @@ pub fn matches(condition: &Condition, facts: &Facts<'_>) -> bool {
         Condition::All(all) => all.iter().all(|c| matches(c, facts)),
         Condition::Any(any) => any.iter().any(|c| matches(c, facts)),
         Condition::Not(inner) => !matches(inner, facts),
-        Condition::Model(glob) => glob.matches(facts.model) || facts.group.is_some_and(|g| glob.matches(g)),
+        Condition::Model(glob) => {
+            glob.matches(facts.model) || facts.group.is_some_and(|g| g != facts.model && glob.matches(g))
+        }
         Condition::Ingress(protocols) => protocols.contains(&facts.ingress),
-        Condition::PromptTokens(threshold) => threshold.holds(facts.prompt_tokens()),
-        Condition::Has(wanted) => facts.features().contains(*wanted),
+        Condition::PromptTokens(threshold) => threshold.holds(facts.read().prompt_tokens),
+        Condition::Has(wanted) => facts.read().features.contains(*wanted),
         Condition::Header(name, glob) => facts
             .headers
             .get_all(name)
             .iter()
             .any(|value| value.to_str().is_ok_and(|v| glob.matches(v))),
-    }
-}
-
-/// Every feature a condition names.
-pub fn wanted_features(condition: &Condition) -> Features {
-    match condition {
-        Condition::All(list) | Condition::Any(list) => {
-            list.iter().map(wanted_features).fold(Features::NONE, |a, b| a | b)
-        }
-        Condition::Not(inner) => wanted_features(inner),
-        Condition::Has(features) => *features,
-        _ => Features::NONE,
     }
 }
 
@@ -177,15 +157,7 @@ router_settings:
             map.append(*k, v.parse().unwrap());
         }
         let group = (model.starts_with("claude-")).then_some("main");
-        let facts = Facts::new(
-            ingress,
-            model,
-            group,
-            &map,
-            body.as_bytes(),
-            false,
-            wanted_features(condition),
-        );
+        let facts = Facts::new(ingress, model, group, &map, body.as_bytes(), false);
         matches(condition, &facts)
     }
 
@@ -250,13 +222,10 @@ router_settings:
     }
 
     #[test]
-    fn features_are_read_only_for_what_rules_name() {
-        let config = config(r#"    - {name: r, when: {any: [{has: image}, {not: {has: [stream]}}]}, route: other}"#);
-        assert_eq!(
-            wanted_features(&config.rules[0].when),
-            Features::IMAGE | Features::STREAM
-        );
-        assert_eq!(describe(&config.rules[0].when), "(has image or not (has stream))");
+    fn conditions_as_the_status_page_shows_them() {
+        let config =
+            config(r#"    - {name: r, when: {any: [{has: image}, {not: {has: [stream, tools]}}]}, route: other}"#);
+        assert_eq!(describe(&config.rules[0].when), "(has image or not (has tools+stream))");
     }
 
     fn error(rules: &str) -> String {
