@@ -89,33 +89,23 @@ pub fn read(protocol: Protocol, body: &[u8], route_stream: bool) -> Read {
     let mut found = Keys::default();
     let mut inline = 0usize;
     for colon in memchr::memchr_iter(b':', body) {
-        // The key's closing quote, unescaped, right before the colon.
-        let Some(at) = colon
+        // A known key's closing quote, unescaped, right before the colon.
+        let Some(key) = colon
             .checked_sub(1)
             .filter(|&at| body[at] == b'"' && !escaped(body, at))
+            .and_then(|at| known_key(&body[..at]))
         else {
             continue;
         };
-        // Its opening quote: keys worth knowing are short, so a plain backwards look beats a search.
-        let Some(open) = body[at.saturating_sub(MAX_KEY + 1)..at]
-            .iter()
-            .rposition(|b| *b == b'"')
-            .map(|i| at.saturating_sub(MAX_KEY + 1) + i)
-            .filter(|&open| !escaped(body, open))
-        else {
-            continue;
-        };
-        let key = &body[open + 1..at];
         let value = body[colon + 1..].trim_ascii_start();
-        if let Some(text) = value.strip_prefix(b"\"") {
-            // Base64 and data URLs hold no quote and no backslash: the string ends at the next quote.
-            let payload = key == b"data" || text.starts_with(b"data:");
-            if payload && let Some(length) = memchr::memchr(b'"', text) {
-                // A short `data` string is text someone wrote, not a payload.
-                if key != b"data" || length >= 256 {
-                    inline += length;
-                }
-            }
+        if let (Key::Data | Key::DataUrl, Some(text)) = (key, value.strip_prefix(b"\"")) {
+            // Base64 and data URLs hold no quote and no backslash: the string ends at the next quote. A short
+            // `data` string is text someone wrote, not a payload.
+            let payload = match key {
+                Key::Data => memchr::memchr(b'"', text).filter(|&length| length >= 256),
+                _ => text.starts_with(b"data:").then(|| memchr::memchr(b'"', text)).flatten(),
+            };
+            inline += payload.unwrap_or(0);
         }
         found.key(protocol, key, value);
     }
@@ -129,8 +119,79 @@ pub fn read(protocol: Protocol, body: &[u8], route_stream: bool) -> Read {
     }
 }
 
-/// The longest key the vocabulary below knows (`custom_tool_call_output` is a value, not a key).
-const MAX_KEY: usize = 24;
+/// The keys the scan acts on, in every protocol's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Type,
+    Stream,
+    Tools,
+    Functions,
+    ImageUrl,
+    ToolCallId,
+    ToolUseId,
+    ReasoningEffort,
+    Reasoning,
+    Thinking,
+    EnableThinking,
+    MimeType,
+    FunctionResponse,
+    ResponseSchema,
+    ThinkingConfig,
+    ThinkingBudget,
+    /// Base64 in a `data` field (Anthropic's and Gemini's inline sources, OpenAI's audio).
+    Data,
+    /// A field that may hold a data URL (OpenAI's `url`, the Responses API's `file_data`).
+    DataUrl,
+}
+
+/// The known key that `before` (the body up to a key's closing quote) ends with. Keys are told apart by
+/// their last two bytes first, so the frequent others (`role`, `content`, `model`, `text` ...) cost one
+/// comparison and no search for where they start.
+fn known_key(before: &[u8]) -> Option<Key> {
+    let tail = before.get(before.len().checked_sub(2)?..)?;
+    let candidates: &[(&[u8], Key)] = match tail {
+        b"pe" => &[
+            (b"type", Key::Type),
+            (b"mimeType", Key::MimeType),
+            (b"mime_type", Key::MimeType),
+        ],
+        b"am" => &[(b"stream", Key::Stream)],
+        b"ls" => &[(b"tools", Key::Tools)],
+        b"ns" => &[(b"functions", Key::Functions)],
+        b"rl" => &[(b"image_url", Key::ImageUrl), (b"url", Key::DataUrl)],
+        b"id" => &[(b"tool_call_id", Key::ToolCallId), (b"tool_use_id", Key::ToolUseId)],
+        b"rt" => &[(b"reasoning_effort", Key::ReasoningEffort)],
+        b"ng" => &[
+            (b"reasoning", Key::Reasoning),
+            (b"thinking", Key::Thinking),
+            (b"enable_thinking", Key::EnableThinking),
+        ],
+        b"se" => &[
+            (b"functionResponse", Key::FunctionResponse),
+            (b"function_response", Key::FunctionResponse),
+        ],
+        b"ma" => &[
+            (b"responseSchema", Key::ResponseSchema),
+            (b"responseJsonSchema", Key::ResponseSchema),
+            (b"response_schema", Key::ResponseSchema),
+            (b"response_json_schema", Key::ResponseSchema),
+        ],
+        b"ig" => &[
+            (b"thinkingConfig", Key::ThinkingConfig),
+            (b"thinking_config", Key::ThinkingConfig),
+        ],
+        b"et" => &[
+            (b"thinkingBudget", Key::ThinkingBudget),
+            (b"thinking_budget", Key::ThinkingBudget),
+        ],
+        b"ta" => &[(b"data", Key::Data), (b"file_data", Key::DataUrl)],
+        _ => return None,
+    };
+    candidates.iter().find_map(|&(name, key)| {
+        let open = before.len().checked_sub(name.len() + 1)?;
+        (before.ends_with(name) && before[open] == b'"' && !escaped(before, open)).then_some(key)
+    })
+}
 
 /// Whether the byte at `at` is escaped: preceded by an odd number of backslashes.
 fn escaped(body: &[u8], at: usize) -> bool {
@@ -155,74 +216,54 @@ impl Keys {
     }
 
     /// One key of a `protocol` body, and its value (from its first byte to the end of the body).
-    fn key(&mut self, protocol: Protocol, key: &[u8], value: &[u8]) {
+    fn key(&mut self, protocol: Protocol, key: Key, value: &[u8]) {
         use Protocol::{Anthropic, Gemini, OpenAi, Responses};
         let when = |holds: bool, feature: Features| if holds { feature } else { Features::NONE };
-        let feature = match key {
-            // The most frequent key by far; its value is a short string.
-            b"type" => match (protocol, short_string(value)) {
-                (_, Some(b"json_schema")) => Features::JSON_SCHEMA,
-                (Anthropic, Some(b"image")) | (Responses, Some(b"input_image")) => Features::IMAGE,
-                (Responses, Some(b"function_call_output" | b"custom_tool_call_output")) => Features::TOOL_RESULTS,
-                _ => Features::NONE,
-            },
-            b"stream" => when(value.starts_with(b"true"), Features::STREAM),
-            b"tools" => when(non_empty_list(value), Features::TOOLS),
-            b"functions" => when(protocol == OpenAi && non_empty_list(value), Features::TOOLS),
-            b"image_url" => when(protocol == OpenAi, Features::IMAGE),
-            b"tool_call_id" => when(protocol == OpenAi, Features::TOOL_RESULTS),
-            b"tool_use_id" => when(protocol == Anthropic, Features::TOOL_RESULTS),
+        let is = |text: &[u8]| is_string(value, text);
+        let feature = match (key, protocol) {
+            (Key::Type, _) if is(b"json_schema") => Features::JSON_SCHEMA,
+            (Key::Type, Anthropic) => when(is(b"image"), Features::IMAGE),
+            (Key::Type, Responses) if is(b"input_image") => Features::IMAGE,
+            (Key::Type, Responses) => when(
+                is(b"function_call_output") || is(b"custom_tool_call_output"),
+                Features::TOOL_RESULTS,
+            ),
+            (Key::Stream, _) => when(value.starts_with(b"true"), Features::STREAM),
+            (Key::Tools, _) | (Key::Functions, OpenAi) => when(non_empty_list(value), Features::TOOLS),
+            (Key::ImageUrl, OpenAi) => Features::IMAGE,
+            (Key::ToolCallId, OpenAi) | (Key::ToolUseId, Anthropic) => Features::TOOL_RESULTS,
             // OpenAI's effort, OpenRouter's `reasoning`, GLM's and DeepSeek's `thinking`, Qwen's switch.
-            b"reasoning_effort" => {
-                let effort = short_string(value);
-                when(
-                    protocol == OpenAi && effort.is_some_and(|e| e != b"none"),
-                    Features::THINKING,
-                )
-            }
-            b"reasoning" => when(
-                matches!(protocol, OpenAi | Responses)
-                    && value.starts_with(b"{")
-                    && !flat_object_has(value, b"\"none\""),
+            (Key::ReasoningEffort, OpenAi) => when(value.starts_with(b"\"") && !is(b"none"), Features::THINKING),
+            (Key::Reasoning, OpenAi | Responses) => when(
+                value.starts_with(b"{") && !flat_object_has(value, b"\"none\""),
                 Features::THINKING,
             ),
-            b"thinking" => match protocol {
-                OpenAi => when(flat_object_has(value, b"\"enabled\""), Features::THINKING),
-                Anthropic => when(
-                    flat_object_has(value, b"\"enabled\"") || flat_object_has(value, b"\"adaptive\""),
-                    Features::THINKING,
-                ),
-                _ => Features::NONE,
-            },
-            b"enable_thinking" => when(protocol == OpenAi && value.starts_with(b"true"), Features::THINKING),
-            _ if protocol == Gemini => match key {
-                b"mimeType" | b"mime_type" => when(value.starts_with(b"\"image/"), Features::IMAGE),
-                b"functionResponse" | b"function_response" => Features::TOOL_RESULTS,
-                b"responseSchema" | b"responseJsonSchema" | b"response_schema" | b"response_json_schema" => {
-                    Features::JSON_SCHEMA
-                }
-                b"thinkingConfig" | b"thinking_config" => {
-                    self.thinking_config = true;
-                    Features::NONE
-                }
-                b"thinkingBudget" | b"thinking_budget" => {
-                    self.thinking_budget_zero =
-                        value.starts_with(b"0") && !value.get(1).is_some_and(u8::is_ascii_digit);
-                    Features::NONE
-                }
-                _ => Features::NONE,
-            },
+            (Key::Thinking, OpenAi) => when(flat_object_has(value, b"\"enabled\""), Features::THINKING),
+            (Key::Thinking, Anthropic) => when(
+                flat_object_has(value, b"\"enabled\"") || flat_object_has(value, b"\"adaptive\""),
+                Features::THINKING,
+            ),
+            (Key::EnableThinking, OpenAi) => when(value.starts_with(b"true"), Features::THINKING),
+            (Key::MimeType, Gemini) => when(value.starts_with(b"\"image/"), Features::IMAGE),
+            (Key::FunctionResponse, Gemini) => Features::TOOL_RESULTS,
+            (Key::ResponseSchema, Gemini) => Features::JSON_SCHEMA,
+            (Key::ThinkingConfig, Gemini) => {
+                self.thinking_config = true;
+                Features::NONE
+            }
+            (Key::ThinkingBudget, Gemini) => {
+                self.thinking_budget_zero = value.starts_with(b"0") && !value.get(1).is_some_and(u8::is_ascii_digit);
+                Features::NONE
+            }
             _ => Features::NONE,
         };
         self.features = self.features | feature;
     }
 }
 
-/// A string value of at most a few dozen bytes (a `type`, an effort), without its quotes.
-fn short_string(value: &[u8]) -> Option<&[u8]> {
-    let text = value.strip_prefix(b"\"")?;
-    let end = text.iter().take(32).position(|b| *b == b'"')?;
-    Some(&text[..end])
+/// Whether `value` is the JSON string `text` (written without escapes, as every known `type` is).
+fn is_string(value: &[u8], text: &[u8]) -> bool {
+    value.len() >= text.len() + 2 && value[0] == b'"' && &value[1..=text.len()] == text && value[text.len() + 1] == b'"'
 }
 
 fn non_empty_list(value: &[u8]) -> bool {
@@ -309,6 +350,17 @@ mod tests {
         let body = r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"hmm","signature":"s"}]},
             {"role":"user","content":"a \\\"type\\\": \\\"image\\\" and a backslash \\\\"}],"stream":true}"#;
         assert_eq!(all(Protocol::Anthropic, body), ["stream"]);
+    }
+
+    #[test]
+    fn keys_are_found_by_their_whole_name() {
+        assert_eq!(known_key(br#"{"type"#), Some(Key::Type));
+        assert_eq!(known_key(br#"{"mime_type"#), Some(Key::MimeType));
+        assert_eq!(known_key(br#"{"prototype"#), None, "a longer key with a known ending");
+        assert_eq!(known_key(br#"{"file_data"#), Some(Key::DataUrl));
+        assert_eq!(known_key(br#"{"metadata"#), None);
+        assert_eq!(known_key(br#"{"role"#), None);
+        assert_eq!(known_key(br#"pe"#), None);
     }
 
     #[test]

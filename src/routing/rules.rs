@@ -89,9 +89,8 @@ pub fn matches(condition: &Condition, facts: &Facts<'_>) -> bool {
         Condition::Has(wanted) => facts.read().features.contains(*wanted),
         Condition::Header(name, glob) => facts
             .headers
-            .get_all(name)
-            .iter()
-            .any(|value| value.to_str().is_ok_and(|v| glob.matches(v))),
+            .get(name)
+            .is_some_and(|value| value.to_str().is_ok_and(|v| glob.matches(v))),
     }
 }
 
