@@ -62,6 +62,7 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
         Ok(request) => request,
         Err(error) => return record.answered(error.into_response(client)),
     };
+    record.feeds_latency();
     let first = match route(&snapshot, client, &request, &parts.headers, &bytes, &mut record) {
         Ok(group) => group,
         Err(error) => return record.answered(error.into_response(client)),
@@ -182,18 +183,12 @@ impl GroupRun<'_, '_> {
                 client_headers: self.headers,
                 max_event: self.max_event,
             };
-            let started = std::time::Instant::now();
             let failure = match attempt.run(self.request, self.bytes, record).await {
                 Ok(answer) => {
-                    match answer {
-                        // A whole answer's first token comes with the rest of it (a stream's is recorded
-                        // when it reaches the client).
-                        Answer::Upstream(_) => deployment.health.record_ttft(started.elapsed()),
-                        Answer::Stream(_) => {}
-                        // It never contacted the deployment, so its health says nothing new.
-                        Answer::Local(_) => return Outcome::Answer(answer),
+                    // A local answer never contacted the deployment, so its health says nothing new.
+                    if !matches!(answer, Answer::Local(_)) {
+                        deployment.health.record_success();
                     }
-                    deployment.health.record_success();
                     return Outcome::Answer(answer);
                 }
                 Err(failure) => failure,

@@ -41,7 +41,7 @@ pub struct RequestRecord {
     status: Arc<Status>,
     /// The group the request was routed to (by a rule, or by its model).
     group: Option<Arc<ModelGroup>>,
-    /// The group whose members are being tried: `group`, or the fallback the request moved to.
+    /// The fallback group whose members are being tried, once the request left `group`.
     serving: Option<Arc<ModelGroup>>,
     /// The routing rule that chose `group`.
     rule: Option<Arc<str>>,
@@ -49,6 +49,9 @@ pub struct RequestRecord {
     fallbacks: Vec<Arc<ModelGroup>>,
     /// For a request with a session key: whether its last attempt went to the session's first choice.
     affinity_hit: Option<bool>,
+    /// A whole answer's time counts as its deployment's time to first token (generation requests; a
+    /// count's would flatter the deployment that takes the counts).
+    feeds_latency: bool,
     /// The deployment of the last attempt: after failover, the one that gave the answer.
     deployment: Option<Arc<Deployment>>,
     /// `deployment`'s index among the group's members, for its metric handles.
@@ -136,6 +139,7 @@ impl RequestRecord {
             rule: None,
             fallbacks: Vec::new(),
             affinity_hit: None,
+            feeds_latency: false,
             deployment: None,
             member: None,
             attempts: 0,
@@ -154,7 +158,11 @@ impl RequestRecord {
 
     pub fn group(&mut self, group: &Arc<ModelGroup>) {
         self.group = Some(group.clone());
-        self.serving = Some(group.clone());
+    }
+
+    /// This request's whole answer feeds its deployment's time-to-first-token average (see `latency`).
+    pub fn feeds_latency(&mut self) {
+        self.feeds_latency = true;
     }
 
     pub fn rule(&mut self, name: Arc<str>) {
@@ -180,12 +188,14 @@ impl RequestRecord {
             started: Instant::now(),
             status: None,
         });
-        deployment.health.started();
+        if deployment.tracks_load {
+            deployment.health.started();
+        }
         if let Some(member) = self.member_metrics() {
             member.inflight.inc();
         }
         if let Some(failed) = self.failed.take()
-            && let Some(group) = &self.serving
+            && let Some(group) = self.serving()
         {
             group.metrics.members[failed].retries.inc();
         }
@@ -195,8 +205,7 @@ impl RequestRecord {
     pub fn chose(&mut self, deployment: &Arc<Deployment>) {
         // A pointer comparison over a handful of members: no name is compared.
         self.member = self
-            .serving
-            .as_ref()
+            .serving()
             .and_then(|g| g.members.iter().position(|m| Arc::ptr_eq(m, deployment)));
         self.deployment = Some(deployment.clone());
     }
@@ -217,7 +226,7 @@ impl RequestRecord {
         let took = self.close_attempt(Instant::now());
         self.failed = self.member;
         if let (Some(deployment), Some(took)) = (&self.deployment, took) {
-            let group = self.serving.as_ref().map(|g| g.name.as_str());
+            let group = self.serving().map(|g| g.name.as_str());
             self.status.attempt_failed(group, deployment, status, took, reason);
         }
     }
@@ -227,7 +236,9 @@ impl RequestRecord {
         if self.ttft.is_none() {
             self.ttft = Some(self.started.elapsed());
             // The deployment's own figure starts with its attempt, not with the request.
-            if let (Some(attempt), Some(deployment)) = (&self.current, &self.deployment) {
+            if let (Some(attempt), Some(deployment)) = (&self.current, &self.deployment)
+                && deployment.tracks_load
+            {
                 deployment.health.record_ttft(attempt.started.elapsed());
             }
         }
@@ -255,8 +266,13 @@ impl RequestRecord {
         self.finish(ending);
     }
 
+    /// The group whose members are being tried: the fallback the request moved to, else its own.
+    fn serving(&self) -> Option<&Arc<ModelGroup>> {
+        self.serving.as_ref().or(self.group.as_ref())
+    }
+
     fn member_metrics(&self) -> Option<&crate::metrics::MemberMetrics> {
-        Some(&self.serving.as_ref()?.metrics.members[self.member?])
+        Some(&self.serving()?.metrics.members[self.member?])
     }
 
     /// Counts the current attempt as answered with its status and adds its time to the upstream wait;
@@ -265,7 +281,7 @@ impl RequestRecord {
         let attempt = self.current.take()?;
         let took = now.saturating_duration_since(attempt.started);
         self.upstream_wait += took;
-        if let Some(deployment) = &self.deployment {
+        if let Some(deployment) = self.deployment.as_ref().filter(|d| d.tracks_load) {
             deployment.health.finished();
         }
         if let Some(member) = self.member_metrics() {
@@ -281,8 +297,16 @@ impl RequestRecord {
             return;
         }
         let now = Instant::now();
-        self.close_attempt(now);
+        let answered = self.current.and_then(|attempt| attempt.status);
+        let took = self.close_attempt(now);
         let stream = ending.outcome.is_some();
+        // A whole answer's first token comes with the rest of it (a stream's is timed as it reaches the client).
+        if let (false, true, Some(200..=299), Some(took), Some(deployment)) =
+            (stream, self.feeds_latency, answered, took, &self.deployment)
+            && deployment.tracks_load
+        {
+            deployment.health.record_ttft(took);
+        }
         let outcome = ending.outcome.unwrap_or(match ending.status {
             ..400 => "complete",
             499 => "client disconnected",

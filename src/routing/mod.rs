@@ -48,6 +48,10 @@ pub struct Deployment {
     pub secret: Option<crate::config::Secret>,
     /// `llmrouter_cooldowns_total` of this deployment.
     pub cooldowns: Counter,
+    /// A group serving through it balances by its live figures (`leastconn`, `latency`): its requests in
+    /// flight and its time-to-first-token average are kept. Requests of one snapshot count with that
+    /// snapshot's flag from start to end, so a reload that turns it on counts only what starts after.
+    pub tracks_load: bool,
     pub spec: DeploymentSpec,
 }
 
@@ -109,7 +113,7 @@ impl Deployment {
 }
 
 impl Deployment {
-    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics) -> Self {
+    fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics, tracks_load: bool) -> Self {
         let (endpoints, url_authorization) = Endpoints::of(&spec, None).expect("validated endpoints are valid URIs");
         let origin = pool.origin(spec.timeouts.connect, &endpoints.generate.absolute);
         let credential = spec.api_key.as_ref().map(|key| {
@@ -146,6 +150,7 @@ impl Deployment {
             health,
             secret: spec.api_key.clone(),
             cooldowns: metrics.cooldowns(&spec.name),
+            tracks_load,
             spec,
         }
     }
@@ -227,15 +232,25 @@ impl Snapshot {
     /// change and the health (failure count, cooldown) of deployments that did not change. Metric handles
     /// are resolved here, once, so that requests record without lookups.
     pub fn build(config: Config, previous: Option<&Snapshot>, pool: &ClientPool, metrics: &Metrics) -> Self {
+        let by_load = |strategy: Strategy| matches!(strategy, Strategy::LeastConn | Strategy::Latency);
         let deployments: Vec<Arc<Deployment>> = config
             .deployments
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(index, spec)| {
                 let health = previous
                     .and_then(|p| p.deployment(&spec.name))
                     .filter(|old| old.spec == *spec)
                     .map_or_else(Arc::default, |old| old.health.clone());
-                Arc::new(Deployment::new(spec.clone(), pool, health, metrics))
+                // Served by the groups it is in, and under its own name unless a group has that name.
+                let mut strategies = config
+                    .groups
+                    .iter()
+                    .filter(|g| g.members.iter().any(|m| m.deployment == index))
+                    .map(|g| g.strategy);
+                let tracks_load = strategies.any(by_load)
+                    || (by_load(config.strategy) && !config.groups.iter().any(|g| g.name == spec.name));
+                Arc::new(Deployment::new(spec.clone(), pool, health, metrics, tracks_load))
             })
             .collect();
         let mut groups = HashMap::new();
