@@ -428,22 +428,25 @@ router_settings:
     }
 }
 
-#[tokio::test]
-async fn leastconn_avoids_the_busy_deployment() {
-    let slow = MockUpstream::fixed(Reply::Delayed(
-        Duration::from_millis(600),
-        Box::new(Reply::json(oai_answer("slow"))),
-    ))
-    .await;
+/// Group `g` of a `slow` deployment (answering after `delay`) and a `fast` one, in that order, with the
+/// group's `strategy`.
+async fn slow_and_fast(delay: Duration, strategy: &str) -> (MockUpstream, MockUpstream, String) {
+    let slow = MockUpstream::fixed(Reply::Delayed(delay, Box::new(Reply::json(oai_answer("slow"))))).await;
     let fast = named("fast").await;
     let config = format!(
         r#"{}
 router_settings:
   model_groups:
-    - {{name: g, strategy: leastconn, models: [{{name: slow}}, {{name: fast}}]}}
+    - {{name: g, strategy: {strategy}, models: [{{name: slow}}, {{name: fast}}]}}
 "#,
         deployments(&[("slow", &slow.base()), ("fast", &fast.base())])
     );
+    (slow, fast, config)
+}
+
+#[tokio::test]
+async fn leastconn_avoids_the_busy_deployment() {
+    let (slow, _fast, config) = slow_and_fast(Duration::from_millis(600), "leastconn").await;
     let router = Arc::new(TestRouter::start(&config).await);
     let body = json!({"model":"g","messages":[{"role":"user","content":"hi"}]});
     // Both idle: the tie goes to the first member, which then stays busy for 600 ms.
@@ -461,21 +464,7 @@ router_settings:
 
 #[tokio::test]
 async fn latency_sends_most_requests_to_the_fastest_deployment() {
-    let slow = MockUpstream::fixed(Reply::Delayed(
-        Duration::from_millis(80),
-        Box::new(Reply::json(oai_answer("slow"))),
-    ))
-    .await;
-    let fast = named("fast").await;
-    let config = format!(
-        r#"{}
-router_settings:
-  strategy: latency
-  model_groups:
-    - {{name: g, models: [{{name: slow}}, {{name: fast}}]}}
-"#,
-        deployments(&[("slow", &slow.base()), ("fast", &fast.base())])
-    );
+    let (_slow, _fast, config) = slow_and_fast(Duration::from_millis(80), "latency").await;
     let router = TestRouter::start(&config).await;
     let body = json!({"model":"g","messages":[{"role":"user","content":"hi"}]});
     let mut by = Vec::new();

@@ -79,6 +79,8 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
     };
     let mut fallbacks = Fallbacks::new(first);
     let mut group = first;
+    // The last failure of any group: a fallback without a usable member does not hide it.
+    let mut last_failure = None;
     loop {
         let (failure, context_too_long) = match run.attempts(group, &mut record).await {
             Outcome::Answer(Answer::Upstream(response) | Answer::Local(response)) => return record.answered(response),
@@ -92,8 +94,9 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
             true => fallbacks.context_window(group, &snapshot),
             false => fallbacks.next(&snapshot),
         };
+        last_failure = failure.or(last_failure);
         let Some(next) = next else {
-            let answer = match failure {
+            let answer = match last_failure {
                 Some(failure) => failure.render(client),
                 None => no_deployment(group, &request.model).into_response(client),
             };

@@ -131,8 +131,9 @@ mod tests {
     use super::*;
     use crate::config::parse;
 
-    fn config(rules: &str) -> crate::config::Config {
-        let text = format!(
+    /// Groups `main` (serving `claude-*` too) and `other`, and `rules` (YAML list items).
+    fn text(rules: &str) -> String {
+        format!(
             r#"
 model_list:
   - model_name: a
@@ -144,8 +145,11 @@ router_settings:
   routing_rules:
 {rules}
 "#
-        );
-        parse(&text, Path::new("c.yaml")).unwrap()
+        )
+    }
+
+    fn config(rules: &str) -> crate::config::Config {
+        parse(&text(rules), Path::new("c.yaml")).unwrap()
     }
 
     fn matching(rules: &str, ingress: Protocol, model: &str, headers: &[(&'static str, &str)], body: &str) -> bool {
@@ -228,19 +232,7 @@ router_settings:
     }
 
     fn error(rules: &str) -> String {
-        let text = format!(
-            r#"
-model_list:
-  - model_name: a
-    llm_params: {{api_type: openai, model: up-a, api_base: "http://127.0.0.1:1/v1"}}
-router_settings:
-  model_groups:
-    - {{name: main, models: [{{name: a}}]}}
-  routing_rules:
-{rules}
-"#
-        );
-        parse(&text, Path::new("c.yaml")).unwrap_err().to_string()
+        parse(&text(rules), Path::new("c.yaml")).unwrap_err().to_string()
     }
 
     #[test]
