@@ -221,13 +221,15 @@ impl Keys {
         let when = |holds: bool, feature: Features| if holds { feature } else { Features::NONE };
         let is = |text: &[u8]| is_string(value, text);
         let feature = match (key, protocol) {
-            (Key::Type, _) if is(b"json_schema") => Features::JSON_SCHEMA,
-            (Key::Type, Anthropic) => when(is(b"image"), Features::IMAGE),
-            (Key::Type, Responses) if is(b"input_image") => Features::IMAGE,
-            (Key::Type, Responses) => when(
-                is(b"function_call_output") || is(b"custom_tool_call_output"),
-                Features::TOOL_RESULTS,
-            ),
+            // The most frequent key (a Codex request has dozens): told apart by the value's first letter.
+            (Key::Type, _) => match (protocol, value.get(1)) {
+                (_, Some(b'j')) => when(is(b"json_schema"), Features::JSON_SCHEMA),
+                (Anthropic, Some(b'i')) => when(is(b"image"), Features::IMAGE),
+                (Responses, Some(b'i')) => when(is(b"input_image"), Features::IMAGE),
+                (Responses, Some(b'f')) => when(is(b"function_call_output"), Features::TOOL_RESULTS),
+                (Responses, Some(b'c')) => when(is(b"custom_tool_call_output"), Features::TOOL_RESULTS),
+                _ => Features::NONE,
+            },
             (Key::Stream, _) => when(value.starts_with(b"true"), Features::STREAM),
             (Key::Tools, _) | (Key::Functions, OpenAi) => when(non_empty_list(value), Features::TOOLS),
             (Key::ImageUrl, OpenAi) => Features::IMAGE,

@@ -34,7 +34,7 @@ pub struct Facts<'a> {
     pub ingress: Protocol,
     /// The model the client sent.
     pub model: &'a str,
-    /// The group `model` resolves to without rules, if any (by name or alias).
+    /// The group `model` resolves to without rules, if any (by name or alias), when its name is another.
     pub group: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
@@ -56,7 +56,8 @@ impl<'a> Facts<'a> {
         Self {
             ingress,
             model,
-            group,
+            // Compared once here rather than by every `model` condition.
+            group: group.filter(|g| *g != model),
             headers,
             body,
             route_stream,
@@ -81,9 +82,7 @@ pub fn matches(condition: &Condition, facts: &Facts<'_>) -> bool {
         Condition::All(all) => all.iter().all(|c| matches(c, facts)),
         Condition::Any(any) => any.iter().any(|c| matches(c, facts)),
         Condition::Not(inner) => !matches(inner, facts),
-        Condition::Model(glob) => {
-            glob.matches(facts.model) || facts.group.is_some_and(|g| g != facts.model && glob.matches(g))
-        }
+        Condition::Model(glob) => glob.matches(facts.model) || facts.group.is_some_and(|g| glob.matches(g)),
         Condition::Ingress(protocols) => protocols.contains(&facts.ingress),
         Condition::PromptTokens(threshold) => threshold.holds(facts.read().prompt_tokens),
         Condition::Has(wanted) => facts.read().features.contains(*wanted),
