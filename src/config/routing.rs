@@ -367,6 +367,63 @@ mod tests {
     }
 
     #[test]
+    fn group_settings_are_checked_with_their_place() {
+        let config = |groups: &str| {
+            format!(
+                "model_list:\n  - model_name: m\n    llm_params: {{api_type: openai, model: x, api_base: \"http://127.0.0.1:1/v1\"}}\n\
+                 router_settings:\n  model_groups:\n{groups}"
+            )
+        };
+        let error = |groups: &str| {
+            crate::config::parse(&config(groups), std::path::Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let cases = [
+            (
+                "    - {name: a, models: [{name: m}], fallbacks: [nope]}\n",
+                "model_groups[0].fallbacks[0]: unknown group 'nope'",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], fallbacks: [a]}\n",
+                "model_groups[0].fallbacks[0]: a group cannot fall back to itself",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], fallbacks: [m, m]}\n",
+                "model_groups[0].fallbacks[1]: 'm' is listed twice",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], context_window_fallback: zz}\n",
+                "model_groups[0].context_window_fallback: unknown group 'zz'",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], fallbacks: [b]}\n    - {name: b, models: [{name: m}], context_window_fallback: a}\n",
+                "fallbacks form a cycle: a -> b -> a",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], strategy: fastest}\n",
+                "model_groups[0].strategy: unknown strategy 'fastest'",
+            ),
+            (
+                "    - {name: a, models: [{name: m}], affinity: sticky}\n",
+                "model_groups[0].affinity: unknown affinity 'sticky'",
+            ),
+        ];
+        for (groups, expected) in cases {
+            let message = error(groups);
+            assert!(message.contains(expected), "{groups}: {message}");
+        }
+        let ok = crate::config::parse(
+            &config("    - {name: a, models: [{name: m}], strategy: leastconn, affinity: session, fallbacks: [m]}\n"),
+            std::path::Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(ok.groups[0].strategy, super::super::Strategy::LeastConn);
+        assert_eq!(ok.groups[0].affinity, Affinity::Session);
+        assert_eq!(ok.groups[0].fallbacks, ["m"]);
+    }
+
+    #[test]
     fn fallback_cycles_are_named() {
         let edges = HashMap::from([("a", vec!["b"]), ("b", vec!["c", "x"]), ("c", vec!["a"])]);
         let error = check_fallback_cycles(&["a", "b", "c"], &edges).unwrap_err();
