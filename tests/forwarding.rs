@@ -94,6 +94,34 @@ async fn anthropic_request_gets_key_version_and_beta() {
 }
 
 #[tokio::test]
+async fn rewrite_header_sets_and_removes_upstream_headers() {
+    let answer = json!({"id":"msg_1","type":"message","role":"assistant","content":[{"type":"text","text":"hi"}],
+                        "model":"upstream-model","stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}});
+    let upstream = MockUpstream::fixed(Reply::json(answer)).await;
+    let extra =
+        "      rewrite_header:\n        X-Tenant: team-a\n        anthropic-beta: null\n        x-api-key: sk-pooled";
+    let router = TestRouter::start(&config_one("claude", "anthropic", &upstream.base(), extra)).await;
+    let response = http()
+        .post(router.url("/v1/messages"))
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .header("x-tenant", "client-says-otherwise")
+        .json(&json!({"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"Hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-tenant"), Some("team-a"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        None,
+        "removed, although the client sent one"
+    );
+    assert_eq!(seen.header("x-api-key"), Some("sk-pooled"));
+    assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
+}
+
+#[tokio::test]
 async fn openai_stream_is_relayed_unchanged_and_event_by_event() {
     // 7-byte pieces: events, lines and multi-byte characters all cross write boundaries.
     let upstream = MockUpstream::fixed(Reply::sse(OAI_STREAM, 7)).await;

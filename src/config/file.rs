@@ -31,6 +31,9 @@ pub struct LlmParams {
     pub api_key: Option<String>,
     #[serde(default)]
     pub rewrite_body: Option<RewriteBody>,
+    /// Headers set (or, with `null`, removed) on every upstream request, in the same two forms.
+    #[serde(default)]
+    pub rewrite_header: Option<RewriteBody>,
     // Provider differences the converters need to know about (see `protocol::convert::ModelOptions`).
     #[serde(default)]
     pub max_output_tokens: Option<u32>,

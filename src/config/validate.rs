@@ -110,6 +110,8 @@ pub struct DeploymentSpec {
     pub api_key: Option<Secret>,
     /// Top-level fields that replace the client's, already serialised.
     pub rewrite_body: Vec<(String, RawJson)>,
+    /// `rewrite_header`: headers set on (a value, marked sensitive) or removed from (`None`) upstream requests.
+    pub rewrite_header: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
     /// What the converters need to know about this provider.
     pub options: ModelOptions,
     pub timeouts: Timeouts,
@@ -418,6 +420,7 @@ fn deployment(
         api_base,
         api_key,
         rewrite_body,
+        rewrite_header,
         ..
     } = llm_params;
     let protocol = match api_type.as_str() {
@@ -483,6 +486,10 @@ fn deployment(
         None => Vec::new(),
         Some(body) => rewrite_fields(body).map_err(|why| format!("{place}.rewrite_body: {why}"))?,
     };
+    let rewrite_header = match rewrite_header {
+        None => Vec::new(),
+        Some(headers) => header_rewrites(headers, env).map_err(|why| format!("{place}.rewrite_header{why}"))?,
+    };
     Ok(DeploymentSpec {
         name: model_name,
         protocol,
@@ -491,6 +498,7 @@ fn deployment(
         endpoint,
         api_key,
         rewrite_body,
+        rewrite_header,
         options,
         timeouts,
     })
@@ -567,16 +575,70 @@ fn endpoint(api_base: &str, protocol: Protocol, model: &str) -> Result<Url, Stri
     Ok(url)
 }
 
-fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
-    let map = match body {
-        RewriteBody::Mapping(map) => map,
+/// `rewrite_body` or `rewrite_header` as a map, whichever of the two forms it was written in.
+fn json_object(body: RewriteBody) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match body {
+        RewriteBody::Mapping(map) => Ok(map),
         RewriteBody::Json(text) => match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(serde_json::Value::Object(map)) => map,
-            Ok(_) => return Err("must be a JSON object".into()),
-            Err(e) => return Err(format!("not valid JSON ({e})")),
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(_) => Err("must be a JSON object".into()),
+            Err(e) => Err(format!("not valid JSON ({e})")),
         },
-    };
+    }
+}
+
+/// Headers the HTTP layer writes itself: setting them would break the request's framing or routing.
+const FRAMING_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// `rewrite_header`: each name checked, each value a header value (`os.environ/NAME` read from the
+/// environment) or `null` to remove the header. Messages start with the place after `rewrite_header` and
+/// never quote a value, which may be a credential.
+fn header_rewrites(
+    headers: RewriteBody,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(http::HeaderName, Option<http::HeaderValue>)>, String> {
+    let map = json_object(headers).map_err(|why| format!(": {why}"))?;
     map.into_iter()
+        .map(|(name, value)| {
+            let header = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!(": '{name}' is not a valid header name"))?;
+            if FRAMING_HEADERS.contains(&header.as_str()) {
+                return Err(format!(
+                    ".{name}: is written by the router's HTTP layer and cannot be rewritten"
+                ));
+            }
+            let text = match value {
+                serde_json::Value::Null => return Ok((header, None)),
+                serde_json::Value::String(text) => match text.strip_prefix(ENV_PREFIX) {
+                    Some(var) => env(var).ok_or_else(|| format!(".{name}: environment variable '{var}' is not set"))?,
+                    None => text,
+                },
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => return Err(format!(".{name}: must be a string, a number, a boolean or null")),
+            };
+            let mut value = http::HeaderValue::from_str(&text)
+                .map_err(|_| format!(".{name}: is not a valid header value (visible ASCII, spaces and tabs)"))?;
+            // It may hold a credential: never printed by `Debug`.
+            value.set_sensitive(true);
+            Ok((header, Some(value)))
+        })
+        .collect()
+}
+
+fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
+    json_object(body)?
+        .into_iter()
         .map(|(key, value)| {
             let raw = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string())?;
             Ok((key, RawJson(raw)))
@@ -845,6 +907,61 @@ router_settings:
             error_of(bad),
             "model_list[0].llm_params.model: a gemini model name is one path segment of letters, digits, '.', '-' and '_'"
         );
+    }
+
+    #[test]
+    fn rewrite_header_values_names_and_places() {
+        let with = |rewrite: &str| {
+            SEED.replace(
+                r#"rewrite_body: '{"enable_thinking": false, "max_tokens": 8192}'"#,
+                rewrite,
+            )
+        };
+        let env = |name: &str| (name == "REFERER").then(|| "https://example.com".to_owned());
+        let file: super::ConfigFile = serde_saphyr::from_str(&with(
+            "rewrite_header:\n        HTTP-Referer: os.environ/REFERER\n        X-Title: router\n        X-Retries: 3\n        user-agent: null",
+        ))
+        .unwrap();
+        let config = validate(file, &env).unwrap();
+        let headers: Vec<(&str, Option<&[u8]>)> = config.deployments[0]
+            .rewrite_header
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_ref().map(|v| v.as_bytes())))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("http-referer", Some(b"https://example.com".as_slice())),
+                ("x-title", Some(b"router".as_slice())),
+                ("x-retries", Some(b"3".as_slice())),
+                ("user-agent", None),
+            ]
+        );
+        let cases = [
+            (
+                "rewrite_header: '{\"bad name\": \"x\"}'",
+                "model_list[0].llm_params.rewrite_header: 'bad name' is not a valid header name",
+            ),
+            (
+                "rewrite_header: {Host: example.com}",
+                "rewrite_header.Host: is written by the router's HTTP layer",
+            ),
+            (
+                "rewrite_header: {x-a: \"secret\\u0001value\"}",
+                "rewrite_header.x-a: is not a valid header value",
+            ),
+            ("rewrite_header: {x-a: [1]}", "rewrite_header.x-a: must be a string"),
+            (
+                "rewrite_header: {x-a: os.environ/NOPE_NOT_SET}",
+                "rewrite_header.x-a: environment variable 'NOPE_NOT_SET' is not set",
+            ),
+            ("rewrite_header: '[1]'", "rewrite_header: must be a JSON object"),
+        ];
+        for (rewrite, expected) in cases {
+            let message = error_of(&with(rewrite));
+            assert!(message.contains(expected), "{rewrite}: {message}");
+            assert!(!message.contains("secret"), "values are never quoted: {message}");
+        }
     }
 
     #[test]

@@ -143,7 +143,12 @@ impl Deployment {
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
             endpoints,
-            headers: crate::upstream::header_template(spec.protocol, credential.as_ref(), url_authorization.as_ref()),
+            headers: crate::upstream::header_template(
+                spec.protocol,
+                credential.as_ref(),
+                url_authorization.as_ref(),
+                &spec.rewrite_header,
+            ),
             overrides,
             rewrite_values,
             origin,

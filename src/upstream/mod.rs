@@ -35,6 +35,7 @@ pub fn header_template(
     protocol: Protocol,
     credential: Option<&HeaderValue>,
     url_authorization: Option<&HeaderValue>,
+    rewrites: &[(HeaderName, Option<HeaderValue>)],
 ) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(8);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -58,15 +59,23 @@ pub fn header_template(
             HeaderValue::from_static(anthropic::DEFAULT_VERSION),
         );
     }
+    // `rewrite_header` last: it may replace or remove any of the above.
+    for (name, value) in rewrites {
+        match value {
+            Some(value) => headers.insert(name, value.clone()),
+            None => headers.remove(name),
+        };
+    }
     headers
 }
 
 /// The headers of an upstream request: the deployment's template, and for Anthropic the client's version
-/// and beta headers.
+/// and beta headers, unless the deployment's `rewrite_header` decides them.
 pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
     let mut headers = deployment.headers.clone();
     if deployment.protocol == Protocol::Anthropic {
-        for name in FORWARDED_TO_ANTHROPIC {
+        let rewritten = |name: &str| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name);
+        for name in FORWARDED_TO_ANTHROPIC.into_iter().filter(|name| !rewritten(name)) {
             let mut values = client.get_all(name).iter();
             if let Some(first) = values.next() {
                 headers.insert(name, first.clone());
@@ -185,8 +194,13 @@ mod tests {
     use crate::routing::Snapshot;
 
     fn deployment(api_type: &str) -> std::sync::Arc<Deployment> {
+        deployment_with(api_type, "")
+    }
+
+    /// A deployment with `extra` keys in its `llm_params` (written as a flow mapping's members).
+    fn deployment_with(api_type: &str, extra: &str) -> std::sync::Arc<Deployment> {
         let text = format!(
-            "model_list:\n  - model_name: m\n    llm_params: {{api_type: {api_type}, model: up, api_base: 'http://127.0.0.1:9/v1', api_key: sk-secret}}\n"
+            "model_list:\n  - model_name: m\n    llm_params: {{api_type: {api_type}, model: up, api_base: 'http://127.0.0.1:9/v1', api_key: sk-secret{extra}}}\n"
         );
         let pool = ClientPool::new(None).unwrap();
         let snapshot = Snapshot::build(
@@ -232,6 +246,35 @@ mod tests {
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
             ["2024-01-01"]
         );
+    }
+
+    #[test]
+    fn rewrite_header_sets_replaces_and_removes() {
+        let d = deployment_with(
+            "anthropic",
+            r#", rewrite_header: {X-Tenant: acme, x-api-key: sk-other, anthropic-beta: null, anthropic-version: "2025-01-01"}"#,
+        );
+        let h = request_headers(&d, &client_headers());
+        assert_eq!(h.get("x-tenant").unwrap(), "acme");
+        assert_eq!(h.get("x-api-key").unwrap(), "sk-other", "the credential header too");
+        assert!(
+            h.get("anthropic-beta").is_none(),
+            "null removes even what the client sent"
+        );
+        assert_eq!(
+            h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
+            ["2025-01-01"],
+            "the deployment's value wins over the client's"
+        );
+        assert!(h.get("authorization").is_none() && h.get("cookie").is_none());
+        assert!(h.get("x-tenant").unwrap().is_sensitive());
+        let d = deployment_with(
+            "openai",
+            ", rewrite_header: '{\"authorization\": null, \"api-key\": \"k\"}'",
+        );
+        let h = request_headers(&d, &client_headers());
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h.get("api-key").unwrap(), "k");
     }
 
     #[test]
