@@ -68,6 +68,9 @@ pub struct LlmParams {
     pub timeout: Option<f64>,
     #[serde(default)]
     pub stream_idle_timeout: Option<f64>,
+    /// This deployment's upstream proxy instead of `--proxy`, or `none` for a direct connection.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 /// `rewrite_body` as a JSON string (the original format) or as a YAML mapping.

@@ -115,6 +115,19 @@ pub struct DeploymentSpec {
     /// What the converters need to know about this provider.
     pub options: ModelOptions,
     pub timeouts: Timeouts,
+    pub proxy: UpstreamProxy,
+}
+
+/// How a deployment's connections are made: `llm_params.proxy`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UpstreamProxy {
+    /// Through `--proxy`, when the router has one.
+    #[default]
+    Router,
+    /// `proxy: none`: directly, whatever `--proxy` says.
+    Direct,
+    /// Through this proxy (its URL may carry credentials).
+    Url(Secret),
 }
 
 impl DeploymentSpec {
@@ -421,6 +434,7 @@ fn deployment(
         api_key,
         rewrite_body,
         rewrite_header,
+        proxy,
         ..
     } = llm_params;
     let protocol = match api_type.as_str() {
@@ -490,6 +504,19 @@ fn deployment(
         None => Vec::new(),
         Some(headers) => header_rewrites(headers, env).map_err(|why| format!("{place}.rewrite_header{why}"))?,
     };
+    let proxy = match proxy.as_deref().map(str::trim) {
+        None => UpstreamProxy::Router,
+        Some("none") => UpstreamProxy::Direct,
+        Some(url) => {
+            crate::upstream::check_proxy(url).map_err(|crate::upstream::ClientError::BadProxy(shown)| {
+                format!(
+                    "{place}.proxy: '{shown}' is not a proxy: expected socks5://, socks5h://, http:// or https:// \
+                     followed by host:port, or none for a direct connection"
+                )
+            })?;
+            UpstreamProxy::Url(Secret::new(url.to_owned()))
+        }
+    };
     Ok(DeploymentSpec {
         name: model_name,
         protocol,
@@ -501,6 +528,7 @@ fn deployment(
         rewrite_header,
         options,
         timeouts,
+        proxy,
     })
 }
 

@@ -115,7 +115,7 @@ impl Deployment {
 impl Deployment {
     fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics, tracks_load: bool) -> Self {
         let (endpoints, url_authorization) = Endpoints::of(&spec, None).expect("validated endpoints are valid URIs");
-        let origin = pool.origin(spec.timeouts.connect, &endpoints.generate.absolute);
+        let origin = pool.origin(spec.timeouts.connect, &spec.proxy, &endpoints.generate.absolute);
         let credential = spec.api_key.as_ref().map(|key| {
             let text = match spec.protocol {
                 Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),

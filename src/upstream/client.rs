@@ -120,6 +120,11 @@ fn basic_authorization(user: &str, password: &str) -> HeaderValue {
     value
 }
 
+/// Checks a proxy URL as `--proxy` takes it (the error shows it without credentials).
+pub fn check_proxy(proxy: &str) -> Result<(), ClientError> {
+    parse_proxy(proxy).map(drop)
+}
+
 /// A checked `--proxy`.
 #[derive(Debug)]
 pub(super) struct Proxy {

@@ -13,7 +13,7 @@ use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
 pub use call::{UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
 use client::Client;
-pub use client::{build_client, endpoint_target};
+pub use client::{build_client, check_proxy, endpoint_target};
 pub use origin::{Endpoint, Origin, SendError, UpstreamBody};
 pub use pool::ClientPool;
 

@@ -1,6 +1,7 @@
-//! Connection pools shared by deployments: one [`Origin`] per origin and connect timeout, opened by one
-//! client per distinct connect timeout, all behind the same `--proxy`. Reloads reuse existing origins, so
-//! keep-alive connections survive config edits, and deployments on the same host share their connections.
+//! Connection pools shared by deployments: one [`Origin`] per origin, connect timeout and proxy, opened by
+//! one client per distinct connect timeout and proxy (`--proxy`, a deployment's own `proxy`, or none).
+//! Reloads reuse existing origins, so keep-alive connections survive config edits, and deployments on the
+//! same host share their connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,15 +11,18 @@ use http::Uri;
 
 use super::origin::Origin;
 use super::{Client, ClientError, build_client};
+use crate::config::UpstreamProxy;
 
 pub struct ClientPool {
     proxy: Option<String>,
     /// Built at start-up; stands in if a client with another connect timeout cannot be built.
     default: Client,
-    clients: Mutex<HashMap<Duration, Client>>,
-    /// By connect timeout and `scheme://authority`.
-    origins: Mutex<HashMap<(Duration, String), Arc<Origin>>>,
+    clients: Mutex<HashMap<(Duration, Option<String>), Client>>,
+    origins: Mutex<HashMap<OriginKey, Arc<Origin>>>,
 }
+
+/// Connect timeout, proxy URL (none: direct) and `scheme://authority`.
+type OriginKey = (Duration, Option<String>, String);
 
 impl ClientPool {
     /// Checks the proxy by building a first client.
@@ -26,18 +30,25 @@ impl ClientPool {
         let default_timeout = crate::config::Timeouts::default().connect;
         let default = build_client(proxy.as_deref(), default_timeout)?;
         Ok(Self {
+            clients: Mutex::new(HashMap::from([((default_timeout, proxy.clone()), default.clone())])),
             proxy,
-            clients: Mutex::new(HashMap::from([(default_timeout, default.clone())])),
+
             default,
             origins: Mutex::default(),
         })
     }
 
-    /// The connections to `endpoint`'s origin with this connect timeout. Only called while building a
-    /// snapshot.
-    pub fn origin(&self, connect_timeout: Duration, endpoint: &Uri) -> Arc<Origin> {
+    /// The connections to `endpoint`'s origin with this connect timeout, through the deployment's proxy.
+    /// Only called while building a snapshot.
+    pub fn origin(&self, connect_timeout: Duration, proxy: &UpstreamProxy, endpoint: &Uri) -> Arc<Origin> {
+        let proxy = match proxy {
+            UpstreamProxy::Router => self.proxy.clone(),
+            UpstreamProxy::Direct => None,
+            UpstreamProxy::Url(url) => Some(url.expose().to_owned()),
+        };
         let key = (
             connect_timeout,
+            proxy.clone(),
             format!(
                 "{}://{}",
                 endpoint.scheme_str().unwrap_or_default(),
@@ -47,23 +58,26 @@ impl ClientPool {
         let mut origins = self.origins.lock().unwrap_or_else(|e| e.into_inner());
         origins
             .entry(key)
-            .or_insert_with(|| Arc::new(self.client(connect_timeout).origin(endpoint)))
+            .or_insert_with(|| Arc::new(self.client(connect_timeout, proxy).origin(endpoint)))
             .clone()
     }
 
-    /// The client for deployments with this connect timeout.
-    fn client(&self, connect_timeout: Duration) -> Client {
+    /// The client for deployments with this connect timeout and proxy.
+    fn client(&self, connect_timeout: Duration, proxy: Option<String>) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&connect_timeout) {
+        let key = (connect_timeout, proxy);
+        if let Some(client) = clients.get(&key) {
             return client.clone();
         }
-        match build_client(self.proxy.as_deref(), connect_timeout) {
+        // Validation checked a deployment's proxy as `--proxy` is checked at start: building fails only on
+        // what the system refuses (no TLS roots, say).
+        match build_client(key.1.as_deref(), connect_timeout) {
             Ok(client) => {
-                clients.insert(connect_timeout, client.clone());
+                clients.insert(key, client.clone());
                 client
             }
             Err(error) => {
-                tracing::error!(%error, "cannot build an HTTP client; using the default connect timeout");
+                tracing::error!(%error, "cannot build an HTTP client; using the router's default one");
                 self.default.clone()
             }
         }
