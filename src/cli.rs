@@ -38,6 +38,10 @@ pub struct Cli {
     /// socks5://, socks5h://, http:// or https:// proxy for all upstream traffic, example: socks5://192.168.0.2:10080
     #[arg(long, env = "LLM_ROUTER_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
+
+    /// Print a completion script for this shell and exit, e.g. `llm-router --completions bash > /etc/bash_completion.d/llm-router`
+    #[arg(long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
 }
 
 /// How log lines are written to stderr.

@@ -10,6 +10,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "llm-router", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     if let Err(message) = init_logging(&cli.log_level, cli.log_format) {
         eprintln!("llm-router: {message}");
         return ExitCode::from(2);

@@ -34,6 +34,7 @@ fn help_lists_every_flag() {
         "-l, --log-level",
         "--proxy",
         "--log-format",
+        "--completions",
         "-h, --help",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -76,6 +77,28 @@ fn invalid_config_is_refused_with_the_place_named() {
             .unwrap()
             .contains("cannot read config file")
     );
+}
+
+#[test]
+fn completions_are_printed_for_each_shell_without_a_config() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef llm-router"),
+        ("fish", "complete -c llm-router"),
+    ] {
+        let output = router()
+            .args(["--completions", shell, "-c", "/nonexistent.yaml"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            script.contains(marker) && script.contains("log-format"),
+            "{shell}: {script}"
+        );
+    }
+    let output = router().args(["--completions", "tcsh"]).output().unwrap();
+    assert!(!output.status.success());
 }
 
 #[test]
