@@ -138,14 +138,7 @@ async fn models_list_in_both_flavours() {
     );
     let router = TestRouter::start(&config).await;
 
-    let v: Value = http()
-        .get(router.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = router.get_json("/v1/models").await;
     assert_eq!(v["object"], "list");
     let ids: Vec<&str> = v["data"]
         .as_array()

@@ -429,14 +429,7 @@ async fn aliases_route_fixed_helper_model_names_to_a_group() {
     assert_eq!(body["type"], "error");
     assert_eq!(upstream.requests.lock().unwrap().len(), 1);
     // Aliases are not listed: `GET /v1/models` names the groups clients configure.
-    let models: Value = http()
-        .get(router.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = router.get_json("/v1/models").await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()

@@ -173,14 +173,7 @@ router_settings:
     assert_eq!(s.value("llmrouter_rule_matches_total", &[("rule", "not-chat")]), 2.0);
     assert_eq!(s.value("llmrouter_rule_matches_total", &[("rule", "claude-cli")]), 1.0);
     // The status page lists the rules in order, with their conditions and counts.
-    let status: Value = http()
-        .get(router.url("/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = router.get_json("/status.json").await;
     let rules = status["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 8);
     assert_eq!(rules[0]["when"], "model ~ claude-*haiku*");

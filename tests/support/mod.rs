@@ -311,6 +311,11 @@ impl TestRouter {
         http().post(self.url(path)).json(body).send().await.unwrap()
     }
 
+    /// GETs `path` on the router and reads the answer as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        http().get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.unwrap();
