@@ -245,23 +245,18 @@ async fn with_a_token_the_page_asks_for_it_and_its_cookie_opens_the_data() {
         .unwrap();
     assert_eq!(bearer.status(), 200);
 
-    let wrong = client
-        .post(router.url("/status/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=nope")
-        .send()
-        .await
-        .unwrap();
+    let sign_in = |token: &'static str| {
+        client
+            .post(router.url("/status/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+    };
+    let wrong = sign_in("nope").await.unwrap();
     assert_eq!(wrong.status(), 303);
     assert_eq!(wrong.headers()["location"], "/status?denied=1");
     assert!(wrong.headers().get("set-cookie").is_none());
-    let login = client
-        .post(router.url("/status/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("token=page-token")
-        .send()
-        .await
-        .unwrap();
+    let login = sign_in("page-token").await.unwrap();
     assert_eq!(login.status(), 303);
     assert_eq!(login.headers()["location"], "/status");
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();

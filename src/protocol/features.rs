@@ -51,10 +51,6 @@ impl Features {
         self.0 & other.0 == other.0
     }
 
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
     /// The names of the features in the set, in [`Features::NAMES`] order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Self::NAMES
