@@ -428,3 +428,150 @@ async fn a_locally_answered_cache_prewarm_leaves_deployment_health_alone() {
     assert_eq!(anthropic(&router, ask(5)).await.status(), 200);
     assert_eq!(failing.count(), 2);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Key pools
+
+/// One deployment `p` with the keys `keys`, in group `g`.
+fn pool(base: &str, keys: &str, settings: &str) -> String {
+    format!(
+        r#"
+model_list:
+  - model_name: p
+    llm_params: {{api_type: openai, model: mp, api_base: "{base}", api_key: {keys}}}
+router_settings:
+{settings}
+  model_groups:
+    - name: g
+      models: [{{name: p}}]
+"#
+    )
+}
+
+/// The bearer key of each request the upstream saw, in order.
+fn keys_seen(upstream: &MockUpstream) -> Vec<String> {
+    upstream
+        .recorded()
+        .iter()
+        .map(|r| {
+            r.header("authorization")
+                .unwrap()
+                .trim_start_matches("Bearer ")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_key_pool_rotates_and_sets_refused_and_limited_keys_aside() {
+    let limited_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let upstream = MockUpstream::start(move |r| match r.header("authorization").unwrap() {
+        "Bearer sk-bad" => Reply::status(
+            401,
+            json!({"error": {"message": "Incorrect API key sk-bad", "type": "invalid_request_error"}}),
+        ),
+        "Bearer sk-busy" if !limited_once.swap(true, std::sync::atomic::Ordering::SeqCst) => Reply::Json {
+            status: 429,
+            body: json!({"error": {"message": "rate limited", "type": "rate_limit_error"}}).to_string(),
+            headers: vec![("retry-after", "1".into())],
+        },
+        _ => Reply::json(oai_answer("pool")),
+    })
+    .await;
+    let base = format!("{}/v1", upstream.base());
+    let router = TestRouter::start(&pool(&base, "[sk-good, sk-bad, sk-busy]", "  num_retries: 2")).await;
+
+    // In turn: good; then bad (401, set aside), busy (429, set aside for 1 s), good again, in one request.
+    for _ in 0..2 {
+        assert_eq!(chat(&router, simple()).await.status(), 200);
+    }
+    assert_eq!(keys_seen(&upstream), ["sk-good", "sk-bad", "sk-busy", "sk-good"]);
+    let status = router.get_json("/status.json").await;
+    let d = &status["groups"][0]["deployments"][0];
+    assert_eq!(d["keys"], 3, "{d}");
+    assert_eq!(
+        d["state"], "healthy",
+        "one key still serves, so the deployment does not cool: {d}"
+    );
+    let aside = d["keys_aside"].as_array().unwrap();
+    assert_eq!(aside.len(), 2, "{d}");
+    assert_eq!(
+        (&aside[0]["key"], &aside[0]["status"], &aside[0]["back_in_ms"]),
+        (&json!(2), &json!(401), &Value::Null)
+    );
+    assert_eq!((&aside[1]["key"], &aside[1]["status"]), (&json!(3), &json!(429)));
+    assert!(aside[1]["back_in_ms"].as_u64().unwrap() <= 1000);
+    assert!(
+        !status.to_string().contains("sk-"),
+        "keys are named by position only: {status}"
+    );
+
+    // While they are aside, only the good key serves.
+    for _ in 0..3 {
+        assert_eq!(chat(&router, simple()).await.status(), 200);
+    }
+    assert_eq!(keys_seen(&upstream)[4..], ["sk-good", "sk-good", "sk-good"]);
+
+    // After its Retry-After the limited key is back in turn; the refused one stays out until a reload.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..4 {
+        assert_eq!(chat(&router, simple()).await.status(), 200);
+    }
+    let later = keys_seen(&upstream)[7..].to_vec();
+    assert!(
+        later.contains(&"sk-busy".to_owned()) && later.contains(&"sk-good".to_owned()),
+        "{later:?}"
+    );
+    assert!(!later.contains(&"sk-bad".to_owned()), "{later:?}");
+
+    // A reload that changes the deployment brings every key back.
+    let fixed = pool(
+        &base,
+        "[sk-good, sk-bad, sk-busy]",
+        "  num_retries: 2\n  cooldown_time: 31",
+    );
+    std::fs::write(&router.config_path, fixed.replace("model: mp", "model: mp2")).unwrap();
+    let before = upstream.count();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let status = router.get_json("/status.json").await;
+        if status["groups"][0]["deployments"][0]["model"] == "mp2" {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "the edit was applied");
+    for _ in 0..3 {
+        chat(&router, simple()).await;
+    }
+    assert!(
+        keys_seen(&upstream)[before..].contains(&"sk-bad".to_owned()),
+        "the refused key is tried again"
+    );
+}
+
+#[tokio::test]
+async fn a_pool_deployment_cools_only_when_every_key_is_set_aside() {
+    let upstream = MockUpstream::fixed(Reply::status(
+        429,
+        json!({"error": {"message": "slow down", "type": "rate_limit_error"}}),
+    ))
+    .await;
+    let base = format!("{}/v1", upstream.base());
+    let router = TestRouter::start(&pool(&base, "[sk-1, sk-2]", "  num_retries: 0\n  cooldown_time: 30")).await;
+    let response = chat(&router, simple()).await;
+    assert_eq!(response.status(), 429);
+    let d = &router.get_json("/status.json").await["groups"][0]["deployments"][0];
+    assert_eq!(d["state"], "healthy", "the second key still serves: {d}");
+    assert_eq!(chat(&router, simple()).await.status(), 429);
+    let d = &router.get_json("/status.json").await["groups"][0]["deployments"][0];
+    assert_eq!(d["state"], "cooling", "both keys are aside: {d}");
+    assert_eq!(keys_seen(&upstream), ["sk-1", "sk-2"]);
+    let body: Value = chat(&router, simple()).await.json().await.unwrap();
+    assert_eq!(
+        upstream.count(),
+        2,
+        "a cooling deployment whose keys are all aside gets nothing: {body}"
+    );
+}

@@ -2185,3 +2185,31 @@ fn route_b_thinking_gemini() -> Script {
         output: 30,
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// The built-in mock upstream, through every SDK
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sdk_gets_the_mock_upstreams_answer_in_its_own_protocol() {
+    let Some(python) = sdk_python() else { return };
+    let text = "Hello from the mock: 你好, streamed in pieces.";
+    let config = format!(
+        "model_list:\n  - model_name: demo-mock\n    llm_params:\n      api_type: mock\n      mock_response: '{text}'\n      mock_stream_chunk_chars: 5\nrouter_settings:\n  model_groups:\n    - name: demo\n      models:\n        - name: demo-mock\n"
+    );
+    let router = TestRouter::start(&config).await;
+    let expected = json!({
+        "model": "demo",
+        "text": text,
+        "output_tokens": text.chars().count().div_ceil(4),
+    });
+    for scenario in ["anthropic_mock", "openai_mock", "gemini_mock"] {
+        run_driver(&python, scenario, &router, &expected).await;
+    }
+    let status = router.get_json("/status.json").await;
+    let served = &status["groups"][0]["deployments"][0];
+    assert_eq!(served["api_type"], "mock", "{status}");
+    assert_eq!(
+        served["requests"], 8,
+        "two calls each of Messages, Chat, Responses and Gemini: {status}"
+    );
+}

@@ -25,10 +25,14 @@ pub struct ModelEntry {
 #[serde(deny_unknown_fields)]
 pub struct LlmParams {
     pub api_type: String,
-    pub model: String,
-    pub api_base: String,
+    /// Required but for `api_type: mock`; checked by validation, which can say where it is missing.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub model: String,
+    #[serde(default)]
+    pub api_base: String,
+    /// One key, or a pool of keys used in turn.
+    #[serde(default)]
+    pub api_key: Option<ApiKeys>,
     #[serde(default)]
     pub rewrite_body: Option<RewriteBody>,
     /// Headers set (or, with `null`, removed) on every upstream request, in the same two forms.
@@ -71,6 +75,21 @@ pub struct LlmParams {
     /// This deployment's upstream proxy instead of `--proxy`, or `none` for a direct connection.
     #[serde(default)]
     pub proxy: Option<String>,
+    // `api_type: mock` only: what the built-in upstream answers.
+    #[serde(default)]
+    pub mock_response: Option<String>,
+    #[serde(default)]
+    pub mock_delay_ms: Option<u64>,
+    #[serde(default)]
+    pub mock_stream_chunk_chars: Option<usize>,
+}
+
+/// `api_key`: one key, or a list of them (each a key or `os.environ/NAME`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ApiKeys {
+    One(String),
+    Pool(Vec<String>),
 }
 
 /// `rewrite_body` as a JSON string (the original format) or as a YAML mapping.

@@ -12,7 +12,8 @@ use std::path::Path;
 pub use self::glob::Glob;
 pub use routing::{Affinity, Comparison, Condition, RuleSpec, Threshold};
 pub use validate::{
-    Config, DeploymentSpec, GroupMemberSpec, GroupSpec, RawJson, Reliability, Secret, Strategy, Timeouts, UpstreamProxy,
+    Config, DeploymentSpec, GroupMemberSpec, GroupSpec, MockSpec, RawJson, Reliability, Secret, Strategy, Timeouts,
+    UpstreamProxy,
 };
 
 /// Why a config file could not be used. The message names the offending place in the file.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use url::Url;
 
-use super::file::{ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
+use super::file::{ApiKeys, ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
 use super::glob::Glob;
 use super::routing::{self, Affinity, RuleSpec};
 use crate::protocol::Protocol;
@@ -18,6 +18,9 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 const MAX_WEIGHT: i64 = 1_000_000;
 /// `api_key: os.environ/NAME` reads the key from the environment (the LiteLLM convention).
 const ENV_PREFIX: &str = "os.environ/";
+/// Where a mock deployment's requests would go: nowhere (`.invalid` never resolves), for the code that
+/// wants every deployment to have an endpoint.
+const MOCK_ENDPOINT: &str = "http://mock.invalid/v1/chat/completions";
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +110,8 @@ pub struct DeploymentSpec {
     pub model_pattern: Option<Glob>,
     /// Where requests are POSTed: `{api_base}/chat/completions` or `{api_base}/v1/messages`.
     pub endpoint: Url,
-    pub api_key: Option<Secret>,
+    /// The upstream keys, used in turn (empty: no credential is sent).
+    pub api_keys: Vec<Secret>,
     /// Top-level fields that replace the client's, already serialised.
     pub rewrite_body: Vec<(String, RawJson)>,
     /// `rewrite_header`: headers set on (a value, marked sensitive) or removed from (`None`) upstream requests.
@@ -116,6 +120,25 @@ pub struct DeploymentSpec {
     pub options: ModelOptions,
     pub timeouts: Timeouts,
     pub proxy: UpstreamProxy,
+    /// `api_type: mock`: the router answers itself, in the client's protocol; `protocol` is then only
+    /// what token counting treats it as (an upstream with no counting endpoint: estimated locally).
+    pub mock: Option<MockSpec>,
+}
+
+/// The built-in upstream of `api_type: mock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockSpec {
+    /// The answer's text (`mock_response`).
+    pub response: String,
+    /// How long the answer takes to start (`mock_delay_ms`).
+    pub delay: Duration,
+    /// Characters of text per stream event (`mock_stream_chunk_chars`).
+    pub stream_chunk_chars: usize,
+}
+
+impl MockSpec {
+    pub const DEFAULT_RESPONSE: &str = "Hello from llm-router! This answer comes from its built-in mock upstream.";
+    const DEFAULT_CHUNK_CHARS: usize = 8;
 }
 
 /// How a deployment's connections are made: `llm_params.proxy`.
@@ -131,6 +154,14 @@ pub enum UpstreamProxy {
 }
 
 impl DeploymentSpec {
+    /// `api_type` as written: a protocol's name, or `mock`.
+    pub fn api_type(&self) -> &'static str {
+        match self.mock {
+            Some(_) => "mock",
+            None => self.protocol.as_str(),
+        }
+    }
+
     /// `endpoint`, the stream endpoint (Gemini's `:streamGenerateContent?alt=sse`: a stream is asked for in
     /// the URL) and the token-counting endpoint next to `endpoint` (Anthropic's `…/messages/count_tokens`,
     /// Gemini's `…/models/{model}:countTokens`); for a Gemini deployment, of `model` when one is given (the
@@ -435,22 +466,64 @@ fn deployment(
         rewrite_body,
         rewrite_header,
         proxy,
+        mock_response,
+        mock_delay_ms,
+        mock_stream_chunk_chars,
         ..
     } = llm_params;
     let protocol = match api_type.as_str() {
-        "openai" => Protocol::OpenAi,
+        // Counted like any upstream without a counting endpoint; it answers in the client's protocol.
+        "openai" | "mock" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
         "responses" => Protocol::Responses,
         "gemini" => Protocol::Gemini,
         other => {
             return Err(format!(
-                "{place}.api_type: unknown api_type '{other}' (expected openai, anthropic, responses or gemini)"
+                "{place}.api_type: unknown api_type '{other}' (expected openai, anthropic, responses, gemini or mock)"
             ));
         }
     };
-    if model.trim().is_empty() {
-        return Err(format!("{place}.model: must not be empty"));
-    }
+    let mock_keys = [
+        ("mock_response", mock_response.is_some()),
+        ("mock_delay_ms", mock_delay_ms.is_some()),
+        ("mock_stream_chunk_chars", mock_stream_chunk_chars.is_some()),
+    ];
+    let mock = match api_type.as_str() {
+        "mock" => {
+            let unused = [
+                ("api_base", !api_base.is_empty()),
+                ("api_key", api_key.is_some()),
+                ("proxy", proxy.is_some()),
+                ("rewrite_header", rewrite_header.is_some()),
+            ];
+            if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
+                return Err(format!("{place}.{key}: api_type mock connects nowhere; remove it"));
+            }
+            if mock_stream_chunk_chars == Some(0) {
+                return Err(format!("{place}.mock_stream_chunk_chars: must be at least 1"));
+            }
+            if mock_delay_ms.is_some_and(|ms| ms > 86_400_000) {
+                return Err(format!("{place}.mock_delay_ms: at most 86400000 (a day)"));
+            }
+            Some(MockSpec {
+                response: mock_response.unwrap_or_else(|| MockSpec::DEFAULT_RESPONSE.to_owned()),
+                delay: Duration::from_millis(mock_delay_ms.unwrap_or(0)),
+                stream_chunk_chars: mock_stream_chunk_chars.unwrap_or(MockSpec::DEFAULT_CHUNK_CHARS),
+            })
+        }
+        _ => {
+            if let Some((key, _)) = mock_keys.iter().find(|(_, set)| *set) {
+                return Err(format!("{place}.{key}: only for api_type mock"));
+            }
+            None
+        }
+    };
+    // A mock's model is only what its answers name.
+    let model = match (&mock, model.trim().is_empty()) {
+        (Some(_), true) => model_name.clone(),
+        (None, true) => return Err(format!("{place}.model: required, and must not be empty")),
+        (_, false) => model,
+    };
     let model_pattern = match model.contains(['*', '?', '[']) {
         false => None,
         true => {
@@ -479,23 +552,31 @@ fn deployment(
         Some(_) => "model",
         None => &model,
     };
-    let endpoint = endpoint(&api_base, protocol, in_path).map_err(|why| format!("{place}.api_base: {why}"))?;
-    let api_key = match api_key {
-        Some(key) => match key.strip_prefix(ENV_PREFIX) {
-            Some(var) => {
-                Some(Secret::new(env(var).ok_or_else(|| {
-                    format!("{place}.api_key: environment variable '{var}' is not set")
-                })?))
-            }
-            None => Some(Secret::new(key)),
-        },
-        None => None,
+    let endpoint = match (&mock, api_base.trim().is_empty()) {
+        (Some(_), _) => Url::parse(MOCK_ENDPOINT).expect("a valid URL"),
+        (None, true) => return Err(format!("{place}.api_base: required, and must not be empty")),
+        (None, false) => endpoint(&api_base, protocol, in_path).map_err(|why| format!("{place}.api_base: {why}"))?,
     };
-    if let Some(key) = &api_key
-        && !key.0.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(format!("{place}.api_key: must be printable ASCII without spaces"));
-    }
+    let api_keys = match api_key {
+        None => Vec::new(),
+        Some(ApiKeys::One(key)) => vec![api_key_of(key, &format!("{place}.api_key"), env)?],
+        Some(ApiKeys::Pool(keys)) if keys.is_empty() => {
+            return Err(format!(
+                "{place}.api_key: an empty list; give at least one key, or none"
+            ));
+        }
+        Some(ApiKeys::Pool(keys)) => {
+            let mut pool: Vec<Secret> = Vec::with_capacity(keys.len());
+            for (k, key) in keys.into_iter().enumerate() {
+                let key = api_key_of(key, &format!("{place}.api_key[{k}]"), env)?;
+                if let Some(first) = pool.iter().position(|other| *other == key) {
+                    return Err(format!("{place}.api_key[{k}]: the same key as api_key[{first}]"));
+                }
+                pool.push(key);
+            }
+            pool
+        }
+    };
     let rewrite_body = match rewrite_body {
         None => Vec::new(),
         Some(body) => rewrite_fields(body).map_err(|why| format!("{place}.rewrite_body: {why}"))?,
@@ -523,13 +604,27 @@ fn deployment(
         upstream_model: model,
         model_pattern,
         endpoint,
-        api_key,
+        api_keys,
         rewrite_body,
         rewrite_header,
         options,
         timeouts,
         proxy,
+        mock,
     })
+}
+
+/// One `api_key` entry: the key, or the environment variable `os.environ/NAME` names. Printable ASCII
+/// without spaces, as a header value must be.
+fn api_key_of(key: String, place: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    let key = match key.strip_prefix(ENV_PREFIX) {
+        Some(var) => env(var).ok_or_else(|| format!("{place}: environment variable '{var}' is not set"))?,
+        None => key,
+    };
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("{place}: must be printable ASCII without spaces"));
+    }
+    Ok(Secret::new(key))
 }
 
 /// The per-deployment converter options; unset keys keep [`ModelOptions::default`].
@@ -1012,8 +1107,8 @@ router_settings:
         let cases = [
             (
                 SEED.replace("api_type: anthropic", "api_type: cohere"),
-                "model_list[1].llm_params.api_type: unknown api_type 'cohere' (expected openai, anthropic, responses or \
-                 gemini)",
+                "model_list[1].llm_params.api_type: unknown api_type 'cohere' (expected openai, anthropic, responses, \
+                 gemini or mock)",
             ),
             (
                 SEED.replace("strategy: roundrobin", "strategy: fastest"),
@@ -1204,12 +1299,109 @@ router_settings:
         );
         let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
         let config = validate(raw, &|name| (name == "MY_KEY").then(|| "sk-env".to_string())).unwrap();
-        assert_eq!(config.deployments[0].api_key.as_ref().unwrap().expose(), "sk-env");
+        assert_eq!(config.deployments[0].api_keys[0].expose(), "sk-env");
         let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(
             validate(raw, &|_| None).unwrap_err(),
             "model_list[0].llm_params.api_key: environment variable 'MY_KEY' is not set"
         );
+    }
+
+    #[test]
+    fn key_pools() {
+        let text = SEED.replace(
+            "api_key: sk-1234\n      rewrite",
+            "api_key: [sk-one, os.environ/MY_KEY, sk-three]\n      rewrite",
+        );
+        let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
+        let config = validate(raw, &|name| (name == "MY_KEY").then(|| "sk-env".to_string())).unwrap();
+        let keys: Vec<_> = config.deployments[0].api_keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, ["sk-one", "sk-env", "sk-three"]);
+        let cases = [
+            (
+                "[sk-a, os.environ/NOPE]",
+                "model_list[0].llm_params.api_key[1]: environment variable 'NOPE' is not set",
+            ),
+            (
+                "[sk-a, 'sk b']",
+                "model_list[0].llm_params.api_key[1]: must be printable ASCII without spaces",
+            ),
+            (
+                "[sk-a, sk-b, sk-a]",
+                "model_list[0].llm_params.api_key[2]: the same key as api_key[0]",
+            ),
+            (
+                "[]",
+                "model_list[0].llm_params.api_key: an empty list; give at least one key, or none",
+            ),
+            (
+                "''",
+                "model_list[0].llm_params.api_key: must be printable ASCII without spaces",
+            ),
+        ];
+        for (keys, expected) in cases {
+            let text = SEED.replace(
+                "api_key: sk-1234\n      rewrite",
+                &format!("api_key: {keys}\n      rewrite"),
+            );
+            assert_eq!(error_of(&text), expected, "{keys}");
+        }
+    }
+
+    #[test]
+    fn mock_deployments() {
+        let text = "model_list:\n  - model_name: demo\n    llm_params:\n      api_type: mock\n";
+        let config = parse(text, Path::new("c.yaml")).unwrap();
+        let d = &config.deployments[0];
+        assert_eq!((d.api_type(), d.upstream_model.as_str()), ("mock", "demo"));
+        let mock = d.mock.as_ref().unwrap();
+        assert_eq!(mock.response, MockSpec::DEFAULT_RESPONSE);
+        assert!(mock.response.contains("llm-router"));
+        assert_eq!((mock.delay, mock.stream_chunk_chars), (Duration::ZERO, 8));
+        let text = "model_list:\n  - model_name: demo\n    llm_params: {api_type: mock, model: m-1, mock_response: Hi, \
+                    mock_delay_ms: 250, mock_stream_chunk_chars: 2}\n";
+        let config = parse(text, Path::new("c.yaml")).unwrap();
+        let d = &config.deployments[0];
+        let mock = d.mock.as_ref().unwrap();
+        assert_eq!(d.upstream_model, "m-1");
+        assert_eq!(
+            (mock.response.as_str(), mock.delay, mock.stream_chunk_chars),
+            ("Hi", Duration::from_millis(250), 2)
+        );
+        let cases = [
+            (
+                "api_type: mock, api_base: 'http://h'",
+                "model_list[0].llm_params.api_base: api_type mock connects nowhere; remove it",
+            ),
+            (
+                "api_type: mock, api_key: sk-1",
+                "model_list[0].llm_params.api_key: api_type mock connects nowhere; remove it",
+            ),
+            (
+                "api_type: mock, proxy: none",
+                "model_list[0].llm_params.proxy: api_type mock connects nowhere; remove it",
+            ),
+            (
+                "api_type: mock, mock_stream_chunk_chars: 0",
+                "model_list[0].llm_params.mock_stream_chunk_chars: must be at least 1",
+            ),
+            (
+                "api_type: openai, model: m, api_base: 'http://h', mock_response: x",
+                "model_list[0].llm_params.mock_response: only for api_type mock",
+            ),
+            (
+                "api_type: openai, api_base: 'http://h'",
+                "model_list[0].llm_params.model: required, and must not be empty",
+            ),
+            (
+                "api_type: openai, model: m",
+                "model_list[0].llm_params.api_base: required, and must not be empty",
+            ),
+        ];
+        for (params, expected) in cases {
+            let text = format!("model_list:\n  - model_name: demo\n    llm_params: {{{params}}}\n");
+            assert_eq!(error_of(&text), expected, "{params}");
+        }
     }
 
     #[test]

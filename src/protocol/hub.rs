@@ -29,16 +29,15 @@ pub struct Converted {
     pub facts: RequestFacts,
 }
 
-/// Decodes a client request from its protocol and encodes it in the upstream's, through the hub.
-pub fn convert_request(
+/// Decodes a client request from its protocol into the hub, with the facts its answer will need.
+pub fn decode_request(
     client: Protocol,
-    upstream: Protocol,
     body: &[u8],
     ctx: &ConvertContext<'_>,
-) -> Result<Converted, ConvertError> {
+) -> Result<(Request, RequestFacts), ConvertError> {
     let options = ctx.options;
     let mut facts = RequestFacts::default();
-    let mut request = match client {
+    let request = match client {
         Protocol::Responses => {
             let decoded = responses::request::decode(body, ctx.signing_key)?;
             facts.responses = Some(Box::new(decoded.facts));
@@ -75,6 +74,18 @@ pub fn convert_request(
         // Names too long or odd for an upstream are shortened by the encoders; the answer gets them back.
         facts.tool_names = ToolNameMap::from_tool_names(request.tools.iter().map(|t| t.name.as_str()));
     }
+    Ok((request, facts))
+}
+
+/// Decodes a client request from its protocol and encodes it in the upstream's, through the hub.
+pub fn convert_request(
+    client: Protocol,
+    upstream: Protocol,
+    body: &[u8],
+    ctx: &ConvertContext<'_>,
+) -> Result<Converted, ConvertError> {
+    let options = ctx.options;
+    let (mut request, mut facts) = decode_request(client, body, ctx)?;
     if request.max_output_tokens == Some(0) {
         // Claude Code's cache pre-warm: answered locally; the body stays a valid request.
         facts.cache_prewarm = true;
@@ -145,7 +156,12 @@ pub fn convert_answer_with_usage(
             }
         }
     }
-    let body = match client {
+    Ok((encode_answer(client, &response, ctx, facts), reported))
+}
+
+/// Encodes a whole answer in the client's protocol, with the ids and echoes of `ctx` and `facts`.
+pub fn encode_answer(client: Protocol, response: &Response, ctx: &ConvertContext<'_>, facts: &RequestFacts) -> Vec<u8> {
+    match client {
         Protocol::Responses => {
             let fallback;
             let responses = match &facts.responses {
@@ -156,7 +172,7 @@ pub fn convert_answer_with_usage(
                 }
             };
             responses::response::encode(
-                &response,
+                response,
                 &responses::response::AnswerContext {
                     id_hex: ctx.response_id,
                     signing_key: ctx.signing_key,
@@ -166,11 +182,10 @@ pub fn convert_answer_with_usage(
                 },
             )
         }
-        Protocol::Anthropic => messages::response::encode(&response, &messages_answer(ctx, 0)),
-        Protocol::OpenAi => chat::response::encode(&response, &chat_answer(ctx, facts)),
-        Protocol::Gemini => gemini::response::encode(&response, &gemini_answer(ctx, facts)),
-    };
-    Ok((body, reported))
+        Protocol::Anthropic => messages::response::encode(response, &messages_answer(ctx, 0)),
+        Protocol::OpenAi => chat::response::encode(response, &chat_answer(ctx, facts)),
+        Protocol::Gemini => gemini::response::encode(response, &gemini_answer(ctx, facts)),
+    }
 }
 
 /// The stream converter from the upstream's protocol to the client's, through the hub.
@@ -180,30 +195,27 @@ pub fn convert_stream(
     ctx: &ConvertContext<'_>,
     mut facts: RequestFacts,
 ) -> Box<dyn StreamConverter> {
-    match (client, facts.responses.take()) {
-        (Protocol::Responses, responses) => stream_from(
-            upstream,
-            responses::stream::ResponsesStreamEncoder::new(
-                ctx.response_id,
-                ctx.created,
-                ctx.client_model,
-                responses.map(|r| *r).unwrap_or_default(),
-                ctx.signing_key,
-            ),
-            facts,
-        ),
-        (Protocol::Anthropic, _) => {
-            let answer = messages_answer(ctx, facts.input_tokens_estimate);
-            stream_from(upstream, messages::stream::MessagesStreamEncoder::new(&answer), facts)
-        }
-        (Protocol::OpenAi, _) => {
-            let answer = chat_answer(ctx, &facts);
-            stream_from(upstream, chat::stream::ChatStreamEncoder::new(&answer), facts)
-        }
-        (Protocol::Gemini, _) => {
-            let answer = gemini_answer(ctx, &facts);
-            stream_from(upstream, gemini::stream::GeminiStreamEncoder::new(&answer), facts)
-        }
+    let encoder = stream_encoder(client, ctx, &mut facts);
+    stream_from(upstream, encoder, facts)
+}
+
+/// The encoder of the client's stream, with the ids and echoes of `ctx` and `facts` (a Responses client's
+/// facts move into it).
+pub fn stream_encoder(client: Protocol, ctx: &ConvertContext<'_>, facts: &mut RequestFacts) -> Box<dyn StreamEncoder> {
+    match client {
+        Protocol::Responses => Box::new(responses::stream::ResponsesStreamEncoder::new(
+            ctx.response_id,
+            ctx.created,
+            ctx.client_model,
+            facts.responses.take().map(|r| *r).unwrap_or_default(),
+            ctx.signing_key,
+        )),
+        Protocol::Anthropic => Box::new(messages::stream::MessagesStreamEncoder::new(&messages_answer(
+            ctx,
+            facts.input_tokens_estimate,
+        ))),
+        Protocol::OpenAi => Box::new(chat::stream::ChatStreamEncoder::new(&chat_answer(ctx, facts))),
+        Protocol::Gemini => Box::new(gemini::stream::GeminiStreamEncoder::new(&gemini_answer(ctx, facts))),
     }
 }
 
@@ -555,6 +567,31 @@ pub trait StreamEncoder: Send {
         if !self.finished() {
             self.fail(failure, message, out);
         }
+    }
+}
+
+/// The client's encoder is picked per request; one indirect call per event is nothing next to its JSON.
+impl<E: StreamEncoder + ?Sized> StreamEncoder for Box<E> {
+    fn encode(&mut self, event: Event, out: &mut Vec<u8>) -> StreamStatus {
+        (**self).encode(event, out)
+    }
+    fn finished(&self) -> bool {
+        (**self).finished()
+    }
+    fn stopped(&self) -> bool {
+        (**self).stopped()
+    }
+    fn fail(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        (**self).fail(failure, message, out)
+    }
+    fn keep_alive(&self, out: &mut Vec<u8>) {
+        (**self).keep_alive(out)
+    }
+    fn eof(&mut self, out: &mut Vec<u8>) -> StreamStatus {
+        (**self).eof(out)
+    }
+    fn failed(&mut self, failure: StreamFailure, message: &str, out: &mut Vec<u8>) {
+        (**self).failed(failure, message, out)
     }
 }
 

@@ -41,6 +41,8 @@ pub enum Answer {
 pub struct Attempt<'a> {
     pub client: Protocol,
     pub deployment: &'a std::sync::Arc<Deployment>,
+    /// Which key of the deployment's pool the request goes with (0 without a pool).
+    pub key: usize,
     /// The group name the client asked for, echoed in converted answers.
     pub client_model: &'a str,
     pub signing_key: &'a [u8],
@@ -63,7 +65,9 @@ impl Attempt<'_> {
         record: &mut RequestRecord,
     ) -> Result<Answer, Failure> {
         let deployment = &**self.deployment;
-        let minted = match self.client != deployment.protocol {
+        let upstream_protocol = deployment.protocol_for(self.client);
+        // A mock makes its answers up, ids and all.
+        let minted = match self.client != upstream_protocol || deployment.spec.mock.is_some() {
             true => Minted {
                 response_id: random_id(),
                 created: unix_time(),
@@ -88,6 +92,7 @@ impl Attempt<'_> {
             return Ok(Answer::Local(cache_prewarm_answer(&ctx)));
         }
         record.attempt(self.deployment);
+        record.key(self.key);
         // For a whole answer the deadline covers headers and body; for a stream, the first event.
         let deadline = tokio::time::Instant::now() + deployment.spec.timeouts.first_byte;
         // Gemini asks for a stream by its URL: a converted request says so in its facts, a Gemini one in its
@@ -97,7 +102,12 @@ impl Attempt<'_> {
             Some(stream_endpoint) if stream => stream_endpoint,
             _ => &endpoints.generate,
         };
-        let response = upstream::send(deployment, endpoint, self.client_headers, body, deadline).await?;
+        let response = match &deployment.spec.mock {
+            Some(mock) => {
+                upstream::mock::answer(&deployment.name, mock, upstream_protocol, &body, &ctx, deadline).await?
+            }
+            None => upstream::send(deployment, self.key, endpoint, self.client_headers, body, deadline).await?,
+        };
 
         let status = response.status();
         record.upstream_status(status.as_u16());
@@ -109,9 +119,9 @@ impl Attempt<'_> {
             let request_id = upstream::request_id(response.headers());
             let body = upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline).await?;
             let answer = UpstreamAnswer {
-                upstream: deployment.protocol,
+                upstream: upstream_protocol,
                 status,
-                body: upstream::redact(body, deployment.secret.as_ref().map(|k| k.expose())),
+                body: deployment.redact(body),
                 request_id,
                 headers,
             };
@@ -123,10 +133,10 @@ impl Attempt<'_> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let secret = deployment.secret.clone();
+        let secret = deployment.secret(self.key).cloned();
         let mut answer = match (is_stream, conversion) {
             (false, None) => {
-                let (answer, usage) = pass_through_json(deployment, response, deadline).await?;
+                let (answer, usage) = pass_through_json(deployment, upstream_protocol, response, deadline).await?;
                 record.usage(usage);
                 answer
             }
@@ -177,7 +187,7 @@ impl Attempt<'_> {
         let deployment = &**self.deployment;
         let options = &deployment.spec.options;
         let raw = || request.raw().map_err(Failure::refused);
-        let body = match (self.client, deployment.protocol) {
+        let body = match (self.client, deployment.protocol_for(self.client)) {
             (Protocol::OpenAi, Protocol::OpenAi) | (Protocol::Responses, Protocol::Responses) => {
                 let raw = raw()?;
                 let clamp = clamp_override(raw, options.max_output_tokens);
@@ -250,13 +260,14 @@ fn refused(error: ConvertError) -> Failure {
 /// attempt that can still fail over. Its usage is read by a scan for the usage object alone.
 async fn pass_through_json(
     deployment: &Deployment,
+    protocol: Protocol,
     response: UpstreamResponse,
     deadline: tokio::time::Instant,
 ) -> Result<(Response, Option<Usage>), Failure> {
     let status = response.status();
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let body = read_whole(deployment, response, deadline).await?;
-    let usage = answer_usage(deployment.protocol, &body);
+    let usage = answer_usage(protocol, &body);
     let mut answer = Response::new(Body::from(body));
     *answer.status_mut() = status;
     answer.headers_mut().insert(

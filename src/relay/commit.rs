@@ -40,7 +40,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     let mut upstream = UpstreamChunks::new(response.into_body());
     let head = read_first_event(&mut upstream, &mut processor, deadline).await?;
     if let Some(mut error) = processor.early_error() {
-        error.body = upstream::redact(error.body, deployment.secret.as_ref().map(|k| k.expose()));
+        error.body = deployment.redact(error.body);
         return Err(Failure::error_event(error));
     }
     if !processor.started() {

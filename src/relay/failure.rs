@@ -93,6 +93,14 @@ impl Failure {
         }
     }
 
+    /// The upstream's status, when it answered with an error.
+    pub fn answered_status(&self) -> Option<u16> {
+        match &self.kind {
+            FailureKind::Answered(answer) => Some(answer.status.as_u16()),
+            _ => None,
+        }
+    }
+
     /// The upstream refused the prompt as longer than the model's context window.
     pub fn says_context_too_long(&self) -> bool {
         match &self.kind {

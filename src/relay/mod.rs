@@ -33,6 +33,7 @@ use self::failure::Failure;
 use self::record::RequestRecord;
 use crate::config::{Affinity, Reliability};
 use crate::protocol::Protocol;
+use crate::routing::health::KeysLeft;
 use crate::routing::{Deployment, ModelGroup, Snapshot, affinity};
 use crate::server::AppState;
 use crate::server::error::ApiError;
@@ -178,9 +179,20 @@ impl GroupRun<'_, '_> {
             if let Some(hit) = hit {
                 record.affinity(hit);
             }
+            let Some(key) = deployment.health.keys.pick(deployment.spec.api_keys.len()) else {
+                // Chosen once its cooldown ran out, but no key of its pool came back: only a reload can help.
+                deployment.health.cool_for(self.reliability.cooldown);
+                let message = format!(
+                    "every API key of '{}' is set aside; fix them and reload",
+                    deployment.name
+                );
+                last_failure = Some(Failure::unreachable(StatusCode::SERVICE_UNAVAILABLE, message));
+                continue;
+            };
             let attempt = Attempt {
                 client: self.client,
                 deployment,
+                key,
                 client_model: &self.request.model,
                 signing_key: &self.state.signing_key,
                 client_headers: self.headers,
@@ -201,6 +213,21 @@ impl GroupRun<'_, '_> {
             if group.context_window_fallback.is_some() && failure.says_context_too_long() {
                 return Outcome::ContextTooLong(failure);
             }
+            if deployment.has_key_pool()
+                && let Some(left) = set_key_aside(deployment, key, &failure, &self.reliability)
+            {
+                if left == KeysLeft::Some {
+                    // Another key of the same deployment may serve: it can be picked again.
+                    tried.pop();
+                    last_failure = Some(failure);
+                    continue;
+                }
+                if !failure.retryable() {
+                    return Outcome::Final(failure);
+                }
+                last_failure = Some(failure);
+                continue;
+            }
             if !failure.retryable() {
                 return Outcome::Final(failure);
             }
@@ -219,6 +246,46 @@ impl GroupRun<'_, '_> {
         }
         Outcome::Exhausted(last_failure)
     }
+}
+
+/// Sets the key aside that the upstream refused (401/403, until a reload changes the deployment) or limited
+/// (429, for its `Retry-After` or the cooldown); `None` for other failures, which count against the
+/// deployment as usual. When no key is left, the deployment cools down until the first comes back (or for
+/// the cooldown, when none will).
+fn set_key_aside(
+    deployment: &Deployment,
+    key: usize,
+    failure: &Failure,
+    reliability: &Reliability,
+) -> Option<KeysLeft> {
+    let status = failure.answered_status()?;
+    let wait = match status {
+        401 | 403 => None,
+        429 => Some(failure.retry_after.unwrap_or(reliability.cooldown)),
+        _ => return None,
+    };
+    let left = deployment
+        .health
+        .keys
+        .set_aside(key, deployment.spec.api_keys.len(), status, wait);
+    tracing::warn!(
+        deployment = %deployment.name,
+        key = key + 1,
+        status,
+        for_ms = wait.map(|w| w.as_millis() as u64),
+        "API key set aside"
+    );
+    if let KeysLeft::None(back) = left {
+        let cooldown = back.unwrap_or(reliability.cooldown);
+        deployment.health.cool_for(cooldown);
+        deployment.cooldowns.inc();
+        tracing::warn!(
+            deployment = %deployment.name,
+            cooldown_ms = cooldown.as_millis() as u64,
+            "every API key is set aside: cooling down"
+        );
+    }
+    Some(left)
 }
 
 /// The order in which a request moves through groups: each group's `fallbacks` in turn, depth first (a

@@ -56,6 +56,8 @@ pub struct RequestRecord {
     deployment: Option<Arc<Deployment>>,
     /// `deployment`'s index among the group's members, for its metric handles.
     member: Option<usize>,
+    /// The key of `deployment`'s pool the last attempt went with (only for a deployment with a pool).
+    key: Option<usize>,
     /// Attempts sent upstream; 0 for a request refused, or answered, by the router itself.
     attempts: u32,
     /// The attempt in progress, if any; closed by its failure or, for the answering one, at the end.
@@ -98,6 +100,8 @@ pub struct FinishedRequest<'a> {
     pub group: Option<&'a str>,
     /// The deployment that answered (after failover, the last one tried).
     pub deployment: Option<&'a str>,
+    /// Which key of the deployment's pool, from 1 (`key #2`); `None` without a pool.
+    pub key: Option<usize>,
     /// The routing rule that chose `group`.
     pub rule: Option<&'a str>,
     /// The groups the request fell back to after `group`, in order.
@@ -142,6 +146,7 @@ impl RequestRecord {
             feeds_latency: false,
             deployment: None,
             member: None,
+            key: None,
             attempts: 0,
             current: None,
             failed: None,
@@ -208,6 +213,14 @@ impl RequestRecord {
             .serving()
             .and_then(|g| g.members.iter().position(|m| Arc::ptr_eq(m, deployment)));
         self.deployment = Some(deployment.clone());
+        self.key = None;
+    }
+
+    /// The current attempt goes with key `key` of its deployment's pool (noted only for a pool).
+    pub fn key(&mut self, key: usize) {
+        if self.deployment.as_ref().is_some_and(|d| d.has_key_pool()) {
+            self.key = Some(key);
+        }
     }
 
     /// The upstream answered the current attempt with this HTTP status.
@@ -318,6 +331,7 @@ impl RequestRecord {
             route: self.route,
             group: self.group.as_ref().map(|g| g.name.as_str()),
             deployment: self.deployment.as_ref().map(|d| d.name.as_str()),
+            key: self.key.map(|k| k + 1),
             rule: self.rule.as_deref(),
             fallbacks: &self.fallbacks,
             affinity: self.affinity_hit.map(|hit| if hit { "hit" } else { "miss" }),
@@ -397,6 +411,7 @@ fn log(finished: &FinishedRequest<'_>) {
         route = finished.route,
         group = finished.group.unwrap_or("-"),
         deployment = finished.deployment.unwrap_or("-"),
+        key = finished.key,
         rule = finished.rule,
         fallbacks = (!finished.fallbacks.is_empty()).then(|| fallback_path(finished)).as_deref(),
         affinity = finished.affinity,

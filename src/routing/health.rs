@@ -1,8 +1,8 @@
-//! Per-deployment failure counting and cooldowns. Lock-free: two atomics per deployment, carried over a
-//! reload when the deployment did not change.
+//! Per-deployment failure counting and cooldowns, and the keys of a key pool set aside. Lock-free but for a
+//! pool's list of keys set aside; carried over a reload when the deployment did not change.
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Reliability;
@@ -29,6 +29,85 @@ pub struct Health {
     inflight: AtomicU32,
     /// The moving average of the time to first token, in microseconds; 0 before the first figure.
     ttft_micros: AtomicU64,
+    /// Which key of a pool goes next, and which are set aside.
+    pub keys: KeyShelf,
+}
+
+/// The keys of a deployment's pool (`api_key` as a list): used in turn, each set aside on its own when the
+/// upstream refuses it (401/403: until a reload changes the deployment) or limits it (429: for its
+/// `Retry-After` or the cooldown), while the others keep serving.
+#[derive(Debug, Default)]
+pub struct KeyShelf {
+    /// Counts up; the next key is this modulo the pool's size.
+    next: AtomicUsize,
+    aside: Mutex<Vec<SetAside>>,
+}
+
+/// A key set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetAside {
+    /// Its position in the pool, from 0.
+    pub key: usize,
+    /// The upstream's status that set it aside.
+    pub status: u16,
+    /// Milliseconds since [`ORIGIN`] until which it is not used; `u64::MAX`: until a reload changes the
+    /// deployment.
+    until: u64,
+}
+
+impl SetAside {
+    /// How long it stays aside; `None`: until a reload changes the deployment.
+    pub fn left(&self) -> Option<Duration> {
+        (self.until != u64::MAX).then(|| Duration::from_millis(self.until.saturating_sub(now_ms())))
+    }
+}
+
+impl KeyShelf {
+    /// The next key in turn that is not set aside, of a pool of `count` keys; `None` when all are. A
+    /// deployment with one key or none always has key 0.
+    pub fn pick(&self, count: usize) -> Option<usize> {
+        if count <= 1 {
+            return Some(0);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let aside = self.current();
+        (0..count)
+            .map(|i| (start + i) % count)
+            .find(|&key| !aside.iter().any(|a| a.key == key))
+    }
+
+    /// Sets `key` aside for `wait` (`None`: until a reload changes the deployment). Returns whether another
+    /// key of the pool of `count` can be used now, or else how long until one can (`None`: not before a
+    /// reload).
+    pub fn set_aside(&self, key: usize, count: usize, status: u16, wait: Option<Duration>) -> KeysLeft {
+        let until = wait.map_or(u64::MAX, |wait| now_ms() + wait.min(MAX_COOLDOWN).as_millis() as u64);
+        let mut aside = self.aside.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        aside.retain(|a| a.until > now && a.key != key);
+        aside.push(SetAside { key, status, until });
+        if aside.len() < count {
+            return KeysLeft::Some;
+        }
+        let first_back = aside.iter().map(|a| a.until).min().unwrap_or(u64::MAX);
+        KeysLeft::None((first_back != u64::MAX).then(|| Duration::from_millis(first_back - now)))
+    }
+
+    /// The keys set aside now, by position.
+    pub fn current(&self) -> Vec<SetAside> {
+        let now = now_ms();
+        let mut aside = self.aside.lock().unwrap_or_else(|e| e.into_inner());
+        aside.retain(|a| a.until > now);
+        aside.clone()
+    }
+}
+
+/// What is left of a pool once a key is set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysLeft {
+    /// Another key can be used now.
+    Some,
+    /// Every key is aside: the first comes back after this long (`None`: not before a reload).
+    None(Option<Duration>),
 }
 
 /// The weight of the newest figure in the time-to-first-token average: the last few requests dominate,
@@ -112,6 +191,13 @@ impl Health {
         }
     }
 
+    /// Cools the deployment down for `wait` at once (every key of its pool is set aside).
+    pub fn cool_for(&self, wait: Duration) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.cooling_until
+            .store(now_ms() + wait.min(MAX_COOLDOWN).as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn record_success(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
@@ -127,9 +213,7 @@ impl Health {
             }
         };
         if let Some(wait) = cooldown {
-            self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.cooling_until
-                .store(now_ms() + wait.as_millis() as u64, Ordering::Relaxed);
+            self.cool_for(wait);
         }
         cooldown
     }
@@ -187,6 +271,42 @@ mod tests {
         assert_eq!(h.ttft(), Some(Duration::from_millis(100)));
         h.record_ttft(Duration::from_millis(200));
         assert_eq!(h.ttft(), Some(Duration::from_millis(130)));
+    }
+
+    #[test]
+    fn a_pool_goes_round_and_skips_keys_set_aside() {
+        let shelf = KeyShelf::default();
+        assert_eq!(shelf.pick(1), Some(0));
+        assert_eq!(shelf.pick(0), Some(0));
+        let turns: Vec<_> = (0..6).map(|_| shelf.pick(3).unwrap()).collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(shelf.set_aside(1, 3, 401, None), KeysLeft::Some);
+        let turns: Vec<_> = (0..4).map(|_| shelf.pick(3).unwrap()).collect();
+        assert!(!turns.contains(&1), "{turns:?}");
+        assert_eq!(
+            shelf.set_aside(0, 3, 429, Some(Duration::from_millis(50))),
+            KeysLeft::Some
+        );
+        assert_eq!(shelf.pick(3), Some(2));
+        // The last key out: the 429 key is the first back.
+        let KeysLeft::None(Some(back)) = shelf.set_aside(2, 3, 403, None) else {
+            panic!()
+        };
+        assert!(back <= Duration::from_millis(50));
+        assert_eq!(shelf.pick(3), None);
+        assert_eq!(shelf.current().len(), 3);
+        std::thread::sleep(Duration::from_millis(70));
+        assert_eq!(shelf.pick(3), Some(0), "the 429 key is back after its wait");
+        assert_eq!(
+            shelf
+                .current()
+                .iter()
+                .map(|a| (a.key, a.status, a.left()))
+                .collect::<Vec<_>>(),
+            [(1, 401, None), (2, 403, None)]
+        );
+        // Refused keys stay aside: once every key is refused, none comes back before a reload.
+        assert_eq!(shelf.set_aside(0, 3, 401, None), KeysLeft::None(None));
     }
 
     #[test]

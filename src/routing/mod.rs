@@ -32,8 +32,9 @@ pub struct Deployment {
     pub endpoints: Endpoints,
     /// What every upstream request carries: the credential (`Authorization: Bearer …` or `x-api-key`, or the
     /// `Authorization: Basic …` of credentials in `api_base`), marked sensitive so that `http`'s `Debug` never
-    /// prints it, and the content type (see [`crate::upstream::header_template`]).
-    pub headers: HeaderMap,
+    /// prints it, and the content type (see [`crate::upstream::header_template`]). One per key of the
+    /// deployment's pool, in its order (one when it has no key).
+    pub headers: Vec<HeaderMap>,
     /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body (a Gemini
     /// body has no `model`: it is in the URL).
     pub overrides: Vec<(String, Box<RawValue>)>,
@@ -44,8 +45,6 @@ pub struct Deployment {
     pub origin: Arc<Origin>,
     /// Failure count and cooldown; shared with the previous snapshot's twin when the deployment is unchanged.
     pub health: Arc<Health>,
-    /// The API key as text to scrub from what the upstream sends back (some hosts echo it in errors).
-    pub secret: Option<crate::config::Secret>,
     /// `llmrouter_cooldowns_total` of this deployment.
     pub cooldowns: Counter,
     /// A group serving through it balances by its live figures (`leastconn`, `latency`): its requests in
@@ -103,6 +102,15 @@ impl Deployment {
         self.spec.model_pattern.as_ref().is_none_or(|glob| glob.matches(model))
     }
 
+    /// The protocol a request from a `client` goes upstream in: the deployment's, or for a mock (which
+    /// answers in any) the client's own.
+    pub fn protocol_for(&self, client: Protocol) -> Protocol {
+        match self.spec.mock {
+            Some(_) => client,
+            None => self.protocol,
+        }
+    }
+
     /// The model name sent upstream: the deployment's own, or the client's when `model` is a glob.
     pub fn upstream_model<'a>(&'a self, client_model: &'a str) -> &'a str {
         match self.spec.model_pattern {
@@ -116,7 +124,7 @@ impl Deployment {
     fn new(spec: DeploymentSpec, pool: &ClientPool, health: Arc<Health>, metrics: &Metrics, tracks_load: bool) -> Self {
         let (endpoints, url_authorization) = Endpoints::of(&spec, None).expect("validated endpoints are valid URIs");
         let origin = pool.origin(spec.timeouts.connect, &spec.proxy, &endpoints.generate.absolute);
-        let credential = spec.api_key.as_ref().map(|key| {
+        let credential = |key: &crate::config::Secret| {
             let text = match spec.protocol {
                 Protocol::OpenAi | Protocol::Responses => format!("Bearer {}", key.expose()),
                 Protocol::Anthropic | Protocol::Gemini => key.expose().to_owned(),
@@ -125,7 +133,23 @@ impl Deployment {
             let mut value = HeaderValue::from_str(&text).expect("validated api_key is a valid header value");
             value.set_sensitive(true);
             value
-        });
+        };
+        let template = |credential: Option<&HeaderValue>| {
+            crate::upstream::header_template(
+                spec.protocol,
+                credential,
+                url_authorization.as_ref(),
+                &spec.rewrite_header,
+            )
+        };
+        let headers = match spec.api_keys.is_empty() {
+            true => vec![template(None)],
+            false => spec
+                .api_keys
+                .iter()
+                .map(|key| template(Some(&credential(key))))
+                .collect(),
+        };
         let model = serde_json::value::to_raw_value(&spec.upstream_model).expect("a string serialises");
         // A Gemini body names no model (it is in the URL); a glob `model` passes the client's through.
         let mut overrides = match (spec.protocol, &spec.model_pattern) {
@@ -143,21 +167,34 @@ impl Deployment {
             protocol: spec.protocol,
             upstream_model: spec.upstream_model.clone(),
             endpoints,
-            headers: crate::upstream::header_template(
-                spec.protocol,
-                credential.as_ref(),
-                url_authorization.as_ref(),
-                &spec.rewrite_header,
-            ),
+            headers,
             overrides,
             rewrite_values,
             origin,
             health,
-            secret: spec.api_key.clone(),
             cooldowns: metrics.cooldowns(&spec.name),
             tracks_load,
             spec,
         }
+    }
+
+    /// Key `key` of the pool, as text to scrub from what the upstream sends back (some hosts echo it in
+    /// errors).
+    pub fn secret(&self, key: usize) -> Option<&crate::config::Secret> {
+        self.spec.api_keys.get(key)
+    }
+
+    /// `body` with every key of the deployment scrubbed out.
+    pub fn redact(&self, body: Vec<u8>) -> Vec<u8> {
+        self.spec
+            .api_keys
+            .iter()
+            .fold(body, |body, key| crate::upstream::redact(body, Some(key.expose())))
+    }
+
+    /// Whether its keys are a pool (two or more), whose keys are set aside one by one.
+    pub fn has_key_pool(&self) -> bool {
+        self.spec.api_keys.len() > 1
     }
 
     /// The overrides as borrowed pairs, for [`crate::protocol::raw_body::RawBody::write_with`].
@@ -454,12 +491,12 @@ router_settings:
     fn credentials_follow_the_protocol_and_are_sensitive() {
         let s = snapshot(CONFIG, None);
         let a = &s.group("a").unwrap().members[0];
-        let authorization = a.headers.get("authorization").unwrap();
+        let authorization = a.headers[0].get("authorization").unwrap();
         assert_eq!(authorization.to_str().unwrap(), "Bearer sk-a");
         assert!(authorization.is_sensitive());
         let b = &s.group("b").unwrap().members[0];
-        assert_eq!(b.headers.get("x-api-key").unwrap().to_str().unwrap(), "sk-b");
-        assert!(b.headers.get("authorization").is_none());
+        assert_eq!(b.headers[0].get("x-api-key").unwrap().to_str().unwrap(), "sk-b");
+        assert!(b.headers[0].get("authorization").is_none());
         assert!(!format!("{s:?}").contains("sk-a"));
     }
 

@@ -264,7 +264,8 @@ async fn forward(
         let message = format!("model '{client_model}' cannot be written into the upstream's URL");
         return ApiError::bad_request(message).into_response(client);
     };
-    match upstream::send(deployment, &endpoints.count_tokens, client_headers, body, deadline).await {
+    let key = deployment.health.keys.pick(deployment.spec.api_keys.len()).unwrap_or(0);
+    match upstream::send(deployment, key, &endpoints.count_tokens, client_headers, body, deadline).await {
         Err(error) => upstream_failure(&error, client),
         Ok(response) => {
             let status = response.status();
@@ -287,7 +288,7 @@ async fn forward(
                 upstream::read_capped(deployment, response, MAX_ERROR_BODY, deadline)
                     .await
                     .map(|body| {
-                        let body = upstream::redact(body, deployment.spec.api_key.as_ref().map(|k| k.expose()));
+                        let body = deployment.redact(body);
                         match converted {
                             false => (status, same_protocol_error_body(client, status, &body)),
                             true => {

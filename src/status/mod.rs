@@ -280,6 +280,7 @@ impl Status {
 fn deployment_json(d: &Deployment, in_flight: i64, now: i64, allowed_fails: u32) -> Value {
     let url = &d.spec.endpoint;
     let host = match (url.host_str(), url.port()) {
+        _ if d.spec.mock.is_some() => "built in".to_owned(),
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (Some(host), None) => host.to_owned(),
         (None, _) => String::new(),
@@ -290,11 +291,25 @@ fn deployment_json(d: &Deployment, in_flight: i64, now: i64, allowed_fails: u32)
         State::Cooling(left) => ("cooling", 0, Some(now + left.as_millis() as i64)),
     };
     let f = d.health.recent.figures();
+    let keys_aside: Vec<Value> = match d.has_key_pool() {
+        false => Vec::new(),
+        true => d
+            .health
+            .keys
+            .current()
+            .iter()
+            .map(
+                |a| json!({"key": a.key + 1, "status": a.status, "back_in_ms": a.left().map(|l| l.as_millis() as u64)}),
+            )
+            .collect(),
+    };
     json!({
         "name": d.name,
-        "api_type": d.protocol.as_str(),
+        "api_type": d.spec.api_type(),
         "model": d.upstream_model,
         "host": host,
+        "keys": d.spec.api_keys.len(),
+        "keys_aside": keys_aside,
         "state": state,
         "failures": failures,
         "allowed_fails": allowed_fails,

@@ -16,9 +16,10 @@ use crate::routing::Deployment;
 /// unless the body was read to its end.
 pub type UpstreamResponse = http::Response<UpstreamBody>;
 
-/// POSTs `body` to `endpoint` with the deployment's headers; the response headers must arrive by `deadline`.
+/// POSTs `body` to `endpoint` with the deployment's headers for key `key` of its pool; the response headers must arrive by `deadline`.
 pub async fn send(
     deployment: &Deployment,
+    key: usize,
     endpoint: &Endpoint,
     client_headers: &HeaderMap,
     body: Vec<u8>,
@@ -26,7 +27,7 @@ pub async fn send(
 ) -> Result<UpstreamResponse, UpstreamError> {
     let mut request = Request::new(Full::new(Bytes::from(body)));
     *request.method_mut() = Method::POST;
-    *request.headers_mut() = request_headers(deployment, client_headers);
+    *request.headers_mut() = request_headers(deployment, key, client_headers);
     match tokio::time::timeout_at(deadline, deployment.origin.send(endpoint, request)).await {
         Ok(result) => result.map_err(|e| UpstreamError::from_send(&deployment.name, &e)),
         Err(_) => Err(UpstreamError::Timeout {

@@ -4,6 +4,7 @@
 mod call;
 mod client;
 mod connector;
+pub mod mock;
 mod origin;
 mod pool;
 
@@ -69,10 +70,10 @@ pub fn header_template(
     headers
 }
 
-/// The headers of an upstream request: the deployment's template, and for Anthropic the client's version
-/// and beta headers, unless the deployment's `rewrite_header` decides them.
-pub fn request_headers(deployment: &Deployment, client: &HeaderMap) -> HeaderMap {
-    let mut headers = deployment.headers.clone();
+/// The headers of an upstream request with key `key` of the deployment's pool: its template, and for
+/// Anthropic the client's version and beta headers, unless the deployment's `rewrite_header` decides them.
+pub fn request_headers(deployment: &Deployment, key: usize, client: &HeaderMap) -> HeaderMap {
+    let mut headers = deployment.headers.get(key).unwrap_or(&deployment.headers[0]).clone();
     if deployment.protocol == Protocol::Anthropic {
         let rewritten = |name: &str| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name);
         for name in FORWARDED_TO_ANTHROPIC.into_iter().filter(|name| !rewritten(name)) {
@@ -225,7 +226,7 @@ mod tests {
 
     #[test]
     fn openai_upstream_gets_bearer_and_nothing_of_the_client() {
-        let h = request_headers(&deployment("openai"), &client_headers());
+        let h = request_headers(&deployment("openai"), 0, &client_headers());
         assert_eq!(h.get("authorization").unwrap(), "Bearer sk-secret");
         assert_eq!(h.get("content-type").unwrap(), "application/json");
         assert_eq!(h.get("accept").unwrap(), "*/*");
@@ -234,14 +235,14 @@ mod tests {
 
     #[test]
     fn anthropic_upstream_gets_key_version_and_beta() {
-        let h = request_headers(&deployment("anthropic"), &client_headers());
+        let h = request_headers(&deployment("anthropic"), 0, &client_headers());
         assert_eq!(h.get("x-api-key").unwrap(), "sk-secret");
         assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
         assert_eq!(h.get("anthropic-beta").unwrap(), "tools-2024");
         assert!(h.get("authorization").is_none() && h.get("cookie").is_none() && h.get("connection").is_none());
         let mut client = client_headers();
         client.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
-        let h = request_headers(&deployment("anthropic"), &client);
+        let h = request_headers(&deployment("anthropic"), 0, &client);
         assert_eq!(
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
             ["2024-01-01"]
@@ -254,7 +255,7 @@ mod tests {
             "anthropic",
             r#", rewrite_header: {X-Tenant: acme, x-api-key: sk-other, anthropic-beta: null, anthropic-version: "2025-01-01"}"#,
         );
-        let h = request_headers(&d, &client_headers());
+        let h = request_headers(&d, 0, &client_headers());
         assert_eq!(h.get("x-tenant").unwrap(), "acme");
         assert_eq!(h.get("x-api-key").unwrap(), "sk-other", "the credential header too");
         assert!(
@@ -272,7 +273,7 @@ mod tests {
             "openai",
             ", rewrite_header: '{\"authorization\": null, \"api-key\": \"k\"}'",
         );
-        let h = request_headers(&d, &client_headers());
+        let h = request_headers(&d, 0, &client_headers());
         assert!(h.get("authorization").is_none());
         assert_eq!(h.get("api-key").unwrap(), "k");
     }

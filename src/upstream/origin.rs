@@ -7,6 +7,7 @@
 //! has been read to its end; a body dropped earlier closes it. An HTTP/2 connection (by ALPN on https) is
 //! shared by every request until it closes.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -161,7 +162,7 @@ impl Origin {
                     match connection.sender.try_send_request(request).await {
                         Ok(response) => {
                             let back = Some((connection, self.clone()));
-                            return Ok(response.map(|inner| UpstreamBody { inner, back }));
+                            return Ok(response.map(|inner| UpstreamBody(Source::Wire { inner, back })));
                         }
                         Err(error) => error,
                     }
@@ -170,7 +171,9 @@ impl Origin {
                     *request.uri_mut() = endpoint.absolute.clone();
                     request.headers_mut().remove(header::HOST);
                     match sender.try_send_request(request).await {
-                        Ok(response) => return Ok(response.map(|inner| UpstreamBody { inner, back: None })),
+                        Ok(response) => {
+                            return Ok(response.map(|inner| UpstreamBody(Source::Wire { inner, back: None })));
+                        }
                         Err(error) => error,
                     }
                 }
@@ -266,9 +269,22 @@ impl std::fmt::Debug for Origin {
 }
 
 /// An upstream response body. Read to its end, it hands its HTTP/1.1 connection back to the origin.
-pub struct UpstreamBody {
-    inner: Incoming,
-    back: Option<(Http1, Arc<Origin>)>,
+pub struct UpstreamBody(Source);
+
+enum Source {
+    Wire {
+        inner: Incoming,
+        back: Option<(Http1, Arc<Origin>)>,
+    },
+    /// An answer made by the router itself (the `mock` upstream), one frame per piece.
+    Local(VecDeque<Bytes>),
+}
+
+impl UpstreamBody {
+    /// A body of `frames`, read one by one as a stream's events would be.
+    pub fn local(frames: VecDeque<Bytes>) -> Self {
+        Self(Source::Local(frames))
+    }
 }
 
 impl Body for UpstreamBody {
@@ -279,26 +295,36 @@ impl Body for UpstreamBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let (inner, back) = match &mut self.0 {
+            Source::Wire { inner, back } => (inner, back),
+            Source::Local(frames) => return Poll::Ready(frames.pop_front().map(|data| Ok(Frame::data(data)))),
+        };
+        let frame = ready!(Pin::new(inner).poll_frame(cx));
         match &frame {
             None => {
-                if let Some((connection, origin)) = self.back.take() {
+                if let Some((connection, origin)) = back.take() {
                     origin.put_back(connection);
                 }
             }
             // A broken body leaves its connection unusable.
-            Some(Err(_)) => self.back = None,
+            Some(Err(_)) => *back = None,
             Some(Ok(_)) => {}
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.0 {
+            Source::Wire { inner, .. } => inner.is_end_stream(),
+            Source::Local(frames) => frames.is_empty(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.0 {
+            Source::Wire { inner, .. } => inner.size_hint(),
+            Source::Local(frames) => SizeHint::with_exact(frames.iter().map(|f| f.len() as u64).sum()),
+        }
     }
 }
 

@@ -1017,6 +1017,79 @@ def gemini_stream_error(base, exp):
     )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Every SDK -> router -> the built-in mock upstream (`api_type: mock`), which answers in the client's protocol
+
+
+def mock_usage_ok(input_tokens, output_tokens, exp, what):
+    check(input_tokens and input_tokens > 0, f"{what}: input tokens {input_tokens!r}")
+    equal(output_tokens, exp["output_tokens"], f"{what} output tokens")
+
+
+def anthropic_mock(base, exp):
+    """messages.create and messages.stream get the mock's text and usage."""
+    client = anthropic_client(base)
+    params = dict(model=exp["model"], max_tokens=100, messages=[{"role": "user", "content": "Hi"}])
+    created = client.messages.create(**params)
+    equal([b.type for b in created.content], ["text"], "create blocks")
+    equal(created.content[0].text, exp["text"], "create text")
+    equal(created.stop_reason, "end_turn", "create stop_reason")
+    mock_usage_ok(created.usage.input_tokens, created.usage.output_tokens, exp, "create")
+    with client.messages.stream(**params) as stream:
+        deltas = [e.delta.text for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
+    check(len(deltas) > 1, f"the stream came in pieces: {deltas!r}")
+    equal("".join(deltas), exp["text"], "streamed deltas")
+    equal(final.content[0].text, exp["text"], "stream final text")
+    mock_usage_ok(final.usage.input_tokens, final.usage.output_tokens, exp, "stream")
+
+
+def openai_mock(base, exp):
+    """Chat Completions and the Responses API, created and streamed, get the mock's text and usage."""
+    client = openai_client(base)
+    messages = [{"role": "user", "content": "Hi"}]
+    created = client.chat.completions.create(model=exp["model"], messages=messages)
+    equal(created.choices[0].message.content, exp["text"], "chat create text")
+    equal(created.choices[0].finish_reason, "stop", "chat finish_reason")
+    mock_usage_ok(created.usage.prompt_tokens, created.usage.completion_tokens, exp, "chat create")
+    chunks = list(
+        client.chat.completions.create(
+            model=exp["model"], messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    equal(text, exp["text"], "chat streamed text")
+    usage = [c.usage for c in chunks if c.usage]
+    check(len(usage) == 1, f"one usage chunk: {usage!r}")
+    mock_usage_ok(usage[0].prompt_tokens, usage[0].completion_tokens, exp, "chat stream")
+
+    response = client.responses.create(model=exp["model"], input="Hi")
+    equal(response.status, "completed", "responses status")
+    equal(response.output_text, exp["text"], "responses create text")
+    mock_usage_ok(response.usage.input_tokens, response.usage.output_tokens, exp, "responses create")
+    with client.responses.stream(model=exp["model"], input="Hi") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    check(len(deltas) > 1, f"the stream came in pieces: {deltas!r}")
+    equal("".join(deltas), exp["text"], "responses streamed deltas")
+    equal(final.output_text, exp["text"], "responses stream final text")
+    mock_usage_ok(final.usage.input_tokens, final.usage.output_tokens, exp, "responses stream")
+
+
+def gemini_mock(base, exp):
+    """generate_content and generate_content_stream get the mock's text and usage."""
+    client = gemini_client(base, "v1beta")
+    created = client.models.generate_content(model=exp["model"], contents="Hi")
+    equal(created.text, exp["text"], "generate_content text")
+    usage = created.usage_metadata
+    mock_usage_ok(usage.prompt_token_count, usage.candidates_token_count, exp, "generate_content")
+    pieces = list(client.models.generate_content_stream(model=exp["model"], contents="Hi"))
+    check(len(pieces) > 1, f"the stream came in pieces: {len(pieces)}")
+    equal("".join(p.text or "" for p in pieces), exp["text"], "streamed text")
+    last = pieces[-1].usage_metadata
+    mock_usage_ok(last.prompt_token_count, last.candidates_token_count, exp, "stream")
+
+
 SCENARIOS = {f.__name__: f for f in [
     anthropic_tools,
     anthropic_thinking,
@@ -1047,6 +1120,9 @@ SCENARIOS = {f.__name__: f for f in [
     gemini_auth,
     gemini_unknown_model,
     gemini_stream_error,
+    anthropic_mock,
+    openai_mock,
+    gemini_mock,
 ]}
 
 
