@@ -27,8 +27,17 @@ pub enum ConfigError {
     },
     #[error("config file {path} is not valid YAML for llm-router: {message}")]
     Parse { path: String, message: String },
-    #[error("config file {path}: {message}")]
-    Invalid { path: String, message: String },
+    /// Every problem found, each naming its place in the file.
+    #[error("config file {path}: {}", summary(problems))]
+    Invalid { path: String, problems: Vec<String> },
+}
+
+/// One problem as it is; several on lines of their own, so that each is read.
+fn summary(problems: &[String]) -> String {
+    match problems {
+        [one] => one.clone(),
+        many => format!("{} problems:\n  {}", many.len(), many.join("\n  ")),
+    }
 }
 
 /// Reads, parses and validates the config file.
@@ -54,9 +63,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         message: first_line(&e.to_string()),
     })?;
     let mut config =
-        validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|message| ConfigError::Invalid {
+        validate::validate(raw, &|name| std::env::var(name).ok()).map_err(|problems| ConfigError::Invalid {
             path: path.display().to_string(),
-            message,
+            problems,
         })?;
     if let Some(usage) = &mut config.usage_db
         && usage.path.is_relative()

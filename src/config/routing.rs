@@ -8,6 +8,7 @@ use http::HeaderName;
 
 use super::file::{OneOrMany, RuleEntry, WhenEntry};
 use super::glob::Glob;
+use super::validate::Problems;
 use crate::protocol::Protocol;
 use crate::protocol::features::Features;
 
@@ -84,44 +85,56 @@ pub(super) fn affinity(value: Option<&str>, default: Affinity, place: &str) -> R
     }
 }
 
-pub(super) fn rules(entries: Vec<RuleEntry>, served: &dyn Fn(&str) -> bool) -> Result<Vec<RuleSpec>, String> {
+/// The rules that are sound, in file order; each problem of the others is noted.
+pub(super) fn rules(entries: Vec<RuleEntry>, served: &dyn Fn(&str) -> bool, problems: &mut Problems) -> Vec<RuleSpec> {
     let mut rules: Vec<RuleSpec> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let place = format!("router_settings.routing_rules[{i}]");
-        if entry.name.trim().is_empty() {
-            return Err(format!("{place}.name: must not be empty"));
+        if let Some(rule) = problems.take(rule(entry, &place, &rules, served)) {
+            rules.push(rule);
         }
-        if rules.iter().any(|r| r.name == entry.name) {
-            return Err(format!("{place}.name: duplicate rule name '{}'", entry.name));
-        }
-        if !served(&entry.route) {
+    }
+    rules
+}
+
+fn rule(
+    entry: RuleEntry,
+    place: &str,
+    earlier: &[RuleSpec],
+    served: &dyn Fn(&str) -> bool,
+) -> Result<RuleSpec, String> {
+    if entry.name.trim().is_empty() {
+        return Err(format!("{place}.name: must not be empty"));
+    }
+    if earlier.iter().any(|r| r.name == entry.name) {
+        return Err(format!("{place}.name: duplicate rule name '{}'", entry.name));
+    }
+    if !served(&entry.route) {
+        return Err(format!(
+            "{place}.route: unknown group '{}' (a model group or a model_name)",
+            entry.route
+        ));
+    }
+    let when = condition(entry.when, &format!("{place}.when"))?;
+    for earlier in earlier {
+        if always(&earlier.when) {
             return Err(format!(
-                "{place}.route: unknown group '{}' (a model group or a model_name)",
-                entry.route
+                "{place}: rule '{}' can never match: rule '{}' before it matches every request",
+                entry.name, earlier.name
             ));
         }
-        let when = condition(entry.when, &format!("{place}.when"))?;
-        for earlier in &rules {
-            if always(&earlier.when) {
-                return Err(format!(
-                    "{place}: rule '{}' can never match: rule '{}' before it matches every request",
-                    entry.name, earlier.name
-                ));
-            }
-            if earlier.when == when {
-                return Err(format!(
-                    "{place}: rule '{}' can never match: rule '{}' before it has the same `when`",
-                    entry.name, earlier.name
-                ));
-            }
+        if earlier.when == when {
+            return Err(format!(
+                "{place}: rule '{}' can never match: rule '{}' before it has the same `when`",
+                entry.name, earlier.name
+            ));
         }
-        rules.push(RuleSpec {
-            name: entry.name,
-            when,
-            route: entry.route,
-        });
     }
-    Ok(rules)
+    Ok(RuleSpec {
+        name: entry.name,
+        when,
+        route: entry.route,
+    })
 }
 
 fn condition(when: WhenEntry, place: &str) -> Result<Condition, String> {

@@ -294,56 +294,148 @@ impl fmt::Debug for Secret {
     }
 }
 
-pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, String> {
+/// Everything wrong with a file. Validation goes on past a problem, so that one run reports them all, each
+/// with its place.
+#[derive(Debug, Default)]
+pub(super) struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `None` with its problem noted.
+    pub(super) fn take<T>(&mut self, result: Result<T, String>) -> Option<T> {
+        result.map_err(|problem| self.0.push(problem)).ok()
+    }
+
+    pub(super) fn push(&mut self, problem: String) {
+        self.0.push(problem);
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The config, or every problem found in it, in file order within each section.
+pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+    let mut problems = Problems::default();
     if file.model_list.is_empty() {
-        return Err("model_list: at least one model is required".into());
+        problems.push("model_list: at least one model is required".into());
     }
     let settings = &file.router_settings;
     let place = "router_settings";
     let defaults = Timeouts::default();
+    let mut seconds_or = |value, default, key| problems.take(seconds(value, default, place, key)).unwrap_or(default);
     let timeouts = Timeouts {
-        connect: seconds(settings.connect_timeout, defaults.connect, place, "connect_timeout")?,
-        first_byte: seconds(settings.timeout, defaults.first_byte, place, "timeout")?,
-        stream_idle: seconds(
+        connect: seconds_or(settings.connect_timeout, defaults.connect, "connect_timeout"),
+        first_byte: seconds_or(settings.timeout, defaults.first_byte, "timeout"),
+        stream_idle: seconds_or(
             settings.stream_idle_timeout,
             defaults.stream_idle,
-            place,
             "stream_idle_timeout",
-        )?,
+        ),
     };
-    let reliability = reliability(settings)?;
-    let header_read_timeout = seconds(
+    let header_read_timeout = seconds_or(
         settings.header_read_timeout,
         Duration::from_secs(15),
-        place,
         "header_read_timeout",
-    )?;
-    let body_read_timeout = seconds(
-        settings.body_read_timeout,
-        Duration::from_secs(30),
-        place,
-        "body_read_timeout",
-    )?;
-    let body_limit = mebibytes(settings.max_request_size_mb, 32, "max_request_size_mb")?;
-    let max_event_size = mebibytes(settings.max_event_size_mb, 16, "max_event_size_mb")?;
+    );
+    let body_read_timeout = seconds_or(settings.body_read_timeout, Duration::from_secs(30), "body_read_timeout");
+    let reliability = problems.take(reliability(settings)).unwrap_or_default();
+    let body_limit = problems.take(mebibytes(settings.max_request_size_mb, 32, "max_request_size_mb"));
+    let max_event_size = problems.take(mebibytes(settings.max_event_size_mb, 16, "max_event_size_mb"));
     let max_connections = match settings.max_connections {
         None => 4096,
         Some(n @ 1..=1_000_000) => n as usize,
         Some(n) => {
-            return Err(format!(
+            problems.push(format!(
                 "router_settings.max_connections: {n} is out of range (1 to 1000000)"
             ));
+            4096
         }
     };
-    let usage_db = match (
+    let usage_db = problems.take(usage_db(settings));
+    let strategy = problems.take(Strategy::parse(
+        settings.strategy.as_deref(),
+        Strategy::default(),
+        place,
+    ));
+    let affinity = problems.take(routing::affinity(settings.affinity.as_deref(), Affinity::None, place));
+    let (strategy, affinity) = (strategy.unwrap_or_default(), affinity.unwrap_or(Affinity::None));
+
+    let mut names = HashSet::new();
+    let mut deployments = Vec::with_capacity(file.model_list.len());
+    // Entries with a problem of their own: groups that name them are not told the name is unknown.
+    let mut broken = HashSet::new();
+    for (i, entry) in file.model_list.into_iter().enumerate() {
+        let place = format!("model_list[{i}]");
+        if !names.insert(entry.model_name.clone()) {
+            problems.push(format!(
+                "{place}.model_name: duplicate model_name '{}'",
+                entry.model_name
+            ));
+            continue;
+        }
+        let name = entry.model_name.clone();
+        match deployment(entry, &place, timeouts, env, &mut problems) {
+            Some(spec) => deployments.push(spec),
+            None => {
+                broken.insert(name);
+            }
+        }
+    }
+
+    let mut group_names = HashSet::new();
+    let mut groups = Vec::new();
+    for (i, entry) in file.router_settings.model_groups.into_iter().enumerate() {
+        let place = format!("router_settings.model_groups[{i}]");
+        if !group_names.insert(entry.name.clone()) {
+            problems.push(format!("{place}.name: duplicate group name '{}'", entry.name));
+            continue;
+        }
+        let name = entry.name.clone();
+        match problems.take(group(entry, &place, &deployments, &broken, strategy, affinity)) {
+            // With its place in the file: a group before it may have been left out.
+            Some(group) => groups.push((i, group)),
+            None => {
+                broken.insert(name);
+            }
+        }
+    }
+    check_aliases(&groups, &deployments, &mut problems);
+    let served = |name: &str| {
+        broken.contains(name)
+            || groups.iter().any(|(_, g)| g.name == name)
+            || deployments.iter().any(|d| d.name == name)
+    };
+    check_fallbacks(&groups, &served, &mut problems);
+    let rules = routing::rules(file.router_settings.routing_rules, &served, &mut problems);
+    match (problems.0.is_empty(), body_limit, max_event_size, usage_db) {
+        (true, Some(body_limit), Some(max_event_size), Some(usage_db)) => Ok(Config {
+            deployments,
+            groups: groups.into_iter().map(|(_, group)| group).collect(),
+            strategy,
+            affinity,
+            rules,
+            reliability,
+            body_limit,
+            header_read_timeout,
+            body_read_timeout,
+            max_connections,
+            max_event_size,
+            usage_db,
+        }),
+        _ => Err(problems.0),
+    }
+}
+
+/// `router_settings.usage_db` and `usage_retention_days`.
+fn usage_db(settings: &RouterSettings) -> Result<Option<UsageDbSpec>, String> {
+    match (
         settings.usage_db.as_deref().map(str::trim),
         settings.usage_retention_days,
     ) {
-        (None | Some(""), None) => None,
-        (None | Some(""), Some(_)) => {
-            return Err("router_settings.usage_retention_days: set only with usage_db".into());
-        }
-        (Some(path), days) => Some(UsageDbSpec {
+        (None | Some(""), None) => Ok(None),
+        (None | Some(""), Some(_)) => Err("router_settings.usage_retention_days: set only with usage_db".into()),
+        (Some(path), days) => Ok(Some(UsageDbSpec {
             path: path.into(),
             retention_days: match days {
                 None => 30,
@@ -354,52 +446,8 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
                     ));
                 }
             },
-        }),
-    };
-
-    let mut names = HashSet::new();
-    let mut deployments = Vec::with_capacity(file.model_list.len());
-    for (i, entry) in file.model_list.into_iter().enumerate() {
-        let place = format!("model_list[{i}]");
-        if !names.insert(entry.model_name.clone()) {
-            return Err(format!(
-                "{place}.model_name: duplicate model_name '{}'",
-                entry.model_name
-            ));
-        }
-        deployments.push(deployment(entry, &place, timeouts, env)?);
+        })),
     }
-
-    let strategy = Strategy::parse(settings.strategy.as_deref(), Strategy::default(), place)?;
-    let affinity = routing::affinity(settings.affinity.as_deref(), Affinity::None, place)?;
-
-    let mut group_names = HashSet::new();
-    let mut groups = Vec::new();
-    for (i, entry) in file.router_settings.model_groups.into_iter().enumerate() {
-        let place = format!("router_settings.model_groups[{i}]");
-        if !group_names.insert(entry.name.clone()) {
-            return Err(format!("{place}.name: duplicate group name '{}'", entry.name));
-        }
-        groups.push(group(entry, &place, &deployments, strategy, affinity)?);
-    }
-    check_aliases(&groups, &deployments)?;
-    let served = |name: &str| groups.iter().any(|g| g.name == name) || deployments.iter().any(|d| d.name == name);
-    check_fallbacks(&groups, &served)?;
-    let rules = routing::rules(file.router_settings.routing_rules, &served)?;
-    Ok(Config {
-        deployments,
-        groups,
-        strategy,
-        affinity,
-        rules,
-        reliability,
-        body_limit,
-        header_read_timeout,
-        body_read_timeout,
-        max_connections,
-        max_event_size,
-        usage_db,
-    })
 }
 
 /// A size in MiB (fractions allowed) from `router_settings`, as bytes.
@@ -436,42 +484,89 @@ fn seconds(value: Option<f64>, default: Duration, place: &str, key: &str) -> Res
     }
 }
 
+/// One `model_list` entry, or `None` when it has problems (each noted).
 fn deployment(
     entry: ModelEntry,
     place: &str,
     defaults: Timeouts,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<DeploymentSpec, String> {
+    problems: &mut Problems,
+) -> Option<DeploymentSpec> {
+    let found = problems.count();
     let ModelEntry { model_name, llm_params } = entry;
     if model_name.trim().is_empty() {
-        return Err(format!("{place}.model_name: must not be empty"));
+        problems.push(format!("{place}.model_name: must not be empty"));
     }
     let place = format!("{place}.llm_params");
-    let options = model_options(&llm_params, &place)?;
+    let options = problems.take(model_options(&llm_params, &place));
+    let mut seconds_or = |value, default, key| problems.take(seconds(value, default, &place, key)).unwrap_or(default);
     let timeouts = Timeouts {
-        connect: seconds(llm_params.connect_timeout, defaults.connect, &place, "connect_timeout")?,
-        first_byte: seconds(llm_params.timeout, defaults.first_byte, &place, "timeout")?,
-        stream_idle: seconds(
+        connect: seconds_or(llm_params.connect_timeout, defaults.connect, "connect_timeout"),
+        first_byte: seconds_or(llm_params.timeout, defaults.first_byte, "timeout"),
+        stream_idle: seconds_or(
             llm_params.stream_idle_timeout,
             defaults.stream_idle,
-            &place,
             "stream_idle_timeout",
-        )?,
+        ),
     };
+    let target = problems.take(target(&model_name, &llm_params, &place));
     let LlmParams {
-        api_type,
-        model,
-        api_base,
         api_key,
         rewrite_body,
         rewrite_header,
         proxy,
-        mock_response,
-        mock_delay_ms,
-        mock_stream_chunk_chars,
         ..
     } = llm_params;
-    let protocol = match api_type.as_str() {
+    let api_keys = problems.take(api_keys(api_key, &place, env));
+    let rewrite_body = match rewrite_body {
+        None => Some(Vec::new()),
+        Some(body) => problems.take(rewrite_fields(body).map_err(|why| format!("{place}.rewrite_body: {why}"))),
+    };
+    let rewrite_header = match rewrite_header {
+        None => Some(Vec::new()),
+        Some(headers) => {
+            problems.take(header_rewrites(headers, env).map_err(|why| format!("{place}.rewrite_header{why}")))
+        }
+    };
+    let proxy = problems.take(upstream_proxy(proxy.as_deref(), &place));
+    if problems.count() > found {
+        return None;
+    }
+    let Target {
+        protocol,
+        mock,
+        model,
+        model_pattern,
+        endpoint,
+    } = target?;
+    Some(DeploymentSpec {
+        name: model_name,
+        protocol,
+        upstream_model: model,
+        model_pattern,
+        endpoint,
+        api_keys: api_keys?,
+        rewrite_body: rewrite_body?,
+        rewrite_header: rewrite_header?,
+        options: options?,
+        timeouts,
+        proxy: proxy?,
+        mock,
+    })
+}
+
+/// Where a deployment's requests go and in what protocol: `api_type`, `model`, `api_base` (or the mock's
+/// settings), which depend on each other.
+struct Target {
+    protocol: Protocol,
+    mock: Option<MockSpec>,
+    model: String,
+    model_pattern: Option<Glob>,
+    endpoint: Url,
+}
+
+fn target(model_name: &str, params: &LlmParams, place: &str) -> Result<Target, String> {
+    let protocol = match params.api_type.as_str() {
         // Counted like any upstream without a counting endpoint; it answers in the client's protocol.
         "openai" | "mock" => Protocol::OpenAi,
         "anthropic" => Protocol::Anthropic,
@@ -483,46 +578,12 @@ fn deployment(
             ));
         }
     };
-    let mock_keys = [
-        ("mock_response", mock_response.is_some()),
-        ("mock_delay_ms", mock_delay_ms.is_some()),
-        ("mock_stream_chunk_chars", mock_stream_chunk_chars.is_some()),
-    ];
-    let mock = match api_type.as_str() {
-        "mock" => {
-            let unused = [
-                ("api_base", !api_base.is_empty()),
-                ("api_key", api_key.is_some()),
-                ("proxy", proxy.is_some()),
-                ("rewrite_header", rewrite_header.is_some()),
-            ];
-            if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
-                return Err(format!("{place}.{key}: api_type mock connects nowhere; remove it"));
-            }
-            if mock_stream_chunk_chars == Some(0) {
-                return Err(format!("{place}.mock_stream_chunk_chars: must be at least 1"));
-            }
-            if mock_delay_ms.is_some_and(|ms| ms > 86_400_000) {
-                return Err(format!("{place}.mock_delay_ms: at most 86400000 (a day)"));
-            }
-            Some(MockSpec {
-                response: mock_response.unwrap_or_else(|| MockSpec::DEFAULT_RESPONSE.to_owned()),
-                delay: Duration::from_millis(mock_delay_ms.unwrap_or(0)),
-                stream_chunk_chars: mock_stream_chunk_chars.unwrap_or(MockSpec::DEFAULT_CHUNK_CHARS),
-            })
-        }
-        _ => {
-            if let Some((key, _)) = mock_keys.iter().find(|(_, set)| *set) {
-                return Err(format!("{place}.{key}: only for api_type mock"));
-            }
-            None
-        }
-    };
+    let mock = mock(params, place)?;
     // A mock's model is only what its answers name.
-    let model = match (&mock, model.trim().is_empty()) {
-        (Some(_), true) => model_name.clone(),
+    let model = match (&mock, params.model.trim().is_empty()) {
+        (Some(_), true) => model_name.to_owned(),
         (None, true) => return Err(format!("{place}.model: required, and must not be empty")),
-        (_, false) => model,
+        (_, false) => params.model.clone(),
     };
     let model_pattern = match model.contains(['*', '?', '[']) {
         false => None,
@@ -552,19 +613,72 @@ fn deployment(
         Some(_) => "model",
         None => &model,
     };
+    let api_base = &params.api_base;
     let endpoint = match (&mock, api_base.trim().is_empty()) {
         (Some(_), _) => Url::parse(MOCK_ENDPOINT).expect("a valid URL"),
         (None, true) => return Err(format!("{place}.api_base: required, and must not be empty")),
-        (None, false) => endpoint(&api_base, protocol, in_path).map_err(|why| format!("{place}.api_base: {why}"))?,
+        (None, false) => endpoint(api_base, protocol, in_path).map_err(|why| format!("{place}.api_base: {why}"))?,
     };
-    let api_keys = match api_key {
-        None => Vec::new(),
-        Some(ApiKeys::One(key)) => vec![api_key_of(key, &format!("{place}.api_key"), env)?],
-        Some(ApiKeys::Pool(keys)) if keys.is_empty() => {
-            return Err(format!(
-                "{place}.api_key: an empty list; give at least one key, or none"
-            ));
-        }
+    Ok(Target {
+        protocol,
+        mock,
+        model,
+        model_pattern,
+        endpoint,
+    })
+}
+
+/// `api_type: mock`'s settings; the `mock_*` keys anywhere else are a mistake, and so are connection
+/// settings on a mock.
+fn mock(params: &LlmParams, place: &str) -> Result<Option<MockSpec>, String> {
+    if params.api_type != "mock" {
+        let mock_keys = [
+            ("mock_response", params.mock_response.is_some()),
+            ("mock_delay_ms", params.mock_delay_ms.is_some()),
+            ("mock_stream_chunk_chars", params.mock_stream_chunk_chars.is_some()),
+        ];
+        return match mock_keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(format!("{place}.{key}: only for api_type mock")),
+            None => Ok(None),
+        };
+    }
+    let unused = [
+        ("api_base", !params.api_base.is_empty()),
+        ("api_key", params.api_key.is_some()),
+        ("proxy", params.proxy.is_some()),
+        ("rewrite_header", params.rewrite_header.is_some()),
+    ];
+    if let Some((key, _)) = unused.iter().find(|(_, set)| *set) {
+        return Err(format!("{place}.{key}: api_type mock connects nowhere; remove it"));
+    }
+    if params.mock_stream_chunk_chars == Some(0) {
+        return Err(format!("{place}.mock_stream_chunk_chars: must be at least 1"));
+    }
+    if params.mock_delay_ms.is_some_and(|ms| ms > 86_400_000) {
+        return Err(format!("{place}.mock_delay_ms: at most 86400000 (a day)"));
+    }
+    Ok(Some(MockSpec {
+        response: params
+            .mock_response
+            .clone()
+            .unwrap_or_else(|| MockSpec::DEFAULT_RESPONSE.to_owned()),
+        delay: Duration::from_millis(params.mock_delay_ms.unwrap_or(0)),
+        stream_chunk_chars: params.mock_stream_chunk_chars.unwrap_or(MockSpec::DEFAULT_CHUNK_CHARS),
+    }))
+}
+
+/// `api_key`: none, one, or a pool.
+fn api_keys(
+    api_key: Option<ApiKeys>,
+    place: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Secret>, String> {
+    match api_key {
+        None => Ok(Vec::new()),
+        Some(ApiKeys::One(key)) => Ok(vec![api_key_of(key, &format!("{place}.api_key"), env)?]),
+        Some(ApiKeys::Pool(keys)) if keys.is_empty() => Err(format!(
+            "{place}.api_key: an empty list; give at least one key, or none"
+        )),
         Some(ApiKeys::Pool(keys)) => {
             let mut pool: Vec<Secret> = Vec::with_capacity(keys.len());
             for (k, key) in keys.into_iter().enumerate() {
@@ -574,20 +688,16 @@ fn deployment(
                 }
                 pool.push(key);
             }
-            pool
+            Ok(pool)
         }
-    };
-    let rewrite_body = match rewrite_body {
-        None => Vec::new(),
-        Some(body) => rewrite_fields(body).map_err(|why| format!("{place}.rewrite_body: {why}"))?,
-    };
-    let rewrite_header = match rewrite_header {
-        None => Vec::new(),
-        Some(headers) => header_rewrites(headers, env).map_err(|why| format!("{place}.rewrite_header{why}"))?,
-    };
-    let proxy = match proxy.as_deref().map(str::trim) {
-        None => UpstreamProxy::Router,
-        Some("none") => UpstreamProxy::Direct,
+    }
+}
+
+/// `proxy`: absent (the router's), `none`, or a proxy URL.
+fn upstream_proxy(proxy: Option<&str>, place: &str) -> Result<UpstreamProxy, String> {
+    match proxy.map(str::trim) {
+        None => Ok(UpstreamProxy::Router),
+        Some("none") => Ok(UpstreamProxy::Direct),
         Some(url) => {
             crate::upstream::check_proxy(url).map_err(|crate::upstream::ClientError::BadProxy(shown)| {
                 format!(
@@ -595,23 +705,9 @@ fn deployment(
                      followed by host:port, or none for a direct connection"
                 )
             })?;
-            UpstreamProxy::Url(Secret::new(url.to_owned()))
+            Ok(UpstreamProxy::Url(Secret::new(url.to_owned())))
         }
-    };
-    Ok(DeploymentSpec {
-        name: model_name,
-        protocol,
-        upstream_model: model,
-        model_pattern,
-        endpoint,
-        api_keys,
-        rewrite_body,
-        rewrite_header,
-        options,
-        timeouts,
-        proxy,
-        mock,
-    })
+    }
 }
 
 /// One `api_key` entry: the key, or the environment variable `os.environ/NAME` names. Printable ASCII
@@ -769,10 +865,12 @@ fn rewrite_fields(body: RewriteBody) -> Result<Vec<(String, RawJson)>, String> {
         .collect()
 }
 
+/// One group. Members that are `broken` (entries with problems of their own) are left out without a word.
 fn group(
     entry: GroupEntry,
     place: &str,
     deployments: &[DeploymentSpec],
+    broken: &HashSet<String>,
     strategy: Strategy,
     affinity: Affinity,
 ) -> Result<GroupSpec, String> {
@@ -785,6 +883,9 @@ fn group(
     let mut members = Vec::with_capacity(entry.models.len());
     for (j, member) in entry.models.iter().enumerate() {
         let place = format!("{place}.models[{j}]");
+        if broken.contains(&member.name) {
+            continue;
+        }
         let deployment = deployments
             .iter()
             .position(|d| d.name == member.name)
@@ -801,7 +902,7 @@ fn group(
         };
         members.push(GroupMemberSpec { deployment, weight });
     }
-    if members.iter().all(|m| m.weight == 0) {
+    if members.len() == entry.models.len() && members.iter().all(|m| m.weight == 0) {
         return Err(format!("{place}.models: every weight in group '{}' is 0", entry.name));
     }
     let mut aliases = Vec::with_capacity(entry.aliases.len());
@@ -834,42 +935,41 @@ fn group(
 }
 
 /// Fallbacks name groups that exist, and never lead back to a group they left.
-fn check_fallbacks(groups: &[GroupSpec], served: &dyn Fn(&str) -> bool) -> Result<(), String> {
-    for (i, group) in groups.iter().enumerate() {
+fn check_fallbacks(groups: &[(usize, GroupSpec)], served: &dyn Fn(&str) -> bool, problems: &mut Problems) {
+    for (i, group) in groups {
         let place = format!("router_settings.model_groups[{i}]");
         for (k, name) in group.fallbacks.iter().enumerate() {
             if !served(name) {
-                return Err(format!("{place}.fallbacks[{k}]: unknown group '{name}'"));
-            }
-            if group.fallbacks[..k].contains(name) {
-                return Err(format!("{place}.fallbacks[{k}]: '{name}' is listed twice"));
+                problems.push(format!("{place}.fallbacks[{k}]: unknown group '{name}'"));
+            } else if group.fallbacks[..k].contains(name) {
+                problems.push(format!("{place}.fallbacks[{k}]: '{name}' is listed twice"));
             }
         }
         if let Some(name) = &group.context_window_fallback
             && !served(name)
         {
-            return Err(format!("{place}.context_window_fallback: unknown group '{name}'"));
+            problems.push(format!("{place}.context_window_fallback: unknown group '{name}'"));
         }
     }
-    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let names: Vec<&str> = groups.iter().map(|(_, g)| g.name.as_str()).collect();
     let edges = groups
         .iter()
-        .map(|g| {
+        .map(|(_, g)| {
             let next = g.fallbacks.iter().chain(&g.context_window_fallback).map(String::as_str);
             (g.name.as_str(), next.collect())
         })
         .collect();
-    routing::check_fallback_cycles(&names, &edges)
+    problems.take(routing::check_fallback_cycles(&names, &edges));
 }
 
 /// An alias spelling out a name that is served directly (a group's or a `model_list` entry's) would never
 /// be used: the name goes to its own group first. Such an alias is a mistake in the file.
-fn check_aliases(groups: &[GroupSpec], deployments: &[DeploymentSpec]) -> Result<(), String> {
-    let served = |name: &str| groups.iter().any(|g| g.name == name) || deployments.iter().any(|d| d.name == name);
-    for (i, group) in groups.iter().enumerate() {
+fn check_aliases(groups: &[(usize, GroupSpec)], deployments: &[DeploymentSpec], problems: &mut Problems) {
+    let served = |name: &str| groups.iter().any(|(_, g)| g.name == name) || deployments.iter().any(|d| d.name == name);
+    for (i, group) in groups {
         for (k, alias) in group.aliases.iter().enumerate() {
             if served(alias.as_str()) {
-                return Err(format!(
+                problems.push(format!(
                     "router_settings.model_groups[{i}].aliases[{k}]: '{}' is itself a model name and is \
                      always served as one, never by group '{}'",
                     alias.as_str(),
@@ -878,7 +978,6 @@ fn check_aliases(groups: &[GroupSpec], deployments: &[DeploymentSpec]) -> Result
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -915,7 +1014,7 @@ router_settings:
 
     fn error_of(text: &str) -> String {
         match parse(text, Path::new("c.yaml")) {
-            Err(ConfigError::Invalid { message, .. }) => message,
+            Err(ConfigError::Invalid { problems, .. }) => problems.join("\n"),
             Err(other) => panic!("expected a validation error, got {other}"),
             Ok(_) => panic!("expected a validation error, got a config"),
         }
@@ -1136,7 +1235,9 @@ router_settings:
             ),
         ];
         for (text, expected) in cases {
-            assert_eq!(error_of(&text), expected);
+            // A renamed entry also leaves its group naming a model that no longer exists: a second problem.
+            let first = error_of(&text).lines().next().unwrap().to_owned();
+            assert_eq!(first, expected);
         }
         assert!(
             error_of(&SEED.replace(r#"'{"enable_thinking": false, "max_tokens": 8192}'"#, "'{oops'"))
@@ -1303,8 +1404,62 @@ router_settings:
         let raw: ConfigFile = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(
             validate(raw, &|_| None).unwrap_err(),
-            "model_list[0].llm_params.api_key: environment variable 'MY_KEY' is not set"
+            ["model_list[0].llm_params.api_key: environment variable 'MY_KEY' is not set"]
         );
+    }
+
+    #[test]
+    fn every_problem_is_reported_once_with_its_place() {
+        let text = r#"
+model_list:
+  - model_name: a
+    llm_params: {api_type: openai, model: m, api_base: "ftp://x", api_key: os.environ/NOPE, timeout: 0}
+  - model_name: b
+    llm_params: {api_type: cohere, model: m, api_base: "http://h"}
+  - model_name: c
+    llm_params: {api_type: openai, model: m, api_base: "http://h", api_key: sk-secret-value}
+router_settings:
+  num_retries: 50
+  max_connections: 0
+  model_groups:
+    - name: g
+      models: [{name: a}, {name: b}, {name: c, weight: -1}]
+    - name: h
+      models: [{name: c}]
+      fallbacks: [nowhere]
+  routing_rules:
+    - {name: r, when: {ingress: smtp}, route: h}
+    - {name: s, when: {model: x}, route: missing}
+"#;
+        let problems = error_of(text);
+        let problems: Vec<&str> = problems.lines().collect();
+        assert_eq!(
+            problems,
+            [
+                "router_settings.num_retries: 50 is out of range (0 to 10)",
+                "router_settings.max_connections: 0 is out of range (1 to 1000000)",
+                "model_list[0].llm_params.timeout: 0 is out of range (0.001 to 86400 seconds)",
+                "model_list[0].llm_params.api_base: 'ftp://x' must be an http:// or https:// URL with a host",
+                "model_list[0].llm_params.api_key: environment variable 'NOPE' is not set",
+                "model_list[1].llm_params.api_type: unknown api_type 'cohere' (expected openai, anthropic, responses, \
+                 gemini or mock)",
+                "router_settings.model_groups[0].models[2].weight: -1 is out of range (0 to 1000000)",
+                "router_settings.model_groups[1].fallbacks[0]: unknown group 'nowhere'",
+                "router_settings.routing_rules[0].when.ingress: unknown ingress 'smtp' (expected chat, messages, \
+                 responses or gemini)",
+                "router_settings.routing_rules[1].route: unknown group 'missing' (a model group or a model_name)",
+            ],
+            "the entries with problems of their own are not reported again as unknown models"
+        );
+        let Err(error) = parse(text, Path::new("c.yaml")) else {
+            panic!()
+        };
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with("config file c.yaml: 10 problems:\n  router_settings.num_retries"),
+            "{shown}"
+        );
+        assert!(!shown.contains("sk-secret-value"));
     }
 
     #[test]
