@@ -19,10 +19,13 @@
 //! - [`metrics`]: `GET /metrics`, the Prometheus families; each snapshot holds its groups' handles into them,
 //!   and [`relay::record`] records every request there once, at its end, with its log line.
 //!
+//! Beside the request path: [`logging`] (stderr and the rotated `--log-file`).
+//!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`].
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod relay;
