@@ -47,6 +47,10 @@ pub struct Cli {
     #[arg(long, env = "LLM_ROUTER_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
 
+    /// Load the config, send one tiny request to every deployment, print a table and exit (0: all answered)
+    #[arg(long)]
+    pub check: bool,
+
     /// Print a completion script for this shell and exit, e.g. `llm-router --completions bash > /etc/bash_completion.d/llm-router`
     #[arg(long, value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,

@@ -19,10 +19,12 @@
 //! - [`metrics`]: `GET /metrics`, the Prometheus families; each snapshot holds its groups' handles into them,
 //!   and [`relay::record`] records every request there once, at its end, with its log line.
 //!
-//! Beside the request path: [`logging`] (stderr and the rotated `--log-file`).
+//! Beside the request path: [`logging`] (stderr and the rotated `--log-file`) and [`check`] (`--check`, one
+//! tiny request to every deployment).
 //!
-//! `main.rs` only parses the command line, sets up logging and calls [`start`].
+//! `main.rs` only parses the command line, sets up logging and calls [`start`] (or [`check`]).
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod logging;

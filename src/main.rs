@@ -1,11 +1,12 @@
-//! The `llm-router` binary: command line, logging, then [`llm_router::start`] until SIGINT or SIGTERM.
+//! The `llm-router` binary: command line, logging, then [`llm_router::start`] until SIGINT or SIGTERM (or,
+//! with `--check`, one probe of every deployment).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use llm_router::cli::Cli;
 use llm_router::logging::{FileSettings, Logging};
-use llm_router::{Settings, start};
+use llm_router::{Settings, check, start};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +27,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check {
+        return run_check(&cli, &logging).await;
+    }
     logging.reopen_on_sighup();
     let running = match start(Settings::from_cli(&cli)).await {
         Ok(running) => running,
@@ -49,6 +53,24 @@ async fn main() -> ExitCode {
             logging.announce("ERROR", &format!("llm-router: {error}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--check`: the table on stdout; exit 0 when every probed deployment answered, 1 when one did not, 2 when
+/// the config (or `--proxy`) is invalid.
+async fn run_check(cli: &Cli, logging: &Logging) -> ExitCode {
+    let snapshot = match check::load(&cli.config, cli.proxy.clone()) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            logging.announce("ERROR", &format!("llm-router: {error}"));
+            return ExitCode::from(2);
+        }
+    };
+    let probes = check::probe_all(&snapshot).await;
+    print!("{}", check::table(&probes));
+    match probes.iter().any(|probe| probe.status.is_failure()) {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
     }
 }
 

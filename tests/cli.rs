@@ -34,6 +34,9 @@ fn help_lists_every_flag() {
         "-l, --log-level",
         "--proxy",
         "--log-format",
+        "--log-file",
+        "--log-file-max-mb",
+        "--check",
         "--completions",
         "-h, --help",
     ] {
@@ -525,4 +528,180 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Three deployments in `model_list`, each `(name, api_type, api_base, api_key)`, plus `extra` entries.
+fn config_of(deployments: &[(&str, &str, &str, &str)], extra: &str) -> String {
+    let mut text = String::from("model_list:\n");
+    for (name, api_type, base, key) in deployments {
+        text.push_str(&format!(
+            "  - model_name: {name}\n    llm_params: {{api_type: {api_type}, model: up-{name}, api_base: '{base}', api_key: {key}}}\n"
+        ));
+    }
+    text + extra
+}
+
+/// A port on 127.0.0.1 with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The table's row of `deployment`, split into its cells (columns are two or more spaces apart; a cell
+/// holds single spaces at most).
+fn row<'a>(table: &'a str, deployment: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(deployment))
+        .unwrap_or_else(|| panic!("no row for {deployment}:\n{table}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+/// `--check` probes every deployment once in its own protocol and prints a table: an answer is `ok`, an
+/// error answer its status and message (with the echoed key redacted), a closed port `unreachable`; a glob
+/// model is skipped. One failure makes the exit status 1.
+#[test]
+fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let good = runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))));
+    let denied = runtime.block_on(MockUpstream::start(|request| {
+        let key = request.header("x-api-key").unwrap_or_default();
+        Reply::status(
+            401,
+            serde_json::json!({"type":"error","error":{"type":"authentication_error",
+                "message": format!("invalid x-api-key: {key}")}}),
+        )
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let gone = format!("http://127.0.0.1:{}/v1beta", closed_port());
+    let config = config_of(
+        &[
+            ("good", "openai", &good.base(), "sk-good-secret"),
+            ("denied", "anthropic", &denied.base(), "sk-denied-secret"),
+            ("gone", "gemini", &gone, "gm-gone-secret"),
+        ],
+        "  - model_name: any-gpt\n    llm_params: {api_type: openai, model: 'gpt-*', api_base: 'http://127.0.0.1:9'}\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{table}\n{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[0].starts_with("DEPLOYMENT") && lines[0].ends_with("ERROR"),
+        "{table}"
+    );
+
+    let good_row = row(&table, "good");
+    assert_eq!(good_row[..3], ["good", "openai", "ok"], "{table}");
+    assert!(good_row[3].parse::<u64>().is_ok() && good_row.len() == 4, "{table}");
+    let denied_row = row(&table, "denied");
+    assert_eq!(denied_row[..3], ["denied", "anthropic", "401"], "{table}");
+    assert_eq!(denied_row[4], "invalid x-api-key: [redacted]", "{table}");
+    let gone_row = row(&table, "gone");
+    assert_eq!(gone_row[..3], ["gone", "gemini", "unreachable"], "{table}");
+    assert!(gone_row[4].contains("upstream 'gone' is unreachable"), "{table}");
+    assert_eq!(
+        row(&table, "any-gpt"),
+        ["any-gpt", "openai", "skipped (model pattern)", "-"]
+    );
+    let everything = format!("{table}{stderr}");
+    for secret in ["sk-good-secret", "sk-denied-secret", "gm-gone-secret"] {
+        assert!(!everything.contains(secret), "{secret} in:\n{everything}");
+    }
+
+    // What the router would send: the deployment's model, its credential, one token asked for, no stream.
+    let sent = good.last();
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/chat/completions")
+    );
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-good-secret"));
+    assert_eq!(
+        sent.json(),
+        serde_json::json!({"model":"up-good","messages":[{"role":"user","content":"ping"}],"max_tokens":1,"stream":false})
+    );
+    let sent = denied.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        sent.json(),
+        serde_json::json!({"model":"up-denied","max_tokens":1,"messages":[{"role":"user","content":"ping"}]})
+    );
+    assert_eq!((good.count(), denied.count()), (1, 1));
+}
+
+/// All four protocols answering: exit status 0, and each got its own smallest request.
+#[test]
+fn check_passes_when_every_deployment_answers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = runtime.block_on(MockUpstream::fixed(Reply::json(serde_json::json!({"ok": true}))));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let base = upstream.base();
+    let gemini = format!("{base}/v1beta");
+    let config = config_of(
+        &[
+            ("chat", "openai", &base, "k-chat"),
+            ("messages", "anthropic", &base, "k-messages"),
+            ("responses", "responses", &base, "k-responses"),
+            ("gemini", "gemini", &gemini, "k-gemini"),
+        ],
+        "",
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    for name in ["chat", "messages", "responses", "gemini"] {
+        assert_eq!(row(&table, name)[2], "ok", "{table}");
+    }
+    let mut recorded = upstream.recorded();
+    recorded.sort_by(|a, b| a.path.cmp(&b.path));
+    let paths: Vec<&str> = recorded.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/chat/completions",
+            "/responses",
+            "/v1/messages",
+            "/v1beta/models/up-gemini:generateContent"
+        ]
+    );
+    assert_eq!(recorded[1].json()["max_output_tokens"], 16);
+    assert_eq!(recorded[1].json()["model"], "up-responses");
+    assert_eq!(
+        recorded[3].json(),
+        serde_json::json!({"contents":[{"role":"user","parts":[{"text":"ping"}]}],"generationConfig":{"maxOutputTokens":1}})
+    );
+    assert_eq!(recorded[3].header("x-goog-api-key"), Some("k-gemini"));
+}
+
+/// An invalid config is exit status 2 with the place named, and nothing is probed.
+#[test]
+fn check_refuses_an_invalid_config_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let config = config_one("g", "openai", "http://127.0.0.1:9", "").replace("api_type: openai", "api_type: nope");
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unknown api_type 'nope'"), "{stderr}");
 }
