@@ -43,15 +43,16 @@ impl Logging {
         let others = if level == "error" { "error" } else { "warn" };
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(format!("{others},llm_router={level}")));
-        // Colours only on a terminal: journald gets plain text, and the file never has any. That is why the
-        // file has a layer of its own rather than sharing stderr's formatted bytes.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let file_layer = file.clone().map(|file| layer(format, file, false));
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(layer(format, std::io::stderr, ansi))
-            .with(file_layer)
-            .init();
+        // Colours only on a terminal: journald gets plain text, and the file never has any. So text on a
+        // terminal is formatted twice, once per destination; otherwise each event is formatted once and the
+        // same bytes go to both, which keeps the file's lines identical to stderr's.
+        let ansi = format == LogFormat::Text && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let layers = match (&file, ansi) {
+            (None, _) => vec![layer(format, std::io::stderr, ansi)],
+            (Some(file), true) => vec![layer(format, std::io::stderr, true), layer(format, file.clone(), false)],
+            (Some(file), false) => vec![layer(format, Tee(file.clone()), false)],
+        };
+        tracing_subscriber::registry().with(filter).with(layers).init();
         Ok(Self { format, file })
     }
 
@@ -111,15 +112,41 @@ fn open_file(settings: FileSettings<'_>) -> Result<LogFile, String> {
     })
 }
 
+/// Writes each record to stderr and to the log file.
+struct Tee(Arc<LogFile>);
+
+impl<'a> MakeWriter<'a> for Tee {
+    type Writer = TeeWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        TeeWriter(&self.0)
+    }
+}
+
+struct TeeWriter<'a>(&'a LogFile);
+
+impl std::io::Write for TeeWriter<'_> {
+    /// Never fails: a broken stderr or file must not lose the line for the other one.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        self.0.write_record(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One fmt layer writing to `writer` in `format`.
 fn layer<S, W>(format: LogFormat, writer: W, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
     match format {
-        LogFormat::Text => layer.with_ansi(ansi).boxed(),
+        LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer
             .json()
             .flatten_event(true)
