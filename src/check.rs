@@ -223,9 +223,16 @@ fn error_message(protocol: Protocol, status: StatusCode, body: &[u8]) -> String 
     }
 }
 
-/// `text` on one line, cut to [`MAX_MESSAGE`] characters.
+/// `text` on one line, cut to [`MAX_MESSAGE`] characters. Control characters are dropped: an upstream's
+/// text must not move the terminal's cursor or change its colours.
 fn one_short_line(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
     match line.char_indices().nth(MAX_MESSAGE) {
         Some((at, _)) => format!("{}…", &line[..at]),
         None => line,
@@ -334,6 +341,7 @@ mod tests {
             message,
             "upstream returned HTTP 502: <html> <body>Bad Gateway</body> </html>"
         );
+        assert_eq!(one_short_line("red \x1b[31malert\x07"), "red [31malert");
         let long = "x".repeat(500);
         assert_eq!(one_short_line(&long).chars().count(), MAX_MESSAGE + 1);
     }
