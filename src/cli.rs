@@ -35,16 +35,44 @@ pub struct Cli {
     #[arg(long, env = "LLM_ROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Also write the logs to this file (in --log-format, never coloured); rotated by size, reopened on SIGHUP
+    #[arg(long, env = "LLM_ROUTER_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Size in MiB (fractions allowed) at which the log file is rotated; 3 old files are kept
+    #[arg(long, env = "LLM_ROUTER_LOG_FILE_MAX_MB", value_name = "MB", default_value = "10", value_parser = parse_mebibytes)]
+    pub log_file_max_mb: f64,
+
     /// socks5://, socks5h://, http:// or https:// proxy for all upstream traffic, example: socks5://192.168.0.2:10080
     #[arg(long, env = "LLM_ROUTER_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
+
+    /// Load the config, send one tiny request to every deployment, print a table and exit (0: all answered)
+    #[arg(long)]
+    pub check: bool,
 
     /// Print a completion script for this shell and exit, e.g. `llm-router --completions bash > /etc/bash_completion.d/llm-router`
     #[arg(long, value_name = "SHELL")]
     pub completions: Option<clap_complete::Shell>,
 }
 
-/// How log lines are written to stderr.
+impl Cli {
+    /// `--log-file-max-mb` in bytes.
+    pub fn log_file_max_bytes(&self) -> u64 {
+        (self.log_file_max_mb * 1024.0 * 1024.0) as u64
+    }
+}
+
+/// A size in MiB, with the range `router_settings` sizes have: from about 1 KiB to 4 GiB.
+fn parse_mebibytes(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(mb) if mb.is_finite() && (0.001..=4096.0).contains(&mb) => Ok(mb),
+        Ok(_) => Err("out of range (0.001 to 4096)".into()),
+        Err(_) => Err("expected a number of MiB, e.g. 10 or 0.5".into()),
+    }
+}
+
+/// How log lines are written (on stderr and in the log file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,

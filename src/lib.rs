@@ -19,10 +19,15 @@
 //! - [`metrics`]: `GET /metrics`, the Prometheus families; each snapshot holds its groups' handles into them,
 //!   and [`relay::record`] records every request there once, at its end, with its log line.
 //!
-//! `main.rs` only parses the command line, sets up logging and calls [`start`].
+//! Beside the request path: [`logging`] (stderr and the rotated `--log-file`) and [`check`] (`--check`, one
+//! tiny request to every deployment).
+//!
+//! `main.rs` only parses the command line, sets up logging and calls [`start`] (or [`check`]).
 
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod relay;

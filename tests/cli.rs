@@ -34,6 +34,9 @@ fn help_lists_every_flag() {
         "-l, --log-level",
         "--proxy",
         "--log-format",
+        "--log-file",
+        "--log-file-max-mb",
+        "--check",
         "--completions",
         "-h, --help",
     ] {
@@ -524,5 +527,375 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Three deployments in `model_list`, each `(name, api_type, api_base, api_key)`, plus `extra` entries.
+fn config_of(deployments: &[(&str, &str, &str, &str)], extra: &str) -> String {
+    let mut text = String::from("model_list:\n");
+    for (name, api_type, base, key) in deployments {
+        text.push_str(&format!(
+            "  - model_name: {name}\n    llm_params: {{api_type: {api_type}, model: up-{name}, api_base: '{base}', api_key: {key}}}\n"
+        ));
+    }
+    text + extra
+}
+
+/// A port on 127.0.0.1 with nothing listening on it.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The table's row of `deployment`, split into its cells (columns are two or more spaces apart; a cell
+/// holds single spaces at most).
+fn row<'a>(table: &'a str, deployment: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(deployment))
+        .unwrap_or_else(|| panic!("no row for {deployment}:\n{table}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+/// `--check` probes every deployment once in its own protocol and prints a table: an answer is `ok`, an
+/// error answer its status and message (with the echoed key redacted), a closed port `unreachable`; a glob
+/// model is skipped. One failure makes the exit status 1.
+#[test]
+fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let good = runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))));
+    let denied = runtime.block_on(MockUpstream::start(|request| {
+        let key = request.header("x-api-key").unwrap_or_default();
+        Reply::status(
+            401,
+            serde_json::json!({"type":"error","error":{"type":"authentication_error",
+                "message": format!("invalid x-api-key: {key}")}}),
+        )
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let gone = format!("http://127.0.0.1:{}/v1beta", closed_port());
+    let config = config_of(
+        &[
+            ("good", "openai", &good.base(), "sk-good-secret"),
+            ("denied", "anthropic", &denied.base(), "sk-denied-secret"),
+            ("gone", "gemini", &gone, "gm-gone-secret"),
+        ],
+        "  - model_name: any-gpt\n    llm_params: {api_type: openai, model: 'gpt-*', api_base: 'http://127.0.0.1:9'}\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{table}\n{stderr}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[0].starts_with("DEPLOYMENT") && lines[0].ends_with("ERROR"),
+        "{table}"
+    );
+
+    let good_row = row(&table, "good");
+    assert_eq!(good_row[..3], ["good", "openai", "ok"], "{table}");
+    assert!(good_row[3].parse::<u64>().is_ok() && good_row.len() == 4, "{table}");
+    let denied_row = row(&table, "denied");
+    assert_eq!(denied_row[..3], ["denied", "anthropic", "401"], "{table}");
+    assert_eq!(denied_row[4], "invalid x-api-key: [redacted]", "{table}");
+    let gone_row = row(&table, "gone");
+    assert_eq!(gone_row[..3], ["gone", "gemini", "unreachable"], "{table}");
+    assert!(gone_row[4].contains("upstream 'gone' is unreachable"), "{table}");
+    assert_eq!(
+        row(&table, "any-gpt"),
+        ["any-gpt", "openai", "skipped (model pattern)", "-"]
+    );
+    let everything = format!("{table}{stderr}");
+    for secret in ["sk-good-secret", "sk-denied-secret", "gm-gone-secret"] {
+        assert!(!everything.contains(secret), "{secret} in:\n{everything}");
+    }
+
+    // What the router would send: the deployment's model, its credential, one token asked for, no stream.
+    let sent = good.last();
+    assert_eq!(
+        (sent.method.as_str(), sent.path.as_str()),
+        ("POST", "/chat/completions")
+    );
+    assert_eq!(sent.header("authorization"), Some("Bearer sk-good-secret"));
+    assert_eq!(
+        sent.json(),
+        serde_json::json!({"model":"up-good","messages":[{"role":"user","content":"ping"}],"max_tokens":1,"stream":false})
+    );
+    let sent = denied.last();
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(
+        sent.json(),
+        serde_json::json!({"model":"up-denied","max_tokens":1,"messages":[{"role":"user","content":"ping"}]})
+    );
+    assert_eq!((good.count(), denied.count()), (1, 1));
+}
+
+/// All four protocols answering: exit status 0, and each got its own smallest request.
+#[test]
+fn check_passes_when_every_deployment_answers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = runtime.block_on(MockUpstream::fixed(Reply::json(serde_json::json!({"ok": true}))));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let base = upstream.base();
+    let gemini = format!("{base}/v1beta");
+    let config = config_of(
+        &[
+            ("chat", "openai", &base, "k-chat"),
+            ("messages", "anthropic", &base, "k-messages"),
+            ("responses", "responses", &base, "k-responses"),
+            ("gemini", "gemini", &gemini, "k-gemini"),
+        ],
+        "",
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{table}");
+    for name in ["chat", "messages", "responses", "gemini"] {
+        assert_eq!(row(&table, name)[2], "ok", "{table}");
+    }
+    let mut recorded = upstream.recorded();
+    recorded.sort_by(|a, b| a.path.cmp(&b.path));
+    let paths: Vec<&str> = recorded.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/chat/completions",
+            "/responses",
+            "/v1/messages",
+            "/v1beta/models/up-gemini:generateContent"
+        ]
+    );
+    assert_eq!(recorded[1].json()["max_output_tokens"], 16);
+    assert_eq!(recorded[1].json()["model"], "up-responses");
+    assert_eq!(
+        recorded[3].json(),
+        serde_json::json!({"contents":[{"role":"user","parts":[{"text":"ping"}]}],"generationConfig":{"maxOutputTokens":1}})
+    );
+    assert_eq!(recorded[3].header("x-goog-api-key"), Some("k-gemini"));
+}
+
+/// An invalid config is exit status 2 with the place named, and nothing is probed.
+#[test]
+fn check_refuses_an_invalid_config_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let config = config_one("g", "openai", "http://127.0.0.1:9", "").replace("api_type: openai", "api_type: nope");
+    std::fs::write(&path, config).unwrap();
+    let output = router()
+        .args(["--check", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("unknown api_type 'nope'"), "{stderr}");
+}
+
+/// The lines of a log file (none when it does not exist).
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `path.n`, a rotated log file.
+fn rotated(path: &std::path::Path, n: usize) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}.{n}", path.display()))
+}
+
+/// Sends `n` chat requests through the router and checks each was answered.
+fn chat_requests(runtime: &tokio::runtime::Runtime, router: &RouterProcess, n: usize) {
+    runtime.block_on(async {
+        for _ in 0..n {
+            let r = http()
+                .post(router.url("/v1/chat/completions"))
+                .json(&serde_json::json!({"model":"g","messages":[{"role":"user","content":"hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap();
+        }
+    });
+}
+
+fn ok_upstream(runtime: &tokio::runtime::Runtime) -> MockUpstream {
+    runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))))
+}
+
+/// `--log-file` with a tiny `--log-file-max-mb`: the file is rotated into `.1` (newest) to `.3`, no more are
+/// kept, no file grows past the limit (by more than one line), and the lines are stderr's, uncoloured.
+#[cfg(unix)]
+#[test]
+fn log_file_is_rotated_by_size_keeping_three_old_files() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = ok_upstream(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
+    let log = dir.path().join("router.log");
+    let router = RouterProcess::start(
+        &path,
+        &[
+            "-l",
+            "debug",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--log-file-max-mb",
+            "0.001",
+        ],
+    );
+    chat_requests(&runtime, &router, 30);
+    let stderr = router.stop();
+    let limit = (0.001f64 * 1024.0 * 1024.0) as u64;
+    for file in [log.clone(), rotated(&log, 1), rotated(&log, 2), rotated(&log, 3)] {
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 0, "{} missing or empty", file.display());
+        let lines = log_lines(&file);
+        assert!(size <= limit || lines.len() == 1, "{}: {size} bytes", file.display());
+        for line in &lines {
+            assert!(!line.contains('\x1b'), "colour in the file: {line:?}");
+            // The listening line alone carries a time in the file and not on stderr.
+            assert!(
+                stderr.contains(line) || line.contains("listening on"),
+                "not on stderr: {line}"
+            );
+        }
+    }
+    assert!(!rotated(&log, 4).exists(), "only three old files are kept");
+    let newest = log_lines(&log);
+    assert_eq!(newest.last(), stderr.last(), "the current file has the last line");
+    let older = log_lines(&rotated(&log, 1));
+    let at = |line: &String| stderr.iter().position(|l| l == line).unwrap();
+    assert!(
+        at(older.last().unwrap()) < at(&newest[0]),
+        ".1 holds the lines just before"
+    );
+}
+
+/// SIGHUP reopens the log file (after logrotate moved it, a new one is started) and still reloads the
+/// config; the listening line went to the file too.
+#[cfg(unix)]
+#[test]
+fn log_file_is_reopened_on_sighup() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = ok_upstream(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
+    let log = dir.path().join("router.log");
+    let router = RouterProcess::start(&path, &["-l", "info", "--log-file", log.to_str().unwrap()]);
+    chat_requests(&runtime, &router, 1);
+    let moved = dir.path().join("router.log.moved");
+    std::fs::rename(&log, &moved).unwrap();
+    router.signal("HUP");
+    let started = Instant::now();
+    while !log_lines(&log).iter().any(|l| l.contains("SIGHUP: log file reopened")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no new log file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    chat_requests(&runtime, &router, 2);
+    let stderr = router.stop();
+    let old = log_lines(&moved);
+    let new = log_lines(&log);
+    let count = |lines: &[String], text: &str| lines.iter().filter(|l| l.contains(text)).count();
+    assert!(
+        old[0].contains(" INFO llm-router ") && old[0].contains("listening on http://127.0.0.1:"),
+        "{old:#?}"
+    );
+    assert_eq!(count(&old, "request finished"), 1, "{old:#?}");
+    assert_eq!(count(&new, "request finished"), 2, "{new:#?}");
+    assert!(count(&new, "shutting down") == 1, "{new:#?}");
+    let all = [old, new].concat();
+    assert_eq!(count(&all, "SIGHUP: reloading config"), 1, "{all:#?}\n{stderr:#?}");
+}
+
+/// With `--log-format json` the file holds the same JSON objects as stderr, the listening line included.
+#[cfg(unix)]
+#[test]
+fn json_log_file_has_the_objects_of_stderr() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = ok_upstream(&runtime);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
+    let log = dir.path().join("router.log");
+    let router = RouterProcess::start(
+        &path,
+        &[
+            "-l",
+            "info",
+            "--log-format",
+            "json",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    chat_requests(&runtime, &router, 2);
+    let mut stderr = router.stop();
+    let mut file = log_lines(&log);
+    let objects: Vec<serde_json::Value> = file
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(objects[0]["message"].as_str().unwrap().contains("listening on http://"));
+    let finished: Vec<_> = objects.iter().filter(|o| o["message"] == "request finished").collect();
+    assert_eq!(finished.len(), 2, "{file:#?}");
+    assert_eq!(finished[0]["status"], 200);
+    // Two threads' lines may reach the two in a different order; the lines themselves are the same.
+    stderr.sort();
+    file.sort();
+    assert_eq!(file, stderr);
+}
+
+#[test]
+fn a_log_file_in_a_missing_directory_or_a_bad_size_is_refused_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let missing = dir.path().join("no-such-dir/router.log");
+    let output = router()
+        .args([
+            "-c",
+            path.to_str().unwrap(),
+            "-p",
+            "0",
+            "--log-file",
+            missing.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("invalid --log-file") && stderr.contains("no-such-dir' does not exist"),
+        "{stderr}"
+    );
+    for bad in ["0", "-1", "5000", "lots"] {
+        let output = router()
+            .args(["-c", path.to_str().unwrap(), "-p", "0"])
+            .arg(format!("--log-file-max-mb={bad}"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("--log-file-max-mb"), "{bad}: {stderr}");
     }
 }

@@ -266,6 +266,8 @@ pub struct Snapshot {
     pub listed: Vec<String>,
     /// `routing_rules`, in file order, with their groups resolved.
     pub rules: Vec<Rule>,
+    /// Every `model_list` entry in file order, including one that no group serves (for `--check`).
+    deployments: Vec<Arc<Deployment>>,
     pub config: Config,
 }
 
@@ -365,6 +367,7 @@ impl Snapshot {
             aliases,
             listed,
             rules,
+            deployments,
             config,
         }
     }
@@ -404,6 +407,11 @@ impl Snapshot {
     /// Every group, configured ones and `model_list` names served directly.
     pub fn groups(&self) -> impl Iterator<Item = &Arc<ModelGroup>> {
         self.groups.values()
+    }
+
+    /// Every deployment, in `model_list` order.
+    pub fn deployments(&self) -> &[Arc<Deployment>] {
+        &self.deployments
     }
 
     /// A deployment by its `model_list` name.

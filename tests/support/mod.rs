@@ -885,6 +885,20 @@ impl RouterProcess {
         format!("{}{}", self.base, path)
     }
 
+    /// Sends `signal` (a name `kill` knows, e.g. `HUP`) to the router.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Every line the router wrote to stderr so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
     /// SIGTERM, a clean exit, and every line the router wrote to stderr.
     pub fn stop(mut self) -> Vec<String> {
         let status = std::process::Command::new("kill")
