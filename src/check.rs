@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::{self, ConfigError};
 use crate::metrics::Metrics;
 use crate::protocol::Protocol;
+use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::StreamStartError;
 use crate::protocol::raw_body::RawBody;
 use crate::routing::{Deployment, Snapshot};
@@ -42,11 +43,12 @@ pub enum CheckError {
     Client(#[from] upstream::ClientError),
 }
 
-/// What one deployment did with its probe.
+/// What one deployment (one key of a key pool) did with its probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
+    /// Its name, with `key #N` for a key of a pool.
     pub deployment: String,
-    pub protocol: Protocol,
+    pub api_type: &'static str,
     pub status: ProbeStatus,
     /// From sending the request to the end of the answer (zero when nothing was sent).
     pub latency: Duration,
@@ -90,6 +92,44 @@ impl std::fmt::Display for ProbeStatus {
     }
 }
 
+/// `--check-config`: the config file (and `--proxy`) validated as startup would, without starting: a
+/// one-line summary, or every problem, each naming its place in the file (never a key's value).
+pub fn check_config(path: &Path, proxy: Option<&str>) -> Result<String, Vec<String>> {
+    let shown = path.display();
+    // Its message shows the proxy without credentials.
+    let proxy_problem = proxy.and_then(|proxy| upstream::check_proxy(proxy).err().map(|e| e.to_string()));
+    let config = match std::fs::read_to_string(path) {
+        Err(error) => Err(vec![format!("cannot read config file {shown}: {error}")]),
+        Ok(text) => config::parse(&text, path).map_err(|error| match error {
+            ConfigError::Invalid { problems, .. } => problems,
+            other => vec![other.to_string()],
+        }),
+    };
+    match (config, proxy_problem) {
+        (Ok(config), None) => {
+            let rules = match config.rules.len() {
+                0 => String::new(),
+                n => format!(", {n} routing rule{}", plural(n)),
+            };
+            let (d, g) = (config.deployments.len(), config.groups.len());
+            Ok(format!(
+                "{shown}: valid: {d} deployment{}, {g} group{}{rules}",
+                plural(d),
+                plural(g)
+            ))
+        }
+        (Ok(_), Some(problem)) => Err(vec![problem]),
+        (Err(mut problems), problem) => {
+            problems.extend(problem);
+            Err(problems)
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// Reads and validates the config exactly as startup does, and builds its snapshot (with `--proxy`).
 pub fn load(path: &Path, proxy: Option<String>) -> Result<Snapshot, CheckError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -101,20 +141,28 @@ pub fn load(path: &Path, proxy: Option<String>) -> Result<Snapshot, CheckError> 
     Ok(Snapshot::build(config, None, &pool, &Metrics::new()))
 }
 
-/// Probes every deployment, [`CONCURRENCY`] at a time; the results are in `model_list` order.
+/// Probes every deployment, every key of a key pool, [`CONCURRENCY`] at a time; the results are in
+/// `model_list` order.
 pub async fn probe_all(snapshot: &Snapshot) -> Vec<Probe> {
-    futures_util::stream::iter(snapshot.deployments())
-        .map(|deployment| probe(deployment))
+    let probes = snapshot
+        .deployments()
+        .iter()
+        .flat_map(|d| (0..d.spec.api_keys.len().max(1)).map(move |key| (&**d, key)));
+    futures_util::stream::iter(probes)
+        .map(|(deployment, key)| probe(deployment, key))
         .buffered(CONCURRENCY)
         .collect()
         .await
 }
 
-/// Sends one tiny request to `deployment` and reports how it answered.
-pub async fn probe(deployment: &Deployment) -> Probe {
+/// Sends one tiny request to `deployment` with key `key` of its pool, and reports how it answered.
+pub async fn probe(deployment: &Deployment, key: usize) -> Probe {
     let mut probe = Probe {
-        deployment: deployment.name.clone(),
-        protocol: deployment.protocol,
+        deployment: match deployment.has_key_pool() {
+            true => format!("{} key #{}", deployment.name, key + 1),
+            false => deployment.name.clone(),
+        },
+        api_type: deployment.spec.api_type(),
         status: ProbeStatus::Ok,
         latency: Duration::ZERO,
         message: String::new(),
@@ -128,7 +176,7 @@ pub async fn probe(deployment: &Deployment) -> Probe {
     let timeout = PROBE_TIMEOUT.min(deployment.spec.timeouts.first_byte);
     let started = Instant::now();
     let deadline = started + timeout;
-    let (status, message) = exchange(deployment, body, deadline).await;
+    let (status, message) = exchange(deployment, key, body, deadline).await;
     probe.latency = started.elapsed();
     probe.status = status;
     probe.message = one_short_line(&message);
@@ -136,9 +184,24 @@ pub async fn probe(deployment: &Deployment) -> Probe {
 }
 
 /// The request and its answer, as a status and an error message.
-async fn exchange(deployment: &Deployment, body: Vec<u8>, deadline: Instant) -> (ProbeStatus, String) {
+async fn exchange(deployment: &Deployment, key: usize, body: Vec<u8>, deadline: Instant) -> (ProbeStatus, String) {
     let endpoint = &deployment.endpoints.generate;
-    let response = match upstream::send(deployment, endpoint, &HeaderMap::new(), body, deadline).await {
+    let sent = match &deployment.spec.mock {
+        Some(mock) => {
+            let ctx = ConvertContext {
+                client_model: &deployment.name,
+                upstream_model: &deployment.upstream_model,
+                options: &deployment.spec.options,
+                created: 0,
+                response_id: "0",
+                signing_key: &[],
+                route_stream: false,
+            };
+            upstream::mock::answer(&deployment.name, mock, deployment.protocol, &body, &ctx, deadline).await
+        }
+        None => upstream::send(deployment, key, endpoint, &HeaderMap::new(), body, deadline).await,
+    };
+    let response = match sent {
         Ok(response) => response,
         Err(error) => return failed(&error),
     };
@@ -153,7 +216,7 @@ async fn exchange(deployment: &Deployment, body: Vec<u8>, deadline: Instant) -> 
         Ok(body) => body,
         Err(error) => return failed(&error),
     };
-    let body = upstream::redact(body, deployment.secret.as_ref().map(|key| key.expose()));
+    let body = deployment.redact(body);
     (
         ProbeStatus::Http(status.as_u16()),
         error_message(deployment.protocol, status, &body),
@@ -251,7 +314,7 @@ pub fn table(probes: &[Probe]) -> String {
             };
             [
                 p.deployment.clone(),
-                p.protocol.as_str().to_owned(),
+                p.api_type.to_owned(),
                 p.status.to_string(),
                 latency,
                 p.message.clone(),
@@ -316,7 +379,7 @@ mod tests {
     #[tokio::test]
     async fn a_model_pattern_is_skipped_without_a_request() {
         let snapshot = snapshot("api_type: gemini, model: 'gemini-*'");
-        let probe = probe(&snapshot.deployments()[0]).await;
+        let probe = probe(&snapshot.deployments()[0], 0).await;
         assert_eq!(probe.status, ProbeStatus::Skipped("model pattern"));
         assert!(!probe.status.is_failure());
         assert_eq!(probe.status.to_string(), "skipped (model pattern)");
@@ -350,7 +413,7 @@ mod tests {
     fn the_table_is_aligned() {
         let probe = |name: &str, status, ms, message: &str| Probe {
             deployment: name.into(),
-            protocol: Protocol::OpenAi,
+            api_type: "openai",
             status,
             latency: Duration::from_millis(ms),
             message: message.into(),

@@ -47,6 +47,10 @@ pub struct Cli {
     #[arg(long, env = "LLM_ROUTER_PROXY", hide_env_values = true)]
     pub proxy: Option<String>,
 
+    /// Validate the config (and --proxy) and exit: 0 and a summary when valid, 1 and every problem when not
+    #[arg(long, conflicts_with = "check")]
+    pub check_config: bool,
+
     /// Load the config, send one tiny request to every deployment, print a table and exit (0: all answered)
     #[arg(long)]
     pub check: bool,

@@ -1,5 +1,5 @@
 //! The `llm-router` binary: command line, logging, then [`llm_router::start`] until SIGINT or SIGTERM (or,
-//! with `--check`, one probe of every deployment).
+//! with `--check-config`, the config's validation; with `--check`, one probe of every deployment).
 
 use std::process::ExitCode;
 
@@ -27,6 +27,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check_config {
+        return match check::check_config(&cli.config, cli.proxy.as_deref()) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("{problem}");
+                }
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.check {
         return run_check(&cli, &logging).await;
     }

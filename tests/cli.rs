@@ -566,7 +566,10 @@ fn row<'a>(table: &'a str, deployment: &str) -> Vec<&'a str> {
 #[test]
 fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let good = runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))));
+    let good = runtime.block_on(MockUpstream::start(|request| match request.header("authorization") {
+        Some("Bearer sk-pool-bad") => Reply::status(401, serde_json::json!({"error": {"message": "bad key"}})),
+        _ => Reply::json(oai_answer("pong")),
+    }));
     let denied = runtime.block_on(MockUpstream::start(|request| {
         let key = request.header("x-api-key").unwrap_or_default();
         Reply::status(
@@ -584,7 +587,12 @@ fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
             ("denied", "anthropic", &denied.base(), "sk-denied-secret"),
             ("gone", "gemini", &gone, "gm-gone-secret"),
         ],
-        "  - model_name: any-gpt\n    llm_params: {api_type: openai, model: 'gpt-*', api_base: 'http://127.0.0.1:9'}\n",
+        &format!(
+            "  - model_name: any-gpt\n    llm_params: {{api_type: openai, model: 'gpt-*', api_base: 'http://127.0.0.1:9'}}\n  \
+             - model_name: demo\n    llm_params: {{api_type: mock}}\n  \
+             - model_name: pool\n    llm_params: {{api_type: openai, model: p, api_base: '{}', api_key: [sk-pool-ok, sk-pool-bad]}}\n",
+            good.base()
+        ),
     );
     std::fs::write(&path, config).unwrap();
     let output = router()
@@ -595,7 +603,7 @@ fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{table}\n{stderr}");
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 5, "{table}");
+    assert_eq!(lines.len(), 8, "{table}");
     assert!(
         lines[0].starts_with("DEPLOYMENT") && lines[0].ends_with("ERROR"),
         "{table}"
@@ -614,13 +622,30 @@ fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
         row(&table, "any-gpt"),
         ["any-gpt", "openai", "skipped (model pattern)", "-"]
     );
+    assert_eq!(row(&table, "demo")[..3], ["demo", "mock", "ok"], "{table}");
+    // Every key of a pool is probed, named by its position.
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{table}"))
+    };
+    assert!(line("pool key #1").contains(" ok"), "{table}");
+    assert!(
+        line("pool key #2").contains(" 401 ") && line("pool key #2").ends_with("bad key"),
+        "{table}"
+    );
     let everything = format!("{table}{stderr}");
-    for secret in ["sk-good-secret", "sk-denied-secret", "gm-gone-secret"] {
+    for secret in ["sk-good-secret", "sk-denied-secret", "gm-gone-secret", "sk-pool"] {
         assert!(!everything.contains(secret), "{secret} in:\n{everything}");
     }
 
     // What the router would send: the deployment's model, its credential, one token asked for, no stream.
-    let sent = good.last();
+    let sent = good
+        .recorded()
+        .into_iter()
+        .find(|r| r.json()["model"] == "up-good")
+        .unwrap();
     assert_eq!(
         (sent.method.as_str(), sent.path.as_str()),
         ("POST", "/chat/completions")
@@ -637,7 +662,7 @@ fn check_probes_every_deployment_and_fails_when_one_does_not_answer() {
         sent.json(),
         serde_json::json!({"model":"up-denied","max_tokens":1,"messages":[{"role":"user","content":"ping"}]})
     );
-    assert_eq!((good.count(), denied.count()), (1, 1));
+    assert_eq!((good.count(), denied.count()), (3, 1), "good, and each key of the pool");
 }
 
 /// All four protocols answering: exit status 0, and each got its own smallest request.
@@ -704,6 +729,70 @@ fn check_refuses_an_invalid_config_with_status_2() {
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("unknown api_type 'nope'"), "{stderr}");
+}
+
+#[test]
+fn check_config_summarises_a_valid_file_and_lists_every_problem_of_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    let check = |extra: &[&str]| {
+        let output = router()
+            .args(["--check-config", "-c", path.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+        (output.status.code(), text(output.stdout), text(output.stderr))
+    };
+    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let (code, stdout, stderr) = check(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, format!("{}: valid: 1 deployment, 1 group\n", path.display()));
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // Four problems in the file and a bad --proxy: all five, one per line, and no key.
+    let broken = config_one("g", "openai", "ftp://127.0.0.1:9", "      timeout: -1")
+        .replace("- name: m1\n", "- name: m1\n        - name: ghost\n")
+        .replace(
+            "api_key: sk-upstream-secret",
+            "api_key: [sk-upstream-secret, sk-upstream-secret]",
+        );
+    std::fs::write(&path, broken).unwrap();
+    let (code, stdout, stderr) = check(&["--proxy", "ftp://user:hunter2@proxy:1"]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(
+        lines[0].starts_with("model_list[0].llm_params.timeout: -1 is out of range"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("model_list[0].llm_params.api_base: 'ftp://127.0.0.1:9'"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[2],
+        "model_list[0].llm_params.api_key[1]: the same key as api_key[0]"
+    );
+    assert_eq!(
+        lines[3],
+        "router_settings.model_groups[0].models[1].name: unknown model 'ghost'"
+    );
+    assert!(lines[4].starts_with("invalid --proxy"), "{stderr}");
+    assert!(
+        !stderr.contains("sk-upstream") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, "model_list: [").unwrap();
+    let (code, _, stderr) = check(&[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is not valid YAML"), "{stderr}");
+    std::fs::remove_file(&path).unwrap();
+    let (code, _, stderr) = check(&[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cannot read config file"), "{stderr}");
 }
 
 /// The lines of a log file (none when it does not exist).
