@@ -825,8 +825,34 @@ fn chat_requests(runtime: &tokio::runtime::Runtime, router: &RouterProcess, n: u
     });
 }
 
-fn ok_upstream(runtime: &tokio::runtime::Runtime) -> MockUpstream {
-    runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))))
+/// The real binary on an upstream that always answers, logging to `router.log` in its own directory with
+/// `args` after `--log-file <path>`.
+struct LoggingRouter {
+    runtime: tokio::runtime::Runtime,
+    /// Bind it (and `dir`) by name, not with `..`: they must live as long as the router.
+    _upstream: MockUpstream,
+    dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    router: RouterProcess,
+}
+
+fn logging_router(args: &[&str]) -> LoggingRouter {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let upstream = runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
+    let log = dir.path().join("router.log");
+    let mut all = vec!["--log-file", log.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let router = RouterProcess::start(&path, &all);
+    LoggingRouter {
+        runtime,
+        _upstream: upstream,
+        dir,
+        log,
+        router,
+    }
 }
 
 /// `--log-file` with a tiny `--log-file-max-mb`: the file is rotated into `.1` (newest) to `.3`, no more are
@@ -834,23 +860,13 @@ fn ok_upstream(runtime: &tokio::runtime::Runtime) -> MockUpstream {
 #[cfg(unix)]
 #[test]
 fn log_file_is_rotated_by_size_keeping_three_old_files() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let upstream = ok_upstream(&runtime);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
-    let log = dir.path().join("router.log");
-    let router = RouterProcess::start(
-        &path,
-        &[
-            "-l",
-            "debug",
-            "--log-file",
-            log.to_str().unwrap(),
-            "--log-file-max-mb",
-            "0.001",
-        ],
-    );
+    let LoggingRouter {
+        runtime,
+        _upstream,
+        dir: _dir,
+        log,
+        router,
+    } = logging_router(&["-l", "debug", "--log-file-max-mb", "0.001"]);
     chat_requests(&runtime, &router, 30);
     let stderr = router.stop();
     let limit = (0.001f64 * 1024.0 * 1024.0) as u64;
@@ -884,13 +900,13 @@ fn log_file_is_rotated_by_size_keeping_three_old_files() {
 #[cfg(unix)]
 #[test]
 fn log_file_is_reopened_on_sighup() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let upstream = ok_upstream(&runtime);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
-    let log = dir.path().join("router.log");
-    let router = RouterProcess::start(&path, &["-l", "info", "--log-file", log.to_str().unwrap()]);
+    let LoggingRouter {
+        runtime,
+        _upstream,
+        dir,
+        log,
+        router,
+    } = logging_router(&["-l", "info"]);
     chat_requests(&runtime, &router, 1);
     let moved = dir.path().join("router.log.moved");
     std::fs::rename(&log, &moved).unwrap();
@@ -920,23 +936,13 @@ fn log_file_is_reopened_on_sighup() {
 #[cfg(unix)]
 #[test]
 fn json_log_file_has_the_objects_of_stderr() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let upstream = ok_upstream(&runtime);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
-    let log = dir.path().join("router.log");
-    let router = RouterProcess::start(
-        &path,
-        &[
-            "-l",
-            "info",
-            "--log-format",
-            "json",
-            "--log-file",
-            log.to_str().unwrap(),
-        ],
-    );
+    let LoggingRouter {
+        runtime,
+        _upstream,
+        dir: _dir,
+        log,
+        router,
+    } = logging_router(&["-l", "info", "--log-format", "json"]);
     chat_requests(&runtime, &router, 2);
     let mut stderr = router.stop();
     let mut file = log_lines(&log);

@@ -126,17 +126,22 @@ mod tests {
         }
     }
 
-    async fn call(protocol: Protocol, route_stream: bool, body: &str) -> (StatusCode, String, Vec<String>) {
-        let options = ModelOptions::default();
-        let ctx = ConvertContext {
+    static OPTIONS: std::sync::LazyLock<ModelOptions> = std::sync::LazyLock::new(ModelOptions::default);
+
+    fn context(route_stream: bool) -> ConvertContext<'static> {
+        ConvertContext {
             client_model: "group",
             upstream_model: "mock-1",
-            options: &options,
+            options: &OPTIONS,
             created: 1,
             response_id: "0123456789abcdef01234567",
             signing_key: b"k",
             route_stream,
-        };
+        }
+    }
+
+    async fn call(protocol: Protocol, route_stream: bool, body: &str) -> (StatusCode, String, Vec<String>) {
+        let ctx = context(route_stream);
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         let answer = answer("d", &mock(), protocol, body.as_bytes(), &ctx, deadline)
             .await
@@ -232,16 +237,7 @@ mod tests {
     async fn a_delay_past_the_deadline_is_a_timeout() {
         let mut spec = mock();
         spec.delay = std::time::Duration::from_secs(10);
-        let options = ModelOptions::default();
-        let ctx = ConvertContext {
-            client_model: "g",
-            upstream_model: "m",
-            options: &options,
-            created: 1,
-            response_id: "0",
-            signing_key: b"k",
-            route_stream: false,
-        };
+        let ctx = context(false);
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
         let result = answer("d", &spec, Protocol::OpenAi, b"{}", &ctx, deadline).await;
         assert!(matches!(result, Err(UpstreamError::Timeout { .. })));
