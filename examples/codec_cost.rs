@@ -159,7 +159,7 @@ fn main() {
                 out.clear();
                 for event in &events {
                     parser.feed(black_box(event.as_bytes()), |event| {
-                        converter.on_event(&event, &mut out);
+                        converter.on_event(event, &mut out);
                     });
                 }
                 converter.on_eof(&mut out);

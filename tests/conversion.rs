@@ -10,7 +10,7 @@ use support::*;
 fn events(text: &str) -> Vec<(Option<String>, String)> {
     let mut parser = llm_router::protocol::sse::SseParser::new();
     let mut out = Vec::new();
-    parser.feed(text.as_bytes(), |e| out.push((e.event, e.data)));
+    parser.feed(text.as_bytes(), |e| out.push((e.event.clone(), e.data.clone())));
     out
 }
 

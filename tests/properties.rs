@@ -25,7 +25,7 @@ fn parse_split(bytes: &[u8], cuts: &[usize]) -> Vec<SseEvent> {
     cuts.sort_unstable();
     let mut last = 0;
     for cut in cuts.into_iter().chain(std::iter::once(bytes.len())) {
-        parser.feed(&bytes[last..cut], |e| events.push(e));
+        parser.feed(&bytes[last..cut], |e| events.push(e.clone()));
         last = cut;
     }
     events.extend(parser.finish());

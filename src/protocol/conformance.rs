@@ -423,7 +423,7 @@ fn round_trip(kind: Kind, cuts: &[usize]) -> Vec<Event> {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     cuts.sort_unstable();
     for cut in cuts.into_iter().chain([bytes.len()]) {
-        parser.feed(&bytes[last..cut], |e| decoder.decode(&e, &mut events));
+        parser.feed(&bytes[last..cut], |e| decoder.decode(e, &mut events));
         last = cut;
     }
     // A Gemini stream has no end marker: its EOF after the finish reason is its end (`HubStream::on_eof`).

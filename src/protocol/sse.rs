@@ -46,8 +46,11 @@ pub enum Fed {
 pub struct SseParser {
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
-    event: Option<String>,
-    data: String,
+    /// The event being read. Lent to the callback when complete, then cleared: its buffers are reused,
+    /// so a stream's events cost no allocation each.
+    current: SseEvent,
+    /// The allocation of the last `event:` name, for the next event that has one.
+    spare_name: Option<String>,
     has_data: bool,
     /// The previous chunk ended in `\r`: a `\n` at the start of the next one belongs to that line end.
     skip_lf: bool,
@@ -72,8 +75,8 @@ impl SseParser {
     pub fn with_max_event(max_event: usize) -> Self {
         Self {
             partial: Vec::new(),
-            event: None,
-            data: String::new(),
+            current: SseEvent::default(),
+            spare_name: None,
             has_data: false,
             skip_lf: false,
             event_bytes: 0,
@@ -83,7 +86,7 @@ impl SseParser {
     }
 
     /// Feeds one chunk of the byte stream; calls `on_event` for every event completed by it.
-    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent)) -> Fed {
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent)) -> Fed {
         self.feed_until(chunk, |event| {
             on_event(event);
             ControlFlow::Continue(())
@@ -91,7 +94,7 @@ impl SseParser {
     }
 
     /// Like [`feed`](Self::feed), but stops reading the chunk when `on_event` breaks (a stream's final event).
-    pub fn feed_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent) -> ControlFlow<()>) -> Fed {
+    pub fn feed_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent) -> ControlFlow<()>) -> Fed {
         if self.too_large {
             return Fed::TooLarge { boundary: None };
         }
@@ -114,15 +117,15 @@ impl SseParser {
                 }
             }
             let line_len = self.partial.len() + (end - start);
-            let event = if self.partial.is_empty() {
+            let dispatched = if self.partial.is_empty() {
                 self.process_line(&chunk[start..end])
             } else {
                 let mut line = std::mem::take(&mut self.partial);
                 line.extend_from_slice(&chunk[start..end]);
-                let event = self.process_line(&line);
+                let dispatched = self.process_line(&line);
                 line.clear();
                 self.partial = line;
-                event
+                dispatched
             };
             start = next;
             if line_len == 0 {
@@ -134,10 +137,12 @@ impl SseParser {
                     return self.give_up(boundary);
                 }
             }
-            if let Some(event) = event
-                && on_event(event).is_break()
-            {
-                return Fed::Stopped { at: next };
+            if dispatched {
+                let flow = on_event(&self.current);
+                self.clear_event();
+                if flow.is_break() {
+                    return Fed::Stopped { at: next };
+                }
             }
         }
         let rest = &chunk[start..];
@@ -151,7 +156,7 @@ impl SseParser {
     fn give_up(&mut self, boundary: Option<usize>) -> Fed {
         self.too_large = true;
         self.partial = Vec::new();
-        self.data = String::new();
+        self.current = SseEvent::default();
         self.has_data = false;
         Fed::TooLarge { boundary }
     }
@@ -167,11 +172,8 @@ impl SseParser {
             return None;
         }
         let rest = std::mem::take(&mut self.partial);
-        let mut event = None;
-        if !rest.is_empty() {
-            event = self.process_line(&rest);
-        }
-        event.or_else(|| self.dispatch())
+        let dispatched = (!rest.is_empty() && self.process_line(&rest)) || self.dispatch();
+        dispatched.then(|| std::mem::take(&mut self.current))
     }
 
     /// Bytes received but not yet part of a complete line.
@@ -179,12 +181,13 @@ impl SseParser {
         self.partial.len()
     }
 
-    fn process_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    /// Reads one line; `true` when it completed an event (a blank line after data).
+    fn process_line(&mut self, line: &[u8]) -> bool {
         if line.is_empty() {
             return self.dispatch();
         }
         if line[0] == b':' {
-            return None; // comment / keep-alive
+            return false; // comment / keep-alive
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(colon) => {
@@ -201,27 +204,43 @@ impl SseParser {
         match field {
             b"data" => {
                 if self.has_data {
-                    self.data.push('\n');
+                    self.current.data.push('\n');
                 }
-                self.data.push_str(&value);
+                self.current.data.push_str(&value);
                 self.has_data = true;
             }
-            b"event" => self.event = Some(value.into_owned()),
+            b"event" => {
+                let mut name = self
+                    .current
+                    .event
+                    .take()
+                    .or_else(|| self.spare_name.take())
+                    .unwrap_or_default();
+                name.clear();
+                name.push_str(&value);
+                self.current.event = Some(name);
+            }
             _ => {}
         }
-        None
+        false
     }
 
-    fn dispatch(&mut self) -> Option<SseEvent> {
-        let event = self.event.take();
+    /// A blank line: `true` when the event it ends carried data (an event without data is dropped).
+    fn dispatch(&mut self) -> bool {
         if !self.has_data {
-            return None;
+            self.clear_event();
+            return false;
         }
         self.has_data = false;
-        Some(SseEvent {
-            event,
-            data: std::mem::take(&mut self.data),
-        })
+        true
+    }
+
+    /// Empties the event lent out (or dropped), keeping its buffers.
+    fn clear_event(&mut self) {
+        self.current.data.clear();
+        if let Some(name) = self.current.event.take() {
+            self.spare_name = Some(name);
+        }
     }
 }
 
@@ -250,7 +269,7 @@ mod tests {
         let mut events = Vec::new();
         let mut last = 0;
         for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
-            parser.feed(&input[last..cut], |e| events.push(e));
+            parser.feed(&input[last..cut], |e| events.push(e.clone()));
             last = cut;
         }
         events.extend(parser.finish());
@@ -306,7 +325,7 @@ mod tests {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
         for piece in [&text[..10], &b""[..], &text[10..]] {
-            parser.feed(piece, |e| events.push(e));
+            parser.feed(piece, |e| events.push(e.clone()));
         }
         assert_eq!(
             events,
@@ -343,6 +362,17 @@ mod tests {
         assert!(parse_in_pieces(b"event: ping\n\n", &[]).is_empty());
     }
 
+    /// The parser reuses one event's buffers for the next: nothing of an event carries over.
+    #[test]
+    fn nothing_carries_over_to_the_next_event() {
+        let events = parse_in_pieces(
+            b"event: a\ndata: long text\n\nevent: b\n\ndata: x\n\nevent: c\ndata: y\n\n",
+            &[],
+        );
+        let seen: Vec<_> = events.iter().map(|e| (e.event.as_deref(), e.data.as_str())).collect();
+        assert_eq!(seen, [(Some("a"), "long text"), (None, "x"), (Some("c"), "y")]);
+    }
+
     #[test]
     fn an_event_over_the_cap_stops_the_parser_whatever_the_chunking() {
         let big = format!("data: {}\n", "a".repeat(100));
@@ -352,7 +382,7 @@ mod tests {
             let input = format!("data: ok\n\n{big}{big}\n");
             let mut outcome = Fed::Read { boundary: None };
             for chunk in input.as_bytes().chunks(piece) {
-                outcome = parser.feed(chunk, |e| events.push(e));
+                outcome = parser.feed(chunk, |e| events.push(e.clone()));
                 if matches!(outcome, Fed::TooLarge { .. }) {
                     break;
                 }

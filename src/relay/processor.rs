@@ -203,7 +203,7 @@ impl StreamProcessor for PassThrough {
             watch,
             ..
         } = self;
-        let out = match parser.feed_until(&chunk, |event| watch.observe(*protocol, &event)) {
+        let out = match parser.feed_until(&chunk, |event| watch.observe(*protocol, event)) {
             Fed::Read { boundary: None } => {
                 self.held.extend_from_slice(&chunk);
                 return Bytes::new();
@@ -359,7 +359,7 @@ impl StreamProcessor for Converting {
             return Bytes::new();
         }
         let state = &mut self.state;
-        if let Fed::TooLarge { .. } = self.parser.feed_until(&chunk, |event| state.convert(&event, &mut out)) {
+        if let Fed::TooLarge { .. } = self.parser.feed_until(&chunk, |event| state.convert(event, &mut out)) {
             let message = event_too_large(self.parser.max_event());
             let end = StreamEnd::new(502, "upstream event too large");
             self.state.fail(end, StreamFailure::Upstream, &message, &mut out);

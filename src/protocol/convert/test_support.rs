@@ -66,7 +66,7 @@ pub(crate) fn run_with_cuts(make: &dyn Fn() -> Box<dyn StreamConverter>, input: 
     for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
         parser.feed(&input[last..cut], |event| {
             if status == StreamStatus::Continue {
-                status = converter.on_event(&event, &mut out);
+                status = converter.on_event(event, &mut out);
             }
         });
         last = cut;
@@ -140,7 +140,7 @@ pub(crate) fn has_multibyte(input: &str) -> bool {
 pub(crate) fn parse_events(out: &[u8]) -> Vec<SseEvent> {
     let mut parser = SseParser::new();
     let mut events = Vec::new();
-    parser.feed(out, |e| events.push(e));
+    parser.feed(out, |e| events.push(e.clone()));
     assert_eq!(parser.pending_bytes(), 0, "output ends inside a line");
     assert!(parser.finish().is_none(), "output ends inside an event");
     events

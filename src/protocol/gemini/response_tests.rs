@@ -347,7 +347,7 @@ fn decoded(input: &str) -> Vec<Event> {
     let mut decoder = GeminiChunks::default();
     let mut parser = crate::protocol::sse::SseParser::new();
     let mut out = Vec::new();
-    parser.feed(input.as_bytes(), |e| decoder.decode(&e, &mut out));
+    parser.feed(input.as_bytes(), |e| decoder.decode(e, &mut out));
     out
 }
 
