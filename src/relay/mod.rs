@@ -216,14 +216,13 @@ impl GroupRun<'_, '_> {
             if deployment.has_key_pool()
                 && let Some(left) = set_key_aside(deployment, key, &failure, &self.reliability)
             {
-                if left == KeysLeft::Some {
+                match left {
                     // Another key of the same deployment may serve: it can be picked again.
-                    tried.pop();
-                    last_failure = Some(failure);
-                    continue;
-                }
-                if !failure.retryable() {
-                    return Outcome::Final(failure);
+                    KeysLeft::Some => {
+                        tried.pop();
+                    }
+                    KeysLeft::None(_) if !failure.retryable() => return Outcome::Final(failure),
+                    KeysLeft::None(_) => {}
                 }
                 last_failure = Some(failure);
                 continue;
@@ -268,13 +267,12 @@ fn set_key_aside(
         .health
         .keys
         .set_aside(key, deployment.spec.api_keys.len(), status, wait);
-    tracing::warn!(
-        deployment = %deployment.name,
-        key = key + 1,
-        status,
-        for_ms = wait.map(|w| w.as_millis() as u64),
-        "API key set aside"
-    );
+    // A refused key needs the operator; a rate-limited one is routine for a pool.
+    let for_ms = wait.map(|w| w.as_millis() as u64);
+    match wait {
+        None => tracing::warn!(deployment = %deployment.name, key = key + 1, status, "API key set aside until reload"),
+        Some(_) => tracing::info!(deployment = %deployment.name, key = key + 1, status, for_ms, "API key set aside"),
+    }
     if let KeysLeft::None(back) = left {
         let cooldown = back.unwrap_or(reliability.cooldown);
         deployment.health.cool_for(cooldown);
