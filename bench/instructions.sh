@@ -12,7 +12,9 @@
 # client on both upstream kinds: rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream (a Codex-shaped body: typed
 # items, content as lists of parts), and rsp-plain-ant (the same conversation as the Chat body, in the
 # Responses API's short form: role and string content, as the OpenAI SDK sends it); the Gemini client on both:
-# gem-oai gem-ant gem-oai-stream gem-ant-stream (the same conversation, the group in the path)
+# gem-oai gem-ant gem-oai-stream gem-ant-stream (the same conversation, the group in the path); and the
+# built-in mock upstream (`api_type: mock`, no network upstream at all: the router's own cost, its upstream
+# column 0): oai-mock ant-mock oai-mock-stream ant-mock-stream
 # Environment: ROUTER_BIN (a router binary to measure instead of this tree's), SECONDS_PER_SCENARIO (5),
 # RULES=10 (the ten routing rules of bench/rules.yaml, which every request is checked against and none
 # matches, so the whole rule path is paid).
@@ -22,7 +24,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_PER_SCENARIO=${SECONDS_PER_SCENARIO:-5}
 SCENARIOS=("$@")
 ((${#SCENARIOS[@]})) || SCENARIOS=(oai ant oai-stream ant-stream ant-oai oai-ant ant-oai-stream oai-ant-stream
-    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream rsp-plain-ant gem-oai gem-ant gem-oai-stream gem-ant-stream)
+    rsp-oai rsp-ant rsp-oai-stream rsp-ant-stream rsp-plain-ant gem-oai gem-ant gem-oai-stream gem-ant-stream
+    oai-mock ant-mock oai-mock-stream ant-mock-stream)
 
 for tool in valgrind callgrind_control wrk curl; do
     command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install valgrind wrk curl)" >&2; exit 1; }
@@ -62,10 +65,13 @@ model_list:
     llm_params: {api_type: openai, model: bench-model, api_base: "http://127.0.0.1:$upstream_port/v1", api_key: sk-bench}
   - model_name: ant
     llm_params: {api_type: anthropic, model: bench-model, api_base: "http://127.0.0.1:$upstream_port", api_key: sk-bench}
+  - model_name: mock
+    llm_params: {api_type: mock, model: bench-model, mock_stream_chunk_chars: 4}
 router_settings:
   model_groups:
     - {name: oai-group, models: [{name: oai}]}
     - {name: ant-group, models: [{name: ant}]}
+    - {name: mock-group, models: [{name: mock}]}
 EOF
 # The ten rules of bench/rules.yaml, under router_settings.
 [[ ${RULES:-0} == 10 ]] && cat "$ROOT/bench/rules.yaml" >>"$work/config.yaml"
@@ -91,12 +97,14 @@ dumped() {
 declare -A BODY=([oai]=openai [ant]=anthropic [oai-stream]=openai-stream [ant-stream]=anthropic-stream
     [ant-oai]=anthropic [oai-ant]=openai [ant-oai-stream]=anthropic-stream [oai-ant-stream]=openai-stream
     [rsp-oai]=responses [rsp-ant]=responses [rsp-oai-stream]=responses-stream [rsp-ant-stream]=responses-stream
-    [rsp-plain-ant]=responses-plain [gem-oai]=gemini [gem-ant]=gemini [gem-oai-stream]=gemini [gem-ant-stream]=gemini)
+    [rsp-plain-ant]=responses-plain [gem-oai]=gemini [gem-ant]=gemini [gem-oai-stream]=gemini [gem-ant-stream]=gemini
+    [oai-mock]=openai [ant-mock]=anthropic [oai-mock-stream]=openai-stream [ant-mock-stream]=anthropic-stream)
 declare -A GROUP=([oai]=oai-group [ant]=ant-group [oai-stream]=oai-group [ant-stream]=ant-group
     [ant-oai]=oai-group [oai-ant]=ant-group [ant-oai-stream]=oai-group [oai-ant-stream]=ant-group
     [rsp-oai]=oai-group [rsp-ant]=ant-group [rsp-oai-stream]=oai-group [rsp-ant-stream]=ant-group
     [rsp-plain-ant]=ant-group [gem-oai]=oai-group [gem-ant]=ant-group [gem-oai-stream]=oai-group
-    [gem-ant-stream]=ant-group)
+    [gem-ant-stream]=ant-group [oai-mock]=mock-group [ant-mock]=mock-group [oai-mock-stream]=mock-group
+    [ant-mock-stream]=mock-group)
 
 printf 'router: %s\n' "$ROUTER_BIN"
 printf '%-16s %10s %14s %16s %8s\n' scenario requests 'router instr' 'upstream instr' ratio
@@ -132,5 +140,10 @@ for name in "${SCENARIOS[@]}"; do
     ((errors == 0)) || echo "bench: $name: $errors non-2xx answers" >&2
     r=$(($(dumped "$work/router.out") / requests))
     u=$(($(dumped "$work/upstream.out") / requests))
-    printf '%-16s %10d %14d %16d %8.2f\n' "$name" "$requests" "$r" "$u" "$(echo "$r / $u" | bc -l)"
+    # The mock scenarios leave the upstream idle (a few stray instructions at most).
+    if ((u < 100)); then
+        printf '%-16s %10d %14d %16d %8s\n' "$name" "$requests" "$r" "$u" -
+    else
+        printf '%-16s %10d %14d %16d %8.2f\n' "$name" "$requests" "$r" "$u" "$(echo "$r / $u" | bc -l)"
+    fi
 done

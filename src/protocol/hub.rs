@@ -35,7 +35,6 @@ pub fn decode_request(
     body: &[u8],
     ctx: &ConvertContext<'_>,
 ) -> Result<(Request, RequestFacts), ConvertError> {
-    let options = ctx.options;
     let mut facts = RequestFacts::default();
     let request = match client {
         Protocol::Responses => {
@@ -57,13 +56,6 @@ pub fn decode_request(
         }
         Protocol::Anthropic => {
             let request = messages::request::decode(body)?;
-            // Only a stream needs it before the upstream's count arrives, and tokenizing costs more than
-            // the conversion.
-            if request.stream {
-                facts.input_tokens_estimate = serde_json::from_slice(body)
-                    .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
-                    .unwrap_or(0);
-            }
             // What a Chat upstream can be sent: its first four.
             facts.stop_sequences = request.stop.iter().take(4).cloned().collect();
             request
@@ -86,6 +78,13 @@ pub fn convert_request(
 ) -> Result<Converted, ConvertError> {
     let options = ctx.options;
     let (mut request, mut facts) = decode_request(client, body, ctx)?;
+    if client == Protocol::Anthropic && request.stream {
+        // An Anthropic stream states the prompt's size in its first event, before the upstream's count
+        // arrives. Only a stream needs it, and tokenizing costs more than the conversion.
+        facts.input_tokens_estimate = serde_json::from_slice(body)
+            .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
+            .unwrap_or(0);
+    }
     if request.max_output_tokens == Some(0) {
         // Claude Code's cache pre-warm: answered locally; the body stays a valid request.
         facts.cache_prewarm = true;

@@ -71,6 +71,8 @@ fn respond(mock: &MockSpec, protocol: Protocol, body: &[u8], ctx: &ConvertContex
         let body = hub::encode_answer(protocol, &answer, &ctx, &facts);
         return response(StatusCode::OK, "application/json", VecDeque::from([Bytes::from(body)]));
     }
+    // An Anthropic stream states the prompt's size first: the mock's own figure, not a tokenizer's.
+    facts.input_tokens_estimate = usage.input;
     let mut encoder = hub::stream_encoder(protocol, &ctx, &mut facts);
     let deltas = chunks(&mock.response, mock.stream_chunk_chars).map(|text| Event::TextDelta(text.to_owned()));
     let end = [Event::Stop(StopReason::End), Event::Usage(usage), Event::Done];
@@ -214,6 +216,12 @@ mod tests {
         let messages = r#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let (_, _, frames) = call(Protocol::Anthropic, false, messages).await;
         assert!(frames[0].starts_with("event: message_start"), "{frames:?}");
+        // The prompt's size up front is the mock's own figure (no tokenizer), as in the final usage.
+        let input = format!("\"input_tokens\":{}", messages.len().div_ceil(4));
+        assert!(
+            frames[0].contains(&input) && frames.last().unwrap().contains(&input),
+            "{frames:?}"
+        );
         assert!(frames.last().unwrap().contains("event: message_stop"), "{frames:?}");
 
         // Gemini asks for a stream by its route.
