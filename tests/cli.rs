@@ -829,7 +829,7 @@ fn chat_requests(runtime: &tokio::runtime::Runtime, router: &RouterProcess, n: u
 /// `args` after `--log-file <path>`.
 struct LoggingRouter {
     runtime: tokio::runtime::Runtime,
-    /// Bind it (and `dir`) by name, not with `..`: they must live as long as the router.
+    /// Kept for as long as the router runs, as `dir` is.
     _upstream: MockUpstream,
     dir: tempfile::TempDir,
     log: std::path::PathBuf,
@@ -860,13 +860,8 @@ fn logging_router(args: &[&str]) -> LoggingRouter {
 #[cfg(unix)]
 #[test]
 fn log_file_is_rotated_by_size_keeping_three_old_files() {
-    let LoggingRouter {
-        runtime,
-        _upstream,
-        dir: _dir,
-        log,
-        router,
-    } = logging_router(&["-l", "debug", "--log-file-max-mb", "0.001"]);
+    let logging = logging_router(&["-l", "debug", "--log-file-max-mb", "0.001"]);
+    let (runtime, log, router) = (logging.runtime, logging.log, logging.router);
     chat_requests(&runtime, &router, 30);
     let stderr = router.stop();
     let limit = (0.001f64 * 1024.0 * 1024.0) as u64;
@@ -900,13 +895,9 @@ fn log_file_is_rotated_by_size_keeping_three_old_files() {
 #[cfg(unix)]
 #[test]
 fn log_file_is_reopened_on_sighup() {
-    let LoggingRouter {
-        runtime,
-        _upstream,
-        dir,
-        log,
-        router,
-    } = logging_router(&["-l", "info"]);
+    let logging = logging_router(&["-l", "info"]);
+    let (runtime, log, router) = (logging.runtime, logging.log, logging.router);
+    let dir = &logging.dir;
     chat_requests(&runtime, &router, 1);
     let moved = dir.path().join("router.log.moved");
     std::fs::rename(&log, &moved).unwrap();
@@ -936,13 +927,8 @@ fn log_file_is_reopened_on_sighup() {
 #[cfg(unix)]
 #[test]
 fn json_log_file_has_the_objects_of_stderr() {
-    let LoggingRouter {
-        runtime,
-        _upstream,
-        dir: _dir,
-        log,
-        router,
-    } = logging_router(&["-l", "info", "--log-format", "json"]);
+    let logging = logging_router(&["-l", "info", "--log-format", "json"]);
+    let (runtime, log, router) = (logging.runtime, logging.log, logging.router);
     chat_requests(&runtime, &router, 2);
     let mut stderr = router.stop();
     let mut file = log_lines(&log);
