@@ -6,9 +6,17 @@
 //! HTTP/1.1 connections serve one exchange at a time: the response body hands its connection back when it
 //! has been read to its end; a body dropped earlier closes it. An HTTP/2 connection (by ALPN on https) is
 //! shared by every request until it closes.
+//!
+//! An HTTP/1.1 connection is not spawned as a task of its own: it travels with its sender, and whoever uses
+//! it drives it, in the request's task: the exchange while it waits for the response head, the body while
+//! it is read (see [`Http1`]). A spawned connection would put two task hops on every request (the request
+//! into the connection task, the response out) and one more on every body frame, with their wake-ups: most
+//! of tokio's share of a request, and of a stream's events. An idle connection is polled by nothing, so what
+//! happened to it meanwhile (the upstream closing it, most often) is read when it is checked out.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -17,7 +25,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
@@ -34,6 +42,8 @@ const MAX_IDLE: usize = 128;
 const MAX_UNSENT: u32 = 3;
 
 type RequestBody = Full<Bytes>;
+/// What the connector opens (TCP, perhaps through a proxy, perhaps TLS).
+type Io = <Connector as Service<Uri>>::Response;
 
 /// A deployment's endpoint in the two forms requests use: absolute (HTTP/2, and HTTP/1.1 through an HTTP
 /// proxy) and origin-form (the path, for HTTP/1.1 straight to the host).
@@ -98,10 +108,55 @@ struct Idle {
     http2: Option<http2::SendRequest<RequestBody>>,
 }
 
+/// An HTTP/1.1 connection with its sender. Nothing polls `connection` but its current user: [`Http1::ready`]
+/// at checkout, [`Http1::exchange`] until the response head, then [`UpstreamBody`] until the body's end.
+/// While it idles, its socket holds the waker of the task that last used it (a task that may have ended:
+/// waking it then does nothing); at most [`MAX_IDLE`] per origin, for at most [`IDLE_TIMEOUT`].
 struct Http1 {
     sender: http1::SendRequest<RequestBody>,
+    /// Boxed: it holds the connection's buffers, and is moved with every checkout, exchange and body.
+    connection: Box<http1::Connection<Io, RequestBody>>,
     /// Requests on it go to an HTTP proxy, in absolute form.
     proxied: bool,
+}
+
+impl Http1 {
+    /// Whether an idle connection can take a request. Polling it reads what arrived while it idled (an
+    /// upstream's close ends it here) and lets it ask its sender for the next request.
+    async fn ready(&mut self) -> bool {
+        poll_fn(|cx| {
+            if Pin::new(&mut *self.connection).poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            self.sender.poll_ready(cx).map(|ready| ready.is_ok())
+        })
+        .await
+    }
+
+    /// Sends `request` and waits for the response head, driving the connection meanwhile (it writes the
+    /// request and reads the answer). The connection comes back with the response, unless it ended with it
+    /// (an upstream that closes after its answer): then what it read is already in the response's body.
+    async fn exchange(
+        mut self,
+        request: Request<RequestBody>,
+    ) -> (
+        Result<Response<Incoming>, TrySendError<Request<RequestBody>>>,
+        Option<Self>,
+    ) {
+        let mut response = pin!(self.sender.try_send_request(request));
+        let mut open = true;
+        let result = poll_fn(|cx| {
+            // The connection first: what it reads now, the response future finds below without a wake-up.
+            if open && Pin::new(&mut *self.connection).poll(cx).is_ready() {
+                // Ended (closed or failed): it gave the request back, or the error or answer, to the response
+                // future already. It must not be polled again.
+                open = false;
+            }
+            response.as_mut().poll(cx)
+        })
+        .await;
+        (result, open.then_some(self))
+    }
 }
 
 enum Checkout {
@@ -147,7 +202,7 @@ impl Origin {
                 None => (Box::pin(self.connect()).await?, false),
             };
             let error = match connection {
-                Checkout::Http1(mut connection) => {
+                Checkout::Http1(connection) => {
                     let headers = request.headers_mut();
                     headers.insert(header::HOST, self.host.clone());
                     let uri = if connection.proxied {
@@ -159,12 +214,12 @@ impl Origin {
                         &endpoint.origin_form
                     };
                     *request.uri_mut() = uri.clone();
-                    match connection.sender.try_send_request(request).await {
-                        Ok(response) => {
-                            let back = Some((connection, self.clone()));
+                    match connection.exchange(request).await {
+                        (Ok(response), connection) => {
+                            let back = connection.map(|connection| (connection, self.clone()));
                             return Ok(response.map(|inner| UpstreamBody(Source::Wire { inner, back })));
                         }
-                        Err(error) => error,
+                        (Err(error), _) => error,
                     }
                 }
                 Checkout::Http2(mut sender) => {
@@ -207,9 +262,8 @@ impl Origin {
                 idle.http1.pop()
             };
             let (mut connection, _) = found?;
-            // Handed back when its last response ended; the connection task may not have asked for the next
-            // request yet, or may have seen the upstream close it.
-            if connection.sender.ready().await.is_ok() {
+            // Handed back when its last response ended, and not polled since.
+            if connection.ready().await {
                 return Some(Checkout::Http1(connection));
             }
         }
@@ -244,9 +298,9 @@ impl Origin {
             return Ok(Checkout::Http2(sender));
         }
         let (sender, connection) = http1::handshake(io).await.map_err(|e| SendError::Connect(e.into()))?;
-        tokio::spawn(connection);
         Ok(Checkout::Http1(Http1 {
             sender,
+            connection: Box::new(connection),
             proxied: connected.is_proxied(),
         }))
     }
@@ -274,6 +328,8 @@ pub struct UpstreamBody(Source);
 enum Source {
     Wire {
         inner: Incoming,
+        /// The HTTP/1.1 connection the body arrives on, driven by reading the body; none on HTTP/2, or once
+        /// the connection has ended (what it read is in `inner`).
         back: Option<(Http1, Arc<Origin>)>,
     },
     /// An answer made by the router itself (the `mock` upstream), one frame per piece.
@@ -299,7 +355,20 @@ impl Body for UpstreamBody {
             Source::Wire { inner, back } => (inner, back),
             Source::Local(frames) => return Poll::Ready(frames.pop_front().map(|data| Ok(Frame::data(data)))),
         };
-        let frame = ready!(Pin::new(inner).poll_frame(cx));
+        // What the connection has read already first (a small answer arrives with its head): polling the
+        // connection costs a pass over its reads and writes. Only when nothing is there is it driven: it
+        // reads the socket and hands `inner` what arrived; a `Pending` from both leaves it to wake this task.
+        let mut frame = Pin::new(&mut *inner).poll_frame(cx);
+        if frame.is_pending()
+            && let Some((connection, _)) = back
+        {
+            if Pin::new(&mut *connection.connection).poll(cx).is_ready() {
+                // Ended (the upstream's last answer on it, or broken): `inner` has what it read, or its error.
+                *back = None;
+            }
+            frame = Pin::new(&mut *inner).poll_frame(cx);
+        }
+        let frame = ready!(frame);
         match &frame {
             None => {
                 if let Some((connection, origin)) = back.take() {
@@ -453,6 +522,42 @@ mod tests {
         assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(origin.idle.lock().unwrap().http1.len(), 1);
+    }
+
+    /// Nothing but the body's reader drives the connection: a body that arrives in pieces, after its head,
+    /// is read through, and its connection serves the next request.
+    #[tokio::test]
+    async fn a_body_in_pieces_is_read_by_driving_its_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = Vec::new();
+            let mut chunk = [0u8; 1024];
+            for _ in 0..2 {
+                // The request's head and its two-byte body.
+                while !buffer.windows(4).any(|w| w == b"\r\n\r\n") || buffer.len() < 6 {
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    buffer.extend_from_slice(&chunk[..n]);
+                }
+                let end = buffer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                buffer.drain(..end + 2);
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                stream.write_all(head).await.unwrap();
+                for piece in [&b"2\r\nab\r\n"[..], b"2\r\ncd\r\n", b"0\r\n\r\n"] {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    stream.write_all(piece).await.unwrap();
+                }
+            }
+        });
+        let (origin, endpoint) = origin(&address);
+        // The upstream takes one connection: a second would never be answered.
+        let both = async {
+            for _ in 0..2 {
+                assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "abcd");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), both).await.unwrap();
     }
 
     #[tokio::test]
