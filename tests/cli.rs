@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// `text` as `c.yaml` in a new temporary directory (kept while the directory lives).
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
 fn router() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_llm-router"));
     command.env_remove("RUST_LOG");
@@ -54,10 +62,8 @@ fn help_lists_every_flag() {
 
 #[test]
 fn invalid_config_is_refused_with_the_place_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    let config = config_one("g", "openai", "http://127.0.0.1:9", "").replace("- name: m1\n", "- name: modelX\n");
-    std::fs::write(&path, config).unwrap();
+    let (_dir, path) =
+        config_file(&config_one("g", "openai", "http://127.0.0.1:9", "").replace("- name: m1\n", "- name: modelX\n"));
     let output = router()
         .args(["-c", path.to_str().unwrap(), "-p", "0"])
         .output()
@@ -106,9 +112,7 @@ fn completions_are_printed_for_each_shell_without_a_config() {
 
 #[test]
 fn bad_proxy_and_bad_log_level_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let (_dir, path) = config_file(&config_one("g", "openai", "http://127.0.0.1:9", ""));
     let output = router()
         .args(["-c", path.to_str().unwrap(), "-p", "0", "--proxy", "ftp://user:pw@h:1"])
         .output()
@@ -127,9 +131,7 @@ fn bad_proxy_and_bad_log_level_are_refused() {
 #[cfg(unix)]
 #[test]
 fn serves_then_exits_cleanly_on_sigterm_without_logging_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let (_dir, path) = config_file(&config_one("g", "openai", "http://127.0.0.1:9", ""));
     let (mut child, mut stderr, addr) = spawn_router(&path, "trace", Some("tok-from-env"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -188,10 +190,12 @@ fn a_stream_that_ends_in_an_in_band_error_is_logged_with_its_real_outcome() {
         gap: Duration::from_secs(5),
         then_break: false,
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    let config = config_one("g", "openai", &upstream.base(), "      stream_idle_timeout: 0.3");
-    std::fs::write(&path, config).unwrap();
+    let (_dir, path) = config_file(&config_one(
+        "g",
+        "openai",
+        &upstream.base(),
+        "      stream_idle_timeout: 0.3",
+    ));
     let (mut child, mut stderr, addr) = spawn_router(&path, "info", None);
     runtime.block_on(async {
         let r = http()
@@ -229,9 +233,7 @@ fn json_logs_are_one_object_per_line_with_the_record_and_no_secrets() {
             ),
         }
     }));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "anthropic", &upstream.base(), "")).unwrap();
+    let (_dir, path) = config_file(&config_one("g", "anthropic", &upstream.base(), ""));
     let router = RouterProcess::start(
         &path,
         &["-l", "info", "--log-format", "json", "--token", "tok-json-secret"],
@@ -717,10 +719,8 @@ fn check_passes_when_every_deployment_answers() {
 /// An invalid config is exit status 2 with the place named, and nothing is probed.
 #[test]
 fn check_refuses_an_invalid_config_with_status_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    let config = config_one("g", "openai", "http://127.0.0.1:9", "").replace("api_type: openai", "api_type: nope");
-    std::fs::write(&path, config).unwrap();
+    let (_dir, path) =
+        config_file(&config_one("g", "openai", "http://127.0.0.1:9", "").replace("api_type: openai", "api_type: nope"));
     let output = router()
         .args(["--check", "-c", path.to_str().unwrap()])
         .output()
@@ -839,9 +839,7 @@ struct LoggingRouter {
 fn logging_router(args: &[&str]) -> LoggingRouter {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let upstream = runtime.block_on(MockUpstream::fixed(Reply::json(oai_answer("pong"))));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", &upstream.base(), "")).unwrap();
+    let (dir, path) = config_file(&config_one("g", "openai", &upstream.base(), ""));
     let log = dir.path().join("router.log");
     let mut all = vec!["--log-file", log.to_str().unwrap()];
     all.extend_from_slice(args);
@@ -948,9 +946,7 @@ fn json_log_file_has_the_objects_of_stderr() {
 
 #[test]
 fn a_log_file_in_a_missing_directory_or_a_bad_size_is_refused_with_status_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, config_one("g", "openai", "http://127.0.0.1:9", "")).unwrap();
+    let (dir, path) = config_file(&config_one("g", "openai", "http://127.0.0.1:9", ""));
     let missing = dir.path().join("no-such-dir/router.log");
     let output = router()
         .args([
