@@ -77,7 +77,7 @@ async fn read_first_event(
             Ok(Some(Err(e))) => {
                 let message = format!(
                     "upstream stream failed before its first event: {}",
-                    upstream::describe(&e)
+                    upstream::describe(&*e)
                 );
                 return Err(Failure::unreachable(StatusCode::BAD_GATEWAY, message));
             }

@@ -111,7 +111,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    let message = format!("upstream stream failed: {}", crate::upstream::describe(&error));
+                    let message = format!("upstream stream failed: {}", crate::upstream::describe(&*error));
                     batch.push(this.processor.failed(StreamFailure::Upstream, &message));
                     return Poll::Ready(Some(Ok(batch.into_bytes())));
                 }

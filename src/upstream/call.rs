@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use tokio::time::Instant;
 
@@ -25,7 +25,7 @@ pub async fn send(
     body: Vec<u8>,
     deadline: Instant,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let mut request = Request::new(Full::new(Bytes::from(body)));
+    let mut request = Request::new(Bytes::from(body));
     *request.method_mut() = Method::POST;
     *request.headers_mut() = request_headers(deployment, key, client_headers);
     match tokio::time::timeout_at(deadline, deployment.origin.send(endpoint, request)).await {

@@ -4,6 +4,7 @@
 mod call;
 mod client;
 mod connector;
+mod http1;
 pub mod mock;
 mod origin;
 mod pool;

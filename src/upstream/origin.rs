@@ -7,31 +7,31 @@
 //! has been read to its end; a body dropped earlier closes it. An HTTP/2 connection (by ALPN on https) is
 //! shared by every request until it closes.
 //!
-//! An HTTP/1.1 connection is not spawned as a task of its own: it travels with its sender, and whoever uses
-//! it drives it, in the request's task: the exchange while it waits for the response head, the body while
-//! it is read (see [`Http1`]). A spawned connection would put two task hops on every request (the request
+//! An HTTP/1.1 connection (our own client, [`super::http1`]) is not spawned as a task of its own: whoever
+//! uses it drives it, in the request's task: the exchange while it waits for the response head, the body
+//! while it is read (see [`Http1`]). A spawned connection would put two task hops on every request (the request
 //! into the connection task, the response out) and one more on every body frame, with their wake-ups: most
 //! of tokio's share of a request, and of a stream's events. An idle connection is polled by nothing, so what
 //! happened to it meanwhile (the upstream closing it, most often) is read when it is checked out.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{TrySendError, http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::connect::Connection;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::client::Connector;
+use super::http1;
 use super::connector::BoxError;
 
 /// How long an unused connection is kept (what the legacy client's pool did).
@@ -41,7 +41,6 @@ const MAX_IDLE: usize = 128;
 /// Reused connections a request may find closed before it goes on a new one.
 const MAX_UNSENT: u32 = 3;
 
-type RequestBody = Full<Bytes>;
 /// What the connector opens (TCP, perhaps through a proxy, perhaps TLS).
 type Io = <Connector as Service<Uri>>::Response;
 
@@ -50,14 +49,20 @@ type Io = <Connector as Service<Uri>>::Response;
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub absolute: Uri,
-    origin_form: Uri,
+    /// The request target of HTTP/1.1 through an HTTP proxy.
+    absolute_form: String,
+    /// The request target of HTTP/1.1 straight to the host: the path and query.
+    origin_form: String,
 }
 
 impl Endpoint {
     pub fn new(absolute: Uri) -> Self {
-        let path = absolute.path_and_query().map_or("/", |p| p.as_str());
-        let origin_form = Uri::try_from(path).expect("a URI's path is a valid origin-form URI");
-        Self { absolute, origin_form }
+        let origin_form = absolute.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        Self {
+            absolute_form: absolute.to_string(),
+            absolute,
+            origin_form,
+        }
     }
 }
 
@@ -67,7 +72,7 @@ pub enum SendError {
     /// No connection could be opened (TCP, proxy, TLS or the HTTP/2 handshake).
     Connect(BoxError),
     /// The connection failed during the exchange.
-    Exchange(hyper::Error),
+    Exchange(BoxError),
 }
 
 impl std::fmt::Display for SendError {
@@ -83,7 +88,7 @@ impl std::error::Error for SendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SendError::Connect(e) => Some(&**e),
-            SendError::Exchange(e) => Some(e),
+            SendError::Exchange(e) => Some(&**e),
         }
     }
 }
@@ -105,63 +110,22 @@ pub struct Origin {
 struct Idle {
     /// Most recently used last: checkout takes the warmest connection.
     http1: Vec<(Http1, Instant)>,
-    http2: Option<http2::SendRequest<RequestBody>>,
+    http2: Option<http2::SendRequest<Full<Bytes>>>,
 }
 
-/// An HTTP/1.1 connection with its sender. Nothing polls `connection` but its current user: [`Http1::ready`]
-/// at checkout, [`Http1::exchange`] until the response head, then [`UpstreamBody`] until the body's end.
-/// While it idles, its socket holds the waker of the task that last used it (a task that may have ended:
-/// waking it then does nothing); at most [`MAX_IDLE`] per origin, for at most [`IDLE_TIMEOUT`].
+/// An HTTP/1.1 connection. Nothing polls it but its current user: the exchange until the response head, then
+/// [`UpstreamBody`] until the body's end. While it idles, nothing reads it: a checkout looks whether the
+/// upstream closed it meanwhile. At most [`MAX_IDLE`] per origin, for at most [`IDLE_TIMEOUT`].
 struct Http1 {
-    sender: http1::SendRequest<RequestBody>,
-    /// Boxed: it holds the connection's buffers, and is moved with every checkout, exchange and body.
-    connection: Box<http1::Connection<Io, RequestBody>>,
+    /// Boxed: it holds the TLS state and the read buffer, and is moved with every checkout and body.
+    connection: Box<http1::Connection<TokioIo<Io>>>,
     /// Requests on it go to an HTTP proxy, in absolute form.
     proxied: bool,
 }
 
-impl Http1 {
-    /// Whether an idle connection can take a request. Polling it reads what arrived while it idled (an
-    /// upstream's close ends it here) and lets it ask its sender for the next request.
-    async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            if Pin::new(&mut *self.connection).poll(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|ready| ready.is_ok())
-        })
-        .await
-    }
-
-    /// Sends `request` and waits for the response head, driving the connection meanwhile (it writes the
-    /// request and reads the answer). The connection comes back with the response, unless it ended with it
-    /// (an upstream that closes after its answer): then what it read is already in the response's body.
-    async fn exchange(
-        mut self,
-        request: Request<RequestBody>,
-    ) -> (
-        Result<Response<Incoming>, TrySendError<Request<RequestBody>>>,
-        Option<Self>,
-    ) {
-        let mut response = pin!(self.sender.try_send_request(request));
-        let mut open = true;
-        let result = poll_fn(|cx| {
-            // The connection first: what it reads now, the response future finds below without a wake-up.
-            if open && Pin::new(&mut *self.connection).poll(cx).is_ready() {
-                // Ended (closed or failed): it gave the request back, or the error or answer, to the response
-                // future already. It must not be polled again.
-                open = false;
-            }
-            response.as_mut().poll(cx)
-        })
-        .await;
-        (result, open.then_some(self))
-    }
-}
-
 enum Checkout {
     Http1(Http1),
-    Http2(http2::SendRequest<RequestBody>),
+    Http2(http2::SendRequest<Full<Bytes>>),
 }
 
 impl Origin {
@@ -187,92 +151,104 @@ impl Origin {
     pub async fn send(
         self: &Arc<Self>,
         endpoint: &Endpoint,
-        mut request: Request<RequestBody>,
+        request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let mut unsent = 0;
+        let mut head = Vec::new();
         loop {
-            let idle = if unsent < MAX_UNSENT {
-                self.checkout().await
-            } else {
-                None
-            };
+            let idle = if unsent < MAX_UNSENT { self.checkout() } else { None };
             let (connection, reused) = match idle {
                 Some(connection) => (connection, true),
                 // Boxed: the handshakes' futures are large, and every request's future would carry them.
                 None => (Box::pin(self.connect()).await?, false),
             };
-            let error = match connection {
-                Checkout::Http1(connection) => {
-                    let headers = request.headers_mut();
-                    headers.insert(header::HOST, self.host.clone());
-                    let uri = if connection.proxied {
-                        if let Some(authorization) = &self.proxy_authorization {
-                            headers.insert(header::PROXY_AUTHORIZATION, authorization.clone());
-                        }
-                        &endpoint.absolute
+            match connection {
+                Checkout::Http1(mut connection) => {
+                    let target = if connection.proxied {
+                        endpoint.absolute_form.as_str()
                     } else {
-                        &endpoint.origin_form
+                        endpoint.origin_form.as_str()
                     };
-                    *request.uri_mut() = uri.clone();
-                    match connection.exchange(request).await {
-                        (Ok(response), connection) => {
-                            let back = connection.map(|connection| (connection, self.clone()));
-                            return Ok(response.map(|inner| UpstreamBody(Source::Wire { inner, back })));
+                    head.clear();
+                    http1::write_request_head(
+                        &mut head,
+                        request.method(),
+                        target,
+                        &self.host,
+                        request.headers(),
+                        request.body().len(),
+                    );
+                    if connection.proxied
+                        && let Some(authorization) = &self.proxy_authorization
+                    {
+                        // Before the blank line that ends the head.
+                        head.truncate(head.len() - 2);
+                        head.extend_from_slice(b"proxy-authorization: ");
+                        head.extend_from_slice(authorization.as_bytes());
+                        head.extend_from_slice(b"\r\n\r\n");
+                    }
+                    match connection.connection.exchange(&mut head, request.body()).await {
+                        Ok(http1::Head {
+                            response,
+                            framing,
+                            reusable,
+                        }) => {
+                            let back = reusable.then(|| self.clone());
+                            let body = UpstreamBody(Source::Http1 {
+                                connection: Some(connection),
+                                framing,
+                                back,
+                            });
+                            return Ok(response.map(|()| body));
                         }
-                        (Err(error), _) => error,
+                        // The upstream closed a reused connection before it took the request.
+                        Err(http1::Error::ClosedBeforeResponse) if reused => unsent += 1,
+                        Err(error) => return Err(SendError::Exchange(error.into())),
                     }
                 }
                 Checkout::Http2(mut sender) => {
-                    *request.uri_mut() = endpoint.absolute.clone();
-                    request.headers_mut().remove(header::HOST);
-                    match sender.try_send_request(request).await {
+                    let mut h2 = Request::new(Full::new(request.body().clone()));
+                    *h2.method_mut() = request.method().clone();
+                    *h2.uri_mut() = endpoint.absolute.clone();
+                    *h2.headers_mut() = request.headers().clone();
+                    match sender.try_send_request(h2).await {
                         Ok(response) => {
-                            return Ok(response.map(|inner| UpstreamBody(Source::Wire { inner, back: None })));
+                            return Ok(response.map(|inner| UpstreamBody(Source::Http2(inner))));
                         }
-                        Err(error) => error,
+                        Err(mut error) => {
+                            if !reused || error.take_message().is_none() {
+                                return Err(SendError::Exchange(error.into_error().into()));
+                            }
+                            unsent += 1;
+                        }
                     }
                 }
-            };
-            let mut error = error;
-            match error.take_message() {
-                Some(back) if reused => {
-                    request = back;
-                    unsent += 1;
-                }
-                _ => return Err(SendError::Exchange(error.into_error())),
             }
         }
     }
 
     /// An idle connection that is still open and ready for a request.
-    async fn checkout(&self) -> Option<Checkout> {
-        loop {
-            let found = {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(sender) = &idle.http2 {
-                    if !sender.is_closed() {
-                        return Some(Checkout::Http2(sender.clone()));
-                    }
-                    idle.http2 = None;
-                }
-                let now = Instant::now();
-                // Expired ones are the oldest, at the front.
-                let expired = idle.http1.partition_point(|(_, since)| now - *since > IDLE_TIMEOUT);
-                idle.http1.drain(..expired);
-                idle.http1.pop()
-            };
-            let (mut connection, _) = found?;
-            // Handed back when its last response ended, and not polled since.
-            if connection.ready().await {
+    fn checkout(&self) -> Option<Checkout> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = &idle.http2 {
+            if !sender.is_closed() {
+                return Some(Checkout::Http2(sender.clone()));
+            }
+            idle.http2 = None;
+        }
+        let now = Instant::now();
+        // Expired ones are the oldest, at the front.
+        let expired = idle.http1.partition_point(|(_, since)| now - *since > IDLE_TIMEOUT);
+        idle.http1.drain(..expired);
+        while let Some((mut connection, _)) = idle.http1.pop() {
+            if connection.connection.is_open() {
                 return Some(Checkout::Http1(connection));
             }
         }
+        None
     }
 
     fn put_back(&self, connection: Http1) {
-        if connection.sender.is_closed() {
-            return;
-        }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.http1.len() < MAX_IDLE {
             idle.http1.push((connection, Instant::now()));
@@ -297,10 +273,8 @@ impl Origin {
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).http2 = Some(sender.clone());
             return Ok(Checkout::Http2(sender));
         }
-        let (sender, connection) = http1::handshake(io).await.map_err(|e| SendError::Connect(e.into()))?;
         Ok(Checkout::Http1(Http1 {
-            sender,
-            connection: Box::new(connection),
+            connection: Box::new(http1::Connection::new(TokioIo::new(io))),
             proxied: connected.is_proxied(),
         }))
     }
@@ -326,12 +300,15 @@ impl std::fmt::Debug for Origin {
 pub struct UpstreamBody(Source);
 
 enum Source {
-    Wire {
-        inner: Incoming,
-        /// The HTTP/1.1 connection the body arrives on, driven by reading the body; none on HTTP/2, or once
-        /// the connection has ended (what it read is in `inner`).
-        back: Option<(Http1, Arc<Origin>)>,
+    Http1 {
+        /// The connection the body arrives on, driven by reading the body; gone once the body failed.
+        connection: Option<Http1>,
+        framing: http1::Framing,
+        /// Where the connection goes back when the body has been read to its end; `None` when it cannot serve
+        /// another request.
+        back: Option<Arc<Origin>>,
     },
+    Http2(Incoming),
     /// An answer made by the router itself (the `mock` upstream), one frame per piece.
     Local(VecDeque<Bytes>),
 }
@@ -345,53 +322,56 @@ impl UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let (inner, back) = match &mut self.0 {
-            Source::Wire { inner, back } => (inner, back),
+        let (connection, framing, back) = match &mut self.0 {
+            Source::Http1 {
+                connection,
+                framing,
+                back,
+            } => (connection, framing, back),
+            Source::Http2(inner) => return Pin::new(inner).poll_frame(cx).map_err(Into::into),
             Source::Local(frames) => return Poll::Ready(frames.pop_front().map(|data| Ok(Frame::data(data)))),
         };
-        // What the connection has read already first (a small answer arrives with its head): polling the
-        // connection costs a pass over its reads and writes. Only when nothing is there is it driven: it
-        // reads the socket and hands `inner` what arrived; a `Pending` from both leaves it to wake this task.
-        let mut frame = Pin::new(&mut *inner).poll_frame(cx);
-        if frame.is_pending()
-            && let Some((connection, _)) = back
-        {
-            if Pin::new(&mut *connection.connection).poll(cx).is_ready() {
-                // Ended (the upstream's last answer on it, or broken): `inner` has what it read, or its error.
-                *back = None;
+        let Some(open) = connection else {
+            return Poll::Ready(None);
+        };
+        match ready!(open.connection.poll_body(cx, framing)) {
+            Some(Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Some(Err(error)) => {
+                // A broken body leaves its connection unusable.
+                *connection = None;
+                Poll::Ready(Some(Err(error.into())))
             }
-            frame = Pin::new(&mut *inner).poll_frame(cx);
-        }
-        let frame = ready!(frame);
-        match &frame {
             None => {
-                if let Some((connection, origin)) = back.take() {
+                if let (Some(connection), Some(origin)) = (connection.take(), back.take()) {
                     origin.put_back(connection);
                 }
+                Poll::Ready(None)
             }
-            // A broken body leaves its connection unusable.
-            Some(Err(_)) => *back = None,
-            Some(Ok(_)) => {}
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
-            Source::Wire { inner, .. } => inner.is_end_stream(),
+            Source::Http1 { framing, .. } => matches!(framing, http1::Framing::Done | http1::Framing::Length(0)),
+            Source::Http2(inner) => inner.is_end_stream(),
             Source::Local(frames) => frames.is_empty(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Source::Wire { inner, .. } => inner.size_hint(),
+            Source::Http1 { framing, .. } => match framing {
+                http1::Framing::Length(left) => SizeHint::with_exact(*left),
+                http1::Framing::Done => SizeHint::with_exact(0),
+                _ => SizeHint::default(),
+            },
+            Source::Http2(inner) => inner.size_hint(),
             Source::Local(frames) => SizeHint::with_exact(frames.iter().map(|f| f.len() as u64).sum()),
         }
     }
@@ -462,8 +442,8 @@ mod tests {
         (Arc::new(client.origin(&endpoint.absolute)), endpoint)
     }
 
-    fn request() -> Request<RequestBody> {
-        let mut request = Request::new(Full::new(Bytes::from_static(b"{}")));
+    fn request() -> Request<Bytes> {
+        let mut request = Request::new(Bytes::from_static(b"{}"));
         *request.method_mut() = http::Method::POST;
         request
     }
