@@ -154,7 +154,8 @@ impl Origin {
         request: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let mut unsent = 0;
-        let mut head = Vec::new();
+        // The head and, when small, the body after it: sized once for both.
+        let mut head = Vec::with_capacity(1024 + request.body().len().min(http1::COPY_BODY));
         loop {
             let idle = if unsent < MAX_UNSENT { self.checkout() } else { None };
             let (connection, reused) = match idle {
