@@ -212,7 +212,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
             self.read.reserve(READ_SIZE);
         }
-        let read = ready!(tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read));
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read
+        ));
         Poll::Ready(read.map_err(Error::Io))
     }
 }
@@ -275,7 +279,8 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
                 .map_err(|_| Error::InvalidHead(format!("the value of {name}")))?;
             match name {
                 header::CONTENT_LENGTH => {
-                    let n = parse_length(value.as_bytes()).ok_or_else(|| Error::InvalidHead("content-length".into()))?;
+                    let n =
+                        parse_length(value.as_bytes()).ok_or_else(|| Error::InvalidHead("content-length".into()))?;
                     if length.is_some_and(|m| m != n) {
                         return Err(Error::InvalidHead("two different content-lengths".into()));
                     }
@@ -371,7 +376,11 @@ fn decode_chunk(read: &mut BytesMut, state: &mut Chunk) -> Result<Step, Error> {
                 };
                 let size = parse_chunk_size(&read[..end])?;
                 read.advance(end + 1);
-                *state = if size == 0 { Chunk::Trailers(0) } else { Chunk::Data(size) };
+                *state = if size == 0 {
+                    Chunk::Trailers(0)
+                } else {
+                    Chunk::Data(size)
+                };
             }
             Chunk::Data(left) => {
                 if read.is_empty() {
@@ -526,10 +535,19 @@ mod tests {
         let too_long = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n";
         assert!(matches!(read_response(too_long, 64).await, Err(Error::InvalidChunk(_))));
         let two_lengths = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nok";
-        assert!(matches!(read_response(two_lengths, 64).await, Err(Error::InvalidHead(_))));
+        assert!(matches!(
+            read_response(two_lengths, 64).await,
+            Err(Error::InvalidHead(_))
+        ));
         assert!(matches!(read_response(b"", 1).await, Err(Error::ClosedBeforeResponse)));
-        assert!(matches!(read_response(b"HTTP/1.1 200", 4).await, Err(Error::Incomplete)));
-        assert!(matches!(read_response(b"SMTP ready\r\n\r\n", 64).await, Err(Error::InvalidHead(_))));
+        assert!(matches!(
+            read_response(b"HTTP/1.1 200", 4).await,
+            Err(Error::Incomplete)
+        ));
+        assert!(matches!(
+            read_response(b"SMTP ready\r\n\r\n", 64).await,
+            Err(Error::InvalidHead(_))
+        ));
         let huge = [&b"HTTP/1.1 200 OK\r\nx: "[..], &vec![b'a'; MAX_HEAD + 1]].concat();
         assert!(matches!(read_response(&huge, 8192).await, Err(Error::HeadTooLarge)));
     }
@@ -542,7 +560,14 @@ mod tests {
         headers.insert("host", HeaderValue::from_static("elsewhere"));
         let mut out = Vec::new();
         let host = HeaderValue::from_static("api.example:8080");
-        write_request_head(&mut out, &http::Method::POST, "/v1/messages?beta=true", &host, &headers, 12);
+        write_request_head(
+            &mut out,
+            &http::Method::POST,
+            "/v1/messages?beta=true",
+            &host,
+            &headers,
+            12,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/messages?beta=true HTTP/1.1\r\nhost: api.example:8080\r\nauthorization: Bearer k\r\n\

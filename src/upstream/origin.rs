@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::client::Connector;
-use super::http1;
 use super::connector::BoxError;
+use super::http1;
 
 /// How long an unused connection is kept (what the legacy client's pool did).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);

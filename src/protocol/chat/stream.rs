@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::response::{ChatAnswer, ChatUsageOut, finish_reason};
 use crate::protocol::convert::stream::{StreamFailure, StreamStatus};
 use crate::protocol::hub::{Event, StopReason, StreamEncoder, Usage};
+use crate::protocol::json::{push_str, push_u64};
 use crate::protocol::sse::write_data_event;
 
 #[derive(Serialize)]
@@ -60,6 +61,9 @@ fn one_or_none<S: serde::Serializer>(choice: &Option<ChoiceOut<'_>>, serializer:
 }
 
 pub struct ChatStreamEncoder {
+    /// Every chunk's bytes up to its delta (`data: {"id":…,"choices":[{"index":0,"delta":`), written once:
+    /// text deltas, most of a stream, are written by hand after it (see [`Self::chunk`]).
+    prefix: Vec<u8>,
     id: String,
     created: u64,
     model: String,
@@ -80,7 +84,8 @@ pub struct ChatStreamEncoder {
 
 impl ChatStreamEncoder {
     pub fn new(answer: &ChatAnswer<'_>) -> Self {
-        Self {
+        let mut encoder = Self {
+            prefix: Vec::new(),
             id: format!("chatcmpl-{}", answer.id_hex),
             created: answer.created,
             model: answer.model.to_owned(),
@@ -94,12 +99,58 @@ impl ChatStreamEncoder {
             stop: None,
             usage: None,
             finished: false,
-        }
+        };
+        encoder.write_prefix();
+        encoder
+    }
+
+    /// The bytes before every chunk's delta, again whenever the id changes.
+    fn write_prefix(&mut self) {
+        let prefix = &mut self.prefix;
+        prefix.clear();
+        prefix.extend_from_slice(b"data: {\"id\":");
+        push_str(prefix, &self.id);
+        prefix.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        push_u64(prefix, self.created);
+        prefix.extend_from_slice(b",\"model\":");
+        push_str(prefix, &self.model);
+        prefix.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
     }
 
     /// One chunk: a choice with `delta` (none for the usage chunk). `usage` is on every chunk (null until
     /// the last) only when the client asked for usage, as OpenAI does.
     fn chunk(&self, delta: Option<Delta<'_>>, finish: Option<&'static str>, usage: Option<&Usage>, out: &mut Vec<u8>) {
+        // A text delta, by hand: the same bytes serde writes below, for a fraction of the work.
+        let text = match (&delta, finish, usage) {
+            (Some(Delta::Content { content }), None, None) => Some((&b"{\"content\":"[..], *content)),
+            (Some(Delta::Reasoning { reasoning_content }), None, None) => {
+                Some((&b"{\"reasoning_content\":"[..], *reasoning_content))
+            }
+            (Some(Delta::Refusal { refusal }), None, None) => Some((&b"{\"refusal\":"[..], *refusal)),
+            _ => None,
+        };
+        if let Some((key, text)) = text {
+            out.reserve(self.prefix.len() + text.len() + 96);
+            out.extend_from_slice(&self.prefix);
+            out.extend_from_slice(key);
+            push_str(out, text);
+            out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]");
+            if self.include_usage {
+                out.extend_from_slice(b",\"usage\":null");
+            }
+            out.extend_from_slice(b"}\n\n");
+            return;
+        }
+        self.chunk_tree(delta, finish, usage, out);
+    }
+
+    fn chunk_tree(
+        &self,
+        delta: Option<Delta<'_>>,
+        finish: Option<&'static str>,
+        usage: Option<&Usage>,
+        out: &mut Vec<u8>,
+    ) {
         let chunk = ChunkOut {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -181,6 +232,7 @@ impl StreamEncoder for ChatStreamEncoder {
         match event {
             Event::MessageId(id) if !self.started => {
                 self.id = super::response::completion_id(Some(&id), &self.id);
+                self.write_prefix();
             }
             // Chat has no field for it: `stop` says enough.
             Event::MessageId(_) | Event::StopSequence(_) => {}
@@ -257,5 +309,43 @@ impl StreamEncoder for ChatStreamEncoder {
     /// An SSE comment: OpenAI decoders ignore it.
     fn keep_alive(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b": keep-alive\n\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written text deltas are byte for byte what serde writes, escapes included.
+    #[test]
+    fn text_deltas_by_hand_equal_serde() {
+        for include_usage in [false, true] {
+            let answer = ChatAnswer {
+                id_hex: "0123abcd",
+                created: 1_700_000_000,
+                model: "qwen\"3\u{7}",
+                include_usage,
+            };
+            let encoder = ChatStreamEncoder::new(&answer);
+            let text = "line\nand \"quotes\", \\ tab\t \u{1} é 😀";
+            for delta in [
+                Delta::Content { content: text },
+                Delta::Reasoning {
+                    reasoning_content: text,
+                },
+                Delta::Refusal { refusal: text },
+            ] {
+                let (mut fast, mut tree) = (Vec::new(), Vec::new());
+                let again = match &delta {
+                    Delta::Content { content } => Delta::Content { content },
+                    Delta::Reasoning { reasoning_content } => Delta::Reasoning { reasoning_content },
+                    Delta::Refusal { refusal } => Delta::Refusal { refusal },
+                    _ => unreachable!(),
+                };
+                encoder.chunk(Some(delta), None, None, &mut fast);
+                encoder.chunk_tree(Some(again), None, None, &mut tree);
+                assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(tree).unwrap());
+            }
+        }
     }
 }

@@ -160,12 +160,51 @@ enum ThinkingBlock {
     Redacted { data: String },
 }
 
+impl MessagesEvents {
+    fn text_delta(&mut self, mut text: String, out: &mut Vec<Event>) {
+        if text.is_empty() {
+            return;
+        }
+        if self.text_then_skipped == (true, true) {
+            text.insert_str(0, "\n\n");
+        }
+        self.text_then_skipped = (true, false);
+        out.push(Event::TextDelta(text));
+    }
+}
+
+/// The text of a text delta written exactly as Anthropic writes one,
+/// `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}`: most of a stream's
+/// events, read here without serde's walk over a struct of optional fields. Any other shape, spacing or
+/// order is `None` and goes to serde.
+fn text_delta_as_written(data: &str) -> Option<String> {
+    let rest = data.strip_prefix(r#"{"type":"content_block_delta","index":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || digits > 9 || (digits > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    let rest = rest[digits..].strip_prefix(r#","delta":{"type":"text_delta","text":"#)?;
+    let (literal, after) = crate::protocol::json::split_string(rest)?;
+    if after.trim_ascii_end() != "}}" {
+        return None;
+    }
+    let inner = &literal[1..literal.len() - 1];
+    if !inner.contains('\\') && inner.bytes().all(|b| b >= 0x20) {
+        return Some(inner.to_owned());
+    }
+    serde_json::from_str(literal).ok()
+}
+
 impl StreamDecoder for MessagesEvents {
     fn needs_end_marker(&self) -> bool {
         true
     }
 
     fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
+        if let Some(text) = text_delta_as_written(&event.data) {
+            self.text_delta(text, out);
+            return;
+        }
         #[derive(Deserialize)]
         struct Data<'a> {
             #[serde(rename = "type")]
@@ -286,12 +325,8 @@ impl StreamDecoder for MessagesEvents {
                 let Some(delta) = data.delta else { return };
                 match delta.kind.as_deref() {
                     Some("text_delta") => {
-                        if let Some(mut text) = delta.text.filter(|t| !t.is_empty()) {
-                            if self.text_then_skipped == (true, true) {
-                                text.insert_str(0, "\n\n");
-                            }
-                            self.text_then_skipped = (true, false);
-                            out.push(Event::TextDelta(text));
+                        if let Some(text) = delta.text {
+                            self.text_delta(text, out);
                         }
                     }
                     Some("thinking_delta") => {
@@ -509,6 +544,39 @@ const TOOL_USE_BYTES: usize = 96;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut reads what serde reads, and leaves every other shape to serde.
+    #[test]
+    fn text_deltas_as_written_read_like_serde() {
+        for text in [
+            r#"plain"#,
+            r#"esc \"q\" \\ \n \t \u00e9 \ud83d\ude00"#,
+            "raw é 😀",
+            r#"ends in backslash \\"#,
+            "",
+        ] {
+            let data = format!(
+                r#"{{"type":"content_block_delta","index":12,"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+            );
+            let by_serde: serde_json::Value = serde_json::from_str(&data).unwrap();
+            assert_eq!(
+                text_delta_as_written(&data).as_deref(),
+                by_serde["delta"]["text"].as_str(),
+                "{data}"
+            );
+        }
+        for other in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a"},"x":1}"#,
+            r#"{"type":"content_block_delta", "index":0,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":01,"delta":{"type":"text_delta","text":"a"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a"}}"#,
+            "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\u{1}\"}}",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"bad \x"}}"#,
+        ] {
+            assert_eq!(text_delta_as_written(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_whole_message_keeps_block_order_and_counts_cached_tokens_in_the_input() {
