@@ -27,6 +27,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
@@ -46,6 +47,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::reload::Reloader;
+use crate::limits::ClientKey;
+use crate::limits::shared::SharedStore;
 use crate::metrics::Metrics;
 use crate::routing::Snapshot;
 use crate::server::{AppState, Shared, Token};
@@ -97,6 +100,8 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     serve: JoinHandle<std::io::Result<()>>,
     reload: JoinHandle<()>,
+    /// Follows `redis_url` and exchanges cooldowns with the other replicas.
+    shared: JoinHandle<()>,
 }
 
 impl Running {
@@ -106,6 +111,7 @@ impl Running {
             let _ = tx.send(());
         }
         self.reload.abort();
+        self.shared.abort();
         match (&mut self.serve).await {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
@@ -141,9 +147,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     let listener = TcpListener::bind(settings.listen).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
+    let shared_limits = Arc::new(SharedStore::new(metrics.redis_errors.clone()));
+    // Connected before the first request, so that limits are shared from the start when Redis is up.
+    shared_limits.follow(live.load().config.redis_url.as_ref());
+    let shared = limits::shared::spawn(shared_limits.clone(), live.clone());
+    let token = settings.token.as_deref().map(Token::new);
     let state = AppState::new(Shared {
         snapshot: live.clone(),
-        token: settings.token.as_deref().map(Token::new),
+        token_key: token.as_ref().map(|_| Arc::new(ClientKey::token(&metrics))),
+        token,
+        shared_limits,
         signing_key: rand::random(),
         status,
         metrics,
@@ -158,5 +171,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         shutdown: Some(tx),
         serve,
         reload,
+        shared,
     })
 }

@@ -173,6 +173,7 @@ impl Status {
                     cache_write: u.cache_write,
                     reasoning: u.reasoning,
                 }),
+                client_key: request.client_key.map(str::to_owned),
             });
         }
     }
