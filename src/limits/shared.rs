@@ -13,7 +13,8 @@
 //! only reads local atomics, and with Redis gone each replica keeps its own cooldowns.
 //!
 //! **Redis down.** Every call has a [`REDIS_TIMEOUT`]; a failed call counts in `llmrouter_redis_errors_total`,
-//! logs a warning at most once a minute, and the caller goes on with the per-process limiters.
+//! logs a warning at most once a minute, and the caller goes on with the per-process limiters. Requests then
+//! skip Redis for [`BACK_OFF`] (or until the cooldown exchange gets an answer again).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +32,9 @@ use crate::routing::Snapshot;
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(150);
 /// How often the cooldowns are exchanged with the other replicas.
 pub const COOLDOWN_SYNC_INTERVAL: Duration = Duration::from_millis(250);
+/// After a failed call, requests skip Redis for this long (the cooldown exchange keeps probing it), so that
+/// an unreachable Redis costs one request a timeout now and then, not every request.
+const BACK_OFF: Duration = Duration::from_secs(1);
 /// At most one warning about Redis in this long.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 const PREFIX: &str = "llmrouter";
@@ -106,6 +110,8 @@ pub struct SharedStore {
     errors: Counter,
     /// Milliseconds since `started` of the last warning; `u64::MAX`: none yet.
     last_warning: AtomicU64,
+    /// Milliseconds since `started` until which requests do not ask Redis.
+    backing_off_until: AtomicU64,
     started: Instant,
     limit: redis::Script,
     settle: redis::Script,
@@ -131,6 +137,7 @@ impl SharedStore {
             connection: ArcSwapOption::empty(),
             errors,
             last_warning: AtomicU64::new(u64::MAX),
+            backing_off_until: AtomicU64::new(0),
             started: Instant::now(),
             limit: redis::Script::new(LIMIT_SCRIPT),
             settle: redis::Script::new(SETTLE_SCRIPT),
@@ -175,6 +182,9 @@ impl SharedStore {
 
     /// `rpm` and `tpm` of the key `name` in Redis: `None` when Redis did not answer in time.
     pub async fn check(&self, name: &str, limits: KeyLimits, tokens: u64) -> Option<Result<(), (Limit, Duration)>> {
+        if self.elapsed_ms() < self.backing_off_until.load(Ordering::Relaxed) {
+            return None;
+        }
         let connection = self.connection.load_full()?;
         let (interval, tolerance) = limits.rpm.map_or((0, 0), gcra_figures);
         let mut manager = connection.manager.clone();
@@ -226,6 +236,8 @@ impl SharedStore {
         }
         let answer = tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<Vec<i64>>(&mut manager)).await;
         let Some(shared) = self.answer(answer) else { return };
+        // Redis answers again: requests may ask it at once.
+        self.backing_off_until.store(0, Ordering::Relaxed);
         for (deployment, left) in deployments.iter().zip(shared) {
             if left > 0 {
                 deployment.health.cool_at_least(Duration::from_millis(left as u64));
@@ -251,9 +263,15 @@ impl SharedStore {
         }
     }
 
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
         self.errors.inc();
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = self.elapsed_ms();
+        self.backing_off_until
+            .store(now + BACK_OFF.as_millis() as u64, Ordering::Relaxed);
         let last = self.last_warning.load(Ordering::Relaxed);
         let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
         if due
