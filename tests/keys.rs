@@ -149,6 +149,23 @@ async fn a_key_uses_only_its_groups() {
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"]["type"], "permission_error", "{error}");
     assert_eq!(upstream.count(), 1);
+    // The models list shows the key the groups it may use.
+    let list: Value = http()
+        .get(router.url("/v1/models"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["team-chat"]);
 }
 
 #[tokio::test]
