@@ -1,7 +1,7 @@
-//! The HTTP face of the router: the accept loop, routes, authentication, reading a client's request,
-//! `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The request path of
-//! `/v1/chat/completions`, `/v1/messages`, `/v1/responses` and Gemini's `models/{model}:generateContent`
-//! is its own module, [`crate::relay`].
+//! The HTTP face of the router: the accept loop, routes, authentication (the token and client keys), reading
+//! a client's request, `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The
+//! request path of `/v1/chat/completions`, `/v1/messages`, `/v1/responses` and Gemini's
+//! `models/{model}:generateContent` is its own module, [`crate::relay`].
 
 mod auth;
 mod count_tokens;
@@ -58,9 +58,9 @@ impl AppState {
     }
 }
 
-/// Answers one request. `/health` is open; every API route requires the token when one is set. A plain
-/// match: the router has a dozen routes, and a general router's layers cost more per request than its
-/// lookup saves.
+/// Answers one request. `/health` is open; every API route requires the token or a client key when either is
+/// set (the key goes to the relay in the request's extensions). A plain match: the router has a dozen routes,
+/// and a general router's layers cost more per request than its lookup saves.
 pub async fn route(state: AppState, mut request: Request) -> Response {
     let path = request.uri().path();
     let Some(route) = Route::of(path) else {
