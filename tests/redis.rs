@@ -182,3 +182,39 @@ fn with_redis_stopped_both_replicas_keep_serving_on_their_own_limits() {
         assert!(lines.iter().all(|l| !l.contains(ALICE)));
     }
 }
+
+#[test]
+fn the_token_budget_is_shared_and_settled_in_redis() {
+    let Some(server) = RedisServer::start() else { return };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Every answer reports 5000 output tokens: far beyond what a request reserves.
+    let upstream = runtime.block_on(MockUpstream::fixed(Reply::json(json!({"id": "c",
+        "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5000, "total_tokens": 5005}}))));
+    let dir = tempfile::tempdir().unwrap();
+    let keys = format!("  client_keys:\n    - {{name: alice, key: {ALICE}, tpm: 1000}}\n");
+    let path = write_config(&dir, &config(&upstream.base(), &server.url(), &keys));
+    let (a, b) = (RouterProcess::start(&path, &[]), RouterProcess::start(&path, &[]));
+    runtime.block_on(async {
+        assert_eq!(chat(&a, Some(ALICE)).await.status(), 200);
+        // A's settlement leaves the shared bucket owing; B, whose own bucket is full, refuses alice too.
+        let started = Instant::now();
+        loop {
+            let response = chat(&b, Some(ALICE)).await;
+            if response.status() == 429 {
+                let text = response.text().await.unwrap();
+                assert!(text.contains("tpm"), "{text}");
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "B never saw A's usage");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let level: String = redis::cmd("HGET")
+        .arg("llmrouter:tpm:alice")
+        .arg("level")
+        .query(&mut redis_connection(&server))
+        .unwrap();
+    assert!(level.parse::<f64>().unwrap() < 0.0, "in debt: {level}");
+}
