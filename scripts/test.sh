@@ -2,7 +2,8 @@
 # The whole test suite: Rust unit and integration tests, including the end-to-end checks with the official
 # OpenAI, Anthropic and google-genai Python SDKs (set up in a virtualenv on first use) and with the real
 # Claude Code, Codex and Gemini CLIs (installed from the npm registry on first use, when node and npm exist),
-# and the status page in headless Chromium (installed from the distribution's packages when missing).
+# the status page in headless Chromium and the shared limits against a real redis-server (both installed from
+# the distribution's packages when missing).
 #
 # The virtualenv lives in target/sdk-venv and is rebuilt when tests/sdk/requirements.txt or the python3
 # found on PATH changes. Arguments go to `cargo test` (e.g. `./scripts/test.sh --test sdk`).
@@ -67,6 +68,21 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 if command -v chromium >/dev/null 2>&1; then
     export LLM_ROUTER_REQUIRE_CHROMIUM=1
+fi
+
+# The shared limits and cooldowns (tests/redis.rs) run against a real redis-server on 127.0.0.1, installed
+# here when missing and when this user may install packages.
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "scripts/test.sh: installing redis-server for the shared-limit tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }
+    else
+        echo "scripts/test.sh: redis-server not found; the shared-limit tests will be skipped" >&2
+    fi
+fi
+if command -v redis-server >/dev/null 2>&1; then
+    export LLM_ROUTER_REQUIRE_REDIS=1
 fi
 
 cargo test -j2 "$@"

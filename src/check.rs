@@ -111,9 +111,18 @@ pub fn check_config(path: &Path, proxy: Option<&str>) -> Result<String, Vec<Stri
                 0 => String::new(),
                 n => format!(", {n} routing rule{}", plural(n)),
             };
+            let keys = match config.client_keys.len() {
+                0 => String::new(),
+                n => format!(", {n} client key{}", plural(n)),
+            };
+            let redis = if config.redis_url.is_some() {
+                ", limits shared through Redis"
+            } else {
+                ""
+            };
             let (d, g) = (config.deployments.len(), config.groups.len());
             Ok(format!(
-                "{shown}: valid: {d} deployment{}, {g} group{}{rules}",
+                "{shown}: valid: {d} deployment{}, {g} group{}{rules}{keys}{redis}",
                 plural(d),
                 plural(g)
             ))

@@ -3,7 +3,10 @@
 //! A request travels through these modules, in this order:
 //!
 //! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`,
-//!   `/v1/models`, `/health`, `/metrics`), the token check, and errors rendered in the client's protocol.
+//!   `/v1/models`, `/health`, `/metrics`), the token and client-key check, and errors rendered in the client's
+//!   protocol.
+//! - [`limits`]: client keys (`client_keys`), the groups each may use and its limits (GCRA for requests, a
+//!   token bucket for tokens), per process or shared through Redis (`redis_url`) with the cooldowns.
 //! - [`relay`]: the request path itself, stage by stage: the attempt loop with failover, one attempt, the
 //!   commit boundary of a stream, the stream pump, typed failures and the one record of each request.
 //! - [`routing`]: model groups and their balancers (smooth weighted round-robin, weighted random), held in an
@@ -27,6 +30,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
@@ -46,6 +50,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::reload::Reloader;
+use crate::limits::ClientKey;
+use crate::limits::shared::SharedStore;
 use crate::metrics::Metrics;
 use crate::routing::Snapshot;
 use crate::server::{AppState, Shared, Token};
@@ -97,6 +103,8 @@ pub struct Running {
     shutdown: Option<oneshot::Sender<()>>,
     serve: JoinHandle<std::io::Result<()>>,
     reload: JoinHandle<()>,
+    /// Follows `redis_url` and exchanges cooldowns with the other replicas.
+    shared: JoinHandle<()>,
 }
 
 impl Running {
@@ -106,6 +114,7 @@ impl Running {
             let _ = tx.send(());
         }
         self.reload.abort();
+        self.shared.abort();
         match (&mut self.serve).await {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
@@ -141,9 +150,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     let listener = TcpListener::bind(settings.listen).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
+    let shared_limits = Arc::new(SharedStore::new(metrics.redis_errors.clone()));
+    // Connected before the first request, so that limits are shared from the start when Redis is up.
+    shared_limits.follow(live.load().config.redis_url.as_ref());
+    let shared = limits::shared::spawn(shared_limits.clone(), live.clone());
+    let token = settings.token.as_deref().map(Token::new);
     let state = AppState::new(Shared {
         snapshot: live.clone(),
-        token: settings.token.as_deref().map(Token::new),
+        token_key: token.as_ref().map(|_| Arc::new(ClientKey::token(&metrics))),
+        token,
+        shared_limits,
         signing_key: rand::random(),
         status,
         metrics,
@@ -158,5 +174,6 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         shutdown: Some(tx),
         serve,
         reload,
+        shared,
     })
 }

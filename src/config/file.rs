@@ -143,6 +143,35 @@ pub struct RouterSettings {
     /// Checked in order before the group lookup; the first that matches names the group.
     #[serde(default)]
     pub routing_rules: Vec<RuleEntry>,
+    /// Named client keys, each with its own groups and limits.
+    #[serde(default)]
+    pub client_keys: Vec<ClientKeyEntry>,
+    /// `redis://` or `rediss://` (or `os.environ/NAME`): limits and cooldowns shared by every replica.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+}
+
+/// One entry of `client_keys`: the key as a value (or `os.environ/NAME`), or only its SHA-256.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeyEntry {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    /// Globs of the group names the key may use; unset: every group.
+    #[serde(default)]
+    pub groups: Option<OneOrMany>,
+    #[serde(default)]
+    pub rpm: Option<i64>,
+    #[serde(default)]
+    pub tpm: Option<i64>,
+    #[serde(default)]
+    pub max_parallel: Option<i64>,
+    /// RFC 3339, e.g. `2026-12-31T23:59:59Z`.
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

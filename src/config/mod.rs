@@ -1,6 +1,7 @@
 //! The YAML configuration: its schema as written by users (`file`), the validation that turns it into a
 //! [`Config`] the router can trust (`validate`), and hot reloading (`reload`).
 
+mod client_keys;
 mod file;
 mod glob;
 pub mod reload;
@@ -9,6 +10,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use self::client_keys::{ClientKeySpec, KeyLimits, TOKEN_KEY_NAME, sha256};
 pub use self::glob::Glob;
 pub use routing::{Affinity, Comparison, Condition, RuleSpec, Threshold};
 pub use validate::{

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use url::Url;
 
+use super::client_keys::{self, ClientKeySpec};
 use super::file::{ApiKeys, ConfigFile, GroupEntry, LlmParams, ModelEntry, RewriteBody, RouterSettings};
 use super::glob::Glob;
 use super::routing::{self, Affinity, RuleSpec};
@@ -17,7 +18,7 @@ use crate::protocol::convert::ModelOptions;
 pub const DEFAULT_WEIGHT: u32 = 100;
 const MAX_WEIGHT: i64 = 1_000_000;
 /// `api_key: os.environ/NAME` reads the key from the environment (the LiteLLM convention).
-const ENV_PREFIX: &str = "os.environ/";
+pub(super) const ENV_PREFIX: &str = "os.environ/";
 /// Where a mock deployment's requests would go: nowhere (`.invalid` never resolves), for the code that
 /// wants every deployment to have an endpoint.
 const MOCK_ENDPOINT: &str = "http://mock.invalid/v1/chat/completions";
@@ -46,6 +47,10 @@ pub struct Config {
     pub max_event_size: usize,
     /// The usage log, when `usage_db` is set.
     pub usage_db: Option<UsageDbSpec>,
+    /// `client_keys`: when not empty, every API request needs one of them (or `--token`).
+    pub client_keys: Vec<ClientKeySpec>,
+    /// `redis_url`: limits and cooldowns shared with the other replicas.
+    pub redis_url: Option<Secret>,
 }
 
 /// `router_settings.usage_db` and `usage_retention_days`.
@@ -360,6 +365,7 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
     ));
     let affinity = problems.take(routing::affinity(settings.affinity.as_deref(), Affinity::None, place));
     let (strategy, affinity) = (strategy.unwrap_or_default(), affinity.unwrap_or(Affinity::None));
+    let redis_url = problems.take(client_keys::redis_url(settings.redis_url.as_deref(), env));
 
     let mut names = HashSet::new();
     let mut deployments = Vec::with_capacity(file.model_list.len());
@@ -408,8 +414,9 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
     };
     check_fallbacks(&groups, &served, &mut problems);
     let rules = routing::rules(file.router_settings.routing_rules, &served, &mut problems);
-    match (problems.0.is_empty(), body_limit, max_event_size, usage_db) {
-        (true, Some(body_limit), Some(max_event_size), Some(usage_db)) => Ok(Config {
+    let client_keys = client_keys::client_keys(file.router_settings.client_keys, env, &mut problems);
+    match (problems.0.is_empty(), body_limit, max_event_size, usage_db, redis_url) {
+        (true, Some(body_limit), Some(max_event_size), Some(usage_db), Some(redis_url)) => Ok(Config {
             deployments,
             groups: groups.into_iter().map(|(_, group)| group).collect(),
             strategy,
@@ -422,6 +429,8 @@ pub(super) fn validate(file: ConfigFile, env: &dyn Fn(&str) -> Option<String>) -
             max_connections,
             max_event_size,
             usage_db,
+            client_keys,
+            redis_url,
         }),
         _ => Err(problems.0),
     }

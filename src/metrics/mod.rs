@@ -99,6 +99,23 @@ struct DeploymentLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyTokenLabels {
+    key: String,
+    token_type: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLimitLabels {
+    key: String,
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -124,6 +141,24 @@ pub(crate) struct Families {
     state: Family<StateLabels, Gauge>,
     rule_matches: Family<RuleLabels, Counter>,
     fallbacks: Family<FallbackLabels, Counter>,
+    key_requests: Family<KeyLabels, Counter>,
+    key_tokens: Family<KeyTokenLabels, Counter>,
+    key_rate_limited: Family<KeyLimitLabels, Counter>,
+}
+
+/// One client key's handles, resolved when its snapshot is built.
+#[derive(Debug, Clone)]
+pub struct KeyMetrics {
+    pub requests: Counter,
+    /// By [`handles::TOKEN_TYPES`].
+    pub tokens: [Counter; 5],
+    /// By [`KeyMetrics::LIMITS`].
+    pub rate_limited: [Counter; 3],
+}
+
+impl KeyMetrics {
+    /// The `limit` label's values, in the order of `rate_limited`.
+    pub const LIMITS: [&'static str; 3] = ["rpm", "tpm", "max_parallel"];
 }
 
 /// The router's metrics: the registry and the handles that belong to no snapshot.
@@ -134,6 +169,8 @@ pub struct Metrics {
     pub unknown: Arc<GroupMetrics>,
     pub overhead: Histogram,
     pub auth_failures: Counter,
+    /// Redis calls that failed or timed out (the router went on with per-process limits).
+    pub redis_errors: Counter,
     reload_success: Counter,
     reload_failure: Counter,
     last_reload_success: Gauge<f64, AtomicU64>,
@@ -177,6 +214,9 @@ impl Metrics {
             state: Family::default(),
             rule_matches: Family::default(),
             fallbacks: Family::default(),
+            key_requests: Family::default(),
+            key_tokens: Family::default(),
+            key_rate_limited: Family::default(),
         };
         // prometheus-client appends `_total` to counters' names.
         registry.register(
@@ -242,6 +282,27 @@ impl Metrics {
             "Requests moved from a group to one of its fallbacks (every attempt failed, or the prompt was too long)",
             families.fallbacks.clone(),
         );
+        registry.register(
+            "key_requests",
+            "Requests on the API routes, by client key (its name; --token is 'default')",
+            families.key_requests.clone(),
+        );
+        registry.register(
+            "key_tokens",
+            "Tokens as the upstream reported them, by client key and token type",
+            families.key_tokens.clone(),
+        );
+        registry.register(
+            "key_rate_limited",
+            "Requests refused with 429 for a client key's limit: rpm, tpm or max_parallel",
+            families.key_rate_limited.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Calls to redis_url that failed or timed out; the router went on with per-process limits",
+            redis_errors.clone(),
+        );
         let overhead = Histogram::new(OVERHEAD_BUCKETS);
         registry.register(
             "overhead_seconds",
@@ -286,6 +347,7 @@ impl Metrics {
             unknown,
             overhead,
             auth_failures,
+            redis_errors,
             reload_success,
             reload_failure,
             last_reload_success,
@@ -300,6 +362,26 @@ impl Metrics {
         self.families.cooldowns.get_or_create_owned(&DeploymentLabels {
             deployment: deployment.to_owned(),
         })
+    }
+
+    /// A client key's handles (looked up once per key per snapshot).
+    pub fn key(&self, key: &str) -> KeyMetrics {
+        let families = &self.families;
+        let owned = || key.to_owned();
+        KeyMetrics {
+            requests: families.key_requests.get_or_create_owned(&KeyLabels { key: owned() }),
+            tokens: handles::TOKEN_TYPES.map(|token_type| {
+                families.key_tokens.get_or_create_owned(&KeyTokenLabels {
+                    key: owned(),
+                    token_type,
+                })
+            }),
+            rate_limited: KeyMetrics::LIMITS.map(|limit| {
+                families
+                    .key_rate_limited
+                    .get_or_create_owned(&KeyLimitLabels { key: owned(), limit })
+            }),
+        }
     }
 
     /// The match counter of a routing rule.

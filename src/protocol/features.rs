@@ -259,6 +259,31 @@ impl Keys {
     }
 }
 
+/// The most output tokens a request asks for: `max_tokens` or `max_completion_tokens` (Chat Completions),
+/// `max_tokens` (Messages), `max_output_tokens` (Responses), `generationConfig.maxOutputTokens` (Gemini).
+/// Top-level keys only, read without parsing the body; for a client key's token reservation.
+pub fn max_output_tokens(protocol: Protocol, body: &[u8]) -> Option<u64> {
+    let (keys, nested): (&[&[u8]], Option<&[u8]>) = match protocol {
+        Protocol::OpenAi => (&[b"max_completion_tokens", b"max_tokens"], None),
+        Protocol::Anthropic => (&[b"max_tokens"], None),
+        Protocol::Responses => (&[b"max_output_tokens"], None),
+        Protocol::Gemini => (&[b"maxOutputTokens"], Some(b"generationConfig")),
+    };
+    let number = |value: &[u8]| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok();
+    let mut found = None;
+    super::raw_body::visit_top_level(body, |key, value| match nested {
+        Some(outer) if key == outer => super::raw_body::visit_top_level(value, |key, value| {
+            if keys.contains(&key) {
+                found = found.or_else(|| number(value));
+            }
+        }),
+        Some(_) => {}
+        None if keys.contains(&key) => found = found.or_else(|| number(value)),
+        None => {}
+    });
+    found
+}
+
 /// Whether `value` is the JSON string `text` (written without escapes, as every known `type` is).
 fn is_string(value: &[u8], text: &[u8]) -> bool {
     value.len() >= text.len() + 2 && value[0] == b'"' && &value[1..=text.len()] == text && value[text.len() + 1] == b'"'
@@ -284,6 +309,35 @@ mod tests {
 
     fn estimated_prompt_tokens(body: &[u8]) -> u64 {
         read(Protocol::OpenAi, body, false).prompt_tokens
+    }
+
+    #[test]
+    fn the_output_a_request_asks_for() {
+        let max = |protocol, body: &str| max_output_tokens(protocol, body.as_bytes());
+        assert_eq!(max(Protocol::OpenAi, r#"{"model":"m","max_tokens":512}"#), Some(512));
+        assert_eq!(
+            max(Protocol::OpenAi, r#"{"max_completion_tokens": 64 ,"model":"m"}"#),
+            Some(64)
+        );
+        assert_eq!(
+            max(Protocol::Anthropic, r#"{"max_tokens":32000,"messages":[]}"#),
+            Some(32000)
+        );
+        assert_eq!(max(Protocol::Responses, r#"{"max_output_tokens":100}"#), Some(100));
+        assert_eq!(
+            max(
+                Protocol::Gemini,
+                r#"{"contents":[],"generationConfig":{"temperature":1,"maxOutputTokens":77}}"#
+            ),
+            Some(77)
+        );
+        assert_eq!(max(Protocol::Gemini, r#"{"maxOutputTokens":77}"#), None);
+        assert_eq!(
+            max(Protocol::OpenAi, r#"{"messages":[{"max_tokens":5}]}"#),
+            None,
+            "top level only"
+        );
+        assert_eq!(max(Protocol::OpenAi, r#"{"max_tokens":null}"#), None);
     }
 
     #[test]

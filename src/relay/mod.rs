@@ -51,6 +51,7 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
     let snapshot = state.snapshot.load_full();
     let config = &snapshot.config;
     let (parts, body) = request.into_parts();
+    record.caller(&parts.extensions);
     let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,
         Err(error) => return record.answered(error.into_response(client)),
@@ -68,6 +69,13 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
         Ok(group) => group,
         Err(error) => return record.answered(error.into_response(client)),
     };
+    if let Some(key) = record.client_key().cloned() {
+        let estimate = || crate::limits::estimate_tokens(client, &bytes);
+        match crate::limits::admit(&key, estimate, &state.shared_limits).await {
+            Ok(admission) => record.admitted(admission),
+            Err(refusal) => return record.answered(refusal.into_response(client)),
+        }
+    }
     let mut run = GroupRun {
         client,
         request: &request,
@@ -111,7 +119,7 @@ pub async fn handle(state: AppState, client: Protocol, request: Request) -> Resp
 }
 
 /// The group that serves a request (a routing rule's, or the one its model names), noted in its record with
-/// the rule that chose it.
+/// the rule that chose it; 403 when the request's client key may not use it.
 pub fn route<'s>(
     snapshot: &'s Snapshot,
     client: Protocol,
@@ -125,6 +133,11 @@ pub fn route<'s>(
         return Err(ApiError::unknown_model(&request.model, &snapshot.listed));
     };
     record.group(group);
+    if let Some(key) = record.client_key()
+        && !key.spec.allows(&group.name)
+    {
+        return Err(crate::limits::forbidden(key, &group.name));
+    }
     if let Some(rule) = rule {
         rule.matches.inc();
         record.rule(rule.name.clone());

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::response::Response;
 
+use crate::limits::{Admission, Caller};
 use crate::metrics::{Metrics, seconds};
 use crate::protocol::Protocol;
 use crate::protocol::hub::Usage;
@@ -68,6 +69,10 @@ pub struct RequestRecord {
     upstream_wait: Duration,
     ttft: Option<Duration>,
     usage: Option<Usage>,
+    /// The client key the request came with (`--token`'s is `default`); `None` on an open router.
+    client_key: Option<Caller>,
+    /// Its parallel slot and token reservation, settled at the end.
+    admission: Option<Admission>,
     finished: bool,
 }
 
@@ -104,6 +109,8 @@ pub struct FinishedRequest<'a> {
     pub key: Option<usize>,
     /// The routing rule that chose `group`.
     pub rule: Option<&'a str>,
+    /// The name of the client key the request came with (`default` for `--token`).
+    pub client_key: Option<&'a str>,
     /// The groups the request fell back to after `group`, in order.
     pub fallbacks: &'a [Arc<ModelGroup>],
     /// With a session key: `hit` when the session's first choice served the last attempt, else `miss`.
@@ -153,12 +160,28 @@ impl RequestRecord {
             upstream_wait: Duration::ZERO,
             ttft: None,
             usage: None,
+            client_key: None,
+            admission: None,
             finished: false,
         }
     }
 
     pub fn route(&self) -> &'static str {
         self.route
+    }
+
+    /// The client key the server let the request in with, from the request's extensions.
+    pub fn caller(&mut self, extensions: &http::Extensions) {
+        self.client_key = extensions.get::<Caller>().cloned();
+    }
+
+    pub fn client_key(&self) -> Option<&Caller> {
+        self.client_key.as_ref()
+    }
+
+    /// The key's limits let the request through; the record settles them when the request ends.
+    pub fn admitted(&mut self, admission: Admission) {
+        self.admission = Some(admission);
     }
 
     pub fn group(&mut self, group: &Arc<ModelGroup>) {
@@ -333,6 +356,7 @@ impl RequestRecord {
             deployment: self.deployment.as_ref().map(|d| d.name.as_str()),
             key: self.key.map(|k| k + 1),
             rule: self.rule.as_deref(),
+            client_key: self.client_key.as_ref().map(|k| k.name()),
             fallbacks: &self.fallbacks,
             affinity: self.affinity_hit.map(|hit| if hit { "hit" } else { "miss" }),
             status: ending.status,
@@ -345,6 +369,12 @@ impl RequestRecord {
             usage: self.usage,
         };
         self.record_metrics(&finished);
+        if let Some(key) = &self.client_key {
+            key.record(self.usage.as_ref());
+        }
+        if let Some(admission) = self.admission.take() {
+            admission.settle(self.usage.as_ref(), ending.status);
+        }
         // A last attempt that failed is on the status page already, as a failed attempt.
         let answered_by = self.deployment.as_deref().filter(|_| self.failed.is_none());
         self.status.finished(&finished, answered_by, now);
@@ -401,8 +431,8 @@ fn fallback_path(finished: &FinishedRequest<'_>) -> String {
     path
 }
 
-/// The request's log line. Its fields are the record's, never a body, a key or the token; in
-/// `--log-format json` each is a key of the line's object.
+/// The request's log line. Its fields are the record's, never a body, a key or the token (of a client key,
+/// only its name); in `--log-format json` each is a key of the line's object.
 fn log(finished: &FinishedRequest<'_>) {
     let usage = finished.usage.unwrap_or_default();
     tracing::info!(
@@ -412,6 +442,7 @@ fn log(finished: &FinishedRequest<'_>) {
         group = finished.group.unwrap_or("-"),
         deployment = finished.deployment.unwrap_or("-"),
         key = finished.key,
+        client_key = finished.client_key,
         rule = finished.rule,
         fallbacks = (!finished.fallbacks.is_empty()).then(|| fallback_path(finished)).as_deref(),
         affinity = finished.affinity,

@@ -198,6 +198,13 @@ impl Health {
             .store(now_ms() + wait.min(MAX_COOLDOWN).as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Cools the deployment for at least `wait` from now, as another replica did (see
+    /// [`crate::limits::shared`]); a longer cooldown of its own, and its failure count, stay as they are.
+    pub fn cool_at_least(&self, wait: Duration) {
+        let until = now_ms() + wait.min(MAX_COOLDOWN).as_millis() as u64;
+        self.cooling_until.fetch_max(until, Ordering::Relaxed);
+    }
+
     pub fn record_success(&self) {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }

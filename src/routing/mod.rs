@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::config::{Affinity, Config, DeploymentSpec, GroupSpec, Strategy};
+use crate::limits::ClientKeys;
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
 use crate::upstream::{ClientPool, Endpoint, Origin};
@@ -268,6 +269,8 @@ pub struct Snapshot {
     pub rules: Vec<Rule>,
     /// Every `model_list` entry in file order, including one that no group serves (for `--check`).
     deployments: Vec<Arc<Deployment>>,
+    /// `client_keys`, with their limiters (carried over from `previous` for keys whose limits did not change).
+    pub keys: ClientKeys,
     pub config: Config,
 }
 
@@ -362,12 +365,14 @@ impl Snapshot {
                 matches: metrics.rule_matches(&spec.name),
             })
             .collect();
+        let keys = ClientKeys::build(&config.client_keys, previous.map(|p| &p.keys), metrics);
         Self {
             groups,
             aliases,
             listed,
             rules,
             deployments,
+            keys,
             config,
         }
     }

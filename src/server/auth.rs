@@ -1,9 +1,77 @@
-//! The shared router token: accepted as `Authorization: Bearer <token>`, `x-api-key: <token>`, or the
-//! Gemini clients' `x-goog-api-key: <token>` and `?key=<token>`, on every API route, compared in constant
-//! time.
+//! Who a request is: the shared router token (`--token`) or one of the named `client_keys`, accepted as
+//! `Authorization: Bearer <key>`, `x-api-key: <key>`, or the Gemini clients' `x-goog-api-key: <key>` and
+//! `?key=<key>`, on every API route, compared in constant time. The token is the key named `default`.
+
+use std::borrow::Cow;
 
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
+
+use crate::limits::{Caller, ClientKeys};
+
+/// Why a request is not let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No key, or one the router does not know.
+    Unknown,
+    /// A configured key past its `expires` (its name, which is not a secret).
+    Expired(String),
+}
+
+/// The key a request carries: `Ok(None)` when the router is open (no token, no client keys), else the
+/// matching key (the token's is `token_key`), or why not. A key's value is only ever hashed and compared.
+pub fn identify(
+    token: Option<&Token>,
+    token_key: Option<&Caller>,
+    keys: &ClientKeys,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Option<Caller>, Refused> {
+    if token.is_none() && keys.is_empty() {
+        return Ok(None);
+    }
+    let presented = presented(headers, query);
+    // Every form is checked, without short-circuiting, so timing reveals nothing about which was tried.
+    let by_token = token.is_some_and(|t| presented.iter().flatten().fold(false, |hit, c| hit | t.matches(c)));
+    let mut found = None;
+    if !keys.is_empty() {
+        for candidate in presented.iter().flatten() {
+            if let Some(key) = keys.find(&crate::config::sha256(candidate.as_bytes())) {
+                found = Some(key);
+            }
+        }
+    }
+    if by_token {
+        return Ok(token_key.cloned());
+    }
+    match found {
+        Some(key) if key.expired() => Err(Refused::Expired(key.name().to_owned())),
+        Some(key) => Ok(Some(key.clone())),
+        None => Err(Refused::Unknown),
+    }
+}
+
+/// The key in each accepted form, where present: bearer, `x-api-key`, `x-goog-api-key`, `?key=`.
+fn presented<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> [Option<Cow<'a, str>>; 4] {
+    let bearer = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| Cow::Borrowed(token.trim()));
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Cow::Borrowed(v.trim()))
+    };
+    [
+        bearer,
+        header("x-api-key"),
+        header("x-goog-api-key"),
+        query.and_then(key_param),
+    ]
+}
 
 /// The configured token. Its `Debug` never shows the value.
 #[derive(Clone)]
@@ -16,20 +84,11 @@ impl Token {
 
     /// Whether the request carries the token in one of the accepted forms; `query` is the URI's query.
     pub fn accepts(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
-        let bearer = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        let header = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-        let key_param = query.and_then(key_param);
         // Check all, without short-circuiting, so timing reveals nothing about which was tried.
-        let by_bearer = bearer.is_some_and(|t| self.matches(t));
-        let by_key = header("x-api-key").is_some_and(|t| self.matches(t));
-        let by_goog_key = header("x-goog-api-key").is_some_and(|t| self.matches(t));
-        let by_param = key_param.is_some_and(|t| self.matches(&t));
-        by_bearer | by_key | by_goog_key | by_param
+        presented(headers, query)
+            .iter()
+            .flatten()
+            .fold(false, |hit, candidate| hit | self.matches(candidate))
     }
 
     /// Whether `candidate` is the token, in constant time.
@@ -44,7 +103,7 @@ impl Token {
 }
 
 /// The `key` query parameter, percent-decoded.
-fn key_param(query: &str) -> Option<std::borrow::Cow<'_, str>> {
+fn key_param(query: &str) -> Option<Cow<'_, str>> {
     let value = query.split('&').find_map(|pair| pair.strip_prefix("key="))?;
     percent_encoding::percent_decode_str(value).decode_utf8().ok()
 }

@@ -28,6 +28,7 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     let mut record = RequestRecord::new(Protocol::Anthropic, ROUTE, &state);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
+    record.caller(&parts.extensions);
     let config = &snapshot.config;
     let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,
@@ -95,6 +96,7 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
     let mut record = RequestRecord::new(Protocol::Gemini, "/v1beta/models/{model}:countTokens", &state);
     let snapshot = state.snapshot.load_full();
     let (parts, body) = request.into_parts();
+    record.caller(&parts.extensions);
     let config = &snapshot.config;
     let bytes = match read_body(&parts.headers, body, config.body_limit, config.body_read_timeout).await {
         Ok(bytes) => bytes,

@@ -46,6 +46,17 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "invalid or missing API key").with_code("invalid_api_key")
     }
 
+    /// A request without a key the router accepts; an expired key is named (never shown).
+    pub(crate) fn refused(refused: super::auth::Refused) -> Self {
+        match refused {
+            super::auth::Refused::Unknown => Self::unauthorized(),
+            super::auth::Refused::Expired(name) => {
+                Self::new(StatusCode::UNAUTHORIZED, format!("the key '{name}' has expired"))
+                    .with_code("invalid_api_key")
+            }
+        }
+    }
+
     pub fn unknown_model(model: &str, known: &[String]) -> Self {
         let message = if known.is_empty() {
             format!("model '{model}' does not exist")

@@ -1,7 +1,7 @@
-//! The HTTP face of the router: the accept loop, routes, authentication, reading a client's request,
-//! `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The request path of
-//! `/v1/chat/completions`, `/v1/messages`, `/v1/responses` and Gemini's `models/{model}:generateContent`
-//! is its own module, [`crate::relay`].
+//! The HTTP face of the router: the accept loop, routes, authentication (the token and client keys), reading
+//! a client's request, `/v1/models` and `count_tokens`, and errors rendered in the client's protocol. The
+//! request path of `/v1/chat/completions`, `/v1/messages`, `/v1/responses` and Gemini's
+//! `models/{model}:generateContent` is its own module, [`crate::relay`].
 
 mod auth;
 mod count_tokens;
@@ -32,6 +32,10 @@ pub struct Shared {
     /// The live configuration; each request loads it once and keeps that snapshot to its end.
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub token: Option<Token>,
+    /// The key `--token` stands for (`default`, no limits), counted like the `client_keys`.
+    pub token_key: Option<crate::limits::Caller>,
+    /// `redis_url`'s connection: limits and cooldowns shared with the other replicas.
+    pub shared_limits: Arc<crate::limits::shared::SharedStore>,
     /// Key for the router-minted thinking signatures (random per process: they are only ever checked by
     /// the router itself, which strips them before an Anthropic upstream sees them).
     pub signing_key: [u8; 32],
@@ -54,10 +58,10 @@ impl AppState {
     }
 }
 
-/// Answers one request. `/health` is open; every API route requires the token when one is set. A plain
-/// match: the router has a dozen routes, and a general router's layers cost more per request than its
-/// lookup saves.
-pub async fn route(state: AppState, request: Request) -> Response {
+/// Answers one request. `/health` is open; every API route requires the token or a client key when either is
+/// set (the key goes to the relay in the request's extensions). A plain match: the router has a dozen routes,
+/// and a general router's layers cost more per request than its lookup saves.
+pub async fn route(state: AppState, mut request: Request) -> Response {
     let path = request.uri().path();
     let Some(route) = Route::of(path) else {
         return not_found(&request);
@@ -67,13 +71,21 @@ pub async fn route(state: AppState, request: Request) -> Response {
         route,
         Route::Health | Route::StatusPage | Route::StatusLogin | Route::StatusData
     );
-    if !open
-        && let Some(token) = &state.token
-        && !token.accepts(request.headers(), request.uri().query())
-    {
-        state.metrics.auth_failures.inc();
-        let protocol = client_protocol(request.uri(), request.headers());
-        return ApiError::unauthorized().into_response(protocol);
+    if !open {
+        let keys = &state.snapshot.load().keys;
+        let (headers, query) = (request.headers(), request.uri().query());
+        match auth::identify(state.token.as_ref(), state.token_key.as_ref(), keys, headers, query) {
+            Ok(None) => {}
+            // The relay reads it back for the key's groups, limits and usage.
+            Ok(Some(caller)) => {
+                request.extensions_mut().insert(caller);
+            }
+            Err(refused) => {
+                state.metrics.auth_failures.inc();
+                let protocol = client_protocol(request.uri(), request.headers());
+                return ApiError::refused(refused).into_response(protocol);
+            }
+        }
     }
     let method = request.method();
     let allowed = match route {

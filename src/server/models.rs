@@ -2,6 +2,8 @@
 //! for Anthropic clients, Anthropic's paginated shape, or for Gemini clients (also under `/v1beta/`)
 //! Google's.
 
+use std::borrow::Cow;
+
 use axum::extract::Request;
 use axum::response::Response;
 use http::StatusCode;
@@ -50,9 +52,16 @@ pub fn model_in_path(path: &str) -> Option<(&str, Option<&'static str>)> {
 
 pub fn list(state: &AppState, request: &Request) -> Response {
     let snapshot = state.snapshot.load();
+    // A client key sees the groups it may use.
+    let listed: Cow<'_, [String]> = match request.extensions().get::<crate::limits::Caller>() {
+        Some(key) if key.spec.groups.is_some() => {
+            Cow::Owned(snapshot.listed.iter().filter(|g| key.spec.allows(g)).cloned().collect())
+        }
+        _ => Cow::Borrowed(&snapshot.listed),
+    };
     match client_protocol(request.uri(), request.headers()) {
-        Protocol::OpenAi | Protocol::Responses => json_response(StatusCode::OK, openai_list(&snapshot.listed)),
-        Protocol::Gemini => match gemini_page(&snapshot.listed, request.uri().query().unwrap_or_default()) {
+        Protocol::OpenAi | Protocol::Responses => json_response(StatusCode::OK, openai_list(&listed)),
+        Protocol::Gemini => match gemini_page(&listed, request.uri().query().unwrap_or_default()) {
             Ok(body) => json_response(StatusCode::OK, body),
             Err(e) => e.into_response(Protocol::Gemini),
         },
@@ -65,7 +74,7 @@ pub fn list(state: &AppState, request: &Request) -> Response {
                     return error.into_response(Protocol::Anthropic);
                 }
             };
-            match anthropic_page(&snapshot.listed, &page) {
+            match anthropic_page(&listed, &page) {
                 Ok(body) => json_response(StatusCode::OK, body),
                 Err(e) => e.into_response(Protocol::Anthropic),
             }

@@ -173,6 +173,7 @@ impl Status {
                     cache_write: u.cache_write,
                     reasoning: u.reasoning,
                 }),
+                client_key: request.client_key.map(str::to_owned),
             });
         }
     }
@@ -252,6 +253,25 @@ impl Status {
                     "matches": rule.matches.get()})
             })
             .collect();
+        // Names and limits only: a key's value is never kept, and its hash is not shown either.
+        let keys: Vec<Value> = snapshot
+            .keys
+            .iter()
+            .map(|key| {
+                let spec = &key.spec;
+                let metrics = key.metrics();
+                let expires_ms = spec
+                    .expires
+                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64);
+                json!({"name": spec.name,
+                    "groups": spec.groups.as_ref().map(|g| g.iter().map(|g| g.as_str()).collect::<Vec<_>>()),
+                    "rpm": spec.limits.rpm, "tpm": spec.limits.tpm, "max_parallel": spec.limits.max_parallel,
+                    "expires_ms": expires_ms, "in_flight": key.inflight(), "requests": metrics.requests.get(),
+                    "rate_limited": metrics.rate_limited.iter().map(|c| c.get()).sum::<u64>(),
+                    "input_tokens": metrics.tokens[0].get(), "output_tokens": metrics.tokens[1].get()})
+            })
+            .collect();
         let usage = days.map(|days| match days {
             Ok(days) => json!({"days": days.iter().map(|d| json!({"day": d.day, "group": d.group,
                 "input": d.input, "output": d.output})).collect::<Vec<_>>()}),
@@ -269,6 +289,8 @@ impl Status {
             "window_seconds": window::WINDOW.as_secs(),
             "groups": groups,
             "rules": rules,
+            "keys": keys,
+            "shared_limits": snapshot.config.redis_url.is_some(),
             "errors": errors,
             "usage": usage,
         })

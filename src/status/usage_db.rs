@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS requests (
     output_tokens INTEGER,
     cache_read_tokens INTEGER,
     cache_write_tokens INTEGER,
-    reasoning_tokens INTEGER
+    reasoning_tokens INTEGER,
+    client_key TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);
 ";
@@ -55,6 +56,8 @@ pub struct UsageRow {
     pub duration_ms: u64,
     /// Token counts, when the upstream reported usage.
     pub tokens: Option<Tokens>,
+    /// The name of the client key the request came with.
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +171,15 @@ fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.busy_timeout(Duration::from_secs(5))?;
     connection.execute_batch(SCHEMA)?;
+    // A file made before client keys existed gets their column (SQLite has no ADD COLUMN IF NOT EXISTS).
+    let has_key: bool = connection.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'client_key'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_key {
+        connection.execute_batch("ALTER TABLE requests ADD COLUMN client_key TEXT")?;
+    }
     Ok(connection)
 }
 
@@ -214,8 +226,8 @@ fn insert(connection: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()
         let mut statement = transaction.prepare_cached(
             "INSERT INTO requests (ts_ms, request_id, ingress, model_group, deployment, status, outcome, stream,
                 attempts, ttft_ms, duration_ms, input_tokens, output_tokens, cache_read_tokens,
-                cache_write_tokens, reasoning_tokens)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                cache_write_tokens, reasoning_tokens, client_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         for row in rows {
             let tokens = row.tokens;
@@ -237,6 +249,7 @@ fn insert(connection: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()
                 count(|t| t.cache_read),
                 count(|t| t.cache_write),
                 count(|t| t.reasoning),
+                row.client_key,
             ])?;
         }
     }
@@ -265,6 +278,7 @@ mod tests {
                 output: 1,
                 ..Tokens::default()
             }),
+            client_key: Some("alice".into()),
         }
     }
 

@@ -921,3 +921,87 @@ impl Drop for RouterProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A `redis-server` of its own on a free 127.0.0.1 port, without persistence, stopped when dropped.
+pub struct RedisServer {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (the test skips) when `redis-server` is not installed; with
+    /// `LLM_ROUTER_REQUIRE_REDIS=1` (`scripts/test.sh` sets it once it is installed) a missing one fails.
+    pub fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spawned = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                assert!(
+                    std::env::var("LLM_ROUTER_REQUIRE_REDIS").as_deref() != Ok("1"),
+                    "redis-server is required (LLM_ROUTER_REQUIRE_REDIS=1) but cannot be started: {error}"
+                );
+                eprintln!("redis-server not found ({error}); skipping");
+                return None;
+            }
+        };
+        let server = Self {
+            child: Some(child),
+            port,
+        };
+        let started = std::time::Instant::now();
+        while !server.answers_ping() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn answers_ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0; 7];
+        stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server (as a crash or a network cut would look to the routers).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
