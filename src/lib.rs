@@ -5,7 +5,7 @@
 //! - [`server`]: the accept loop, the HTTP routes (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`,
 //!   `/v1/models`, `/health`, `/metrics`), the token and client-key check, and errors rendered in the client's
 //!   protocol.
-//! - [`limits`]: client keys (`client_keys`), the groups each may use and its limits (GCRA for requests, a
+//! - [`limits`]: client keys (`client_keys`), the groups each may use and its limits (a window of per-second request counts, a
 //!   token bucket for tokens), per process or shared through Redis (`redis_url`) with the cooldowns.
 //! - [`relay`]: the request path itself, stage by stage: the attempt loop with failover, one attempt, the
 //!   commit boundary of a stream, the stream pump, typed failures and the one record of each request.

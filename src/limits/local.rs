@@ -1,59 +1,71 @@
-//! The per-process limiters: GCRA for requests per minute and a token bucket for tokens per minute. Both take
-//! the time as an argument (microseconds on the process's monotonic clock), so that tests can drive them, and
-//! neither holds a lock beyond a few arithmetic operations (never across an await).
+//! The per-process limiters: a window of per-second counts for requests per minute and a token bucket for
+//! tokens per minute. Both take the time as an argument (microseconds on the process's monotonic clock), so
+//! that tests can drive them, and neither holds a lock beyond a few arithmetic operations (never across an
+//! await).
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A minute, in microseconds: the window of `rpm` and `tpm`.
 pub const MINUTE_MICROS: u64 = 60_000_000;
+const SECOND_MICROS: u64 = 1_000_000;
+/// The seconds before the current one that a request window counts: with the current one, 61 seconds, so
+/// every 60 s window, wherever it starts, lies inside what is counted.
+pub const WINDOW_SECONDS: u64 = 60;
 
-/// The generic cell rate algorithm (a leaky bucket kept as one number, the theoretical arrival time): `n`
-/// requests per minute are one every `60 s / n`, with a tolerance that lets an idle key send up to `n` at
-/// once and never more; after that, requests are let through at the even rate. One atomic, no lock.
+/// At most `n` requests in any 60 s window, and no more at once than `n`: the requests let through in each
+/// of the last 61 whole seconds are counted, and one more is let through only while they number fewer than
+/// `n`. Counting whole seconds refuses a request up to a second early, never late, in 61 counts of memory.
+/// (GCRA, the usual choice, lets an idle key send `n` at once and then one every `60 s / n`: nearly `2n` in
+/// the minute after a burst.)
 #[derive(Debug)]
-pub struct Gcra {
-    /// When the next request would be due if requests came at the even rate, in microseconds.
-    tat: AtomicU64,
-    /// Microseconds between two requests at the even rate.
-    interval: u64,
-    /// How far ahead of `tat` a request may come: `n - 1` intervals, a burst of `n`.
-    tolerance: u64,
+pub struct RequestWindow {
+    limit: u32,
+    /// (second, requests let through in it), oldest first, only seconds still in the window.
+    seconds: Mutex<VecDeque<(u64, u32)>>,
 }
 
-impl Gcra {
+impl RequestWindow {
     pub fn new(per_minute: u32) -> Self {
-        let (interval, tolerance) = super::gcra_figures(per_minute);
         Self {
-            tat: AtomicU64::new(0),
-            interval,
-            tolerance,
+            limit: per_minute.max(1),
+            seconds: Mutex::new(VecDeque::with_capacity(WINDOW_SECONDS as usize + 1)),
         }
-    }
-
-    /// Undoes one [`Gcra::check`] that let a request through which another limit then refused.
-    pub fn give_back(&self) {
-        let _ = self.tat.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tat| {
-            Some(tat.saturating_sub(self.interval))
-        });
     }
 
     /// Takes one request at `now`, or says how long until one would be let through.
     pub fn check(&self, now: u64) -> Result<(), Duration> {
-        let mut tat = self.tat.load(Ordering::Relaxed);
-        loop {
-            let allowed_at = tat.saturating_sub(self.tolerance);
-            if now < allowed_at {
-                return Err(Duration::from_micros(allowed_at - now));
+        let second = now / SECOND_MICROS;
+        let mut seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        while seconds.front().is_some_and(|(s, _)| s + WINDOW_SECONDS < second) {
+            seconds.pop_front();
+        }
+        let mut counted: u32 = seconds.iter().map(|(_, n)| n).sum();
+        if counted >= self.limit {
+            // Wait until enough of the oldest seconds have left the window.
+            for (s, n) in seconds.iter() {
+                counted -= n;
+                if counted < self.limit {
+                    let free_at = (s + WINDOW_SECONDS + 1) * SECOND_MICROS;
+                    return Err(Duration::from_micros(free_at.saturating_sub(now).max(1)));
+                }
             }
-            let next = tat.max(now) + self.interval;
-            match self
-                .tat
-                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return Ok(()),
-                Err(current) => tat = current,
+        }
+        match seconds.back_mut() {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => seconds.push_back((second, 1)),
+        }
+        Ok(())
+    }
+
+    /// Undoes one [`RequestWindow::check`] that let a request through which another limit then refused.
+    pub fn give_back(&self) {
+        let mut seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, n)) = seconds.back_mut() {
+            *n -= 1;
+            if *n == 0 {
+                seconds.pop_back();
             }
         }
     }
@@ -129,46 +141,61 @@ mod tests {
     const SECOND: u64 = 1_000_000;
 
     #[test]
-    fn gcra_lets_a_burst_of_n_through_then_the_even_rate() {
-        let limit = Gcra::new(6); // one every 10 s
-        let start = 100 * SECOND;
+    fn a_window_lets_a_burst_of_n_through_and_no_more_in_any_minute() {
+        let limit = RequestWindow::new(6);
+        let start = 100 * SECOND + SECOND / 2;
         for _ in 0..6 {
             assert_eq!(limit.check(start), Ok(()));
         }
-        let wait = limit.check(start).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(10));
-        assert!(limit.check(start + 9 * SECOND).is_err());
-        assert_eq!(limit.check(start + 10 * SECOND), Ok(()));
-        assert!(
-            limit.check(start + 10 * SECOND).is_err(),
-            "one per interval, no second burst"
+        // The burst's second (100) leaves the window when second 161 begins.
+        assert_eq!(
+            limit.check(start).unwrap_err(),
+            Duration::from_micros(60 * SECOND + SECOND / 2)
         );
-        // Idle for a minute: the whole burst is back, and no more.
-        let later = start + 80 * SECOND;
+        assert!(
+            limit.check(start + 59 * SECOND).is_err(),
+            "not one more within the minute"
+        );
+        assert!(limit.check(161 * SECOND - 1).is_err());
         for _ in 0..6 {
-            assert_eq!(limit.check(later), Ok(()));
+            assert_eq!(limit.check(161 * SECOND), Ok(()));
         }
-        assert!(limit.check(later).is_err());
+        assert!(limit.check(161 * SECOND).is_err());
     }
 
     #[test]
-    fn gcra_from_many_threads_lets_exactly_n_through() {
-        let limit = std::sync::Arc::new(Gcra::new(1000));
-        let passed = std::sync::Arc::new(AtomicU64::new(0));
+    fn a_window_frees_the_oldest_seconds_first() {
+        let limit = RequestWindow::new(3);
+        assert_eq!(limit.check(10 * SECOND), Ok(()));
+        assert_eq!(limit.check(20 * SECOND), Ok(()));
+        assert_eq!(limit.check(30 * SECOND), Ok(()));
+        // Second 10 leaves at 71: one more then, the next at 81.
+        assert_eq!(limit.check(40 * SECOND).unwrap_err(), Duration::from_secs(31));
+        assert_eq!(limit.check(71 * SECOND), Ok(()));
+        assert_eq!(limit.check(72 * SECOND).unwrap_err(), Duration::from_secs(9));
+        // A request given back (another limit refused it) frees its place at once.
+        limit.give_back();
+        assert_eq!(limit.check(72 * SECOND), Ok(()));
+    }
+
+    #[test]
+    fn a_window_from_many_threads_lets_exactly_n_through() {
+        let limit = std::sync::Arc::new(RequestWindow::new(1000));
+        let passed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let (limit, passed) = (limit.clone(), passed.clone());
                 std::thread::spawn(move || {
                     for _ in 0..500 {
                         if limit.check(SECOND).is_ok() {
-                            passed.fetch_add(1, Ordering::Relaxed);
+                            passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
                 })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(passed.load(Ordering::Relaxed), 1000);
+        assert_eq!(passed.load(std::sync::atomic::Ordering::Relaxed), 1000);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - [`admit`] runs after routing, before anything is sent upstream: the key's groups (403), then
 //!   `max_parallel`, `rpm` and `tpm` (429 with `retry-after`). Its [`Admission`] travels with the request's
 //!   record, which settles the token reservation with the real usage and frees the parallel slot at the end.
-//! - [`local`] holds the per-process limiters (GCRA, token bucket); [`shared`] the Redis scripts that take
+//! - [`local`] holds the per-process limiters (a window of per-second request counts, a token bucket); [`shared`] the Redis scripts that take
 //!   their place when `redis_url` is set, and the cooldowns replicas share. When Redis does not answer within
 //!   a short timeout, the local limiters decide: a request is never refused because Redis is down.
 
@@ -22,7 +22,7 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 use subtle::ConstantTimeEq;
 
-use self::local::{Gcra, MINUTE_MICROS, TokenBucket};
+use self::local::{RequestWindow, TokenBucket};
 use self::shared::SharedStore;
 use crate::config::{ClientKeySpec, KeyLimits, TOKEN_KEY_NAME};
 use crate::metrics::{KeyMetrics, Metrics};
@@ -55,7 +55,7 @@ pub struct ClientKey {
 #[derive(Debug)]
 struct KeyState {
     limits: KeyLimits,
-    rpm: Option<Gcra>,
+    rpm: Option<RequestWindow>,
     tpm: Option<TokenBucket>,
     inflight: AtomicU32,
     metrics: KeyMetrics,
@@ -65,7 +65,7 @@ impl KeyState {
     fn new(name: &str, limits: KeyLimits, metrics: &Metrics) -> Self {
         Self {
             limits,
-            rpm: limits.rpm.map(Gcra::new),
+            rpm: limits.rpm.map(RequestWindow::new),
             tpm: limits.tpm.map(TokenBucket::new),
             inflight: AtomicU32::new(0),
             metrics: metrics.key(name),
@@ -367,11 +367,4 @@ fn check_locally(state: &KeyState, tokens: u64) -> Result<(), (Limit, Duration)>
         return Err((Limit::Tpm, wait));
     }
     Ok(())
-}
-
-/// The even interval and the burst tolerance of `rpm` requests a minute, in microseconds (the same figures
-/// for the local limiter and the Redis script).
-pub fn gcra_figures(rpm: u32) -> (u64, u64) {
-    let interval = (MINUTE_MICROS / u64::from(rpm.max(1))).max(1);
-    (interval, MINUTE_MICROS.saturating_sub(interval))
 }

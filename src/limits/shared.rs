@@ -1,7 +1,7 @@
 //! `redis_url`: the limits and cooldowns that the replicas of one router share.
 //!
 //! **Limits.** Each check is one Lua script (`LIMIT_SCRIPT`), atomic in Redis and timed by Redis's own
-//! clock (`TIME`), so replicas with skewed clocks agree: the GCRA of `rpm` and the token bucket of `tpm`
+//! clock (`TIME`), so replicas with skewed clocks agree: the request window of `rpm` and the token bucket of `tpm`
 //! are checked together and written only when both let the request through. Settlement is a second script.
 //! Every key expires on its own (`PX`/`PEXPIRE`) once its limiter is back to idle.
 //!
@@ -24,7 +24,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Limit, gcra_figures};
+use super::Limit;
 use crate::config::{KeyLimits, Secret};
 use crate::routing::Snapshot;
 
@@ -39,19 +39,36 @@ const BACK_OFF: Duration = Duration::from_secs(1);
 const WARN_EVERY: Duration = Duration::from_secs(60);
 const PREFIX: &str = "llmrouter";
 
-/// GCRA and token bucket in one step. KEYS: the rpm key, the tpm key. ARGV: interval and tolerance in µs (0:
-/// no rpm), capacity and tokens (capacity 0: no tpm). Answers `{0, 0}`, or `{1 (rpm) | 2 (tpm), wait in ms}`.
+/// The request window and the token bucket in one step. KEYS: the rpm key (a hash: second → requests let
+/// through in it, as [`super::local::RequestWindow`] counts them), the tpm key. ARGV: rpm (0: none), capacity
+/// and tokens (capacity 0: no tpm). Answers `{0, 0}`, or `{1 (rpm) | 2 (tpm), wait in ms}`.
 const LIMIT_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval, tolerance = tonumber(ARGV[1]), tonumber(ARGV[2])
-local capacity, tokens = tonumber(ARGV[3]), tonumber(ARGV[4])
-local tat
-if interval > 0 then
-  tat = tonumber(redis.call('GET', KEYS[1]))
-  if not tat or tat < now then tat = now end
-  local allowed_at = tat - tolerance
-  if now < allowed_at then return {1, math.ceil((allowed_at - now) / 1000)} end
+local second = tonumber(t[1])
+local rpm = tonumber(ARGV[1])
+local capacity, tokens = tonumber(ARGV[2]), tonumber(ARGV[3])
+if rpm > 0 then
+  local counts = redis.call('HGETALL', KEYS[1])
+  local seconds, total = {}, 0
+  for i = 1, #counts, 2 do
+    local s, n = tonumber(counts[i]), tonumber(counts[i + 1])
+    if s + 60 < second then
+      redis.call('HDEL', KEYS[1], counts[i])
+    else
+      seconds[#seconds + 1] = {s, n}
+      total = total + n
+    end
+  end
+  if total >= rpm then
+    table.sort(seconds, function(a, b) return a[1] < b[1] end)
+    for _, entry in ipairs(seconds) do
+      total = total - entry[2]
+      if total < rpm then
+        return {1, math.max(1, math.ceil(((entry[1] + 61) * 1000000 - now) / 1000))}
+      end
+    end
+  end
 end
 if capacity > 0 then
   local rate = capacity / 60000000
@@ -65,9 +82,9 @@ if capacity > 0 then
   redis.call('HSET', KEYS[2], 'level', tostring(level), 'at', string.format('%.0f', now))
   redis.call('PEXPIRE', KEYS[2], math.ceil((capacity - level) / rate / 1000) + 1000)
 end
-if interval > 0 then
-  local next = tat + interval
-  redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.ceil((next - now) / 1000) + 1000)
+if rpm > 0 then
+  redis.call('HINCRBY', KEYS[1], tostring(second), 1)
+  redis.call('PEXPIRE', KEYS[1], 62000)
 end
 return {0, 0}
 ";
@@ -186,13 +203,11 @@ impl SharedStore {
             return None;
         }
         let connection = self.connection.load_full()?;
-        let (interval, tolerance) = limits.rpm.map_or((0, 0), gcra_figures);
         let mut manager = connection.manager.clone();
         let mut invocation = self.limit.key(format!("{PREFIX}:rpm:{name}"));
         invocation
             .key(format!("{PREFIX}:tpm:{name}"))
-            .arg(interval)
-            .arg(tolerance)
+            .arg(limits.rpm.unwrap_or(0))
             .arg(limits.tpm.unwrap_or(0))
             .arg(tokens);
         let answer = tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<(u8, u64)>(&mut manager)).await;
