@@ -183,7 +183,10 @@ async fn rpm_refuses_with_retry_after_and_sends_nothing_upstream() {
     assert_eq!(response.status(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     // The three requests leave the window about a minute after they came.
-    assert!((59..=61).contains(&retry_after), "when the burst leaves the window: {retry_after}");
+    assert!(
+        (59..=61).contains(&retry_after),
+        "when the burst leaves the window: {retry_after}"
+    );
     let text = response.text().await.unwrap();
     assert!(
         text.contains("'alice'") && text.contains("rpm") && !text.contains(ALICE),

@@ -74,14 +74,6 @@ struct StopOut<'a> {
     stop_sequence: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct BlockDeltaOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    index: usize,
-    delta: DeltaOut<'a>,
-}
-
 /// A block delta; its `type` is the variant's name with `_delta` (`text_delta`, ...).
 #[derive(serde::Serialize)]
 #[serde(tag = "type")]
@@ -181,14 +173,22 @@ impl MessagesStreamEncoder {
         index
     }
 
-    /// A `content_block_delta`, written from typed parts: the events a stream is mostly made of.
+    /// A `content_block_delta`: the events a stream is mostly made of, so written by hand, in the bytes serde
+    /// writes for a `BlockDeltaOut` (a test holds the two together).
     fn delta(&self, index: usize, delta: DeltaOut<'_>, out: &mut Vec<u8>) {
-        let event = BlockDeltaOut {
-            kind: "content_block_delta",
-            index,
-            delta,
+        let (kind_and_field, text): (&[u8], &str) = match delta {
+            DeltaOut::Text { text } => (br#"text_delta","text":"#, text),
+            DeltaOut::Thinking { thinking } => (br#"thinking_delta","thinking":"#, thinking),
+            DeltaOut::Signature { signature } => (br#"signature_delta","signature":"#, signature),
+            DeltaOut::InputJson { partial_json } => (br#"input_json_delta","partial_json":"#, partial_json),
         };
-        crate::protocol::json::write_event(out, Some("content_block_delta"), &event);
+        out.reserve(text.len() + 128);
+        out.extend_from_slice(b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+        crate::protocol::json::push_u64(out, index as u64);
+        out.extend_from_slice(br#","delta":{"type":""#);
+        out.extend_from_slice(kind_and_field);
+        crate::protocol::json::push_str(out, text);
+        out.extend_from_slice(b"}}\n\n");
     }
 
     fn close(&mut self, out: &mut Vec<u8>) {
@@ -382,6 +382,50 @@ impl StreamEncoder for MessagesStreamEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What [`MessagesStreamEncoder::delta`] writes by hand, as serde would write it.
+    #[derive(Serialize)]
+    struct BlockDeltaOut<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        index: usize,
+        delta: DeltaOut<'a>,
+    }
+
+    #[test]
+    fn deltas_by_hand_equal_serde() {
+        let answer = MessagesAnswer {
+            id_hex: "0123",
+            model: "claude-x",
+            signing_key: b"key",
+            input_estimate: 9,
+        };
+        let encoder = MessagesStreamEncoder::new(&answer);
+        let text = "line\nand \"quotes\", \\ tab\t \u{1} é 😀";
+        let deltas = || {
+            [
+                DeltaOut::Text { text },
+                DeltaOut::Thinking { thinking: text },
+                DeltaOut::Signature { signature: text },
+                DeltaOut::InputJson { partial_json: text },
+            ]
+        };
+        for (fast, tree) in deltas().into_iter().zip(deltas()) {
+            let mut by_hand = Vec::new();
+            encoder.delta(12, fast, &mut by_hand);
+            let mut by_serde = Vec::new();
+            let event = BlockDeltaOut {
+                kind: "content_block_delta",
+                index: 12,
+                delta: tree,
+            };
+            crate::protocol::json::write_event(&mut by_serde, Some("content_block_delta"), &event);
+            assert_eq!(
+                String::from_utf8(by_hand).unwrap(),
+                String::from_utf8(by_serde).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn the_frames_around_the_deltas_are_written_in_the_wire_key_order() {
