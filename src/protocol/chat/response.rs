@@ -336,12 +336,13 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             out.push(Event::Done);
             return;
         }
+        // Borrowed where only compared or used once: every chunk repeats them.
         #[derive(Deserialize)]
-        struct Chunk {
-            #[serde(default)]
-            id: Option<String>,
-            #[serde(default)]
-            object: Option<String>,
+        struct Chunk<'a> {
+            #[serde(default, borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default, borrow)]
+            object: Option<std::borrow::Cow<'a, str>>,
             #[serde(default)]
             choices: Vec<Choice>,
             #[serde(default)]
@@ -371,7 +372,7 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             && let Some(id) = chunk.id.filter(|id| !id.is_empty())
         {
             self.seen_id = true;
-            out.push(Event::MessageId(id));
+            out.push(Event::MessageId(id.into_owned()));
         }
         for choice in chunk.choices {
             if let Some(delta) = choice.message {

@@ -31,15 +31,17 @@ const PDF_TOKENS: u64 = 3000;
 /// header behind a typical EXIF block.
 const IMAGE_HEADER_BASE64_CHARS: usize = 96 * 1024;
 
-/// Texts shorter than this are encoded every time; longer ones are remembered by hash.
-const MEMO_MIN_BYTES: usize = 512;
+/// Texts shorter than this are encoded every time; longer ones are remembered by hash. Low: BPE costs a few
+/// hundred instructions a byte (the pre-tokenizing regex), a memo lookup a few per byte, and a conversation
+/// resends every earlier message, short ones included, on every turn.
+const MEMO_MIN_BYTES: usize = 32;
 /// Entries per memo generation (two generations are kept, so at most twice this many).
 const MEMO_GENERATION_ENTRIES: usize = 4096;
 
 /// Built once: parsing the 200k-entry vocabulary takes far longer than encoding a prompt.
 static O200K_BASE: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o200k_base().ok());
 
-/// Token counts of long texts seen recently. Agents resend the same system prompt, tool definitions and
+/// Token counts of texts seen recently. Agents resend the same system prompt, tool definitions and
 /// history on every turn, and BPE runs at roughly 30 MB/s, so remembering counts turns a few milliseconds
 /// per request into a hash of the text. It only saves work: a count is a pure function of the text.
 static MEMO: LazyLock<Mutex<TokenMemo>> = LazyLock::new(|| Mutex::new(TokenMemo::default()));
