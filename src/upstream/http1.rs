@@ -50,6 +50,9 @@ pub enum Error {
 pub struct Connection<T> {
     io: T,
     read: BytesMut,
+    /// How much of `read` is known to hold no end of a response head: a head that arrives in many small
+    /// reads is parsed once it is whole, not again after every read.
+    scanned: usize,
 }
 
 /// How the body of a response ends (RFC 9112 §6.3), and how far it has been read.
@@ -117,6 +120,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
         Self {
             io,
             read: BytesMut::new(),
+            scanned: 0,
         }
     }
 
@@ -134,6 +138,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
 
     /// Sends a request (`head` from [`write_request_head`], then `body`) and reads the response head.
     pub async fn exchange(&mut self, head: &mut Vec<u8>, body: &[u8]) -> Result<Head, Error> {
+        if let Err(error) = self.send(head, body).await {
+            // An upstream may answer (a 413, a 401) and close before it has read the whole request: that
+            // answer, when it arrived, says more than the failed write.
+            return match std::future::poll_fn(|cx| self.poll_head(cx)).await {
+                Ok(head) => Ok(Head {
+                    reusable: false,
+                    ..head
+                }),
+                Err(_) => Err(error),
+            };
+        }
+        std::future::poll_fn(|cx| self.poll_head(cx)).await
+    }
+
+    async fn send(&mut self, head: &mut Vec<u8>, body: &[u8]) -> Result<(), Error> {
         if body.len() <= COPY_BODY {
             head.extend_from_slice(body);
             self.write(head).await?;
@@ -141,8 +160,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
             self.write(head).await?;
             self.write(body).await?;
         }
-        self.io.flush().await.map_err(sent_error)?;
-        std::future::poll_fn(|cx| self.poll_head(cx)).await
+        self.io.flush().await.map_err(sent_error)
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
@@ -150,11 +168,22 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
     }
 
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, Error>> {
+        self.scanned = 0;
         loop {
-            if !self.read.is_empty()
-                && let Some(head) = parse_head(&mut self.read)?
-            {
-                return Poll::Ready(Ok(head));
+            if self.head_may_be_whole() {
+                let before = self.read.len();
+                if let Some(head) = parse_head(&mut self.read)? {
+                    return Poll::Ready(Ok(head));
+                }
+                if self.read.len() != before {
+                    // Only an informational head was whole, and is gone: look again from the start.
+                    self.scanned = 0;
+                    continue;
+                }
+                self.scanned = before.saturating_sub(2);
+            }
+            if self.read.len() > MAX_HEAD {
+                return Poll::Ready(Err(Error::HeadTooLarge));
             }
             let had = self.read.len();
             if ready!(self.poll_fill(cx))? == 0 {
@@ -165,6 +194,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Connection<T> {
                 }));
             }
         }
+    }
+
+    /// Whether `read` holds a blank line (`\n\n` or `\n\r\n`), which ends a head; what was searched is not
+    /// searched again.
+    fn head_may_be_whole(&mut self) -> bool {
+        let read = &self.read[..];
+        let mut from = self.scanned;
+        while let Some(at) = memchr::memchr(b'\n', &read[from..]) {
+            let line_end = from + at;
+            match &read[line_end + 1..] {
+                [b'\n', ..] | [b'\r', b'\n', ..] => return true,
+                // Not known yet: look at this line end again when more has arrived.
+                [] | [b'\r'] => break,
+                _ => from = line_end + 1,
+            }
+        }
+        self.scanned = read.len().saturating_sub(2).max(self.scanned);
+        false
     }
 
     /// The body's next frame: what is in the read buffer first, the socket only when that is used up.
@@ -550,6 +597,30 @@ mod tests {
         ));
         let huge = [&b"HTTP/1.1 200 OK\r\nx: "[..], &vec![b'a'; MAX_HEAD + 1]].concat();
         assert!(matches!(read_response(&huge, 8192).await, Err(Error::HeadTooLarge)));
+        let huge_whole = [&huge[..], b"\r\n\r\n"].concat();
+        assert!(matches!(
+            read_response(&huge_whole, 8192).await,
+            Err(Error::HeadTooLarge)
+        ));
+    }
+
+    /// An upstream that answers before it has read the request, and goes: its answer is what comes back.
+    #[tokio::test]
+    async fn an_answer_sent_before_the_request_was_read_is_still_read() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        server
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 5\r\n\r\nlarge")
+            .await
+            .unwrap();
+        drop(server);
+        let mut connection = Connection::new(client);
+        let mut head = b"POST / HTTP/1.1\r\n\r\n".to_vec();
+        let head = connection.exchange(&mut head, &vec![b'x'; 1 << 20]).await.unwrap();
+        assert_eq!(head.response.status(), 413);
+        assert!(!head.reusable);
+        let mut framing = head.framing;
+        let body = std::future::poll_fn(|cx| connection.poll_body(cx, &mut framing)).await;
+        assert_eq!(&body.unwrap().unwrap()[..], b"large");
     }
 
     #[test]
