@@ -439,3 +439,40 @@ async fn aliases_route_fixed_helper_model_names_to_a_group() {
     assert_eq!(ids, ["claude"]);
     router.shutdown().await;
 }
+
+/// An upstream error event that quotes the deployment's key, in pieces that split the key: the client never
+/// sees the key, relayed as is or converted.
+#[tokio::test]
+async fn the_upstream_key_is_scrubbed_from_streams() {
+    let started = &ANT_STREAM[..ANT_STREAM.find("event: content_block_stop").unwrap()];
+    let quoting = format!(
+        "{started}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"authentication_error\",\"message\":\"key sk-upstream-secret was revoked\"}}}}\n\n"
+    );
+    let upstream = MockUpstream::fixed(Reply::sse(&quoting, 3)).await;
+    let router = TestRouter::start(&config_one("c", "anthropic", &upstream.base(), "")).await;
+    let relayed = router
+        .post(
+            "/v1/messages",
+            &json!({"model":"c","stream":true,"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}),
+        )
+        .await;
+    let text = concat(&read_chunks(relayed).await);
+    assert!(text.starts_with(started), "{text}");
+    assert!(
+        text.contains("key [redacted] was revoked") && !text.contains("sk-upstream-secret"),
+        "{text}"
+    );
+
+    let converted = router
+        .post(
+            "/v1/chat/completions",
+            &json!({"model":"c","stream":true,"messages":[{"role":"user","content":"hi"}]}),
+        )
+        .await;
+    let text = concat(&read_chunks(converted).await);
+    assert!(text.contains("grüß 😀"), "{text}");
+    assert!(
+        text.contains("[redacted]") && !text.contains("sk-upstream-secret"),
+        "{text}"
+    );
+}

@@ -146,15 +146,15 @@ impl Attempt<'_> {
                 answer
             }
             (true, None) => {
-                let processor = PassThrough::new(self.client, self.max_event).redacting(secret);
-                return start_stream(deployment, response, processor, deadline, headers)
+                let processor = PassThrough::new(self.client, self.max_event);
+                return start_stream(deployment, response, processor, deadline, headers, secret)
                     .await
                     .map(Answer::Stream);
             }
             (true, Some(facts)) => {
                 let converter = hub::convert_stream(self.client, deployment.protocol, &ctx, facts);
-                let processor = Converting::new(deployment.protocol, converter, self.max_event).redacting(secret);
-                return start_stream(deployment, response, processor, deadline, headers)
+                let processor = Converting::new(deployment.protocol, converter, self.max_event);
+                return start_stream(deployment, response, processor, deadline, headers, secret)
                     .await
                     .map(Answer::Stream);
             }

@@ -13,6 +13,7 @@ use super::failure::Failure;
 use super::processor::StreamProcessor;
 use super::pump::{RelayBody, UpstreamChunks};
 use super::record::RequestRecord;
+use crate::config::Secret;
 use crate::routing::Deployment;
 use crate::upstream::{self, UpstreamResponse};
 
@@ -36,6 +37,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     mut processor: P,
     deadline: tokio::time::Instant,
     headers: HeaderMap,
+    secret: Option<Secret>,
 ) -> Result<CommittedStream, Failure> {
     let mut upstream = UpstreamChunks::new(response.into_body());
     let head = read_first_event(&mut upstream, &mut processor, deadline).await?;
@@ -51,7 +53,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     let idle = deployment.spec.timeouts.stream_idle;
     let respond = move |record| {
         let mut answer = Response::new(Body::from_stream(RelayBody::new(
-            head, upstream, processor, idle, record,
+            head, upstream, processor, idle, record, secret,
         )));
         let h = answer.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

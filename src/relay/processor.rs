@@ -9,7 +9,6 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use crate::config::Secret;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::hub::Usage;
@@ -72,8 +71,6 @@ pub struct PassThrough {
     /// Bytes of an event not yet complete (at most the parser's event cap).
     held: Vec<u8>,
     watch: Watch,
-    /// The deployment's API key, scrubbed from the output: an upstream error event may quote it.
-    redactor: Option<Redactor>,
 }
 
 /// What the events of a relayed stream have shown so far.
@@ -171,14 +168,7 @@ impl PassThrough {
             parser: SseParser::with_max_event(max_event),
             held: Vec::new(),
             watch: Watch::new(protocol),
-            redactor: None,
         }
-    }
-
-    /// Scrubs `secret` from everything relayed.
-    pub fn redacting(mut self, secret: Option<Secret>) -> Self {
-        self.redactor = secret.map(Redactor::new);
-        self
     }
 
     /// The bytes of this chunk up to `cut` (an event boundary), after those held from earlier chunks.
@@ -226,7 +216,7 @@ impl StreamProcessor for PassThrough {
                 out
             }
         };
-        redact_bytes(out, self.redactor.as_ref())
+        out
     }
 
     fn eof(&mut self) -> Bytes {
@@ -236,8 +226,7 @@ impl StreamProcessor for PassThrough {
             let _ = self.watch.observe(self.protocol, &event);
             if self.watch.end.is_some() {
                 // A final event without its blank line still belongs to the stream.
-                let rest = Bytes::from(std::mem::take(&mut self.held));
-                return redact_bytes(rest, self.redactor.as_ref());
+                return Bytes::from(std::mem::take(&mut self.held));
             }
         }
         if self.watch.end.is_some() {
@@ -284,8 +273,6 @@ impl StreamProcessor for PassThrough {
 pub struct Converting {
     parser: SseParser,
     state: ConvertingState,
-    /// The deployment's exact API key, scrubbed from the output (converted error events quote upstream text).
-    redactor: Option<Redactor>,
 }
 
 struct ConvertingState {
@@ -307,18 +294,7 @@ impl Converting {
                 end: None,
                 early_error: None,
             },
-            redactor: None,
         }
-    }
-
-    /// Scrubs `secret` from everything sent to the client.
-    pub fn redacting(mut self, secret: Option<Secret>) -> Self {
-        self.redactor = secret.map(Redactor::new);
-        self
-    }
-
-    fn output(&self, out: Vec<u8>) -> Bytes {
-        redact_bytes(out.into(), self.redactor.as_ref())
     }
 }
 
@@ -366,7 +342,7 @@ impl StreamProcessor for Converting {
             let end = StreamEnd::new(502, "upstream event too large");
             self.state.fail(end, StreamFailure::Upstream, &message, &mut out);
         }
-        self.output(out)
+        out.into()
     }
 
     fn eof(&mut self) -> Bytes {
@@ -382,14 +358,14 @@ impl StreamProcessor for Converting {
                 _ => StreamEnd::new(502, "upstream ended early"),
             });
         }
-        self.output(out)
+        out.into()
     }
 
     fn failed(&mut self, failure: StreamFailure, message: &str) -> Bytes {
         let mut out = Vec::new();
         self.state
             .fail(StreamEnd::of_failure(failure), failure, message, &mut out);
-        self.output(out)
+        out.into()
     }
 
     fn started(&self) -> bool {
@@ -421,30 +397,6 @@ impl StreamProcessor for Converting {
 
 /// The smallest output buffer of a converted chunk: one or two converted events.
 const OUTPUT_ROOM: usize = 1024;
-
-/// A deployment's key with its searcher, built once per stream rather than for every piece of output.
-struct Redactor {
-    secret: Secret,
-    finder: memchr::memmem::Finder<'static>,
-}
-
-impl Redactor {
-    fn new(secret: Secret) -> Self {
-        let finder = memchr::memmem::Finder::new(secret.expose().as_bytes()).into_owned();
-        Self { secret, finder }
-    }
-}
-
-/// Replaces the exact key wherever it appears. Output is cut at event boundaries, so a key is never split
-/// between two pieces.
-fn redact_bytes(out: Bytes, redactor: Option<&Redactor>) -> Bytes {
-    match redactor {
-        Some(redactor) if redactor.finder.find(&out).is_some() => {
-            Bytes::from(crate::upstream::redact(out.to_vec(), Some(redactor.secret.expose())))
-        }
-        _ => out,
-    }
-}
 
 fn event_too_large(max_event: usize) -> String {
     format!(
@@ -554,25 +506,6 @@ mod tests {
         assert_eq!(p.chunk(Bytes::from_static(b"data: {}\n\n")), &b"data: {}\n\n"[..]);
         assert!(p.chunk(Bytes::from_static(b"data: [DONE]")).is_empty());
         assert_eq!(p.eof(), &b"data: [DONE]"[..]);
-    }
-
-    #[test]
-    fn the_api_key_is_scrubbed_from_relayed_events() {
-        let mut p =
-            PassThrough::new(Protocol::Anthropic, DEFAULT_MAX_EVENT).redacting(Some(Secret::new("sk-live-123".into())));
-        let error = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"bad key sk-live-123\"}}\n\n";
-        let out = p.chunk(Bytes::from_static(b"event: ping\ndata: {}\n\n"));
-        assert_eq!(out, &b"event: ping\ndata: {}\n\n"[..]);
-        let out = [
-            p.chunk(Bytes::copy_from_slice(&error[..70])),
-            p.chunk(Bytes::copy_from_slice(&error[70..])),
-        ]
-        .concat();
-        let text = String::from_utf8(out).unwrap();
-        assert!(
-            text.contains("bad key [redacted]") && !text.contains("sk-live-123"),
-            "{text}"
-        );
     }
 
     #[test]

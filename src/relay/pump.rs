@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use futures_util::Stream;
 
 use super::processor::{StreamEnd, StreamProcessor};
 use super::record::{Ending, RequestRecord};
+use crate::config::Secret;
 use crate::protocol::convert::stream::StreamFailure;
 
 /// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
@@ -41,6 +42,9 @@ pub struct RelayBody<P: StreamProcessor> {
     record: Option<RequestRecord>,
     /// The first content delta has not been relayed yet: the record's time to first token is still open.
     awaiting_first_token: bool,
+    /// The deployment's API key, scrubbed from everything the client gets: an upstream error event may
+    /// quote it, and a converted one quotes upstream text.
+    redactor: Option<Redactor>,
 }
 
 impl<P: StreamProcessor> RelayBody<P> {
@@ -50,6 +54,7 @@ impl<P: StreamProcessor> RelayBody<P> {
         processor: P,
         idle_limit: Duration,
         mut record: RequestRecord,
+        secret: Option<Secret>,
     ) -> Self {
         // The head (the events read up to the commit boundary) goes out at once.
         let awaiting_first_token = !processor.content_started();
@@ -68,6 +73,7 @@ impl<P: StreamProcessor> RelayBody<P> {
             last_keep_alive: Instant::now(),
             record: Some(record),
             awaiting_first_token,
+            redactor: secret.map(Redactor::new),
         }
     }
 
@@ -81,8 +87,19 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        let out = ready!(this.poll_output(cx));
+        // Once per write, not per upstream chunk: what a write holds is whole events, so a key is never
+        // split between two of them.
+        Poll::Ready(out.map(|bytes| Ok(redact(bytes, this.redactor.as_ref()))))
+    }
+}
+
+impl<P: StreamProcessor + Unpin> RelayBody<P> {
+    /// The next bytes for the client, before redaction.
+    fn poll_output(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = self;
         if let Some(head) = this.head.take().filter(|h| !h.is_empty()) {
-            return Poll::Ready(Some(Ok(head)));
+            return Poll::Ready(Some(head));
         }
         if this.done() {
             return Poll::Ready(None);
@@ -107,22 +124,45 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
                     }
                     // The last event ends the client's answer now, whatever the upstream does next.
                     if batch.len() >= MAX_BATCH || this.processor.end().is_some() {
-                        return Poll::Ready(Some(Ok(batch.into_bytes())));
+                        return Poll::Ready(Some(batch.into_bytes()));
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     let message = format!("upstream stream failed: {}", crate::upstream::describe(&*error));
                     batch.push(this.processor.failed(StreamFailure::Upstream, &message));
-                    return Poll::Ready(Some(Ok(batch.into_bytes())));
+                    return Poll::Ready(Some(batch.into_bytes()));
                 }
                 Poll::Ready(None) => {
                     batch.push(this.processor.eof());
-                    return Poll::Ready((!batch.is_empty()).then(|| Ok(batch.into_bytes())));
+                    return Poll::Ready((!batch.is_empty()).then(|| batch.into_bytes()));
                 }
-                Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(Ok(batch.into_bytes()))),
+                Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(batch.into_bytes())),
                 Poll::Pending => return this.poll_timers(cx),
             }
         }
+    }
+}
+
+/// A deployment's key with its searcher, built once per stream rather than for every piece of output.
+pub struct Redactor {
+    secret: Secret,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Redactor {
+    pub fn new(secret: Secret) -> Self {
+        let finder = memchr::memmem::Finder::new(secret.expose().as_bytes()).into_owned();
+        Self { secret, finder }
+    }
+}
+
+/// Replaces the exact key wherever it appears.
+fn redact(out: Bytes, redactor: Option<&Redactor>) -> Bytes {
+    match redactor {
+        Some(redactor) if redactor.finder.find(&out).is_some() => {
+            Bytes::from(crate::upstream::redact(out.to_vec(), Some(redactor.secret.expose())))
+        }
+        _ => out,
     }
 }
 
@@ -169,13 +209,13 @@ const MAX_BATCH: usize = 64 * 1024;
 impl<P: StreamProcessor + Unpin> RelayBody<P> {
     /// The upstream has nothing ready: give up on a stall, or send a keep-alive during a long silence.
     /// The timers are re-armed lazily from `last_upstream`, not reset on every chunk.
-    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, std::convert::Infallible>>> {
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         while self.idle.as_mut().poll(cx).is_ready() {
             let silent_until = self.last_upstream + self.idle_limit;
             if Instant::now() >= silent_until {
                 let message = format!("upstream sent nothing for {} s", self.idle_limit.as_secs_f64());
                 let out = self.processor.failed(StreamFailure::Timeout, &message);
-                return Poll::Ready(Some(Ok(out)));
+                return Poll::Ready(Some(out));
             }
             self.idle.as_mut().reset(silent_until.into());
         }
@@ -185,7 +225,7 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
                 if Instant::now() >= due {
                     self.last_keep_alive = Instant::now();
                     silence.as_mut().reset((self.last_keep_alive + KEEP_ALIVE_AFTER).into());
-                    return Poll::Ready(Some(Ok(self.processor.keep_alive())));
+                    return Poll::Ready(Some(self.processor.keep_alive()));
                 }
                 silence.as_mut().reset(due.into());
             }
