@@ -193,10 +193,10 @@ impl StreamProcessor for PassThrough {
             watch,
             ..
         } = self;
-        let out = match parser.feed_until(&chunk, |event| watch.observe(*protocol, event)) {
+        match parser.feed_until(&chunk, |event| watch.observe(*protocol, event)) {
             Fed::Read { boundary: None } => {
                 self.held.extend_from_slice(&chunk);
-                return Bytes::new();
+                Bytes::new()
             }
             Fed::Read { boundary: Some(cut) } => {
                 let out = self.complete_events(&chunk, cut);
@@ -206,17 +206,15 @@ impl StreamProcessor for PassThrough {
             // The final event: whatever follows it is not part of the stream.
             Fed::Stopped { at } => self.complete_events(&chunk, at),
             Fed::TooLarge { boundary } => {
-                let mut out = boundary
+                let out = boundary
                     .map(|cut| self.complete_events(&chunk, cut))
                     .unwrap_or_default();
                 self.held = Vec::new();
                 let message = event_too_large(self.parser.max_event());
                 self.watch.end = Some(StreamEnd::new(502, "upstream event too large"));
-                out = [out, in_band_error(self.protocol, &message)].concat().into();
-                out
+                [out, in_band_error(self.protocol, &message)].concat().into()
             }
-        };
-        out
+        }
     }
 
     fn eof(&mut self) -> Bytes {
