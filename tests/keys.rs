@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{MockUpstream, Recorded, Reply, RouterProcess, TestRouter, http, oai_answer};
+use support::{MockUpstream, Recorded, Reply, RouterProcess, TestRouter, http, metrics_text, oai_answer};
 
 const ALICE: &str = "sk-alice-0123456789";
 const BOB: &str = "sk-bob-0123456789";
@@ -368,15 +368,7 @@ async fn metrics_and_the_status_page_count_by_key_name() {
         chat(&router, Some(ALICE), &chat_body("team-chat")).await;
     }
     chat(&router, Some("the-token"), &chat_body("other")).await;
-    let text = http()
-        .get(router.url("/metrics"))
-        .bearer_auth(ALICE)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(router.url("/metrics"), Some(ALICE)).await;
     for line in [
         r#"llmrouter_key_requests_total{key="alice"} 3"#,
         r#"llmrouter_key_requests_total{key="default"} 1"#,

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{MockUpstream, RedisServer, Reply, RouterProcess, http, oai_answer};
+use support::{MockUpstream, RedisServer, Reply, RouterProcess, http, metrics_text, oai_answer};
 
 const ALICE: &str = "sk-alice-0123456789";
 
@@ -154,15 +154,7 @@ fn with_redis_stopped_both_replicas_keep_serving_on_their_own_limits() {
         // The cooldown exchange fails too, quietly, every quarter second.
         tokio::time::sleep(Duration::from_millis(600)).await;
         for router in [&a, &b] {
-            let text = http()
-                .get(router.url("/metrics"))
-                .bearer_auth(ALICE)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = metrics_text(router.url("/metrics"), Some(ALICE)).await;
             let errors: u64 = text
                 .lines()
                 .find_map(|l| l.strip_prefix("llmrouter_redis_errors_total "))

@@ -42,15 +42,7 @@ async fn chat(router: &TestRouter, body: Value) -> reqwest::Response {
 }
 
 async fn metrics(router: &TestRouter) -> prometheus::Scrape {
-    let text = http()
-        .get(router.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    prometheus::parse(&text)
+    prometheus::parse(&metrics_text(router.url("/metrics"), None).await)
 }
 
 #[tokio::test]

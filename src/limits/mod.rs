@@ -116,18 +116,7 @@ impl ClientKey {
         let metrics = &self.state.metrics;
         metrics.requests.inc();
         if let Some(usage) = usage {
-            let counts = [
-                usage.input,
-                usage.output,
-                usage.cached,
-                usage.cache_write,
-                usage.reasoning,
-            ];
-            for (counter, count) in metrics.tokens.iter().zip(counts) {
-                if count > 0 {
-                    counter.inc_by(count);
-                }
-            }
+            crate::metrics::handles::count_tokens(&metrics.tokens, usage);
         }
     }
 }

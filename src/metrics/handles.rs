@@ -23,6 +23,7 @@ use super::{
     Families, HistogramFamily, MemberLabels, RequestDurationLabels, RequestLabels, TokenLabels, UpstreamLabels,
 };
 use crate::protocol::Protocol;
+use crate::protocol::hub::Usage;
 
 /// The status codes whose series are created on first use and then reached without a lookup; any other
 /// code (rare by nature) costs a map lookup in its family.
@@ -107,6 +108,22 @@ impl<L: Clone + std::hash::Hash + Eq + EncodeLabelSet + Send + Sync + 'static> L
 
 /// The five token types, in the order of [`MemberMetrics::tokens`].
 pub const TOKEN_TYPES: [&str; 5] = ["input", "output", "cache_read", "cache_write", "reasoning"];
+
+/// Adds `usage` to counters by [`TOKEN_TYPES`], leaving the zero counts alone.
+pub fn count_tokens(counters: &[Counter; 5], usage: &Usage) {
+    let counts = [
+        usage.input,
+        usage.output,
+        usage.cached,
+        usage.cache_write,
+        usage.reasoning,
+    ];
+    for (counter, count) in counters.iter().zip(counts) {
+        if count > 0 {
+            counter.inc_by(count);
+        }
+    }
+}
 
 /// The handles of one deployment as a member of one group.
 pub struct MemberMetrics {

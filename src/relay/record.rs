@@ -394,18 +394,7 @@ impl RequestRecord {
             member.ttft.observe(seconds(ttft));
         }
         if let Some(usage) = &finished.usage {
-            let counts = [
-                usage.input,
-                usage.output,
-                usage.cached,
-                usage.cache_write,
-                usage.reasoning,
-            ];
-            for (counter, count) in member.tokens.iter().zip(counts) {
-                if count > 0 {
-                    counter.inc_by(count);
-                }
-            }
+            crate::metrics::handles::count_tokens(&member.tokens, usage);
         }
     }
 }

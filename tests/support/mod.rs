@@ -347,6 +347,15 @@ router_settings:
 }
 
 /// A plain HTTP client for talking to the router.
+/// The text of `/metrics` at `url`, with `token` as the bearer when one is given.
+pub async fn metrics_text(url: String, token: Option<&str>) -> String {
+    let mut request = http().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
