@@ -138,26 +138,6 @@ pub(crate) fn write_event<T: Serialize + ?Sized>(out: &mut Vec<u8>, name: Option
     out.extend_from_slice(b"\n\n");
 }
 
-/// Splits a JSON string literal (quotes and escapes as written) off the start of `json`, and what follows it.
-/// Only the quotes and backslashes are looked at: what is between them is checked by whoever decodes it.
-pub(crate) fn split_string(json: &str) -> Option<(&str, &str)> {
-    let bytes = json.as_bytes();
-    if bytes.first() != Some(&b'"') {
-        return None;
-    }
-    let mut at = 1;
-    loop {
-        at += memchr::memchr2(b'"', b'\\', &bytes[at..])?;
-        if bytes[at] == b'"' {
-            return Some(json.split_at(at + 1));
-        }
-        at += 2;
-        if at > bytes.len() {
-            return None;
-        }
-    }
-}
-
 /// Appends `text` as a JSON string, escaped byte for byte as serde_json escapes it (so answers written by
 /// hand and by serde read the same), but scanning eight bytes at a time for what needs escaping.
 pub(crate) fn push_str(out: &mut Vec<u8>, text: &str) {

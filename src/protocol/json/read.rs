@@ -74,6 +74,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// What is left to read, for a caller that matches the rest of a fixed shape itself.
+    pub(crate) fn rest(&self) -> &'a str {
+        &self.text[self.at..]
+    }
+
     /// That only whitespace is left.
     pub(crate) fn end(&mut self) -> Option<()> {
         self.peek().is_none().then_some(())
