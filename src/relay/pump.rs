@@ -110,10 +110,12 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
         let Some(upstream) = &mut this.upstream else {
             return Poll::Ready(None);
         };
-        loop {
+        // When the upstream last sent bytes, for the timers: read once per wake-up, not once per chunk.
+        let mut received = false;
+        let out = loop {
             match Pin::new(&mut *upstream).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    this.last_upstream = Instant::now();
+                    received = true;
                     batch.push(this.processor.chunk(chunk));
                     // The time to first token; after it, a flag check per chunk.
                     if this.awaiting_first_token && this.processor.content_started() {
@@ -124,22 +126,31 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
                     }
                     // The last event ends the client's answer now, whatever the upstream does next.
                     if batch.len() >= MAX_BATCH || this.processor.end().is_some() {
-                        return Poll::Ready(Some(batch.into_bytes()));
+                        break Some(batch.into_bytes());
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     let message = format!("upstream stream failed: {}", crate::upstream::describe(&*error));
                     batch.push(this.processor.failed(StreamFailure::Upstream, &message));
-                    return Poll::Ready(Some(batch.into_bytes()));
+                    break Some(batch.into_bytes());
                 }
                 Poll::Ready(None) => {
                     batch.push(this.processor.eof());
-                    return Poll::Ready((!batch.is_empty()).then(|| batch.into_bytes()));
+                    break (!batch.is_empty()).then(|| batch.into_bytes());
                 }
-                Poll::Pending if !batch.is_empty() => return Poll::Ready(Some(batch.into_bytes())),
-                Poll::Pending => return this.poll_timers(cx),
+                Poll::Pending if !batch.is_empty() => break Some(batch.into_bytes()),
+                Poll::Pending => {
+                    if received {
+                        this.last_upstream = Instant::now();
+                    }
+                    return this.poll_timers(cx);
+                }
             }
+        };
+        if received {
+            this.last_upstream = Instant::now();
         }
+        Poll::Ready(out)
     }
 }
 
@@ -180,6 +191,10 @@ impl Batch {
             self.first = bytes;
         } else {
             if self.more.is_empty() {
+                // Sized once for a burst: grown from the first piece, the batch was reallocated several
+                // times a write.
+                self.more
+                    .reserve(BATCH_ROOM.max(2 * (self.first.len() + bytes.len())).min(MAX_BATCH));
                 self.more.extend_from_slice(&self.first);
             }
             self.more.extend_from_slice(&bytes);
@@ -205,6 +220,8 @@ impl Batch {
 
 /// A poll returns at most this much, so a fast upstream cannot make one write grow without bound.
 const MAX_BATCH: usize = 64 * 1024;
+/// The smallest buffer of a batch of several pieces: a burst of a few dozen events.
+const BATCH_ROOM: usize = 8 * 1024;
 
 impl<P: StreamProcessor + Unpin> RelayBody<P> {
     /// The upstream has nothing ready: give up on a stall, or send a keep-alive during a long silence.

@@ -28,7 +28,11 @@ pub enum ClientError {
 
 /// Client request headers that are passed to an Anthropic upstream. Everything else (credentials, cookies,
 /// hop-by-hop headers, SDK telemetry) stays with the router.
-const FORWARDED_TO_ANTHROPIC: [&str; 2] = ["anthropic-version", "anthropic-beta"];
+/// As header names, not text: looking a header up by text parses the name every time.
+const FORWARDED_TO_ANTHROPIC: [HeaderName; 2] = [
+    HeaderName::from_static("anthropic-version"),
+    HeaderName::from_static("anthropic-beta"),
+];
 
 /// What every request to a deployment carries, built once with the deployment: JSON, the credential (or the
 /// `Authorization: Basic` of credentials in `api_base`), Anthropic's default version, and reqwest's one
@@ -76,8 +80,8 @@ pub fn header_template(
 pub fn request_headers(deployment: &Deployment, key: usize, client: &HeaderMap) -> HeaderMap {
     let mut headers = deployment.headers.get(key).unwrap_or(&deployment.headers[0]).clone();
     if deployment.protocol == Protocol::Anthropic {
-        let rewritten = |name: &str| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name);
-        for name in FORWARDED_TO_ANTHROPIC.into_iter().filter(|name| !rewritten(name)) {
+        let rewritten = |name: &HeaderName| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name.as_str());
+        for name in FORWARDED_TO_ANTHROPIC.iter().filter(|name| !rewritten(name)) {
             let mut values = client.get_all(name).iter();
             if let Some(first) = values.next() {
                 headers.insert(name, first.clone());
@@ -98,13 +102,12 @@ pub fn relayed_headers(upstream: &HeaderMap) -> HeaderMap {
         .filter(|(name, _)| is_relayed_response_header(name))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let id = relayed
-        .get("request-id")
-        .or_else(|| relayed.get("x-request-id"))
-        .cloned();
+    const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+    const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    let id = relayed.get(REQUEST_ID).or_else(|| relayed.get(X_REQUEST_ID)).cloned();
     if let Some(id) = id {
-        relayed.entry("request-id").or_insert(id.clone());
-        relayed.entry("x-request-id").or_insert(id);
+        relayed.entry(REQUEST_ID).or_insert(id.clone());
+        relayed.entry(X_REQUEST_ID).or_insert(id);
     }
     relayed
 }
