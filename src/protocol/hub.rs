@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::protocol::convert::ids::ToolNameMap;
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
-use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::token_count::estimate_anthropic_input_tokens_of;
 use crate::protocol::convert::tool_calls::JSON_OUTPUT_TOOL;
 use crate::protocol::convert::{ConvertContext, ConvertError, RequestFacts};
 use crate::protocol::sse::SseEvent;
@@ -81,9 +81,7 @@ pub fn convert_request(
     if client == Protocol::Anthropic && request.stream {
         // An Anthropic stream states the prompt's size in its first event, before the upstream's count
         // arrives. Only a stream needs it, and tokenizing costs more than the conversion.
-        facts.input_tokens_estimate = serde_json::from_slice(body)
-            .map(|body| estimate_anthropic_input_tokens(&body, options.token_count_factor))
-            .unwrap_or(0);
+        facts.input_tokens_estimate = estimate_anthropic_input_tokens_of(body, options.token_count_factor).unwrap_or(0);
     }
     if request.max_output_tokens == Some(0) {
         // Claude Code's cache pre-warm: answered locally; the body stays a valid request.

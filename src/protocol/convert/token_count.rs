@@ -12,8 +12,13 @@ use std::sync::{LazyLock, Mutex};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use memchr::memmem;
+use serde::Deserialize;
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
+
+use body::{Block, Body, Content, Source};
+
+mod body;
 
 /// Chat-format overhead per message (role markers and separators).
 const PER_MESSAGE: u64 = 4;
@@ -52,22 +57,24 @@ static MEMO: LazyLock<Mutex<TokenMemo>> = LazyLock::new(|| Mutex::new(TokenMemo:
 /// the PNG/GIF/JPEG header gives the size (at most 1600); PDFs 1500 per countable page, else 3000; times
 /// `factor`, rounded up. Never 0.
 pub fn estimate_anthropic_input_tokens(body: &Value, factor: f64) -> u64 {
-    let mut tokens = 0u64;
-    if let Some(system) = body.get("system") {
-        tokens += content_tokens(system);
+    Body::deserialize(body).map_or(1, |body| estimate(&body, factor))
+}
+
+/// [`estimate_anthropic_input_tokens`] of a body not parsed yet, read without a `Value` tree; `None` when
+/// it is not JSON.
+pub fn estimate_anthropic_input_tokens_of(body: &[u8], factor: f64) -> Option<u64> {
+    serde_json::from_slice::<Body>(body)
+        .ok()
+        .map(|body| estimate(&body, factor))
+}
+
+fn estimate(body: &Body, factor: f64) -> u64 {
+    let mut tokens = body.system.as_ref().map_or(0, content_tokens);
+    for message in &body.messages {
+        tokens += PER_MESSAGE + message.content.as_ref().map_or(0, content_tokens);
     }
-    if let Some(Value::Array(messages)) = body.get("messages") {
-        for message in messages {
-            tokens += PER_MESSAGE;
-            if let Some(content) = message.get("content") {
-                tokens += content_tokens(content);
-            }
-        }
-    }
-    if let Some(Value::Array(tools)) = body.get("tools") {
-        for tool in tools {
-            tokens += PER_TOOL + text_tokens(&tool.to_string());
-        }
+    for tool in &body.tools {
+        tokens += PER_TOOL + text_tokens(&tool.to_string());
     }
     scale(tokens, factor).max(1)
 }
@@ -139,48 +146,44 @@ fn encode_len(text: &str) -> u64 {
     }
 }
 
-/// A `content` or `system` value: a string or a list of blocks.
-fn content_tokens(content: &Value) -> u64 {
+fn content_tokens(content: &Content) -> u64 {
     match content {
-        Value::String(text) => text_tokens(text),
-        Value::Array(blocks) => blocks.iter().map(block_tokens).sum(),
-        _ => 0,
+        Content::Text(text) => text_tokens(text),
+        Content::Blocks(blocks) => blocks.iter().map(block_tokens).sum(),
+        Content::Other => 0,
     }
 }
 
-fn str_field<'v>(value: &'v Value, key: &str) -> &'v str {
-    value.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn block_tokens(block: &Value) -> u64 {
-    match str_field(block, "type") {
-        "text" => text_tokens(str_field(block, "text")),
-        "thinking" => text_tokens(str_field(block, "thinking")),
+fn block_tokens(block: &Block) -> u64 {
+    let content = || block.content.as_ref().map_or(0, content_tokens);
+    match block.kind.get() {
+        "text" => text_tokens(block.text.get()),
+        "thinking" => text_tokens(block.thinking.get()),
         "tool_use" | "server_tool_use" => {
-            let input = block.get("input").map(Value::to_string).unwrap_or_default();
-            text_tokens(str_field(block, "name")) + text_tokens(&input)
+            let input = block.input.as_ref().map(Value::to_string).unwrap_or_default();
+            text_tokens(block.name.get()) + text_tokens(&input)
         }
-        "tool_result" | "mid_conv_system" => block.get("content").map_or(0, content_tokens),
-        "tool_reference" => text_tokens(&format!("Tool loaded: {}", str_field(block, "tool_name"))),
+        "tool_result" | "mid_conv_system" => content(),
+        "tool_reference" => text_tokens(&format!("Tool loaded: {}", block.tool_name.get())),
         "search_result" => {
-            text_tokens(str_field(block, "title"))
-                + text_tokens(str_field(block, "source"))
-                + block.get("content").map_or(0, content_tokens)
+            text_tokens(block.title.get())
+                + text_tokens(block.source.as_ref().map_or("", |source| source.text.get()))
+                + content()
         }
-        "image" => image_tokens(block.get("source")),
+        "image" => image_tokens(block.source.as_ref()),
         "document" => document_tokens(block),
         _ => 0,
     }
 }
 
-fn image_tokens(source: Option<&Value>) -> u64 {
+fn image_tokens(source: Option<&Source>) -> u64 {
     let Some(source) = source else {
         return IMAGE_TOKENS;
     };
-    if str_field(source, "type") != "base64" {
+    if source.kind.get() != "base64" {
         return IMAGE_TOKENS;
     }
-    match image_dimensions(str_field(source, "data")) {
+    match image_dimensions(source.data.get()) {
         Some((width, height)) => (u64::from(width) * u64::from(height))
             .div_ceil(PIXELS_PER_IMAGE_TOKEN)
             .clamp(1, IMAGE_TOKENS),
@@ -188,17 +191,18 @@ fn image_tokens(source: Option<&Value>) -> u64 {
     }
 }
 
-fn document_tokens(block: &Value) -> u64 {
-    let title = text_tokens(str_field(block, "title"));
-    let Some(source) = block.get("source") else {
+fn document_tokens(block: &Block) -> u64 {
+    let title = text_tokens(block.title.get());
+    let Some(source) = &block.source else {
         return title + PDF_TOKENS;
     };
     title
-        + match str_field(source, "type") {
-            "text" => text_tokens(str_field(source, "data")),
-            "content" => source.get("content").map_or(0, content_tokens),
-            "base64" => pdf_page_count(str_field(source, "data"))
-                .map_or(PDF_TOKENS, |pages| pages.saturating_mul(PDF_TOKENS_PER_PAGE)),
+        + match source.kind.get() {
+            "text" => text_tokens(source.data.get()),
+            "content" => source.content.as_ref().map_or(0, content_tokens),
+            "base64" => {
+                pdf_page_count(source.data.get()).map_or(PDF_TOKENS, |pages| pages.saturating_mul(PDF_TOKENS_PER_PAGE))
+            }
             _ => PDF_TOKENS,
         }
 }
@@ -340,6 +344,46 @@ mod tests {
         let result = estimate(user(json!([{"type": "tool_result", "tool_use_id": "t1",
             "content": [{"type": "text", "text": "a.rs b.rs c.rs"}, {"type": "tool_reference", "tool_name": "Grep"}]}])));
         assert!(result > 4 + 5, "{result}");
+    }
+
+    #[test]
+    fn odd_kinds_count_nothing_and_bytes_read_as_values() {
+        let hello = estimate(user(json!("Hello world")));
+        for (body, expected) in [
+            (json!([1, 2]), 1),
+            (json!({"messages": "x", "system": 7, "tools": {"a": 1}}), 1),
+            // Each element of `messages` is a message, whatever it holds.
+            (json!({"messages": [1, null, {"content": {"text": "x"}}]}), 12),
+            (
+                user(
+                    json!([{"type": "text", "text": 5}, {"type": 3}, "loose", {"type": "text", "text": "Hello world"}]),
+                ),
+                hello,
+            ),
+            // The last of a repeated key counts.
+            (
+                json!({"messages": [{"content": "ignored ignored ignored", "content": "Hello world"}]}),
+                hello,
+            ),
+        ] {
+            let text = body.to_string();
+            assert_eq!(estimate(body), expected, "{text}");
+            assert_eq!(
+                estimate_anthropic_input_tokens_of(text.as_bytes(), 1.0),
+                Some(expected),
+                "{text}"
+            );
+        }
+        // A tool call's `null` input is counted as written; a search result's source is its text.
+        let call = |input: Value| estimate(user(json!([{"type": "tool_use", "name": "f", "input": input}])));
+        assert_eq!(call(Value::Null), 4 + text_tokens("f") + text_tokens("null"));
+        let search = estimate(user(
+            json!([{"type": "search_result", "title": "T", "source": "https://example.com/a"}]),
+        ));
+        assert_eq!(search, 4 + text_tokens("T") + text_tokens("https://example.com/a"));
+        let escaped = br#"{"messages":[{"content":[{"type":"text","text":"Hello\u0020world"}]}]}"#;
+        assert_eq!(estimate_anthropic_input_tokens_of(escaped, 1.0), Some(hello));
+        assert_eq!(estimate_anthropic_input_tokens_of(b"{", 1.0), None);
     }
 
     #[test]
