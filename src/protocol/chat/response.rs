@@ -1,11 +1,13 @@
 //! Decoding Chat Completions answers into the hub: a whole `chat.completion` into a [`Response`], and each
 //! `chat.completion.chunk` of a stream into [`Event`]s. Typed and borrowed; tool arguments stay text.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, ToolCall, ToolKind, Usage};
-use crate::protocol::json::{push_opt_str, push_str, push_u64};
+use crate::protocol::json::{Reader, Seen, push_opt_str, push_str, push_u64};
 use crate::protocol::sse::SseEvent;
 
 #[derive(Deserialize)]
@@ -18,7 +20,7 @@ struct Completion {
     usage: Option<ChatUsage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug)]
 struct Choice {
     #[serde(default, alias = "delta")]
     message: Option<ChatMessage>,
@@ -29,7 +31,7 @@ struct Choice {
     stop_reason: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 struct ChatMessage {
     #[serde(default)]
     content: Option<ChatContent>,
@@ -47,6 +49,7 @@ struct ChatMessage {
 
 /// A string by the spec; some hosts send a list of text parts. Read in one pass: `#[serde(untagged)]` would
 /// buffer every content into a tree first.
+#[derive(Debug)]
 enum ChatContent {
     Text(String),
     Parts(Vec<TextPart>),
@@ -82,7 +85,7 @@ impl<'de> Deserialize<'de> for ChatContent {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 struct TextPart {
     #[serde(default)]
     text: Option<String>,
@@ -97,7 +100,7 @@ impl ChatContent {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 struct ChatToolCall {
     #[serde(default)]
     index: Option<usize>,
@@ -107,7 +110,7 @@ struct ChatToolCall {
     function: Option<FunctionCall>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 struct FunctionCall {
     #[serde(default)]
     name: Option<String>,
@@ -116,7 +119,7 @@ struct FunctionCall {
     arguments: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 pub(super) struct ChatUsage {
     #[serde(default)]
     pub(super) prompt_tokens: u64,
@@ -131,7 +134,7 @@ pub(super) struct ChatUsage {
     pub(super) prompt_cache_hit_tokens: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 pub(super) struct PromptDetails {
     #[serde(default)]
     pub(super) cached_tokens: Option<u64>,
@@ -139,7 +142,7 @@ pub(super) struct PromptDetails {
     pub(super) cache_write_tokens: Option<u64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug)]
 pub(super) struct CompletionDetails {
     #[serde(default)]
     pub(super) reasoning_tokens: Option<u64>,
@@ -329,6 +332,106 @@ impl ChatChunks {
     }
 }
 
+/// One `chat.completion.chunk`. Borrowed where only compared or used once: every chunk repeats them.
+#[derive(Deserialize, Default, Debug)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// A chunk of the shape nearly every chunk of a stream has, read by the hand-written JSON reader: its
+/// choices' deltas carry text, reasoning or nothing, with no tool calls, no usage object and no error, in
+/// any key order and with any other keys (which every host adds: `created`, `model`, `logprobs`...).
+/// serde's walk over the nested structs of optional fields cost several times the whole rest of a
+/// converted event. Anything else (`None`) goes to serde, which reads it the same way.
+fn chunk_by_hand(data: &str) -> Option<Chunk<'_>> {
+    let mut r = Reader::new(data);
+    let mut chunk = Chunk::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| match key {
+        "id" => {
+            seen.first(0)?;
+            chunk.id = r.nullable(Reader::str)?;
+            Some(())
+        }
+        "object" => {
+            seen.first(1)?;
+            chunk.object = r.nullable(Reader::str)?;
+            Some(())
+        }
+        "choices" => {
+            seen.first(2)?;
+            r.array(|r| {
+                chunk.choices.push(choice_by_hand(r)?);
+                Some(())
+            })
+        }
+        // The usage chunk, once a stream, and an error go to serde.
+        "usage" | "error" => {
+            seen.first(if key == "usage" { 3 } else { 4 })?;
+            r.null().then_some(())
+        }
+        _ => r.skip(),
+    })?;
+    r.end()?;
+    Some(chunk)
+}
+
+fn choice_by_hand(r: &mut Reader<'_>) -> Option<Choice> {
+    let mut choice = Choice::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| match key {
+        // One field under two names, as serde's alias.
+        "delta" | "message" => {
+            seen.first(0)?;
+            choice.message = r.nullable(delta_by_hand)?;
+            Some(())
+        }
+        "finish_reason" => {
+            seen.first(1)?;
+            choice.finish_reason = r.nullable(Reader::string)?;
+            Some(())
+        }
+        "stop_reason" => {
+            seen.first(2)?;
+            r.null().then_some(())
+        }
+        _ => r.skip(),
+    })?;
+    Some(choice)
+}
+
+fn delta_by_hand(r: &mut Reader<'_>) -> Option<ChatMessage> {
+    let mut delta = ChatMessage::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        let (field, index) = match key {
+            "content" => {
+                seen.first(0)?;
+                delta.content = r.nullable(|r| r.string().map(ChatContent::Text))?;
+                return Some(());
+            }
+            "refusal" => (&mut delta.refusal, 1),
+            "reasoning_content" => (&mut delta.reasoning_content, 2),
+            "reasoning" => (&mut delta.reasoning, 3),
+            "tool_calls" => return None,
+            _ => return r.skip(),
+        };
+        seen.first(index)?;
+        *field = r.nullable(Reader::string)?;
+        Some(())
+    })?;
+    Some(delta)
+}
+
 impl crate::protocol::hub::StreamDecoder for ChatChunks {
     fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
         if event.is_done_marker() {
@@ -336,26 +439,15 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             out.push(Event::Done);
             return;
         }
-        // Borrowed where only compared or used once: every chunk repeats them.
-        #[derive(Deserialize)]
-        struct Chunk<'a> {
-            #[serde(default, borrow)]
-            id: Option<std::borrow::Cow<'a, str>>,
-            #[serde(default, borrow)]
-            object: Option<std::borrow::Cow<'a, str>>,
-            #[serde(default)]
-            choices: Vec<Choice>,
-            #[serde(default)]
-            usage: Option<ChatUsage>,
-            #[serde(default)]
-            error: Option<serde_json::Value>,
-        }
-        let chunk: Chunk = match serde_json::from_str(&event.data) {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                out.push(crate::protocol::hub::unreadable_event(&e));
-                return;
-            }
+        let chunk = match chunk_by_hand(&event.data) {
+            Some(chunk) => chunk,
+            None => match serde_json::from_str(&event.data) {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    out.push(crate::protocol::hub::unreadable_event(&e));
+                    return;
+                }
+            },
         };
         // `{"error":…}` (OpenAI) or `{"object":"error",…}` (vLLM), read by the §4.2 rules.
         if (chunk.error.as_ref().is_some_and(|e| !e.is_null()) || chunk.object.as_deref() == Some("error"))
@@ -678,6 +770,35 @@ const TOOL_CALL_BYTES: usize = 96;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hand_read_chunk_agrees_with_serde() {
+        let typical = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":" caf\u00e9 \"q\"\n"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+            r#"{"id":"d","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"think"},"finish_reason":null}],"created":2,"model":"deepseek-reasoner"}"#,
+            r#"{"choices":[{"delta":{"reasoning":"hm","content":"ok"},"stop_reason":null,"index":0}],"id":"x","object":"chat.completion.chunk"}"#,
+            r#" { "id" : "s" , "choices" : [ { "message" : { "content" : "whole" } } ] , "error" : null } "#,
+            r#"{"id":"e","choices":[]}"#,
+        ];
+        let edge = [
+            r#"{"id":"t","choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+            r#"{"id":"u","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            r#"{"id":"e","error":{"message":"boom"}}"#,
+            r#"{"id":"p","choices":[{"delta":{"content":[{"type":"text","text":"a"}]}}]}"#,
+            r#"{"id":"a","choices":[{"delta":{"content":"x"},"message":{"content":"y"}}]}"#,
+            r#"{"id":"a","id":"b","choices":null}"#,
+            r#"{"id":1,"choices":[{"delta":null,"finish_reason":7,"stop_reason":"</s>"}],"extra":{"deep":[1,2]}}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = chunk_by_hand(text)?;
+            let slow = serde_json::from_str::<Chunk>(text).map_err(|_| ());
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
 
     #[test]
     fn a_whole_answer_with_reasoning_text_and_calls() {
