@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -14,16 +15,38 @@ use serde_json::value::RawValue;
 /// The top level of a JSON object, borrowed from the request bytes.
 #[derive(Debug)]
 pub struct RawBody<'a> {
-    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// Each key, and its value's JSON text.
+    fields: Vec<(Cow<'a, str>, &'a str)>,
 }
 
 impl<'a> RawBody<'a> {
-    /// Parses `bytes`, which must hold one JSON object.
+    /// Parses `bytes`, which must hold one JSON object. The hand-written reader takes a body whose top-level
+    /// keys are plain, which is every body a client sends, at a fraction of serde's cost; serde reads the
+    /// rest, and gives the error when the body is not JSON.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
-        crate::protocol::json::parse(bytes)
+        match std::str::from_utf8(bytes).ok().and_then(Self::read) {
+            Some(body) => Ok(body),
+            None => crate::protocol::json::parse(bytes),
+        }
     }
 
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    fn read(text: &'a str) -> Option<Self> {
+        let mut members = Members::new(text.as_bytes());
+        let mut fields = Vec::with_capacity(8);
+        for member in members.by_ref() {
+            if member.escaped {
+                return None;
+            }
+            // Spans between ASCII punctuation, so at character boundaries.
+            fields.push((Cow::Borrowed(&text[member.key]), &text[member.value]));
+        }
+        members.complete.then_some(())?;
+        members.scan.skip_whitespace();
+        (members.scan.at == text.len()).then_some(Self { fields })
+    }
+
+    /// The JSON text of a top-level field's value.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
@@ -31,18 +54,14 @@ impl<'a> RawBody<'a> {
     pub fn decode<T: Deserialize<'a>>(&self, key: &str) -> Result<Option<T>, serde_json::Error> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => serde_json::from_str::<Option<T>>(raw.get()),
+            Some(raw) => serde_json::from_str::<Option<T>>(raw),
         }
     }
 
     /// Writes the object back with `overrides` applied: a key already present keeps its position with the new
     /// value, new keys are appended in the order given. Everything else is copied byte for byte.
     pub fn write_with(&self, overrides: &[(&str, &RawValue)]) -> Vec<u8> {
-        let size = self
-            .fields
-            .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
-            .sum::<usize>()
+        let size = self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
             + overrides
                 .iter()
                 .map(|(k, v)| k.len() + v.get().len() + 4)
@@ -51,14 +70,18 @@ impl<'a> RawBody<'a> {
         let mut out = Vec::with_capacity(size);
         out.push(b'{');
         let mut first = true;
-        let mut push = |out: &mut Vec<u8>, key: &str, value: &RawValue| {
+        // `plain`: a key read without escapes from JSON text, so holding nothing to escape.
+        let mut push = |out: &mut Vec<u8>, key: &str, plain: bool, value: &str| {
             if !first {
                 out.push(b',');
             }
             first = false;
-            crate::protocol::json::push_str(out, key);
+            match plain {
+                true => crate::protocol::json::push_plain(out, key),
+                false => crate::protocol::json::push_str(out, key),
+            }
             out.push(b':');
-            out.extend_from_slice(value.get().as_bytes());
+            out.extend_from_slice(value.as_bytes());
         };
         for (key, value) in &self.fields {
             // The last override for a key wins, as with repeated keys in JSON itself.
@@ -66,13 +89,13 @@ impl<'a> RawBody<'a> {
                 .iter()
                 .rev()
                 .find(|(k, _)| k == key)
-                .map_or(*value, |(_, v)| *v);
-            push(&mut out, key, value);
+                .map_or(*value, |(_, v)| v.get());
+            push(&mut out, key, matches!(key, Cow::Borrowed(_)), value);
         }
         for (i, (key, value)) in overrides.iter().enumerate() {
             let later_duplicate = overrides[i + 1..].iter().any(|(k, _)| k == key);
             if !later_duplicate && !self.fields.iter().any(|(k, _)| k == key) {
-                push(&mut out, key, value);
+                push(&mut out, key, false, value.get());
             }
         }
         out.push(b'}');
@@ -81,59 +104,110 @@ impl<'a> RawBody<'a> {
 }
 
 /// The first top-level `key` of a JSON object, when its value is a string without escapes, found without
-/// validating the rest of the body: routing needs `model` before it knows which parse the body needs, and a
+/// reading the rest of the body: routing needs `model` before it knows which parse the body needs, and a
 /// converted request is checked and read by its protocol's decoder anyway. `None` for anything unusual (not
 /// an object, an escaped key before it, another kind of value, a broken structure): the caller then parses
 /// the body in full, which gives the precise error.
 pub fn peek_str<'a>(bytes: &'a [u8], key: &str) -> Option<&'a str> {
-    let mut scan = Scan { bytes, at: 0 };
-    scan.expect(b'{')?;
-    loop {
-        scan.expect(b'"')?;
-        let (name, escaped) = scan.string()?;
-        if escaped {
+    for member in Members::new(bytes) {
+        if member.escaped {
             return None;
         }
-        scan.expect(b':')?;
-        if name == key.as_bytes() {
-            scan.expect(b'"')?;
-            let (value, escaped) = scan.string()?;
-            return if escaped { None } else { std::str::from_utf8(value).ok() };
+        if &bytes[member.key.clone()] == key.as_bytes() {
+            let text = bytes[member.value].strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+            return match memchr::memchr(b'\\', text) {
+                Some(_) => None,
+                None => std::str::from_utf8(text).ok(),
+            };
         }
-        scan.skip_value()?;
-        scan.expect(b',')?;
+    }
+    None
+}
+
+/// Calls `visit` with each top-level key (as written, escapes and all) and its value's raw text: a cheap
+/// look at what a request asks for (see [`crate::protocol::features`]). Stops quietly at anything
+/// malformed; the parse that follows reports it.
+pub fn visit_top_level<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) {
+    for member in Members::new(bytes) {
+        visit(&bytes[member.key], &bytes[member.value]);
     }
 }
 
-/// Calls `visit` with each top-level key (as written, escapes and all) and its value's raw text, without
-/// validating the body: a cheap look at what a request asks for (see [`crate::protocol::features`]). Stops
-/// quietly at anything malformed; the parse that follows reports it.
-pub fn visit_top_level<'a>(bytes: &'a [u8], mut visit: impl FnMut(&'a [u8], &'a [u8])) {
-    let mut scan = Scan { bytes, at: 0 };
-    if scan.expect(b'{').is_none() {
-        return;
+/// Where one member of a top-level object is, as [`Members`] finds it.
+struct Member {
+    /// The key's text between its quotes, escapes as written.
+    key: Range<usize>,
+    escaped: bool,
+    /// The value's JSON text, checked.
+    value: Range<usize>,
+}
+
+/// The members of the top-level object in `bytes`, in order, each checked as serde_json checks a raw value
+/// (the checks of [`Scan::skip_value`]). Ends at the closing brace, `complete` then set, or at anything
+/// malformed.
+struct Members<'a> {
+    scan: Scan<'a>,
+    started: bool,
+    complete: bool,
+}
+
+impl<'a> Members<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            scan: Scan { bytes, at: 0 },
+            started: false,
+            complete: false,
+        }
     }
-    loop {
-        if scan.expect(b'"').is_none() {
-            return;
+
+    fn member(&mut self) -> Option<Member> {
+        let scan = &mut self.scan;
+        if !self.started {
+            self.started = true;
+            scan.expect(b'{')?;
+            if scan.expect(b'}').is_some() {
+                self.complete = true;
+                return None;
+            }
+        } else if scan.expect(b',').is_none() {
+            self.complete = scan.expect(b'}').is_some();
+            return None;
         }
-        let Some((name, _)) = scan.string() else { return };
-        if scan.expect(b':').is_none() {
-            return;
-        }
+        scan.expect(b'"')?;
+        let key_start = scan.at;
+        let (key, escaped) = scan.string()?;
+        let key = key_start..key_start + key.len();
+        scan.expect(b':')?;
         scan.skip_whitespace();
         let start = scan.at;
-        if scan.skip_value().is_none() {
-            return;
-        }
-        visit(name, &bytes[start..scan.at]);
-        if scan.expect(b',').is_none() {
-            return;
-        }
+        scan.skip_value()?;
+        Some(Member {
+            key,
+            escaped,
+            value: start..scan.at,
+        })
     }
 }
 
-/// A cursor over JSON text that finds its structure without checking its tokens.
+impl<'a> Iterator for Members<'a> {
+    type Item = Member;
+
+    fn next(&mut self) -> Option<Member> {
+        if self.complete {
+            return None;
+        }
+        self.member()
+    }
+}
+
+/// How deep [`Scan::skip_value`] follows objects and arrays: one bit of its stack each. Deeper values
+/// are left to serde_json, which has no limit of its own inside a raw value.
+const MAX_DEPTH: u32 = u128::BITS;
+
+/// A cursor over JSON text that checks what it passes as serde_json checks a raw value: strings without
+/// raw control characters and with whole escapes (a `\u` escape has four hex digits, whatever code point
+/// they name), numbers in JSON's grammar, literals, and the punctuation between them. Not UTF-8: the
+/// caller checks that once for the whole text.
 struct Scan<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -160,65 +234,128 @@ impl<'a> Scan<'a> {
         let start = self.at;
         let mut escaped = false;
         loop {
-            let rest = &self.bytes[self.at..];
-            let end = |b: &u8| *b == b'"' || *b == b'\\';
-            // Keys and model names are short: a plain loop finds their end sooner than memchr starts up.
-            let found = match rest.iter().take(32).position(end) {
-                Some(at) => Some(at),
-                None if rest.len() > 32 => memchr::memchr2(b'"', b'\\', &rest[32..]).map(|at| at + 32),
-                None => None,
-            };
-            let at = self.at + found?;
-            if self.bytes[at] == b'"' {
-                self.at = at + 1;
-                return Some((&self.bytes[start..at], escaped));
-            }
-            escaped = true;
-            self.at = at + 2;
-            if self.at > self.bytes.len() {
-                return None;
+            let at = crate::protocol::json::find_escape(self.bytes, self.at)?;
+            match self.bytes[at] {
+                b'"' => {
+                    self.at = at + 1;
+                    return Some((&self.bytes[start..at], escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.at = match *self.bytes.get(at + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at + 2,
+                        b'u' if self
+                            .bytes
+                            .get(at + 2..at + 6)
+                            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+                        {
+                            at + 6
+                        }
+                        _ => return None,
+                    };
+                }
+                _ => return None, // a raw control character
             }
         }
     }
 
-    fn skip_value(&mut self) -> Option<()> {
-        self.skip_whitespace();
-        match *self.bytes.get(self.at)? {
-            b'"' => {
-                self.at += 1;
-                self.string()?;
+    /// A number as JSON writes it: `-`, an integer part without leading zeros, then a fraction and an
+    /// exponent, each with digits. What follows is checked by the caller, as punctuation.
+    fn number(&mut self) -> Option<()> {
+        let digits = |scan: &mut Self| {
+            let start = scan.at;
+            while scan.bytes.get(scan.at).is_some_and(u8::is_ascii_digit) {
+                scan.at += 1;
             }
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    let byte = *self.bytes.get(self.at)?;
-                    self.at += 1;
-                    match byte {
-                        b'"' => {
-                            self.string()?;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {
-                while self
-                    .bytes
-                    .get(self.at)
-                    .is_some_and(|b| !matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-                {
-                    self.at += 1;
-                }
-            }
+            scan.at - start
+        };
+        self.at += usize::from(self.bytes[self.at] == b'-');
+        let first = self.at;
+        match digits(self) {
+            0 => return None,
+            n if n > 1 && self.bytes[first] == b'0' => return None,
+            _ => {}
+        }
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            (digits(self) > 0).then_some(())?;
+        }
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1 + usize::from(matches!(self.bytes.get(self.at + 1), Some(b'+' | b'-')));
+            (digits(self) > 0).then_some(())?;
         }
         Some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.bytes[self.at..].starts_with(word).then(|| self.at += word.len())
+    }
+
+    /// Passes over one value, checked. Objects and arrays are followed without recursion: a stack of one
+    /// bit a level, set for an object.
+    fn skip_value(&mut self) -> Option<()> {
+        let mut objects = 0u128;
+        let mut depth = 0;
+        loop {
+            self.skip_whitespace();
+            match *self.bytes.get(self.at)? {
+                b'"' => {
+                    self.at += 1;
+                    self.string()?;
+                }
+                open @ (b'{' | b'[') => {
+                    self.at += 1;
+                    if depth == MAX_DEPTH {
+                        return None;
+                    }
+                    let object = open == b'{';
+                    objects = objects << 1 | u128::from(object);
+                    depth += 1;
+                    if self.expect(if object { b'}' } else { b']' }).is_none() {
+                        if object {
+                            self.key()?;
+                        }
+                        continue;
+                    }
+                    objects >>= 1;
+                    depth -= 1;
+                }
+                b't' => self.literal(b"true")?,
+                b'f' => self.literal(b"false")?,
+                b'n' => self.literal(b"null")?,
+                _ => self.number()?,
+            }
+            // After a value: the next one, or the end of the object or array it closes.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                let object = objects & 1 == 1;
+                self.skip_whitespace();
+                match *self.bytes.get(self.at)? {
+                    b',' => {
+                        self.at += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    b'}' if object => {}
+                    b']' if !object => {}
+                    _ => return None,
+                }
+                self.at += 1;
+                objects >>= 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    /// An object's key and the colon after it.
+    fn key(&mut self) -> Option<()> {
+        self.expect(b'"')?;
+        self.string()?;
+        self.expect(b':')
     }
 }
 
@@ -236,7 +373,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-                    fields.push((key.0, value));
+                    fields.push((key.0, value.get()));
                 }
                 Ok(RawBody { fields })
             }
@@ -344,6 +481,54 @@ mod tests {
         ] {
             assert_eq!(peek_str(unusual, "model"), None, "{}", String::from_utf8_lossy(unusual));
         }
+    }
+
+    #[test]
+    fn the_hand_read_body_agrees_with_serde() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"model":"g","deep":{}1{}}}"#,
+                "[{\"a\":".repeat(depth),
+                "}]".repeat(depth)
+            )
+        };
+        let (deep, too_deep) = (nested(60), nested(65));
+        let typical = [
+            r#"{"model":"g","messages":[{"role":"user","content":"hi"}],"max_tokens":256,"temperature":0.2}"#,
+            r#" { "model" : "g" , "stream" : true , "n" : null , "t" : false , "x" : [ ] , "o" : { } } "#,
+            r#"{"messages":[{"content":"line\n\"quoted\" caf\u00e9 \/ \\ \b\f\r\t \ud800 é"}]}"#,
+            r#"{"n":[0,-0,1.5,-2.25e-3,1E+9,12345678901234567890123],"o":{"we\"ird":{"a\u0062":[{}]}}}"#,
+            r#"{"model":"a","model":"b","":1}"#,
+            &deep,
+        ];
+        let edge = [
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12g4"}"#,
+            r#"{"a":"\u12"}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":tru}"#,
+            r#"{"a":01}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":{"b":1,}}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":{1:2}}"#,
+            r#"{"k\u0065y":1}"#,
+            "[1]",
+            &too_deep,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = RawBody::read(text)?;
+            let slow = serde_json::from_str::<RawBody>(text).map_err(|_| ());
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+        // Deeper than the reader goes, serde reads it.
+        assert!(RawBody::read(&too_deep).is_none());
+        assert!(RawBody::parse(too_deep.as_bytes()).is_ok());
     }
 
     #[test]

@@ -130,8 +130,8 @@ fn check(bytes: &[u8], protocol: Protocol) -> Result<RawBody<'_>, ApiError> {
     };
     match body.get(field) {
         None => Err(ApiError::bad_request(format!("{field}: field is required")).with_param(field)),
-        Some(raw) if raw.get().starts_with('[') => Ok(body),
-        Some(raw) if protocol == Protocol::Responses && raw.get().starts_with('"') => Ok(body),
+        Some(raw) if raw.starts_with('[') => Ok(body),
+        Some(raw) if protocol == Protocol::Responses && raw.starts_with('"') => Ok(body),
         Some(_) => Err(ApiError::bad_request(format!("{field}: must be {shape}")).with_param(field)),
     }
 }

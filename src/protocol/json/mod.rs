@@ -188,7 +188,7 @@ fn needs_escape(byte: u8) -> bool {
 /// The first byte at or after `from` that JSON must escape. Per eight-byte word, a byte below 0x20, a quote
 /// or a backslash sets its high bit in `found`; the lowest set bit is exact (the tricks may flag bytes only
 /// above a true hit).
-pub(super) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+pub(crate) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
     let mut i = from;
     while let Some(word) = bytes.get(i..i + 8) {
