@@ -10,7 +10,7 @@ use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, ToolCal
 use crate::protocol::json::{Reader, Seen, push_opt_str, push_str, push_u64};
 use crate::protocol::sse::SseEvent;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug)]
 struct Completion {
     #[serde(default)]
     id: Option<String>,
@@ -199,8 +199,11 @@ fn arguments_text(arguments: Option<serde_json::Value>) -> String {
 
 /// Decodes a whole `chat.completion`. An answer without choices is unusable.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    let completion: Completion = crate::protocol::json::parse(body)
-        .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a chat completion: {e}")))?;
+    let completion = match std::str::from_utf8(body).ok().and_then(completion_by_hand) {
+        Some(completion) => completion,
+        None => crate::protocol::json::parse(body)
+            .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a chat completion: {e}")))?,
+    };
     let Some(choice) = completion.choices.into_iter().next() else {
         return Err(ConvertError::bad_upstream("the upstream's answer has no choices"));
     };
@@ -348,10 +351,10 @@ struct Chunk<'a> {
 }
 
 /// A chunk of the shape nearly every chunk of a stream has, read by the hand-written JSON reader: its
-/// choices' deltas carry text, reasoning or nothing, with no tool calls, no usage object and no error, in
-/// any key order and with any other keys (which every host adds: `created`, `model`, `logprobs`...).
-/// serde's walk over the nested structs of optional fields cost several times the whole rest of a
-/// converted event. Anything else (`None`) goes to serde, which reads it the same way.
+/// choices' deltas carry text, reasoning or nothing, with no tool calls and no error, in any key order and
+/// with any other keys (which every host adds: `created`, `model`, `logprobs`...). serde's walk over the
+/// nested structs of optional fields cost several times the whole rest of a converted event. Anything else
+/// (`None`) goes to serde, which reads it the same way.
 fn chunk_by_hand(data: &str) -> Option<Chunk<'_>> {
     let mut r = Reader::new(data);
     let mut chunk = Chunk::default();
@@ -374,15 +377,109 @@ fn chunk_by_hand(data: &str) -> Option<Chunk<'_>> {
                 Some(())
             })
         }
-        // The usage chunk, once a stream, and an error go to serde.
-        "usage" | "error" => {
-            seen.first(if key == "usage" { 3 } else { 4 })?;
+        "usage" => {
+            seen.first(3)?;
+            chunk.usage = r.nullable(usage_by_hand)?;
+            Some(())
+        }
+        // An error goes to serde.
+        "error" => {
+            seen.first(4)?;
             r.null().then_some(())
         }
         _ => r.skip(),
     })?;
     r.end()?;
     Some(chunk)
+}
+
+/// A whole `chat.completion` of the usual shape, as [`chunk_by_hand`] reads a chunk: its message has
+/// text, reasoning or a refusal, no tool calls. Anything else goes to serde.
+fn completion_by_hand(text: &str) -> Option<Completion> {
+    let mut r = Reader::new(text);
+    let mut completion = Completion::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| match key {
+        "id" => {
+            seen.first(0)?;
+            completion.id = r.nullable(Reader::string)?;
+            Some(())
+        }
+        "choices" => {
+            seen.first(1)?;
+            r.array(|r| {
+                completion.choices.push(choice_by_hand(r)?);
+                Some(())
+            })
+        }
+        "usage" => {
+            seen.first(2)?;
+            completion.usage = r.nullable(usage_by_hand)?;
+            Some(())
+        }
+        _ => r.skip(),
+    })?;
+    r.end()?;
+    Some(completion)
+}
+
+/// A usage object, with the details objects OpenAI adds (their other counts skipped).
+fn usage_by_hand(r: &mut Reader<'_>) -> Option<ChatUsage> {
+    let mut usage = ChatUsage::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "prompt_tokens" => {
+                seen.first(0)?;
+                usage.prompt_tokens = r.u64()?;
+            }
+            "completion_tokens" => {
+                seen.first(1)?;
+                usage.completion_tokens = r.u64()?;
+            }
+            "prompt_tokens_details" => {
+                seen.first(2)?;
+                usage.prompt_tokens_details = r.nullable(|r| {
+                    let mut details = PromptDetails::default();
+                    let mut seen = Seen::default();
+                    r.object(|r, key| {
+                        let (field, index) = match key {
+                            "cached_tokens" => (&mut details.cached_tokens, 0),
+                            "cache_write_tokens" => (&mut details.cache_write_tokens, 1),
+                            _ => return r.skip(),
+                        };
+                        seen.first(index)?;
+                        *field = r.nullable(Reader::u64)?;
+                        Some(())
+                    })?;
+                    Some(details)
+                })?;
+            }
+            "completion_tokens_details" => {
+                seen.first(3)?;
+                usage.completion_tokens_details = r.nullable(|r| {
+                    let mut details = CompletionDetails::default();
+                    let mut seen = Seen::default();
+                    r.object(|r, key| match key {
+                        "reasoning_tokens" => {
+                            seen.first(0)?;
+                            details.reasoning_tokens = r.nullable(Reader::u64)?;
+                            Some(())
+                        }
+                        _ => r.skip(),
+                    })?;
+                    Some(details)
+                })?;
+            }
+            "prompt_cache_hit_tokens" => {
+                seen.first(4)?;
+                usage.prompt_cache_hit_tokens = r.nullable(Reader::u64)?;
+            }
+            _ => return r.skip(),
+        }
+        Some(())
+    })?;
+    Some(usage)
 }
 
 fn choice_by_hand(r: &mut Reader<'_>) -> Option<Choice> {
@@ -781,10 +878,10 @@ mod tests {
             r#"{"choices":[{"delta":{"reasoning":"hm","content":"ok"},"stop_reason":null,"index":0}],"id":"x","object":"chat.completion.chunk"}"#,
             r#" { "id" : "s" , "choices" : [ { "message" : { "content" : "whole" } } ] , "error" : null } "#,
             r#"{"id":"e","choices":[]}"#,
+            r#"{"id":"u","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
         ];
         let edge = [
             r#"{"id":"t","choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
-            r#"{"id":"u","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
             r#"{"id":"e","error":{"message":"boom"}}"#,
             r#"{"id":"p","choices":[{"delta":{"content":[{"type":"text","text":"a"}]}}]}"#,
             r#"{"id":"a","choices":[{"delta":{"content":"x"},"message":{"content":"y"}}]}"#,
@@ -795,6 +892,35 @@ mod tests {
             let text = std::str::from_utf8(bytes).ok()?;
             let fast = chunk_by_hand(text)?;
             let slow = serde_json::from_str::<Chunk>(text).map_err(|_| ());
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
+
+    #[test]
+    fn the_hand_read_answer_agrees_with_serde() {
+        let typical = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"there\"\n","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":2,"audio_tokens":0,"accepted_prediction_tokens":0}},"service_tier":"default"}"#,
+            r#"{"id":"d","choices":[{"index":0,"message":{"role":"assistant","content":"ok","reasoning_content":"think"},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_cache_hit_tokens":2,"prompt_cache_miss_tokens":1}}"#,
+            r#"{"choices":[{"message":{"content":null,"refusal":"No."},"finish_reason":"stop","stop_reason":null}],"usage":{"prompt_tokens_details":null,"completion_tokens_details":{"reasoning_tokens":null},"completion_tokens":0,"prompt_tokens":0}}"#,
+            r#"{"id":null,"choices":[],"usage":null}"#,
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":null,"cache_write_tokens":7}}}"#,
+        ];
+        let edge = [
+            r#"{"id":"t","choices":[{"message":{"tool_calls":[{"id":"c","function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            r#"{"id":"n","usage":{"prompt_tokens":null}}"#,
+            r#"{"id":"f","usage":{"prompt_tokens":1.0}}"#,
+            r#"{"id":"f","usage":{"prompt_tokens":-1}}"#,
+            r#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":2}}}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"a"}]}}]}"#,
+            r#"{"choices":[{"message":{"content":"x"},"stop_reason":"</s>"}]}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = completion_by_hand(text)?;
+            let slow = serde_json::from_str::<Completion>(text).map_err(|_| ());
             Some((format!("Ok({fast:?})"), format!("{slow:?}")))
         };
         crate::protocol::json::check_agreement(&typical, &edge, both);

@@ -40,7 +40,18 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline(always)]
     pub(crate) fn peek(&mut self) -> Option<u8> {
+        match self.bytes().get(self.at) {
+            Some(&byte) if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') => Some(byte),
+            _ => self.peek_after_space(),
+        }
+    }
+
+    /// [`peek`](Self::peek) past whitespace: kept apart so that the common case, a token right there, stays
+    /// short.
+    #[inline(never)]
+    fn peek_after_space(&mut self) -> Option<u8> {
         while let Some(&byte) = self.bytes().get(self.at) {
             match byte {
                 b' ' | b'\n' | b'\r' | b'\t' => self.at += 1,
@@ -50,6 +61,7 @@ impl<'a> Reader<'a> {
         None
     }
 
+    #[inline(always)]
     fn eat(&mut self, byte: u8) -> bool {
         let found = self.peek() == Some(byte);
         self.at += usize::from(found);
@@ -117,6 +129,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes, borrowed: what serde reads into a `&str` field (it refuses an escaped one).
+    #[inline(always)]
     pub(crate) fn plain_str(&mut self) -> Option<&'a str> {
         match self.string_span()? {
             (text, false) => Some(text),
@@ -172,7 +185,11 @@ impl<'a> Reader<'a> {
         if !self.boundary() {
             return None;
         }
-        text.parse().ok()
+        // Nineteen digits always fit; longer numbers are checked for overflow.
+        match digits {
+            ..=19 => Some(text.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0'))),
+            _ => text.parse().ok(),
+        }
     }
 
     /// An integer that fits: what serde reads into an `i64` (a fraction or exponent it refuses).
@@ -235,15 +252,34 @@ impl<'a> Reader<'a> {
         self.boundary().then(|| &self.text[start..at])
     }
 
-    /// Passes over any value. Strings, numbers and literals are checked here; objects and arrays by
-    /// serde_json, as [`raw`](Self::raw).
+    /// Passes over any value, checked as serde_json checks a raw value: escapes whole (a `\u` escape has
+    /// four hex digits, whatever code point they name), numbers and literals in JSON's grammar. Only what
+    /// nests deeper than the reader goes is handed to serde_json, as [`raw`](Self::raw).
     pub(crate) fn skip(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.str().map(drop),
+            b'"' => self.skip_str(),
             b'-' | b'0'..=b'9' => self.number_span().map(drop),
             b't' | b'f' => self.bool().map(drop),
             b'n' => self.null().then_some(()),
-            _ => self.raw().map(drop),
+            b'{' | b'[' if self.depth == MAX_DEPTH => self.raw().map(drop),
+            b'{' => self.nest(b'{', b'}', |r| {
+                if r.peek() != Some(b'"') {
+                    return None;
+                }
+                r.skip_str()?;
+                r.eat(b':').then_some(())?;
+                r.skip()
+            }),
+            b'[' => self.nest(b'[', b']', Self::skip),
+            _ => None,
+        }
+    }
+
+    /// A string passed over: its escapes checked, nothing decoded.
+    fn skip_str(&mut self) -> Option<()> {
+        match self.string_span()? {
+            (_, false) => Some(()),
+            (text, true) => escapes_are_whole(text).then_some(()),
         }
     }
 
@@ -293,6 +329,26 @@ impl<'a> Reader<'a> {
         self.depth -= 1;
         Some(())
     }
+}
+
+/// That each backslash in a string's text (as [`Reader::string_span`] finds it) starts an escape JSON has.
+fn escapes_are_whole(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\\').map(|at| from + at) {
+        from = match bytes.get(at + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at + 2,
+            Some(b'u')
+                if bytes
+                    .get(at + 2..at + 6)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
+            {
+                at + 6
+            }
+            _ => return false,
+        };
+    }
+    true
 }
 
 /// Marks a struct's fields as read, for hand-written decoders: serde refuses a field given twice.
@@ -514,6 +570,27 @@ mod tests {
         assert_eq!(items("[]"), Some(0));
         assert_eq!(items("[1 2]"), None);
         assert_eq!(items("[1,]"), None);
+    }
+
+    #[test]
+    fn a_skipped_value_is_what_serde_json_takes() {
+        let typical = [
+            r#"{"a":[1,-0.5e3,{"k\u0065y":"caf\u00e9 \"q\" \\ \/ \b\f\n\r\t"}],"b":{},"c":[],"d":true,"e":null}"#,
+            r#"[ "\ud800 lone" , { } , [ [ ] ] , false , 12345678901234567890123 ]"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"content":"hi","refusal":null},"logprobs":null}],"usage":{"n":[1,2.5,-3e-2]}}"#,
+            r#""text""#,
+            "0",
+        ];
+        let edge = [r#"{"a":"\x"}"#, r#"["\u12g4"]"#, r#"{"a":01}"#, r#"[tru]"#, r#"{1:2}"#, "[1,]"];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let mut reader = Reader::new(text);
+            reader.skip()?;
+            reader.end()?;
+            let slow = serde_json::from_str::<serde::de::IgnoredAny>(text).map(drop).map_err(drop);
+            Some(("Ok(())".to_owned(), format!("{slow:?}")))
+        };
+        check_agreement(&typical, &edge, both);
     }
 
     #[test]
