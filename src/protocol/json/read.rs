@@ -581,13 +581,22 @@ mod tests {
             r#""text""#,
             "0",
         ];
-        let edge = [r#"{"a":"\x"}"#, r#"["\u12g4"]"#, r#"{"a":01}"#, r#"[tru]"#, r#"{1:2}"#, "[1,]"];
+        let edge = [
+            r#"{"a":"\x"}"#,
+            r#"["\u12g4"]"#,
+            r#"{"a":01}"#,
+            r#"[tru]"#,
+            r#"{1:2}"#,
+            "[1,]",
+        ];
         let both = |bytes: &[u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
             let mut reader = Reader::new(text);
             reader.skip()?;
             reader.end()?;
-            let slow = serde_json::from_str::<serde::de::IgnoredAny>(text).map(drop).map_err(drop);
+            let slow = serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map(drop)
+                .map_err(drop);
             Some(("Ok(())".to_owned(), format!("{slow:?}")))
         };
         check_agreement(&typical, &edge, both);

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 /// A content block as a Messages answer carries it (whole, or in a stream's `content_block_start`): the
 /// fields every kind of block may have, read borrowed.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Default, Debug)]
 pub(super) struct Block<'a> {
     #[serde(rename = "type")]
     pub kind: &'a str,

@@ -10,10 +10,10 @@ use crate::protocol::convert::error::openai_error_for_anthropic;
 use crate::protocol::hub::{
     Event, Opaque, Part, Reasoning, Response, StopReason, StreamDecoder, ToolCall, ToolKind, Usage,
 };
-use crate::protocol::json::{Reader, push_opt_str, push_str};
+use crate::protocol::json::{Reader, Seen, push_opt_str, push_str};
 use crate::protocol::sse::SseEvent;
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
 pub(super) struct AnthropicUsage {
     #[serde(default)]
     pub(super) input_tokens: Option<u64>,
@@ -27,7 +27,7 @@ pub(super) struct AnthropicUsage {
     pub(super) output_tokens_details: Option<OutputDetails>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
 pub(super) struct OutputDetails {
     #[serde(default)]
     pub(super) thinking_tokens: Option<u64>,
@@ -66,25 +66,145 @@ fn stop_reason(reason: &str) -> StopReason {
     }
 }
 
+/// A whole `message`, as serde reads it; its content blocks are left raw, each read on its own.
+#[derive(Deserialize, Default, Debug)]
+struct Message<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<&'a str>,
+    #[serde(borrow, default)]
+    content: Vec<&'a RawValue>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    stop_sequence: Option<String>,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+/// A message read by the hand-written JSON reader, in any key order and with any other keys; `None` (the
+/// rare shapes it does not take) goes to serde, which reads it the same way. serde's walk over the nested
+/// structs of optional fields cost more than the whole rest of a converted answer.
+fn message_by_hand(text: &str) -> Option<Message<'_>> {
+    let mut r = Reader::new(text);
+    let mut message = Message::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "id" => {
+                seen.first(0)?;
+                message.id = r.nullable(Reader::string)?;
+            }
+            "type" => {
+                seen.first(1)?;
+                message.kind = r.nullable(Reader::plain_str)?;
+            }
+            "content" => {
+                seen.first(2)?;
+                r.array(|r| {
+                    message.content.push(r.raw()?);
+                    Some(())
+                })?;
+            }
+            "stop_reason" => {
+                seen.first(3)?;
+                message.stop_reason = r.nullable(Reader::string)?;
+            }
+            "stop_sequence" => {
+                seen.first(4)?;
+                message.stop_sequence = r.nullable(Reader::string)?;
+            }
+            "usage" => {
+                seen.first(5)?;
+                message.usage = usage_by_hand(r)?;
+            }
+            _ => return r.skip(),
+        }
+        Some(())
+    })?;
+    r.end()?;
+    Some(message)
+}
+
+/// A usage object, as [`message_by_hand`] reads it.
+pub(super) fn usage_by_hand(r: &mut Reader<'_>) -> Option<AnthropicUsage> {
+    let mut usage = AnthropicUsage::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        let (field, index) = match key {
+            "input_tokens" => (&mut usage.input_tokens, 0),
+            "output_tokens" => (&mut usage.output_tokens, 1),
+            "cache_read_input_tokens" => (&mut usage.cache_read_input_tokens, 2),
+            "cache_creation_input_tokens" => (&mut usage.cache_creation_input_tokens, 3),
+            "output_tokens_details" => {
+                seen.first(4)?;
+                usage.output_tokens_details = r.nullable(|r| {
+                    let mut details = OutputDetails::default();
+                    let mut seen = Seen::default();
+                    r.object(|r, key| match key {
+                        "thinking_tokens" => {
+                            seen.first(0)?;
+                            details.thinking_tokens = r.nullable(Reader::u64)?;
+                            Some(())
+                        }
+                        _ => r.skip(),
+                    })?;
+                    Some(details)
+                })?;
+                return Some(());
+            }
+            _ => return r.skip(),
+        };
+        seen.first(index)?;
+        *field = r.nullable(Reader::u64)?;
+        Some(())
+    })?;
+    Some(usage)
+}
+
+/// A content block, as [`message_by_hand`] reads a message.
+fn block_by_hand(text: &str) -> Option<Block<'_>> {
+    let mut r = Reader::new(text);
+    let mut kind = None;
+    let mut block = Block::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        let (field, index) = match key {
+            "type" => {
+                seen.first(0)?;
+                kind = Some(r.plain_str()?);
+                return Some(());
+            }
+            "input" => {
+                seen.first(1)?;
+                block.input = r.nullable(Reader::raw)?;
+                return Some(());
+            }
+            "text" => (&mut block.text, 2),
+            "thinking" => (&mut block.thinking, 3),
+            "id" => (&mut block.id, 4),
+            "name" => (&mut block.name, 5),
+            "data" => (&mut block.data, 6),
+            _ => return r.skip(),
+        };
+        seen.first(index)?;
+        *field = r.nullable(Reader::string)?;
+        Some(())
+    })?;
+    r.end()?;
+    // `type` is required.
+    block.kind = kind?;
+    Some(block)
+}
+
 /// Decodes a whole `message`.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    #[derive(Deserialize)]
-    struct Message<'a> {
-        #[serde(default)]
-        id: Option<String>,
-        #[serde(rename = "type", default)]
-        kind: Option<&'a str>,
-        #[serde(borrow, default)]
-        content: Vec<&'a RawValue>,
-        #[serde(default)]
-        stop_reason: Option<String>,
-        #[serde(default)]
-        stop_sequence: Option<String>,
-        #[serde(default)]
-        usage: AnthropicUsage,
-    }
-    let message: Message = crate::protocol::json::parse(body)
-        .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?;
+    let message = match std::str::from_utf8(body).ok().and_then(message_by_hand) {
+        Some(message) => message,
+        None => crate::protocol::json::parse(body)
+            .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?,
+    };
     if message.kind == Some("error") {
         return Err(ConvertError::bad_upstream(
             "the upstream sent an error object with a success status",
@@ -94,7 +214,8 @@ pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
     // Server-tool blocks have no counterpart; the text on either side of them stays two paragraphs.
     let mut skipped = false;
     for raw in message.content {
-        let block: Block = serde_json::from_str(raw.get()).map_err(|e| {
+        let block = block_by_hand(raw.get()).map_or_else(|| serde_json::from_str(raw.get()), Ok);
+        let block: Block = block.map_err(|e| {
             ConvertError::bad_upstream(format!("the upstream's answer has an unreadable content block: {e}"))
         })?;
         match block.kind {
@@ -540,6 +661,55 @@ const TOOL_USE_BYTES: usize = 96;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hand_read_answer_agrees_with_serde() {
+        let typical = [
+            r#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Hi \"there\"\n"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":4,"output_tokens":5,"service_tier":"standard"}}"#,
+            r#"{"content":[{"type":"thinking","thinking":"hm","signature":"sig"},{"type":"tool_use","id":"t","name":"f","input":{"a":[1]}}],"stop_reason":"tool_use","usage":{"output_tokens_details":{"thinking_tokens":3},"output_tokens":9}}"#,
+            r#"{"type":"message","content":[],"usage":{"input_tokens":null,"output_tokens_details":null}}"#,
+            r#"{"id":null,"type":null,"stop_reason":null}"#,
+        ];
+        let edge = [
+            r#"{"type":"e\u0072ror"}"#,
+            r#"{"content":null}"#,
+            r#"{"usage":null}"#,
+            r#"{"usage":{"input_tokens":1.5}}"#,
+            r#"{"usage":{"input_tokens":1,"input_tokens":2}}"#,
+            r#"{"id":"a","id":"b"}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = message_by_hand(text)?;
+            let slow = serde_json::from_str::<Message>(text).map_err(drop);
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
+
+    #[test]
+    fn a_hand_read_block_agrees_with_serde() {
+        let typical = [
+            r#"{"type":"text","text":"Hi \"there\"\n","citations":null}"#,
+            r#"{"type":"thinking","thinking":"hm","signature":"sig"}"#,
+            r#"{"type":"redacted_thinking","data":"opaque"}"#,
+            r#"{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris","days":[1,2]}}"#,
+            r#"{"type":"server_tool_use","id":"s","name":"web_search","input":null}"#,
+        ];
+        let edge = [
+            r#"{"text":"no type"}"#,
+            r#"{"type":"t\u0065xt","text":"a"}"#,
+            r#"{"type":"text","text":"a","text":"b"}"#,
+            r#"{"type":"text","text":1}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = block_by_hand(text)?;
+            let slow = serde_json::from_str::<Block>(text).map_err(drop);
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
 
     /// The hand-written text delta reads what serde reads, and leaves every other shape to serde.
     #[test]
