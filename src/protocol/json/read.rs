@@ -43,7 +43,8 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     pub(crate) fn peek(&mut self) -> Option<u8> {
         match self.bytes().get(self.at) {
-            Some(&byte) if !matches!(byte, b' ' | b'\n' | b'\r' | b'\t') => Some(byte),
+            // JSON's whitespace is all at or below a space.
+            Some(&byte) if byte > b' ' => Some(byte),
             _ => self.peek_after_space(),
         }
     }
@@ -164,10 +165,10 @@ impl<'a> Reader<'a> {
 
     /// Whether the token just read ends here, as a literal or a number must (`truex`, `12a` are not JSON).
     fn boundary(&self) -> bool {
-        !self
-            .bytes()
-            .get(self.at)
-            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+'))
+        match self.bytes().get(self.at) {
+            None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') => true,
+            Some(b) => !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+')),
+        }
     }
 
     /// A non-negative integer that fits: what serde reads into a `u64` (a fraction or exponent it refuses).
@@ -226,10 +227,17 @@ impl<'a> Reader<'a> {
     /// exponent, each with digits), up to a boundary.
     fn number_span(&mut self) -> Option<&'a str> {
         self.peek()?;
-        let bytes = self.bytes();
         let start = self.at;
+        self.skip_number()?;
+        Some(&self.text[start..self.at])
+    }
+
+    /// [`number_span`](Self::number_span) without its text: how a number is skipped.
+    fn skip_number(&mut self) -> Option<()> {
+        self.peek()?;
+        let bytes = self.bytes();
         let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let mut at = start + usize::from(bytes[start] == b'-');
+        let mut at = self.at + usize::from(bytes[self.at] == b'-');
         match digits(at) {
             0 => return None,
             n if n > 1 && bytes[at] == b'0' => return None,
@@ -249,7 +257,7 @@ impl<'a> Reader<'a> {
             }
         }
         self.at = at;
-        self.boundary().then(|| &self.text[start..at])
+        self.boundary().then_some(())
     }
 
     /// Passes over any value, checked as serde_json checks a raw value: escapes whole (a `\u` escape has
@@ -258,7 +266,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn skip(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.skip_str(),
-            b'-' | b'0'..=b'9' => self.number_span().map(drop),
+            b'-' | b'0'..=b'9' => self.skip_number(),
             b't' | b'f' => self.bool().map(drop),
             b'n' => self.null().then_some(()),
             b'{' | b'[' if self.depth == MAX_DEPTH => self.raw().map(drop),
