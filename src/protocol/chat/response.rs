@@ -2,6 +2,7 @@
 //! `chat.completion.chunk` of a stream into [`Event`]s. Typed and borrowed; tool arguments stay text.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
@@ -273,6 +274,8 @@ pub struct ChatChunks {
     refused: bool,
     /// The upstream's id was passed on (every chunk repeats it).
     seen_id: bool,
+    /// How the last chunk's start read, for the next (see [`chunk_by_hand`]).
+    start: Option<ChunkStart>,
 }
 
 struct StreamedCall {
@@ -355,42 +358,113 @@ struct Chunk<'a> {
 /// with any other keys (which every host adds: `created`, `model`, `logprobs`...). serde's walk over the
 /// nested structs of optional fields cost several times the whole rest of a converted event. Anything else
 /// (`None`) goes to serde, which reads it the same way.
-fn chunk_by_hand(data: &str) -> Option<Chunk<'_>> {
+///
+/// Every chunk of a stream starts with the same bytes up to its `choices` (its id, object, creation time
+/// and model), and the same bytes read the same: `start` keeps how the last chunk's start read, and a chunk
+/// that begins with it is read from its `choices` on.
+fn chunk_by_hand<'a>(data: &'a str, start: &mut Option<ChunkStart>) -> Option<Chunk<'a>> {
+    if let Some(known) = start.as_ref().filter(|known| data.starts_with(&known.text)) {
+        return chunk_after_start(data, known);
+    }
     let mut r = Reader::new(data);
     let mut chunk = Chunk::default();
     let mut seen = Seen::default();
-    r.object(|r, key| match key {
+    let mut choices_at = None;
+    r.object(|r, key| {
+        if key == "choices" && choices_at.is_none() {
+            choices_at = Some((r.position(), seen));
+        }
+        chunk_member(r, key, &mut chunk, &mut seen)
+    })?;
+    r.end()?;
+    *start = choices_at.and_then(|(at, seen)| ChunkStart::of(data, at, &chunk, seen));
+    Some(chunk)
+}
+
+/// A chunk that begins with `known.text`, read from its `choices` on.
+fn chunk_after_start<'a>(data: &'a str, known: &ChunkStart) -> Option<Chunk<'a>> {
+    let borrowed = |span: &Option<Range<usize>>| match span {
+        Some(span) => data.get(span.clone()).map(|text| Some(Cow::Borrowed(text))),
+        None => Some(None),
+    };
+    let mut chunk = Chunk {
+        id: borrowed(&known.id)?,
+        object: borrowed(&known.object)?,
+        ..Chunk::default()
+    };
+    let mut seen = known.seen;
+    let mut r = Reader::inside_object(data, known.text.len());
+    chunk_member(&mut r, "choices", &mut chunk, &mut seen)?;
+    r.rest_of_object(|r, key| chunk_member(r, key, &mut chunk, &mut seen))?;
+    r.end()?;
+    Some(chunk)
+}
+
+/// How a chunk's text before its `choices` value read (see [`chunk_by_hand`]): its id and object where
+/// they lie in the text, and the fields it set.
+#[derive(Clone)]
+struct ChunkStart {
+    text: String,
+    id: Option<Range<usize>>,
+    object: Option<Range<usize>>,
+    seen: Seen,
+}
+
+impl ChunkStart {
+    /// The start of `data` up to byte `at`, where its `choices` value begins; `None` when that start set
+    /// more than the id and object, or holds them with escapes (not slices of the text).
+    fn of(data: &str, at: usize, chunk: &Chunk<'_>, seen: Seen) -> Option<Self> {
+        if !seen.only(&[0, 1]) {
+            return None;
+        }
+        let span = |field: &Option<Cow<'_, str>>| match field {
+            None => Some(None),
+            Some(Cow::Borrowed(text)) => {
+                // A slice of `data`: where it lies in it.
+                let offset = text.as_ptr() as usize - data.as_ptr() as usize;
+                Some(Some(offset..offset + text.len()))
+            }
+            Some(Cow::Owned(_)) => None,
+        };
+        Some(Self {
+            text: data[..at].to_owned(),
+            id: span(&chunk.id)?,
+            object: span(&chunk.object)?,
+            seen,
+        })
+    }
+}
+
+/// One member of a chunk, as [`chunk_by_hand`] reads it.
+fn chunk_member<'a>(r: &mut Reader<'a>, key: &str, chunk: &mut Chunk<'a>, seen: &mut Seen) -> Option<()> {
+    match key {
         "id" => {
             seen.first(0)?;
             chunk.id = r.nullable(Reader::str)?;
-            Some(())
         }
         "object" => {
             seen.first(1)?;
             chunk.object = r.nullable(Reader::str)?;
-            Some(())
         }
         "choices" => {
             seen.first(2)?;
             r.array(|r| {
                 chunk.choices.push(choice_by_hand(r)?);
                 Some(())
-            })
+            })?;
         }
         "usage" => {
             seen.first(3)?;
             chunk.usage = r.nullable(usage_by_hand)?;
-            Some(())
         }
         // An error goes to serde.
         "error" => {
             seen.first(4)?;
-            r.null().then_some(())
+            r.null().then_some(())?;
         }
-        _ => r.skip(),
-    })?;
-    r.end()?;
-    Some(chunk)
+        _ => r.skip()?,
+    }
+    Some(())
 }
 
 /// A whole `chat.completion` of the usual shape, as [`chunk_by_hand`] reads a chunk: its message has
@@ -536,7 +610,7 @@ impl crate::protocol::hub::StreamDecoder for ChatChunks {
             out.push(Event::Done);
             return;
         }
-        let chunk = match chunk_by_hand(&event.data) {
+        let chunk = match chunk_by_hand(&event.data, &mut self.start) {
             Some(chunk) => chunk,
             None => match serde_json::from_str(&event.data) {
                 Ok(chunk) => chunk,
@@ -890,11 +964,44 @@ mod tests {
         ];
         let both = |bytes: &[u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
-            let fast = chunk_by_hand(text)?;
+            let fast = chunk_by_hand(text, &mut None)?;
             let slow = serde_json::from_str::<Chunk>(text).map_err(|_| ());
             Some((format!("Ok({fast:?})"), format!("{slow:?}")))
         };
         crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
+
+    #[test]
+    fn a_chunk_with_the_last_one_s_start_reads_as_serde_reads_it() {
+        let first = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#;
+        let mut start = None;
+        chunk_by_hand(first, &mut start).unwrap();
+        let known = start.clone().expect("the start is kept");
+        assert!(known.text.ends_with(r#""choices":"#));
+        let typical = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hel\"lo"},"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"delta":{},"finish_reason":"stop"}] , "x":[1,{"y":null}]}"#,
+        ];
+        for chunk in typical {
+            assert!(chunk_after_start(chunk, &known).is_some(), "{chunk}");
+        }
+        let edge = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"id":"again"}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"choices":[]}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":null}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = chunk_by_hand(text, &mut Some(known.clone()))?;
+            let slow = serde_json::from_str::<Chunk>(text).map_err(|_| ());
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+        // A start with an escaped id is not kept: its id is no slice of the text.
+        let mut start = None;
+        chunk_by_hand(r#"{"id":"a\u0062","choices":[]}"#, &mut start).unwrap();
+        assert!(start.is_none());
     }
 
     #[test]

@@ -313,6 +313,34 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A reader of `text` from byte `at` inside its top-level object, where [`object`](Self::object) is
+    /// once it has read `text[..at]` up to a member's value: for a caller that knows how a prefix reads.
+    pub(crate) fn inside_object(text: &'a str, at: usize) -> Self {
+        Self { text, at, depth: 1 }
+    }
+
+    /// The rest of an object after one of its values, as [`object`](Self::object) reads it: the members
+    /// that follow, then the closing brace.
+    pub(crate) fn rest_of_object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        while !self.eat(b'}') {
+            if !self.eat(b',') {
+                return None;
+            }
+            let key = self.plain_str()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            member(self, key)?;
+        }
+        self.depth -= 1;
+        Some(())
+    }
+
+    /// How far the reader has read.
+    pub(crate) fn position(&self) -> usize {
+        self.at
+    }
+
     /// An array, `element` reading each element.
     pub(crate) fn array(&mut self, element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.nest(b'[', b']', element)
@@ -360,10 +388,15 @@ fn escapes_are_whole(text: &str) -> bool {
 }
 
 /// Marks a struct's fields as read, for hand-written decoders: serde refuses a field given twice.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 pub(crate) struct Seen(u64);
 
 impl Seen {
+    /// Whether no field was read but those of `indices`.
+    pub(crate) fn only(&self, indices: &[u32]) -> bool {
+        self.0 & !indices.iter().fold(0, |mask, i| mask | 1 << i) == 0
+    }
+
     /// `None` if field `index` (below 64) was read before.
     pub(crate) fn first(&mut self, index: u32) -> Option<()> {
         let bit = 1 << index;
