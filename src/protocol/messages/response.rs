@@ -166,6 +166,12 @@ pub(super) fn usage_by_hand(r: &mut Reader<'_>) -> Option<AnthropicUsage> {
 /// A content block, as [`message_by_hand`] reads a message.
 fn block_by_hand(text: &str) -> Option<Block<'_>> {
     let mut r = Reader::new(text);
+    let block = read_block(&mut r)?;
+    r.end()?;
+    Some(block)
+}
+
+fn read_block<'a>(r: &mut Reader<'a>) -> Option<Block<'a>> {
     let mut kind = None;
     let mut block = Block::default();
     let mut seen = Seen::default();
@@ -192,7 +198,6 @@ fn block_by_hand(text: &str) -> Option<Block<'_>> {
         *field = r.nullable(Reader::string)?;
         Some(())
     })?;
-    r.end()?;
     // `type` is required.
     block.kind = kind?;
     Some(block)
@@ -315,65 +320,156 @@ impl StreamDecoder for MessagesEvents {
     fn decode(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
         match text_delta_by_hand(&event.data) {
             Some(text) => self.text_delta(text, out),
-            None => self.decode_with_serde(event, out),
+            None => self.decode_event(event, out),
         }
     }
 }
 
-impl MessagesEvents {
-    fn decode_with_serde(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
-        #[derive(Deserialize)]
-        struct Data<'a> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            #[serde(default)]
-            index: usize,
-            #[serde(borrow, default)]
-            content_block: Option<Block<'a>>,
-            #[serde(default)]
-            delta: Option<Delta>,
-            #[serde(default)]
-            message: Option<StartMessage>,
-            #[serde(default)]
-            usage: Option<AnthropicUsage>,
-            #[serde(default)]
-            error: Option<ErrorBody>,
-        }
-        #[derive(Deserialize)]
-        struct Delta {
-            #[serde(rename = "type", default)]
-            kind: Option<String>,
-            #[serde(default)]
-            text: Option<String>,
-            #[serde(default)]
-            thinking: Option<String>,
-            #[serde(default)]
-            partial_json: Option<String>,
-            #[serde(default)]
-            signature: Option<String>,
-            #[serde(default)]
-            stop_reason: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct StartMessage {
-            #[serde(default)]
-            id: Option<String>,
-            #[serde(default)]
-            usage: AnthropicUsage,
-        }
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            #[serde(rename = "type", default)]
-            kind: Option<String>,
-            #[serde(default)]
-            message: Option<String>,
-        }
-        let data: Data = match serde_json::from_str(&event.data) {
-            Ok(data) => data,
-            Err(e) => {
-                out.push(crate::protocol::hub::unreadable_event(&e));
-                return;
+/// A stream event other than a text delta, as serde reads it.
+#[derive(Deserialize, Default, Debug)]
+struct Data<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    index: usize,
+    #[serde(borrow, default)]
+    content_block: Option<Block<'a>>,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct Delta {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct StartMessage {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    usage: AnthropicUsage,
+}
+
+#[derive(Deserialize, Default, Debug)]
+struct ErrorBody {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// An event read by the hand-written JSON reader, as [`message_by_hand`] reads a whole message; `None`
+/// (an error event, the rare shapes it does not take) goes to serde, which reads it the same way.
+fn data_by_hand(text: &str) -> Option<Data<'_>> {
+    let mut r = Reader::new(text);
+    let mut kind = None;
+    let mut data = Data::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "type" => {
+                seen.first(0)?;
+                kind = Some(r.plain_str()?);
             }
+            "index" => {
+                seen.first(1)?;
+                data.index = usize::try_from(r.u64()?).ok()?;
+            }
+            "content_block" => {
+                seen.first(2)?;
+                data.content_block = r.nullable(read_block)?;
+            }
+            "delta" => {
+                seen.first(3)?;
+                data.delta = r.nullable(|r| {
+                    let mut delta = Delta::default();
+                    let mut seen = Seen::default();
+                    r.object(|r, key| {
+                        let (field, index) = match key {
+                            "type" => (&mut delta.kind, 0),
+                            "text" => (&mut delta.text, 1),
+                            "thinking" => (&mut delta.thinking, 2),
+                            "partial_json" => (&mut delta.partial_json, 3),
+                            "signature" => (&mut delta.signature, 4),
+                            "stop_reason" => (&mut delta.stop_reason, 5),
+                            _ => return r.skip(),
+                        };
+                        seen.first(index)?;
+                        *field = r.nullable(Reader::string)?;
+                        Some(())
+                    })?;
+                    Some(delta)
+                })?;
+            }
+            "message" => {
+                seen.first(4)?;
+                data.message = r.nullable(|r| {
+                    let mut message = StartMessage::default();
+                    let mut seen = Seen::default();
+                    r.object(|r, key| {
+                        match key {
+                            "id" => {
+                                seen.first(0)?;
+                                message.id = r.nullable(Reader::string)?;
+                            }
+                            "usage" => {
+                                seen.first(1)?;
+                                message.usage = usage_by_hand(r)?;
+                            }
+                            _ => return r.skip(),
+                        }
+                        Some(())
+                    })?;
+                    Some(message)
+                })?;
+            }
+            "usage" => {
+                seen.first(5)?;
+                data.usage = r.nullable(usage_by_hand)?;
+            }
+            "error" => {
+                seen.first(6)?;
+                r.null().then_some(())?;
+            }
+            _ => return r.skip(),
+        }
+        Some(())
+    })?;
+    r.end()?;
+    // `type` is required.
+    data.kind = kind?;
+    Some(data)
+}
+
+impl MessagesEvents {
+    fn decode_event(&mut self, event: &SseEvent, out: &mut Vec<Event>) {
+        let data = match data_by_hand(&event.data) {
+            Some(data) => data,
+            None => match serde_json::from_str(&event.data) {
+                Ok(data) => data,
+                Err(e) => {
+                    out.push(crate::protocol::hub::unreadable_event(&e));
+                    return;
+                }
+            },
         };
         match data.kind {
             "message_start" => {
@@ -663,6 +759,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hand_read_event_agrees_with_serde() {
+        let typical = [
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":4,"output_tokens":1}}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"f","input":{}}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
+            r#"{"type":"message_stop"}"#,
+            r#"{"type":"ping"}"#,
+        ];
+        let edge = [
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            r#"{"index":0}"#,
+            r#"{"type":"content_block_stop","index":-1}"#,
+            r#"{"type":"content_block_stop","index":null}"#,
+            r#"{"type":"message_start","message":{"usage":null}}"#,
+            r#"{"type":"content_block_delta","delta":{"text":"a","text":"b"}}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = data_by_hand(text)?;
+            let slow = serde_json::from_str::<Data>(text).map_err(drop);
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+    }
+
+    #[test]
     fn the_hand_read_answer_agrees_with_serde() {
         let typical = [
             r#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Hi \"there\"\n"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":4,"output_tokens":5,"service_tier":"standard"}}"#,
@@ -739,7 +865,7 @@ mod tests {
                 event: None,
                 data: data.to_owned(),
             };
-            MessagesEvents::default().decode_with_serde(&event, &mut slow);
+            MessagesEvents::default().decode_event(&event, &mut slow);
             Some((format!("Ok({fast:?})"), format!("Ok({slow:?})")))
         };
         crate::protocol::json::check_agreement(&typical, &edge, both);
