@@ -354,11 +354,13 @@ impl<'a> Reader<'a> {
         if !self.eat(close) {
             loop {
                 item(self)?;
-                if self.eat(close) {
-                    break;
-                }
-                if !self.eat(b',') {
-                    return None;
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(byte) if byte == close => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return None,
                 }
             }
         }
