@@ -70,7 +70,7 @@ impl Sequence {
         out.extend_from_slice(b"\ndata: {\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"sequence_number\":");
-        crate::protocol::json::to_writer(&mut *out, &self.0).expect("a number serialises");
+        crate::protocol::json::push_u64(out, self.0);
         self.0 += 1;
         EventData { out }
     }
@@ -85,12 +85,31 @@ struct EventData<'o> {
 
 impl EventData<'_> {
     /// `key` is a literal name: written as is.
-    fn field(self, key: &str, value: impl Serialize) -> Self {
+    fn field(mut self, key: &str, value: impl Serialize) -> Self {
+        self.key(key);
+        crate::protocol::json::to_writer(&mut *self.out, &value).expect("an event field serialises");
+        self
+    }
+
+    /// [`field`](Self::field) for text, as serde writes it without going through serde: the deltas that
+    /// make up most of a stream are written in these.
+    fn text(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        crate::protocol::json::push_str(self.out, value);
+        self
+    }
+
+    /// [`field`](Self::field) for a count.
+    fn number(mut self, key: &str, value: usize) -> Self {
+        self.key(key);
+        crate::protocol::json::push_u64(self.out, value as u64);
+        self
+    }
+
+    fn key(&mut self, key: &str) {
         self.out.extend_from_slice(b",\"");
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
-        crate::protocol::json::to_writer(&mut *self.out, &value).expect("an event field serialises");
-        self
     }
 
     fn end(self) {
@@ -229,10 +248,10 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     text.push_str(&delta);
                     self.sequence
                         .event(out, "response.reasoning_summary_text.delta")
-                        .field("item_id", &*id)
-                        .field("output_index", *oi)
-                        .field("summary_index", 0)
-                        .field("delta", &delta)
+                        .text("item_id", id)
+                        .number("output_index", *oi)
+                        .number("summary_index", 0)
+                        .text("delta", &delta)
                         .end();
                 }
             }
@@ -363,10 +382,10 @@ impl ResponsesStreamEncoder {
             let event = self
                 .sequence
                 .event(out, kind)
-                .field("item_id", &*id)
-                .field("output_index", *oi)
-                .field("content_index", 0)
-                .field("delta", &delta);
+                .text("item_id", id)
+                .number("output_index", *oi)
+                .number("content_index", 0)
+                .text("delta", &delta);
             match refusal {
                 true => event.end(),
                 false => event.field("logprobs", [(); 0]).end(),
@@ -408,9 +427,9 @@ impl ResponsesStreamEncoder {
         };
         self.sequence
             .event(out, "response.function_call_arguments.delta")
-            .field("item_id", &tool.item_id)
-            .field("output_index", oi)
-            .field("delta", &arguments)
+            .text("item_id", &tool.item_id)
+            .number("output_index", oi)
+            .text("delta", &arguments)
             .end();
     }
 
