@@ -76,6 +76,14 @@ impl Sequence {
     }
 }
 
+/// `,"key":`, the start of a member after the first, for [`EventData::text`] and [`EventData::number`]: one
+/// copy for the three pieces.
+macro_rules! member {
+    ($key:literal) => {
+        concat!(",\"", $key, "\":")
+    };
+}
+
 /// The data of an event being written: each field goes straight into the output, in call order, which is
 /// the key order clients see. No JSON tree is built, not even for the deltas that make up most of a stream.
 #[must_use = "an event is complete only after `end`"]
@@ -92,16 +100,16 @@ impl EventData<'_> {
     }
 
     /// [`field`](Self::field) for text, as serde writes it without going through serde: the deltas that
-    /// make up most of a stream are written in these.
-    fn text(mut self, key: &str, value: &str) -> Self {
-        self.key(key);
+    /// make up most of a stream are written in these. `member` is the key as [`member!`] writes it.
+    fn text(self, member: &str, value: &str) -> Self {
+        self.out.extend_from_slice(member.as_bytes());
         crate::protocol::json::push_str(self.out, value);
         self
     }
 
-    /// [`field`](Self::field) for a count.
-    fn number(mut self, key: &str, value: usize) -> Self {
-        self.key(key);
+    /// [`field`](Self::field) for a count; `member` as for [`text`](Self::text).
+    fn number(self, member: &str, value: usize) -> Self {
+        self.out.extend_from_slice(member.as_bytes());
         crate::protocol::json::push_u64(self.out, value as u64);
         self
     }
@@ -248,10 +256,10 @@ impl StreamEncoder for ResponsesStreamEncoder {
                     text.push_str(&delta);
                     self.sequence
                         .event(out, "response.reasoning_summary_text.delta")
-                        .text("item_id", id)
-                        .number("output_index", *oi)
-                        .number("summary_index", 0)
-                        .text("delta", &delta)
+                        .text(member!("item_id"), id)
+                        .number(member!("output_index"), *oi)
+                        .number(member!("summary_index"), 0)
+                        .text(member!("delta"), &delta)
                         .end();
                 }
             }
@@ -382,10 +390,10 @@ impl ResponsesStreamEncoder {
             let event = self
                 .sequence
                 .event(out, kind)
-                .text("item_id", id)
-                .number("output_index", *oi)
-                .number("content_index", 0)
-                .text("delta", &delta);
+                .text(member!("item_id"), id)
+                .number(member!("output_index"), *oi)
+                .number(member!("content_index"), 0)
+                .text(member!("delta"), &delta);
             match refusal {
                 true => event.end(),
                 false => event.field("logprobs", [(); 0]).end(),
@@ -427,9 +435,9 @@ impl ResponsesStreamEncoder {
         };
         self.sequence
             .event(out, "response.function_call_arguments.delta")
-            .text("item_id", &tool.item_id)
-            .number("output_index", oi)
-            .text("delta", &arguments)
+            .text(member!("item_id"), &tool.item_id)
+            .number(member!("output_index"), oi)
+            .text(member!("delta"), &arguments)
             .end();
     }
 
