@@ -361,28 +361,31 @@ struct Chunk<'a> {
 ///
 /// Every chunk of a stream starts with the same bytes up to its `choices` (its id, object, creation time
 /// and model), and the same bytes read the same: `start` keeps how the last chunk's start read, and a chunk
-/// that begins with it is read from its `choices` on.
+/// that begins with it is read from its `choices` on. Likewise the choices of a text delta differ from the
+/// last text delta's only in the text: when they are laid out byte for byte as those were around it, only
+/// the text is read.
 fn chunk_by_hand<'a>(data: &'a str, start: &mut Option<ChunkStart>) -> Option<Chunk<'a>> {
-    if let Some(known) = start.as_ref().filter(|known| data.starts_with(&known.text)) {
+    if let Some(known) = start.as_mut().filter(|known| data.starts_with(&known.text)) {
         return chunk_after_start(data, known);
     }
     let mut r = Reader::new(data);
     let mut chunk = Chunk::default();
     let mut seen = Seen::default();
+    let mut layout = Layout::default();
     let mut choices_at = None;
     r.object(|r, key| {
         if key == "choices" && choices_at.is_none() {
             choices_at = Some((r.position(), seen));
         }
-        chunk_member(r, key, &mut chunk, &mut seen)
+        chunk_member(r, key, &mut chunk, &mut seen, &mut layout)
     })?;
     r.end()?;
-    *start = choices_at.and_then(|(at, seen)| ChunkStart::of(data, at, &chunk, seen));
+    *start = choices_at.and_then(|(at, seen)| ChunkStart::of(data, at, &chunk, seen, &layout));
     Some(chunk)
 }
 
 /// A chunk that begins with `known.text`, read from its `choices` on.
-fn chunk_after_start<'a>(data: &'a str, known: &ChunkStart) -> Option<Chunk<'a>> {
+fn chunk_after_start<'a>(data: &'a str, known: &mut ChunkStart) -> Option<Chunk<'a>> {
     let borrowed = |span: &Option<Range<usize>>| match span {
         Some(span) => data.get(span.clone()).map(|text| Some(Cow::Borrowed(text))),
         None => Some(None),
@@ -393,27 +396,107 @@ fn chunk_after_start<'a>(data: &'a str, known: &ChunkStart) -> Option<Chunk<'a>>
         ..Chunk::default()
     };
     let mut seen = known.seen;
-    let mut r = Reader::inside_object(data, known.text.len());
-    chunk_member(&mut r, "choices", &mut chunk, &mut seen)?;
-    r.rest_of_object(|r, key| chunk_member(r, key, &mut chunk, &mut seen))?;
+    let at = known.text.len();
+    let mut layout = None;
+    let mut r = match known
+        .text_choice
+        .as_ref()
+        .and_then(|around| text_choice(data, at, around))
+    {
+        Some((text, end)) => {
+            seen.first(2)?;
+            chunk.choices.push(Choice {
+                message: Some(ChatMessage {
+                    content: Some(ChatContent::Text(text)),
+                    ..ChatMessage::default()
+                }),
+                ..Choice::default()
+            });
+            Reader::inside_object(data, end)
+        }
+        None => {
+            let mut r = Reader::inside_object(data, at);
+            chunk_member(
+                &mut r,
+                "choices",
+                &mut chunk,
+                &mut seen,
+                layout.insert(Layout::default()),
+            )?;
+            r
+        }
+    };
+    r.rest_of_object(|r, key| chunk_member(r, key, &mut chunk, &mut seen, &mut Layout::default()))?;
     r.end()?;
+    if let Some(layout) = layout {
+        known.text_choice = text_choice_around(data, &chunk, &layout).or(known.text_choice.take());
+    }
     Some(chunk)
 }
 
+/// The text of a text delta's `choices` at byte `at` of `data`, laid out as `around` says, and where the
+/// choices end.
+fn text_choice(data: &str, at: usize, (before, after): &(String, String)) -> Option<(String, usize)> {
+    if !data.get(at..)?.starts_with(before.as_str()) {
+        return None;
+    }
+    let mut r = Reader::inside_object(data, at + before.len());
+    let text = r.string()?;
+    let end = r.position();
+    data[end..]
+        .starts_with(after.as_str())
+        .then(|| (text, end + after.len()))
+}
+
+/// The bytes of a chunk's `choices` around its text (see [`chunk_by_hand`]), when they are one choice whose
+/// delta holds nothing but text.
+fn text_choice_around(data: &str, chunk: &Chunk<'_>, layout: &Layout) -> Option<(String, String)> {
+    let [
+        Choice {
+            message: Some(delta),
+            finish_reason: None,
+            stop_reason: None,
+        },
+    ] = &chunk.choices[..]
+    else {
+        return None;
+    };
+    let only_text = matches!(delta.content, Some(ChatContent::Text(_)))
+        && delta.refusal.is_none()
+        && delta.reasoning_content.is_none()
+        && delta.reasoning.is_none()
+        && delta.tool_calls.is_empty();
+    let (choices, text) = (layout.choices.clone()?, layout.text.clone()?);
+    (only_text && choices.start <= text.start && text.end <= choices.end).then(|| {
+        (
+            data[choices.start..text.start].to_owned(),
+            data[text.end..choices.end].to_owned(),
+        )
+    })
+}
+
+/// Where a chunk's `choices` value lies in its text, and the text of the last delta read in it.
+#[derive(Default)]
+struct Layout {
+    choices: Option<Range<usize>>,
+    text: Option<Range<usize>>,
+}
+
 /// How a chunk's text before its `choices` value read (see [`chunk_by_hand`]): its id and object where
-/// they lie in the text, and the fields it set.
+/// they lie in the text, the fields it set, and how the last text delta's choices were laid out.
 #[derive(Clone)]
 struct ChunkStart {
     text: String,
     id: Option<Range<usize>>,
     object: Option<Range<usize>>,
     seen: Seen,
+    text_choice: Option<(String, String)>,
 }
 
 impl ChunkStart {
     /// The start of `data` up to byte `at`, where its `choices` value begins; `None` when that start set
     /// more than the id and object, or holds them with escapes (not slices of the text).
-    fn of(data: &str, at: usize, chunk: &Chunk<'_>, seen: Seen) -> Option<Self> {
+    fn of(data: &str, at: usize, chunk: &Chunk<'_>, seen: Seen, layout: &Layout) -> Option<Self> {
         if !seen.only(&[0, 1]) {
             return None;
         }
@@ -431,12 +514,19 @@ impl ChunkStart {
             id: span(&chunk.id)?,
             object: span(&chunk.object)?,
             seen,
+            text_choice: text_choice_around(data, chunk, layout),
         })
     }
 }
 
 /// One member of a chunk, as [`chunk_by_hand`] reads it.
-fn chunk_member<'a>(r: &mut Reader<'a>, key: &str, chunk: &mut Chunk<'a>, seen: &mut Seen) -> Option<()> {
+fn chunk_member<'a>(
+    r: &mut Reader<'a>,
+    key: &str,
+    chunk: &mut Chunk<'a>,
+    seen: &mut Seen,
+    layout: &mut Layout,
+) -> Option<()> {
     match key {
         "id" => {
             seen.first(0)?;
@@ -448,10 +538,12 @@ fn chunk_member<'a>(r: &mut Reader<'a>, key: &str, chunk: &mut Chunk<'a>, seen: 
         }
         "choices" => {
             seen.first(2)?;
+            let start = r.position();
             r.array(|r| {
-                chunk.choices.push(choice_by_hand(r)?);
+                chunk.choices.push(choice_by_hand(r, &mut layout.text)?);
                 Some(())
             })?;
+            layout.choices = Some(start..r.position());
         }
         "usage" => {
             seen.first(3)?;
@@ -482,7 +574,7 @@ fn completion_by_hand(text: &str) -> Option<Completion> {
         "choices" => {
             seen.first(1)?;
             r.array(|r| {
-                completion.choices.push(choice_by_hand(r)?);
+                completion.choices.push(choice_by_hand(r, &mut None)?);
                 Some(())
             })
         }
@@ -556,14 +648,15 @@ fn usage_by_hand(r: &mut Reader<'_>) -> Option<ChatUsage> {
     Some(usage)
 }
 
-fn choice_by_hand(r: &mut Reader<'_>) -> Option<Choice> {
+/// A choice; `text_at` is set to where its delta's text lies, if it has one.
+fn choice_by_hand(r: &mut Reader<'_>, text_at: &mut Option<Range<usize>>) -> Option<Choice> {
     let mut choice = Choice::default();
     let mut seen = Seen::default();
     r.object(|r, key| match key {
         // One field under two names, as serde's alias.
         "delta" | "message" => {
             seen.first(0)?;
-            choice.message = r.nullable(delta_by_hand)?;
+            choice.message = r.nullable(|r| delta_by_hand(r, text_at))?;
             Some(())
         }
         "finish_reason" => {
@@ -580,14 +673,16 @@ fn choice_by_hand(r: &mut Reader<'_>) -> Option<Choice> {
     Some(choice)
 }
 
-fn delta_by_hand(r: &mut Reader<'_>) -> Option<ChatMessage> {
+fn delta_by_hand(r: &mut Reader<'_>, text_at: &mut Option<Range<usize>>) -> Option<ChatMessage> {
     let mut delta = ChatMessage::default();
     let mut seen = Seen::default();
     r.object(|r, key| {
         let (field, index) = match key {
             "content" => {
                 seen.first(0)?;
+                let start = r.peek().map(|_| r.position());
                 delta.content = r.nullable(|r| r.string().map(ChatContent::Text))?;
+                *text_at = start.map(|start| start..r.position());
                 return Some(());
             }
             "refusal" => (&mut delta.refusal, 1),
@@ -984,7 +1079,7 @@ mod tests {
             r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"delta":{},"finish_reason":"stop"}] , "x":[1,{"y":null}]}"#,
         ];
         for chunk in typical {
-            assert!(chunk_after_start(chunk, &known).is_some(), "{chunk}");
+            assert!(chunk_after_start(chunk, &mut known.clone()).is_some(), "{chunk}");
         }
         let edge = [
             r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"id":"again"}"#,
@@ -1002,6 +1097,43 @@ mod tests {
         let mut start = None;
         chunk_by_hand(r#"{"id":"a\u0062","choices":[]}"#, &mut start).unwrap();
         assert!(start.is_none());
+    }
+
+    #[test]
+    fn a_text_delta_laid_out_as_the_last_one_reads_as_serde_reads_it() {
+        let role = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        let text = r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+        let mut start = None;
+        chunk_by_hand(role, &mut start).unwrap();
+        // The role chunk's layout is kept, then replaced by the first text's, which does not match it.
+        assert!(start.as_ref().unwrap().text_choice.as_ref().unwrap().0.contains("role"));
+        chunk_by_hand(text, &mut start).unwrap();
+        let known = start.clone().unwrap();
+        let (before, after) = known.text_choice.clone().expect("a text delta's layout is kept");
+        assert_eq!(
+            (before.as_str(), after.as_str()),
+            (r#"[{"index":0,"delta":{"content":"#, r#"},"finish_reason":null}]"#)
+        );
+        let typical = [
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo \"w\"\n"},"finish_reason":null}]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":null}],"usage":null}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ];
+        let edge = [
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"choices":[]}"#,
+            r#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":1},"finish_reason":null}]}"#,
+        ];
+        let both = |bytes: &[u8]| {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let fast = chunk_by_hand(text, &mut Some(known.clone()))?;
+            let slow = serde_json::from_str::<Chunk>(text).map_err(|_| ());
+            Some((format!("Ok({fast:?})"), format!("{slow:?}")))
+        };
+        crate::protocol::json::check_agreement(&typical, &edge, both);
+        // The finish chunk does not match the layout, and leaves it as it was.
+        let mut start = Some(known.clone());
+        chunk_by_hand(typical[2], &mut start).unwrap();
+        assert_eq!(start.unwrap().text_choice, known.text_choice);
     }
 
     #[test]
