@@ -27,6 +27,7 @@
 //!
 //! `main.rs` only parses the command line, sets up logging and calls [`start`] (or [`check`]).
 
+pub mod body;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
+use crate::body::ReadError;
 use crate::protocol::Protocol;
 use crate::protocol::raw_body::{self, RawBody};
 
@@ -25,10 +24,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: D
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::body_too_large(limit));
     }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::body_too_large(limit)),
-        Ok(Err(e)) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
+    match tokio::time::timeout(timeout, crate::body::read_whole(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(ReadError::TooLarge)) => Err(ApiError::body_too_large(limit)),
+        Ok(Err(ReadError::Body(e))) => Err(ApiError::bad_request(format!("cannot read request body: {e}"))),
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             format!(

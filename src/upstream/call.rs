@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::{Endpoint, UpstreamBody, UpstreamError, describe, request_headers};
+use crate::body::ReadError;
 use crate::routing::Deployment;
 
 /// An upstream answer; its body is read as it arrives. Dropping it (or its body) closes the connection
@@ -52,11 +53,10 @@ pub async fn read_limited(
     if body.size_hint().lower() > limit as u64 {
         return Err(broken(format!("answer exceeds {limit} bytes")));
     }
-    // One data frame (the usual small answer) comes out of `collect` without a copy.
-    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(broken(format!("answer exceeds {limit} bytes"))),
-        Ok(Err(error)) => Err(broken(format!("answer could not be read: {}", describe(&*error)))),
+    match tokio::time::timeout_at(deadline, crate::body::read_whole(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(ReadError::TooLarge)) => Err(broken(format!("answer exceeds {limit} bytes"))),
+        Ok(Err(ReadError::Body(error))) => Err(broken(format!("answer could not be read: {}", describe(&*error)))),
         Err(_) => Err(UpstreamError::Timeout {
             deployment: deployment.name.clone(),
         }),
