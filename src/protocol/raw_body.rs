@@ -214,7 +214,12 @@ struct Scan<'a> {
 }
 
 impl<'a> Scan<'a> {
+    #[inline(always)]
     fn skip_whitespace(&mut self) {
+        // JSON's whitespace is all at or below a space: anything above ends it at once.
+        if self.bytes.get(self.at).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while self
             .bytes
             .get(self.at)
@@ -224,25 +229,36 @@ impl<'a> Scan<'a> {
         }
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8) -> Option<()> {
         self.skip_whitespace();
         (self.bytes.get(self.at) == Some(&byte)).then(|| self.at += 1)
     }
 
     /// After an opening quote: the string's raw bytes, and whether they hold escapes.
+    #[inline(always)]
     fn string(&mut self) -> Option<(&'a [u8], bool)> {
         let start = self.at;
-        let mut escaped = false;
+        let at = crate::protocol::json::find_escape(self.bytes, start)?;
+        if self.bytes[at] != b'"' {
+            return self.escaped_string(start, at);
+        }
+        self.at = at + 1;
+        Some((&self.bytes[start..at], false))
+    }
+
+    /// The rest of [`string`](Self::string) from the first byte that is not plain text: kept apart so that
+    /// the common case, text up to the closing quote, stays short.
+    #[cold]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Option<(&'a [u8], bool)> {
         loop {
-            let at = crate::protocol::json::find_escape(self.bytes, self.at)?;
             match self.bytes[at] {
                 b'"' => {
                     self.at = at + 1;
-                    return Some((&self.bytes[start..at], escaped));
+                    return Some((&self.bytes[start..at], true));
                 }
                 b'\\' => {
-                    escaped = true;
-                    self.at = match *self.bytes.get(at + 1)? {
+                    let next = match *self.bytes.get(at + 1)? {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at + 2,
                         b'u' if self
                             .bytes
@@ -253,6 +269,7 @@ impl<'a> Scan<'a> {
                         }
                         _ => return None,
                     };
+                    at = crate::protocol::json::find_escape(self.bytes, next)?;
                 }
                 _ => return None, // a raw control character
             }
@@ -352,6 +369,7 @@ impl<'a> Scan<'a> {
     }
 
     /// An object's key and the colon after it.
+    #[inline(always)]
     fn key(&mut self) -> Option<()> {
         self.expect(b'"')?;
         self.string()?;
