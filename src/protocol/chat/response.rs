@@ -607,17 +607,10 @@ fn usage_by_hand(r: &mut Reader<'_>) -> Option<ChatUsage> {
                 seen.first(2)?;
                 usage.prompt_tokens_details = r.nullable(|r| {
                     let mut details = PromptDetails::default();
-                    let mut seen = Seen::default();
-                    r.object(|r, key| {
-                        let (field, index) = match key {
-                            "cached_tokens" => (&mut details.cached_tokens, 0),
-                            "cache_write_tokens" => (&mut details.cache_write_tokens, 1),
-                            _ => return r.skip(),
-                        };
-                        seen.first(index)?;
-                        *field = r.nullable(Reader::u64)?;
-                        Some(())
-                    })?;
+                    r.counts(&mut [
+                        ("cached_tokens", &mut details.cached_tokens),
+                        ("cache_write_tokens", &mut details.cache_write_tokens),
+                    ])?;
                     Some(details)
                 })?;
             }
@@ -625,15 +618,7 @@ fn usage_by_hand(r: &mut Reader<'_>) -> Option<ChatUsage> {
                 seen.first(3)?;
                 usage.completion_tokens_details = r.nullable(|r| {
                     let mut details = CompletionDetails::default();
-                    let mut seen = Seen::default();
-                    r.object(|r, key| match key {
-                        "reasoning_tokens" => {
-                            seen.first(0)?;
-                            details.reasoning_tokens = r.nullable(Reader::u64)?;
-                            Some(())
-                        }
-                        _ => r.skip(),
-                    })?;
+                    r.counts(&mut [("reasoning_tokens", &mut details.reasoning_tokens)])?;
                     Some(details)
                 })?;
             }

@@ -313,6 +313,20 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// An object of optional counts (`null` or a non-negative integer) under the keys `fields` names, each
+    /// at most once; other keys are skipped. The details objects of usage are all of this shape.
+    pub(crate) fn counts(&mut self, fields: &mut [(&str, &mut Option<u64>)]) -> Option<()> {
+        let mut seen = Seen::default();
+        self.object(|r, key| match fields.iter_mut().position(|(name, _)| *name == key) {
+            Some(index) => {
+                seen.first(index as u32)?;
+                *fields[index].1 = r.nullable(Reader::u64)?;
+                Some(())
+            }
+            None => r.skip(),
+        })
+    }
+
     /// A reader of `text` from byte `at` inside its top-level object, where [`object`](Self::object) is
     /// once it has read `text[..at]` up to a member's value: for a caller that knows how a prefix reads.
     pub(crate) fn inside_object(text: &'a str, at: usize) -> Self {

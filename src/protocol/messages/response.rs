@@ -141,15 +141,7 @@ pub(super) fn usage_by_hand(r: &mut Reader<'_>) -> Option<AnthropicUsage> {
                 seen.first(4)?;
                 usage.output_tokens_details = r.nullable(|r| {
                     let mut details = OutputDetails::default();
-                    let mut seen = Seen::default();
-                    r.object(|r, key| match key {
-                        "thinking_tokens" => {
-                            seen.first(0)?;
-                            details.thinking_tokens = r.nullable(Reader::u64)?;
-                            Some(())
-                        }
-                        _ => r.skip(),
-                    })?;
+                    r.counts(&mut [("thinking_tokens", &mut details.thinking_tokens)])?;
                     Some(details)
                 })?;
                 return Some(());
