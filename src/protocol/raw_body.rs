@@ -258,17 +258,7 @@ impl<'a> Scan<'a> {
                     return Some((&self.bytes[start..at], true));
                 }
                 b'\\' => {
-                    let next = match *self.bytes.get(at + 1)? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => at + 2,
-                        b'u' if self
-                            .bytes
-                            .get(at + 2..at + 6)
-                            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
-                        {
-                            at + 6
-                        }
-                        _ => return None,
-                    };
+                    let next = crate::protocol::json::escape_end(self.bytes, at)?;
                     at = crate::protocol::json::find_escape(self.bytes, next)?;
                 }
                 _ => return None, // a raw control character
@@ -276,31 +266,9 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// A number as JSON writes it: `-`, an integer part without leading zeros, then a fraction and an
-    /// exponent, each with digits. What follows is checked by the caller, as punctuation.
+    /// A number in JSON's grammar. What follows is checked by the caller, as punctuation.
     fn number(&mut self) -> Option<()> {
-        let digits = |scan: &mut Self| {
-            let start = scan.at;
-            while scan.bytes.get(scan.at).is_some_and(u8::is_ascii_digit) {
-                scan.at += 1;
-            }
-            scan.at - start
-        };
-        self.at += usize::from(self.bytes[self.at] == b'-');
-        let first = self.at;
-        match digits(self) {
-            0 => return None,
-            n if n > 1 && self.bytes[first] == b'0' => return None,
-            _ => {}
-        }
-        if self.bytes.get(self.at) == Some(&b'.') {
-            self.at += 1;
-            (digits(self) > 0).then_some(())?;
-        }
-        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
-            self.at += 1 + usize::from(matches!(self.bytes.get(self.at + 1), Some(b'+' | b'-')));
-            (digits(self) > 0).then_some(())?;
-        }
+        self.at = crate::protocol::json::number_end(self.bytes, self.at)?;
         Some(())
     }
 

@@ -207,6 +207,46 @@ pub(crate) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     bytes[i..].iter().position(|&b| needs_escape(b)).map(|at| i + at)
 }
 
+/// Where the escape starting with the backslash at `bytes[at]` ends, if it is one JSON has: a `\u` escape
+/// has four hex digits (whatever code point they name, as serde_json checks a raw value).
+pub(crate) fn escape_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match *bytes.get(at + 1)? {
+        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(at + 2),
+        b'u' if bytes.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => Some(at + 6),
+        _ => None,
+    }
+}
+
+/// Where the number starting at `bytes[at]` ends, if JSON's grammar takes it: `-`, an integer part without
+/// leading zeros, then a fraction and an exponent, each with digits. What follows is the caller's to check.
+pub(crate) fn number_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let digits = |at: usize| {
+        bytes
+            .get(at..)
+            .map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count())
+    };
+    let mut at = at + usize::from(bytes.get(at) == Some(&b'-'));
+    match digits(at) {
+        0 => return None,
+        n if n > 1 && bytes[at] == b'0' => return None,
+        n => at += n,
+    }
+    if bytes.get(at) == Some(&b'.') {
+        match digits(at + 1) {
+            0 => return None,
+            n => at += 1 + n,
+        }
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1 + usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
+        match digits(at) {
+            0 => return None,
+            n => at += n,
+        }
+    }
+    Some(at)
+}
+
 fn push_escape(out: &mut Vec<u8>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match byte {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::find_escape;
+use super::{escape_end, find_escape, number_end};
 
 /// Powers of ten an `f64` holds exactly, for [`Reader::f64`].
 const POW10: [f64; 16] = [
@@ -235,28 +235,7 @@ impl<'a> Reader<'a> {
     /// [`number_span`](Self::number_span) without its text: how a number is skipped.
     fn skip_number(&mut self) -> Option<()> {
         self.peek()?;
-        let bytes = self.bytes();
-        let digits = |at: usize| bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-        let mut at = self.at + usize::from(bytes[self.at] == b'-');
-        match digits(at) {
-            0 => return None,
-            n if n > 1 && bytes[at] == b'0' => return None,
-            n => at += n,
-        }
-        if bytes.get(at) == Some(&b'.') {
-            match digits(at + 1) {
-                0 => return None,
-                n => at += 1 + n,
-            }
-        }
-        if matches!(bytes.get(at), Some(b'e' | b'E')) {
-            at += 1 + usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
-            match digits(at) {
-                0 => return None,
-                n => at += n,
-            }
-        }
-        self.at = at;
+        self.at = number_end(self.bytes(), self.at)?;
         self.boundary().then_some(())
     }
 
@@ -387,18 +366,11 @@ impl<'a> Reader<'a> {
 fn escapes_are_whole(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut from = 0;
-    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\\').map(|at| from + at) {
-        from = match bytes.get(at + 1) {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at + 2,
-            Some(b'u')
-                if bytes
-                    .get(at + 2..at + 6)
-                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
-            {
-                at + 6
-            }
-            _ => return false,
-        };
+    while let Some(at) = memchr::memchr(b'\\', &bytes[from..]).map(|at| from + at) {
+        match escape_end(bytes, at) {
+            Some(end) => from = end,
+            None => return false,
+        }
     }
     true
 }
