@@ -85,10 +85,12 @@ struct Message<'a> {
 
 /// A message read by the hand-written JSON reader, in any key order and with any other keys; `None` (the
 /// rare shapes it does not take) goes to serde, which reads it the same way. serde's walk over the nested
-/// structs of optional fields cost more than the whole rest of a converted answer.
-fn message_by_hand(text: &str) -> Option<Message<'_>> {
+/// structs of optional fields cost more than the whole rest of a converted answer. Its content blocks are
+/// read in the same pass, each with its JSON text (its `content` is left empty).
+fn message_by_hand(text: &str) -> Option<(Message<'_>, Vec<(Block<'_>, &str)>)> {
     let mut r = Reader::new(text);
     let mut message = Message::default();
+    let mut blocks = Vec::new();
     let mut seen = Seen::default();
     r.object(|r, key| {
         match key {
@@ -103,7 +105,10 @@ fn message_by_hand(text: &str) -> Option<Message<'_>> {
             "content" => {
                 seen.first(2)?;
                 r.array(|r| {
-                    message.content.push(r.raw()?);
+                    r.peek()?;
+                    let start = r.position();
+                    let block = read_block(r)?;
+                    blocks.push((block, &text[start..r.position()]));
                     Some(())
                 })?;
             }
@@ -124,7 +129,7 @@ fn message_by_hand(text: &str) -> Option<Message<'_>> {
         Some(())
     })?;
     r.end()?;
-    Some(message)
+    Some((message, blocks))
 }
 
 /// A usage object, as [`message_by_hand`] reads it.
@@ -197,29 +202,44 @@ fn read_block<'a>(r: &mut Reader<'a>) -> Option<Block<'a>> {
 
 /// Decodes a whole `message`.
 pub fn decode(body: &[u8]) -> Result<Response, ConvertError> {
-    let message = match std::str::from_utf8(body).ok().and_then(message_by_hand) {
-        Some(message) => message,
-        None => crate::protocol::json::parse(body)
-            .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?,
+    let (message, blocks) = match std::str::from_utf8(body).ok().and_then(message_by_hand) {
+        Some((message, blocks)) => (message, Some(blocks)),
+        None => {
+            let message: Message = crate::protocol::json::parse(body)
+                .map_err(|e| ConvertError::bad_upstream(format!("the upstream's answer is not a message: {e}")))?;
+            (message, None)
+        }
     };
     if message.kind == Some("error") {
         return Err(ConvertError::bad_upstream(
             "the upstream sent an error object with a success status",
         ));
     }
-    let mut output = Vec::with_capacity(message.content.len());
+    let unreadable = |e: serde_json::Error| {
+        ConvertError::bad_upstream(format!("the upstream's answer has an unreadable content block: {e}"))
+    };
+    let blocks = match blocks {
+        Some(blocks) => blocks,
+        None => message
+            .content
+            .iter()
+            .map(|raw| {
+                let block = block_by_hand(raw.get()).map_or_else(|| serde_json::from_str(raw.get()), Ok);
+                Ok((block.map_err(unreadable)?, raw.get()))
+            })
+            .collect::<Result<_, ConvertError>>()?,
+    };
+    let mut output = Vec::with_capacity(blocks.len());
     // Server-tool blocks have no counterpart; the text on either side of them stays two paragraphs.
     let mut skipped = false;
-    for raw in message.content {
-        let block = block_by_hand(raw.get()).map_or_else(|| serde_json::from_str(raw.get()), Ok);
-        let block: Block = block.map_err(|e| {
-            ConvertError::bad_upstream(format!("the upstream's answer has an unreadable content block: {e}"))
-        })?;
+    for (block, raw) in blocks {
         match block.kind {
             // Kept exactly as sent: Anthropic accepts its thinking back only unchanged.
             "thinking" | "redacted_thinking" => output.push(Part::Reasoning(Reasoning {
                 text: block.thinking.unwrap_or_default(),
-                opaque: Some(Opaque::Anthropic { block: raw.to_owned() }),
+                opaque: Some(Opaque::Anthropic {
+                    block: RawValue::from_string(raw.to_owned()).map_err(unreadable)?,
+                }),
             })),
             "text" => {
                 if let Some(text) = block.text.filter(|t| !t.is_empty()) {
@@ -799,7 +819,16 @@ mod tests {
         let both = |bytes: &[u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
             let fast = message_by_hand(text)?;
-            let slow = serde_json::from_str::<Message>(text).map_err(drop);
+            // serde's message, its blocks read from their raw text, as `decode` reads them.
+            let slow = serde_json::from_str::<Message>(text)
+                .map_err(drop)
+                .and_then(|mut message| {
+                    let blocks = std::mem::take(&mut message.content)
+                        .into_iter()
+                        .map(|raw| Ok((serde_json::from_str::<Block>(raw.get()).map_err(drop)?, raw.get())))
+                        .collect::<Result<Vec<_>, ()>>()?;
+                    Ok((message, blocks))
+                });
             Some((format!("Ok({fast:?})"), format!("{slow:?}")))
         };
         crate::protocol::json::check_agreement(&typical, &edge, both);
