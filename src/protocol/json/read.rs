@@ -283,13 +283,16 @@ impl<'a> Reader<'a> {
 
     /// An object, `member` reading each value after its key. Keys with escapes are not taken.
     pub(crate) fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        self.nest(b'{', b'}', |reader| {
-            let key = reader.plain_str()?;
-            if !reader.eat(b':') {
-                return None;
-            }
-            member(reader, key)
-        })
+        self.nest(b'{', b'}', |reader| reader.member(&mut member))
+    }
+
+    /// One member of an object: its key, the colon, and its value as `member` reads it.
+    fn member(&mut self, member: &mut impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        let key = self.plain_str()?;
+        if !self.eat(b':') {
+            return None;
+        }
+        member(self, key)
     }
 
     /// An object of optional counts (`null` or a non-negative integer) under the keys `fields` names, each
@@ -315,18 +318,18 @@ impl<'a> Reader<'a> {
     /// The rest of an object after one of its values, as [`object`](Self::object) reads it: the members
     /// that follow, then the closing brace.
     pub(crate) fn rest_of_object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
-        while !self.eat(b'}') {
-            if !self.eat(b',') {
-                return None;
+        loop {
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    self.depth -= 1;
+                    return Some(());
+                }
+                _ => return None,
             }
-            let key = self.plain_str()?;
-            if !self.eat(b':') {
-                return None;
-            }
-            member(self, key)?;
+            self.member(&mut member)?;
         }
-        self.depth -= 1;
-        Some(())
     }
 
     /// How far the reader has read.
