@@ -20,7 +20,7 @@ pub struct RawBody<'a> {
 }
 
 impl<'a> RawBody<'a> {
-    /// Parses `bytes`, which must hold one JSON object. The strict scan below ([`Members`]) takes a body
+    /// Parses `bytes`, which must hold one JSON object. The strict scan below (`Members`) takes a body
     /// whose top-level keys are plain, as clients write them, at a fraction of serde's cost; serde reads the
     /// rest, and gives the error when the body is not JSON.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
