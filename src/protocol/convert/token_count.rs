@@ -14,11 +14,12 @@ use base64::engine::general_purpose::STANDARD;
 use memchr::memmem;
 use serde::Deserialize;
 use serde_json::Value;
-use tiktoken_rs::CoreBPE;
 
 use body::{Block, Body, Content, Source};
+use vocabulary::Vocabulary;
 
 mod body;
+mod vocabulary;
 
 /// Chat-format overhead per message (role markers and separators).
 const PER_MESSAGE: u64 = 4;
@@ -43,8 +44,8 @@ const MEMO_MIN_BYTES: usize = 32;
 /// Entries per memo generation (two generations are kept, so at most twice this many).
 const MEMO_GENERATION_ENTRIES: usize = 4096;
 
-/// Built once: parsing the 200k-entry vocabulary takes far longer than encoding a prompt.
-static O200K_BASE: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o200k_base().ok());
+/// Built on the first estimate: indexing the 200k-entry vocabulary takes longer than encoding a prompt.
+static O200K_BASE: LazyLock<Option<Vocabulary>> = LazyLock::new(Vocabulary::o200k_base);
 
 /// Token counts of texts seen recently. Agents resend the same system prompt, tool definitions and
 /// history on every turn, and BPE runs at roughly 30 MB/s, so remembering counts turns a few milliseconds
@@ -140,8 +141,8 @@ fn encode_len(text: &str) -> u64 {
         return 0;
     }
     match &*O200K_BASE {
-        Some(bpe) => bpe.encode_ordinary(text).len() as u64,
-        // Unreachable in practice (the vocabulary is compiled in); ~3 bytes per token errs high.
+        Some(vocabulary) => vocabulary.count(text),
+        // Unreachable in practice (the vocabulary and its pattern are compiled in); ~3 bytes per token errs high.
         None => (text.len() as u64).div_ceil(3),
     }
 }
