@@ -17,7 +17,9 @@
 # column 0): oai-mock ant-mock oai-mock-stream ant-mock-stream
 # Environment: ROUTER_BIN (a router binary to measure instead of this tree's), SECONDS_PER_SCENARIO (5),
 # RULES=10 (the ten routing rules of bench/rules.yaml, which every request is checked against and none
-# matches, so the whole rule path is paid).
+# matches, so the whole rule path is paid), PROFILE_DIR (keep each scenario's router dumps there, as
+# NAME.router.*, for `callgrind_annotate --inclusive=yes`; build with CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
+# to see file names and lines).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,13 +84,19 @@ pids+=($router)
 wait_http "http://127.0.0.1:$router_port/health"
 wait_http "http://127.0.0.1:$upstream_port/"
 
-# Sums the instruction totals of the dumps callgrind wrote since the last call (one per thread).
+# Sums the instruction totals of the dumps callgrind wrote since the last call (one per thread); with a
+# second argument, moves them into PROFILE_DIR under that name instead of deleting them.
 dumped() {
-    local prefix=$1 total=0 file
+    local prefix=$1 keep=${2:-} total=0 file
     for file in "$prefix".*; do
         [[ -e $file ]] || continue
         total=$((total + $(sed -n 's/^summary: \([0-9]*\).*/\1/p' "$file")))
-        rm -f "$file"
+        if [[ -n $keep && -n ${PROFILE_DIR:-} ]]; then
+            mkdir -p "$PROFILE_DIR"
+            mv "$file" "$PROFILE_DIR/$keep.router.${file##*.}"
+        else
+            rm -f "$file"
+        fi
     done
     echo "$total"
 }
@@ -138,7 +146,7 @@ for name in "${SCENARIOS[@]}"; do
     fi
     errors=$(sed -n 's/.*err_status=\([0-9]*\).*/\1/p' <<<"$result")
     ((errors == 0)) || echo "bench: $name: $errors non-2xx answers" >&2
-    r=$(($(dumped "$work/router.out") / requests))
+    r=$(($(dumped "$work/router.out" "$name") / requests))
     u=$(($(dumped "$work/upstream.out") / requests))
     # The mock scenarios leave the upstream idle (a few stray instructions at most).
     if ((u < 100)); then

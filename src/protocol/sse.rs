@@ -1,8 +1,9 @@
 //! Server-sent events: an incremental parser that copes with events, lines and UTF-8 characters split across
 //! arbitrary chunk boundaries, and the writer for the frames we emit.
 //!
-//! The parser works on bytes and only turns complete lines into text, so a multi-byte character split between
-//! two network reads is never decoded half-way.
+//! The parser works on bytes and only turns complete events into text, so a multi-byte character split
+//! between two network reads is never decoded half-way. Events relayed untouched are not turned into text at
+//! all: their watchers read bytes ([`EventView`]).
 
 use std::ops::ControlFlow;
 
@@ -14,10 +15,43 @@ pub struct SseEvent {
     pub data: String,
 }
 
-impl SseEvent {
+/// What the stream watchers (usage, errors, end markers) read of an event: its `event:` name and its data
+/// as bytes. Converted streams hand them an [`SseEvent`]; relayed ones a [`RawEvent`], whose data is never
+/// checked as UTF-8, since the bytes go out as they came.
+pub trait EventView {
+    fn name(&self) -> Option<&str>;
+    fn data(&self) -> &[u8];
+
     /// OpenAI's end-of-stream sentinel.
-    pub fn is_done_marker(&self) -> bool {
-        self.data == "[DONE]"
+    fn is_done_marker(&self) -> bool {
+        self.data() == b"[DONE]"
+    }
+}
+
+impl EventView for SseEvent {
+    fn name(&self) -> Option<&str> {
+        self.event.as_deref()
+    }
+
+    fn data(&self) -> &[u8] {
+        self.data.as_bytes()
+    }
+}
+
+/// An event as the upstream sent it, lent by [`SseParser::feed_raw_until`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawEvent<'a> {
+    pub name: Option<&'a str>,
+    pub data: &'a [u8],
+}
+
+impl EventView for RawEvent<'_> {
+    fn name(&self) -> Option<&str> {
+        self.name
+    }
+
+    fn data(&self) -> &[u8] {
+        self.data
     }
 }
 
@@ -46,11 +80,12 @@ pub enum Fed {
 pub struct SseParser {
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
-    /// The event being read. Lent to the callback when complete, then cleared: its buffers are reused,
-    /// so a stream's events cost no allocation each.
-    current: SseEvent,
-    /// The allocation of the last `event:` name, for the next event that has one.
-    spare_name: Option<String>,
+    /// The data lines of the event being read, joined with `\n`, as bytes. Lent to the callback when the
+    /// event is complete, then cleared: the buffers are reused, so a stream's events cost no allocation each.
+    data: Vec<u8>,
+    /// The event's `event:` name (short, so it is made text as it is read).
+    name: String,
+    has_name: bool,
     has_data: bool,
     /// The previous chunk ended in `\r`: a `\n` at the start of the next one belongs to that line end.
     skip_lf: bool,
@@ -75,8 +110,9 @@ impl SseParser {
     pub fn with_max_event(max_event: usize) -> Self {
         Self {
             partial: Vec::new(),
-            current: SseEvent::default(),
-            spare_name: None,
+            data: Vec::new(),
+            name: String::new(),
+            has_name: false,
             has_data: false,
             skip_lf: false,
             event_bytes: 0,
@@ -95,6 +131,27 @@ impl SseParser {
 
     /// Like [`feed`](Self::feed), but stops reading the chunk when `on_event` breaks (a stream's final event).
     pub fn feed_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent) -> ControlFlow<()>) -> Fed {
+        self.feed_lines(chunk, |parser| {
+            let event = parser.take_event();
+            let flow = on_event(&event);
+            parser.give_back(event);
+            flow
+        })
+    }
+
+    /// Like [`feed_until`](Self::feed_until), for events relayed untouched: each is lent as the bytes the
+    /// upstream sent, not checked as UTF-8.
+    pub fn feed_raw_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(RawEvent<'_>) -> ControlFlow<()>) -> Fed {
+        self.feed_lines(chunk, |parser| {
+            on_event(RawEvent {
+                name: parser.has_name.then_some(parser.name.as_str()),
+                data: &parser.data,
+            })
+        })
+    }
+
+    /// Reads the chunk's lines; `dispatch` lends out each completed event.
+    fn feed_lines(&mut self, chunk: &[u8], mut dispatch: impl FnMut(&mut Self) -> ControlFlow<()>) -> Fed {
         if self.too_large {
             return Fed::TooLarge { boundary: None };
         }
@@ -138,7 +195,7 @@ impl SseParser {
                 }
             }
             if dispatched {
-                let flow = on_event(&self.current);
+                let flow = dispatch(self);
                 self.clear_event();
                 if flow.is_break() {
                     return Fed::Stopped { at: next };
@@ -156,8 +213,9 @@ impl SseParser {
     fn give_up(&mut self, boundary: Option<usize>) -> Fed {
         self.too_large = true;
         self.partial = Vec::new();
-        self.current = SseEvent::default();
+        self.data = Vec::new();
         self.has_data = false;
+        self.has_name = false;
         Fed::TooLarge { boundary }
     }
 
@@ -173,7 +231,24 @@ impl SseParser {
         }
         let rest = std::mem::take(&mut self.partial);
         let dispatched = (!rest.is_empty() && self.process_line(&rest)) || self.dispatch();
-        dispatched.then(|| std::mem::take(&mut self.current))
+        dispatched.then(|| self.take_event())
+    }
+
+    /// The complete event as text: its data is checked as UTF-8 once, here, and an invalid sequence (a broken
+    /// upstream) becomes U+FFFD. The buffers move into the event, without a copy.
+    fn take_event(&mut self) -> SseEvent {
+        let data = String::from_utf8(std::mem::take(&mut self.data))
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+        let event = self.has_name.then(|| std::mem::take(&mut self.name));
+        SseEvent { event, data }
+    }
+
+    /// The buffers of an event lent by [`take_event`](Self::take_event), for the next one.
+    fn give_back(&mut self, event: SseEvent) {
+        self.data = event.data.into_bytes();
+        if let Some(name) = event.event {
+            self.name = name;
+        }
     }
 
     /// Bytes received but not yet part of a complete line.
@@ -196,29 +271,18 @@ impl SseParser {
             }
             None => (line, &b""[..]),
         };
-        // Valid UTF-8 is the norm; the lossy path (which re-scans) is only for broken upstreams.
-        let value = match std::str::from_utf8(value) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(value),
-        };
         match field {
             b"data" => {
                 if self.has_data {
-                    self.current.data.push('\n');
+                    self.data.push(b'\n');
                 }
-                self.current.data.push_str(&value);
+                self.data.extend_from_slice(value);
                 self.has_data = true;
             }
             b"event" => {
-                let mut name = self
-                    .current
-                    .event
-                    .take()
-                    .or_else(|| self.spare_name.take())
-                    .unwrap_or_default();
-                name.clear();
-                name.push_str(&value);
-                self.current.event = Some(name);
+                self.name.clear();
+                self.name.push_str(&String::from_utf8_lossy(value));
+                self.has_name = true;
             }
             _ => {}
         }
@@ -237,10 +301,8 @@ impl SseParser {
 
     /// Empties the event lent out (or dropped), keeping its buffers.
     fn clear_event(&mut self) {
-        self.current.data.clear();
-        if let Some(name) = self.current.event.take() {
-            self.spare_name = Some(name);
-        }
+        self.data.clear();
+        self.has_name = false;
     }
 }
 
@@ -317,6 +379,38 @@ mod tests {
         let bytes = STREAM.as_bytes();
         let cuts: Vec<usize> = (1..bytes.len()).collect();
         assert_eq!(parse_in_pieces(bytes, &cuts), expected());
+    }
+
+    fn raw_in_pieces(input: &[u8], cuts: &[usize]) -> Vec<(Option<String>, Vec<u8>)> {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        let mut last = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            parser.feed_raw_until(&input[last..cut], |e| {
+                events.push((e.name.map(str::to_owned), e.data.to_vec()));
+                ControlFlow::Continue(())
+            });
+            last = cut;
+        }
+        events
+    }
+
+    #[test]
+    fn raw_events_are_the_text_events_as_bytes_at_every_split_point() {
+        let bytes = STREAM.as_bytes();
+        let text: Vec<_> = expected().into_iter().map(|e| (e.event, e.data.into_bytes())).collect();
+        for cut in 1..bytes.len() {
+            assert_eq!(raw_in_pieces(bytes, &[cut]), text, "cut at {cut}");
+        }
+    }
+
+    /// Relayed bytes are the upstream's, broken or not; only a converted event is made text, with U+FFFD.
+    #[test]
+    fn invalid_utf8_is_kept_raw_and_replaced_in_text() {
+        let input = b"data: a\xff\xc3\ndata: \xa9b\n\n";
+        assert_eq!(raw_in_pieces(input, &[9]), [(None, b"a\xff\xc3\n\xa9b".to_vec())]);
+        let events = parse_in_pieces(input, &[9]);
+        assert_eq!(events[0].data, "a\u{fffd}\u{fffd}\n\u{fffd}b");
     }
 
     #[test]

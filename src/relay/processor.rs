@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::hub::Usage;
-use crate::protocol::sse::{Fed, SseEvent, SseParser, write_data_event, write_named_event};
+use crate::protocol::sse::{EventView, Fed, SseEvent, SseParser, write_data_event, write_named_event};
 use crate::protocol::{Protocol, anthropic, chat, gemini, messages, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
@@ -100,7 +100,7 @@ impl UsageWatch {
         }
     }
 
-    fn observe(&mut self, event: &SseEvent) {
+    fn observe(&mut self, event: &impl EventView) {
         match self {
             Self::Chat(watch) => watch.observe(event),
             Self::Messages(watch) => watch.observe(event),
@@ -139,7 +139,7 @@ impl Watch {
     }
 
     /// Breaks at the stream's last event: its end marker or an error.
-    fn observe(&mut self, protocol: Protocol, event: &SseEvent) -> ControlFlow<()> {
+    fn observe(&mut self, protocol: Protocol, event: &impl EventView) -> ControlFlow<()> {
         // Before the end marker: Gemini's last chunk carries the final usage.
         self.usage.observe(event);
         let error = stream_error(protocol, event);
@@ -193,7 +193,7 @@ impl StreamProcessor for PassThrough {
             watch,
             ..
         } = self;
-        match parser.feed_until(&chunk, |event| watch.observe(*protocol, event)) {
+        match parser.feed_raw_until(&chunk, |event| watch.observe(*protocol, &event)) {
             Fed::Read { boundary: None } => {
                 self.held.extend_from_slice(&chunk);
                 Bytes::new()
@@ -404,7 +404,7 @@ fn event_too_large(max_event: usize) -> String {
 }
 
 /// An error event in an upstream stream, or `None` for a normal event.
-fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError> {
+fn stream_error(upstream: Protocol, event: &impl EventView) -> Option<StreamStartError> {
     match upstream {
         Protocol::OpenAi => openai_stream_event_error(event),
         Protocol::Anthropic => anthropic_stream_event_error(event),
@@ -417,7 +417,7 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
             Some(StreamStartError {
                 upstream,
                 status,
-                body: event.data.as_bytes().to_vec(),
+                body: event.data().to_vec(),
             })
         }
     }
@@ -425,10 +425,10 @@ fn stream_error(upstream: Protocol, event: &SseEvent) -> Option<StreamStartError
 
 /// OpenAI streams end with `data: [DONE]`; Anthropic streams with `message_stop`; Responses streams with
 /// their terminal event; Gemini streams with the chunk that carries the `finishReason`.
-fn is_end_marker(protocol: Protocol, event: &SseEvent) -> bool {
+fn is_end_marker(protocol: Protocol, event: &impl EventView) -> bool {
     match protocol {
         Protocol::OpenAi => event.is_done_marker(),
-        Protocol::Anthropic => event.event.as_deref() == Some("message_stop"),
+        Protocol::Anthropic => event.name() == Some("message_stop"),
         Protocol::Responses => responses::is_terminal(event),
         Protocol::Gemini => gemini::is_last_chunk(event),
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::convert::ConvertError;
 use crate::protocol::hub::{Event, Part, Reasoning, Response, StopReason, ToolCall, ToolKind, Usage};
 use crate::protocol::json::{Reader, Seen, push_opt_str, push_str, push_u64};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::{EventView, SseEvent};
 
 #[derive(Deserialize, Default, Debug)]
 struct Completion {

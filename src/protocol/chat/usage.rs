@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 use super::response::{ChatUsage, CompletionDetails, PromptDetails};
 use crate::protocol::hub::Usage;
 use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 // Built once: making a searcher costs more than running it over an event.
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
@@ -71,8 +71,8 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &SseEvent) {
-        let data = event.data.as_bytes();
+    pub fn observe(&mut self, event: &impl EventView) {
+        let data = event.data();
         if !self.content {
             // The role chunk has `"content":""`: only a non-empty delta is content.
             self.content = CONTENT.iter().any(|key| has_non_empty(data, key));
@@ -94,6 +94,7 @@ impl UsageWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::SseEvent;
 
     fn event(data: &str) -> SseEvent {
         SseEvent {

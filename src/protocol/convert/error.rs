@@ -9,6 +9,9 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
+use crate::protocol::json::key_finder;
+use crate::protocol::sse::EventView;
+#[cfg(test)]
 use crate::protocol::sse::SseEvent;
 use crate::protocol::{ErrorShape, Protocol, anthropic, gemini, openai};
 
@@ -478,21 +481,20 @@ fn error_to_google(status: u16, body: &[u8], retry_after: Option<u64>) -> Client
 /// vLLM's `{"object":"error",…}`); the OpenAI SDK raises on the same condition (§3.2).
 /// A cheap test run on every stream event before any JSON is parsed: an error event is named `error` or
 /// has an `"error"` key or value somewhere in its data.
-fn may_be_error(event: &SseEvent) -> bool {
+fn may_be_error(event: &impl EventView) -> bool {
     // Built once: making a searcher costs more than running it over an event.
-    static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
-    event.event.as_deref() == Some("error") || ERROR_KEY.find(event.data.as_bytes()).is_some()
+    static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| key_finder(br#""error""#));
+    event.name() == Some("error") || ERROR_KEY.find(event.data()).is_some()
 }
 
-pub(crate) fn openai_event_error(event: &SseEvent) -> Option<OpenAiErrorInfo> {
+pub(crate) fn openai_event_error(event: &impl EventView) -> Option<OpenAiErrorInfo> {
     if event.is_done_marker() || !may_be_error(event) {
         return None;
     }
-    let json: Value = match serde_json::from_str(&event.data) {
+    let json: Value = match serde_json::from_slice(event.data()) {
         Ok(json) => json,
-        Err(_) if event.event.as_deref() == Some("error") => {
-            return Some(OpenAiErrorInfo::raw(event.data.as_bytes()));
+        Err(_) if event.name() == Some("error") => {
+            return Some(OpenAiErrorInfo::raw(event.data()));
         }
         Err(_) => return None,
     };
@@ -502,14 +504,13 @@ pub(crate) fn openai_event_error(event: &SseEvent) -> Option<OpenAiErrorInfo> {
         Some(Value::Object(o)) => !o.is_empty(),
         Some(_) => true,
     };
-    let is_error = has_error
-        || json.get("object").and_then(Value::as_str) == Some("error")
-        || event.event.as_deref() == Some("error");
+    let is_error =
+        has_error || json.get("object").and_then(Value::as_str) == Some("error") || event.name() == Some("error");
     is_error.then(|| OpenAiErrorInfo::from_json(&json))
 }
 
 /// The first event of a 2xx stream from an OpenAI-compatible upstream: `Some` when it is really an error.
-pub fn openai_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
+pub fn openai_stream_event_error(event: &impl EventView) -> Option<StreamStartError> {
     let info = openai_event_error(event)?;
     let status = info.implied_status();
     Some(StreamStartError {
@@ -520,17 +521,17 @@ pub fn openai_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
 }
 
 /// Whether an event from an Anthropic stream is an error event; returns its (type, message).
-pub(crate) fn anthropic_event_error(event: &SseEvent) -> Option<(String, String)> {
+pub(crate) fn anthropic_event_error(event: &impl EventView) -> Option<(String, String)> {
     if !may_be_error(event) {
         return None;
     }
-    let json: Option<Value> = serde_json::from_str(&event.data).ok();
+    let json: Option<Value> = serde_json::from_slice(event.data()).ok();
     let typed_error = json.as_ref().and_then(|j| j.get("type")).and_then(Value::as_str) == Some("error");
-    if event.event.as_deref() != Some("error") && !typed_error {
+    if event.name() != Some("error") && !typed_error {
         return None;
     }
     let Some(json) = json else {
-        return Some(("api_error".into(), raw_prefix(event.data.as_bytes())));
+        return Some(("api_error".into(), raw_prefix(event.data())));
     };
     let error = json.get("error").unwrap_or(&json);
     let field = |key| error.get(key).and_then(Value::as_str).unwrap_or("");
@@ -542,9 +543,9 @@ pub(crate) fn anthropic_event_error(event: &SseEvent) -> Option<(String, String)
 }
 
 /// The first event of a 2xx stream from an Anthropic upstream: `Some` when it is an `error` event.
-pub fn anthropic_stream_event_error(event: &SseEvent) -> Option<StreamStartError> {
+pub fn anthropic_stream_event_error(event: &impl EventView) -> Option<StreamStartError> {
     let (kind, message) = anthropic_event_error(event)?;
-    let request_id: Option<String> = serde_json::from_str::<Value>(&event.data)
+    let request_id: Option<String> = serde_json::from_slice::<Value>(event.data())
         .ok()
         .and_then(|j| j.get("request_id")?.as_str().map(str::to_owned));
     Some(StreamStartError {

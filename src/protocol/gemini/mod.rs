@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 use crate::protocol::json::{push_plain, push_str, push_u64};
 
@@ -98,8 +98,8 @@ fn write_error(status: u16, message: &str, retry_after: Option<u64>) -> Vec<u8> 
 }
 
 /// The status of an error chunk in a Gemini stream (`{"error":{"code",…}}`), or `None` for a normal chunk.
-pub fn stream_error(event: &SseEvent) -> Option<u16> {
-    if !event.data.trim_start().starts_with(r#"{"error""#) {
+pub fn stream_error(event: &impl EventView) -> Option<u16> {
+    if !event.data().trim_ascii_start().starts_with(br#"{"error""#) {
         return None;
     }
     #[derive(Deserialize)]
@@ -111,17 +111,17 @@ pub fn stream_error(event: &SseEvent) -> Option<u16> {
         #[serde(default)]
         code: Option<u16>,
     }
-    let chunk: Chunk = serde_json::from_str(&event.data).ok()?;
+    let chunk: Chunk = serde_json::from_slice(event.data()).ok()?;
     Some(chunk.error.code.filter(|code| (400..600).contains(code)).unwrap_or(500))
 }
 
 /// Whether a Gemini stream chunk is its last: the one that carries the `finishReason` (a Gemini stream has
 /// no end marker of its own; reference §5.1).
-pub fn is_last_chunk(event: &SseEvent) -> bool {
+pub fn is_last_chunk(event: &impl EventView) -> bool {
     // Built once: making a searcher costs more than running it over a chunk.
     static FINISH: LazyLock<memchr::memmem::Finder<'static>> =
-        LazyLock::new(|| memchr::memmem::Finder::new(br#""finishReason""#));
-    FINISH.find(event.data.as_bytes()).is_some()
+        LazyLock::new(|| crate::protocol::json::key_finder(br#""finishReason""#));
+    FINISH.find(event.data()).is_some()
 }
 
 /// What a Gemini upstream said about an error, for conversion into another client's error shape.

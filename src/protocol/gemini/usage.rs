@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 use super::response::UsageMetadata;
 use crate::protocol::hub::Usage;
 use crate::protocol::json::{count_of, has_non_empty, key_finder, value_of_last_key};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usageMetadata""#));
 static CONTENT: LazyLock<[Finder<'static>; 2]> =
@@ -53,8 +53,8 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &SseEvent) {
-        let data = event.data.as_bytes();
+    pub fn observe(&mut self, event: &impl EventView) {
+        let data = event.data();
         if !self.content {
             self.content = CONTENT.iter().any(|key| has_non_empty(data, key));
         }
@@ -73,6 +73,7 @@ impl UsageWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::SseEvent;
 
     #[test]
     fn the_last_usage_metadata_counts() {

@@ -82,7 +82,8 @@ pub(crate) fn count_of(json: &[u8], quoted_key: &memchr::memmem::Finder<'_>) -> 
     Some(Some(n))
 }
 
-/// A searcher for a JSON key, built once: making one costs more than running it. memchr's prefilter looks
+/// A searcher for a JSON key (or any needle searched for in JSON), built once: making one costs more than
+/// running it. memchr's prefilter looks
 /// for the needle's two rarest bytes; by its default (text) ranking a quote is rare, but in JSON it is
 /// everywhere, and a prefilter that matches at every key costs several times a plain scan. This ranking
 /// makes JSON's punctuation and digits the most common bytes, then letters by English frequency.

@@ -10,7 +10,7 @@ use memchr::memmem::Finder;
 use super::response::{AnthropicUsage, OutputDetails};
 use crate::protocol::hub::Usage;
 use crate::protocol::json::{count_of, key_finder, value_of_last_key};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
 
@@ -56,11 +56,11 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &SseEvent) {
-        match event.event.as_deref() {
+    pub fn observe(&mut self, event: &impl EventView) {
+        match event.name() {
             Some("content_block_delta") => self.content = true,
             Some("message_start" | "message_delta") => {
-                if let Some(later) = wire_usage(event.data.as_bytes()) {
+                if let Some(later) = wire_usage(event.data()) {
                     self.usage.get_or_insert_default().merge(&later);
                 }
             }
@@ -80,6 +80,7 @@ impl UsageWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::SseEvent;
 
     fn event(name: &str, data: &str) -> SseEvent {
         SseEvent {

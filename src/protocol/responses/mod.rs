@@ -10,10 +10,10 @@ pub mod stream;
 pub mod tools;
 pub mod usage;
 
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 /// The events that end a Responses stream.
-pub fn is_terminal(event: &SseEvent) -> bool {
+pub fn is_terminal(event: &impl EventView) -> bool {
     matches!(
         event_type(event),
         Some("response.completed" | "response.incomplete" | "response.failed" | "error")
@@ -21,23 +21,24 @@ pub fn is_terminal(event: &SseEvent) -> bool {
 }
 
 /// The event's type: its `event:` line, or the `type` in its JSON for hosts that omit the line.
-pub(crate) fn event_type(event: &SseEvent) -> Option<&str> {
-    if let Some(name) = event.event.as_deref() {
+pub(crate) fn event_type(event: &impl EventView) -> Option<&str> {
+    if let Some(name) = event.name() {
         return Some(name);
     }
-    let at = event.data.find(r#""type":""#)? + 8;
-    let end = event.data[at..].find('"')?;
-    Some(&event.data[at..at + end])
+    let data = event.data();
+    let at = memchr::memmem::find(data, br#""type":""#)? + 8;
+    let end = memchr::memchr(b'"', &data[at..])?;
+    std::str::from_utf8(&data[at..at + end]).ok()
 }
 
 /// The error a Responses upstream reports in a stream, as `(status, OpenAI error body)`: an `error` event, or
 /// `response.failed` with its `response.error`.
-pub fn stream_error(event: &SseEvent) -> Option<(u16, Vec<u8>)> {
+pub fn stream_error(event: &impl EventView) -> Option<(u16, Vec<u8>)> {
     let kind = event_type(event)?;
     if kind != "error" && kind != "response.failed" {
         return None;
     }
-    let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+    let data: serde_json::Value = serde_json::from_slice(event.data()).ok()?;
     let error = match kind {
         "error" => data.get("error").unwrap_or(&data),
         _ => data.get("response")?.get("error")?,
@@ -65,6 +66,7 @@ pub fn stream_error(event: &SseEvent) -> Option<(u16, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::SseEvent;
 
     #[test]
     fn terminal_and_error_events() {

@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 use super::response::{InputDetails, OutputDetails, UpstreamUsage};
 use crate::protocol::hub::Usage;
 use crate::protocol::json::{count_of, key_finder, value_of_last_key};
-use crate::protocol::sse::SseEvent;
+use crate::protocol::sse::EventView;
 
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""usage""#));
 
@@ -55,11 +55,11 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &SseEvent) {
+    pub fn observe(&mut self, event: &impl EventView) {
         match super::event_type(event) {
             Some(kind) if kind.ends_with(".delta") => self.content = true,
             Some("response.completed" | "response.incomplete" | "response.failed") => {
-                self.usage = answer_usage(event.data.as_bytes()).or(self.usage);
+                self.usage = answer_usage(event.data()).or(self.usage);
             }
             _ => {}
         }
@@ -77,6 +77,7 @@ impl UsageWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sse::SseEvent;
 
     fn event(name: &str, data: &str) -> SseEvent {
         SseEvent {

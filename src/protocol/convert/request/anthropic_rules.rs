@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::ModelOptions;
 use crate::protocol::convert::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature};
+use crate::protocol::json::key_finder;
 use crate::protocol::raw_body::RawBody;
 
 /// Anthropic's smallest accepted `thinking.budget_tokens`.
@@ -28,10 +29,10 @@ pub const MIN_THINKING_BUDGET: u64 = 1024;
 /// the upstream reports the error in its own words.
 pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Option<Map<String, Value>> {
     // The searchers are built once: making one costs more than running it over a request.
-    static MINTED: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(ROUTER_SIGNATURE_PREFIX));
-    static TTL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"ttl\""));
-    static TOP_P: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"top_p\""));
-    static TEMPERATURE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"temperature\""));
+    static MINTED: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(ROUTER_SIGNATURE_PREFIX.as_bytes()));
+    static TTL: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""ttl""#));
+    static TOP_P: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""top_p""#));
+    static TEMPERATURE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""temperature""#));
     let contains = |finder: &Finder| finder.find(body).is_some();
     let maybe_minted = contains(&MINTED);
     let maybe_ttl = !options.anthropic_native && contains(&TTL);
