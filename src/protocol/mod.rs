@@ -19,7 +19,7 @@ pub mod features;
 pub mod fields;
 pub mod gemini;
 pub mod hub;
-mod json;
+pub(crate) mod json;
 pub mod messages;
 pub mod openai;
 pub mod raw_body;

@@ -280,8 +280,11 @@ impl SseParser {
                 self.has_data = true;
             }
             b"event" => {
-                self.name.clear();
-                self.name.push_str(&String::from_utf8_lossy(value));
+                // A stream repeats a few names: the last one's text is kept, and made again only for another.
+                if self.name.as_bytes() != value {
+                    self.name.clear();
+                    self.name.push_str(&String::from_utf8_lossy(value));
+                }
                 self.has_name = true;
             }
             _ => {}

@@ -79,6 +79,99 @@ struct Watch {
     end: Option<StreamEnd>,
     early_error: Option<StreamStartError>,
     usage: UsageWatch,
+    quiet: QuietEvents,
+}
+
+/// Relayed events that differ from one already watched only in the text of one string, the delta's text,
+/// and would be watched the same way (see [`Quiet::covers`]): found, each costs two comparisons instead
+/// of a usage and an error search over its bytes.
+///
+/// Only for Chat streams, whose watches read keys and values that are not the text. A Messages watch reads
+/// the event's name first and is already cheap: learning cost it more than skipping saved (measured on the
+/// benchmark's stream). Responses takes an event's type from its data when the `event:` line is missing,
+/// and a Gemini chunk's first content depends on its text being empty or not.
+#[derive(Default)]
+struct QuietEvents {
+    /// The data of the last quiet event watched in full, to find where the next one differs from it.
+    last: Vec<u8>,
+    learned: Option<Quiet>,
+    /// Quiet events in a row the learned layout did not cover: one is a stream's last chunk, two in a row
+    /// a new layout (reasoning deltas giving way to content, say).
+    misses: u8,
+    /// Times a layout was looked for; a stream whose events keep changing elsewhere stops paying for it.
+    lessons: u8,
+}
+
+/// The layout of a quiet event: its name and the bytes before and after its text.
+struct Quiet {
+    name: Option<String>,
+    before: Vec<u8>,
+    after: Vec<u8>,
+}
+
+const MAX_LESSONS: u8 = 4;
+const MISSES_BEFORE_RELEARNING: u8 = 2;
+
+impl Quiet {
+    /// Whether `event` is this quiet event with other text. The text must hold no quote, even escaped, and
+    /// whole escapes only, so it cannot end the string early or run on past it, and no watched key can
+    /// start or end in it: every byte outside it is the quiet event's own. The quiet event was watched in
+    /// full and told nothing (no usage, no error, no end; its first content was already seen), and its text
+    /// is a value, not a key, so the same bytes around other text tell nothing either. A text that is
+    /// itself a watched word could complete a quoted key with the quotes around it: those are watched in
+    /// full.
+    fn covers(&self, event: &impl EventView) -> bool {
+        let data = event.data();
+        event.name() == self.name.as_deref()
+            && data.len() >= self.before.len() + self.after.len()
+            && data.starts_with(&self.before)
+            && data.ends_with(&self.after)
+            && quiet_text(&data[self.before.len()..data.len() - self.after.len()])
+    }
+}
+
+/// Text that can stand in a quiet event: plain, and none of the words the watches search for as keys.
+fn quiet_text(text: &[u8]) -> bool {
+    !matches!(text, b"usage" | b"error") && crate::protocol::json::is_plain_string_text(text)
+}
+
+impl QuietEvents {
+    /// After `event` was watched in full and told nothing: where it differs from the last such event is
+    /// its text, if that falls in a string value whose text is quiet. An event with an `"error"` anywhere
+    /// teaches nothing: whether it is an error can turn on a string (`{"error":""}` is none).
+    fn learn(&mut self, event: &impl EventView) {
+        let data = event.data();
+        if memchr::memmem::find(data, br#""error""#).is_some() {
+            return;
+        }
+        let relearn = self.learned.is_none() || self.misses >= MISSES_BEFORE_RELEARNING;
+        if relearn && self.lessons < MAX_LESSONS && !self.last.is_empty() {
+            self.lessons += 1;
+            self.misses = 0;
+            if let Some(text) = crate::protocol::json::string_value_around(data, common_prefix(data, &self.last))
+                && quiet_text(&data[text.clone()])
+            {
+                self.learned = Some(Quiet {
+                    name: event.name().map(str::to_owned),
+                    before: data[..text.start].to_vec(),
+                    after: data[text.end..].to_vec(),
+                });
+            }
+        }
+        self.last.clear();
+        self.last.extend_from_slice(data);
+    }
+}
+
+/// How many bytes `a` and `b` start with in common; compared sixteen at a time first.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let whole = a
+        .chunks_exact(16)
+        .zip(b.chunks_exact(16))
+        .take_while(|(a, b)| a == b)
+        .count()
+        * 16;
+    whole + a[whole..].iter().zip(&b[whole..]).take_while(|(a, b)| a == b).count()
 }
 
 /// Each protocol's watch of usage and first content in events relayed untouched (a byte scan per event;
@@ -100,7 +193,8 @@ impl UsageWatch {
         }
     }
 
-    fn observe(&mut self, event: &impl EventView) {
+    /// `true` when the event carried usage.
+    fn observe(&mut self, event: &impl EventView) -> bool {
         match self {
             Self::Chat(watch) => watch.observe(event),
             Self::Messages(watch) => watch.observe(event),
@@ -135,13 +229,19 @@ impl Watch {
             end: None,
             early_error: None,
             usage: UsageWatch::new(protocol),
+            quiet: QuietEvents::default(),
         }
     }
 
     /// Breaks at the stream's last event: its end marker or an error.
     fn observe(&mut self, protocol: Protocol, event: &impl EventView) -> ControlFlow<()> {
+        if self.quiet.learned.as_ref().is_some_and(|quiet| quiet.covers(event)) {
+            self.started = true;
+            self.quiet.misses = 0;
+            return ControlFlow::Continue(());
+        }
         // Before the end marker: Gemini's last chunk carries the final usage.
-        self.usage.observe(event);
+        let usage = self.usage.observe(event);
         let error = stream_error(protocol, event);
         let first = !self.started;
         self.started = true;
@@ -152,6 +252,11 @@ impl Watch {
             }
         } else if is_end_marker(protocol, event) {
             self.end = Some(StreamEnd::COMPLETE);
+        }
+        let told_nothing = !usage && self.end.is_none() && self.usage.content_started();
+        if told_nothing && matches!(protocol, Protocol::OpenAi) {
+            self.quiet.misses = self.quiet.misses.saturating_add(1);
+            self.quiet.learn(event);
         }
         if self.end.is_some() {
             ControlFlow::Break(())
@@ -454,8 +559,172 @@ pub fn in_band_error(protocol: Protocol, message: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
-    use crate::protocol::sse::DEFAULT_MAX_EVENT;
+    use crate::protocol::sse::{DEFAULT_MAX_EVENT, RawEvent};
+
+    /// Texts for the events below: plain, escaped, a watched word, and ones that are not plain.
+    const TEXTS: [&str; 10] = [
+        "hi", " world", "usage", "error", r#"a\"b"#, r"x\\", r"\n", "", r"\u00e9", "é",
+    ];
+
+    /// Chat events: text deltas (also around a watched key and with usage), errors of both shapes, usage,
+    /// a chunk whose varying string is its `object`, and the end.
+    fn chat_event(kind: usize, text: &str) -> (Option<&'static str>, String) {
+        let data = match kind {
+            0..=3 => format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":0,"delta":{{"content":"{text}"}}}}],"usage":null}}"#
+            ),
+            4 => format!(
+                r#"{{"id":"c","choices":[{{"delta":{{"content":"{text}"}}}}],"usage":{{"prompt_tokens":5,"completion_tokens":2}}}}"#
+            ),
+            5 => format!(r#"{{"object":"{text}","choices":[]}}"#),
+            6 => r#"{"error":{"message":"boom","type":"server_error"}}"#.to_owned(),
+            7 => format!(
+                r#"{{"choices":[],"usage":{{"prompt_tokens":3,"completion_tokens":{}}}}}"#,
+                text.len()
+            ),
+            8 => format!(r#"{{"id":"c","error":"{text}","choices":[]}}"#),
+            _ => "[DONE]".to_owned(),
+        };
+        (None, data)
+    }
+
+    /// Messages events: text deltas, usage, an error event, a delta named `error`, and the end.
+    fn messages_event(kind: usize, text: &str) -> (Option<&'static str>, String) {
+        let delta = |text: &str| {
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#)
+        };
+        match kind {
+            0..=4 => (Some("content_block_delta"), delta(text)),
+            5 => (
+                Some("message_delta"),
+                format!(
+                    r#"{{"type":"message_delta","usage":{{"output_tokens":{}}}}}"#,
+                    text.len()
+                ),
+            ),
+            6 => (
+                Some("error"),
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#.to_owned(),
+            ),
+            7 => (Some("error"), delta(text)),
+            8 => (
+                Some("content_block_delta"),
+                format!(r#"{{"type":"error","error":{{"message":"{text}"}}}}"#),
+            ),
+            _ => (Some("message_stop"), r#"{"type":"message_stop"}"#.to_owned()),
+        }
+    }
+
+    /// What a watch has concluded after each event: skipping quiet events must never change it.
+    fn verdicts(
+        protocol: Protocol,
+        events: &[(Option<&str>, String)],
+        learn: bool,
+    ) -> Vec<(bool, Option<StreamEnd>, Option<Usage>, bool)> {
+        let mut watch = Watch::new(protocol);
+        if !learn {
+            watch.quiet.lessons = MAX_LESSONS;
+        }
+        let mut seen = Vec::new();
+        for (name, data) in events {
+            let flow = watch.observe(
+                protocol,
+                &RawEvent {
+                    name: *name,
+                    data: data.as_bytes(),
+                },
+            );
+            seen.push((
+                flow.is_break(),
+                watch.end,
+                watch.usage.usage(),
+                watch.usage.content_started(),
+            ));
+            if flow.is_break() {
+                break;
+            }
+        }
+        seen
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn skipping_quiet_events_concludes_what_reading_them_does(
+            chat in any::<bool>(),
+            // Runs of one kind of event with several texts: what a layout is learned from.
+            runs in prop::collection::vec((0usize..10, prop::collection::vec(0usize..TEXTS.len(), 1..5)), 1..10),
+        ) {
+            let (protocol, event): (_, fn(usize, &str) -> _) = match chat {
+                true => (Protocol::OpenAi, chat_event),
+                false => (Protocol::Anthropic, messages_event),
+            };
+            let events: Vec<_> = runs
+                .iter()
+                .flat_map(|(kind, texts)| texts.iter().map(|&text| event(*kind, TEXTS[text])))
+                .collect();
+            prop_assert_eq!(verdicts(protocol, &events, true), verdicts(protocol, &events, false));
+        }
+    }
+
+    #[test]
+    fn text_deltas_of_one_layout_are_covered_and_others_are_read() {
+        let mut watch = Watch::new(Protocol::OpenAi);
+        for text in ["Hel", "lo", " there"] {
+            let (_, data) = chat_event(0, text);
+            assert!(
+                watch
+                    .observe(
+                        Protocol::OpenAi,
+                        &RawEvent {
+                            name: None,
+                            data: data.as_bytes()
+                        }
+                    )
+                    .is_continue()
+            );
+        }
+        let quiet = watch.quiet.learned.as_ref().expect("a layout is learned");
+        let (_, next) = chat_event(0, r"more\ntext");
+        assert!(quiet.covers(&RawEvent {
+            name: None,
+            data: next.as_bytes()
+        }));
+        for text in ["usage", "error", r#"say \"hi\""#, "trailing\\"] {
+            let (_, data) = chat_event(0, text);
+            assert!(
+                !quiet.covers(&RawEvent {
+                    name: None,
+                    data: data.as_bytes()
+                }),
+                "{text}"
+            );
+        }
+        // vLLM's error shape in a layout learned from its `object`: the word is read in full.
+        let mut watch = Watch::new(Protocol::OpenAi);
+        let (_, first) = chat_event(0, "x");
+        let _ = watch.observe(
+            Protocol::OpenAi,
+            &RawEvent {
+                name: None,
+                data: first.as_bytes(),
+            },
+        );
+        for object in ["chat.completion.chunk", "chunk", "error"] {
+            let (_, data) = chat_event(5, object);
+            let _ = watch.observe(
+                Protocol::OpenAi,
+                &RawEvent {
+                    name: None,
+                    data: data.as_bytes(),
+                },
+            );
+        }
+        assert_eq!(watch.end.map(|end| end.status), Some(500));
+    }
 
     fn feed(p: &mut PassThrough, input: &str, cut: usize) -> Vec<u8> {
         let mut out = Vec::new();

@@ -71,15 +71,16 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &impl EventView) {
+    /// Reads one event; `true` when it carried usage.
+    pub fn observe(&mut self, event: &impl EventView) -> bool {
         let data = event.data();
         if !self.content {
             // The role chunk has `"content":""`: only a non-empty delta is content.
             self.content = CONTENT.iter().any(|key| has_non_empty(data, key));
         }
-        if let Some(usage) = answer_usage(data) {
-            self.usage = Some(usage);
-        }
+        let usage = answer_usage(data);
+        self.usage = usage.or(self.usage);
+        usage.is_some()
     }
 
     pub fn usage(&self) -> Option<Usage> {

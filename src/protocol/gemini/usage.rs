@@ -53,12 +53,15 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &impl EventView) {
+    /// Reads one event; `true` when it carried usage.
+    pub fn observe(&mut self, event: &impl EventView) -> bool {
         let data = event.data();
         if !self.content {
             self.content = CONTENT.iter().any(|key| has_non_empty(data, key));
         }
-        self.usage = answer_usage(data).or(self.usage);
+        let usage = answer_usage(data);
+        self.usage = usage.or(self.usage);
+        usage.is_some()
     }
 
     pub fn usage(&self) -> Option<Usage> {

@@ -208,6 +208,47 @@ pub(crate) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     bytes[i..].iter().position(|&b| needs_escape(b)).map(|at| i + at)
 }
 
+/// The text between the quotes of the string *value* that holds byte `at` of `json` (`at` may be its
+/// closing quote), found by reading strings from the start: outside a string, every quote opens one. `None`
+/// when `at` is not in a string, when that string is an object's key (a colon follows it), or when a
+/// string before it does not end.
+pub(crate) fn string_value_around(json: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
+    let mut from = 0;
+    loop {
+        let open = from + memchr::memchr(b'"', json.get(from..)?)?;
+        if open >= at {
+            return None;
+        }
+        let mut end = open + 1;
+        loop {
+            end = find_escape(json, end)?;
+            match json[end] {
+                b'"' => break,
+                b'\\' => end = escape_end(json, end)?,
+                _ => return None, // a raw control character
+            }
+        }
+        if at <= end {
+            let next = json[end + 1..].iter().find(|b| !b.is_ascii_whitespace());
+            return (next != Some(&b':')).then_some(open + 1..end);
+        }
+        from = end + 1;
+    }
+}
+
+/// Whether `text` can stand between a string's quotes as it is, with no quote in it: no raw control
+/// character, no quote (escaped or not), and only whole escapes.
+pub(crate) fn is_plain_string_text(text: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(found) = find_escape(text, at) {
+        match escape_end(text, found) {
+            Some(end) if text[found] == b'\\' && text[found + 1] != b'"' => at = end,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Where the escape starting with the backslash at `bytes[at]` ends, if it is one JSON has: a `\u` escape
 /// has four hex digits (whatever code point they name, as serde_json checks a raw value).
 pub(crate) fn escape_end(bytes: &[u8], at: usize) -> Option<usize> {
@@ -831,6 +872,50 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn the_string_value_around_a_byte() {
+        let json = br#"{"a\"b":"x\"y", "k" : 1, "v":"", "t": "tail"}"#;
+        let at = |needle: &[u8]| memchr::memmem::find(json, needle).unwrap();
+        // Inside a value, at its closing quote, and in an empty one.
+        assert_eq!(string_value_around(json, at(b"y\"")), Some(at(b"x\\")..at(b"y\"") + 1));
+        assert_eq!(
+            string_value_around(json, at(b"\", \"k")),
+            Some(at(b"x\\")..at(b"\", \"k"))
+        );
+        assert_eq!(
+            string_value_around(json, at(b"\"\", \"t") + 1),
+            Some(at(b"\"\", \"t") + 1..at(b"\"\", \"t") + 1)
+        );
+        assert_eq!(
+            string_value_around(json, at(b"ail")),
+            Some(at(b"tail")..at(b"tail") + 4)
+        );
+        // Keys (also one with an escaped quote, and one with space before its colon), and between strings.
+        assert_eq!(string_value_around(json, 3), None);
+        assert_eq!(string_value_around(json, at(b"k\"")), None);
+        assert_eq!(string_value_around(json, at(b"1,")), None);
+        // A string that does not end, or holds a raw control character.
+        assert_eq!(string_value_around(b"{\"a\":\"xy", 7), None);
+        assert_eq!(string_value_around(b"{\"a\":\"x\ny\"}", 7), None);
+    }
+
+    #[test]
+    fn plain_string_text() {
+        for plain in [
+            &b""[..],
+            b"hello",
+            b"line\\nnext",
+            b"back\\\\",
+            b"\\u00e9",
+            "é".as_bytes(),
+        ] {
+            assert!(is_plain_string_text(plain), "{plain:?}");
+        }
+        for not in [&b"a\"b"[..], b"a\\\"b", b"trailing\\", b"\\u00", b"\\x", b"tab\there"] {
+            assert!(!is_plain_string_text(not), "{not:?}");
+        }
+    }
 
     #[test]
     fn counts_are_found_and_anything_unusual_declines() {

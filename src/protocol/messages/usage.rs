@@ -56,16 +56,19 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &impl EventView) {
+    /// Reads one event; `true` when it carried usage.
+    pub fn observe(&mut self, event: &impl EventView) -> bool {
         match event.name() {
             Some("content_block_delta") => self.content = true,
             Some("message_start" | "message_delta") => {
                 if let Some(later) = wire_usage(event.data()) {
                     self.usage.get_or_insert_default().merge(&later);
+                    return true;
                 }
             }
             _ => {}
         }
+        false
     }
 
     pub fn usage(&self) -> Option<Usage> {

@@ -55,14 +55,18 @@ pub struct UsageWatch {
 }
 
 impl UsageWatch {
-    pub fn observe(&mut self, event: &impl EventView) {
+    /// Reads one event; `true` when it carried usage.
+    pub fn observe(&mut self, event: &impl EventView) -> bool {
         match super::event_type(event) {
             Some(kind) if kind.ends_with(".delta") => self.content = true,
             Some("response.completed" | "response.incomplete" | "response.failed") => {
-                self.usage = answer_usage(event.data()).or(self.usage);
+                let usage = answer_usage(event.data());
+                self.usage = usage.or(self.usage);
+                return usage.is_some();
             }
             _ => {}
         }
+        false
     }
 
     pub fn usage(&self) -> Option<Usage> {
