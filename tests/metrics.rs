@@ -381,18 +381,17 @@ async fn scripted_traffic_is_counted_exactly() {
         config(&good.base(), &bad.base(), &limited.base(), &ant.base(), extra),
     )
     .unwrap();
+    // A scrape that began before the swap renders the old snapshot's states beside the new count: wait for
+    // both, then check that nothing else was counted.
     let s = scrape_until(&router, |s| {
         s.value("llmrouter_config_reloads_total", &[("result", "success")]) == 1.0
+            && s.value(
+                "llmrouter_deployment_state",
+                &[("group", "later"), ("deployment", "good"), ("state", "healthy")],
+            ) == 1.0
     })
     .await;
     assert_eq!(s.value("llmrouter_config_reloads_total", &[("result", "failure")]), 0.0);
-    assert_eq!(
-        s.value(
-            "llmrouter_deployment_state",
-            &[("group", "later"), ("deployment", "good"), ("state", "healthy")]
-        ),
-        1.0
-    );
     let r = post(&router, "/v1/messages", messages("conv", false)).await;
     assert_eq!(r.status(), 200);
     let s = scrape(&router).await;
