@@ -435,10 +435,14 @@ fn decode_chunk(read: &mut BytesMut, state: &mut Chunk) -> Result<Step, Error> {
                 }
                 let take = (*left).min(read.len() as u64);
                 *left -= take;
-                if *left == 0 {
-                    *state = Chunk::DataEnd;
+                if *left > 0 {
+                    return Ok(Step::Frame(read.split_to(take as usize).freeze()));
                 }
-                return Ok(Step::Frame(read.split_to(take as usize).freeze()));
+                *state = Chunk::DataEnd;
+                let (data, framing) = join_whole_chunks(read, take as usize);
+                let frame = read.split_to(data).freeze();
+                read.advance(framing);
+                return Ok(Step::Frame(frame));
             }
             Chunk::DataEnd => match &read[..] {
                 [b'\r', b'\n', ..] => {
@@ -473,6 +477,40 @@ fn decode_chunk(read: &mut BytesMut, state: &mut Chunk) -> Result<Step, Error> {
             }
         }
     }
+}
+
+/// Joins the whole chunks already read behind a chunk's data (the first `data` bytes of `read`) to it, in
+/// place: each one's data is moved up behind the data before it. A burst of events, one chunk each, then
+/// goes up as one frame rather than one per event, and each frame costs every layer above a poll. Stops
+/// at the last chunk, at one not all read yet, and at anything unusual, which [`decode_chunk`] then reads
+/// as usual. Returns the joined data's length and how many framing bytes were left behind it; what
+/// follows those is the last joined chunk's line end, where [`Chunk::DataEnd`] reads on.
+fn join_whole_chunks(read: &mut [u8], mut data: usize) -> (usize, usize) {
+    let mut framing = 0;
+    loop {
+        let rest = &read[data + framing..];
+        let line_end = match rest {
+            [b'\r', b'\n', ..] => 2,
+            [b'\n', ..] => 1,
+            _ => break,
+        };
+        let Some(size_line) = memchr::memchr(b'\n', &rest[line_end..]) else {
+            break;
+        };
+        let Ok(size) = parse_chunk_size(&rest[line_end..line_end + size_line]) else {
+            break;
+        };
+        let head = line_end + size_line + 1;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size == 0 || rest.len() - head < size {
+            break;
+        }
+        let from = data + framing + head;
+        read.copy_within(from..from + size, data);
+        data += size;
+        framing += head;
+    }
+    (data, framing)
 }
 
 /// The hex size at the start of a chunk-size line; extensions (`;name=value`) are ignored.
@@ -542,6 +580,37 @@ mod tests {
             assert_eq!(body, b"hello, world, in many chunks!!\n", "step {step}");
             assert_eq!(framing, Framing::Done);
         }
+    }
+
+    /// Decodes `read` until it needs more bytes or the body ends: the frames, and how it stopped.
+    fn decode_all(read: &[u8]) -> (Vec<String>, Result<Step, Error>) {
+        let (mut read, mut state, mut frames) = (BytesMut::from(read), Chunk::Size, Vec::new());
+        loop {
+            match decode_chunk(&mut read, &mut state) {
+                Ok(Step::Frame(data)) => frames.push(String::from_utf8(data.to_vec()).unwrap()),
+                end => return (frames, end),
+            }
+        }
+    }
+
+    #[test]
+    fn whole_chunks_read_together_come_up_as_one_frame() {
+        // A bare LF ends the second chunk; the fourth is not all there yet.
+        let (frames, end) = decode_all(b"5\r\nhello\r\n7;x=y\r\n, world\n1\r\n!\r\n3\r\nab");
+        assert_eq!(frames, ["hello, world!", "ab"]);
+        assert!(matches!(end, Ok(Step::More)));
+
+        let (frames, end) = decode_all(b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n");
+        assert_eq!(frames, ["hello!"]);
+        assert!(matches!(end, Ok(Step::End)));
+
+        // What cannot be joined is read as it would be alone: here, an error after the good data.
+        let (frames, end) = decode_all(b"5\r\nhello\r\nzz\r\nabc\r\n");
+        assert_eq!(frames, ["hello"]);
+        assert!(matches!(end, Err(Error::InvalidChunk(_))));
+        let (frames, end) = decode_all(b"5\r\nhello!!\r\n1\r\n!\r\n");
+        assert_eq!(frames, ["hello"]);
+        assert!(matches!(end, Err(Error::InvalidChunk(_))));
     }
 
     #[tokio::test]
