@@ -282,9 +282,11 @@ fn sent_error(error: io::Error) -> Error {
 /// all there. The header values are slices of the head's bytes, not copies.
 fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        let len = match parsed.parse(read) {
+        // Left uninitialised: filling 128 empty headers cost more than parsing the few an answer has.
+        let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        let len = match config.parse_response_with_uninit_headers(&mut parsed, read, &mut headers) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => return Err(Error::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
