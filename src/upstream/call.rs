@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request};
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -26,10 +26,9 @@ pub async fn send(
     body: Vec<u8>,
     deadline: Instant,
 ) -> Result<UpstreamResponse, UpstreamError> {
-    let mut request = Request::new(Bytes::from(body));
-    *request.method_mut() = Method::POST;
-    *request.headers_mut() = request_headers(deployment, key, client_headers);
-    match tokio::time::timeout_at(deadline, deployment.origin.send(endpoint, request)).await {
+    let headers = request_headers(deployment, key, client_headers);
+    let sent = deployment.origin.send(endpoint, &headers, Bytes::from(body));
+    match tokio::time::timeout_at(deadline, sent).await {
         Ok(result) => result.map_err(|e| UpstreamError::from_send(&deployment.name, &e)),
         Err(_) => Err(UpstreamError::Timeout {
             deployment: deployment.name.clone(),

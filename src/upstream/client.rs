@@ -267,9 +267,13 @@ mod tests {
     async fn post(client: &Client, uri: &str) -> u16 {
         let endpoint = super::super::origin::Endpoint::new(uri.parse().unwrap());
         let origin = Arc::new(client.origin(&endpoint.absolute));
-        let mut request = http::Request::new(bytes::Bytes::from_static(b"{}"));
-        *request.method_mut() = http::Method::POST;
-        origin.send(&endpoint, request).await.unwrap().status().as_u16()
+        let body = bytes::Bytes::from_static(b"{}");
+        origin
+            .send(&endpoint, &http::HeaderMap::new(), body)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     #[tokio::test]

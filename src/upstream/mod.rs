@@ -9,6 +9,8 @@ pub mod mock;
 mod origin;
 mod pool;
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::protocol::{Protocol, anthropic};
@@ -77,13 +79,20 @@ pub fn header_template(
 
 /// The headers of an upstream request with key `key` of the deployment's pool: its template, and for
 /// Anthropic the client's version and beta headers, unless the deployment's `rewrite_header` decides them.
-pub fn request_headers(deployment: &Deployment, key: usize, client: &HeaderMap) -> HeaderMap {
-    let mut headers = deployment.headers.get(key).unwrap_or(&deployment.headers[0]).clone();
+/// The template itself, not a copy, when the client adds nothing: copying a header map costs more than
+/// writing it out.
+pub fn request_headers<'a>(deployment: &'a Deployment, key: usize, client: &HeaderMap) -> Cow<'a, HeaderMap> {
+    let mut headers = Cow::Borrowed(deployment.headers.get(key).unwrap_or(&deployment.headers[0]));
     if deployment.protocol == Protocol::Anthropic {
         let rewritten = |name: &HeaderName| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name.as_str());
         for name in FORWARDED_TO_ANTHROPIC.iter().filter(|name| !rewritten(name)) {
             let mut values = client.get_all(name).iter();
-            if let Some(first) = values.next() {
+            // The same values as the template's (the usual `anthropic-version`) change nothing.
+            let same = || client.get_all(name).iter().eq(headers.get_all(name).iter());
+            if let Some(first) = values.next()
+                && !same()
+            {
+                let headers = headers.to_mut();
                 headers.insert(name, first.clone());
                 for value in values {
                     headers.append(name, value.clone());
@@ -230,7 +239,8 @@ mod tests {
 
     #[test]
     fn openai_upstream_gets_bearer_and_nothing_of_the_client() {
-        let h = request_headers(&deployment("openai"), 0, &client_headers());
+        let d = deployment("openai");
+        let h = request_headers(&d, 0, &client_headers());
         assert_eq!(h.get("authorization").unwrap(), "Bearer sk-secret");
         assert_eq!(h.get("content-type").unwrap(), "application/json");
         assert_eq!(h.get("accept").unwrap(), "*/*");
@@ -239,17 +249,33 @@ mod tests {
 
     #[test]
     fn anthropic_upstream_gets_key_version_and_beta() {
-        let h = request_headers(&deployment("anthropic"), 0, &client_headers());
+        let d = deployment("anthropic");
+        let h = request_headers(&d, 0, &client_headers());
         assert_eq!(h.get("x-api-key").unwrap(), "sk-secret");
         assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
         assert_eq!(h.get("anthropic-beta").unwrap(), "tools-2024");
         assert!(h.get("authorization").is_none() && h.get("cookie").is_none() && h.get("connection").is_none());
         let mut client = client_headers();
         client.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
-        let h = request_headers(&deployment("anthropic"), 0, &client);
+        let d = deployment("anthropic");
+        let h = request_headers(&d, 0, &client);
         assert_eq!(
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
             ["2024-01-01"]
+        );
+        // A client that sends only the template's own version gets the template itself, not a copy.
+        let mut client = HeaderMap::new();
+        client.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        let d = deployment("anthropic");
+        let h = request_headers(&d, 0, &client);
+        assert!(matches!(h, Cow::Borrowed(_)));
+        assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
+        client.append("anthropic-version", HeaderValue::from_static("2024-01-01"));
+        let d = deployment("anthropic");
+        let h = request_headers(&d, 0, &client);
+        assert_eq!(
+            h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
+            ["2023-06-01", "2024-01-01"]
         );
     }
 

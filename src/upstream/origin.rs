@@ -21,7 +21,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2;
@@ -144,18 +144,20 @@ impl Origin {
         }
     }
 
-    /// Sends one request, on an idle connection when there is one. A request that a reused connection
+    /// Sends one `POST` of `body` with `headers` (borrowed: most requests send a deployment's template as
+    /// it is), on an idle connection when there is one. A request that a reused connection
     /// closed before taking is sent again on another (the upstream may close an idle connection at any
     /// moment), at most [`MAX_UNSENT`] times before a fresh connection is opened; a fresh connection's
     /// failure is final.
     pub async fn send(
         self: &Arc<Self>,
         endpoint: &Endpoint,
-        request: Request<Bytes>,
+        headers: &HeaderMap,
+        body: Bytes,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let mut unsent = 0;
         // The head and, when small, the body after it: sized once for both.
-        let mut head = Vec::with_capacity(1024 + request.body().len().min(http1::COPY_BODY));
+        let mut head = Vec::with_capacity(1024 + body.len().min(http1::COPY_BODY));
         loop {
             let idle = if unsent < MAX_UNSENT { self.checkout() } else { None };
             let (connection, reused) = match idle {
@@ -171,14 +173,7 @@ impl Origin {
                         endpoint.origin_form.as_str()
                     };
                     head.clear();
-                    http1::write_request_head(
-                        &mut head,
-                        request.method(),
-                        target,
-                        &self.host,
-                        request.headers(),
-                        request.body().len(),
-                    );
+                    http1::write_request_head(&mut head, &Method::POST, target, &self.host, headers, body.len());
                     if connection.proxied
                         && let Some(authorization) = &self.proxy_authorization
                     {
@@ -188,7 +183,7 @@ impl Origin {
                         head.extend_from_slice(authorization.as_bytes());
                         head.extend_from_slice(b"\r\n\r\n");
                     }
-                    match connection.connection.exchange(&mut head, request.body()).await {
+                    match connection.connection.exchange(&mut head, &body).await {
                         Ok(http1::Head {
                             response,
                             framing,
@@ -208,10 +203,10 @@ impl Origin {
                     }
                 }
                 Checkout::Http2(mut sender) => {
-                    let mut h2 = Request::new(Full::new(request.body().clone()));
-                    *h2.method_mut() = request.method().clone();
+                    let mut h2 = Request::new(Full::new(body.clone()));
+                    *h2.method_mut() = Method::POST;
                     *h2.uri_mut() = endpoint.absolute.clone();
-                    *h2.headers_mut() = request.headers().clone();
+                    *h2.headers_mut() = headers.clone();
                     match sender.try_send_request(h2).await {
                         Ok(response) => {
                             return Ok(response.map(|inner| UpstreamBody(Source::Http2(inner))));
@@ -443,10 +438,11 @@ mod tests {
         (Arc::new(client.origin(&endpoint.absolute)), endpoint)
     }
 
-    fn request() -> Request<Bytes> {
-        let mut request = Request::new(Bytes::from_static(b"{}"));
-        *request.method_mut() = http::Method::POST;
-        request
+    /// A `POST` of `{}` without headers of its own.
+    async fn send(origin: &Arc<Origin>, endpoint: &Endpoint) -> Result<Response<UpstreamBody>, SendError> {
+        origin
+            .send(endpoint, &HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
     }
 
     async fn read(response: Response<UpstreamBody>) -> Bytes {
@@ -458,7 +454,7 @@ mod tests {
         let (address, accepted, heads) = upstream(false).await;
         let (origin, endpoint) = origin(&address);
         for _ in 0..3 {
-            assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
+            assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "ok");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         let heads = heads.lock().unwrap();
@@ -472,8 +468,8 @@ mod tests {
     async fn a_body_dropped_before_its_end_closes_its_connection() {
         let (address, accepted, _) = upstream(false).await;
         let (origin, endpoint) = origin(&address);
-        drop(origin.send(&endpoint, request()).await.unwrap());
-        assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
+        drop(send(&origin, &endpoint).await.unwrap());
+        assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -482,7 +478,7 @@ mod tests {
         let (address, accepted, heads) = upstream(true).await;
         let (origin, endpoint) = origin(&address);
         for _ in 0..3 {
-            assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
+            assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "ok");
             // Give the connection task time to see the close, and also race it: both must work.
             tokio::task::yield_now().await;
         }
@@ -498,9 +494,9 @@ mod tests {
     async fn connections_that_idled_too_long_are_not_used() {
         let (address, accepted, _) = upstream(false).await;
         let (origin, endpoint) = origin(&address);
-        assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
+        assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "ok");
         origin.idle.lock().unwrap().http1[0].1 -= IDLE_TIMEOUT + Duration::from_secs(1);
-        assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "ok");
+        assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
         assert_eq!(origin.idle.lock().unwrap().http1.len(), 1);
     }
@@ -535,7 +531,7 @@ mod tests {
         // The upstream takes one connection: a second would never be answered.
         let both = async {
             for _ in 0..2 {
-                assert_eq!(read(origin.send(&endpoint, request()).await.unwrap()).await, "abcd");
+                assert_eq!(read(send(&origin, &endpoint).await.unwrap()).await, "abcd");
             }
         };
         tokio::time::timeout(Duration::from_secs(5), both).await.unwrap();
@@ -547,7 +543,7 @@ mod tests {
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
         let (origin, endpoint) = origin(&address);
-        let Err(error) = origin.send(&endpoint, request()).await else {
+        let Err(error) = send(&origin, &endpoint).await else {
             panic!("nothing listens there")
         };
         assert!(matches!(error, SendError::Connect(_)), "{error}");
