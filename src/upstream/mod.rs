@@ -86,17 +86,15 @@ pub fn request_headers<'a>(deployment: &'a Deployment, key: usize, client: &Head
     if deployment.protocol == Protocol::Anthropic {
         let rewritten = |name: &HeaderName| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name.as_str());
         for name in FORWARDED_TO_ANTHROPIC.iter().filter(|name| !rewritten(name)) {
-            let mut values = client.get_all(name).iter();
-            // The same values as the template's (the usual `anthropic-version`) change nothing.
-            let same = || client.get_all(name).iter().eq(headers.get_all(name).iter());
-            if let Some(first) = values.next()
-                && !same()
-            {
-                let headers = headers.to_mut();
-                headers.insert(name, first.clone());
-                for value in values {
-                    headers.append(name, value.clone());
-                }
+            let values = client.get_all(name);
+            // Nothing sent, or the template's own values (the usual `anthropic-version`): nothing changes.
+            if values.iter().next().is_none() || values.iter().eq(headers.get_all(name).iter()) {
+                continue;
+            }
+            let headers = headers.to_mut();
+            headers.remove(name);
+            for value in values {
+                headers.append(name, value.clone());
             }
         }
     }
@@ -257,7 +255,6 @@ mod tests {
         assert!(h.get("authorization").is_none() && h.get("cookie").is_none() && h.get("connection").is_none());
         let mut client = client_headers();
         client.insert("anthropic-version", HeaderValue::from_static("2024-01-01"));
-        let d = deployment("anthropic");
         let h = request_headers(&d, 0, &client);
         assert_eq!(
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
@@ -266,12 +263,10 @@ mod tests {
         // A client that sends only the template's own version gets the template itself, not a copy.
         let mut client = HeaderMap::new();
         client.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-        let d = deployment("anthropic");
         let h = request_headers(&d, 0, &client);
         assert!(matches!(h, Cow::Borrowed(_)));
         assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
         client.append("anthropic-version", HeaderValue::from_static("2024-01-01"));
-        let d = deployment("anthropic");
         let h = request_headers(&d, 0, &client);
         assert_eq!(
             h.get_all("anthropic-version").iter().collect::<Vec<_>>(),
