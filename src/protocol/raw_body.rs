@@ -15,6 +15,8 @@ use serde_json::value::RawValue;
 /// The top level of a JSON object, borrowed from the request bytes.
 #[derive(Debug)]
 pub struct RawBody<'a> {
+    /// The whole body, which each value's text is a slice of.
+    text: &'a [u8],
     /// Each key, and its value's JSON text.
     fields: Vec<(Cow<'a, str>, &'a str)>,
 }
@@ -26,7 +28,7 @@ impl<'a> RawBody<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
         match std::str::from_utf8(bytes).ok().and_then(Self::read) {
             Some(body) => Ok(body),
-            None => crate::protocol::json::parse(bytes),
+            None => crate::protocol::json::parse(bytes).map(|Fields(fields)| Self { text: bytes, fields }),
         }
     }
 
@@ -42,7 +44,10 @@ impl<'a> RawBody<'a> {
         }
         members.complete.then_some(())?;
         members.scan.skip_whitespace();
-        (members.scan.at == text.len()).then_some(Self { fields })
+        (members.scan.at == text.len()).then_some(Self {
+            text: text.as_bytes(),
+            fields,
+        })
     }
 
     /// The JSON text of a top-level field's value.
@@ -59,46 +64,49 @@ impl<'a> RawBody<'a> {
     }
 
     /// Writes the object back with `overrides` applied: a key already present keeps its position with the new
-    /// value, new keys are appended in the order given. Everything else is copied byte for byte.
+    /// value (every time it appears; the last override for a key wins, as with repeated keys in JSON itself),
+    /// new keys are appended in the order given. Every other byte is the client's, whitespace included: the
+    /// text around each replaced value is copied in one piece, not rewritten field by field.
     pub fn write_with(&self, overrides: &[(&str, &RawValue)]) -> Vec<u8> {
-        let size = self.fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>()
-            + overrides
-                .iter()
-                .map(|(k, v)| k.len() + v.get().len() + 4)
-                .sum::<usize>()
-            + 2;
-        let mut out = Vec::with_capacity(size);
-        out.push(b'{');
-        let mut first = true;
-        // `plain`: a key read without escapes from JSON text, so holding nothing to escape.
-        let mut push = |out: &mut Vec<u8>, key: &str, plain: bool, value: &str| {
-            if !first {
-                out.push(b',');
+        let text = self.text;
+        let added = overrides
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(text.len() + added);
+        // Both parses borrow each value from `text`.
+        let start_of = |value: &str| value.as_ptr() as usize - text.as_ptr() as usize;
+        let mut copied = 0;
+        if !overrides.is_empty() {
+            for (key, value) in &self.fields {
+                if let Some((_, new)) = overrides.iter().rev().find(|(k, _)| k == key) {
+                    let start = start_of(value);
+                    out.extend_from_slice(&text[copied..start]);
+                    out.extend_from_slice(new.get().as_bytes());
+                    copied = start + value.len();
+                }
             }
-            first = false;
-            match plain {
-                true => crate::protocol::json::push_plain(out, key),
-                false => crate::protocol::json::push_str(out, key),
-            }
-            out.push(b':');
-            out.extend_from_slice(value.as_bytes());
-        };
-        for (key, value) in &self.fields {
-            // The last override for a key wins, as with repeated keys in JSON itself.
-            let value = overrides
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map_or(*value, |(_, v)| v.get());
-            push(&mut out, key, matches!(key, Cow::Borrowed(_)), value);
         }
+        // New keys go after the last member, or after the opening brace of an empty object.
+        let end = match self.fields.last() {
+            Some((_, value)) => start_of(value) + value.len(),
+            None => memchr::memchr(b'{', text).map_or(0, |at| at + 1),
+        };
+        out.extend_from_slice(&text[copied..end]);
+        let mut first = self.fields.is_empty();
         for (i, (key, value)) in overrides.iter().enumerate() {
             let later_duplicate = overrides[i + 1..].iter().any(|(k, _)| k == key);
             if !later_duplicate && !self.fields.iter().any(|(k, _)| k == key) {
-                push(&mut out, key, false, value.get());
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                crate::protocol::json::push_str(&mut out, key);
+                out.push(b':');
+                out.extend_from_slice(value.get().as_bytes());
             }
         }
-        out.push(b'}');
+        out.extend_from_slice(&text[end..]);
         out
     }
 }
@@ -345,12 +353,16 @@ impl<'a> Scan<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
+/// The top-level members as serde reads them, for the bodies [`Members`] leaves to it.
+#[derive(Debug)]
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ObjectVisitor;
 
         impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawBody<'de>;
+            type Value = Fields<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -361,7 +373,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawBody<'a> {
                 while let Some((key, value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
                     fields.push((key.0, value.get()));
                 }
-                Ok(RawBody { fields })
+                Ok(Fields(fields))
             }
         }
 
@@ -412,8 +424,21 @@ mod tests {
         let out = body.write_with(&[("model", &model)]);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
-            r#"{"model":"qwen3-8b","messages":[{"role":"user","content":"hi \u00e9"}],"x_custom":{"a" : 1.50},"stream":true}"#
+            r#"{"model":"qwen3-8b","messages":[{"role":"user","content":"hi \u00e9"}],"x_custom": {"a" : 1.50},"stream":true}"#
         );
+    }
+
+    #[test]
+    fn the_clients_whitespace_survives_and_new_keys_follow_the_last_member() {
+        // The escaped key sends this body through serde, whose values are borrowed from the text too.
+        let body = RawBody::parse(b" {\n  \"model\": \"g\",\n  \"we\\\"ird\": [1, 2]\n}\n").unwrap();
+        let (model, max) = (raw(r#""m""#), raw("64"));
+        assert_eq!(
+            body.write_with(&[("model", &model), ("max_tokens", &max)]),
+            b" {\n  \"model\": \"m\",\n  \"we\\\"ird\": [1, 2],\"max_tokens\":64\n}\n"
+        );
+        let empty = RawBody::parse(b"{ }").unwrap();
+        assert_eq!(empty.write_with(&[("model", &model)]), br#"{"model":"m" }"#);
     }
 
     #[test]
@@ -507,8 +532,10 @@ mod tests {
         ];
         let both = |bytes: &[u8]| {
             let text = std::str::from_utf8(bytes).ok()?;
-            let fast = RawBody::read(text)?;
-            let slow = serde_json::from_str::<RawBody>(text).map_err(|_| ());
+            let fast = RawBody::read(text)?.fields;
+            let slow = serde_json::from_str::<Fields>(text)
+                .map(|Fields(fields)| fields)
+                .map_err(|_| ());
             Some((format!("Ok({fast:?})"), format!("{slow:?}")))
         };
         crate::protocol::json::check_agreement(&typical, &edge, both);
