@@ -28,12 +28,16 @@ pub enum ClientError {
     BadProxy(String),
 }
 
-/// Client request headers that are passed to an Anthropic upstream. Everything else (credentials, cookies,
+/// Client request headers that are passed to an Anthropic upstream, with the value every deployment's
+/// template holds for each unless its `rewrite_header` decides it. Everything else (credentials, cookies,
 /// hop-by-hop headers, SDK telemetry) stays with the router.
 /// As header names, not text: looking a header up by text parses the name every time.
-const FORWARDED_TO_ANTHROPIC: [HeaderName; 2] = [
-    HeaderName::from_static("anthropic-version"),
-    HeaderName::from_static("anthropic-beta"),
+const FORWARDED_TO_ANTHROPIC: [(HeaderName, Option<&str>); 2] = [
+    (
+        HeaderName::from_static("anthropic-version"),
+        Some(anthropic::DEFAULT_VERSION),
+    ),
+    (HeaderName::from_static("anthropic-beta"), None),
 ];
 
 /// What every request to a deployment carries, built once with the deployment: JSON, the credential (or the
@@ -62,10 +66,11 @@ pub fn header_template(
             .or_insert_with(|| authorization.clone());
     }
     if protocol == Protocol::Anthropic {
-        headers.insert(
-            "anthropic-version",
-            HeaderValue::from_static(anthropic::DEFAULT_VERSION),
-        );
+        for (name, default) in &FORWARDED_TO_ANTHROPIC {
+            if let Some(value) = default {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+        }
     }
     // `rewrite_header` last: it may replace or remove any of the above.
     for (name, value) in rewrites {
@@ -85,10 +90,15 @@ pub fn request_headers<'a>(deployment: &'a Deployment, key: usize, client: &Head
     let mut headers = Cow::Borrowed(deployment.headers.get(key).unwrap_or(&deployment.headers[0]));
     if deployment.protocol == Protocol::Anthropic {
         let rewritten = |name: &HeaderName| deployment.spec.rewrite_header.iter().any(|(n, _)| n == name.as_str());
-        for name in FORWARDED_TO_ANTHROPIC.iter().filter(|name| !rewritten(name)) {
+        for (name, default) in FORWARDED_TO_ANTHROPIC.iter().filter(|(name, _)| !rewritten(name)) {
             let values = client.get_all(name);
-            // Nothing sent, or the template's own values (the usual `anthropic-version`): nothing changes.
-            if values.iter().next().is_none() || values.iter().eq(headers.get_all(name).iter()) {
+            // Nothing sent, or the template's own value (the usual `anthropic-version`): nothing changes.
+            let mut sent = values.iter();
+            let unchanged = match sent.next() {
+                None => true,
+                Some(value) => default.is_some_and(|default| value == default) && sent.next().is_none(),
+            };
+            if unchanged {
                 continue;
             }
             let headers = headers.to_mut();
