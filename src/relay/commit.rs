@@ -3,6 +3,8 @@
 //! first event is in, any failure is still a failed attempt that can fail over. After it, failures can only
 //! be reported in-band.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -13,9 +15,8 @@ use super::failure::Failure;
 use super::processor::StreamProcessor;
 use super::pump::{RelayBody, UpstreamChunks};
 use super::record::RequestRecord;
-use crate::config::Secret;
 use crate::routing::Deployment;
-use crate::upstream::{self, UpstreamResponse};
+use crate::upstream::{self, Redactor, UpstreamResponse};
 
 /// A stream whose first event was good: the client's answer, once it is given the request's record (which
 /// the body emits when the stream ends).
@@ -37,7 +38,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     mut processor: P,
     deadline: tokio::time::Instant,
     headers: HeaderMap,
-    secret: Option<Secret>,
+    redactor: Option<Arc<Redactor>>,
 ) -> Result<CommittedStream, Failure> {
     let mut upstream = UpstreamChunks::new(response.into_body());
     let head = read_first_event(&mut upstream, &mut processor, deadline).await?;
@@ -53,7 +54,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
     let idle = deployment.spec.timeouts.stream_idle;
     let respond = move |record| {
         let mut answer = Response::new(Body::from_stream(RelayBody::new(
-            head, upstream, processor, idle, record, secret,
+            head, upstream, processor, idle, record, redactor,
         )));
         let h = answer.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

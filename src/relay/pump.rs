@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,8 @@ use futures_util::Stream;
 
 use super::processor::{StreamEnd, StreamProcessor};
 use super::record::{Ending, RequestRecord};
-use crate::config::Secret;
 use crate::protocol::convert::stream::StreamFailure;
+use crate::upstream::Redactor;
 
 /// A converted stream whose upstream says nothing for this long gets a keep-alive (long reasoning phases).
 const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(15);
@@ -44,7 +45,7 @@ pub struct RelayBody<P: StreamProcessor> {
     awaiting_first_token: bool,
     /// The deployment's API key, scrubbed from everything the client gets: an upstream error event may
     /// quote it, and a converted one quotes upstream text.
-    redactor: Option<Redactor>,
+    redactor: Option<Arc<Redactor>>,
 }
 
 impl<P: StreamProcessor> RelayBody<P> {
@@ -54,7 +55,7 @@ impl<P: StreamProcessor> RelayBody<P> {
         processor: P,
         idle_limit: Duration,
         mut record: RequestRecord,
-        secret: Option<Secret>,
+        redactor: Option<Arc<Redactor>>,
     ) -> Self {
         // The head (the events read up to the commit boundary) goes out at once.
         let awaiting_first_token = !processor.content_started();
@@ -73,7 +74,7 @@ impl<P: StreamProcessor> RelayBody<P> {
             last_keep_alive: Instant::now(),
             record: Some(record),
             awaiting_first_token,
-            redactor: secret.map(Redactor::new),
+            redactor,
         }
     }
 
@@ -90,7 +91,7 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         let out = ready!(this.poll_output(cx));
         // Once per write, not per upstream chunk: what a write holds is whole events, so a key is never
         // split between two of them.
-        Poll::Ready(out.map(|bytes| Ok(redact(bytes, this.redactor.as_ref()))))
+        Poll::Ready(out.map(|bytes| Ok(redact(bytes, this.redactor.as_deref()))))
     }
 }
 
@@ -154,26 +155,11 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
     }
 }
 
-/// A deployment's key with its searcher, built once per stream rather than for every piece of output.
-pub struct Redactor {
-    secret: Secret,
-    finder: memchr::memmem::Finder<'static>,
-}
-
-impl Redactor {
-    pub fn new(secret: Secret) -> Self {
-        let finder = memchr::memmem::Finder::new(secret.expose().as_bytes()).into_owned();
-        Self { secret, finder }
-    }
-}
-
 /// Replaces the exact key wherever it appears.
 fn redact(out: Bytes, redactor: Option<&Redactor>) -> Bytes {
     match redactor {
-        Some(redactor) if redactor.finder.find(&out).is_some() => {
-            Bytes::from(crate::upstream::redact(out.to_vec(), Some(redactor.secret.expose())))
-        }
-        _ => out,
+        Some(redactor) => redactor.redact(out),
+        None => out,
     }
 }
 

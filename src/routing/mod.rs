@@ -18,7 +18,7 @@ use crate::config::{Affinity, Config, DeploymentSpec, GroupSpec, Strategy};
 use crate::limits::ClientKeys;
 use crate::metrics::{GroupMetrics, Metrics};
 use crate::protocol::Protocol;
-use crate::upstream::{ClientPool, Endpoint, Origin};
+use crate::upstream::{ClientPool, Endpoint, Origin, Redactor};
 pub use health::Health;
 use rules::Rule;
 pub use strategy::Balancer;
@@ -36,6 +36,8 @@ pub struct Deployment {
     /// prints it, and the content type (see [`crate::upstream::header_template`]). One per key of the
     /// deployment's pool, in its order (one when it has no key).
     pub headers: Vec<HeaderMap>,
+    /// What scrubs each key of the pool from a stream's output, in its order (`None` for a key too short).
+    pub redactors: Vec<Option<Arc<Redactor>>>,
     /// `model` and `rewrite_body`, as the top-level overrides applied to a same-protocol body (a Gemini
     /// body has no `model`: it is in the URL).
     pub overrides: Vec<(String, Box<RawValue>)>,
@@ -169,6 +171,11 @@ impl Deployment {
             upstream_model: spec.upstream_model.clone(),
             endpoints,
             headers,
+            redactors: spec
+                .api_keys
+                .iter()
+                .map(|key| Redactor::new(key).map(Arc::new))
+                .collect(),
             overrides,
             rewrite_values,
             origin,
@@ -179,10 +186,9 @@ impl Deployment {
         }
     }
 
-    /// Key `key` of the pool, as text to scrub from what the upstream sends back (some hosts echo it in
-    /// errors).
-    pub fn secret(&self, key: usize) -> Option<&crate::config::Secret> {
-        self.spec.api_keys.get(key)
+    /// What scrubs key `key` of the pool from what the upstream streams back (some hosts echo it in errors).
+    pub fn redactor(&self, key: usize) -> Option<Arc<Redactor>> {
+        self.redactors.get(key).cloned().flatten()
     }
 
     /// `body` with every key of the deployment scrubbed out.

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{Endpoint, UpstreamBody, UpstreamError, describe, request_headers};
 use crate::body::ReadError;
+use crate::config::Secret;
 use crate::routing::Deployment;
 
 /// An upstream answer; its body is read as it arrives. Dropping it (or its body) closes the connection
@@ -107,9 +108,47 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     (seconds.is_finite() && seconds > 0.0).then(|| Duration::from_secs_f64(seconds.min(86_400.0)))
 }
 
+/// A deployment's key with its searcher, built once per key when the config is loaded: making the searcher
+/// costs more than running it over a stream's output.
+pub struct Redactor {
+    secret: Secret,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Redactor {
+    /// `None` for a key too short to scrub (see [`redact`]).
+    pub fn new(secret: &Secret) -> Option<Self> {
+        let key = secret.expose().as_bytes();
+        (key.len() >= MIN_REDACTED).then(|| Self {
+            secret: secret.clone(),
+            finder: memchr::memmem::Finder::new(key).into_owned(),
+        })
+    }
+
+    /// `bytes` with the key replaced wherever it appears.
+    pub fn redact(&self, bytes: Bytes) -> Bytes {
+        match self.finder.find(&bytes) {
+            None => bytes,
+            Some(_) => Bytes::from(redact(bytes.to_vec(), Some(self.secret.expose()))),
+        }
+    }
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The searcher's `Debug` would print the key.
+        f.debug_struct("Redactor")
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keys shorter than this are not scrubbed: they would match ordinary text.
+const MIN_REDACTED: usize = 4;
+
 /// Replaces every occurrence of `secret` in an upstream body: some hosts echo the API key in their errors.
 pub fn redact(body: Vec<u8>, secret: Option<&str>) -> Vec<u8> {
-    let Some(secret) = secret.filter(|s| s.len() >= 4) else {
+    let Some(secret) = secret.filter(|s| s.len() >= MIN_REDACTED) else {
         return body;
     };
     let secret = secret.as_bytes();
@@ -157,6 +196,24 @@ mod tests {
         );
         assert_eq!(redact(body.clone(), None), body);
         assert_eq!(redact(body.clone(), Some("zzzz")), body);
+    }
+
+    #[test]
+    fn a_redactor_scrubs_its_key_and_never_prints_it() {
+        let redactor = Redactor::new(&Secret::new("sk-abc123".into())).unwrap();
+        let out = redactor.redact(Bytes::from_static(b"data: {\"error\":\"key sk-abc123\"}\n\n"));
+        assert_eq!(&out[..], b"data: {\"error\":\"key [redacted]\"}\n\n");
+        let clean = Bytes::from_static(b"data: {}\n\n");
+        assert_eq!(
+            redactor.redact(clean.clone()).as_ptr(),
+            clean.as_ptr(),
+            "nothing found, nothing copied"
+        );
+        assert!(!format!("{redactor:?}").contains("abc123"));
+        assert!(
+            Redactor::new(&Secret::new("abc".into())).is_none(),
+            "too short to scrub"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::protocol::{Protocol, anthropic};
 use crate::routing::Deployment;
-pub use call::{UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
+pub use call::{Redactor, UpstreamResponse, read_capped, read_limited, redact, request_id, retry_after, send};
 use client::Client;
 pub use client::{build_client, check_proxy, endpoint_target};
 pub use origin::{Endpoint, Origin, SendError, UpstreamBody};
