@@ -141,7 +141,7 @@ impl QuietEvents {
     /// teaches nothing: whether it is an error can turn on a string (`{"error":""}` is none).
     fn learn(&mut self, event: &impl EventView) {
         let data = event.data();
-        if memchr::memmem::find(data, br#""error""#).is_some() {
+        if crate::protocol::convert::error::has_error_key(data) {
             return;
         }
         let relearn = self.learned.is_none() || self.misses >= MISSES_BEFORE_RELEARNING;

@@ -482,9 +482,14 @@ fn error_to_google(status: u16, body: &[u8], retry_after: Option<u64>) -> Client
 /// A cheap test run on every stream event before any JSON is parsed: an error event is named `error` or
 /// has an `"error"` key or value somewhere in its data.
 fn may_be_error(event: &impl EventView) -> bool {
+    event.name() == Some("error") || has_error_key(event.data())
+}
+
+/// Whether `"error"` appears anywhere in `json`.
+pub(crate) fn has_error_key(json: &[u8]) -> bool {
     // Built once: making a searcher costs more than running it over an event.
     static ERROR_KEY: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| key_finder(br#""error""#));
-    event.name() == Some("error") || ERROR_KEY.find(event.data()).is_some()
+    ERROR_KEY.find(json).is_some()
 }
 
 pub(crate) fn openai_event_error(event: &impl EventView) -> Option<OpenAiErrorInfo> {

@@ -10,7 +10,6 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use memchr::memmem;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -19,7 +18,7 @@ use super::Source;
 use super::tool_ids::AnthropicToolIds;
 use crate::protocol::convert::ids::user_id_within;
 use crate::protocol::convert::request::{
-    BudgetFit, MIN_THINKING_BUDGET, MessageView, ROUTER_SIGNATURE_PREFIX, clamp_max_tokens, drops_top_p,
+    BudgetFit, CACHE_TTL, MIN_THINKING_BUDGET, MINTED_SIGNATURE, MessageView, clamp_max_tokens, drops_top_p,
     is_router_thinking_block, open_tool_loop_lacks_thinking, strip_router_thinking, strip_ttl_in_block,
 };
 use crate::protocol::convert::tool_calls::RAW_ARGUMENTS_KEY;
@@ -426,14 +425,14 @@ fn apply_rules(body: &mut Body<'_>, options: &ModelOptions) {
 
 /// A replayed block signed by the router. The substring test spares a parse of every real one.
 fn is_router_thinking(raw: &RawValue) -> bool {
-    memmem::find(raw.get().as_bytes(), ROUTER_SIGNATURE_PREFIX.as_bytes()).is_some()
+    MINTED_SIGNATURE.find(raw.get().as_bytes()).is_some()
         && serde_json::from_str::<Value>(raw.get()).is_ok_and(|block| is_router_thinking_block(&block))
 }
 
 /// An opaque Anthropic block as it goes back: as it came, unless it holds a cache `ttl` that a
 /// non-Anthropic host would reject (§1.3.9).
 fn replayed<'a>(block: &'a RawValue, options: &ModelOptions) -> OutBlock<'a> {
-    if options.anthropic_native || memmem::find(block.get().as_bytes(), b"\"ttl\"").is_none() {
+    if options.anthropic_native || CACHE_TTL.find(block.get().as_bytes()).is_none() {
         return OutBlock::Replayed(Cow::Borrowed(block));
     }
     let mut tree: Value = serde_json::from_str(block.get()).expect("a raw value is JSON");
@@ -1410,6 +1409,7 @@ fn media(block: &InBlock<'_>, at: &Path, out: &mut Vec<Part>) -> Result<(), Conv
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::convert::request::ROUTER_SIGNATURE_PREFIX;
     use crate::protocol::responses::request::decode;
     use serde_json::json;
 

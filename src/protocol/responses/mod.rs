@@ -10,6 +10,11 @@ pub mod stream;
 pub mod tools;
 pub mod usage;
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
+use crate::protocol::json::key_finder;
 use crate::protocol::sse::EventView;
 
 /// The events that end a Responses stream.
@@ -26,7 +31,9 @@ pub(crate) fn event_type(event: &impl EventView) -> Option<&str> {
         return Some(name);
     }
     let data = event.data();
-    let at = memchr::memmem::find(data, br#""type":""#)? + 8;
+    // Built once: making a searcher costs more than running it over an event.
+    static TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""type":""#));
+    let at = TYPE.find(data)? + 8;
     let end = memchr::memchr(b'"', &data[at..])?;
     std::str::from_utf8(&data[at..at + end]).ok()
 }

@@ -18,6 +18,14 @@ use crate::protocol::raw_body::RawBody;
 /// Anthropic's smallest accepted `thinking.budget_tokens`.
 pub const MIN_THINKING_BUDGET: u64 = 1024;
 
+// Built once: making a searcher costs more than running it over a request.
+
+/// Finds the prefix of the thinking signatures the router mints.
+pub static MINTED_SIGNATURE: LazyLock<Finder<'static>> =
+    LazyLock::new(|| key_finder(ROUTER_SIGNATURE_PREFIX.as_bytes()));
+/// Finds a cache `ttl` key.
+pub static CACHE_TTL: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""ttl""#));
+
 /// Same-protocol (Anthropic → Anthropic) fix-ups of §1.3: router-minted thinking blocks are removed (and
 /// with them `thinking`, when the open tool loop is then left without a signed thinking block),
 /// `cache_control.ttl` is removed unless the upstream is Anthropic's own API, `top_p` is dropped next to
@@ -28,14 +36,11 @@ pub const MIN_THINKING_BUDGET: u64 = 1024;
 /// rewrites `model` and applies `rewrite_body` on it). A body that is not a JSON object also yields `None`:
 /// the upstream reports the error in its own words.
 pub fn anthropic_same_protocol_fixups(body: &[u8], options: &ModelOptions) -> Option<Map<String, Value>> {
-    // The searchers are built once: making one costs more than running it over a request.
-    static MINTED: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(ROUTER_SIGNATURE_PREFIX.as_bytes()));
-    static TTL: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""ttl""#));
     static TOP_P: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""top_p""#));
     static TEMPERATURE: LazyLock<Finder<'static>> = LazyLock::new(|| key_finder(br#""temperature""#));
     let contains = |finder: &Finder| finder.find(body).is_some();
-    let maybe_minted = contains(&MINTED);
-    let maybe_ttl = !options.anthropic_native && contains(&TTL);
+    let maybe_minted = contains(&MINTED_SIGNATURE);
+    let maybe_ttl = !options.anthropic_native && contains(&CACHE_TTL);
     let maybe_sampling = options.sampling_exclusive && contains(&TOP_P) && contains(&TEMPERATURE);
     let maybe_clamp = options.max_output_tokens.is_some_and(|cap| {
         // A top-level scan without building a tree: only the value of `max_tokens` is decoded.

@@ -14,7 +14,7 @@ pub use super::ids::{ToolNameMap, openai_tool_name, sanitize_tool_id, synthetic_
 pub use super::signature::{ROUTER_SIGNATURE_PREFIX, is_router_minted_signature, mint_thinking_signature};
 pub use super::tool_calls::{JSON_OUTPUT_TOOL, parse_tool_arguments};
 pub use anthropic_rules::{
-    BudgetFit, MIN_THINKING_BUDGET, MessageView, anthropic_same_protocol_fixups, apply_anthropic_fixups,
-    clamp_max_tokens, drops_top_p, is_router_thinking_block, open_tool_loop_lacks_thinking, strip_router_thinking,
-    strip_ttl_in_block,
+    BudgetFit, CACHE_TTL, MIN_THINKING_BUDGET, MINTED_SIGNATURE, MessageView, anthropic_same_protocol_fixups,
+    apply_anthropic_fixups, clamp_max_tokens, drops_top_p, is_router_thinking_block, open_tool_loop_lacks_thinking,
+    strip_router_thinking, strip_ttl_in_block,
 };
