@@ -55,6 +55,36 @@ impl EventView for RawEvent<'_> {
     }
 }
 
+/// What a caller of [`SseParser::feed_raw_until`] does with the events it relays untouched.
+pub trait RawEvents {
+    /// One complete event; breaking stops the parse after it (a stream's final event).
+    fn event(&mut self, event: RawEvent<'_>) -> ControlFlow<()>;
+
+    /// The length of a whole event at the start of `rest`, its blank line included, when it is one that
+    /// need not be read line by line. Asked only where an event starts and nothing of one is held; the
+    /// event then counts as read (and told nothing).
+    fn skip(&mut self, _rest: &[u8]) -> Option<usize> {
+        None
+    }
+}
+
+impl<F: FnMut(RawEvent<'_>) -> ControlFlow<()>> RawEvents for F {
+    fn event(&mut self, event: RawEvent<'_>) -> ControlFlow<()> {
+        self(event)
+    }
+}
+
+/// How [`SseParser::feed_lines`] hands on what it reads: the text or the raw form of each event.
+trait Dispatch {
+    /// Lends out the event the parser has completed.
+    fn dispatch(&mut self, parser: &mut SseParser) -> ControlFlow<()>;
+
+    /// See [`RawEvents::skip`].
+    fn skip(&mut self, _rest: &[u8]) -> Option<usize> {
+        None
+    }
+}
+
 /// The default cap on one event's size (`router_settings.max_event_size_mb`).
 pub const DEFAULT_MAX_EVENT: usize = 16 * 1024 * 1024;
 
@@ -130,28 +160,41 @@ impl SseParser {
     }
 
     /// Like [`feed`](Self::feed), but stops reading the chunk when `on_event` breaks (a stream's final event).
-    pub fn feed_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(&SseEvent) -> ControlFlow<()>) -> Fed {
-        self.feed_lines(chunk, |parser| {
-            let event = parser.take_event();
-            let flow = on_event(&event);
-            parser.give_back(event);
-            flow
-        })
+    pub fn feed_until(&mut self, chunk: &[u8], on_event: impl FnMut(&SseEvent) -> ControlFlow<()>) -> Fed {
+        struct Text<F>(F);
+        impl<F: FnMut(&SseEvent) -> ControlFlow<()>> Dispatch for Text<F> {
+            fn dispatch(&mut self, parser: &mut SseParser) -> ControlFlow<()> {
+                let event = parser.take_event();
+                let flow = (self.0)(&event);
+                parser.give_back(event);
+                flow
+            }
+        }
+        self.feed_lines(chunk, &mut Text(on_event))
     }
 
     /// Like [`feed_until`](Self::feed_until), for events relayed untouched: each is lent as the bytes the
-    /// upstream sent, not checked as UTF-8.
-    pub fn feed_raw_until(&mut self, chunk: &[u8], mut on_event: impl FnMut(RawEvent<'_>) -> ControlFlow<()>) -> Fed {
-        self.feed_lines(chunk, |parser| {
-            on_event(RawEvent {
-                name: parser.has_name.then_some(parser.name.as_str()),
-                data: &parser.data,
-            })
-        })
+    /// upstream sent, not checked as UTF-8. `events` may also pass over whole events unread
+    /// ([`RawEvents::skip`]).
+    pub fn feed_raw_until(&mut self, chunk: &[u8], events: &mut impl RawEvents) -> Fed {
+        struct Raw<'a, E>(&'a mut E);
+        impl<E: RawEvents> Dispatch for Raw<'_, E> {
+            fn dispatch(&mut self, parser: &mut SseParser) -> ControlFlow<()> {
+                self.0.event(RawEvent {
+                    name: parser.has_name.then_some(parser.name.as_str()),
+                    data: &parser.data,
+                })
+            }
+
+            fn skip(&mut self, rest: &[u8]) -> Option<usize> {
+                self.0.skip(rest)
+            }
+        }
+        self.feed_lines(chunk, &mut Raw(events))
     }
 
     /// Reads the chunk's lines; `dispatch` lends out each completed event.
-    fn feed_lines(&mut self, chunk: &[u8], mut dispatch: impl FnMut(&mut Self) -> ControlFlow<()>) -> Fed {
+    fn feed_lines(&mut self, chunk: &[u8], dispatch: &mut impl Dispatch) -> Fed {
         if self.too_large {
             return Fed::TooLarge { boundary: None };
         }
@@ -163,7 +206,18 @@ impl SseParser {
             }
         }
         let mut boundary = None;
-        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &chunk[start..]) {
+        // Where an event starts with nothing held, whole events may be passed over unread.
+        let mut idle = self.partial.is_empty() && self.event_bytes == 0 && !self.has_data && !self.has_name;
+        loop {
+            if idle {
+                while let Some(len) = dispatch.skip(&chunk[start..]).filter(|len| *len <= self.max_event) {
+                    start += len;
+                    boundary = Some(start);
+                }
+            }
+            let Some(offset) = line_end(&chunk[start..]) else {
+                break;
+            };
             let end = start + offset;
             let mut next = end + 1;
             if chunk[end] == b'\r' {
@@ -185,6 +239,7 @@ impl SseParser {
                 dispatched
             };
             start = next;
+            idle = line_len == 0 && !self.skip_lf;
             if line_len == 0 {
                 self.event_bytes = 0;
                 boundary = Some(next);
@@ -195,7 +250,7 @@ impl SseParser {
                 }
             }
             if dispatched {
-                let flow = dispatch(self);
+                let flow = dispatch.dispatch(self);
                 self.clear_event();
                 if flow.is_break() {
                     return Fed::Stopped { at: next };
@@ -309,6 +364,16 @@ impl SseParser {
     }
 }
 
+/// Where the line at the start of `rest` ends. The blank line after each event ends where it starts: found
+/// without a search, which costs more than the rest of reading that line.
+#[inline]
+fn line_end(rest: &[u8]) -> Option<usize> {
+    match rest.first()? {
+        b'\n' | b'\r' => Some(0),
+        _ => memchr::memchr2(b'\n', b'\r', rest),
+    }
+}
+
 /// Appends `event: <name>\ndata: <data>\n\n` (Anthropic framing; the `event:` line is mandatory for its SDKs).
 pub fn write_named_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     out.extend_from_slice(b"event: ");
@@ -389,13 +454,64 @@ mod tests {
         let mut events = Vec::new();
         let mut last = 0;
         for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
-            parser.feed_raw_until(&input[last..cut], |e| {
+            parser.feed_raw_until(&input[last..cut], &mut |e: RawEvent<'_>| {
                 events.push((e.name.map(str::to_owned), e.data.to_vec()));
                 ControlFlow::Continue(())
             });
             last = cut;
         }
         events
+    }
+
+    /// Reads events, and passes over each `data: s` event it is offered whole.
+    #[derive(Default)]
+    struct SkipS(Vec<(Option<String>, Vec<u8>)>);
+
+    impl RawEvents for SkipS {
+        fn event(&mut self, e: RawEvent<'_>) -> ControlFlow<()> {
+            self.0.push((e.name.map(str::to_owned), e.data.to_vec()));
+            ControlFlow::Continue(())
+        }
+
+        fn skip(&mut self, rest: &[u8]) -> Option<usize> {
+            rest.starts_with(b"data: s\n\n").then_some(9)
+        }
+    }
+
+    #[test]
+    fn whole_events_are_passed_over_only_where_one_starts() {
+        let input = b"data: s\n\ndata: a\n\nevent: x\ndata: s\n\ndata: s\n\n: c\ndata: s\n\ndata: s\r\n\r\ndata: b\n\n";
+        let mut events = SkipS::default();
+        let mut parser = SseParser::new();
+        assert_eq!(
+            parser.feed_raw_until(input, &mut events),
+            Fed::Read {
+                boundary: Some(input.len())
+            }
+        );
+        let event = |name: Option<&str>, data: &[u8]| (name.map(str::to_owned), data.to_vec());
+        let read = [
+            event(None, b"a"),
+            event(Some("x"), b"s"),
+            event(None, b"s"),
+            event(None, b"s"),
+            event(None, b"b"),
+        ];
+        assert_eq!(events.0, read);
+        // Split anywhere, an event cut in two is read instead: the others are the same.
+        for cut in 1..input.len() {
+            let (mut events, mut parser) = (SkipS::default(), SseParser::new());
+            parser.feed_raw_until(&input[..cut], &mut events);
+            parser.feed_raw_until(&input[cut..], &mut events);
+            let others: Vec<_> = events.0.iter().filter(|(_, data)| data != b"s").cloned().collect();
+            assert_eq!(others, [event(None, b"a"), event(None, b"b")], "cut at {cut}");
+            assert!((5..=6).contains(&events.0.len()), "cut at {cut}");
+        }
+        // An event over the cap is not passed over: it is read, and found too large.
+        let mut events = SkipS::default();
+        let outcome = SseParser::with_max_event(8).feed_raw_until(b"data: a\n\ndata: s\n\n", &mut events);
+        assert_eq!(outcome, Fed::Read { boundary: Some(18) });
+        assert_eq!(events.0, [event(None, b"a"), event(None, b"s")]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use crate::protocol::convert::error::{StreamStartError, anthropic_stream_event_error, openai_stream_event_error};
 use crate::protocol::convert::stream::{StreamConverter, StreamFailure, StreamStatus};
 use crate::protocol::hub::Usage;
-use crate::protocol::sse::{EventView, Fed, SseEvent, SseParser, write_data_event, write_named_event};
+use crate::protocol::sse::{
+    EventView, Fed, RawEvent, RawEvents, SseEvent, SseParser, write_data_event, write_named_event,
+};
 use crate::protocol::{Protocol, anthropic, chat, gemini, messages, openai, responses};
 
 /// How a relayed stream ended, for the request log: `status` is what an HTTP answer would have said (200
@@ -107,12 +109,35 @@ struct Quiet {
     name: Option<String>,
     before: Vec<u8>,
     after: Vec<u8>,
+    /// `data: ` and `before`, as an upstream writes the event's one line; `None` when the layout has a
+    /// name or a line break, and is only ever seen read.
+    line_start: Option<Vec<u8>>,
 }
 
 const MAX_LESSONS: u8 = 4;
 const MISSES_BEFORE_RELEARNING: u8 = 2;
 
 impl Quiet {
+    fn new(name: Option<&str>, before: &[u8], after: &[u8]) -> Self {
+        let one_line = name.is_none() && !before.iter().chain(after).any(|b| matches!(b, b'\n' | b'\r'));
+        Self {
+            name: name.map(str::to_owned),
+            before: before.to_vec(),
+            after: after.to_vec(),
+            line_start: one_line.then(|| [&b"data: "[..], before].concat()),
+        }
+    }
+
+    /// The length of this quiet event with other text at the start of `rest`, as an upstream writes it:
+    /// `data: ` and the layout around a quiet text on one line, and the blank line after it. Its data is
+    /// then what [`covers`](Self::covers) takes: the text ends at its closing quote, since it holds none.
+    fn event_len(&self, rest: &[u8]) -> Option<usize> {
+        let text = rest.strip_prefix(self.line_start.as_deref()?)?;
+        let end = plain_text_end(text)?;
+        let tail = text[end..].strip_prefix(&self.after[..])?.strip_prefix(b"\n\n")?;
+        quiet_word(&text[..end]).then_some(rest.len() - tail.len())
+    }
+
     /// Whether `event` is this quiet event with other text. The text must hold no quote, even escaped, and
     /// whole escapes only, so it cannot end the string early or run on past it, and no watched key can
     /// start or end in it: every byte outside it is the quiet event's own. The quiet event was watched in
@@ -130,9 +155,28 @@ impl Quiet {
     }
 }
 
+/// Where the text at the start of `bytes` reaches a quote, when all of it is plain string text (see
+/// [`crate::protocol::json::is_plain_string_text`]).
+fn plain_text_end(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        let found = crate::protocol::json::find_escape(bytes, at)?;
+        match bytes[found] {
+            b'"' => return Some(found),
+            b'\\' if bytes.get(found + 1) != Some(&b'"') => at = crate::protocol::json::escape_end(bytes, found)?,
+            _ => return None,
+        }
+    }
+}
+
 /// Text that can stand in a quiet event: plain, and none of the words the watches search for as keys.
 fn quiet_text(text: &[u8]) -> bool {
-    !matches!(text, b"usage" | b"error") && crate::protocol::json::is_plain_string_text(text)
+    quiet_word(text) && crate::protocol::json::is_plain_string_text(text)
+}
+
+/// Not one of the words the watches search for as keys.
+fn quiet_word(text: &[u8]) -> bool {
+    !matches!(text, b"usage" | b"error")
 }
 
 impl QuietEvents {
@@ -151,11 +195,7 @@ impl QuietEvents {
             if let Some(text) = crate::protocol::json::string_value_around(data, common_prefix(data, &self.last))
                 && quiet_text(&data[text.clone()])
             {
-                self.learned = Some(Quiet {
-                    name: event.name().map(str::to_owned),
-                    before: data[..text.start].to_vec(),
-                    after: data[text.end..].to_vec(),
-                });
+                self.learned = Some(Quiet::new(event.name(), &data[..text.start], &data[text.end..]));
             }
         }
         self.last.clear();
@@ -236,8 +276,7 @@ impl Watch {
     /// Breaks at the stream's last event: its end marker or an error.
     fn observe(&mut self, protocol: Protocol, event: &impl EventView) -> ControlFlow<()> {
         if self.quiet.learned.as_ref().is_some_and(|quiet| quiet.covers(event)) {
-            self.started = true;
-            self.quiet.misses = 0;
+            self.quiet_event();
             return ControlFlow::Continue(());
         }
         // Before the end marker: Gemini's last chunk carries the final usage.
@@ -263,6 +302,31 @@ impl Watch {
         } else {
             ControlFlow::Continue(())
         }
+    }
+
+    /// A quiet event went by: it tells nothing but that the stream has started.
+    fn quiet_event(&mut self) {
+        self.started = true;
+        self.quiet.misses = 0;
+    }
+}
+
+/// A stream's watch as the reader of the events the parser relays.
+struct Watching<'a> {
+    protocol: Protocol,
+    watch: &'a mut Watch,
+}
+
+impl RawEvents for Watching<'_> {
+    fn event(&mut self, event: RawEvent<'_>) -> ControlFlow<()> {
+        self.watch.observe(self.protocol, &event)
+    }
+
+    /// A quiet event of the learned layout, found in the bytes without reading its lines.
+    fn skip(&mut self, rest: &[u8]) -> Option<usize> {
+        let len = self.watch.quiet.learned.as_ref()?.event_len(rest)?;
+        self.watch.quiet_event();
+        Some(len)
     }
 }
 
@@ -298,7 +362,11 @@ impl StreamProcessor for PassThrough {
             watch,
             ..
         } = self;
-        match parser.feed_raw_until(&chunk, |event| watch.observe(*protocol, &event)) {
+        let mut watching = Watching {
+            protocol: *protocol,
+            watch,
+        };
+        match parser.feed_raw_until(&chunk, &mut watching) {
             Fed::Read { boundary: None } => {
                 self.held.extend_from_slice(&chunk);
                 Bytes::new()
@@ -724,6 +792,74 @@ mod tests {
             );
         }
         assert_eq!(watch.end.map(|end| end.status), Some(500));
+    }
+
+    #[test]
+    fn a_quiet_event_is_found_in_the_bytes_as_an_upstream_writes_it() {
+        let mut watch = Watch::new(Protocol::OpenAi);
+        for text in ["Hel", "lo", " there"] {
+            let (_, data) = chat_event(0, text);
+            let _ = watch.observe(
+                Protocol::OpenAi,
+                &RawEvent {
+                    name: None,
+                    data: data.as_bytes(),
+                },
+            );
+        }
+        let quiet = watch.quiet.learned.as_ref().expect("a layout is learned");
+        let line = |text: &str| format!("data: {}\n\n", chat_event(0, text).1);
+        for text in ["more", r"two\nlines", "é", ""] {
+            let bytes = line(text) + "data: [DONE]\n\n";
+            assert_eq!(quiet.event_len(bytes.as_bytes()), Some(line(text).len()), "{text}");
+        }
+        let unread = [
+            line("usage"),
+            line("error"),
+            line(r#"say \"hi\""#),
+            line("tab\there"),
+            line("x").replace("\n\n", "\r\n\r\n"),
+            line("x").replace("data: ", "data:"),
+            format!("event: delta\n{}", line("x")),
+            line("x")[..line("x").len() - 1].to_owned(),
+            line("x").replace("chunk", "chunks"),
+        ];
+        for bytes in unread {
+            assert_eq!(quiet.event_len(bytes.as_bytes()), None, "{bytes:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        #[test]
+        fn a_relayed_stream_is_watched_alike_whether_quiet_events_are_skipped_or_read(
+            kinds in prop::collection::vec((0usize..6, 0usize..TEXTS.len()), 1..16),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let mut input = String::new();
+            for (kind, text) in kinds {
+                input += &format!("data: {}\n\n", chat_event(kind, TEXTS[text]).1);
+            }
+            input += "data: [DONE]\n\n";
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len())).collect();
+            cuts.sort();
+            let run = |learn: bool| {
+                let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
+                if !learn {
+                    p.watch.quiet.lessons = MAX_LESSONS;
+                }
+                let mut out = Vec::new();
+                let mut last = 0;
+                for &cut in cuts.iter().chain([&input.len()]) {
+                    out.extend_from_slice(&p.chunk(Bytes::copy_from_slice(&input.as_bytes()[last..cut])));
+                    last = cut;
+                }
+                out.extend_from_slice(&p.eof());
+                (out, p.end(), p.usage(), p.content_started(), p.started())
+            };
+            let skipped = run(true);
+            prop_assert_eq!(&skipped, &run(false));
+        }
     }
 
     fn feed(p: &mut PassThrough, input: &str, cut: usize) -> Vec<u8> {
