@@ -86,12 +86,12 @@ struct Watch {
 
 /// Relayed events that differ from one already watched only in the text of one string, the delta's text,
 /// and would be watched the same way (see [`Quiet::covers`]): found, each costs two comparisons instead
-/// of a usage and an error search over its bytes.
+/// of a usage and an error search over its bytes, and found in the bytes as the upstream wrote it
+/// ([`Quiet::event_len`]), not even the reading of its lines.
 ///
-/// Only for Chat streams, whose watches read keys and values that are not the text. A Messages watch reads
-/// the event's name first and is already cheap: learning cost it more than skipping saved (measured on the
-/// benchmark's stream). Responses takes an event's type from its data when the `event:` line is missing,
-/// and a Gemini chunk's first content depends on its text being empty or not.
+/// For Chat and Messages streams, whose watches read names, keys and values that are not the text.
+/// Responses takes an event's type from its data when the `event:` line is missing, and a Gemini chunk's
+/// first content depends on its text being empty or not.
 #[derive(Default)]
 struct QuietEvents {
     /// The data of the last quiet event watched in full, to find where the next one differs from it.
@@ -109,8 +109,8 @@ struct Quiet {
     name: Option<String>,
     before: Vec<u8>,
     after: Vec<u8>,
-    /// `data: ` and `before`, as an upstream writes the event's one line; `None` when the layout has a
-    /// name or a line break, and is only ever seen read.
+    /// The event's lines up to its text, as an upstream writes them: its `event:` line, `data: ` and
+    /// `before`. `None` when the layout has a line break of its own, and is only ever seen read.
     line_start: Option<Vec<u8>>,
 }
 
@@ -119,18 +119,20 @@ const MISSES_BEFORE_RELEARNING: u8 = 2;
 
 impl Quiet {
     fn new(name: Option<&str>, before: &[u8], after: &[u8]) -> Self {
-        let one_line = name.is_none() && !before.iter().chain(after).any(|b| matches!(b, b'\n' | b'\r'));
+        let one_line = !before.iter().chain(after).any(|b| matches!(b, b'\n' | b'\r'));
+        let event_line = name.map(|name| format!("event: {name}\n"));
         Self {
             name: name.map(str::to_owned),
             before: before.to_vec(),
             after: after.to_vec(),
-            line_start: one_line.then(|| [&b"data: "[..], before].concat()),
+            line_start: one_line.then(|| [event_line.as_deref().unwrap_or("").as_bytes(), b"data: ", before].concat()),
         }
     }
 
     /// The length of this quiet event with other text at the start of `rest`, as an upstream writes it:
-    /// `data: ` and the layout around a quiet text on one line, and the blank line after it. Its data is
-    /// then what [`covers`](Self::covers) takes: the text ends at its closing quote, since it holds none.
+    /// its `event:` line, `data: ` and the layout around a quiet text on one line, and the blank line after
+    /// it. Its data is then what [`covers`](Self::covers) takes: the text ends at its closing quote, since
+    /// it holds none.
     fn event_len(&self, rest: &[u8]) -> Option<usize> {
         let text = rest.strip_prefix(self.line_start.as_deref()?)?;
         let end = plain_text_end(text)?;
@@ -293,7 +295,7 @@ impl Watch {
             self.end = Some(StreamEnd::COMPLETE);
         }
         let told_nothing = !usage && self.end.is_none() && self.usage.content_started();
-        if told_nothing && matches!(protocol, Protocol::OpenAi) {
+        if told_nothing && matches!(protocol, Protocol::OpenAi | Protocol::Anthropic) {
             self.quiet.misses = self.quiet.misses.saturating_add(1);
             self.quiet.learn(event);
         }
@@ -827,24 +829,51 @@ mod tests {
         for bytes in unread {
             assert_eq!(quiet.event_len(bytes.as_bytes()), None, "{bytes:?}");
         }
+        // A Messages layout has its `event:` line.
+        let mut watch = Watch::new(Protocol::Anthropic);
+        for text in ["Hel", "lo"] {
+            let (name, data) = messages_event(0, text);
+            let _ = watch.observe(
+                Protocol::Anthropic,
+                &RawEvent {
+                    name,
+                    data: data.as_bytes(),
+                },
+            );
+        }
+        let quiet = watch.quiet.learned.as_ref().expect("a layout is learned");
+        let line = format!("event: content_block_delta\ndata: {}\n\n", messages_event(0, "more").1);
+        assert_eq!(quiet.event_len(line.as_bytes()), Some(line.len()));
+        let unnamed = line.replace("event: content_block_delta\n", "");
+        assert_eq!(quiet.event_len(unnamed.as_bytes()), None);
+        let renamed = line.replace("event: content_block_delta", "event: error");
+        assert_eq!(quiet.event_len(renamed.as_bytes()), None);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(500))]
         #[test]
         fn a_relayed_stream_is_watched_alike_whether_quiet_events_are_skipped_or_read(
-            kinds in prop::collection::vec((0usize..6, 0usize..TEXTS.len()), 1..16),
+            chat in any::<bool>(),
+            kinds in prop::collection::vec((0usize..9, 0usize..TEXTS.len()), 1..16),
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         ) {
+            let (protocol, event): (_, fn(usize, &str) -> _) = match chat {
+                true => (Protocol::OpenAi, chat_event),
+                false => (Protocol::Anthropic, messages_event),
+            };
             let mut input = String::new();
-            for (kind, text) in kinds {
-                input += &format!("data: {}\n\n", chat_event(kind, TEXTS[text]).1);
+            for (kind, text) in kinds.into_iter().chain([(9, 0)]) {
+                let (name, data) = event(kind, TEXTS[text]);
+                if let Some(name) = name {
+                    input += &format!("event: {name}\n");
+                }
+                input += &format!("data: {data}\n\n");
             }
-            input += "data: [DONE]\n\n";
             let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len())).collect();
             cuts.sort();
             let run = |learn: bool| {
-                let mut p = PassThrough::new(Protocol::OpenAi, DEFAULT_MAX_EVENT);
+                let mut p = PassThrough::new(protocol, DEFAULT_MAX_EVENT);
                 if !learn {
                     p.watch.quiet.lessons = MAX_LESSONS;
                 }
