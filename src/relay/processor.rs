@@ -119,13 +119,23 @@ const MISSES_BEFORE_RELEARNING: u8 = 2;
 
 impl Quiet {
     fn new(name: Option<&str>, before: &[u8], after: &[u8]) -> Self {
-        let one_line = !before.iter().chain(after).any(|b| matches!(b, b'\n' | b'\r'));
-        let event_line = name.map(|name| format!("event: {name}\n"));
+        let line_break = |bytes: &[u8]| memchr::memchr2(b'\n', b'\r', bytes).is_some();
+        let line_start = (!line_break(before) && !line_break(after)).then(|| {
+            let mut start = Vec::with_capacity(before.len() + 32);
+            if let Some(name) = name {
+                start.extend_from_slice(b"event: ");
+                start.extend_from_slice(name.as_bytes());
+                start.push(b'\n');
+            }
+            start.extend_from_slice(b"data: ");
+            start.extend_from_slice(before);
+            start
+        });
         Self {
             name: name.map(str::to_owned),
             before: before.to_vec(),
             after: after.to_vec(),
-            line_start: one_line.then(|| [event_line.as_deref().unwrap_or("").as_bytes(), b"data: ", before].concat()),
+            line_start,
         }
     }
 
