@@ -496,13 +496,14 @@ fn join_whole_chunks(read: &mut [u8], mut data: usize) -> (usize, usize) {
             [b'\n', ..] => 1,
             _ => break,
         };
-        let Some(size_line) = memchr::memchr(b'\n', &rest[line_end..]) else {
+        let line = &rest[line_end..];
+        let Some((size, size_line)) = plain_size_line(line).or_else(|| {
+            let end = memchr::memchr(b'\n', line)?;
+            Some((parse_chunk_size(&line[..end]).ok()?, end + 1))
+        }) else {
             break;
         };
-        let Ok(size) = parse_chunk_size(&rest[line_end..line_end + size_line]) else {
-            break;
-        };
-        let head = line_end + size_line + 1;
+        let head = line_end + size_line;
         let size = usize::try_from(size).unwrap_or(usize::MAX);
         if size == 0 || rest.len() - head < size {
             break;
@@ -513,6 +514,25 @@ fn join_whole_chunks(read: &mut [u8], mut data: usize) -> (usize, usize) {
         framing += head;
     }
     (data, framing)
+}
+
+/// A chunk-size line as servers write it, hex digits and a line end, read without searching for the line
+/// end: the size and the line's length. Anything else (an extension, padding) is `None`, for the general
+/// reading.
+fn plain_size_line(line: &[u8]) -> Option<(u64, usize)> {
+    let mut size: u64 = 0;
+    for (at, &byte) in line.iter().enumerate().take(16) {
+        let digit = match byte {
+            b'0'..=b'9' => byte - b'0',
+            b'a'..=b'f' => byte - b'a' + 10,
+            b'A'..=b'F' => byte - b'A' + 10,
+            b'\r' if at > 0 && line.get(at + 1) == Some(&b'\n') => return Some((size, at + 2)),
+            b'\n' if at > 0 => return Some((size, at + 1)),
+            _ => return None,
+        };
+        size = size << 4 | u64::from(digit);
+    }
+    None
 }
 
 /// The hex size at the start of a chunk-size line; extensions (`;name=value`) are ignored.
@@ -601,6 +621,11 @@ mod tests {
         let (frames, end) = decode_all(b"5\r\nhello\r\n7;x=y\r\n, world\n1\r\n!\r\n3\r\nab");
         assert_eq!(frames, ["hello, world!", "ab"]);
         assert!(matches!(end, Ok(Step::More)));
+
+        // Hex sizes of either case, and a size line ended by a bare LF.
+        let (frames, end) = decode_all(b"2\r\nhi\r\nA\r\n0123456789\r\na\r\nabcdefghij\r\n3\n!!!\r\n0\r\n\r\n");
+        assert_eq!(frames, ["hi0123456789abcdefghij!!!"]);
+        assert!(matches!(end, Ok(Step::End)));
 
         let (frames, end) = decode_all(b"5\r\nhello\r\n1\r\n!\r\n0\r\n\r\n");
         assert_eq!(frames, ["hello!"]);
