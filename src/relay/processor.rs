@@ -806,19 +806,27 @@ mod tests {
         assert_eq!(watch.end.map(|end| end.status), Some(500));
     }
 
-    #[test]
-    fn a_quiet_event_is_found_in_the_bytes_as_an_upstream_writes_it() {
-        let mut watch = Watch::new(Protocol::OpenAi);
-        for text in ["Hel", "lo", " there"] {
-            let (_, data) = chat_event(0, text);
+    /// A watch that has seen `events`.
+    fn watch_of(protocol: Protocol, events: impl IntoIterator<Item = (Option<&'static str>, String)>) -> Watch {
+        let mut watch = Watch::new(protocol);
+        for (name, data) in events {
             let _ = watch.observe(
-                Protocol::OpenAi,
+                protocol,
                 &RawEvent {
-                    name: None,
+                    name,
                     data: data.as_bytes(),
                 },
             );
         }
+        watch
+    }
+
+    #[test]
+    fn a_quiet_event_is_found_in_the_bytes_as_an_upstream_writes_it() {
+        let watch = watch_of(
+            Protocol::OpenAi,
+            ["Hel", "lo", " there"].map(|text| chat_event(0, text)),
+        );
         let quiet = watch.quiet.learned.as_ref().expect("a layout is learned");
         let line = |text: &str| format!("data: {}\n\n", chat_event(0, text).1);
         for text in ["more", r"two\nlines", "é", ""] {
@@ -840,17 +848,7 @@ mod tests {
             assert_eq!(quiet.event_len(bytes.as_bytes()), None, "{bytes:?}");
         }
         // A Messages layout has its `event:` line.
-        let mut watch = Watch::new(Protocol::Anthropic);
-        for text in ["Hel", "lo"] {
-            let (name, data) = messages_event(0, text);
-            let _ = watch.observe(
-                Protocol::Anthropic,
-                &RawEvent {
-                    name,
-                    data: data.as_bytes(),
-                },
-            );
-        }
+        let watch = watch_of(Protocol::Anthropic, ["Hel", "lo"].map(|text| messages_event(0, text)));
         let quiet = watch.quiet.learned.as_ref().expect("a layout is learned");
         let line = format!("event: content_block_delta\ndata: {}\n\n", messages_event(0, "more").1);
         assert_eq!(quiet.event_len(line.as_bytes()), Some(line.len()));
