@@ -133,7 +133,6 @@ impl Attempt<'_> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let redactor = deployment.redactor(self.key);
         let mut answer = match (is_stream, conversion) {
             (false, None) => {
                 let (answer, usage) = pass_through_json(deployment, upstream_protocol, response, deadline).await?;
@@ -147,16 +146,30 @@ impl Attempt<'_> {
             }
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event);
-                return start_stream(deployment, response, processor, deadline, headers, redactor)
-                    .await
-                    .map(Answer::Stream);
+                return start_stream(
+                    deployment,
+                    response,
+                    processor,
+                    deadline,
+                    headers,
+                    deployment.redactor(self.key),
+                )
+                .await
+                .map(Answer::Stream);
             }
             (true, Some(facts)) => {
                 let converter = hub::convert_stream(self.client, deployment.protocol, &ctx, facts);
                 let processor = Converting::new(deployment.protocol, converter, self.max_event);
-                return start_stream(deployment, response, processor, deadline, headers, redactor)
-                    .await
-                    .map(Answer::Stream);
+                return start_stream(
+                    deployment,
+                    response,
+                    processor,
+                    deadline,
+                    headers,
+                    deployment.redactor(self.key),
+                )
+                .await
+                .map(Answer::Stream);
             }
         };
         answer.headers_mut().extend(headers);

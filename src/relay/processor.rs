@@ -145,7 +145,8 @@ impl Quiet {
     /// it holds none.
     fn event_len(&self, rest: &[u8]) -> Option<usize> {
         let text = rest.strip_prefix(self.line_start.as_deref()?)?;
-        let end = plain_text_end(text)?;
+        // The text runs to the first quote; with none, `after` (which starts with one) cannot follow.
+        let end = crate::protocol::json::plain_text_len(text)?;
         let tail = text[end..].strip_prefix(&self.after[..])?.strip_prefix(b"\n\n")?;
         quiet_word(&text[..end]).then_some(rest.len() - tail.len())
     }
@@ -164,20 +165,6 @@ impl Quiet {
             && data.starts_with(&self.before)
             && data.ends_with(&self.after)
             && quiet_text(&data[self.before.len()..data.len() - self.after.len()])
-    }
-}
-
-/// Where the text at the start of `bytes` reaches a quote, when all of it is plain string text (see
-/// [`crate::protocol::json::is_plain_string_text`]).
-fn plain_text_end(bytes: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    loop {
-        let found = crate::protocol::json::find_escape(bytes, at)?;
-        match bytes[found] {
-            b'"' => return Some(found),
-            b'\\' if bytes.get(found + 1) != Some(&b'"') => at = crate::protocol::json::escape_end(bytes, found)?,
-            _ => return None,
-        }
     }
 }
 

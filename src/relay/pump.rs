@@ -91,7 +91,12 @@ impl<P: StreamProcessor + Unpin> Stream for RelayBody<P> {
         let out = ready!(this.poll_output(cx));
         // Once per write, not per upstream chunk: what a write holds is whole events, so a key is never
         // split between two of them.
-        Poll::Ready(out.map(|bytes| Ok(redact(bytes, this.redactor.as_deref()))))
+        Poll::Ready(out.map(|bytes| {
+            Ok(match &this.redactor {
+                Some(redactor) => redactor.redact(bytes),
+                None => bytes,
+            })
+        }))
     }
 }
 
@@ -152,14 +157,6 @@ impl<P: StreamProcessor + Unpin> RelayBody<P> {
             this.last_upstream = Instant::now();
         }
         Poll::Ready(out)
-    }
-}
-
-/// Replaces the exact key wherever it appears.
-fn redact(out: Bytes, redactor: Option<&Redactor>) -> Bytes {
-    match redactor {
-        Some(redactor) => redactor.redact(out),
-        None => out,
     }
 }
 

@@ -239,14 +239,21 @@ pub(crate) fn string_value_around(json: &[u8], at: usize) -> Option<std::ops::Ra
 /// Whether `text` can stand between a string's quotes as it is, with no quote in it: no raw control
 /// character, no quote (escaped or not), and only whole escapes.
 pub(crate) fn is_plain_string_text(text: &[u8]) -> bool {
+    plain_text_len(text) == Some(text.len())
+}
+
+/// How much of `bytes` is plain string text (see [`is_plain_string_text`]): up to its first quote, or all of
+/// it. `None` at a raw control character, a `\"` escape or one that JSON does not have.
+pub(crate) fn plain_text_len(bytes: &[u8]) -> Option<usize> {
     let mut at = 0;
-    while let Some(found) = find_escape(text, at) {
-        match escape_end(text, found) {
-            Some(end) if text[found] == b'\\' && text[found + 1] != b'"' => at = end,
-            _ => return false,
+    while let Some(found) = find_escape(bytes, at) {
+        match bytes[found] {
+            b'"' => return Some(found),
+            b'\\' if bytes.get(found + 1) != Some(&b'"') => at = escape_end(bytes, found)?,
+            _ => return None,
         }
     }
-    true
+    Some(bytes.len())
 }
 
 /// Where the escape starting with the backslash at `bytes[at]` ends, if it is one JSON has: a `\u` escape
@@ -915,6 +922,10 @@ mod tests {
         for not in [&b"a\"b"[..], b"a\\\"b", b"trailing\\", b"\\u00", b"\\x", b"tab\there"] {
             assert!(!is_plain_string_text(not), "{not:?}");
         }
+        // Up to a closing quote, as in a string's text followed by the rest of the JSON.
+        assert_eq!(plain_text_len(br#"line\nnext","x":1"#), Some(10));
+        assert_eq!(plain_text_len(br#"say \"hi\""#), None);
+        assert_eq!(plain_text_len(b"open"), Some(4));
     }
 
     #[test]
