@@ -146,30 +146,16 @@ impl Attempt<'_> {
             }
             (true, None) => {
                 let processor = PassThrough::new(self.client, self.max_event);
-                return start_stream(
-                    deployment,
-                    response,
-                    processor,
-                    deadline,
-                    headers,
-                    deployment.redactor(self.key),
-                )
-                .await
-                .map(Answer::Stream);
+                return start_stream(deployment, self.key, response, processor, deadline, headers)
+                    .await
+                    .map(Answer::Stream);
             }
             (true, Some(facts)) => {
                 let converter = hub::convert_stream(self.client, deployment.protocol, &ctx, facts);
                 let processor = Converting::new(deployment.protocol, converter, self.max_event);
-                return start_stream(
-                    deployment,
-                    response,
-                    processor,
-                    deadline,
-                    headers,
-                    deployment.redactor(self.key),
-                )
-                .await
-                .map(Answer::Stream);
+                return start_stream(deployment, self.key, response, processor, deadline, headers)
+                    .await
+                    .map(Answer::Stream);
             }
         };
         answer.headers_mut().extend(headers);

@@ -3,8 +3,6 @@
 //! first event is in, any failure is still a failed attempt that can fail over. After it, failures can only
 //! be reported in-band.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -16,7 +14,7 @@ use super::processor::StreamProcessor;
 use super::pump::{RelayBody, UpstreamChunks};
 use super::record::RequestRecord;
 use crate::routing::Deployment;
-use crate::upstream::{self, Redactor, UpstreamResponse};
+use crate::upstream::{self, UpstreamResponse};
 
 /// A stream whose first event was good: the client's answer, once it is given the request's record (which
 /// the body emits when the stream ends).
@@ -31,14 +29,15 @@ impl CommittedStream {
 }
 
 /// Reads the upstream stream up to its first complete event, by `deadline`; an error there (a broken
-/// connection, silence, an error event, an event over the size cap) is a failed attempt.
+/// connection, silence, an error event, an event over the size cap) is a failed attempt. What the client
+/// gets is scrubbed of key `key` of the deployment's pool.
 pub async fn start_stream<P: StreamProcessor + Unpin>(
     deployment: &Deployment,
+    key: usize,
     response: UpstreamResponse,
     mut processor: P,
     deadline: tokio::time::Instant,
     headers: HeaderMap,
-    redactor: Option<Arc<Redactor>>,
 ) -> Result<CommittedStream, Failure> {
     let mut upstream = UpstreamChunks::new(response.into_body());
     let head = read_first_event(&mut upstream, &mut processor, deadline).await?;
@@ -52,6 +51,7 @@ pub async fn start_stream<P: StreamProcessor + Unpin>(
         return Err(Failure::unreachable(StatusCode::BAD_GATEWAY, message));
     }
     let idle = deployment.spec.timeouts.stream_idle;
+    let redactor = deployment.redactor(key);
     let respond = move |record| {
         let mut answer = Response::new(Body::from_stream(RelayBody::new(
             head, upstream, processor, idle, record, redactor,
