@@ -23,6 +23,7 @@ use crate::protocol::hub::{
     self, DataUrl, Message, Opaque, OutputFormat, Part, Reasoning, ReasoningRequest, Request, Role, Tool, ToolCall,
     ToolChoice, ToolKind, ToolResult,
 };
+use crate::protocol::json::{Reader, Seen};
 use crate::protocol::responses::tools::flat_name;
 
 /// OpenAI rejects longer `user` values.
@@ -664,7 +665,7 @@ pub struct ChatFacts {
 }
 
 /// The request's fields, each read by itself so that an error names it.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct InBody<'a> {
     /// The one field read typed in the same pass: messages are most of a request.
     #[serde(borrow, default)]
@@ -711,7 +712,7 @@ struct InBody<'a> {
     modalities: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct InMessage<'a> {
     #[serde(borrow, default)]
     role: Lenient<Cow<'a, str>>,
@@ -858,6 +859,113 @@ struct InStreamOptions {
     include_usage: Option<bool>,
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// The hand-written read: the same fields as the serde derives of `InBody` and `InMessage`, each read as serde
+// reads it (`null` is `None` or absent, a field given twice is refused, a `Lenient` field of another type is
+// `Wrong`), unknown ones skipped. Anything else is `None`, for serde to read (and to name the error).
+
+/// The body as serde reads it into [`InBody`], or `None`.
+fn read_body(text: &str) -> Option<InBody<'_>> {
+    let mut body = InBody::default();
+    let mut seen = Seen::default();
+    let mut r = Reader::new(text);
+    r.object(|r, key| {
+        let (index, slot) = match key {
+            "messages" => {
+                body.messages = seen.first(0).and_then(|()| lenient(r, b'[', read_messages))?;
+                return Some(());
+            }
+            "tools" => (1, &mut body.tools),
+            "functions" => (2, &mut body.functions),
+            "tool_choice" => (3, &mut body.tool_choice),
+            "function_call" => (4, &mut body.function_call),
+            "parallel_tool_calls" => (5, &mut body.parallel_tool_calls),
+            "max_completion_tokens" => (6, &mut body.max_completion_tokens),
+            "max_tokens" => (7, &mut body.max_tokens),
+            "temperature" => (8, &mut body.temperature),
+            "top_p" => (9, &mut body.top_p),
+            "stop" => (10, &mut body.stop),
+            "reasoning_effort" => (11, &mut body.reasoning_effort),
+            "response_format" => (12, &mut body.response_format),
+            "stream" => (13, &mut body.stream),
+            "stream_options" => (14, &mut body.stream_options),
+            "user" => (15, &mut body.user),
+            "safety_identifier" => (16, &mut body.safety_identifier),
+            "prompt_cache_key" => (17, &mut body.prompt_cache_key),
+            "n" => (18, &mut body.n),
+            "audio" => (19, &mut body.audio),
+            "modalities" => (20, &mut body.modalities),
+            _ => return r.skip(),
+        };
+        *slot = seen.first(index).and_then(|()| r.nullable(Reader::raw))?;
+        Some(())
+    })?;
+    r.end()?;
+    Some(body)
+}
+
+/// A [`Lenient`] field as serde reads it: absent for `null`, what `read` reads for a value that starts with
+/// `opens` (the one JSON type the field takes), and `Wrong` for a value of any other type.
+fn lenient<'a, T>(
+    r: &mut Reader<'a>,
+    opens: u8,
+    read: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+) -> Option<Lenient<T>> {
+    match r.peek()? {
+        b'n' => r.null().then_some(Lenient::Absent),
+        byte if byte == opens => read(r).map(Lenient::Value),
+        _ => r.skip().map(|()| Lenient::Wrong),
+    }
+}
+
+fn read_messages<'a>(r: &mut Reader<'a>) -> Option<Vec<Lenient<InMessage<'a>>>> {
+    let mut messages = Vec::with_capacity(4);
+    r.array(|r| lenient(r, b'{', read_in_message).map(|m| messages.push(m)))?;
+    Some(messages)
+}
+
+fn read_in_message<'a>(r: &mut Reader<'a>) -> Option<InMessage<'a>> {
+    let mut message = InMessage::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        let (index, slot) = match key {
+            "role" => (0, &mut message.role),
+            "content" => {
+                message.content = seen.first(1).and_then(|()| read_in_content(r))?;
+                return Some(());
+            }
+            "reasoning_content" => (2, &mut message.reasoning_content),
+            "reasoning_signature" => (3, &mut message.reasoning_signature),
+            "refusal" => (4, &mut message.refusal),
+            "tool_call_id" => (5, &mut message.tool_call_id),
+            "tool_calls" => {
+                message.tool_calls = seen.first(6).and_then(|()| r.nullable(Reader::raw))?;
+                return Some(());
+            }
+            "function_call" => {
+                message.function_call = seen.first(7).and_then(|()| r.nullable(Reader::raw))?;
+                return Some(());
+            }
+            _ => return r.skip(),
+        };
+        *slot = seen.first(index).and_then(|()| lenient(r, b'"', Reader::str))?;
+        Some(())
+    })?;
+    Some(message)
+}
+
+/// A message's content as [`InContent`]'s [`Shape`] reads it.
+fn read_in_content<'a>(r: &mut Reader<'a>) -> Option<Lenient<InContent<'a>>> {
+    match r.peek()? {
+        b'[' => {
+            let mut parts = Vec::with_capacity(2);
+            r.array(|r| r.raw().map(|part| parts.push(part)))?;
+            Some(Lenient::Value(InContent::Parts(parts)))
+        }
+        _ => lenient(r, b'"', |r| r.str().map(InContent::Text)),
+    }
+}
+
 /// An object at `at`, with its fields raw.
 fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue, at: &Path) -> Result<T, ConvertError> {
     match raw.get().starts_with('{') {
@@ -924,8 +1032,17 @@ impl LegacyCalls {
 
 /// Decodes a Chat Completions request body. Fields whose loss would change the shape of the answer (`n`,
 /// audio output) are refused, as are parts and tools the other protocols have no form for.
-pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
-    let root = Path::Root;
+///
+/// The body is read by hand first ([`read_body`]); what that read does not take, serde reads into the same
+/// [`InBody`] (and names the error).
+pub fn decode(bytes: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
+    match std::str::from_utf8(bytes).ok().and_then(read_body) {
+        Some(body) => decode_body(body),
+        None => decode_with_serde(bytes),
+    }
+}
+
+fn decode_with_serde(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
     // A struct also deserialises from an array; a request is an object.
     if body.trim_ascii_start().first().is_some_and(|b| *b != b'{') && serde_json::from_slice::<&RawValue>(body).is_ok()
     {
@@ -935,7 +1052,12 @@ pub fn decode(body: &[u8]) -> Result<(Request, ChatFacts), ConvertError> {
             code: None,
         });
     }
-    let mut body: InBody = crate::protocol::json::parse(body).map_err(|e| unreadable_body(body, e))?;
+    decode_body(crate::protocol::json::parse(body).map_err(|e| unreadable_body(body, e))?)
+}
+
+/// The rest of [`decode`], from the body's fields.
+fn decode_body(mut body: InBody<'_>) -> Result<(Request, ChatFacts), ConvertError> {
+    let root = Path::Root;
     refuse_other_outputs(&body)?;
 
     let at = root.key("messages");
@@ -1547,6 +1669,59 @@ mod tests {
     fn encode_json(body: &[u8], options: &ModelOptions) -> Value {
         let request = decode(body, b"key").unwrap().request;
         serde_json::from_slice(&encode(&request, "up", options).unwrap().body).unwrap()
+    }
+
+    #[test]
+    fn the_hand_read_body_decodes_as_serde_reads_it() {
+        let typical: &[&str] = &[
+            include_str!("../../../bench/requests/openai.json"),
+            include_str!("../../../bench/requests/openai-stream.json"),
+            r#"{"model":"m","messages":[{"role":"developer","content":"be brief"},
+                {"role":"user","content":[{"type":"text","text":"look"},
+                  {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"low"}}]},
+                {"role":"assistant","content":null,"reasoning_content":"think","refusal":null,
+                  "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+                {"role":"tool","tool_call_id":"call_1","content":"done","name":"f"}],
+              "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+              "tool_choice":"auto","parallel_tool_calls":false,"max_completion_tokens":100,"top_p":0.9,
+              "stop":["\n\n"],"reasoning_effort":"low","response_format":{"type":"json_object"},
+              "stream":true,"stream_options":{"include_usage":true},"user":"u","prompt_cache_key":"k",
+              "n":1,"audio":null,"modalities":["text"],"metadata":{"x":[1,2]}}"#,
+            r#"{"messages":[{"role":"user","content":"say \"hi\"\n"}],"max_tokens":null,"temperature":null}"#,
+            "{ \"messages\" :\t[ { \"role\" : \"user\" , \"content\" : \"x\" } ] ,\n \"top_p\" : 0.25 }",
+        ];
+        let edge: &[&str] = &[
+            r#"{"messages":[{"role":"user","content":"a"}],"messages":[]}"#,
+            r#"{"messages":[{"role":"user","content":"a","content":"b"}]}"#,
+            r#"{"messages":[{"role":"user","role":"user"}]}"#,
+            r#"{"messages":[{"role":"user","content":{"type":"text"}}]}"#,
+            r#"{"messages":[{"role":5,"content":5,"refusal":[],"reasoning_content":{}}]}"#,
+            r#"{"messages":[{"role":"us\u0065r","content":"x"}]}"#,
+            r#"{"messages":[["user","hi"],"hi",3,null,true]}"#,
+            r#"{"messages":"hi"}"#,
+            r#"{"messages":{"role":"user"}}"#,
+            r#"{"messages":null}"#,
+            r#"{"messages":[]}"#,
+            r#"{"mess\u0061ges":[]}"#,
+            r#"{"messages":[{"role":"tool","content":"x"}]}"#,
+            r#"{"messages":[{"role":"assistant","tool_calls":null,"function_call":{"name":"f"}}]}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5,"temperature":"hot"}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0,"n":2}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"stream":1,"stop":"end"}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"unknown":[1,{"a":nul}]}"#,
+            r#"{"messages":[{"role":"user","content":"x"}]} trailing"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"tools":[],"tools":null}"#,
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"raw\ncontrol\"}]}",
+            r#"["messages"]"#,
+        ];
+        let both = |body: &[u8]| -> Option<(String, String)> {
+            let fast = std::str::from_utf8(body).ok().and_then(read_body)?;
+            Some((
+                format!("{:?}", super::decode_body(fast)),
+                format!("{:?}", super::decode_with_serde(body)),
+            ))
+        };
+        crate::protocol::json::check_agreement(typical, edge, both);
     }
 
     #[test]
