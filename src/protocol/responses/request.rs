@@ -249,7 +249,8 @@ fn read_content<'a>(r: &mut Reader<'a>, decode: bool) -> Option<Content<'a>> {
     Some(match r.peek()? {
         b'"' => Content::Text(r.string()?),
         b'[' if decode => {
-            let mut parts = Vec::new();
+            // Most contents hold one part; a first block of four is one the allocator serves slowly.
+            let mut parts = Vec::with_capacity(1);
             let mut j = 0;
             r.array(|r| {
                 parts.extend(decode_part(read_part(r)?, &String::new, j).ok()?);
