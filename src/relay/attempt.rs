@@ -328,8 +328,8 @@ fn unix_time() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// 24 random hex digits for response ids. One `u128` is the cheapest draw (random bytes cost more), and its
-/// hex written by hand half what `format!` spends.
+/// 24 random hex digits for response ids. One `u128` is the cheapest draw (random bytes cost more), and
+/// writing its hex by hand costs about half what `format!` does.
 fn random_id() -> String {
     crate::protocol::convert::ids::hex(&rand::random::<u128>().to_le_bytes()[..12])
 }

@@ -523,29 +523,29 @@ fn plain_size_line(line: &[u8]) -> Option<(u64, usize)> {
     let mut size: u64 = 0;
     for (at, &byte) in line.iter().enumerate().take(16) {
         let digit = match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' => byte - b'a' + 10,
-            b'A'..=b'F' => byte - b'A' + 10,
             b'\r' if at > 0 && line.get(at + 1) == Some(&b'\n') => return Some((size, at + 2)),
             b'\n' if at > 0 => return Some((size, at + 1)),
-            _ => return None,
+            _ => hex_digit(byte)?,
         };
         size = size << 4 | u64::from(digit);
     }
     None
 }
 
+fn hex_digit(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// The hex size at the start of a chunk-size line; extensions (`;name=value`) are ignored.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, Error> {
     let mut size: u64 = 0;
     let mut digits = 0;
-    for &byte in line {
-        let digit = match byte {
-            b'0'..=b'9' => byte - b'0',
-            b'a'..=b'f' => byte - b'a' + 10,
-            b'A'..=b'F' => byte - b'A' + 10,
-            _ => break,
-        };
+    for digit in line.iter().map_while(|&byte| hex_digit(byte)) {
         size = size << 4 | u64::from(digit);
         digits += 1;
     }
