@@ -229,6 +229,51 @@ async fn a_client_that_stalls_its_body_gets_408_and_nothing_goes_upstream() {
 }
 
 #[tokio::test]
+async fn a_request_refused_before_its_body_is_read_is_told_the_connection_closes() {
+    let upstream = MockUpstream::fixed(Reply::json(oai_answer("a"))).await;
+    let config = group(&[("openai", &upstream.base())], "");
+    let router = TestRouter::start_with(&config, Some("router-token"), None).await;
+    let addr = router.base.trim_start_matches("http://").to_owned();
+    async fn read_answer(socket: &mut TcpStream) -> String {
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), socket.read(&mut answer))
+            .await
+            .expect("the router answers")
+            .unwrap();
+        String::from_utf8_lossy(&answer[..n]).to_lowercase()
+    }
+
+    // The head of a POST with a wrong key, its body not sent yet: as an SDK writes them, in two writes.
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: r\r\nauthorization: Bearer wrong\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(&mut socket).await;
+    assert!(answer.starts_with("http/1.1 401"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    let mut rest = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(3), socket.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the connection closes after the answer: {closed:?}"
+    );
+
+    // A refused request with no body leaves nothing unread: its connection stays open for the next one.
+    let mut socket = TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        socket
+            .write_all(b"GET /v1/models HTTP/1.1\r\nhost: r\r\nauthorization: Bearer wrong\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut socket).await;
+        assert!(answer.starts_with("http/1.1 401"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
 async fn beyond_max_connections_accepting_waits_for_a_connection_to_close() {
     let upstream = MockUpstream::fixed(Reply::json(oai_answer("a"))).await;
     let router = TestRouter::start(&group(&[("openai", &upstream.base())], "  max_connections: 2")).await;

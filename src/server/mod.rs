@@ -17,6 +17,7 @@ use arc_swap::ArcSwap;
 use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use hyper::body::Body as _;
 
 pub use auth::Token;
 use error::ApiError;
@@ -64,7 +65,7 @@ impl AppState {
 pub async fn route(state: AppState, mut request: Request) -> Response {
     let path = request.uri().path();
     let Some(route) = Route::of(path) else {
-        return not_found(&request);
+        return before_body(&request, not_found(&request));
     };
     // The status page holds no data, its login takes the token itself, and its data takes a cookie too.
     let open = matches!(
@@ -83,7 +84,7 @@ pub async fn route(state: AppState, mut request: Request) -> Response {
             Err(refused) => {
                 state.metrics.auth_failures.inc();
                 let protocol = client_protocol(request.uri(), request.headers());
-                return ApiError::refused(refused).into_response(protocol);
+                return before_body(&request, ApiError::refused(refused).into_response(protocol));
             }
         }
     }
@@ -95,7 +96,7 @@ pub async fn route(state: AppState, mut request: Request) -> Response {
         _ => method == Method::POST,
     };
     if !allowed {
-        return method_not_allowed(route, &request);
+        return before_body(&request, method_not_allowed(route, &request));
     }
     match route {
         Route::Health => health(&state),
@@ -193,6 +194,18 @@ fn metrics(state: &AppState) -> Response {
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
+    response
+}
+
+/// An answer given before the request's body is read. hyper closes the connection after it, unless it can
+/// pass over the rest of the body at once, so the answer says it closes: a client that took the connection
+/// back into its pool would send its next request into the closing socket ("server disconnected").
+fn before_body(request: &Request, mut response: Response) -> Response {
+    if !request.body().is_end_stream() {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     response
 }
 
