@@ -58,8 +58,14 @@ pub async fn serve(
             .header_read_timeout(header_timeout);
         let state = state.clone();
         let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            // Boxed: hyper moves the service's future a few times, and a request's whole relay is in it.
-            let response = Box::pin(crate::server::route(state.clone(), request.map(axum::body::Body::new)));
+            // Boxed: hyper moves the service's future a few times, and a request's whole relay is in it. The
+            // box is made first so that the future, several kilobytes, is written into it where it is made
+            // rather than made on the stack and copied (`Box::pin(route(..))` copies it whole).
+            let slot = Box::new_uninit();
+            let response = Box::into_pin(Box::write(
+                slot,
+                crate::server::route(state.clone(), request.map(axum::body::Body::new)),
+            ));
             async move { Ok::<_, std::convert::Infallible>(response.await) }
         });
         let connection = builder
