@@ -123,7 +123,9 @@ pub fn peek_str<'a>(bytes: &'a [u8], key: &str) -> Option<&'a str> {
         }
         if &bytes[member.key.clone()] == key.as_bytes() {
             let text = bytes[member.value].strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-            return match memchr::memchr(b'\\', text) {
+            // The scan passed the string whole, so a backslash is the only byte it can stop at; a model name
+            // is short, and this word-at-a-time look costs less there than a vector search's set-up.
+            return match crate::protocol::json::find_escape(text, 0) {
                 Some(_) => None,
                 None => std::str::from_utf8(text).ok(),
             };

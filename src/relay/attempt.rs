@@ -128,14 +128,16 @@ impl Attempt<'_> {
             return Err(Failure::answered(answer, retry_after));
         }
 
-        let is_stream = response
-            .headers()
-            .get(header::CONTENT_TYPE)
+        let content_type = response.headers().get(header::CONTENT_TYPE);
+        let is_stream = content_type
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
+        // Kept for a whole answer relayed as it is, which says what it is in the upstream's words.
+        let content_type = content_type.filter(|_| !is_stream && conversion.is_none()).cloned();
         let mut answer = match (is_stream, conversion) {
             (false, None) => {
-                let (answer, usage) = pass_through_json(deployment, upstream_protocol, response, deadline).await?;
+                let (answer, usage) =
+                    pass_through_json(deployment, upstream_protocol, response, content_type, deadline).await?;
                 record.usage(usage);
                 answer
             }
@@ -261,10 +263,10 @@ async fn pass_through_json(
     deployment: &Deployment,
     protocol: Protocol,
     response: UpstreamResponse,
+    content_type: Option<HeaderValue>,
     deadline: tokio::time::Instant,
 ) -> Result<(Response, Option<Usage>), Failure> {
     let status = response.status();
-    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
     let body = read_whole(deployment, response, deadline).await?;
     let usage = answer_usage(protocol, &body);
     let mut answer = Response::new(Body::from(body));

@@ -181,14 +181,17 @@ fn quiet_word(text: &[u8]) -> bool {
 impl QuietEvents {
     /// After `event` was watched in full and told nothing: where it differs from the last such event is
     /// its text, if that falls in a string value whose text is quiet. An event with an `"error"` anywhere
-    /// teaches nothing: whether it is an error can turn on a string (`{"error":""}` is none).
+    /// teaches nothing: whether it is an error can turn on a string (`{"error":""}` is none). The layout is
+    /// this event's own bytes around its text, so what the last event held does not matter to it; the
+    /// search for `"error"` is made only when there is a layout to learn.
     fn learn(&mut self, event: &impl EventView) {
         let data = event.data();
-        if crate::protocol::convert::error::has_error_key(data) {
-            return;
-        }
         let relearn = self.learned.is_none() || self.misses >= MISSES_BEFORE_RELEARNING;
-        if relearn && self.lessons < MAX_LESSONS && !self.last.is_empty() {
+        if relearn
+            && self.lessons < MAX_LESSONS
+            && !self.last.is_empty()
+            && !crate::protocol::convert::error::has_error_key(data)
+        {
             self.lessons += 1;
             self.misses = 0;
             if let Some(text) = crate::protocol::json::string_value_around(data, common_prefix(data, &self.last))

@@ -43,6 +43,9 @@ pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     quoted_key: &memchr::memmem::Finder<'_>,
     fast: impl FnOnce(&'a [u8]) -> Option<T>,
 ) -> Option<T> {
+    if ends_with_null_member(json, quoted_key.needle()) {
+        return None; // nothing can follow the last member: the search would end at the same `null`
+    }
     let at = quoted_key.find_iter(json).last()? + quoted_key.needle().len();
     let rest = json[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
     if rest.starts_with(b"null") {
@@ -53,6 +56,16 @@ pub(crate) fn value_of_last_key<'a, T: Deserialize<'a>>(
     }
     // A value followed by more document: deserialize one value and ignore what follows.
     T::deserialize(&mut serde_json::Deserializer::from_slice(rest)).ok()
+}
+
+/// Whether `json` ends with `quoted_key` as its last member with a `null` value, as most chunks of an
+/// OpenAI stream do (`…,"usage":null}`): a look at the end instead of a search through the whole event.
+fn ends_with_null_member(json: &[u8], quoted_key: &[u8]) -> bool {
+    json.trim_ascii_end()
+        .strip_suffix(b"}")
+        .and_then(|json| json.trim_ascii_end().strip_suffix(b"null"))
+        .and_then(|json| json.trim_ascii_end().strip_suffix(b":"))
+        .is_some_and(|json| json.trim_ascii_end().ends_with(quoted_key))
 }
 
 /// The count under `quoted_key` (a [`key_finder`] of the key with its quotes) in `json`, which starts with
@@ -879,6 +892,34 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
+
+    #[test]
+    fn a_last_null_member_is_seen_at_the_end_and_read_as_the_search_reads_it() {
+        let usage = key_finder(br#""usage""#);
+        let searched = |json: &[u8]| {
+            let at = usage.find_iter(json).last()? + usage.needle().len();
+            let rest = json[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+            serde_json::Deserializer::from_slice(rest)
+                .into_iter::<Option<u64>>()
+                .next()?
+                .ok()?
+        };
+        for (json, at_the_end) in [
+            (&br#"{"choices":[],"usage":null}"#[..], true),
+            (br#"{"usage":{"total":1},"usage" : null }  "#, true),
+            (br#"{"usage":null,"x":1}"#, false),
+            (br#"{"o":{"usage":null}}"#, false),
+            (br#"{"usage":7}"#, false),
+            (br#"{"usage":"null"}"#, false),
+            // Not JSON, but the search ends at the same `null`.
+            (br#"{"x":"usage":null}"#, true),
+        ] {
+            let text = String::from_utf8_lossy(json);
+            assert_eq!(ends_with_null_member(json, usage.needle()), at_the_end, "{text}");
+            let read = value_of_last_key::<u64>(json, &usage, |_| None);
+            assert_eq!(read, searched(json), "{text}");
+        }
+    }
 
     #[test]
     fn the_string_value_around_a_byte() {
