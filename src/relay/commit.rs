@@ -73,10 +73,18 @@ async fn read_first_event(
     processor: &mut impl StreamProcessor,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, Failure> {
-    let mut head = Vec::new();
+    // Usually the first chunk holds the first event, and often many more: it goes on as it came, and only an
+    // event split over several chunks is joined.
+    let mut head = Bytes::new();
     while !processor.started() && processor.end().is_none() {
         match tokio::time::timeout_at(deadline, upstream.next()).await {
-            Ok(Some(Ok(chunk))) => head.extend_from_slice(&processor.chunk(chunk)),
+            Ok(Some(Ok(chunk))) => {
+                let out = processor.chunk(chunk);
+                head = match head.is_empty() {
+                    true => out,
+                    false => [head, out].concat().into(),
+                };
+            }
             Ok(Some(Err(e))) => {
                 let message = format!(
                     "upstream stream failed before its first event: {}",
@@ -94,5 +102,5 @@ async fn read_first_event(
             }
         }
     }
-    Ok(head.into())
+    Ok(head)
 }
