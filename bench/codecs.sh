@@ -14,7 +14,7 @@ STEPS=("$@")
     ant-oai-request oai-ant-request rsp-oai-request rsp-ant-request
     ant-oai-answer oai-ant-answer rsp-oai-answer rsp-ant-answer
     ant-oai-stream oai-ant-stream rsp-oai-stream rsp-ant-stream gem-oai-request gem-ant-request gem-oai-answer
-    gem-ant-answer gem-oai-stream gem-ant-stream)
+    gem-ant-answer gem-oai-stream gem-ant-stream token-count)
 
 command -v valgrind >/dev/null || { echo "bench: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 cargo build --release -j2 --manifest-path "$ROOT/Cargo.toml" --example codec_cost >&2

@@ -11,7 +11,8 @@
 //! converted for the upstream), `CLIENT-UPSTREAM-answer` (the upstream's answer converted for the client) and
 //! `CLIENT-UPSTREAM-stream` (the upstream's whole SSE stream, parsed and converted event by event), as in the
 //! bench's scenario names: `ant-oai`, `oai-ant`, `rsp-oai`, `rsp-ant`, `gem-oai`, `gem-ant`; and
-//! `CLIENT-rules`, the choice of a group by the ten routing rules of `bench/rules.yaml` (none matches).
+//! `CLIENT-rules`, the choice of a group by the ten routing rules of `bench/rules.yaml` (none matches); and
+//! `token-count`, the local input-token estimate of a source file sent as a new message.
 //! Only [`measure`] is counted (`--toggle-collect`), so set-up and the process around it do not show.
 
 #[path = "../bench/bodies.rs"]
@@ -20,6 +21,7 @@ mod bodies;
 use std::hint::black_box;
 
 use llm_router::protocol::Protocol;
+use llm_router::protocol::convert::token_count::estimate_anthropic_input_tokens;
 use llm_router::protocol::convert::{ConvertContext, ModelOptions, RequestFacts};
 use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::SseParser;
@@ -81,6 +83,19 @@ fn main() {
         let body = client_body(Protocol::OpenAi);
         measure(iterations, &mut || {
             black_box(RawBody::parse(black_box(&body)).expect("a JSON object"));
+        });
+        return;
+    }
+    if step == "token-count" {
+        // A tool result as an agent sends it: a source file, new on every turn (a fresh first line each
+        // time, so the estimate's memo of texts seen does not answer).
+        let file = std::fs::read_to_string(format!("{}/src/relay/processor.rs", env!("CARGO_MANIFEST_DIR")))
+            .expect("src/relay/processor.rs");
+        let mut turn = 0u32;
+        measure(iterations, &mut || {
+            turn += 1;
+            let body = serde_json::json!({"messages": [{"role": "user", "content": format!("{turn}\n{file}")}]});
+            black_box(estimate_anthropic_input_tokens(black_box(&body), 1.0));
         });
         return;
     }

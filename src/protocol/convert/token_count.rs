@@ -37,9 +37,9 @@ const PDF_TOKENS: u64 = 3000;
 /// header behind a typical EXIF block.
 const IMAGE_HEADER_BASE64_CHARS: usize = 96 * 1024;
 
-/// Texts shorter than this are encoded every time; longer ones are remembered by hash. Low: BPE costs a few
-/// hundred instructions a byte (the pre-tokenizing regex), a memo lookup a few per byte, and a conversation
-/// resends every earlier message, short ones included, on every turn.
+/// Texts shorter than this are encoded every time; longer ones are remembered by hash. Low: BPE costs about
+/// a hundred instructions a byte of ASCII (several hundred where the regex splits the text), a memo lookup
+/// a few per byte, and a conversation resends every earlier message, short ones included, on every turn.
 const MEMO_MIN_BYTES: usize = 32;
 /// Entries per memo generation (two generations are kept, so at most twice this many).
 const MEMO_GENERATION_ENTRIES: usize = 4096;
@@ -48,8 +48,8 @@ const MEMO_GENERATION_ENTRIES: usize = 4096;
 static O200K_BASE: LazyLock<Option<Vocabulary>> = LazyLock::new(Vocabulary::o200k_base);
 
 /// Token counts of texts seen recently. Agents resend the same system prompt, tool definitions and
-/// history on every turn, and BPE runs at roughly 30 MB/s, so remembering counts turns a few milliseconds
-/// per request into a hash of the text. It only saves work: a count is a pure function of the text.
+/// history on every turn, and BPE costs about a hundred instructions a byte, so remembering counts turns
+/// milliseconds per request into a hash of the text. It only saves work: a count is a pure function of the text.
 static MEMO: LazyLock<Mutex<TokenMemo>> = LazyLock::new(|| Mutex::new(TokenMemo::default()));
 
 /// Local input-token estimate for an Anthropic Messages (or `count_tokens`) body: o200k_base tokens of the

@@ -51,15 +51,21 @@ impl Vocabulary {
 
     /// Tokens of `text`, as tiktoken's `encode_ordinary(text).len()`.
     pub(super) fn count(&self, text: &str) -> u64 {
+        let bytes = text.as_bytes();
         let mut count = 0;
-        let mut counted = 0;
-        for piece in self.pieces.find_iter(text) {
-            let Ok(piece) = piece else {
-                // The pattern's lookahead ran out of backtracking: the rest errs high, ~3 bytes a token.
-                return count + (text.len() - counted).div_ceil(3) as u64;
+        let mut at = 0;
+        while at < bytes.len() {
+            let piece = match ascii_piece_end(bytes, at) {
+                Some(end) => at..end,
+                None => match self.pieces.find_from_pos(text, at) {
+                    Ok(Some(piece)) => piece.range(),
+                    Ok(None) => break,
+                    // The pattern's lookahead ran out of backtracking: the rest errs high, ~3 bytes a token.
+                    Err(_) => return count + (bytes.len() - at).div_ceil(3) as u64,
+                },
             };
-            count += self.piece_tokens(piece.as_str().as_bytes());
-            counted = piece.end();
+            count += self.piece_tokens(&bytes[piece.clone()]);
+            at = piece.end;
         }
         count
     }
@@ -133,13 +139,150 @@ impl Vocabulary {
     }
 }
 
+/// What the pre-tokenizer's character classes make of an ASCII byte. In ASCII, `\p{L}` is `[A-Za-z]`
+/// (none of it titlecase, modifier, other or a mark), `\p{N}` is `[0-9]` and `\s` is `[\t\n\x0B\x0C\r ]`.
+#[derive(Clone, Copy, PartialEq)]
+enum Class {
+    Upper,
+    Lower,
+    Digit,
+    /// `\r` and `\n`, which the pattern treats apart from other white space.
+    Newline,
+    /// The rest of `\s`: space, tab, vertical tab, form feed.
+    Space,
+    /// Neither a letter, a digit nor white space: punctuation, symbols, controls.
+    Other,
+    /// A byte of a non-ASCII character, which could be of any class.
+    Unknown,
+    End,
+}
+
+fn class(text: &[u8], at: usize) -> Class {
+    match text.get(at) {
+        None => Class::End,
+        Some(&byte) => CLASSES[usize::from(byte)],
+    }
+}
+
+/// [`Class`] by byte, so that the matcher's loops cost a load a byte.
+static CLASSES: [Class; 256] = {
+    let mut classes = [Class::Other; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        classes[byte] = match byte as u8 {
+            b'A'..=b'Z' => Class::Upper,
+            b'a'..=b'z' => Class::Lower,
+            b'0'..=b'9' => Class::Digit,
+            b'\r' | b'\n' => Class::Newline,
+            b' ' | b'\t' | 0x0B | 0x0C => Class::Space,
+            0x80.. => Class::Unknown,
+            _ => Class::Other,
+        };
+        byte += 1;
+    }
+    classes
+};
+
+/// Where the run of bytes whose class is `in_run` from `at` ends, or `None` when it ends at a non-ASCII
+/// character, which might have continued it.
+fn run_end(text: &[u8], mut at: usize, in_run: impl Fn(Class) -> bool) -> Option<usize> {
+    loop {
+        match class(text, at) {
+            Class::Unknown => return None,
+            found if in_run(found) => at += 1,
+            _ => return Some(at),
+        }
+    }
+}
+
+/// Where the o200k pre-tokenizer's piece at `at` ends, decided by hand when every byte the decision looks
+/// at is ASCII; `None` sends the piece to the regex. The regex (a backtracking one, for its lookahead) costs
+/// a few hundred instructions a byte; this a few, and agents' prompts are mostly ASCII: code, English,
+/// JSON. The pattern's alternatives, the first that matches wins, with `P` = `[^\r\n\p{L}\p{N}]`, `U` =
+/// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`, `L` = `[\p{Ll}\p{Lm}\p{Lo}\p{M}]` and `C` = a contraction (`'s`,
+/// `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case):
+/// 1. `P?U*L+C?` and 2. `P?U+L*C?`: a word, with one character before it;
+/// 3. `\p{N}{1,3}`;
+/// 4. ` ?[^\s\p{L}\p{N}]+[\r\n/]*`: punctuation, with a space before it and line ends after it;
+/// 5. `\s*[\r\n]+`: white space up to its last line end;
+/// 6. `\s+(?!\S)` and 7. `\s+`: white space, less its last character when a word follows.
+fn ascii_piece_end(text: &[u8], at: usize) -> Option<usize> {
+    use Class::*;
+    let first = class(text, at);
+    // 1 and 2. In ASCII upper and lower case do not overlap, so `U*L+` is all the capitals and then at
+    // least one small letter, and `U+L*` is what is left: capitals only.
+    let word = if matches!(first, Space | Other) { at + 1 } else { at };
+    let capitals = run_end(text, word, |class| class == Upper)?;
+    let small = run_end(text, capitals, |class| class == Lower)?;
+    if small > word {
+        return contraction_end(text, small);
+    }
+    match first {
+        // A non-ASCII character ended the letter runs above.
+        Unknown | End => None,
+        // 3.
+        Digit => {
+            let end = (at + 1..at + 3).find(|&i| class(text, i) != Digit).unwrap_or(at + 3);
+            match class(text, end) {
+                Unknown if end < at + 3 => None,
+                _ => Some(end),
+            }
+        }
+        // 4, with the space or (a space followed by no punctuation) without it.
+        Other => punctuation_end(text, at),
+        Space if text[at] == b' ' && class(text, at + 1) == Other => punctuation_end(text, at + 1),
+        // 5, 6 and 7.
+        _ => {
+            let end = run_end(text, at, |class| matches!(class, Space | Newline))?;
+            if let Some(last_newline) = (at..end).rev().find(|&i| class(text, i) == Newline) {
+                Some(last_newline + 1)
+            } else if end - at >= 2 && class(text, end) != End {
+                Some(end - 1)
+            } else {
+                Some(end)
+            }
+        }
+    }
+}
+
+/// The end of alternative 4 whose punctuation starts at `at`.
+fn punctuation_end(text: &[u8], at: usize) -> Option<usize> {
+    let end = run_end(text, at, |class| class == Class::Other)?;
+    Some(
+        (end..)
+            .find(|&i| !matches!(text.get(i), Some(b'\r' | b'\n' | b'/')))
+            .unwrap_or(end),
+    )
+}
+
+/// A word ending at `at` takes a contraction that follows it.
+fn contraction_end(text: &[u8], at: usize) -> Option<usize> {
+    if text.get(at) != Some(&b'\'') {
+        return Some(at);
+    }
+    let lower = |i: usize| match text.get(i) {
+        // `(?i)s` also matches 'ſ' (U+017F): a non-ASCII letter is the regex's to judge.
+        Some(0x80..) => None,
+        byte => Some(byte.map(u8::to_ascii_lowercase)),
+    };
+    let length = match lower(at + 1)? {
+        Some(b's' | b't' | b'm' | b'd') => 2,
+        Some(first @ (b'r' | b'v' | b'l')) => {
+            let second = if first == b'l' { b'l' } else { b'e' };
+            if lower(at + 2)? == Some(second) { 3 } else { 0 }
+        }
+        _ => 0,
+    };
+    Some(at + length)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::LazyLock;
 
     use proptest::prelude::*;
 
-    use super::Vocabulary;
+    use super::{Vocabulary, ascii_piece_end};
 
     static VOCABULARY: LazyLock<Vocabulary> = LazyLock::new(|| Vocabulary::o200k_base().expect("the pattern compiles"));
 
@@ -182,6 +325,27 @@ mod tests {
             text in "([a-zA-Z]{1,12}|[0-9]{1,5}|[ \t\n]{1,3}|[.,;:!?'\"(){}<>/\\\\_-]|[àéîõüßøñ]|[\u{4e00}-\u{4e40}]|[\u{1f600}-\u{1f64f}]|\u{301}){0,60}"
         ) {
             prop_assert_eq!(VOCABULARY.count(&text), tiktoken(&text));
+        }
+
+        #[test]
+        fn counts_what_tiktoken_counts_for_ascii_and_its_neighbours(
+            text in "([\\x00-\\x7f]|'[sStTmMdD]|'(re|RE|ve|Ll)|[ſ\u{a0}\u{85}\u{2028}\u{3000}²٣—«é\u{301}ǅʰ中]){0,80}"
+        ) {
+            prop_assert_eq!(VOCABULARY.count(&text), tiktoken(&text));
+        }
+
+        /// Each piece the hand-written matcher decides is the regex's piece there.
+        #[test]
+        fn ascii_pieces_are_the_patterns(
+            text in "([\\x00-\\x7f]|'[sStTmMdD]|'(re|RE|ve|Ll)|[ſ\u{a0}\u{85}\u{2028}²٣—é\u{301}ǅʰ中]){0,60}"
+        ) {
+            let bytes = text.as_bytes();
+            for at in (0..bytes.len()).filter(|&at| text.is_char_boundary(at)) {
+                if let Some(end) = ascii_piece_end(bytes, at) {
+                    let piece = VOCABULARY.pieces.find_from_pos(&text, at).unwrap().unwrap();
+                    prop_assert_eq!(piece.range(), at..end, "{:?} at {}", text, at);
+                }
+            }
         }
 
         #[test]
