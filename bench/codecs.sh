@@ -4,7 +4,8 @@
 #
 #   bench/codecs.sh                          # every step
 #   bench/codecs.sh ant-oai-request raw-body # some steps
-# Environment: ITERATIONS (2000).
+# Environment: ITERATIONS (2000), BODY (a client body file to use instead of the bench's, for the decode and
+# request steps).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -27,8 +27,12 @@ use llm_router::protocol::raw_body::RawBody;
 use llm_router::protocol::sse::SseParser;
 use llm_router::protocol::{chat, gemini, hub, messages, responses};
 
-/// The bench's client bodies, with the group names the router would see.
+/// The bench's client bodies, with the group names the router would see; or the file `BODY` names, to see
+/// how a step grows with a large conversation.
 fn client_body(protocol: Protocol) -> Vec<u8> {
+    if let Some(path) = std::env::var_os("BODY") {
+        return std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     let name = match protocol {
         Protocol::OpenAi => "openai",
         Protocol::Anthropic => "anthropic",

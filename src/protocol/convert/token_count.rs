@@ -64,7 +64,7 @@ pub fn estimate_anthropic_input_tokens(body: &Value, factor: f64) -> u64 {
 /// [`estimate_anthropic_input_tokens`] of a body not parsed yet, read without a `Value` tree; `None` when
 /// it is not JSON.
 pub fn estimate_anthropic_input_tokens_of(body: &[u8], factor: f64) -> Option<u64> {
-    serde_json::from_slice::<Body>(body)
+    crate::protocol::json::parse::<Body>(body)
         .ok()
         .map(|body| estimate(&body, factor))
 }
