@@ -12,8 +12,8 @@ use std::sync::{LazyLock, Mutex};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use memchr::memmem;
-use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use body::{Block, Body, Content, Source};
 use vocabulary::Vocabulary;
@@ -58,7 +58,8 @@ static MEMO: LazyLock<Mutex<TokenMemo>> = LazyLock::new(|| Mutex::new(TokenMemo:
 /// the PNG/GIF/JPEG header gives the size (at most 1600); PDFs 1500 per countable page, else 3000; times
 /// `factor`, rounded up. Never 0.
 pub fn estimate_anthropic_input_tokens(body: &Value, factor: f64) -> u64 {
-    Body::deserialize(body).map_or(1, |body| estimate(&body, factor))
+    // Read back from its text, as a body not parsed yet is: the tools and tool inputs stay raw text there.
+    estimate_anthropic_input_tokens_of(body.to_string().as_bytes(), factor).unwrap_or(1)
 }
 
 /// [`estimate_anthropic_input_tokens`] of a body not parsed yet, read without a `Value` tree; `None` when
@@ -75,7 +76,7 @@ fn estimate(body: &Body, factor: f64) -> u64 {
         tokens += PER_MESSAGE + message.content.as_ref().map_or(0, content_tokens);
     }
     for tool in &body.tools {
-        tokens += PER_TOOL + text_tokens(&tool.to_string());
+        tokens += PER_TOOL + json_tokens(tool);
     }
     scale(tokens, factor).max(1)
 }
@@ -92,18 +93,42 @@ fn scale(tokens: u64, factor: f64) -> u64 {
 }
 
 fn text_tokens(text: &str) -> u64 {
+    remembered(Counted::Text, text, || encode_len(text))
+}
+
+/// Tokens of a JSON value's compact text as a `Value` writes it, remembered by its raw text: an agent resends
+/// the same tool definitions on every turn, and making their trees cost more than the rest of the estimate.
+fn json_tokens(raw: &RawValue) -> u64 {
+    remembered(Counted::Json, raw.get(), || {
+        // Raw values are JSON: serde_json read them.
+        serde_json::from_str::<Value>(raw.get()).map_or(0, |value| text_tokens(&value.to_string()))
+    })
+}
+
+/// What a memo entry counted: a text, or the compact form of a JSON text (whose count differs from the
+/// text's own when it has spaces between its tokens).
+#[derive(Clone, Copy)]
+enum Counted {
+    Text = 0,
+    Json = 1,
+}
+
+/// `count()` of `text`, from the memo when `text` was counted recently.
+fn remembered(counted: Counted, text: &str, count: impl FnOnce() -> u64) -> u64 {
     if text.len() < MEMO_MIN_BYTES {
-        return encode_len(text);
+        return count();
     }
-    // The hash plus the length identify the text; a collision could only skew an estimate.
+    // The hash plus the length identify the text (and the low bit of the hash what was counted, which costs
+    // less than hashing it too); a collision could only skew an estimate.
     let key = (
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(text),
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(text) ^ counted as u64,
         text.len(),
     );
     if let Some(count) = MEMO.lock().ok().and_then(|mut memo| memo.get(key)) {
         return count;
     }
-    let count = encode_len(text);
+    // Counted without the lock, which `count` may take itself.
+    let count = count();
     if let Ok(mut memo) = MEMO.lock() {
         memo.insert(key, count);
     }
@@ -160,10 +185,7 @@ fn block_tokens(block: &Block) -> u64 {
     match block.kind.get() {
         "text" => text_tokens(block.text.get()),
         "thinking" => text_tokens(block.thinking.get()),
-        "tool_use" | "server_tool_use" => {
-            let input = block.input.as_ref().map(Value::to_string).unwrap_or_default();
-            text_tokens(block.name.get()) + text_tokens(&input)
-        }
+        "tool_use" | "server_tool_use" => text_tokens(block.name.get()) + block.input.map_or(0, json_tokens),
         "tool_result" | "mid_conv_system" => content(),
         "tool_reference" => text_tokens(&format!("Tool loaded: {}", block.tool_name.get())),
         "search_result" => {
@@ -333,6 +355,27 @@ mod tests {
         let with_tool = estimate(with_tool);
         let tool_json_tokens = text_tokens(&tool.to_string());
         assert_eq!(with_tool, bare + PER_TOOL + tool_json_tokens);
+    }
+
+    #[test]
+    fn tools_count_as_their_compact_json_however_they_are_written() {
+        let tool = json!({"name": "Bash", "description": "Run a shell command",
+            "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}});
+        let expected = PER_TOOL + text_tokens(&tool.to_string());
+        let compact = format!(r#"{{"tools":[{tool}]}}"#);
+        let spaced = r#"{"tools": [ {"name": "Bash", "description": "Run a shell command",
+            "input_schema": {"type": "object", "properties": {"command": {"type" : "string"}}}} ]}"#;
+        // Twice each: the second count comes from the memo.
+        for body in [compact.as_str(), spaced, compact.as_str(), spaced] {
+            assert_eq!(
+                estimate_anthropic_input_tokens_of(body.as_bytes(), 1.0),
+                Some(expected),
+                "{body}"
+            );
+        }
+        let call = r#"{"messages":[{"content":[{"type":"tool_use","name":"f","input":{ "b": 1, "a": [ 2 ] }}]}]}"#;
+        let expected = PER_MESSAGE + text_tokens("f") + text_tokens(r#"{"b":1,"a":[2]}"#);
+        assert_eq!(estimate_anthropic_input_tokens_of(call.as_bytes(), 1.0), Some(expected));
     }
 
     #[test]

@@ -1,23 +1,24 @@
-//! What the estimate reads of an Anthropic body, deserialized straight from the bytes (or from a `Value`)
-//! and borrowed from them: a `serde_json::Value` tree of the whole conversation cost more than converting
-//! it. Every field takes any JSON. A value of another kind than expected reads as nothing, as a walk over a
-//! `Value` would find nothing there, so the estimate never refuses a body. A key given twice counts its last
-//! value, as in a `Value` map.
+//! What the estimate reads of an Anthropic body, deserialized straight from its text and borrowed from it:
+//! a `serde_json::Value` tree of the whole conversation cost more than converting it. Tool definitions and
+//! tool inputs, counted as their JSON, stay raw text (a tree is made of one only when its count is not
+//! remembered). Every field takes any JSON. A value of another kind than expected reads as nothing, as a
+//! walk over a `Value` would find nothing there, so the estimate never refuses a body. A key given twice
+//! counts its last value, as in a `Value` map.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[derive(Default)]
 pub(super) struct Body<'a> {
     pub system: Option<Content<'a>>,
     /// Each element counts, whatever it is.
     pub messages: Vec<Message<'a>>,
-    /// Counted as their compact JSON, so kept as values.
-    pub tools: Vec<Value>,
+    /// Counted as their compact JSON.
+    pub tools: Vec<&'a RawValue>,
 }
 
 #[derive(Default)]
@@ -42,7 +43,7 @@ pub(super) struct Block<'a> {
     pub thinking: Text<'a>,
     pub name: Text<'a>,
     /// A tool call's input, counted as its compact JSON (`null` included, as written).
-    pub input: Option<Value>,
+    pub input: Option<&'a RawValue>,
     pub content: Option<Content<'a>>,
     pub tool_name: Text<'a>,
     pub title: Text<'a>,
@@ -83,7 +84,7 @@ impl<'de: 'a, 'a> Members<'de> for Body<'a> {
         match key {
             "system" => self.system = map.next_value()?,
             "messages" => self.messages = map.next_value::<List<Message<'a>>>()?.0,
-            "tools" => self.tools = map.next_value::<List<Value>>()?.0,
+            "tools" => self.tools = map.next_value::<List<&'a RawValue>>()?.0,
             _ => drop(map.next_value::<IgnoredAny>()?),
         }
         Ok(())
