@@ -197,7 +197,7 @@ fn run_end(text: &[u8], mut at: usize, in_run: impl Fn(Class) -> bool) -> Option
 
 /// Where the o200k pre-tokenizer's piece at `at` ends, decided by hand when every byte the decision looks
 /// at is ASCII; `None` sends the piece to the regex. The regex (a backtracking one, for its lookahead) costs
-/// a few hundred instructions a byte; this a few, and agents' prompts are mostly ASCII: code, English,
+/// a few hundred instructions a byte; this a few tens, and agents' prompts are mostly ASCII: code, English,
 /// JSON. The pattern's alternatives, the first that matches wins, with `P` = `[^\r\n\p{L}\p{N}]`, `U` =
 /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`, `L` = `[\p{Ll}\p{Lm}\p{Lo}\p{M}]` and `C` = a contraction (`'s`,
 /// `'t`, `'re`, `'ve`, `'m`, `'ll`, `'d`, any case):
