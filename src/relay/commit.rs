@@ -80,9 +80,10 @@ async fn read_first_event(
         match tokio::time::timeout_at(deadline, upstream.next()).await {
             Ok(Some(Ok(chunk))) => {
                 let out = processor.chunk(chunk);
-                head = match head.is_empty() {
-                    true => out,
-                    false => [head, out].concat().into(),
+                head = if head.is_empty() {
+                    out
+                } else {
+                    [head, out].concat().into()
                 };
             }
             Ok(Some(Err(e))) => {

@@ -15,7 +15,7 @@ use super::error::{ApiError, json_response, same_protocol_error_body};
 use super::request::{ClientRequest, read_body};
 use crate::protocol::convert::ConvertContext;
 use crate::protocol::convert::error::StreamStartError;
-use crate::protocol::convert::token_count::estimate_anthropic_input_tokens;
+use crate::protocol::convert::token_count::estimate_anthropic_input_tokens_of;
 use crate::protocol::{Protocol, hub};
 use crate::relay::record::RequestRecord;
 use crate::relay::{MAX_ERROR_BODY, MAX_RESPONSE_BODY};
@@ -67,14 +67,13 @@ pub async fn count_tokens(state: AppState, request: Request) -> Response {
     }
     if deployment.protocol != Protocol::Anthropic {
         record.chose(deployment);
-        let answer = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(body) => {
-                let tokens = estimate_anthropic_input_tokens(&body, deployment.spec.options.token_count_factor);
-                estimated(count_body(Protocol::Anthropic, tokens))
-            }
-            Err(e) => {
-                ApiError::bad_request(format!("request body is not valid JSON: {e}")).into_response(Protocol::Anthropic)
-            }
+        let answer = match estimate_anthropic_input_tokens_of(&bytes, deployment.spec.options.token_count_factor) {
+            Some(tokens) => estimated(count_body(Protocol::Anthropic, tokens)),
+            // Only a body that is not JSON has no estimate: serde_json says what is wrong with it.
+            None => serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+                .err()
+                .map_or_else(|| ApiError::bad_request("request body is not valid JSON"), not_json)
+                .into_response(Protocol::Anthropic),
         };
         return record.answered(answer);
     }
@@ -138,7 +137,8 @@ pub async fn gemini_count_tokens(state: AppState, request: Request) -> Response 
     record.chose(deployment);
     let answer = match gemini_as_messages(&bytes, deployment) {
         Ok(messages) => {
-            let tokens = estimate_anthropic_input_tokens(&messages, deployment.spec.options.token_count_factor);
+            let tokens = estimate_anthropic_input_tokens_of(&messages, deployment.spec.options.token_count_factor)
+                .expect("the Messages encoder writes JSON");
             estimated(count_body(Protocol::Gemini, tokens))
         }
         Err(error) => error.into_response(Protocol::Gemini),
@@ -152,7 +152,8 @@ const ANTHROPIC_COUNT_FIELDS: [&str; 6] = ["model", "messages", "system", "tools
 /// A Gemini count as the body of an Anthropic deployment's `count_tokens`: the request converted to
 /// Messages, keeping only what counting takes.
 fn gemini_count_for_anthropic(bytes: &[u8], deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
-    let Value::Object(mut messages) = gemini_as_messages(bytes, deployment)? else {
+    let messages = gemini_as_messages(bytes, deployment)?;
+    let Ok(mut messages) = serde_json::from_slice::<serde_json::Map<String, Value>>(&messages) else {
         unreachable!("the Messages encoder writes an object");
     };
     messages.retain(|key, _| ANTHROPIC_COUNT_FIELDS.contains(&key.as_str()));
@@ -163,8 +164,7 @@ fn gemini_count_for_anthropic(bytes: &[u8], deployment: &Deployment) -> Result<V
 /// a generation request, system prompt and tools included, inside `generateContentRequest`, which names
 /// its model. Counting has no `max_tokens`, which the Messages decoder needs, so a token stands in.
 fn anthropic_count_for_gemini(bytes: &[u8], model: &str, deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
-    let mut body: serde_json::Map<String, Value> = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let mut body: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(not_json)?;
     body.entry("max_tokens").or_insert(Value::from(1));
     let body = serde_json::to_vec(&body).expect("a JSON map serialises");
     let ctx = count_context(deployment);
@@ -225,9 +225,8 @@ fn gemini_count_body(bytes: &[u8], upstream_model: &str) -> Vec<u8> {
 
 /// A Gemini count's request (or its `generateContentRequest`) read by the Gemini decoder and written as
 /// Messages: the shape the local estimator counts and Anthropic's `count_tokens` takes.
-fn gemini_as_messages(bytes: &[u8], deployment: &Deployment) -> Result<Value, ApiError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+fn gemini_as_messages(bytes: &[u8], deployment: &Deployment) -> Result<Vec<u8>, ApiError> {
+    let body: Value = serde_json::from_slice(bytes).map_err(not_json)?;
     let inner = body
         .get("generateContentRequest")
         .map(|inner| serde_json::to_vec(inner).expect("a JSON value serialises"));
@@ -238,7 +237,12 @@ fn gemini_as_messages(bytes: &[u8], deployment: &Deployment) -> Result<Value, Ap
         inner.as_deref().unwrap_or(bytes),
         &ctx,
     )?;
-    Ok(serde_json::from_slice(&converted.body).expect("the Messages encoder writes JSON"))
+    Ok(converted.body)
+}
+
+/// A client body that is not JSON, in serde_json's own words.
+fn not_json(error: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("request body is not valid JSON: {error}"))
 }
 
 /// The deployment a count goes to. Counting is cheap and must not disturb the balancing of real traffic

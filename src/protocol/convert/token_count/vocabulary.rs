@@ -218,8 +218,6 @@ fn ascii_piece_end(text: &[u8], at: usize) -> Option<usize> {
         return contraction_end(text, small);
     }
     match first {
-        // A non-ASCII character ended the letter runs above.
-        Unknown | End => None,
         // 3.
         Digit => {
             let end = (at + 1..at + 3).find(|&i| class(text, i) != Digit).unwrap_or(at + 3);
@@ -228,11 +226,12 @@ fn ascii_piece_end(text: &[u8], at: usize) -> Option<usize> {
                 _ => Some(end),
             }
         }
-        // 4, with the space or (a space followed by no punctuation) without it.
+        // 4: punctuation, with the space before it if there is one (a space before anything else is white
+        // space, below).
         Other => punctuation_end(text, at),
         Space if text[at] == b' ' && class(text, at + 1) == Other => punctuation_end(text, at + 1),
         // 5, 6 and 7.
-        _ => {
+        Space | Newline => {
             let end = run_end(text, at, |class| matches!(class, Space | Newline))?;
             if let Some(last_newline) = (at..end).rev().find(|&i| class(text, i) == Newline) {
                 Some(last_newline + 1)
@@ -242,17 +241,16 @@ fn ascii_piece_end(text: &[u8], at: usize) -> Option<usize> {
                 Some(end)
             }
         }
+        // Letters were taken above, and a non-ASCII byte stopped the letter runs there.
+        Upper | Lower | Unknown | End => None,
     }
 }
 
 /// The end of alternative 4 whose punctuation starts at `at`.
 fn punctuation_end(text: &[u8], at: usize) -> Option<usize> {
     let end = run_end(text, at, |class| class == Class::Other)?;
-    Some(
-        (end..)
-            .find(|&i| !matches!(text.get(i), Some(b'\r' | b'\n' | b'/')))
-            .unwrap_or(end),
-    )
+    let line_ends = text[end..].iter().take_while(|b| matches!(b, b'\r' | b'\n' | b'/'));
+    Some(end + line_ends.count())
 }
 
 /// A word ending at `at` takes a contraction that follows it.
@@ -312,6 +310,11 @@ mod tests {
             &long_word,
             &base64,
             &" ".repeat(300),
+            // What the proptests found when a rule of the hand-written splitter was broken on purpose: white
+            // space before a digit, a space before punctuation and a letter, contractions back to back.
+            "\t\u{b}0",
+            "  \"dA",
+            "'d'd'Lla",
         ];
         for text in texts {
             assert_eq!(VOCABULARY.count(text), tiktoken(text), "{text:?}");
